@@ -1,0 +1,54 @@
+"""Reads of agents, keys and tokens."""
+
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import QuerySet
+
+from agents.models import Agent, AgentKey
+from tracemem_site.errors import NotFound
+
+
+def user_by_username(username: str) -> AbstractBaseUser:
+    try:
+        return get_user_model().objects.get(username=username)
+    except get_user_model().DoesNotExist:
+        raise NotFound(f"no user named {username!r}") from None
+
+
+def agent_by_id(agent_id: str) -> Agent:
+    try:
+        return Agent.objects.get(pk=agent_id)
+    except Agent.DoesNotExist:
+        raise NotFound(f"no agent {agent_id}") from None
+
+
+def agent_keys(agent: Agent) -> QuerySet[AgentKey]:
+    return AgentKey.objects.filter(agent=agent)
+
+
+def agent_key_by_id(agent: Agent, key_id: str) -> AgentKey:
+    raw = key_id.removeprefix("key_")
+    if not raw.isdigit():
+        raise NotFound(f"no key {key_id} for agent {agent.agent_id}")
+    try:
+        return AgentKey.objects.get(agent=agent, pk=int(raw))
+    except AgentKey.DoesNotExist:
+        raise NotFound(f"no key {key_id} for agent {agent.agent_id}") from None
+
+
+def capabilities(agent: Agent) -> dict[str, object]:
+    """What this agent may do: the ``capabilities_get`` result (SPEC §3, the connectivity doctor).
+
+    Data product and policy permissions are listed by the apps that own them; until those grants
+    exist the lists are empty.
+    """
+    from tracemem_site.version import PROTOCOL_VERSIONS, SERVER_NAME, SERVER_VERSION
+
+    return {
+        "agent_id": agent.agent_id,
+        "name": agent.name,
+        "permissions": {"data_products": [], "policies": []},
+        "server": {"name": SERVER_NAME, "version": SERVER_VERSION, "protocol_versions": PROTOCOL_VERSIONS},
+    }

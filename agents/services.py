@@ -1,0 +1,234 @@
+"""Agents, their keys and personal access tokens: every state change and the key checks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from agents import keys
+from agents.models import Agent, AgentKey, PersonalToken
+from tracemem_site.actor import Actor
+from tracemem_site.errors import Conflict, InvalidArgument, PermissionDenied, Unauthenticated
+
+# last_used_at is a hint for admins, not an audit record: writing it on every request would
+# turn each read into a write, so it is refreshed at most this often.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    key: AgentKey
+    secret: str  # shown exactly once, never stored
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: PersonalToken
+    secret: str
+
+
+def _require_admin(actor: Actor) -> None:
+    if actor.kind == "system":
+        return
+    user = actor.user
+    if actor.kind != "user" or user is None or not getattr(user, "is_staff", False):
+        raise PermissionDenied("only staff users may manage agents and keys")
+
+
+def _validate_name(name: object, field: str = "name") -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidArgument(f"{field} is required and must be a non-empty string", field=field)
+    cleaned = name.strip()
+    if len(cleaned) > 100:
+        raise InvalidArgument(f"{field} must be at most 100 characters", field=field)
+    return cleaned
+
+
+def agent_create(
+    *, actor: Actor, name: str, owner: AbstractBaseUser | None = None, description: str = ""
+) -> Agent:
+    """Create an agent. Names are unique so that configs and logs can refer to them."""
+    _require_admin(actor)
+    cleaned = _validate_name(name)
+    try:
+        with transaction.atomic():
+            return Agent.objects.create(name=cleaned, owner=owner, description=description or "")
+    except IntegrityError:
+        raise Conflict(f"an agent named {cleaned!r} already exists") from None
+
+
+def agent_get_or_create(
+    *, actor: Actor, name: str, owner: AbstractBaseUser | None = None
+) -> tuple[Agent, bool]:
+    """Idempotent variant used by management commands and the demo seed."""
+    _require_admin(actor)
+    existing = Agent.objects.filter(name=_validate_name(name)).first()
+    if existing is not None:
+        return existing, False
+    return agent_create(actor=actor, name=name, owner=owner), True
+
+
+def agent_set_disabled(*, actor: Actor, agent: Agent, disabled: bool) -> Agent:
+    """Disable (or re-enable) an agent; a disabled agent's keys all stop on the next request."""
+    _require_admin(actor)
+    Agent.objects.filter(pk=agent.pk).update(disabled=disabled)
+    agent.refresh_from_db()
+    return agent
+
+
+def agent_key_issue(
+    *, actor: Actor, agent: Agent, name: str = "default", expires_at: datetime | None = None
+) -> IssuedKey:
+    """Issue a new key for an agent. The secret is returned once and only its hash is stored."""
+    _require_admin(actor)
+    if expires_at is not None and expires_at <= timezone.now():
+        raise InvalidArgument("expires_at must be in the future", field="expires_at")
+    secret = keys.generate(keys.AGENT_KEY_PREFIX)
+    key = AgentKey.objects.create(
+        agent=agent,
+        name=_validate_name(name),
+        prefix=keys.lookup_prefix(secret, keys.AGENT_KEY_PREFIX),
+        key_hash=keys.digest(secret),
+        expires_at=expires_at,
+    )
+    return IssuedKey(key=key, secret=secret)
+
+
+def agent_key_revoke(*, actor: Actor, key: AgentKey) -> AgentKey:
+    """Revoke a key; it is refused from the very next request on."""
+    _require_admin(actor)
+    AgentKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    key.refresh_from_db()
+    return key
+
+
+@transaction.atomic
+def agent_key_rotate(*, actor: Actor, key: AgentKey, grace_seconds: int = 0) -> IssuedKey:
+    """Issue a replacement key; the old one keeps working for ``grace_seconds`` (0 = stops now)."""
+    _require_admin(actor)
+    if (
+        not isinstance(grace_seconds, int)
+        or isinstance(grace_seconds, bool)
+        or not 0 <= grace_seconds <= 30 * 86400
+    ):
+        raise InvalidArgument(
+            "grace_seconds must be an integer from 0 to 2592000 (30 days)", field="grace_seconds"
+        )
+    old = AgentKey.objects.select_for_update().get(pk=key.pk)
+    if old.state() != "active":
+        raise Conflict(f"key {old.prefix}… is {old.state()}; only an active key can be rotated")
+    issued = agent_key_issue(actor=actor, agent=old.agent, name=old.name, expires_at=old.expires_at)
+    AgentKey.objects.filter(pk=issued.key.pk).update(rotated_from=old)
+    cutoff = timezone.now() + timedelta(seconds=grace_seconds)
+    if grace_seconds == 0:
+        old.revoked_at = timezone.now()
+    elif old.expires_at is None or old.expires_at > cutoff:
+        old.expires_at = cutoff
+    old.save(update_fields=["revoked_at", "expires_at"])
+    return issued
+
+
+def _parse_authorization(header: str | None, schemes: tuple[str, ...]) -> str:
+    if not header:
+        raise Unauthenticated(
+            "no Authorization header; send 'Authorization: Agent <key>'", details={"reason": "missing"}
+        )
+    parts = header.split()
+    if len(parts) != 2 or parts[0].lower() not in schemes:
+        raise Unauthenticated(
+            f"Authorization header must be '{schemes[0].capitalize()} <key>'", details={"reason": "malformed"}
+        )
+    return parts[1]
+
+
+def _touch(model: type[AgentKey] | type[PersonalToken], pk: int, last_used: datetime | None) -> None:
+    now = timezone.now()
+    if last_used is None or now - last_used >= LAST_USED_RESOLUTION:
+        model.objects.filter(pk=pk).filter(
+            Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_RESOLUTION)
+        ).update(last_used_at=now)
+
+
+def agent_key_authenticate(*, authorization: str | None) -> tuple[Agent, AgentKey]:
+    """Check an ``Authorization`` header carrying an agent key (``Agent`` or ``Bearer`` scheme).
+
+    Raises ``Unauthenticated`` whose ``details.reason`` is one of missing, malformed, unknown,
+    expired, revoked, agent_disabled. Never says which keys exist.
+    """
+    secret = _parse_authorization(authorization, ("agent", "bearer"))
+    if not keys.is_well_formed(secret, keys.AGENT_KEY_PREFIX):
+        raise Unauthenticated(
+            "the agent key is malformed: expected tmem_ followed by 40 letters and digits",
+            details={"reason": "malformed"},
+        )
+    prefix = keys.lookup_prefix(secret, keys.AGENT_KEY_PREFIX)
+    candidates = AgentKey.objects.select_related("agent").filter(prefix=prefix)
+    key = next((c for c in candidates if keys.matches(secret, c.key_hash)), None)
+    if key is None:
+        raise Unauthenticated("the agent key is not known to this server", details={"reason": "unknown"})
+    state = key.state()
+    if state == "revoked":
+        raise Unauthenticated(
+            "the agent key has been revoked; ask an admin for a new one", details={"reason": "revoked"}
+        )
+    if state == "expired":
+        raise Unauthenticated(
+            "the agent key has expired; ask an admin for a new one", details={"reason": "expired"}
+        )
+    if key.agent.disabled:
+        raise Unauthenticated(
+            "the agent is disabled; its keys do not work", details={"reason": "agent_disabled"}
+        )
+    _touch(AgentKey, key.pk, key.last_used_at)
+    return key.agent, key
+
+
+def personal_token_create(*, actor: Actor, user: AbstractBaseUser, name: str = "default") -> IssuedToken:
+    """Create a personal access token for ``user`` (themselves, or any user when staff/system)."""
+    if actor.kind == "user" and actor.user is not None and actor.user.pk != user.pk:
+        _require_admin(actor)
+    elif actor.kind == "agent":
+        raise PermissionDenied("agents cannot create personal access tokens")
+    secret = keys.generate(keys.PERSONAL_TOKEN_PREFIX)
+    token = PersonalToken.objects.create(
+        user=user,
+        name=_validate_name(name),
+        prefix=keys.lookup_prefix(secret, keys.PERSONAL_TOKEN_PREFIX),
+        token_hash=keys.digest(secret),
+    )
+    return IssuedToken(token=token, secret=secret)
+
+
+def personal_token_revoke(*, actor: Actor, token: PersonalToken) -> PersonalToken:
+    if actor.kind == "agent" or (
+        actor.kind == "user" and actor.user is not None and actor.user.pk != token.user_id
+    ):
+        _require_admin(actor)
+    PersonalToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    token.refresh_from_db()
+    return token
+
+
+def personal_token_authenticate(*, authorization: str | None) -> AbstractBaseUser:
+    secret = _parse_authorization(authorization, ("token",))
+    if not keys.is_well_formed(secret, keys.PERSONAL_TOKEN_PREFIX):
+        raise Unauthenticated(
+            "the token is malformed: expected tmpat_ followed by 40 letters and digits",
+            details={"reason": "malformed"},
+        )
+    prefix = keys.lookup_prefix(secret, keys.PERSONAL_TOKEN_PREFIX)
+    candidates = PersonalToken.objects.select_related("user").filter(prefix=prefix)
+    token = next((c for c in candidates if keys.matches(secret, c.token_hash)), None)
+    if token is None:
+        raise Unauthenticated("the token is not known to this server", details={"reason": "unknown"})
+    if token.revoked_at is not None:
+        raise Unauthenticated("the token has been revoked", details={"reason": "revoked"})
+    if not token.user.is_active:
+        raise Unauthenticated("the token's user is inactive", details={"reason": "user_inactive"})
+    _touch(PersonalToken, token.pk, token.last_used_at)
+    return token.user

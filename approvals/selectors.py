@@ -1,0 +1,1 @@
+"""Approvals selectors (being built; see the approvals issue)."""

@@ -1,0 +1,1 @@
+"""Approvals services (being built; see the approvals issue)."""

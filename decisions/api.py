@@ -1,0 +1,103 @@
+"""REST door for the envelope tools (SPEC §4). Each view: shape-check → Actor → one service → render."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from decisions import selectors, services
+from decisions.models import AutomationMode
+from decisions.serializers import closed_out, created_out, decision_out, event_ref_out, trace_out
+from tracemem_site.rest import actor_from_request, body
+from tracemem_site.validation import first_present
+
+_ERRORS = {
+    400: OpenApiResponse(description="invalid_argument"),
+    401: OpenApiResponse(description="unauthenticated"),
+    404: OpenApiResponse(description="not_found"),
+    409: OpenApiResponse(description="invalid_state"),
+}
+
+
+class DecisionCreateView(APIView):
+    class DecisionCreateInput(serializers.Serializer):
+        intent = serializers.CharField(help_text="dotted lowercase domain.entity.action, 2–8 segments")
+        automation_mode = serializers.ChoiceField(choices=AutomationMode.values)
+        actor = serializers.CharField(required=False)
+        instance = serializers.CharField(required=False)
+        version = serializers.CharField(required=False)
+        metadata = serializers.DictField(required=False, help_text="redacted before storage")
+
+    @extend_schema(
+        operation_id="decision_create", request=DecisionCreateInput, responses={201: dict, **_ERRORS}
+    )
+    def post(self, request: Request) -> Response:
+        data = body(request)
+        decision = services.decision_create(
+            actor=actor_from_request(request),
+            intent=data.get("intent"),
+            automation_mode=data.get("automation_mode"),
+            decision_actor=data.get("actor"),
+            instance=data.get("instance"),
+            version=data.get("version"),
+            metadata=data.get("metadata"),
+        )
+        return Response(created_out(decision), status=201)
+
+
+class DecisionGetView(APIView):
+    @extend_schema(operation_id="decision_get", responses={200: dict, **_ERRORS})
+    def get(self, request: Request, decision_id: str) -> Response:
+        return Response(decision_out(selectors.decision_for(actor_from_request(request), decision_id)))
+
+
+class DecisionTraceView(APIView):
+    @extend_schema(operation_id="decision_trace", responses={200: dict, **_ERRORS})
+    def get(self, request: Request, decision_id: str) -> Response:
+        decision = selectors.decision_for(actor_from_request(request), decision_id)
+        return Response(trace_out(decision, selectors.decision_events(decision)))
+
+
+class DecisionContextView(APIView):
+    class DecisionContextInput(serializers.Serializer):
+        context = serializers.DictField(help_text="non-empty object; redacted before storage")
+        summary = serializers.CharField(required=False)
+
+    @extend_schema(
+        operation_id="decision_add_context", request=DecisionContextInput, responses={201: dict, **_ERRORS}
+    )
+    def post(self, request: Request, decision_id: str) -> Response:
+        data = body(request)
+        event = services.decision_add_context(
+            actor=actor_from_request(request),
+            decision_id=decision_id,
+            context=first_present(data, "context", "payload"),
+            summary=data.get("summary"),
+        )
+        return Response(event_ref_out(event), status=201)
+
+
+class DecisionCloseView(APIView):
+    class DecisionCloseInput(serializers.Serializer):
+        action = serializers.ChoiceField(
+            choices=["commit", "abort"], help_text="alias: outcome; rollback = abort"
+        )
+        summary = serializers.CharField(required=False)
+        reason = serializers.CharField(required=False)
+
+    @extend_schema(
+        operation_id="decision_close", request=DecisionCloseInput, responses={200: dict, **_ERRORS}
+    )
+    def post(self, request: Request, decision_id: str) -> Response:
+        data = body(request)
+        decision = services.decision_close(
+            actor=actor_from_request(request),
+            decision_id=decision_id,
+            action=first_present(data, "action", "outcome"),
+            summary=data.get("summary"),
+            reason=data.get("reason"),
+        )
+        return Response(closed_out(decision))

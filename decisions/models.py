@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+import pgtrigger
+from django.db import models
+from django.utils import timezone
+
+from agents.models import Agent
+from tracemem_site.ids import DECISION_PREFIX, EVENT_PREFIX, new_id
+
+
+def _new_decision_id() -> str:
+    return new_id(DECISION_PREFIX)
+
+
+def _new_event_id() -> str:
+    return new_id(EVENT_PREFIX)
+
+
+class AutomationMode(models.TextChoices):
+    PROPOSE = "propose"
+    APPROVE = "approve"
+    OVERRIDE = "override"
+    AUTONOMOUS = "autonomous"
+
+
+class DecisionStatus(models.TextChoices):
+    OPEN = "open"
+    NEEDS_APPROVAL = "needs_approval"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    COMMITTED = "committed"
+    ABORTED = "aborted"
+
+
+TERMINAL_STATUSES = frozenset({DecisionStatus.COMMITTED, DecisionStatus.ABORTED})
+
+
+class ApprovalStatus(models.TextChoices):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+
+
+class EventType(models.TextChoices):
+    CREATED = "created"
+    CONTEXT = "context"
+    READ = "read"
+    WRITE = "write"
+    EVALUATE = "evaluate"
+    APPROVAL_REQUESTED = "approval_requested"
+    APPROVAL_VOTE = "approval_vote"
+    APPROVAL_RESOLVED = "approval_resolved"
+    DELIVERY = "delivery"
+    CLOSE = "close"
+    RECORD = "record"
+
+
+class Decision(models.Model):
+    decision_id = models.CharField(primary_key=True, max_length=40, default=_new_decision_id, editable=False)
+    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="decisions")
+    intent = models.CharField(max_length=200, db_index=True)
+    automation_mode = models.CharField(max_length=20, choices=AutomationMode.choices)
+    actor = models.CharField(max_length=200)
+    instance = models.CharField(max_length=200, blank=True, null=True)
+    version = models.CharField(max_length=100, blank=True, null=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=20, choices=DecisionStatus.choices, default=DecisionStatus.OPEN)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    event_count = models.PositiveIntegerField(default=0)
+    trace_head = models.CharField(max_length=64, blank=True, default="")
+
+    # Gating facts (SPEC §5), kept on the row so every gate is one look at one locked row.
+    # Each is the seq of the latest event of its kind, so "followed by a granted approval"
+    # is a comparison of two numbers.
+    last_deny_seq = models.PositiveIntegerField(null=True, blank=True)
+    last_exception_seq = models.PositiveIntegerField(null=True, blank=True)
+    last_grant_seq = models.PositiveIntegerField(null=True, blank=True)
+    exception_route_id = models.CharField(max_length=100, null=True, blank=True)
+    approval_status = models.CharField(max_length=20, choices=ApprovalStatus.choices, null=True, blank=True)
+    pending_approval_id = models.CharField(max_length=40, null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["agent", "-created_at"]), models.Index(fields=["status"])]
+
+    def __str__(self) -> str:
+        return f"{self.decision_id} {self.intent} ({self.status})"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+class TraceEvent(models.Model):
+    """One append-only step of a decision's trace; PostgreSQL itself refuses UPDATE/DELETE/TRUNCATE."""
+
+    event_id = models.CharField(primary_key=True, max_length=40, default=_new_event_id, editable=False)
+    decision = models.ForeignKey(Decision, on_delete=models.PROTECT, related_name="events")
+    seq = models.PositiveIntegerField()
+    type = models.CharField(max_length=30, choices=EventType.choices)
+    timestamp = models.DateTimeField()
+    actor = models.JSONField()
+    payload = models.JSONField()
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["decision", "seq"]
+        constraints = [models.UniqueConstraint(fields=["decision", "seq"], name="trace_event_seq_unique")]
+        triggers = [
+            pgtrigger.Protect(name="append_only", operation=pgtrigger.Update | pgtrigger.Delete),
+            pgtrigger.Trigger(
+                name="no_truncate",
+                operation=pgtrigger.Truncate,
+                level=pgtrigger.Statement,
+                when=pgtrigger.Before,
+                func="RAISE EXCEPTION 'pgtrigger: Cannot truncate % table', TG_TABLE_NAME; RETURN NULL;",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.decision_id}#{self.seq} {self.type}"

@@ -1,0 +1,55 @@
+"""Result objects of the envelope tools: one shape, returned by the MCP tool and its REST twin."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from decisions.models import Decision, TraceEvent
+from decisions.selectors import event_as_dict
+from decisions.services import approval_required
+from tracemem_site.timefmt import iso_z
+
+
+def decision_out(decision: Decision) -> dict[str, Any]:
+    return {
+        "decision_id": decision.decision_id,
+        "intent": decision.intent,
+        "status": decision.status,
+        "automation_mode": decision.automation_mode,
+        "actor": decision.actor,
+        "instance": decision.instance,
+        "agent_id": decision.agent_id,
+        "created_at": iso_z(decision.created_at),
+        "closed_at": iso_z(decision.closed_at),
+        "approval_required": approval_required(decision),
+        "approval_status": decision.approval_status,
+        "pending_approval_id": decision.pending_approval_id,
+        "event_count": decision.event_count,
+        "trace_head": decision.trace_head,
+    }
+
+
+def trace_out(decision: Decision, events: Iterable[TraceEvent]) -> dict[str, Any]:
+    return {**decision_out(decision), "events": [event_as_dict(e) for e in events]}
+
+
+def created_out(decision: Decision) -> dict[str, Any]:
+    return {
+        "decision_id": decision.decision_id,
+        "status": decision.status,
+        "created_at": iso_z(decision.created_at),
+    }
+
+
+def event_ref_out(event: TraceEvent) -> dict[str, Any]:
+    return {"event_id": event.event_id, "timestamp": iso_z(event.timestamp)}
+
+
+def closed_out(decision: Decision) -> dict[str, Any]:
+    return {
+        "decision_id": decision.decision_id,
+        "status": decision.status,
+        "closed_at": iso_z(decision.closed_at),
+        "trace_head": decision.trace_head,
+    }

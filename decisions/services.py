@@ -1,0 +1,341 @@
+"""Decision envelopes and their trace: every state change of SPEC §3 (envelope) and §5.
+
+Other apps change a decision only through the functions here: they lock it with
+:func:`decision_lock`, append with :func:`trace_append`, ask the gates (:func:`ensure_writable`,
+:func:`ensure_committable`) and report gating facts (:func:`note_policy_outcome`,
+:func:`note_approval_requested`, :func:`note_approval_resolved`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from decisions.models import (
+    TERMINAL_STATUSES,
+    ApprovalStatus,
+    AutomationMode,
+    Decision,
+    DecisionStatus,
+    EventType,
+    TraceEvent,
+)
+from decisions.selectors import decision_for, event_as_dict
+from tracemem_site import validation as v
+from tracemem_site.actor import Actor
+from tracemem_site.errors import (
+    ApprovalRequired,
+    InvalidArgument,
+    InvalidState,
+    PermissionDenied,
+    PolicyDenied,
+)
+from tracemem_site.redaction import redact
+from tracemem_verify.chain import GENESIS_HASH, event_hash
+
+INTENT_RE = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+){1,7}$")
+CLOSE_ACTIONS = ("commit", "abort")
+_CLOSE_ALIASES = {"rollback": "abort"}
+
+
+# --- the trace ------------------------------------------------------------------------------
+
+
+def trace_append(*, decision: Decision, type: str, actor: Actor, payload: dict[str, Any]) -> TraceEvent:
+    """Append one event to a decision's hash chain.
+
+    The caller holds the decision's row lock (:func:`decision_lock`) inside its transaction, which
+    is what keeps ``seq`` gapless and the chain linear under concurrency. ``payload`` must already
+    be redacted; it is normalised through JSON so the hash covers exactly what is stored.
+    """
+    stored_payload = json.loads(json.dumps(payload))
+    timestamp = timezone.now()
+    event = TraceEvent(
+        decision=decision,
+        seq=decision.event_count + 1,
+        type=type,
+        timestamp=timestamp,
+        actor=actor.as_trace(),
+        payload=stored_payload,
+        prev_hash=decision.trace_head or GENESIS_HASH,
+    )
+    event.hash = event_hash(event_as_dict(event))
+    event.save(force_insert=True)
+    decision.event_count = event.seq
+    decision.trace_head = event.hash
+    Decision.objects.filter(pk=decision.pk).update(event_count=event.seq, trace_head=event.hash)
+    return event
+
+
+def decision_lock(*, actor: Actor, decision_id: Any) -> Decision:
+    """Fetch a decision the actor may see, locked for update. Call inside ``transaction.atomic``."""
+    decision_id = v.string(decision_id, "decision_id", max_length=40)
+    return decision_for(actor, decision_id, Decision.objects.select_for_update())
+
+
+# --- gates (SPEC §5), in one place ----------------------------------------------------------
+
+
+def _granted_after(decision: Decision, seq: int | None) -> bool:
+    return seq is None or (decision.last_grant_seq is not None and decision.last_grant_seq > seq)
+
+
+def ensure_not_terminal(decision: Decision, what: str) -> None:
+    if decision.status in TERMINAL_STATUSES:
+        raise InvalidState(
+            f"decision {decision.decision_id} is {decision.status}: a closed decision cannot {what}; "
+            "create a new decision"
+        )
+
+
+def write_block_reason(decision: Decision) -> tuple[type[Exception], str] | None:
+    """Why a write would be refused right now, or None. Shared by the write gate and decision_get."""
+    did = decision.decision_id
+    if decision.status == DecisionStatus.NEEDS_APPROVAL:
+        return InvalidState, (
+            f"decision {did} is needs_approval: writes wait for an approver; poll decision_get"
+        )
+    if decision.status == DecisionStatus.REJECTED:
+        return InvalidState, f"decision {did} was rejected: no writes; close it with action=abort"
+    if decision.last_deny_seq is not None:
+        lifted = decision.automation_mode == AutomationMode.OVERRIDE and _granted_after(
+            decision, decision.last_deny_seq
+        )
+        if not lifted:
+            return PolicyDenied, (
+                f"a policy denied this decision (event #{decision.last_deny_seq}); writes are blocked for the rest "
+                "of it; close it with action=abort"
+            )
+    if not _granted_after(decision, decision.last_exception_seq):
+        return ApprovalRequired, (
+            f"a policy requires an exception approval (event #{decision.last_exception_seq}); call "
+            "decision_request_approval, then poll decision_get until approval_status is approved"
+        )
+    if decision.automation_mode in (AutomationMode.PROPOSE, AutomationMode.APPROVE, AutomationMode.OVERRIDE):
+        if decision.last_grant_seq is None:
+            return ApprovalRequired, (
+                f"automation_mode {decision.automation_mode} needs a granted approval before writes; call "
+                "decision_request_approval, then poll decision_get until approval_status is approved"
+            )
+    return None
+
+
+def ensure_writable(decision: Decision) -> None:
+    """The write gate: raise the refusal of SPEC §5 if a write may not happen now."""
+    ensure_not_terminal(decision, "be written to")
+    blocked = write_block_reason(decision)
+    if blocked is not None:
+        error, message = blocked
+        raise error(message)
+
+
+def commit_block_reason(decision: Decision) -> tuple[type[Exception], str] | None:
+    did = decision.decision_id
+    if decision.status == DecisionStatus.REJECTED:
+        return (
+            InvalidState,
+            f"decision {did} was rejected: it cannot be committed; close it with action=abort",
+        )
+    if decision.status == DecisionStatus.NEEDS_APPROVAL:
+        return InvalidState, (
+            f"decision {did} is needs_approval: commit waits for an approver; poll decision_get or abort"
+        )
+    if decision.automation_mode == AutomationMode.PROPOSE and decision.last_grant_seq is None:
+        return ApprovalRequired, (
+            "automation_mode propose needs a granted approval before commit; call decision_request_approval, "
+            "then poll decision_get"
+        )
+    if not _granted_after(decision, decision.last_exception_seq):
+        return ApprovalRequired, (
+            f"a policy requires an exception approval (event #{decision.last_exception_seq}) before commit; call "
+            "decision_request_approval, then poll decision_get"
+        )
+    return None
+
+
+def ensure_committable(decision: Decision) -> None:
+    ensure_not_terminal(decision, "change")
+    blocked = commit_block_reason(decision)
+    if blocked is not None:
+        error, message = blocked
+        raise error(message)
+
+
+def approval_required(decision: Decision) -> bool:
+    """True when a write or commit would be refused until a human grants an approval."""
+    if decision.is_terminal:
+        return False
+    if decision.status == DecisionStatus.NEEDS_APPROVAL:
+        return True
+    blocked = write_block_reason(decision)
+    return blocked is not None and blocked[0] is ApprovalRequired
+
+
+# --- gating facts reported by policies and approvals -----------------------------------------
+
+
+def note_policy_outcome(
+    *, decision: Decision, outcome: str, seq: int, exception_route_id: str | None
+) -> None:
+    """Remember a policy outcome that gates later writes (``deny``, ``requires_exception``)."""
+    fields: dict[str, Any] = {}
+    if outcome == "deny":
+        fields["last_deny_seq"] = seq
+    elif outcome == "requires_exception":
+        fields["last_exception_seq"] = seq
+        fields["exception_route_id"] = exception_route_id
+    if fields:
+        for name, value in fields.items():
+            setattr(decision, name, value)
+        Decision.objects.filter(pk=decision.pk).update(**fields)
+
+
+def note_approval_requested(*, decision: Decision, approval_id: str) -> None:
+    """open/approved → needs_approval (SPEC §5); the caller appends the approval_requested event."""
+    if decision.status not in (DecisionStatus.OPEN, DecisionStatus.APPROVED):
+        raise InvalidState(
+            f"decision {decision.decision_id} is {decision.status}: approval can be requested only when it is "
+            "open or approved"
+        )
+    _set(
+        decision,
+        status=DecisionStatus.NEEDS_APPROVAL,
+        approval_status=ApprovalStatus.PENDING,
+        pending_approval_id=approval_id,
+    )
+
+
+def note_approval_resolved(*, decision: Decision, outcome: str, seq: int) -> None:
+    """needs_approval → approved | rejected; ``outcome`` is approved, rejected or expired."""
+    if decision.status != DecisionStatus.NEEDS_APPROVAL:
+        raise InvalidState(f"decision {decision.decision_id} is {decision.status}, not needs_approval")
+    if outcome == ApprovalStatus.APPROVED:
+        _set(
+            decision,
+            status=DecisionStatus.APPROVED,
+            approval_status=outcome,
+            pending_approval_id=None,
+            last_grant_seq=seq,
+        )
+    elif outcome in (ApprovalStatus.REJECTED, ApprovalStatus.EXPIRED):
+        _set(decision, status=DecisionStatus.REJECTED, approval_status=outcome, pending_approval_id=None)
+    else:
+        raise InvalidArgument(f"unknown approval outcome {outcome!r}", field="outcome")
+
+
+def _set(decision: Decision, **fields: Any) -> None:
+    for name, value in fields.items():
+        setattr(decision, name, value)
+    Decision.objects.filter(pk=decision.pk).update(**fields)
+
+
+# --- the envelope tools ------------------------------------------------------------------------
+
+
+def _require_agent(actor: Actor) -> None:
+    if actor.kind != "agent" or actor.agent is None:
+        raise PermissionDenied("only an agent (authenticated with its key) can do this")
+
+
+def validate_intent(intent: Any, field: str = "intent") -> str:
+    value = v.string(intent, field, max_length=200)
+    if not INTENT_RE.match(value):
+        raise InvalidArgument(
+            f"{field} must be dotted lowercase domain.entity.action: 2 to 8 segments of [a-z0-9_], "
+            f"e.g. code.refactor.execute; got {value!r}",
+            field=field,
+        )
+    return value
+
+
+@transaction.atomic
+def decision_create(
+    *,
+    actor: Actor,
+    intent: Any,
+    automation_mode: Any,
+    decision_actor: Any = None,
+    instance: Any = None,
+    version: Any = None,
+    metadata: Any = None,
+) -> Decision:
+    """Open a decision envelope for the calling agent; its first trace event is ``created``."""
+    _require_agent(actor)
+    assert actor.agent is not None
+    clean_intent = validate_intent(intent)
+    mode = v.choice(automation_mode, "automation_mode", AutomationMode.values)
+    who = v.optional_string(decision_actor, "actor") or actor.agent.agent_id
+    clean_metadata = redact(v.optional_json_object(metadata, "metadata") or {}, field="metadata")
+    decision = Decision.objects.create(
+        agent=actor.agent,
+        intent=clean_intent,
+        automation_mode=mode,
+        actor=who,
+        instance=v.optional_string(instance, "instance"),
+        version=v.optional_string(version, "version", max_length=100),
+        metadata=clean_metadata,
+    )
+    trace_append(
+        decision=decision,
+        type=EventType.CREATED,
+        actor=actor,
+        payload={
+            "intent": decision.intent,
+            "automation_mode": decision.automation_mode,
+            "actor": decision.actor,
+            "instance": decision.instance,
+            "version": decision.version,
+            "metadata": clean_metadata,
+        },
+    )
+    return decision
+
+
+@transaction.atomic
+def decision_add_context(*, actor: Actor, decision_id: Any, context: Any, summary: Any = None) -> TraceEvent:
+    """Record context (what the agent knows, why it acts) as a ``context`` event."""
+    clean_context = redact(v.json_object(context, "context", allow_empty=False), field="context")
+    clean_summary = v.optional_string(summary, "summary", max_length=100_000)
+    decision = decision_lock(actor=actor, decision_id=decision_id)
+    ensure_not_terminal(decision, "take more context")
+    payload: dict[str, Any] = {"context": clean_context}
+    if clean_summary is not None:
+        payload["summary"] = redact(clean_summary, field="summary")
+    return trace_append(decision=decision, type=EventType.CONTEXT, actor=actor, payload=payload)
+
+
+@transaction.atomic
+def decision_close(
+    *, actor: Actor, decision_id: Any, action: Any, summary: Any = None, reason: Any = None
+) -> Decision:
+    """Close a decision: ``commit`` (gated, SPEC §5) or ``abort`` (always allowed while not terminal)."""
+    if isinstance(action, str):
+        action = _CLOSE_ALIASES.get(action, action)
+    clean_action = v.choice(action, "action", CLOSE_ACTIONS)
+    clean_summary = v.optional_string(summary, "summary", max_length=100_000)
+    clean_reason = v.optional_string(reason, "reason", max_length=100_000)
+    decision = decision_lock(actor=actor, decision_id=decision_id)
+    if clean_action == "commit":
+        ensure_committable(decision)
+        new_status = DecisionStatus.COMMITTED
+    else:
+        ensure_not_terminal(decision, "change")
+        new_status = DecisionStatus.ABORTED
+    closed_at = timezone.now()
+    trace_append(
+        decision=decision,
+        type=EventType.CLOSE,
+        actor=actor,
+        payload={
+            "action": clean_action,
+            "status": new_status,
+            "summary": redact(clean_summary, field="summary"),
+            "reason": redact(clean_reason, field="reason"),
+        },
+    )
+    _set(decision, status=new_status, closed_at=closed_at)
+    return decision

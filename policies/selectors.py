@@ -1,0 +1,1 @@
+"""Policies selectors (being built; see the policies issue)."""

@@ -1,0 +1,1 @@
+"""Policies services (being built; see the policies issue)."""

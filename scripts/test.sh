@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The whole suite on PostgreSQL and Redis, plus the checks CI runs. Extra args go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install.sh
+# Browser tests drive Debian's Chromium; install it when we can (root on Debian).
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "warning: could not install chromium"
+fi
+export DATABASE_URL=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/tracemem}
+export REDIS_URL=${TEST_REDIS_URL:-redis://127.0.0.1:6379/15}
+export TRACEMEM_VAR_DIR=${TRACEMEM_VAR_DIR:-$PWD/var/test}
+echo "== ruff"; .venv/bin/ruff check .
+echo "== import-linter"; .venv/bin/lint-imports
+# import-linter sees external packages whole, so Django's HTTP/forms/templates are checked by name.
+if grep -nE '^\s*(from|import) django\.(http|forms|template|shortcuts)' */services.py */selectors.py; then
+  echo "services and selectors must not import HTTP, forms or templates (STYLE rule 2)"; exit 1
+fi
+echo "== migrations are up to date"; .venv/bin/python manage.py makemigrations --check --dry-run >/dev/null
+echo "== pytest"
+exec .venv/bin/pytest "$@"

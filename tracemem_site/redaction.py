@@ -1,0 +1,157 @@
+"""Redaction and minimisation (SPEC §6), applied by services before anything is stored or shown.
+
+One function, :func:`redact`, used for metadata, context, inputs, summaries, reasons and approval
+requests. It also refuses values that JSON cannot carry faithfully through the hash chain
+(integers beyond ±2^53, NaN, infinities) with an ``invalid_argument`` naming the field, rather than
+storing something different from what the agent sent.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from functools import lru_cache
+from typing import Any
+
+from django.conf import settings
+
+from tracemem_site.errors import InvalidArgument
+
+REDACTED = "[redacted]"
+MAX_DEPTH_MARKER = "[max depth]"
+MAX_STRING = 1000
+MAX_ITEMS = 100
+MAX_DEPTH = 10
+_SAFE_INT = 2**53 - 1
+
+# Secret-like keys (SPEC §6). A key matches when one of its words (after splitting camelCase,
+# dashes, dots and spaces into snake_case) is one of these...
+_SECRET_WORDS = {
+    "token",
+    "tokens",
+    "secret",
+    "secrets",
+    "password",
+    "passwords",
+    "passwd",
+    "pwd",
+    "apikey",
+    "authorization",
+    "auth",
+    "credential",
+    "credentials",
+    "cookie",
+    "cookies",
+    "session",
+    "sessions",
+    "ssn",
+    "cvv",
+    "cvc",
+}
+# ...or two adjacent words are one of these...
+_SECRET_PAIRS = {"api_key", "private_key", "card_number", "access_key", "secret_key", "client_secret"}
+# ...or the key with separators removed contains one of these (catches "githubtoken", "dbpassword").
+_SECRET_FRAGMENTS = (
+    "password",
+    "passwd",
+    "secret",
+    "apikey",
+    "privatekey",
+    "cardnumber",
+    "credential",
+    "token",
+)
+
+# Values that look like secrets whatever their key.
+_SECRET_VALUE_PATTERNS = [
+    r"\btmem_[A-Za-z0-9]{20,}",
+    r"\btmpat_[A-Za-z0-9]{20,}",
+    r"\bsk-[A-Za-z0-9_-]{16,}",
+    r"\b[sr]k_(?:live|test)_[A-Za-z0-9]{10,}",
+    r"\bgh[pousr]_[A-Za-z0-9]{20,}",
+    r"\bgithub_pat_[A-Za-z0-9_]{20,}",
+    r"\bxox[abprs]-[A-Za-z0-9-]{10,}",
+    r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",
+    r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*",
+    r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----",
+    r"\b[Bb]earer\s+[A-Za-z0-9._~+/=-]{16,}",
+    r"https://hooks\.slack\.com/services/[A-Za-z0-9/]+",
+    r"\bAIza[0-9A-Za-z_-]{35}\b",
+]
+
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_SEPARATORS = re.compile(r"[^a-z0-9]+")
+
+
+@lru_cache(maxsize=1)
+def _extra_rules() -> tuple[frozenset[str], re.Pattern[str]]:
+    extra_keys = frozenset(k.strip().lower() for k in getattr(settings, "TRACEMEM_REDACT_EXTRA_KEYS", []))
+    patterns = list(_SECRET_VALUE_PATTERNS) + list(getattr(settings, "TRACEMEM_REDACT_EXTRA_PATTERNS", []))
+    return extra_keys, re.compile("|".join(f"(?:{p})" for p in patterns))
+
+
+@lru_cache(maxsize=4096)
+def is_secret_key(key: str) -> bool:
+    words = [w for w in _SEPARATORS.split(_CAMEL.sub("_", key).lower()) if w]
+    if not words:
+        return False
+    extra_keys, _ = _extra_rules()
+    joined = "_".join(words)
+    if joined in extra_keys or key.lower() in extra_keys:
+        return True
+    if any(w in _SECRET_WORDS for w in words):
+        return True
+    if any(f"{a}_{b}" in _SECRET_PAIRS for a, b in zip(words, words[1:], strict=False)):
+        return True
+    compact = "".join(words)
+    return any(fragment in compact for fragment in _SECRET_FRAGMENTS)
+
+
+def looks_like_secret(value: str) -> bool:
+    return _extra_rules()[1].search(value) is not None
+
+
+def redact(value: Any, *, field: str = "value") -> Any:
+    """Return a redacted, minimised copy of a JSON value (the input is not modified)."""
+    return _redact(value, field, 0)
+
+
+def _redact(value: Any, path: str, depth: int) -> Any:
+    if isinstance(value, dict):
+        if depth >= MAX_DEPTH:
+            return MAX_DEPTH_MARKER
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidArgument(
+                    f"{path} has a non-string key {key!r}; JSON object keys are strings", field=path
+                )
+            child = f"{path}.{key}"
+            out[key] = REDACTED if is_secret_key(key) else _redact(item, child, depth + 1)
+        return out
+    if isinstance(value, list | tuple):
+        if depth >= MAX_DEPTH:
+            return MAX_DEPTH_MARKER
+        kept = [_redact(item, f"{path}[{i}]", depth + 1) for i, item in enumerate(value[:MAX_ITEMS])]
+        if len(value) > MAX_ITEMS:
+            kept.append(f"[+{len(value) - MAX_ITEMS} more items]")
+        return kept
+    if isinstance(value, str):
+        if looks_like_secret(value):
+            return REDACTED
+        if len(value) > MAX_STRING:
+            return f"{value[:MAX_STRING]}…[truncated {len(value) - MAX_STRING} chars]"
+        return value
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        if abs(value) > _SAFE_INT:
+            raise InvalidArgument(
+                f"{path} is an integer outside ±2^53-1; send it as a string to keep every digit", field=path
+            )
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidArgument(f"{path} is not a finite number; NaN and Infinity are not JSON", field=path)
+        return value
+    raise InvalidArgument(f"{path} has a value of type {type(value).__name__}, which is not JSON", field=path)

@@ -1,0 +1,140 @@
+"""REST plumbing: the one place errors become HTTP (SPEC §4), the bounded JSON parser, the actor."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.parsers import JSONParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from agents.auth import DomainAuthenticationFailed
+from agents.models import Agent
+from tracemem_site.actor import Actor
+from tracemem_site.errors import DomainError
+
+logger = logging.getLogger(__name__)
+
+
+class PayloadTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "invalid_argument"
+
+
+class BoundedJSONParser(JSONParser):
+    """JSON only, strict (no NaN), and never more than ``DATA_UPLOAD_MAX_MEMORY_SIZE`` bytes.
+
+    DRF reads the body as a stream, bypassing Django's own size check, so the limit is enforced
+    here for every door that parses JSON (REST and MCP).
+    """
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict | None = None) -> Any:
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        raw = stream.read(limit + 1) if stream is not None else b""
+        if len(raw) > limit:
+            raise PayloadTooLarge(f"request body is larger than {limit} bytes; send less data per call")
+        encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
+        try:
+            return json.loads(raw.decode(encoding), parse_constant=_reject_constant)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise exceptions.ParseError(f"request body is not valid JSON: {exc}") from None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def error_response(
+    code: str, message: str, http_status: int, details: dict[str, Any] | None = None
+) -> Response:
+    return Response(
+        {"error": {"code": code, "message": message, "details": details or {}}}, status=http_status
+    )
+
+
+def _validation_message(detail: Any, prefix: str = "") -> tuple[str, str]:
+    """First (field, message) of a DRF ValidationError detail, phrased 'field is required'."""
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            name = key if key != "non_field_errors" else prefix.rstrip(".")
+            return _validation_message(value, f"{prefix}{name}." if name else prefix)
+    if isinstance(detail, list) and detail:
+        return _validation_message(detail[0], prefix)
+    field = prefix.rstrip(".") or "body"
+    text = str(detail)
+    if getattr(detail, "code", None) == "required":
+        return field, f"{field} is required"
+    return field, f"{field}: {text}"
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
+    if isinstance(exc, DomainAuthenticationFailed):
+        exc = exc.domain_error
+    if isinstance(exc, DomainError):
+        response = error_response(exc.code, exc.message, exc.http_status, exc.details)
+        if exc.code == "rate_limited":
+            response["Retry-After"] = str(exc.details.get("retry_after", 1))
+        if exc.http_status == 401:
+            response["WWW-Authenticate"] = 'Agent realm="tracemem"'
+        return response
+    if isinstance(exc, exceptions.NotAuthenticated):
+        return error_response(
+            "unauthenticated",
+            "authentication required: send 'Authorization: Agent <key>'",
+            401,
+            {"reason": "missing"},
+        )
+    if isinstance(exc, exceptions.AuthenticationFailed):
+        return error_response("unauthenticated", str(exc.detail), 401)
+    if isinstance(exc, exceptions.ValidationError):
+        field, message = _validation_message(exc.detail)
+        return error_response("invalid_argument", message, 400, {"field": field, "errors": exc.detail})
+    if isinstance(exc, PayloadTooLarge):
+        return error_response("invalid_argument", str(exc.detail), 413)
+    if isinstance(exc, exceptions.ParseError):
+        return error_response("invalid_argument", str(exc.detail), 400)
+    if isinstance(exc, exceptions.UnsupportedMediaType):
+        return error_response("invalid_argument", "send the body as application/json", 415)
+    if isinstance(exc, exceptions.MethodNotAllowed):
+        return error_response("method_not_allowed", str(exc.detail), 405)
+    if isinstance(exc, exceptions.Throttled):
+        wait = int(exc.wait or 1)
+        response = error_response(
+            "rate_limited", "too many requests; retry later", 429, {"retry_after": wait}
+        )
+        response["Retry-After"] = str(wait)
+        return response
+    if isinstance(exc, exceptions.PermissionDenied | DjangoPermissionDenied):
+        return error_response("permission_denied", "you are not allowed to do this", 403)
+    if isinstance(exc, exceptions.NotFound | Http404):
+        return error_response("not_found", "not found", 404)
+    if isinstance(exc, exceptions.APIException):
+        return error_response("invalid_argument", str(exc.detail), exc.status_code)
+    logger.exception(
+        "unhandled error in %s", context.get("view").__class__.__name__ if context.get("view") else "?"
+    )
+    return error_response("internal", "internal error; the server logged it", 500)
+
+
+def actor_from_request(request: Request) -> Actor:
+    """The Actor for an authenticated DRF request (agent key, session or personal token)."""
+    principal = request.user
+    if isinstance(principal, Agent):
+        return Actor.for_agent(principal)
+    if principal is not None and getattr(principal, "is_authenticated", False):
+        return Actor.for_user(principal)
+    raise exceptions.NotAuthenticated()
+
+
+def body(request: Request) -> dict[str, Any]:
+    """The request body as an object, or a clear invalid_argument."""
+    data = request.data
+    if not isinstance(data, dict):
+        raise exceptions.ParseError("request body must be a JSON object")
+    return data

@@ -1,0 +1,84 @@
+"""Argument checks shared by every service, so every door gives the same error for the same input."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from tracemem_site.errors import InvalidArgument
+
+MISSING: Any = object()
+
+
+def first_present(arguments: dict[str, Any], name: str, *aliases: str) -> Any:
+    """The argument ``name``, else the first compatibility alias the caller sent (SPEC §3 italics)."""
+    for key in (name, *aliases):
+        if arguments.get(key) is not None:
+            return arguments[key]
+    return None
+
+
+def required(value: Any, field: str) -> Any:
+    if value is None or value is MISSING:
+        raise InvalidArgument(f"{field} is required", field=field)
+    return value
+
+
+def string(value: Any, field: str, *, max_length: int = 200, allow_empty: bool = False) -> str:
+    required(value, field)
+    if not isinstance(value, str):
+        raise InvalidArgument(f"{field} must be a string, got {type(value).__name__}", field=field)
+    if not allow_empty and not value.strip():
+        raise InvalidArgument(f"{field} must not be empty", field=field)
+    if len(value) > max_length:
+        raise InvalidArgument(
+            f"{field} must be at most {max_length} characters, got {len(value)}", field=field
+        )
+    return value
+
+
+def optional_string(value: Any, field: str, *, max_length: int = 200) -> str | None:
+    if value is None or value is MISSING:
+        return None
+    return string(value, field, max_length=max_length, allow_empty=True)
+
+
+def json_object(value: Any, field: str, *, allow_empty: bool = True) -> dict[str, Any]:
+    required(value, field)
+    if not isinstance(value, dict):
+        raise InvalidArgument(f"{field} must be a JSON object, got {_json_type(value)}", field=field)
+    if not allow_empty and not value:
+        raise InvalidArgument(f"{field} must be a non-empty object", field=field)
+    return value
+
+
+def optional_json_object(value: Any, field: str) -> dict[str, Any] | None:
+    if value is None or value is MISSING:
+        return None
+    return json_object(value, field)
+
+
+def choice(value: Any, field: str, allowed: Iterable[str]) -> str:
+    options = list(allowed)
+    required(value, field)
+    if not isinstance(value, str) or value not in options:
+        raise InvalidArgument(
+            f"{field} must be one of {', '.join(options)}; got {value!r}",
+            field=field,
+            details={"allowed": options},
+        )
+    return value
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if value is None:
+        return "null"
+    return type(value).__name__

@@ -1,0 +1,59 @@
+"""The trace hash chain of SPEC §5, shared by the server and offline verification.
+
+``hash`` = lowercase hex SHA-256 of the RFC 8785 canonical JSON of the object holding exactly
+``decision_id, event_id, seq, type, timestamp, actor, payload, prev_hash``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import rfc8785
+
+GENESIS_HASH = "0" * 64
+HASHED_FIELDS = ("decision_id", "event_id", "seq", "type", "timestamp", "actor", "payload", "prev_hash")
+
+
+def canonical_json(value: Any) -> bytes:
+    return rfc8785.dumps(value)
+
+
+def event_hash(event: Mapping[str, Any]) -> str:
+    material = {name: event[name] for name in HASHED_FIELDS}
+    return hashlib.sha256(canonical_json(material)).hexdigest()
+
+
+@dataclass(frozen=True)
+class ChainBreak:
+    decision_id: str
+    seq: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"decision {self.decision_id}: broken at seq {self.seq}: {self.reason}"
+
+
+def verify_chain(decision_id: str, events: Iterable[Mapping[str, Any]]) -> ChainBreak | None:
+    """Return the first broken link of one decision's events (in order), or None if intact."""
+    expected_prev = GENESIS_HASH
+    expected_seq = 1
+    for event in events:
+        seq = event.get("seq")
+        if seq != expected_seq:
+            return ChainBreak(decision_id, expected_seq, f"expected seq {expected_seq}, found {seq}")
+        if event.get("decision_id") != decision_id:
+            return ChainBreak(decision_id, expected_seq, "event belongs to another decision")
+        if event.get("prev_hash") != expected_prev:
+            return ChainBreak(decision_id, expected_seq, "prev_hash does not match the previous event's hash")
+        try:
+            recomputed = event_hash(event)
+        except (KeyError, rfc8785.CanonicalizationError) as exc:
+            return ChainBreak(decision_id, expected_seq, f"event cannot be hashed: {exc}")
+        if recomputed != event.get("hash"):
+            return ChainBreak(decision_id, expected_seq, "hash does not match the event's content")
+        expected_prev = recomputed
+        expected_seq += 1
+    return None
