@@ -122,3 +122,72 @@ class TraceEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.decision_id}#{self.seq} {self.type}"
+
+
+class RecordCategory(models.TextChoices):
+    """Categories of an engineering decision record (``decision_record``, SPEC §3)."""
+
+    ARCHITECTURE = "architecture"
+    DEPENDENCY = "dependency"
+    SCHEMA = "schema"
+    API_DESIGN = "api_design"
+    INFRA = "infra"
+    TRADEOFF = "tradeoff"
+    CONVENTION = "convention"
+    OTHER = "other"
+
+
+class DecisionRecord(models.Model):
+    """The searchable fields of an ADR-style record; the decision itself is its envelope.
+
+    Every text field is stored redacted (SPEC §6), exactly as the decision's one ``record`` event
+    carries it. ``supersedes`` is one-to-one so a supersession chain stays linear: a record can be
+    replaced once, and the replacement is what a later record supersedes.
+    """
+
+    decision = models.OneToOneField(
+        Decision, primary_key=True, on_delete=models.PROTECT, related_name="record"
+    )
+    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="records")
+    title = models.CharField(max_length=1000)
+    category = models.CharField(max_length=20, choices=RecordCategory.choices)
+    tags = models.JSONField(default=list, blank=True)
+    # Tags joined by spaces, so full-text search can cover them like any other text column.
+    tags_text = models.TextField(blank=True, default="")
+    context = models.TextField()
+    decision_text = models.TextField()
+    rationale = models.TextField()
+    alternatives_considered = models.JSONField(null=True, blank=True)
+    constraints = models.JSONField(null=True, blank=True)
+    consequences = models.JSONField(null=True, blank=True)
+    supersedes = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="superseded_by"
+    )
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["agent", "category", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.decision_id} {self.category}: {self.title}"
+
+
+class ReceiptKey(models.Model):
+    """A public receipt-signing key, published at ``/.well-known/tracemem/receipt-keys``.
+
+    A row is written the first time a signing key is used; when another key takes over, the old
+    row gets ``valid_to`` and stays published, so receipts signed with it keep verifying.
+    """
+
+    key_id = models.CharField(primary_key=True, max_length=64)
+    algorithm = models.CharField(max_length=20, default="ed25519")
+    public_key = models.CharField(max_length=200, help_text="base64url (no padding) of the raw public key")
+    valid_from = models.DateTimeField(default=timezone.now)
+    valid_to = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["valid_from"]
+
+    def __str__(self) -> str:
+        return f"{self.algorithm} {self.key_id}"
