@@ -187,6 +187,11 @@ DJANGO_MCP_GLOBAL_SERVER_CONFIG = {"name": "tracemem", "stateless": True}
 DJANGO_MCP_AUTHENTICATION_CLASSES = ["agents.auth.AgentKeyAuthentication"]
 DJANGO_MCP_GET_SERVER_INSTRUCTIONS_TOOL = False
 
+# --- Receipts (docs/receipts.md): Ed25519 signing key as base64 (PEM or 32-byte seed), or a file;
+# unset, a key is generated under VAR_DIR on first use.
+TRACEMEM_RECEIPT_KEY = env_str("TRACEMEM_RECEIPT_KEY")
+TRACEMEM_RECEIPT_KEY_FILE = env_str("TRACEMEM_RECEIPT_KEY_FILE")
+
 # --- Redaction (SPEC §6): admins may extend both lists ------------------------------------
 TRACEMEM_REDACT_EXTRA_KEYS = env_list("TRACEMEM_REDACT_EXTRA_KEYS", [])
 TRACEMEM_REDACT_EXTRA_PATTERNS = env_list("TRACEMEM_REDACT_EXTRA_PATTERNS", [])
