@@ -63,16 +63,19 @@ _SECRET_FRAGMENTS = (
 )
 
 # Values that look like secrets whatever their key.
+# A token starts where no letter or digit precedes it. Not ``\b``: that would let a secret glued
+# to an underscore ("KEY_tmem_…", "x_ghp_…") slip through, since "_" counts as a word character.
+_START = r"(?<![A-Za-z0-9])"
 _SECRET_VALUE_PATTERNS = [
-    r"\btmem_[A-Za-z0-9]{20,}",
-    r"\btmpat_[A-Za-z0-9]{20,}",
-    r"\bsk-[A-Za-z0-9_-]{16,}",
-    r"\b[sr]k_(?:live|test)_[A-Za-z0-9]{10,}",
-    r"\bgh[pousr]_[A-Za-z0-9]{20,}",
-    r"\bgithub_pat_[A-Za-z0-9_]{20,}",
-    r"\bxox[abprs]-[A-Za-z0-9-]{10,}",
-    r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",
-    r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*",
+    _START + r"tmem_[A-Za-z0-9]{20,}",
+    _START + r"tmpat_[A-Za-z0-9]{20,}",
+    _START + r"sk-[A-Za-z0-9_-]{16,}",
+    _START + r"[sr]k_(?:live|test)_[A-Za-z0-9]{10,}",
+    _START + r"gh[pousr]_[A-Za-z0-9]{20,}",
+    _START + r"github_pat_[A-Za-z0-9_]{20,}",
+    _START + r"xox[abprs]-[A-Za-z0-9-]{10,}",
+    _START + r"(?:AKIA|ASIA)[0-9A-Z]{16}(?![0-9A-Z])",
+    _START + r"eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*",
     r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----",
     r"\b[Bb]earer\s+[A-Za-z0-9._~+/=-]{16,}",
     r"https://hooks\.slack\.com/services/[A-Za-z0-9/]+",
@@ -92,12 +95,22 @@ def _extra_rules() -> tuple[frozenset[str], re.Pattern[str]]:
 
 @lru_cache(maxsize=4096)
 def is_secret_key(key: str) -> bool:
-    words = [w for w in _SEPARATORS.split(_CAMEL.sub("_", key).lower()) if w]
+    # Matching is case-insensitive (SPEC §6), so the key is split both as camelCase and as plain
+    # lowercase: camel splitting alone would cut "x_PwD" into "pw" + "d" and miss it.
+    extra_keys, _ = _extra_rules()
+    if key.lower() in extra_keys:
+        return True
+    return _secret_words([w for w in _SEPARATORS.split(_CAMEL.sub("_", key).lower()) if w]) or _secret_words(
+        [w for w in _SEPARATORS.split(key.lower()) if w]
+    )
+
+
+def _secret_words(words: list[str]) -> bool:
     if not words:
         return False
     extra_keys, _ = _extra_rules()
     joined = "_".join(words)
-    if joined in extra_keys or key.lower() in extra_keys:
+    if joined in extra_keys:
         return True
     if any(w in _SECRET_WORDS for w in words):
         return True
