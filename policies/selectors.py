@@ -1,1 +1,99 @@
-"""Policies selectors (being built; see the policies issue)."""
+"""Reads of policies, versions, grants and recorded evaluations."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from typing import Any
+
+from django.db.models import QuerySet
+
+from agents.models import Agent
+from decisions.models import EventType, TraceEvent
+from policies.models import Policy, PolicyGrant, PolicyVersion, VersionStatus
+from tracemem_site.errors import NotFound
+
+
+def policies_all() -> QuerySet[Policy]:
+    return Policy.objects.all().prefetch_related("versions").order_by("policy_id")
+
+
+def policy_by_id(policy_id: str) -> Policy:
+    try:
+        return Policy.objects.get(pk=policy_id)
+    except Policy.DoesNotExist:
+        raise NotFound(
+            f"policy {policy_id} was not found; list policies with GET /api/v1/admin/policies"
+        ) from None
+
+
+def policy_versions(policy_id: str) -> QuerySet[PolicyVersion]:
+    return PolicyVersion.objects.filter(policy_id=policy_id).order_by("-version")
+
+
+def version_of(policy_id: str, version: int) -> PolicyVersion:
+    try:
+        return PolicyVersion.objects.get(policy_id=policy_id, version=version)
+    except PolicyVersion.DoesNotExist:
+        raise NotFound(f"policy {policy_id} has no version {version}") from None
+
+
+def latest_published(policy_id: str) -> PolicyVersion | None:
+    return (
+        PolicyVersion.objects.filter(policy_id=policy_id, status=VersionStatus.PUBLISHED)
+        .order_by("-version")
+        .first()
+    )
+
+
+def draft_of(policy_id: str) -> PolicyVersion | None:
+    return PolicyVersion.objects.filter(policy_id=policy_id, status=VersionStatus.DRAFT).first()
+
+
+def latest_version(policy_id: str) -> PolicyVersion | None:
+    return PolicyVersion.objects.filter(policy_id=policy_id).order_by("-version").first()
+
+
+def agent_may_evaluate(agent: Agent, policy_id: str) -> bool:
+    return PolicyGrant.objects.filter(agent=agent, policy_id=policy_id).exists()
+
+
+def policy_grants(policy_id: str) -> QuerySet[PolicyGrant]:
+    return PolicyGrant.objects.filter(policy_id=policy_id).select_related("agent").order_by("agent__name")
+
+
+def granted_policies(agent: Agent) -> list[dict[str, Any]]:
+    """``capabilities_get.permissions.policies``: granted policies that have a published version."""
+    rows: list[dict[str, Any]] = []
+    for grant in PolicyGrant.objects.filter(agent=agent).order_by("policy_id"):
+        published = latest_published(grant.policy_id)
+        if published is not None:
+            rows.append({"policy_id": grant.policy_id, "name": published.name, "version": published.version})
+    return rows
+
+
+def recorded_evaluations(policy_id: str, version: int, limit: int) -> list[TraceEvent]:
+    """The last ``limit`` successful evaluations of one policy version, newest first."""
+    return list(
+        TraceEvent.objects.filter(
+            type=EventType.EVALUATE,
+            payload__policy_id=policy_id,
+            payload__policy_version=version,
+        )
+        .exclude(payload__outcome="error")
+        .select_related("decision")
+        .order_by("-timestamp", "-seq")[:limit]
+    )
+
+
+def version_diff(older: PolicyVersion, newer: PolicyVersion) -> list[str]:
+    """A unified diff of two versions' content, as indented JSON lines."""
+
+    def lines(pv: PolicyVersion) -> list[str]:
+        return json.dumps(pv.content(), indent=2, sort_keys=True, ensure_ascii=False).splitlines()
+
+    return list(
+        difflib.unified_diff(
+            lines(older), lines(newer), f"v{older.version}", f"v{newer.version}", lineterm=""
+        )
+    )

@@ -1,0 +1,200 @@
+"""Pure policy evaluation: compile CEL once per version hash, evaluate rules in order.
+
+No database, no Django: services hand in plain data. Every failure is a :class:`PolicyError`
+(compilation) or :class:`EvaluationError` (runtime), which the services turn into
+``invalid_argument`` — an evaluation that goes wrong never produces ``allow`` (fail closed).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import cel
+import jsonschema
+
+VARIABLES = ("inputs", "decision", "now")
+_POSITION_RE = re.compile(r"<input>:(\d+):(\d+)")
+_CACHE_SIZE = 512
+
+
+class PolicyError(ValueError):
+    """A policy version that cannot be published (bad CEL, bad schema)."""
+
+    def __init__(self, message: str, *, rule: str | None = None, position: dict[str, int] | None = None):
+        super().__init__(message)
+        self.rule = rule
+        self.position = position
+
+
+class EvaluationError(ValueError):
+    """An evaluation that failed: schema violation, missing variable, type error."""
+
+    def __init__(self, message: str, *, rule: str | None = None, kind: str = "evaluation_error"):
+        super().__init__(message)
+        self.rule = rule
+        self.kind = kind
+
+
+@dataclass(frozen=True)
+class CompiledRule:
+    name: str
+    program: Any
+    outcome: str
+    message: str
+
+
+@dataclass(frozen=True)
+class CompiledPolicy:
+    rules: tuple[CompiledRule, ...]
+    default_outcome: str
+    default_message: str
+    validator: Any  # jsonschema validator or None
+    # Only the variables some rule mentions are converted into CEL values: the conversion, not
+    # the evaluation, is what costs time per call.
+    uses: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Result:
+    outcome: str
+    rule: str | None
+    message: str
+
+
+def compile_condition(rule_name: str, source: str) -> Any:
+    try:
+        return cel.compile(source)
+    except Exception as exc:  # the binding raises ValueError with a position; be defensive
+        text = str(exc)
+        match = _POSITION_RE.search(text)
+        position = {"line": int(match.group(1)), "column": int(match.group(2))} if match else None
+        where = f" at line {position['line']}, column {position['column']}" if position else ""
+        first = text.splitlines()[0] if text else type(exc).__name__
+        raise PolicyError(
+            f"rule {rule_name!r}: the condition does not compile{where}: {first}",
+            rule=rule_name,
+            position=position,
+        ) from None
+
+
+def check_schema(schema: Any) -> Any:
+    """A validator for a JSON Schema (Draft 2020-12), or PolicyError naming what is wrong."""
+    if schema is None:
+        return None
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        path = "/".join(str(p) for p in exc.absolute_path) or "(root)"
+        raise PolicyError(f"inputs_schema is not a valid JSON Schema at {path}: {exc.message}") from None
+    return jsonschema.Draft202012Validator(schema)
+
+
+def compile_policy(content: dict[str, Any]) -> CompiledPolicy:
+    """Compile a policy version's content (rules, default_outcome, inputs_schema)."""
+    compiled: list[CompiledRule] = []
+    uses: set[str] = set()
+    for rule in content.get("rules") or []:
+        program = compile_condition(rule["name"], rule["when"])
+        uses.update(name for name in program.variables() if name in VARIABLES)
+        compiled.append(CompiledRule(rule["name"], program, rule["outcome"], rule.get("message") or ""))
+    return CompiledPolicy(
+        rules=tuple(compiled),
+        default_outcome=content.get("default_outcome") or "deny",
+        default_message=content.get("default_message") or "no rule matched; the default outcome applies",
+        validator=check_schema(content.get("inputs_schema")),
+        uses=frozenset(uses),
+    )
+
+
+_cache: OrderedDict[str, CompiledPolicy] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def compiled_for(hash_: str, content: dict[str, Any]) -> CompiledPolicy:
+    """The compiled policy for a frozen version, compiled once per process per hash.
+
+    Keyed by the content hash, so publishing a new version can never be served a stale program;
+    drafts (no stable hash) are compiled fresh by the caller.
+    """
+    with _cache_lock:
+        hit = _cache.get(hash_)
+        if hit is not None:
+            _cache.move_to_end(hash_)
+            return hit
+    compiled = compile_policy(content)
+    with _cache_lock:
+        _cache[hash_] = compiled
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    return compiled
+
+
+def cache_put(hash_: str, compiled: CompiledPolicy) -> None:
+    with _cache_lock:
+        _cache[hash_] = compiled
+
+
+def cache_clear() -> None:
+    with _cache_lock:
+        _cache.clear()
+
+
+def cache_contains(hash_: str) -> bool:
+    with _cache_lock:
+        return hash_ in _cache
+
+
+def validate_inputs(policy: CompiledPolicy, inputs: dict[str, Any]) -> None:
+    if policy.validator is None:
+        return
+    error = next(iter(sorted(policy.validator.iter_errors(inputs), key=lambda e: list(e.path))), None)
+    if error is not None:
+        path = "/".join(str(p) for p in error.absolute_path)
+        where = f"inputs.{path.replace('/', '.')}" if path else "inputs"
+        raise EvaluationError(
+            f"{where} does not match the policy's inputs_schema: {error.message}", kind="schema_violation"
+        )
+
+
+def evaluate(
+    policy: CompiledPolicy, *, inputs: dict[str, Any], decision: dict[str, Any], now: datetime
+) -> Result:
+    """First rule whose condition is true decides; otherwise the default outcome."""
+    validate_inputs(policy, inputs)
+    values = {"inputs": inputs, "decision": decision, "now": now}
+    context = cel.Context(variables={name: values[name] for name in policy.uses})
+    for rule in policy.rules:
+        try:
+            matched = rule.program.execute(context)
+        except KeyError as exc:
+            raise EvaluationError(
+                f"rule {rule.name!r}: missing variable {exc.args[0] if exc.args else exc}: the inputs do not "
+                "have it; pass it, or guard the condition with has()",
+                rule=rule.name,
+                kind="missing_variable",
+            ) from None
+        except TypeError as exc:
+            raise EvaluationError(
+                f"rule {rule.name!r}: type error: {str(exc).split('.')[0]}; check the types of the inputs",
+                rule=rule.name,
+                kind="type_error",
+            ) from None
+        except Exception as exc:
+            raise EvaluationError(
+                f"rule {rule.name!r}: evaluation failed: {str(exc).splitlines()[0] if str(exc) else exc!r}",
+                rule=rule.name,
+            ) from None
+        if matched is True:
+            return Result(rule.outcome, rule.name, rule.message)
+        if matched is not False:
+            raise EvaluationError(
+                f"rule {rule.name!r}: the condition must be true or false, got {type(matched).__name__}",
+                rule=rule.name,
+                kind="type_error",
+            )
+    return Result(policy.default_outcome, None, policy.default_message)
