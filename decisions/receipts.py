@@ -1,0 +1,197 @@
+"""Signed decision receipts (SPEC §3 ``decision_receipt``) and the published receipt keys.
+
+The signing and verification maths live in :mod:`tracemem_verify.receipt` (no Django), so the
+server and an offline auditor run the same code. This module owns where the key comes from, which
+public keys are published, and who may get a receipt. Design notes: ``docs/receipts.md``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.db import transaction
+from django.utils import timezone
+
+from decisions.models import TERMINAL_STATUSES, Decision, ReceiptKey
+from decisions.selectors import decision_for
+from tracemem_site import validation as v
+from tracemem_site.actor import Actor
+from tracemem_site.errors import InvalidState
+from tracemem_site.timefmt import iso_z
+from tracemem_verify.receipt import (
+    ALGORITHM,
+    b64url_encode,
+    key_id_for,
+    raw_public_key,
+    sign_receipt_data,
+)
+
+DEFAULT_KEY_FILENAME = "receipt_signing_key.pem"
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    private_key: Ed25519PrivateKey
+    key_id: str
+    public_key: str  # base64url of the raw 32 bytes
+
+
+def _parse_key_material(material: bytes, source: str) -> Ed25519PrivateKey:
+    """A PEM (PKCS#8) private key, 32 raw seed bytes, or base64 text of either."""
+    stripped = material.strip()
+    if stripped.startswith(b"-----BEGIN"):
+        try:
+            key = serialization.load_pem_private_key(stripped, password=None)
+        except (ValueError, TypeError):
+            raise ImproperlyConfigured(f"{source} is not an unencrypted PEM private key") from None
+        if not isinstance(key, Ed25519PrivateKey):
+            raise ImproperlyConfigured(f"{source} is not an Ed25519 key")
+        return key
+    if len(material) == 32:
+        return Ed25519PrivateKey.from_private_bytes(material)
+    try:
+        text = stripped.decode("ascii")
+        decoded = base64.b64decode(text.replace("-", "+").replace("_", "/") + "=" * (-len(text) % 4))
+    except (UnicodeDecodeError, binascii.Error, ValueError):
+        decoded = b""
+    if decoded and decoded != material:
+        return _parse_key_material(decoded, source)
+    # Never echo the material: it is a secret.
+    raise ImproperlyConfigured(
+        f"{source} is neither a PEM Ed25519 private key nor a 32-byte seed (raw or base64)"
+    )
+
+
+def _generate_default_key(path: Path) -> None:
+    """Create the embedded default's key once, readable only by the server's user."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pem = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    try:
+        # O_EXCL: two processes starting together must not each write (and sign with) a different key.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(pem)
+
+
+@lru_cache(maxsize=8)
+def _load_signing_key(env_key: str, key_file: str, var_dir: str) -> SigningKey:
+    if env_key:
+        private = _parse_key_material(env_key.encode("ascii", "replace"), "TRACEMEM_RECEIPT_KEY")
+    else:
+        path = Path(key_file) if key_file else Path(var_dir) / DEFAULT_KEY_FILENAME
+        if not key_file and not path.exists():
+            _generate_default_key(path)
+        try:
+            material = path.read_bytes()
+        except OSError as exc:
+            raise ImproperlyConfigured(
+                f"cannot read the receipt signing key file {path}: {exc.strerror}"
+            ) from None
+        private = _parse_key_material(material, f"receipt signing key file {path}")
+    public_raw = raw_public_key(private.public_key())
+    return SigningKey(
+        private_key=private, key_id=key_id_for(public_raw), public_key=b64url_encode(public_raw)
+    )
+
+
+def current_signing_key() -> SigningKey:
+    """The key new receipts are signed with, from settings (see ``docs/receipts.md``)."""
+    return _load_signing_key(
+        settings.TRACEMEM_RECEIPT_KEY or "", settings.TRACEMEM_RECEIPT_KEY_FILE or "", str(settings.VAR_DIR)
+    )
+
+
+def _publish_current_key() -> SigningKey:
+    """Make sure the current key is published and every other key is marked as retired.
+
+    Idempotent; runs before signing and when the key list is read, so a rotation shows up the
+    first time the new key is used or the list is fetched.
+    """
+    key = current_signing_key()
+    row = ReceiptKey.objects.filter(pk=key.key_id, valid_to__isnull=True).first()
+    if row is None:
+        with transaction.atomic():
+            now = timezone.now()
+            row, created = ReceiptKey.objects.select_for_update().get_or_create(
+                pk=key.key_id,
+                defaults={"algorithm": ALGORITHM, "public_key": key.public_key, "valid_from": now},
+            )
+            if not created and row.valid_to is not None:
+                # A key brought back after a rotation is valid again from now on.
+                ReceiptKey.objects.filter(pk=key.key_id).update(valid_to=None)
+            ReceiptKey.objects.filter(valid_to__isnull=True).exclude(pk=key.key_id).update(valid_to=now)
+    return key
+
+
+def receipt_key_out(row: ReceiptKey) -> dict[str, Any]:
+    return {
+        "key_id": row.key_id,
+        "algorithm": row.algorithm,
+        "public_key": row.public_key,
+        "valid_from": iso_z(row.valid_from),
+        "valid_to": iso_z(row.valid_to),
+    }
+
+
+def receipt_keys_published() -> list[dict[str, Any]]:
+    """Every receipt key ever used (current and retired), oldest first, for the well-known list."""
+    _publish_current_key()
+    return [receipt_key_out(row) for row in ReceiptKey.objects.order_by("valid_from", "key_id")]
+
+
+def receipt_data_of(decision: Decision) -> dict[str, Any]:
+    return {
+        "decision_id": decision.decision_id,
+        "intent": decision.intent,
+        "status": decision.status,
+        "automation_mode": decision.automation_mode,
+        "agent_id": decision.agent_id,
+        "created_at": iso_z(decision.created_at),
+        "closed_at": iso_z(decision.closed_at),
+        "event_count": decision.event_count,
+        "trace_head": decision.trace_head,
+    }
+
+
+def receipt_for(decision: Decision) -> dict[str, Any]:
+    """Sign a closed decision (visibility already checked by the caller)."""
+    if decision.status not in TERMINAL_STATUSES:
+        raise InvalidState(
+            f"decision {decision.decision_id} is {decision.status}: receipts exist only for closed decisions; "
+            "call decision_close first, then decision_receipt"
+        )
+    key = _publish_current_key()
+    data = receipt_data_of(decision)
+    return {
+        "decision_id": decision.decision_id,
+        "status": decision.status,
+        "receipt_data": data,
+        "signature": sign_receipt_data(key.private_key, data),
+        "key_id": key.key_id,
+        "algorithm": ALGORITHM,
+        "signed_at": iso_z(timezone.now()),
+    }
+
+
+def decision_receipt(*, actor: Actor, decision_id: Any) -> dict[str, Any]:
+    """A signed receipt for one of the actor's closed decisions (``invalid_state`` while open).
+
+    Signing changes nothing about the decision (Ed25519 is deterministic: the same decision and key
+    always give the same signature), so no trace event is written; only the key list may grow.
+    """
+    clean_id = v.string(decision_id, "decision_id", max_length=40)
+    return receipt_for(decision_for(actor, clean_id))
