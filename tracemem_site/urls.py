@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from tracemem_site import health
+from tracemem_site import views as site_views
 
 api_v1 = [
     path("", include("agents.urls")),
@@ -17,4 +18,11 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("", include("decisions.urls_wellknown")),
     path("readyz", health.readyz, name="readyz"),
+    # Reviewer and admin web UI (issue 7).
+    path("", site_views.dashboard, name="dashboard"),
+    path("login/", site_views.login_view, name="login"),
+    path("logout/", site_views.logout_view, name="logout"),
+    path("decisions/", include("decisions.urls_html")),
+    path("agents/", include("agents.urls_html")),
+    path("review/", include("approvals.urls_review")),
 ]

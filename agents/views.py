@@ -1,0 +1,164 @@
+"""HTML door of agents and keys: list, create, issue, rotate, revoke — all through agents.services.
+
+A freshly issued secret is handed from the POST to the redirected GET through the session
+(popped on first display), so it is shown exactly once and never appears in a URL or a log.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from agents import selectors, services
+from agents.models import Agent
+from tracemem_site.actor import Actor
+from tracemem_site.errors import DomainError, NotFound
+
+_SESSION_KEY = "tracemem_issued_key"
+
+
+def _agent_or_404(agent_id: str) -> Agent:
+    try:
+        return selectors.agent_by_id(agent_id)
+    except NotFound:
+        raise Http404("no such agent") from None
+
+
+def _client_configs(secret: str) -> list[dict[str, str]]:
+    """Filled-in client configurations; prefers the MCP area's builder when it exists."""
+    try:
+        from tracemem_site import client_configs  # built by the MCP issue
+    except ImportError:
+        client_configs = None  # type: ignore[assignment]
+    if client_configs is not None:
+        for name in ("client_configs", "all_configs", "configs_for"):
+            builder = getattr(client_configs, name, None)
+            if callable(builder):
+                try:
+                    result = builder(secret)
+                except TypeError:
+                    result = builder(api_key=secret)
+                if isinstance(result, dict):
+                    return [
+                        {"name": k, "text": v if isinstance(v, str) else str(v)} for k, v in result.items()
+                    ]
+                if isinstance(result, list):
+                    return [
+                        {"name": str(r.get("name", "")), "text": str(r.get("text", r.get("config", "")))}
+                        for r in result
+                    ]
+    base = settings.TRACEMEM_PUBLIC_URL
+    return [
+        {"name": "Environment", "text": f"export TRACEMEM_URL={base}\nexport TRACEMEM_API_KEY={secret}"},
+        {
+            "name": "MCP (streamable HTTP)",
+            "text": (
+                '{\n  "mcpServers": {\n    "tracemem": {\n      "type": "http",\n'
+                f'      "url": "{base}/mcp",\n'
+                f'      "headers": {{"Authorization": "Agent {secret}"}}\n    }}\n  }}\n}}'
+            ),
+        },
+        {"name": "curl", "text": f'curl -H "Authorization: Agent {secret}" {base}/api/v1/capabilities'},
+    ]
+
+
+@login_required
+def agent_list(request: HttpRequest) -> HttpResponse:
+    agents = Agent.objects.select_related("owner").order_by("name")
+    return render(request, "agents/list.html", {"agents": agents, "can_manage": request.user.is_staff})
+
+
+@login_required
+@require_POST
+def agent_create(request: HttpRequest) -> HttpResponse:
+    actor = Actor.for_user(request.user)
+    try:
+        agent = services.agent_create(
+            actor=actor,
+            name=request.POST.get("name", ""),
+            owner=request.user if request.POST.get("owner_self") else None,
+            description=request.POST.get("description", "")[:2000],
+        )
+    except DomainError as exc:
+        messages.error(request, exc.message)
+        return redirect("/agents/")
+    messages.success(request, f"Agent {agent.name} created. Issue a key so it can connect.")
+    return redirect(f"/agents/{agent.agent_id}/")
+
+
+@login_required
+def agent_detail(request: HttpRequest, agent_id: str) -> HttpResponse:
+    agent = _agent_or_404(agent_id)
+    issued: dict[str, Any] | None = request.session.pop(_SESSION_KEY, None)
+    if issued and issued.get("agent_id") != agent.agent_id:
+        issued = None
+    context: dict[str, Any] = {
+        "agent": agent,
+        "keys": selectors.agent_keys(agent),
+        "can_manage": request.user.is_staff,
+        "issued": issued,
+        "configs": _client_configs(issued["secret"]) if issued else [],
+    }
+    response = render(request, "agents/detail.html", context)
+    if issued:
+        # The one page that carries a secret must not be cached anywhere.
+        response["Cache-Control"] = "no-store"
+    return response
+
+
+def _remember_secret(request: HttpRequest, agent: Agent, secret: str, key_id: str) -> None:
+    request.session[_SESSION_KEY] = {"agent_id": agent.agent_id, "secret": secret, "key_id": key_id}
+
+
+@login_required
+@require_POST
+def key_issue(request: HttpRequest, agent_id: str) -> HttpResponse:
+    agent = _agent_or_404(agent_id)
+    try:
+        issued = services.agent_key_issue(
+            actor=Actor.for_user(request.user), agent=agent, name=request.POST.get("name") or "default"
+        )
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    else:
+        _remember_secret(request, agent, issued.secret, issued.key.key_id)
+    return redirect(f"/agents/{agent.agent_id}/")
+
+
+@login_required
+@require_POST
+def key_rotate(request: HttpRequest, agent_id: str, key_id: str) -> HttpResponse:
+    agent = _agent_or_404(agent_id)
+    try:
+        key = selectors.agent_key_by_id(agent, key_id)
+        grace = request.POST.get("grace_seconds", "0")
+        issued = services.agent_key_rotate(
+            actor=Actor.for_user(request.user), key=key, grace_seconds=int(grace) if grace.isdigit() else -1
+        )
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    else:
+        _remember_secret(request, agent, issued.secret, issued.key.key_id)
+        messages.success(request, f"Key {key.prefix}… rotated.")
+    return redirect(f"/agents/{agent.agent_id}/")
+
+
+@login_required
+@require_POST
+def key_revoke(request: HttpRequest, agent_id: str, key_id: str) -> HttpResponse:
+    agent = _agent_or_404(agent_id)
+    try:
+        key = services.agent_key_revoke(
+            actor=Actor.for_user(request.user), key=selectors.agent_key_by_id(agent, key_id)
+        )
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Key {key.prefix}… revoked; it is refused from now on.")
+    return redirect(f"/agents/{agent.agent_id}/")

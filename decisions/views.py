@@ -1,0 +1,97 @@
+"""HTML door of decisions: the decision explorer and the decision page (read-only)."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from agents.models import Agent
+from decisions.models import AutomationMode, Decision, DecisionStatus
+from decisions.selectors import decision_events, decision_for, trace_verify
+from decisions.selectors_ui import DecisionFilters, decision_search
+from decisions.serializers import trace_out
+from tracemem_site.actor import Actor
+from tracemem_site.errors import NotFound
+
+
+def _date(value: str) -> date | None:
+    try:
+        return date.fromisoformat(value) if value else None
+    except ValueError:
+        return None  # a malformed date filter is ignored rather than a 500
+
+
+def _filters(request: HttpRequest) -> DecisionFilters:
+    g = request.GET
+    return DecisionFilters(
+        agent=g.get("agent", "").strip(),
+        intent_prefix=g.get("intent", "").strip(),
+        status=g.get("status", "") if g.get("status", "") in DecisionStatus.values else "",
+        mode=g.get("mode", "") if g.get("mode", "") in AutomationMode.values else "",
+        date_from=_date(g.get("from", "")),
+        date_to=_date(g.get("to", "")),
+        has_approval=g.get("has_approval", "") if g.get("has_approval", "") in ("yes", "no") else "",
+        q=g.get("q", "").strip()[:200],
+    )
+
+
+@login_required
+def decision_list(request: HttpRequest) -> HttpResponse:
+    actor = Actor.for_user(request.user)
+    filters = _filters(request)
+    page = Paginator(decision_search(actor, filters), 50).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "decisions/list.html",
+        {
+            "page": page,
+            "filters": filters,
+            "agents": Agent.objects.order_by("name").values_list("agent_id", "name"),
+            "statuses": DecisionStatus.values,
+            "modes": AutomationMode.values,
+            "querystring": query.urlencode(),
+        },
+    )
+
+
+def _decision_or_404(request: HttpRequest, decision_id: str) -> Decision:
+    try:
+        return decision_for(Actor.for_user(request.user), decision_id)
+    except NotFound:
+        raise Http404("no such decision") from None
+
+
+@login_required
+def decision_detail(request: HttpRequest, decision_id: str) -> HttpResponse:
+    decision = _decision_or_404(request, decision_id)
+    events = list(decision_events(decision))
+    broken = trace_verify(decision)
+    return render(
+        request,
+        "decisions/detail.html",
+        {
+            "decision": decision,
+            "events": [
+                {"event": e, "payload_json": json.dumps(e.payload, indent=2, sort_keys=True)} for e in events
+            ],
+            "metadata_json": json.dumps(decision.metadata, indent=2, sort_keys=True),
+            "broken": broken,
+        },
+    )
+
+
+@login_required
+def decision_export(request: HttpRequest, decision_id: str) -> HttpResponse:
+    """The decision and its trace as JSON: the same shape ``decision_trace`` returns to agents."""
+    decision = _decision_or_404(request, decision_id)
+    body = json.dumps(trace_out(decision, decision_events(decision)), indent=2)
+    response = HttpResponse(body, content_type="application/json")
+    response["Content-Disposition"] = f'attachment; filename="{decision.decision_id}.json"'
+    return response

@@ -1,0 +1,93 @@
+"""HTML door of the site itself: login, logout and the dashboard."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from decisions.selectors_ui import OUTCOMES, dashboard_stats
+from tracemem_site.actor import Actor
+
+login_view = auth_views.LoginView.as_view(template_name="ui/login.html", redirect_authenticated_user=True)
+# Django 5 only logs out on POST, which is what the base layout's form sends.
+logout_view = auth_views.LogoutView.as_view(next_page="/login/")
+
+CHART_COLOURS = {"committed": "#137a3a", "aborted": "#b42318", "in_flight": "#9aa5b5"}
+CHART_LABELS = {"committed": "Committed", "aborted": "Aborted", "in_flight": "In flight"}
+
+
+def _chart(per_day: list[dict[str, Any]]) -> dict[str, Any]:
+    """Geometry for a stacked bar chart drawn as inline SVG (no JS chart library)."""
+    width, height, pad_left, pad_bottom, pad_top = 700, 220, 30, 30, 10
+    plot_h = height - pad_bottom - pad_top
+    peak = max((sum(d[o] for o in OUTCOMES) for d in per_day), default=0) or 1
+    slot = (width - pad_left) / max(len(per_day), 1)
+    bars = []
+    for i, day in enumerate(per_day):
+        x = pad_left + i * slot + slot * 0.15
+        y = height - pad_bottom
+        segments = []
+        for outcome in OUTCOMES:
+            count = day[outcome]
+            if not count:
+                continue
+            h = plot_h * count / peak
+            y -= h
+            segments.append(
+                {
+                    "x": round(x, 1),
+                    "y": round(y, 1),
+                    "w": round(slot * 0.7, 1),
+                    "h": round(h, 1),
+                    "fill": CHART_COLOURS[outcome],
+                    "title": f"{day['day']:%b %d}: {count} {CHART_LABELS[outcome].lower()}",
+                }
+            )
+        bars.append(
+            {
+                "segments": segments,
+                "label": f"{day['day']:%d}",
+                "label_x": round(x + slot * 0.35, 1),
+                "total": sum(day[o] for o in OUTCOMES),
+            }
+        )
+    return {
+        "width": width,
+        "height": height,
+        "bars": bars,
+        "peak": peak,
+        "baseline": height - pad_bottom,
+        "label_y": height - 10,
+        "top": pad_top,
+        "legend": [{"label": CHART_LABELS[o], "fill": CHART_COLOURS[o]} for o in OUTCOMES],
+    }
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
+@login_required
+def dashboard(request: HttpRequest) -> HttpResponse:
+    stats = dashboard_stats(Actor.for_user(request.user))
+    return render(
+        request,
+        "ui/dashboard.html",
+        {
+            "stats": stats,
+            "median": _duration(stats.median_seconds_to_decision),
+            "chart": _chart(stats.per_day),
+        },
+    )
