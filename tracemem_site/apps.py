@@ -5,3 +5,10 @@ class TracememSiteConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "tracemem_site"
     verbose_name = "TraceMem"
+
+    def ready(self) -> None:
+        # Runs after mcp_server's ready() (INSTALLED_APPS order), which autodiscovered every
+        # <app>/mcp.py and registered its toolsets.
+        from tracemem_site.mcp_view import configure_mcp_server
+
+        configure_mcp_server()

@@ -1,0 +1,352 @@
+"""The ``POST /mcp`` endpoint: django-mcp-server's view, made safe and cheap.
+
+Why a subclass instead of ``mcp_server.urls``:
+
+* ``GET /mcp`` on the stock view opens a server-to-client stream that never ends and keeps a
+  worker busy; SPEC §1 says GET answers 405, so GET/DELETE are refused before anything runs.
+* A client that sends no ``Accept`` header must still work (SPEC §1); the stock transport
+  answers 406, so the header is filled in.
+* ``Origin`` is checked against an allow-list (the stock view checks neither Host nor Origin).
+* The stock path builds an event loop, a session manager and four task groups per request
+  (~4x the cost of a DRF view). :class:`FastPathMixin` answers the common single messages
+  synchronously from the same tool manager and produces byte-identical results
+  (``tests/test_mcp_parity.py`` proves it); everything else takes the stock path.
+
+Business errors: tools let ``DomainError`` propagate; :func:`tool_error_result` turns it into an
+``isError`` result whose text is ``"[code] message"`` on both paths (the stock FastMCP would
+prefix "Error executing tool ...", which agents should not have to parse).
+
+This module touches private names of django-mcp-server 0.5.7 and mcp 1.30 (pinned exactly).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+from urllib.parse import urlsplit
+
+import jsonschema
+import pydantic
+from django.conf import settings
+from django.http import HttpResponse
+from django.utils.decorators import method_decorator
+from django.utils.module_loading import import_string
+from django.views.decorators.csrf import csrf_exempt
+from mcp import types
+from mcp.server.fastmcp.exceptions import ToolError
+from mcp.server.fastmcp.tools.base import Tool
+from mcp_server.djangomcp import (
+    _SyncToolCallWrapper,
+    _ToolsetMethodCaller,
+    django_request_ctx,
+    global_mcp_server,
+)
+from mcp_server.views import MCPServerStreamableHttpView
+from rest_framework import exceptions
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+
+from tracemem_site.errors import DomainError, InvalidArgument
+from tracemem_site.version import PROTOCOL_VERSIONS, SERVER_VERSION
+
+logger = logging.getLogger(__name__)
+
+SERVER_INSTRUCTIONS = """\
+TraceMem records and governs what you decide and do. Work inside a decision envelope:
+1. capabilities_get once to check your key and see what you may use.
+2. decision_create(intent="domain.entity.action", automation_mode=propose|approve|override|autonomous)
+   before you act; keep the decision_id.
+3. decision_add_context as the work goes on (why, what you know). Secrets are redacted.
+4. If a policy or the mode requires a human ([approval_required] or outcome requires_exception),
+   call decision_request_approval, then poll decision_get until approval_status is approved
+   (continue) or rejected/expired (abort).
+5. decision_close(action="commit") when done, or action="abort" to give up.
+Errors come back as "[code] message": read the message, it says what to do next."""
+
+ACCEPT_DEFAULT = "application/json, text/event-stream"
+JSON = "application/json"
+
+
+# --- errors: one mapping for the stock and the fast path ------------------------------------
+
+
+def _pydantic_message(error: Any) -> tuple[str, str]:
+    loc = error.get("loc") or ()
+    field = ".".join(str(part) for part in loc) or "arguments"
+    if error.get("type") == "missing":
+        return field, f"{field} is required"
+    message = str(error.get("msg", "is invalid"))
+    if message.startswith("Input should be "):
+        message = "must be " + message.removeprefix("Input should be ")
+    return field, f"{field} {message}"
+
+
+def tool_error_result(tool_name: str, exc: BaseException) -> types.CallToolResult:
+    """The ``isError`` result an agent sees for an exception raised while calling a tool."""
+    if isinstance(exc, ToolError) and exc.__cause__ is not None:
+        exc = exc.__cause__
+    if isinstance(exc, DomainError):
+        text = str(exc)
+    elif isinstance(exc, pydantic.ValidationError):
+        errors = exc.errors()
+        field, message = _pydantic_message(errors[0]) if errors else ("arguments", "arguments are invalid")
+        text = str(InvalidArgument(message, field=field))
+    else:
+        logger.error("tool %s failed", tool_name, exc_info=exc)
+        text = "[internal] internal error; the server logged it. Retry later or report it"
+    return types.CallToolResult(content=[types.TextContent(type="text", text=text)], isError=True)
+
+
+class DomainTool(Tool):
+    """A FastMCP tool whose failures are ``[code] message`` results (stock path)."""
+
+    async def run(self, arguments: dict[str, Any], context: Any = None, convert_result: bool = False) -> Any:
+        try:
+            return await super().run(arguments, context=context, convert_result=convert_result)
+        except ToolError as exc:
+            return tool_error_result(self.name, exc)
+
+
+class _DropDomainErrors(logging.Filter):
+    """django-mcp-server logs every tool exception with a traceback; refusals are not errors."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, DomainError | pydantic.ValidationError)
+
+
+def configure_mcp_server() -> None:
+    """Called once from ``TracememSiteConfig.ready()`` after django-mcp-server registered the tools."""
+    low = global_mcp_server._mcp_server
+    # Setting the version once skips an importlib.metadata lookup on every request.
+    low.version = SERVER_VERSION
+    low.instructions = SERVER_INSTRUCTIONS
+    tools = global_mcp_server._tool_manager._tools
+    for name, tool in list(tools.items()):
+        if not isinstance(tool, DomainTool):
+            tools[name] = DomainTool.model_construct(**{f: getattr(tool, f) for f in Tool.model_fields})
+    logging.getLogger("mcp_server.djangomcp").addFilter(_DropDomainErrors())
+    _tool_list_cache.clear()
+
+
+# --- Origin ---------------------------------------------------------------------------------
+
+
+def _origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def origin_allowed(request: Request) -> bool:
+    """No Origin (non-browser clients) is fine; a browser Origin must be us or on the allow-list."""
+    origin = request.META.get("HTTP_ORIGIN")
+    if not origin:
+        return True
+    origin = origin.strip().lower().rstrip("/")
+    own = {_origin_of(request.build_absolute_uri("/")), _origin_of(settings.TRACEMEM_PUBLIC_URL)}
+    allowed = {o.strip().lower().rstrip("/") for o in settings.TRACEMEM_MCP_ALLOWED_ORIGINS}
+    return origin in own or origin in allowed or "*" in allowed
+
+
+class OriginNotAllowed(exceptions.PermissionDenied):
+    default_detail = "cross-site Origin is not allowed for /mcp"
+
+
+# --- the fast path --------------------------------------------------------------------------
+
+_tool_list_cache: dict[str, Any] = {}
+
+
+def _jsonrpc_result(request_id: Any, result: types.ServerResult | Any) -> HttpResponse:
+    message = types.JSONRPCMessage(
+        types.JSONRPCResponse(
+            jsonrpc="2.0",
+            id=request_id,
+            result=types.ServerResult(result).model_dump(by_alias=True, mode="json", exclude_none=True),
+        )
+    )
+    return HttpResponse(message.model_dump_json(by_alias=True, exclude_none=True), content_type=JSON)
+
+
+def _tools_list_result() -> bytes:
+    """The ``tools/list`` result object, built once (tools are registered at startup)."""
+    cached = _tool_list_cache.get("result")
+    if cached is None:
+        tools = asyncio.run(global_mcp_server.list_tools())
+        result = types.ListToolsResult(tools=tools)
+        cached = types.ServerResult(result).model_dump_json(by_alias=True, exclude_none=True).encode()
+        _tool_list_cache["result"] = cached
+        _tool_list_cache["validators"] = {
+            t.name: jsonschema.validators.validator_for(t.outputSchema)(t.outputSchema)
+            for t in tools
+            if t.outputSchema is not None
+        }
+    return cached
+
+
+def _output_validator(name: str) -> Any:
+    _tools_list_result()
+    return _tool_list_cache["validators"].get(name)
+
+
+class FastPathMixin:
+    """Answer single JSON-RPC messages synchronously; return None to take the stock path."""
+
+    def fast_path(self, request: Request) -> HttpResponse | None:
+        data = request.data
+        if not isinstance(data, dict) or data.get("jsonrpc") != "2.0":
+            return None
+        method = data.get("method")
+        if not isinstance(method, str):
+            return None
+        if "id" not in data:
+            # A notification: nothing to record in a stateless server.
+            if method.startswith("notifications/") and isinstance(data.get("params", {}), dict):
+                return HttpResponse(b"", status=202, content_type=JSON)
+            return None
+        request_id = data["id"]
+        if isinstance(request_id, bool) or not isinstance(request_id, str | int):
+            return None
+        params = data.get("params")
+        if params is not None and not isinstance(params, dict):
+            return None
+        if method != "initialize":
+            version = request.META.get("HTTP_MCP_PROTOCOL_VERSION")
+            if version is not None and version not in PROTOCOL_VERSIONS:
+                return None
+        try:
+            if method == "initialize":
+                return self._initialize(request_id, params)
+            if method == "ping":
+                return _jsonrpc_result(request_id, types.EmptyResult())
+            if method == "tools/list":
+                body = b'{"jsonrpc":"2.0","id":' + json.dumps(request_id).encode() + b',"result":'
+                return HttpResponse(body + _tools_list_result() + b"}", content_type=JSON)
+            if method == "tools/call":
+                return self._tools_call(request, request_id, params)
+        except pydantic.ValidationError:
+            return None  # malformed params: the stock path words the JSON-RPC error
+        return None
+
+    def _initialize(self, request_id: Any, params: dict[str, Any] | None) -> HttpResponse:
+        parsed = types.InitializeRequestParams.model_validate(params)
+        options = global_mcp_server._mcp_server.create_initialization_options()
+        requested = parsed.protocolVersion
+        result = types.InitializeResult(
+            protocolVersion=requested if requested in PROTOCOL_VERSIONS else types.LATEST_PROTOCOL_VERSION,
+            capabilities=options.capabilities,
+            serverInfo=types.Implementation(
+                name=options.server_name,
+                version=options.server_version,
+                websiteUrl=options.website_url,
+                icons=options.icons,
+            ),
+            instructions=options.instructions,
+        )
+        return _jsonrpc_result(request_id, result)
+
+    def _tools_call(
+        self, request: Request, request_id: Any, params: dict[str, Any] | None
+    ) -> HttpResponse | None:
+        parsed = types.CallToolRequestParams.model_validate(params)
+        tool = global_mcp_server._tool_manager.get_tool(parsed.name)
+        caller = getattr(tool, "fn", None)
+        if tool is None or not isinstance(caller, _ToolsetMethodCaller) or caller.forward_context_kwarg:
+            return None
+        if not getattr(caller.class_, "mcp_fast_path", True):
+            return None
+        method = getattr(caller.class_, caller.method_name)
+        if asyncio.iscoroutinefunction(method):
+            return None
+        token = django_request_ctx.set(request)
+        try:
+            meta = tool.fn_metadata
+            arguments = meta.arg_model.model_validate(meta.pre_parse_json(parsed.arguments or {}))
+            instance = caller.class_(context=None, request=request)
+            value = _SyncToolCallWrapper(getattr(instance, caller.method_name))(
+                **arguments.model_dump_one_level()
+            )
+            converted = meta.convert_result(value)
+            result = self._normalise(tool.name, converted)
+        except Exception as exc:
+            result = tool_error_result(tool.name, exc)
+        finally:
+            django_request_ctx.reset(token)
+        return _jsonrpc_result(request_id, result)
+
+    @staticmethod
+    def _normalise(name: str, converted: Any) -> types.CallToolResult:
+        """What mcp's low-level call_tool handler does with a FastMCP result."""
+        if isinstance(converted, types.CallToolResult):
+            return converted
+        if isinstance(converted, tuple) and len(converted) == 2:
+            content, structured = converted
+        elif isinstance(converted, dict):
+            structured = converted
+            content = [types.TextContent(type="text", text=json.dumps(converted, indent=2))]
+        else:
+            content, structured = converted, None
+        validator = _output_validator(name)
+        if validator is not None:
+            if structured is None:
+                return _error(
+                    "Output validation error: outputSchema defined but no structured output returned"
+                )
+            # jsonschema.validate() reports the best match; so does this, with a cached validator.
+            problem = jsonschema.exceptions.best_match(validator.iter_errors(structured))
+            if problem is not None:
+                return _error(f"Output validation error: {problem.message}")
+        return types.CallToolResult(content=list(content), structuredContent=structured, isError=False)
+
+
+def _error(text: str) -> types.CallToolResult:
+    return types.CallToolResult(content=[types.TextContent(type="text", text=text)], isError=True)
+
+
+def _auth_classes() -> list[Any]:
+    return [import_string(cls) for cls in settings.DJANGO_MCP_AUTHENTICATION_CLASSES]
+
+
+@method_decorator(csrf_exempt, name="dispatch")
+class StockMCPView(MCPServerStreamableHttpView):
+    """django-mcp-server's transport, with GET/DELETE refused, Origin checked and Accept defaulted."""
+
+    http_method_names = ["post", "options"]
+    permission_classes = [IsAuthenticated]
+
+    def get_authenticators(self) -> list[Any]:
+        return [cls() for cls in _auth_classes()]
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        # Refuse before authenticating: a browser page must not learn anything by probing.
+        if request.method and request.method.lower() not in self.http_method_names:
+            raise exceptions.MethodNotAllowed(request.method)
+        if not origin_allowed(request):
+            raise OriginNotAllowed()
+        super().initial(request, *args, **kwargs)
+
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
+        self._default_accept(request)
+        return super().post(request, *args, **kwargs)
+
+    @staticmethod
+    def _default_accept(request: Request) -> None:
+        accept = request.META.get("HTTP_ACCEPT", "")
+        if JSON not in accept and "*/*" not in accept and "application/*" not in accept:
+            request.META["HTTP_ACCEPT"] = ACCEPT_DEFAULT
+        elif JSON not in accept:
+            request.META["HTTP_ACCEPT"] = accept + ", " + JSON
+        # Django caches request.headers; the stock transport reads them after this point.
+        request._request.__dict__.pop("headers", None)
+
+
+class MCPView(FastPathMixin, StockMCPView):
+    """``POST /mcp``: the fast path first, the stock transport for everything else."""
+
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
+        response = self.fast_path(request)
+        if response is not None:
+            return response
+        return super().post(request, *args, **kwargs)
