@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from tracemem_site import health
 from tracemem_site import views as site_views
+from tracemem_site.mcp_view import MCPView
 
 api_v1 = [
     path("", include("agents.urls")),
@@ -15,6 +16,7 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("mcp", MCPView.as_view(), name="mcp"),
     path("healthz", health.healthz, name="healthz"),
     path("", include("decisions.urls_wellknown")),
     path("readyz", health.readyz, name="readyz"),
