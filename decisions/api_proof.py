@@ -6,6 +6,9 @@ the MCP tool returns.
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.authentication import SessionAuthentication
@@ -18,6 +21,17 @@ from agents.auth import AgentKeyAuthentication, PersonalTokenAuthentication
 from decisions import evidence, receipts, records
 from decisions.models import RecordCategory
 from tracemem_site.rest import actor_from_request, body
+
+
+def _json_list(value: str) -> list[Any] | None:
+    if not value.lstrip().startswith("["):
+        return None
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, list) else None
+
 
 _ERRORS = {
     400: OpenApiResponse(description="invalid_argument"),
@@ -109,7 +123,11 @@ class RecordsView(APIView):
     )
     def get(self, request: Request) -> Response:
         params = request.query_params
-        tag_values = [t for value in params.getlist("tags") for t in value.split(",") if t.strip()]
+        tag_values: list[str] = []
+        for value in params.getlist("tags"):
+            # Comma-separated, repeated, or a JSON array (what generic clients send for a list).
+            parsed = _json_list(value)
+            tag_values.extend(parsed if parsed is not None else [t for t in value.split(",") if t.strip()])
         found = records.decision_search(
             actor=actor_from_request(request),
             query=params.get("query"),

@@ -8,7 +8,15 @@ urlpatterns = [
     path("decisions/<str:decision_id>/trace", api.DecisionTraceView.as_view(), name="decision-trace"),
     path("decisions/<str:decision_id>/context", api.DecisionContextView.as_view(), name="decision-context"),
     path("decisions/<str:decision_id>/close", api.DecisionCloseView.as_view(), name="decision-close"),
-    path("decisions/<str:decision_id>/receipt", api_proof.DecisionReceiptView.as_view(), name="decision-receipt"),
-    path("decisions/<str:decision_id>/evidence", api_proof.DecisionEvidenceView.as_view(), name="decision-evidence"),
+    path(
+        "decisions/<str:decision_id>/receipt",
+        api_proof.DecisionReceiptView.as_view(),
+        name="decision-receipt",
+    ),
+    path(
+        "decisions/<str:decision_id>/evidence",
+        api_proof.DecisionEvidenceView.as_view(),
+        name="decision-evidence",
+    ),
     path("records", api_proof.RecordsView.as_view(), name="records"),
 ]
