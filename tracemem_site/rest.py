@@ -8,6 +8,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.parsers import JSONParser
@@ -97,6 +98,12 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         return error_response("invalid_argument", message, 400, {"field": field, "errors": exc.detail})
     if isinstance(exc, PayloadTooLarge):
         return error_response("invalid_argument", str(exc.detail), 413)
+    if isinstance(exc, RequestDataTooBig):
+        # Django's own size check fires first when something reads request.body before DRF's parser.
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return error_response(
+            "invalid_argument", f"request body is larger than {limit} bytes; send less data per call", 413
+        )
     if isinstance(exc, exceptions.ParseError):
         return error_response("invalid_argument", str(exc.detail), 400)
     if isinstance(exc, exceptions.UnsupportedMediaType):

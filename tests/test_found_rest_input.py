@@ -1,0 +1,165 @@
+"""REST bad input (SPEC §4): every malformed request is a 4xx with the SPEC error body, never a 500.
+Also the public endpoints: OpenAPI schema, /healthz, /readyz."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import yaml
+from django.test import Client
+
+from decisions.models import Decision, TraceEvent
+from tests.conftest import AgentClient
+
+pytestmark = pytest.mark.django_db
+
+
+def _error(response: Any, status: int, code: str = "invalid_argument") -> dict[str, Any]:
+    assert response.status_code == status, response.content[:300]
+    body = response.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"code", "message", "details"}
+    assert body["error"]["code"] == code
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    return body["error"]
+
+
+def _raw_post(api: AgentClient, path: str, raw: bytes | str) -> Any:
+    return api.client.generic("POST", path, raw, content_type="application/json", **api.headers)
+
+
+def _create(api: AgentClient) -> str:
+    response = api.post(
+        "/api/v1/decisions", {"intent": "code.refactor.execute", "automation_mode": "propose"}
+    )
+    assert response.status_code == 201
+    return response.json()["decision_id"]
+
+
+def test_malformed_json_is_400(api: AgentClient) -> None:
+    error = _error(_raw_post(api, "/api/v1/decisions", b'{"intent": "a.b",'), 400)
+    assert "not valid JSON" in error["message"]
+    assert Decision.objects.count() == 0
+
+
+def test_nan_is_not_json(api: AgentClient) -> None:
+    raw = b'{"intent":"a.b","automation_mode":"propose","metadata":{"x":NaN}}'
+    _error(_raw_post(api, "/api/v1/decisions", raw), 400)
+    assert Decision.objects.count() == 0
+
+
+def test_body_that_is_a_json_array_is_400(api: AgentClient) -> None:
+    error = _error(_raw_post(api, "/api/v1/decisions", b"[1, 2]"), 400)
+    assert error["message"] == "request body must be a JSON object"
+    assert Decision.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("payload", "field", "message"),
+    [
+        ({"intent": 5, "automation_mode": "propose"}, "intent", "intent must be a string, got int"),
+        ({"intent": "Not Dotted", "automation_mode": "propose"}, "intent", None),
+        ({"automation_mode": "propose"}, "intent", "intent is required"),
+        (
+            {"intent": "a.b", "automation_mode": "propose", "metadata": [1]},
+            "metadata",
+            "metadata must be a JSON object, got array",
+        ),
+        (
+            {"intent": "a.b", "automation_mode": "propose", "metadata": "x"},
+            "metadata",
+            "metadata must be a JSON object, got string",
+        ),
+    ],
+)
+def test_wrong_types_on_create_are_400_naming_the_field(
+    api: AgentClient, payload: dict[str, Any], field: str, message: str | None
+) -> None:
+    error = _error(api.post("/api/v1/decisions", payload), 400)
+    assert error["details"]["field"] == field
+    if message is not None:
+        assert error["message"] == message
+    assert Decision.objects.count() == 0
+
+
+def test_unknown_automation_mode_lists_the_four_values(api: AgentClient) -> None:
+    error = _error(api.post("/api/v1/decisions", {"intent": "a.b", "automation_mode": "yolo"}), 400)
+    assert error["details"]["field"] == "automation_mode"
+    for mode in ("propose", "approve", "override", "autonomous"):
+        assert mode in error["message"]
+    assert error["details"]["allowed"] == ["propose", "approve", "override", "autonomous"]
+    assert Decision.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ({"context": {}}, "context must be a non-empty object"),
+        ({"context": "x"}, "context must be a JSON object, got string"),
+        ({"context": [1]}, "context must be a JSON object, got array"),
+        ({}, "context is required"),
+    ],
+)
+def test_bad_context_is_400_and_appends_nothing(
+    api: AgentClient, payload: dict[str, Any], message: str
+) -> None:
+    decision_id = _create(api)
+    error = _error(api.post(f"/api/v1/decisions/{decision_id}/context", payload), 400)
+    assert error["message"] == message
+    assert error["details"]["field"] == "context"
+    assert TraceEvent.objects.filter(decision_id=decision_id).count() == 1
+
+
+def test_payload_alias_is_accepted_for_context(api: AgentClient) -> None:
+    decision_id = _create(api)
+    response = api.post(f"/api/v1/decisions/{decision_id}/context", {"payload": {"step": 1}})
+    assert response.status_code == 201
+    assert TraceEvent.objects.get(decision_id=decision_id, seq=2).payload == {"context": {"step": 1}}
+
+
+def test_two_megabyte_body_is_413(api: AgentClient) -> None:
+    decision_id = _create(api)
+    big = json.dumps({"context": {"blob": "x" * (2 * 1024 * 1024)}})
+    error = _error(_raw_post(api, f"/api/v1/decisions/{decision_id}/context", big), 413)
+    assert "larger than" in error["message"]
+    assert TraceEvent.objects.filter(decision_id=decision_id).count() == 1
+
+
+def test_bad_close_action_is_400(api: AgentClient) -> None:
+    decision_id = _create(api)
+    error = _error(api.post(f"/api/v1/decisions/{decision_id}/close", {"action": "finish"}), 400)
+    assert error["details"]["field"] == "action"
+    assert Decision.objects.get(pk=decision_id).status == "open"
+
+
+def test_non_json_content_type_is_415(api: AgentClient) -> None:
+    response = api.client.post("/api/v1/decisions", "intent=a.b", content_type="text/plain", **api.headers)
+    _error(response, 415)
+
+
+def test_openapi_schema_renders_with_the_decision_operations(db: Any) -> None:
+    response = Client().get("/api/schema/")
+    assert response.status_code == 200
+    schema = yaml.safe_load(response.content)
+    operations = {
+        op["operationId"] for item in schema["paths"].values() for op in item.values() if isinstance(op, dict)
+    }
+    assert {
+        "decision_create",
+        "decision_get",
+        "decision_trace",
+        "decision_add_context",
+        "decision_close",
+        "capabilities_get",
+    } <= operations
+    assert Client().get("/api/docs/").status_code == 200
+
+
+def test_healthz_and_readyz(db: Any) -> None:
+    assert Client().get("/healthz").json() == {"status": "ok"}
+    ready = Client().get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["status"] == "ok"
+    assert ready.json()["checks"]["database"] == "ok"
