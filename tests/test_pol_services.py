@@ -1,0 +1,418 @@
+"""Policies: authoring, publishing, evaluation semantics, fail-closed, grants, replay."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import DatabaseError, transaction
+
+from decisions import services as decision_services
+from decisions.models import Decision, TraceEvent
+from policies import engine, selectors, services
+from policies.models import PolicyVersion
+from tracemem_site.actor import Actor
+from tracemem_site.errors import InvalidArgument, InvalidState, NotFound, PermissionDenied
+
+SYSTEM = Actor.system("test")
+
+CODE_POLICY: dict[str, Any] = {
+    "name": "Code change policy",
+    "inputs_schema": {
+        "type": "object",
+        "properties": {"change_type": {"type": "string"}, "component": {"type": "string"}},
+        "required": ["change_type"],
+    },
+    "rules": [
+        {
+            "name": "no_prod_deletes",
+            "when": 'inputs.change_type == "delete"',
+            "outcome": "deny",
+            "message": "no",
+        },
+        {
+            "name": "refactor_needs_exception",
+            "when": 'inputs.change_type == "refactor"',
+            "outcome": "requires_exception",
+            "message": "refactors need a human",
+        },
+        {
+            "name": "docs_ok",
+            "when": 'inputs.change_type == "docs"',
+            "outcome": "allow",
+            "message": "docs are fine",
+        },
+    ],
+    "exception_route_id": "route_eng",
+}
+
+
+def publish(policy_id: str, definition: dict[str, Any], grant_to: Any = None) -> PolicyVersion:
+    if selectors.latest_version(policy_id) is None:
+        services.policy_create(actor=SYSTEM, policy_id=policy_id, definition=definition)
+    else:
+        services.policy_draft_save(actor=SYSTEM, policy_id=policy_id, definition=definition)
+    pv = services.policy_publish(actor=SYSTEM, policy_id=policy_id)
+    if grant_to is not None:
+        services.policy_grant(actor=SYSTEM, policy_id=policy_id, agent_id=grant_to.agent_id)
+    return pv
+
+
+def new_decision(actor: Actor, mode: str = "autonomous", metadata: dict[str, Any] | None = None) -> Decision:
+    return decision_services.decision_create(
+        actor=actor, intent="code.refactor.execute", automation_mode=mode, metadata=metadata or {}
+    )
+
+
+def evaluate(actor: Actor, decision: Decision, policy_id: str, inputs: Any) -> dict[str, Any]:
+    return services.decision_evaluate(
+        actor=actor, decision_id=decision.decision_id, policy_id=policy_id, inputs=inputs
+    )
+
+
+def evaluate_events(decision: Decision) -> list[TraceEvent]:
+    return list(TraceEvent.objects.filter(decision=decision, type="evaluate").order_by("seq"))
+
+
+@pytest.mark.django_db
+def test_first_matching_rule_decides_in_order(agent_actor: Actor) -> None:
+    publish(
+        "order_v1",
+        {
+            "name": "Order",
+            "rules": [
+                {"name": "big", "when": "inputs.amount > 100", "outcome": "deny", "message": "too big"},
+                {"name": "positive", "when": "inputs.amount > 0", "outcome": "allow", "message": "ok"},
+            ],
+        },
+        grant_to=agent_actor.agent,
+    )
+    decision = new_decision(agent_actor)
+    first = evaluate(agent_actor, decision, "order_v1", {"amount": 500})
+    second = evaluate(agent_actor, decision, "order_v1", {"amount": 5})
+    assert (first["outcome"], first["rationale"]) == ("deny", {"message": "too big", "rule": "big"})
+    assert (second["outcome"], second["rationale"]["rule"], second["allowed"]) == ("allow", "positive", True)
+
+
+@pytest.mark.django_db
+def test_default_outcome_is_deny_unless_set(agent_actor: Actor) -> None:
+    rules = [{"name": "never", "when": "false", "outcome": "allow", "message": ""}]
+    publish("dflt_v1", {"name": "D", "rules": rules}, grant_to=agent_actor.agent)
+    publish(
+        "dflt_allow_v1", {"name": "D", "rules": rules, "default_outcome": "allow"}, grant_to=agent_actor.agent
+    )
+    decision = new_decision(agent_actor)
+    denied = evaluate(agent_actor, decision, "dflt_v1", {})
+    allowed = evaluate(agent_actor, decision, "dflt_allow_v1", {})
+    assert (denied["outcome"], denied["rationale"]["rule"], denied["allowed"]) == ("deny", None, False)
+    assert (allowed["outcome"], allowed["allowed"]) == ("allow", True)
+
+
+@pytest.mark.django_db
+def test_now_and_decision_variables_are_visible_to_conditions(agent_actor: Actor) -> None:
+    publish(
+        "ctx_v1",
+        {
+            "name": "Ctx",
+            "rules": [
+                {
+                    "name": "propose_user_service",
+                    "when": 'decision.automation_mode == "propose" && decision.metadata.component == "user-service" '
+                    '&& decision.intent.startsWith("code.") && now > timestamp("2020-01-01T00:00:00Z")',
+                    "outcome": "allow",
+                    "message": "",
+                },
+                {
+                    "name": "future",
+                    "when": 'now > timestamp("2999-01-01T00:00:00Z")',
+                    "outcome": "allow",
+                    "message": "",
+                },
+            ],
+        },
+        grant_to=agent_actor.agent,
+    )
+    matching = new_decision(agent_actor, "propose", {"component": "user-service"})
+    other = new_decision(agent_actor, "autonomous", {"component": "user-service"})
+    assert evaluate(agent_actor, matching, "ctx_v1", {})["rationale"]["rule"] == "propose_user_service"
+    assert evaluate(agent_actor, other, "ctx_v1", {})["outcome"] == "deny"
+
+
+@pytest.mark.django_db
+def test_evaluate_records_event_and_gating_facts(agent_actor: Actor) -> None:
+    pv = publish("code_v1", CODE_POLICY, grant_to=agent_actor.agent)
+    decision = new_decision(agent_actor)
+    out = evaluate(agent_actor, decision, "code_v1", {"change_type": "refactor", "component": "user-service"})
+    assert out == {
+        "event_id": out["event_id"],
+        "policy_id": "code_v1",
+        "policy_version": 1,
+        "policy_hash": pv.hash,
+        "outcome": "requires_exception",
+        "rationale": {"message": "refactors need a human", "rule": "refactor_needs_exception"},
+        "allowed": False,
+        "requires_approval": True,
+        "approval_route_id": "route_eng",
+    }
+    (event,) = evaluate_events(decision)
+    assert event.event_id == out["event_id"]
+    assert event.payload["inputs"] == {"change_type": "refactor", "component": "user-service"}
+    assert (event.payload["policy_version"], event.payload["policy_hash"], event.payload["source"]) == (
+        1,
+        pv.hash,
+        "agent",
+    )
+    decision.refresh_from_db()
+    assert (decision.last_exception_seq, decision.exception_route_id) == (event.seq, "route_eng")
+
+
+@pytest.mark.django_db
+def test_inputs_are_redacted_in_the_trace(agent_actor: Actor) -> None:
+    publish("code_v1", CODE_POLICY, grant_to=agent_actor.agent)
+    decision = new_decision(agent_actor)
+    evaluate(agent_actor, decision, "code_v1", {"change_type": "docs", "password": "hunter2"})
+    assert evaluate_events(decision)[0].payload["inputs"] == {"change_type": "docs", "password": "[redacted]"}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("inputs", "kind", "phrase"),
+    [
+        ({"component": "x"}, "schema_violation", "'change_type' is a required property"),
+        ({"change_type": 5}, "schema_violation", "inputs.change_type does not match"),
+    ],
+)
+def test_schema_violation_fails_closed_and_is_recorded(
+    agent_actor: Actor, inputs: dict[str, Any], kind: str, phrase: str
+) -> None:
+    publish("code_v1", CODE_POLICY, grant_to=agent_actor.agent)
+    decision = new_decision(agent_actor)
+    with pytest.raises(InvalidArgument) as caught:
+        evaluate(agent_actor, decision, "code_v1", inputs)
+    assert phrase in str(caught.value) and str(caught.value).startswith("[invalid_argument]")
+    (event,) = evaluate_events(decision)
+    assert (event.payload["outcome"], event.payload["allowed"], event.payload["error"]["kind"]) == (
+        "error",
+        False,
+        kind,
+    )
+    assert caught.value.details["event_id"] == event.event_id
+    decision.refresh_from_db()
+    assert (decision.last_deny_seq, decision.last_exception_seq) == (None, None)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("when", "inputs", "kind", "phrase"),
+    [
+        ("inputs.amount > 10", {}, "missing_variable", "missing variable amount"),
+        ("inputs.amount > 10", {"amount": "ten"}, "type_error", "type error"),
+        ("inputs.amount", {"amount": 3}, "type_error", "must be true or false"),
+    ],
+)
+def test_evaluation_errors_fail_closed_never_allow(
+    agent_actor: Actor, when: str, inputs: dict[str, Any], kind: str, phrase: str
+) -> None:
+    # default allow: an error must still not allow
+    publish(
+        "amt_v1",
+        {
+            "name": "A",
+            "rules": [{"name": "cap", "when": when, "outcome": "deny", "message": ""}],
+            "default_outcome": "allow",
+        },
+        grant_to=agent_actor.agent,
+    )
+    decision = new_decision(agent_actor)
+    with pytest.raises(InvalidArgument) as caught:
+        evaluate(agent_actor, decision, "amt_v1", inputs)
+    assert phrase in str(caught.value)
+    (event,) = evaluate_events(decision)
+    assert event.payload["outcome"] == "error" and event.payload["allowed"] is False
+    assert event.payload["error"]["kind"] == kind and event.payload["error"]["rule"] == "cap"
+
+
+@pytest.mark.django_db
+def test_publish_refuses_bad_cel_with_rule_and_position() -> None:
+    services.policy_create(
+        actor=SYSTEM,
+        policy_id="bad_v1",
+        definition={"name": "B", "rules": [{"name": "broken", "when": "inputs.a ==", "outcome": "deny"}]},
+    )
+    with pytest.raises(InvalidArgument) as caught:
+        services.policy_publish(actor=SYSTEM, policy_id="bad_v1")
+    assert "rule 'broken'" in str(caught.value) and "line 1, column 12" in str(caught.value)
+    assert caught.value.details["position"] == {"line": 1, "column": 12}
+    assert selectors.latest_published("bad_v1") is None
+    assert selectors.draft_of("bad_v1").status == "draft"
+
+
+@pytest.mark.django_db
+def test_publish_refuses_invalid_inputs_schema() -> None:
+    services.policy_create(
+        actor=SYSTEM, policy_id="sch_v1", definition={"name": "S", "inputs_schema": {"type": 12}}
+    )
+    with pytest.raises(InvalidArgument, match="inputs_schema is not a valid JSON Schema"):
+        services.policy_publish(actor=SYSTEM, policy_id="sch_v1")
+    assert selectors.latest_published("sch_v1") is None
+
+
+@pytest.mark.django_db
+def test_editing_a_published_policy_creates_the_next_draft() -> None:
+    v1 = publish("code_v1", CODE_POLICY)
+    draft = services.policy_draft_save(
+        actor=SYSTEM, policy_id="code_v1", definition={**CODE_POLICY, "name": "New"}
+    )
+    v1.refresh_from_db()
+    assert (draft.version, draft.status, v1.status, v1.name) == (
+        2,
+        "draft",
+        "published",
+        "Code change policy",
+    )
+    v2 = services.policy_publish(actor=SYSTEM, policy_id="code_v1")
+    v1.refresh_from_db()
+    assert (v2.status, v1.status, v1.hash) == ("published", "retired", v1.hash)
+    assert v2.hash != v1.hash and len(v2.hash) == 64
+
+
+@pytest.mark.django_db
+def test_the_database_refuses_changes_to_published_versions() -> None:
+    v1 = publish("code_v1", CODE_POLICY)
+    with pytest.raises(DatabaseError, match="frozen"), transaction.atomic():
+        PolicyVersion.objects.filter(pk=v1.pk).update(rules=[])
+    with pytest.raises(DatabaseError, match="frozen"), transaction.atomic():
+        PolicyVersion.objects.filter(pk=v1.pk).update(status="draft")
+    with pytest.raises(DatabaseError, match="frozen"), transaction.atomic():
+        PolicyVersion.objects.filter(pk=v1.pk).delete()
+    v1.refresh_from_db()
+    assert (v1.rules, v1.status) == (CODE_POLICY["rules"], "published")
+
+
+@pytest.mark.django_db
+def test_trace_pins_version_and_hash_after_newer_version_is_published(agent_actor: Actor) -> None:
+    v1 = publish("code_v1", CODE_POLICY, grant_to=agent_actor.agent)
+    decision = new_decision(agent_actor)
+    first = evaluate(agent_actor, decision, "code_v1", {"change_type": "refactor"})
+    changed = {
+        **CODE_POLICY,
+        "rules": [{"name": "all_ok", "when": "true", "outcome": "allow", "message": "ok"}],
+    }
+    v2 = publish("code_v1", changed)
+    second = evaluate(agent_actor, decision, "code_v1", {"change_type": "refactor"})  # cache keyed by hash
+    events = evaluate_events(decision)
+    assert [
+        (e.payload["policy_version"], e.payload["policy_hash"], e.payload["outcome"]) for e in events
+    ] == [
+        (1, v1.hash, "requires_exception"),
+        (2, v2.hash, "allow"),
+    ]
+    assert (first["policy_hash"], second["policy_hash"]) == (v1.hash, v2.hash)
+    assert engine.cache_contains(v2.hash)
+
+
+@pytest.mark.django_db
+def test_ungranted_policy_is_permission_denied_and_records_nothing(agent_actor: Actor) -> None:
+    publish("code_v1", CODE_POLICY)
+    decision = new_decision(agent_actor)
+    with pytest.raises(PermissionDenied, match="not granted"):
+        evaluate(agent_actor, decision, "code_v1", {"change_type": "docs"})
+    assert evaluate_events(decision) == []
+
+
+@pytest.mark.django_db
+def test_capabilities_lists_granted_published_policies(agent_actor: Actor, make_agent: Any) -> None:
+    other, _ = make_agent("other")
+    publish("code_v1", CODE_POLICY, grant_to=agent_actor.agent)
+    publish("code_v1", {**CODE_POLICY, "name": "Code change policy 2"})
+    publish("other_v1", CODE_POLICY, grant_to=other)
+    assert selectors.granted_policies(agent_actor.agent) == [
+        {"policy_id": "code_v1", "name": "Code change policy 2", "version": 2}
+    ]
+
+
+@pytest.mark.django_db
+def test_exactly_one_of_inputs_or_inputs_ref(agent_actor: Actor) -> None:
+    publish("code_v1", CODE_POLICY, grant_to=agent_actor.agent)
+    decision = new_decision(agent_actor)
+    for kwargs in ({}, {"inputs": {}, "inputs_ref": "evt_x"}):
+        with pytest.raises(InvalidArgument, match="exactly one of inputs"):
+            services.decision_evaluate(
+                actor=agent_actor, decision_id=decision.decision_id, policy_id="code_v1", **kwargs
+            )
+    with pytest.raises(InvalidArgument, match="must be a read event"):
+        created = TraceEvent.objects.get(decision=decision, seq=1)
+        services.decision_evaluate(
+            actor=agent_actor,
+            decision_id=decision.decision_id,
+            policy_id="code_v1",
+            inputs_ref=created.event_id,
+        )
+    assert evaluate_events(decision) == []
+
+
+@pytest.mark.django_db
+def test_admin_operations_need_staff(make_agent: Any) -> None:
+    user = get_user_model().objects.create_user("bob", password="x")
+    with pytest.raises(PermissionDenied):
+        services.policy_create(actor=Actor.for_user(user), policy_id="p_v1", definition={"name": "P"})
+    assert selectors.latest_version("p_v1") is None
+
+
+@pytest.mark.django_db
+def test_replay_reports_exactly_the_flipping_evaluations(agent_actor: Actor) -> None:
+    publish("code_v1", CODE_POLICY, grant_to=agent_actor.agent)
+    decision = new_decision(agent_actor)
+    evaluate(agent_actor, decision, "code_v1", {"change_type": "docs"})  # allow -> allow
+    flip_refactor = evaluate(agent_actor, decision, "code_v1", {"change_type": "refactor"})  # req -> allow
+    evaluate(agent_actor, decision, "code_v1", {"change_type": "delete"})  # deny -> deny
+    flip_other = evaluate(
+        agent_actor, decision, "code_v1", {"change_type": "feature"}
+    )  # deny (default) -> allow
+    draft_rules = [
+        CODE_POLICY["rules"][0],
+        {"name": "all_else_ok", "when": "true", "outcome": "allow", "message": ""},
+    ]
+    services.policy_draft_save(
+        actor=SYSTEM, policy_id="code_v1", definition={**CODE_POLICY, "rules": draft_rules}
+    )
+    report = services.policy_replay(actor=SYSTEM, policy_id="code_v1", limit=10)
+    assert (report["replayed"], report["flipped"], report["published_version"], report["draft_version"]) == (
+        4,
+        2,
+        1,
+        2,
+    )
+    assert {(f["event_id"], f["before"], f["after"]) for f in report["flips"]} == {
+        (flip_refactor["event_id"], "requires_exception", "allow"),
+        (flip_other["event_id"], "deny", "allow"),
+    }
+    assert services.policy_replay(actor=SYSTEM, policy_id="code_v1", limit=1)["replayed"] == 1
+
+
+@pytest.mark.django_db
+def test_policy_test_evaluates_the_draft_without_recording() -> None:
+    publish("code_v1", CODE_POLICY)
+    services.policy_draft_save(
+        actor=SYSTEM, policy_id="code_v1", definition={**CODE_POLICY, "default_outcome": "allow"}
+    )
+    out = services.policy_test(actor=SYSTEM, policy_id="code_v1", inputs={"change_type": "feature"})
+    assert (out["outcome"], out["policy_version"], out["status"], out["event_id"]) == (
+        "allow",
+        2,
+        "draft",
+        None,
+    )
+    with pytest.raises(InvalidArgument, match="required property"):
+        services.policy_test(actor=SYSTEM, policy_id="code_v1", inputs={})
+    assert TraceEvent.objects.filter(type="evaluate").count() == 0
+
+
+@pytest.mark.django_db
+def test_publish_without_draft_is_invalid_state_and_unknown_policy_not_found() -> None:
+    publish("code_v1", CODE_POLICY)
+    with pytest.raises(InvalidState):
+        services.policy_publish(actor=SYSTEM, policy_id="code_v1")
+    with pytest.raises(NotFound):
+        services.policy_publish(actor=SYSTEM, policy_id="nope")
