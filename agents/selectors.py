@@ -44,11 +44,12 @@ def capabilities(agent: Agent) -> dict[str, object]:
     Data product and policy permissions are listed by the apps that own them; until those grants
     exist the lists are empty.
     """
+    from policies.selectors import granted_policies
     from tracemem_site.version import PROTOCOL_VERSIONS, SERVER_NAME, SERVER_VERSION
 
     return {
         "agent_id": agent.agent_id,
         "name": agent.name,
-        "permissions": {"data_products": [], "policies": []},
+        "permissions": {"data_products": [], "policies": granted_policies(agent)},
         "server": {"name": SERVER_NAME, "version": SERVER_VERSION, "protocol_versions": PROTOCOL_VERSIONS},
     }
