@@ -126,7 +126,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "interval_max": 0.5,
 }
 CELERY_TASK_PUBLISH_RETRY = False
-CELERY_BEAT_SCHEDULE: dict[str, dict] = {}
+CELERY_BEAT_SCHEDULE: dict[str, dict] = {
+    # Expire overdue approvals (fail closed) and re-dispatch overdue deliveries (approvals/tasks.py).
+    "approvals-tick": {"task": "approvals.tick", "schedule": env_int("TRACEMEM_APPROVALS_TICK_SECONDS", 30)},
+}
 CELERY_TIMEZONE = "UTC"
 
 # --- Cache ------------------------------------------------------------------------------

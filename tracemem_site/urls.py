@@ -9,6 +9,7 @@ from tracemem_site.mcp_view import MCPView
 api_v1 = [
     path("", include("agents.urls")),
     path("", include("decisions.urls")),
+    path("", include("approvals.urls")),
 ]
 
 urlpatterns = [
@@ -27,4 +28,5 @@ urlpatterns = [
     path("decisions/", include("decisions.urls_html")),
     path("agents/", include("agents.urls_html")),
     path("review/", include("approvals.urls_review")),
+    path("", include("approvals.urls_integrations")),
 ]
