@@ -1,1 +1,626 @@
-"""Approvals services (being built; see the approvals issue)."""
+"""Approvals: requesting one, voting on it, expiring it, and the delivery outbox (SPEC §3, §5, §9).
+
+Every door (MCP, REST, the review UI, the email link page, Slack, the webhook reply and the Celery
+beat) resolves approvals through :func:`approval_vote` / :func:`approvals_expire_due`, so the rules
+(eligibility, quorum, veto, rationale, one vote per person, finality) live only here.
+
+Lock order is always decision, then approval, so a request racing a vote cannot deadlock.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.core import signing
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from agents import keys
+from approvals import channels as senders
+from approvals import conf
+from approvals.models import (
+    Approval,
+    ApprovalRoute,
+    ApprovalState,
+    Channel,
+    Delivery,
+    DeliveryStatus,
+    EmailLink,
+    Vote,
+    VoteChoice,
+    WebhookCredential,
+)
+from decisions.models import AutomationMode, Decision, DecisionStatus, EventType
+from decisions.services import decision_lock, note_approval_requested, note_approval_resolved, trace_append
+from tracemem_site import validation as v
+from tracemem_site.actor import Actor
+from tracemem_site.errors import (
+    Conflict,
+    InvalidArgument,
+    InvalidState,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+)
+from tracemem_site.ids import new_id
+from tracemem_site.redaction import redact
+from tracemem_site.timefmt import iso_z
+
+logger = logging.getLogger(__name__)
+
+WEBHOOK_CREDENTIAL_PREFIX = "tmwh_"
+EMAIL_LINK_SALT = "tracemem.approvals.email-link"
+MIN_EXPIRY_SECONDS = 60
+VOTE_CHANNELS = ("web", "api", "email", "slack", "webhook")
+
+
+# --- requesting ------------------------------------------------------------------------------
+
+
+def route_for(*, approval_route_id: str | None, decision: Decision) -> ApprovalRoute:
+    """The argument, else the decision's latest exception route, else the default route (SPEC §3)."""
+    wanted = approval_route_id or decision.exception_route_id or conf.default_route_id() or None
+    if wanted:
+        route = ApprovalRoute.objects.filter(route_id=wanted).first()
+        if route is None:
+            field = "approval_route_id" if approval_route_id else "exception_route_id"
+            raise InvalidArgument(
+                f"approval route {wanted!r} does not exist; ask an admin to create it or pass another "
+                "approval_route_id",
+                field=field,
+            )
+        return route
+    route = ApprovalRoute.objects.filter(is_default=True).first()
+    if route is None:
+        raise InvalidArgument(
+            "no approval route given and no default route is configured; pass approval_route_id or ask an admin "
+            "to mark a route as default",
+            field="approval_route_id",
+        )
+    return route
+
+
+def _optional_bool(value: Any, field: str) -> bool | None:
+    if value is None:
+        return None
+    if not isinstance(value, bool):
+        raise InvalidArgument(f"{field} must be true or false", field=field)
+    return value
+
+
+def _optional_int(value: Any, field: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgument(f"{field} must be an integer number of seconds", field=field)
+    return value
+
+
+@transaction.atomic
+def decision_request_approval(
+    *,
+    actor: Actor,
+    decision_id: Any,
+    title: Any = None,
+    message: Any = None,
+    approval_route_id: Any = None,
+    require_rationale: Any = None,
+    expires_in_seconds: Any = None,
+) -> Approval:
+    """Ask humans to approve a decision: record the request, move the decision to ``needs_approval``
+    and queue one delivery per channel of the route, all in one transaction (SPEC §3, §9).
+
+    The agent may tighten the route (require a rationale, expire sooner) but never loosen it.
+    Delivery runs after commit; a broker outage leaves the outbox rows for the periodic re-dispatch.
+    """
+    clean_title = v.optional_string(title, "title", max_length=300)
+    clean_message = v.optional_string(message, "message", max_length=100_000)
+    route_arg = v.optional_string(approval_route_id, "approval_route_id", max_length=100)
+    wants_rationale = _optional_bool(require_rationale, "require_rationale")
+    expires = _optional_int(expires_in_seconds, "expires_in_seconds")
+    decision = decision_lock(actor=actor, decision_id=decision_id)
+    if (
+        decision.status == DecisionStatus.NEEDS_APPROVAL
+        or Approval.objects.filter(decision=decision, status=ApprovalState.PENDING).exists()
+    ):
+        raise Conflict(
+            f"decision {decision.decision_id} already has a pending approval ({decision.pending_approval_id}); "
+            "poll decision_get until it is resolved",
+            details={"pending_approval_id": decision.pending_approval_id},
+        )
+    if decision.status not in (DecisionStatus.OPEN, DecisionStatus.APPROVED):
+        raise InvalidState(
+            f"decision {decision.decision_id} is {decision.status}: approval can be requested only while it is "
+            "open or approved"
+        )
+    route = route_for(approval_route_id=route_arg, decision=decision)
+    lifetime = route.expires_in_seconds
+    if expires is not None:
+        if not MIN_EXPIRY_SECONDS <= expires <= route.expires_in_seconds:
+            raise InvalidArgument(
+                f"expires_in_seconds must be between {MIN_EXPIRY_SECONDS} and {route.expires_in_seconds} "
+                f"(route {route.route_id}'s limit); got {expires}",
+                field="expires_in_seconds",
+            )
+        lifetime = expires
+    # override mode lifts denies with a granted approval, so its approvers must always explain why.
+    rationale_needed = (
+        route.require_rationale
+        or bool(wants_rationale)
+        or decision.automation_mode == AutomationMode.OVERRIDE
+    )
+    now = timezone.now()
+    approval = Approval.objects.create(
+        decision=decision,
+        route=route,
+        title=redact(clean_title or f"Approval requested: {decision.intent}", field="title"),
+        message=redact(clean_message or "", field="message"),
+        require_rationale=rationale_needed,
+        required_approvals=route.required_approvals,
+        requested_at=now,
+        expires_at=now + timedelta(seconds=lifetime),
+    )
+    deliveries = [
+        Delivery.objects.create(
+            delivery_id=new_id("msg_"),
+            approval=approval,
+            channel=entry["type"],
+            target=entry,
+            next_attempt_at=now,
+        )
+        for entry in route_channels(route)
+    ]
+    trace_append(
+        decision=decision,
+        type=EventType.APPROVAL_REQUESTED,
+        actor=actor,
+        payload={
+            "approval_id": approval.approval_id,
+            "route_id": route.route_id,
+            "title": approval.title,
+            "message": approval.message,
+            "required_approvals": approval.required_approvals,
+            "require_rationale": approval.require_rationale,
+            "expires_at": iso_z(approval.expires_at),
+            "channels": [d.channel for d in deliveries],
+        },
+    )
+    note_approval_requested(decision=decision, approval_id=approval.approval_id)
+    for delivery in deliveries:
+        transaction.on_commit(lambda d=delivery.delivery_id: _publish(d))
+    return approval
+
+
+def route_channels(route: ApprovalRoute) -> list[dict[str, Any]]:
+    """The route's channel entries that name a known channel type (unknown ones are ignored)."""
+    entries = route.channels if isinstance(route.channels, list) else []
+    return [e for e in entries if isinstance(e, dict) and e.get("type") in Channel.values]
+
+
+def _publish(delivery_id: str, countdown: float | None = None) -> None:
+    # Imported late: the Celery door imports this module.
+    from approvals.tasks import publish_delivery
+
+    publish_delivery(delivery_id, countdown=countdown)
+
+
+# --- who may vote --------------------------------------------------------------------------
+
+
+def is_eligible(user: AbstractBaseUser, route: ApprovalRoute) -> bool:
+    """Superusers on every route; others through the route's group (SPEC §9, §10)."""
+    if not user.is_active:
+        return False
+    if user.is_superuser:
+        return True
+    return route.approver_group_id is not None and user.groups.filter(pk=route.approver_group_id).exists()
+
+
+def _ensure_may_vote(user: AbstractBaseUser, approval: Approval) -> None:
+    route = approval.route
+    if not is_eligible(user, route):
+        raise PermissionDenied(
+            f"you are not an eligible approver for route {route.route_id}; ask an admin to add you to its group"
+        )
+    owner_id = approval.decision.agent.owner_id
+    if owner_id is not None and owner_id == user.pk and not route.allow_agent_owner:
+        raise PermissionDenied(
+            "you own the agent that asked: route "
+            f"{route.route_id} does not allow the agent's owner to approve; another reviewer must decide"
+        )
+
+
+# --- voting and resolution ----------------------------------------------------------------------
+
+
+def _voter(user: AbstractBaseUser) -> dict[str, Any]:
+    return {"id": f"user_{user.pk}", "name": user.get_username()}
+
+
+@transaction.atomic
+def approval_vote(
+    *,
+    actor: Actor,
+    approval_id: Any,
+    decision: Any,
+    rationale: Any = None,
+    channel: str = "api",
+) -> Approval:
+    """Record one reviewer's vote; grant at quorum, reject on any eligible reject (SPEC §9).
+
+    ``decision`` is ``approve`` or ``reject``. Each person votes once per approval whatever the
+    channel; a resolved approval is final. The approval row is locked, so a concurrent approve and
+    reject produce exactly one outcome.
+    """
+    if actor.kind != "user" or actor.user is None:
+        raise PermissionDenied("only a signed-in reviewer can vote on an approval")
+    user = actor.user
+    clean_id = v.string(approval_id, "approval_id", max_length=40)
+    choice = v.choice(decision, "decision", VoteChoice.values)
+    clean_rationale = v.optional_string(rationale, "rationale", max_length=10_000)
+    if channel not in VOTE_CHANNELS:
+        raise InvalidArgument(f"channel must be one of {', '.join(VOTE_CHANNELS)}", field="channel")
+    decision_id = Approval.objects.filter(pk=clean_id).values_list("decision_id", flat=True).first()
+    if decision_id is None:
+        raise NotFound(f"approval {clean_id} was not found")
+    locked_decision = decision_lock(actor=Actor.system(), decision_id=decision_id)
+    approval = Approval.objects.select_for_update().select_related("route").get(pk=clean_id)
+    approval.decision = locked_decision
+    if approval.status != ApprovalState.PENDING:
+        raise InvalidState(f"approval {clean_id} is already {approval.status}; a resolved approval is final")
+    if approval.expires_at <= timezone.now():
+        raise InvalidState(f"approval {clean_id} has expired; the agent must request a new approval")
+    _ensure_may_vote(user, approval)
+    if approval.require_rationale and not (clean_rationale or "").strip():
+        raise InvalidArgument(
+            "this approval requires a rationale: say why you approve or reject", field="rationale"
+        )
+    existing = Vote.objects.filter(approval=approval, user=user).first()
+    if existing is not None:
+        raise Conflict(
+            f"you already voted {existing.choice} on approval {clean_id} (via {existing.channel}); "
+            "one vote per person",
+        )
+    stored_rationale = redact(clean_rationale or "", field="rationale")
+    try:
+        with transaction.atomic():
+            Vote.objects.create(
+                approval=approval, user=user, choice=choice, rationale=stored_rationale, channel=channel
+            )
+    except IntegrityError:
+        raise Conflict(f"you already voted on approval {clean_id}; one vote per person") from None
+    trace_append(
+        decision=locked_decision,
+        type=EventType.APPROVAL_VOTE,
+        actor=actor,
+        payload={
+            "approval_id": clean_id,
+            "vote": choice,
+            "voter": _voter(user),
+            "channel": channel,
+            "rationale": stored_rationale,
+        },
+    )
+    votes = list(approval.votes.select_related("user").order_by("created_at"))
+    if choice == VoteChoice.REJECT:
+        _resolve(approval, locked_decision, ApprovalState.REJECTED, votes, channel, actor)
+    elif sum(1 for vote in votes if vote.choice == VoteChoice.APPROVE) >= approval.required_approvals:
+        _resolve(approval, locked_decision, ApprovalState.APPROVED, votes, channel, actor)
+    return approval
+
+
+def _resolve(
+    approval: Approval,
+    decision: Decision,
+    outcome: str,
+    votes: list[Vote],
+    channel: str,
+    actor: Actor,
+) -> None:
+    now = timezone.now()
+    event = trace_append(
+        decision=decision,
+        type=EventType.APPROVAL_RESOLVED,
+        actor=actor,
+        payload={
+            "approval_id": approval.approval_id,
+            "outcome": outcome,
+            "channel": channel,
+            "votes": [
+                {
+                    **_voter(vote.user),
+                    "vote": vote.choice,
+                    "channel": vote.channel,
+                    "rationale": vote.rationale,
+                }
+                for vote in votes
+            ],
+            "approvers": [_voter(vote.user) for vote in votes if vote.choice == VoteChoice.APPROVE],
+            "rejected_by": [_voter(vote.user) for vote in votes if vote.choice == VoteChoice.REJECT],
+        },
+    )
+    # The conditional UPDATE is a second guard: only a pending approval ever changes.
+    changed = Approval.objects.filter(pk=approval.pk, status=ApprovalState.PENDING).update(
+        status=outcome, resolved_at=now, resolution_channel=channel
+    )
+    if changed != 1:
+        raise InvalidState(f"approval {approval.approval_id} was resolved concurrently; it is final")
+    approval.status, approval.resolved_at, approval.resolution_channel = outcome, now, channel
+    note_approval_resolved(decision=decision, outcome=outcome, seq=event.seq)
+    if approval.deliveries.filter(channel=Channel.SLACK).exists():
+        approval_id = approval.approval_id
+        transaction.on_commit(lambda: _publish_slack_update(approval_id))
+
+
+def _publish_slack_update(approval_id: str) -> None:
+    from approvals.tasks import publish_slack_update
+
+    publish_slack_update(approval_id)
+
+
+def approvals_expire_due(*, actor: Actor) -> int:
+    """Reject (fail closed) every pending approval past its ``expires_at``; returns how many."""
+    count = 0
+    due = Approval.objects.filter(status=ApprovalState.PENDING, expires_at__lte=timezone.now())
+    for approval_id in list(due.values_list("approval_id", flat=True)[:500]):
+        if approval_expire(actor=actor, approval_id=approval_id):
+            count += 1
+    return count
+
+
+@transaction.atomic
+def approval_expire(*, actor: Actor, approval_id: str) -> bool:
+    """Expire one approval if it is still pending and due; the decision becomes ``rejected``."""
+    decision_id = Approval.objects.filter(pk=approval_id).values_list("decision_id", flat=True).first()
+    if decision_id is None:
+        return False
+    decision = decision_lock(actor=Actor.system(), decision_id=decision_id)
+    approval = Approval.objects.select_for_update().get(pk=approval_id)
+    if approval.status != ApprovalState.PENDING or approval.expires_at > timezone.now():
+        return False
+    votes = list(approval.votes.select_related("user").order_by("created_at"))
+    _resolve(approval, decision, ApprovalState.EXPIRED, votes, "expiry", actor)
+    return True
+
+
+# --- email links ------------------------------------------------------------------------------
+
+
+def email_link_issue(*, approval: Approval, user: AbstractBaseUser) -> str:
+    """A signed token naming one reviewer and one approval; reused across delivery retries."""
+    link = EmailLink.objects.filter(approval=approval, user=user, used_at__isnull=True).first()
+    if link is None:
+        link = EmailLink.objects.create(approval=approval, user=user, nonce=secrets.token_urlsafe(24))
+    return signing.dumps({"n": link.nonce}, salt=EMAIL_LINK_SALT)
+
+
+def email_link_open(*, token: str) -> EmailLink:
+    """The link a token names, if its signature, age and single use all check out."""
+    try:
+        data = signing.loads(token, salt=EMAIL_LINK_SALT, max_age=conf.email_link_max_age())
+    except signing.SignatureExpired:
+        raise PermissionDenied("this approval link has expired; open the request in the review UI") from None
+    except signing.BadSignature:
+        raise PermissionDenied(
+            "this approval link is not valid; use the link from the email as sent"
+        ) from None
+    nonce = data.get("n") if isinstance(data, dict) else None
+    link = (
+        EmailLink.objects.select_related("approval", "approval__decision", "approval__route", "user")
+        .filter(nonce=nonce)
+        .first()
+    )
+    if link is None:
+        raise PermissionDenied("this approval link is not valid; use the link from the email as sent")
+    if link.used_at is not None:
+        raise PermissionDenied("this approval link was already used; each link works once")
+    return link
+
+
+@transaction.atomic
+def approval_vote_by_email_link(*, token: str, decision: Any, rationale: Any = None) -> Approval:
+    """Vote as the reviewer an email link was sent to; the link is spent in the same transaction."""
+    link = email_link_open(token=token)
+    spent = EmailLink.objects.filter(pk=link.pk, used_at__isnull=True).update(used_at=timezone.now())
+    if spent != 1:
+        raise PermissionDenied("this approval link was already used; each link works once")
+    return approval_vote(
+        actor=Actor.for_user(link.user),
+        approval_id=link.approval_id,
+        decision=decision,
+        rationale=rationale,
+        channel="email",
+    )
+
+
+# --- the outbox -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    status: str
+    retry_in_ms: int | None = None
+
+
+def _claim(delivery_id: str) -> Delivery | None:
+    """Take a due, pending delivery for one attempt; None when someone else has it or it is done."""
+    with transaction.atomic():
+        delivery = (
+            Delivery.objects.select_for_update(skip_locked=True)
+            .select_related("approval", "approval__decision", "approval__decision__agent", "approval__route")
+            .filter(pk=delivery_id)
+            .first()
+        )
+        now = timezone.now()
+        # A second of slack: a countdown retry may arrive a hair before its next_attempt_at.
+        if delivery is None or delivery.status != DeliveryStatus.PENDING:
+            return None
+        if delivery.next_attempt_at > now + timedelta(seconds=1):
+            return None
+        delivery.attempts += 1
+        delivery.next_attempt_at = now + timedelta(milliseconds=conf.lease_ms())
+        delivery.save(update_fields=["attempts", "next_attempt_at"])
+        return delivery
+
+
+def delivery_attempt(*, actor: Actor, delivery_id: str) -> AttemptResult | None:
+    """Try to deliver one outbox row once (the Celery task's body). Idempotent per delivery id.
+
+    Network calls happen outside any transaction; the outcome is recorded afterwards. Returns None
+    when there was nothing to do (already delivered, failed, not yet due, or in another worker's hands).
+    """
+    delivery = _claim(delivery_id)
+    if delivery is None:
+        return None
+    error: str | None = None
+    ref: dict[str, Any] = {}
+    try:
+        ref = senders.send(delivery) or {}
+    except senders.DeliveryError as exc:
+        error = str(exc)
+    except Exception as exc:  # any sender bug must still end in a visible, retried delivery
+        logger.exception("delivery %s crashed", delivery_id)
+        error = f"internal error while delivering ({type(exc).__name__})"
+    return _record_attempt(actor=actor, delivery_id=delivery_id, error=error, ref=ref)
+
+
+@transaction.atomic
+def _record_attempt(
+    *, actor: Actor, delivery_id: str, error: str | None, ref: dict[str, Any]
+) -> AttemptResult:
+    delivery = Delivery.objects.select_related("approval").get(pk=delivery_id)
+    decision = decision_lock(actor=Actor.system(), decision_id=delivery.approval.decision_id)
+    delivery = Delivery.objects.select_for_update().get(pk=delivery_id)
+    now = timezone.now()
+    entry: dict[str, Any] = {"attempt": delivery.attempts, "at": iso_z(now), "error": error}
+    result: AttemptResult
+    if error is None:
+        delivery.status = DeliveryStatus.DELIVERED
+        delivery.delivered_at = now
+        delivery.last_error = ""
+        delivery.external_ref = {**delivery.external_ref, **ref}
+        result = AttemptResult(DeliveryStatus.DELIVERED)
+    elif delivery.attempts >= conf.max_attempts():
+        delivery.status = DeliveryStatus.FAILED
+        delivery.last_error = error[:2000]
+        result = AttemptResult(DeliveryStatus.FAILED)
+    else:
+        delay = min(conf.backoff_base_ms() * 2 ** (delivery.attempts - 1), conf.backoff_cap_ms())
+        delivery.next_attempt_at = now + timedelta(milliseconds=delay)
+        delivery.last_error = error[:2000]
+        entry["retry_in_ms"] = delay
+        result = AttemptResult(DeliveryStatus.PENDING, retry_in_ms=delay)
+    delivery.attempt_log = [*delivery.attempt_log, entry][-50:]
+    delivery.save()
+    if result.status != DeliveryStatus.PENDING:
+        trace_append(
+            decision=decision,
+            type=EventType.DELIVERY,
+            actor=actor,
+            payload={
+                "delivery_id": delivery.delivery_id,
+                "approval_id": delivery.approval_id,
+                "channel": delivery.channel,
+                "status": delivery.status,
+                "attempts": delivery.attempts,
+                "error": delivery.last_error or None,
+            },
+        )
+    return result
+
+
+def deliveries_redispatch_due(*, actor: Actor, limit: int = 500) -> int:
+    """Queue every pending delivery whose time has come (lost publishes, dead workers, retries)."""
+    due = Delivery.objects.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=timezone.now())
+    ids = list(due.order_by("next_attempt_at").values_list("delivery_id", flat=True)[:limit])
+    for delivery_id in ids:
+        _publish(delivery_id)
+    return len(ids)
+
+
+def slack_messages_update(*, actor: Actor, approval_id: str) -> int:
+    """Replace the buttons of every delivered Slack message of a resolved approval with its outcome."""
+    approval = Approval.objects.filter(pk=approval_id).first()
+    if approval is None or approval.status == ApprovalState.PENDING:
+        return 0
+    updated = 0
+    for delivery in approval.deliveries.filter(channel=Channel.SLACK, status=DeliveryStatus.DELIVERED):
+        try:
+            senders.slack_update(delivery, approval)
+            updated += 1
+        except senders.DeliveryError as exc:
+            logger.warning("could not update Slack message of %s: %s", delivery.delivery_id, exc)
+    return updated
+
+
+# --- webhook credentials ----------------------------------------------------------------------
+
+
+def _require_staff(actor: Actor) -> None:
+    if actor.kind == "system":
+        return
+    user = actor.user
+    if actor.kind != "user" or user is None or not user.is_staff:
+        raise PermissionDenied("only staff can manage webhook credentials")
+
+
+@transaction.atomic
+def webhook_credential_create(
+    *, actor: Actor, user: AbstractBaseUser, name: str = "webhook"
+) -> tuple[WebhookCredential, str]:
+    """Issue a credential a webhook receiver uses to resolve approvals as ``user``; shown once."""
+    _require_staff(actor)
+    secret = keys.generate(WEBHOOK_CREDENTIAL_PREFIX)
+    credential = WebhookCredential.objects.create(
+        name=v.string(name, "name", max_length=100),
+        user=user,
+        prefix=keys.lookup_prefix(secret, WEBHOOK_CREDENTIAL_PREFIX),
+        token_hash=keys.digest(secret),
+    )
+    return credential, secret
+
+
+def webhook_credential_authenticate(*, authorization: str | None) -> AbstractBaseUser:
+    """``Authorization: Bearer tmwh_…`` (or ``Token``/``Webhook``) → the credential's user."""
+    parts = (authorization or "").split()
+    if len(parts) != 2 or parts[0].lower() not in ("bearer", "token", "webhook"):
+        raise Unauthenticated(
+            "send 'Authorization: Bearer tmwh_…' with a webhook credential", details={"reason": "missing"}
+        )
+    secret = parts[1]
+    if not keys.is_well_formed(secret, WEBHOOK_CREDENTIAL_PREFIX):
+        raise Unauthenticated(
+            "the webhook credential is malformed: expected tmwh_ followed by 40 letters and digits",
+            details={"reason": "malformed"},
+        )
+    prefix = keys.lookup_prefix(secret, WEBHOOK_CREDENTIAL_PREFIX)
+    candidates = WebhookCredential.objects.select_related("user").filter(prefix=prefix)
+    credential = next((c for c in candidates if keys.matches(secret, c.token_hash)), None)
+    if credential is None:
+        raise Unauthenticated(
+            "the webhook credential is not known to this server", details={"reason": "unknown"}
+        )
+    if credential.revoked_at is not None:
+        raise Unauthenticated("the webhook credential has been revoked", details={"reason": "revoked"})
+    if not credential.user.is_active:
+        raise Unauthenticated(
+            "the webhook credential's user is inactive", details={"reason": "user_inactive"}
+        )
+    WebhookCredential.objects.filter(pk=credential.pk).update(last_used_at=timezone.now())
+    return credential.user
+
+
+def user_for_email(email: str) -> AbstractBaseUser:
+    """The one active user with this email (Slack reviewers are matched by email)."""
+    users = list(get_user_model().objects.filter(email__iexact=email, is_active=True)[:2])
+    if len(users) != 1:
+        raise PermissionDenied(
+            "your Slack email does not match exactly one TraceMem reviewer; ask an admin to set your email"
+        )
+    return users[0]

@@ -1,0 +1,133 @@
+"""REST door of approvals: the agent's request (SPEC §4) and the reviewer endpoints (SPEC §10)."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from agents.auth import PersonalTokenAuthentication
+from approvals import selectors, services
+from approvals.auth import WebhookCredentialAuthentication
+from approvals.serializers import approval_out, requested_out
+from tracemem_site.rest import actor_from_request, body
+
+_ERRORS = {
+    400: OpenApiResponse(description="invalid_argument"),
+    401: OpenApiResponse(description="unauthenticated"),
+    403: OpenApiResponse(description="permission_denied"),
+    404: OpenApiResponse(description="not_found"),
+    409: OpenApiResponse(description="invalid_state / conflict"),
+}
+_REVIEWER_AUTH = [SessionAuthentication, PersonalTokenAuthentication]
+
+
+class DecisionRequestApprovalView(APIView):
+    class DecisionRequestApprovalInput(serializers.Serializer):
+        title = serializers.CharField(required=False)
+        message = serializers.CharField(required=False, help_text="redacted before storage and delivery")
+        approval_route_id = serializers.CharField(required=False)
+        require_rationale = serializers.BooleanField(required=False)
+        expires_in_seconds = serializers.IntegerField(required=False)
+
+    @extend_schema(
+        operation_id="decision_request_approval",
+        request=DecisionRequestApprovalInput,
+        responses={201: dict, **_ERRORS},
+    )
+    def post(self, request: Request, decision_id: str) -> Response:
+        data = body(request)
+        approval = services.decision_request_approval(
+            actor=actor_from_request(request),
+            decision_id=decision_id,
+            title=data.get("title"),
+            message=data.get("message"),
+            approval_route_id=data.get("approval_route_id"),
+            require_rationale=data.get("require_rationale"),
+            expires_in_seconds=data.get("expires_in_seconds"),
+        )
+        return Response(requested_out(approval), status=201)
+
+
+class ApprovalListView(APIView):
+    authentication_classes = _REVIEWER_AUTH
+
+    @extend_schema(
+        operation_id="approval_list",
+        parameters=[OpenApiParameter("status", str, description="pending | approved | rejected | expired")],
+        responses={200: dict, **_ERRORS},
+    )
+    def get(self, request: Request) -> Response:
+        approvals = selectors.approval_list(
+            actor_from_request(request), status=request.query_params.get("status")
+        )
+        return Response({"approvals": [approval_out(a) for a in approvals], "count": len(approvals)})
+
+
+class ApprovalGetView(APIView):
+    authentication_classes = _REVIEWER_AUTH
+
+    @extend_schema(operation_id="approval_get", responses={200: dict, **_ERRORS})
+    def get(self, request: Request, approval_id: str) -> Response:
+        return Response(approval_out(selectors.approval_get(actor_from_request(request), approval_id)))
+
+
+class ApprovalVoteInput(serializers.Serializer):
+    rationale = serializers.CharField(required=False, allow_blank=True)
+
+
+def _vote(request: Request, approval_id: str, choice: str, channel: str) -> Response:
+    data = body(request) if request.data else {}
+    approval = services.approval_vote(
+        actor=actor_from_request(request),
+        approval_id=approval_id,
+        decision=choice,
+        rationale=data.get("rationale"),
+        channel=channel,
+    )
+    return Response(approval_out(approval))
+
+
+class ApprovalApproveView(APIView):
+    authentication_classes = _REVIEWER_AUTH
+
+    @extend_schema(
+        operation_id="approval_approve", request=ApprovalVoteInput, responses={200: dict, **_ERRORS}
+    )
+    def post(self, request: Request, approval_id: str) -> Response:
+        return _vote(request, approval_id, "approve", "api")
+
+
+class ApprovalRejectView(APIView):
+    authentication_classes = _REVIEWER_AUTH
+
+    @extend_schema(
+        operation_id="approval_reject", request=ApprovalVoteInput, responses={200: dict, **_ERRORS}
+    )
+    def post(self, request: Request, approval_id: str) -> Response:
+        return _vote(request, approval_id, "reject", "api")
+
+
+class ApprovalResolveView(APIView):
+    authentication_classes = [WebhookCredentialAuthentication]
+
+    class ApprovalResolveInput(serializers.Serializer):
+        decision = serializers.ChoiceField(choices=["approve", "reject"], help_text="alias: action")
+        rationale = serializers.CharField(required=False, allow_blank=True)
+
+    @extend_schema(
+        operation_id="approval_resolve", request=ApprovalResolveInput, responses={200: dict, **_ERRORS}
+    )
+    def post(self, request: Request, approval_id: str) -> Response:
+        data = body(request)
+        approval = services.approval_vote(
+            actor=actor_from_request(request),
+            approval_id=approval_id,
+            decision=data.get("decision") if data.get("decision") is not None else data.get("action"),
+            rationale=data.get("rationale"),
+            channel="webhook",
+        )
+        return Response(approval_out(approval))

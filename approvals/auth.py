@@ -1,0 +1,25 @@
+"""DRF authentication for webhook receivers answering with ``POST /api/v1/approvals/{id}/resolve``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import authentication
+from rest_framework.request import Request
+
+from agents.auth import DomainAuthenticationFailed
+from approvals import services
+from tracemem_site.errors import Unauthenticated
+
+
+class WebhookCredentialAuthentication(authentication.BaseAuthentication):
+    def authenticate(self, request: Request) -> tuple[Any, Any] | None:
+        try:
+            return services.webhook_credential_authenticate(
+                authorization=request.META.get("HTTP_AUTHORIZATION")
+            ), None
+        except Unauthenticated as exc:
+            raise DomainAuthenticationFailed(exc) from None
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="tracemem-webhooks"'

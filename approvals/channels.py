@@ -1,0 +1,277 @@
+"""Senders for the three notification channels. Called by the outbox service, never by a door.
+
+Each sender raises :class:`DeliveryError` with a message that is safe to store and show (no
+tokens, no signing secrets, no response bodies that might echo them).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.mail import EmailMultiAlternatives, get_connection
+from django.template.loader import render_to_string
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+from standardwebhooks import Webhook
+
+from approvals import conf
+from approvals.models import Approval, ApprovalState, Channel, SlackIntegration, WebhookEndpoint
+from tracemem_site.timefmt import iso_z
+
+if TYPE_CHECKING:
+    from approvals.models import Delivery
+
+
+class DeliveryError(Exception):
+    """A retryable delivery failure; the message is stored on the delivery and shown to people."""
+
+
+def send(delivery: Delivery) -> dict[str, Any]:
+    if delivery.channel == Channel.EMAIL:
+        return send_email(delivery)
+    if delivery.channel == Channel.SLACK:
+        return send_slack(delivery)
+    if delivery.channel == Channel.WEBHOOK:
+        return send_webhook(delivery)
+    raise DeliveryError(f"unknown channel {delivery.channel!r}")
+
+
+def review_url(approval: Approval) -> str:
+    return f"{conf.public_url()}/review/{approval.approval_id}/"
+
+
+def request_summary(approval: Approval) -> dict[str, Any]:
+    """The redacted facts every channel shows; title and message were redacted when stored."""
+    decision = approval.decision
+    return {
+        "approval_id": approval.approval_id,
+        "decision_id": decision.decision_id,
+        "intent": decision.intent,
+        "automation_mode": decision.automation_mode,
+        "agent": {"agent_id": decision.agent.agent_id, "name": decision.agent.name},
+        "title": approval.title,
+        "message": approval.message,
+        "route_id": approval.route.route_id,
+        "required_approvals": approval.required_approvals,
+        "require_rationale": approval.require_rationale,
+        "requested_at": iso_z(approval.requested_at),
+        "expires_at": iso_z(approval.expires_at),
+        "review_url": review_url(approval),
+    }
+
+
+# --- email ------------------------------------------------------------------------------------
+
+
+def email_recipients(delivery: Delivery) -> list[AbstractBaseUser]:
+    """Users named in ``to`` (email or username), else the route's group, else the superusers."""
+    from approvals.services import is_eligible
+
+    route = delivery.approval.route
+    users = get_user_model().objects.filter(is_active=True).exclude(email="")
+    wanted = delivery.target.get("to")
+    if isinstance(wanted, str):
+        wanted = [wanted]
+    if wanted:
+        chosen = [
+            u for u in users if u.email.lower() in {w.lower() for w in wanted} or u.get_username() in wanted
+        ]
+    elif route.approver_group_id is not None:
+        chosen = list(users.filter(groups=route.approver_group_id))
+    else:
+        chosen = list(users.filter(is_superuser=True))
+    # A link lets its holder vote, so it only goes to people who could vote anyway.
+    return [u for u in chosen if is_eligible(u, route)]
+
+
+def send_email(delivery: Delivery) -> dict[str, Any]:
+    from approvals.services import email_link_issue
+
+    approval = delivery.approval
+    recipients = email_recipients(delivery)
+    if not recipients:
+        raise DeliveryError("no eligible approver with an email address on this route")
+    already = set(delivery.external_ref.get("sent_to", []))
+    sent = list(already)
+    summary = request_summary(approval)
+    try:
+        connection = get_connection(timeout=conf.http_timeout_seconds())
+        for user in recipients:
+            if user.pk in already:
+                continue
+            token = email_link_issue(approval=approval, user=user)
+            context = {
+                **summary,
+                "reviewer": user.get_username(),
+                "confirm_url": f"{conf.public_url()}/approvals/email/{token}",
+            }
+            message = EmailMultiAlternatives(
+                subject=f"[TraceMem] {approval.title}",
+                body=render_to_string("email/approval_request.txt", context),
+                to=[user.email],
+                connection=connection,
+                headers={"X-TraceMem-Delivery": delivery.delivery_id},
+            )
+            message.attach_alternative(render_to_string("email/approval_request.html", context), "text/html")
+            message.send()
+            sent.append(user.pk)
+    except OSError as exc:
+        # Remember who already got theirs so a retry does not mail them twice.
+        type(delivery).objects.filter(pk=delivery.pk).update(
+            external_ref={**delivery.external_ref, "sent_to": sent}
+        )
+        raise DeliveryError(f"email could not be sent: {type(exc).__name__}") from None
+    return {"sent_to": sent}
+
+
+# --- Slack ------------------------------------------------------------------------------------
+
+
+def slack_integration(name: str | None) -> SlackIntegration:
+    qs = SlackIntegration.objects.all()
+    integration = qs.filter(name=name).first() if name else qs.first()
+    if integration is None:
+        raise DeliveryError(f"Slack integration {name or '(any)'} is not configured")
+    return integration
+
+
+def slack_client(integration: SlackIntegration) -> WebClient:
+    base = (
+        integration.api_base_url if integration.api_base_url.endswith("/") else integration.api_base_url + "/"
+    )
+    return WebClient(token=integration.bot_token, base_url=base, timeout=int(conf.http_timeout_seconds()))
+
+
+def slack_blocks(approval: Approval, outcome: str | None = None) -> list[dict[str, Any]]:
+    summary = request_summary(approval)
+    text = (
+        f"*{summary['title']}*\n{summary['message']}\n"
+        f"Agent `{summary['agent']['name']}` · intent `{summary['intent']}` · decision `{summary['decision_id']}`\n"
+        f"<{summary['review_url']}|Open in TraceMem> · expires {summary['expires_at']}"
+    )
+    blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]
+    if outcome is None:
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": f"tracemem:{approval.approval_id}",
+                "elements": [
+                    {
+                        "type": "button",
+                        "action_id": "approve",
+                        "style": "primary",
+                        "text": {"type": "plain_text", "text": "Approve"},
+                        "value": approval.approval_id,
+                    },
+                    {
+                        "type": "button",
+                        "action_id": "reject",
+                        "style": "danger",
+                        "text": {"type": "plain_text", "text": "Reject"},
+                        "value": approval.approval_id,
+                    },
+                ],
+            }
+        )
+    else:
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"*Outcome:* {outcome}"}]})
+    return blocks
+
+
+def send_slack(delivery: Delivery) -> dict[str, Any]:
+    integration = slack_integration(delivery.target.get("integration"))
+    channel = delivery.target.get("channel")
+    if not channel:
+        raise DeliveryError("the route's Slack channel entry has no 'channel'")
+    approval = delivery.approval
+    try:
+        response = slack_client(integration).chat_postMessage(
+            channel=channel,
+            text=f"Approval requested: {approval.title}",
+            blocks=slack_blocks(approval),
+            metadata={
+                "event_type": "tracemem_approval",
+                "event_payload": {"delivery_id": delivery.delivery_id},
+            },
+        )
+    except SlackApiError as exc:
+        raise DeliveryError(
+            f"Slack refused chat.postMessage: {exc.response.get('error', 'unknown')}"
+        ) from None
+    except (SlackClientError, OSError) as exc:
+        raise DeliveryError(f"Slack could not be reached: {type(exc).__name__}") from None
+    return {
+        "integration": integration.name,
+        "channel": response.get("channel", channel),
+        "ts": response.get("ts"),
+    }
+
+
+def slack_update(delivery: Delivery, approval: Approval) -> None:
+    ref = delivery.external_ref
+    if not ref.get("ts"):
+        return
+    integration = slack_integration(ref.get("integration"))
+    outcome = {
+        ApprovalState.APPROVED: "approved",
+        ApprovalState.REJECTED: "rejected",
+        ApprovalState.EXPIRED: "expired (rejected)",
+    }.get(approval.status, approval.status)
+    try:
+        slack_client(integration).chat_update(
+            channel=ref["channel"],
+            ts=ref["ts"],
+            text=f"{approval.title}: {outcome}",
+            blocks=slack_blocks(approval, outcome=outcome),
+        )
+    except (SlackClientError, OSError) as exc:
+        raise DeliveryError(f"Slack chat.update failed: {type(exc).__name__}") from None
+
+
+# --- webhook ----------------------------------------------------------------------------------
+
+
+def webhook_payload(delivery: Delivery) -> dict[str, Any]:
+    approval = delivery.approval
+    return {
+        "type": "approval.requested",
+        "delivery_id": delivery.delivery_id,
+        **request_summary(approval),
+        "resolve_url": f"{conf.public_url()}/api/v1/approvals/{approval.approval_id}/resolve",
+    }
+
+
+def send_webhook(delivery: Delivery) -> dict[str, Any]:
+    name = delivery.target.get("endpoint")
+    endpoint = WebhookEndpoint.objects.filter(name=name).first() if name else None
+    if endpoint is None:
+        raise DeliveryError(f"webhook endpoint {name!r} is not configured")
+    body = json.dumps(webhook_payload(delivery), separators=(",", ":"))
+    from django.utils import timezone
+
+    now = timezone.now()
+    try:
+        signature = Webhook(endpoint.signing_secret).sign(delivery.delivery_id, now, body)
+    except Exception:
+        raise DeliveryError("the webhook endpoint's signing secret is not a valid whsec_ secret") from None
+    headers = {
+        "content-type": "application/json",
+        # The delivery id is the webhook id: receivers de-duplicate retries by it.
+        "webhook-id": delivery.delivery_id,
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": signature,
+        "user-agent": "TraceMem-Webhooks/1",
+    }
+    try:
+        response = httpx.post(
+            endpoint.url, content=body, headers=headers, timeout=conf.http_timeout_seconds()
+        )
+    except httpx.HTTPError as exc:
+        raise DeliveryError(f"webhook receiver unreachable: {type(exc).__name__}") from None
+    if not 200 <= response.status_code < 300:
+        raise DeliveryError(f"webhook receiver answered HTTP {response.status_code}")
+    return {"http_status": response.status_code}

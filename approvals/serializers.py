@@ -1,0 +1,99 @@
+"""Result objects of the approval tools: one shape, returned by MCP and REST alike."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from approvals.models import Approval, Delivery, DeliveryStatus
+from approvals.selectors import deliveries_of, latest_approval_of
+from tracemem_site.timefmt import iso_z
+
+
+def delivery_out(approval: Approval, deliveries: list[Delivery] | None = None) -> dict[str, Any]:
+    """``{status, channels: [{channel, status}], note}``: pending while any channel is pending,
+    failed when any channel gave up, else delivered."""
+    rows = deliveries if deliveries is not None else deliveries_of(approval)
+    statuses = [d.status for d in rows]
+    if not rows:
+        status = DeliveryStatus.DELIVERED
+        note = "the route has no notification channels; reviewers find the request in the review queue"
+    elif DeliveryStatus.PENDING in statuses:
+        status = DeliveryStatus.PENDING
+        note = "notifications are queued; the decision waits for a reviewer either way — poll decision_get"
+    elif DeliveryStatus.FAILED in statuses:
+        status = DeliveryStatus.FAILED
+        failed = ", ".join(d.channel for d in rows if d.status == DeliveryStatus.FAILED)
+        note = f"delivery failed on {failed}; reviewers still see the request in the review queue"
+    else:
+        status = DeliveryStatus.DELIVERED
+        note = "reviewers were notified; poll decision_get until approval_status changes"
+    return {
+        "status": str(status),
+        "channels": [{"channel": d.channel, "status": d.status} for d in rows],
+        "note": note,
+    }
+
+
+def requested_out(approval: Approval) -> dict[str, Any]:
+    return {
+        "approval_id": approval.approval_id,
+        "status": approval.status,
+        "expires_at": iso_z(approval.expires_at),
+        "route_id": approval.route.route_id,
+        "delivery": delivery_out(approval),
+    }
+
+
+def delivery_for_decision(decision_id: str) -> dict[str, Any] | None:
+    """``delivery`` of the pending (else latest) approval, for ``decision_get``; None if never asked."""
+    approval = latest_approval_of(decision_id)
+    return None if approval is None else delivery_out(approval)
+
+
+def approval_out(approval: Approval) -> dict[str, Any]:
+    """What a reviewer sees: the redacted request, the votes and the delivery details."""
+    decision = approval.decision
+    deliveries = deliveries_of(approval)
+    return {
+        "approval_id": approval.approval_id,
+        "status": approval.status,
+        "decision_id": decision.decision_id,
+        "intent": decision.intent,
+        "automation_mode": decision.automation_mode,
+        "agent": {"agent_id": decision.agent.agent_id, "name": decision.agent.name},
+        "title": approval.title,
+        "message": approval.message,
+        "route_id": approval.route.route_id,
+        "required_approvals": approval.required_approvals,
+        "require_rationale": approval.require_rationale,
+        "requested_at": iso_z(approval.requested_at),
+        "expires_at": iso_z(approval.expires_at),
+        "resolved_at": iso_z(approval.resolved_at),
+        "votes": [
+            {
+                "voter": {"id": f"user_{vote.user_id}", "name": vote.user.get_username()},
+                "vote": vote.choice,
+                "channel": vote.channel,
+                "rationale": vote.rationale,
+                "at": iso_z(vote.created_at),
+            }
+            for vote in approval.votes.select_related("user").order_by("created_at")
+        ],
+        "delivery": {
+            **delivery_out(approval, deliveries),
+            "details": [
+                {
+                    "delivery_id": d.delivery_id,
+                    "channel": d.channel,
+                    "status": d.status,
+                    "attempts": d.attempts,
+                    "next_attempt_at": iso_z(d.next_attempt_at)
+                    if d.status == DeliveryStatus.PENDING
+                    else None,
+                    "last_error": d.last_error or None,
+                    "delivered_at": iso_z(d.delivered_at),
+                }
+                for d in deliveries
+            ],
+        },
+    }

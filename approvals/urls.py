@@ -1,0 +1,16 @@
+from django.urls import path
+
+from approvals import api
+
+urlpatterns = [
+    path(
+        "decisions/<str:decision_id>/approvals",
+        api.DecisionRequestApprovalView.as_view(),
+        name="decision-request-approval",
+    ),
+    path("approvals", api.ApprovalListView.as_view(), name="approval-list"),
+    path("approvals/<str:approval_id>", api.ApprovalGetView.as_view(), name="approval-get"),
+    path("approvals/<str:approval_id>/approve", api.ApprovalApproveView.as_view(), name="approval-approve"),
+    path("approvals/<str:approval_id>/reject", api.ApprovalRejectView.as_view(), name="approval-reject"),
+    path("approvals/<str:approval_id>/resolve", api.ApprovalResolveView.as_view(), name="approval-resolve"),
+]
