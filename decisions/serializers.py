@@ -27,7 +27,17 @@ def decision_out(decision: Decision) -> dict[str, Any]:
         "pending_approval_id": decision.pending_approval_id,
         "event_count": decision.event_count,
         "trace_head": decision.trace_head,
+        "delivery": _approval_delivery(decision),
     }
+
+
+def _approval_delivery(decision: Decision) -> dict[str, Any] | None:
+    """Notification status of the pending (else latest) approval; None if none was requested."""
+    if decision.approval_status is None:
+        return None
+    from approvals.serializers import delivery_for_decision  # late: approvals imports decisions
+
+    return delivery_for_decision(decision.decision_id)
 
 
 def trace_out(decision: Decision, events: Iterable[TraceEvent]) -> dict[str, Any]:
