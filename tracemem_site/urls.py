@@ -10,6 +10,7 @@ api_v1 = [
     path("", include("agents.urls")),
     path("", include("decisions.urls")),
     path("", include("approvals.urls")),
+    path("", include("policies.urls")),
 ]
 
 urlpatterns = [
