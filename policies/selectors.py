@@ -11,7 +11,17 @@ from django.db.models import QuerySet
 from agents.models import Agent
 from decisions.models import EventType, TraceEvent
 from policies.models import Policy, PolicyGrant, PolicyVersion, VersionStatus
-from tracemem_site.errors import NotFound
+from tracemem_site.actor import Actor
+from tracemem_site.errors import NotFound, PermissionDenied
+
+
+def ensure_policy_admin(actor: Actor) -> None:
+    """Policies are managed (and their drafts read) by staff users and the system only."""
+    if actor.kind == "system":
+        return
+    user = actor.user
+    if actor.kind != "user" or user is None or not user.is_active or not getattr(user, "is_staff", False):
+        raise PermissionDenied("only staff users may manage policies; sign in as staff or use a staff token")
 
 
 def policies_all() -> QuerySet[Policy]:

@@ -51,11 +51,7 @@ def content_hash(content: dict[str, Any]) -> str:
 
 
 def _require_admin(actor: Actor) -> None:
-    if actor.kind == "system":
-        return
-    user = actor.user
-    if actor.kind != "user" or user is None or not getattr(user, "is_staff", False):
-        raise PermissionDenied("only staff users may manage policies; sign in as staff or use a staff token")
+    selectors.ensure_policy_admin(actor)
 
 
 def clean_definition(data: Any) -> dict[str, Any]:

@@ -1,0 +1,191 @@
+"""REST door: ``decision_evaluate`` (agent key) and the policy admin API of SPEC §10 (staff)."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from agents.auth import PersonalTokenAuthentication
+from policies import selectors, services
+from policies.models import Outcome
+from policies.serializers import grant_out, policy_detail_out, policy_summary_out, version_out
+from tracemem_site.errors import InvalidArgument
+from tracemem_site.rest import actor_from_request, body
+from tracemem_site.validation import first_present
+
+_ERRORS = {
+    400: OpenApiResponse(description="invalid_argument"),
+    401: OpenApiResponse(description="unauthenticated"),
+    403: OpenApiResponse(description="permission_denied"),
+    404: OpenApiResponse(description="not_found"),
+    409: OpenApiResponse(description="invalid_state"),
+}
+
+
+class DecisionEvaluateView(APIView):
+    class DecisionEvaluateInput(serializers.Serializer):
+        policy_id = serializers.CharField(help_text="alias: policy")
+        inputs = serializers.DictField(required=False, help_text="exactly one of inputs / inputs_ref")
+        inputs_ref = serializers.CharField(
+            required=False, help_text="event_id of an earlier read of this decision"
+        )
+
+    @extend_schema(
+        operation_id="decision_evaluate", request=DecisionEvaluateInput, responses={200: dict, **_ERRORS}
+    )
+    def post(self, request: Request, decision_id: str) -> Response:
+        data = body(request)
+        result = services.decision_evaluate(
+            actor=actor_from_request(request),
+            decision_id=decision_id,
+            policy_id=first_present(data, "policy_id", "policy"),
+            inputs=data.get("inputs"),
+            inputs_ref=data.get("inputs_ref"),
+        )
+        return Response(result)
+
+
+# --- admin API -------------------------------------------------------------------------------
+
+
+class _AdminView(APIView):
+    authentication_classes = [SessionAuthentication, PersonalTokenAuthentication]
+
+
+class PolicyDefinitionInput(serializers.Serializer):
+    class PolicyRuleInput(serializers.Serializer):
+        name = serializers.CharField()
+        when = serializers.CharField(help_text="CEL condition over inputs, decision, now")
+        outcome = serializers.ChoiceField(choices=Outcome.values)
+        message = serializers.CharField(required=False)
+
+    name = serializers.CharField()
+    description = serializers.CharField(required=False)
+    inputs_schema = serializers.DictField(required=False, allow_null=True, help_text="JSON Schema (2020-12)")
+    rules = PolicyRuleInput(many=True, required=False)
+    default_outcome = serializers.ChoiceField(
+        choices=Outcome.values, required=False, help_text="deny unless set"
+    )
+    exception_route_id = serializers.CharField(required=False, allow_null=True)
+
+
+class PolicyCreateInput(PolicyDefinitionInput):
+    policy_id = serializers.CharField(help_text="lowercase slug, e.g. discount_cap_v1")
+
+
+class AdminPolicyListView(_AdminView):
+    @extend_schema(operation_id="admin_policies_list", responses={200: dict, **_ERRORS})
+    def get(self, request: Request) -> Response:
+        selectors.ensure_policy_admin(actor_from_request(request))
+        return Response({"policies": [policy_summary_out(p) for p in selectors.policies_all()]})
+
+    @extend_schema(
+        operation_id="admin_policies_create", request=PolicyCreateInput, responses={201: dict, **_ERRORS}
+    )
+    def post(self, request: Request) -> Response:
+        data = body(request)
+        pv = services.policy_create(
+            actor=actor_from_request(request),
+            policy_id=data.get("policy_id"),
+            definition={k: v for k, v in data.items() if k != "policy_id"},
+        )
+        return Response(version_out(pv), status=201)
+
+
+class AdminPolicyDetailView(_AdminView):
+    @extend_schema(operation_id="admin_policies_get", responses={200: dict, **_ERRORS})
+    def get(self, request: Request, policy_id: str) -> Response:
+        selectors.ensure_policy_admin(actor_from_request(request))
+        policy = selectors.policy_by_id(policy_id)
+        return Response(
+            policy_detail_out(
+                policy, list(selectors.policy_versions(policy_id)), list(selectors.policy_grants(policy_id))
+            )
+        )
+
+
+class AdminPolicyDraftView(_AdminView):
+    @extend_schema(
+        operation_id="admin_policies_draft_save",
+        request=PolicyDefinitionInput,
+        responses={200: dict, **_ERRORS},
+    )
+    def put(self, request: Request, policy_id: str) -> Response:
+        pv = services.policy_draft_save(
+            actor=actor_from_request(request), policy_id=policy_id, definition=body(request)
+        )
+        return Response(version_out(pv))
+
+
+class AdminPolicyPublishView(_AdminView):
+    @extend_schema(operation_id="admin_policies_publish", request=None, responses={200: dict, **_ERRORS})
+    def post(self, request: Request, policy_id: str) -> Response:
+        pv = services.policy_publish(actor=actor_from_request(request), policy_id=policy_id)
+        return Response(version_out(pv))
+
+
+class AdminPolicyTestView(_AdminView):
+    class PolicyTestInput(serializers.Serializer):
+        inputs = serializers.DictField()
+        decision = serializers.DictField(required=False, help_text="intent, automation_mode, actor, metadata")
+        version = serializers.IntegerField(
+            required=False, help_text="default: the draft, else the published one"
+        )
+
+    @extend_schema(
+        operation_id="admin_policies_test", request=PolicyTestInput, responses={200: dict, **_ERRORS}
+    )
+    def post(self, request: Request, policy_id: str) -> Response:
+        data = body(request)
+        version = data.get("version")
+        if version is not None and (not isinstance(version, int) or isinstance(version, bool)):
+            raise InvalidArgument("version must be an integer", field="version")
+        result = services.policy_test(
+            actor=actor_from_request(request),
+            policy_id=policy_id,
+            inputs=data.get("inputs"),
+            decision=data.get("decision"),
+            version=version,
+        )
+        return Response(result)
+
+
+class AdminPolicyReplayView(_AdminView):
+    class PolicyReplayInput(serializers.Serializer):
+        limit = serializers.IntegerField(required=False, default=50, help_text="last N evaluations (1-1000)")
+
+    @extend_schema(
+        operation_id="admin_policies_replay", request=PolicyReplayInput, responses={200: dict, **_ERRORS}
+    )
+    def post(self, request: Request, policy_id: str) -> Response:
+        data = body(request)
+        report = services.policy_replay(
+            actor=actor_from_request(request), policy_id=policy_id, limit=data.get("limit", 50)
+        )
+        return Response(report)
+
+
+class AdminPolicyGrantsView(_AdminView):
+    class PolicyGrantInput(serializers.Serializer):
+        agent_id = serializers.CharField(help_text="agent_... id or agent name")
+
+    @extend_schema(operation_id="admin_policies_grants_list", responses={200: dict, **_ERRORS})
+    def get(self, request: Request, policy_id: str) -> Response:
+        selectors.ensure_policy_admin(actor_from_request(request))
+        selectors.policy_by_id(policy_id)
+        return Response({"grants": [grant_out(g) for g in selectors.policy_grants(policy_id)]})
+
+    @extend_schema(
+        operation_id="admin_policies_grants_create",
+        request=PolicyGrantInput,
+        responses={201: dict, **_ERRORS},
+    )
+    def post(self, request: Request, policy_id: str) -> Response:
+        grant = services.policy_grant(
+            actor=actor_from_request(request), policy_id=policy_id, agent_id=body(request).get("agent_id")
+        )
+        return Response(grant_out(grant), status=201)
