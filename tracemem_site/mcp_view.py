@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 
 import jsonschema
 import pydantic
+import pydantic_core
 from django.conf import settings
 from django.http import HttpResponse
 from django.utils.decorators import method_decorator
@@ -170,24 +171,32 @@ def _jsonrpc_result(request_id: Any, result: types.ServerResult | Any) -> HttpRe
     return HttpResponse(message.model_dump_json(by_alias=True, exclude_none=True), content_type=JSON)
 
 
-def _tools_list_result() -> bytes:
-    """The ``tools/list`` result object, built once (tools are registered at startup)."""
-    cached = _tool_list_cache.get("result")
+def _tools_list_response(request_id: Any) -> HttpResponse:
+    """``tools/list``, serialised once (tools are registered at startup); only the id is spliced in."""
+    cached = _tool_list_cache.get("tail")
     if cached is None:
         tools = asyncio.run(global_mcp_server.list_tools())
-        result = types.ListToolsResult(tools=tools)
-        cached = types.ServerResult(result).model_dump_json(by_alias=True, exclude_none=True).encode()
-        _tool_list_cache["result"] = cached
+        result = types.ServerResult(types.ListToolsResult(tools=tools))
+        # Exactly the stock serialisation: result dumped to a dict, then the envelope to JSON.
+        envelope = types.JSONRPCResponse(
+            jsonrpc="2.0", id=0, result=result.model_dump(by_alias=True, mode="json", exclude_none=True)
+        ).model_dump_json(by_alias=True, exclude_none=True)
+        prefix = '{"jsonrpc":"2.0","id":0,'
+        assert envelope.startswith(prefix)
+        cached = envelope[len(prefix) :].encode()
+        _tool_list_cache["tail"] = cached
         _tool_list_cache["validators"] = {
             t.name: jsonschema.validators.validator_for(t.outputSchema)(t.outputSchema)
             for t in tools
             if t.outputSchema is not None
         }
-    return cached
+    head = b'{"jsonrpc":"2.0","id":' + pydantic_core.to_json(request_id) + b","
+    return HttpResponse(head + cached, content_type=JSON)
 
 
 def _output_validator(name: str) -> Any:
-    _tools_list_result()
+    if "validators" not in _tool_list_cache:
+        _tools_list_response(0)
     return _tool_list_cache["validators"].get(name)
 
 
@@ -222,8 +231,7 @@ class FastPathMixin:
             if method == "ping":
                 return _jsonrpc_result(request_id, types.EmptyResult())
             if method == "tools/list":
-                body = b'{"jsonrpc":"2.0","id":' + json.dumps(request_id).encode() + b',"result":'
-                return HttpResponse(body + _tools_list_result() + b"}", content_type=JSON)
+                return _tools_list_response(request_id)
             if method == "tools/call":
                 return self._tools_call(request, request_id, params)
         except pydantic.ValidationError:
