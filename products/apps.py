@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class ProductsConfig(AppConfig):
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "products"
+    verbose_name = "Data products"

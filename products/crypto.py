@@ -1,0 +1,56 @@
+"""Encryption of data-source DSNs at rest (Fernet).
+
+The key comes from ``TRACEMEM_ENCRYPTION_KEY``; the embedded default generates one once under
+``VAR_DIR`` with 0600 permissions, like the Django secret key. Losing the key makes stored DSNs
+unreadable (re-enter them), never readable by someone else.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+from cryptography.fernet import Fernet, InvalidToken
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+from tracemem_site.errors import InvalidState
+
+KEY_ENV = "TRACEMEM_ENCRYPTION_KEY"
+
+
+@lru_cache(maxsize=1)
+def _fernet() -> Fernet:
+    raw = os.environ.get(KEY_ENV, "").strip()
+    if not raw:
+        path = settings.VAR_DIR / "encryption_key"
+        if not path.exists():
+            # O_EXCL: two processes starting together must not write two different keys.
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                pass
+            else:
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(Fernet.generate_key().decode())
+        raw = path.read_text().strip()
+    try:
+        return Fernet(raw.encode())
+    except (ValueError, TypeError):
+        raise ImproperlyConfigured(
+            f"{KEY_ENV} must be a Fernet key (32 url-safe base64-encoded bytes); "
+            "generate one with: python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
+        ) from None
+
+
+def encrypt(plaintext: str) -> str:
+    return _fernet().encrypt(plaintext.encode()).decode()
+
+
+def decrypt(token: str) -> str:
+    try:
+        return _fernet().decrypt(token.encode()).decode()
+    except InvalidToken:
+        raise InvalidState(
+            f"a stored data-source DSN cannot be decrypted with the current {KEY_ENV}; an admin must re-enter it"
+        ) from None
