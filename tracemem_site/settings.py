@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "decisions",
     "policies",
     "approvals",
+    "products",
 ]
 
 MIDDLEWARE = [

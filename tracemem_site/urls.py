@@ -11,6 +11,7 @@ api_v1 = [
     path("", include("decisions.urls")),
     path("", include("approvals.urls")),
     path("", include("policies.urls")),
+    path("", include("products.urls")),
 ]
 
 urlpatterns = [
