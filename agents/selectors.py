@@ -7,7 +7,8 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
 
 from agents.models import Agent, AgentKey
-from tracemem_site.errors import NotFound
+from tracemem_site.actor import Actor
+from tracemem_site.errors import NotFound, PermissionDenied
 
 
 def user_by_username(username: str) -> AbstractBaseUser:
@@ -45,11 +46,31 @@ def capabilities(agent: Agent) -> dict[str, object]:
     exist the lists are empty.
     """
     from policies.selectors import granted_policies
+    from products.selectors import agent_data_products
     from tracemem_site.version import PROTOCOL_VERSIONS, SERVER_NAME, SERVER_VERSION
 
     return {
         "agent_id": agent.agent_id,
         "name": agent.name,
-        "permissions": {"data_products": [], "policies": granted_policies(agent)},
+        "permissions": {"data_products": agent_data_products(agent), "policies": granted_policies(agent)},
         "server": {"name": SERVER_NAME, "version": SERVER_VERSION, "protocol_versions": PROTOCOL_VERSIONS},
     }
+
+
+def require_staff(actor: Actor) -> None:
+    """The admin API and admin reads are for staff users (and the system) only."""
+    if actor.kind == "system":
+        return
+    user = actor.user
+    if actor.kind != "user" or user is None or not getattr(user, "is_staff", False):
+        raise PermissionDenied("only staff users may manage agents and keys; ask an admin")
+
+
+def agents_for_admin(actor: Actor) -> QuerySet[Agent]:
+    require_staff(actor)
+    return Agent.objects.select_related("owner").prefetch_related("keys").order_by("name")
+
+
+def agent_for_admin(actor: Actor, agent_id: str) -> Agent:
+    require_staff(actor)
+    return agent_by_id(agent_id)
