@@ -1,0 +1,204 @@
+"""Policies through the doors: decision_evaluate over MCP and REST, the admin API, Django admin."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+from agents import services as agent_services
+from decisions import services as decision_services
+from decisions.models import TraceEvent
+from policies import selectors, services
+from policies.models import PolicyVersion
+from tests.mcp_helpers import DOORS, call_tool, error_code, shape
+from tracemem_site.actor import Actor
+
+SYSTEM = Actor.system("test")
+CODE_POLICY: dict[str, Any] = {
+    "name": "Code change policy",
+    "inputs_schema": {"type": "object", "required": ["change_type"]},
+    "rules": [
+        {
+            "name": "refactor_needs_exception",
+            "when": 'inputs.change_type == "refactor"',
+            "outcome": "requires_exception",
+            "message": "refactors need a human",
+        }
+    ],
+    "exception_route_id": "route_eng",
+}
+
+
+def published(policy_id: str = "code_change_policy_v1", agent: Any = None) -> PolicyVersion:
+    services.policy_create(actor=SYSTEM, policy_id=policy_id, definition=CODE_POLICY)
+    pv = services.policy_publish(actor=SYSTEM, policy_id=policy_id)
+    if agent is not None:
+        services.policy_grant(actor=SYSTEM, policy_id=policy_id, agent_id=agent.agent_id)
+    return pv
+
+
+def open_decision(agent: Any) -> str:
+    return decision_services.decision_create(
+        actor=Actor.for_agent(agent), intent="code.refactor.execute", automation_mode="propose"
+    ).decision_id
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("door", DOORS)
+def test_decision_evaluate_contract(door: str, live_server: Any, make_agent: Any) -> None:
+    agent, key = make_agent()
+    pv = published(agent=agent)
+    did = open_decision(agent)
+    is_error, value = call_tool(
+        door,
+        live_server,
+        key,
+        "decision_evaluate",
+        {"decision_id": did, "policy": "code_change_policy_v1", "inputs": {"change_type": "refactor"}},
+    )
+    assert not is_error, value
+    assert shape(value) == {
+        "event_id": "<str>",
+        "policy_id": "code_change_policy_v1",
+        "policy_version": 1,
+        "policy_hash": pv.hash,
+        "outcome": "requires_exception",
+        "rationale": {"message": "refactors need a human", "rule": "refactor_needs_exception"},
+        "allowed": False,
+        "requires_approval": True,
+        "approval_route_id": "route_eng",
+    }
+    assert TraceEvent.objects.get(event_id=value["event_id"]).payload["outcome"] == "requires_exception"
+
+    # fail closed: the refusal code is the same on both doors and the failed attempt is in the trace
+    is_error, text = call_tool(
+        door,
+        live_server,
+        key,
+        "decision_evaluate",
+        {"decision_id": did, "policy_id": "code_change_policy_v1", "inputs": {}},
+    )
+    assert is_error and error_code(text) == "invalid_argument" and "change_type" in text
+    events = list(TraceEvent.objects.filter(decision_id=did, type="evaluate").order_by("seq"))
+    assert [e.payload["outcome"] for e in events] == ["requires_exception", "error"]
+
+    # the commit gate of propose mode now refuses until an approval is granted
+    is_error, text = call_tool(
+        door, live_server, key, "decision_close", {"decision_id": did, "action": "commit"}
+    )
+    assert is_error and error_code(text) == "approval_required"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("door", DOORS)
+def test_decision_evaluate_of_ungranted_policy_is_permission_denied(
+    door: str, live_server: Any, make_agent: Any
+) -> None:
+    agent, key = make_agent()
+    published()
+    did = open_decision(agent)
+    is_error, text = call_tool(
+        door,
+        live_server,
+        key,
+        "decision_evaluate",
+        {"decision_id": did, "policy_id": "code_change_policy_v1", "inputs": {}},
+    )
+    assert is_error and error_code(text) == "permission_denied"
+    assert not TraceEvent.objects.filter(decision_id=did, type="evaluate").exists()
+
+
+@pytest.mark.django_db
+def test_capabilities_get_lists_granted_policies(make_agent: Any) -> None:
+    agent, key = make_agent()
+    published(agent=agent)
+    response = Client().get("/api/v1/capabilities", HTTP_AUTHORIZATION=f"Agent {key}")
+    assert response.json()["permissions"]["policies"] == [
+        {"policy_id": "code_change_policy_v1", "name": "Code change policy", "version": 1}
+    ]
+
+
+def admin_client(staff: bool = True) -> tuple[Client, dict[str, str]]:
+    user = get_user_model().objects.create_user("ada" if staff else "bob", password="pw", is_staff=staff)
+    token = agent_services.personal_token_create(actor=SYSTEM, user=user).secret
+    return Client(), {"HTTP_AUTHORIZATION": f"Token {token}"}
+
+
+def send(client: Client, auth: dict[str, str], method: str, path: str, data: Any = None) -> Any:
+    return client.generic(method, path, json.dumps(data or {}), content_type="application/json", **auth)
+
+
+@pytest.mark.django_db
+def test_admin_api_lifecycle_with_personal_token(make_agent: Any) -> None:
+    agent, _ = make_agent()
+    client, auth = admin_client()
+    created = send(client, auth, "POST", "/api/v1/admin/policies", {"policy_id": "p_v1", **CODE_POLICY})
+    assert (created.status_code, created.json()["status"], created.json()["version"]) == (201, "draft", 1)
+    bad = send(
+        client,
+        auth,
+        "PUT",
+        "/api/v1/admin/policies/p_v1/draft",
+        {**CODE_POLICY, "rules": [{"name": "x", "when": "(", "outcome": "deny"}]},
+    )
+    assert bad.status_code == 200  # a draft may be broken; publishing is what compiles
+    refused = send(client, auth, "POST", "/api/v1/admin/policies/p_v1/publish")
+    assert refused.status_code == 400 and refused.json()["error"]["details"]["rule"] == "x"
+    send(client, auth, "PUT", "/api/v1/admin/policies/p_v1/draft", CODE_POLICY)
+    pub = send(client, auth, "POST", "/api/v1/admin/policies/p_v1/publish").json()
+    assert (pub["status"], len(pub["hash"])) == ("published", 64)
+    tested = send(
+        client, auth, "POST", "/api/v1/admin/policies/p_v1/test", {"inputs": {"change_type": "refactor"}}
+    )
+    assert tested.json()["outcome"] == "requires_exception"
+    grant = send(client, auth, "POST", "/api/v1/admin/policies/p_v1/grants", {"agent_id": agent.agent_id})
+    assert (grant.status_code, grant.json()["agent_id"]) == (201, agent.agent_id)
+    # editing the published policy through the API creates v2; v1 stays exactly as published
+    edited = send(
+        client, auth, "PUT", "/api/v1/admin/policies/p_v1/draft", {**CODE_POLICY, "name": "Renamed"}
+    ).json()
+    assert (edited["version"], edited["status"]) == (2, "draft")
+    detail = client.get("/api/v1/admin/policies/p_v1", **auth).json()
+    assert [(v["version"], v["status"], v["name"], v["hash"]) for v in detail["versions"]] == [
+        (2, "draft", "Renamed", None),
+        (1, "published", "Code change policy", pub["hash"]),
+    ]
+    listing = client.get("/api/v1/admin/policies", **auth).json()["policies"]
+    assert listing == [
+        {
+            "policy_id": "p_v1",
+            "name": "Renamed",
+            "status": "published",
+            "version": 1,
+            "hash": pub["hash"],
+            "draft_version": 2,
+        }
+    ]
+
+
+@pytest.mark.django_db
+def test_admin_api_refuses_non_staff_and_changes_nothing() -> None:
+    client, auth = admin_client(staff=False)
+    created = send(client, auth, "POST", "/api/v1/admin/policies", {"policy_id": "p_v1", **CODE_POLICY})
+    listing = client.get("/api/v1/admin/policies", **auth)
+    assert (created.status_code, created.json()["error"]["code"]) == (403, "permission_denied")
+    assert (listing.status_code, listing.json()["error"]["code"]) == (403, "permission_denied")
+    assert selectors.latest_version("p_v1") is None
+
+
+@pytest.mark.django_db
+def test_django_admin_cannot_change_a_published_version() -> None:
+    pv = published()
+    user = get_user_model().objects.create_superuser("root", "r@example.com", "pw")
+    client = Client()
+    client.force_login(user)
+    url = f"/admin/policies/policyversion/{pv.pk}/change/"
+    assert client.get(url).status_code == 200  # viewable
+    response = client.post(url, {"name": "hacked", "rules": "[]", "status": "draft"})
+    assert response.status_code == 403
+    pv.refresh_from_db()
+    assert (pv.name, pv.status) == ("Code change policy", "published")
