@@ -1,8 +1,9 @@
 """Reads behind the review queue and the approval page (the reviewer web UI).
 
-The approvals app owns the approval rules; these are read-only views of its rows shaped for the
-pages, plus ``vote_block_reason`` which mirrors the eligibility checks of ``approval_vote`` so a
-reviewer who may not vote is told why *before* pressing a button (the service still decides).
+The approvals app owns the approval rules and visibility (``approvals.selectors.approvals_visible_to``,
+``approvals.services.is_eligible``); these are read-only views of its rows shaped for the pages,
+plus ``vote_block_reason`` which asks the same eligibility rule as ``approval_vote`` so a reviewer
+who may not vote is told why *before* pressing a button (the service still decides).
 """
 
 from __future__ import annotations
@@ -14,14 +15,10 @@ from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from approvals.models import Approval, ApprovalState, Delivery, Vote
-from decisions.selectors import decisions_visible_to
+from approvals.selectors import approvals_visible_to
+from approvals.services import is_eligible
 from tracemem_site.actor import Actor
 from tracemem_site.errors import NotFound
-
-
-def approvals_visible_to(actor: Actor) -> QuerySet[Approval]:
-    """Approvals of decisions the actor may see (reviewers need decisions.view_decision or staff)."""
-    return Approval.objects.filter(decision__in=decisions_visible_to(actor).values("pk"))
 
 
 @dataclass(frozen=True)
@@ -95,12 +92,13 @@ def vote_block_reason(actor: Actor, approval: Approval) -> str | None:
     if approval.expires_at <= timezone.now():
         return "This approval has expired; the agent must request a new one."
     route = approval.route
-    agent = approval.decision.agent
-    if agent.owner_id is not None and agent.owner_id == user.pk and not route.allow_agent_owner:
-        return "You own the agent that asked, so someone else must review this request."
-    group = route.approver_group
-    if group is not None and not user.groups.filter(pk=group.pk).exists():
-        return f"Only members of the group {group.name!r} may vote on route {route.route_id}."
+    if not is_eligible(user, route):
+        group = route.approver_group
+        who = f"members of the group {group.name!r}" if group is not None else "superusers"
+        return f"Only {who} may vote on route {route.route_id}; ask an admin to add you to its group."
+    owner_id = approval.decision.agent.owner_id
+    if owner_id is not None and owner_id == user.pk and not route.allow_agent_owner:
+        return "You own the agent that asked, so another reviewer must decide this request."
     if Vote.objects.filter(approval=approval, user=user).exists():
         return "You have already voted on this approval."
     return None
