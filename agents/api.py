@@ -1,14 +1,26 @@
-"""REST door for discovery (``capabilities_get``)."""
+"""REST door for discovery (``capabilities_get``) and the agents/keys admin API (SPEC §10)."""
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agents import selectors
+from agents import selectors, services
+from agents.auth import PersonalTokenAuthentication
 from agents.models import Agent
+from agents.serializers import agent_out, issued_key_out, key_out
+from tracemem_site.errors import InvalidArgument, NotFound
+from tracemem_site.rest import actor_from_request, body
 
 
 class CapabilitiesView(APIView):
@@ -17,3 +29,173 @@ class CapabilitiesView(APIView):
         agent = request.user
         assert isinstance(agent, Agent)
         return Response(selectors.capabilities(agent))
+
+
+# --- admin API (SPEC §10): staff session or personal access token, never an agent key ------------
+
+_ADMIN_AUTH = [PersonalTokenAuthentication, SessionAuthentication]
+_ADMIN_ERRORS = {
+    400: OpenApiResponse(description="invalid_argument"),
+    401: OpenApiResponse(description="unauthenticated"),
+    403: OpenApiResponse(description="permission_denied (not staff)"),
+    404: OpenApiResponse(description="not_found"),
+    409: OpenApiResponse(description="conflict"),
+}
+
+
+def _owner(data: dict[str, Any]) -> AbstractBaseUser | None:
+    username = data.get("owner")
+    if username is None:
+        return None
+    if not isinstance(username, str):
+        raise InvalidArgument("owner must be a username (string) or null", field="owner")
+    try:
+        return selectors.user_by_username(username)
+    except NotFound:
+        raise InvalidArgument(f"owner: no user named {username!r}; create the user first", field="owner")
+
+
+def _expires_at(data: dict[str, Any]) -> datetime | None:
+    """``expires_at`` (ISO-8601) or ``expires_in_seconds``; neither means the key never expires."""
+    raw, seconds = data.get("expires_at"), data.get("expires_in_seconds")
+    if raw is not None and seconds is not None:
+        raise InvalidArgument("send expires_at or expires_in_seconds, not both", field="expires_at")
+    if seconds is not None:
+        if not isinstance(seconds, int) or isinstance(seconds, bool) or seconds <= 0:
+            raise InvalidArgument("expires_in_seconds must be a positive integer", field="expires_in_seconds")
+        return timezone.now() + timedelta(seconds=seconds)
+    if raw is None:
+        return None
+    parsed = parse_datetime(raw) if isinstance(raw, str) else None
+    if parsed is None:
+        raise InvalidArgument(
+            "expires_at must be an ISO-8601 timestamp such as 2030-01-01T00:00:00Z", field="expires_at"
+        )
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+class AdminAgentListView(APIView):
+    authentication_classes = _ADMIN_AUTH
+
+    class AdminAgentCreateInput(serializers.Serializer):
+        name = serializers.CharField(max_length=100)
+        owner = serializers.CharField(required=False, allow_null=True, help_text="username")
+        description = serializers.CharField(required=False, allow_blank=True)
+
+    @extend_schema(operation_id="admin_agents_list", responses={200: dict, **_ADMIN_ERRORS})
+    def get(self, request: Request) -> Response:
+        agents = selectors.agents_for_admin(actor_from_request(request))
+        return Response({"agents": [agent_out(a) for a in agents]})
+
+    @extend_schema(
+        operation_id="admin_agents_create",
+        request=AdminAgentCreateInput,
+        responses={201: dict, **_ADMIN_ERRORS},
+    )
+    def post(self, request: Request) -> Response:
+        data = body(request)
+        actor = actor_from_request(request)
+        selectors.require_staff(actor)  # before the owner lookup, so non-staff learn nothing
+        description = data.get("description") or ""
+        if not isinstance(description, str):
+            raise InvalidArgument("description must be a string", field="description")
+        agent = services.agent_create(
+            actor=actor, name=data.get("name"), owner=_owner(data), description=description
+        )
+        return Response(agent_out(agent), status=201)
+
+
+class AdminAgentDetailView(APIView):
+    authentication_classes = _ADMIN_AUTH
+
+    class AdminAgentPatchInput(serializers.Serializer):
+        name = serializers.CharField(required=False)
+        owner = serializers.CharField(required=False, allow_null=True, help_text="username or null")
+        description = serializers.CharField(required=False, allow_blank=True)
+        disabled = serializers.BooleanField(required=False, help_text="true stops all of its keys")
+
+    @extend_schema(operation_id="admin_agents_get", responses={200: dict, **_ADMIN_ERRORS})
+    def get(self, request: Request, agent_id: str) -> Response:
+        return Response(agent_out(selectors.agent_for_admin(actor_from_request(request), agent_id)))
+
+    @extend_schema(
+        operation_id="admin_agents_update",
+        request=AdminAgentPatchInput,
+        responses={200: dict, **_ADMIN_ERRORS},
+    )
+    def patch(self, request: Request, agent_id: str) -> Response:
+        data = body(request)
+        actor = actor_from_request(request)
+        agent = selectors.agent_for_admin(actor, agent_id)
+        unknown = sorted(set(data) - {"name", "owner", "description", "disabled"})
+        if unknown:
+            raise InvalidArgument(
+                f"unknown field {unknown[0]}; the fields you can change are name, owner, description, disabled",
+                field=unknown[0],
+            )
+        changes: dict[str, Any] = {k: data[k] for k in ("name", "description", "disabled") if k in data}
+        if "owner" in data:
+            changes["owner"] = _owner(data)
+        agent = services.agent_update(actor=actor, agent=agent, **changes)
+        return Response(agent_out(agent))
+
+
+class AdminKeyIssueView(APIView):
+    authentication_classes = _ADMIN_AUTH
+
+    class AdminKeyIssueInput(serializers.Serializer):
+        name = serializers.CharField(required=False, default="default")
+        expires_at = serializers.DateTimeField(required=False, allow_null=True)
+        expires_in_seconds = serializers.IntegerField(required=False, min_value=1)
+
+    @extend_schema(
+        operation_id="admin_agent_keys_create",
+        request=AdminKeyIssueInput,
+        responses={201: dict, **_ADMIN_ERRORS},
+        description="Issue a key. The secret `key` is in this response only; it is never shown again.",
+    )
+    def post(self, request: Request, agent_id: str) -> Response:
+        data = body(request)
+        actor = actor_from_request(request)
+        agent = selectors.agent_for_admin(actor, agent_id)
+        issued = services.agent_key_issue(
+            actor=actor, agent=agent, name=data.get("name", "default"), expires_at=_expires_at(data)
+        )
+        return Response(issued_key_out(issued), status=201)
+
+
+class AdminKeyRevokeView(APIView):
+    authentication_classes = _ADMIN_AUTH
+
+    @extend_schema(
+        operation_id="admin_agent_keys_revoke", request=None, responses={200: dict, **_ADMIN_ERRORS}
+    )
+    def post(self, request: Request, agent_id: str, key_id: str) -> Response:
+        actor = actor_from_request(request)
+        key = selectors.agent_key_by_id(selectors.agent_for_admin(actor, agent_id), key_id)
+        return Response(key_out(services.agent_key_revoke(actor=actor, key=key)))
+
+
+class AdminKeyRotateView(APIView):
+    authentication_classes = _ADMIN_AUTH
+
+    class AdminKeyRotateInput(serializers.Serializer):
+        grace_seconds = serializers.IntegerField(
+            required=False,
+            default=0,
+            min_value=0,
+            help_text="how long the old key keeps working; 0 = stops now",
+        )
+
+    @extend_schema(
+        operation_id="admin_agent_keys_rotate",
+        request=AdminKeyRotateInput,
+        responses={201: dict, **_ADMIN_ERRORS},
+    )
+    def post(self, request: Request, agent_id: str, key_id: str) -> Response:
+        data = body(request)
+        actor = actor_from_request(request)
+        old = selectors.agent_key_by_id(selectors.agent_for_admin(actor, agent_id), key_id)
+        issued = services.agent_key_rotate(actor=actor, key=old, grace_seconds=data.get("grace_seconds", 0))
+        old.refresh_from_db()
+        return Response({**issued_key_out(issued), "previous_key": key_out(old)}, status=201)

@@ -81,6 +81,53 @@ def agent_set_disabled(*, actor: Actor, agent: Agent, disabled: bool) -> Agent:
     return agent
 
 
+_UNSET: object = object()
+
+
+@transaction.atomic
+def agent_update(
+    *,
+    actor: Actor,
+    agent: Agent,
+    name: object = _UNSET,
+    description: object = _UNSET,
+    owner: AbstractBaseUser | None | object = _UNSET,
+    disabled: object = _UNSET,
+) -> Agent:
+    """Change an agent's name, description, owner or disabled flag (only the ones passed).
+
+    Disabling stops every key of the agent from the next request on; the keys themselves are left
+    as they are, so re-enabling brings back exactly the keys that were working.
+    """
+    _require_admin(actor)
+    locked = Agent.objects.select_for_update().get(pk=agent.pk)
+    fields: list[str] = []
+    if name is not _UNSET:
+        cleaned = _validate_name(name)
+        if Agent.objects.filter(name=cleaned).exclude(pk=locked.pk).exists():
+            raise Conflict(f"an agent named {cleaned!r} already exists; pick another name")
+        locked.name = cleaned
+        fields.append("name")
+    if description is not _UNSET:
+        if not isinstance(description, str) or len(description) > 2000:
+            raise InvalidArgument(
+                "description must be a string of at most 2000 characters", field="description"
+            )
+        locked.description = description
+        fields.append("description")
+    if owner is not _UNSET:
+        locked.owner = owner  # type: ignore[assignment]
+        fields.append("owner")
+    if disabled is not _UNSET:
+        if not isinstance(disabled, bool):
+            raise InvalidArgument("disabled must be true or false", field="disabled")
+        locked.disabled = disabled
+        fields.append("disabled")
+    if fields:
+        locked.save(update_fields=fields)
+    return locked
+
+
 def agent_key_issue(
     *, actor: Actor, agent: Agent, name: str = "default", expires_at: datetime | None = None
 ) -> IssuedKey:

@@ -4,4 +4,18 @@ from agents import api
 
 urlpatterns = [
     path("capabilities", api.CapabilitiesView.as_view(), name="capabilities"),
+    # Admin API (SPEC §10), under /api/v1/admin/.
+    path("admin/agents", api.AdminAgentListView.as_view(), name="admin-agents"),
+    path("admin/agents/<str:agent_id>", api.AdminAgentDetailView.as_view(), name="admin-agent"),
+    path("admin/agents/<str:agent_id>/keys", api.AdminKeyIssueView.as_view(), name="admin-agent-keys"),
+    path(
+        "admin/agents/<str:agent_id>/keys/<str:key_id>/revoke",
+        api.AdminKeyRevokeView.as_view(),
+        name="admin-agent-key-revoke",
+    ),
+    path(
+        "admin/agents/<str:agent_id>/keys/<str:key_id>/rotate",
+        api.AdminKeyRotateView.as_view(),
+        name="admin-agent-key-rotate",
+    ),
 ]

@@ -1,0 +1,48 @@
+"""Result objects of the admin agent/key operations, shared by every door that returns them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agents.models import Agent, AgentKey
+from agents.services import IssuedKey
+from tracemem_site.timefmt import iso_z
+
+
+def key_out(key: AgentKey) -> dict[str, Any]:
+    """A key as admins see it: never the secret, only the public prefix."""
+    return {
+        "key_id": key.key_id,
+        "name": key.name,
+        "prefix": key.prefix,
+        "state": str(key.state()),
+        "created_at": iso_z(key.created_at),
+        "expires_at": iso_z(key.expires_at),
+        "revoked_at": iso_z(key.revoked_at),
+        "last_used_at": iso_z(key.last_used_at),
+        "rotated_from": f"key_{key.rotated_from_id}" if key.rotated_from_id else None,
+    }
+
+
+def agent_out(agent: Agent) -> dict[str, Any]:
+    return {
+        "agent_id": agent.agent_id,
+        "name": agent.name,
+        "description": agent.description,
+        "owner": agent.owner.get_username() if agent.owner is not None else None,
+        "disabled": agent.disabled,
+        "created_at": iso_z(agent.created_at),
+        "keys": [key_out(k) for k in agent.keys.all()],
+    }
+
+
+def issued_key_out(issued: IssuedKey) -> dict[str, Any]:
+    """SPEC §10: ``{key_id, key (shown once), expires_at}`` plus the key's public fields."""
+    return {
+        "key_id": issued.key.key_id,
+        "key": issued.secret,
+        "expires_at": iso_z(issued.key.expires_at),
+        "name": issued.key.name,
+        "prefix": issued.key.prefix,
+        "agent_id": issued.key.agent_id,
+    }
