@@ -29,6 +29,7 @@ urlpatterns = [
     path("logout/", site_views.logout_view, name="logout"),
     path("decisions/", include("decisions.urls_html")),
     path("agents/", include("agents.urls_html")),
+    path("policies/", include("policies.urls_html")),
     path("review/", include("approvals.urls_review")),
     path("", include("approvals.urls_integrations")),
 ]
