@@ -49,7 +49,9 @@ class DecisionReceiptView(APIView):
 
 class DecisionEvidenceView(APIView):
     # The owning agent (agent key), reviewers and auditors (browser session or personal token).
-    authentication_classes = [AgentKeyAuthentication, PersonalTokenAuthentication, SessionAuthentication]
+    # Agent-key authentication goes last: it answers 401 "missing" when there is no header at all,
+    # which would otherwise end the chain before a browser session is looked at.
+    authentication_classes = [PersonalTokenAuthentication, SessionAuthentication, AgentKeyAuthentication]
 
     @extend_schema(operation_id="decision_evidence", responses={200: dict, **_ERRORS})
     def get(self, request: Request, decision_id: str) -> Response:
