@@ -1,0 +1,193 @@
+"""End to end in a real browser (Playwright + Debian Chromium) against pytest-django's live_server.
+
+An agent works through the official MCP client; reviewers work through the pages. Screenshots of
+the queue, the approval page and the decision page are written to VAR_DIR/screenshots/.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+
+from agents.models import Agent
+from approvals.models import Approval
+from tests.conftest import require_service
+from tests.mcp_helpers import mcp_call
+from tests.ui_scenario import PASSWORD, SECRET, decision_needing_approval, make_reviewer, make_route
+
+# Playwright's sync API runs an event loop in this thread; Django's ORM calls made from the test
+# body (set-up, assertions) are still plain synchronous calls.
+os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+
+CHROMIUM = os.environ.get("TRACEMEM_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    require_service("Chromium", shutil.which(CHROMIUM) is not None, "apt-get install -y chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        instance = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()
+
+
+@pytest.fixture
+def screenshots() -> Path:
+    target = Path(settings.VAR_DIR) / "screenshots"
+    target.mkdir(parents=True, exist_ok=True)
+    return target
+
+
+@pytest.fixture
+def open_page(browser: Any, live_server: Any) -> Iterator[Callable[..., Any]]:
+    contexts: list[Any] = []
+
+    def login(username: str, *, width: int = 1280) -> Any:
+        context = browser.new_context(viewport={"width": width, "height": 900})
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(10_000)
+        page.goto(f"{live_server.url}/review/")
+        assert "/login/?next=/review/" in page.url  # logged out → sent to login
+        page.fill("#id_username", username)
+        page.fill("#id_password", PASSWORD)
+        page.click("button:has-text('Sign in')")
+        page.wait_for_url(f"{live_server.url}/review/")
+        return page
+
+    yield login
+    for context in contexts:
+        context.close()
+
+
+def _agent_mcp(live_server: Any, key: str, tool: str, args: dict[str, Any]) -> tuple[bool, Any]:
+    # The official MCP client runs its own asyncio loop; keep it off Playwright's thread.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(mcp_call, live_server, key, tool, args).result(timeout=60)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_reviewer_approves_in_the_browser_and_agent_sees_approved(
+    open_page: Callable[..., Any],
+    live_server: Any,
+    make_agent: Callable[..., tuple[Agent, str]],
+    screenshots: Path,
+) -> None:
+    make_route(rationale=True)
+    make_reviewer("rita")
+    agent, key = make_agent("refund-agent")
+    decision, approval = decision_needing_approval(agent)
+    page = open_page("rita")
+
+    # The queue: the request is listed, the nav badge counts it.
+    row = page.locator(f"tr[data-approval='{approval.approval_id}']")
+    row.wait_for()
+    assert "refund-agent" in row.inner_text() and "route_refunds" in row.inner_text()
+    page.locator("#approval-count:has-text('1')").wait_for()
+    page.screenshot(path=str(screenshots / "review_queue.png"), full_page=True)
+
+    row.get_by_role("link").click()
+    page.wait_for_url(f"**/review/{approval.approval_id}/")
+    html = page.content()
+    assert SECRET not in html
+    assert "[redacted]" in page.locator("#metadata").inner_text()
+    assert "refunds of 100 or more need a human" in html
+    page.screenshot(path=str(screenshots / "approval_page.png"), full_page=True)
+
+    page.fill("#id_rationale", "Customer is long-standing; refund is within goodwill budget.")
+    page.get_by_role("button", name="Approve").click()
+    page.locator("#outcome").wait_for()
+    assert "approved" in page.locator("#approval-status").inner_text()
+    assert page.get_by_role("button", name="Approve").count() == 0
+
+    is_error, got = _agent_mcp(live_server, key, "decision_get", {"decision_id": decision.decision_id})
+    assert not is_error and got["status"] == "approved" and got["approval_status"] == "approved"
+    is_error, trace = _agent_mcp(live_server, key, "decision_trace", {"decision_id": decision.decision_id})
+    assert not is_error
+    vote = next(e for e in trace["events"] if e["type"] == "approval_vote")
+    assert vote["payload"]["vote"] == "approve" and vote["payload"]["voter"]["name"] == "rita"
+    assert vote["payload"]["channel"] == "web"
+    resolved = next(e for e in trace["events"] if e["type"] == "approval_resolved")
+    assert [a["name"] for a in resolved["payload"]["approvers"]] == ["rita"]
+    assert SECRET not in str(trace)
+
+    page.goto(f"{live_server.url}/decisions/{decision.decision_id}/")
+    assert "Chain verified" in page.locator("#chain-badge").inner_text()
+    assert SECRET not in page.content()
+    page.screenshot(path=str(screenshots / "decision_page.png"), full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.screenshot(path=str(screenshots / "decision_page_phone.png"), full_page=True)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_reject_needs_a_rationale_then_rejects(
+    open_page: Callable[..., Any], make_agent: Callable[..., tuple[Agent, str]]
+) -> None:
+    make_route(rationale=True)
+    make_reviewer("rob")
+    agent, _ = make_agent("reject-agent")
+    _, approval = decision_needing_approval(agent)
+    page = open_page("rob")
+    page.goto(page.url + f"{approval.approval_id}/")
+    # Bypass the browser's own `required` check to prove the server enforces the rationale.
+    page.eval_on_selector("#id_rationale", "el => el.removeAttribute('required')")
+    page.get_by_role("button", name="Reject").click()
+    page.locator(".msg-error").wait_for()
+    assert "requires a rationale" in page.locator(".msg-error").inner_text()
+    assert Approval.objects.get(pk=approval.pk).status == "pending"
+
+    page.fill("#id_rationale", "Amount exceeds the customer's order total.")
+    page.get_by_role("button", name="Reject").click()
+    page.locator("#outcome").wait_for()
+    assert "rejected" in page.locator("#approval-status").inner_text()
+    assert Approval.objects.get(pk=approval.pk).status == "rejected"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_quorum_of_two_needs_both_reviewers_and_owner_sees_no_buttons(
+    open_page: Callable[..., Any], make_agent: Callable[..., tuple[Agent, str]]
+) -> None:
+    make_route(required=2)
+    make_reviewer("ana")
+    make_reviewer("ben")
+    owner = make_reviewer("olga")
+    agent, _ = make_agent("quorum-agent", owner=owner)
+    _, approval = decision_needing_approval(agent)
+    url_tail = f"{approval.approval_id}/"
+
+    olga = open_page("olga")
+    olga.goto(olga.url + url_tail)
+    assert "You own the agent that asked" in olga.locator("#vote-blocked").inner_text()
+    assert olga.get_by_role("button", name="Approve").count() == 0
+
+    ana = open_page("ana")
+    ana.goto(ana.url + url_tail)
+    ana.get_by_role("button", name="Approve").click()
+    ana.locator(".msg-success").wait_for()
+    assert "pending" in ana.locator("#approval-status").inner_text()
+    assert "already voted" in ana.locator("#vote-blocked").inner_text()
+    assert Approval.objects.get(pk=approval.pk).status == "pending"
+
+    ben = open_page("ben", width=390)  # a phone-sized screen
+    ben.goto(ben.url + url_tail)
+    ben.get_by_role("button", name="Approve").click()
+    ben.locator("#outcome").wait_for()
+    assert Approval.objects.get(pk=approval.pk).status == "approved"
