@@ -115,3 +115,8 @@ class DecisionTools(MCPToolset):
             reason=reason,
         )
         return closed_out(decision)
+
+
+# The proof-and-memory tools (decision_receipt, decision_record, decision_search) are their own toolset;
+# importing it here is what registers it (django-mcp-server autodiscovers only <app>.mcp).
+from decisions import mcp_proof  # noqa: E402,F401
