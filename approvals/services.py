@@ -458,10 +458,10 @@ def _claim(delivery_id: str) -> Delivery | None:
             .first()
         )
         now = timezone.now()
-        # A second of slack: a countdown retry may arrive a hair before its next_attempt_at.
+        # A little slack: a countdown retry may arrive a hair before its next_attempt_at.
         if delivery is None or delivery.status != DeliveryStatus.PENDING:
             return None
-        if delivery.next_attempt_at > now + timedelta(seconds=1):
+        if delivery.next_attempt_at > now + timedelta(milliseconds=200):
             return None
         delivery.attempts += 1
         delivery.next_attempt_at = now + timedelta(milliseconds=conf.lease_ms())
