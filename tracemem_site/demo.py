@@ -38,5 +38,8 @@ def seed() -> list[str]:
         lines.append(
             f"Demo agent {agent.name} already has a key; `manage.py create_agent {DEMO_AGENT}` prints a new one."
         )
+    from policies.services import seed_demo_policies
+
+    lines.extend(seed_demo_policies(actor=system, agent=agent))
     lines.append(f"REST: {settings.TRACEMEM_PUBLIC_URL}/api/v1/   MCP: {settings.TRACEMEM_PUBLIC_URL}/mcp")
     return lines
