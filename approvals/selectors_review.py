@@ -14,7 +14,7 @@ from typing import Any
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
-from approvals.models import Approval, ApprovalState, Delivery, Vote
+from approvals.models import Approval, ApprovalRoute, ApprovalState, Delivery, Vote
 from approvals.selectors import approvals_visible_to
 from approvals.services import is_eligible
 from tracemem_site.actor import Actor
@@ -111,3 +111,12 @@ def vote_tally(approval: Approval) -> dict[str, Any]:
         "reject": sum(1 for v in votes if v.choice == "reject"),
         "required": approval.required_approvals,
     }
+
+
+def routes_overview() -> QuerySet[ApprovalRoute]:
+    """Every route with its pending-approval count (routes hold no secrets; channels name targets)."""
+    return (
+        ApprovalRoute.objects.select_related("approver_group")
+        .annotate(pending=Count("approvals", filter=Q(approvals__status=ApprovalState.PENDING)))
+        .order_by("route_id")
+    )

@@ -133,3 +133,20 @@ def approval_vote(request: HttpRequest, approval_id: str) -> HttpResponse:
         verb = "approved" if choice == "approve" else "rejected"
         messages.success(request, f"Your vote was recorded: {verb}.")
     return redirect(f"/review/{approval_id}/")
+
+
+@login_required
+def route_list(request: HttpRequest) -> HttpResponse:
+    return render(request, "approvals/review_routes.html", {"routes": sel.routes_overview()})
+
+
+@login_required
+def route_detail(request: HttpRequest, route_id: str) -> HttpResponse:
+    route = sel.routes_overview().filter(route_id=route_id).first()
+    if route is None:
+        raise Http404("no such route")
+    return render(
+        request,
+        "approvals/review_route.html",
+        {"route": route, "channels_json": json.dumps(route.channels, indent=2)},
+    )

@@ -131,3 +131,29 @@ def test_second_vote_by_same_reviewer_is_blocked_with_a_reason(
     assert "[conflict]" in response.content.decode()
     assert Vote.objects.count() == 1
     assert Approval.objects.get(pk=approval.pk).status == "pending"
+
+
+def test_routes_pages_list_quorum_group_and_pending(make_agent: Callable[..., tuple[Agent, str]]) -> None:
+    make_route(required=2, rationale=True)
+    agent, _ = make_agent("route-agent")
+    decision_needing_approval(agent)
+    client = _client(make_reviewer("rev1"))
+    listing = client.get("/routes/")
+    route = listing.context["routes"][0]
+    assert (route.route_id, route.pending, route.required_approvals) == ("route_refunds", 1, 2)
+    detail = client.get("/routes/route_refunds/").content.decode()
+    assert "refund-reviewers" in detail and "required" in detail
+    assert client.get("/routes/nope/").status_code == 404
+
+
+def test_products_pages_are_for_staff(make_agent: Any) -> None:
+    from django.contrib.auth import get_user_model
+
+    reviewer = _client(make_reviewer("rev1"))
+    response = reviewer.get("/products/")
+    assert response.status_code == 403
+    assert "only staff users may manage data sources and products" in response.content.decode()
+    staff = _client(get_user_model().objects.create_user("boss", password="x", is_staff=True))
+    page = staff.get("/products/")
+    assert page.status_code == 200 and "No data products yet." in page.content.decode()
+    assert staff.get("/products/missing/").status_code == 404

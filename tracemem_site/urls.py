@@ -31,5 +31,7 @@ urlpatterns = [
     path("agents/", include("agents.urls_html")),
     path("policies/", include("policies.urls_html")),
     path("review/", include("approvals.urls_review")),
+    path("routes/", include("approvals.urls_routes")),
+    path("products/", include("products.urls_ui")),
     path("", include("approvals.urls_integrations")),
 ]
