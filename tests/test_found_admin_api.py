@@ -32,9 +32,7 @@ class TokenClient:
 
 
 def _user(username: str, *, staff: bool) -> Any:
-    return get_user_model().objects.create_user(
-        username, f"{username}@example.com", "pw-123456", is_staff=staff
-    )
+    return get_user_model().objects.create_user(username, f"{username}@example.com", None, is_staff=staff)
 
 
 @pytest.fixture
