@@ -287,3 +287,36 @@ def search_out(records: list[DecisionRecord]) -> dict[str, Any]:
         for r in records
     ]
     return {"results": results, "count": len(results)}
+
+
+MAX_CHAIN = 500
+
+
+def record_of(decision: Decision) -> DecisionRecord | None:
+    """The record fields of a decision, or None when it is not a ``decision_record``."""
+    return DecisionRecord.objects.filter(decision=decision).select_related("decision").first()
+
+
+def record_chain(record: DecisionRecord) -> list[DecisionRecord]:
+    """The whole supersession chain a record belongs to, oldest first (for the decision explorer).
+
+    A chain only ever links records of one agent, so whoever may see ``record`` may see the chain.
+    """
+    chain = [record]
+    seen = {record.decision_id}
+    current = record
+    while current.supersedes_id and len(chain) < MAX_CHAIN:
+        current = DecisionRecord.objects.select_related("decision").get(pk=current.supersedes_id)
+        if current.decision_id in seen:
+            break
+        seen.add(current.decision_id)
+        chain.insert(0, current)
+    current = record
+    while len(chain) < MAX_CHAIN:
+        newer = DecisionRecord.objects.select_related("decision").filter(supersedes=current).first()
+        if newer is None or newer.decision_id in seen:
+            break
+        seen.add(newer.decision_id)
+        chain.append(newer)
+        current = newer
+    return chain

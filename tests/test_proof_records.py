@@ -259,3 +259,17 @@ def test_record_missing_a_required_field_is_invalid_argument_and_writes_nothing(
         "details": {"field": field},
     }
     assert _counts() == before
+
+
+def test_record_chain_lists_the_whole_supersession_chain_oldest_first(agent_actor: Actor) -> None:
+    first = _record(agent_actor, title="v1")
+    second = _record(agent_actor, title="v2", supersedes=first.decision_id)
+    third = _record(agent_actor, title="v3", supersedes=second.decision_id)
+    plain = Decision.objects.create(
+        agent=agent_actor.agent, intent="code.refactor.execute", automation_mode="autonomous"
+    )
+
+    for member in (first, second, third):
+        assert [r.title for r in records.record_chain(member)] == ["v1", "v2", "v3"]
+    assert records.record_of(second.decision) == second
+    assert records.record_of(plain) is None
