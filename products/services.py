@@ -22,6 +22,8 @@ from django.utils import timezone
 from agents.models import Agent
 from decisions.models import Decision, EventType
 from decisions.services import decision_lock, ensure_not_terminal, ensure_writable, trace_append
+from policies import services as policy_services
+from policies.services import fail_closed
 from products import crypto
 from products.engine import Runner, open_runner
 from products.fields import TABLE_RE, coerce, render, validate_definition_fields
@@ -422,26 +424,18 @@ def _evaluate_attached(
     event and notes its gating outcome. Returns ``[(policy_id, outcome)]``."""
     if not product.policies:
         return []
-    from policies import services as policy_services  # another app's service layer, at call time
-
-    evaluate = getattr(policy_services, "policy_evaluate_in_decision", None)
-    if evaluate is None:
-        # Fail closed: a product whose policies cannot be evaluated must not be usable.
-        raise InvalidState(
-            f"data product {product.product_id} has attached policies but this server cannot evaluate "
-            "policies; ask an admin"
-        )
     outcomes = []
     for policy_id in product.policies:
-        result = evaluate(
+        # A failed evaluation raises PolicyEvaluationFailed: this call's transaction rolls back and
+        # @fail_closed on the public service records the failed evaluation (nothing is allowed).
+        result = policy_services.policy_evaluate_in_decision(
             actor=actor,
             decision=decision,
             policy_id=policy_id,
             inputs=inputs,
             source=f"product:{product.product_id}",
         )
-        outcome = result.get("outcome") if isinstance(result, dict) else getattr(result, "outcome", None)
-        outcomes.append((policy_id, str(outcome)))
+        outcomes.append((policy_id, str(result["outcome"])))
     return outcomes
 
 
@@ -456,6 +450,7 @@ def _run_refusable(outcomes: list[tuple[str, str]], work: Any) -> Any:
         raise
 
 
+@fail_closed
 def decision_read(
     *,
     actor: Actor,
@@ -822,6 +817,7 @@ def _ensure_product_approval(product: DataProduct, decision: Decision) -> None:
         )
 
 
+@fail_closed
 def decision_write(
     *,
     actor: Actor,
@@ -959,3 +955,244 @@ def _decision_write(
         return result
 
     return _run_refusable(outcomes, work)
+
+
+# --- inputs_ref support: re-read a read event's records for decision_evaluate ---------------
+
+
+def read_event_records(event: Any) -> list[dict[str, Any]] | None:
+    """The records of an earlier ``read`` event, re-read with its recorded query (the trace keeps
+    no records). None when that is impossible: unknown product or a redacted query value."""
+    payload = event.payload if isinstance(event.payload, dict) else {}
+    product = DataProduct.objects.select_related("source").filter(pk=payload.get("product")).first()
+    query = payload.get("query")
+    if product is None or not isinstance(query, dict) or any(val == "[redacted]" for val in query.values()):
+        return None
+    by_name = _fields_by_name(product)
+    if any(name not in by_name for name in query):
+        return None
+    vendor = _vendor(product)
+    pairs = [(by_name[name], coerce(by_name[name], value, vendor)) for name, value in query.items()]
+    limit = product.max_rows if payload.get("result_mode") == "multiple" else 1
+    with open_runner(product.source) as runner:
+        where, params = _where(runner, product, pairs)
+        columns = ", ".join(runner.ident(f["column"]) for f in product.fields)
+        order_by = [by_name[k] for k in product.key_fields] or product.fields[:1]
+        order = ", ".join(runner.ident(f["column"]) for f in order_by)
+        rows = runner.execute(
+            f"SELECT {columns} FROM {runner.ident(product.source_table)}{where} ORDER BY {order} LIMIT %s",
+            [*params, limit],
+        ).rows
+    return [{f["name"]: render(f, val) for f, val in zip(product.fields, row, strict=True)} for row in rows]
+
+
+# --- apply_config sections ------------------------------------------------------------------
+
+
+def _items(items: Any, section: str) -> list[dict[str, Any]]:
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise InvalidArgument(f"{section} must be a list of objects", field=section)
+    return items
+
+
+def apply_data_sources(*, actor: Actor, items: Any, dry_run: bool) -> list[str]:
+    """``apply_config`` section ``data_sources``: [{source_id, name?, dsn?}] (dsn may be ``${ENV}``-expanded
+    by the loader); creates or updates. Never prints a DSN."""
+    lines = []
+    for item in _items(items, "data_sources"):
+        source_id = item.get("source_id") or item.get("id")
+        exists = DataSource.objects.filter(pk=source_id).exists() if isinstance(source_id, str) else False
+        verb = "update" if exists else "create"
+        if dry_run:
+            lines.append(f"would {verb} data source {source_id}")
+            continue
+        data_source_save(actor=actor, source_id=source_id, name=item.get("name"), dsn=item.get("dsn"))
+        lines.append(f"{verb}d data source {source_id}")
+    return lines
+
+
+def apply_products(*, actor: Actor, items: Any, dry_run: bool) -> list[str]:
+    """``apply_config`` section ``products``: [{product_id, ...definition, publish?, grants?: [agent]}]."""
+    lines = []
+    for raw in _items(items, "products"):
+        item = dict(raw)
+        product_id = item.pop("product_id", None) or item.pop("id", None)
+        publish = bool(item.pop("publish", False))
+        grants = item.pop("grants", None) or []
+        existing = DataProduct.objects.filter(pk=product_id).first() if isinstance(product_id, str) else None
+        if dry_run:
+            verb = "create" if existing is None else "update"
+            lines.append(f"would {verb} product {product_id}" + (" and publish it" if publish else ""))
+            lines.extend(f"would grant {product_id} to {agent}" for agent in grants)
+            continue
+        if existing is None:
+            product_create(actor=actor, product_id=product_id, definition=item)
+            lines.append(f"created product {product_id}")
+        elif existing.status == ProductStatus.DRAFT:
+            product_update(actor=actor, product_id=existing.product_id, changes=item)
+            lines.append(f"updated draft product {product_id}")
+        else:
+            probe = DataProduct.objects.get(pk=existing.pk)
+            _apply_definition(probe, item)
+            if product_hash(probe) != existing.hash:
+                raise Conflict(
+                    f"product {product_id} is published and the file changes it; publish the change as a new version"
+                )
+            lines.append(f"product {product_id} unchanged")
+        if publish:
+            product_publish(actor=actor, product_id=product_id)
+            lines.append(f"published product {product_id}")
+        lines.extend(
+            apply_product_grants(
+                actor=actor, items=[{"product_id": product_id, "agent": a} for a in grants], dry_run=False
+            )
+        )
+    return lines
+
+
+def apply_product_grants(*, actor: Actor, items: Any, dry_run: bool) -> list[str]:
+    """``apply_config`` section ``product_grants``: [{product_id, agent (id or name), permissions?}]."""
+    lines = []
+    for item in _items(items, "product_grants"):
+        product_id, agent = (
+            item.get("product_id") or item.get("product"),
+            item.get("agent") or item.get("agent_id"),
+        )
+        if dry_run:
+            lines.append(f"would grant {product_id} to {agent}")
+            continue
+        grant = product_grant(
+            actor=actor, product_id=product_id, agent_id=agent, permissions=item.get("permissions")
+        )
+        lines.append(f"granted {product_id} to {grant.agent_id} ({', '.join(grant.permissions)})")
+    return lines
+
+
+# --- the quick-start demo -------------------------------------------------------------------
+
+_DEMO_CUSTOMERS = [
+    (1, "Ada Lovelace", "ada@example.com", "gold", "VIP since 2019"),
+    (2, "Grace Hopper", "grace@example.com", "standard", "prefers email"),
+    (3, "Alan Turing", "alan@example.com", "standard", None),
+]
+
+
+def _demo_tables() -> None:
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            order_id = "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY"
+        else:
+            order_id = "INTEGER PRIMARY KEY AUTOINCREMENT"
+        cursor.execute(
+            "CREATE TABLE IF NOT EXISTS customers (id INTEGER PRIMARY KEY, name VARCHAR(200) NOT NULL, "
+            "email VARCHAR(200) NOT NULL UNIQUE, tier VARCHAR(20) NOT NULL DEFAULT 'standard', internal_notes TEXT)"
+        )
+        cursor.execute(
+            f"CREATE TABLE IF NOT EXISTS orders (id {order_id}, customer_id INTEGER NOT NULL REFERENCES customers(id), "
+            "amount NUMERIC(12, 2) NOT NULL, status VARCHAR(20) NOT NULL DEFAULT 'pending', note TEXT)"
+        )
+        cursor.execute("SELECT COUNT(*) FROM customers")
+        if cursor.fetchone()[0] == 0:
+            for row in _DEMO_CUSTOMERS:
+                cursor.execute(
+                    "INSERT INTO customers (id, name, email, tier, internal_notes) VALUES (%s, %s, %s, %s, %s)",
+                    list(row),
+                )
+        cursor.execute("SELECT COUNT(*) FROM orders")
+        if cursor.fetchone()[0] == 0:
+            for customer_id, amount in ((1, "120.50"), (2, "35.00")):
+                cursor.execute(
+                    "INSERT INTO orders (customer_id, amount) VALUES (%s, %s)", [customer_id, amount]
+                )
+
+
+DEMO_PRODUCTS: list[dict[str, Any]] = [
+    {
+        "product_id": "pg_customers_v1",
+        "name": "Customers (read)",
+        "description": "Look up a customer by id, email or tier. Internal notes are not exposed.",
+        "operation": "read",
+        "table": "customers",
+        "fields": [
+            {
+                "name": "customer_id",
+                "column": "id",
+                "type": "integer",
+                "primary_key": True,
+                "nullable": False,
+            },
+            {"name": "name", "column": "name", "type": "string", "nullable": False},
+            {"name": "email", "column": "email", "type": "string", "nullable": False},
+            {"name": "tier", "column": "tier", "type": "string", "nullable": False},
+        ],
+        "allowed_purposes": ["customer_support", "order_processing"],
+        "max_rows": 50,
+        "example_queries": [{"email": "ada@example.com"}, {"tier": "gold"}],
+    },
+    {
+        "product_id": "pg_orders_insert_v1",
+        "name": "Orders (insert)",
+        "description": "Create orders for existing customers.",
+        "operation": "insert",
+        "table": "orders",
+        "fields": [
+            {"name": "order_id", "column": "id", "type": "integer", "primary_key": True, "nullable": False},
+            {
+                "name": "customer_id",
+                "column": "customer_id",
+                "type": "integer",
+                "writable": True,
+                "required": True,
+                "nullable": False,
+            },
+            {
+                "name": "amount",
+                "column": "amount",
+                "type": "number",
+                "writable": True,
+                "required": True,
+                "nullable": False,
+            },
+            {"name": "status", "column": "status", "type": "string", "writable": True, "nullable": False},
+            {"name": "note", "column": "note", "type": "string", "writable": True},
+        ],
+        "allowed_purposes": ["order_processing"],
+        "max_rows": 20,
+    },
+    {
+        "product_id": "pg_orders_update_v1",
+        "name": "Orders (update)",
+        "description": "Change an order's status or note, addressed by order_id.",
+        "operation": "update",
+        "table": "orders",
+        "fields": [
+            {"name": "order_id", "column": "id", "type": "integer", "primary_key": True, "nullable": False},
+            {"name": "status", "column": "status", "type": "string", "writable": True, "nullable": False},
+            {"name": "note", "column": "note", "type": "string", "writable": True},
+        ],
+        "allowed_purposes": ["order_processing"],
+        "max_rows": 20,
+    },
+]
+
+
+@transaction.atomic
+def products_seed_demo(*, actor: Actor, agent: Agent) -> list[str]:
+    """Demo tables ``customers`` and ``orders`` in the built-in source and three published products
+    granted to ``agent``. Idempotent; works on SQLite and PostgreSQL."""
+    require_staff(actor)
+    _demo_tables()
+    lines = []
+    for spec in DEMO_PRODUCTS:
+        definition = dict(spec)
+        product_id = definition.pop("product_id")
+        if not DataProduct.objects.filter(pk=product_id).exists():
+            product_create(actor=actor, product_id=product_id, definition=definition)
+            lines.append(f"Data product {product_id} created.")
+        product_publish(actor=actor, product_id=product_id)
+        product_grant(actor=actor, product_id=product_id, agent_id=agent.agent_id)
+    lines.append(
+        f"Data products {', '.join(p['product_id'] for p in DEMO_PRODUCTS)} are granted to {agent.name} "
+        "(tables customers, orders in the built-in source)."
+    )
+    return lines

@@ -1,0 +1,643 @@
+"""Data products through the service layer, on real PostgreSQL tables (the demo ``customers`` and
+``orders`` tables, created inside each test's transaction)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.db import connection
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from agents.models import Agent
+from decisions import services as decision_services
+from decisions.models import Decision, TraceEvent
+from policies import services as policy_services
+from products import services
+from products.models import DataProduct, DataSource, WriteResult
+from tracemem_site.actor import Actor
+from tracemem_site.errors import (
+    ApprovalRequired,
+    Conflict,
+    InvalidArgument,
+    InvalidState,
+    NotFound,
+    PermissionDenied,
+    PolicyDenied,
+    PurposeNotAllowed,
+)
+
+pytestmark = pytest.mark.django_db
+SYSTEM = Actor.system("test")
+
+
+@pytest.fixture
+def demo(make_agent: Any) -> tuple[Agent, Actor]:
+    agent, _ = make_agent("prod-agent")
+    services.products_seed_demo(actor=SYSTEM, agent=agent)
+    return agent, Actor.for_agent(agent)
+
+
+def _rows(table: str) -> list[tuple[Any, ...]]:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT * FROM {table} ORDER BY id")
+        return [tuple(r) for r in cursor.fetchall()]
+
+
+def _decision(actor: Actor, mode: str = "autonomous") -> Decision:
+    return decision_services.decision_create(actor=actor, intent="orders.order.process", automation_mode=mode)
+
+
+def _grant(decision: Decision) -> None:
+    locked = Decision.objects.get(pk=decision.pk)
+    decision_services.note_approval_requested(decision=locked, approval_id="appr_test")
+    decision_services.note_approval_resolved(decision=locked, outcome="approved", seq=locked.event_count + 1)
+    # the approvals app appends the resolving event; keep the chain's numbers consistent with it
+    decision_services.trace_append(
+        decision=locked, type="approval_resolved", actor=SYSTEM, payload={"outcome": "approved"}
+    )
+
+
+def _events(decision: Decision) -> list[TraceEvent]:
+    return list(TraceEvent.objects.filter(decision=decision).order_by("seq"))
+
+
+def _read(actor: Actor, decision: Decision, **kw: Any) -> dict[str, Any]:
+    args = {"product": "pg_customers_v1", "purpose": "customer_support", **kw}
+    return services.decision_read(actor=actor, decision_id=decision.decision_id, **args)
+
+
+def _insert(actor: Actor, decision: Decision, **kw: Any) -> dict[str, Any]:
+    args: dict[str, Any] = {"product": "pg_orders_insert_v1", "purpose": "order_processing", **kw}
+    return services.decision_write(actor=actor, decision_id=decision.decision_id, **args)
+
+
+# --- reads -------------------------------------------------------------------------------------
+
+
+def test_read_returns_only_exposed_fields_and_traces_no_records(demo: Any) -> None:
+    _, actor = demo
+    decision = _decision(actor)
+    result = _read(actor, decision, query={"email": "ada@example.com"})
+    assert result["records"] == [
+        {"customer_id": 1, "name": "Ada Lovelace", "email": "ada@example.com", "tier": "gold"}
+    ]
+    assert result["summary"] == {"rows": 1, "fields": ["customer_id", "name", "email", "tier"]}
+    assert result["data_ref"].startswith("dref_")
+    event = _events(decision)[-1]
+    assert event.event_id == result["event_id"] and event.type == "read"
+    assert event.payload == {
+        "product": "pg_customers_v1",
+        "version": 1,
+        "product_hash": DataProduct.objects.get(pk="pg_customers_v1").hash,
+        "purpose": "customer_support",
+        "query": {"email": "ada@example.com"},
+        "result_mode": "single",
+        "data_ref": result["data_ref"],
+        "summary": result["summary"],
+    }
+    # the not-exposed column never leaves the database
+    assert "VIP since 2019" not in str(result) and "internal_notes" not in str(result)
+    assert "VIP" not in str(event.payload)
+
+
+def test_read_with_two_matches_and_allow_multiple_false_is_conflict(demo: Any) -> None:
+    _, actor = demo
+    decision = _decision(actor)
+    before = decision.event_count
+    with pytest.raises(Conflict) as exc:
+        _read(actor, decision, query={"tier": "standard"})
+    assert "query matched 2 records; pass allow_multiple" in str(exc.value)
+    decision.refresh_from_db()
+    assert decision.event_count == before
+    result = _read(actor, decision, query={"tier": "standard"}, allow_multiple=True)
+    assert [r["customer_id"] for r in result["records"]] == [2, 3]
+    alias = _read(actor, decision, query={"tier": "standard"}, result_mode="multiple")
+    assert alias["records"] == result["records"]
+
+
+def test_read_is_capped_at_max_rows(demo: Any) -> None:
+    _, actor = demo
+    DataProduct.objects.filter(pk="pg_customers_v1").update(max_rows=2)
+    decision = _decision(actor)
+    result = _read(actor, decision, allow_multiple=True)
+    assert [r["customer_id"] for r in result["records"]] == [1, 2]
+    assert result["summary"] == {
+        "rows": 2,
+        "fields": ["customer_id", "name", "email", "tier"],
+        "truncated": True,
+    }
+
+
+def test_read_with_unknown_field_names_it_and_lists_allowed_fields(demo: Any) -> None:
+    _, actor = demo
+    decision = _decision(actor)
+    with pytest.raises(InvalidArgument) as exc:
+        _read(actor, decision, query={"internal_notes": "x"})
+    assert str(exc.value) == (
+        "[invalid_argument] unknown query field 'internal_notes' for pg_customers_v1; "
+        "allowed fields: customer_id, name, email, tier"
+    )
+    assert exc.value.details["allowed"] == ["customer_id", "name", "email", "tier"]
+    decision.refresh_from_db()
+    assert decision.event_count == 1
+
+
+def test_read_with_purpose_not_allowed_is_refused(demo: Any) -> None:
+    _, actor = demo
+    decision = _decision(actor)
+    with pytest.raises(PurposeNotAllowed) as exc:
+        _read(actor, decision, purpose="marketing")
+    assert "allowed purposes: customer_support, order_processing" in str(exc.value)
+    decision.refresh_from_db()
+    assert decision.event_count == 1
+
+
+def test_read_type_error_names_the_field(demo: Any) -> None:
+    _, actor = demo
+    decision = _decision(actor)
+    with pytest.raises(InvalidArgument) as exc:
+        _read(actor, decision, query={"customer_id": "abc"})
+    assert exc.value.field == "customer_id"
+    assert str(exc.value).startswith("[invalid_argument] field customer_id must be an integer")
+
+
+def test_reads_are_allowed_while_needs_approval(demo: Any) -> None:
+    _, actor = demo
+    decision = _decision(actor, "propose")
+    decision_services.note_approval_requested(decision=decision, approval_id="appr_x")
+    assert _read(actor, decision, query={"customer_id": 2})["records"][0]["name"] == "Grace Hopper"
+
+
+def test_read_on_closed_decision_is_invalid_state(demo: Any) -> None:
+    _, actor = demo
+    decision = _decision(actor)
+    decision_services.decision_close(actor=actor, decision_id=decision.decision_id, action="abort")
+    with pytest.raises(InvalidState):
+        _read(actor, decision, query={"customer_id": 1})
+
+
+# --- writes: every mutation form ---------------------------------------------------------------
+
+
+def test_insert_records_and_data_forms_with_return_created(demo: Any) -> None:
+    _, actor = demo
+    decision = _decision(actor)
+    result = _insert(
+        actor,
+        decision,
+        mutation={
+            "records": [{"customer_id": 1, "amount": 10.5}, {"customer_id": 2, "amount": "7", "note": "n"}]
+        },
+        return_created=True,
+    )
+    assert result["status"] == "executed" and result["operation"] == "insert" and result["affected_rows"] == 2
+    created = result["created_records"]
+    assert [(r["customer_id"], r["amount"], r["status"], r["note"]) for r in created] == [
+        (1, 10.5, "pending", None),
+        (2, 7.0, "pending", "n"),
+    ]
+    single = _insert(actor, decision, mutation={"data": {"customer_id": 3, "amount": 1}})
+    assert single["affected_rows"] == 1 and "created_records" not in single
+    amounts = [(r[1], r[2]) for r in _rows("orders")]
+    assert amounts == [
+        (1, Decimal("120.50")),
+        (2, Decimal("35.00")),
+        (1, Decimal("10.50")),
+        (2, Decimal("7.00")),
+        (3, Decimal("1.00")),
+    ]
+    event = _events(decision)[-1]
+    assert event.type == "write"
+    assert event.payload["operation"] == "insert" and event.payload["affected_rows"] == 1
+    assert event.payload["mutation"] == {"form": "data", "records": 1, "fields": ["amount", "customer_id"]}
+
+
+def test_update_with_object_keys_and_with_record_array(demo: Any) -> None:
+    _, actor = demo
+    decision = _decision(actor)
+    first = services.decision_write(
+        actor=actor,
+        decision_id=decision.decision_id,
+        product="pg_orders_update_v1",
+        purpose="order_processing",
+        keys={"order_id": 1},
+        mutation={"fields": {"status": "shipped"}},
+    )
+    assert first["affected_rows"] == 1
+    second = services.decision_write(
+        actor=actor,
+        decision_id=decision.decision_id,
+        product="pg_orders_update_v1",
+        purpose="order_processing",
+        operation="update",
+        keys=["order_id"],
+        mutation={
+            "records": [{"order_id": 1, "note": "a"}, {"order_id": 2, "status": "cancelled", "note": "b"}]
+        },
+    )
+    assert second["affected_rows"] == 2
+    assert [(r[0], r[3], r[4]) for r in _rows("orders")] == [(1, "shipped", "a"), (2, "cancelled", "b")]
+    assert _events(decision)[-1].payload["keys"] == ["order_id"]
+
+
+def _delete_product() -> None:
+    services.product_create(
+        actor=SYSTEM,
+        product_id="pg_orders_delete_v1",
+        definition={
+            "operation": "delete",
+            "table": "orders",
+            "fields": [{"name": "order_id", "column": "id", "type": "integer", "primary_key": True}],
+            "allowed_purposes": ["order_processing"],
+        },
+    )
+    services.product_publish(actor=SYSTEM, product_id="pg_orders_delete_v1")
+
+
+def test_delete_with_object_keys_and_with_record_array(demo: Any) -> None:
+    agent, actor = demo
+    _delete_product()
+    services.product_grant(actor=SYSTEM, product_id="pg_orders_delete_v1", agent_id=agent.agent_id)
+    decision = _decision(actor)
+    _insert(actor, decision, mutation={"records": [{"customer_id": 3, "amount": 1}]})
+    args = {
+        "actor": actor,
+        "decision_id": decision.decision_id,
+        "product": "pg_orders_delete_v1",
+        "purpose": "order_processing",
+    }
+    assert services.decision_write(**args, keys={"order_id": 1}, mutation={})["affected_rows"] == 1
+    result = services.decision_write(
+        **args, keys=["order_id"], mutation={"records": [{"order_id": 2}, {"order_id": 3}]}
+    )
+    assert result["affected_rows"] == 2 and result["operation"] == "delete"
+    assert _rows("orders") == []
+
+
+@pytest.mark.parametrize(
+    ("mutation", "field", "text"),
+    [
+        ({"data": {"customer_id": 1}}, "amount", "required field amount is missing"),
+        (
+            {"data": {"customer_id": 1, "amount": 2, "order_id": 9}},
+            "order_id",
+            "field order_id of pg_orders_insert_v1 is not writable",
+        ),
+        (
+            {"data": {"customer_id": 1, "amount": 2, "secret_col": 1}},
+            "mutation.data",
+            "unknown field 'secret_col'",
+        ),
+        (
+            {"data": {"customer_id": "one", "amount": 2}},
+            "customer_id",
+            "field customer_id must be an integer",
+        ),
+        ({"data": {"customer_id": 1, "amount": "lots"}}, "amount", "field amount must be a number"),
+        ({"data": {"customer_id": 1, "amount": 2, "status": None}}, "status", "field status cannot be null"),
+        ({"fields": {"status": "x"}}, "mutation.fields", "mutation.fields is not a insert form"),
+    ],
+)
+def test_invalid_insert_is_refused_naming_the_field_and_writes_nothing(
+    demo: Any, mutation: dict[str, Any], field: str, text: str
+) -> None:
+    _, actor = demo
+    decision = _decision(actor)
+    before = _rows("orders")
+    with pytest.raises(InvalidArgument) as exc:
+        _insert(actor, decision, mutation=mutation)
+    assert exc.value.field == field and text in str(exc.value)
+    assert _rows("orders") == before
+    decision.refresh_from_db()
+    assert decision.event_count == 1
+
+
+def test_update_needs_every_key_and_only_key_fields(demo: Any) -> None:
+    _, actor = demo
+    decision = _decision(actor)
+    args = {
+        "actor": actor,
+        "decision_id": decision.decision_id,
+        "product": "pg_orders_update_v1",
+        "purpose": "order_processing",
+    }
+    with pytest.raises(InvalidArgument) as exc:
+        services.decision_write(**args, keys={"status": "pending"}, mutation={"fields": {"status": "x"}})
+    assert "unknown key field 'status'" in str(exc.value) and "allowed fields: order_id" in str(exc.value)
+    with pytest.raises(InvalidArgument) as exc:
+        services.decision_write(**args, keys=None, mutation={"fields": {"status": "x"}})
+    assert exc.value.field == "keys"
+    with pytest.raises(InvalidArgument) as exc:
+        services.decision_write(
+            **args, operation="delete", keys={"order_id": 1}, mutation={"fields": {"status": "x"}}
+        )
+    assert exc.value.field == "operation"
+    assert [r[3] for r in _rows("orders")] == ["pending", "pending"]
+
+
+def test_write_with_purpose_not_allowed_and_ungranted_product(demo: Any, make_agent: Any) -> None:
+    _, actor = demo
+    decision = _decision(actor)
+    with pytest.raises(PurposeNotAllowed):
+        _insert(
+            actor, decision, purpose="customer_support", mutation={"data": {"customer_id": 1, "amount": 1}}
+        )
+    _delete_product()  # published but not granted to this agent
+    with pytest.raises(NotFound):
+        services.decision_write(
+            actor=actor,
+            decision_id=decision.decision_id,
+            product="pg_orders_delete_v1",
+            purpose="order_processing",
+            keys={"order_id": 1},
+            mutation={},
+        )
+    assert len(_rows("orders")) == 2
+
+
+def test_grant_without_the_operation_is_permission_denied(demo: Any) -> None:
+    agent, actor = demo
+    services.product_grant(
+        actor=SYSTEM, product_id="pg_orders_insert_v1", agent_id=agent.agent_id, permissions=["read"]
+    )
+    with pytest.raises(PermissionDenied):
+        _insert(actor, _decision(actor), mutation={"data": {"customer_id": 1, "amount": 1}})
+
+
+def test_products_are_isolated_between_agents(demo: Any, make_agent: Any) -> None:
+    _, actor = demo
+    other, _ = make_agent("other-agent")
+    other_actor = Actor.for_agent(other)
+    from products import selectors
+
+    assert selectors.products_for_agent(other_actor) == []
+    with pytest.raises(NotFound):
+        selectors.product_for_agent(other_actor, "pg_customers_v1")
+    mine = _decision(actor)
+    theirs = _decision(other_actor)
+    # another agent's decision is not found, even for a product the caller holds
+    with pytest.raises(NotFound):
+        _read(actor, theirs, query={"customer_id": 1})
+    with pytest.raises(NotFound):
+        _read(other_actor, mine, query={"customer_id": 1})
+    assert Decision.objects.get(pk=theirs.pk).event_count == 1
+
+
+# --- gates (SPEC §5) ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["propose", "approve", "override"])
+def test_modes_needing_a_grant_block_writes_until_approved(demo: Any, mode: str) -> None:
+    _, actor = demo
+    decision = _decision(actor, mode)
+    with pytest.raises(ApprovalRequired):
+        _insert(actor, decision, mutation={"data": {"customer_id": 1, "amount": 1}})
+    decision_services.note_approval_requested(
+        decision=Decision.objects.get(pk=decision.pk), approval_id="appr_1"
+    )
+    with pytest.raises(InvalidState) as exc:
+        _insert(actor, decision, mutation={"data": {"customer_id": 1, "amount": 1}})
+    assert "needs_approval" in str(exc.value)
+    assert len(_rows("orders")) == 2
+    locked = Decision.objects.get(pk=decision.pk)
+    decision_services.note_approval_resolved(decision=locked, outcome="approved", seq=locked.event_count)
+    assert _insert(actor, decision, mutation={"data": {"customer_id": 1, "amount": 1}})["affected_rows"] == 1
+    assert len(_rows("orders")) == 3
+
+
+def test_autonomous_requires_exception_blocks_until_approval_then_allows(demo: Any) -> None:
+    _, actor = demo
+    decision = _decision(actor, "autonomous")
+    locked = Decision.objects.get(pk=decision.pk)
+    event = decision_services.trace_append(
+        decision=locked, type="evaluate", actor=actor, payload={"outcome": "requires_exception"}
+    )
+    decision_services.note_policy_outcome(
+        decision=locked, outcome="requires_exception", seq=event.seq, exception_route_id=None
+    )
+    with pytest.raises(ApprovalRequired):
+        _insert(actor, decision, mutation={"data": {"customer_id": 1, "amount": 1}})
+    assert len(_rows("orders")) == 2
+    _grant(decision)
+    assert _insert(actor, decision, mutation={"data": {"customer_id": 1, "amount": 1}})["affected_rows"] == 1
+
+
+def test_deny_blocks_writes_in_autonomous_mode(demo: Any) -> None:
+    _, actor = demo
+    decision = _decision(actor, "autonomous")
+    locked = Decision.objects.get(pk=decision.pk)
+    decision_services.note_policy_outcome(decision=locked, outcome="deny", seq=1, exception_route_id=None)
+    with pytest.raises(PolicyDenied):
+        _insert(actor, decision, mutation={"data": {"customer_id": 1, "amount": 1}})
+    assert len(_rows("orders")) == 2
+
+
+def test_product_requires_approval_blocks_autonomous_writes_until_granted(demo: Any) -> None:
+    _, actor = demo
+    DataProduct.objects.filter(pk="pg_orders_insert_v1").update(requires_approval=True)
+    decision = _decision(actor, "autonomous")
+    with pytest.raises(ApprovalRequired) as exc:
+        _insert(actor, decision, mutation={"data": {"customer_id": 1, "amount": 1}})
+    assert "pg_orders_insert_v1 requires a granted approval" in str(exc.value)
+    _grant(decision)
+    assert _insert(actor, decision, mutation={"data": {"customer_id": 1, "amount": 1}})["affected_rows"] == 1
+
+
+def _attach_policy(product_id: str, rules: list[dict[str, Any]]) -> None:
+    policy_services.policy_create(
+        actor=SYSTEM,
+        policy_id="order_cap_v1",
+        definition={"name": "Order cap", "rules": rules, "default_outcome": "allow"},
+    )
+    policy_services.policy_publish(actor=SYSTEM, policy_id="order_cap_v1")
+    DataProduct.objects.filter(pk=product_id).update(policies=["order_cap_v1"])
+
+
+def test_product_attached_deny_blocks_the_write_and_the_evaluation_is_traced(demo: Any) -> None:
+    _, actor = demo
+    _attach_policy(
+        "pg_orders_insert_v1",
+        [{"name": "cap", "when": "inputs.records[0].amount > 100", "outcome": "deny", "message": "too big"}],
+    )
+    decision = _decision(actor)
+    with pytest.raises(PolicyDenied):
+        _insert(actor, decision, mutation={"data": {"customer_id": 1, "amount": 500}})
+    assert len(_rows("orders")) == 2
+    events = _events(decision)
+    assert [e.type for e in events] == ["created", "evaluate"]
+    assert (
+        events[1].payload["outcome"] == "deny"
+        and events[1].payload["source"] == "product:pg_orders_insert_v1"
+    )
+    assert events[1].payload["inputs"]["records"] == [{"customer_id": 1, "amount": 500}]
+    # the deny gates the rest of the decision, also for a small amount
+    with pytest.raises(PolicyDenied):
+        _insert(actor, decision, mutation={"data": {"customer_id": 1, "amount": 5}})
+    assert len(_rows("orders")) == 2
+
+
+def test_product_attached_allow_lets_the_write_through(demo: Any) -> None:
+    _, actor = demo
+    _attach_policy(
+        "pg_orders_insert_v1",
+        [{"name": "cap", "when": "inputs.records[0].amount > 100", "outcome": "deny", "message": "too big"}],
+    )
+    decision = _decision(actor)
+    assert _insert(actor, decision, mutation={"data": {"customer_id": 1, "amount": 5}})["affected_rows"] == 1
+    assert [e.type for e in _events(decision)] == ["created", "evaluate", "write"]
+
+
+def test_product_attached_deny_blocks_a_read(demo: Any) -> None:
+    _, actor = demo
+    _attach_policy(
+        "pg_customers_v1",
+        [
+            {
+                "name": "no_gold",
+                "when": 'has(inputs.query.tier) && inputs.query.tier == "gold"',
+                "outcome": "deny",
+                "message": "no",
+            }
+        ],
+    )
+    decision = _decision(actor)
+    with pytest.raises(PolicyDenied):
+        _read(actor, decision, query={"tier": "gold"})
+    assert [e.type for e in _events(decision)] == ["created", "evaluate"]
+    assert _read(actor, _decision(actor), query={"customer_id": 2})["records"][0]["customer_id"] == 2
+
+
+# --- idempotency -------------------------------------------------------------------------------
+
+
+def test_same_idempotency_key_returns_first_result_and_writes_once(demo: Any) -> None:
+    _, actor = demo
+    decision = _decision(actor)
+    mutation = {"data": {"customer_id": 1, "amount": 3}}
+    first = _insert(actor, decision, mutation=mutation, idempotency_key="k1", return_created=True)
+    again = _insert(actor, decision, mutation=mutation, idempotency_key="k1", return_created=True)
+    assert again == first
+    assert len(_rows("orders")) == 3
+    assert [e.type for e in _events(decision)] == ["created", "write"]
+    assert WriteResult.objects.filter(decision=decision).count() == 1
+    with pytest.raises(Conflict):
+        _insert(actor, decision, mutation={"data": {"customer_id": 2, "amount": 3}}, idempotency_key="k1")
+    assert len(_rows("orders")) == 3
+
+
+# --- SQL injection ---------------------------------------------------------------------------
+
+
+INJECTIONS = [
+    "1; DROP TABLE customers; --",
+    "' OR '1'='1",
+    'x" ; DELETE FROM orders; --',
+    "ada@example.com' --",
+    "\\'; SELECT pg_sleep(5); --",
+]
+
+
+_PAYLOADS = st.one_of(
+    st.sampled_from(INJECTIONS),
+    st.text(alphabet=st.sampled_from(list("'\";-=()*/ \\%_aoORDEL1x")), min_size=1, max_size=40),
+)
+_HYPOTHESIS = settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@_HYPOTHESIS
+@given(payload=_PAYLOADS)
+def test_injection_in_query_values_matches_nothing_and_changes_nothing(demo: Any, payload: str) -> None:
+    _, actor = demo
+    decision = _decision(actor)
+    before = (_rows("customers"), _rows("orders"))
+    result = _read(actor, decision, query={"email": payload, "name": payload}, allow_multiple=True)
+    assert result["records"] == []
+    assert (_rows("customers"), _rows("orders")) == before
+
+
+@_HYPOTHESIS
+@given(payload=_PAYLOADS)
+def test_injection_in_field_names_and_keys_is_refused_without_leaking(demo: Any, payload: str) -> None:
+    assume(not payload.strip().lstrip("-").isdigit())  # "1" is a valid order_id
+    _, actor = demo
+    decision = _decision(actor)
+    before = (_rows("customers"), _rows("orders"))
+    update = {
+        "actor": actor,
+        "decision_id": decision.decision_id,
+        "product": "pg_orders_update_v1",
+        "purpose": "order_processing",
+    }
+    for call in (
+        lambda: _read(actor, decision, query={payload: 1}),
+        lambda: _insert(actor, decision, mutation={"data": {payload: 1, "customer_id": 1, "amount": 1}}),
+        lambda: services.decision_write(
+            **update, keys={"order_id": payload}, mutation={"fields": {"status": "x"}}
+        ),
+        lambda: services.decision_write(**update, keys={payload: 1}, mutation={"fields": {"status": "x"}}),
+        lambda: services.decision_write(
+            **update, keys=[payload], mutation={"records": [{payload: 1, "status": "x"}]}
+        ),
+    ):
+        with pytest.raises(InvalidArgument) as exc:
+            call()
+        # the refusal never reveals source table or column names
+        message = exc.value.message
+        for product_id in ("pg_customers_v1", "pg_orders_insert_v1", "pg_orders_update_v1"):
+            message = message.replace(product_id, "")
+        message = message.replace(repr(payload[:64]), "").replace(payload[:64], "")
+        for source_name in (" orders", "customers", "internal_notes", '"id"'):
+            assert source_name not in message
+    assert (_rows("customers"), _rows("orders")) == before
+    # a value that looks like SQL is stored verbatim, not executed
+    services.decision_write(**update, keys={"order_id": 1}, mutation={"fields": {"note": payload}})
+    after = _rows("orders")
+    assert after[0][4] == payload and after[1] == before[1][1]
+    assert _rows("customers") == before[0]
+
+
+# --- admin -------------------------------------------------------------------------------------
+
+
+def test_data_source_dsn_is_encrypted_and_never_shown(db: Any) -> None:
+    source = services.data_source_save(
+        actor=SYSTEM, source_id="warehouse", dsn="postgresql://bob:hunter2-secret@db.example.com:5432/shop"
+    )
+    stored = DataSource.objects.get(pk="warehouse")
+    assert "hunter2" not in stored.dsn_display and "hunter2" not in stored.dsn_encrypted
+    assert "db.example.com" in stored.dsn_display and "bob" in stored.dsn_display
+    from products import crypto
+    from products.serializers import data_source_out
+
+    assert crypto.decrypt(stored.dsn_encrypted) == "postgresql://bob:hunter2-secret@db.example.com:5432/shop"
+    assert "hunter2" not in str(data_source_out(source))
+    with pytest.raises(InvalidArgument) as exc:
+        services.data_source_save(actor=SYSTEM, source_id="bad", dsn="postgresql://u:s3cret@[bad")
+    assert "s3cret" not in str(exc.value)
+
+
+def test_published_product_is_frozen_and_hash_covers_definition(demo: Any) -> None:
+    product = DataProduct.objects.get(pk="pg_customers_v1")
+    assert product.status == "published" and product.version == 1
+    assert product.hash == services.product_hash(product) and len(product.hash) == 64
+    with pytest.raises(InvalidState):
+        services.product_update(actor=SYSTEM, product_id="pg_customers_v1", changes={"max_rows": 5})
+    assert DataProduct.objects.get(pk="pg_customers_v1").max_rows == 50
+
+
+def test_admin_services_refuse_non_staff(demo: Any) -> None:
+    _, actor = demo
+    with pytest.raises(PermissionDenied):
+        services.product_grant(actor=actor, product_id="pg_customers_v1", agent_id=actor.id)
+
+
+def test_seed_is_idempotent(demo: Any) -> None:
+    agent, _ = demo
+    services.products_seed_demo(actor=SYSTEM, agent=agent)
+    assert len(_rows("customers")) == 3 and len(_rows("orders")) == 2
+    assert DataProduct.objects.filter(status="published").count() == 3
