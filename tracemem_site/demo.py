@@ -41,5 +41,8 @@ def seed() -> list[str]:
     from policies.services import seed_demo_policies
 
     lines.extend(seed_demo_policies(actor=system, agent=agent))
+    from approvals.services import seed_demo_routes
+
+    lines.extend(seed_demo_routes(actor=system))
     lines.append(f"REST: {settings.TRACEMEM_PUBLIC_URL}/api/v1/   MCP: {settings.TRACEMEM_PUBLIC_URL}/mcp")
     return lines
