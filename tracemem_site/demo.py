@@ -41,6 +41,9 @@ def seed() -> list[str]:
     from policies.services import seed_demo_policies
 
     lines.extend(seed_demo_policies(actor=system, agent=agent))
+    from products.services import products_seed_demo
+
+    lines.extend(products_seed_demo(actor=system, agent=agent))
     from approvals.services import seed_demo_routes
 
     lines.extend(seed_demo_routes(actor=system))
