@@ -1196,3 +1196,20 @@ def products_seed_demo(*, actor: Actor, agent: Agent) -> list[str]:
         "(tables customers, orders in the built-in source)."
     )
     return lines
+
+
+def apply_grants(*, actor: Actor, items: Any, dry_run: bool) -> list[str]:
+    """``apply_config`` section ``grants`` (product grants; policies carry their own ``grants``):
+    ``[{product_id, agent, permissions?}]`` or ``[{agent, products: [product_id, ..]}]``."""
+    flat: list[dict[str, Any]] = []
+    for item in _items(items, "grants"):
+        if "products" in item:
+            products = item["products"]
+            if not isinstance(products, list):
+                raise InvalidArgument("grants[].products must be a list of product ids", field="grants")
+            flat.extend(
+                {"product_id": p, "agent": item.get("agent") or item.get("agent_id")} for p in products
+            )
+        else:
+            flat.append(item)
+    return apply_product_grants(actor=actor, items=flat, dry_run=dry_run)
