@@ -1,0 +1,29 @@
+# TraceMem web/worker/beat image. Build: docker build -t tracemem .   Run all: docker compose up -d
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    DJANGO_SETTINGS_MODULE=tracemem_site.settings \
+    TRACEMEM_VAR_DIR=/app/var
+
+WORKDIR /app
+
+# Dependencies first (pinned in pyproject.toml), so code changes do not reinstall them.
+COPY pyproject.toml ./
+RUN pip install .
+
+COPY . .
+
+# Static files are baked into the image; a throwaway secret is enough for collectstatic.
+RUN DJANGO_SECRET_KEY=build-only-not-secret python manage.py collectstatic --noinput -v 0 \
+    && useradd --system --uid 10001 --home-dir /app tracemem \
+    && mkdir -p /app/var \
+    && chown -R tracemem /app/var
+
+USER tracemem
+EXPOSE 8000
+
+CMD ["gunicorn", "tracemem_site.wsgi", "--bind", "0.0.0.0:8000", "--worker-class", "gthread", \
+     "--workers", "2", "--threads", "8", "--access-logfile", "-", "--error-logfile", "-"]
