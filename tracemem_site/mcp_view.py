@@ -31,7 +31,7 @@ import jsonschema
 import pydantic
 import pydantic_core
 from django.conf import settings
-from django.http import HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.utils.decorators import method_decorator
 from django.utils.module_loading import import_string
 from django.views.decorators.csrf import csrf_exempt
@@ -333,21 +333,18 @@ class StockMCPView(MCPServerStreamableHttpView):
             raise exceptions.MethodNotAllowed(request.method)
         if not origin_allowed(request):
             raise OriginNotAllowed()
+        self._default_accept(request._request)
         super().initial(request, *args, **kwargs)
 
-    def post(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
-        self._default_accept(request)
-        return super().post(request, *args, **kwargs)
-
     @staticmethod
-    def _default_accept(request: Request) -> None:
-        accept = request.META.get("HTTP_ACCEPT", "")
-        if JSON not in accept and "*/*" not in accept and "application/*" not in accept:
-            request.META["HTTP_ACCEPT"] = ACCEPT_DEFAULT
-        elif JSON not in accept:
-            request.META["HTTP_ACCEPT"] = accept + ", " + JSON
-        # Django caches request.headers; the stock transport reads them after this point.
-        request._request.__dict__.pop("headers", None)
+    def _default_accept(request: HttpRequest) -> None:
+        # SPEC §1: a POST without Accept (or with */*) works. DRF's negotiation and the stock
+        # transport both need application/json to be named, so it is added.
+        accept = request.META.get("HTTP_ACCEPT", "").strip()
+        if JSON not in accept:
+            request.META["HTTP_ACCEPT"] = f"{accept}, {ACCEPT_DEFAULT}" if accept else ACCEPT_DEFAULT
+            # Django caches request.headers; the stock transport reads them later.
+            request.__dict__.pop("headers", None)
 
 
 class MCPView(FastPathMixin, StockMCPView):
