@@ -221,3 +221,43 @@ def test_evidence_pack_of_an_open_decision_has_no_receipt_and_the_cli_says_so(
     assert result.stdout.strip() == (
         "FAIL: the evidence pack has no receipt (the decision was not closed when it was made)"
     )
+
+
+def test_evidence_pack_lists_product_versions_from_read_and_write_events(agent_actor: Actor) -> None:
+    from django.db import transaction
+
+    from decisions import evidence, services
+
+    decision = services.decision_create(
+        actor=agent_actor, intent="customer.discount.apply", automation_mode="autonomous"
+    )
+    # The shape the products app appends for a read and a write (products/services.py).
+    with transaction.atomic():
+        locked = services.decision_lock(actor=agent_actor, decision_id=decision.decision_id)
+        for kind, extra in (("read", {"result_mode": "single"}), ("write", {"operation": "update"})):
+            services.trace_append(
+                decision=locked,
+                type=kind,
+                actor=agent_actor,
+                payload={
+                    "product": "pg_customers_v1",
+                    "version": 3,
+                    "product_hash": "ab" * 32,
+                    "purpose": "support",
+                    **extra,
+                },
+            )
+
+    pack = evidence.evidence_pack(actor=agent_actor, decision_id=decision.decision_id)
+
+    [product] = pack["products"]
+    assert {k: product[k] for k in ("product_id", "product_version", "product_hash")} == {
+        "product_id": "pg_customers_v1",
+        "product_version": 3,
+        "product_hash": "ab" * 32,
+    }
+    assert [(u["seq"], u["type"], u["purpose"], u["operation"]) for u in product["uses"]] == [
+        (2, "read", "support", None),
+        (3, "write", "support", "update"),
+    ]
+    assert pack["receipt"] is None and pack["verification"]["trace_intact"] is True
