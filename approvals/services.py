@@ -48,7 +48,7 @@ from tracemem_site.errors import (
     PermissionDenied,
     Unauthenticated,
 )
-from tracemem_site.ids import new_id
+from tracemem_site.ids import SLUG_RE, new_id
 from tracemem_site.redaction import redact
 from tracemem_site.timefmt import iso_z
 
@@ -624,3 +624,118 @@ def user_for_email(email: str) -> AbstractBaseUser:
             "your Slack email does not match exactly one TraceMem reviewer; ask an admin to set your email"
         )
     return users[0]
+
+
+# --- routes as configuration (apply_config, seed_demo) ------------------------------------------
+
+_ROUTE_FIELDS = (
+    "name",
+    "channels",
+    "approver_group",
+    "required_approvals",
+    "require_rationale",
+    "expires_in_seconds",
+    "allow_agent_owner",
+    "default",
+)
+
+
+def _clean_route(item: Any) -> tuple[str, dict[str, Any]]:
+    item = v.json_object(item, "routes[]")
+    unknown = sorted(set(item) - {"route_id", *_ROUTE_FIELDS})
+    if unknown:
+        raise InvalidArgument(
+            f"unknown route field(s) {', '.join(unknown)}; allowed: route_id, {', '.join(_ROUTE_FIELDS)}",
+            field="routes[]",
+        )
+    route_id = v.string(item.get("route_id"), "route_id", max_length=100)
+    if not SLUG_RE.match(route_id):
+        raise InvalidArgument(
+            f"route_id must be a lowercase slug like route_finance; got {route_id!r}", field="route_id"
+        )
+    channels = item.get("channels", [])
+    if not isinstance(channels, list) or any(
+        not isinstance(c, dict) or c.get("type") not in Channel.values for c in channels
+    ):
+        raise InvalidArgument(
+            "channels must be a list of objects whose type is email, slack or webhook", field="channels"
+        )
+    fields: dict[str, Any] = {
+        "name": v.optional_string(item.get("name"), "name") or route_id,
+        "channels": channels,
+    }
+    for name, default in (("required_approvals", 1), ("expires_in_seconds", 86400)):
+        value = _optional_int(item.get(name), name)
+        value = default if value is None else value
+        if value < 1:
+            raise InvalidArgument(f"{name} must be at least 1", field=name)
+        fields[name] = value
+    for name in ("require_rationale", "allow_agent_owner"):
+        fields[name] = bool(_optional_bool(item.get(name), name))
+    fields["is_default"] = bool(_optional_bool(item.get("default"), "default"))
+    fields["approver_group"] = v.optional_string(item.get("approver_group"), "approver_group", max_length=150)
+    return route_id, fields
+
+
+@transaction.atomic
+def route_upsert(*, actor: Actor, route_id: str, fields: dict[str, Any]) -> tuple[ApprovalRoute, bool]:
+    """Create or update a route from clean fields; ``approver_group`` is a group name (created if new).
+
+    Returns ``(route, changed)``. Marking a route default unmarks the previous default.
+    """
+    from django.contrib.auth.models import Group
+
+    _require_staff(actor)
+    values = dict(fields)
+    group_name = values.pop("approver_group", None)
+    values["approver_group"] = Group.objects.get_or_create(name=group_name)[0] if group_name else None
+    route = ApprovalRoute.objects.select_for_update().filter(route_id=route_id).first()
+    if route is not None and all(getattr(route, k) == val for k, val in values.items()):
+        return route, False
+    if values.get("is_default"):
+        ApprovalRoute.objects.filter(is_default=True).exclude(route_id=route_id).update(is_default=False)
+    route, _ = ApprovalRoute.objects.update_or_create(route_id=route_id, defaults=values)
+    return route, True
+
+
+def apply_routes(*, actor: Actor, items: Any, dry_run: bool) -> list[str]:
+    """The ``routes`` section of ``manage.py apply_config``; idempotent (an equal route changes nothing)."""
+    if not isinstance(items, list):
+        raise InvalidArgument("routes must be a list of route definitions", field="routes")
+    lines: list[str] = []
+    prefix = "[dry-run] would " if dry_run else ""
+    for item in items:
+        route_id, fields = _clean_route(item)
+        exists = ApprovalRoute.objects.filter(route_id=route_id).exists()
+        route, changed = route_upsert(actor=actor, route_id=route_id, fields=fields)
+        if not exists:
+            lines.append(f"{prefix}create route {route_id}")
+        elif changed:
+            lines.append(f"{prefix}update route {route_id}")
+        else:
+            lines.append(f"route {route_id} unchanged")
+    return lines
+
+
+DEMO_ROUTES: list[dict[str, Any]] = [
+    {
+        "route_id": "route_default",
+        "name": "Default (admins by email)",
+        "channels": [{"type": "email", "to": ["admin"]}],
+        "default": True,
+    },
+    {
+        "route_id": "route_finance",
+        "name": "Finance: two approvers with a rationale",
+        "channels": [{"type": "email"}],
+        "approver_group": "finance-approvers",
+        "required_approvals": 2,
+        "require_rationale": True,
+        "expires_in_seconds": 4 * 3600,
+    },
+]
+
+
+def seed_demo_routes(*, actor: Actor) -> list[str]:
+    """``seed_demo``: the default route (email to the admin) and a finance-style example."""
+    return apply_routes(actor=actor, items=DEMO_ROUTES, dry_run=False)

@@ -1,0 +1,87 @@
+"""The seed's approval flow end to end through the official MCP client (SPEC §11 steps 4–8)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from agents import services as agent_services
+from tests.appr_helpers import Reviewer
+from tests.mcp_helpers import error_code, mcp_call
+from tracemem_site import demo
+from tracemem_site.actor import Actor
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def seeded_key() -> str:
+    lines = demo.seed()
+    [line] = [line for line in lines if "export TRACEMEM_API_KEY=" in line]
+    return line.split("=", 1)[1].strip()
+
+
+def test_seed_flow_evaluate_request_approve_over_rest_then_write_and_commit(live_server: Any) -> None:
+    key = seeded_key()
+
+    def call(tool: str, **arguments: Any) -> tuple[bool, Any]:
+        return mcp_call(live_server, key, tool, arguments)
+
+    failed, created = call(
+        "decision_create",
+        intent="code.refactor.execute",
+        automation_mode="propose",
+        metadata={"component": "user-service", "change_type": "refactor"},
+    )
+    assert not failed, created
+    decision_id = created["decision_id"]
+    failed, evaluated = call(
+        "decision_evaluate",
+        decision_id=decision_id,
+        policy_id="code_change_policy_v1",
+        inputs={"change_type": "refactor", "component": "user-service"},
+    )
+    assert not failed, evaluated
+    assert (evaluated["outcome"], evaluated["requires_approval"]) == ("requires_exception", True)
+
+    failed, requested = call(
+        "decision_request_approval",
+        decision_id=decision_id,
+        title="Refactoring Approval Required",
+        message="Extract auth logic from user-service",
+    )
+    assert not failed, requested
+    assert (requested["status"], requested["route_id"]) == ("pending", "route_default")
+    assert requested["delivery"]["channels"] == [{"channel": "email", "status": "pending"}]
+    failed, again = call("decision_request_approval", decision_id=decision_id)
+    assert failed and error_code(again) == "conflict"
+
+    write = {
+        "decision_id": decision_id,
+        "product": "pg_orders_insert_v1",
+        "purpose": "order_processing",
+        "mutation": {"data": {"customer_id": 3, "amount": 10}},
+    }
+    failed, refused = call("decision_write", **write)
+    assert failed and error_code(refused) == "invalid_state"
+
+    admin = get_user_model().objects.get(username=demo.DEMO_ADMIN)
+    reviewer = Reviewer(admin, agent_services.personal_token_create(actor=Actor.system(), user=admin).secret)
+    approved = reviewer.approve(requested["approval_id"], "refactor reviewed")
+    assert approved.status_code == 200 and approved.json()["status"] == "approved"
+
+    failed, got = call("decision_get", decision_id=decision_id)
+    assert not failed and (got["status"], got["approval_status"]) == ("approved", "approved")
+    assert got["delivery"]["channels"][0]["channel"] == "email"
+    failed, written = call("decision_write", **write)
+    assert not failed, written
+    assert (written["status"], written["affected_rows"]) == ("executed", 1)
+    failed, closed = call("decision_close", decision_id=decision_id, action="commit", reason="refactored")
+    assert not failed and closed["status"] == "committed"
+    failed, trace = call("decision_trace", decision_id=decision_id)
+    types = [e["type"] for e in trace["events"]]
+    assert types.index("approval_requested") < types.index("approval_vote") < types.index("approval_resolved")
+    resolved = trace["events"][types.index("approval_resolved")]["payload"]
+    assert resolved["approvers"] == [{"id": f"user_{admin.pk}", "name": "admin"}]
+    assert types[-2:] == ["write", "close"]
