@@ -18,9 +18,17 @@ from django.conf import settings
 
 from agents.models import Agent
 from approvals.models import Approval
+from decisions.models import Decision
 from tests.conftest import require_service
 from tests.mcp_helpers import mcp_call
-from tests.ui_scenario import PASSWORD, SECRET, decision_needing_approval, make_reviewer, make_route
+from tests.ui_scenario import (
+    PASSWORD,
+    SECRET,
+    decision_needing_approval,
+    make_reviewer,
+    make_route,
+    publish_refund_policy,
+)
 
 # Playwright's sync API runs an event loop in this thread; Django's ORM calls made from the test
 # body (set-up, assertions) are still plain synchronous calls.
@@ -94,7 +102,32 @@ def test_reviewer_approves_in_the_browser_and_agent_sees_approved(
     make_route(rationale=True)
     make_reviewer("rita")
     agent, key = make_agent("refund-agent")
-    decision, approval = decision_needing_approval(agent)
+    publish_refund_policy(agent)
+    # The agent's half goes through the official MCP client, as a real agent would.
+    is_error, created = _agent_mcp(
+        live_server,
+        key,
+        "decision_create",
+        {"intent": "customer.refund", "automation_mode": "autonomous", "metadata": {"api_key": SECRET}},
+    )
+    assert not is_error, created
+    decision_id = created["decision_id"]
+    is_error, evaluated = _agent_mcp(
+        live_server,
+        key,
+        "decision_evaluate",
+        {"decision_id": decision_id, "policy_id": "refund_policy", "inputs": {"amount": 250}},
+    )
+    assert not is_error and evaluated["outcome"] == "requires_exception", evaluated
+    is_error, requested = _agent_mcp(
+        live_server,
+        key,
+        "decision_request_approval",
+        {"decision_id": decision_id, "title": "Refund 250 EUR", "message": "Customer T-42 asks for 250"},
+    )
+    assert not is_error, requested
+    decision = Decision.objects.get(pk=decision_id)
+    approval = Approval.objects.get(decision=decision)
     page = open_page("rita")
 
     # The queue: the request is listed, the nav badge counts it.
@@ -135,6 +168,11 @@ def test_reviewer_approves_in_the_browser_and_agent_sees_approved(
     page.screenshot(path=str(screenshots / "decision_page.png"), full_page=True)
     page.set_viewport_size({"width": 390, "height": 844})
     page.screenshot(path=str(screenshots / "decision_page_phone.png"), full_page=True)
+
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto(f"{live_server.url}/")
+    assert page.locator("#stat-open").inner_text() == "1"  # approved, not yet committed
+    page.screenshot(path=str(screenshots / "dashboard.png"), full_page=True)
 
 
 @pytest.mark.django_db(transaction=True)
