@@ -2,7 +2,14 @@
 # Create .venv and install TraceMem with its development tools (idempotent, quick when done).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PYTHON=${PYTHON:-python3}
+# TraceMem pins Python 3.11 (pyproject.toml); prefer it when several Pythons are installed.
+if [ -z "${PYTHON:-}" ]; then
+  if command -v python3.11 >/dev/null 2>&1; then PYTHON=python3.11; else PYTHON=python3; fi
+fi
+if [ ! -x .venv/bin/python ] && ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+  echo "TraceMem needs Python 3.11; install it or set PYTHON=/path/to/python3.11" >&2
+  exit 1
+fi
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
