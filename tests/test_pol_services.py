@@ -416,3 +416,74 @@ def test_publish_without_draft_is_invalid_state_and_unknown_policy_not_found() -
         services.policy_publish(actor=SYSTEM, policy_id="code_v1")
     with pytest.raises(NotFound):
         services.policy_publish(actor=SYSTEM, policy_id="nope")
+
+
+@pytest.mark.django_db
+def test_inputs_ref_uses_the_records_of_an_earlier_read(
+    agent_actor: Actor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    publish(
+        "rows_v1",
+        {
+            "name": "Rows",
+            "rules": [
+                {"name": "vip", "when": 'inputs.records[0].tier == "vip"', "outcome": "allow", "message": ""}
+            ],
+        },
+        grant_to=agent_actor.agent,
+    )
+    decision = new_decision(agent_actor)
+    with transaction.atomic():
+        locked = decision_services.decision_lock(actor=agent_actor, decision_id=decision.decision_id)
+        read = decision_services.trace_append(
+            decision=locked, type="read", actor=agent_actor, payload={"product": "p_v1", "data_ref": "r1"}
+        )
+    seen: list[str] = []
+
+    def resolver(event: TraceEvent) -> list[dict[str, Any]] | None:
+        seen.append(event.event_id)
+        return [{"tier": "vip"}] if event.payload.get("data_ref") == "r1" else None
+
+    monkeypatch.setattr(services, "_read_records_resolvers", [resolver])
+    out = services.decision_evaluate(
+        actor=agent_actor, decision_id=decision.decision_id, policy_id="rows_v1", inputs_ref=read.event_id
+    )
+    assert (out["outcome"], seen) == ("allow", [read.event_id])
+    (event,) = evaluate_events(decision)
+    assert (event.payload["inputs_ref"], event.payload["inputs"]) == (
+        read.event_id,
+        {"records": [{"tier": "vip"}]},
+    )
+
+    monkeypatch.setattr(services, "_read_records_resolvers", [])
+    with pytest.raises(InvalidArgument, match="not available any more"):
+        services.decision_evaluate(
+            actor=agent_actor, decision_id=decision.decision_id, policy_id="rows_v1", inputs_ref=read.event_id
+        )
+
+
+@pytest.mark.django_db
+def test_programs_are_compiled_once_per_version_hash(
+    agent_actor: Actor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine.cache_clear()
+    compiles: list[str] = []
+    real = engine.compile_policy
+
+    def counting(content: dict[str, Any]) -> engine.CompiledPolicy:
+        compiles.append(content["rules"][0]["when"])
+        return real(content)
+
+    monkeypatch.setattr(engine, "compile_policy", counting)
+    v1 = publish("code_v1", CODE_POLICY, grant_to=agent_actor.agent)
+    engine.cache_clear()  # as in another worker process: nothing cached yet
+    decision = new_decision(agent_actor)
+    for _ in range(3):
+        evaluate(agent_actor, decision, "code_v1", {"change_type": "docs"})
+    assert len(compiles) == 2 and engine.cache_contains(v1.hash)  # publish + first evaluation
+    changed_rules = [
+        {"name": "deny_docs", "when": 'inputs.change_type == "docs"', "outcome": "deny", "message": ""}
+    ]
+    publish("code_v1", {**CODE_POLICY, "rules": changed_rules})
+    assert evaluate(agent_actor, decision, "code_v1", {"change_type": "docs"})["outcome"] == "deny"
+    assert compiles[-1] == 'inputs.change_type == "docs"' and len(compiles) == 3
