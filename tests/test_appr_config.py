@@ -1,0 +1,80 @@
+"""Routes as configuration (apply_config ``routes``) and write-only integration secrets in the admin."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.test import Client
+
+from approvals.models import ApprovalRoute, SlackIntegration
+from tests.appr_helpers import make_reviewer
+
+pytestmark = pytest.mark.django_db
+
+CONFIG = """
+routes:
+  - route_id: route_finance
+    name: Finance
+    channels: [{type: email}, {type: webhook, endpoint: ops}]
+    approver_group: finance-approvers
+    required_approvals: 2
+    require_rationale: true
+    expires_in_seconds: 3600
+  - route_id: route_default
+    channels: [{type: email, to: [admin]}]
+    default: true
+"""
+
+
+def run(path: Path, *args: str) -> str:
+    from io import StringIO
+
+    out = StringIO()
+    call_command("apply_config", str(path), *args, stdout=out)
+    return out.getvalue()
+
+
+def test_apply_config_routes_creates_then_is_idempotent_and_dry_run_changes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "governance.yaml"
+    path.write_text(CONFIG)
+    dry = run(path, "--dry-run")
+    assert "[dry-run] would create route route_finance" in dry and not ApprovalRoute.objects.exists()
+    first = run(path)
+    assert "create route route_finance" in first and "create route route_default" in first
+    route = ApprovalRoute.objects.get(route_id="route_finance")
+    assert (route.required_approvals, route.require_rationale, route.expires_in_seconds) == (2, True, 3600)
+    assert route.approver_group.name == "finance-approvers"
+    assert [c["type"] for c in route.channels] == ["email", "webhook"]
+    assert ApprovalRoute.objects.get(is_default=True).route_id == "route_default"
+    second = run(path)
+    assert "route route_finance unchanged" in second and "route route_default unchanged" in second
+
+
+def test_apply_config_rejects_a_bad_route_and_changes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("routes:\n  - route_id: route_x\n    channels: [{type: pigeon}]\n")
+    with pytest.raises(CommandError, match="channels"):
+        run(path)
+    assert not ApprovalRoute.objects.exists()
+
+
+def test_integration_secrets_are_write_only_in_the_admin() -> None:
+    root = make_reviewer("root", superuser=True)
+    integration = SlackIntegration.objects.create(
+        name="main", bot_token="xoxb-very-secret-1", signing_secret="sign-secret-2"
+    )
+    client = Client()
+    client.force_login(root.user)
+    page = client.get(f"/admin/approvals/slackintegration/{integration.pk}/change/")
+    assert page.status_code == 200
+    assert b"xoxb-very-secret-1" not in page.content and b"sign-secret-2" not in page.content
+    saved = client.post(
+        f"/admin/approvals/slackintegration/{integration.pk}/change/",
+        {"name": "main", "bot_token": "", "signing_secret": "", "api_base_url": "https://slack.example/api/"},
+    )
+    assert saved.status_code == 302
+    integration.refresh_from_db()
+    assert (integration.bot_token, integration.signing_secret) == ("xoxb-very-secret-1", "sign-secret-2")
+    assert integration.api_base_url == "https://slack.example/api/"
