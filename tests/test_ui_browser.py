@@ -57,6 +57,12 @@ def browser() -> Iterator[Any]:
         instance.close()
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings: Any) -> None:
+    # PBKDF2's deliberate slowness is not under test here; six logins would cost seconds.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def screenshots() -> Path:
     target = Path(settings.VAR_DIR) / "screenshots"
