@@ -12,6 +12,7 @@ from django.shortcuts import render
 
 from agents.models import Agent
 from decisions.models import AutomationMode, Decision, DecisionStatus
+from decisions.records import record_chain, record_of
 from decisions.selectors import decision_events, decision_for, trace_verify
 from decisions.selectors_ui import DecisionFilters, decision_search
 from decisions.serializers import trace_out
@@ -73,10 +74,13 @@ def decision_detail(request: HttpRequest, decision_id: str) -> HttpResponse:
     decision = _decision_or_404(request, decision_id)
     events = list(decision_events(decision))
     broken = trace_verify(decision)
+    record = record_of(decision)
     return render(
         request,
         "decisions/detail.html",
         {
+            "record": record,
+            "record_chain": record_chain(record) if record is not None else [],
             "decision": decision,
             "events": [
                 {"event": e, "payload_json": json.dumps(e.payload, indent=2, sort_keys=True)} for e in events
