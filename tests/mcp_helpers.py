@@ -182,8 +182,8 @@ def shape(value: Any, volatile: frozenset[str] = VOLATILE_KEYS) -> Any:
             k: (f"<{type(v).__name__}>" if k in volatile and v is not None else shape(v, volatile))
             for k, v in value.items()
         }
-    if isinstance(value, list):
-        return [shape(v, volatile) for v in value]
+    if isinstance(value, list | tuple):
+        return type(value)(shape(v, volatile) for v in value)
     return value
 
 
