@@ -67,8 +67,8 @@ class PolicyDefinitionInput(serializers.Serializer):
     description = serializers.CharField(required=False)
     inputs_schema = serializers.DictField(required=False, allow_null=True, help_text="JSON Schema (2020-12)")
     rules = PolicyRuleInput(many=True, required=False)
-    default_outcome = serializers.ChoiceField(
-        choices=Outcome.values, required=False, help_text="deny unless set"
+    default_outcome = serializers.CharField(
+        required=False, help_text="allow | deny | requires_exception; deny unless set"
     )
     exception_route_id = serializers.CharField(required=False, allow_null=True)
 

@@ -133,6 +133,15 @@ def _compile_or_refuse(definition: dict[str, Any]) -> engine.CompiledPolicy:
         ) from None
 
 
+def definition_problems(definition: dict[str, Any]) -> list[str]:
+    """What would stop a (clean) definition from publishing; empty when it would publish."""
+    try:
+        engine.compile_policy(definition)
+    except engine.PolicyError as exc:
+        return [str(exc)]
+    return []
+
+
 # --- authoring ------------------------------------------------------------------------------
 
 

@@ -111,7 +111,14 @@ def policy_edit(request: HttpRequest, policy_id: str) -> HttpResponse:
             except DomainError as exc:
                 form.add_error(None, exc.message)
             else:
-                messages.success(request, f"Draft v{pv.version} saved. Test it, then publish.")
+                # Saving never compiles-and-refuses (work in progress is kept), but the editor
+                # says at once what publishing would refuse.
+                problems = services.definition_problems(services.clean_definition(form.definition()))
+                for problem in problems:
+                    messages.warning(request, f"Saved, but publishing would refuse it: {problem}")
+                if problems:
+                    return redirect("policies_ui:edit", policy_id=policy_id)
+                messages.success(request, f"Draft v{pv.version} saved and compiles. Test it, then publish.")
                 return redirect("policies_ui:console", policy_id=policy_id)
     else:
         base = selectors.draft_of(policy_id) or selectors.latest_version(policy_id)

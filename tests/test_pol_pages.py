@@ -47,7 +47,9 @@ def test_create_edit_publish_through_pages(staff_client: Client) -> None:
         "rules": '[{"name": "r", "when": "inputs.x ==", "outcome": "deny"}]',
         "default_outcome": "deny",
     }
-    assert staff_client.post("/policies/code_v1/edit/", form).status_code == 302
+    saved = staff_client.post("/policies/code_v1/edit/", form, follow=True)
+    assert "publishing would refuse it: rule &#x27;r&#x27;" in saved.content.decode()
+    assert selectors.draft_of("code_v1").rules[0]["when"] == "inputs.x =="
     refused = staff_client.post("/policies/code_v1/publish/", follow=True)
     assert "line 1, column 12" in refused.content.decode()
     assert selectors.latest_published("code_v1") is None
