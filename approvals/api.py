@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 from agents.auth import PersonalTokenAuthentication
 from approvals import selectors, services
 from approvals.auth import WebhookCredentialAuthentication
-from approvals.serializers import approval_out, requested_out
+from approvals.serializers import approval_out, requested_out, route_out
 from tracemem_site.rest import actor_from_request, body
 
 _ERRORS = {
@@ -131,3 +131,44 @@ class ApprovalResolveView(APIView):
             channel="webhook",
         )
         return Response(approval_out(approval))
+
+
+class RouteInput(serializers.Serializer):
+    route_id = serializers.CharField(help_text="lowercase slug, e.g. route_finance")
+    name = serializers.CharField(required=False)
+    channels = serializers.ListField(child=serializers.DictField(), required=False)
+    approver_group = serializers.CharField(required=False, help_text="group name; created if missing")
+    required_approvals = serializers.IntegerField(required=False)
+    require_rationale = serializers.BooleanField(required=False)
+    expires_in_seconds = serializers.IntegerField(required=False)
+    allow_agent_owner = serializers.BooleanField(required=False)
+    default = serializers.BooleanField(required=False)
+
+
+class AdminRouteListView(APIView):
+    authentication_classes = _REVIEWER_AUTH
+
+    @extend_schema(operation_id="admin_routes_list", responses={200: dict, **_ERRORS})
+    def get(self, request: Request) -> Response:
+        return Response({"routes": [route_out(r) for r in selectors.routes_all(actor_from_request(request))]})
+
+    @extend_schema(operation_id="admin_routes_create", request=RouteInput, responses={201: dict, **_ERRORS})
+    def post(self, request: Request) -> Response:
+        route = services.route_create(actor=actor_from_request(request), data=body(request))
+        return Response(route_out(route), status=201)
+
+
+class AdminRouteDetailView(APIView):
+    authentication_classes = _REVIEWER_AUTH
+
+    @extend_schema(operation_id="admin_routes_get", responses={200: dict, **_ERRORS})
+    def get(self, request: Request, route_id: str) -> Response:
+        selectors.ensure_route_admin(actor_from_request(request))
+        return Response(route_out(selectors.route_by_id(route_id)))
+
+    @extend_schema(operation_id="admin_routes_update", request=RouteInput, responses={200: dict, **_ERRORS})
+    def patch(self, request: Request, route_id: str) -> Response:
+        route = services.route_update(
+            actor=actor_from_request(request), route_id=route_id, data=body(request)
+        )
+        return Response(route_out(route))

@@ -6,7 +6,7 @@ from django.db.models import Q, QuerySet
 
 from approvals.models import Approval, ApprovalRoute, ApprovalState, Delivery, EmailLink
 from tracemem_site.actor import Actor
-from tracemem_site.errors import InvalidArgument, NotFound
+from tracemem_site.errors import InvalidArgument, NotFound, PermissionDenied
 
 
 def approvals_visible_to(actor: Actor) -> QuerySet[Approval]:
@@ -62,3 +62,16 @@ def email_link_for_token(token: str) -> EmailLink:
     from approvals.services import email_link_open
 
     return email_link_open(token=token)
+
+
+def routes_all(actor: Actor) -> list[ApprovalRoute]:
+    ensure_route_admin(actor)
+    return list(ApprovalRoute.objects.select_related("approver_group").order_by("route_id"))
+
+
+def ensure_route_admin(actor: Actor) -> None:
+    user = actor.user
+    if actor.kind == "system":
+        return
+    if actor.kind != "user" or user is None or not user.is_staff:
+        raise PermissionDenied("only staff can manage approval routes")

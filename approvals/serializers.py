@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from approvals.models import Approval, Delivery, DeliveryStatus
+from approvals.models import Approval, ApprovalRoute, Delivery, DeliveryStatus
 from approvals.selectors import deliveries_of, latest_approval_of
 from tracemem_site.timefmt import iso_z
 
@@ -96,4 +96,18 @@ def approval_out(approval: Approval) -> dict[str, Any]:
                 for d in deliveries
             ],
         },
+    }
+
+
+def route_out(route: ApprovalRoute) -> dict[str, Any]:
+    return {
+        "route_id": route.route_id,
+        "name": route.name,
+        "channels": route.channels,
+        "approver_group": route.approver_group.name if route.approver_group else None,
+        "required_approvals": route.required_approvals,
+        "require_rationale": route.require_rationale,
+        "expires_in_seconds": route.expires_in_seconds,
+        "allow_agent_owner": route.allow_agent_owner,
+        "default": route.is_default,
     }

@@ -739,3 +739,36 @@ DEMO_ROUTES: list[dict[str, Any]] = [
 def seed_demo_routes(*, actor: Actor) -> list[str]:
     """``seed_demo``: the default route (email to the admin) and a finance-style example."""
     return apply_routes(actor=actor, items=DEMO_ROUTES, dry_run=False)
+
+
+def route_create(*, actor: Actor, data: Any) -> ApprovalRoute:
+    """``POST /api/v1/admin/routes``: a new route (``conflict`` if the route_id exists)."""
+    _require_staff(actor)
+    route_id, fields = _clean_route(data)
+    if ApprovalRoute.objects.filter(route_id=route_id).exists():
+        raise Conflict(f"route {route_id} already exists; PATCH /api/v1/admin/routes/{route_id} to change it")
+    return route_upsert(actor=actor, route_id=route_id, fields=fields)[0]
+
+
+def route_update(*, actor: Actor, route_id: str, data: Any) -> ApprovalRoute:
+    """``PATCH /api/v1/admin/routes/{route_id}``: change the given fields, keep the others."""
+    _require_staff(actor)
+    route = ApprovalRoute.objects.filter(route_id=route_id).select_related("approver_group").first()
+    if route is None:
+        raise NotFound(f"approval route {route_id} was not found")
+    current = {
+        "route_id": route.route_id,
+        "name": route.name,
+        "channels": route.channels,
+        "approver_group": route.approver_group.name if route.approver_group else None,
+        "required_approvals": route.required_approvals,
+        "require_rationale": route.require_rationale,
+        "expires_in_seconds": route.expires_in_seconds,
+        "allow_agent_owner": route.allow_agent_owner,
+        "default": route.is_default,
+    }
+    patch = v.json_object(data, "body")
+    if "route_id" in patch and patch["route_id"] != route_id:
+        raise InvalidArgument("route_id cannot change; create a new route instead", field="route_id")
+    clean_id, fields = _clean_route({**current, **patch})
+    return route_upsert(actor=actor, route_id=clean_id, fields=fields)[0]

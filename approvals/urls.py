@@ -13,4 +13,6 @@ urlpatterns = [
     path("approvals/<str:approval_id>/approve", api.ApprovalApproveView.as_view(), name="approval-approve"),
     path("approvals/<str:approval_id>/reject", api.ApprovalRejectView.as_view(), name="approval-reject"),
     path("approvals/<str:approval_id>/resolve", api.ApprovalResolveView.as_view(), name="approval-resolve"),
+    path("admin/routes", api.AdminRouteListView.as_view(), name="admin-routes"),
+    path("admin/routes/<str:route_id>", api.AdminRouteDetailView.as_view(), name="admin-route"),
 ]

@@ -78,3 +78,42 @@ def test_integration_secrets_are_write_only_in_the_admin() -> None:
     integration.refresh_from_db()
     assert (integration.bot_token, integration.signing_secret) == ("xoxb-very-secret-1", "sign-secret-2")
     assert integration.api_base_url == "https://slack.example/api/"
+
+
+def test_admin_routes_api_creates_reads_patches_and_refuses_non_staff() -> None:
+    staff = make_reviewer("root", superuser=True)
+    plain = make_reviewer("plain")
+    created = staff.post(
+        "/api/v1/admin/routes",
+        {
+            "route_id": "route_ops",
+            "channels": [{"type": "email"}],
+            "approver_group": "ops",
+            "required_approvals": 2,
+        },
+    )
+    assert created.status_code == 201, created.content
+    assert created.json() == {
+        "route_id": "route_ops",
+        "name": "route_ops",
+        "channels": [{"type": "email"}],
+        "approver_group": "ops",
+        "required_approvals": 2,
+        "require_rationale": False,
+        "expires_in_seconds": 86400,
+        "allow_agent_owner": False,
+        "default": False,
+    }
+    assert staff.post("/api/v1/admin/routes", {"route_id": "route_ops"}).json()["error"]["code"] == "conflict"
+    patched = Client().patch(
+        "/api/v1/admin/routes/route_ops",
+        {"require_rationale": True},
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Token {staff.token}",
+    )
+    assert patched.status_code == 200
+    assert (patched.json()["require_rationale"], patched.json()["required_approvals"]) == (True, 2)
+    assert staff.get("/api/v1/admin/routes").json()["routes"][0]["route_id"] == "route_ops"
+    refused = plain.post("/api/v1/admin/routes", {"route_id": "route_evil"})
+    assert refused.status_code == 403 and not ApprovalRoute.objects.filter(route_id="route_evil").exists()
+    assert plain.get("/api/v1/admin/routes/route_ops").status_code == 403
