@@ -96,7 +96,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": VAR_DIR / "tracemem.sqlite3",
+            "NAME": str(VAR_DIR / "tracemem.sqlite3"),
             # IMMEDIATE: writers take the lock at BEGIN, so two appends to one trace queue
             # up instead of failing with "database is locked" halfway through.
             "OPTIONS": {
