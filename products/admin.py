@@ -62,6 +62,13 @@ class DataProductAdmin(admin.ModelAdmin):
     readonly_fields = ["hash", "published_at"]
     inlines = [ProductGrantInline]
 
+    def save_model(self, request: Any, obj: DataProduct, form: Any, change: bool) -> None:
+        # The hash must always cover the stored definition, however it was edited.
+        from products.services import product_hash
+
+        obj.hash = product_hash(obj)
+        super().save_model(request, obj, form, change)
+
 
 @admin.register(ProductGrant)
 class ProductGrantAdmin(admin.ModelAdmin):

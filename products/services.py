@@ -20,8 +20,9 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from agents.models import Agent
-from decisions.models import Decision, EventType
+from decisions.models import Decision, EventType, TraceEvent
 from decisions.services import decision_lock, ensure_not_terminal, ensure_writable, trace_append
+from policies import selectors as policy_selectors
 from policies import services as policy_services
 from policies.services import fail_closed
 from products import crypto
@@ -425,7 +426,15 @@ def _evaluate_attached(
     if not product.policies:
         return []
     outcomes = []
+    source = f"product:{product.product_id}"
     for policy_id in product.policies:
+        granted = _granted_exception(decision, policy_id, source, inputs)
+        if granted is not None:
+            # The same policy version already required an exception for exactly these inputs in this
+            # decision, and a human granted it afterwards. Evaluating again would raise a fresh
+            # requires_exception that no approval can ever get ahead of; the grant covers this call.
+            outcomes.append((policy_id, "exception_granted"))
+            continue
         # A failed evaluation raises PolicyEvaluationFailed: this call's transaction rolls back and
         # @fail_closed on the public service records the failed evaluation (nothing is allowed).
         result = policy_services.policy_evaluate_in_decision(
@@ -433,10 +442,41 @@ def _evaluate_attached(
             decision=decision,
             policy_id=policy_id,
             inputs=inputs,
-            source=f"product:{product.product_id}",
+            source=source,
         )
         outcomes.append((policy_id, str(result["outcome"])))
     return outcomes
+
+
+def _granted_exception(decision: Decision, policy_id: str, source: str, inputs: dict[str, Any]) -> str | None:
+    """The event id of an earlier ``requires_exception`` evaluation of the latest published version of
+    ``policy_id`` with the same inputs, followed by a granted approval; else None."""
+    if decision.last_grant_seq is None:
+        return None
+    published = policy_selectors.latest_published(policy_id)
+    if published is None:
+        return None
+    stored_inputs = json.loads(json.dumps(redact(inputs, field="inputs")))
+    candidates = TraceEvent.objects.filter(
+        decision=decision, type=EventType.EVALUATE, seq__lt=decision.last_grant_seq
+    ).order_by("-seq")
+    for event in candidates:
+        payload = event.payload
+        if (
+            payload.get("policy_id") == policy_id
+            and payload.get("policy_hash") == published.hash
+            and payload.get("source") == source
+            and payload.get("outcome") == "requires_exception"
+            and payload.get("inputs") == stored_inputs
+        ):
+            return event.event_id
+    return None
+
+
+def _policies_payload(outcomes: list[tuple[str, str]]) -> dict[str, Any]:
+    if not outcomes:
+        return {}
+    return {"policies": [{"policy_id": pid, "outcome": outcome} for pid, outcome in outcomes]}
 
 
 def _run_refusable(outcomes: list[tuple[str, str]], work: Any) -> Any:
@@ -573,6 +613,7 @@ def _decision_read(
                 "result_mode": mode,
                 "data_ref": data_ref,
                 "summary": summary,
+                **_policies_payload(outcomes),
             },
         )
         return {
@@ -933,6 +974,7 @@ def _decision_write(
                 "idempotency_key": redact(key, field="idempotency_key"),
                 "mutation": redact(summary, field="mutation"),
                 "data_ref": data_ref,
+                **_policies_payload(outcomes),
             },
         )
         result: dict[str, Any] = {
@@ -972,7 +1014,10 @@ def read_event_records(event: Any) -> list[dict[str, Any]] | None:
     if any(name not in by_name for name in query):
         return None
     vendor = _vendor(product)
-    pairs = [(by_name[name], coerce(by_name[name], value, vendor)) for name, value in query.items()]
+    try:
+        pairs = [(by_name[name], coerce(by_name[name], value, vendor)) for name, value in query.items()]
+    except DomainError:
+        return None
     limit = product.max_rows if payload.get("result_mode") == "multiple" else 1
     with open_runner(product.source) as runner:
         where, params = _where(runner, product, pairs)

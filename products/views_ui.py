@@ -9,14 +9,14 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from products.selectors import product_for_admin, products_for_admin
-from tracemem_site.actor import Actor
 from tracemem_site.errors import NotFound, PermissionDenied
+from tracemem_site.web import web_actor
 
 
 @login_required
 def product_list(request: HttpRequest) -> HttpResponse:
     try:
-        products = list(products_for_admin(Actor.for_user(request.user)))
+        products = list(products_for_admin(web_actor(request)))
     except PermissionDenied as exc:
         return render(request, "products/ui_list.html", {"products": [], "refused": exc.message}, status=403)
     return render(request, "products/ui_list.html", {"products": products, "refused": None})
@@ -25,7 +25,7 @@ def product_list(request: HttpRequest) -> HttpResponse:
 @login_required
 def product_detail(request: HttpRequest, product_id: str) -> HttpResponse:
     try:
-        product = product_for_admin(Actor.for_user(request.user), product_id)
+        product = product_for_admin(web_actor(request), product_id)
     except (NotFound, PermissionDenied):
         raise Http404("no such data product") from None
     return render(

@@ -641,3 +641,103 @@ def test_seed_is_idempotent(demo: Any) -> None:
     services.products_seed_demo(actor=SYSTEM, agent=agent)
     assert len(_rows("customers")) == 3 and len(_rows("orders")) == 2
     assert DataProduct.objects.filter(status="published").count() == 3
+
+
+def test_product_attached_requires_exception_blocks_until_approved_then_allows(demo: Any) -> None:
+    _, actor = demo
+    _attach_policy(
+        "pg_orders_insert_v1",
+        [
+            {
+                "name": "big",
+                "when": "inputs.records[0].amount > 100",
+                "outcome": "requires_exception",
+                "message": "ask",
+            }
+        ],
+    )
+    decision = _decision(actor, "autonomous")
+    mutation = {"data": {"customer_id": 1, "amount": 500}}
+    with pytest.raises(ApprovalRequired):
+        _insert(actor, decision, mutation=mutation)
+    assert len(_rows("orders")) == 2
+    assert [e.type for e in _events(decision)] == ["created", "evaluate"]
+    _grant(decision)
+    result = _insert(actor, decision, mutation=mutation)
+    assert result["affected_rows"] == 1 and len(_rows("orders")) == 3
+    write = _events(decision)[-1]
+    assert write.type == "write"
+    assert write.payload["policies"] == [{"policy_id": "order_cap_v1", "outcome": "exception_granted"}]
+    # the approval covered exactly those inputs: a different large order asks again
+    with pytest.raises(ApprovalRequired):
+        _insert(actor, decision, mutation={"data": {"customer_id": 2, "amount": 900}})
+    assert len(_rows("orders")) == 3
+
+
+def test_apply_config_sections_create_publish_and_grant(demo: Any, tmp_path: Any) -> None:
+    agent, _ = demo
+    from django.core.management import call_command
+
+    config = tmp_path / "governance.yaml"
+    config.write_text(
+        f"""
+data_sources:
+  - source_id: warehouse
+    dsn: postgresql://etl:very-secret-pw@warehouse.internal/shop
+products:
+  - product_id: pg_tiers_v1
+    operation: read
+    table: customers
+    fields:
+      - {{name: customer_id, column: id, type: integer, primary_key: true}}
+      - {{name: tier, type: string}}
+    allowed_purposes: [analytics]
+    publish: true
+grants:
+  - agent: {agent.name}
+    products: [pg_tiers_v1]
+"""
+    )
+    from io import StringIO
+
+    dry = StringIO()
+    call_command("apply_config", str(config), "--dry-run", stdout=dry)
+    assert "would create data source warehouse" in dry.getvalue()
+    assert not DataProduct.objects.filter(pk="pg_tiers_v1").exists()
+    out = StringIO()
+    call_command("apply_config", str(config), stdout=out)
+    assert "very-secret-pw" not in out.getvalue()
+    product = DataProduct.objects.get(pk="pg_tiers_v1")
+    assert product.status == "published" and product.grants.get().agent_id == agent.agent_id
+    again = StringIO()
+    call_command("apply_config", str(config), stdout=again)
+    assert "product pg_tiers_v1 unchanged" in again.getvalue()
+    assert DataProduct.objects.get(pk="pg_tiers_v1").hash == product.hash
+
+
+def test_decision_evaluate_inputs_ref_re_reads_a_read_events_records(demo: Any) -> None:
+    _, actor = demo
+    policy_services.policy_create(
+        actor=SYSTEM,
+        policy_id="gold_only_v1",
+        definition={
+            "name": "Gold only",
+            "rules": [
+                {
+                    "name": "gold",
+                    "when": 'inputs.records[0].tier == "gold"',
+                    "outcome": "allow",
+                    "message": "ok",
+                }
+            ],
+            "default_outcome": "deny",
+        },
+    )
+    policy_services.policy_publish(actor=SYSTEM, policy_id="gold_only_v1")
+    decision = _decision(actor)
+    read = _read(actor, decision, query={"customer_id": 1})
+    policy_services.policy_grant(actor=SYSTEM, policy_id="gold_only_v1", agent_id=actor.id)
+    result = policy_services.decision_evaluate(
+        actor=actor, decision_id=decision.decision_id, policy_id="gold_only_v1", inputs_ref=read["event_id"]
+    )
+    assert result["outcome"] == "allow"
