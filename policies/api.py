@@ -128,6 +128,13 @@ class AdminPolicyPublishView(_AdminView):
         return Response(version_out(pv))
 
 
+class AdminPolicyRetireView(_AdminView):
+    @extend_schema(operation_id="admin_policies_retire", request=None, responses={200: dict, **_ERRORS})
+    def post(self, request: Request, policy_id: str) -> Response:
+        pv = services.policy_retire(actor=actor_from_request(request), policy_id=policy_id)
+        return Response(version_out(pv))
+
+
 class AdminPolicyTestView(_AdminView):
     class PolicyTestInput(serializers.Serializer):
         inputs = serializers.DictField()

@@ -215,6 +215,22 @@ def policy_publish(*, actor: Actor, policy_id: Any) -> PolicyVersion:
 
 
 @transaction.atomic
+def policy_retire(*, actor: Actor, policy_id: Any) -> PolicyVersion:
+    """Withdraw the published version: agents can no longer evaluate the policy until a draft is published."""
+    _require_admin(actor)
+    pid = v.string(policy_id, "policy_id", max_length=100)
+    policy = Policy.objects.select_for_update().filter(pk=pid).first()
+    if policy is None:
+        raise NotFound(f"policy {pid} was not found")
+    published = PolicyVersion.objects.filter(policy=policy, status=VersionStatus.PUBLISHED).first()
+    if published is None:
+        raise InvalidState(f"policy {pid} has no published version to retire")
+    published.status = VersionStatus.RETIRED
+    published.save(update_fields=["status"])
+    return published
+
+
+@transaction.atomic
 def policy_grant(*, actor: Actor, policy_id: Any, agent_id: Any) -> PolicyGrant:
     """Allow an agent to evaluate a policy (idempotent)."""
     _require_admin(actor)

@@ -16,6 +16,11 @@ urlpatterns = [
         api.AdminPolicyPublishView.as_view(),
         name="admin-policy-publish",
     ),
+    path(
+        "admin/policies/<str:policy_id>/retire",
+        api.AdminPolicyRetireView.as_view(),
+        name="admin-policy-retire",
+    ),
     path("admin/policies/<str:policy_id>/test", api.AdminPolicyTestView.as_view(), name="admin-policy-test"),
     path(
         "admin/policies/<str:policy_id>/replay",

@@ -13,5 +13,6 @@ urlpatterns = [
     path("<str:policy_id>/edit/", views.policy_edit, name="edit"),
     path("<str:policy_id>/console/", views.policy_console, name="console"),
     path("<str:policy_id>/publish/", views.policy_publish, name="publish"),
+    path("<str:policy_id>/retire/", views.policy_retire, name="retire"),
     path("<str:policy_id>/grants/", views.policy_grant, name="grant"),
 ]

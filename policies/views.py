@@ -157,6 +157,21 @@ def policy_publish(request: HttpRequest, policy_id: str) -> HttpResponse:
 
 @staff_required
 @require_POST
+def policy_retire(request: HttpRequest, policy_id: str) -> HttpResponse:
+    _policy_or_404(policy_id)
+    try:
+        pv = services.policy_retire(actor=_actor(request), policy_id=policy_id)
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(
+            request, f"Retired v{pv.version}; agents cannot evaluate {policy_id} until a draft is published."
+        )
+    return redirect("policies_ui:detail", policy_id=policy_id)
+
+
+@staff_required
+@require_POST
 def policy_grant(request: HttpRequest, policy_id: str) -> HttpResponse:
     _policy_or_404(policy_id)
     try:

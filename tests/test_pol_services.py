@@ -487,3 +487,19 @@ def test_programs_are_compiled_once_per_version_hash(
     publish("code_v1", {**CODE_POLICY, "rules": changed_rules})
     assert evaluate(agent_actor, decision, "code_v1", {"change_type": "docs"})["outcome"] == "deny"
     assert compiles[-1] == 'inputs.change_type == "docs"' and len(compiles) == 3
+
+
+@pytest.mark.django_db
+def test_retired_policy_cannot_be_evaluated_until_republished(agent_actor: Actor) -> None:
+    v1 = publish("code_v1", CODE_POLICY, grant_to=agent_actor.agent)
+    retired = services.policy_retire(actor=SYSTEM, policy_id="code_v1")
+    assert (retired.status, retired.hash) == ("retired", v1.hash)
+    decision = new_decision(agent_actor)
+    with pytest.raises(NotFound, match="no published version"):
+        evaluate(agent_actor, decision, "code_v1", {"change_type": "docs"})
+    assert evaluate_events(decision) == []
+    assert selectors.granted_policies(agent_actor.agent) == []
+    with pytest.raises(InvalidState):
+        services.policy_retire(actor=SYSTEM, policy_id="code_v1")
+    with pytest.raises(DatabaseError, match="frozen"), transaction.atomic():
+        PolicyVersion.objects.filter(pk=v1.pk).update(status="published")
