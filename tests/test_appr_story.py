@@ -8,8 +8,8 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from agents import services as agent_services
-from tests.appr_helpers import Reviewer
-from tests.mcp_helpers import error_code, mcp_call
+from tests.appr_helpers import Reviewer, make_route
+from tests.mcp_helpers import DOORS, call_tool, error_code, mcp_call
 from tracemem_site import demo
 from tracemem_site.actor import Actor
 
@@ -85,3 +85,40 @@ def test_seed_flow_evaluate_request_approve_over_rest_then_write_and_commit(live
     resolved = trace["events"][types.index("approval_resolved")]["payload"]
     assert resolved["approvers"] == [{"id": f"user_{admin.pk}", "name": "admin"}]
     assert types[-2:] == ["write", "close"]
+
+
+@pytest.mark.parametrize("door", DOORS)
+def test_request_approval_contract_same_result_and_refusals_on_both_doors(
+    door: str, live_server: Any, make_agent: Any
+) -> None:
+    make_route("route_default", is_default=True, channels=[{"type": "email"}])
+    _, key = make_agent(f"contract-{door}")
+    created = call_tool(
+        door, live_server, key, "decision_create", {"intent": "a.b.c", "automation_mode": "propose"}
+    )
+    decision_id = created[1]["decision_id"]
+    failed, result = call_tool(
+        door, live_server, key, "decision_request_approval", {"decision_id": decision_id}
+    )
+    assert not failed
+    assert set(result) == {"approval_id", "status", "expires_at", "route_id", "delivery"}
+    assert (result["status"], result["route_id"]) == ("pending", "route_default")
+    assert result["delivery"]["channels"] == [{"channel": "email", "status": "pending"}]
+    for args, code in [
+        ({"decision_id": decision_id}, "conflict"),
+        ({"decision_id": "TMEM_01J00000000000000000000000"}, "not_found"),
+        ({"decision_id": decision_id, "approval_route_id": "route_missing"}, "conflict"),
+    ]:
+        failed, text = call_tool(door, live_server, key, "decision_request_approval", args)
+        assert failed and error_code(text) == code, (args, text)
+    other = call_tool(
+        door, live_server, key, "decision_create", {"intent": "a.b.c", "automation_mode": "propose"}
+    )
+    failed, text = call_tool(
+        door,
+        live_server,
+        key,
+        "decision_request_approval",
+        {"decision_id": other[1]["decision_id"], "approval_route_id": "route_missing"},
+    )
+    assert failed and error_code(text) == "invalid_argument"
