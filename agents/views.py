@@ -6,6 +6,7 @@ A freshly issued secret is handed from the POST to the redirected GET through th
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from django.conf import settings
@@ -17,8 +18,9 @@ from django.views.decorators.http import require_POST
 
 from agents import selectors, services
 from agents.models import Agent
-from tracemem_site.actor import Actor
+from agents.selectors_ui import agents_overview
 from tracemem_site.errors import DomainError, NotFound
+from tracemem_site.web import web_actor, web_user
 
 _SESSION_KEY = "tracemem_issued_key"
 
@@ -33,9 +35,9 @@ def _agent_or_404(agent_id: str) -> Agent:
 def _client_configs(secret: str) -> list[dict[str, str]]:
     """Filled-in client configurations; prefers the MCP area's builder when it exists."""
     try:
-        from tracemem_site import client_configs  # built by the MCP issue
+        client_configs: Any = importlib.import_module("tracemem_site.client_configs")  # MCP issue
     except ImportError:
-        client_configs = None  # type: ignore[assignment]
+        client_configs = None
     if client_configs is not None:
         for name in ("client_configs", "all_configs", "configs_for"):
             builder = getattr(client_configs, name, None)
@@ -70,19 +72,19 @@ def _client_configs(secret: str) -> list[dict[str, str]]:
 
 @login_required
 def agent_list(request: HttpRequest) -> HttpResponse:
-    agents = Agent.objects.select_related("owner").order_by("name")
+    agents = agents_overview()
     return render(request, "agents/list.html", {"agents": agents, "can_manage": request.user.is_staff})
 
 
 @login_required
 @require_POST
 def agent_create(request: HttpRequest) -> HttpResponse:
-    actor = Actor.for_user(request.user)
+    actor = web_actor(request)
     try:
         agent = services.agent_create(
             actor=actor,
             name=request.POST.get("name", ""),
-            owner=request.user if request.POST.get("owner_self") else None,
+            owner=web_user(request) if request.POST.get("owner_self") else None,
             description=request.POST.get("description", "")[:2000],
         )
     except DomainError as exc:
@@ -122,7 +124,7 @@ def key_issue(request: HttpRequest, agent_id: str) -> HttpResponse:
     agent = _agent_or_404(agent_id)
     try:
         issued = services.agent_key_issue(
-            actor=Actor.for_user(request.user), agent=agent, name=request.POST.get("name") or "default"
+            actor=web_actor(request), agent=agent, name=request.POST.get("name") or "default"
         )
     except DomainError as exc:
         messages.error(request, exc.message)
@@ -139,7 +141,7 @@ def key_rotate(request: HttpRequest, agent_id: str, key_id: str) -> HttpResponse
         key = selectors.agent_key_by_id(agent, key_id)
         grace = request.POST.get("grace_seconds", "0")
         issued = services.agent_key_rotate(
-            actor=Actor.for_user(request.user), key=key, grace_seconds=int(grace) if grace.isdigit() else -1
+            actor=web_actor(request), key=key, grace_seconds=int(grace) if grace.isdigit() else -1
         )
     except DomainError as exc:
         messages.error(request, exc.message)
@@ -155,7 +157,7 @@ def key_revoke(request: HttpRequest, agent_id: str, key_id: str) -> HttpResponse
     agent = _agent_or_404(agent_id)
     try:
         key = services.agent_key_revoke(
-            actor=Actor.for_user(request.user), key=selectors.agent_key_by_id(agent, key_id)
+            actor=web_actor(request), key=selectors.agent_key_by_id(agent, key_id)
         )
     except DomainError as exc:
         messages.error(request, exc.message)

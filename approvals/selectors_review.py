@@ -55,7 +55,7 @@ def review_queue(actor: Actor, filters: QueueFilters) -> list[Approval]:
         qs = qs.filter(route__route_id=filters.route)
     if filters.intent_prefix:
         qs = qs.filter(decision__intent__startswith=filters.intent_prefix)
-    rows = list(qs[:500])
+    rows: list[Approval] = list(qs[:500])
     if filters.mine:
         rows = [a for a in rows if vote_block_reason(actor, a) is None]
     return rows
@@ -99,7 +99,7 @@ def vote_block_reason(actor: Actor, approval: Approval) -> str | None:
     owner_id = approval.decision.agent.owner_id
     if owner_id is not None and owner_id == user.pk and not route.allow_agent_owner:
         return "You own the agent that asked, so another reviewer must decide this request."
-    if Vote.objects.filter(approval=approval, user=user).exists():
+    if Vote.objects.filter(approval=approval, user_id=user.pk).exists():
         return "You have already voted on this approval."
     return None
 
@@ -120,3 +120,7 @@ def routes_overview() -> QuerySet[ApprovalRoute]:
         .annotate(pending=Count("approvals", filter=Q(approvals__status=ApprovalState.PENDING)))
         .order_by("route_id")
     )
+
+
+def route_ids() -> list[str]:
+    return list(ApprovalRoute.objects.order_by("route_id").values_list("route_id", flat=True))

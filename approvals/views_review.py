@@ -18,11 +18,10 @@ from django.views.decorators.http import require_POST
 
 from approvals import selectors_review as sel
 from approvals import services as approval_services
-from approvals.models import ApprovalRoute
 from decisions.models import EventType, TraceEvent
 from decisions.selectors import decision_events
-from tracemem_site.actor import Actor
 from tracemem_site.errors import DomainError, NotFound
+from tracemem_site.web import web_actor
 
 WEB_CHANNEL = "web"
 
@@ -39,7 +38,7 @@ def _span(delta: timedelta) -> str:
 
 
 def _queue_context(request: HttpRequest) -> dict[str, object]:
-    actor = Actor.for_user(request.user)
+    actor = web_actor(request)
     g = request.GET
     filters = sel.QueueFilters(
         agent=g.get("agent", "").strip(),
@@ -55,7 +54,7 @@ def _queue_context(request: HttpRequest) -> dict[str, object]:
     return {
         "rows": rows,
         "filters": filters,
-        "routes": ApprovalRoute.objects.order_by("route_id").values_list("route_id", flat=True),
+        "routes": sel.route_ids(),
         "querystring": g.urlencode(),
         "now": now,
     }
@@ -73,7 +72,7 @@ def review_queue(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def review_count(request: HttpRequest) -> HttpResponse:
-    count = sel.pending_count(Actor.for_user(request.user))
+    count = sel.pending_count(web_actor(request))
     return HttpResponse(str(count) if count else "", content_type="text/plain")
 
 
@@ -83,7 +82,7 @@ def _event_rows(events: list[TraceEvent]) -> list[dict[str, object]]:
 
 @login_required
 def approval_page(request: HttpRequest, approval_id: str) -> HttpResponse:
-    actor = Actor.for_user(request.user)
+    actor = web_actor(request)
     try:
         approval = sel.approval_for(actor, approval_id)
     except NotFound:
@@ -118,7 +117,7 @@ def approval_vote(request: HttpRequest, approval_id: str) -> HttpResponse:
     choice = request.POST.get("decision", "")
     try:
         approval_services.approval_vote(
-            actor=Actor.for_user(request.user),
+            actor=web_actor(request),
             approval_id=approval_id,
             decision=choice,
             rationale=request.POST.get("rationale", ""),

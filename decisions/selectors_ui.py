@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
+from agents.models import Agent
 from decisions.models import TERMINAL_STATUSES, ApprovalStatus, Decision, DecisionStatus
 from decisions.selectors import decisions_visible_to
 from tracemem_site.actor import Actor
@@ -51,6 +52,7 @@ def dashboard_stats(actor: Actor, *, days: int = 14, sample: int = 1000) -> Dash
         for created, closed in visible.filter(closed_at__isnull=False)
         .order_by("-closed_at")
         .values_list("created_at", "closed_at")[:sample]
+        if closed is not None
     ]
     median = statistics.median(durations) if durations else None
 
@@ -104,9 +106,9 @@ def decision_search(actor: Actor, filters: DecisionFilters) -> QuerySet[Decision
     if filters.mode:
         qs = qs.filter(automation_mode=filters.mode)
     if filters.date_from:
-        qs = qs.filter(created_at__gte=datetime.combine(filters.date_from, time.min, tzinfo=timezone.utc))
+        qs = qs.filter(created_at__gte=datetime.combine(filters.date_from, time.min, tzinfo=UTC))
     if filters.date_to:
-        end = datetime.combine(filters.date_to + timedelta(days=1), time.min, tzinfo=timezone.utc)
+        end = datetime.combine(filters.date_to + timedelta(days=1), time.min, tzinfo=UTC)
         qs = qs.filter(created_at__lt=end)
     if filters.has_approval == "yes":
         qs = qs.filter(approval_status__isnull=False)
@@ -126,3 +128,8 @@ def decision_search(actor: Actor, filters: DecisionFilters) -> QuerySet[Decision
 
 def decision_status_choices() -> list[tuple[str, str]]:
     return list(DecisionStatus.choices)
+
+
+def agent_choices() -> list[tuple[str, str]]:
+    """(agent_id, name) of every agent, for the explorer's agent filter."""
+    return list(Agent.objects.order_by("name").values_list("agent_id", "name"))

@@ -10,14 +10,13 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from agents.models import Agent
 from decisions.models import AutomationMode, Decision, DecisionStatus
 from decisions.records import record_chain, record_of
 from decisions.selectors import decision_events, decision_for, trace_verify
-from decisions.selectors_ui import DecisionFilters, decision_search
+from decisions.selectors_ui import DecisionFilters, agent_choices, decision_search
 from decisions.serializers import trace_out
-from tracemem_site.actor import Actor
 from tracemem_site.errors import NotFound
+from tracemem_site.web import web_actor
 
 
 def _date(value: str) -> date | None:
@@ -43,7 +42,7 @@ def _filters(request: HttpRequest) -> DecisionFilters:
 
 @login_required
 def decision_list(request: HttpRequest) -> HttpResponse:
-    actor = Actor.for_user(request.user)
+    actor = web_actor(request)
     filters = _filters(request)
     page = Paginator(decision_search(actor, filters), 50).get_page(request.GET.get("page"))
     query = request.GET.copy()
@@ -54,7 +53,7 @@ def decision_list(request: HttpRequest) -> HttpResponse:
         {
             "page": page,
             "filters": filters,
-            "agents": Agent.objects.order_by("name").values_list("agent_id", "name"),
+            "agents": agent_choices(),
             "statuses": DecisionStatus.values,
             "modes": AutomationMode.values,
             "querystring": query.urlencode(),
@@ -64,7 +63,7 @@ def decision_list(request: HttpRequest) -> HttpResponse:
 
 def _decision_or_404(request: HttpRequest, decision_id: str) -> Decision:
     try:
-        return decision_for(Actor.for_user(request.user), decision_id)
+        return decision_for(web_actor(request), decision_id)
     except NotFound:
         raise Http404("no such decision") from None
 

@@ -10,7 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from decisions.selectors_ui import OUTCOMES, dashboard_stats
-from tracemem_site.actor import Actor
+from tracemem_site.web import web_actor
 
 login_view = auth_views.LoginView.as_view(template_name="ui/login.html", redirect_authenticated_user=True)
 # Django 5 only logs out on POST, which is what the base layout's form sends.
@@ -81,7 +81,7 @@ def _duration(seconds: float | None) -> str:
 
 @login_required
 def dashboard(request: HttpRequest) -> HttpResponse:
-    stats = dashboard_stats(Actor.for_user(request.user))
+    stats = dashboard_stats(web_actor(request))
     return render(
         request,
         "ui/dashboard.html",
