@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import base64
+from collections.abc import Iterator
+
 import pytest
 from django.contrib.auth import get_user_model
-from django.test import Client
+from django.test import Client, override_settings
 
-from decisions import records
+from decisions import receipts, records
 from tracemem_site.actor import Actor
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def signing_key() -> Iterator[None]:
+    """Sign with a test key, never the developer's var/ key."""
+    receipts._load_signing_key.cache_clear()
+    with override_settings(TRACEMEM_RECEIPT_KEY=base64.b64encode(bytes(range(3, 35))).decode()):
+        yield
+    receipts._load_signing_key.cache_clear()
 
 
 def test_record_page_shows_the_chain_and_the_evidence_button_downloads_the_pack(agent_actor: Actor) -> None:
