@@ -21,7 +21,7 @@ from tracemem_site.errors import DomainError
 
 
 def _actor(request: HttpRequest) -> Actor:
-    return Actor.for_user(request.user)  # type: ignore[arg-type]
+    return Actor.for_user(request.user)
 
 
 class AgentKeyInline(admin.TabularInline):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -43,7 +43,7 @@ _ADMIN_ERRORS = {
 }
 
 
-def _owner(data: dict[str, Any]) -> AbstractBaseUser | None:
+def _owner(data: dict[str, Any]) -> User | None:
     username = data.get("owner")
     if username is None:
         return None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db.models import QuerySet
 
 from agents.models import Agent, AgentKey
@@ -11,7 +11,7 @@ from tracemem_site.actor import Actor
 from tracemem_site.errors import NotFound, PermissionDenied
 
 
-def user_by_username(username: str) -> AbstractBaseUser:
+def user_by_username(username: str) -> User:
     try:
         return get_user_model().objects.get(username=username)
     except get_user_model().DoesNotExist:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -49,9 +49,7 @@ def _validate_name(name: object, field: str = "name") -> str:
     return cleaned
 
 
-def agent_create(
-    *, actor: Actor, name: str, owner: AbstractBaseUser | None = None, description: str = ""
-) -> Agent:
+def agent_create(*, actor: Actor, name: object, owner: User | None = None, description: str = "") -> Agent:
     """Create an agent. Names are unique so that configs and logs can refer to them."""
     _require_admin(actor)
     cleaned = _validate_name(name)
@@ -62,9 +60,7 @@ def agent_create(
         raise Conflict(f"an agent named {cleaned!r} already exists") from None
 
 
-def agent_get_or_create(
-    *, actor: Actor, name: str, owner: AbstractBaseUser | None = None
-) -> tuple[Agent, bool]:
+def agent_get_or_create(*, actor: Actor, name: object, owner: User | None = None) -> tuple[Agent, bool]:
     """Idempotent variant used by management commands and the demo seed."""
     _require_admin(actor)
     existing = Agent.objects.filter(name=_validate_name(name)).first()
@@ -91,7 +87,7 @@ def agent_update(
     agent: Agent,
     name: object = _UNSET,
     description: object = _UNSET,
-    owner: AbstractBaseUser | None | object = _UNSET,
+    owner: User | None | object = _UNSET,
     disabled: object = _UNSET,
 ) -> Agent:
     """Change an agent's name, description, owner or disabled flag (only the ones passed).
@@ -235,7 +231,7 @@ def agent_key_authenticate(*, authorization: str | None) -> tuple[Agent, AgentKe
     return key.agent, key
 
 
-def personal_token_create(*, actor: Actor, user: AbstractBaseUser, name: str = "default") -> IssuedToken:
+def personal_token_create(*, actor: Actor, user: User, name: str = "default") -> IssuedToken:
     """Create a personal access token for ``user`` (themselves, or any user when staff/system)."""
     if actor.kind == "user" and actor.user is not None and actor.user.pk != user.pk:
         _require_admin(actor)
@@ -261,7 +257,7 @@ def personal_token_revoke(*, actor: Actor, token: PersonalToken) -> PersonalToke
     return token
 
 
-def personal_token_authenticate(*, authorization: str | None) -> AbstractBaseUser:
+def personal_token_authenticate(*, authorization: str | None) -> User:
     secret = _parse_authorization(authorization, ("token",))
     if not keys.is_well_formed(secret, keys.PERSONAL_TOKEN_PREFIX):
         raise Unauthenticated(

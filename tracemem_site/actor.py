@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser
+    from django.contrib.auth.base_user import AbstractBaseUser
+    from django.contrib.auth.models import AnonymousUser, User
 
     from agents.models import Agent
 
@@ -19,15 +20,22 @@ class Actor:
     id: str
     name: str
     agent: Agent | None = None
-    user: AbstractBaseUser | None = None
+    user: User | None = None
 
     @classmethod
     def for_agent(cls, agent: Agent) -> Actor:
         return cls(kind="agent", id=agent.agent_id, name=agent.name, agent=agent)
 
     @classmethod
-    def for_user(cls, user: AbstractBaseUser) -> Actor:
-        return cls(kind="user", id=f"user_{user.pk}", name=user.get_username(), user=user)
+    def for_user(cls, user: AbstractBaseUser | AnonymousUser) -> Actor:
+        """The actor for a logged-in user; an anonymous visitor is never an actor."""
+        if not user.is_authenticated:
+            from tracemem_site.errors import Unauthenticated
+
+            raise Unauthenticated("log in first", details={"reason": "missing"})
+        # AUTH_USER_MODEL is Django's User; the cast records that for the type checker.
+        concrete = cast("User", user)
+        return cls(kind="user", id=f"user_{concrete.pk}", name=concrete.get_username(), user=concrete)
 
     @classmethod
     def system(cls, name: str = "tracemem") -> Actor:
