@@ -20,6 +20,8 @@ import jsonschema_rs
 
 VARIABLES = ("inputs", "decision", "now")
 _POSITION_RE = re.compile(r"<input>:(\d+):(\d+)")
+# Names bound by comprehension macros (``list.exists(x, ...)``) are reported as variables too.
+_BINDER_RE = re.compile(r"\b(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,")
 _CACHE_SIZE = 512
 
 
@@ -102,6 +104,15 @@ def compile_policy(content: dict[str, Any]) -> CompiledPolicy:
     uses: set[str] = set()
     for rule in content.get("rules") or []:
         program = compile_condition(rule["name"], rule["when"])
+        binders = set(_BINDER_RE.findall(rule["when"]))
+        unknown = sorted(set(program.variables()) - set(VARIABLES) - binders)
+        if unknown:
+            # A typo such as ``input.x`` would otherwise fail every evaluation at run time.
+            raise PolicyError(
+                f"rule {rule['name']!r}: unknown variable {', '.join(unknown)}; conditions see only "
+                "inputs, decision and now",
+                rule=rule["name"],
+            )
         uses.update(name for name in program.variables() if name in VARIABLES)
         compiled.append(CompiledRule(rule["name"], program, rule["outcome"], rule.get("message") or ""))
     return CompiledPolicy(

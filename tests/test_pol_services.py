@@ -503,3 +503,14 @@ def test_retired_policy_cannot_be_evaluated_until_republished(agent_actor: Actor
         services.policy_retire(actor=SYSTEM, policy_id="code_v1")
     with pytest.raises(DatabaseError, match="frozen"), transaction.atomic():
         PolicyVersion.objects.filter(pk=v1.pk).update(status="published")
+
+
+@pytest.mark.django_db
+def test_publish_refuses_unknown_variables_but_accepts_comprehension_binders() -> None:
+    typo = [{"name": "typo", "when": "input.amount > 1", "outcome": "deny"}]
+    services.policy_create(actor=SYSTEM, policy_id="typo_v1", definition={"name": "T", "rules": typo})
+    with pytest.raises(InvalidArgument, match="rule 'typo': unknown variable input"):
+        services.policy_publish(actor=SYSTEM, policy_id="typo_v1")
+    fixed = [{"name": "any_big", "when": "inputs.rows.exists(r, r.amount > 1)", "outcome": "deny"}]
+    services.policy_draft_save(actor=SYSTEM, policy_id="typo_v1", definition={"name": "T", "rules": fixed})
+    assert services.policy_publish(actor=SYSTEM, policy_id="typo_v1").status == "published"
