@@ -713,6 +713,7 @@ def _plan(product: DataProduct, keys: Any, mutation: Any) -> tuple[list[_Stateme
             raise InvalidArgument(
                 "keys are not used by insert products; put the values in mutation", field="keys"
             )
+        records: Any
         if "data" in body:
             records = [v.json_object(body["data"], "mutation.data", allow_empty=False)]
             form = "data"
@@ -807,7 +808,8 @@ def _execute(
     runner: Runner, product: DataProduct, statements: list[_Statement], return_created: bool
 ) -> tuple[int, list[dict[str, Any]]]:
     table = runner.ident(product.source_table)
-    affected, created = 0, []
+    affected = 0
+    created: list[dict[str, Any]] = []
     for statement in statements:
         if statement.kind == "insert":
             columns = ", ".join(runner.ident(f["column"]) for f, _ in statement.values)
@@ -1107,7 +1109,10 @@ def apply_product_grants(*, actor: Actor, items: Any, dry_run: bool) -> list[str
             lines.append(f"would grant {product_id} to {agent}")
             continue
         grant = product_grant(
-            actor=actor, product_id=product_id, agent_id=agent, permissions=item.get("permissions")
+            actor=actor,
+            product_id=v.string(product_id, "product_id", max_length=64),
+            agent_id=agent,
+            permissions=item.get("permissions"),
         )
         lines.append(f"granted {product_id} to {grant.agent_id} ({', '.join(grant.permissions)})")
     return lines

@@ -741,3 +741,136 @@ def test_decision_evaluate_inputs_ref_re_reads_a_read_events_records(demo: Any) 
         actor=actor, decision_id=decision.decision_id, policy_id="gold_only_v1", inputs_ref=read["event_id"]
     )
     assert result["outcome"] == "allow"
+
+
+def test_override_grant_lifts_an_earlier_deny(demo: Any) -> None:
+    _, actor = demo
+    decision = _decision(actor, "override")
+    locked = Decision.objects.get(pk=decision.pk)
+    event = decision_services.trace_append(
+        decision=locked, type="evaluate", actor=actor, payload={"outcome": "deny"}
+    )
+    decision_services.note_policy_outcome(
+        decision=locked, outcome="deny", seq=event.seq, exception_route_id=None
+    )
+    with pytest.raises(PolicyDenied):
+        _insert(actor, decision, mutation={"data": {"customer_id": 1, "amount": 1}})
+    _grant(decision)
+    assert _insert(actor, decision, mutation={"data": {"customer_id": 1, "amount": 1}})["affected_rows"] == 1
+
+
+TYPED_FIELDS = [
+    {"name": "thing_id", "column": "id", "type": "integer", "primary_key": True, "nullable": False},
+    {
+        "name": "label",
+        "column": "label",
+        "type": "string",
+        "writable": True,
+        "required": True,
+        "nullable": False,
+    },
+    {"name": "price", "column": "price", "type": "number", "writable": True},
+    {"name": "active", "column": "active", "type": "boolean", "writable": True},
+    {"name": "due", "column": "due", "type": "date", "writable": True},
+    {"name": "seen_at", "column": "seen_at", "type": "datetime", "writable": True},
+    {"name": "attrs", "column": "attrs", "type": "json", "writable": True},
+    {"name": "ref", "column": "ref", "type": "uuid", "writable": True},
+]
+
+
+@pytest.fixture
+def typed(demo: Any) -> tuple[Actor, Decision]:
+    agent, actor = demo
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE TABLE typed_things (id SERIAL PRIMARY KEY, label TEXT NOT NULL, price NUMERIC(10,2), "
+            "active BOOLEAN, due DATE, seen_at TIMESTAMPTZ, attrs JSONB, ref UUID)"
+        )
+    for product_id, operation in (("typed_insert_v1", "insert"), ("typed_read_v1", "read")):
+        services.product_create(
+            actor=SYSTEM,
+            product_id=product_id,
+            definition={
+                "operation": operation,
+                "table": "public.typed_things",
+                "fields": TYPED_FIELDS,
+                "allowed_purposes": ["testing"],
+            },
+        )
+        services.product_publish(actor=SYSTEM, product_id=product_id)
+        services.product_grant(actor=SYSTEM, product_id=product_id, agent_id=agent.agent_id)
+    return actor, _decision(actor)
+
+
+def test_every_field_type_round_trips(typed: Any) -> None:
+    actor, decision = typed
+    record = {
+        "label": "widget",
+        "price": "12.50",
+        "active": True,
+        "due": "2026-12-01",
+        "seen_at": "2026-11-23T10:00:00+01:00",
+        "attrs": {"color": "red", "sizes": [1, 2]},
+        "ref": "12345678-1234-5678-1234-567812345678",
+    }
+    created = services.decision_write(
+        actor=actor,
+        decision_id=decision.decision_id,
+        product="typed_insert_v1",
+        purpose="testing",
+        mutation={"records": [record]},
+        return_created=True,
+    )["created_records"][0]
+    expected = {
+        "thing_id": created["thing_id"],
+        "label": "widget",
+        "price": 12.5,
+        "active": True,
+        "due": "2026-12-01",
+        "seen_at": "2026-11-23T09:00:00Z",
+        "attrs": {"color": "red", "sizes": [1, 2]},
+        "ref": "12345678-1234-5678-1234-567812345678",
+    }
+    assert created == expected
+    read = services.decision_read(
+        actor=actor,
+        decision_id=decision.decision_id,
+        product="typed_read_v1",
+        purpose="testing",
+        query={"ref": record["ref"], "active": True, "due": "2026-12-01"},
+    )
+    assert read["records"] == [expected]
+    from decisions.selectors import trace_verify
+
+    decision.refresh_from_db()
+    assert trace_verify(decision) is None
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("price", "NaN", "a finite number"),
+        ("price", [1], "a number"),
+        ("active", "yes", "a boolean"),
+        ("due", "2026-13-01", "an ISO-8601 date"),
+        ("seen_at", "tomorrow", "an ISO-8601 datetime"),
+        ("ref", "not-a-uuid", "a UUID string"),
+        ("label", 5, "a string"),
+    ],
+)
+def test_type_errors_name_the_field_and_write_nothing(
+    typed: Any, field: str, value: Any, expected: str
+) -> None:
+    actor, decision = typed
+    with pytest.raises(InvalidArgument) as exc:
+        services.decision_write(
+            actor=actor,
+            decision_id=decision.decision_id,
+            product="typed_insert_v1",
+            purpose="testing",
+            mutation={"data": {"label": "x", field: value}},
+        )
+    assert exc.value.field == field and f"field {field} must be {expected}" in str(exc.value)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT COUNT(*) FROM typed_things")
+        assert cursor.fetchone()[0] == 0
