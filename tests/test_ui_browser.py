@@ -34,6 +34,8 @@ from tests.ui_scenario import (
 # body (set-up, assertions) are still plain synchronous calls.
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 
+pytestmark = pytest.mark.browser
+
 CHROMIUM = os.environ.get("TRACEMEM_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
