@@ -22,6 +22,7 @@ This module touches private names of django-mcp-server 0.5.7 and mcp 1.30 (pinne
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 from typing import Any
@@ -127,7 +128,10 @@ def configure_mcp_server() -> None:
     tools = global_mcp_server._tool_manager._tools
     for name, tool in list(tools.items()):
         if not isinstance(tool, DomainTool):
-            tools[name] = DomainTool.model_construct(**{f: getattr(tool, f) for f in Tool.model_fields})
+            fields = {f: getattr(tool, f) for f in Tool.model_fields}
+            # Docstrings are the agent's manual; drop their source indentation.
+            fields["description"] = inspect.cleandoc(fields["description"] or "")
+            tools[name] = DomainTool.model_construct(**fields)
     logging.getLogger("mcp_server.djangomcp").addFilter(_DropDomainErrors())
     _tool_list_cache.clear()
 

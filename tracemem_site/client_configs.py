@@ -1,0 +1,118 @@
+"""Ready-to-paste MCP client configurations (Codex, Claude Code, Cursor, VS Code).
+
+Plain functions so ``manage.py mcp_config``, the README and the admin's key-issuing page print
+the same snippets. The key itself never goes into a config file: every snippet reads it from the
+``TRACEMEM_API_KEY`` environment variable (VS Code prompts for it and stores it as a secret).
+Clients send it as ``Authorization: Bearer <key>``, which TraceMem accepts like ``Agent <key>``.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass
+
+from django.conf import settings
+
+CLIENTS = ("codex", "claude", "cursor", "vscode")
+KEY_ENV = "TRACEMEM_API_KEY"
+SERVER = "tracemem"
+
+
+@dataclass(frozen=True)
+class Snippet:
+    title: str
+    filename: str | None  # where it goes; None for a shell command
+    language: str  # toml | json | shell, for syntax highlighting
+    content: str
+
+
+def default_url() -> str:
+    return f"{settings.TRACEMEM_PUBLIC_URL}/mcp"
+
+
+def _toml_string(value: str) -> str:
+    return json.dumps(value)  # a JSON string is a valid TOML basic string
+
+
+def _export(key: str | None) -> Snippet:
+    value = shlex.quote(key) if key else "tmem_...your agent key..."
+    return Snippet("Export the agent key", None, "shell", f"export {KEY_ENV}={value}")
+
+
+def client_config(client: str, url: str | None = None, *, key: str | None = None) -> list[Snippet]:
+    """The snippets that connect ``client`` to TraceMem at ``url`` (default: the public URL + /mcp).
+
+    ``key`` only fills in the ``export`` line (for the page that has just issued a key).
+    """
+    url = url or default_url()
+    if client == "codex":
+        return [
+            _export(key),
+            Snippet(
+                "Codex: ~/.codex/config.toml",
+                "~/.codex/config.toml",
+                "toml",
+                f"[mcp_servers.{SERVER}]\nurl = {_toml_string(url)}\nbearer_token_env_var = {_toml_string(KEY_ENV)}\n",
+            ),
+        ]
+    if client == "claude":
+        mcp_json = {
+            "mcpServers": {
+                SERVER: {"type": "http", "url": url, "headers": {"Authorization": f"Bearer ${{{KEY_ENV}}}"}}
+            }
+        }
+        return [
+            _export(key),
+            Snippet(
+                "Claude Code: add the server",
+                None,
+                "shell",
+                f'claude mcp add --transport http {SERVER} {shlex.quote(url)} --header "Authorization: Bearer ${{{KEY_ENV}}}"',
+            ),
+            Snippet("Claude Code: or commit .mcp.json in your project", ".mcp.json", "json", _json(mcp_json)),
+        ]
+    if client == "cursor":
+        cursor_json = {
+            "mcpServers": {SERVER: {"url": url, "headers": {"Authorization": f"Bearer ${{env:{KEY_ENV}}}"}}}
+        }
+        return [
+            _export(key),
+            Snippet("Cursor: .cursor/mcp.json", ".cursor/mcp.json", "json", _json(cursor_json)),
+        ]
+    if client == "vscode":
+        vscode_json = {
+            "inputs": [
+                {
+                    "type": "promptString",
+                    "id": "tracemem-api-key",
+                    "description": "TraceMem agent API key (tmem_...)",
+                    "password": True,
+                }
+            ],
+            "servers": {
+                SERVER: {
+                    "type": "http",
+                    "url": url,
+                    "headers": {"Authorization": "Bearer ${input:tracemem-api-key}"},
+                }
+            },
+        }
+        return [Snippet("VS Code: .vscode/mcp.json", ".vscode/mcp.json", "json", _json(vscode_json))]
+    raise ValueError(f"unknown client {client!r}; choose one of {', '.join(CLIENTS)}")
+
+
+def all_client_configs(url: str | None = None, *, key: str | None = None) -> dict[str, list[Snippet]]:
+    return {client: client_config(client, url, key=key) for client in CLIENTS}
+
+
+def render_text(snippets: list[Snippet]) -> str:
+    """Snippets as plain text for a terminal."""
+    parts = []
+    for snippet in snippets:
+        parts.append(f"# {snippet.title}\n{snippet.content.rstrip()}\n")
+    return "\n".join(parts)
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, indent=2) + "\n"
