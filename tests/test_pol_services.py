@@ -13,7 +13,7 @@ from decisions.models import Decision, TraceEvent
 from policies import engine, selectors, services
 from policies.models import PolicyVersion
 from tracemem_site.actor import Actor
-from tracemem_site.errors import InvalidArgument, InvalidState, NotFound, PermissionDenied
+from tracemem_site.errors import InvalidArgument, InvalidState, NotFound, PermissionDenied, PolicyDenied
 
 SYSTEM = Actor.system("test")
 
@@ -514,3 +514,31 @@ def test_publish_refuses_unknown_variables_but_accepts_comprehension_binders() -
     fixed = [{"name": "any_big", "when": "inputs.rows.exists(r, r.amount > 1)", "outcome": "deny"}]
     services.policy_draft_save(actor=SYSTEM, policy_id="typo_v1", definition={"name": "T", "rules": fixed})
     assert services.policy_publish(actor=SYSTEM, policy_id="typo_v1").status == "published"
+
+
+@pytest.mark.django_db
+def test_evaluate_in_closed_or_foreign_decision_is_refused(agent_actor: Actor, make_agent: Any) -> None:
+    publish("code_v1", CODE_POLICY, grant_to=agent_actor.agent)
+    other, _ = make_agent("other")
+    foreign = new_decision(Actor.for_agent(other))
+    with pytest.raises(NotFound):
+        evaluate(agent_actor, foreign, "code_v1", {"change_type": "docs"})
+    closed = new_decision(agent_actor)
+    decision_services.decision_close(actor=agent_actor, decision_id=closed.decision_id, action="abort")
+    with pytest.raises(InvalidState, match="aborted"):
+        evaluate(agent_actor, closed, "code_v1", {"change_type": "docs"})
+    with pytest.raises(InvalidState):  # a failed evaluation in a closed decision is refused the same way
+        evaluate(agent_actor, closed, "code_v1", {})
+    assert evaluate_events(foreign) == [] and evaluate_events(closed) == []
+
+
+@pytest.mark.django_db
+def test_deny_blocks_later_writes_of_an_autonomous_decision(agent_actor: Actor) -> None:
+    publish("code_v1", CODE_POLICY, grant_to=agent_actor.agent)
+    decision = new_decision(agent_actor, "autonomous")
+    decision_services.ensure_writable(decision)  # nothing gates it yet
+    out = evaluate(agent_actor, decision, "code_v1", {"change_type": "delete"})
+    decision.refresh_from_db()
+    assert decision.last_deny_seq == evaluate_events(decision)[0].seq and out["allowed"] is False
+    with pytest.raises(PolicyDenied):
+        decision_services.ensure_writable(decision)
