@@ -1,0 +1,53 @@
+"""Shared benchmark plumbing: Django on its own database, timing, percentiles."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+_ready = False
+
+
+def django_setup() -> None:
+    """Set Django up once, on ``<DATABASE NAME>_bench`` (created or reused, never the dev data)."""
+    global _ready
+    if _ready:
+        return
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tracemem_site.settings")
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.db import connection
+    from django.test.utils import setup_test_environment
+
+    db = settings.DATABASES["default"]
+    db.setdefault("TEST", {})["NAME"] = f"{db['NAME']}_bench"
+    setup_test_environment()
+    connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=True)
+    settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "testserver"]
+    _ready = True
+
+
+def iterations(default: int = 200) -> int:
+    return int(os.environ.get("BENCH_N", default))
+
+
+def measure(fn: Callable[[], Any], n: int, warmup: int = 10) -> dict[str, float]:
+    """Call ``fn`` ``n`` times; p50/p95 wall time in milliseconds."""
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(n):
+        started = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - started) * 1000)
+    samples.sort()
+    return {
+        "n": n,
+        "p50_ms": round(statistics.median(samples), 3),
+        "p95_ms": round(samples[min(len(samples) - 1, int(len(samples) * 0.95))], 3),
+    }
