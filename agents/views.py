@@ -6,10 +6,8 @@ A freshly issued secret is handed from the POST to the redirected GET through th
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
@@ -19,6 +17,7 @@ from django.views.decorators.http import require_POST
 from agents import selectors, services
 from agents.models import Agent
 from agents.selectors_ui import agents_overview
+from tracemem_site import client_configs
 from tracemem_site.errors import DomainError, NotFound
 from tracemem_site.web import web_actor, web_user
 
@@ -33,41 +32,17 @@ def _agent_or_404(agent_id: str) -> Agent:
 
 
 def _client_configs(secret: str) -> list[dict[str, str]]:
-    """Filled-in client configurations; prefers the MCP area's builder when it exists."""
-    try:
-        client_configs: Any = importlib.import_module("tracemem_site.client_configs")  # MCP issue
-    except ImportError:
-        client_configs = None
-    if client_configs is not None:
-        for name in ("client_configs", "all_configs", "configs_for"):
-            builder = getattr(client_configs, name, None)
-            if callable(builder):
-                try:
-                    result = builder(secret)
-                except TypeError:
-                    result = builder(api_key=secret)
-                if isinstance(result, dict):
-                    return [
-                        {"name": k, "text": v if isinstance(v, str) else str(v)} for k, v in result.items()
-                    ]
-                if isinstance(result, list):
-                    return [
-                        {"name": str(r.get("name", "")), "text": str(r.get("text", r.get("config", "")))}
-                        for r in result
-                    ]
-    base = settings.TRACEMEM_PUBLIC_URL
-    return [
-        {"name": "Environment", "text": f"export TRACEMEM_URL={base}\nexport TRACEMEM_API_KEY={secret}"},
-        {
-            "name": "MCP (streamable HTTP)",
-            "text": (
-                '{\n  "mcpServers": {\n    "tracemem": {\n      "type": "http",\n'
-                f'      "url": "{base}/mcp",\n'
-                f'      "headers": {{"Authorization": "Agent {secret}"}}\n    }}\n  }}\n}}'
-            ),
-        },
-        {"name": "curl", "text": f'curl -H "Authorization: Agent {secret}" {base}/api/v1/capabilities'},
-    ]
+    """The MCP area's ready-to-paste configs with the new key in the export line (shown once)."""
+    snippets: list[dict[str, str]] = []
+    seen: set[str] = set()
+    for client_snippets in client_configs.all_client_configs(key=secret).values():
+        for snippet in client_snippets:
+            # Every client starts with the same `export TRACEMEM_API_KEY=…` line; show it once.
+            if snippet.content in seen:
+                continue
+            seen.add(snippet.content)
+            snippets.append({"name": snippet.title, "text": snippet.content})
+    return snippets
 
 
 @login_required

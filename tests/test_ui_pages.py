@@ -144,7 +144,8 @@ def test_staff_creates_agent_and_key_is_shown_exactly_once(staff_client: Client)
     page = staff_client.get(f"/agents/{agent.agent_id}/")
     secret = page.context["issued"]["secret"]
     assert secret.startswith("tmem_") and secret in page.content.decode()
-    assert f"Agent {secret}" in page.content.decode()  # filled-in client config
+    assert f"export TRACEMEM_API_KEY={secret}" in page.content.decode()  # filled-in client config
+    assert "~/.codex/config.toml" in page.content.decode()
     assert page["Cache-Control"] == "no-store"
     again = staff_client.get(f"/agents/{agent.agent_id}/")
     assert secret not in again.content.decode()

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.http import HttpRequest
 
 from tracemem_site.actor import Actor
 
 
-def web_user(request: HttpRequest) -> AbstractBaseUser:
+def web_user(request: HttpRequest) -> User:
     """The signed-in user; views call this only behind @login_required."""
     user = request.user
     if isinstance(user, AnonymousUser):
