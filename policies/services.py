@@ -17,6 +17,7 @@ import functools
 import hashlib
 import re
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, TypeVar
 
 from django.db import transaction
@@ -32,6 +33,7 @@ from tracemem_site import validation as v
 from tracemem_site.actor import Actor
 from tracemem_site.errors import InvalidArgument, InvalidState, NotFound, PermissionDenied
 from tracemem_site.redaction import redact
+from tracemem_site.timefmt import iso_z
 from tracemem_verify.chain import canonical_json
 
 POLICY_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,99}$")
@@ -355,20 +357,21 @@ def policy_evaluate_in_decision(
     pv = selectors.latest_published(policy_id)
     if pv is None:
         raise NotFound(f"policy {policy_id} has no published version; an admin must publish it first")
+    now = timezone.now()
     payload: dict[str, Any] = {
         "policy_id": pv.policy_id,
         "policy_version": pv.version,
         "policy_hash": pv.hash,
         "source": source,
         "inputs": redact(inputs, field="inputs"),
+        # The exact ``now`` the conditions saw, so a replay can reproduce the evaluation.
+        "now": iso_z(now),
     }
     if inputs_ref is not None:
         payload["inputs_ref"] = inputs_ref
     try:
         compiled = engine.compiled_for(pv.hash, pv.content())
-        result = engine.evaluate(
-            compiled, inputs=inputs, decision=decision_variables(decision), now=timezone.now()
-        )
+        result = engine.evaluate(compiled, inputs=inputs, decision=decision_variables(decision), now=now)
     except (engine.EvaluationError, engine.PolicyError) as exc:
         message = f"policy {pv.policy_id} v{pv.version} could not be evaluated: {exc}; nothing was allowed"
         payload.update(
@@ -515,6 +518,16 @@ def policy_test(
     return out
 
 
+def _recorded_now(event: TraceEvent) -> datetime:
+    raw = event.payload.get("now")
+    if isinstance(raw, str):
+        try:
+            return datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError:
+            pass
+    return event.timestamp
+
+
 def policy_replay(*, actor: Actor, policy_id: Any, limit: int = 50) -> dict[str, Any]:
     """Replay the last ``limit`` recorded evaluations of the published version through the draft.
 
@@ -543,7 +556,7 @@ def policy_replay(*, actor: Actor, policy_id: Any, limit: int = 50) -> dict[str,
                 compiled,
                 inputs=event.payload.get("inputs") or {},
                 decision=decision_variables(event.decision),
-                now=event.timestamp,
+                now=_recorded_now(event),
             )
             after, rule, error = result.outcome, result.rule, None
         except engine.EvaluationError as exc:
@@ -553,7 +566,7 @@ def policy_replay(*, actor: Actor, policy_id: Any, limit: int = 50) -> dict[str,
                 {
                     "decision_id": event.decision_id,
                     "event_id": event.event_id,
-                    "timestamp": event.timestamp.isoformat().replace("+00:00", "Z"),
+                    "timestamp": iso_z(event.timestamp),
                     "intent": event.decision.intent,
                     "before": before,
                     "before_rule": (event.payload.get("rationale") or {}).get("rule"),

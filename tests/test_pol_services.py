@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -163,6 +164,8 @@ def test_evaluate_records_event_and_gating_facts(agent_actor: Actor) -> None:
         pv.hash,
         "agent",
     )
+    recorded_now = datetime.fromisoformat(event.payload["now"].replace("Z", "+00:00"))
+    assert event.timestamp - timedelta(seconds=5) < recorded_now <= event.timestamp
     decision.refresh_from_db()
     assert (decision.last_exception_seq, decision.exception_route_id) == (event.seq, "route_eng")
 
