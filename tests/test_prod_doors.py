@@ -30,6 +30,10 @@ VOLATILE = VOLATILE_KEYS | {"data_ref"}
 @pytest.fixture
 def committed_demo(transactional_db: Any, make_agent: Any) -> Iterator[tuple[Agent, str]]:
     agent, key = make_agent("door-agent")
+    # Start from the seed's own rows even if another test committed demo tables in this database.
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE IF EXISTS orders")
+        cursor.execute("DROP TABLE IF EXISTS customers")
     services.products_seed_demo(actor=SYSTEM, agent=agent)
     yield agent, key
     with connection.cursor() as cursor:

@@ -36,6 +36,10 @@ SYSTEM = Actor.system("test")
 @pytest.fixture
 def demo(make_agent: Any) -> tuple[Agent, Actor]:
     agent, _ = make_agent("prod-agent")
+    # Start from the seed's own rows even if another test committed demo tables in this database.
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE IF EXISTS orders")
+        cursor.execute("DROP TABLE IF EXISTS customers")
     services.products_seed_demo(actor=SYSTEM, agent=agent)
     return agent, Actor.for_agent(agent)
 
