@@ -610,7 +610,12 @@ def apply_policies(*, actor: Actor, items: Any, dry_run: bool) -> list[str]:
         with transaction.atomic():
             exists = Policy.objects.filter(pk=pid).exists()
             latest = selectors.latest_version(pid) if exists else None
-            same = latest is not None and _definition_of(latest) == definition
+            # A retired version is not "the same": re-applying the file brings the policy back.
+            same = (
+                latest is not None
+                and latest.status != VersionStatus.RETIRED
+                and _definition_of(latest) == definition
+            )
             if not exists:
                 lines.append(f"{prefix}create policy {pid} (draft v1)")
                 if not dry_run:
@@ -620,6 +625,7 @@ def apply_policies(*, actor: Actor, items: Any, dry_run: bool) -> list[str]:
                 if not dry_run:
                     policy_draft_save(actor=actor, policy_id=pid, definition=definition)
             else:
+                assert latest is not None
                 lines.append(f"policy {pid} unchanged (v{latest.version}, {latest.status})")
             needs_publish = publish and (
                 not same or (latest is not None and latest.status == VersionStatus.DRAFT)

@@ -66,6 +66,11 @@ def test_apply_config_creates_publishes_grants_and_is_idempotent(tmp_path: Path,
     assert "published policy discount_cap_v1 v2" in third
     assert selectors.latest_published("discount_cap_v1").rules[0]["when"] == "inputs.discount > 25"
 
+    services.policy_retire(actor=Actor.system("test"), policy_id="discount_cap_v1")
+    fourth = run(path)
+    assert "published policy discount_cap_v1 v3" in fourth
+    assert selectors.latest_published("discount_cap_v1").version == 3
+
 
 @pytest.mark.django_db
 def test_apply_config_refuses_bad_cel_and_changes_nothing(tmp_path: Path, make_agent: Any) -> None:
