@@ -13,13 +13,20 @@ from tests.mcp_helpers import mcp_url, run_mcp, tool_result_value
 from tracemem_site.version import PROTOCOL_VERSIONS, SERVER_VERSION
 from tracemem_verify.chain import GENESIS_HASH, event_hash
 
+# SPEC §3 tools built so far; add yours here when its <app>/mcp.py lands.
 TOOLS_SO_FAR = {
     "capabilities_get",
+    "products_list",
+    "product_get",
     "decision_create",
     "decision_add_context",
     "decision_get",
     "decision_trace",
     "decision_close",
+    "decision_read",
+    "decision_write",
+    "decision_evaluate",
+    "decision_request_approval",
 }
 
 
