@@ -190,8 +190,11 @@ def test_reject_needs_a_rationale_then_rejects(
     make_route(rationale=True)
     make_reviewer("rob")
     agent, _ = make_agent("reject-agent")
-    _, approval = decision_needing_approval(agent)
     page = open_page("rob")
+    assert "Nothing is waiting for review." in page.locator("#queue").inner_text()
+    # The request arrives while the reviewer looks at the queue: htmx polling shows it unasked.
+    _, approval = decision_needing_approval(agent)
+    page.locator(f"tr[data-approval='{approval.approval_id}']").wait_for(timeout=15_000)
     page.goto(page.url + f"{approval.approval_id}/")
     # Bypass the browser's own `required` check to prove the server enforces the rationale.
     page.eval_on_selector("#id_rationale", "el => el.removeAttribute('required')")
