@@ -18,7 +18,7 @@ class JSONTextField(forms.CharField):
         super().__init__(required=not allow_empty, **kwargs)
 
     def to_python(self, value: Any) -> Any:
-        text = super().to_python(value)
+        text = super().to_python(value) or ""
         if not text.strip():
             return None
         try:

@@ -33,7 +33,7 @@ def staff_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespo
 
 
 def _actor(request: HttpRequest) -> Actor:
-    return Actor.for_user(request.user)  # type: ignore[arg-type]
+    return Actor.for_user(request.user)
 
 
 def _policy_or_404(policy_id: str) -> Any:
@@ -65,7 +65,7 @@ def policy_create(request: HttpRequest) -> HttpResponse:
             return redirect("policies_ui:list")
         messages.success(request, "Policy created; write its rules in the draft.")
         return redirect("policies_ui:edit", policy_id=form.cleaned_data["policy_id"])
-    messages.error(request, "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
+    messages.error(request, "; ".join(f"{k}: {' '.join(str(e) for e in v)}" for k, v in form.errors.items()))
     return redirect("policies_ui:list")
 
 
