@@ -62,6 +62,12 @@ class DataProductAdmin(admin.ModelAdmin):
     readonly_fields = ["hash", "published_at"]
     inlines = [ProductGrantInline]
 
+    def get_readonly_fields(self, request: Any, obj: DataProduct | None = None) -> Any:
+        # A published product is frozen (agents rely on its hash): publish the next version instead.
+        if obj is not None and obj.status == "published":
+            return [f.name for f in DataProduct._meta.fields]
+        return self.readonly_fields
+
     def save_model(self, request: Any, obj: DataProduct, form: Any, change: bool) -> None:
         # The hash must always cover the stored definition, however it was edited.
         from products.services import product_hash

@@ -878,3 +878,34 @@ def test_type_errors_name_the_field_and_write_nothing(
     with connection.cursor() as cursor:
         cursor.execute("SELECT COUNT(*) FROM typed_things")
         assert cursor.fetchone()[0] == 0
+
+
+def test_django_admin_source_form_keeps_the_dsn_write_only(db: Any) -> None:
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    admin_user = get_user_model().objects.create_superuser("root", "root@example.com", "pw")
+    client = Client()
+    client.force_login(admin_user)
+    response = client.post(
+        "/admin/products/datasource/add/",
+        {
+            "source_id": "crm",
+            "name": "CRM",
+            "kind": "postgresql",
+            "dsn": "postgresql://crm:topsecret-77@crm.internal/crm",
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    stored = DataSource.objects.get(pk="crm")
+    assert "topsecret-77" not in stored.dsn_display and stored.dsn_encrypted
+    page = client.get("/admin/products/datasource/crm/change/").content.decode()
+    assert "topsecret-77" not in page and stored.dsn_encrypted not in page and "crm.internal" in page
+    # saving without a DSN keeps the stored one
+    client.post(
+        "/admin/products/datasource/crm/change/",
+        {"source_id": "crm", "name": "CRM 2", "kind": "postgresql", "dsn": ""},
+    )
+    after = DataSource.objects.get(pk="crm")
+    assert after.name == "CRM 2" and after.dsn_encrypted == stored.dsn_encrypted
+    assert client.get("/admin/products/dataproduct/").status_code == 200
