@@ -105,6 +105,15 @@ PROTOCOL_MESSAGES = [
     call("decision_close", {"decision_id": "TMEM_01ARZ3NDEKTSV4RRFFQ69G5FAV", "action": "explode"}),
     {"jsonrpc": "2.0", "id": 8, "method": "tools/call", "params": {"arguments": {}}},
     {"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": "nope"},
+    {
+        "jsonrpc": "2.0",
+        "id": 12,
+        "method": "tools/call",
+        "params": {"name": "decision_get", "arguments": [1]},
+    },
+    {"jsonrpc": "2.0", "id": None, "method": "ping"},
+    {"jsonrpc": "2.0", "id": 13, "result": {}},
+    {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 1}},
     {"jsonrpc": "1.0", "id": 10, "method": "ping"},
     [{"jsonrpc": "2.0", "id": 11, "method": "ping"}],
     "not json at all",
@@ -212,3 +221,19 @@ def test_common_messages_never_reach_the_stock_transport(
     monkeypatch.setattr(StockMCPView, "post", stock_post)
     status, _ = _send(fast_view, key, message)
     assert status in (200, 202)
+
+
+def test_an_unexpected_tool_failure_is_an_internal_error_without_details(
+    agent_decision: tuple[str, str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, key, did = agent_decision
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("database password is hunter2")
+
+    monkeypatch.setattr("decisions.selectors.decision_for", broken)
+    stock, fast = both(key, call("decision_get", {"decision_id": did}))
+    assert fast == stock
+    assert fast[1]["result"]["isError"] is True
+    assert fast[1]["result"]["content"][0]["text"].startswith("[internal] ")
+    assert "hunter2" not in json.dumps(fast[1])

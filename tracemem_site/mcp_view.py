@@ -25,6 +25,7 @@ import asyncio
 import inspect
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -175,11 +176,21 @@ def _jsonrpc_result(request_id: Any, result: types.ServerResult | Any) -> HttpRe
     return HttpResponse(message.model_dump_json(by_alias=True, exclude_none=True), content_type=JSON)
 
 
+def _run_coroutine(factory: Any) -> Any:
+    """Run ``await factory()`` from sync code, even if this thread already runs an event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(factory())
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(lambda: asyncio.run(factory())).result()
+
+
 def _tools_list_response(request_id: Any) -> HttpResponse:
     """``tools/list``, serialised once (tools are registered at startup); only the id is spliced in."""
     cached = _tool_list_cache.get("tail")
     if cached is None:
-        tools = asyncio.run(global_mcp_server.list_tools())
+        tools = _run_coroutine(global_mcp_server.list_tools)
         result = types.ServerResult(types.ListToolsResult(tools=tools))
         # Exactly the stock serialisation: result dumped to a dict, then the envelope to JSON.
         envelope = types.JSONRPCResponse(
