@@ -202,3 +202,39 @@ def test_django_admin_cannot_change_a_published_version() -> None:
     assert response.status_code == 403
     pv.refresh_from_db()
     assert (pv.name, pv.status) == ("Code change policy", "published")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("body", "field", "phrase"),
+    [
+        ({"inputs": {}}, "policy_id", "policy_id is required"),
+        (
+            {"policy_id": "code_change_policy_v1", "inputs": "refactor"},
+            "inputs",
+            "inputs must be a JSON object",
+        ),
+        ({"policy_id": "code_change_policy_v1"}, "inputs", "exactly one of inputs"),
+        ({"policy_id": 5, "inputs": {}}, "policy_id", "policy_id must be a string"),
+    ],
+)
+def test_rest_evaluate_bad_shapes_are_invalid_argument(
+    make_agent: Any, body: dict[str, Any], field: str, phrase: str
+) -> None:
+    agent, key = make_agent()
+    published(agent=agent)
+    did = open_decision(agent)
+    response = Client().post(
+        f"/api/v1/decisions/{did}/evaluate",
+        body,
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Agent {key}",
+    )
+    error = response.json()["error"]
+    assert (response.status_code, error["code"], error["details"]["field"]) == (
+        400,
+        "invalid_argument",
+        field,
+    )
+    assert phrase in error["message"]
+    assert not TraceEvent.objects.filter(decision_id=did, type="evaluate").exists()
