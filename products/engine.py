@@ -59,17 +59,19 @@ class Runner:
 def _map_error(exc: BaseException) -> DomainError:
     # The driver's message names tables, columns and values: log the class only, tell the agent
     # what kind of problem it was and what to do.
-    logger.warning("data product statement failed: %s", type(exc).__name__)
+    # Django wraps the driver's exception; the driver's class is the precise one.
+    cause = exc.__cause__ if isinstance(exc.__cause__, psycopg.Error) else exc
+    logger.warning("data product statement failed: %s", type(cause).__name__)
     if isinstance(exc, IntegrityError | psycopg.errors.IntegrityError):
         return Conflict(
             "the write violates a constraint of the product's data (duplicate key, missing reference or a "
             "required value); read the current data and adjust the mutation"
         )
-    if isinstance(exc, psycopg.errors.QueryCanceled) or "statement timeout" in str(exc).lower():
+    if isinstance(cause, psycopg.errors.QueryCanceled):
         return InvalidState(
             "the data source did not answer within the statement timeout; narrow the query or retry later"
         )
-    if isinstance(exc, psycopg.errors.DataError) or type(exc).__name__ == "DataError":
+    if isinstance(cause, psycopg.errors.DataError) or type(exc).__name__ == "DataError":
         return InvalidArgument(
             "a value does not fit the product's data (too long or out of range); check the field types with product_get"
         )

@@ -256,6 +256,47 @@ def test_external_postgresql_source_reads_through_its_encrypted_dsn(committed_de
     )
     assert result["records"] == [{"id": 3, "label": "Alan Turing"}]
 
+    services.product_create(
+        actor=SYSTEM,
+        product_id="ext_orders_insert_v1",
+        definition={
+            "operation": "insert",
+            "source": "replica",
+            "table": "orders",
+            "fields": [
+                {"name": "id", "type": "integer", "primary_key": True},
+                {"name": "customer_id", "type": "integer", "writable": True, "required": True},
+                {"name": "amount", "type": "number", "writable": True, "required": True},
+            ],
+            "allowed_purposes": ["billing"],
+        },
+    )
+    services.product_publish(actor=SYSTEM, product_id="ext_orders_insert_v1")
+    services.product_grant(actor=SYSTEM, product_id="ext_orders_insert_v1", agent_id=agent.agent_id)
+    decision_id = _decision(agent)
+    written = services.decision_write(
+        actor=Actor.for_agent(agent),
+        decision_id=decision_id,
+        product="ext_orders_insert_v1",
+        purpose="billing",
+        mutation={"records": [{"customer_id": 3, "amount": "5.25"}]},
+        return_created=True,
+    )
+    assert written["affected_rows"] == 1 and written["created_records"][0]["amount"] == 5.25
+    assert len(_orders()) == 3
+    # a refused external write (unknown customer) changes nothing there either
+    from tracemem_site.errors import Conflict
+
+    with pytest.raises(Conflict):
+        services.decision_write(
+            actor=Actor.for_agent(agent),
+            decision_id=decision_id,
+            product="ext_orders_insert_v1",
+            purpose="billing",
+            mutation={"records": [{"customer_id": 1, "amount": 1}, {"customer_id": 999, "amount": 1}]},
+        )
+    assert len(_orders()) == 3
+
 
 def test_admin_api_with_personal_token(committed_demo: Any) -> None:
     agent, _ = committed_demo

@@ -909,3 +909,49 @@ def test_django_admin_source_form_keeps_the_dsn_write_only(db: Any) -> None:
     after = DataSource.objects.get(pk="crm")
     assert after.name == "CRM 2" and after.dsn_encrypted == stored.dsn_encrypted
     assert client.get("/admin/products/dataproduct/").status_code == 200
+
+
+def test_statement_timeout_stops_a_slow_source_without_leaking(demo: Any, monkeypatch: Any) -> None:
+    agent, actor = demo
+    from products import engine
+
+    monkeypatch.setattr(engine, "STATEMENT_TIMEOUT_MS", 200)
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE VIEW slow_view AS SELECT 1 AS id, pg_sleep(3)::text AS nap")
+    services.product_create(
+        actor=SYSTEM,
+        product_id="slow_v1",
+        definition={
+            "operation": "read",
+            "table": "slow_view",
+            "fields": [{"name": "id", "type": "integer", "primary_key": True}],
+            "allowed_purposes": ["testing"],
+        },
+    )
+    services.product_publish(actor=SYSTEM, product_id="slow_v1")
+    services.product_grant(actor=SYSTEM, product_id="slow_v1", agent_id=agent.agent_id)
+    decision = _decision(actor)
+    with pytest.raises(InvalidState) as exc:
+        services.decision_read(
+            actor=actor, decision_id=decision.decision_id, product="slow_v1", purpose="testing"
+        )
+    assert "statement timeout" in str(exc.value) and "slow_view" not in str(exc.value)
+    decision.refresh_from_db()
+    assert decision.event_count == 1
+
+
+def test_constraint_violation_is_conflict_without_database_text(demo: Any) -> None:
+    _, actor = demo
+    decision = _decision(actor)
+    with pytest.raises(Conflict) as exc:
+        _insert(
+            actor,
+            decision,
+            mutation={"records": [{"customer_id": 1, "amount": 1}, {"customer_id": 999, "amount": 1}]},
+        )
+    assert "violates a constraint" in str(exc.value) and "orders_customer_id" not in str(exc.value)
+    assert len(_rows("orders")) == 2  # the first record of the call was rolled back too
+    decision.refresh_from_db()
+    assert decision.event_count == 1
+    # the decision's transaction is still usable after the refused statement
+    assert _insert(actor, decision, mutation={"data": {"customer_id": 3, "amount": 2}})["affected_rows"] == 1
