@@ -18,6 +18,7 @@ from tracemem_site.client_configs import client_config
 
 INSPECTOR = "@modelcontextprotocol/inspector@2.12.0"
 CODEX = "@openai/codex@0.169.0"
+CLAUDE_CODE = "@anthropic-ai/claude-code@2.1.197"
 
 pytestmark = pytest.mark.node
 
@@ -96,3 +97,36 @@ def test_codex_cli_accepts_the_generated_config(tmp_path: Path) -> None:
     assert server["transport"]["url"] == url
     assert server["transport"]["bearer_token_env_var"] == "TRACEMEM_API_KEY"
     assert server["auth_status"] == "bearer_token"
+
+
+def _claude(home: Path, command: str, key: str) -> subprocess.CompletedProcess[str]:
+    """Run a ``claude ...`` shell line the way a user pastes it (the shell expands the key)."""
+    require_service("node/npx", shutil.which("npx") is not None, "apt-get install nodejs npm")
+    assert command.startswith("claude ")
+    line = f"npx -y {CLAUDE_CODE} " + command.removeprefix("claude ")
+    return subprocess.run(
+        ["bash", "-c", line],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "HOME": str(home), "TRACEMEM_API_KEY": key},
+        cwd=home,
+    )
+
+
+@pytest.mark.parametrize("valid_key", [True, False])
+def test_claude_code_connects_with_the_printed_add_command(
+    live_server: Any, make_agent: Any, tmp_path: Path, valid_key: bool
+) -> None:
+    _, key = make_agent()
+    add = next(
+        s
+        for s in client_config("claude", mcp_url(live_server))
+        if s.language == "shell" and "mcp add" in s.content
+    )
+    done = _claude(tmp_path, add.content, key if valid_key else "tmem_" + "x" * 40)
+    assert done.returncode == 0, done.stderr
+    listed = _claude(tmp_path, "claude mcp list", key)
+    line = next(x for x in listed.stdout.splitlines() if x.startswith("tracemem: "))
+    assert line.startswith(f"tracemem: {mcp_url(live_server)} (HTTP) - ")
+    assert ("Connected" in line) is valid_key, line

@@ -140,11 +140,18 @@ def test_fast_path_and_stock_read_the_same_decision_identically(
     assert fast == stock
 
 
-def test_unsupported_protocol_version_header_is_refused_alike(agent_decision: tuple[str, str, str]) -> None:
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"jsonrpc": "2.0", "id": 1, "method": "ping"},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+    ],
+)
+def test_unsupported_protocol_version_header_is_refused_alike(
+    message: dict[str, Any], agent_decision: tuple[str, str, str]
+) -> None:
     _, key, _ = agent_decision
-    stock, fast = both(
-        key, {"jsonrpc": "2.0", "id": 1, "method": "ping"}, HTTP_MCP_PROTOCOL_VERSION="1999-01-01"
-    )
+    stock, fast = both(key, message, HTTP_MCP_PROTOCOL_VERSION="1999-01-01")
     assert stock[0] == 400
     assert fast == stock
 

@@ -225,21 +225,22 @@ class FastPathMixin:
         method = data.get("method")
         if not isinstance(method, str):
             return None
+        if method != "initialize":
+            # The stock transport refuses an unsupported version header (400) before anything else.
+            version = request.META.get("HTTP_MCP_PROTOCOL_VERSION")
+            if version is not None and version not in PROTOCOL_VERSIONS:
+                return None
+        params = data.get("params")
+        if params is not None and not isinstance(params, dict):
+            return None
         if "id" not in data:
             # A notification: nothing to record in a stateless server.
-            if method.startswith("notifications/") and isinstance(data.get("params", {}), dict):
+            if method.startswith("notifications/"):
                 return HttpResponse(b"", status=202, content_type=JSON)
             return None
         request_id = data["id"]
         if isinstance(request_id, bool) or not isinstance(request_id, str | int):
             return None
-        params = data.get("params")
-        if params is not None and not isinstance(params, dict):
-            return None
-        if method != "initialize":
-            version = request.META.get("HTTP_MCP_PROTOCOL_VERSION")
-            if version is not None and version not in PROTOCOL_VERSIONS:
-                return None
         try:
             if method == "initialize":
                 return self._initialize(request_id, params)
