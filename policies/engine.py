@@ -61,6 +61,9 @@ class CompiledPolicy:
     # Only the variables some rule mentions are converted into CEL values: the conversion, not
     # the evaluation, is what costs time per call.
     uses: frozenset[str]
+    # For ``inputs`` and ``decision``: the top-level keys the rules read, when every reference is
+    # a plain ``name.key`` (None = the rules need the whole object). Only those keys are converted.
+    fields: dict[str, frozenset[str] | None]
 
 
 @dataclass(frozen=True)
@@ -98,10 +101,29 @@ def check_schema(schema: Any) -> Any:
     return jsonschema.Draft202012Validator(schema)
 
 
+_FIELD_AFTER_RE = re.compile(r"\s*\.\s*([A-Za-z_]\w*)")
+
+
+def _keys_read(source: str, root: str) -> set[str] | None:
+    """The keys of ``root`` a condition reads, or None when it may read more than ``root.key``.
+
+    Conservative: any occurrence of the name not followed by ``.key`` (indexing, passing the whole
+    object, a binder of the same name) means "all keys". A superset is always safe.
+    """
+    keys: set[str] = set()
+    for match in re.finditer(rf"\b{root}\b", source):
+        field = _FIELD_AFTER_RE.match(source, match.end())
+        if field is None:
+            return None
+        keys.add(field.group(1))
+    return keys
+
+
 def compile_policy(content: dict[str, Any]) -> CompiledPolicy:
     """Compile a policy version's content (rules, default_outcome, inputs_schema)."""
     compiled: list[CompiledRule] = []
     uses: set[str] = set()
+    fields: dict[str, set[str] | None] = {"inputs": set(), "decision": set()}
     for rule in content.get("rules") or []:
         program = compile_condition(rule["name"], rule["when"])
         binders = set(_BINDER_RE.findall(rule["when"]))
@@ -114,6 +136,10 @@ def compile_policy(content: dict[str, Any]) -> CompiledPolicy:
                 rule=rule["name"],
             )
         uses.update(name for name in program.variables() if name in VARIABLES)
+        for root, keys in fields.items():
+            if keys is not None:
+                read = _keys_read(rule["when"], root)
+                fields[root] = None if read is None else keys | read
         compiled.append(CompiledRule(rule["name"], program, rule["outcome"], rule.get("message") or ""))
     return CompiledPolicy(
         rules=tuple(compiled),
@@ -128,6 +154,7 @@ def compile_policy(content: dict[str, Any]) -> CompiledPolicy:
             else None
         ),
         uses=frozenset(uses),
+        fields={root: (None if keys is None else frozenset(keys)) for root, keys in fields.items()},
     )
 
 
@@ -187,7 +214,14 @@ def evaluate(
     """First rule whose condition is true decides; otherwise the default outcome."""
     validate_inputs(policy, inputs)
     values = {"inputs": inputs, "decision": decision, "now": now}
-    context = cel.Context(variables={name: values[name] for name in policy.uses})
+    variables: dict[str, Any] = {}
+    for name in policy.uses:
+        value = values[name]
+        keys = policy.fields.get(name)
+        if keys is not None and isinstance(value, dict):
+            value = {k: value[k] for k in keys if k in value}
+        variables[name] = value
+    context = cel.Context(variables=variables)
     for rule in policy.rules:
         try:
             matched = rule.program.execute(context)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -545,3 +545,21 @@ def test_deny_blocks_later_writes_of_an_autonomous_decision(agent_actor: Actor) 
     assert decision.last_deny_seq == evaluate_events(decision)[0].seq and out["allowed"] is False
     with pytest.raises(PolicyDenied):
         decision_services.ensure_writable(decision)
+
+
+def test_engine_converts_only_the_keys_rules_read_and_falls_back_to_whole_objects() -> None:
+    def fields(when: str) -> Any:
+        return engine.compile_policy({"rules": [{"name": "r", "when": when, "outcome": "deny"}]}).fields[
+            "inputs"
+        ]
+
+    assert fields("inputs.a == 1 && has(inputs.b)") == {"a", "b"}
+    assert fields('inputs["a"] == 1') is None
+    assert fields("size(inputs) > 1") is None
+    policy = engine.compile_policy(
+        {"rules": [{"name": "r", "when": "has(inputs.b) || inputs.a == 1", "outcome": "allow"}]}
+    )
+    now = datetime.now(UTC)
+    assert engine.evaluate(policy, inputs={"a": 1, "zzz": "x"}, decision={}, now=now).outcome == "allow"
+    assert engine.evaluate(policy, inputs={"a": 2, "b": None}, decision={}, now=now).outcome == "allow"
+    assert engine.evaluate(policy, inputs={"a": 2}, decision={}, now=now).outcome == "deny"
