@@ -96,6 +96,15 @@ def recorded_evaluations(policy_id: str, version: int, limit: int) -> list[Trace
     )
 
 
+def recent_evaluations(policy_id: str, limit: int = 20) -> list[TraceEvent]:
+    """The latest evaluations of a policy, any version and outcome (errors included), newest first."""
+    return list(
+        TraceEvent.objects.filter(type=EventType.EVALUATE, payload__policy_id=policy_id)
+        .select_related("decision")
+        .order_by("-timestamp", "-seq")[:limit]
+    )
+
+
 def version_diff(older: PolicyVersion, newer: PolicyVersion) -> list[str]:
     """A unified diff of two versions' content, as indented JSON lines."""
 

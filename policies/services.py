@@ -252,7 +252,9 @@ def policy_grant(*, actor: Actor, policy_id: Any, agent_id: Any) -> PolicyGrant:
 def policy_grant_revoke(*, actor: Actor, policy_id: Any, agent_id: Any) -> bool:
     """Withdraw an agent's grant; True if there was one."""
     _require_admin(actor)
-    deleted, _ = PolicyGrant.objects.filter(policy_id=policy_id, agent_id=agent_id).delete()
+    pid = v.string(policy_id, "policy_id", max_length=100)
+    aid = v.string(agent_id, "agent_id", max_length=100)
+    deleted, _ = PolicyGrant.objects.filter(policy_id=pid, agent_id=aid).delete()
     return deleted > 0
 
 

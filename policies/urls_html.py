@@ -15,4 +15,5 @@ urlpatterns = [
     path("<str:policy_id>/publish/", views.policy_publish, name="publish"),
     path("<str:policy_id>/retire/", views.policy_retire, name="retire"),
     path("<str:policy_id>/grants/", views.policy_grant, name="grant"),
+    path("<str:policy_id>/grants/<str:agent_id>/revoke/", views.policy_grant_revoke, name="grant-revoke"),
 ]

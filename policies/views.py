@@ -90,6 +90,7 @@ def policy_detail(request: HttpRequest, policy_id: str) -> HttpResponse:
             "policy": policy_summary_out(policy),
             "versions": versions,
             "grants": list(selectors.policy_grants(policy_id)),
+            "evaluations": selectors.recent_evaluations(policy_id),
             "agents": agents,
             "diff": diff,
             "diff_a": a,
@@ -182,6 +183,19 @@ def policy_grant(request: HttpRequest, policy_id: str) -> HttpResponse:
         messages.error(request, exc.message)
     else:
         messages.success(request, f"Agent {grant.agent.name} may now evaluate {policy_id}.")
+    return redirect("policies_ui:detail", policy_id=policy_id)
+
+
+@staff_required
+@require_POST
+def policy_grant_revoke(request: HttpRequest, policy_id: str, agent_id: str) -> HttpResponse:
+    _policy_or_404(policy_id)
+    try:
+        revoked = services.policy_grant_revoke(actor=_actor(request), policy_id=policy_id, agent_id=agent_id)
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, "Grant revoked." if revoked else "There was no such grant.")
     return redirect("policies_ui:detail", policy_id=policy_id)
 
 

@@ -95,3 +95,7 @@ def test_console_tests_draft_and_replays_flips(staff_client: Client, make_agent:
     html = replay.content.decode()
     assert "1 of 2 evaluations would flip" in html and decision.decision_id in html
     assert flipped["outcome"] == "requires_exception"
+    detail = staff_client.get("/policies/code_v1/").content.decode()
+    assert detail.count(f'href="/decisions/{decision.decision_id}/"') == 2  # recent evaluations
+    staff_client.post(f"/policies/code_v1/grants/{agent.agent_id}/revoke/")
+    assert not selectors.agent_may_evaluate(agent, "code_v1")
