@@ -180,3 +180,22 @@ def test_revoked_personal_token_is_401(db: Any) -> None:
     agent_services.personal_token_revoke(actor=Actor.system(), token=issued.token)
     response = client.get(BASE)
     assert response.status_code == 401 and response.json()["error"]["details"]["reason"] == "revoked"
+
+
+def test_rotating_a_revoked_key_is_conflict(staff: TokenClient) -> None:
+    agent_id = staff.post(BASE, {"name": "bot"}).json()["agent_id"]
+    key_id = staff.post(f"{BASE}/{agent_id}/keys").json()["key_id"]
+    staff.post(f"{BASE}/{agent_id}/keys/{key_id}/revoke")
+    response = staff.post(f"{BASE}/{agent_id}/keys/{key_id}/rotate", {"grace_seconds": 60})
+    assert response.status_code == 409 and response.json()["error"]["code"] == "conflict"
+    assert AgentKey.objects.filter(agent_id=agent_id).count() == 1
+
+
+def test_key_of_another_agent_is_not_found(staff: TokenClient) -> None:
+    first = staff.post(BASE, {"name": "one"}).json()["agent_id"]
+    second = staff.post(BASE, {"name": "two"}).json()["agent_id"]
+    key_id = staff.post(f"{BASE}/{first}/keys").json()["key_id"]
+    response = staff.post(f"{BASE}/{second}/keys/{key_id}/revoke")
+    assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
+    assert AgentKey.objects.get(agent_id=first).revoked_at is None
+    assert staff.get(f"{BASE}/agent_nope").status_code == 404

@@ -163,3 +163,36 @@ def test_healthz_and_readyz(db: Any) -> None:
     assert ready.status_code == 200
     assert ready.json()["status"] == "ok"
     assert ready.json()["checks"]["database"] == "ok"
+
+
+def test_secrets_sent_in_metadata_and_context_are_never_stored(api: AgentClient) -> None:
+    agent_key = api.headers["HTTP_AUTHORIZATION"].split()[1]
+    created = api.post(
+        "/api/v1/decisions",
+        {
+            "intent": "code.refactor.execute",
+            "automation_mode": "autonomous",
+            "metadata": {"component": "user-service", "db_password": "hunter2", "note": f"key {agent_key}"},
+        },
+    )
+    assert created.status_code == 201
+    decision_id = created.json()["decision_id"]
+    added = api.post(
+        f"/api/v1/decisions/{decision_id}/context",
+        {"context": {"Authorization": "Bearer abc", "aws": "AKIAIOSFODNN7EXAMPLE"}, "summary": "ok"},
+    )
+    assert added.status_code == 201
+    decision = Decision.objects.get(pk=decision_id)
+    assert decision.metadata == {
+        "component": "user-service",
+        "db_password": "[redacted]",
+        "note": "[redacted]",
+    }
+    events = list(TraceEvent.objects.filter(decision=decision).order_by("seq"))
+    assert events[1].payload == {
+        "context": {"Authorization": "[redacted]", "aws": "[redacted]"},
+        "summary": "ok",
+    }
+    trace = api.get(f"/api/v1/decisions/{decision_id}/trace").content.decode()
+    for secret in ("hunter2", agent_key, "Bearer abc", "AKIAIOSFODNN7EXAMPLE"):
+        assert secret not in trace
