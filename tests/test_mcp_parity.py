@@ -244,3 +244,30 @@ def test_an_unexpected_tool_failure_is_an_internal_error_without_details(
     assert fast[1]["result"]["isError"] is True
     assert fast[1]["result"]["content"][0]["text"].startswith("[internal] ")
     assert "hunter2" not in json.dumps(fast[1])
+
+
+@pytest.mark.parametrize("version", ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"])
+def test_each_spec_protocol_version_is_echoed_on_both_paths(
+    version: str, agent_decision: tuple[str, str, str]
+) -> None:
+    from mcp.shared.version import SUPPORTED_PROTOCOL_VERSIONS
+
+    from tracemem_site.version import PROTOCOL_VERSIONS
+
+    # The stock transport negotiates with the SDK's list, the fast path with ours: they must agree.
+    assert sorted(SUPPORTED_PROTOCOL_VERSIONS) == sorted(PROTOCOL_VERSIONS)
+    _, key, _ = agent_decision
+    message = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": version,
+            "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"},
+        },
+    }
+    stock, fast = both(key, message)
+    assert fast == stock
+    assert fast[1]["result"]["protocolVersion"] == version
+    assert fast[1]["result"]["serverInfo"] == {"name": "tracemem", "version": "0.1.0"}
