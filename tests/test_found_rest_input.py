@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
+from django.conf import settings as django_settings
 from django.test import Client
 
 from decisions.models import Decision, TraceEvent
@@ -157,12 +158,30 @@ def test_openapi_schema_renders_with_the_decision_operations(db: Any) -> None:
     assert Client().get("/api/docs/").status_code == 200
 
 
-def test_healthz_and_readyz(db: Any) -> None:
+def test_healthz_and_readyz(db: Any, redis_url: str) -> None:
     assert Client().get("/healthz").json() == {"status": "ok"}
     ready = Client().get("/readyz")
     assert ready.status_code == 200
     assert ready.json()["status"] == "ok"
     assert ready.json()["checks"]["database"] == "ok"
+    if django_settings.CELERY_BROKER_URL:  # the test settings point at the real Redis
+        assert ready.json()["checks"]["broker"] == "ok"
+
+
+def test_readyz_is_503_when_the_broker_is_unreachable(db: Any, settings: Any) -> None:
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    from tracemem_site.celery import app
+
+    original = app.conf.broker_url
+    app.conf.broker_url = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+    try:
+        ready = Client().get("/readyz")
+    finally:
+        app.conf.broker_url = original
+    assert ready.status_code == 503
+    assert ready.json()["status"] == "unavailable"
+    assert ready.json()["checks"]["database"] == "ok"
+    assert ready.json()["checks"]["broker"].startswith("error: ")
 
 
 def test_secrets_sent_in_metadata_and_context_are_never_stored(api: AgentClient) -> None:
