@@ -168,11 +168,11 @@ def compiled_for(hash_: str, content: dict[str, Any]) -> CompiledPolicy:
     Keyed by the content hash, so publishing a new version can never be served a stale program;
     drafts (no stable hash) are compiled fresh by the caller.
     """
-    with _cache_lock:
-        hit = _cache.get(hash_)
-        if hit is not None:
-            _cache.move_to_end(hash_)
-            return hit
+    # The hit path takes no lock (a dict read is atomic under the GIL); eviction is oldest-first,
+    # which with a few hundred entries and rarely changing versions is as good as LRU.
+    hit = _cache.get(hash_)
+    if hit is not None:
+        return hit
     compiled = compile_policy(content)
     with _cache_lock:
         _cache[hash_] = compiled
