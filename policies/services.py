@@ -375,7 +375,10 @@ def policy_evaluate_in_decision(
         compiled = engine.compiled_for(pv.hash, pv.content())
         result = engine.evaluate(compiled, inputs=inputs, decision=decision_variables(decision), now=now)
     except (engine.EvaluationError, engine.PolicyError) as exc:
-        message = f"policy {pv.policy_id} v{pv.version} could not be evaluated: {exc}; nothing was allowed"
+        message = (
+            f"policy {pv.policy_id} v{pv.version} could not be evaluated: {exc}; nothing was allowed "
+            "(the failed attempt is in the trace): fix the inputs and try again"
+        )
         payload.update(
             {
                 "outcome": "error",
