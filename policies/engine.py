@@ -23,6 +23,7 @@ _POSITION_RE = re.compile(r"<input>:(\d+):(\d+)")
 # Names bound by comprehension macros (``list.exists(x, ...)``) are reported as variables too.
 _BINDER_RE = re.compile(r"\b(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,")
 _CACHE_SIZE = 512
+_UNDEFINED_FLAT_RE = re.compile(r"'__(inputs|decision)__(\w+)'")
 
 
 class PolicyError(ValueError):
@@ -64,6 +65,9 @@ class CompiledPolicy:
     # For ``inputs`` and ``decision``: the top-level keys the rules read, when every reference is
     # a plain ``name.key`` (None = the rules need the whole object). Only those keys are converted.
     fields: dict[str, frozenset[str] | None]
+    # Roots whose ``root.key`` references were compiled as flat variables ``__root__key`` (a map
+    # costs the binding several microseconds to convert; a scalar far less).
+    flat: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -119,6 +123,75 @@ def _keys_read(source: str, root: str) -> set[str] | None:
     return keys
 
 
+# CEL string literals (triple-quoted first), so rewriting never touches text inside quotes.
+_LITERAL_RE = re.compile(
+    "|".join(
+        (
+            r'"""(?:\\.|[^\\])*?"""',
+            r"'''(?:\\.|[^\\])*?'''",
+            r'"(?:\\.|[^"\\\n])*"',
+            r"'(?:\\.|[^'\\\n])*'",
+        )
+    ),
+    re.S,
+)
+_RAW_OR_BYTES_RE = re.compile(r"(?i)(?<![\w.])[rb]{1,2}[\"']")
+
+
+def flat_name(root: str, key: str) -> str:
+    return f"__{root}__{key}"
+
+
+def _flatten_code(code: str, root: str) -> str | None:
+    out: list[str] = []
+    pos = 0
+    for match in re.finditer(rf"\b{root}\s*\.\s*([A-Za-z_]\w*)", code):
+        before = code[: match.start()].rstrip()
+        if before.endswith(".") or (match.start() > 0 and code[match.start() - 1] == "_"):
+            return None  # a field named like the root (``x.inputs.y``): not the variable
+        out += [code[pos : match.start()], flat_name(root, match.group(1))]
+        pos = match.end()
+    out.append(code[pos:])
+    flattened = "".join(out)
+    return None if re.search(rf"\b{root}\b", flattened) else flattened
+
+
+def flatten_source(source: str, root: str) -> str | None:
+    """``root.key`` → ``__root__key`` outside string literals; None unless every reference is that."""
+    if _RAW_OR_BYTES_RE.search(source):
+        return None  # raw and bytes literals: do not guess where they end
+    out: list[str] = []
+    pos = 0
+    for literal in _LITERAL_RE.finditer(source):
+        code = _flatten_code(source[pos : literal.start()], root)
+        if code is None:
+            return None
+        out += [code, literal.group(0)]
+        pos = literal.end()
+    code = _flatten_code(source[pos:], root)
+    if code is None:
+        return None
+    out.append(code)
+    return "".join(out)
+
+
+def _flattened_programs(
+    sources: list[str], roots: tuple[str, ...]
+) -> tuple[list[Any], frozenset[str]] | None:
+    """Programs with ``roots`` flattened in every rule, or None if any rule cannot be (e.g. has())."""
+    flattened = list(sources)
+    for root in roots:
+        for i, text in enumerate(flattened):
+            new = flatten_source(text, root)
+            if new is None:
+                return None
+            flattened[i] = new
+    try:
+        return [cel.compile(text) for text in flattened], frozenset(roots)
+    except Exception:
+        return None
+
+
 def compile_policy(content: dict[str, Any]) -> CompiledPolicy:
     """Compile a policy version's content (rules, default_outcome, inputs_schema)."""
     compiled: list[CompiledRule] = []
@@ -141,7 +214,22 @@ def compile_policy(content: dict[str, Any]) -> CompiledPolicy:
                 read = _keys_read(rule["when"], root)
                 fields[root] = None if read is None else keys | read
         compiled.append(CompiledRule(rule["name"], program, rule["outcome"], rule.get("message") or ""))
+    flat: frozenset[str] = frozenset()
+    sources = [rule["when"] for rule in content.get("rules") or []]
+    for roots in (("inputs", "decision"), ("inputs",), ("decision",)):
+        candidates = tuple(r for r in roots if r in uses and fields[r] is not None)
+        if not candidates:
+            continue
+        attempt = _flattened_programs(sources, candidates)
+        if attempt is not None:
+            programs, flat = attempt
+            compiled = [
+                CompiledRule(rule.name, program, rule.outcome, rule.message)
+                for rule, program in zip(compiled, programs, strict=True)
+            ]
+            break
     return CompiledPolicy(
+        flat=flat,
         rules=tuple(compiled),
         default_outcome=content.get("default_outcome") or "deny",
         default_message=content.get("default_message") or "no rule matched; the default outcome applies",
@@ -218,6 +306,12 @@ def evaluate(
     for name in policy.uses:
         value = values[name]
         keys = policy.fields.get(name)
+        if name in policy.flat and keys is not None:
+            # A key that is absent stays undefined: reading it fails as "missing variable".
+            for key in keys:
+                if key in value:
+                    variables[flat_name(name, key)] = value[key]
+            continue
         if keys is not None and isinstance(value, dict):
             value = {k: value[k] for k in keys if k in value}
         variables[name] = value
@@ -228,6 +322,18 @@ def evaluate(
         except KeyError as exc:
             raise EvaluationError(
                 f"rule {rule.name!r}: missing variable {exc.args[0] if exc.args else exc}: the inputs do not "
+                "have it; pass it, or guard the condition with has()",
+                rule=rule.name,
+                kind="missing_variable",
+            ) from None
+        except RuntimeError as exc:
+            undefined = _UNDEFINED_FLAT_RE.search(str(exc))
+            if undefined is None:
+                raise EvaluationError(
+                    f"rule {rule.name!r}: evaluation failed: {str(exc).splitlines()[0]}", rule=rule.name
+                ) from None
+            raise EvaluationError(
+                f"rule {rule.name!r}: missing variable {undefined.group(2)}: the {undefined.group(1)} do not "
                 "have it; pass it, or guard the condition with has()",
                 rule=rule.name,
                 kind="missing_variable",

@@ -565,3 +565,63 @@ def test_engine_converts_only_the_keys_rules_read_and_falls_back_to_whole_object
     assert engine.evaluate(policy, inputs={"a": 1, "zzz": "x"}, decision={}, now=now).outcome == "allow"
     assert engine.evaluate(policy, inputs={"a": 2, "b": None}, decision={}, now=now).outcome == "allow"
     assert engine.evaluate(policy, inputs={"a": 2}, decision={}, now=now).outcome == "deny"
+
+
+FLATTEN_CASES = [
+    'inputs.change_type == "refactor"',
+    'inputs.change_type in ["delete", "x"] || inputs.n > 3',
+    "inputs.a.b == 1",
+    "has(inputs.a)",
+    'inputs.s == "inputs.a" && decision.automation_mode == "propose"',
+    'decision.metadata.component == "user-service" && inputs.n >= 2',
+    "inputs.rows.exists(r, r > 2)",
+    "size(inputs) > 1",
+    "inputs.s.startsWith('ab')",
+    'now > timestamp("2020-01-01T00:00:00Z") && inputs.n == 3',
+    "inputs.missing == 1 || inputs.n == 3",
+    "inputs.n + 1",
+    'decision.metadata.inputs == "x" || inputs.n == 3',
+]
+
+
+@pytest.mark.parametrize("when", FLATTEN_CASES)
+def test_engine_outcomes_equal_plain_cel_evaluation(when: str) -> None:
+    """The engine's optimisations (flattened ``inputs.key``, reduced maps) never change an outcome."""
+    import cel
+
+    now = datetime.now(UTC)
+    decision = {
+        "intent": "a.b",
+        "automation_mode": "propose",
+        "actor": "x",
+        "metadata": {"component": "user-service"},
+    }
+    policy = engine.compile_policy({"rules": [{"name": "r", "when": when, "outcome": "allow"}]})
+    for inputs in (
+        {"change_type": "refactor", "n": 3, "a": {"b": 1}, "s": "abc", "rows": [1, 3]},
+        {"change_type": "x", "n": 1, "s": "inputs.a", "rows": []},
+        {"n": "str"},
+    ):
+        try:
+            got = engine.evaluate(policy, inputs=inputs, decision=decision, now=now).outcome
+        except engine.EvaluationError as exc:
+            got = exc.kind
+        try:
+            value = cel.compile(when).execute({"inputs": inputs, "decision": decision, "now": now})
+            expected = (
+                {True: "allow", False: "deny"}.get(value, "type_error")
+                if isinstance(value, bool)
+                else "type_error"
+            )
+        except KeyError:
+            expected = "missing_variable"
+        except TypeError:
+            expected = "type_error"
+        assert got == expected, (when, inputs)
+
+
+def test_flattening_never_rewrites_string_literals_or_foreign_fields() -> None:
+    assert engine.flatten_source('inputs.a == "inputs.b"', "inputs") == '__inputs__a == "inputs.b"'
+    assert engine.flatten_source("decision.metadata.inputs.x == 1 && inputs.y == 2", "inputs") is None
+    assert engine.flatten_source('inputs.a == r"x"', "inputs") is None
+    assert engine.flatten_source('inputs["a"] == 1', "inputs") is None
