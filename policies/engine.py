@@ -301,12 +301,12 @@ def evaluate(
 ) -> Result:
     """First rule whose condition is true decides; otherwise the default outcome."""
     validate_inputs(policy, inputs)
-    values = {"inputs": inputs, "decision": decision, "now": now}
+    values: dict[str, Any] = {"inputs": inputs, "decision": decision, "now": now}
     variables: dict[str, Any] = {}
     for name in policy.uses:
         value = values[name]
         keys = policy.fields.get(name)
-        if name in policy.flat and keys is not None:
+        if name in policy.flat and keys is not None and isinstance(value, dict):
             # A key that is absent stays undefined: reading it fails as "missing variable".
             for key in keys:
                 if key in value:
