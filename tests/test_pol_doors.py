@@ -238,3 +238,18 @@ def test_rest_evaluate_bad_shapes_are_invalid_argument(
     )
     assert phrase in error["message"]
     assert not TraceEvent.objects.filter(decision_id=did, type="evaluate").exists()
+
+
+@pytest.mark.django_db
+def test_admin_api_accepts_a_staff_session_and_refuses_agent_keys(make_agent: Any) -> None:
+    published()
+    _, key = make_agent()
+    client = Client()
+    client.force_login(get_user_model().objects.create_user("ada", password="pw", is_staff=True))
+    listing = client.get("/api/v1/admin/policies")
+    assert (listing.status_code, [p["policy_id"] for p in listing.json()["policies"]]) == (
+        200,
+        ["code_change_policy_v1"],
+    )
+    as_agent = Client().get("/api/v1/admin/policies", HTTP_AUTHORIZATION=f"Agent {key}")
+    assert (as_agent.status_code, as_agent.json()["error"]["code"]) == (401, "unauthenticated")
