@@ -14,7 +14,7 @@ from tracemem_site.version import PROTOCOL_VERSIONS, SERVER_VERSION
 from tracemem_verify.chain import GENESIS_HASH, event_hash
 
 # SPEC §3 tools built so far; add yours here when its <app>/mcp.py lands.
-TOOLS_SO_FAR = {
+SPEC_TOOLS = {
     "capabilities_get",
     "products_list",
     "product_get",
@@ -27,6 +27,9 @@ TOOLS_SO_FAR = {
     "decision_write",
     "decision_evaluate",
     "decision_request_approval",
+    "decision_receipt",
+    "decision_record",
+    "decision_search",
 }
 
 
@@ -56,7 +59,8 @@ def test_tools_list_has_every_tool_with_its_input_schema(live_server: Any, make_
         return await session.list_tools()
 
     tools = {t.name: t for t in run_mcp(live_server, key, work).tools}
-    assert TOOLS_SO_FAR <= set(tools)
+    # Exactly the SPEC §3 tools: nothing missing, and no stray tool (e.g. the package's own extras).
+    assert set(tools) == SPEC_TOOLS
     create = tools["decision_create"].inputSchema
     assert create["required"] == ["intent", "automation_mode"]
     assert create["properties"]["automation_mode"]["enum"] == ["propose", "approve", "override", "autonomous"]

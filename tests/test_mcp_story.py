@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.test import Client
 from mcp import ClientSession
 
 from approvals import services as approval_services
@@ -16,6 +17,7 @@ from tests.mcp_helpers import run_mcp, tool_result_value
 from tracemem_site import demo
 from tracemem_site.actor import Actor
 from tracemem_verify.chain import GENESIS_HASH, event_hash
+from tracemem_verify.receipt import keys_from_document, verify_receipt, verify_trace_against
 
 HASHED = ("decision_id", "event_id", "seq", "type", "timestamp", "actor", "payload", "prev_hash")
 
@@ -26,7 +28,9 @@ async def _call(session: ClientSession, tool: str, arguments: dict[str, Any]) ->
     return value
 
 
-def test_refactor_story_over_mcp_propose_evaluate_approve_commit(live_server: Any, redis_url: str) -> None:
+def test_refactor_story_over_mcp_propose_evaluate_approve_write_commit_receipt(
+    live_server: Any, redis_url: str
+) -> None:
     lines = demo.seed()
     key = next(line.split("=", 1)[1] for line in lines if "export TRACEMEM_API_KEY=" in line)
 
@@ -89,6 +93,18 @@ def test_refactor_story_over_mcp_propose_evaluate_approve_commit(live_server: An
 
     async def after_approval(session: ClientSession) -> tuple[dict[str, Any], ...]:
         got = await _call(session, "decision_get", {"decision_id": did})
+        written = await _call(
+            session,
+            "decision_write",
+            {
+                "decision_id": did,
+                "product": "pg_orders_insert_v1",
+                "purpose": "order_processing",
+                "mutation": {"data": {"customer_id": 1, "amount": 42.5, "status": "new"}},
+                "idempotency_key": "story-order-1",
+            },
+        )
+        assert (written["status"], written["affected_rows"]) == ("executed", 1)
         closed = await _call(
             session,
             "decision_close",
@@ -99,9 +115,10 @@ def test_refactor_story_over_mcp_propose_evaluate_approve_commit(live_server: An
             },
         )
         trace = await _call(session, "decision_trace", {"decision_id": did})
-        return got, closed, trace
+        receipt = await _call(session, "decision_receipt", {"decision_id": did})
+        return got, closed, trace, receipt
 
-    got, closed, trace = run_mcp(live_server, key, after_approval)
+    got, closed, trace, receipt = run_mcp(live_server, key, after_approval)
     assert (got["status"], got["approval_status"]) == ("approved", "approved")
     assert closed["status"] == "committed"
     types = [e["type"] for e in trace["events"]]
@@ -113,3 +130,8 @@ def test_refactor_story_over_mcp_propose_evaluate_approve_commit(live_server: An
         assert event_hash({k: event[k] for k in HASHED}) == event["hash"]
         prev = event["hash"]
     assert prev == closed["trace_head"] == trace["trace_head"]
+    assert "write" in types and types.index("approval_resolved") < types.index("write")
+    # Step 8: the receipt proves afterwards what happened, verified offline with the published keys.
+    published = Client().get("/.well-known/tracemem/receipt-keys").json()
+    assert str(verify_receipt(receipt, keys_from_document(published))).startswith("OK")
+    assert verify_trace_against(receipt["receipt_data"], trace["events"]).ok
