@@ -9,6 +9,7 @@ Lock order is always decision, then approval, so a request racing a vote cannot 
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core import signing
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -193,7 +194,7 @@ def decision_request_approval(
     )
     note_approval_requested(decision=decision, approval_id=approval.approval_id)
     for delivery in deliveries:
-        transaction.on_commit(lambda d=delivery.delivery_id: _publish(d))
+        transaction.on_commit(functools.partial(_publish, delivery.delivery_id))
     return approval
 
 
@@ -213,7 +214,7 @@ def _publish(delivery_id: str, countdown: float | None = None) -> None:
 # --- who may vote --------------------------------------------------------------------------
 
 
-def is_eligible(user: AbstractBaseUser, route: ApprovalRoute) -> bool:
+def is_eligible(user: User, route: ApprovalRoute) -> bool:
     """Superusers on every route; others through the route's group (SPEC §9, §10)."""
     if not user.is_active:
         return False
@@ -222,7 +223,7 @@ def is_eligible(user: AbstractBaseUser, route: ApprovalRoute) -> bool:
     return route.approver_group_id is not None and user.groups.filter(pk=route.approver_group_id).exists()
 
 
-def _ensure_may_vote(user: AbstractBaseUser, approval: Approval) -> None:
+def _ensure_may_vote(user: User, approval: Approval) -> None:
     route = approval.route
     if not is_eligible(user, route):
         raise PermissionDenied(
@@ -239,7 +240,7 @@ def _ensure_may_vote(user: AbstractBaseUser, approval: Approval) -> None:
 # --- voting and resolution ----------------------------------------------------------------------
 
 
-def _voter(user: AbstractBaseUser) -> dict[str, Any]:
+def _voter(user: User) -> dict[str, Any]:
     return {"id": f"user_{user.pk}", "name": user.get_username()}
 
 
@@ -392,7 +393,7 @@ def approval_expire(*, actor: Actor, approval_id: str) -> bool:
 # --- email links ------------------------------------------------------------------------------
 
 
-def email_link_issue(*, approval: Approval, user: AbstractBaseUser) -> str:
+def email_link_issue(*, approval: Approval, user: User) -> str:
     """A signed token naming one reviewer and one approval; reused across delivery retries."""
     link = EmailLink.objects.filter(approval=approval, user=user, used_at__isnull=True).first()
     if link is None:
@@ -572,7 +573,7 @@ def _require_staff(actor: Actor) -> None:
 
 @transaction.atomic
 def webhook_credential_create(
-    *, actor: Actor, user: AbstractBaseUser, name: str = "webhook"
+    *, actor: Actor, user: User, name: str = "webhook"
 ) -> tuple[WebhookCredential, str]:
     """Issue a credential a webhook receiver uses to resolve approvals as ``user``; shown once."""
     _require_staff(actor)
@@ -586,7 +587,7 @@ def webhook_credential_create(
     return credential, secret
 
 
-def webhook_credential_authenticate(*, authorization: str | None) -> AbstractBaseUser:
+def webhook_credential_authenticate(*, authorization: str | None) -> User:
     """``Authorization: Bearer tmwh_…`` (or ``Token``/``Webhook``) → the credential's user."""
     parts = (authorization or "").split()
     if len(parts) != 2 or parts[0].lower() not in ("bearer", "token", "webhook"):
@@ -616,7 +617,7 @@ def webhook_credential_authenticate(*, authorization: str | None) -> AbstractBas
     return credential.user
 
 
-def user_for_email(email: str) -> AbstractBaseUser:
+def user_for_email(email: str) -> User:
     """The one active user with this email (Slack reviewers are matched by email)."""
     users = list(get_user_model().objects.filter(email__iexact=email, is_active=True)[:2])
     if len(users) != 1:

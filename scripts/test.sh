@@ -16,8 +16,9 @@ echo "== import-linter"; .venv/bin/lint-imports
 if grep -nE '^\s*(from|import) django\.(http|forms|template|shortcuts)' */services.py */selectors.py; then
   echo "services and selectors must not import HTTP, forms or templates (STYLE rule 2)"; exit 1
 fi
-echo "== mypy (django-stubs): tracemem_site and the agents/decisions services and selectors"
-.venv/bin/mypy tracemem_site agents/services.py agents/selectors.py decisions/services.py decisions/selectors.py
+echo "== mypy (django-stubs): tracemem_site and every app's services and selectors"
+.venv/bin/mypy tracemem_site tracemem_verify */services.py */selectors.py decisions/records.py decisions/receipts.py \
+  decisions/evidence.py policies/engine.py
 echo "== migrations are up to date"; .venv/bin/python manage.py makemigrations --check --dry-run >/dev/null
 echo "== pytest"
 exec .venv/bin/pytest "$@"

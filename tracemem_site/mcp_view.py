@@ -165,7 +165,8 @@ class OriginNotAllowed(exceptions.PermissionDenied):
 _tool_list_cache: dict[str, Any] = {}
 
 
-def _jsonrpc_result(request_id: Any, result: types.ServerResult | Any) -> HttpResponse:
+def _jsonrpc_result(request_id: Any, result: Any) -> HttpResponse:
+    """``result`` is one of the SDK's result models (InitializeResult, ListToolsResult, ...)."""
     message = types.JSONRPCMessage(
         types.JSONRPCResponse(
             jsonrpc="2.0",
