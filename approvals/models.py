@@ -8,6 +8,7 @@ from django.db import models
 from django.utils import timezone
 
 from decisions.models import Decision
+from tracemem_site.crypto import EncryptedTextField
 from tracemem_site.ids import APPROVAL_PREFIX, new_id
 
 
@@ -28,8 +29,8 @@ class SlackIntegration(models.Model):
     """
 
     name = models.SlugField(max_length=64, unique=True)
-    bot_token = models.CharField(max_length=300, help_text="xoxb-… (write-only)")
-    signing_secret = models.CharField(max_length=300, help_text="write-only")
+    bot_token = EncryptedTextField(help_text="xoxb-… (write-only, encrypted at rest)")
+    signing_secret = EncryptedTextField(help_text="write-only, encrypted at rest")
     api_base_url = models.URLField(default="https://slack.com/api/", help_text="override for tests/proxies")
 
     def __str__(self) -> str:
@@ -41,7 +42,7 @@ class WebhookEndpoint(models.Model):
 
     name = models.SlugField(max_length=64, unique=True)
     url = models.URLField(max_length=1000)
-    signing_secret = models.CharField(max_length=300, help_text="whsec_… base64 secret (write-only)")
+    signing_secret = EncryptedTextField(help_text="whsec_… base64 secret (write-only, encrypted at rest)")
 
     def __str__(self) -> str:
         return f"webhook:{self.name}"

@@ -5,8 +5,8 @@ from typing import Any
 from django import forms
 from django.contrib import admin
 
-from products import crypto
 from products.models import DataProduct, DataSource, ProductGrant
+from tracemem_site import crypto
 
 
 class DataSourceForm(forms.ModelForm):

@@ -19,8 +19,8 @@ import psycopg
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from psycopg import sql
 
-from products import crypto
 from products.models import DataSource, SourceKind
+from tracemem_site import crypto
 from tracemem_site.env import env_int
 from tracemem_site.errors import Conflict, DomainError, InvalidArgument, InvalidState
 
@@ -100,7 +100,7 @@ def open_runner(source: DataSource) -> Iterator[Runner]:
         except DatabaseError as exc:
             raise _map_error(exc) from None
         return
-    dsn = crypto.decrypt(source.dsn_encrypted)
+    dsn = crypto.decrypt(source.dsn_encrypted, what=f"the DSN of data source {source.name!r}")
     try:
         with psycopg.connect(dsn, connect_timeout=CONNECT_TIMEOUT_S) as conn:
             with conn.transaction():

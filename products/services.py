@@ -25,7 +25,6 @@ from decisions.services import decision_lock, ensure_not_terminal, ensure_writab
 from policies import selectors as policy_selectors
 from policies import services as policy_services
 from policies.services import fail_closed
-from products import crypto
 from products.engine import Runner, open_runner
 from products.fields import TABLE_RE, coerce, render, validate_definition_fields
 from products.models import (
@@ -39,6 +38,7 @@ from products.models import (
     WriteResult,
 )
 from products.selectors import product_for_agent, require_staff
+from tracemem_site import crypto
 from tracemem_site import validation as v
 from tracemem_site.actor import Actor
 from tracemem_site.errors import (

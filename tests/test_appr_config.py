@@ -6,10 +6,12 @@ from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
 from django.test import Client
 
-from approvals.models import ApprovalRoute, SlackIntegration
+from approvals.models import ApprovalRoute, SlackIntegration, WebhookEndpoint
 from tests.appr_helpers import make_reviewer
+from tracemem_site import crypto
 
 pytestmark = pytest.mark.django_db
 
@@ -78,6 +80,28 @@ def test_integration_secrets_are_write_only_in_the_admin() -> None:
     integration.refresh_from_db()
     assert (integration.bot_token, integration.signing_secret) == ("xoxb-very-secret-1", "sign-secret-2")
     assert integration.api_base_url == "https://slack.example/api/"
+
+
+def test_integration_secrets_are_encrypted_at_rest() -> None:
+    slack = SlackIntegration.objects.create(
+        name="enc", bot_token="xoxb-at-rest-1", signing_secret="slack-sign-2"
+    )
+    hook = WebhookEndpoint.objects.create(
+        name="enc", url="https://hooks.example/x", signing_secret="whsec_c2VjcmV0"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT bot_token, signing_secret FROM approvals_slackintegration WHERE id = %s", [slack.pk]
+        )
+        raw_slack = cursor.fetchone()
+        cursor.execute("SELECT signing_secret FROM approvals_webhookendpoint WHERE id = %s", [hook.pk])
+        raw_hook = cursor.fetchone()
+    assert "xoxb-at-rest-1" not in raw_slack[0] and "slack-sign-2" not in raw_slack[1]
+    assert "c2VjcmV0" not in raw_hook[0]
+    assert crypto.decrypt(raw_slack[0]) == "xoxb-at-rest-1"
+    fresh = SlackIntegration.objects.get(pk=slack.pk)
+    assert (fresh.bot_token, fresh.signing_secret) == ("xoxb-at-rest-1", "slack-sign-2")
+    assert WebhookEndpoint.objects.get(pk=hook.pk).signing_secret == "whsec_c2VjcmV0"
 
 
 def test_admin_routes_api_creates_reads_patches_and_refuses_non_staff() -> None:

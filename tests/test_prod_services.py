@@ -615,8 +615,8 @@ def test_data_source_dsn_is_encrypted_and_never_shown(db: Any) -> None:
     stored = DataSource.objects.get(pk="warehouse")
     assert "hunter2" not in stored.dsn_display and "hunter2" not in stored.dsn_encrypted
     assert "db.example.com" in stored.dsn_display and "bob" in stored.dsn_display
-    from products import crypto
     from products.serializers import data_source_out
+    from tracemem_site import crypto
 
     assert crypto.decrypt(stored.dsn_encrypted) == "postgresql://bob:hunter2-secret@db.example.com:5432/shop"
     assert "hunter2" not in str(data_source_out(source))

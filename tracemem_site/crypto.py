@@ -1,7 +1,7 @@
-"""Encryption of data-source DSNs at rest (Fernet).
+"""Encryption of stored secrets at rest (Fernet): data-source DSNs, Slack tokens, webhook secrets.
 
 The key comes from ``TRACEMEM_ENCRYPTION_KEY``; the embedded default generates one once under
-``VAR_DIR`` with 0600 permissions, like the Django secret key. Losing the key makes stored DSNs
+``VAR_DIR`` with 0600 permissions, like the Django secret key. Losing the key makes stored secrets
 unreadable (re-enter them), never readable by someone else.
 """
 
@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
+from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.db import models
 
 from tracemem_site.errors import InvalidState
 
@@ -47,10 +49,28 @@ def encrypt(plaintext: str) -> str:
     return _fernet().encrypt(plaintext.encode()).decode()
 
 
-def decrypt(token: str) -> str:
+def decrypt(token: str, *, what: str = "a stored secret") -> str:
     try:
         return _fernet().decrypt(token.encode()).decode()
     except InvalidToken:
         raise InvalidState(
-            f"a stored data-source DSN cannot be decrypted with the current {KEY_ENV}; an admin must re-enter it"
+            f"{what} cannot be decrypted with the current {KEY_ENV}; an admin must re-enter it"
         ) from None
+
+
+class EncryptedTextField(models.TextField):
+    """A text column holding a secret: encrypted on the way into the database, decrypted on the way out.
+
+    The ciphertext is randomised, so the column cannot be filtered on, which is fine for secrets.
+    """
+
+    def from_db_value(self, value: str | None, expression: Any, connection: Any) -> str | None:
+        if value is None or value == "":
+            return value
+        return decrypt(value, what=f"{self.model.__name__}.{self.name}")
+
+    def get_prep_value(self, value: Any) -> Any:
+        value = super().get_prep_value(value)
+        if value is None or value == "":
+            return value
+        return encrypt(value)
