@@ -1,4 +1,4 @@
-"""``python -m bench [NAME ...]``: run bench/bench_*.py modules (all, or those named) and print a table."""
+"""``python -m bench [NAME ...]``: run bench/bench_*.py modules (all, or those named), a table each."""
 
 from __future__ import annotations
 
@@ -29,15 +29,16 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    rows: list[dict[str, Any]] = []
-    for name in discover(argv):
-        module = importlib.import_module(f"bench.{name}")
-        print(f"running {name} ...", file=sys.stderr, flush=True)
-        rows += module.run()
-    if not rows:
+    names = discover(argv)
+    if not names:
         print("no benchmarks found", file=sys.stderr)
         return 1
-    print(table(rows))
+    for name in names:
+        module = importlib.import_module(f"bench.{name}")
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        rows: list[dict[str, Any]] = module.run()
+        # Each benchmark has its own columns, so each gets its own table.
+        print(f"\n## {name.removeprefix('bench_')}\n{table(rows)}", flush=True)
     return 0
 
 

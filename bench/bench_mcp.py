@@ -88,7 +88,6 @@ def run() -> list[dict[str, Any]]:
         for door, stats in results.items():
             rows.append(
                 {
-                    "bench": "mcp",
                     "case": case,
                     "door": door,
                     **stats,
