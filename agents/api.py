@@ -10,17 +10,15 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
-from rest_framework.authentication import SessionAuthentication
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agents import selectors, services
-from agents.auth import PersonalTokenAuthentication
 from agents.models import Agent
 from agents.serializers import agent_out, issued_key_out, key_out
 from tracemem_site.errors import InvalidArgument, NotFound
-from tracemem_site.rest import actor_from_request, body
+from tracemem_site.rest import HumanAPIView, actor_from_request, body
 
 
 class CapabilitiesView(APIView):
@@ -33,7 +31,6 @@ class CapabilitiesView(APIView):
 
 # --- admin API (SPEC §10): staff session or personal access token, never an agent key ------------
 
-_ADMIN_AUTH = [PersonalTokenAuthentication, SessionAuthentication]
 _ADMIN_ERRORS = {
     400: OpenApiResponse(description="invalid_argument"),
     401: OpenApiResponse(description="unauthenticated"),
@@ -74,9 +71,7 @@ def _expires_at(data: dict[str, Any]) -> datetime | None:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
-class AdminAgentListView(APIView):
-    authentication_classes = _ADMIN_AUTH
-
+class AdminAgentListView(HumanAPIView):
     class AdminAgentCreateInput(serializers.Serializer):
         name = serializers.CharField(max_length=100)
         owner = serializers.CharField(required=False, allow_null=True, help_text="username")
@@ -105,9 +100,7 @@ class AdminAgentListView(APIView):
         return Response(agent_out(agent), status=201)
 
 
-class AdminAgentDetailView(APIView):
-    authentication_classes = _ADMIN_AUTH
-
+class AdminAgentDetailView(HumanAPIView):
     class AdminAgentPatchInput(serializers.Serializer):
         name = serializers.CharField(required=False)
         owner = serializers.CharField(required=False, allow_null=True, help_text="username or null")
@@ -140,9 +133,7 @@ class AdminAgentDetailView(APIView):
         return Response(agent_out(agent))
 
 
-class AdminKeyIssueView(APIView):
-    authentication_classes = _ADMIN_AUTH
-
+class AdminKeyIssueView(HumanAPIView):
     class AdminKeyIssueInput(serializers.Serializer):
         name = serializers.CharField(required=False, default="default")
         expires_at = serializers.DateTimeField(required=False, allow_null=True)
@@ -164,9 +155,7 @@ class AdminKeyIssueView(APIView):
         return Response(issued_key_out(issued), status=201)
 
 
-class AdminKeyRevokeView(APIView):
-    authentication_classes = _ADMIN_AUTH
-
+class AdminKeyRevokeView(HumanAPIView):
     @extend_schema(
         operation_id="admin_agent_keys_revoke", request=None, responses={200: dict, **_ADMIN_ERRORS}
     )
@@ -176,9 +165,7 @@ class AdminKeyRevokeView(APIView):
         return Response(key_out(services.agent_key_revoke(actor=actor, key=key)))
 
 
-class AdminKeyRotateView(APIView):
-    authentication_classes = _ADMIN_AUTH
-
+class AdminKeyRotateView(HumanAPIView):
     class AdminKeyRotateInput(serializers.Serializer):
         grace_seconds = serializers.IntegerField(
             required=False,

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
-from rest_framework.authentication import SessionAuthentication
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agents.auth import PersonalTokenAuthentication
 from approvals import selectors, services
 from approvals.auth import WebhookCredentialAuthentication
 from approvals.serializers import approval_out, requested_out, route_out
-from tracemem_site.rest import actor_from_request, body
+from tracemem_site.rest import HumanAPIView, actor_from_request, body
 
 _ERRORS = {
     400: OpenApiResponse(description="invalid_argument"),
@@ -22,7 +20,6 @@ _ERRORS = {
     404: OpenApiResponse(description="not_found"),
     409: OpenApiResponse(description="invalid_state / conflict"),
 }
-_REVIEWER_AUTH = [SessionAuthentication, PersonalTokenAuthentication]
 
 
 class DecisionRequestApprovalView(APIView):
@@ -52,9 +49,7 @@ class DecisionRequestApprovalView(APIView):
         return Response(requested_out(approval), status=201)
 
 
-class ApprovalListView(APIView):
-    authentication_classes = _REVIEWER_AUTH
-
+class ApprovalListView(HumanAPIView):
     @extend_schema(
         operation_id="approval_list",
         parameters=[OpenApiParameter("status", str, description="pending | approved | rejected | expired")],
@@ -67,9 +62,7 @@ class ApprovalListView(APIView):
         return Response({"approvals": [approval_out(a) for a in approvals], "count": len(approvals)})
 
 
-class ApprovalGetView(APIView):
-    authentication_classes = _REVIEWER_AUTH
-
+class ApprovalGetView(HumanAPIView):
     @extend_schema(operation_id="approval_get", responses={200: dict, **_ERRORS})
     def get(self, request: Request, approval_id: str) -> Response:
         return Response(approval_out(selectors.approval_get(actor_from_request(request), approval_id)))
@@ -91,9 +84,7 @@ def _vote(request: Request, approval_id: str, choice: str, channel: str) -> Resp
     return Response(approval_out(approval))
 
 
-class ApprovalApproveView(APIView):
-    authentication_classes = _REVIEWER_AUTH
-
+class ApprovalApproveView(HumanAPIView):
     @extend_schema(
         operation_id="approval_approve", request=ApprovalVoteInput, responses={200: dict, **_ERRORS}
     )
@@ -101,9 +92,7 @@ class ApprovalApproveView(APIView):
         return _vote(request, approval_id, "approve", "api")
 
 
-class ApprovalRejectView(APIView):
-    authentication_classes = _REVIEWER_AUTH
-
+class ApprovalRejectView(HumanAPIView):
     @extend_schema(
         operation_id="approval_reject", request=ApprovalVoteInput, responses={200: dict, **_ERRORS}
     )
@@ -145,9 +134,7 @@ class RouteInput(serializers.Serializer):
     default = serializers.BooleanField(required=False)
 
 
-class AdminRouteListView(APIView):
-    authentication_classes = _REVIEWER_AUTH
-
+class AdminRouteListView(HumanAPIView):
     @extend_schema(operation_id="admin_routes_list", responses={200: dict, **_ERRORS})
     def get(self, request: Request) -> Response:
         return Response({"routes": [route_out(r) for r in selectors.routes_all(actor_from_request(request))]})
@@ -158,9 +145,7 @@ class AdminRouteListView(APIView):
         return Response(route_out(route), status=201)
 
 
-class AdminRouteDetailView(APIView):
-    authentication_classes = _REVIEWER_AUTH
-
+class AdminRouteDetailView(HumanAPIView):
     @extend_schema(operation_id="admin_routes_get", responses={200: dict, **_ERRORS})
     def get(self, request: Request, route_id: str) -> Response:
         selectors.ensure_route_admin(actor_from_request(request))

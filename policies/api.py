@@ -4,17 +4,15 @@ from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
-from rest_framework.authentication import SessionAuthentication
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agents.auth import PersonalTokenAuthentication
 from policies import selectors, services
 from policies.models import Outcome
 from policies.serializers import grant_out, policy_detail_out, policy_summary_out, version_out
 from tracemem_site.errors import InvalidArgument
-from tracemem_site.rest import actor_from_request, body
+from tracemem_site.rest import HumanAPIView, actor_from_request, body
 from tracemem_site.validation import first_present
 
 _ERRORS = {
@@ -52,10 +50,6 @@ class DecisionEvaluateView(APIView):
 # --- admin API -------------------------------------------------------------------------------
 
 
-class _AdminView(APIView):
-    authentication_classes = [SessionAuthentication, PersonalTokenAuthentication]
-
-
 class PolicyDefinitionInput(serializers.Serializer):
     class PolicyRuleInput(serializers.Serializer):
         name = serializers.CharField()
@@ -77,7 +71,7 @@ class PolicyCreateInput(PolicyDefinitionInput):
     policy_id = serializers.CharField(help_text="lowercase slug, e.g. discount_cap_v1")
 
 
-class AdminPolicyListView(_AdminView):
+class AdminPolicyListView(HumanAPIView):
     @extend_schema(operation_id="admin_policies_list", responses={200: dict, **_ERRORS})
     def get(self, request: Request) -> Response:
         selectors.ensure_policy_admin(actor_from_request(request))
@@ -96,7 +90,7 @@ class AdminPolicyListView(_AdminView):
         return Response(version_out(pv), status=201)
 
 
-class AdminPolicyDetailView(_AdminView):
+class AdminPolicyDetailView(HumanAPIView):
     @extend_schema(operation_id="admin_policies_get", responses={200: dict, **_ERRORS})
     def get(self, request: Request, policy_id: str) -> Response:
         selectors.ensure_policy_admin(actor_from_request(request))
@@ -108,7 +102,7 @@ class AdminPolicyDetailView(_AdminView):
         )
 
 
-class AdminPolicyDraftView(_AdminView):
+class AdminPolicyDraftView(HumanAPIView):
     @extend_schema(
         operation_id="admin_policies_draft_save",
         request=PolicyDefinitionInput,
@@ -121,21 +115,21 @@ class AdminPolicyDraftView(_AdminView):
         return Response(version_out(pv))
 
 
-class AdminPolicyPublishView(_AdminView):
+class AdminPolicyPublishView(HumanAPIView):
     @extend_schema(operation_id="admin_policies_publish", request=None, responses={200: dict, **_ERRORS})
     def post(self, request: Request, policy_id: str) -> Response:
         pv = services.policy_publish(actor=actor_from_request(request), policy_id=policy_id)
         return Response(version_out(pv))
 
 
-class AdminPolicyRetireView(_AdminView):
+class AdminPolicyRetireView(HumanAPIView):
     @extend_schema(operation_id="admin_policies_retire", request=None, responses={200: dict, **_ERRORS})
     def post(self, request: Request, policy_id: str) -> Response:
         pv = services.policy_retire(actor=actor_from_request(request), policy_id=policy_id)
         return Response(version_out(pv))
 
 
-class AdminPolicyTestView(_AdminView):
+class AdminPolicyTestView(HumanAPIView):
     class PolicyTestInput(serializers.Serializer):
         inputs = serializers.DictField()
         decision = serializers.DictField(required=False, help_text="intent, automation_mode, actor, metadata")
@@ -161,7 +155,7 @@ class AdminPolicyTestView(_AdminView):
         return Response(result)
 
 
-class AdminPolicyReplayView(_AdminView):
+class AdminPolicyReplayView(HumanAPIView):
     class PolicyReplayInput(serializers.Serializer):
         limit = serializers.IntegerField(required=False, default=50, help_text="last N evaluations (1-1000)")
 
@@ -176,7 +170,7 @@ class AdminPolicyReplayView(_AdminView):
         return Response(report)
 
 
-class AdminPolicyGrantsView(_AdminView):
+class AdminPolicyGrantsView(HumanAPIView):
     class PolicyGrantInput(serializers.Serializer):
         agent_id = serializers.CharField(help_text="agent_... id or agent name")
 

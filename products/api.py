@@ -7,12 +7,10 @@ from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
-from rest_framework.authentication import SessionAuthentication
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agents.auth import PersonalTokenAuthentication
 from products import selectors, services
 from products.serializers import (
     data_source_out,
@@ -21,7 +19,7 @@ from products.serializers import (
     product_out,
     products_list_out,
 )
-from tracemem_site.rest import actor_from_request, body
+from tracemem_site.rest import HumanAPIView, actor_from_request, body
 from tracemem_site.validation import first_present
 
 _ERRORS = {
@@ -110,11 +108,7 @@ class DecisionWriteView(APIView):
 # --- admin API (SPEC §10): staff session or personal token ------------------------------------
 
 
-class _AdminView(APIView):
-    authentication_classes = [PersonalTokenAuthentication, SessionAuthentication]
-
-
-class AdminDataSourcesView(_AdminView):
+class AdminDataSourcesView(HumanAPIView):
     class AdminDataSourceInput(serializers.Serializer):
         source_id = serializers.CharField()
         name = serializers.CharField(required=False)
@@ -143,7 +137,7 @@ class AdminDataSourcesView(_AdminView):
         return Response(data_source_out(source), status=201)
 
 
-class AdminProductsView(_AdminView):
+class AdminProductsView(HumanAPIView):
     class AdminProductInput(serializers.Serializer):
         product_id = serializers.CharField(help_text="slug with version suffix, e.g. pg_customers_v1")
         name = serializers.CharField(required=False)
@@ -177,7 +171,7 @@ class AdminProductsView(_AdminView):
         return Response(product_admin_out(product), status=201)
 
 
-class AdminProductView(_AdminView):
+class AdminProductView(HumanAPIView):
     @extend_schema(operation_id="admin_product_get", responses={200: dict, **_ERRORS})
     def get(self, request: Request, product_id: str) -> Response:
         return Response(
@@ -192,14 +186,14 @@ class AdminProductView(_AdminView):
         return Response(product_admin_out(product))
 
 
-class AdminProductPublishView(_AdminView):
+class AdminProductPublishView(HumanAPIView):
     @extend_schema(operation_id="admin_product_publish", request=None, responses={200: dict, **_ERRORS})
     def post(self, request: Request, product_id: str) -> Response:
         product = services.product_publish(actor=actor_from_request(request), product_id=product_id)
         return Response(product_admin_out(product))
 
 
-class AdminProductGrantView(_AdminView):
+class AdminProductGrantView(HumanAPIView):
     class AdminProductGrantInput(serializers.Serializer):
         agent_id = serializers.CharField()
         permissions = serializers.ListField(child=serializers.CharField(), required=False)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -10,45 +9,19 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404
-from rest_framework import exceptions, status
-from rest_framework.parsers import JSONParser
+from rest_framework import exceptions
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
-from agents.auth import DomainAuthenticationFailed
+from agents.auth import DomainAuthenticationFailed, PersonalTokenAuthentication
 from agents.models import Agent
 from tracemem_site.actor import Actor
 from tracemem_site.errors import DomainError
+from tracemem_site.parsers import PayloadTooLarge
 
 logger = logging.getLogger(__name__)
-
-
-class PayloadTooLarge(exceptions.APIException):
-    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_code = "invalid_argument"
-
-
-class BoundedJSONParser(JSONParser):
-    """JSON only, strict (no NaN), and never more than ``DATA_UPLOAD_MAX_MEMORY_SIZE`` bytes.
-
-    DRF reads the body as a stream, bypassing Django's own size check, so the limit is enforced
-    here for every door that parses JSON (REST and MCP).
-    """
-
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict | None = None) -> Any:
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        raw = stream.read(limit + 1) if stream is not None else b""
-        if len(raw) > limit:
-            raise PayloadTooLarge(f"request body is larger than {limit} bytes; send less data per call")
-        encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
-        try:
-            return json.loads(raw.decode(encoding), parse_constant=_reject_constant)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise exceptions.ParseError(f"request body is not valid JSON: {exc}") from None
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
 
 
 def error_response(
@@ -145,3 +118,13 @@ def body(request: Request) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise exceptions.ParseError("request body must be a JSON object")
     return data
+
+
+class HumanAPIView(APIView):
+    """Base of the reviewer and admin API: a logged-in session (CSRF-checked) or ``Token tmpat_…``.
+
+    Agent keys are not accepted here; whether the human may act (staff, route group) is decided
+    by the service or selector, as everywhere else.
+    """
+
+    authentication_classes = [SessionAuthentication, PersonalTokenAuthentication]
