@@ -8,7 +8,7 @@ from typing import Any
 from django.contrib.auth.models import User
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -18,6 +18,7 @@ from agents import selectors, services
 from agents.models import Agent
 from agents.serializers import agent_out, issued_key_out, key_out
 from tracemem_site.errors import InvalidArgument, NotFound
+from tracemem_site.rest import ERROR_RESPONSES as _ADMIN_ERRORS
 from tracemem_site.rest import HumanAPIView, actor_from_request, body
 
 
@@ -31,13 +32,6 @@ class CapabilitiesView(APIView):
 
 # --- admin API (SPEC §10): staff session or personal access token, never an agent key ------------
 
-_ADMIN_ERRORS = {
-    400: OpenApiResponse(description="invalid_argument"),
-    401: OpenApiResponse(description="unauthenticated"),
-    403: OpenApiResponse(description="permission_denied (not staff)"),
-    404: OpenApiResponse(description="not_found"),
-    409: OpenApiResponse(description="conflict"),
-}
 
 
 def _owner(data: dict[str, Any]) -> User | None:

@@ -25,3 +25,11 @@ class PersonalTokenScheme(OpenApiAuthenticationExtension):
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
         return {"type": "apiKey", "in": "header", "name": "Authorization", "description": "'Token tmpat_…'"}
+
+
+class WebhookCredentialScheme(OpenApiAuthenticationExtension):
+    target_class = "approvals.auth.WebhookCredentialAuthentication"
+    name = "webhookCredential"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {"type": "http", "scheme": "bearer", "description": "Webhook credential 'Bearer tmwh_…'"}

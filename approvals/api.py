@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -11,15 +11,8 @@ from rest_framework.views import APIView
 from approvals import selectors, services
 from approvals.auth import WebhookCredentialAuthentication
 from approvals.serializers import approval_out, requested_out, route_out
+from tracemem_site.rest import ERROR_RESPONSES as _ERRORS
 from tracemem_site.rest import HumanAPIView, actor_from_request, body
-
-_ERRORS = {
-    400: OpenApiResponse(description="invalid_argument"),
-    401: OpenApiResponse(description="unauthenticated"),
-    403: OpenApiResponse(description="permission_denied"),
-    404: OpenApiResponse(description="not_found"),
-    409: OpenApiResponse(description="invalid_state / conflict"),
-}
 
 
 class DecisionRequestApprovalView(APIView):

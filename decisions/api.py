@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -11,15 +11,9 @@ from rest_framework.views import APIView
 from decisions import selectors, services
 from decisions.models import AutomationMode
 from decisions.serializers import closed_out, created_out, decision_out, event_ref_out, trace_out
+from tracemem_site.rest import ERROR_RESPONSES as _ERRORS
 from tracemem_site.rest import actor_from_request, body
 from tracemem_site.validation import first_present
-
-_ERRORS = {
-    400: OpenApiResponse(description="invalid_argument"),
-    401: OpenApiResponse(description="unauthenticated"),
-    404: OpenApiResponse(description="not_found"),
-    409: OpenApiResponse(description="invalid_state"),
-}
 
 
 class DecisionCreateView(APIView):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import AllowAny
@@ -20,6 +20,7 @@ from rest_framework.views import APIView
 from agents.auth import AgentKeyAuthentication, PersonalTokenAuthentication
 from decisions import evidence, receipts, records
 from decisions.models import RecordCategory
+from tracemem_site.rest import ERROR_RESPONSES as _ERRORS
 from tracemem_site.rest import actor_from_request, body
 
 
@@ -33,12 +34,6 @@ def _json_list(value: str) -> list[Any] | None:
     return parsed if isinstance(parsed, list) else None
 
 
-_ERRORS = {
-    400: OpenApiResponse(description="invalid_argument"),
-    401: OpenApiResponse(description="unauthenticated"),
-    404: OpenApiResponse(description="not_found"),
-    409: OpenApiResponse(description="invalid_state / conflict"),
-}
 
 
 class DecisionReceiptView(APIView):

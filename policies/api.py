@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -12,16 +12,9 @@ from policies import selectors, services
 from policies.models import Outcome
 from policies.serializers import grant_out, policy_detail_out, policy_summary_out, version_out
 from tracemem_site.errors import InvalidArgument
+from tracemem_site.rest import ERROR_RESPONSES as _ERRORS
 from tracemem_site.rest import HumanAPIView, actor_from_request, body
 from tracemem_site.validation import first_present
-
-_ERRORS = {
-    400: OpenApiResponse(description="invalid_argument"),
-    401: OpenApiResponse(description="unauthenticated"),
-    403: OpenApiResponse(description="permission_denied"),
-    404: OpenApiResponse(description="not_found"),
-    409: OpenApiResponse(description="invalid_state"),
-}
 
 
 class DecisionEvaluateView(APIView):

@@ -5,7 +5,7 @@ Each view: shape-check → Actor → one service (or selector) → render the sh
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -19,16 +19,9 @@ from products.serializers import (
     product_out,
     products_list_out,
 )
+from tracemem_site.rest import ERROR_RESPONSES as _ERRORS
 from tracemem_site.rest import HumanAPIView, actor_from_request, body
 from tracemem_site.validation import first_present
-
-_ERRORS = {
-    400: OpenApiResponse(description="invalid_argument"),
-    401: OpenApiResponse(description="unauthenticated"),
-    403: OpenApiResponse(description="permission_denied / purpose_not_allowed / policy_denied"),
-    404: OpenApiResponse(description="not_found"),
-    409: OpenApiResponse(description="invalid_state / conflict / approval_required"),
-}
 
 
 class ProductsListView(APIView):

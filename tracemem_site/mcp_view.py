@@ -367,6 +367,8 @@ class StockMCPView(MCPServerStreamableHttpView):
 class MCPView(FastPathMixin, StockMCPView):
     """``POST /mcp``: the fast path first, the stock transport for everything else."""
 
+    schema = None  # JSON-RPC, not REST: its contract is tools/list, not the OpenAPI document
+
     def post(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
         response = self.fast_path(request)
         if response is not None:

@@ -1,4 +1,4 @@
-"""REST plumbing: the one place errors become HTTP (SPEC §4), the bounded JSON parser, the actor."""
+"""REST plumbing: the one place errors become HTTP (SPEC §4), the error body's schema, the actor."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404
-from rest_framework import exceptions
+from drf_spectacular.utils import OpenApiResponse, inline_serializer
+from rest_framework import exceptions, serializers
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -22,6 +23,33 @@ from tracemem_site.errors import DomainError
 from tracemem_site.parsers import PayloadTooLarge
 
 logger = logging.getLogger(__name__)
+
+
+# The SPEC §4 error body, documented once for every endpoint of the OpenAPI schema.
+_ERROR_BODY = inline_serializer(
+    "ErrorBody",
+    fields={
+        "error": inline_serializer(
+            "ErrorDetail",
+            fields={
+                "code": serializers.CharField(),
+                "message": serializers.CharField(),
+                "details": serializers.DictField(),
+            },
+        )
+    },
+)
+ERROR_RESPONSES = {
+    status_code: OpenApiResponse(response=_ERROR_BODY, description=codes)
+    for status_code, codes in {
+        400: "invalid_argument",
+        401: "unauthenticated (details.reason says why)",
+        403: "permission_denied / purpose_not_allowed / policy_denied",
+        404: "not_found (also another agent's decision)",
+        409: "invalid_state / conflict / approval_required",
+        429: "rate_limited (with Retry-After)",
+    }.items()
+}
 
 
 def error_response(
