@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.db import models
 from django.http import HttpRequest
 
 from approvals import services
@@ -31,6 +33,12 @@ def _write_only(
             model = form_class_model
             fields = all_fields
             widgets = {name: forms.PasswordInput(render_value=False) for name in secret_fields}
+            # Integration endpoints are HTTPS; say so instead of relying on Django's changing default.
+            field_classes = {
+                name: functools.partial(forms.URLField, assume_scheme="https")
+                for name in all_fields
+                if isinstance(form_class_model._meta.get_field(name), models.URLField)
+            }
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)

@@ -4,11 +4,13 @@ Also the public endpoints: OpenAPI schema, /healthz, /readyz."""
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import pytest
 import yaml
 from django.conf import settings as django_settings
+from django.core.management import call_command
 from django.test import Client
 
 from decisions.models import Decision, TraceEvent
@@ -147,15 +149,34 @@ def test_openapi_schema_renders_with_the_decision_operations(db: Any) -> None:
     operations = {
         op["operationId"] for item in schema["paths"].values() for op in item.values() if isinstance(op, dict)
     }
+    # Every SPEC §3 tool is a documented REST operation under its tool name.
     assert {
+        "capabilities_get",
+        "products_list",
+        "product_get",
         "decision_create",
+        "decision_add_context",
         "decision_get",
         "decision_trace",
-        "decision_add_context",
         "decision_close",
-        "capabilities_get",
+        "decision_receipt",
+        "decision_read",
+        "decision_write",
+        "decision_evaluate",
+        "decision_request_approval",
+        "decision_record",
+        "decision_search",
     } <= operations
+    create = schema["paths"]["/api/v1/decisions"]["post"]
+    assert create["responses"]["400"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ErrorBody"
+    }
     assert Client().get("/api/docs/").status_code == 200
+
+
+def test_openapi_schema_generates_without_warnings(db: Any) -> None:
+    # A warning means an operation is undocumented or documented wrongly; fail rather than drift.
+    call_command("spectacular", "--fail-on-warn", "--validate", "--file", os.devnull)
 
 
 def test_healthz_and_readyz(db: Any, redis_url: str) -> None:
