@@ -25,7 +25,7 @@ def run() -> list[dict[str, Any]]:
 
     settings.ROOT_URLCONF = "bench.urls"
     clear_url_caches()
-    agent = agent_services.agent_create(actor=Actor.system(), name="bench-agent")
+    agent, _ = agent_services.agent_get_or_create(actor=Actor.system(), name="bench-agent")
     key = agent_services.agent_key_issue(actor=Actor.system(), agent=agent).secret
     actor = Actor.for_agent(agent)
     did = services.decision_create(

@@ -17,6 +17,8 @@ def django_setup() -> None:
     if _ready:
         return
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tracemem_site.settings")
+    # Benchmarks measure the doors, not the per-agent rate limit they would soon hit.
+    os.environ["TRACEMEM_AGENT_RATE_LIMIT"] = "off"
     import django
 
     django.setup()

@@ -114,7 +114,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     if isinstance(exc, exceptions.Throttled):
         wait = int(exc.wait or 1)
         response = error_response(
-            "rate_limited", "too many requests; retry later", 429, {"retry_after": wait}
+            "rate_limited",
+            f"this agent's request rate limit is reached; retry after {wait} seconds",
+            429,
+            {"retry_after": wait},
         )
         response["Retry-After"] = str(wait)
         return response

@@ -178,7 +178,10 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "tracemem_site.rest.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
+    "DEFAULT_THROTTLE_CLASSES": ["tracemem_site.throttling.AgentRateThrottle"],
 }
+# Requests per agent across REST and MCP ("N/second|minute|hour|day"; "off" disables).
+TRACEMEM_AGENT_RATE_LIMIT = env_str("TRACEMEM_AGENT_RATE_LIMIT", "1200/minute")
 SPECTACULAR_SETTINGS = {
     "TITLE": "TraceMem API",
     "DESCRIPTION": "Governance and decision memory for AI agents.",
