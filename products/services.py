@@ -958,45 +958,48 @@ def _decision_write(
     def work() -> dict[str, Any]:
         ensure_writable(decision)  # sees deny / requires_exception noted by the evaluations above
         _ensure_product_approval(product, decision)
+        # The trace event and the idempotency row are written while the source's transaction is
+        # still open: an external source then commits only once everything on TraceMem's side has
+        # succeeded, leaving just TraceMem's own COMMIT between the two (docs/products.md).
         with open_runner(product.source) as runner:
             affected, created = _execute(runner, product, statements, return_created)
-        data_ref = _new_data_ref()
-        event = trace_append(
-            decision=decision,
-            type=EventType.WRITE,
-            actor=actor,
-            payload={
-                "product": product.product_id,
-                "version": product.version,
-                "product_hash": product.hash,
-                "purpose": clean_purpose,
-                "operation": product.operation,
-                "keys": redact(keys, field="keys"),
-                "affected_rows": affected,
-                "idempotency_key": redact(key, field="idempotency_key"),
-                "mutation": redact(summary, field="mutation"),
-                "data_ref": data_ref,
-                **_policies_payload(outcomes),
-            },
-        )
-        result: dict[str, Any] = {
-            "event_id": event.event_id,
-            "product": product.product_id,
-            "operation": product.operation,
-            "status": "executed",
-            "affected_rows": affected,
-            "data_ref": data_ref,
-        }
-        if return_created and product.operation == Operation.INSERT:
-            result["created_records"] = created
-        if key is not None:
-            WriteResult.objects.create(
+            data_ref = _new_data_ref()
+            event = trace_append(
                 decision=decision,
-                idempotency_key=key,
-                request_hash=request_hash,
-                result=json.loads(json.dumps(result)),
+                type=EventType.WRITE,
+                actor=actor,
+                payload={
+                    "product": product.product_id,
+                    "version": product.version,
+                    "product_hash": product.hash,
+                    "purpose": clean_purpose,
+                    "operation": product.operation,
+                    "keys": redact(keys, field="keys"),
+                    "affected_rows": affected,
+                    "idempotency_key": redact(key, field="idempotency_key"),
+                    "mutation": redact(summary, field="mutation"),
+                    "data_ref": data_ref,
+                    **_policies_payload(outcomes),
+                },
             )
-        return result
+            result: dict[str, Any] = {
+                "event_id": event.event_id,
+                "product": product.product_id,
+                "operation": product.operation,
+                "status": "executed",
+                "affected_rows": affected,
+                "data_ref": data_ref,
+            }
+            if return_created and product.operation == Operation.INSERT:
+                result["created_records"] = created
+            if key is not None:
+                WriteResult.objects.create(
+                    decision=decision,
+                    idempotency_key=key,
+                    request_hash=request_hash,
+                    result=json.loads(json.dumps(result)),
+                )
+            return result
 
     return _run_refusable(outcomes, work)
 

@@ -357,3 +357,47 @@ def test_admin_api_with_personal_token(committed_demo: Any) -> None:
     plain_token = agent_services.personal_token_create(actor=SYSTEM, user=plain).secret
     refused = client.get("/api/v1/admin/products", HTTP_AUTHORIZATION=f"Token {plain_token}")
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "permission_denied"
+
+
+def test_external_write_is_rolled_back_when_its_trace_event_cannot_be_written(
+    committed_demo: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    agent, _ = committed_demo
+    settings_dict = connection.settings_dict
+    dsn = f"postgresql://{settings_dict['USER']}@{settings_dict['HOST']}:{settings_dict['PORT']}/{settings_dict['NAME']}"
+    services.data_source_save(actor=SYSTEM, source_id="replica", dsn=dsn)
+    services.product_create(
+        actor=SYSTEM,
+        product_id="ext_orders_insert_v1",
+        definition={
+            "operation": "insert",
+            "source": "replica",
+            "table": "orders",
+            "fields": [
+                {"name": "id", "type": "integer", "primary_key": True},
+                {"name": "customer_id", "type": "integer", "writable": True, "required": True},
+                {"name": "amount", "type": "number", "writable": True, "required": True},
+            ],
+            "allowed_purposes": ["billing"],
+        },
+    )
+    services.product_publish(actor=SYSTEM, product_id="ext_orders_insert_v1")
+    services.product_grant(actor=SYSTEM, product_id="ext_orders_insert_v1", agent_id=agent.agent_id)
+    decision_id = _decision(agent)
+    orders_before = _orders()
+
+    def broken_append(**kwargs: Any) -> Any:
+        raise RuntimeError("trace store unavailable")
+
+    monkeypatch.setattr(services, "trace_append", broken_append)
+    with pytest.raises(RuntimeError):
+        services.decision_write(
+            actor=Actor.for_agent(agent),
+            decision_id=decision_id,
+            product="ext_orders_insert_v1",
+            purpose="billing",
+            mutation={"records": [{"customer_id": 3, "amount": 9}]},
+        )
+    # The external source's transaction was still open when the trace failed, so nothing stands.
+    assert _orders() == orders_before
+    assert not TraceEvent.objects.filter(decision_id=decision_id, type="write").exists()
