@@ -33,7 +33,6 @@ class CapabilitiesView(APIView):
 # --- admin API (SPEC §10): staff session or personal access token, never an agent key ------------
 
 
-
 def _owner(data: dict[str, Any]) -> User | None:
     username = data.get("owner")
     if username is None:

@@ -34,8 +34,6 @@ def _json_list(value: str) -> list[Any] | None:
     return parsed if isinstance(parsed, list) else None
 
 
-
-
 class DecisionReceiptView(APIView):
     @extend_schema(operation_id="decision_receipt", responses={200: dict, **_ERRORS})
     def get(self, request: Request, decision_id: str) -> Response:

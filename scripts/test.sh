@@ -10,7 +10,7 @@ fi
 export DATABASE_URL=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/tracemem}
 export REDIS_URL=${TEST_REDIS_URL:-redis://127.0.0.1:6379/15}
 export TRACEMEM_VAR_DIR=${TRACEMEM_VAR_DIR:-$PWD/var/test}
-echo "== ruff"; .venv/bin/ruff check .
+echo "== ruff"; .venv/bin/ruff check . && .venv/bin/ruff format --check .
 echo "== import-linter"; .venv/bin/lint-imports
 # import-linter sees external packages whole, so Django's HTTP/forms/templates are checked by name.
 if grep -nE '^\s*(from|import) django\.(http|forms|template|shortcuts)' */services.py */selectors.py; then
