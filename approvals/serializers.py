@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from approvals.channels import request_summary
 from approvals.models import Approval, ApprovalRoute, Delivery, DeliveryStatus
 from approvals.selectors import deliveries_of, latest_approval_of
 from tracemem_site.timefmt import iso_z
@@ -52,22 +53,11 @@ def delivery_for_decision(decision_id: str) -> dict[str, Any] | None:
 
 def approval_out(approval: Approval) -> dict[str, Any]:
     """What a reviewer sees: the redacted request, the votes and the delivery details."""
-    decision = approval.decision
     deliveries = deliveries_of(approval)
     return {
-        "approval_id": approval.approval_id,
+        # The same redacted facts every channel shows, plus where the approval stands now.
+        **request_summary(approval),
         "status": approval.status,
-        "decision_id": decision.decision_id,
-        "intent": decision.intent,
-        "automation_mode": decision.automation_mode,
-        "agent": {"agent_id": decision.agent.agent_id, "name": decision.agent.name},
-        "title": approval.title,
-        "message": approval.message,
-        "route_id": approval.route.route_id,
-        "required_approvals": approval.required_approvals,
-        "require_rationale": approval.require_rationale,
-        "requested_at": iso_z(approval.requested_at),
-        "expires_at": iso_z(approval.expires_at),
         "resolved_at": iso_z(approval.resolved_at),
         "votes": [
             {
