@@ -29,6 +29,7 @@ from decisions import services as decision_services
 from decisions.models import Decision, EventType, TraceEvent
 from policies import engine, selectors
 from policies.models import Outcome, Policy, PolicyGrant, PolicyVersion, VersionStatus
+from tracemem_site import crypto
 from tracemem_site import validation as v
 from tracemem_site.actor import Actor
 from tracemem_site.errors import InvalidArgument, InvalidState, NotFound, PermissionDenied
@@ -366,6 +367,9 @@ def policy_evaluate_in_decision(
         "policy_hash": pv.hash,
         "source": source,
         "inputs": redact(inputs, field="inputs"),
+        # Identifies the inputs as sent (redaction cuts and masks, so different inputs can redact
+        # alike): what a granted exception is matched against (products' _granted_exception).
+        "inputs_digest": crypto.keyed_digest(inputs),
         # The exact ``now`` the conditions saw, so a replay can reproduce the evaluation.
         "now": iso_z(now),
     }

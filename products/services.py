@@ -450,13 +450,17 @@ def _evaluate_attached(
 
 def _granted_exception(decision: Decision, policy_id: str, source: str, inputs: dict[str, Any]) -> str | None:
     """The event id of an earlier ``requires_exception`` evaluation of the latest published version of
-    ``policy_id`` with the same inputs, followed by a granted approval; else None."""
+    ``policy_id`` with exactly the same (unredacted) inputs, followed by a granted approval; else None."""
     if decision.last_grant_seq is None:
         return None
     published = policy_selectors.latest_published(policy_id)
     if published is None:
         return None
-    stored_inputs = json.loads(json.dumps(redact(inputs, field="inputs")))
+    # Matched on the keyed digest of the inputs as sent, never on the stored (redacted) inputs:
+    # redaction truncates long strings and arrays and masks secrets, so two different writes can
+    # redact to the same thing, and an approval for one must not let the other through.
+    redact(inputs, field="inputs")  # refuses what JSON cannot carry, with the field it is in
+    digest = crypto.keyed_digest(inputs)
     candidates = TraceEvent.objects.filter(
         decision=decision, type=EventType.EVALUATE, seq__lt=decision.last_grant_seq
     ).order_by("-seq")
@@ -467,7 +471,7 @@ def _granted_exception(decision: Decision, policy_id: str, source: str, inputs: 
             and payload.get("policy_hash") == published.hash
             and payload.get("source") == source
             and payload.get("outcome") == "requires_exception"
-            and payload.get("inputs") == stored_inputs
+            and payload.get("inputs_digest") == digest
         ):
             return event.event_id
     return None

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from decimal import Decimal
 from typing import Any
 
@@ -17,6 +18,7 @@ from decisions.models import Decision, TraceEvent
 from policies import services as policy_services
 from products import services
 from products.models import DataProduct, DataSource, WriteResult
+from tracemem_site import crypto
 from tracemem_site.actor import Actor
 from tracemem_site.errors import (
     ApprovalRequired,
@@ -28,6 +30,7 @@ from tracemem_site.errors import (
     PolicyDenied,
     PurposeNotAllowed,
 )
+from tracemem_verify.chain import canonical_json
 
 pytestmark = pytest.mark.django_db
 SYSTEM = Actor.system("test")
@@ -676,6 +679,66 @@ def test_product_attached_requires_exception_blocks_until_approved_then_allows(d
     with pytest.raises(ApprovalRequired):
         _insert(actor, decision, mutation={"data": {"customer_id": 2, "amount": 900}})
     assert len(_rows("orders")) == 3
+
+
+def test_granted_exception_does_not_cover_a_different_write_that_redacts_alike(demo: Any) -> None:
+    _, actor = demo
+    _attach_policy(
+        "pg_orders_insert_v1",
+        [
+            {
+                "name": "evil",
+                "when": 'inputs.records[0].note.endsWith("evil")',
+                "outcome": "deny",
+                "message": "no",
+            },
+            {
+                "name": "long",
+                "when": "size(inputs.records[0].note) > 1000",
+                "outcome": "requires_exception",
+                "message": "ask",
+            },
+        ],
+    )
+    decision = _decision(actor, "autonomous")
+    # Both notes redact to the same 1000 characters plus "…[truncated 5 chars]".
+    good = {"data": {"customer_id": 1, "amount": 1, "note": "x" * 1001 + "good"}}
+    evil = {"data": {"customer_id": 1, "amount": 1, "note": "x" * 1001 + "evil"}}
+    with pytest.raises(ApprovalRequired):
+        _insert(actor, decision, mutation=good)
+    first = _events(decision)[-1]
+    assert first.payload["outcome"] == "requires_exception"
+    assert first.payload["inputs_digest"] != ""
+    _grant(decision)
+    before = _rows("orders")
+    with pytest.raises(PolicyDenied):
+        _insert(actor, decision, mutation=evil)
+    assert _rows("orders") == before
+    last = _events(decision)[-1]
+    assert last.type == "evaluate"
+    assert (last.payload["outcome"], last.payload["rationale"]["rule"]) == ("deny", "evil")
+    assert last.payload["inputs"] == first.payload["inputs"]  # same redacted inputs...
+    assert last.payload["inputs_digest"] != first.payload["inputs_digest"]  # ...different writes
+
+
+def test_evaluate_event_inputs_digest_is_keyed_and_covers_the_unredacted_inputs(demo: Any) -> None:
+    _, actor = demo
+    _attach_policy(
+        "pg_orders_insert_v1", [{"name": "never", "when": "false", "outcome": "deny", "message": "no"}]
+    )
+    decision = _decision(actor, "autonomous")
+    _insert(actor, decision, mutation={"data": {"customer_id": 1, "amount": 1, "note": "ghp_" + "a" * 30}})
+    event = _events(decision)[1]
+    sent = {
+        "purpose": "order_processing",
+        "operation": "insert",
+        "decision": decision.decision_id,
+        "records": [{"customer_id": 1, "amount": 1, "note": "ghp_" + "a" * 30}],
+    }
+    assert event.payload["inputs"]["records"] == [{"customer_id": 1, "amount": 1, "note": "[redacted]"}]
+    assert event.payload["inputs_digest"] == crypto.keyed_digest(sent)
+    # keyed: not the plain SHA-256 anyone could recompute from a guess
+    assert event.payload["inputs_digest"] != hashlib.sha256(canonical_json(sent)).hexdigest()
 
 
 def test_apply_config_sections_create_publish_and_grant(demo: Any, tmp_path: Any) -> None:

@@ -15,8 +15,10 @@ from cryptography.fernet import Fernet, InvalidToken
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models
+from django.utils.crypto import salted_hmac
 
 from tracemem_site.errors import InvalidState
+from tracemem_verify.chain import canonical_json
 
 KEY_ENV = "TRACEMEM_ENCRYPTION_KEY"
 
@@ -43,6 +45,20 @@ def _fernet() -> Fernet:
             f"{KEY_ENV} must be a Fernet key (32 url-safe base64-encoded bytes); "
             "generate one with: python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
         ) from None
+
+
+# Fixed salt: the digests must stay comparable across processes and restarts (same SECRET_KEY).
+_DIGEST_SALT = "tracemem.keyed_digest.v1"
+
+
+def keyed_digest(value: Any) -> str:
+    """HMAC-SHA256 (keyed from ``SECRET_KEY``) of the RFC 8785 canonical JSON of ``value``.
+
+    Identifies *unredacted* data in the trace (an evaluation's inputs, a read's records) without
+    storing it: equal data gives equal digests, while the key stops anyone holding only the trace
+    from confirming a guessed secret by hashing candidates.
+    """
+    return salted_hmac(_DIGEST_SALT, canonical_json(value), algorithm="sha256").hexdigest()
 
 
 def encrypt(plaintext: str) -> str:
