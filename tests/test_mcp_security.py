@@ -128,19 +128,56 @@ def test_post_without_json_accept_header_still_works(make_agent: Any, accept: st
 
 
 @pytest.mark.parametrize(
-    ("body", "status"),
+    ("body", "status", "code"),
     [
-        ("{not json", 400),
-        ("[]", 400),
-        ('"ping"', 400),
-        ('{"jsonrpc": "2.0", "method": 5, "id": 1}', 400),
+        ("{not json", 400, -32700),  # JSON-RPC parse error
+        ("[]", 400, -32602),  # not a JSON-RPC message: the transport's invalid params
+        ('"ping"', 400, -32602),
+        ('{"jsonrpc": "2.0", "method": 5, "id": 1}', 400, -32602),
     ],
 )
-def test_malformed_bodies_get_4xx_json_never_500(make_agent: Any, body: str, status: int) -> None:
+def test_malformed_bodies_get_jsonrpc_errors_never_500(
+    make_agent: Any, body: str, status: int, code: int
+) -> None:
     _, key = make_agent()
     response = post(key, body)
     assert response.status_code == status
-    assert response.json()
+    payload = response.json()
+    assert payload["jsonrpc"] == "2.0"
+    assert payload["error"]["code"] == code
+
+
+def test_non_json_content_type_and_oversized_body_are_jsonrpc_invalid_requests(make_agent: Any) -> None:
+    _, key = make_agent()
+    wrong_type = Client().post("/mcp", "ping", content_type="text/plain", HTTP_AUTHORIZATION=f"Bearer {key}")
+    assert wrong_type.status_code == 415
+    assert wrong_type.json() == {
+        "jsonrpc": "2.0",
+        "id": None,
+        "error": {
+            "code": -32600,
+            "message": "Invalid Request: send the JSON-RPC message as application/json",
+        },
+    }
+    huge = post(
+        key, json.dumps({"jsonrpc": "2.0", "id": 1, "method": "ping", "params": {"x": "y" * 2_000_000}})
+    )
+    assert huge.status_code == 413
+    assert huge.json()["error"]["code"] == -32600
+
+
+def test_an_argument_the_tool_does_not_take_is_refused_not_dropped(make_agent: Any) -> None:
+    agent, key = make_agent()
+    response = post(
+        key,
+        _tool("decision_create", {"intent": "a.b", "automation_mode": "propose", "metadta": {"x": 1}}),
+    )
+    result = response.json()["result"]
+    assert result["isError"] is True
+    assert result["content"][0]["text"].startswith(
+        "[invalid_argument] decision_create does not take the argument 'metadta'; allowed: "
+    )
+    assert not Decision.objects.filter(agent=agent).exists()
 
 
 def test_unknown_method_is_a_jsonrpc_error(make_agent: Any) -> None:

@@ -33,6 +33,7 @@ import jsonschema
 import pydantic
 import pydantic_core
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 from django.utils.decorators import method_decorator
 from django.utils.module_loading import import_string
@@ -52,6 +53,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 
 from tracemem_site.errors import DomainError, InvalidArgument
+from tracemem_site.parsers import PayloadTooLarge
 from tracemem_site.version import PROTOCOL_VERSIONS, SERVER_VERSION
 
 logger = logging.getLogger(__name__)
@@ -102,10 +104,27 @@ def tool_error_result(tool_name: str, exc: BaseException) -> types.CallToolResul
     return types.CallToolResult(content=[types.TextContent(type="text", text=text)], isError=True)
 
 
+def unknown_arguments(tool: Tool, arguments: dict[str, Any]) -> InvalidArgument | None:
+    """An argument the tool does not take is refused, never silently dropped (a typo such as
+    ``supersede`` for ``supersedes`` would otherwise lose data without a word)."""
+    allowed = sorted(tool.parameters.get("properties", {}))
+    unknown = sorted(name for name in arguments if name not in allowed)
+    if not unknown:
+        return None
+    return InvalidArgument(
+        f"{tool.name} does not take the argument {unknown[0]!r}; allowed: {', '.join(allowed) or '(none)'}",
+        field=unknown[0],
+        details={"allowed": allowed},
+    )
+
+
 class DomainTool(Tool):
     """A FastMCP tool whose failures are ``[code] message`` results (stock path)."""
 
     async def run(self, arguments: dict[str, Any], context: Any = None, convert_result: bool = False) -> Any:
+        refused = unknown_arguments(self, arguments)
+        if refused is not None:
+            return tool_error_result(self.name, refused)
         try:
             return await super().run(arguments, context=context, convert_result=convert_result)
         except ToolError as exc:
@@ -285,6 +304,9 @@ class FastPathMixin:
         method = getattr(caller.class_, caller.method_name)
         if asyncio.iscoroutinefunction(method):
             return None
+        refused = unknown_arguments(tool, parsed.arguments or {})
+        if refused is not None:
+            return _jsonrpc_result(request_id, tool_error_result(tool.name, refused))
         token = django_request_ctx.set(request)
         try:
             meta = tool.fn_metadata
@@ -330,6 +352,17 @@ def _error(text: str) -> types.CallToolResult:
     return types.CallToolResult(content=[types.TextContent(type="text", text=text)], isError=True)
 
 
+def _transport_refusal(exc: Exception) -> tuple[int, int, str] | None:
+    if isinstance(exc, PayloadTooLarge | RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return 413, types.INVALID_REQUEST, f"Invalid Request: the body is larger than {limit} bytes"
+    if isinstance(exc, exceptions.ParseError):
+        return 400, types.PARSE_ERROR, f"Parse error: {exc.detail}"
+    if isinstance(exc, exceptions.UnsupportedMediaType):
+        return 415, types.INVALID_REQUEST, "Invalid Request: send the JSON-RPC message as application/json"
+    return None
+
+
 def _auth_classes() -> list[Any]:
     return [import_string(cls) for cls in settings.DJANGO_MCP_AUTHENTICATION_CLASSES]
 
@@ -352,6 +385,17 @@ class StockMCPView(MCPServerStreamableHttpView):
             raise OriginNotAllowed()
         self._default_accept(request._request)
         super().initial(request, *args, **kwargs)
+
+    def handle_exception(self, exc: Exception) -> Any:
+        # A body that is not JSON, too large, or not JSON at all never reaches the transport; MCP
+        # clients expect a JSON-RPC error object for it, not the REST error body. (Authentication
+        # and Origin refusals keep the SPEC's JSON body: they are about the caller, not the message.)
+        refusal = _transport_refusal(exc)
+        if refusal is not None:
+            http_status, code, message = refusal
+            body = {"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}}
+            return HttpResponse(json.dumps(body), status=http_status, content_type=JSON)
+        return super().handle_exception(exc)
 
     @staticmethod
     def _default_accept(request: HttpRequest) -> None:
