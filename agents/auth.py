@@ -24,8 +24,10 @@ class AgentKeyAuthentication(authentication.BaseAuthentication):
 
     def authenticate(self, request: Request) -> tuple[Any, Any] | None:
         header = request.META.get("HTTP_AUTHORIZATION")
-        if header and header.split(" ", 1)[0].lower() in ("token",):
-            return None  # leave personal tokens to PersonalTokenAuthentication
+        if header and header.split(" ", 1)[0].lower() == "token":
+            if any(isinstance(a, PersonalTokenAuthentication) for a in request.authenticators):
+                return None  # a human's token, for the authenticator that knows it
+            # An agent-only endpoint: the service answers "malformed" (wrong scheme), not "missing".
         try:
             return services.agent_key_authenticate(authorization=header)
         except Unauthenticated as exc:
