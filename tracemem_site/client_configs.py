@@ -1,8 +1,11 @@
 """Ready-to-paste MCP client configurations (Codex, Claude Code, Cursor, VS Code).
 
 Plain functions so ``manage.py mcp_config``, the README and the admin's key-issuing page print
-the same snippets. The key itself never goes into a config file: every snippet reads it from the
-``TRACEMEM_API_KEY`` environment variable (VS Code prompts for it and stores it as a secret).
+the same snippets. Every snippet reads the key from the ``TRACEMEM_API_KEY`` environment variable
+(VS Code prompts for it and stores it as a secret). One exception, said in its title: the
+``claude mcp add`` line is expanded by your shell, so Claude Code stores the key in its own user
+config; the ``.mcp.json`` variant keeps only ``${TRACEMEM_API_KEY}``, which Claude Code expands
+when it starts.
 Clients send it as ``Authorization: Bearer <key>``, which TraceMem accepts like ``Agent <key>``.
 """
 
@@ -65,7 +68,7 @@ def client_config(client: str, url: str | None = None, *, key: str | None = None
         return [
             _export(key),
             Snippet(
-                "Claude Code: add the server",
+                "Claude Code: add the server (your shell expands the key; Claude stores it in ~/.claude.json)",
                 None,
                 "shell",
                 f'claude mcp add --transport http {SERVER} {shlex.quote(url)} --header "Authorization: Bearer ${{{KEY_ENV}}}"',
