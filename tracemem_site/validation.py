@@ -11,11 +11,20 @@ MISSING: Any = object()
 
 
 def first_present(arguments: dict[str, Any], name: str, *aliases: str) -> Any:
-    """The argument ``name``, else the first compatibility alias the caller sent (SPEC §3 italics)."""
-    for key in (name, *aliases):
-        if arguments.get(key) is not None:
-            return arguments[key]
-    return None
+    """The argument ``name``, else the compatibility alias the caller sent (SPEC §3 italics).
+
+    Sending a name and its alias with different values is refused: silently keeping one of them
+    would drop what the caller meant by the other.
+    """
+    given = [(key, arguments[key]) for key in (name, *aliases) if arguments.get(key) is not None]
+    for key, value in given[1:]:
+        if value != given[0][1]:
+            raise InvalidArgument(
+                f"{given[0][0]} and {key} are the same argument (one is an alias) with different values; "
+                "send only one",
+                field=name,
+            )
+    return given[0][1] if given else None
 
 
 def required(value: Any, field: str) -> Any:
