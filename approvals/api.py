@@ -45,7 +45,9 @@ class DecisionRequestApprovalView(APIView):
 class ApprovalListView(HumanAPIView):
     @extend_schema(
         operation_id="approval_list",
-        parameters=[OpenApiParameter("status", str, description="pending | approved | rejected | expired")],
+        parameters=[
+            OpenApiParameter("status", str, description="pending | approved | rejected | expired | cancelled")
+        ],
         responses={200: dict, **_ERRORS},
     )
     def get(self, request: Request) -> Response:

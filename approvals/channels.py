@@ -220,6 +220,7 @@ def slack_update(delivery: Delivery, approval: Approval) -> None:
         ApprovalState.APPROVED: "approved",
         ApprovalState.REJECTED: "rejected",
         ApprovalState.EXPIRED: "expired (rejected)",
+        ApprovalState.CANCELLED: "cancelled (the decision was closed)",
     }.get(approval.status, approval.status)
     try:
         slack_client(integration).chat_update(

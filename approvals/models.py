@@ -90,6 +90,8 @@ class ApprovalState(models.TextChoices):
     APPROVED = "approved"
     REJECTED = "rejected"
     EXPIRED = "expired"
+    # The decision closed (aborted) while this approval was pending; nobody can vote on it any more.
+    CANCELLED = "cancelled"
 
 
 class Approval(models.Model):
@@ -147,6 +149,8 @@ class DeliveryStatus(models.TextChoices):
     PENDING = "pending"
     DELIVERED = "delivered"
     FAILED = "failed"
+    # Never sent (or never retried) because its approval was cancelled or its decision closed.
+    CANCELLED = "cancelled"
 
 
 class Delivery(models.Model):

@@ -5,17 +5,24 @@ from __future__ import annotations
 from typing import Any
 
 from approvals.channels import request_summary
-from approvals.models import Approval, ApprovalRoute, Delivery, DeliveryStatus
+from approvals.models import Approval, ApprovalRoute, ApprovalState, Delivery, DeliveryStatus
 from approvals.selectors import deliveries_of, latest_approval_of
 from tracemem_site.timefmt import iso_z
 
 
 def delivery_out(approval: Approval, deliveries: list[Delivery] | None = None) -> dict[str, Any]:
     """``{status, channels: [{channel, status}], note}``: pending while any channel is pending,
-    failed when any channel gave up, else delivered."""
+    failed when any channel gave up, else delivered; cancelled when the approval was cancelled."""
     rows = deliveries if deliveries is not None else deliveries_of(approval)
     statuses = [d.status for d in rows]
-    if not rows:
+    if approval.status == ApprovalState.CANCELLED:
+        # Only reviewers see this: decision_get shows no delivery once approval_status is null.
+        status = DeliveryStatus.CANCELLED
+        note = (
+            "the decision was closed before anyone decided; the approval was cancelled and unsent "
+            "notifications were dropped"
+        )
+    elif not rows:
         status = DeliveryStatus.DELIVERED
         note = "the route has no notification channels; reviewers find the request in the review queue"
     elif DeliveryStatus.PENDING in statuses:

@@ -38,7 +38,13 @@ from approvals.models import (
     WebhookCredential,
 )
 from decisions.models import AutomationMode, Decision, DecisionStatus, EventType
-from decisions.services import decision_lock, note_approval_requested, note_approval_resolved, trace_append
+from decisions.services import (
+    decision_lock,
+    note_approval_cancelled,
+    note_approval_requested,
+    note_approval_resolved,
+    trace_append,
+)
 from tracemem_site import validation as v
 from tracemem_site.actor import Actor
 from tracemem_site.errors import (
@@ -316,6 +322,25 @@ def approval_vote(
     return approval
 
 
+def _resolution_payload(approval: Approval, outcome: str, votes: list[Vote], channel: str) -> dict[str, Any]:
+    return {
+        "approval_id": approval.approval_id,
+        "outcome": outcome,
+        "channel": channel,
+        "votes": [
+            {
+                **_voter(vote.user),
+                "vote": vote.choice,
+                "channel": vote.channel,
+                "rationale": vote.rationale,
+            }
+            for vote in votes
+        ],
+        "approvers": [_voter(vote.user) for vote in votes if vote.choice == VoteChoice.APPROVE],
+        "rejected_by": [_voter(vote.user) for vote in votes if vote.choice == VoteChoice.REJECT],
+    }
+
+
 def _resolve(
     approval: Approval,
     decision: Decision,
@@ -329,22 +354,7 @@ def _resolve(
         decision=decision,
         type=EventType.APPROVAL_RESOLVED,
         actor=actor,
-        payload={
-            "approval_id": approval.approval_id,
-            "outcome": outcome,
-            "channel": channel,
-            "votes": [
-                {
-                    **_voter(vote.user),
-                    "vote": vote.choice,
-                    "channel": vote.channel,
-                    "rationale": vote.rationale,
-                }
-                for vote in votes
-            ],
-            "approvers": [_voter(vote.user) for vote in votes if vote.choice == VoteChoice.APPROVE],
-            "rejected_by": [_voter(vote.user) for vote in votes if vote.choice == VoteChoice.REJECT],
-        },
+        payload=_resolution_payload(approval, outcome, votes, channel),
     )
     # The conditional UPDATE is a second guard: only a pending approval ever changes.
     changed = Approval.objects.filter(pk=approval.pk, status=ApprovalState.PENDING).update(
@@ -354,6 +364,10 @@ def _resolve(
         raise InvalidState(f"approval {approval.approval_id} was resolved concurrently; it is final")
     approval.status, approval.resolved_at, approval.resolution_channel = outcome, now, channel
     note_approval_resolved(decision=decision, outcome=outcome, seq=event.seq)
+    _schedule_slack_update(approval)
+
+
+def _schedule_slack_update(approval: Approval) -> None:
     if approval.deliveries.filter(channel=Channel.SLACK).exists():
         approval_id = approval.approval_id
         transaction.on_commit(lambda: _publish_slack_update(approval_id))
@@ -388,6 +402,48 @@ def approval_expire(*, actor: Actor, approval_id: str) -> bool:
     votes = list(approval.votes.select_related("user").order_by("created_at"))
     _resolve(approval, decision, ApprovalState.EXPIRED, votes, "expiry", actor)
     return True
+
+
+CLOSE_CHANNEL = "close"
+
+
+def approval_cancel_on_close(*, decision: Decision, actor: Actor, new_status: str) -> None:
+    """Cancel the decision's pending approval because the decision is closing (a close participant).
+
+    Registered with ``decisions.services.register_close_participant`` in ``ApprovalsConfig.ready``
+    and called by ``decision_close`` inside its transaction, with the decision locked and not yet
+    terminal, so the ``approval_resolved`` event (outcome ``cancelled``) precedes the ``close`` event
+    and the approval, its unsent deliveries and the decision change together or not at all.
+    """
+    approval = (
+        Approval.objects.select_for_update()
+        .filter(decision_id=decision.pk, status=ApprovalState.PENDING)
+        .first()
+    )
+    if approval is None:
+        return
+    now = timezone.now()
+    votes = list(approval.votes.select_related("user").order_by("created_at"))
+    payload = _resolution_payload(approval, ApprovalState.CANCELLED, votes, CLOSE_CHANNEL)
+    payload["reason"] = f"decision {new_status}"
+    trace_append(decision=decision, type=EventType.APPROVAL_RESOLVED, actor=actor, payload=payload)
+    changed = Approval.objects.filter(pk=approval.pk, status=ApprovalState.PENDING).update(
+        status=ApprovalState.CANCELLED, resolved_at=now, resolution_channel=CLOSE_CHANNEL
+    )
+    if changed != 1:
+        raise InvalidState(f"approval {approval.approval_id} was resolved concurrently; it is final")
+    approval.status, approval.resolved_at, approval.resolution_channel = (
+        ApprovalState.CANCELLED,
+        now,
+        CLOSE_CHANNEL,
+    )
+    # Unsent notifications are dropped: nobody can act on a cancelled request. A delivery a worker
+    # is sending right now is settled by _record_attempt, which never reopens a cancelled row.
+    Delivery.objects.filter(approval=approval, status=DeliveryStatus.PENDING).update(
+        status=DeliveryStatus.CANCELLED
+    )
+    note_approval_cancelled(decision=decision, approval_id=approval.approval_id)
+    _schedule_slack_update(approval)
 
 
 # --- email links ------------------------------------------------------------------------------

@@ -3,13 +3,16 @@
 Other apps change a decision only through the functions here: they lock it with
 :func:`decision_lock`, append with :func:`trace_append`, ask the gates (:func:`ensure_writable`,
 :func:`ensure_committable`) and report gating facts (:func:`note_policy_outcome`,
-:func:`note_approval_requested`, :func:`note_approval_resolved`).
+:func:`note_approval_requested`, :func:`note_approval_resolved`, :func:`note_approval_cancelled`).
+Apps that keep state hanging off an open decision (approvals) register a close participant with
+:func:`register_close_participant`; :func:`decision_close` calls it inside its transaction.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 from django.db import transaction
@@ -227,10 +230,41 @@ def note_approval_resolved(*, decision: Decision, outcome: str, seq: int) -> Non
         raise InvalidArgument(f"unknown approval outcome {outcome!r}", field="outcome")
 
 
+def note_approval_cancelled(*, decision: Decision, approval_id: str) -> None:
+    """The pending approval was cancelled because the decision is closing: nothing is pending any more.
+
+    ``approval_status`` goes back to null (SPEC's enum has no ``cancelled``); the caller appends the
+    ``approval_resolved`` event and :func:`decision_close` sets the terminal status.
+    """
+    if decision.pending_approval_id not in (None, approval_id):
+        raise InvalidState(
+            f"decision {decision.decision_id} is waiting for approval {decision.pending_approval_id}, "
+            f"not {approval_id}"
+        )
+    _set(decision, approval_status=None, pending_approval_id=None)
+
+
 def _set(decision: Decision, **fields: Any) -> None:
     for name, value in fields.items():
         setattr(decision, name, value)
     Decision.objects.filter(pk=decision.pk).update(**fields)
+
+
+# --- close participants -----------------------------------------------------------------------
+
+# Apps that depend on decisions (approvals) must settle what they keep open on a decision when it
+# closes, in the same transaction, without decisions importing them. They register here from their
+# AppConfig.ready(), like policies' register_read_records_resolver.
+# A participant gets the locked decision (still in its pre-close status), the closing actor and the
+# new terminal status; it may append trace events, which then precede the ``close`` event.
+CloseParticipant = Callable[..., None]
+_close_participants: list[CloseParticipant] = []
+
+
+def register_close_participant(participant: CloseParticipant) -> None:
+    """Call ``participant(decision=, actor=, new_status=)`` inside every :func:`decision_close`."""
+    if participant not in _close_participants:
+        _close_participants.append(participant)
 
 
 # --- the envelope tools ------------------------------------------------------------------------
@@ -325,6 +359,8 @@ def decision_close(
     else:
         ensure_not_terminal(decision, "change")
         new_status = DecisionStatus.ABORTED
+    for participant in _close_participants:
+        participant(decision=decision, actor=actor, new_status=new_status)
     closed_at = timezone.now()
     trace_append(
         decision=decision,
