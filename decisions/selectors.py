@@ -14,6 +14,7 @@ from django.db.models import QuerySet
 from decisions.models import Decision, TraceEvent
 from tracemem_site.actor import Actor
 from tracemem_site.errors import NotFound
+from tracemem_site.ids import DECISION_PREFIX, has_format
 from tracemem_site.timefmt import iso_z
 from tracemem_verify.chain import ChainBreak, verify_chain
 
@@ -32,6 +33,11 @@ def decisions_visible_to(actor: Actor, queryset: QuerySet[Decision] | None = Non
 
 
 def decision_for(actor: Actor, decision_id: str, queryset: QuerySet[Decision] | None = None) -> Decision:
+    if not has_format(decision_id, DECISION_PREFIX):
+        # Not an id this server could have issued (also keeps NULs and odd bytes away from the database).
+        raise NotFound(
+            f"decision {decision_id[:60]!r} was not found; decision ids look like TMEM_ + 26 characters"
+        )
     try:
         return decisions_visible_to(actor, queryset).get(pk=decision_id)
     except Decision.DoesNotExist:
