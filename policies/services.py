@@ -366,15 +366,21 @@ def policy_evaluate_in_decision(
         "policy_version": pv.version,
         "policy_hash": pv.hash,
         "source": source,
-        "inputs": redact(inputs, field="inputs"),
-        # Identifies the inputs as sent (redaction cuts and masks, so different inputs can redact
-        # alike): what a granted exception is matched against (products' _granted_exception).
-        "inputs_digest": crypto.keyed_digest(inputs),
-        # The exact ``now`` the conditions saw, so a replay can reproduce the evaluation.
-        "now": iso_z(now),
     }
-    if inputs_ref is not None:
+    if inputs_ref is None:
+        payload["inputs"] = redact(inputs, field="inputs")
+    else:
+        # Business records never go into the trace (SPEC §3): the read they came from, how many
+        # there were and their keyed digest (equal to the read event's ``records_digest``).
+        records = inputs.get("records")
         payload["inputs_ref"] = inputs_ref
+        payload["rows"] = len(records) if isinstance(records, list) else 0
+        payload["records_digest"] = crypto.keyed_digest(records)
+    # Identifies the inputs as sent (redaction cuts and masks, so different inputs can redact
+    # alike): what a granted exception is matched against (products' _granted_exception).
+    payload["inputs_digest"] = crypto.keyed_digest(inputs)
+    # The exact ``now`` the conditions saw, so a replay can reproduce the evaluation.
+    payload["now"] = iso_z(now)
     try:
         compiled = engine.compiled_for(pv.hash, pv.content())
         result = engine.evaluate(compiled, inputs=inputs, decision=decision_variables(decision), now=now)
@@ -414,10 +420,11 @@ def policy_evaluate_in_decision(
     return out
 
 
-# inputs_ref: the trace keeps a read's data_ref, query and summary, not its records (SPEC §3).
-# The data-products app registers a resolver that re-reads the records of a read event; it
-# returns None when it cannot (and then the call fails with invalid_argument).
-ReadRecordsResolver = Callable[[TraceEvent], "list[dict[str, Any]] | None"]
+# inputs_ref: the trace keeps a read's data_ref, query, summary and records_digest, not its
+# records (SPEC §3). The data-products app registers a resolver that re-reads the records of a read
+# event for the acting agent: it re-checks the grant and purpose, refuses (``conflict``) when the
+# data changed since the read, and returns None when the records cannot be re-read at all.
+ReadRecordsResolver = Callable[[TraceEvent, Actor], "list[dict[str, Any]] | None"]
 _read_records_resolvers: list[ReadRecordsResolver] = []
 
 
@@ -426,7 +433,7 @@ def register_read_records_resolver(resolver: ReadRecordsResolver) -> None:
         _read_records_resolvers.append(resolver)
 
 
-def _inputs_from_ref(decision: Decision, inputs_ref: Any) -> dict[str, Any]:
+def _inputs_from_ref(decision: Decision, inputs_ref: Any, actor: Actor) -> dict[str, Any]:
     ref = v.string(inputs_ref, "inputs_ref", max_length=40)
     event = TraceEvent.objects.filter(decision=decision, event_id=ref).first()
     if event is None:
@@ -439,11 +446,11 @@ def _inputs_from_ref(decision: Decision, inputs_ref: Any) -> dict[str, Any]:
         raise InvalidArgument(
             f"inputs_ref {ref} is a {event.type} event; it must be a read event", field="inputs_ref"
         )
-    records = event.payload.get("records") if isinstance(event.payload, dict) else None
+    records = None
     for resolver in _read_records_resolvers:
+        records = resolver(event, actor)
         if records is not None:
             break
-        records = resolver(event)
     if not isinstance(records, list):
         raise InvalidArgument(
             f"the records of read {ref} are not available any more; pass them as inputs instead",
@@ -476,7 +483,7 @@ def decision_evaluate(
             "evaluate; ask an admin for a grant"
         )
     if clean_inputs is None:
-        clean_inputs = _inputs_from_ref(decision, inputs_ref)
+        clean_inputs = _inputs_from_ref(decision, inputs_ref, actor)
     return policy_evaluate_in_decision(
         actor=actor,
         decision=decision,
@@ -558,7 +565,12 @@ def policy_replay(*, actor: Actor, policy_id: Any, limit: int = 50) -> dict[str,
     compiled = _compile_or_refuse(_definition_of(draft))
     events = selectors.recorded_evaluations(pid, published.version, limit)
     flips: list[dict[str, Any]] = []
+    skipped = 0
     for event in events:
+        if "inputs" not in event.payload:
+            # An inputs_ref evaluation: its records were never stored, so it cannot be replayed.
+            skipped += 1
+            continue
         before = event.payload.get("outcome")
         try:
             result = engine.evaluate(
@@ -588,7 +600,8 @@ def policy_replay(*, actor: Actor, policy_id: Any, limit: int = 50) -> dict[str,
         "policy_id": pid,
         "published_version": published.version,
         "draft_version": draft.version,
-        "replayed": len(events),
+        "replayed": len(events) - skipped,
+        "skipped": skipped,
         "flipped": len(flips),
         "flips": flips,
     }

@@ -617,6 +617,9 @@ def _decision_read(
                 "result_mode": mode,
                 "data_ref": data_ref,
                 "summary": summary,
+                # Not the records (SPEC §3), but enough to tell whether a later re-read of them
+                # (decision_evaluate inputs_ref) returns exactly what the agent saw.
+                "records_digest": crypto.keyed_digest(records),
                 **_policies_payload(outcomes),
             },
         )
@@ -1011,13 +1014,22 @@ def _decision_write(
 # --- inputs_ref support: re-read a read event's records for decision_evaluate ---------------
 
 
-def read_event_records(event: Any) -> list[dict[str, Any]] | None:
-    """The records of an earlier ``read`` event, re-read with its recorded query (the trace keeps
-    no records). None when that is impossible: unknown product or a redacted query value."""
+def read_event_records(event: Any, actor: Actor) -> list[dict[str, Any]] | None:
+    """The records of an earlier ``read`` event, re-read now with its recorded query for ``actor``
+    (the trace keeps no records).
+
+    The read is checked again as if it were made now: the acting agent must still hold the grant
+    (else ``not_found``, like any ungranted product) and the read's purpose must still be allowed.
+    The records must equal what the read returned (its ``records_digest``); otherwise ``conflict``.
+    None when re-reading is impossible: a redacted query value, or a read recorded without a digest.
+    """
     payload = event.payload if isinstance(event.payload, dict) else {}
-    product = DataProduct.objects.select_related("source").filter(pk=payload.get("product")).first()
+    product, _ = _resolve(actor, payload.get("product"), payload.get("purpose"), (Operation.READ,))
     query = payload.get("query")
-    if product is None or not isinstance(query, dict) or any(val == "[redacted]" for val in query.values()):
+    expected = payload.get("records_digest")
+    if not isinstance(query, dict) or not isinstance(expected, str):
+        return None
+    if any(val == "[redacted]" for val in query.values()):
         return None
     by_name = _fields_by_name(product)
     if any(name not in by_name for name in query):
@@ -1037,7 +1049,16 @@ def read_event_records(event: Any) -> list[dict[str, Any]] | None:
             f"SELECT {columns} FROM {runner.ident(product.source_table)}{where} ORDER BY {order} LIMIT %s",
             [*params, limit],
         ).rows
-    return [{f["name"]: render(f, val) for f, val in zip(product.fields, row, strict=True)} for row in rows]
+    records = [
+        {f["name"]: render(f, val) for f, val in zip(product.fields, row, strict=True)} for row in rows
+    ]
+    if crypto.keyed_digest(records) != expected:
+        raise Conflict(
+            f"the data changed since read event {event.event_id}; read again (decision_read) and pass the new "
+            "event_id as inputs_ref",
+            details={"field": "inputs_ref"},
+        )
+    return records
 
 
 # --- apply_config sections ------------------------------------------------------------------

@@ -14,6 +14,7 @@ from decisions import services as decision_services
 from decisions.models import Decision, TraceEvent
 from policies import engine, selectors, services
 from policies.models import PolicyVersion
+from tracemem_site import crypto
 from tracemem_site.actor import Actor
 from tracemem_site.errors import InvalidArgument, InvalidState, NotFound, PermissionDenied, PolicyDenied
 
@@ -445,7 +446,8 @@ def test_inputs_ref_uses_the_records_of_an_earlier_read(
         )
     seen: list[str] = []
 
-    def resolver(event: TraceEvent) -> list[dict[str, Any]] | None:
+    def resolver(event: TraceEvent, actor: Actor) -> list[dict[str, Any]] | None:
+        assert actor == agent_actor
         seen.append(event.event_id)
         return [{"tier": "vip"}] if event.payload.get("data_ref") == "r1" else None
 
@@ -455,10 +457,19 @@ def test_inputs_ref_uses_the_records_of_an_earlier_read(
     )
     assert (out["outcome"], seen) == ("allow", [read.event_id])
     (event,) = evaluate_events(decision)
-    assert (event.payload["inputs_ref"], event.payload["inputs"]) == (
+    # the records stay out of the trace: the read, the row count and their keyed digest instead
+    assert "inputs" not in event.payload
+    assert (event.payload["inputs_ref"], event.payload["rows"], event.payload["records_digest"]) == (
         read.event_id,
-        {"records": [{"tier": "vip"}]},
+        1,
+        crypto.keyed_digest([{"tier": "vip"}]),
     )
+    # with no recorded inputs it cannot be replayed: counted as skipped, not as a flip to error
+    services.policy_draft_save(
+        actor=SYSTEM, policy_id="rows_v1", definition={"name": "Rows", "rules": [], "default_outcome": "deny"}
+    )
+    report = services.policy_replay(actor=SYSTEM, policy_id="rows_v1", limit=10)
+    assert (report["replayed"], report["skipped"], report["flipped"]) == (0, 1, 0)
 
     monkeypatch.setattr(services, "_read_records_resolvers", [])
     with pytest.raises(InvalidArgument, match="not available any more"):

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from decimal import Decimal
 from typing import Any
 
@@ -104,6 +105,7 @@ def test_read_returns_only_exposed_fields_and_traces_no_records(demo: Any) -> No
         "result_mode": "single",
         "data_ref": result["data_ref"],
         "summary": result["summary"],
+        "records_digest": crypto.keyed_digest(result["records"]),
     }
     # the not-exposed column never leaves the database
     assert "VIP since 2019" not in str(result) and "internal_notes" not in str(result)
@@ -808,6 +810,56 @@ def test_decision_evaluate_inputs_ref_re_reads_a_read_events_records(demo: Any) 
         actor=actor, decision_id=decision.decision_id, policy_id="gold_only_v1", inputs_ref=read["event_id"]
     )
     assert result["outcome"] == "allow"
+    read_event, evaluate_event = _events(decision)[1:]
+    assert read_event.payload["records_digest"] == crypto.keyed_digest(read["records"])
+    assert "records" not in read_event.payload
+    # the evaluate event names the read, the row count and the digest; never a record value
+    assert "inputs" not in evaluate_event.payload
+    assert evaluate_event.payload["inputs_ref"] == read["event_id"]
+    assert evaluate_event.payload["rows"] == 1
+    assert evaluate_event.payload["records_digest"] == read_event.payload["records_digest"]
+    stored = json.dumps(evaluate_event.payload)
+    for value in ("Ada Lovelace", "ada@example.com", '"tier"'):
+        assert value not in stored
+
+
+def _inputs_ref_setup(actor: Actor) -> tuple[Decision, dict[str, Any]]:
+    policy_services.policy_create(
+        actor=SYSTEM, policy_id="any_v1", definition={"name": "Any", "rules": [], "default_outcome": "allow"}
+    )
+    policy_services.policy_publish(actor=SYSTEM, policy_id="any_v1")
+    policy_services.policy_grant(actor=SYSTEM, policy_id="any_v1", agent_id=actor.id)
+    decision = _decision(actor)
+    read = _read(actor, decision, query={"tier": "standard"}, allow_multiple=True)
+    return decision, read
+
+
+def test_inputs_ref_is_refused_once_the_product_grant_is_revoked(demo: Any) -> None:
+    agent, actor = demo
+    decision, read = _inputs_ref_setup(actor)
+    services.product_revoke(actor=SYSTEM, product_id="pg_customers_v1", agent_id=agent.agent_id)
+    with pytest.raises(NotFound) as exc:
+        policy_services.decision_evaluate(
+            actor=actor, decision_id=decision.decision_id, policy_id="any_v1", inputs_ref=read["event_id"]
+        )
+    assert "pg_customers_v1" in str(exc.value) and "not granted" in str(exc.value)
+    assert [e.type for e in _events(decision)] == ["created", "read"]
+
+
+def test_inputs_ref_is_conflict_when_the_data_changed_since_the_read(demo: Any) -> None:
+    _, actor = demo
+    decision, read = _inputs_ref_setup(actor)
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE customers SET name = 'Changed' WHERE id = 2")
+    with pytest.raises(Conflict) as exc:
+        policy_services.decision_evaluate(
+            actor=actor, decision_id=decision.decision_id, policy_id="any_v1", inputs_ref=read["event_id"]
+        )
+    assert exc.value.message == (
+        f"the data changed since read event {read['event_id']}; read again (decision_read) and pass the new "
+        "event_id as inputs_ref"
+    )
+    assert [e.type for e in _events(decision)] == ["created", "read"]
 
 
 def test_override_grant_lifts_an_earlier_deny(demo: Any) -> None:

@@ -7,10 +7,12 @@ unreadable (re-enter them), never readable by someone else.
 
 from __future__ import annotations
 
+import json
 import os
 from functools import lru_cache
 from typing import Any
 
+import rfc8785
 from cryptography.fernet import Fernet, InvalidToken
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -58,7 +60,19 @@ def keyed_digest(value: Any) -> str:
     storing it: equal data gives equal digests, while the key stops anyone holding only the trace
     from confirming a guessed secret by hashing candidates.
     """
-    return salted_hmac(_DIGEST_SALT, canonical_json(value), algorithm="sha256").hexdigest()
+    try:
+        material = canonical_json(value)
+    except rfc8785.CanonicalizationError:
+        # Business data read from a source can hold what RFC 8785 cannot express (integers beyond
+        # 2^53, NaN); such data is only ever compared with itself, so a deterministic fallback
+        # serialisation (marked so it can never equal a canonical one) is enough.
+        material = (
+            b"\x00"
+            + json.dumps(
+                value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+            ).encode()
+        )
+    return salted_hmac(_DIGEST_SALT, material, algorithm="sha256").hexdigest()
 
 
 def encrypt(plaintext: str) -> str:
