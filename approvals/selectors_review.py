@@ -89,6 +89,8 @@ def vote_block_reason(actor: Actor, approval: Approval) -> str | None:
         return "Only signed-in people can vote."
     if approval.status != ApprovalState.PENDING:
         return f"This approval is already {approval.status}."
+    if approval.decision.is_terminal:
+        return f"The decision is already {approval.decision.status}; this approval can no longer be voted on."
     if approval.expires_at <= timezone.now():
         return "This approval has expired; the agent must request a new one."
     route = approval.route

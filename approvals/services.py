@@ -13,7 +13,7 @@ import functools
 import logging
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -281,6 +281,12 @@ def approval_vote(
     approval.decision = locked_decision
     if approval.status != ApprovalState.PENDING:
         raise InvalidState(f"approval {clean_id} is already {approval.status}; a resolved approval is final")
+    if locked_decision.is_terminal:
+        # A closed trace never changes (SPEC §5): its receipt pins the last event.
+        raise InvalidState(
+            f"decision {locked_decision.decision_id} is already {locked_decision.status}; approval {clean_id} "
+            "can no longer be voted on"
+        )
     if approval.expires_at <= timezone.now():
         raise InvalidState(f"approval {clean_id} has expired; the agent must request a new approval")
     _ensure_may_vote(user, approval)
@@ -520,6 +526,12 @@ def _claim(delivery_id: str) -> Delivery | None:
             return None
         if delivery.next_attempt_at > now + timedelta(milliseconds=200):
             return None
+        approval = delivery.approval
+        if approval.status == ApprovalState.CANCELLED or approval.decision.is_terminal:
+            # Nobody can act on this request any more: never send it, never retry it.
+            delivery.status = DeliveryStatus.CANCELLED
+            delivery.save(update_fields=["status"])
+            return None
         delivery.attempts += 1
         delivery.next_attempt_at = now + timedelta(milliseconds=conf.lease_ms())
         delivery.save(update_fields=["attempts", "next_attempt_at"])
@@ -557,6 +569,8 @@ def _record_attempt(
     now = timezone.now()
     entry: dict[str, Any] = {"attempt": delivery.attempts, "at": iso_z(now), "error": error}
     result: AttemptResult
+    if delivery.status != DeliveryStatus.PENDING or decision.is_terminal:
+        return _record_late_attempt(delivery=delivery, error=error, ref=ref, entry=entry, now=now)
     if error is None:
         delivery.status = DeliveryStatus.DELIVERED
         delivery.delivered_at = now
@@ -590,6 +604,27 @@ def _record_attempt(
             },
         )
     return result
+
+
+def _record_late_attempt(
+    *, delivery: Delivery, error: str | None, ref: dict[str, Any], entry: dict[str, Any], now: datetime
+) -> AttemptResult:
+    """The outcome of an attempt that was in flight when its approval was cancelled or its decision
+    closed: kept on the Delivery row only. The trace is not touched, because a closed trace never
+    changes (SPEC §5) and the receipt issued at close pins its last event; nothing is retried."""
+    if error is None:
+        # It did reach the receiver: say so truthfully, even though nobody can act on it now.
+        delivery.status = DeliveryStatus.DELIVERED
+        delivery.delivered_at = now
+        delivery.last_error = ""
+        delivery.external_ref = {**delivery.external_ref, **ref}
+    else:
+        delivery.status = DeliveryStatus.CANCELLED
+        delivery.last_error = error[:2000]
+    entry["late"] = True
+    delivery.attempt_log = [*delivery.attempt_log, entry][-50:]
+    delivery.save()
+    return AttemptResult(delivery.status)
 
 
 def deliveries_redispatch_due(*, actor: Actor, limit: int = 500) -> int:
