@@ -284,15 +284,63 @@ def cache_contains(hash_: str) -> bool:
         return hash_ in _cache
 
 
+# What a schema keyword's failure means, with the keyword's (admin-written, numeric) limit where it
+# has one. Built from the keyword and the path only: jsonschema's own messages quote the offending
+# value, which may be a password or a token and would land in the trace and the response.
+_BOUND_PROBLEMS = {
+    "maxLength": "too long",
+    "minLength": "too short",
+    "maximum": "too large",
+    "exclusiveMaximum": "too large",
+    "minimum": "too small",
+    "exclusiveMinimum": "too small",
+    "multipleOf": "not a multiple",
+    "maxItems": "too many items",
+    "minItems": "too few items",
+    "maxProperties": "too many properties",
+    "minProperties": "too few properties",
+}
+_PROBLEMS = {
+    "enum": "not one of the allowed values",
+    "const": "not the allowed value",
+    "pattern": "does not match the pattern",
+    "uniqueItems": "has duplicate items",
+    "additionalProperties": "has properties the schema does not allow",
+    "unevaluatedProperties": "has properties the schema does not allow",
+    "additionalItems": "has more items than the schema allows",
+    "unevaluatedItems": "has more items than the schema allows",
+    "propertyNames": "has a property name the schema does not allow",
+    "dependentRequired": "is missing a property another property requires",
+    "not": "matches a schema it must not match",
+}
+
+
+def _schema_problem(error: jsonschema.ValidationError) -> str:
+    keyword = str(error.validator)
+    limit = error.validator_value
+    if keyword in _BOUND_PROBLEMS and isinstance(limit, int | float) and not isinstance(limit, bool):
+        return f"{_BOUND_PROBLEMS[keyword]} ({keyword} {limit})"
+    if keyword == "type":
+        expected = limit if isinstance(limit, str) else " or ".join(str(t) for t in limit)
+        return f"must be of type {expected} (type)"
+    if keyword == "required" and isinstance(limit, list) and isinstance(error.instance, dict):
+        # Property names come from the schema, not from the inputs.
+        missing = [str(name) for name in limit if name not in error.instance]
+        return f"missing required property {', '.join(repr(m) for m in missing)} (required)"
+    if keyword == "format":
+        return f"is not a valid {limit} (format)"
+    return f"{_PROBLEMS.get(keyword, 'does not match the schema')} ({keyword})"
+
+
 def validate_inputs(policy: CompiledPolicy, inputs: dict[str, Any]) -> None:
     if policy.validator is None or policy.fast_validator.is_valid(inputs):
         return
     error = next(iter(sorted(policy.validator.iter_errors(inputs), key=lambda e: list(e.path))), None)
     if error is not None:
-        path = "/".join(str(p) for p in error.absolute_path)
-        where = f"inputs.{path.replace('/', '.')}" if path else "inputs"
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
         raise EvaluationError(
-            f"{where} does not match the policy's inputs_schema: {error.message}", kind="schema_violation"
+            f"inputs{where}: {_schema_problem(error)}; the policy's inputs_schema refused it",
+            kind="schema_violation",
         )
 
 

@@ -253,3 +253,49 @@ def test_admin_api_accepts_a_staff_session_and_refuses_agent_keys(make_agent: An
     )
     as_agent = Client().get("/api/v1/admin/policies", HTTP_AUTHORIZATION=f"Agent {key}")
     assert (as_agent.status_code, as_agent.json()["error"]["code"]) == (401, "unauthenticated")
+
+
+@pytest.mark.django_db
+def test_schema_violation_messages_never_carry_the_inputs_values(make_agent: Any) -> None:
+    from tests.conftest import AgentClient
+
+    agent, key = make_agent()
+    services.policy_create(
+        actor=SYSTEM,
+        policy_id="schema_v1",
+        definition={
+            "name": "S",
+            "inputs_schema": {
+                "type": "object",
+                "properties": {"password": {"type": "string", "maxLength": 3}, "note": {"enum": ["a"]}},
+            },
+            "rules": [{"name": "r", "when": "true", "outcome": "allow", "message": ""}],
+        },
+    )
+    services.policy_publish(actor=SYSTEM, policy_id="schema_v1")
+    services.policy_grant(actor=SYSTEM, policy_id="schema_v1", agent_id=agent.agent_id)
+    did = open_decision(agent)
+    api = AgentClient(key)
+    secret_token = "ghp_" + "a" * 30 + " tail"
+    cases = [
+        ({"password": "hunter2secret"}, "hunter2secret", "inputs.password: too long (maxLength 3)"),
+        ({"note": secret_token}, "a" * 30, "inputs.note: not one of the allowed values (enum)"),
+    ]
+    for inputs, secret, problem in cases:
+        response = api.post(f"/api/v1/decisions/{did}/evaluate", {"policy_id": "schema_v1", "inputs": inputs})
+        assert response.status_code == 400
+        error = response.json()["error"]
+        assert error["code"] == "invalid_argument"
+        assert error["message"] == (
+            f"policy schema_v1 v1 could not be evaluated: {problem}; the policy's inputs_schema refused it; "
+            "nothing was allowed (the failed attempt is in the trace): fix the inputs and try again"
+        )
+        assert secret not in response.content.decode()
+    events = list(TraceEvent.objects.filter(decision_id=did, type="evaluate").order_by("seq"))
+    assert [e.payload["error"]["kind"] for e in events] == ["schema_violation", "schema_violation"]
+    assert [e.payload["rationale"]["message"] for e in events] == [
+        "inputs.password: too long (maxLength 3); the policy's inputs_schema refused it",
+        "inputs.note: not one of the allowed values (enum); the policy's inputs_schema refused it",
+    ]
+    stored = json.dumps([e.payload for e in events])
+    assert "hunter2secret" not in stored and "a" * 30 not in stored

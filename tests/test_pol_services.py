@@ -184,8 +184,12 @@ def test_inputs_are_redacted_in_the_trace(agent_actor: Actor) -> None:
 @pytest.mark.parametrize(
     ("inputs", "kind", "phrase"),
     [
-        ({"component": "x"}, "schema_violation", "'change_type' is a required property"),
-        ({"change_type": 5}, "schema_violation", "inputs.change_type does not match"),
+        (
+            {"component": "x"},
+            "schema_violation",
+            "inputs: missing required property 'change_type' (required)",
+        ),
+        ({"change_type": 5}, "schema_violation", "inputs.change_type: must be of type string (type)"),
     ],
 )
 def test_schema_violation_fails_closed_and_is_recorded(
