@@ -386,12 +386,19 @@ def _publish_slack_update(approval_id: str) -> None:
 
 
 def approvals_expire_due(*, actor: Actor) -> int:
-    """Reject (fail closed) every pending approval past its ``expires_at``; returns how many."""
+    """Reject (fail closed) every pending approval past its ``expires_at``; returns how many.
+
+    Each approval is expired in its own transaction, and one that cannot be (whatever the reason)
+    is logged with its id and skipped: one bad row must not stop the beat for everyone else.
+    """
     count = 0
     due = Approval.objects.filter(status=ApprovalState.PENDING, expires_at__lte=timezone.now())
-    for approval_id in list(due.values_list("approval_id", flat=True)[:500]):
-        if approval_expire(actor=actor, approval_id=approval_id):
-            count += 1
+    for approval_id in list(due.order_by("expires_at").values_list("approval_id", flat=True)[:500]):
+        try:
+            if approval_expire(actor=actor, approval_id=approval_id):
+                count += 1
+        except Exception:
+            logger.exception("could not expire approval %s; skipping it until the next tick", approval_id)
     return count
 
 
@@ -404,6 +411,17 @@ def approval_expire(*, actor: Actor, approval_id: str) -> bool:
     decision = decision_lock(actor=Actor.system(), decision_id=decision_id)
     approval = Approval.objects.select_for_update().get(pk=approval_id)
     if approval.status != ApprovalState.PENDING or approval.expires_at > timezone.now():
+        return False
+    if decision.is_terminal:
+        # Left pending by a version that did not cancel approvals on close. The closed trace must
+        # not change, so the row is settled as cancelled without an event.
+        logger.warning(
+            "approval %s was still pending on %s decision %s; cancelling it",
+            approval_id,
+            decision.status,
+            decision.decision_id,
+        )
+        _cancel_rows(approval, resolved_at=timezone.now())
         return False
     votes = list(approval.votes.select_related("user").order_by("created_at"))
     _resolve(approval, decision, ApprovalState.EXPIRED, votes, "expiry", actor)
@@ -433,14 +451,20 @@ def approval_cancel_on_close(*, decision: Decision, actor: Actor, new_status: st
     payload = _resolution_payload(approval, ApprovalState.CANCELLED, votes, CLOSE_CHANNEL)
     payload["reason"] = f"decision {new_status}"
     trace_append(decision=decision, type=EventType.APPROVAL_RESOLVED, actor=actor, payload=payload)
+    _cancel_rows(approval, resolved_at=now)
+    note_approval_cancelled(decision=decision, approval_id=approval.approval_id)
+    _schedule_slack_update(approval)
+
+
+def _cancel_rows(approval: Approval, *, resolved_at: datetime) -> None:
     changed = Approval.objects.filter(pk=approval.pk, status=ApprovalState.PENDING).update(
-        status=ApprovalState.CANCELLED, resolved_at=now, resolution_channel=CLOSE_CHANNEL
+        status=ApprovalState.CANCELLED, resolved_at=resolved_at, resolution_channel=CLOSE_CHANNEL
     )
     if changed != 1:
         raise InvalidState(f"approval {approval.approval_id} was resolved concurrently; it is final")
     approval.status, approval.resolved_at, approval.resolution_channel = (
         ApprovalState.CANCELLED,
-        now,
+        resolved_at,
         CLOSE_CHANNEL,
     )
     # Unsent notifications are dropped: nobody can act on a cancelled request. A delivery a worker
@@ -448,8 +472,6 @@ def approval_cancel_on_close(*, decision: Decision, actor: Actor, new_status: st
     Delivery.objects.filter(approval=approval, status=DeliveryStatus.PENDING).update(
         status=DeliveryStatus.CANCELLED
     )
-    note_approval_cancelled(decision=decision, approval_id=approval.approval_id)
-    _schedule_slack_update(approval)
 
 
 # --- email links ------------------------------------------------------------------------------

@@ -55,6 +55,11 @@ def update_slack_messages(approval_id: str) -> int:
 def approvals_tick() -> dict[str, int]:
     """The beat task: expire overdue approvals (fail closed), re-dispatch overdue deliveries."""
     actor = Actor.system("approvals-beat")
-    expired = services.approvals_expire_due(actor=actor)
+    # Each step runs even when the other fails: a broken expiry must not stop notifications.
+    try:
+        expired = services.approvals_expire_due(actor=actor)
+    except Exception:
+        logger.exception("approvals tick: expiring due approvals failed; re-dispatching anyway")
+        expired = 0
     redispatched = services.deliveries_redispatch_due(actor=actor)
     return {"expired": expired, "redispatched": redispatched}
