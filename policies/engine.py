@@ -17,6 +17,7 @@ from typing import Any
 import cel
 import jsonschema
 import jsonschema_rs
+import referencing
 
 VARIABLES = ("inputs", "decision", "now")
 _POSITION_RE = re.compile(r"<input>:(\d+):(\d+)")
@@ -93,6 +94,30 @@ def compile_condition(rule_name: str, source: str) -> Any:
         ) from None
 
 
+_REF_KEYWORDS = ("$ref", "$dynamicRef", "$recursiveRef")
+
+
+def _refuse_remote_refs(schema: Any, path: str) -> None:
+    """Only references inside the schema itself (``#...``): a remote one would make the server fetch
+    an admin-chosen URL on every compilation (SSRF) and let its content change a frozen version."""
+    if isinstance(schema, dict):
+        for key, value in schema.items():
+            if key in _REF_KEYWORDS and isinstance(value, str) and not value.startswith("#"):
+                raise PolicyError(
+                    f"inputs_schema is not a valid JSON Schema at {path or '(root)'}: {key} {value[:100]!r} is not a "
+                    "local reference; only references inside the schema (e.g. #/$defs/name) are allowed"
+                )
+            _refuse_remote_refs(value, f"{path}/{key}" if path else str(key))
+    elif isinstance(schema, list):
+        for index, item in enumerate(schema):
+            _refuse_remote_refs(item, f"{path}/{index}" if path else str(index))
+
+
+def _no_retrieval(uri: str) -> Any:
+    # Belt and braces behind _refuse_remote_refs: neither validator may ever fetch anything.
+    raise ValueError(f"{uri[:100]} is not retrieved: inputs_schema may only use local references")
+
+
 def check_schema(schema: Any) -> Any:
     """A validator for a JSON Schema (Draft 2020-12), or PolicyError naming what is wrong."""
     if schema is None:
@@ -102,7 +127,21 @@ def check_schema(schema: Any) -> Any:
     except jsonschema.SchemaError as exc:
         path = "/".join(str(p) for p in exc.absolute_path) or "(root)"
         raise PolicyError(f"inputs_schema is not a valid JSON Schema at {path}: {exc.message}") from None
-    return jsonschema.Draft202012Validator(schema)
+    _refuse_remote_refs(schema, "")
+    registry: referencing.Registry[Any] = referencing.Registry(retrieve=_no_retrieval)  # type: ignore[call-arg]
+    return jsonschema.Draft202012Validator(schema, registry=registry)
+
+
+def fast_validator(schema: Any) -> Any:
+    """The jsonschema-rs validator of a schema :func:`check_schema` accepted; PolicyError when it
+    cannot be built (a dangling local reference such as ``#/nope``, a regex it cannot compile)."""
+    if schema is None:
+        return None
+    try:
+        return jsonschema_rs.Draft202012Validator(schema, retriever=_no_retrieval)
+    except Exception as exc:  # jsonschema_rs.ValidationError (a ValueError) or anything else it raises
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PolicyError(f"inputs_schema cannot be used: {first[:300]}") from None
 
 
 _FIELD_AFTER_RE = re.compile(r"\s*\.\s*([A-Za-z_]\w*)")
@@ -236,11 +275,7 @@ def compile_policy(content: dict[str, Any]) -> CompiledPolicy:
         validator=check_schema(content.get("inputs_schema")),
         # The Rust validator answers "valid?" in well under a microsecond; the Python one, only
         # asked when the answer is no, writes the message the agent reads.
-        fast_validator=(
-            jsonschema_rs.Draft202012Validator(content["inputs_schema"])
-            if content.get("inputs_schema") is not None
-            else None
-        ),
+        fast_validator=fast_validator(content.get("inputs_schema")),
         uses=frozenset(uses),
         fields={root: (None if keys is None else frozenset(keys)) for root, keys in fields.items()},
     )

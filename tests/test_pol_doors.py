@@ -299,3 +299,76 @@ def test_schema_violation_messages_never_carry_the_inputs_values(make_agent: Any
     ]
     stored = json.dumps([e.payload for e in events])
     assert "hunter2secret" not in stored and "a" * 30 not in stored
+
+
+@pytest.fixture
+def recording_http_server() -> Any:
+    """A real local HTTP server that records every request it gets (it must get none)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    hits: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            body = b'{"type": "string"}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}", hits
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.django_db
+def test_inputs_schema_refs_outside_the_schema_or_dangling_are_refused_without_fetching(
+    recording_http_server: Any,
+) -> None:
+    base, hits = recording_http_server
+    client, auth = admin_client()
+    rules = [{"name": "r", "when": "true", "outcome": "allow", "message": ""}]
+    created = send(
+        client, auth, "POST", "/api/v1/admin/policies", {"policy_id": "p_v1", "name": "P", "rules": rules}
+    )
+    assert created.status_code == 201
+    cases = [
+        (
+            {"$ref": f"{base}/s.json"},
+            f"inputs_schema is not a valid JSON Schema at (root): $ref '{base}/s.json' is not a local reference; "
+            "only references inside the schema (e.g. #/$defs/name) are allowed; fix the draft and publish again",
+        ),
+        (
+            {"type": "object", "properties": {"x": {"$ref": "#/nope"}}},
+            "inputs_schema cannot be used: Pointer '/nope' does not exist; fix the draft and publish again",
+        ),
+    ]
+    for schema, message in cases:
+        saved = send(
+            client,
+            auth,
+            "PUT",
+            "/api/v1/admin/policies/p_v1/draft",
+            {"name": "P", "rules": rules, "inputs_schema": schema},
+        )
+        assert saved.status_code == 200  # a draft may be broken; publishing is what compiles
+        for path, body in (("publish", {}), ("test", {"inputs": {"x": "a"}})):
+            response = send(client, auth, "POST", f"/api/v1/admin/policies/p_v1/{path}", body)
+            assert response.status_code == 400, response.content
+            error = response.json()["error"]
+            assert (error["code"], error["message"], error["details"]["field"]) == (
+                "invalid_argument",
+                message,
+                "inputs_schema",
+            )
+    assert selectors.latest_published("p_v1") is None
+    assert hits == []
