@@ -10,6 +10,23 @@ PORT=${TRACEMEM_PORT:-8000}
 # The URLs printed by seed_demo (and put in emails) must match where we actually listen.
 export TRACEMEM_PUBLIC_URL=${TRACEMEM_PUBLIC_URL:-http://$HOST:$PORT}
 .venv/bin/python manage.py seed_demo
+PIDS=()
+stop_all() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap stop_all EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+# Without a broker there is no Celery beat: `manage.py tick` runs its schedule (approval expiry,
+# delivery re-dispatch) next to the web server. With a broker, run `celery beat` instead.
+if [ -z "${CELERY_BROKER_URL:-${REDIS_URL:-}}" ]; then
+  .venv/bin/python manage.py tick &
+  PIDS+=($!)
+fi
 echo "TraceMem is listening on http://$HOST:$PORT  (Ctrl-C stops it)"
-exec .venv/bin/gunicorn tracemem_site.wsgi --bind "$HOST:$PORT" --worker-class gthread --workers 1 --threads 8 \
-  --access-logfile - --error-logfile -
+.venv/bin/gunicorn tracemem_site.wsgi --bind "$HOST:$PORT" --worker-class gthread --workers 1 --threads 8 \
+  --access-logfile - --error-logfile - &
+PIDS+=($!)
+# Stop everything as soon as either process ends (or on Ctrl-C / SIGTERM, via the traps).
+wait -n "${PIDS[@]}"

@@ -3,18 +3,24 @@ one bad approval never stops the others, and re-dispatch always runs (SPEC §9).
 
 from __future__ import annotations
 
+import base64
 import logging
+import secrets
+from collections.abc import Iterator
 from datetime import timedelta
+from io import StringIO
 from typing import Any
 
 import pytest
+from django.core.management import call_command
 from django.utils import timezone
 
 from approvals import services, tasks
-from approvals.models import Approval, Delivery
+from approvals.models import Approval, Delivery, WebhookEndpoint
 from approvals.tasks import approvals_tick
 from decisions.models import Decision
 from tests.appr_helpers import make_route, open_decision, request_approval
+from tracemem_site.celery import app as celery_app
 
 pytestmark = pytest.mark.django_db
 
@@ -117,3 +123,45 @@ def test_redispatch_runs_even_when_the_expiry_step_fails(
 
     assert approvals_tick() == {"expired": 0, "redispatched": 1}
     assert published == [delivery.delivery_id]
+
+
+@pytest.fixture
+def tasks_inline() -> Iterator[None]:
+    """The embedded default: no broker, so a re-dispatched delivery runs inline in the tick process."""
+    before = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = before
+
+
+def test_tick_once_expires_a_due_approval_and_redispatches_a_due_delivery(
+    api: Any, httpserver: Any, tasks_inline: None
+) -> None:
+    secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+    WebhookEndpoint.objects.create(name="ops", url=httpserver.url_for("/hook"), signing_secret=secret)
+    httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
+    make_route("route_finance", channels=WEBHOOK)
+    make_route("route_quiet")
+    overdue_decision = open_decision(api)
+    overdue = request_approval(api, overdue_decision, approval_route_id="route_quiet").json()["approval_id"]
+    Approval.objects.filter(pk=overdue).update(expires_at=timezone.now() - timedelta(seconds=1))
+    waiting_decision = open_decision(api)
+    waiting = request_approval(api, waiting_decision, approval_route_id="route_finance").json()["approval_id"]
+    [delivery] = Delivery.objects.filter(approval_id=waiting)
+    assert (delivery.status, delivery.attempts) == ("pending", 0)  # its publish was lost
+    out = StringIO()
+
+    call_command("tick", "--once", stdout=out)
+
+    assert out.getvalue() == "tick: approvals.tick {'expired': 1, 'redispatched': 1}\n"
+    assert Approval.objects.get(pk=overdue).status == "expired"
+    assert api.get(f"/api/v1/decisions/{overdue_decision}").json()["approval_status"] == "expired"
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == ("delivered", 1)
+    assert [r.headers["webhook-id"] for r, _ in httpserver.log] == [delivery.delivery_id]
+    assert Approval.objects.get(pk=waiting).status == "pending"
+
+
+def test_tick_refuses_a_non_positive_interval() -> None:
+    with pytest.raises(Exception, match="--every must be a positive number of seconds"):
+        call_command("tick", "--every", "0", "--once")
