@@ -277,7 +277,7 @@ def _require_agent(actor: Actor) -> None:
 
 def validate_intent(intent: Any, field: str = "intent") -> str:
     value = v.string(intent, field, max_length=200)
-    if not INTENT_RE.match(value):
+    if not INTENT_RE.fullmatch(value):
         raise InvalidArgument(
             f"{field} must be dotted lowercase domain.entity.action: 2 to 8 segments of [a-z0-9_], "
             f"e.g. code.refactor.execute; got {value!r}",
@@ -302,15 +302,16 @@ def decision_create(
     assert actor.agent is not None
     clean_intent = validate_intent(intent)
     mode = v.choice(automation_mode, "automation_mode", AutomationMode.values)
-    who = v.optional_string(decision_actor, "actor") or actor.agent.agent_id
+    # These labels are shown and hashed like metadata, so a pasted token is redacted here too.
+    who = redact(v.optional_string(decision_actor, "actor"), field="actor") or actor.agent.agent_id
     clean_metadata = redact(v.optional_json_object(metadata, "metadata") or {}, field="metadata")
     decision = Decision.objects.create(
         agent=actor.agent,
         intent=clean_intent,
         automation_mode=mode,
         actor=who,
-        instance=v.optional_string(instance, "instance"),
-        version=v.optional_string(version, "version", max_length=100),
+        instance=redact(v.optional_string(instance, "instance"), field="instance"),
+        version=redact(v.optional_string(version, "version", max_length=100), field="version"),
         metadata=clean_metadata,
     )
     trace_append(

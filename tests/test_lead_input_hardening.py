@@ -1,0 +1,63 @@
+"""Findings of the pre-release audit on the agent doors: each was accepted or misreported before."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from decisions.models import Decision, TraceEvent
+
+pytestmark = pytest.mark.django_db
+
+GITHUB_TOKEN = "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"
+
+
+def test_intent_with_a_trailing_newline_is_refused(api: Any, agent_and_key: Any) -> None:
+    response = api.post("/api/v1/decisions", {"intent": "code.refactor\n", "automation_mode": "propose"})
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_argument"
+    assert response.json()["error"]["details"]["field"] == "intent"
+    assert not Decision.objects.filter(agent=agent_and_key[0]).exists()
+
+
+@pytest.mark.parametrize("field", ["actor", "instance", "version"])
+def test_a_secret_in_actor_instance_or_version_is_redacted_before_storage(api: Any, field: str) -> None:
+    response = api.post(
+        "/api/v1/decisions",
+        {"intent": "code.refactor.execute", "automation_mode": "propose", field: GITHUB_TOKEN},
+    )
+    assert response.status_code == 201
+    decision = Decision.objects.get(pk=response.json()["decision_id"])
+    assert getattr(decision, field) == "[redacted]"
+    created = TraceEvent.objects.get(decision=decision, seq=1)
+    assert created.payload[field] == "[redacted]"
+    assert GITHUB_TOKEN not in api.get(f"/api/v1/decisions/{decision.decision_id}/trace").content.decode()
+
+
+def test_a_personal_token_header_on_the_agent_api_is_malformed_not_missing(api: Any) -> None:
+    response = api.client.get("/api/v1/capabilities", HTTP_AUTHORIZATION="Token tmpat_whatever")
+    assert response.status_code == 401
+    assert response.json()["error"]["details"]["reason"] == "malformed"
+
+
+def test_a_name_and_its_alias_with_different_values_are_refused(api: Any) -> None:
+    created = api.post(
+        "/api/v1/decisions", {"intent": "code.refactor.execute", "automation_mode": "autonomous"}
+    )
+    decision_id = created.json()["decision_id"]
+    response = api.post(
+        f"/api/v1/decisions/{decision_id}/context", {"context": {"a": 1}, "payload": {"b": 2}}
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["details"]["field"] == "context"
+    assert TraceEvent.objects.filter(decision_id=decision_id).count() == 1
+    same = api.post(f"/api/v1/decisions/{decision_id}/context", {"context": {"a": 1}, "payload": {"a": 1}})
+    assert same.status_code == 201
+
+
+@pytest.mark.parametrize("decision_id", ["abc%00def", "TMEM_lowercase01234567890123456", "TMEM_" + "Z" * 27])
+def test_a_malformed_decision_id_in_the_path_is_not_found_never_500(api: Any, decision_id: str) -> None:
+    response = api.get(f"/api/v1/decisions/{decision_id}")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
