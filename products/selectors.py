@@ -12,6 +12,7 @@ from django.db.models import QuerySet
 
 from agents.models import Agent
 from products.models import DataProduct, DataSource, ProductGrant, ProductStatus
+from tracemem_site import validation as v
 from tracemem_site.actor import Actor
 from tracemem_site.errors import InvalidArgument, NotFound, PermissionDenied
 
@@ -54,6 +55,7 @@ def product_for_agent(actor: Actor, product_id: Any) -> tuple[DataProduct, Produ
     agent = require_agent(actor)
     if not isinstance(product_id, str) or not product_id.strip():
         raise InvalidArgument("product is required: pass a product_id from products_list", field="product")
+    v.no_nul(product_id, "product")
     grant = _agent_grants(agent).filter(product__product_id=product_id).first()
     if grant is None:
         raise NotFound(

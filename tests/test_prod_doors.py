@@ -401,3 +401,64 @@ def test_external_write_is_rolled_back_when_its_trace_event_cannot_be_written(
     # The external source's transaction was still open when the trace failed, so nothing stands.
     assert _orders() == orders_before
     assert not TraceEvent.objects.filter(decision_id=decision_id, type="write").exists()
+
+
+def test_nul_characters_are_invalid_argument_through_rest_never_a_500(committed_demo: Any) -> None:
+    from policies import services as policy_services
+    from tests.conftest import AgentClient
+
+    agent, key = committed_demo
+    policy_services.policy_create(
+        actor=SYSTEM,
+        policy_id="nul_v1",
+        definition={
+            "name": "N",
+            "rules": [{"name": "r", "when": "inputs.x > 1", "outcome": "allow", "message": ""}],
+        },
+    )
+    policy_services.policy_publish(actor=SYSTEM, policy_id="nul_v1")
+    policy_services.policy_grant(actor=SYSTEM, policy_id="nul_v1", agent_id=agent.agent_id)
+    did = _decision(agent)
+    api = AgentClient(key)
+    before = (_orders(), list(TraceEvent.objects.filter(decision_id=did).values_list("event_id", flat=True)))
+    cases = [
+        (
+            "write",
+            {
+                "product": "pg_orders_insert_v1",
+                "purpose": "order_processing",
+                "mutation": {"data": {"customer_id": 1, "amount": 1}},
+                "idempotency_key": "a\u0000b",
+            },
+            "idempotency_key",
+            "idempotency_key contains a NUL character (\\u0000), which cannot be stored; remove it",
+        ),
+        (
+            "read",
+            {"product": "pg_customers_v1\u0000", "purpose": "customer_support"},
+            "product",
+            "product contains a NUL character (\\u0000), which cannot be stored; remove it",
+        ),
+        (
+            "evaluate",
+            {"policy_id": "nul_v1", "inputs": {"x": {"y": "\u0000"}}},
+            "inputs.x.y",
+            "inputs.x.y contains a NUL character (\\u0000), which cannot be stored; remove it",
+        ),
+        (
+            "evaluate",
+            {"policy_id": "nul_v1", "inputs": {"x": {"a\u0000": 1}}},
+            "inputs.x",
+            "inputs.x (an object key) contains a NUL character (\\u0000), which cannot be stored; remove it",
+        ),
+    ]
+    for tool, body, field, message in cases:
+        response = api.post(f"/api/v1/decisions/{did}/{tool}", body)
+        assert response.status_code == 400, (tool, response.content)
+        assert response.json()["error"] == {
+            "code": "invalid_argument",
+            "message": message,
+            "details": {"field": field},
+        }
+    after = (_orders(), list(TraceEvent.objects.filter(decision_id=did).values_list("event_id", flat=True)))
+    assert after == before

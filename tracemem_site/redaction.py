@@ -124,6 +124,12 @@ def looks_like_secret(value: str) -> bool:
     return _extra_rules()[1].search(value) is not None
 
 
+def _nul_message(where: str) -> str:
+    # PostgreSQL text and jsonb cannot hold U+0000; refusing it here names the field instead of
+    # failing at INSERT time with a database error.
+    return f"{where} contains a NUL character (\\u0000), which cannot be stored; remove it"
+
+
 def redact(value: Any, *, field: str = "value") -> Any:
     """Return a redacted, minimised copy of a JSON value (the input is not modified)."""
     return _redact(value, field, 0)
@@ -139,6 +145,8 @@ def _redact(value: Any, path: str, depth: int) -> Any:
                 raise InvalidArgument(
                     f"{path} has a non-string key {key!r}; JSON object keys are strings", field=path
                 )
+            if "\x00" in key:
+                raise InvalidArgument(_nul_message(f"{path} (an object key)"), field=path)
             child = f"{path}.{key}"
             out[key] = REDACTED if is_secret_key(key) else _redact(item, child, depth + 1)
         return out
@@ -150,6 +158,8 @@ def _redact(value: Any, path: str, depth: int) -> Any:
             kept.append(f"[+{len(value) - MAX_ITEMS} more items]")
         return kept
     if isinstance(value, str):
+        if "\x00" in value:
+            raise InvalidArgument(_nul_message(path), field=path)
         if looks_like_secret(value):
             return REDACTED
         if len(value) > MAX_STRING:

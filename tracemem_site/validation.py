@@ -37,11 +37,21 @@ def string(value: Any, field: str, *, max_length: int = 200, allow_empty: bool =
     required(value, field)
     if not isinstance(value, str):
         raise InvalidArgument(f"{field} must be a string, got {type(value).__name__}", field=field)
+    no_nul(value, field)
     if not allow_empty and not value.strip():
         raise InvalidArgument(f"{field} must not be empty", field=field)
     if len(value) > max_length:
         raise InvalidArgument(
             f"{field} must be at most {max_length} characters, got {len(value)}", field=field
+        )
+    return value
+
+
+def no_nul(value: str, field: str) -> str:
+    """PostgreSQL text cannot hold U+0000 (nor can a lookup by it): say so instead of a database error."""
+    if "\x00" in value:
+        raise InvalidArgument(
+            f"{field} contains a NUL character (\\u0000), which cannot be stored; remove it", field=field
         )
     return value
 
