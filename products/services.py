@@ -76,8 +76,27 @@ def data_source_builtin() -> DataSource:
     return source
 
 
+# What admins may see of a DSN afterwards. An allow-list, not a deny-list: libpq keeps growing
+# secret-bearing parameters (password, sslpassword, passfile, sslkey, options carrying -c settings...).
+_DSN_DISPLAYED = (
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "sslmode",
+    "connect_timeout",
+    "application_name",
+    "target_session_attrs",
+    "client_encoding",
+    "gssencmode",
+    "channel_binding",
+)
+
+
 def _dsn_display(dsn: str) -> str:
-    """The DSN without its password, or a clear error that never repeats the DSN."""
+    """The harmless parts of a DSN (host, port, dbname, user, sslmode, ...; never a password, a key
+    or a file path), or a clear error that never repeats the DSN."""
     try:
         params = psycopg.conninfo.conninfo_to_dict(dsn)
     except psycopg.Error:
@@ -86,8 +105,8 @@ def _dsn_display(dsn: str) -> str:
             "or 'host=... dbname=...')",
             field="dsn",
         ) from None
-    params.pop("password", None)
-    return psycopg.conninfo.make_conninfo(**{k: str(val) for k, val in params.items()})
+    shown = {k: str(params[k]) for k in _DSN_DISPLAYED if params.get(k) not in (None, "")}
+    return psycopg.conninfo.make_conninfo(**shown)
 
 
 @transaction.atomic

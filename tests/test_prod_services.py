@@ -630,6 +630,26 @@ def test_data_source_dsn_is_encrypted_and_never_shown(db: Any) -> None:
     assert "s3cret" not in str(exc.value)
 
 
+@pytest.mark.parametrize(
+    ("dsn", "display"),
+    [
+        (
+            "postgresql://u:pw@h:5432/db?sslpassword=SSLSECRET&sslkey=/keys/k.pem&passfile=/home/u/.pgpass"
+            "&sslmode=require&connect_timeout=3&application_name=tm&options=-c%20x%3DSECRETOPT",
+            "host=h port=5432 dbname=db user=u sslmode=require connect_timeout=3 application_name=tm",
+        ),
+        (
+            "host=h user=u password='p w' dbname=d sslcert=/c.pem sslrootcert=/r.pem service=prod",
+            "host=h dbname=d user=u",
+        ),
+    ],
+)
+def test_data_source_display_shows_only_allow_listed_dsn_parts(db: Any, dsn: str, display: str) -> None:
+    source = services.data_source_save(actor=SYSTEM, source_id="ext", dsn=dsn)
+    assert source.dsn_display == display
+    assert DataSource.objects.get(pk="ext").dsn_display == display
+
+
 def test_published_product_is_frozen_and_hash_covers_definition(demo: Any) -> None:
     product = DataProduct.objects.get(pk="pg_customers_v1")
     assert product.status == "published" and product.version == 1
