@@ -2,8 +2,9 @@
 
 RECEIPT.json is a ``decision_receipt`` result or an evidence pack (which carries the receipt, the
 trace and the keys published when it was made). KEYS.json is the server's
-``/.well-known/tracemem/receipt-keys`` document. Prints one line, ``OK: …`` or ``FAIL: …``, and
-exits 0 or 1 (2 for a usage error). Never imports Django.
+``/.well-known/tracemem/receipt-keys`` document. Prints one line, ``OK: …``, ``FAIL: …`` or
+``UNVERIFIED: …``, and exits 0 (OK), 1 (FAIL), 2 (usage error) or 3 (UNVERIFIED: an evidence pack
+checked only against the keys inside it, because ``--keys`` was not given). Never imports Django.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ def _load(path: str, what: str) -> Any:
         raise _Failure(f"{what} {path} is not JSON: {exc}") from None
 
 
+EXIT_UNVERIFIED = 3
+
+
 class _Failure(Exception):
     pass
 
@@ -49,13 +53,13 @@ def verify(receipt_path: str, trace_path: str | None = None, keys_path: str | No
             return Verdict(
                 False, "the evidence pack has no receipt (the decision was not closed when it was made)"
             )
-        key_note = ""
+        embedded_keys = False
         if keys_path is not None:
             keys = keys_from_document(_load(keys_path, "keys file"))
         elif is_pack and "keys" in document:
-            # Integrity only: a key shipped inside the document proves nothing about who signed it.
+            # Integrity only: a forger can put their own key in the pack, so this never says OK.
             keys = keys_from_document(document["keys"])
-            key_note = " (key taken from the pack itself: pass --keys with the server's published keys to check who signed)"
+            embedded_keys = True
         else:
             return Verdict(
                 False, "no keys: pass --keys with the server's /.well-known/tracemem/receipt-keys JSON"
@@ -76,7 +80,15 @@ def verify(receipt_path: str, trace_path: str | None = None, keys_path: str | No
             messages.append(trace_verdict.message)
         else:
             messages.append("trace not checked (pass --trace)")
-        return Verdict(True, "; ".join(messages) + key_note)
+        if embedded_keys:
+            return Verdict(
+                False,
+                "the pack is self-consistent (" + "; ".join(messages) + ") but was checked only against "
+                "the key inside the pack, which anyone can put there; pass --keys with the server's "
+                "published keys (/.well-known/tracemem/receipt-keys) to know who signed it",
+                unverified=True,
+            )
+        return Verdict(True, "; ".join(messages))
     except _Failure as exc:
         return Verdict(False, str(exc))
     except ValueError as exc:
@@ -94,7 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     verdict = verify(args.receipt, args.trace, args.keys)
     print(verdict)
-    return 0 if verdict.ok else 1
+    if verdict.ok:
+        return 0
+    return EXIT_UNVERIFIED if verdict.unverified else 1
 
 
 if __name__ == "__main__":

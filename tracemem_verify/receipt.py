@@ -69,9 +69,12 @@ def sign_receipt_data(private_key: Ed25519PrivateKey, receipt_data: Mapping[str,
 class Verdict:
     ok: bool
     message: str
+    # Nothing failed, but nothing proves who signed either (only keys shipped with the document).
+    unverified: bool = False
 
     def __str__(self) -> str:
-        return f"{'OK' if self.ok else 'FAIL'}: {self.message}"
+        label = "OK" if self.ok else "UNVERIFIED" if self.unverified else "FAIL"
+        return f"{label}: {self.message}"
 
 
 def _fail(message: str) -> Verdict:

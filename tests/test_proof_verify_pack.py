@@ -1,0 +1,104 @@
+"""Offline verification of evidence packs (tracemem_verify): what the CLI may and may not call OK."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from django.test import Client
+
+from agents.models import Agent
+from tests.conftest import AgentClient
+from tests.test_proof_evidence import _story, signing_key  # noqa: F401 - autouse fixture
+from tests.test_proof_receipts import run_cli
+from tracemem_verify.receipt import b64url_encode, key_id_for, raw_public_key, sign_receipt_data
+
+pytestmark = pytest.mark.django_db
+
+FORGER_SEED = bytes(range(200, 232))
+
+
+def _pack(api: AgentClient, agent: Agent) -> dict[str, Any]:
+    story = _story(api, agent)
+    response = api.get(f"/api/v1/decisions/{story['decision_id']}/evidence")
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def _write(tmp_path: Path, name: str, value: Any) -> str:
+    path = tmp_path / name
+    path.write_text(json.dumps(value))
+    return str(path)
+
+
+def _published_keys(tmp_path: Path) -> str:
+    return _write(tmp_path, "keys.json", Client().get("/.well-known/tracemem/receipt-keys").json())
+
+
+def test_a_pack_without_keys_is_unverified_not_ok(
+    api: AgentClient, agent_and_key: tuple[Agent, str], tmp_path: Path
+) -> None:
+    pack = _pack(api, agent_and_key[0])
+
+    result = run_cli(_write(tmp_path, "pack.json", pack))
+
+    assert result.returncode == 3, result.stdout
+    assert result.stdout.startswith("UNVERIFIED: the pack is self-consistent (receipt for decision ")
+    assert result.stdout.rstrip().endswith(
+        "pass --keys with the server's published keys (/.well-known/tracemem/receipt-keys) to know who signed it"
+    )
+    assert "OK:" not in result.stdout
+
+
+def test_a_pack_signed_by_a_forger_with_their_own_embedded_key_never_verifies(
+    api: AgentClient, agent_and_key: tuple[Agent, str], tmp_path: Path
+) -> None:
+    pack = _pack(api, agent_and_key[0])
+    forger = Ed25519PrivateKey.from_private_bytes(FORGER_SEED)
+    public_raw = raw_public_key(forger.public_key())
+    forged_key_id = key_id_for(public_raw)
+    pack["receipt"]["signature"] = sign_receipt_data(forger, pack["receipt"]["receipt_data"])
+    pack["receipt"]["key_id"] = forged_key_id
+    pack["keys"] = [
+        {"key_id": forged_key_id, "algorithm": "ed25519", "public_key": b64url_encode(public_raw)}
+    ]
+    path = _write(tmp_path, "forged.json", pack)
+
+    without_keys = run_cli(path)
+    with_keys = run_cli(path, "--keys", _published_keys(tmp_path))
+
+    assert without_keys.returncode == 3
+    assert without_keys.stdout.startswith("UNVERIFIED: ")
+    assert with_keys.returncode == 1
+    assert with_keys.stdout.strip() == (
+        f"FAIL: key {forged_key_id} is not among the published keys; fetch /.well-known/tracemem/receipt-keys"
+    )
+
+
+def test_a_tampered_pack_without_keys_still_fails(
+    api: AgentClient, agent_and_key: tuple[Agent, str], tmp_path: Path
+) -> None:
+    pack = _pack(api, agent_and_key[0])
+    pack["receipt"]["receipt_data"]["status"] = "aborted"
+    pack["receipt"]["status"] = "aborted"
+
+    result = run_cli(_write(tmp_path, "pack.json", pack))
+
+    assert result.returncode == 1
+    assert result.stdout.startswith("FAIL: signature does not verify with key ")
+
+
+def test_a_pack_with_the_published_keys_is_ok(
+    api: AgentClient, agent_and_key: tuple[Agent, str], tmp_path: Path
+) -> None:
+    pack = _pack(api, agent_and_key[0])
+
+    result = run_cli(_write(tmp_path, "pack.json", pack), "--keys", _published_keys(tmp_path))
+
+    assert result.returncode == 0, result.stdout
+    assert result.stdout.startswith(
+        f"OK: receipt for decision {pack['decision']['decision_id']} (committed, "
+    )
