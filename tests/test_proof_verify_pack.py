@@ -102,3 +102,103 @@ def test_a_pack_with_the_published_keys_is_ok(
     assert result.stdout.startswith(
         f"OK: receipt for decision {pack['decision']['decision_id']} (committed, "
     )
+
+
+def _verify(tmp_path: Path, pack: dict[str, Any]) -> Any:
+    return run_cli(_write(tmp_path, "pack.json", pack), "--keys", _published_keys(tmp_path))
+
+
+def test_an_intact_pack_says_its_sections_match(
+    api: AgentClient, agent_and_key: tuple[Agent, str], tmp_path: Path
+) -> None:
+    result = _verify(tmp_path, _pack(api, agent_and_key[0]))
+
+    assert result.returncode == 0, result.stdout
+    assert result.stdout.rstrip().endswith(
+        "; the pack's decision, approvals and policies match the signed receipt and trace"
+    )
+
+
+def test_a_pack_whose_decision_section_was_edited_fails_naming_the_section(
+    api: AgentClient, agent_and_key: tuple[Agent, str], tmp_path: Path
+) -> None:
+    pack = _pack(api, agent_and_key[0])
+    pack["decision"]["intent"] = "code.refactor.review"
+
+    result = _verify(tmp_path, pack)
+
+    assert result.returncode == 1
+    assert result.stdout.strip() == (
+        "FAIL: pack section decision: intent 'code.refactor.review' differs from the signed receipt_data "
+        "intent 'code.refactor.execute'"
+    )
+
+
+def test_a_pack_with_an_invented_vote_fails_naming_the_section(
+    api: AgentClient, agent_and_key: tuple[Agent, str], tmp_path: Path
+) -> None:
+    pack = _pack(api, agent_and_key[0])
+    [approval] = pack["approvals"]
+    invented = {
+        **approval["votes"][0],
+        "event_id": "evt_01JINVENTEDVOTE0000000000",
+        "voter": {"id": "user_99"},
+    }
+    approval["votes"].append(invented)
+
+    result = _verify(tmp_path, pack)
+
+    assert result.returncode == 1
+    assert result.stdout.strip() == (
+        f"FAIL: pack section approvals: votes of approval {approval['approval_id']} names event "
+        "'evt_01JINVENTEDVOTE0000000000', which is not in the signed trace"
+    )
+
+
+def test_a_pack_with_a_rewritten_or_hidden_vote_fails(
+    api: AgentClient, agent_and_key: tuple[Agent, str], tmp_path: Path
+) -> None:
+    pack = _pack(api, agent_and_key[0])
+    [approval] = pack["approvals"]
+    [vote] = approval["votes"]
+    vote["rationale"] = "I never looked"
+
+    rewritten = _verify(tmp_path, pack)
+
+    assert rewritten.returncode == 1
+    assert rewritten.stdout.strip() == (
+        f"FAIL: pack section approvals: votes of approval {approval['approval_id']} (event #{vote['seq']}) "
+        "differs from the signed approval_vote event"
+    )
+    approval["votes"] = []
+    hidden = _verify(tmp_path, pack)
+    assert hidden.returncode == 1
+    assert hidden.stdout.strip() == (
+        f"FAIL: pack section approvals: leaves out the signed approval_vote event #{vote['seq']}"
+    )
+
+
+def test_a_pack_with_another_policy_version_or_definition_fails(
+    api: AgentClient, agent_and_key: tuple[Agent, str], tmp_path: Path
+) -> None:
+    pack = _pack(api, agent_and_key[0])
+    [policy] = pack["policies"]
+    evaluation_seq = policy["evaluations"][0]["seq"]
+    original_hash = policy["policy_hash"]
+    policy["policy_hash"] = "0" * 64
+
+    other_hash = _verify(tmp_path, pack)
+
+    assert other_hash.returncode == 1
+    assert other_hash.stdout.strip() == (
+        "FAIL: pack section policies: policy code_change_policy_v1 v1 (hash 000000000000…) is not what the "
+        f"signed evaluate event #{evaluation_seq} recorded"
+    )
+    policy["policy_hash"] = original_hash
+    policy["definition"]["content"]["default_outcome"] = "deny"
+    other_definition = _verify(tmp_path, pack)
+    assert other_definition.returncode == 1
+    assert other_definition.stdout.strip() == (
+        "FAIL: pack section policies: the definition of policy code_change_policy_v1 v1 does not hash to the "
+        "policy_hash the signed trace recorded"
+    )

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from tracemem_verify.pack import verify_pack_sections
 from tracemem_verify.receipt import (
     Verdict,
     events_from_document,
@@ -78,6 +79,12 @@ def verify(receipt_path: str, trace_path: str | None = None, keys_path: str | No
             if not trace_verdict.ok:
                 return trace_verdict
             messages.append(trace_verdict.message)
+            if is_pack:
+                # What a reader sees first (decision, approvals, policies) must be what was signed.
+                sections_verdict = verify_pack_sections(document, receipt["receipt_data"], events)
+                if not sections_verdict.ok:
+                    return sections_verdict
+                messages.append(sections_verdict.message)
         else:
             messages.append("trace not checked (pass --trace)")
         if embedded_keys:
