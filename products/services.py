@@ -285,6 +285,15 @@ def _check_consistency(product: DataProduct) -> None:
         )
 
 
+def product_check_definition(*, actor: Actor, product_id: str, definition: dict[str, Any]) -> None:
+    """Raise what ``product_create`` / ``product_update`` would refuse in ``definition``, changing
+    nothing (the Django admin's form shows it next to the fields)."""
+    require_staff(actor)
+    existing = DataProduct.objects.filter(pk=product_id).first()
+    probe = existing or DataProduct(product_id=product_id, name=product_id, source=data_source_builtin())
+    _apply_definition(probe, definition)
+
+
 @transaction.atomic
 def product_create(*, actor: Actor, product_id: Any, definition: dict[str, Any]) -> DataProduct:
     """Create a draft product. ``product_id`` is a slug ending in its version, e.g. ``pg_customers_v1``."""

@@ -129,9 +129,9 @@ def test_read_with_two_matches_and_allow_multiple_false_is_conflict(demo: Any) -
 
 def test_read_is_capped_at_max_rows(demo: Any) -> None:
     _, actor = demo
-    DataProduct.objects.filter(pk="pg_customers_v1").update(max_rows=2)
+    product = _next_version(actor, "pg_customers_v1", max_rows=2)
     decision = _decision(actor)
-    result = _read(actor, decision, allow_multiple=True)
+    result = _read(actor, decision, product=product, allow_multiple=True)
     assert [r["customer_id"] for r in result["records"]] == [1, 2]
     assert result["summary"] == {
         "rows": 2,
@@ -446,62 +446,80 @@ def test_deny_blocks_writes_in_autonomous_mode(demo: Any) -> None:
 
 def test_product_requires_approval_blocks_autonomous_writes_until_granted(demo: Any) -> None:
     _, actor = demo
-    DataProduct.objects.filter(pk="pg_orders_insert_v1").update(requires_approval=True)
+    product = _next_version(actor, "pg_orders_insert_v1", requires_approval=True)
     decision = _decision(actor, "autonomous")
     with pytest.raises(ApprovalRequired) as exc:
-        _insert(actor, decision, mutation={"data": {"customer_id": 1, "amount": 1}})
-    assert "pg_orders_insert_v1 requires a granted approval" in str(exc.value)
+        _insert(actor, decision, product=product, mutation={"data": {"customer_id": 1, "amount": 1}})
+    assert "pg_orders_insert_v2 requires a granted approval" in str(exc.value)
     _grant(decision)
-    assert _insert(actor, decision, mutation={"data": {"customer_id": 1, "amount": 1}})["affected_rows"] == 1
+    result = _insert(actor, decision, product=product, mutation={"data": {"customer_id": 1, "amount": 1}})
+    assert result["affected_rows"] == 1
 
 
-def _attach_policy(product_id: str, rules: list[dict[str, Any]]) -> None:
+def _next_version(actor: Actor, product_id: str, **changes: Any) -> str:
+    """Publish ``product_id``'s next version with ``changes`` and grant it: a published product is
+    frozen (the database refuses to change it), so a change is always a new version."""
+    definition = services.product_definition(DataProduct.objects.get(pk=product_id))
+    del definition["product_id"], definition["version"]
+    new_id = product_id.removesuffix("_v1") + "_v2"
+    services.product_create(actor=SYSTEM, product_id=new_id, definition={**definition, **changes})
+    services.product_publish(actor=SYSTEM, product_id=new_id)
+    services.product_grant(actor=SYSTEM, product_id=new_id, agent_id=actor.id)
+    return new_id
+
+
+def _attach_policy(actor: Actor, product_id: str, rules: list[dict[str, Any]]) -> str:
     policy_services.policy_create(
         actor=SYSTEM,
         policy_id="order_cap_v1",
         definition={"name": "Order cap", "rules": rules, "default_outcome": "allow"},
     )
     policy_services.policy_publish(actor=SYSTEM, policy_id="order_cap_v1")
-    DataProduct.objects.filter(pk=product_id).update(policies=["order_cap_v1"])
+    return _next_version(actor, product_id, policies=["order_cap_v1"])
 
 
 def test_product_attached_deny_blocks_the_write_and_the_evaluation_is_traced(demo: Any) -> None:
     _, actor = demo
-    _attach_policy(
+    product = _attach_policy(
+        actor,
         "pg_orders_insert_v1",
         [{"name": "cap", "when": "inputs.records[0].amount > 100", "outcome": "deny", "message": "too big"}],
     )
     decision = _decision(actor)
     with pytest.raises(PolicyDenied):
-        _insert(actor, decision, mutation={"data": {"customer_id": 1, "amount": 500}})
+        _insert(actor, decision, product=product, mutation={"data": {"customer_id": 1, "amount": 500}})
     assert len(_rows("orders")) == 2
     events = _events(decision)
     assert [e.type for e in events] == ["created", "evaluate"]
-    assert (
-        events[1].payload["outcome"] == "deny"
-        and events[1].payload["source"] == "product:pg_orders_insert_v1"
-    )
+    assert events[1].payload["outcome"] == "deny" and events[1].payload["source"] == f"product:{product}"
     assert events[1].payload["inputs"]["records"] == [{"customer_id": 1, "amount": 500}]
     # the deny gates the rest of the decision, also for a small amount
     with pytest.raises(PolicyDenied):
-        _insert(actor, decision, mutation={"data": {"customer_id": 1, "amount": 5}})
+        _insert(actor, decision, product=product, mutation={"data": {"customer_id": 1, "amount": 5}})
     assert len(_rows("orders")) == 2
 
 
 def test_product_attached_allow_lets_the_write_through(demo: Any) -> None:
     _, actor = demo
-    _attach_policy(
+    product = _attach_policy(
+        actor,
         "pg_orders_insert_v1",
         [{"name": "cap", "when": "inputs.records[0].amount > 100", "outcome": "deny", "message": "too big"}],
     )
     decision = _decision(actor)
-    assert _insert(actor, decision, mutation={"data": {"customer_id": 1, "amount": 5}})["affected_rows"] == 1
+    assert (
+        _insert(actor, decision, product=product, mutation={"data": {"customer_id": 1, "amount": 5}})[
+            "affected_rows"
+        ]
+        == 1
+    )
     assert [e.type for e in _events(decision)] == ["created", "evaluate", "write"]
 
 
 def test_product_attached_deny_blocks_a_read(demo: Any) -> None:
     _, actor = demo
-    _attach_policy(
+    product = _attach_policy(
+        actor,
         "pg_customers_v1",
         [
             {
@@ -514,9 +532,12 @@ def test_product_attached_deny_blocks_a_read(demo: Any) -> None:
     )
     decision = _decision(actor)
     with pytest.raises(PolicyDenied):
-        _read(actor, decision, query={"tier": "gold"})
+        _read(actor, decision, product=product, query={"tier": "gold"})
     assert [e.type for e in _events(decision)] == ["created", "evaluate"]
-    assert _read(actor, _decision(actor), query={"customer_id": 2})["records"][0]["customer_id"] == 2
+    assert (
+        _read(actor, _decision(actor), product=product, query={"customer_id": 2})["records"][0]["customer_id"]
+        == 2
+    )
 
 
 # --- idempotency -------------------------------------------------------------------------------
@@ -674,7 +695,8 @@ def test_seed_is_idempotent(demo: Any) -> None:
 
 def test_product_attached_requires_exception_blocks_until_approved_then_allows(demo: Any) -> None:
     _, actor = demo
-    _attach_policy(
+    product = _attach_policy(
+        actor,
         "pg_orders_insert_v1",
         [
             {
@@ -688,24 +710,25 @@ def test_product_attached_requires_exception_blocks_until_approved_then_allows(d
     decision = _decision(actor, "autonomous")
     mutation = {"data": {"customer_id": 1, "amount": 500}}
     with pytest.raises(ApprovalRequired):
-        _insert(actor, decision, mutation=mutation)
+        _insert(actor, decision, product=product, mutation=mutation)
     assert len(_rows("orders")) == 2
     assert [e.type for e in _events(decision)] == ["created", "evaluate"]
     _grant(decision)
-    result = _insert(actor, decision, mutation=mutation)
+    result = _insert(actor, decision, product=product, mutation=mutation)
     assert result["affected_rows"] == 1 and len(_rows("orders")) == 3
     write = _events(decision)[-1]
     assert write.type == "write"
     assert write.payload["policies"] == [{"policy_id": "order_cap_v1", "outcome": "exception_granted"}]
     # the approval covered exactly those inputs: a different large order asks again
     with pytest.raises(ApprovalRequired):
-        _insert(actor, decision, mutation={"data": {"customer_id": 2, "amount": 900}})
+        _insert(actor, decision, product=product, mutation={"data": {"customer_id": 2, "amount": 900}})
     assert len(_rows("orders")) == 3
 
 
 def test_granted_exception_does_not_cover_a_different_write_that_redacts_alike(demo: Any) -> None:
     _, actor = demo
-    _attach_policy(
+    product = _attach_policy(
+        actor,
         "pg_orders_insert_v1",
         [
             {
@@ -727,14 +750,14 @@ def test_granted_exception_does_not_cover_a_different_write_that_redacts_alike(d
     good = {"data": {"customer_id": 1, "amount": 1, "note": "x" * 1001 + "good"}}
     evil = {"data": {"customer_id": 1, "amount": 1, "note": "x" * 1001 + "evil"}}
     with pytest.raises(ApprovalRequired):
-        _insert(actor, decision, mutation=good)
+        _insert(actor, decision, product=product, mutation=good)
     first = _events(decision)[-1]
     assert first.payload["outcome"] == "requires_exception"
     assert first.payload["inputs_digest"] != ""
     _grant(decision)
     before = _rows("orders")
     with pytest.raises(PolicyDenied):
-        _insert(actor, decision, mutation=evil)
+        _insert(actor, decision, product=product, mutation=evil)
     assert _rows("orders") == before
     last = _events(decision)[-1]
     assert last.type == "evaluate"
@@ -745,11 +768,16 @@ def test_granted_exception_does_not_cover_a_different_write_that_redacts_alike(d
 
 def test_evaluate_event_inputs_digest_is_keyed_and_covers_the_unredacted_inputs(demo: Any) -> None:
     _, actor = demo
-    _attach_policy(
-        "pg_orders_insert_v1", [{"name": "never", "when": "false", "outcome": "deny", "message": "no"}]
+    product = _attach_policy(
+        actor, "pg_orders_insert_v1", [{"name": "never", "when": "false", "outcome": "deny", "message": "no"}]
     )
     decision = _decision(actor, "autonomous")
-    _insert(actor, decision, mutation={"data": {"customer_id": 1, "amount": 1, "note": "ghp_" + "a" * 30}})
+    _insert(
+        actor,
+        decision,
+        product=product,
+        mutation={"data": {"customer_id": 1, "amount": 1, "note": "ghp_" + "a" * 30}},
+    )
     event = _events(decision)[1]
     sent = {
         "purpose": "order_processing",
@@ -1090,3 +1118,95 @@ def test_constraint_violation_is_conflict_without_database_text(demo: Any) -> No
     assert decision.event_count == 1
     # the decision's transaction is still usable after the refused statement
     assert _insert(actor, decision, mutation={"data": {"customer_id": 3, "amount": 2}})["affected_rows"] == 1
+
+
+def test_published_product_is_refused_by_the_database_itself(demo: Any) -> None:
+    from django.db import DatabaseError, transaction
+
+    before = services.product_definition(DataProduct.objects.get(pk="pg_orders_insert_v1"))
+    for change in ({"name": "Renamed"}, {"max_rows": 1}, {"policies": ["x_v1"]}, {"status": "draft"}):
+        with pytest.raises(DatabaseError, match="published and frozen"), transaction.atomic():
+            DataProduct.objects.filter(pk="pg_orders_insert_v1").update(**change)
+    with pytest.raises(DatabaseError, match="cannot be deleted"), transaction.atomic():
+        DataProduct.objects.filter(pk="pg_orders_insert_v1").delete()
+    after = DataProduct.objects.get(pk="pg_orders_insert_v1")
+    assert (after.status, services.product_definition(after)) == ("published", before)
+    # a draft is still editable (that is how products are authored)
+    services.product_create(
+        actor=SYSTEM, product_id="pg_orders_insert_v2", definition=_ORDERS_INSERT_DEFINITION
+    )
+    DataProduct.objects.filter(pk="pg_orders_insert_v2").update(name="Draft rename")
+    assert DataProduct.objects.get(pk="pg_orders_insert_v2").name == "Draft rename"
+
+
+_ORDERS_INSERT_DEFINITION: dict[str, Any] = {
+    k: val for k, val in services.DEMO_PRODUCTS[1].items() if k != "product_id"
+}
+
+
+def _admin_form(**overrides: Any) -> dict[str, Any]:
+    import json as _json
+
+    definition = {**_ORDERS_INSERT_DEFINITION, **overrides}
+    return {
+        "product_id": "pg_orders_insert_v2",
+        "name": definition["name"],
+        "description": definition["description"],
+        "operation": definition["operation"],
+        "source": "builtin",
+        "source_table": definition["table"],
+        "fields": _json.dumps(definition["fields"]),
+        "key_fields": _json.dumps(definition.get("key_fields", [])),
+        "allowed_purposes": _json.dumps(definition["allowed_purposes"]),
+        "max_rows": str(definition["max_rows"]),
+        "result_modes": "[]",
+        "policies": "[]",
+        "example_queries": "[]",
+        "grants-TOTAL_FORMS": "0",
+        "grants-INITIAL_FORMS": "0",
+    }
+
+
+def test_django_admin_edits_products_only_through_the_services(demo: Any) -> None:
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    client = Client()
+    client.force_login(get_user_model().objects.create_superuser("root", "root@example.com", "pw"))
+    added = client.post("/admin/products/dataproduct/add/", _admin_form())
+    assert added.status_code == 302, added.context["adminform"].form.errors
+    draft = DataProduct.objects.get(pk="pg_orders_insert_v2")
+    assert (draft.status, draft.version, draft.hash) == ("draft", 2, services.product_hash(draft))
+    assert draft.key_fields == ["order_id"]  # the service's default: the primary-key fields
+
+    # an invalid definition is a form error and changes nothing
+    bad = client.post(
+        "/admin/products/dataproduct/pg_orders_insert_v2/change/", _admin_form(key_fields=["nope"])
+    )
+    assert bad.status_code == 200 and "key field nope is not one of the fields" in bad.content.decode()
+    assert DataProduct.objects.get(pk="pg_orders_insert_v2").hash == draft.hash
+
+    changed = client.post("/admin/products/dataproduct/pg_orders_insert_v2/change/", _admin_form(max_rows=5))
+    assert changed.status_code == 302
+    draft = DataProduct.objects.get(pk="pg_orders_insert_v2")
+    assert (draft.max_rows, draft.hash) == (5, services.product_hash(draft))
+
+    published = client.post(
+        "/admin/products/dataproduct/",
+        {"action": "publish_products", "_selected_action": ["pg_orders_insert_v2"]},
+    )
+    assert published.status_code == 302
+    product = DataProduct.objects.get(pk="pg_orders_insert_v2")
+    assert (product.status, product.hash) == ("published", draft.hash)
+
+    # published: read-only, not deletable, a POST changes nothing
+    client.post("/admin/products/dataproduct/pg_orders_insert_v2/change/", _admin_form(max_rows=7, name="X"))
+    assert services.product_definition(DataProduct.objects.get(pk="pg_orders_insert_v2")) == (
+        services.product_definition(product)
+    )
+    assert client.get("/admin/products/dataproduct/pg_orders_insert_v2/delete/").status_code == 403
+    assert (
+        client.post("/admin/products/dataproduct/pg_orders_insert_v2/delete/", {"post": "yes"}).status_code
+        == 403
+    )
+    assert DataProduct.objects.filter(pk="pg_orders_insert_v2").exists()
