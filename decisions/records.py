@@ -35,7 +35,9 @@ SEARCH_LIMIT_DEFAULT = 20
 SEARCH_LIMIT_MAX = 100
 MAX_TAGS = 20
 MAX_TAG_LENGTH = 50
-MAX_TEXT = 100_000
+# Record text is the data that matters (an ADR's context, decision and rationale), so it is kept
+# whole up to this limit instead of redaction's 1000-character cut, and longer text is refused.
+MAX_TEXT = 20_000
 # Beyond the decision statuses: records not yet replaced, and records that were.
 SEARCH_STATUSES = (*DecisionStatus.values, "active", "superseded")
 
@@ -65,8 +67,25 @@ def _tags(value: Any, field: str = "tags") -> list[str]:
 
 
 def _text(value: Any, field: str) -> str:
-    clean = redact(v.string(value, field, max_length=MAX_TEXT), field=field)
+    clean = redact(v.string(value, field, max_length=MAX_TEXT), field=field, max_string=MAX_TEXT)
     return str(clean)
+
+
+def _refuse_long_strings(value: Any, path: str) -> None:
+    """Refuse (never cut) a string over MAX_TEXT anywhere inside a record field."""
+    if isinstance(value, str):
+        if len(value) > MAX_TEXT:
+            raise InvalidArgument(
+                f"{path} must be at most {MAX_TEXT} characters, got {len(value)}; shorten it or reference "
+                "the long material",
+                field=path,
+            )
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_long_strings(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _refuse_long_strings(item, f"{path}[{i}]")
 
 
 def _optional_json(value: Any, field: str) -> Any:
@@ -74,7 +93,8 @@ def _optional_json(value: Any, field: str) -> Any:
         return None
     if not isinstance(value, str | list | dict):
         raise InvalidArgument(f"{field} must be a string, an array or an object", field=field)
-    return redact(value, field=field)
+    _refuse_long_strings(value, field)
+    return redact(value, field=field, max_string=MAX_TEXT)
 
 
 def _require_agent(actor: Actor) -> None:

@@ -130,12 +130,16 @@ def _nul_message(where: str) -> str:
     return f"{where} contains a NUL character (\\u0000), which cannot be stored; remove it"
 
 
-def redact(value: Any, *, field: str = "value") -> Any:
-    """Return a redacted, minimised copy of a JSON value (the input is not modified)."""
-    return _redact(value, field, 0)
+def redact(value: Any, *, field: str = "value", max_string: int = MAX_STRING) -> Any:
+    """Return a redacted, minimised copy of a JSON value (the input is not modified).
+
+    Strings longer than ``max_string`` are cut with a marker (SPEC §6: 1000). A caller whose text is
+    the point (decision records) passes a larger limit and refuses longer input itself.
+    """
+    return _redact(value, field, 0, max_string)
 
 
-def _redact(value: Any, path: str, depth: int) -> Any:
+def _redact(value: Any, path: str, depth: int, max_string: int) -> Any:
     if isinstance(value, dict):
         if depth >= MAX_DEPTH:
             return MAX_DEPTH_MARKER
@@ -148,12 +152,14 @@ def _redact(value: Any, path: str, depth: int) -> Any:
             if "\x00" in key:
                 raise InvalidArgument(_nul_message(f"{path} (an object key)"), field=path)
             child = f"{path}.{key}"
-            out[key] = REDACTED if is_secret_key(key) else _redact(item, child, depth + 1)
+            out[key] = REDACTED if is_secret_key(key) else _redact(item, child, depth + 1, max_string)
         return out
     if isinstance(value, list | tuple):
         if depth >= MAX_DEPTH:
             return MAX_DEPTH_MARKER
-        kept = [_redact(item, f"{path}[{i}]", depth + 1) for i, item in enumerate(value[:MAX_ITEMS])]
+        kept = [
+            _redact(item, f"{path}[{i}]", depth + 1, max_string) for i, item in enumerate(value[:MAX_ITEMS])
+        ]
         if len(value) > MAX_ITEMS:
             kept.append(f"[+{len(value) - MAX_ITEMS} more items]")
         return kept
@@ -162,8 +168,8 @@ def _redact(value: Any, path: str, depth: int) -> Any:
             raise InvalidArgument(_nul_message(path), field=path)
         if looks_like_secret(value):
             return REDACTED
-        if len(value) > MAX_STRING:
-            return f"{value[:MAX_STRING]}…[truncated {len(value) - MAX_STRING} chars]"
+        if len(value) > max_string:
+            return f"{value[:max_string]}…[truncated {len(value) - max_string} chars]"
         return value
     if isinstance(value, bool) or value is None:
         return value
