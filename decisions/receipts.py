@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import os
+import tempfile
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -72,19 +75,78 @@ def _parse_key_material(material: bytes, source: str) -> Ed25519PrivateKey:
     )
 
 
+def write_file_once(path: Path, data: bytes) -> bool:
+    """Create ``path`` holding exactly ``data`` with mode 0600, unless it already exists.
+
+    Returns True when this call created it. The content is written and fsynced under a temporary
+    name in the same directory and then hard-linked into place, which fails if the name exists:
+    a reader never sees an empty or partial file, and two processes racing never replace each
+    other's file. Without hard links (some filesystems) it falls back to ``O_EXCL`` create + write
+    + fsync; :func:`_read_key_file` then waits out the short window in which the file is empty.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # mode 0600
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(tmp_name, path)
+        except FileExistsError:
+            return False
+        except OSError:
+            return _write_exclusive(path, data)
+        _fsync_dir(path.parent)
+        return True
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+
+
+def _write_exclusive(path: Path, data: bytes) -> bool:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return True
+
+
+def _fsync_dir(directory: Path) -> None:
+    with contextlib.suppress(OSError):  # not every platform lets a directory be opened
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 def _generate_default_key(path: Path) -> None:
     """Create the embedded default's key once, readable only by the server's user."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     pem = Ed25519PrivateKey.generate().private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    try:
-        # O_EXCL: two processes starting together must not each write (and sign with) a different key.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(pem)
+    # Two processes starting together must end up signing with the same, complete key.
+    write_file_once(path, pem)
+
+
+def _read_key_file(path: Path, *, wait_seconds: float = 0.0) -> bytes:
+    """Read a key file; an empty one is re-read for up to ``wait_seconds`` (a writer may be mid-way)."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            material = path.read_bytes()
+        except OSError as exc:
+            raise ImproperlyConfigured(
+                f"cannot read the receipt signing key file {path}: {exc.strerror}"
+            ) from None
+        if material.strip() or time.monotonic() >= deadline:
+            return material
+        time.sleep(0.05)
 
 
 @lru_cache(maxsize=8)
@@ -95,12 +157,7 @@ def _load_signing_key(env_key: str, key_file: str, var_dir: str) -> SigningKey:
         path = Path(key_file) if key_file else Path(var_dir) / DEFAULT_KEY_FILENAME
         if not key_file and not path.exists():
             _generate_default_key(path)
-        try:
-            material = path.read_bytes()
-        except OSError as exc:
-            raise ImproperlyConfigured(
-                f"cannot read the receipt signing key file {path}: {exc.strerror}"
-            ) from None
+        material = _read_key_file(path, wait_seconds=0 if key_file else 5)
         private = _parse_key_material(material, f"receipt signing key file {path}")
     public_raw = raw_public_key(private.public_key())
     return SigningKey(
