@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from mcp_server import MCPToolset
 
@@ -37,16 +37,18 @@ class ProductTools(MCPToolset):
         decision_id: str,
         product: str,
         purpose: str,
-        query: dict[str, Any] | None = None,
-        allow_multiple: bool | None = None,
-        result_mode: Literal["single", "multiple"] | None = None,
+        # Typed Any on purpose: the service checks these (as for REST), so both doors refuse e.g.
+        # allow_multiple="yes" with the same invalid_argument; pydantic's lax mode would accept it.
+        query: Any = None,
+        allow_multiple: Any = None,
+        result_mode: Any = None,
     ) -> dict[str, Any]:
         """Read records through a read product, inside an open decision.
 
         purpose: one of the product's allowed_purposes ([purpose_not_allowed] otherwise).
         query: exposed field → value, equality filters ANDed, e.g. {"email": "a@example.com"}.
         allow_multiple (alias result_mode "single"|"multiple"): false (default) returns at most one
-        record; if more match you get [conflict] — pass allow_multiple=true or narrow the query.
+        record (a JSON boolean); if more match you get [conflict] — pass allow_multiple=true or narrow the query.
         Returns {event_id, product, data_ref, records, summary: {rows, fields}}. The trace keeps the
         query and summary, not the records. [policy_denied]: a policy attached to the product refused.
         """
@@ -65,11 +67,12 @@ class ProductTools(MCPToolset):
         decision_id: str,
         product: str,
         purpose: str,
-        mutation: dict[str, Any] | None = None,
-        operation: Literal["insert", "update", "delete"] | None = None,
-        keys: dict[str, Any] | list[str] | None = None,
-        idempotency_key: str | None = None,
-        return_created: bool = False,
+        # Any: validated by the service, exactly as for REST (see decision_read).
+        mutation: Any = None,
+        operation: Any = None,
+        keys: Any = None,
+        idempotency_key: Any = None,
+        return_created: Any = False,
     ) -> dict[str, Any]:
         """Insert, update or delete through a write product, inside a decision. Executes immediately
         in one transaction.
@@ -77,7 +80,9 @@ class ProductTools(MCPToolset):
         mutation forms: insert {records: [{..}]} or {data: {..}}; update {fields: {..}} with object
         keys {"id": 1}, or {records: [{id: 1, ...}]} with array keys ["id"]; delete: object keys, or
         {records: [{id: 1}]} with array keys. operation defaults to the product's.
-        idempotency_key: reuse it when retrying; the first result comes back and nothing is written twice.
+        keys: an object (key field → value) or an array of key field names (with mutation.records).
+        idempotency_key (string): reuse it when retrying; the first result comes back and nothing is
+        written twice. return_created (boolean): return the inserted records.
         Returns {event_id, product, operation, status: "executed", affected_rows, created_records?, data_ref}.
         Refusals: [approval_required] call decision_request_approval and poll decision_get;
         [invalid_state] while needs_approval wait; [policy_denied] abort the decision;

@@ -154,6 +154,57 @@ def test_data_tools_answer_the_same_through_mcp_and_rest(live_server: Any, commi
             },
             "invalid_argument",
         ),
+        # lenient types: MCP must not coerce what REST refuses (pydantic's lax mode would)
+        (
+            "decision_read",
+            {
+                "product": "pg_customers_v1",
+                "purpose": "customer_support",
+                "query": {"customer_id": 1},
+                "allow_multiple": "yes",
+            },
+            "invalid_argument",
+        ),
+        (
+            "decision_read",
+            {
+                "product": "pg_customers_v1",
+                "purpose": "customer_support",
+                "query": {"customer_id": 1},
+                "allow_multiple": 1,
+            },
+            "invalid_argument",
+        ),
+        (
+            "decision_write",
+            {
+                "product": "pg_orders_insert_v1",
+                "purpose": "order_processing",
+                "mutation": {"data": {"customer_id": 1, "amount": 1}},
+                "return_created": "yes",
+            },
+            "invalid_argument",
+        ),
+        (
+            "decision_write",
+            {
+                "product": "pg_orders_update_v1",
+                "purpose": "order_processing",
+                "keys": [1],
+                "mutation": {"records": [{"order_id": 1, "status": "x"}]},
+            },
+            "invalid_argument",
+        ),
+        (
+            "decision_write",
+            {
+                "product": "pg_orders_update_v1",
+                "purpose": "order_processing",
+                "keys": "order_id",
+                "mutation": {"fields": {"status": "x"}},
+            },
+            "invalid_argument",
+        ),
     ],
 )
 def test_data_tool_refusals_have_the_same_code_through_both_doors(
