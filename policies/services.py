@@ -240,7 +240,7 @@ def policy_grant(*, actor: Actor, policy_id: Any, agent_id: Any) -> PolicyGrant:
     pid = v.string(policy_id, "policy_id", max_length=100)
     aid = v.string(agent_id, "agent_id", max_length=100)
     policy = selectors.policy_by_id(pid)
-    agent = Agent.objects.filter(pk=aid).first() or Agent.objects.filter(name=aid).first()
+    agent = _agent_by_id_or_name(aid)
     if agent is None:
         raise NotFound(f"agent {aid} was not found; pass an agent_id (agent_...) or an agent name")
     grant, _ = PolicyGrant.objects.get_or_create(
@@ -255,8 +255,16 @@ def policy_grant_revoke(*, actor: Actor, policy_id: Any, agent_id: Any) -> bool:
     _require_admin(actor)
     pid = v.string(policy_id, "policy_id", max_length=100)
     aid = v.string(agent_id, "agent_id", max_length=100)
-    deleted, _ = PolicyGrant.objects.filter(policy_id=pid, agent_id=aid).delete()
+    agent = _agent_by_id_or_name(aid)
+    if agent is None:
+        return False
+    deleted, _ = PolicyGrant.objects.filter(policy_id=pid, agent=agent).delete()
     return deleted > 0
+
+
+def _agent_by_id_or_name(ref: str) -> Agent | None:
+    """Grants name an agent by id (``agent_...``) or by name, granting and revoking alike."""
+    return Agent.objects.filter(pk=ref).first() or Agent.objects.filter(name=ref).first()
 
 
 # --- evaluation ------------------------------------------------------------------------------
@@ -520,7 +528,10 @@ def policy_test(
     selectors.policy_by_id(pid)
     clean_inputs = v.json_object(inputs, "inputs")
     decision_vars = {"intent": "", "automation_mode": "propose", "actor": "", "metadata": {}}
-    decision_vars.update(v.optional_json_object(decision, "decision") or {})
+    extra = v.optional_json_object(decision, "decision") or {}
+    if "metadata" in extra:
+        v.json_object(extra["metadata"], "decision.metadata")
+    decision_vars.update(extra)
     pv = _target_version(pid, version)
     compiled = _compile_or_refuse(_definition_of(pv))
     try:
@@ -628,6 +639,11 @@ def apply_policies(*, actor: Actor, items: Any, dry_run: bool) -> list[str]:
             {k: val for k, val in item.items() if k not in ("policy_id", "publish", "grants")}
         )
         publish = bool(item.get("publish", False))
+        grants = item.get("grants") or []
+        if not isinstance(grants, list) or not all(isinstance(g, str) and g for g in grants):
+            raise InvalidArgument(
+                f"policy {pid}: grants must be a list of agent ids or names", field="grants"
+            )
         prefix = "[dry-run] would " if dry_run else ""
         with transaction.atomic():
             exists = Policy.objects.filter(pk=pid).exists()
@@ -659,10 +675,8 @@ def apply_policies(*, actor: Actor, items: Any, dry_run: bool) -> list[str]:
                 else:
                     pv = policy_publish(actor=actor, policy_id=pid)
                     lines.append(f"published policy {pid} v{pv.version} ({pv.hash[:12]})")
-            for agent_ref in item.get("grants") or []:
-                agent = (
-                    Agent.objects.filter(pk=agent_ref).first() or Agent.objects.filter(name=agent_ref).first()
-                )
+            for agent_ref in grants:
+                agent = _agent_by_id_or_name(agent_ref)
                 if agent is None:
                     raise NotFound(
                         f"policy {pid}: grant to unknown agent {agent_ref!r}; create the agent first"

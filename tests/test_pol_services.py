@@ -640,3 +640,49 @@ def test_flattening_never_rewrites_string_literals_or_foreign_fields() -> None:
     assert engine.flatten_source("decision.metadata.inputs.x == 1 && inputs.y == 2", "inputs") is None
     assert engine.flatten_source('inputs.a == r"x"', "inputs") is None
     assert engine.flatten_source('inputs["a"] == 1', "inputs") is None
+
+
+@pytest.mark.django_db
+def test_grant_and_revoke_both_accept_an_agent_id_or_name(agent_actor: Actor) -> None:
+    from policies.models import PolicyGrant
+
+    agent = agent_actor.agent
+    assert agent is not None
+    publish("code_v1", CODE_POLICY)
+    for ref in (agent.name, agent.agent_id):
+        services.policy_grant(actor=SYSTEM, policy_id="code_v1", agent_id=ref)
+        assert list(PolicyGrant.objects.filter(policy_id="code_v1").values_list("agent_id", flat=True)) == [
+            agent.agent_id
+        ]
+        assert services.policy_grant_revoke(actor=SYSTEM, policy_id="code_v1", agent_id=ref) is True
+        assert not PolicyGrant.objects.filter(policy_id="code_v1").exists()
+    assert services.policy_grant_revoke(actor=SYSTEM, policy_id="code_v1", agent_id="nobody") is False
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("grants", ["agent-1", {"agent": "agent-1"}, [1]])
+def test_apply_policies_refuses_grants_that_are_not_a_list_of_agents(agent_actor: Actor, grants: Any) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        services.apply_policies(
+            actor=SYSTEM, items=[{"policy_id": "p_v1", **CODE_POLICY, "grants": grants}], dry_run=False
+        )
+    assert caught.value.details["field"] == "grants"
+    assert caught.value.message == "policy p_v1: grants must be a list of agent ids or names"
+    assert selectors.latest_version("p_v1") is None
+
+
+@pytest.mark.django_db
+def test_policy_test_refuses_decision_metadata_that_is_not_an_object() -> None:
+    publish("code_v1", CODE_POLICY)
+    with pytest.raises(InvalidArgument) as caught:
+        services.policy_test(
+            actor=SYSTEM, policy_id="code_v1", inputs={"change_type": "docs"}, decision={"metadata": 5}
+        )
+    assert (caught.value.details["field"], caught.value.message) == (
+        "decision.metadata",
+        "decision.metadata must be a JSON object, got number",
+    )
+    ok = services.policy_test(
+        actor=SYSTEM, policy_id="code_v1", inputs={"change_type": "docs"}, decision={"metadata": {"a": 1}}
+    )
+    assert ok["outcome"] == "allow"
