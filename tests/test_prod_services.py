@@ -1210,3 +1210,37 @@ def test_django_admin_edits_products_only_through_the_services(demo: Any) -> Non
         == 403
     )
     assert DataProduct.objects.filter(pk="pg_orders_insert_v2").exists()
+
+
+def test_insert_of_more_records_than_max_rows_is_refused_and_writes_nothing(demo: Any) -> None:
+    _, actor = demo
+    decision = _decision(actor)
+    before = _rows("orders")
+    with pytest.raises(InvalidArgument) as exc:
+        _insert(actor, decision, mutation={"records": [{"customer_id": 1, "amount": 1}] * 21})
+    assert exc.value.message == "mutation has 21 records; pg_orders_insert_v1 takes at most 20 per call"
+    assert exc.value.details["field"] == "mutation.records"
+    assert _rows("orders") == before
+    assert [e.type for e in _events(decision)] == ["created"]
+
+
+def test_update_changing_more_rows_than_max_rows_is_conflict_and_rolled_back(demo: Any) -> None:
+    _, actor = demo
+    # both demo orders are 'pending': addressing by status matches two rows, one more than allowed
+    product = _next_version(actor, "pg_orders_update_v1", max_rows=1, key_fields=["status"])
+    decision = _decision(actor)
+    before = _rows("orders")
+    with pytest.raises(Conflict) as exc:
+        services.decision_write(
+            actor=actor,
+            decision_id=decision.decision_id,
+            product=product,
+            purpose="order_processing",
+            keys={"status": "pending"},
+            mutation={"fields": {"note": "z"}},
+        )
+    assert exc.value.message == (
+        "the write would change more than 1 records; pg_orders_update_v2 allows at most 1 per call"
+    )
+    assert _rows("orders") == before
+    assert [e.type for e in _events(decision)] == ["created"]
