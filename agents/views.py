@@ -19,14 +19,14 @@ from agents.models import Agent
 from agents.selectors_ui import agents_overview
 from tracemem_site import client_configs
 from tracemem_site.errors import DomainError, NotFound
-from tracemem_site.web import web_actor, web_user
+from tracemem_site.web import refusal_as_403, web_actor, web_user
 
 _SESSION_KEY = "tracemem_issued_key"
 
 
-def _agent_or_404(agent_id: str) -> Agent:
+def _agent_or_404(request: HttpRequest, agent_id: str) -> Agent:
     try:
-        return selectors.agent_by_id(agent_id)
+        return selectors.agent_for_admin(web_actor(request), agent_id)
     except NotFound:
         raise Http404("no such agent") from None
 
@@ -46,8 +46,9 @@ def _client_configs(secret: str) -> list[dict[str, str]]:
 
 
 @login_required
+@refusal_as_403
 def agent_list(request: HttpRequest) -> HttpResponse:
-    agents = agents_overview()
+    agents = agents_overview(web_actor(request))
     return render(request, "agents/list.html", {"agents": agents, "can_manage": request.user.is_staff})
 
 
@@ -70,8 +71,9 @@ def agent_create(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@refusal_as_403
 def agent_detail(request: HttpRequest, agent_id: str) -> HttpResponse:
-    agent = _agent_or_404(agent_id)
+    agent = _agent_or_404(request, agent_id)
     issued: dict[str, Any] | None = request.session.pop(_SESSION_KEY, None)
     if issued and issued.get("agent_id") != agent.agent_id:
         issued = None
@@ -95,8 +97,9 @@ def _remember_secret(request: HttpRequest, agent: Agent, secret: str, key_id: st
 
 @login_required
 @require_POST
+@refusal_as_403
 def key_issue(request: HttpRequest, agent_id: str) -> HttpResponse:
-    agent = _agent_or_404(agent_id)
+    agent = _agent_or_404(request, agent_id)
     try:
         issued = services.agent_key_issue(
             actor=web_actor(request), agent=agent, name=request.POST.get("name") or "default"
@@ -110,8 +113,9 @@ def key_issue(request: HttpRequest, agent_id: str) -> HttpResponse:
 
 @login_required
 @require_POST
+@refusal_as_403
 def key_rotate(request: HttpRequest, agent_id: str, key_id: str) -> HttpResponse:
-    agent = _agent_or_404(agent_id)
+    agent = _agent_or_404(request, agent_id)
     try:
         key = selectors.agent_key_by_id(agent, key_id)
         grace = request.POST.get("grace_seconds", "0")
@@ -128,8 +132,9 @@ def key_rotate(request: HttpRequest, agent_id: str, key_id: str) -> HttpResponse
 
 @login_required
 @require_POST
+@refusal_as_403
 def key_revoke(request: HttpRequest, agent_id: str, key_id: str) -> HttpResponse:
-    agent = _agent_or_404(agent_id)
+    agent = _agent_or_404(request, agent_id)
     try:
         key = services.agent_key_revoke(
             actor=web_actor(request), key=selectors.agent_key_by_id(agent, key_id)

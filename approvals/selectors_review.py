@@ -15,7 +15,7 @@ from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from approvals.models import Approval, ApprovalRoute, ApprovalState, Delivery, Vote
-from approvals.selectors import approvals_visible_to
+from approvals.selectors import approvals_visible_to, ensure_route_admin
 from approvals.services import is_eligible
 from tracemem_site.actor import Actor
 from tracemem_site.errors import NotFound
@@ -115,8 +115,10 @@ def vote_tally(approval: Approval) -> dict[str, Any]:
     }
 
 
-def routes_overview() -> QuerySet[ApprovalRoute]:
-    """Every route with its pending-approval count (routes hold no secrets; channels name targets)."""
+def routes_overview(actor: Actor) -> QuerySet[ApprovalRoute]:
+    """Every route with its pending-approval count, for staff only: channels name email addresses
+    and Slack channels, which reviewers have no need to see."""
+    ensure_route_admin(actor)
     return (
         ApprovalRoute.objects.select_related("approver_group")
         .annotate(pending=Count("approvals", filter=Q(approvals__status=ApprovalState.PENDING)))

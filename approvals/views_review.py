@@ -21,7 +21,7 @@ from approvals import services as approval_services
 from decisions.models import EventType, TraceEvent
 from decisions.selectors import decision_events
 from tracemem_site.errors import DomainError, NotFound
-from tracemem_site.web import web_actor
+from tracemem_site.web import refusal_as_403, web_actor
 
 WEB_CHANNEL = "web"
 
@@ -135,13 +135,17 @@ def approval_vote(request: HttpRequest, approval_id: str) -> HttpResponse:
 
 
 @login_required
+@refusal_as_403
 def route_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "approvals/review_routes.html", {"routes": sel.routes_overview()})
+    return render(
+        request, "approvals/review_routes.html", {"routes": sel.routes_overview(web_actor(request))}
+    )
 
 
 @login_required
+@refusal_as_403
 def route_detail(request: HttpRequest, route_id: str) -> HttpResponse:
-    route = sel.routes_overview().filter(route_id=route_id).first()
+    route = sel.routes_overview(web_actor(request)).filter(route_id=route_id).first()
     if route is None:
         raise Http404("no such route")
     return render(

@@ -137,7 +137,9 @@ def test_routes_pages_list_quorum_group_and_pending(make_agent: Callable[..., tu
     make_route(required=2, rationale=True)
     agent, _ = make_agent("route-agent")
     decision_needing_approval(agent)
-    client = _client(make_reviewer("rev1"))
+    from django.contrib.auth import get_user_model
+
+    client = _client(get_user_model().objects.create_user("boss", password="x", is_staff=True))
     listing = client.get("/routes/")
     route = listing.context["routes"][0]
     assert (route.route_id, route.pending, route.required_approvals) == ("route_refunds", 1, 2)

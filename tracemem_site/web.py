@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
 from django.contrib.auth.models import AnonymousUser, User
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
 
 from tracemem_site.actor import Actor
+from tracemem_site.errors import PermissionDenied
 
 
 def web_user(request: HttpRequest) -> User:
@@ -20,3 +26,19 @@ def web_user(request: HttpRequest) -> User:
 
 def web_actor(request: HttpRequest) -> Actor:
     return Actor.for_user(web_user(request))
+
+
+def refusal_as_403(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Render a selector's or service's ``permission_denied`` as a 403 page carrying its message.
+
+    The decision stays in the selector/service (STYLE rule 5); this only gives it an HTML face.
+    """
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except PermissionDenied as exc:
+            return render(request, "ui/forbidden.html", {"message": exc.message}, status=403)
+
+    return wrapper
