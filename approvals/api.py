@@ -29,7 +29,7 @@ class DecisionRequestApprovalView(APIView):
         responses={201: dict, **_ERRORS},
     )
     def post(self, request: Request, decision_id: str) -> Response:
-        data = body(request)
+        data = body(request, self.DecisionRequestApprovalInput)
         approval = services.decision_request_approval(
             actor=actor_from_request(request),
             decision_id=decision_id,

@@ -29,7 +29,7 @@ class DecisionCreateView(APIView):
         operation_id="decision_create", request=DecisionCreateInput, responses={201: dict, **_ERRORS}
     )
     def post(self, request: Request) -> Response:
-        data = body(request)
+        data = body(request, self.DecisionCreateInput)
         decision = services.decision_create(
             actor=actor_from_request(request),
             intent=data.get("intent"),
@@ -57,14 +57,15 @@ class DecisionTraceView(APIView):
 
 class DecisionContextView(APIView):
     class DecisionContextInput(serializers.Serializer):
-        context = serializers.DictField(help_text="non-empty object; redacted before storage")
+        context = serializers.DictField(required=False, help_text="non-empty object; redacted before storage")
+        payload = serializers.DictField(required=False, help_text="alias of context")
         summary = serializers.CharField(required=False)
 
     @extend_schema(
         operation_id="decision_add_context", request=DecisionContextInput, responses={201: dict, **_ERRORS}
     )
     def post(self, request: Request, decision_id: str) -> Response:
-        data = body(request)
+        data = body(request, self.DecisionContextInput)
         event = services.decision_add_context(
             actor=actor_from_request(request),
             decision_id=decision_id,
@@ -77,7 +78,10 @@ class DecisionContextView(APIView):
 class DecisionCloseView(APIView):
     class DecisionCloseInput(serializers.Serializer):
         action = serializers.ChoiceField(
-            choices=["commit", "abort"], help_text="alias: outcome; rollback = abort"
+            choices=["commit", "abort", "rollback"], required=False, help_text="rollback = abort"
+        )
+        outcome = serializers.ChoiceField(
+            choices=["commit", "abort", "rollback"], required=False, help_text="alias of action"
         )
         summary = serializers.CharField(required=False)
         reason = serializers.CharField(required=False)
@@ -86,7 +90,7 @@ class DecisionCloseView(APIView):
         operation_id="decision_close", request=DecisionCloseInput, responses={200: dict, **_ERRORS}
     )
     def post(self, request: Request, decision_id: str) -> Response:
-        data = body(request)
+        data = body(request, self.DecisionCloseInput)
         decision = services.decision_close(
             actor=actor_from_request(request),
             decision_id=decision_id,

@@ -87,7 +87,7 @@ class RecordsView(APIView):
         operation_id="decision_record", request=DecisionRecordInput, responses={201: dict, **_ERRORS}
     )
     def post(self, request: Request) -> Response:
-        data = body(request)
+        data = body(request, self.DecisionRecordInput)
         record = records.decision_record(
             actor=actor_from_request(request),
             title=data.get("title"),

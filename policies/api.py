@@ -19,7 +19,8 @@ from tracemem_site.validation import first_present
 
 class DecisionEvaluateView(APIView):
     class DecisionEvaluateInput(serializers.Serializer):
-        policy_id = serializers.CharField(help_text="alias: policy")
+        policy_id = serializers.CharField(required=False, help_text="required (or its alias policy)")
+        policy = serializers.CharField(required=False, help_text="alias of policy_id")
         inputs = serializers.DictField(required=False, help_text="exactly one of inputs / inputs_ref")
         inputs_ref = serializers.CharField(
             required=False, help_text="event_id of an earlier read of this decision"
@@ -29,7 +30,7 @@ class DecisionEvaluateView(APIView):
         operation_id="decision_evaluate", request=DecisionEvaluateInput, responses={200: dict, **_ERRORS}
     )
     def post(self, request: Request, decision_id: str) -> Response:
-        data = body(request)
+        data = body(request, self.DecisionEvaluateInput)
         result = services.decision_evaluate(
             actor=actor_from_request(request),
             decision_id=decision_id,

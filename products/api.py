@@ -21,7 +21,6 @@ from products.serializers import (
 )
 from tracemem_site.rest import ERROR_RESPONSES as _ERRORS
 from tracemem_site.rest import HumanAPIView, actor_from_request, body
-from tracemem_site.validation import first_present
 
 
 class ProductsListView(APIView):
@@ -56,11 +55,11 @@ class DecisionReadView(APIView):
 
     @extend_schema(operation_id="decision_read", request=DecisionReadInput, responses={200: dict, **_ERRORS})
     def post(self, request: Request, decision_id: str) -> Response:
-        data = body(request)
+        data = body(request, self.DecisionReadInput)
         result = services.decision_read(
             actor=actor_from_request(request),
             decision_id=decision_id,
-            product=first_present(data, "product", "product_id"),
+            product=data.get("product"),
             purpose=data.get("purpose"),
             query=data.get("query"),
             allow_multiple=data.get("allow_multiple"),
@@ -83,11 +82,11 @@ class DecisionWriteView(APIView):
         operation_id="decision_write", request=DecisionWriteInput, responses={200: dict, **_ERRORS}
     )
     def post(self, request: Request, decision_id: str) -> Response:
-        data = body(request)
+        data = body(request, self.DecisionWriteInput)
         result = services.decision_write(
             actor=actor_from_request(request),
             decision_id=decision_id,
-            product=first_present(data, "product", "product_id"),
+            product=data.get("product"),
             purpose=data.get("purpose"),
             operation=data.get("operation"),
             keys=data.get("keys"),

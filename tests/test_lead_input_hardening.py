@@ -61,3 +61,48 @@ def test_a_malformed_decision_id_in_the_path_is_not_found_never_500(api: Any, de
     response = api.get(f"/api/v1/decisions/{decision_id}")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize(
+    ("path", "payload"),
+    [
+        ("/api/v1/decisions", {"intent": "a.b", "automation_mode": "propose", "metadta": {"x": 1}}),
+        ("/api/v1/decisions/{id}/context", {"context": {"a": 1}, "sumary": "typo"}),
+        ("/api/v1/decisions/{id}/close", {"action": "abort", "reson": "typo"}),
+        ("/api/v1/decisions/{id}/evaluate", {"policy_id": "p", "inputs": {}, "input": {}}),
+        ("/api/v1/decisions/{id}/read", {"product": "p", "purpose": "x", "querry": {}}),
+        (
+            "/api/v1/decisions/{id}/write",
+            {"product": "p", "purpose": "x", "mutation": {}, "idempotencykey": "k"},
+        ),
+        ("/api/v1/decisions/{id}/approvals", {"title": "t", "bogus": 1}),
+        (
+            "/api/v1/records",
+            {
+                "title": "t",
+                "category": "other",
+                "context": "c",
+                "decision": "d",
+                "rationale": "r",
+                "supersede": "x",
+            },
+        ),
+    ],
+)
+def test_a_field_the_operation_does_not_take_is_refused_and_nothing_is_written(
+    api: Any, agent_and_key: Any, path: str, payload: dict[str, Any]
+) -> None:
+    created = api.post(
+        "/api/v1/decisions", {"intent": "code.refactor.execute", "automation_mode": "autonomous"}
+    )
+    decision_id = created.json()["decision_id"]
+    decisions_before = Decision.objects.count()
+    events_before = TraceEvent.objects.count()
+    response = api.post(path.format(id=decision_id), payload)
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert error["code"] == "invalid_argument"
+    unknown = next(name for name in payload if name in error["message"] and name in error["details"]["field"])
+    assert error["details"]["field"] == unknown
+    assert unknown not in error["details"]["allowed"]
+    assert (Decision.objects.count(), TraceEvent.objects.count()) == (decisions_before, events_before)

@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 from agents.auth import DomainAuthenticationFailed, PersonalTokenAuthentication
 from agents.models import Agent
 from tracemem_site.actor import Actor
-from tracemem_site.errors import DomainError
+from tracemem_site.errors import DomainError, InvalidArgument
 from tracemem_site.parsers import PayloadTooLarge
 
 logger = logging.getLogger(__name__)
@@ -143,11 +143,25 @@ def actor_from_request(request: Request) -> Actor:
     raise exceptions.NotAuthenticated()
 
 
-def body(request: Request) -> dict[str, Any]:
-    """The request body as an object, or a clear invalid_argument."""
+def body(request: Request, accepts: type[serializers.Serializer] | None = None) -> dict[str, Any]:
+    """The request body as an object, or a clear invalid_argument.
+
+    With ``accepts`` (the operation's documented input serializer, aliases included), a field the
+    operation does not take is refused rather than silently dropped: a typo such as ``supersede``
+    for ``supersedes`` would otherwise lose what the caller meant. The MCP door does the same.
+    """
     data = request.data
     if not isinstance(data, dict):
         raise exceptions.ParseError("request body must be a JSON object")
+    if accepts is not None:
+        allowed = sorted(accepts().fields)
+        unknown = sorted(name for name in data if name not in allowed)
+        if unknown:
+            raise InvalidArgument(
+                f"this operation does not take the field {unknown[0]!r}; allowed: {', '.join(allowed)}",
+                field=unknown[0],
+                details={"allowed": allowed},
+            )
     return data
 
 

@@ -189,6 +189,8 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_AUTHENTICATION": [],
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    # decision_close's action and its alias outcome share one documented enum.
+    "ENUM_NAME_OVERRIDES": {"CloseActionEnum": ["commit", "abort", "rollback"]},
 }
 
 # --- MCP --------------------------------------------------------------------------------
