@@ -55,7 +55,7 @@ def product_for_agent(actor: Actor, product_id: Any) -> tuple[DataProduct, Produ
     agent = require_agent(actor)
     if not isinstance(product_id, str) or not product_id.strip():
         raise InvalidArgument("product is required: pass a product_id from products_list", field="product")
-    v.no_nul(product_id, "product")
+    v.storable(product_id, "product")
     grant = _agent_grants(agent).filter(product__product_id=product_id).first()
     if grant is None:
         raise NotFound(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -106,3 +107,40 @@ def test_a_field_the_operation_does_not_take_is_refused_and_nothing_is_written(
     assert error["details"]["field"] == unknown
     assert unknown not in error["details"]["allowed"]
     assert (Decision.objects.count(), TraceEvent.objects.count()) == (decisions_before, events_before)
+
+
+def _context(api: Any, raw_body: str) -> Any:
+    created = api.post(
+        "/api/v1/decisions", {"intent": "code.refactor.execute", "automation_mode": "autonomous"}
+    )
+    decision_id = created.json()["decision_id"]
+    response = api.client.post(
+        f"/api/v1/decisions/{decision_id}/context", raw_body, content_type="application/json", **api.headers
+    )
+    return decision_id, response
+
+
+def test_a_secret_pasted_as_an_object_key_is_redacted_key_and_value(api: Any) -> None:
+    body = json.dumps({"context": {GITHUB_TOKEN: "v", "step": "ok"}})
+    decision_id, response = _context(api, body)
+    assert response.status_code == 201
+    event = TraceEvent.objects.get(decision_id=decision_id, seq=2)
+    assert event.payload["context"] == {"[redacted key 1]": "[redacted]", "step": "ok"}
+    assert GITHUB_TOKEN not in api.get(f"/api/v1/decisions/{decision_id}/trace").content.decode()
+
+
+def test_an_object_key_longer_than_1000_characters_is_cut_with_a_marker(api: Any) -> None:
+    decision_id, response = _context(api, json.dumps({"context": {"k" * 1005: 1}}))
+    assert response.status_code == 201
+    stored = TraceEvent.objects.get(decision_id=decision_id, seq=2).payload["context"]
+    assert stored == {"k" * 1000 + "…[truncated 5 chars]": 1}
+
+
+def test_an_unpaired_surrogate_is_invalid_argument_never_500(api: Any) -> None:
+    decision_id, response = _context(api, '{"context": {"note": "x\\ud800y"}}')
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "invalid_argument"
+    assert error["details"]["field"] == "context.note"
+    assert "unpaired surrogate" in error["message"]
+    assert TraceEvent.objects.filter(decision_id=decision_id).count() == 1

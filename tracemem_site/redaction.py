@@ -16,6 +16,7 @@ from typing import Any
 from django.conf import settings
 
 from tracemem_site.errors import InvalidArgument
+from tracemem_site.validation import storable
 
 REDACTED = "[redacted]"
 MAX_DEPTH_MARKER = "[max depth]"
@@ -124,12 +125,6 @@ def looks_like_secret(value: str) -> bool:
     return _extra_rules()[1].search(value) is not None
 
 
-def _nul_message(where: str) -> str:
-    # PostgreSQL text and jsonb cannot hold U+0000; refusing it here names the field instead of
-    # failing at INSERT time with a database error.
-    return f"{where} contains a NUL character (\\u0000), which cannot be stored; remove it"
-
-
 def redact(value: Any, *, field: str = "value", max_string: int = MAX_STRING) -> Any:
     """Return a redacted, minimised copy of a JSON value (the input is not modified).
 
@@ -137,6 +132,10 @@ def redact(value: Any, *, field: str = "value", max_string: int = MAX_STRING) ->
     the point (decision records) passes a larger limit and refuses longer input itself.
     """
     return _redact(value, field, 0, max_string)
+
+
+def _cut(text: str, limit: int) -> str:
+    return f"{text[:limit]}…[truncated {len(text) - limit} chars]"
 
 
 def _redact(value: Any, path: str, depth: int, max_string: int) -> Any:
@@ -149,10 +148,14 @@ def _redact(value: Any, path: str, depth: int, max_string: int) -> Any:
                 raise InvalidArgument(
                     f"{path} has a non-string key {key!r}; JSON object keys are strings", field=path
                 )
-            if "\x00" in key:
-                raise InvalidArgument(_nul_message(f"{path} (an object key)"), field=path)
+            storable(key, path, where=f"{path} (an object key)")
+            if looks_like_secret(key):
+                # A token pasted as a key would survive in the key itself: replace both.
+                out[f"[redacted key {len(out) + 1}]"] = REDACTED
+                continue
             child = f"{path}.{key}"
-            out[key] = REDACTED if is_secret_key(key) else _redact(item, child, depth + 1, max_string)
+            stored_key = key if len(key) <= max_string else _cut(key, max_string)
+            out[stored_key] = REDACTED if is_secret_key(key) else _redact(item, child, depth + 1, max_string)
         return out
     if isinstance(value, list | tuple):
         if depth >= MAX_DEPTH:
@@ -164,12 +167,11 @@ def _redact(value: Any, path: str, depth: int, max_string: int) -> Any:
             kept.append(f"[+{len(value) - MAX_ITEMS} more items]")
         return kept
     if isinstance(value, str):
-        if "\x00" in value:
-            raise InvalidArgument(_nul_message(path), field=path)
+        storable(value, path)
         if looks_like_secret(value):
             return REDACTED
         if len(value) > max_string:
-            return f"{value[:max_string]}…[truncated {len(value) - max_string} chars]"
+            return _cut(value, max_string)
         return value
     if isinstance(value, bool) or value is None:
         return value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -37,7 +38,7 @@ def string(value: Any, field: str, *, max_length: int = 200, allow_empty: bool =
     required(value, field)
     if not isinstance(value, str):
         raise InvalidArgument(f"{field} must be a string, got {type(value).__name__}", field=field)
-    no_nul(value, field)
+    storable(value, field)
     if not allow_empty and not value.strip():
         raise InvalidArgument(f"{field} must not be empty", field=field)
     if len(value) > max_length:
@@ -47,11 +48,21 @@ def string(value: Any, field: str, *, max_length: int = 200, allow_empty: bool =
     return value
 
 
-def no_nul(value: str, field: str) -> str:
-    """PostgreSQL text cannot hold U+0000 (nor can a lookup by it): say so instead of a database error."""
-    if "\x00" in value:
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(value: str, field: str, *, where: str | None = None) -> str:
+    """Refuse text PostgreSQL cannot hold (nor look up by): U+0000 and unpaired UTF-16 surrogates
+    (JSON allows "\\ud800"; UTF-8 does not). Names the field instead of failing with a database error."""
+    found = _UNSTORABLE.search(value)
+    if found is not None:
+        what = (
+            "a NUL character (\\u0000)"
+            if found.group() == "\x00"
+            else "an unpaired surrogate (\\ud800-\\udfff)"
+        )
         raise InvalidArgument(
-            f"{field} contains a NUL character (\\u0000), which cannot be stored; remove it", field=field
+            f"{where or field} contains {what}, which cannot be stored; remove it", field=field
         )
     return value
 
