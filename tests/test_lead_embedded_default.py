@@ -1,0 +1,40 @@
+"""The quick start's embedded default (SQLite under var/, tasks inline, email on the console),
+exercised end to end in a subprocess, since the rest of the suite runs on PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+def test_the_spec_story_runs_on_the_embedded_default(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL")}
+    env.update(TRACEMEM_VAR_DIR=str(tmp_path / "var"), PYTHONPATH=str(ROOT))
+    for step in (["manage.py", "migrate", "--noinput", "-v", "0"], ["manage.py", "seed_demo"]):
+        done = _run(step, env)
+        assert done.returncode == 0, done.stderr[-2000:]
+    story = _run(["tests/embedded/story.py"], env)
+    assert story.returncode == 0, story.stdout + story.stderr[-3000:]
+    lines = story.stdout.splitlines()
+    assert "evaluate requires_exception" in lines
+    assert "approval pending delivered" in lines  # the inline task sent the email (console backend)
+    assert "decision approved" in lines
+    assert "write executed 1" in lines
+    assert "close committed" in lines
+    assert "secret stored False" in lines
+    assert "receipt ed25519" in lines
+    assert "Refactoring Approval Required" in story.stdout  # the approval email, printed to the console
+    decision_id = next(line.split()[1] for line in lines if line.startswith("DECISION "))
+    verified = _run(["manage.py", "verify_traces", "--decision", decision_id], env)
+    assert verified.returncode == 0 and verified.stdout.startswith("OK"), verified.stdout + verified.stderr
+    assert (tmp_path / "var" / "tracemem.sqlite3").exists()
