@@ -442,6 +442,16 @@ def _where(
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
+def _event_product(product: DataProduct, purpose: str) -> dict[str, Any]:
+    """Which product version a read/write event used, and why (the evidence pack reads these keys)."""
+    return {
+        "product": product.product_id,
+        "version": product.version,
+        "product_hash": product.hash,
+        "purpose": purpose,
+    }
+
+
 def _new_data_ref() -> str:
     return new_id(DATA_REF_PREFIX)
 
@@ -637,10 +647,7 @@ def _decision_read(
             type=EventType.READ,
             actor=actor,
             payload={
-                "product": product.product_id,
-                "version": product.version,
-                "product_hash": product.hash,
-                "purpose": clean_purpose,
+                **_event_product(product, clean_purpose),
                 "query": stored_query,
                 "result_mode": mode,
                 "data_ref": data_ref,
@@ -1004,10 +1011,7 @@ def _decision_write(
                 type=EventType.WRITE,
                 actor=actor,
                 payload={
-                    "product": product.product_id,
-                    "version": product.version,
-                    "product_hash": product.hash,
-                    "purpose": clean_purpose,
+                    **_event_product(product, clean_purpose),
                     "operation": product.operation,
                     "keys": redact(keys, field="keys"),
                     "affected_rows": affected,
