@@ -277,11 +277,36 @@ def test_ten_concurrent_retries_with_one_idempotency_key_write_once(committed_de
     assert TraceEvent.objects.filter(decision_id=decision_id, type="write").count() == 1
 
 
-def test_external_postgresql_source_reads_through_its_encrypted_dsn(committed_demo: Any) -> None:
-    agent, _ = committed_demo
+def _external_source() -> None:
+    """An external source "replica": a second connection (its own transaction) to the test database."""
     settings_dict = connection.settings_dict
     dsn = f"postgresql://{settings_dict['USER']}@{settings_dict['HOST']}:{settings_dict['PORT']}/{settings_dict['NAME']}"
     services.data_source_save(actor=SYSTEM, source_id="replica", dsn=dsn)
+
+
+def _external_orders_insert_product(agent: Agent) -> None:
+    services.product_create(
+        actor=SYSTEM,
+        product_id="ext_orders_insert_v1",
+        definition={
+            "operation": "insert",
+            "source": "replica",
+            "table": "orders",
+            "fields": [
+                {"name": "id", "type": "integer", "primary_key": True},
+                {"name": "customer_id", "type": "integer", "writable": True, "required": True},
+                {"name": "amount", "type": "number", "writable": True, "required": True},
+            ],
+            "allowed_purposes": ["billing"],
+        },
+    )
+    services.product_publish(actor=SYSTEM, product_id="ext_orders_insert_v1")
+    services.product_grant(actor=SYSTEM, product_id="ext_orders_insert_v1", agent_id=agent.agent_id)
+
+
+def test_external_postgresql_source_reads_through_its_encrypted_dsn(committed_demo: Any) -> None:
+    agent, _ = committed_demo
+    _external_source()
     services.product_create(
         actor=SYSTEM,
         product_id="ext_customers_v1",
@@ -307,23 +332,7 @@ def test_external_postgresql_source_reads_through_its_encrypted_dsn(committed_de
     )
     assert result["records"] == [{"id": 3, "label": "Alan Turing"}]
 
-    services.product_create(
-        actor=SYSTEM,
-        product_id="ext_orders_insert_v1",
-        definition={
-            "operation": "insert",
-            "source": "replica",
-            "table": "orders",
-            "fields": [
-                {"name": "id", "type": "integer", "primary_key": True},
-                {"name": "customer_id", "type": "integer", "writable": True, "required": True},
-                {"name": "amount", "type": "number", "writable": True, "required": True},
-            ],
-            "allowed_purposes": ["billing"],
-        },
-    )
-    services.product_publish(actor=SYSTEM, product_id="ext_orders_insert_v1")
-    services.product_grant(actor=SYSTEM, product_id="ext_orders_insert_v1", agent_id=agent.agent_id)
+    _external_orders_insert_product(agent)
     decision_id = _decision(agent)
     written = services.decision_write(
         actor=Actor.for_agent(agent),
@@ -414,26 +423,8 @@ def test_external_write_is_rolled_back_when_its_trace_event_cannot_be_written(
     committed_demo: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     agent, _ = committed_demo
-    settings_dict = connection.settings_dict
-    dsn = f"postgresql://{settings_dict['USER']}@{settings_dict['HOST']}:{settings_dict['PORT']}/{settings_dict['NAME']}"
-    services.data_source_save(actor=SYSTEM, source_id="replica", dsn=dsn)
-    services.product_create(
-        actor=SYSTEM,
-        product_id="ext_orders_insert_v1",
-        definition={
-            "operation": "insert",
-            "source": "replica",
-            "table": "orders",
-            "fields": [
-                {"name": "id", "type": "integer", "primary_key": True},
-                {"name": "customer_id", "type": "integer", "writable": True, "required": True},
-                {"name": "amount", "type": "number", "writable": True, "required": True},
-            ],
-            "allowed_purposes": ["billing"],
-        },
-    )
-    services.product_publish(actor=SYSTEM, product_id="ext_orders_insert_v1")
-    services.product_grant(actor=SYSTEM, product_id="ext_orders_insert_v1", agent_id=agent.agent_id)
+    _external_source()
+    _external_orders_insert_product(agent)
     decision_id = _decision(agent)
     orders_before = _orders()
 
