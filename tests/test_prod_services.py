@@ -68,6 +68,17 @@ def _grant(decision: Decision) -> None:
     )
 
 
+def _policy_outcome(actor: Actor, decision: Decision, outcome: str) -> None:
+    """Record a policy outcome the way an evaluation does: an ``evaluate`` event, then the gating fact."""
+    locked = Decision.objects.get(pk=decision.pk)
+    event = decision_services.trace_append(
+        decision=locked, type="evaluate", actor=actor, payload={"outcome": outcome}
+    )
+    decision_services.note_policy_outcome(
+        decision=locked, outcome=outcome, seq=event.seq, exception_route_id=None
+    )
+
+
 def _events(decision: Decision) -> list[TraceEvent]:
     return list(TraceEvent.objects.filter(decision=decision).order_by("seq"))
 
@@ -420,13 +431,7 @@ def test_modes_needing_a_grant_block_writes_until_approved(demo: Any, mode: str)
 def test_autonomous_requires_exception_blocks_until_approval_then_allows(demo: Any) -> None:
     _, actor = demo
     decision = _decision(actor, "autonomous")
-    locked = Decision.objects.get(pk=decision.pk)
-    event = decision_services.trace_append(
-        decision=locked, type="evaluate", actor=actor, payload={"outcome": "requires_exception"}
-    )
-    decision_services.note_policy_outcome(
-        decision=locked, outcome="requires_exception", seq=event.seq, exception_route_id=None
-    )
+    _policy_outcome(actor, decision, "requires_exception")
     with pytest.raises(ApprovalRequired):
         _insert(actor, decision, mutation={"data": {"customer_id": 1, "amount": 1}})
     assert len(_rows("orders")) == 2
@@ -913,13 +918,7 @@ def test_inputs_ref_is_conflict_when_the_data_changed_since_the_read(demo: Any) 
 def test_override_grant_lifts_an_earlier_deny(demo: Any) -> None:
     _, actor = demo
     decision = _decision(actor, "override")
-    locked = Decision.objects.get(pk=decision.pk)
-    event = decision_services.trace_append(
-        decision=locked, type="evaluate", actor=actor, payload={"outcome": "deny"}
-    )
-    decision_services.note_policy_outcome(
-        decision=locked, outcome="deny", seq=event.seq, exception_route_id=None
-    )
+    _policy_outcome(actor, decision, "deny")
     with pytest.raises(PolicyDenied):
         _insert(actor, decision, mutation={"data": {"customer_id": 1, "amount": 1}})
     _grant(decision)
