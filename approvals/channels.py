@@ -20,6 +20,7 @@ from standardwebhooks import Webhook
 
 from approvals import conf
 from approvals.models import Approval, ApprovalState, Channel, SlackIntegration, WebhookEndpoint
+from approvals.selectors import frozen_rules
 from tracemem_site.timefmt import iso_z
 
 if TYPE_CHECKING:
@@ -58,6 +59,8 @@ def request_summary(approval: Approval) -> dict[str, Any]:
         "route_id": approval.route.route_id,
         "required_approvals": approval.required_approvals,
         "require_rationale": approval.require_rationale,
+        # The rules as frozen at request time; who owns the agent stays inside TraceMem.
+        "rules": {k: v for k, v in frozen_rules(approval).items() if k != "agent_owner"},
         "requested_at": iso_z(approval.requested_at),
         "expires_at": iso_z(approval.expires_at),
         "review_url": review_url(approval),
@@ -68,10 +71,13 @@ def request_summary(approval: Approval) -> dict[str, Any]:
 
 
 def email_recipients(delivery: Delivery) -> list[AbstractBaseUser]:
-    """Users named in ``to`` (email or username), else the route's group, else the superusers."""
-    from approvals.services import is_eligible
+    """Users named in ``to`` (email or username), else the approval's group, else the superusers.
 
-    route = delivery.approval.route
+    The group is the one frozen when the approval was requested, not the route's current one.
+    """
+    from approvals.services import vote_refusal
+
+    approval = delivery.approval
     users = get_user_model().objects.filter(is_active=True).exclude(email="")
     wanted = delivery.target.get("to")
     if isinstance(wanted, str):
@@ -80,12 +86,12 @@ def email_recipients(delivery: Delivery) -> list[AbstractBaseUser]:
         chosen = [
             u for u in users if u.email.lower() in {w.lower() for w in wanted} or u.get_username() in wanted
         ]
-    elif route.approver_group_id is not None:
-        chosen = list(users.filter(groups=route.approver_group_id))
+    elif approval.approver_group_id is not None:
+        chosen = list(users.filter(groups=approval.approver_group_id))
     else:
         chosen = list(users.filter(is_superuser=True))
     # A link lets its holder vote, so it only goes to people who could vote anyway.
-    return [u for u in chosen if is_eligible(u, route)]
+    return [u for u in chosen if vote_refusal(u, approval) is None]
 
 
 def send_email(delivery: Delivery) -> dict[str, Any]:

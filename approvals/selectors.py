@@ -2,24 +2,40 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db.models import Q, QuerySet
 
 from approvals.models import Approval, ApprovalRoute, ApprovalState, Delivery, EmailLink
 from tracemem_site.actor import Actor
-from tracemem_site.errors import InvalidArgument, NotFound, PermissionDenied
+from tracemem_site.errors import InvalidArgument, NotFound
+from tracemem_site.permissions import has_perm, require_reader
 
 
 def approvals_visible_to(actor: Actor) -> QuerySet[Approval]:
-    """Superusers and staff see every approval; other reviewers those of their routes' groups."""
-    qs = Approval.objects.select_related("decision", "decision__agent", "route")
-    if actor.kind == "system":
+    """Holders of ``approvals.view_approval`` (superusers included) see every approval; other
+    reviewers those whose eligible group, frozen at request time, is one of theirs."""
+    qs = Approval.objects.select_related("decision", "decision__agent", "route", "approver_group")
+    if has_perm(actor, "approvals.view_approval"):
         return qs
     user = actor.user
     if actor.kind != "user" or user is None or not user.is_active:
         return qs.none()
-    if user.is_superuser or user.is_staff:
-        return qs
-    return qs.filter(Q(route__approver_group__in=user.groups.all()))
+    return qs.filter(Q(approver_group__in=user.groups.all()))
+
+
+def frozen_rules(approval: Approval) -> dict[str, Any]:
+    """The rules an approval is decided by, as they were when it was requested (never the route's
+    current ones): recorded in its ``approval_requested`` event and shown by every door."""
+    owner = approval.agent_owner
+    return {
+        "approver_group": approval.approver_group.name if approval.approver_group else None,
+        "required_approvals": approval.required_approvals,
+        "require_rationale": approval.require_rationale,
+        "allow_agent_owner": approval.allow_agent_owner,
+        "expires_in_seconds": approval.lifetime_seconds,
+        "agent_owner": {"id": f"user_{owner.pk}", "name": owner.get_username()} if owner else None,
+    }
 
 
 def approval_list(actor: Actor, *, status: str | None = None, limit: int = 100) -> list[Approval]:
@@ -65,13 +81,10 @@ def email_link_for_token(token: str) -> EmailLink:
 
 
 def routes_all(actor: Actor) -> list[ApprovalRoute]:
-    ensure_route_admin(actor)
+    ensure_route_reader(actor)
     return list(ApprovalRoute.objects.select_related("approver_group").order_by("route_id"))
 
 
-def ensure_route_admin(actor: Actor) -> None:
-    user = actor.user
-    if actor.kind == "system":
-        return
-    if actor.kind != "user" or user is None or not user.is_staff:
-        raise PermissionDenied("only staff can manage approval routes")
+def ensure_route_reader(actor: Actor) -> None:
+    """Routes name email addresses and Slack channels: readers need a routes permission."""
+    require_reader(actor, "routes")

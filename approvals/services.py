@@ -37,6 +37,7 @@ from approvals.models import (
     VoteChoice,
     WebhookCredential,
 )
+from approvals.selectors import frozen_rules
 from decisions.models import AutomationMode, Decision, DecisionStatus, EventType
 from decisions.services import (
     decision_lock,
@@ -168,8 +169,13 @@ def decision_request_approval(
         route=route,
         title=redact(clean_title or f"Approval requested: {decision.intent}", field="title"),
         message=redact(clean_message or "", field="message"),
+        # The rules are frozen here: later edits of the route or the agent never reach this approval.
         require_rationale=rationale_needed,
         required_approvals=route.required_approvals,
+        approver_group=route.approver_group,
+        allow_agent_owner=route.allow_agent_owner,
+        agent_owner=decision.agent.owner,
+        lifetime_seconds=lifetime,
         requested_at=now,
         expires_at=now + timedelta(seconds=lifetime),
     )
@@ -196,6 +202,7 @@ def decision_request_approval(
             "require_rationale": approval.require_rationale,
             "expires_at": iso_z(approval.expires_at),
             "channels": [d.channel for d in deliveries],
+            "rules": frozen_rules(approval),
         },
     )
     note_approval_requested(decision=decision, approval_id=approval.approval_id)
@@ -220,27 +227,34 @@ def _publish(delivery_id: str, countdown: float | None = None) -> None:
 # --- who may vote --------------------------------------------------------------------------
 
 
-def is_eligible(user: User, route: ApprovalRoute) -> bool:
-    """Superusers on every route; others through the route's group (SPEC §9, §10)."""
+def vote_refusal(user: User, approval: Approval) -> str | None:
+    """Why ``user`` may not vote on ``approval``, or None when they may (SPEC §9).
+
+    Decided by the rules frozen when the approval was requested, never by the route's current
+    ones: superusers, or members of the group the route had then; never the agent's owner (then,
+    or now) unless the route allowed it then. Editing a route or an agent can only take a vote
+    away from someone, never give one.
+    """
     if not user.is_active:
-        return False
-    if user.is_superuser:
-        return True
-    return route.approver_group_id is not None and user.groups.filter(pk=route.approver_group_id).exists()
+        return "Your account is inactive."
+    group = approval.approver_group
+    in_group = group is not None and user.groups.filter(pk=group.pk).exists()
+    if not (user.is_superuser or in_group):
+        who = f"members of the group {group.name!r}" if group is not None else "superusers"
+        return (
+            f"Only {who} may vote on approval {approval.approval_id} (route {approval.route.route_id}, "
+            "rules as requested); ask an admin to add you to the group."
+        )
+    owners = {approval.agent_owner_id, approval.decision.agent.owner_id} - {None}
+    if user.pk in owners and not approval.allow_agent_owner:
+        return "You own the agent that asked, so another reviewer must decide this request."
+    return None
 
 
 def _ensure_may_vote(user: User, approval: Approval) -> None:
-    route = approval.route
-    if not is_eligible(user, route):
-        raise PermissionDenied(
-            f"you are not an eligible approver for route {route.route_id}; ask an admin to add you to its group"
-        )
-    owner_id = approval.decision.agent.owner_id
-    if owner_id is not None and owner_id == user.pk and not route.allow_agent_owner:
-        raise PermissionDenied(
-            "you own the agent that asked: route "
-            f"{route.route_id} does not allow the agent's owner to approve; another reviewer must decide"
-        )
+    refusal = vote_refusal(user, approval)
+    if refusal is not None:
+        raise PermissionDenied(refusal)
 
 
 # --- voting and resolution ----------------------------------------------------------------------
@@ -277,7 +291,11 @@ def approval_vote(
     if decision_id is None:
         raise NotFound(f"approval {clean_id} was not found")
     locked_decision = decision_lock(actor=Actor.system(), decision_id=decision_id)
-    approval = Approval.objects.select_for_update().select_related("route").get(pk=clean_id)
+    approval = (
+        Approval.objects.select_for_update(of=("self",))
+        .select_related("route", "approver_group")
+        .get(pk=clean_id)
+    )
     approval.decision = locked_decision
     if approval.status != ApprovalState.PENDING:
         raise InvalidState(f"approval {clean_id} is already {approval.status}; a resolved approval is final")

@@ -18,6 +18,7 @@ from django.views.decorators.http import require_POST
 
 from approvals import selectors_review as sel
 from approvals import services as approval_services
+from approvals.selectors import frozen_rules
 from decisions.models import EventType, TraceEvent
 from decisions.selectors import decision_events
 from tracemem_site.errors import DomainError, NotFound
@@ -102,6 +103,7 @@ def approval_page(request: HttpRequest, approval_id: str) -> HttpResponse:
             "events": _event_rows(events),
             "votes": sel.approval_votes(approval),
             "tally": sel.vote_tally(approval),
+            "rules": frozen_rules(approval),
             "deliveries": sel.approval_deliveries(approval),
             "block_reason": sel.vote_block_reason(actor, approval),
             "age": _span(now - approval.requested_at),
