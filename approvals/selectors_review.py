@@ -109,7 +109,7 @@ def vote_tally(approval: Approval) -> dict[str, Any]:
 
 
 def routes_overview(actor: Actor) -> QuerySet[ApprovalRoute]:
-    """Every route with its pending-approval count, for staff only: channels name email addresses
+    """Every route with its pending-approval count, for readers of routes: channels name email addresses
     and Slack channels, which reviewers have no need to see."""
     ensure_route_reader(actor)
     return (

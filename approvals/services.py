@@ -15,6 +15,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
@@ -33,11 +34,14 @@ from approvals.models import (
     Delivery,
     DeliveryStatus,
     EmailLink,
+    SlackIntegration,
     Vote,
     VoteChoice,
     WebhookCredential,
+    WebhookEndpoint,
 )
 from approvals.selectors import frozen_rules
+from audit.services import audit_record
 from decisions.models import AutomationMode, Decision, DecisionStatus, EventType
 from decisions.services import (
     decision_lock,
@@ -57,6 +61,7 @@ from tracemem_site.errors import (
     Unauthenticated,
 )
 from tracemem_site.ids import SLUG_RE, new_id
+from tracemem_site.permissions import require_perm, require_superuser
 from tracemem_site.redaction import redact
 from tracemem_site.timefmt import iso_z
 
@@ -694,20 +699,17 @@ def slack_messages_update(*, actor: Actor, approval_id: str) -> int:
 # --- webhook credentials ----------------------------------------------------------------------
 
 
-def _require_staff(actor: Actor) -> None:
-    if actor.kind == "system":
-        return
-    user = actor.user
-    if actor.kind != "user" or user is None or not user.is_staff:
-        raise PermissionDenied("only staff can manage webhook credentials")
-
-
 @transaction.atomic
 def webhook_credential_create(
     *, actor: Actor, user: User, name: str = "webhook"
 ) -> tuple[WebhookCredential, str]:
-    """Issue a credential a webhook receiver uses to resolve approvals as ``user``; shown once."""
-    _require_staff(actor)
+    """Issue a credential a webhook receiver uses to resolve approvals as ``user``; shown once.
+
+    The credential votes as ``user``: only a superuser may issue one for somebody else.
+    """
+    require_perm(actor, "approvals.manage_integrations")
+    if actor.kind == "user" and (actor.user is None or actor.user.pk != user.pk):
+        require_superuser(actor, "issue a webhook credential that votes as another user")
     secret = keys.generate(WEBHOOK_CREDENTIAL_PREFIX)
     credential = WebhookCredential.objects.create(
         name=v.string(name, "name", max_length=100),
@@ -715,7 +717,90 @@ def webhook_credential_create(
         prefix=keys.lookup_prefix(secret, WEBHOOK_CREDENTIAL_PREFIX),
         token_hash=keys.digest(secret),
     )
+    _audit_integration(actor, "create", credential, None, _integration_audit(credential))
     return credential, secret
+
+
+@transaction.atomic
+def webhook_credential_revoke(*, actor: Actor, credential_id: int) -> WebhookCredential:
+    """Revoke a webhook credential; its receiver is refused from the next request on."""
+    require_perm(actor, "approvals.manage_integrations")
+    credential = WebhookCredential.objects.select_for_update().select_related("user").get(pk=credential_id)
+    before = _integration_audit(credential)
+    if credential.revoked_at is None:
+        credential.revoked_at = timezone.now()
+        credential.save(update_fields=["revoked_at"])
+    _audit_integration(actor, "revoke", credential, before, _integration_audit(credential))
+    return credential
+
+
+# --- integrations (Slack apps, webhook endpoints and credentials): secrets are write-only -------
+
+Integration = SlackIntegration | WebhookEndpoint
+_INTEGRATION_TYPES: dict[type, str] = {
+    SlackIntegration: "slack_integration",
+    WebhookEndpoint: "webhook_endpoint",
+    WebhookCredential: "webhook_credential",
+}
+
+
+def _public_url(url: str) -> str:
+    """scheme://host[:port]/path: the URL without the credentials or query it may carry."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def _integration_audit(item: Integration | WebhookCredential) -> dict[str, Any]:
+    if isinstance(item, SlackIntegration):
+        return {"name": item.name, "api_base_url": _public_url(item.api_base_url)}
+    if isinstance(item, WebhookEndpoint):
+        return {"name": item.name, "url": _public_url(item.url)}
+    return {
+        "name": item.name,
+        "user": item.user.get_username(),
+        "prefix": item.prefix,
+        "revoked_at": iso_z(item.revoked_at),
+    }
+
+
+def _audit_integration(
+    actor: Actor, verb: str, item: Integration | WebhookCredential, before: Any, after: Any
+) -> None:
+    kind = _INTEGRATION_TYPES[type(item)]
+    object_id = f"cred_{item.pk}" if isinstance(item, WebhookCredential) else item.name
+    audit_record(
+        actor=actor,
+        action=f"{kind}.{verb}",
+        object_type=kind,
+        object_id=object_id,
+        before=before,
+        after=after,
+    )
+
+
+@transaction.atomic
+def integration_save(*, actor: Actor, item: Integration, changed_secrets: list[str]) -> Integration:
+    """Save a Slack integration or webhook endpoint validated by the admin form; ``changed_secrets``
+    names the write-only fields given a new value (logged by name, never by value)."""
+    require_perm(actor, "approvals.manage_integrations")
+    stored = type(item).objects.select_for_update().filter(pk=item.pk).first() if item.pk else None
+    before = _integration_audit(stored) if stored is not None else None
+    item.save()
+    after = _integration_audit(item)
+    if changed_secrets:
+        after["write_only_changed"] = sorted(changed_secrets)
+    _audit_integration(actor, "create" if before is None else "update", item, before, after)
+    return item
+
+
+@transaction.atomic
+def integration_delete(*, actor: Actor, item: Integration) -> None:
+    require_perm(actor, "approvals.manage_integrations")
+    _audit_integration(actor, "delete", item, _integration_audit(item), None)
+    item.delete()
 
 
 def webhook_credential_authenticate(*, authorization: str | None) -> User:
@@ -772,7 +857,7 @@ _ROUTE_FIELDS = (
 )
 
 
-def _clean_route(item: Any) -> tuple[str, dict[str, Any]]:
+def clean_route(item: Any) -> tuple[str, dict[str, Any]]:
     item = v.json_object(item, "routes[]")
     unknown = sorted(set(item) - {"route_id", *_ROUTE_FIELDS})
     if unknown:
@@ -809,6 +894,22 @@ def _clean_route(item: Any) -> tuple[str, dict[str, Any]]:
     return route_id, fields
 
 
+def _route_audit(route: ApprovalRoute) -> dict[str, Any]:
+    """A route as its definition reads (the fields of ``clean_route``): the PATCH base and the
+    audit log's snapshot. Channels name destinations, never secrets (those live on integrations)."""
+    return {
+        "route_id": route.route_id,
+        "name": route.name,
+        "channels": route.channels,
+        "approver_group": route.approver_group.name if route.approver_group else None,
+        "required_approvals": route.required_approvals,
+        "require_rationale": route.require_rationale,
+        "expires_in_seconds": route.expires_in_seconds,
+        "allow_agent_owner": route.allow_agent_owner,
+        "default": route.is_default,
+    }
+
+
 @transaction.atomic
 def route_upsert(*, actor: Actor, route_id: str, fields: dict[str, Any]) -> tuple[ApprovalRoute, bool]:
     """Create or update a route from clean fields; ``approver_group`` is a group name (created if new).
@@ -817,17 +918,50 @@ def route_upsert(*, actor: Actor, route_id: str, fields: dict[str, Any]) -> tupl
     """
     from django.contrib.auth.models import Group
 
-    _require_staff(actor)
+    require_perm(actor, "approvals.manage_routes")
     values = dict(fields)
     group_name = values.pop("approver_group", None)
     values["approver_group"] = Group.objects.get_or_create(name=group_name)[0] if group_name else None
     route = ApprovalRoute.objects.select_for_update().filter(route_id=route_id).first()
     if route is not None and all(getattr(route, k) == val for k, val in values.items()):
         return route, False
+    before = _route_audit(route) if route is not None else None
     if values.get("is_default"):
-        ApprovalRoute.objects.filter(is_default=True).exclude(route_id=route_id).update(is_default=False)
+        for previous in (
+            ApprovalRoute.objects.select_for_update().filter(is_default=True).exclude(route_id=route_id)
+        ):
+            unmarked = _route_audit(previous)
+            previous.is_default = False
+            previous.save(update_fields=["is_default", "updated_at"])
+            _audit_route(actor, "route.update", unmarked, _route_audit(previous))
     route, _ = ApprovalRoute.objects.update_or_create(route_id=route_id, defaults=values)
+    _audit_route(actor, "route.create" if before is None else "route.update", before, _route_audit(route))
     return route, True
+
+
+@transaction.atomic
+def route_delete(*, actor: Actor, route_id: str) -> None:
+    """Delete a route no approval used (approvals keep their route: ``invalid_state`` otherwise)."""
+    require_perm(actor, "approvals.manage_routes")
+    route = ApprovalRoute.objects.select_for_update().filter(route_id=route_id).first()
+    if route is None:
+        raise NotFound(f"approval route {route_id} was not found")
+    if route.approvals.exists():
+        raise InvalidState(f"route {route_id} has approvals; it cannot be deleted (they refer to it)")
+    before = _route_audit(route)
+    route.delete()
+    audit_record(actor=actor, action="route.delete", object_type="route", object_id=route_id, before=before)
+
+
+def _audit_route(actor: Actor, action: str, before: dict[str, Any] | None, after: dict[str, Any]) -> None:
+    audit_record(
+        actor=actor,
+        action=action,
+        object_type="route",
+        object_id=after["route_id"],
+        before=before,
+        after=after,
+    )
 
 
 def apply_routes(*, actor: Actor, items: Any, dry_run: bool) -> list[str]:
@@ -837,7 +971,7 @@ def apply_routes(*, actor: Actor, items: Any, dry_run: bool) -> list[str]:
     lines: list[str] = []
     prefix = "[dry-run] would " if dry_run else ""
     for item in items:
-        route_id, fields = _clean_route(item)
+        route_id, fields = clean_route(item)
         exists = ApprovalRoute.objects.filter(route_id=route_id).exists()
         route, changed = route_upsert(actor=actor, route_id=route_id, fields=fields)
         if not exists:
@@ -875,8 +1009,8 @@ def seed_demo_routes(*, actor: Actor) -> list[str]:
 
 def route_create(*, actor: Actor, data: Any) -> ApprovalRoute:
     """``POST /api/v1/admin/routes``: a new route (``conflict`` if the route_id exists)."""
-    _require_staff(actor)
-    route_id, fields = _clean_route(data)
+    require_perm(actor, "approvals.manage_routes")
+    route_id, fields = clean_route(data)
     if ApprovalRoute.objects.filter(route_id=route_id).exists():
         raise Conflict(f"route {route_id} already exists; PATCH /api/v1/admin/routes/{route_id} to change it")
     return route_upsert(actor=actor, route_id=route_id, fields=fields)[0]
@@ -884,23 +1018,13 @@ def route_create(*, actor: Actor, data: Any) -> ApprovalRoute:
 
 def route_update(*, actor: Actor, route_id: str, data: Any) -> ApprovalRoute:
     """``PATCH /api/v1/admin/routes/{route_id}``: change the given fields, keep the others."""
-    _require_staff(actor)
+    require_perm(actor, "approvals.manage_routes")
     route = ApprovalRoute.objects.filter(route_id=route_id).select_related("approver_group").first()
     if route is None:
         raise NotFound(f"approval route {route_id} was not found")
-    current = {
-        "route_id": route.route_id,
-        "name": route.name,
-        "channels": route.channels,
-        "approver_group": route.approver_group.name if route.approver_group else None,
-        "required_approvals": route.required_approvals,
-        "require_rationale": route.require_rationale,
-        "expires_in_seconds": route.expires_in_seconds,
-        "allow_agent_owner": route.allow_agent_owner,
-        "default": route.is_default,
-    }
+    current = _route_audit(route)
     patch = v.json_object(data, "body")
     if "route_id" in patch and patch["route_id"] != route_id:
         raise InvalidArgument("route_id cannot change; create a new route instead", field="route_id")
-    clean_id, fields = _clean_route({**current, **patch})
+    clean_id, fields = clean_route({**current, **patch})
     return route_upsert(actor=actor, route_id=clean_id, fields=fields)[0]

@@ -1,8 +1,8 @@
 """Reads of decisions and traces, with the actor's visibility applied.
 
 An agent sees only its own decisions; anything else is ``not_found`` (never a 403 that would
-confirm the decision exists). Users see decisions when they are staff or hold the
-``decisions.view_decision`` permission (reviewers, auditors).
+confirm the decision exists). Users see decisions when they hold the ``decisions.view_decision``
+permission (reviewers, auditors; superusers hold every permission).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from decisions.models import Decision, TraceEvent
 from tracemem_site.actor import Actor
 from tracemem_site.errors import NotFound
 from tracemem_site.ids import DECISION_PREFIX, has_format
+from tracemem_site.permissions import may_read
 from tracemem_site.timefmt import iso_z
 from tracemem_verify.chain import ChainBreak, verify_chain
 
@@ -25,10 +26,8 @@ def decisions_visible_to(actor: Actor, queryset: QuerySet[Decision] | None = Non
         return qs
     if actor.kind == "agent" and actor.agent is not None:
         return qs.filter(agent_id=actor.agent.agent_id)
-    user = actor.user
-    if actor.kind == "user" and user is not None and user.is_active:
-        if user.is_staff or user.has_perm("decisions.view_decision"):
-            return qs
+    if actor.kind == "user" and may_read(actor, "decisions"):
+        return qs
     return qs.none()
 
 

@@ -168,7 +168,7 @@ def body(request: Request, accepts: type[serializers.Serializer] | None = None) 
 class HumanAPIView(APIView):
     """Base of the reviewer and admin API: a logged-in session (CSRF-checked) or ``Token tmpat_…``.
 
-    Agent keys are not accepted here; whether the human may act (staff, route group) is decided
+    Agent keys are not accepted here; whether the human may act (a permission, a route group) is decided
     by the service or selector, as everywhere else.
     """
 

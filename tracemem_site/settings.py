@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "policies",
     "approvals",
     "products",
+    "audit",
 ]
 
 MIDDLEWARE = [
@@ -80,6 +81,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "tracemem_site.web.menu",
             ],
         },
     },
