@@ -122,7 +122,9 @@ def test_every_stored_node_matches_the_reference_node_hashes() -> None:
         tree.node(3, 1)
 
 
-@pytest.mark.parametrize("case", VECTORS["inclusion_paths"], ids=lambda c: f"{c['leaf_index']}@{c['tree_size']}")
+@pytest.mark.parametrize(
+    "case", VECTORS["inclusion_paths"], ids=lambda c: f"{c['leaf_index']}@{c['tree_size']}"
+)
 def test_generated_audit_paths_equal_the_published_ones(case: dict[str, Any]) -> None:
     tree = MemoryTree([leaf_hash(leaf) for leaf in LEAVES])
     index, size = case["leaf_index"], case["tree_size"]
@@ -142,7 +144,9 @@ def test_generated_consistency_proofs_equal_the_published_ones(case: dict[str, A
     verify_consistency(old, new, ROOTS[old], ROOTS[new], expected)
 
 
-@pytest.mark.parametrize("probe", VECTORS["inclusion_probes"], ids=lambda p: p["file"].removeprefix("testdata/"))
+@pytest.mark.parametrize(
+    "probe", VECTORS["inclusion_probes"], ids=lambda p: p["file"].removeprefix("testdata/")
+)
 def test_inclusion_probe(probe: dict[str, Any]) -> None:
     def run() -> None:
         verify_inclusion(
@@ -166,7 +170,11 @@ def test_inclusion_probe(probe: dict[str, Any]) -> None:
 def test_consistency_probe(probe: dict[str, Any]) -> None:
     def run() -> None:
         verify_consistency(
-            probe["size1"], probe["size2"], _b64(probe["root1"]), _b64(probe["root2"]), _b64_list(probe["proof"])
+            probe["size1"],
+            probe["size2"],
+            _b64(probe["root1"]),
+            _b64(probe["root2"]),
+            _b64_list(probe["proof"]),
         )
 
     if probe["wantErr"]:
@@ -196,11 +204,15 @@ def test_bad_inclusion_proofs_say_what_is_wrong() -> None:
 
     with pytest.raises(MalformedProof, match=r"^leaf index 8 is out of range for a tree of size 8$"):
         verify_inclusion(8, 8, leaf, proof, root)
-    with pytest.raises(MalformedProof, match=r"^the audit path has 2 hashes; leaf 5 of a tree of size 8 needs 3$"):
+    with pytest.raises(
+        MalformedProof, match=r"^the audit path has 2 hashes; leaf 5 of a tree of size 8 needs 3$"
+    ):
         verify_inclusion(5, 8, leaf, proof[:2], root)
     with pytest.raises(MalformedProof, match=r"^audit path hash 1 is 31 bytes; a SHA-256 hash has 32$"):
         verify_inclusion(5, 8, leaf, [proof[0], proof[1][:31], proof[2]], root)
-    with pytest.raises(RootMismatch, match=r"^the audit path of leaf 4 leads to root .+, not to the root .+ of"):
+    with pytest.raises(
+        RootMismatch, match=r"^the audit path of leaf 4 leads to root .+, not to the root .+ of"
+    ):
         verify_inclusion(4, 8, leaf, proof, root)
 
 
@@ -212,7 +224,9 @@ def test_bad_consistency_proofs_say_what_is_wrong() -> None:
         verify_consistency(8, 3, tree.root(8), tree.root(3), proof)
     with pytest.raises(MalformedProof, match=r"from the empty tree \(size 0\) proves nothing"):
         verify_consistency(0, 8, EMPTY_ROOT, tree.root(), [])
-    with pytest.raises(MalformedProof, match=r"^the consistency proof has 3 hashes; from tree size 3 to 8 it needs 4$"):
+    with pytest.raises(
+        MalformedProof, match=r"^the consistency proof has 3 hashes; from tree size 3 to 8 it needs 4$"
+    ):
         verify_consistency(3, 8, tree.root(3), tree.root(), proof[:3])
     with pytest.raises(RootMismatch, match=r"^two different roots for tree size 8"):
         verify_consistency(8, 8, tree.root(), tree.root(7), [])
@@ -293,8 +307,12 @@ def test_every_generated_consistency_proof_is_the_rfc_proof_and_verifies(case: t
 
 
 @settings(max_examples=300, deadline=None)
-@given(_leaf_in_tree(), st.sampled_from(["leaf", "root", "proof"]), st.integers(0, 10**6), st.integers(0, 10**6))
-def test_any_bit_flip_breaks_an_inclusion_proof(case: tuple[int, int], where: str, which: int, bit: int) -> None:
+@given(
+    _leaf_in_tree(), st.sampled_from(["leaf", "root", "proof"]), st.integers(0, 10**6), st.integers(0, 10**6)
+)
+def test_any_bit_flip_breaks_an_inclusion_proof(
+    case: tuple[int, int], where: str, which: int, bit: int
+) -> None:
     index, size = case
     tree = _big_tree()
     leaf, proof, root = tree.node(0, index), tree.inclusion_proof(index, size), tree.root(size)
@@ -314,7 +332,9 @@ def test_any_bit_flip_breaks_an_inclusion_proof(case: tuple[int, int], where: st
 
 @settings(max_examples=300, deadline=None)
 @given(_two_sizes(), st.sampled_from(["old", "new", "proof"]), st.integers(0, 10**6), st.integers(0, 10**6))
-def test_any_bit_flip_breaks_a_consistency_proof(case: tuple[int, int], where: str, which: int, bit: int) -> None:
+def test_any_bit_flip_breaks_a_consistency_proof(
+    case: tuple[int, int], where: str, which: int, bit: int
+) -> None:
     old, new = case
     tree = _big_tree()
     old_root, new_root, proof = tree.root(old), tree.root(new), tree.consistency_proof(old, new)
@@ -347,7 +367,9 @@ def test_an_inclusion_proof_fails_for_any_other_index_or_size(
 
 @settings(max_examples=300, deadline=None)
 @given(_two_sizes(), _two_sizes())
-def test_a_consistency_proof_fails_for_any_other_pair_of_sizes(case: tuple[int, int], other: tuple[int, int]) -> None:
+def test_a_consistency_proof_fails_for_any_other_pair_of_sizes(
+    case: tuple[int, int], other: tuple[int, int]
+) -> None:
     assume(other != case)
     tree = _big_tree()
     proof = tree.consistency_proof(*case)

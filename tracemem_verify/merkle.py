@@ -268,9 +268,7 @@ def verify_consistency(
             f"not {short(old_root)}"
         )
     if sr != new_root:
-        raise RootMismatch(
-            f"the proof leads to root {short(sr)} for size {new_size}, not {short(new_root)}"
-        )
+        raise RootMismatch(f"the proof leads to root {short(sr)} for size {new_size}, not {short(new_root)}")
 
 
 class MemoryTree:
