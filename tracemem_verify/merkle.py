@@ -274,9 +274,9 @@ def verify_consistency(
 class MemoryTree:
     """An append-only tree holding every perfect subtree hash in memory: a node source for proofs.
 
-    About ``2n`` hashes for ``n`` leaves (a million leaves: ~2 million 32-byte hashes, ~150 MB in
-    CPython). ``append_*`` is amortised O(1) hashing; ``root``/``inclusion_proof``/
-    ``consistency_proof`` are O(log n). A server that keeps the same ``(level, index) -> hash``
+    About ``2n`` hashes for ``n`` leaves (a million leaves: 2 million 32-byte hashes, ~190 MB
+    resident in CPython, built in ~1 s; ``python -m bench merkle``). ``append_*`` is amortised
+    O(1) hashing; ``root``/``inclusion_proof``/``consistency_proof`` are O(log n). A server that keeps the same ``(level, index) -> hash``
     nodes in its database calls the module functions with its own node source instead.
     """
 
