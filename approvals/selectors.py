@@ -66,6 +66,23 @@ def latest_approval_of(decision_id: str) -> Approval | None:
     return qs.filter(status=ApprovalState.PENDING).first() or qs.order_by("-requested_at").first()
 
 
+def route_definition(route: ApprovalRoute) -> dict[str, Any]:
+    """A route as its definition reads (the fields ``route_create`` takes): what the admin API
+    returns, the base a PATCH applies to, and the audit log's snapshot. Channels name destinations,
+    never secrets (those live on integrations)."""
+    return {
+        "route_id": route.route_id,
+        "name": route.name,
+        "channels": route.channels,
+        "approver_group": route.approver_group.name if route.approver_group else None,
+        "required_approvals": route.required_approvals,
+        "require_rationale": route.require_rationale,
+        "expires_in_seconds": route.expires_in_seconds,
+        "allow_agent_owner": route.allow_agent_owner,
+        "default": route.is_default,
+    }
+
+
 def route_by_id(route_id: str) -> ApprovalRoute:
     try:
         return ApprovalRoute.objects.get(route_id=route_id)

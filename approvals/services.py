@@ -40,7 +40,7 @@ from approvals.models import (
     WebhookCredential,
     WebhookEndpoint,
 )
-from approvals.selectors import frozen_rules
+from approvals.selectors import frozen_rules, route_definition
 from audit.services import audit_record
 from decisions.models import AutomationMode, Decision, DecisionStatus, EventType
 from decisions.services import (
@@ -894,22 +894,6 @@ def clean_route(item: Any) -> tuple[str, dict[str, Any]]:
     return route_id, fields
 
 
-def _route_audit(route: ApprovalRoute) -> dict[str, Any]:
-    """A route as its definition reads (the fields of ``clean_route``): the PATCH base and the
-    audit log's snapshot. Channels name destinations, never secrets (those live on integrations)."""
-    return {
-        "route_id": route.route_id,
-        "name": route.name,
-        "channels": route.channels,
-        "approver_group": route.approver_group.name if route.approver_group else None,
-        "required_approvals": route.required_approvals,
-        "require_rationale": route.require_rationale,
-        "expires_in_seconds": route.expires_in_seconds,
-        "allow_agent_owner": route.allow_agent_owner,
-        "default": route.is_default,
-    }
-
-
 @transaction.atomic
 def route_upsert(*, actor: Actor, route_id: str, fields: dict[str, Any]) -> tuple[ApprovalRoute, bool]:
     """Create or update a route from clean fields; ``approver_group`` is a group name (created if new).
@@ -925,17 +909,17 @@ def route_upsert(*, actor: Actor, route_id: str, fields: dict[str, Any]) -> tupl
     route = ApprovalRoute.objects.select_for_update().filter(route_id=route_id).first()
     if route is not None and all(getattr(route, k) == val for k, val in values.items()):
         return route, False
-    before = _route_audit(route) if route is not None else None
+    before = route_definition(route) if route is not None else None
     if values.get("is_default"):
         for previous in (
             ApprovalRoute.objects.select_for_update().filter(is_default=True).exclude(route_id=route_id)
         ):
-            unmarked = _route_audit(previous)
+            unmarked = route_definition(previous)
             previous.is_default = False
             previous.save(update_fields=["is_default", "updated_at"])
-            _audit_route(actor, "route.update", unmarked, _route_audit(previous))
+            _audit_route(actor, "route.update", unmarked, route_definition(previous))
     route, _ = ApprovalRoute.objects.update_or_create(route_id=route_id, defaults=values)
-    _audit_route(actor, "route.create" if before is None else "route.update", before, _route_audit(route))
+    _audit_route(actor, "route.create" if before is None else "route.update", before, route_definition(route))
     return route, True
 
 
@@ -948,7 +932,7 @@ def route_delete(*, actor: Actor, route_id: str) -> None:
         raise NotFound(f"approval route {route_id} was not found")
     if route.approvals.exists():
         raise InvalidState(f"route {route_id} has approvals; it cannot be deleted (they refer to it)")
-    before = _route_audit(route)
+    before = route_definition(route)
     route.delete()
     audit_record(actor=actor, action="route.delete", object_type="route", object_id=route_id, before=before)
 
@@ -1022,7 +1006,7 @@ def route_update(*, actor: Actor, route_id: str, data: Any) -> ApprovalRoute:
     route = ApprovalRoute.objects.filter(route_id=route_id).select_related("approver_group").first()
     if route is None:
         raise NotFound(f"approval route {route_id} was not found")
-    current = _route_audit(route)
+    current = route_definition(route)
     patch = v.json_object(data, "body")
     if "route_id" in patch and patch["route_id"] != route_id:
         raise InvalidArgument("route_id cannot change; create a new route instead", field="route_id")

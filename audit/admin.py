@@ -21,49 +21,67 @@ from tracemem_site.actor import Actor
 _BEFORE = "_tracemem_access_before"
 _SUPERUSER_ONLY_FIELDS = ("is_superuser", "groups", "user_permissions")
 
-
-def _actor(request: HttpRequest) -> Actor:
-    return Actor.for_user(request.user)
-
-
 admin.site.unregister(User)
 admin.site.unregister(Group)
 
 
+class _AuditedAccess:
+    """Logs each save and delete of the ModelAdmin's object with ``snapshot`` before and after.
+    Many-to-many fields (groups, permissions) are saved in ``save_related``, so the "after" is
+    taken there; all of it runs in the admin's transaction, as does the log entry."""
+
+    object_type: str = ""
+
+    def snapshot(self, pk: int) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+    def _record(self, request: HttpRequest, pk: int, before: Any, after: Any) -> None:
+        services.access_change_record(
+            actor=Actor.for_user(request.user),
+            object_type=self.object_type,
+            object_id=pk,
+            before=before,
+            after=after,
+        )
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        setattr(request, _BEFORE, self.snapshot(obj.pk) if change else None)
+        super().save_model(request, obj, form, change)  # type: ignore[misc]
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)  # type: ignore[misc]
+        pk = form.instance.pk
+        self._record(request, pk, getattr(request, _BEFORE, None), self.snapshot(pk))
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        before, pk = self.snapshot(obj.pk), obj.pk
+        super().delete_model(request, obj)  # type: ignore[misc]
+        self._record(request, pk, before, None)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        for obj in queryset:
+            self.delete_model(request, obj)
+
+
 @admin.register(User)
-class AuditedUserAdmin(UserAdmin):
+class AuditedUserAdmin(_AuditedAccess, UserAdmin):
+    object_type = "user"
+
+    def snapshot(self, pk: int) -> dict[str, Any] | None:
+        return selectors.user_access(pk)
+
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         fields = tuple(super().get_readonly_fields(request, obj))
         return fields if request.user.is_superuser else fields + _SUPERUSER_ONLY_FIELDS
 
-    def save_model(self, request: HttpRequest, obj: User, form: Any, change: bool) -> None:
-        setattr(request, _BEFORE, selectors.user_access(obj.pk) if change else None)
-        super().save_model(request, obj, form, change)
-
-    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
-        super().save_related(request, form, formsets, change)  # groups and permissions are saved here
-        services.access_change_record(
-            actor=_actor(request),
-            object_type="user",
-            object_id=form.instance.pk,
-            before=getattr(request, _BEFORE, None),
-            after=selectors.user_access(form.instance.pk),
-        )
-
-    def delete_model(self, request: HttpRequest, obj: User) -> None:
-        before, pk = selectors.user_access(obj.pk), obj.pk
-        super().delete_model(request, obj)
-        services.access_change_record(
-            actor=_actor(request), object_type="user", object_id=pk, before=before, after=None
-        )
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
-        for user in queryset:
-            self.delete_model(request, user)
-
 
 @admin.register(Group)
-class AuditedGroupAdmin(GroupAdmin):
+class AuditedGroupAdmin(_AuditedAccess, GroupAdmin):
+    object_type = "group"
+
+    def snapshot(self, pk: int) -> dict[str, Any] | None:
+        return selectors.group_access(pk)
+
     def _superuser(self, request: HttpRequest) -> bool:
         return bool(request.user.is_active and request.user.is_superuser)
 
@@ -75,28 +93,3 @@ class AuditedGroupAdmin(GroupAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return self._superuser(request)
-
-    def save_model(self, request: HttpRequest, obj: Group, form: Any, change: bool) -> None:
-        setattr(request, _BEFORE, selectors.group_access(obj.pk) if change else None)
-        super().save_model(request, obj, form, change)
-
-    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
-        super().save_related(request, form, formsets, change)
-        services.access_change_record(
-            actor=_actor(request),
-            object_type="group",
-            object_id=form.instance.pk,
-            before=getattr(request, _BEFORE, None),
-            after=selectors.group_access(form.instance.pk),
-        )
-
-    def delete_model(self, request: HttpRequest, obj: Group) -> None:
-        before, pk = selectors.group_access(obj.pk), obj.pk
-        super().delete_model(request, obj)
-        services.access_change_record(
-            actor=_actor(request), object_type="group", object_id=pk, before=before, after=None
-        )
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Group]) -> None:
-        for group in queryset:
-            self.delete_model(request, group)

@@ -77,23 +77,12 @@ class DataSourceAdmin(GuardedAdmin, admin.ModelAdmin):
             self.delete_model(request, source)
 
 
-class ProductGrantInline(admin.TabularInline):
+class ProductGrantInline(GuardedAdmin, admin.TabularInline):
     """Saved through ``product_grant`` / ``product_revoke`` (see DataProductAdmin.save_formset)."""
 
+    change_perm = "products.grant_products"
     model = ProductGrant
     extra = 0
-
-    def _may_grant(self, request: Any) -> bool:
-        return request_has_perm(request, "products.grant_products")
-
-    def has_add_permission(self, request: Any, obj: Any = None) -> bool:
-        return self._may_grant(request)
-
-    def has_change_permission(self, request: Any, obj: Any = None) -> bool:
-        return self._may_grant(request)
-
-    def has_delete_permission(self, request: Any, obj: Any = None) -> bool:
-        return self._may_grant(request)
 
     def has_view_permission(self, request: Any, obj: Any = None) -> bool:
         return True  # shown inside a product page its viewer may already see

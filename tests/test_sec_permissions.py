@@ -294,6 +294,11 @@ def test_html_pages_act_with_exactly_the_needed_permission(world: World) -> None
     page = keys.get(f"/agents/{world.agent.agent_id}/").content.decode()
     assert 'action="/agents/create/"' not in page  # no agents permission: no create form
 
+    viewer = _browser(make_staff("vic", "policies.view_policy"))
+    detail = viewer.get("/policies/cap_v2/").content.decode()
+    assert "/policies/cap_v2/retire/" not in detail and 'aria-label="Grant"' not in detail
+    assert 'action="/policies/create/"' not in viewer.get("/policies/").content.decode()
+
     publisher = _browser(make_staff("pat", "policies.publish_policies"))
     assert publisher.post("/policies/cap_v2/retire/").status_code == 302
     assert not PolicyVersion.objects.filter(policy_id="cap_v2", status="published").exists()
