@@ -137,9 +137,20 @@ CELERY_TIMEZONE = "UTC"
 
 # --- Cache ------------------------------------------------------------------------------
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            # A dead or blackholed Redis must cost a request at most this, never a hang
+            # (tracemem_site/shared_cache.py then skips it for TRACEMEM_CACHE_RETRY_SECONDS).
+            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+        }
+    }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# Seconds to leave the shared cache alone after it failed, before probing it again.
+TRACEMEM_CACHE_RETRY_SECONDS = env_int("TRACEMEM_CACHE_RETRY_SECONDS", 5)
 
 # --- Email ------------------------------------------------------------------------------
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
