@@ -20,7 +20,7 @@ from approvals import selectors_review as sel
 from approvals import services as approval_services
 from approvals.selectors import frozen_rules
 from decisions.models import EventType, TraceEvent
-from decisions.selectors import decision_events
+from decisions.selectors import decision_events, trace_page
 from tracemem_site.errors import DomainError, NotFound
 from tracemem_site.web import refusal_as_403, web_actor
 
@@ -89,8 +89,9 @@ def approval_page(request: HttpRequest, approval_id: str) -> HttpResponse:
     except NotFound:
         raise Http404("no such approval") from None
     decision = approval.decision
-    events = list(decision_events(decision))
-    evaluations = [e for e in events if e.type == EventType.EVALUATE]
+    # One page of the timeline (trace reads are bounded); the decision page has the rest.
+    page = trace_page(decision)
+    evaluations = list(decision_events(decision).filter(type=EventType.EVALUATE))
     now = timezone.now()
     return render(
         request,
@@ -100,7 +101,8 @@ def approval_page(request: HttpRequest, approval_id: str) -> HttpResponse:
             "decision": decision,
             "metadata_json": json.dumps(decision.metadata, indent=2, sort_keys=True),
             "evaluations": _event_rows(evaluations),
-            "events": _event_rows(events),
+            "events": _event_rows(page.events),
+            "more_events_after": page.next_after_seq,
             "votes": sel.approval_votes(approval),
             "tally": sel.vote_tally(approval),
             "rules": frozen_rules(approval),

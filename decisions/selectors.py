@@ -7,17 +7,25 @@ permission (reviewers, auditors; superusers hold every permission).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import QuerySet
 
 from decisions.models import Decision, TraceEvent
+from tracemem_site import validation as v
 from tracemem_site.actor import Actor
 from tracemem_site.errors import NotFound
 from tracemem_site.ids import DECISION_PREFIX, has_format
 from tracemem_site.permissions import may_read
 from tracemem_site.timefmt import iso_z
-from tracemem_verify.chain import ChainBreak, verify_chain
+from tracemem_verify.chain import ChainBreak, ChainVerifier
+
+# decision_trace pages (SPEC §12): without ``limit`` a page holds TRACE_PAGE_DEFAULT events, never more
+# than TRACE_PAGE_MAX. Whole-chain readers (verifiers) walk pages of TRACE_PAGE_MAX.
+TRACE_PAGE_DEFAULT = 500
+TRACE_PAGE_MAX = 1000
 
 
 def decisions_visible_to(actor: Actor, queryset: QuerySet[Decision] | None = None) -> QuerySet[Decision]:
@@ -64,15 +72,48 @@ def event_as_dict(event: TraceEvent) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class TracePage:
+    events: list[TraceEvent]
+    next_after_seq: int | None  # pass it as after_seq for the next page; None on the last page
+
+
+def trace_page(decision: Decision, *, after_seq: Any = None, limit: Any = None) -> TracePage:
+    """Events with ``seq > after_seq``, at most ``limit``, up to the decision's head as read with it
+    (an event appended meanwhile belongs to the next read, so a page never outruns ``trace_head``)."""
+    after = v.bounded_int(after_seq, "after_seq", minimum=0, maximum=None, default=0)
+    size = v.bounded_int(limit, "limit", minimum=1, maximum=TRACE_PAGE_MAX, default=TRACE_PAGE_DEFAULT)
+    events = list(
+        TraceEvent.objects.filter(decision=decision, seq__gt=after, seq__lte=decision.event_count).order_by(
+            "seq"
+        )[:size]
+    )
+    more = bool(events) and events[-1].seq < decision.event_count
+    return TracePage(events=events, next_after_seq=events[-1].seq if more else None)
+
+
+def trace_pages(decision: Decision) -> Iterator[list[TraceEvent]]:
+    """Every event of a decision, one page (TRACE_PAGE_MAX) at a time, in order."""
+    after: int | None = 0
+    while after is not None:
+        page = trace_page(decision, after_seq=after, limit=TRACE_PAGE_MAX)
+        if page.events:
+            yield page.events
+        after = page.next_after_seq
+
+
 def trace_verify(decision: Decision) -> ChainBreak | None:
-    """Recompute one decision's chain from the stored events; also checks the decision's head."""
-    events = [event_as_dict(e) for e in TraceEvent.objects.filter(decision=decision).order_by("seq")]
-    broken = verify_chain(decision.decision_id, events)
-    if broken is not None:
-        return broken
-    if len(events) != decision.event_count or (events and events[-1]["hash"] != decision.trace_head):
+    """Recompute one decision's whole chain, walking its pages; also checks the decision's head."""
+    verifier = ChainVerifier(decision.decision_id)
+    for events in trace_pages(decision):
+        broken = verifier.feed(event_as_dict(e) for e in events)
+        if broken is not None:
+            return broken
+    stored = TraceEvent.objects.filter(decision=decision).count()
+    head_ok = not decision.event_count or verifier.head == decision.trace_head
+    if verifier.count != decision.event_count or stored != decision.event_count or not head_ok:
         return ChainBreak(
-            decision.decision_id, len(events), "decision's event_count/trace_head disagree with its events"
+            decision.decision_id, verifier.count, "decision's event_count/trace_head disagree with its events"
         )
     return None
 

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from decisions.models import Decision, TraceEvent
-from decisions.selectors import event_as_dict
+from decisions.selectors import TracePage, event_as_dict
 from decisions.services import approval_required
 from tracemem_site.timefmt import iso_z
 
@@ -40,8 +40,19 @@ def _approval_delivery(decision: Decision) -> dict[str, Any] | None:
     return delivery_for_decision(decision.decision_id)
 
 
-def trace_out(decision: Decision, events: Iterable[TraceEvent]) -> dict[str, Any]:
-    return {**decision_out(decision), "events": [event_as_dict(e) for e in events]}
+def trace_out(
+    decision: Decision, events: Iterable[TraceEvent], next_after_seq: int | None = None
+) -> dict[str, Any]:
+    """``decision_trace``: the decision, one page of its events, and where the next page starts."""
+    return {
+        **decision_out(decision),
+        "events": [event_as_dict(e) for e in events],
+        "next_after_seq": next_after_seq,
+    }
+
+
+def trace_page_out(decision: Decision, page: TracePage) -> dict[str, Any]:
+    return trace_out(decision, page.events, page.next_after_seq)
 
 
 def created_out(decision: Decision) -> dict[str, Any]:

@@ -118,6 +118,16 @@ def unknown_arguments(tool: Tool, arguments: dict[str, Any]) -> InvalidArgument 
     )
 
 
+def compact_text(structured: Any) -> list[types.TextContent]:
+    """The result object as compact JSON text (SPEC §1: the text is the object as JSON).
+
+    FastMCP pretty-prints (indent=2), which made a long trace ~2.5x its REST body; compact text is
+    the same size as the REST body. Both paths (stock and fast) use this.
+    """
+    text = json.dumps(structured, separators=(",", ":"), ensure_ascii=False)
+    return [types.TextContent(type="text", text=text)]
+
+
 class DomainTool(Tool):
     """A FastMCP tool whose failures are ``[code] message`` results (stock path)."""
 
@@ -126,9 +136,12 @@ class DomainTool(Tool):
         if refused is not None:
             return tool_error_result(self.name, refused)
         try:
-            return await super().run(arguments, context=context, convert_result=convert_result)
+            result = await super().run(arguments, context=context, convert_result=convert_result)
         except ToolError as exc:
             return tool_error_result(self.name, exc)
+        if convert_result and isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], dict):
+            return compact_text(result[1]), result[1]
+        return result
 
 
 class _DropDomainErrors(logging.Filter):
@@ -330,9 +343,11 @@ class FastPathMixin:
             return converted
         if isinstance(converted, tuple) and len(converted) == 2:
             content, structured = converted
+            if isinstance(structured, dict):
+                content = compact_text(structured)
         elif isinstance(converted, dict):
             structured = converted
-            content = [types.TextContent(type="text", text=json.dumps(converted, indent=2))]
+            content = compact_text(converted)
         else:
             content, structured = converted, None
         validator = _output_validator(name)

@@ -165,6 +165,19 @@ def body(request: Request, accepts: type[serializers.Serializer] | None = None) 
     return data
 
 
+def query(request: Request, accepts: tuple[str, ...]) -> dict[str, str]:
+    """The query parameters of a GET operation; one it does not take is refused, like ``body``."""
+    params = request.query_params
+    unknown = sorted(name for name in params if name not in accepts)
+    if unknown:
+        raise InvalidArgument(
+            f"this operation does not take the parameter {unknown[0]!r}; allowed: {', '.join(accepts)}",
+            field=unknown[0],
+            details={"allowed": list(accepts)},
+        )
+    return {name: params[name] for name in accepts if name in params}
+
+
 class HumanAPIView(APIView):
     """Base of the reviewer and admin API: a logged-in session (CSRF-checked) or ``Token tmpat_…``.
 

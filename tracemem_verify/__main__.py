@@ -1,7 +1,10 @@
-"""``python -m tracemem_verify RECEIPT.json [--trace TRACE.json] [--keys KEYS.json]``, and the log:
+"""``python -m tracemem_verify RECEIPT.json [--trace TRACE.json ...] [--keys KEYS.json]``, and the log:
 
 ``python -m tracemem_verify inclusion DOCUMENT.json --keys KEYS.json [--checkpoint CKPT] [--proof P.json]``
 ``python -m tracemem_verify consistency OLD_CKPT NEW_CKPT --keys KEYS.json [--proof PROOF.json]``
+
+A long trace comes in pages (``decision_trace`` with ``after_seq``/``limit``): pass every page, in
+order, each with its own ``--trace``; the chain is recomputed across them.
 
 RECEIPT.json is a ``decision_receipt`` result or an evidence pack (which carries the receipt, the
 trace and the keys published when it was made). KEYS.json is the server's
@@ -53,8 +56,27 @@ class _Failure(Exception):
     pass
 
 
-def verify(receipt_path: str, trace_path: str | None = None, keys_path: str | None = None) -> Verdict:
-    """The whole check, as a value (the CLI prints it)."""
+def _trace_events(paths: list[str]) -> list[Mapping[str, Any]]:
+    """The events of one or more trace files (pages, in order); a trace that stops at a page with
+    more to come is refused with how to fetch the rest."""
+    events: list[Mapping[str, Any]] = []
+    document: Any = None
+    for path in paths:
+        document = _load(path, "trace")
+        events += events_from_document(document)
+    more = document.get("next_after_seq") if isinstance(document, Mapping) else None
+    if more is not None:
+        raise _Failure(
+            f"trace {paths[-1]} is one page and more follow (next_after_seq={more}): fetch the rest with "
+            f"?after_seq={more} and pass every page, in order, each with --trace"
+        )
+    return events
+
+
+def verify(
+    receipt_path: str, trace_path: str | list[str] | None = None, keys_path: str | None = None
+) -> Verdict:
+    """The whole check, as a value (the CLI prints it). ``trace_path`` may list a trace's pages."""
     try:
         document = _load(receipt_path, "receipt")
         if not isinstance(document, Mapping):
@@ -81,8 +103,8 @@ def verify(receipt_path: str, trace_path: str | None = None, keys_path: str | No
             return verdict
         messages = [verdict.message]
         events = None
-        if trace_path is not None:
-            events = events_from_document(_load(trace_path, "trace"))
+        if trace_path:
+            events = _trace_events([trace_path] if isinstance(trace_path, str) else trace_path)
         elif is_pack:
             events = events_from_document(document)
         if events is not None:
@@ -224,7 +246,11 @@ def main(argv: list[str] | None = None) -> int:
             epilog="The receipt log: python -m tracemem_verify {inclusion,consistency} --help",
         )
         parser.add_argument("receipt", help="decision_receipt result or evidence pack (JSON file)")
-        parser.add_argument("--trace", help="decision_trace result (JSON file) to recompute the hash chain")
+        parser.add_argument(
+            "--trace",
+            action="append",
+            help="decision_trace result (JSON file) to recompute the hash chain; repeat it for each page, in order",
+        )
         parser.add_argument("--keys", help="the server's /.well-known/tracemem/receipt-keys JSON")
         args = parser.parse_args(argv)
         verdict = verify(args.receipt, args.trace, args.keys)
