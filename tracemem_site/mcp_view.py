@@ -52,7 +52,8 @@ from rest_framework import exceptions
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 
-from tracemem_site.errors import DomainError, InvalidArgument
+from tracemem_site.errors import DomainError, InvalidArgument, Unavailable
+from tracemem_site.outage import database_outage
 from tracemem_site.parsers import PayloadTooLarge
 from tracemem_site.version import PROTOCOL_VERSIONS, SERVER_VERSION
 
@@ -72,6 +73,9 @@ Errors come back as "[code] message": read the message, it says what to do next.
 
 ACCEPT_DEFAULT = "application/json, text/event-stream"
 JSON = "application/json"
+# JSON-RPC "server error" range (-32000..-32099): TraceMem could not serve the request because a
+# dependency is down; nothing was applied (error.data says so and when to retry).
+UNAVAILABLE = -32003
 
 
 # --- errors: one mapping for the stock and the fast path ------------------------------------
@@ -92,6 +96,7 @@ def tool_error_result(tool_name: str, exc: BaseException) -> types.CallToolResul
     """The ``isError`` result an agent sees for an exception raised while calling a tool."""
     if isinstance(exc, ToolError) and exc.__cause__ is not None:
         exc = exc.__cause__
+    exc = database_outage(exc) or exc
     if isinstance(exc, DomainError):
         text = str(exc)
     elif isinstance(exc, pydantic.ValidationError):
@@ -378,6 +383,28 @@ def _transport_refusal(exc: Exception) -> tuple[int, int, str] | None:
     return None
 
 
+def _unavailable_response(request: Request, error: Unavailable) -> HttpResponse:
+    """A dependency failed before the message could be handled (e.g. while authenticating): a
+    JSON-RPC error for the caller's request id, with HTTP 503 and Retry-After for its transport."""
+    try:
+        data = request.data
+        request_id = data.get("id") if isinstance(data, dict) else None
+    except Exception:  # the body is unreadable: the error is still about the outage
+        request_id = None
+    body = {
+        "jsonrpc": "2.0",
+        "id": request_id if isinstance(request_id, str | int) and not isinstance(request_id, bool) else None,
+        "error": {
+            "code": UNAVAILABLE,
+            "message": str(error),
+            "data": error.as_dict()["details"] | {"code": error.code},
+        },
+    }
+    response = HttpResponse(json.dumps(body), status=503, content_type=JSON)
+    response["Retry-After"] = str(error.retry_after)
+    return response
+
+
 def _auth_classes() -> list[Any]:
     return [import_string(cls) for cls in settings.DJANGO_MCP_AUTHENTICATION_CLASSES]
 
@@ -410,6 +437,9 @@ class StockMCPView(MCPServerStreamableHttpView):
             http_status, code, message = refusal
             body = {"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}}
             return HttpResponse(json.dumps(body), status=http_status, content_type=JSON)
+        outage = database_outage(exc)
+        if outage is not None:
+            return _unavailable_response(self.request, outage)
         return super().handle_exception(exc)
 
     @staticmethod

@@ -65,6 +65,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # A database outage on an HTML page is a 503 with Retry-After, not a 500 (tracemem_site/outage.py).
+    "tracemem_site.middleware.DatabaseOutageMiddleware",
 ]
 
 ROOT_URLCONF = "tracemem_site.urls"

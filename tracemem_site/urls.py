@@ -37,3 +37,5 @@ urlpatterns = [
     path("audit/", include("audit.urls_html")),
     path("", include("approvals.urls_integrations")),
 ]
+
+handler500 = "tracemem_site.middleware.server_error"
