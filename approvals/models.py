@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.db import models
@@ -152,6 +154,10 @@ class Approval(models.Model):
 
     def __str__(self) -> str:
         return f"{self.approval_id} ({self.status})"
+
+    def is_overdue(self, now: datetime) -> bool:
+        """Pending past its deadline: expired (fail closed) whether or not anything wrote it yet."""
+        return self.status == ApprovalState.PENDING and self.expires_at <= now
 
 
 class VoteChoice(models.TextChoices):

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+from datetime import datetime
 from typing import Any
 
 from django.db.models import Q, QuerySet
+from django.utils import timezone
 
 from approvals.models import Approval, ApprovalRoute, ApprovalState, Delivery, EmailLink
+from decisions.models import Decision
 from tracemem_site.actor import Actor
 from tracemem_site.errors import InvalidArgument, NotFound
 from tracemem_site.permissions import has_perm, require_reader
@@ -105,3 +109,25 @@ def routes_all(actor: Actor) -> list[ApprovalRoute]:
 def ensure_route_reader(actor: Actor) -> None:
     """Routes name email addresses and Slack channels: readers need a routes permission."""
     require_reader(actor, "routes")
+
+
+EXPIRY_CHANNEL = "expiry"
+
+
+def pending_approval_overdue(decision: Decision, now: datetime) -> bool:
+    """Whether the decision's pending approval is past its deadline (registered with decisions)."""
+    return Approval.objects.filter(
+        pk=decision.pending_approval_id, status=ApprovalState.PENDING, expires_at__lte=now
+    ).exists()
+
+
+def approval_as_reported(approval: Approval) -> Approval:
+    """The approval as it stands *now*: past its deadline it is ``expired`` at ``expires_at``,
+    exactly as the expiry will write it, even before anything has been written."""
+    if not approval.is_overdue(timezone.now()):
+        return approval
+    reported = copy.copy(approval)
+    reported.status = ApprovalState.EXPIRED
+    reported.resolved_at = approval.expires_at
+    reported.resolution_channel = EXPIRY_CHANNEL
+    return reported

@@ -6,7 +6,7 @@ from typing import Any
 
 from approvals.channels import request_summary
 from approvals.models import Approval, ApprovalRoute, ApprovalState, Delivery, DeliveryStatus
-from approvals.selectors import deliveries_of, latest_approval_of, route_definition
+from approvals.selectors import approval_as_reported, deliveries_of, latest_approval_of, route_definition
 from tracemem_site.timefmt import iso_z
 
 
@@ -60,6 +60,7 @@ def delivery_for_decision(decision_id: str) -> dict[str, Any] | None:
 
 def approval_out(approval: Approval) -> dict[str, Any]:
     """What a reviewer sees: the redacted request, the votes and the delivery details."""
+    approval = approval_as_reported(approval)
     deliveries = deliveries_of(approval)
     return {
         # The same redacted facts every channel shows, plus where the approval stands now.

@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from agents import keys
 from approvals import channels as senders
-from approvals import conf
+from approvals import conf, selectors
 from approvals.models import (
     Approval,
     ApprovalRoute,
@@ -71,6 +71,10 @@ WEBHOOK_CREDENTIAL_PREFIX = "tmwh_"
 EMAIL_LINK_SALT = "tracemem.approvals.email-link"
 MIN_EXPIRY_SECONDS = 60
 VOTE_CHANNELS = ("web", "api", "email", "slack", "webhook")
+EXPIRY_CHANNEL = selectors.EXPIRY_CHANNEL
+# Whoever notices an overdue approval first (the beat's tick or any call on its decision), the
+# trace records the same event by the same system actor.
+EXPIRY_ACTOR = Actor.system("approvals-expiry")
 
 
 # --- requesting ------------------------------------------------------------------------------
@@ -295,7 +299,7 @@ def approval_vote(
     decision_id = Approval.objects.filter(pk=clean_id).values_list("decision_id", flat=True).first()
     if decision_id is None:
         raise NotFound(f"approval {clean_id} was not found")
-    locked_decision = decision_lock(actor=Actor.system(), decision_id=decision_id)
+    locked_decision = decision_lock(actor=Actor.system(), decision_id=decision_id, settle=False)
     approval = (
         Approval.objects.select_for_update(of=("self",))
         .select_related("route", "approver_group")
@@ -310,7 +314,7 @@ def approval_vote(
             f"decision {locked_decision.decision_id} is already {locked_decision.status}; approval {clean_id} "
             "can no longer be voted on"
         )
-    if approval.expires_at <= timezone.now():
+    if approval.is_overdue(timezone.now()):
         raise InvalidState(f"approval {clean_id} has expired; the agent must request a new approval")
     _ensure_may_vote(user, approval)
     if approval.require_rationale and not (clean_rationale or "").strip():
@@ -377,13 +381,16 @@ def _resolve(
     votes: list[Vote],
     channel: str,
     actor: Actor,
+    *,
+    resolved_at: datetime | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> None:
-    now = timezone.now()
+    now = resolved_at or timezone.now()
     event = trace_append(
         decision=decision,
         type=EventType.APPROVAL_RESOLVED,
         actor=actor,
-        payload=_resolution_payload(approval, outcome, votes, channel),
+        payload={**_resolution_payload(approval, outcome, votes, channel), **(extra or {})},
     )
     # The conditional UPDATE is a second guard: only a pending approval ever changes.
     changed = Approval.objects.filter(pk=approval.pk, status=ApprovalState.PENDING).update(
@@ -431,9 +438,9 @@ def approval_expire(*, actor: Actor, approval_id: str) -> bool:
     decision_id = Approval.objects.filter(pk=approval_id).values_list("decision_id", flat=True).first()
     if decision_id is None:
         return False
-    decision = decision_lock(actor=Actor.system(), decision_id=decision_id)
+    decision = decision_lock(actor=Actor.system(), decision_id=decision_id, settle=False)
     approval = Approval.objects.select_for_update().get(pk=approval_id)
-    if approval.status != ApprovalState.PENDING or approval.expires_at > timezone.now():
+    if not approval.is_overdue(timezone.now()):
         return False
     if decision.is_terminal:
         # Left pending by a version that did not cancel approvals on close. The closed trace must
@@ -446,9 +453,39 @@ def approval_expire(*, actor: Actor, approval_id: str) -> bool:
         )
         _cancel_rows(approval, resolved_at=timezone.now())
         return False
-    votes = list(approval.votes.select_related("user").order_by("created_at"))
-    _resolve(approval, decision, ApprovalState.EXPIRED, votes, "expiry", actor)
+    _expire_locked(approval, decision)
     return True
+
+
+def approval_settle_overdue(*, decision: Decision) -> None:
+    """Expire the decision's pending approval if its deadline has passed (a lock settler).
+
+    Registered with ``decisions.services.register_lock_settler``: every call that locks a decision
+    awaiting approval first writes the expiry ``decision_get`` already reports, so the agent's next
+    call (abort, commit, another request) is answered as for the rejected decision it was told of.
+    """
+    approval = (
+        Approval.objects.select_for_update()
+        .filter(decision_id=decision.pk, status=ApprovalState.PENDING)
+        .first()
+    )
+    if approval is not None and approval.is_overdue(timezone.now()):
+        _expire_locked(approval, decision)
+
+
+def _expire_locked(approval: Approval, decision: Decision) -> None:
+    """The one way an approval expires: outcome ``expired`` at its deadline, by the expiry actor."""
+    votes = list(approval.votes.select_related("user").order_by("created_at"))
+    _resolve(
+        approval,
+        decision,
+        ApprovalState.EXPIRED,
+        votes,
+        EXPIRY_CHANNEL,
+        EXPIRY_ACTOR,
+        resolved_at=approval.expires_at,
+        extra={"expired_at": iso_z(approval.expires_at)},
+    )
 
 
 CLOSE_CHANNEL = "close"
@@ -609,7 +646,7 @@ def _record_attempt(
     *, actor: Actor, delivery_id: str, error: str | None, ref: dict[str, Any]
 ) -> AttemptResult:
     delivery = Delivery.objects.select_related("approval").get(pk=delivery_id)
-    decision = decision_lock(actor=Actor.system(), decision_id=delivery.approval.decision_id)
+    decision = decision_lock(actor=Actor.system(), decision_id=delivery.approval.decision_id, settle=False)
     delivery = Delivery.objects.select_for_update().get(pk=delivery_id)
     now = timezone.now()
     entry: dict[str, Any] = {"attempt": delivery.attempts, "at": iso_z(now), "error": error}

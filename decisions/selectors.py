@@ -7,16 +7,19 @@ permission (reviewers, auditors; superusers hold every permission).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import copy
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.db.models import QuerySet
+from django.utils import timezone
 
-from decisions.models import Decision, TraceEvent
+from decisions.models import ApprovalStatus, Decision, DecisionStatus, TraceEvent
 from tracemem_site import validation as v
 from tracemem_site.actor import Actor
-from tracemem_site.errors import NotFound
+from tracemem_site.errors import InvalidArgument, NotFound
 from tracemem_site.ids import DECISION_PREFIX, has_format
 from tracemem_site.permissions import may_read
 from tracemem_site.timefmt import iso_z
@@ -51,6 +54,48 @@ def decision_for(actor: Actor, decision_id: str, queryset: QuerySet[Decision] | 
         raise NotFound(
             f"decision {decision_id} was not found; check the id returned by decision_create"
         ) from None
+
+
+def approval_outcome_fields(outcome: str, seq: int | None) -> dict[str, Any]:
+    """What resolving the pending approval with ``outcome`` does to the decision row (SPEC §5):
+    granted → approved (``seq`` is the grant's event); rejected or expired → rejected (fail closed).
+    ``note_approval_resolved`` writes these; :func:`decision_as_reported` shows them early."""
+    if outcome == ApprovalStatus.APPROVED:
+        return {
+            "status": DecisionStatus.APPROVED,
+            "approval_status": outcome,
+            "pending_approval_id": None,
+            "last_grant_seq": seq,
+        }
+    if outcome in (ApprovalStatus.REJECTED, ApprovalStatus.EXPIRED):
+        return {"status": DecisionStatus.REJECTED, "approval_status": outcome, "pending_approval_id": None}
+    raise InvalidArgument(f"unknown approval outcome {outcome!r}", field="outcome")
+
+
+# Whether a decision's pending approval is past its deadline. Decisions cannot import approvals
+# (approvals imports decisions), so approvals registers its check here from AppConfig.ready().
+OverdueCheck = Callable[[Decision, datetime], bool]
+_overdue_checks: list[OverdueCheck] = []
+
+
+def register_overdue_check(check: OverdueCheck) -> None:
+    if check not in _overdue_checks:
+        _overdue_checks.append(check)
+
+
+def decision_as_reported(decision: Decision) -> Decision:
+    """The decision as it stands *now*: once its pending approval's ``expires_at`` has passed, the
+    approval is expired and the decision rejected (fail closed), exactly as the expiry will write
+    it, even before the beat's tick (or the next call on the decision) has written anything."""
+    if decision.status != DecisionStatus.NEEDS_APPROVAL:
+        return decision
+    now = timezone.now()
+    if not any(check(decision, now) for check in _overdue_checks):
+        return decision
+    reported = copy.copy(decision)
+    for name, value in approval_outcome_fields(ApprovalStatus.EXPIRED, None).items():
+        setattr(reported, name, value)
+    return reported
 
 
 def decision_events(decision: Decision) -> QuerySet[TraceEvent]:

@@ -6,12 +6,13 @@ from collections.abc import Iterable
 from typing import Any
 
 from decisions.models import Decision, TraceEvent
-from decisions.selectors import TracePage, event_as_dict
+from decisions.selectors import TracePage, decision_as_reported, event_as_dict
 from decisions.services import approval_required
 from tracemem_site.timefmt import iso_z
 
 
 def decision_out(decision: Decision) -> dict[str, Any]:
+    decision = decision_as_reported(decision)  # an approval past its deadline is expired already
     return {
         "decision_id": decision.decision_id,
         "intent": decision.intent,

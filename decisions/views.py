@@ -13,7 +13,7 @@ from django.shortcuts import render
 from decisions import selectors
 from decisions.models import AutomationMode, Decision, DecisionStatus, TraceEvent
 from decisions.records import record_chain, record_of
-from decisions.selectors import decision_events, decision_for, trace_page, trace_verify
+from decisions.selectors import decision_as_reported, decision_events, decision_for, trace_page, trace_verify
 from decisions.selectors_ui import DecisionFilters, agent_choices, decision_search
 from decisions.serializers import trace_out
 from tracemem_site.errors import InvalidArgument, NotFound
@@ -86,7 +86,7 @@ def decision_detail(request: HttpRequest, decision_id: str) -> HttpResponse:
         {
             "record": record,
             "record_chain": record_chain(record) if record is not None else [],
-            "decision": decision,
+            "decision": decision_as_reported(decision),
             "events": [
                 {"event": e, "payload_json": json.dumps(e.payload, indent=2, sort_keys=True)} for e in events
             ],
