@@ -149,7 +149,8 @@ def slack_client(integration: SlackIntegration) -> WebClient:
     base = (
         integration.api_base_url if integration.api_base_url.endswith("/") else integration.api_base_url + "/"
     )
-    return WebClient(token=integration.bot_token, base_url=base, timeout=int(conf.http_timeout_seconds()))
+    timeout = max(1, round(conf.http_timeout_seconds()))
+    return WebClient(token=integration.bot_token, base_url=base, timeout=timeout)
 
 
 def slack_blocks(approval: Approval, outcome: str | None = None) -> list[dict[str, Any]]:
@@ -274,9 +275,8 @@ def send_webhook(delivery: Delivery) -> dict[str, Any]:
         "user-agent": "TraceMem-Webhooks/1",
     }
     try:
-        response = httpx.post(
-            endpoint.url, content=body, headers=headers, timeout=conf.http_timeout_seconds()
-        )
+        timeout = httpx.Timeout(conf.http_timeout_seconds(), connect=conf.connect_timeout_seconds())
+        response = httpx.post(endpoint.url, content=body, headers=headers, timeout=timeout)
     except httpx.HTTPError as exc:
         raise DeliveryError(f"webhook receiver unreachable: {type(exc).__name__}") from None
     if not 200 <= response.status_code < 300:

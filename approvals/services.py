@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,12 +21,14 @@ from urllib.parse import urlsplit, urlunsplit
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.core import signing
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, transaction
+from django.db import connection as db_connection
 from django.utils import timezone
 
 from agents import keys
 from approvals import channels as senders
 from approvals import conf, selectors
+from approvals.destinations import FAILING, destination_key, gate
 from approvals.models import (
     Approval,
     ApprovalRoute,
@@ -50,6 +53,7 @@ from decisions.services import (
     note_approval_resolved,
     trace_append,
 )
+from tracemem_site import metrics
 from tracemem_site import validation as v
 from tracemem_site.actor import Actor
 from tracemem_site.errors import (
@@ -593,52 +597,118 @@ class AttemptResult:
     retry_in_ms: int | None = None
 
 
-def _claim(delivery_id: str) -> Delivery | None:
-    """Take a due, pending delivery for one attempt; None when someone else has it or it is done."""
+# A delivery another worker holds (its row locked) is looked at again this soon, never dropped.
+BUSY_RETRY_MS = 500
+# How long an attempt waits for a busy destination before it is deferred.
+DESTINATION_WAIT_SECONDS = 0.3
+
+
+def _claim(delivery_id: str) -> tuple[Delivery | None, bool]:
+    """Take a due, pending delivery for one attempt: ``(delivery, False)``; ``(None, True)`` when
+    another transaction holds its row right now (look again soon); ``(None, False)`` when there is
+    nothing to do (done, not due yet, or in flight under another worker's lease)."""
     with transaction.atomic():
+        # Only the delivery row is locked (OF self): the joined approval, decision, agent and route
+        # rows are merely read, so a concurrent insert holding FOR KEY SHARE on them (an agent's
+        # next decision, a vote) neither blocks nor skips the claim.
         delivery = (
-            Delivery.objects.select_for_update(skip_locked=True)
+            Delivery.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("approval", "approval__decision", "approval__decision__agent", "approval__route")
             .filter(pk=delivery_id)
             .first()
         )
         now = timezone.now()
+        if delivery is None:
+            busy = Delivery.objects.filter(pk=delivery_id, status=DeliveryStatus.PENDING).exists()
+            return None, busy
         # A little slack: a countdown retry may arrive a hair before its next_attempt_at.
-        if delivery is None or delivery.status != DeliveryStatus.PENDING:
-            return None
+        if delivery.status != DeliveryStatus.PENDING:
+            return None, False
         if delivery.next_attempt_at > now + timedelta(milliseconds=200):
-            return None
+            return None, False
         approval = delivery.approval
         if approval.status == ApprovalState.CANCELLED or approval.decision.is_terminal:
             # Nobody can act on this request any more: never send it, never retry it.
             delivery.status = DeliveryStatus.CANCELLED
             delivery.save(update_fields=["status"])
-            return None
+            return None, False
         delivery.attempts += 1
         delivery.next_attempt_at = now + timedelta(milliseconds=conf.lease_ms())
         delivery.save(update_fields=["attempts", "next_attempt_at"])
-        return delivery
+        return delivery, False
+
+
+def _defer(delivery_id: str, delay_ms: int, reason: str) -> AttemptResult:
+    """Not now, and not counted as an attempt: due again after ``delay_ms`` (the task re-queues
+    itself for then; the beat's re-dispatch is the safety net if that publish is lost)."""
+    Delivery.objects.filter(
+        pk=delivery_id, status=DeliveryStatus.PENDING, next_attempt_at__lte=timezone.now()
+    ).update(next_attempt_at=timezone.now() + timedelta(milliseconds=delay_ms))
+    metrics.incr("tracemem_delivery_deferred_total", reason=reason)
+    logger.info("delivery %s deferred %d ms (%s)", delivery_id, delay_ms, reason)
+    return AttemptResult(DeliveryStatus.PENDING, retry_in_ms=delay_ms)
 
 
 def delivery_attempt(*, actor: Actor, delivery_id: str) -> AttemptResult | None:
     """Try to deliver one outbox row once (the Celery task's body). Idempotent per delivery id.
 
     Network calls happen outside any transaction; the outcome is recorded afterwards. Returns None
-    when there was nothing to do (already delivered, failed, not yet due, or in another worker's hands).
+    when there was nothing to do (already delivered, failed, not yet due, or in another worker's
+    hands); a result with ``retry_in_ms`` when the task should look again then (the row was locked
+    by another transaction, or its destination is busy or failing: ``approvals.destinations``).
     """
-    delivery = _claim(delivery_id)
-    if delivery is None:
+    row = (
+        Delivery.objects.filter(pk=delivery_id, status=DeliveryStatus.PENDING)
+        .values("channel", "target")
+        .first()
+    )
+    if row is None:
         return None
+    key = destination_key(row["channel"], row["target"] or {})
+    if not gate.enter(key, slots=conf.destination_slots(), wait_seconds=DESTINATION_WAIT_SECONDS):
+        failing = gate.health(key) == FAILING
+        delay = max(1000, conf.backoff_base_ms()) if failing else 1000
+        return _defer(delivery_id, delay, "destination failing" if failing else "destination busy")
+    outcome: bool | None = None
     error: str | None = None
     ref: dict[str, Any] = {}
     try:
-        ref = senders.send(delivery) or {}
-    except senders.DeliveryError as exc:
-        error = str(exc)
-    except Exception as exc:  # any sender bug must still end in a visible, retried delivery
-        logger.exception("delivery %s crashed", delivery_id)
-        error = f"internal error while delivering ({type(exc).__name__})"
-    return _record_attempt(actor=actor, delivery_id=delivery_id, error=error, ref=ref)
+        delivery, busy = _claim(delivery_id)
+        if delivery is None:
+            if busy:
+                metrics.incr("tracemem_delivery_deferred_total", reason="row locked")
+                logger.info("delivery %s is locked by another transaction; looking again soon", delivery_id)
+                return AttemptResult(DeliveryStatus.PENDING, retry_in_ms=BUSY_RETRY_MS)
+            return None
+        try:
+            ref = senders.send(delivery) or {}
+        except senders.DeliveryError as exc:
+            error = str(exc)
+        except Exception as exc:  # any sender bug must still end in a visible, retried delivery
+            logger.exception("delivery %s crashed", delivery_id)
+            error = f"internal error while delivering ({type(exc).__name__})"
+        outcome = error is None
+    finally:
+        gate.leave(key, ok=outcome)
+    return _record_outcome(actor=actor, delivery_id=delivery_id, error=error, ref=ref)
+
+
+def _record_outcome(
+    *, actor: Actor, delivery_id: str, error: str | None, ref: dict[str, Any]
+) -> AttemptResult:
+    """Record what the receiver answered, riding out a database blip: an outcome lost here would
+    make the re-dispatcher send a delivered notification again once the lease ends. Retries for
+    half the lease at most, so it never races that re-dispatch."""
+    deadline = time.monotonic() + conf.lease_ms() / 2000
+    while True:
+        try:
+            return _record_attempt(actor=actor, delivery_id=delivery_id, error=error, ref=ref)
+        except (OperationalError, InterfaceError) as exc:
+            if time.monotonic() >= deadline:
+                raise
+            logger.warning("recording the outcome of delivery %s failed (%s); retrying", delivery_id, exc)
+            db_connection.close()  # a cut connection is not reused; the next query reconnects
+            time.sleep(0.2)
 
 
 @transaction.atomic

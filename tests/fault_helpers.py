@@ -218,3 +218,72 @@ def release_after(seconds: float, lock: HeldLock) -> threading.Thread:
     thread = threading.Thread(target=lambda: (time.sleep(seconds), lock.__exit__()), daemon=True)
     thread.start()
     return thread
+
+
+class Receiver:
+    """A real webhook receiver on its own port; the path picks its behaviour:
+
+    ``/ok`` answers 200, ``/fail`` 500, ``/close`` drops the connection without answering,
+    ``/hang`` holds the request without answering until ``release()`` (or 60 s).
+    Every request is recorded as ``(path, webhook-id, monotonic arrival, answered status)``.
+    """
+
+    def __init__(self) -> None:
+        import http.server
+
+        receiver = self
+        self.hits: list[tuple[str, str, float, int | None]] = []
+        self._lock = threading.Lock()
+        self._release = threading.Event()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                arrived = time.monotonic()
+                self.rfile.read(int(self.headers.get("content-length") or 0))
+                path = self.path.split("?")[0].rstrip("/").rsplit("/", 1)[-1]
+                status: int | None = {"ok": 200, "fail": 500}.get(path)
+                with receiver._lock:
+                    receiver.hits.append((path, self.headers.get("webhook-id", ""), arrived, status))
+                if path == "hang":
+                    receiver._release.wait(60)
+                    return
+                if status is None:  # /close: no answer at all
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                self.send_response(status)
+                self.send_header("content-length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def url(self, mode: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{mode}"
+
+    def of(self, mode: str) -> list[tuple[str, str, float, int | None]]:
+        with self._lock:
+            return [h for h in self.hits if h[0] == mode]
+
+    def arrival(self, webhook_id: str) -> float | None:
+        with self._lock:
+            return next((h[2] for h in self.hits if h[1] == webhook_id and h[3] == 200), None)
+
+    def successes(self) -> list[str]:
+        """webhook-ids answered 2xx, one entry per successful delivery of each."""
+        with self._lock:
+            return [h[1] for h in self.hits if h[3] == 200]
+
+    def release(self) -> None:
+        self._release.set()
+
+    def close(self) -> None:
+        self.release()
+        self.server.shutdown()
+        self.server.server_close()

@@ -180,3 +180,28 @@ def test_readyz_names_the_database_as_the_dependency_that_is_down(outage: Databa
     checks = response.json()["checks"]
     assert checks["database"].startswith("error:")
     assert not checks["broker"].startswith("error")
+
+
+def test_a_connection_cut_after_the_commit_says_the_call_was_applied(
+    make_agent: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from approvals import api as approvals_api
+
+    _, key = make_agent()
+    api = AgentClient(key)
+    make_route("route_finance")
+    decision_id = open_decision(api)
+    original = approvals_api.requested_out
+
+    def cut_then_render(approval: Any) -> Any:  # the service has committed; reading back fails
+        terminate_backend(connection.connection.info.backend_pid)
+        return original(approval)
+
+    monkeypatch.setattr(approvals_api, "requested_out", cut_then_render)
+    response = request_approval(api, decision_id, approval_route_id="route_finance")
+    assert response.status_code == 503 and int(response["Retry-After"]) >= 1
+    error = response.json()["error"]
+    assert error["details"]["applied"] is True
+    assert "was applied" in error["message"] and "do not repeat" in error["message"]
+    connection.close()  # the test shares the request's (cut) connection
+    assert Decision.objects.get(pk=decision_id).status == "needs_approval"

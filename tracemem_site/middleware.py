@@ -1,4 +1,5 @@
-"""The HTML door's answer to a database outage: 503 with Retry-After, never a 500 page.
+"""The HTML door's answer to a database outage: 503 with Retry-After, never a 500 page; and the
+per-request commit tracking every door's outage answer relies on.
 
 REST and MCP views map outages in their own exception handlers; this covers every other view
 (review UI, explorer, admin, email links) through ``process_exception``, and ``server_error``
@@ -15,7 +16,7 @@ from django.utils.html import escape
 from django.views import defaults
 
 from tracemem_site.errors import Unavailable
-from tracemem_site.outage import database_outage
+from tracemem_site.outage import database_outage, tracking_commits
 
 
 def unavailable_page(error: Unavailable) -> HttpResponse:
@@ -31,11 +32,15 @@ def unavailable_page(error: Unavailable) -> HttpResponse:
 
 
 class DatabaseOutageMiddleware:
+    """Tracks each request's commits (so an outage answer can say whether the call was applied)
+    and turns an outage raised by an HTML view into a 503 page."""
+
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        return self.get_response(request)
+        with tracking_commits():
+            return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         error = database_outage(exception)

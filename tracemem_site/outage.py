@@ -3,8 +3,10 @@
 PostgreSQL unreachable, restarting, refusing connections or cutting ours surfaces as Django's
 ``OperationalError`` / ``InterfaceError``. Every service runs in one transaction, so when one of
 these escapes a call, PostgreSQL rolled the whole call back: it was **not applied** and can simply
-be repeated. The one exception is a connection lost *while committing*: then nobody can know
-whether the commit landed, and the answer says so (``applied: "unknown"``).
+be repeated. Two exceptions, both said plainly in the answer: a connection lost *while committing*
+(nobody can know whether the commit landed: ``applied: "unknown"``), and a connection lost *after*
+the call's transaction committed, while the answer was being read back (``applied: true``: do not
+repeat it, read the result). :func:`tracking_commits` notices the latter for each request.
 
 Each door maps the result in its one place: REST (``tracemem_site.rest.exception_handler``), MCP
 (``tracemem_site.mcp_view``), HTML (``tracemem_site.middleware``).
@@ -14,8 +16,12 @@ from __future__ import annotations
 
 import logging
 import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
 
-from django.db import InterfaceError, OperationalError
+from django.db import InterfaceError, OperationalError, connection
 
 from tracemem_site import metrics
 from tracemem_site.errors import Unavailable
@@ -23,6 +29,40 @@ from tracemem_site.errors import Unavailable
 logger = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 5
+
+
+class _Commits:
+    """Whether a transaction of this request has committed (its on_commit marker ran)."""
+
+    def __init__(self) -> None:
+        self.committed = False
+
+    def mark(self) -> None:
+        self.committed = True
+
+
+_request_commits: ContextVar[_Commits | None] = ContextVar("tracemem_request_commits", default=None)
+
+
+def _note_transaction(execute: Callable[..., Any], sql: Any, params: Any, many: bool, context: Any) -> Any:
+    # A query inside a transaction: make sure the transaction's commit, if it happens, is noticed.
+    commits = _request_commits.get()
+    conn = context["connection"]
+    if commits is not None and conn.in_atomic_block:
+        if not any(hook == commits.mark for _, hook, _ in conn.run_on_commit):
+            conn.on_commit(commits.mark)
+    return execute(sql, params, many, context)
+
+
+@contextmanager
+def tracking_commits() -> Iterator[None]:
+    """Around one request: remember whether any of its transactions committed."""
+    token = _request_commits.set(_Commits())
+    try:
+        with connection.execute_wrapper(_note_transaction):
+            yield
+    finally:
+        _request_commits.reset(token)
 
 
 def _lost_while_committing(exc: BaseException) -> bool:
@@ -42,6 +82,15 @@ def database_outage(exc: BaseException) -> Unavailable | None:
         return None
     metrics.incr("tracemem_dependency_errors_total", dependency="database")
     logger.warning("database unavailable: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    commits = _request_commits.get()
+    if commits is not None and commits.committed:
+        return Unavailable(
+            "this call was applied, but TraceMem's database became unavailable before its answer could be "
+            f"read back; do not repeat it: read the result (e.g. decision_get) after {RETRY_AFTER_SECONDS} "
+            "seconds",
+            retry_after=RETRY_AFTER_SECONDS,
+            applied=True,
+        )
     if _lost_while_committing(exc):
         return Unavailable(
             "the connection to TraceMem's database was lost while committing, so this call may or may not "

@@ -65,7 +65,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    # A database outage on an HTML page is a 503 with Retry-After, not a 500 (tracemem_site/outage.py).
+    # Outage answers say whether the call was applied; an HTML page's is a 503 (tracemem_site/outage.py).
     "tracemem_site.middleware.DatabaseOutageMiddleware",
 ]
 
@@ -131,6 +131,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "interval_max": 0.5,
 }
 CELERY_TASK_PUBLISH_RETRY = False
+# Notifications have their own queue and worker pool (scripts/worker.sh), so a slow receiver never
+# delays the beat's tick (approval expiry) or anything else; every other task uses "celery".
+CELERY_TASK_ROUTES = {"approvals.deliver_delivery": {"queue": "deliveries"}}
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     # Expire overdue approvals (fail closed) and re-dispatch overdue deliveries (approvals/tasks.py).
     "approvals-tick": {"task": "approvals.tick", "schedule": env_int("TRACEMEM_APPROVALS_TICK_SECONDS", 30)},
