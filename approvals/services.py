@@ -597,8 +597,9 @@ class AttemptResult:
     retry_in_ms: int | None = None
 
 
-# A delivery another worker holds (its row locked) is looked at again this soon, never dropped.
-BUSY_RETRY_MS = 500
+# A delivery another worker holds (its row locked), or whose destination has no free slot, is looked
+# at again this soon: never dropped.
+BUSY_RETRY_MS = 250
 # How long an attempt waits for a busy destination before it is deferred.
 DESTINATION_WAIT_SECONDS = 0.3
 
@@ -667,7 +668,8 @@ def delivery_attempt(*, actor: Actor, delivery_id: str) -> AttemptResult | None:
     key = destination_key(row["channel"], row["target"] or {})
     if not gate.enter(key, slots=conf.destination_slots(), wait_seconds=DESTINATION_WAIT_SECONDS):
         failing = gate.health(key) == FAILING
-        delay = max(1000, conf.backoff_base_ms()) if failing else 1000
+        # A failing destination is tried again when its own backoff would; a busy one very soon.
+        delay = max(1000, conf.backoff_base_ms()) if failing else BUSY_RETRY_MS
         return _defer(delivery_id, delay, "destination failing" if failing else "destination busy")
     outcome: bool | None = None
     error: str | None = None
