@@ -438,7 +438,10 @@ def approvals_expire_due(*, actor: Actor) -> int:
 
 @transaction.atomic
 def approval_expire(*, actor: Actor, approval_id: str) -> bool:
-    """Expire one approval if it is still pending and due; the decision becomes ``rejected``."""
+    """Expire one approval if it is still pending and due; the decision becomes ``rejected``.
+
+    ``actor`` is who asked (the beat); the event is always by ``EXPIRY_ACTOR``, whoever writes it.
+    """
     decision_id = Approval.objects.filter(pk=approval_id).values_list("decision_id", flat=True).first()
     if decision_id is None:
         return False

@@ -214,12 +214,6 @@ class HeldLock:
         self.conn.close()
 
 
-def release_after(seconds: float, lock: HeldLock) -> threading.Thread:
-    thread = threading.Thread(target=lambda: (time.sleep(seconds), lock.__exit__()), daemon=True)
-    thread.start()
-    return thread
-
-
 class Receiver:
     """A real webhook receiver on its own port; the path picks its behaviour:
 

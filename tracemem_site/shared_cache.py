@@ -31,10 +31,6 @@ def retry_seconds() -> float:
     return float(getattr(settings, "TRACEMEM_CACHE_RETRY_SECONDS", 5))
 
 
-def is_down() -> bool:
-    return _down_until != 0.0
-
-
 def guarded(use: str, operation: Callable[[], T], *, fallback: str) -> T | None:
     """``operation()``, or None when the shared cache is (or was just found) unreachable.
 
