@@ -5,7 +5,6 @@ tick then writes exactly what was reported (outcome ``expired``, ``resolved_at``
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import timedelta
 from typing import Any
@@ -20,6 +19,7 @@ from approvals.tasks import approvals_tick
 from decisions.models import Decision, TraceEvent
 from tests.appr_helpers import make_reviewer, make_route, open_decision, request_approval
 from tests.conftest import AgentClient
+from tests.mcp_helpers import mcp_post
 from tracemem_site.actor import Actor
 from tracemem_site.timefmt import iso_z
 
@@ -43,20 +43,7 @@ def _state(body: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def _mcp_get(key: str, decision_id: str) -> dict[str, Any]:
-    message = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "tools/call",
-        "params": {"name": "decision_get", "arguments": {"decision_id": decision_id}},
-    }
-    response = Client().post(
-        "/mcp",
-        json.dumps(message),
-        content_type="application/json",
-        HTTP_AUTHORIZATION=f"Bearer {key}",
-        HTTP_ACCEPT="application/json",
-    )
-    return response.json()["result"]["structuredContent"]
+    return mcp_post(key, "decision_get", {"decision_id": decision_id}).json()["result"]["structuredContent"]
 
 
 def test_decision_get_reports_expired_within_one_second_of_expires_at(

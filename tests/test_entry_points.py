@@ -35,6 +35,10 @@ def server(tmp_path: Path, db: Any, redis_url: str) -> Any:
     process.stop()
 
 
+def _venv_on_path() -> dict[str, str]:
+    return {**os.environ, "PATH": f"{ROOT / '.venv' / 'bin'}{os.pathsep}{os.environ['PATH']}"}
+
+
 def _get(conn: http.client.HTTPConnection, path: str) -> int:
     conn.request("GET", path)
     response = conn.getresponse()
@@ -63,7 +67,7 @@ def test_serve_listens_where_the_environment_says_and_keeps_idle_connections_ope
 
 
 def test_serve_keep_alive_outlasts_common_client_idle_timeouts(tmp_path: Path) -> None:
-    env = {**os.environ, "PATH": f"{ROOT / '.venv' / 'bin'}{os.pathsep}{os.environ['PATH']}"}
+    env = _venv_on_path()
     printed = subprocess.run(
         ["bash", "scripts/serve.sh", "--print-config"],
         cwd=ROOT,
@@ -97,7 +101,7 @@ def test_each_entry_point_says_so_when_its_program_is_not_on_path(script: str) -
 
 
 def test_worker_refuses_an_unknown_worker_name() -> None:
-    env = {**os.environ, "PATH": f"{ROOT / '.venv' / 'bin'}{os.pathsep}{os.environ['PATH']}"}
+    env = _venv_on_path()
     done = subprocess.run(
         ["bash", "scripts/worker.sh", "everything"],
         cwd=ROOT,

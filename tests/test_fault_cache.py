@@ -6,18 +6,17 @@ per-process count while its store is down, logs it once, and counts every failed
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.test import Client
 
 from tests.appr_helpers import make_route, open_decision, request_approval
 from tests.conftest import AgentClient
 from tests.fault_helpers import RedisServer
+from tests.mcp_helpers import mcp_post
 from tracemem_site import metrics, shared_cache
 
 pytestmark = pytest.mark.django_db
@@ -39,22 +38,6 @@ def own_redis(settings: Any) -> Iterator[RedisServer]:
     shared_cache.reset()  # the next test starts with the store believed up
 
 
-def _mcp_capabilities(key: str) -> Any:
-    message = {
-        "jsonrpc": "2.0",
-        "id": 7,
-        "method": "tools/call",
-        "params": {"name": "capabilities_get", "arguments": {}},
-    }
-    return Client().post(
-        "/mcp",
-        json.dumps(message),
-        content_type="application/json",
-        HTTP_AUTHORIZATION=f"Bearer {key}",
-        HTTP_ACCEPT="application/json, text/event-stream",
-    )
-
-
 def test_with_the_cache_down_every_agent_call_goes_through_and_approval_is_recorded(
     own_redis: RedisServer, make_agent: Any, settings: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -68,7 +51,7 @@ def test_with_the_cache_down_every_agent_call_goes_through_and_approval_is_recor
     own_redis.stop()
     started = time.monotonic()
     assert api.get("/api/v1/capabilities").status_code == 200
-    mcp = _mcp_capabilities(key)
+    mcp = mcp_post(key, "capabilities_get", request_id=7)
     assert mcp.status_code == 200 and mcp.json()["result"]["isError"] is False
     decision_id = open_decision(api)
     answer = request_approval(api, decision_id, approval_route_id="route_finance")

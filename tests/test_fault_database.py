@@ -8,7 +8,6 @@ terminated (only the test database's, never another database's on the server).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -23,6 +22,7 @@ from decisions.models import Decision, TraceEvent
 from tests.appr_helpers import make_route, open_decision, request_approval
 from tests.conftest import AgentClient
 from tests.fault_helpers import DatabaseOutage, terminate_backend
+from tests.mcp_helpers import mcp_post
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -45,16 +45,6 @@ def _assert_unavailable_rest(response: Any) -> None:
     assert error["details"]["retry_after"] == int(response["Retry-After"])
     assert error["details"]["applied"] is False
     assert "Traceback" not in response.content.decode()
-
-
-def _mcp(key: str, message: dict[str, Any]) -> Any:
-    return Client().post(
-        "/mcp",
-        json.dumps(message),
-        content_type="application/json",
-        HTTP_AUTHORIZATION=f"Bearer {key}",
-        HTTP_ACCEPT="application/json, text/event-stream",
-    )
 
 
 def test_rest_calls_during_an_outage_get_503_unavailable_with_retry_after(
@@ -80,13 +70,7 @@ def test_mcp_during_an_outage_gets_a_jsonrpc_error_not_a_rest_body(
 ) -> None:
     _, key = make_agent()
     outage.begin()
-    message = {
-        "jsonrpc": "2.0",
-        "id": 42,
-        "method": "tools/call",
-        "params": {"name": "capabilities_get", "arguments": {}},
-    }
-    response = _mcp(key, message)
+    response = mcp_post(key, "capabilities_get", request_id=42)
     assert response.status_code == 503
     assert int(response["Retry-After"]) >= 1
     body = response.json()
@@ -108,16 +92,8 @@ def test_a_tool_whose_database_connection_is_cut_mid_call_is_an_unavailable_tool
     make_route("route_finance")
     decision_id = open_decision(api)
     _cut_connection_before(monkeypatch, "note_approval_requested")
-    message = {
-        "jsonrpc": "2.0",
-        "id": 5,
-        "method": "tools/call",
-        "params": {
-            "name": "decision_request_approval",
-            "arguments": {"decision_id": decision_id, "approval_route_id": "route_finance"},
-        },
-    }
-    result = _mcp(key, message).json()["result"]
+    arguments = {"decision_id": decision_id, "approval_route_id": "route_finance"}
+    result = mcp_post(key, "decision_request_approval", arguments).json()["result"]
     assert result["isError"] is True
     text = result["content"][0]["text"]
     assert text.startswith("[unavailable] ") and "not applied" in text

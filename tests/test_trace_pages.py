@@ -19,6 +19,7 @@ from django.test import Client
 from decisions import selectors, services
 from decisions.models import Decision, TraceEvent
 from tests.conftest import AgentClient
+from tests.mcp_helpers import mcp_post
 from tracemem_site.actor import Actor
 from tracemem_verify.chain import verify_chain
 
@@ -39,19 +40,7 @@ def _decision(actor: Actor, events: int) -> Decision:
 
 
 def _mcp(key: str, tool: str, arguments: dict[str, Any]) -> Any:
-    message = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "tools/call",
-        "params": {"name": tool, "arguments": arguments},
-    }
-    response = Client().post(
-        "/mcp",
-        json.dumps(message),
-        content_type="application/json",
-        HTTP_AUTHORIZATION=f"Bearer {key}",
-        HTTP_ACCEPT="application/json, text/event-stream",
-    )
+    response = mcp_post(key, tool, arguments)
     assert response.status_code == 200, response.content
     return response.json()["result"]
 
