@@ -1,0 +1,93 @@
+"""Fixtures for the Python client's tests: the seeded demo on a live server, the real client over
+HTTP, and a reviewer who answers approvals through the REST approvals API with a personal token."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from agents import services as agent_services
+from tracemem_client import Client, ReviewerClient
+from tracemem_site import demo
+from tracemem_site.actor import Actor
+
+
+@dataclass
+class Seeded:
+    url: str
+    key: str
+    token: str
+
+
+@pytest.fixture
+def seeded(live_server: Any) -> Seeded:
+    """``seed_demo`` (demo agent with code_change_policy_v1 and the demo products, route_default,
+    superuser ``admin``) and a personal token for ``admin``."""
+    lines = demo.seed()
+    [line] = [line for line in lines if "export TRACEMEM_API_KEY=" in line]
+    admin = get_user_model().objects.get(username=demo.DEMO_ADMIN)
+    token = agent_services.personal_token_create(actor=Actor.system(), user=admin).secret
+    return Seeded(live_server.url, line.split("=", 1)[1].strip(), token)
+
+
+@pytest.fixture
+def client(seeded: Seeded) -> Iterator[Client]:
+    with Client(seeded.url, seeded.key, timeout=20) as agent_client:
+        yield agent_client
+
+
+@pytest.fixture
+def reviewer(seeded: Seeded) -> Iterator[ReviewerClient]:
+    with ReviewerClient(seeded.url, seeded.token, timeout=20) as reviewer_client:
+        yield reviewer_client
+
+
+class AnswerWhenAsked(threading.Thread):
+    """A reviewer in another thread: waits for the first pending approval (of ``intent``), then
+    approves or rejects it over the REST approvals API, like a person in the review queue."""
+
+    def __init__(self, seeded: Seeded, vote: str, rationale: str, *, delay: float = 0.3) -> None:
+        super().__init__(daemon=True)
+        self.seeded, self.vote, self.rationale, self.delay = seeded, vote, rationale, delay
+        self.answered: dict[str, Any] | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            with ReviewerClient(self.seeded.url, self.seeded.token) as reviewer_client:
+                deadline = time.monotonic() + 20
+                while time.monotonic() < deadline:
+                    pending = reviewer_client.approvals_list("pending")["approvals"]
+                    if pending:
+                        time.sleep(self.delay)
+                        answer = (
+                            reviewer_client.approval_approve
+                            if self.vote == "approve"
+                            else reviewer_client.approval_reject
+                        )
+                        self.answered = dict(answer(pending[0]["approval_id"], self.rationale))
+                        return
+                    time.sleep(0.1)
+        except BaseException as exc:  # surfaced by the test through .error
+            self.error = exc
+
+    def __enter__(self) -> AnswerWhenAsked:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.join(timeout=30)
+        if self.error is not None:
+            raise self.error
+
+
+def event_types(client: Client, decision_id: str) -> list[str]:
+    """The trace's event types in order. ``delivery`` events (written by the notification worker,
+    whenever it runs) are left out so that the steps of the agent and the reviewer can be compared."""
+    return [e["type"] for e in client.iter_trace_events(decision_id) if e["type"] != "delivery"]
