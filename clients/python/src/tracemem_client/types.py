@@ -62,7 +62,12 @@ class ProductList(TypedDict):
     products: list[ProductSummary]
 
 
-class ProductField(TypedDict):
+class _ProductFieldOptional(TypedDict, total=False):
+    writable: bool
+    required: bool
+
+
+class ProductField(_ProductFieldOptional):
     name: str
     type: str
     primary_key: bool

@@ -1,0 +1,188 @@
+"""The SPEC §12 interfaces in the client: decision_wait, trace pages and batch context.
+
+Today's server has none of the three endpoints' new behaviour (they land with the server part of
+issue 16), so each is tested twice: against today's server (the client falls back: polling,
+one page, a clear "unsupported") and against the contract (skipped until the server lands it).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.client_helpers import AnswerWhenAsked, Seeded, client, event_types, seeded  # noqa: F401
+from tracemem_client import Client, InvalidArgument, NotFound, UnsupportedByServer
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SERVER_PART = "server endpoint lands with issue 16 server part"
+
+
+class Recording(httpx.HTTPTransport):
+    """The real transport, remembering each request's path and query."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests: list[tuple[str, str]] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append((request.url.path, request.url.query.decode()))
+        return super().handle_request(request)
+
+
+@pytest.fixture
+def recorded(seeded: Seeded) -> Any:
+    transport = Recording()
+    with Client(seeded.url, seeded.key, transport=transport) as recording_client:
+        yield recording_client, transport
+
+
+def pending_decision(client: Client) -> str:
+    decision_id = client.decision_create("code.refactor.execute", "propose")["decision_id"]
+    client.decision_request_approval(decision_id, title="please")
+    return decision_id
+
+
+# --- decision_wait -------------------------------------------------------------------------------
+
+
+def test_wait_returns_approved_soon_after_the_reviewer_answers(seeded: Seeded, client: Client) -> None:
+    decision_id = pending_decision(client)
+    with AnswerWhenAsked(seeded, "approve", "ok", delay=1.0):
+        started = time.monotonic()
+        waited = client.decision_wait(decision_id, timeout_seconds=20)
+        elapsed = time.monotonic() - started
+    assert (waited["timed_out"], waited["approval_status"], waited["status"]) == (
+        False,
+        "approved",
+        "approved",
+    )
+    assert 0.9 <= elapsed < 10  # returned on the answer, not at the timeout
+
+
+def test_wait_with_no_reviewer_returns_at_its_timeout(client: Client) -> None:
+    decision_id = pending_decision(client)
+    started = time.monotonic()
+    waited = client.decision_wait(decision_id, timeout_seconds=1.5)
+    elapsed = time.monotonic() - started
+    assert (waited["timed_out"], waited["approval_status"], waited["status"]) == (
+        True,
+        "pending",
+        "needs_approval",
+    )
+    assert 1.5 <= elapsed < 6
+    assert waited["decision_id"] == decision_id and set(waited) >= {"pending_approval_id", "trace_head"}
+
+
+def test_wait_without_a_pending_approval_returns_at_once(client: Client) -> None:
+    decision_id = client.decision_create("a.b.c", "autonomous")["decision_id"]
+    started = time.monotonic()
+    waited = client.decision_wait(decision_id, timeout_seconds=10)
+    assert waited["timed_out"] is False and waited["approval_status"] is None
+    assert time.monotonic() - started < 5
+
+
+def test_wait_on_an_unknown_decision_is_not_found_and_on_a_bad_timeout_invalid(client: Client) -> None:
+    with pytest.raises(NotFound):
+        client.decision_wait("TMEM_01J00000000000000000000000", timeout_seconds=1)
+    decision_id = client.decision_create("a.b.c", "autonomous")["decision_id"]
+    for bad in (-1, 51, True):
+        with pytest.raises(InvalidArgument) as refused:
+            client.decision_wait(decision_id, timeout_seconds=bad)
+        assert refused.value.field == "timeout_seconds"
+
+
+def test_on_a_server_without_the_endpoint_the_client_asks_once_then_polls(recorded: Any) -> None:
+    client_, transport = recorded
+    decision_id = pending_decision(client_)
+    client_.decision_wait(decision_id, timeout_seconds=1)
+    client_.decision_wait(decision_id, timeout_seconds=1)
+    paths = [path for path, _ in transport.requests]
+    assert paths.count(f"/api/v1/decisions/{decision_id}/wait") == 1  # learnt after one 404
+    assert paths.count(f"/api/v1/decisions/{decision_id}") >= 4
+
+
+def test_wait_for_approval_keeps_waiting_across_calls(seeded: Seeded, client: Client) -> None:
+    decision_id = pending_decision(client)
+    with AnswerWhenAsked(seeded, "reject", "no", delay=1.0):
+        waited = client.wait_for_approval(decision_id, timeout=30)
+    assert (waited["timed_out"], waited["approval_status"], waited["status"]) == (
+        False,
+        "rejected",
+        "rejected",
+    )
+
+
+@pytest.mark.skip(reason=SERVER_PART)
+def test_native_wait_uses_the_endpoint_and_never_polls(seeded: Seeded, recorded: Any) -> None:
+    client_, transport = recorded
+    decision_id = pending_decision(client_)
+    with AnswerWhenAsked(seeded, "approve", "ok", delay=1.0):
+        waited = client_.decision_wait(decision_id, timeout_seconds=20)
+    assert (waited["timed_out"], waited["approval_status"]) == (False, "approved")
+    assert transport.requests[-1] == (f"/api/v1/decisions/{decision_id}/wait", "timeout_seconds=20")
+    assert client_._native_wait is True
+    other = pending_decision(client_)
+    transport.requests.clear()
+    timed_out = client_.decision_wait(other, timeout_seconds=1)
+    assert timed_out["timed_out"] is True
+    assert transport.requests == [(f"/api/v1/decisions/{other}/wait", "timeout_seconds=1")]  # no polling
+
+
+# --- trace pages ---------------------------------------------------------------------------------
+
+
+def test_trace_iterator_walks_a_server_that_returns_one_page(recorded: Any) -> None:
+    client_, transport = recorded
+    decision_id = client_.decision_create("a.b.c", "autonomous")["decision_id"]
+    for step in range(5):
+        client_.decision_add_context(decision_id, {"step": step})
+    transport.requests.clear()
+    assert [e["seq"] for e in client_.iter_trace_events(decision_id, page_size=2)] == [1, 2, 3, 4, 5, 6]
+    # An older server ignores after_seq: the iterator still yields only what follows it.
+    assert [e["seq"] for e in client_.iter_trace_events(decision_id, after_seq=4)] == [5, 6]
+    trace = client_.decision_trace_all(decision_id)
+    assert trace["event_count"] == 6 and len(trace["events"]) == 6
+
+
+@pytest.mark.skip(reason=SERVER_PART)
+def test_trace_pages_follow_next_after_seq(recorded: Any) -> None:
+    client_, transport = recorded
+    decision_id = client_.decision_create("a.b.c", "autonomous")["decision_id"]
+    for step in range(4):
+        client_.decision_add_context(decision_id, {"step": step})
+    page = client_.decision_trace(decision_id, after_seq=2, limit=2)
+    assert ([e["seq"] for e in page["events"]], page["next_after_seq"]) == ([3, 4], 4)
+    last = client_.decision_trace(decision_id, after_seq=4, limit=2)
+    assert ([e["seq"] for e in last["events"]], last["next_after_seq"]) == ([5], None)
+    transport.requests.clear()
+    assert [e["seq"] for e in client_.iter_trace_events(decision_id, page_size=2)] == [1, 2, 3, 4, 5]
+    assert [q for _, q in transport.requests] == ["limit=2", "after_seq=2&limit=2", "after_seq=4&limit=2"]
+
+
+# --- batch context -------------------------------------------------------------------------------
+
+
+def test_batch_context_on_a_server_without_it_says_so_and_adds_nothing(client: Client) -> None:
+    decision_id = client.decision_create("a.b.c", "autonomous")["decision_id"]
+    with pytest.raises(UnsupportedByServer) as unsupported:
+        client.decision_add_contexts(decision_id, [{"step": 1}, {"step": 2}])
+    assert "call decision_add_context once per object" in str(unsupported.value)
+    assert event_types(client, decision_id) == ["created"]
+
+
+@pytest.mark.skip(reason=SERVER_PART)
+def test_batch_context_adds_every_object_in_order(client: Client) -> None:
+    decision = client.open_decision("a.b.c", "autonomous")
+    added = decision.add_contexts([{"step": n} for n in range(3)])
+    assert [e["seq"] for e in added["events"]] == [2, 3, 4]
+    trace = decision.trace()
+    assert [e["payload"]["context"] for e in trace["events"][1:]] == [{"step": 0}, {"step": 1}, {"step": 2}]
+    assert [e["event_id"] for e in trace["events"][1:]] == [e["event_id"] for e in added["events"]]
+    with pytest.raises(InvalidArgument) as too_many:
+        decision.add_contexts([{"step": n} for n in range(101)])
+    assert too_many.value.field == "contexts"
+    assert decision.get()["event_count"] == 4
