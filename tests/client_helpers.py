@@ -1,21 +1,14 @@
-"""Fixtures for the Python client's tests: the seeded demo on a live server, the real client over
-HTTP, and a reviewer who answers approvals through the REST approvals API with a personal token."""
+"""Helpers for the Python client's tests (fixtures are in ``tests/client_fixtures.py``): a reviewer
+who answers approvals through the REST approvals API with a personal token, and the trace's steps."""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import pytest
-from django.contrib.auth import get_user_model
-
-from agents import services as agent_services
 from tracemem_client import Client, ReviewerClient
-from tracemem_site import demo
-from tracemem_site.actor import Actor
 
 
 @dataclass
@@ -25,31 +18,8 @@ class Seeded:
     token: str
 
 
-@pytest.fixture
-def seeded(live_server: Any) -> Seeded:
-    """``seed_demo`` (demo agent with code_change_policy_v1 and the demo products, route_default,
-    superuser ``admin``) and a personal token for ``admin``."""
-    lines = demo.seed()
-    [line] = [line for line in lines if "export TRACEMEM_API_KEY=" in line]
-    admin = get_user_model().objects.get(username=demo.DEMO_ADMIN)
-    token = agent_services.personal_token_create(actor=Actor.system(), user=admin).secret
-    return Seeded(live_server.url, line.split("=", 1)[1].strip(), token)
-
-
-@pytest.fixture
-def client(seeded: Seeded) -> Iterator[Client]:
-    with Client(seeded.url, seeded.key, timeout=20) as agent_client:
-        yield agent_client
-
-
-@pytest.fixture
-def reviewer(seeded: Seeded) -> Iterator[ReviewerClient]:
-    with ReviewerClient(seeded.url, seeded.token, timeout=20) as reviewer_client:
-        yield reviewer_client
-
-
 class AnswerWhenAsked(threading.Thread):
-    """A reviewer in another thread: waits for the first pending approval (of ``intent``), then
+    """A reviewer in another thread: waits for the first pending approval, then
     approves or rejects it over the REST approvals API, like a person in the review queue."""
 
     def __init__(self, seeded: Seeded, vote: str, rationale: str, *, delay: float = 0.3) -> None:

@@ -13,10 +13,6 @@ import time
 from typing import Any
 
 import pytest
-from werkzeug import Request, Response
-
-from agents import services as agent_services
-from tests.client_helpers import Seeded, client, seeded  # noqa: F401
 from tracemem_client import (
     ApprovalRequired,
     Client,
@@ -33,8 +29,13 @@ from tracemem_client import (
     Unauthenticated,
     Unavailable,
 )
+from werkzeug import Request, Response
+
+from agents import services as agent_services
+from tests.client_helpers import Seeded
 from tracemem_site.actor import Actor
 
+pytest_plugins = ["tests.client_fixtures"]  # fixtures: seeded, client, reviewer
 pytestmark = pytest.mark.django_db(transaction=True)
 
 

@@ -8,9 +8,6 @@ import time
 from typing import Any
 
 import pytest
-
-from decisions.models import Decision as DecisionRow
-from tests.client_helpers import AnswerWhenAsked, Seeded, client, event_types, reviewer, seeded  # noqa: F401
 from tracemem_client import (
     ApprovalRejected,
     ApprovalTimedOut,
@@ -20,6 +17,10 @@ from tracemem_client import (
     governed,
 )
 
+from decisions.models import Decision as DecisionRow
+from tests.client_helpers import AnswerWhenAsked, Seeded, event_types
+
+pytest_plugins = ["tests.client_fixtures"]  # fixtures: seeded, client, reviewer
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
@@ -88,7 +89,9 @@ def test_requires_exception_waits_for_the_reviewer_then_runs(seeded: Seeded, cli
     assert calls == [("user-service", "refactor")]
     assert reviewer_thread.answered is not None and reviewer_thread.answered["status"] == "approved"
     assert reviewer_thread.answered["title"] == "Refactoring Approval Required"
-    assert reviewer_thread.answered["message"] == "refactors (e.g. of user-service) need a reviewer's approval"
+    assert (
+        reviewer_thread.answered["message"] == "refactors (e.g. of user-service) need a reviewer's approval"
+    )
     decision_id = done.decision.decision_id
     assert event_types(client, decision_id) == [
         "created",
@@ -132,7 +135,10 @@ def test_rejection_names_the_reviewer_and_rationale_and_the_function_never_runs(
     calls: list[tuple[str, str]] = []
     refactor = make_refactor(client, calls)
 
-    with AnswerWhenAsked(seeded, "reject", "not during the freeze"), pytest.raises(ApprovalRejected) as rejected:
+    with (
+        AnswerWhenAsked(seeded, "reject", "not during the freeze"),
+        pytest.raises(ApprovalRejected) as rejected,
+    ):
         refactor("user-service", "refactor")
 
     assert calls == []
@@ -163,7 +169,9 @@ def test_no_answer_within_the_timeout_aborts_and_cancels_the_approval(client: Cl
     assert (error.step, error.timeout) == ("wait", 1.0)
     decision = client.decision_get(error.decision_id or "")
     assert (decision["status"], decision["approval_status"]) == ("aborted", None)
-    resolved = [e for e in client.iter_trace_events(error.decision_id or "") if e["type"] == "approval_resolved"]
+    resolved = [
+        e for e in client.iter_trace_events(error.decision_id or "") if e["type"] == "approval_resolved"
+    ]
     assert resolved[-1]["payload"]["outcome"] == "cancelled"
 
 
@@ -185,7 +193,9 @@ def test_the_functions_own_exception_propagates_and_aborts_without_its_text(clie
     [row] = DecisionRow.objects.filter(intent="code.deploy.execute")
     trace = client.decision_trace_all(row.decision_id)
     assert trace["status"] == "aborted"
-    assert trace["events"][-1]["payload"]["reason"] == f"DeployFailed raised by {__name__}.{deploy.__qualname__}"
+    assert (
+        trace["events"][-1]["payload"]["reason"] == f"DeployFailed raised by {__name__}.{deploy.__qualname__}"
+    )
     assert secret_text not in str(trace)
 
 
@@ -198,7 +208,9 @@ def test_an_argument_that_is_not_json_is_refused_before_anything_is_sent(client:
         refactor("bugfix", object())
 
     assert refused.value.step == "inputs" and refused.value.decision_id is None
-    assert "argument 'connection' of" in str(refused.value) and "exclude=('connection',)" in str(refused.value)
+    assert "argument 'connection' of" in str(refused.value) and "exclude=('connection',)" in str(
+        refused.value
+    )
     assert DecisionRow.objects.count() == 0
 
     # exclude= leaves it out; the policy sees the rest.

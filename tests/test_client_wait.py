@@ -12,10 +12,11 @@ from typing import Any
 
 import httpx
 import pytest
-
-from tests.client_helpers import AnswerWhenAsked, Seeded, client, event_types, seeded  # noqa: F401
 from tracemem_client import Client, InvalidArgument, NotFound, UnsupportedByServer
 
+from tests.client_helpers import AnswerWhenAsked, Seeded, event_types
+
+pytest_plugins = ["tests.client_fixtures"]  # fixtures: seeded, client, reviewer
 pytestmark = pytest.mark.django_db(transaction=True)
 
 SERVER_PART = "server endpoint lands with issue 16 server part"

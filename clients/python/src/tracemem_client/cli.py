@@ -40,7 +40,12 @@ class UsageError(Exception):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tracemem", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="tracemem",
+        description="TraceMem from the command line: decisions (agent key), approvals (personal token), verify.",
+        epilog="Settings: TRACEMEM_URL, TRACEMEM_API_KEY, TRACEMEM_TOKEN (prefer them to the flags: flags "
+        "show up in process lists). Exit codes: 0 done/verified, 1 refused/FAILED, 2 usage or setup.",
+    )
     parser.add_argument("--url", help="server URL (default: $TRACEMEM_URL)")
     parser.add_argument("--api-key", help="agent key tmem_… (default: $TRACEMEM_API_KEY)")
     parser.add_argument("--token", help="personal access token tmpat_… (default: $TRACEMEM_TOKEN)")
