@@ -1,5 +1,5 @@
 """Fixtures of the Python client's tests (``pytest_plugins = ["tests.client_fixtures"]``): the seeded
-demo on a live server, the real client over HTTP with the demo agent's key, a reviewer client."""
+demo on a live server, the real client over HTTP with the demo agent's key."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
-from tracemem_client import Client, ReviewerClient
+from tracemem_client import Client
 
 from agents import services as agent_services
 from tests.client_helpers import Seeded
@@ -28,12 +28,6 @@ def seeded(live_server: Any) -> Seeded:
 
 
 @pytest.fixture
-def client(seeded: Seeded) -> Iterator[Client]:
-    with Client(seeded.url, seeded.key, timeout=20) as agent_client:
-        yield agent_client
-
-
-@pytest.fixture
-def reviewer(seeded: Seeded) -> Iterator[ReviewerClient]:
-    with ReviewerClient(seeded.url, seeded.token, timeout=20) as reviewer_client:
-        yield reviewer_client
+def agent_client(seeded: Seeded) -> Iterator[Client]:
+    with Client(seeded.url, seeded.key, timeout=20) as opened:
+        yield opened

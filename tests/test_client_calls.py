@@ -35,21 +35,21 @@ from agents import services as agent_services
 from tests.client_helpers import Seeded
 from tracemem_site.actor import Actor
 
-pytest_plugins = ["tests.client_fixtures"]  # fixtures: seeded, client, reviewer
+pytest_plugins = ["tests.client_fixtures"]  # fixtures: seeded, agent_client
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_every_tool_round_trips_through_the_client(client: Client) -> None:
-    capabilities = client.capabilities_get()
+def test_every_tool_round_trips_through_the_client(agent_client: Client) -> None:
+    capabilities = agent_client.capabilities_get()
     assert capabilities["name"] == "demo-agent"
     assert "code_change_policy_v1" in [p["policy_id"] for p in capabilities["permissions"]["policies"]]
-    products = client.products_list(purpose="order_processing")["products"]
+    products = agent_client.products_list(purpose="order_processing")["products"]
     assert {p["product_id"] for p in products} >= {"pg_customers_v1", "pg_orders_insert_v1"}
-    assert client.products_list(purpose="no_such_purpose")["products"] == []
-    product = client.product_get("pg_orders_insert_v1")
+    assert agent_client.products_list(purpose="no_such_purpose")["products"] == []
+    product = agent_client.product_get("pg_orders_insert_v1")
     assert (product["operation"], product["allowed_purposes"]) == ("insert", ["order_processing"])
 
-    created = client.decision_create(
+    created = agent_client.decision_create(
         "code.refactor.execute",
         "autonomous",
         metadata={"component": "user-service", "api_key": "tmem_should_never_be_stored"},
@@ -57,9 +57,11 @@ def test_every_tool_round_trips_through_the_client(client: Client) -> None:
     )
     assert created["status"] == "open" and created["decision_id"].startswith("TMEM_")
     decision_id = created["decision_id"]
-    added = client.decision_add_context(decision_id, {"step": "extracting_auth_logic"}, summary="step 1")
+    added = agent_client.decision_add_context(
+        decision_id, {"step": "extracting_auth_logic"}, summary="step 1"
+    )
     assert added["event_id"].startswith("evt_")
-    evaluated = client.decision_evaluate(
+    evaluated = agent_client.decision_evaluate(
         decision_id, "code_change_policy_v1", inputs={"change_type": "feature", "component": "user-service"}
     )
     assert (evaluated["outcome"], evaluated["allowed"], evaluated["rationale"]["rule"]) == (
@@ -67,18 +69,20 @@ def test_every_tool_round_trips_through_the_client(client: Client) -> None:
         True,
         "routine_changes",
     )
-    read = client.decision_read(decision_id, "pg_customers_v1", "order_processing", query={"customer_id": 1})
+    read = agent_client.decision_read(
+        decision_id, "pg_customers_v1", "order_processing", query={"customer_id": 1}
+    )
     assert read["records"] == [
         {"customer_id": 1, "name": "Ada Lovelace", "email": "ada@example.com", "tier": "gold"}
     ]
-    written = client.decision_write(
+    written = agent_client.decision_write(
         decision_id,
         "pg_orders_insert_v1",
         "order_processing",
         {"data": {"customer_id": 1, "amount": 12.5}},
         idempotency_key="order-1",
     )
-    again = client.decision_write(
+    again = agent_client.decision_write(
         decision_id,
         "pg_orders_insert_v1",
         "order_processing",
@@ -87,17 +91,17 @@ def test_every_tool_round_trips_through_the_client(client: Client) -> None:
     )
     assert (written["status"], written["affected_rows"]) == ("executed", 1)
     assert again["event_id"] == written["event_id"]
-    got = client.decision_get(decision_id)
+    got = agent_client.decision_get(decision_id)
     assert (got["status"], got["instance"], got["approval_required"]) == ("open", "ci-7", False)
-    closed = client.decision_close(decision_id, "commit", summary="done", reason="refactored")
+    closed = agent_client.decision_close(decision_id, "commit", summary="done", reason="refactored")
     assert (
         closed["status"] == "committed"
-        and closed["trace_head"] == client.decision_get(decision_id)["trace_head"]
+        and closed["trace_head"] == agent_client.decision_get(decision_id)["trace_head"]
     )
-    receipt = client.decision_receipt(decision_id)
+    receipt = agent_client.decision_receipt(decision_id)
     assert receipt["algorithm"] == "ed25519" and receipt["receipt_data"]["status"] == "committed"
-    assert receipt["key_id"] in [k["key_id"] for k in client.receipt_keys()]
-    trace = client.decision_trace_all(decision_id)
+    assert receipt["key_id"] in [k["key_id"] for k in agent_client.receipt_keys()]
+    trace = agent_client.decision_trace_all(decision_id)
     assert [e["type"] for e in trace["events"]] == [
         "created",
         "context",
@@ -108,7 +112,7 @@ def test_every_tool_round_trips_through_the_client(client: Client) -> None:
     ]
     assert "tmem_should_never_be_stored" not in str(trace)
 
-    record = client.decision_record(
+    record = agent_client.decision_record(
         "Use httpx for the client",
         "dependency",
         "the client needs one HTTP library",
@@ -117,12 +121,12 @@ def test_every_tool_round_trips_through_the_client(client: Client) -> None:
         tags=["client", "http"],
     )
     assert (record["status"], record["tags"]) == ("committed", ["client", "http"])
-    found = client.decision_search(query="httpx", tags=["client"])
+    found = agent_client.decision_search(query="httpx", tags=["client"])
     assert [r["decision_id"] for r in found["results"]] == [record["decision_id"]]
 
 
-def test_the_decision_object_binds_the_envelope_tools(client: Client) -> None:
-    decision = client.open_decision("code.refactor.execute", "autonomous")
+def test_the_decision_object_binds_the_envelope_tools(agent_client: Client) -> None:
+    decision = agent_client.open_decision("code.refactor.execute", "autonomous")
     decision.add_context({"step": 1})
     assert decision.evaluate("code_change_policy_v1", inputs={"change_type": "docs"})["outcome"] == "allow"
     assert decision.get()["event_count"] == 3
@@ -132,9 +136,9 @@ def test_the_decision_object_binds_the_envelope_tools(client: Client) -> None:
     assert decision.receipt()["receipt_data"]["status"] == "aborted"
 
 
-def test_each_error_code_maps_to_its_exception(seeded: Seeded, client: Client, settings: Any) -> None:
+def test_each_error_code_maps_to_its_exception(seeded: Seeded, agent_client: Client, settings: Any) -> None:
     with pytest.raises(InvalidArgument) as invalid:
-        client.decision_create("code.refactor.execute", "yolo")  # type: ignore[arg-type]
+        agent_client.decision_create("code.refactor.execute", "yolo")  # type: ignore[arg-type]
     assert (invalid.value.status, invalid.value.field) == (400, "automation_mode")
     assert str(invalid.value).startswith("[invalid_argument] ")
 
@@ -150,42 +154,44 @@ def test_each_error_code_maps_to_its_exception(seeded: Seeded, client: Client, s
     with Client(seeded.url, other_key) as other:
         theirs = other.decision_create("a.b.c", "autonomous")["decision_id"]
     with pytest.raises(NotFound) as not_found:
-        client.decision_get(theirs)
+        agent_client.decision_get(theirs)
     assert not_found.value.status == 404
 
-    decision_id = client.decision_create("code.refactor.execute", "autonomous")["decision_id"]
+    decision_id = agent_client.decision_create("code.refactor.execute", "autonomous")["decision_id"]
     with pytest.raises(PermissionDenied):
-        client.decision_evaluate(decision_id, "no_such_policy_v1", inputs={})
+        agent_client.decision_evaluate(decision_id, "no_such_policy_v1", inputs={})
     with pytest.raises(PurposeNotAllowed) as purpose:
-        client.decision_read(decision_id, "pg_customers_v1", "marketing", query={"customer_id": 1})
+        agent_client.decision_read(decision_id, "pg_customers_v1", "marketing", query={"customer_id": 1})
     assert purpose.value.status == 403
     with pytest.raises(Conflict):
-        client.decision_read(decision_id, "pg_customers_v1", "order_processing", query={"tier": "standard"})
+        agent_client.decision_read(
+            decision_id, "pg_customers_v1", "order_processing", query={"tier": "standard"}
+        )
 
     assert (
-        client.decision_evaluate(decision_id, "code_change_policy_v1", inputs={"change_type": "delete"})[
-            "outcome"
-        ]
+        agent_client.decision_evaluate(
+            decision_id, "code_change_policy_v1", inputs={"change_type": "delete"}
+        )["outcome"]
         == "deny"
     )
     write = ("pg_orders_insert_v1", "order_processing", {"data": {"customer_id": 1, "amount": 1}})
     with pytest.raises(PolicyDenied):
-        client.decision_write(decision_id, *write)
+        agent_client.decision_write(decision_id, *write)
 
-    proposed = client.decision_create("code.refactor.execute", "propose")["decision_id"]
+    proposed = agent_client.decision_create("code.refactor.execute", "propose")["decision_id"]
     with pytest.raises(ApprovalRequired) as approval_required:
-        client.decision_write(proposed, *write)
+        agent_client.decision_write(proposed, *write)
     assert approval_required.value.status == 409
-    client.decision_request_approval(proposed, title="t")
+    agent_client.decision_request_approval(proposed, title="t")
     with pytest.raises(Conflict):
-        client.decision_request_approval(proposed)
+        agent_client.decision_request_approval(proposed)
     with pytest.raises(InvalidState):
-        client.decision_write(proposed, *write)
+        agent_client.decision_write(proposed, *write)
 
     settings.TRACEMEM_AGENT_RATE_LIMIT = "2/second"
     with pytest.raises(RateLimited) as limited:
         for _ in range(5):
-            client.capabilities_get()
+            agent_client.capabilities_get()
     assert limited.value.status == 429 and limited.value.retry_after is not None
     assert 1 <= limited.value.retry_after <= 1  # seconds until the one-second window turns
 
@@ -306,8 +312,8 @@ def test_no_connection_is_a_transport_error_that_was_never_applied() -> None:
     assert slept == [0.5, 1.0]  # never sent, so even a create is retried
 
 
-def test_ids_cannot_reach_another_endpoint(client: Client) -> None:
+def test_ids_cannot_reach_another_endpoint(agent_client: Client) -> None:
     # Unquoted, "../capabilities" would turn decision_get into capabilities_get.
     with pytest.raises(TraceMemError) as refused:
-        client.decision_get("../capabilities")
+        agent_client.decision_get("../capabilities")
     assert refused.value.status == 404

@@ -15,7 +15,7 @@ from tracemem_client import Client
 from tests.client_helpers import Seeded
 from tests.conftest import require_service
 
-pytest_plugins = ["tests.client_fixtures"]  # fixtures: seeded, client, reviewer
+pytest_plugins = ["tests.client_fixtures"]  # fixtures: seeded, agent_client
 pytestmark = pytest.mark.django_db(transaction=True)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -43,21 +43,21 @@ def tracemem(
     )
 
 
-def closed_decision(client: Client) -> str:
-    with client.decision(intent="code.refactor.execute", automation_mode="autonomous") as d:
+def closed_decision(agent_client: Client) -> str:
+    with agent_client.decision(intent="code.refactor.execute", automation_mode="autonomous") as d:
         d.add_context({"step": "extracting_auth_logic"})
         d.evaluate("code_change_policy_v1", inputs={"change_type": "feature"})
     return d.decision_id
 
 
-def test_decisions_show_and_trace(seeded: Seeded, client: Client) -> None:
-    decision_id = closed_decision(client)
+def test_decisions_show_and_trace(seeded: Seeded, agent_client: Client) -> None:
+    decision_id = closed_decision(agent_client)
 
     shown = tracemem(seeded, "decisions", "show", decision_id)
     assert shown.returncode == 0, shown.stderr
     assert f"decision_id: {decision_id}\n" in shown.stdout and "status: committed\n" in shown.stdout
     as_json = tracemem(seeded, "--json", "decisions", "show", decision_id)
-    assert json.loads(as_json.stdout) == client.decision_get(decision_id)
+    assert json.loads(as_json.stdout) == agent_client.decision_get(decision_id)
 
     trace = tracemem(seeded, "decisions", "trace", decision_id)
     assert trace.returncode == 0, trace.stderr
@@ -66,11 +66,13 @@ def test_decisions_show_and_trace(seeded: Seeded, client: Client) -> None:
     assert lines[1].split() == ["SEQ", "TIMESTAMP", "TYPE", "ACTOR", "PAYLOAD"]
     assert [line.split()[2] for line in lines[2:]] == ["created", "context", "evaluate", "close"]
     trace_json = json.loads(tracemem(seeded, "--json", "decisions", "trace", decision_id).stdout)
-    assert trace_json["events"] == client.decision_trace_all(decision_id)["events"]
+    assert trace_json["events"] == agent_client.decision_trace_all(decision_id)["events"]
 
 
-def test_decisions_list_shows_the_agents_records(seeded: Seeded, client: Client) -> None:
-    record = client.decision_record("Adopt httpx", "dependency", "need HTTP", "httpx", "typed", tags=["http"])
+def test_decisions_list_shows_the_agents_records(seeded: Seeded, agent_client: Client) -> None:
+    record = agent_client.decision_record(
+        "Adopt httpx", "dependency", "need HTTP", "httpx", "typed", tags=["http"]
+    )
     listed = tracemem(seeded, "decisions", "list", "--tag", "http")
     assert listed.returncode == 0, listed.stderr
     header, row = listed.stdout.splitlines()
@@ -79,11 +81,13 @@ def test_decisions_list_shows_the_agents_records(seeded: Seeded, client: Client)
     assert row.endswith("Adopt httpx")
 
 
-def test_approvals_list_approve_and_reject(seeded: Seeded, client: Client) -> None:
-    first = client.decision_create("code.refactor.execute", "propose")["decision_id"]
-    second = client.decision_create("code.refactor.execute", "propose")["decision_id"]
-    approval_1 = client.decision_request_approval(first, title="Refactoring Approval Required")["approval_id"]
-    approval_2 = client.decision_request_approval(second, title="Second")["approval_id"]
+def test_approvals_list_approve_and_reject(seeded: Seeded, agent_client: Client) -> None:
+    first = agent_client.decision_create("code.refactor.execute", "propose")["decision_id"]
+    second = agent_client.decision_create("code.refactor.execute", "propose")["decision_id"]
+    approval_1 = agent_client.decision_request_approval(first, title="Refactoring Approval Required")[
+        "approval_id"
+    ]
+    approval_2 = agent_client.decision_request_approval(second, title="Second")["approval_id"]
 
     listed = tracemem(seeded, "approvals", "list")
     assert listed.returncode == 0, listed.stderr
@@ -96,8 +100,8 @@ def test_approvals_list_approve_and_reject(seeded: Seeded, client: Client) -> No
     assert (approved.returncode, approved.stdout) == (0, f"{approval_1}: approved (decision {first})\n")
     rejected = tracemem(seeded, "approvals", "reject", approval_2, "--rationale", "not now")
     assert rejected.stdout == f"{approval_2}: rejected (decision {second})\n"
-    assert client.decision_get(first)["approval_status"] == "approved"
-    assert client.decision_get(second)["approval_status"] == "rejected"
+    assert agent_client.decision_get(first)["approval_status"] == "approved"
+    assert agent_client.decision_get(second)["approval_status"] == "rejected"
     assert tracemem(seeded, "approvals", "list").stdout.splitlines()[1:] == []
     everything = json.loads(tracemem(seeded, "--json", "approvals", "list", "--status", "all").stdout)
     assert {a["approval_id"]: a["status"] for a in everything["approvals"]} == {
@@ -108,8 +112,10 @@ def test_approvals_list_approve_and_reject(seeded: Seeded, client: Client) -> No
     assert again.returncode == 1 and again.stderr.startswith("tracemem: [")
 
 
-def test_verify_checks_receipt_trace_and_keys_offline(seeded: Seeded, client: Client, tmp_path: Path) -> None:
-    decision_id = closed_decision(client)
+def test_verify_checks_receipt_trace_and_keys_offline(
+    seeded: Seeded, agent_client: Client, tmp_path: Path
+) -> None:
+    decision_id = closed_decision(agent_client)
 
     verified = tracemem(seeded, "verify", decision_id, "--save", str(tmp_path))
     assert verified.returncode == 0, verified.stdout + verified.stderr
@@ -128,15 +134,15 @@ def test_verify_checks_receipt_trace_and_keys_offline(seeded: Seeded, client: Cl
     failed = tracemem(seeded, "verify", decision_id, "--keys", str(tmp_path / "other-keys.json"))
     assert failed.returncode == 1 and "FAIL: " in failed.stdout
 
-    still_open = client.decision_create("a.b.c", "autonomous")["decision_id"]
+    still_open = agent_client.decision_create("a.b.c", "autonomous")["decision_id"]
     refused = tracemem(seeded, "verify", still_open)
     assert refused.returncode == 1 and refused.stderr.startswith("tracemem: [invalid_state]")
 
 
 def test_verify_without_the_offline_verifier_says_how_to_get_it(
-    seeded: Seeded, client: Client, tmp_path: Path
+    seeded: Seeded, agent_client: Client, tmp_path: Path
 ) -> None:
-    decision_id = closed_decision(client)
+    decision_id = closed_decision(agent_client)
     result = tracemem(seeded, "verify", decision_id, cwd=tmp_path, pythonpath=str(CLIENT_SRC))
     assert result.returncode == 2
     assert "needs the offline verifier `tracemem_verify`" in result.stderr

@@ -20,14 +20,14 @@ from tracemem_client import (
 from decisions.models import Decision as DecisionRow
 from tests.client_helpers import AnswerWhenAsked, Seeded, event_types
 
-pytest_plugins = ["tests.client_fixtures"]  # fixtures: seeded, client, reviewer
+pytest_plugins = ["tests.client_fixtures"]  # fixtures: seeded, agent_client
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def make_refactor(client: Client, calls: list[tuple[str, str]], **options: Any) -> Any:
+def make_refactor(agent_client: Client, calls: list[tuple[str, str]], **options: Any) -> Any:
     options.setdefault("automation_mode", "autonomous")
 
-    @governed(client, intent="code.refactor.execute", policy="code_change_policy_v1", **options)
+    @governed(agent_client, intent="code.refactor.execute", policy="code_change_policy_v1", **options)
     def refactor(component: str, change_type: str) -> str:
         calls.append((component, change_type))
         return f"{change_type} of {component} done"
@@ -35,17 +35,17 @@ def make_refactor(client: Client, calls: list[tuple[str, str]], **options: Any) 
     return refactor
 
 
-def test_allowed_call_runs_the_function_records_its_result_and_commits(client: Client) -> None:
+def test_allowed_call_runs_the_function_records_its_result_and_commits(agent_client: Client) -> None:
     calls: list[tuple[str, str]] = []
-    refactor = make_refactor(client, calls)
+    refactor = make_refactor(agent_client, calls)
 
     done = refactor.with_decision("user-service", change_type="bugfix")
 
     assert done.value == "bugfix of user-service done"
     assert calls == [("user-service", "bugfix")]
     decision_id = done.decision.decision_id
-    assert event_types(client, decision_id) == ["created", "evaluate", "context", "close"]
-    trace = client.decision_trace_all(decision_id)
+    assert event_types(agent_client, decision_id) == ["created", "evaluate", "context", "close"]
+    trace = agent_client.decision_trace_all(decision_id)
     created, evaluated, context, close = trace["events"]
     assert created["payload"]["metadata"] == {"function": f"{__name__}.make_refactor.<locals>.refactor"}
     assert evaluated["payload"]["outcome"] == "allow"
@@ -57,9 +57,9 @@ def test_allowed_call_runs_the_function_records_its_result_and_commits(client: C
     assert refactor("billing", "docs") == "docs of billing done"
 
 
-def test_denied_call_never_runs_the_function_and_aborts(client: Client) -> None:
+def test_denied_call_never_runs_the_function_and_aborts(agent_client: Client) -> None:
     calls: list[tuple[str, str]] = []
-    refactor = make_refactor(client, calls)
+    refactor = make_refactor(agent_client, calls)
 
     with pytest.raises(GovernanceRefused) as refused:
         refactor("user-service", "delete")
@@ -71,17 +71,17 @@ def test_denied_call_never_runs_the_function_and_aborts(client: Client) -> None:
     assert "destructive changes are not made by agents" in str(error)
     assert str(error).startswith("[evaluate] policy code_change_policy_v1 v1 answered deny")
     assert error.function_ran is False and error.decision_id is not None
-    decision = client.decision_get(error.decision_id)
+    decision = agent_client.decision_get(error.decision_id)
     assert decision["status"] == "aborted"
-    assert event_types(client, error.decision_id) == ["created", "evaluate", "close"]
-    close = client.decision_trace_all(error.decision_id)["events"][-1]
+    assert event_types(agent_client, error.decision_id) == ["created", "evaluate", "close"]
+    close = agent_client.decision_trace_all(error.decision_id)["events"][-1]
     assert close["payload"]["action"] == "abort"
     assert close["payload"]["reason"] == "policy code_change_policy_v1 denied (rule no_destructive_changes)"
 
 
-def test_requires_exception_waits_for_the_reviewer_then_runs(seeded: Seeded, client: Client) -> None:
+def test_requires_exception_waits_for_the_reviewer_then_runs(seeded: Seeded, agent_client: Client) -> None:
     calls: list[tuple[str, str]] = []
-    refactor = make_refactor(client, calls, approval_title="Refactoring Approval Required")
+    refactor = make_refactor(agent_client, calls, approval_title="Refactoring Approval Required")
 
     with AnswerWhenAsked(seeded, "approve", "refactor reviewed") as reviewer_thread:
         done = refactor.with_decision("user-service", "refactor")
@@ -93,7 +93,7 @@ def test_requires_exception_waits_for_the_reviewer_then_runs(seeded: Seeded, cli
         reviewer_thread.answered["message"] == "refactors (e.g. of user-service) need a reviewer's approval"
     )
     decision_id = done.decision.decision_id
-    assert event_types(client, decision_id) == [
+    assert event_types(agent_client, decision_id) == [
         "created",
         "evaluate",
         "approval_requested",
@@ -102,20 +102,20 @@ def test_requires_exception_waits_for_the_reviewer_then_runs(seeded: Seeded, cli
         "context",
         "close",
     ]
-    assert client.decision_get(decision_id)["status"] == "committed"
+    assert agent_client.decision_get(decision_id)["status"] == "committed"
 
 
 def test_mode_that_needs_a_grant_asks_for_approval_even_when_the_policy_allows(
-    seeded: Seeded, client: Client
+    seeded: Seeded, agent_client: Client
 ) -> None:
     calls: list[tuple[str, str]] = []
-    refactor = make_refactor(client, calls, automation_mode="propose")
+    refactor = make_refactor(agent_client, calls, automation_mode="propose")
 
     with AnswerWhenAsked(seeded, "approve", "fine"):
         done = refactor.with_decision("user-service", "bugfix")
 
     assert calls == [("user-service", "bugfix")]
-    types = event_types(client, done.decision.decision_id)
+    types = event_types(agent_client, done.decision.decision_id)
     assert types == [
         "created",
         "evaluate",
@@ -125,15 +125,15 @@ def test_mode_that_needs_a_grant_asks_for_approval_even_when_the_policy_allows(
         "context",
         "close",
     ]
-    requested = client.decision_trace_all(done.decision.decision_id)["events"][2]
+    requested = agent_client.decision_trace_all(done.decision.decision_id)["events"][2]
     assert "propose mode, which needs an approval" in requested["payload"]["message"]
 
 
 def test_rejection_names_the_reviewer_and_rationale_and_the_function_never_runs(
-    seeded: Seeded, client: Client
+    seeded: Seeded, agent_client: Client
 ) -> None:
     calls: list[tuple[str, str]] = []
-    refactor = make_refactor(client, calls)
+    refactor = make_refactor(agent_client, calls)
 
     with (
         AnswerWhenAsked(seeded, "reject", "not during the freeze"),
@@ -146,8 +146,8 @@ def test_rejection_names_the_reviewer_and_rationale_and_the_function_never_runs(
     assert (error.step, error.status, error.rationale) == ("approval", "rejected", "not during the freeze")
     assert [voter["name"] for voter in error.rejected_by] == ["admin"]
     assert "was rejected by admin: not during the freeze" in str(error)
-    assert client.decision_get(error.decision_id or "")["status"] == "aborted"
-    assert event_types(client, error.decision_id or "")[-4:] == [
+    assert agent_client.decision_get(error.decision_id or "")["status"] == "aborted"
+    assert event_types(agent_client, error.decision_id or "")[-4:] == [
         "approval_requested",
         "approval_vote",
         "approval_resolved",
@@ -155,9 +155,9 @@ def test_rejection_names_the_reviewer_and_rationale_and_the_function_never_runs(
     ]
 
 
-def test_no_answer_within_the_timeout_aborts_and_cancels_the_approval(client: Client) -> None:
+def test_no_answer_within_the_timeout_aborts_and_cancels_the_approval(agent_client: Client) -> None:
     calls: list[tuple[str, str]] = []
-    refactor = make_refactor(client, calls, approval_timeout=1.0)
+    refactor = make_refactor(agent_client, calls, approval_timeout=1.0)
 
     started = time.monotonic()
     with pytest.raises(ApprovalTimedOut) as timed_out:
@@ -167,22 +167,22 @@ def test_no_answer_within_the_timeout_aborts_and_cancels_the_approval(client: Cl
     assert calls == []
     error = timed_out.value
     assert (error.step, error.timeout) == ("wait", 1.0)
-    decision = client.decision_get(error.decision_id or "")
+    decision = agent_client.decision_get(error.decision_id or "")
     assert (decision["status"], decision["approval_status"]) == ("aborted", None)
     resolved = [
-        e for e in client.iter_trace_events(error.decision_id or "") if e["type"] == "approval_resolved"
+        e for e in agent_client.iter_trace_events(error.decision_id or "") if e["type"] == "approval_resolved"
     ]
     assert resolved[-1]["payload"]["outcome"] == "cancelled"
 
 
-def test_the_functions_own_exception_propagates_and_aborts_without_its_text(client: Client) -> None:
+def test_the_functions_own_exception_propagates_and_aborts_without_its_text(agent_client: Client) -> None:
     class DeployFailed(Exception):
         pass
 
     secret_text = "password=hunter2 for db-prod"
     failure = DeployFailed(secret_text)
 
-    @governed(client, intent="code.deploy.execute", policy="code_change_policy_v1")
+    @governed(agent_client, intent="code.deploy.execute", policy="code_change_policy_v1")
     def deploy(change_type: str) -> None:
         raise failure
 
@@ -191,7 +191,7 @@ def test_the_functions_own_exception_propagates_and_aborts_without_its_text(clie
 
     assert raised.value is failure
     [row] = DecisionRow.objects.filter(intent="code.deploy.execute")
-    trace = client.decision_trace_all(row.decision_id)
+    trace = agent_client.decision_trace_all(row.decision_id)
     assert trace["status"] == "aborted"
     assert (
         trace["events"][-1]["payload"]["reason"] == f"DeployFailed raised by {__name__}.{deploy.__qualname__}"
@@ -199,8 +199,8 @@ def test_the_functions_own_exception_propagates_and_aborts_without_its_text(clie
     assert secret_text not in str(trace)
 
 
-def test_an_argument_that_is_not_json_is_refused_before_anything_is_sent(client: Client) -> None:
-    @governed(client, intent="code.refactor.execute", policy="code_change_policy_v1")
+def test_an_argument_that_is_not_json_is_refused_before_anything_is_sent(agent_client: Client) -> None:
+    @governed(agent_client, intent="code.refactor.execute", policy="code_change_policy_v1")
     def refactor(change_type: str, connection: object) -> None:
         raise AssertionError("must not run")
 
@@ -214,26 +214,28 @@ def test_an_argument_that_is_not_json_is_refused_before_anything_is_sent(client:
     assert DecisionRow.objects.count() == 0
 
     # exclude= leaves it out; the policy sees the rest.
-    @governed(client, intent="code.refactor.execute", policy="code_change_policy_v1", exclude=["connection"])
+    @governed(
+        agent_client, intent="code.refactor.execute", policy="code_change_policy_v1", exclude=["connection"]
+    )
     def refactor_excluding(change_type: str, connection: object) -> str:
         return "ok"
 
     done = refactor_excluding.with_decision("bugfix", object())
-    evaluate = client.decision_trace_all(done.decision.decision_id)["events"][1]
+    evaluate = agent_client.decision_trace_all(done.decision.decision_id)["events"][1]
     assert evaluate["payload"]["inputs"] == {"change_type": "bugfix"}
 
 
-def test_inputs_mapping_methods_and_defaults_bind_by_name(client: Client) -> None:
+def test_inputs_mapping_methods_and_defaults_bind_by_name(agent_client: Client) -> None:
     class Service:
         name = "user-service"
 
-        @governed(client, intent="code.refactor.execute", policy="code_change_policy_v1")
+        @governed(agent_client, intent="code.refactor.execute", policy="code_change_policy_v1")
         def change(self, change_type: str, component: str = "default-component", **extra: Any) -> str:
             return f"{self.name}:{change_type}:{component}:{extra}"
 
     done = Service().change.with_decision("docs", ticket="T-1")
     assert done.value == "user-service:docs:default-component:{'ticket': 'T-1'}"
-    evaluate = client.decision_trace_all(done.decision.decision_id)["events"][1]
+    evaluate = agent_client.decision_trace_all(done.decision.decision_id)["events"][1]
     assert evaluate["payload"]["inputs"] == {
         "change_type": "docs",
         "component": "default-component",
@@ -241,7 +243,7 @@ def test_inputs_mapping_methods_and_defaults_bind_by_name(client: Client) -> Non
     }
 
     @governed(
-        client,
+        agent_client,
         intent="code.refactor.execute",
         policy="code_change_policy_v1",
         inputs=lambda files, kind: {"change_type": kind, "component": files[0].split("/")[0]},
@@ -251,14 +253,14 @@ def test_inputs_mapping_methods_and_defaults_bind_by_name(client: Client) -> Non
 
     done_touch = touch.with_decision(["api/a.py", "api/b.py"], kind="test")
     assert done_touch.value == 2
-    evaluate = client.decision_trace_all(done_touch.decision.decision_id)["events"][1]
+    evaluate = agent_client.decision_trace_all(done_touch.decision.decision_id)["events"][1]
     assert evaluate["payload"]["inputs"] == {"change_type": "test", "component": "api"}
 
 
-def test_a_server_refusal_names_the_step_and_carries_the_servers_code(client: Client) -> None:
+def test_a_server_refusal_names_the_step_and_carries_the_servers_code(agent_client: Client) -> None:
     calls: list[str] = []
 
-    @governed(client, intent="code.refactor.execute", policy="no_such_policy_v1")
+    @governed(agent_client, intent="code.refactor.execute", policy="no_such_policy_v1")
     def change(change_type: str) -> None:
         calls.append(change_type)
 
@@ -270,9 +272,9 @@ def test_a_server_refusal_names_the_step_and_carries_the_servers_code(client: Cl
     assert error.step == "evaluate" and error.cause is not None
     assert error.code == error.cause.code == "permission_denied"  # unknown and ungranted look alike
     assert str(error).startswith("[evaluate] evaluate failed: [permission_denied]")
-    assert client.decision_get(error.decision_id or "")["status"] == "aborted"
+    assert agent_client.decision_get(error.decision_id or "")["status"] == "aborted"
 
-    @governed(client, intent="Not An Intent", policy="code_change_policy_v1")
+    @governed(agent_client, intent="Not An Intent", policy="code_change_policy_v1")
     def bad_intent(change_type: str) -> None:
         calls.append(change_type)
 
@@ -282,24 +284,24 @@ def test_a_server_refusal_names_the_step_and_carries_the_servers_code(client: Cl
     assert failed_create.value.decision_id is None and calls == []
 
 
-def test_a_result_that_is_not_json_is_recorded_by_its_type_only(client: Client) -> None:
+def test_a_result_that_is_not_json_is_recorded_by_its_type_only(agent_client: Client) -> None:
     class Handle:
         def __repr__(self) -> str:
             return "Handle(token=tmem_secret)"
 
-    @governed(client, intent="code.refactor.execute", policy="code_change_policy_v1")
+    @governed(agent_client, intent="code.refactor.execute", policy="code_change_policy_v1")
     def make(change_type: str) -> Handle:
         return Handle()
 
     done = make.with_decision("feature")
-    context = client.decision_trace_all(done.decision.decision_id)["events"][2]
+    context = agent_client.decision_trace_all(done.decision.decision_id)["events"][2]
     assert context["payload"]["context"]["result"]["type"].endswith("Handle")
     assert "tmem_secret" not in str(context)
 
 
-def test_async_functions_are_refused_at_decoration(client: Client) -> None:
+def test_async_functions_are_refused_at_decoration(agent_client: Client) -> None:
     with pytest.raises(TypeError, match="synchronous"):
 
-        @governed(client, intent="code.refactor.execute")
+        @governed(agent_client, intent="code.refactor.execute")
         async def change() -> None:
             return None

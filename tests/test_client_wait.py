@@ -16,7 +16,7 @@ from tracemem_client import Client, InvalidArgument, NotFound, UnsupportedByServ
 
 from tests.client_helpers import AnswerWhenAsked, Seeded, event_types
 
-pytest_plugins = ["tests.client_fixtures"]  # fixtures: seeded, client, reviewer
+pytest_plugins = ["tests.client_fixtures"]  # fixtures: seeded, agent_client
 pytestmark = pytest.mark.django_db(transaction=True)
 
 SERVER_PART = "server endpoint lands with issue 16 server part"
@@ -41,20 +41,20 @@ def recorded(seeded: Seeded) -> Any:
         yield recording_client, transport
 
 
-def pending_decision(client: Client) -> str:
-    decision_id = client.decision_create("code.refactor.execute", "propose")["decision_id"]
-    client.decision_request_approval(decision_id, title="please")
+def pending_decision(agent_client: Client) -> str:
+    decision_id = agent_client.decision_create("code.refactor.execute", "propose")["decision_id"]
+    agent_client.decision_request_approval(decision_id, title="please")
     return decision_id
 
 
 # --- decision_wait -------------------------------------------------------------------------------
 
 
-def test_wait_returns_approved_soon_after_the_reviewer_answers(seeded: Seeded, client: Client) -> None:
-    decision_id = pending_decision(client)
+def test_wait_returns_approved_soon_after_the_reviewer_answers(seeded: Seeded, agent_client: Client) -> None:
+    decision_id = pending_decision(agent_client)
     with AnswerWhenAsked(seeded, "approve", "ok", delay=1.0):
         started = time.monotonic()
-        waited = client.decision_wait(decision_id, timeout_seconds=20)
+        waited = agent_client.decision_wait(decision_id, timeout_seconds=20)
         elapsed = time.monotonic() - started
     assert (waited["timed_out"], waited["approval_status"], waited["status"]) == (
         False,
@@ -64,10 +64,10 @@ def test_wait_returns_approved_soon_after_the_reviewer_answers(seeded: Seeded, c
     assert 0.9 <= elapsed < 10  # returned on the answer, not at the timeout
 
 
-def test_wait_with_no_reviewer_returns_at_its_timeout(client: Client) -> None:
-    decision_id = pending_decision(client)
+def test_wait_with_no_reviewer_returns_at_its_timeout(agent_client: Client) -> None:
+    decision_id = pending_decision(agent_client)
     started = time.monotonic()
-    waited = client.decision_wait(decision_id, timeout_seconds=1.5)
+    waited = agent_client.decision_wait(decision_id, timeout_seconds=1.5)
     elapsed = time.monotonic() - started
     assert (waited["timed_out"], waited["approval_status"], waited["status"]) == (
         True,
@@ -78,21 +78,21 @@ def test_wait_with_no_reviewer_returns_at_its_timeout(client: Client) -> None:
     assert waited["decision_id"] == decision_id and set(waited) >= {"pending_approval_id", "trace_head"}
 
 
-def test_wait_without_a_pending_approval_returns_at_once(client: Client) -> None:
-    decision_id = client.decision_create("a.b.c", "autonomous")["decision_id"]
+def test_wait_without_a_pending_approval_returns_at_once(agent_client: Client) -> None:
+    decision_id = agent_client.decision_create("a.b.c", "autonomous")["decision_id"]
     started = time.monotonic()
-    waited = client.decision_wait(decision_id, timeout_seconds=10)
+    waited = agent_client.decision_wait(decision_id, timeout_seconds=10)
     assert waited["timed_out"] is False and waited["approval_status"] is None
     assert time.monotonic() - started < 5
 
 
-def test_wait_on_an_unknown_decision_is_not_found_and_on_a_bad_timeout_invalid(client: Client) -> None:
+def test_wait_on_an_unknown_decision_is_not_found_and_on_a_bad_timeout_invalid(agent_client: Client) -> None:
     with pytest.raises(NotFound):
-        client.decision_wait("TMEM_01J00000000000000000000000", timeout_seconds=1)
-    decision_id = client.decision_create("a.b.c", "autonomous")["decision_id"]
+        agent_client.decision_wait("TMEM_01J00000000000000000000000", timeout_seconds=1)
+    decision_id = agent_client.decision_create("a.b.c", "autonomous")["decision_id"]
     for bad in (-1, 51, True):
         with pytest.raises(InvalidArgument) as refused:
-            client.decision_wait(decision_id, timeout_seconds=bad)
+            agent_client.decision_wait(decision_id, timeout_seconds=bad)
         assert refused.value.field == "timeout_seconds"
 
 
@@ -106,10 +106,10 @@ def test_on_a_server_without_the_endpoint_the_client_asks_once_then_polls(record
     assert paths.count(f"/api/v1/decisions/{decision_id}") >= 4
 
 
-def test_wait_for_approval_keeps_waiting_across_calls(seeded: Seeded, client: Client) -> None:
-    decision_id = pending_decision(client)
+def test_wait_for_approval_keeps_waiting_across_calls(seeded: Seeded, agent_client: Client) -> None:
+    decision_id = pending_decision(agent_client)
     with AnswerWhenAsked(seeded, "reject", "no", delay=1.0):
-        waited = client.wait_for_approval(decision_id, timeout=30)
+        waited = agent_client.wait_for_approval(decision_id, timeout=30)
     assert (waited["timed_out"], waited["approval_status"], waited["status"]) == (
         False,
         "rejected",
@@ -167,17 +167,17 @@ def test_trace_pages_follow_next_after_seq(recorded: Any) -> None:
 # --- batch context -------------------------------------------------------------------------------
 
 
-def test_batch_context_on_a_server_without_it_says_so_and_adds_nothing(client: Client) -> None:
-    decision_id = client.decision_create("a.b.c", "autonomous")["decision_id"]
+def test_batch_context_on_a_server_without_it_says_so_and_adds_nothing(agent_client: Client) -> None:
+    decision_id = agent_client.decision_create("a.b.c", "autonomous")["decision_id"]
     with pytest.raises(UnsupportedByServer) as unsupported:
-        client.decision_add_contexts(decision_id, [{"step": 1}, {"step": 2}])
+        agent_client.decision_add_contexts(decision_id, [{"step": 1}, {"step": 2}])
     assert "call decision_add_context once per object" in str(unsupported.value)
-    assert event_types(client, decision_id) == ["created"]
+    assert event_types(agent_client, decision_id) == ["created"]
 
 
 @pytest.mark.skip(reason=SERVER_PART)
-def test_batch_context_adds_every_object_in_order(client: Client) -> None:
-    decision = client.open_decision("a.b.c", "autonomous")
+def test_batch_context_adds_every_object_in_order(agent_client: Client) -> None:
+    decision = agent_client.open_decision("a.b.c", "autonomous")
     added = decision.add_contexts([{"step": n} for n in range(3)])
     assert [e["seq"] for e in added["events"]] == [2, 3, 4]
     trace = decision.trace()
