@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from tracemem_client import Client, InvalidArgument, NotFound, UnsupportedByServer
+from tracemem_client import Client, InvalidArgument, NotFound, TraceMemError, UnsupportedByServer
 
 from tests.client_helpers import AnswerWhenAsked, Seeded, event_types
 
@@ -187,3 +187,75 @@ def test_batch_context_adds_every_object_in_order(agent_client: Client) -> None:
         decision.add_contexts([{"step": n} for n in range(101)])
     assert too_many.value.field == "contexts"
     assert decision.get()["event_count"] == 4
+
+
+# --- the contract's side of the client, against a local server that already speaks it -------------
+# (pytest-httpserver plays a server with the SPEC §12 endpoints, so the client's native paths are
+# exercised now; the skipped tests above run the same against TraceMem once it has them.)
+
+DECISION = {
+    "decision_id": "TMEM_01J00000000000000000000000",
+    "intent": "a.b.c",
+    "status": "approved",
+    "approval_status": "approved",
+}
+
+
+def test_native_wait_is_used_and_remembered_when_the_server_has_it(httpserver: Any) -> None:
+    path = f"/api/v1/decisions/{DECISION['decision_id']}/wait"
+    httpserver.expect_request(path, query_string="timeout_seconds=3").respond_with_json(
+        {**DECISION, "timed_out": False}
+    )
+    with Client(httpserver.url_for("/"), "tmem_k") as native:
+        assert native.decision_wait(DECISION["decision_id"], timeout_seconds=2.5)["timed_out"] is False
+        assert native.decision_wait(DECISION["decision_id"], timeout_seconds=3)["status"] == "approved"
+    assert [request.path for request, _ in httpserver.log] == [path, path]
+
+
+def test_a_404_from_the_wait_endpoint_of_an_unknown_decision_is_not_found(httpserver: Any) -> None:
+    not_found = {"error": {"code": "not_found", "message": "no such decision", "details": {}}}
+    decision_id = DECISION["decision_id"]
+    httpserver.expect_request(f"/api/v1/decisions/{decision_id}/wait").respond_with_json(
+        not_found, status=404
+    )
+    httpserver.expect_request(f"/api/v1/decisions/{decision_id}").respond_with_json(not_found, status=404)
+    with Client(httpserver.url_for("/"), "tmem_k") as native, pytest.raises(NotFound):
+        native.decision_wait(decision_id, timeout_seconds=1)
+
+
+def test_trace_pages_are_walked_and_a_stuck_cursor_is_an_error(httpserver: Any) -> None:
+    decision_id = DECISION["decision_id"]
+    path = f"/api/v1/decisions/{decision_id}/trace"
+
+    def page(seqs: list[int], next_after_seq: int | None) -> dict[str, Any]:
+        return {**DECISION, "events": [{"seq": s} for s in seqs], "next_after_seq": next_after_seq}
+
+    httpserver.expect_ordered_request(path, query_string="limit=2").respond_with_json(page([1, 2], 2))
+    httpserver.expect_ordered_request(path, query_string="after_seq=2&limit=2").respond_with_json(
+        page([3, 4], 4)
+    )
+    httpserver.expect_ordered_request(path, query_string="after_seq=4&limit=2").respond_with_json(
+        page([5], None)
+    )
+    with Client(httpserver.url_for("/"), "tmem_k") as paged:
+        whole = paged.decision_trace_all(decision_id, page_size=2)
+    assert [e["seq"] for e in whole["events"]] == [1, 2, 3, 4, 5] and "next_after_seq" not in whole
+
+    httpserver.clear()
+    httpserver.expect_request(path).respond_with_json(page([1], 0))
+    with Client(httpserver.url_for("/"), "tmem_k") as stuck, pytest.raises(TraceMemError) as error:
+        list(stuck.iter_trace_events(decision_id))
+    assert error.value.code == "bad_response" and "cursor did not advance" in str(error.value)
+
+
+def test_batch_context_sends_contexts_and_returns_the_events(httpserver: Any) -> None:
+    decision_id = DECISION["decision_id"]
+    events = [
+        {"event_id": "evt_1", "seq": 2, "timestamp": "t"},
+        {"event_id": "evt_2", "seq": 3, "timestamp": "t"},
+    ]
+    httpserver.expect_request(
+        f"/api/v1/decisions/{decision_id}/context", method="POST", json={"contexts": [{"a": 1}, {"b": 2}]}
+    ).respond_with_json({"events": events}, status=201)
+    with Client(httpserver.url_for("/"), "tmem_k") as batch:
+        assert batch.decision_add_contexts(decision_id, [{"a": 1}, {"b": 2}]) == {"events": events}

@@ -6,6 +6,7 @@ each returns the tool's result object. Refusals raise the :mod:`tracemem_client.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -221,16 +222,14 @@ class Client(_Base):
         params = {"after_seq": after_seq, "limit": limit}
         return cast(Trace, self._get(f"/decisions/{_segment(decision_id)}/trace", params))
 
-    def iter_trace_events(
-        self, decision_id: str, *, after_seq: int = 0, page_size: int | None = None
-    ) -> Iterator[TraceEvent]:
-        """Every event after ``after_seq``, in order, walking the pages."""
+    def _trace_pages(self, decision_id: str, after_seq: int, page_size: int | None) -> Iterator[Trace]:
+        """Each page with only the events after the cursor (an older server ignores ``after_seq``
+        and returns everything, in one page without ``next_after_seq``)."""
         cursor = after_seq
         while True:
             page = self.decision_trace(decision_id, after_seq=cursor or None, limit=page_size)
-            # An older server ignores after_seq and returns everything: keep only what is new.
-            events = [event for event in page["events"] if event["seq"] > cursor]
-            yield from events
+            page["events"] = [event for event in page["events"] if event["seq"] > cursor]
+            yield page
             next_cursor = page.get("next_after_seq")
             if next_cursor is None:
                 return
@@ -241,11 +240,20 @@ class Client(_Base):
                 )
             cursor = next_cursor
 
+    def iter_trace_events(
+        self, decision_id: str, *, after_seq: int = 0, page_size: int | None = None
+    ) -> Iterator[TraceEvent]:
+        """Every event after ``after_seq``, in order, walking the pages."""
+        for page in self._trace_pages(decision_id, after_seq, page_size):
+            yield from page["events"]
+
     def decision_trace_all(self, decision_id: str, *, page_size: int | None = None) -> Trace:
-        """The whole trace as one object (the decision as of the last page, all events)."""
-        events = list(self.iter_trace_events(decision_id, page_size=page_size))
-        trace = cast(Trace, {**self.decision_get(decision_id), "events": events})
-        return trace
+        """The whole trace as one object: the decision as of the last page, and every event."""
+        pages = list(self._trace_pages(decision_id, 0, page_size))
+        whole = pages[-1]  # there is always a first page
+        whole["events"] = [event for page in pages for event in page["events"]]
+        whole.pop("next_after_seq", None)
+        return whole
 
     def decision_close(
         self,
@@ -285,8 +293,9 @@ class Client(_Base):
             try:
                 result = self._get(
                     f"/decisions/{_segment(decision_id)}/wait",
-                    {"timeout_seconds": timeout_seconds},
-                    timeout=self._http.timeout + timeout_seconds,
+                    # Whole seconds, rounded up: what a server that takes an integer accepts.
+                    {"timeout_seconds": math.ceil(timeout_seconds)},
+                    timeout=self._http.timeout + math.ceil(timeout_seconds),
                 )
                 self._native_wait = True
                 return cast(WaitResult, result)
