@@ -18,6 +18,18 @@ class Seeded:
     token: str
 
 
+# A governed call that needed an approval, step by step.
+APPROVED_CALL = [
+    "created",
+    "evaluate",
+    "approval_requested",
+    "approval_vote",
+    "approval_resolved",
+    "context",
+    "close",
+]
+
+
 class AnswerWhenAsked(threading.Thread):
     """A reviewer in another thread: waits for the first pending approval, then
     approves or rejects it over the REST approvals API, like a person in the review queue."""

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from tracemem_client import Client, governed
 
-from tests.client_helpers import event_types
+from tests.client_helpers import APPROVED_CALL, event_types
 from tests.conftest import require_service
 from tests.test_ui_browser import CHROMIUM, CHROMIUM_ARGS
 from tracemem_site import demo
@@ -78,15 +78,7 @@ def test_governed_function_runs_after_a_reviewer_approves_in_the_browser(
         # Today's server has no /wait endpoint, so the client polls (at most 5 s apart).
         assert ran_at[0] - clicked < 8
         decision_id = done.decision.decision_id
-        assert event_types(client, decision_id) == [
-            "created",
-            "evaluate",
-            "approval_requested",
-            "approval_vote",
-            "approval_resolved",
-            "context",
-            "close",
-        ]
+        assert event_types(client, decision_id) == APPROVED_CALL
         vote = next(e for e in client.iter_trace_events(decision_id) if e["type"] == "approval_vote")
         assert (vote["payload"]["channel"], vote["payload"]["voter"]["name"]) == ("web", "admin")
         assert client.decision_get(decision_id)["status"] == "committed"

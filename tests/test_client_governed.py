@@ -18,7 +18,7 @@ from tracemem_client import (
 )
 
 from decisions.models import Decision as DecisionRow
-from tests.client_helpers import AnswerWhenAsked, Seeded, event_types
+from tests.client_helpers import APPROVED_CALL, AnswerWhenAsked, Seeded, event_types
 
 pytest_plugins = ["tests.client_fixtures"]  # fixtures: seeded, agent_client
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -93,15 +93,7 @@ def test_requires_exception_waits_for_the_reviewer_then_runs(seeded: Seeded, age
         reviewer_thread.answered["message"] == "refactors (e.g. of user-service) need a reviewer's approval"
     )
     decision_id = done.decision.decision_id
-    assert event_types(agent_client, decision_id) == [
-        "created",
-        "evaluate",
-        "approval_requested",
-        "approval_vote",
-        "approval_resolved",
-        "context",
-        "close",
-    ]
+    assert event_types(agent_client, decision_id) == APPROVED_CALL
     assert agent_client.decision_get(decision_id)["status"] == "committed"
 
 
@@ -116,15 +108,7 @@ def test_mode_that_needs_a_grant_asks_for_approval_even_when_the_policy_allows(
 
     assert calls == [("user-service", "bugfix")]
     types = event_types(agent_client, done.decision.decision_id)
-    assert types == [
-        "created",
-        "evaluate",
-        "approval_requested",
-        "approval_vote",
-        "approval_resolved",
-        "context",
-        "close",
-    ]
+    assert types == APPROVED_CALL
     requested = agent_client.decision_trace_all(done.decision.decision_id)["events"][2]
     assert "propose mode, which needs an approval" in requested["payload"]["message"]
 

@@ -31,6 +31,7 @@ from tracemem_client.errors import (
 )
 
 _PROXY_STATUSES = (502, 503, 504)
+DEFAULT_TIMEOUT = 30.0
 
 
 def normalise_base_url(base_url: str) -> str:
@@ -59,9 +60,9 @@ class HTTP:
         base_url: str,
         authorization: str,
         *,
-        timeout: float,
-        retries: int,
-        max_retry_wait: float,
+        timeout: float = DEFAULT_TIMEOUT,
+        retries: int = 0,
+        max_retry_wait: float = 60.0,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:

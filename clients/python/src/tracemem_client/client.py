@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import httpx
 
-from tracemem_client._http import HTTP
+from tracemem_client._http import DEFAULT_TIMEOUT, HTTP
 from tracemem_client.errors import InvalidArgument, TraceMemError, UnsupportedByServer
 from tracemem_client.types import (
     Approval,
@@ -46,7 +46,6 @@ from tracemem_client.types import (
 
 API = "/api/v1"
 WAIT_MAX_SECONDS = 50  # SPEC §12: decision_wait's timeout_seconds is at most 50
-DEFAULT_TIMEOUT = 30.0
 
 
 def _segment(value: str) -> str:
@@ -61,26 +60,8 @@ def _drop_none(**fields: Any) -> dict[str, Any]:
 
 
 class _Base:
-    def __init__(
-        self,
-        base_url: str,
-        authorization: str,
-        *,
-        timeout: float,
-        retries: int,
-        max_retry_wait: float,
-        transport: httpx.BaseTransport | None,
-        sleep: Callable[[float], None],
-    ) -> None:
-        self._http = HTTP(
-            base_url,
-            authorization,
-            timeout=timeout,
-            retries=retries,
-            max_retry_wait=max_retry_wait,
-            transport=transport,
-            sleep=sleep,
-        )
+    def __init__(self, base_url: str, authorization: str, **options: Any) -> None:
+        self._http = HTTP(base_url, authorization, **options)
 
     @property
     def base_url(self) -> str:
@@ -133,7 +114,6 @@ class Client(_Base):
             transport=transport,
             sleep=sleep,
         )
-        self._sleep = sleep
         # None: not known yet; False: the server has no /wait endpoint, poll decision_get instead.
         self._native_wait: bool | None = None
 
@@ -316,7 +296,7 @@ class Client(_Base):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return cast(WaitResult, {**current, "timed_out": True})
-            self._sleep(min(delay, remaining))
+            self._http.sleep(min(delay, remaining))
             delay = min(delay * 1.5, 5.0)
             current = self.decision_get(decision_id)
         return cast(WaitResult, {**current, "timed_out": False})
@@ -642,30 +622,15 @@ class DecisionBlock:
 
 
 class ReviewerClient(_Base):
-    """A person's connection (personal access token ``tmpat_…``) to the approvals API (SPEC §10)."""
+    """A person's connection (personal access token ``tmpat_…``) to the approvals API (SPEC §10).
 
-    def __init__(
-        self,
-        base_url: str,
-        token: str,
-        *,
-        timeout: float = DEFAULT_TIMEOUT,
-        retries: int = 0,
-        max_retry_wait: float = 60.0,
-        transport: httpx.BaseTransport | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
+    Takes the same keyword options as :class:`Client` (``timeout``, ``retries``, ...).
+    """
+
+    def __init__(self, base_url: str, token: str, **options: Any) -> None:
         if not token:
             raise ValueError("token is required (a personal access token, tmpat_…)")
-        super().__init__(
-            base_url,
-            f"Token {token}",
-            timeout=timeout,
-            retries=retries,
-            max_retry_wait=max_retry_wait,
-            transport=transport,
-            sleep=sleep,
-        )
+        super().__init__(base_url, f"Token {token}", **options)
 
     def __enter__(self) -> ReviewerClient:
         return self
