@@ -103,12 +103,12 @@ class HTTP:
         query = {k: v for k, v in (params or {}).items() if v is not None}
         attempt = 0
         while True:
-            error = self._once(method, path, json, query, timeout)
-            if not isinstance(error, TraceMemError):
-                return error
-            delay = self._retry_delay(error, attempt, idempotent)
+            outcome = self._once(method, path, json, query, timeout)
+            if not isinstance(outcome, TraceMemError):
+                return outcome
+            delay = self._retry_delay(outcome, attempt, idempotent)
             if delay is None:
-                raise error
+                raise outcome
             self.sleep(delay)
             attempt += 1
 
