@@ -149,7 +149,6 @@ def test_trace_iterator_walks_a_server_that_returns_one_page(recorded: Any) -> N
     assert trace["event_count"] == 6 and len(trace["events"]) == 6
 
 
-@pytest.mark.skip(reason=SERVER_PART)
 def test_trace_pages_follow_next_after_seq(recorded: Any) -> None:
     client_, transport = recorded
     decision_id = client_.decision_create("a.b.c", "autonomous")["decision_id"]
