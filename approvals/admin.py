@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from approvals import services
+from approvals import selectors, services
 from approvals.models import (
     Approval,
     ApprovalRoute,
@@ -26,38 +24,43 @@ from tracemem_site.admin_perms import GuardedAdmin
 from tracemem_site.errors import DomainError
 
 
-def _write_only(
-    form_class_model: type, all_fields: tuple[str, ...], secret_fields: tuple[str, ...]
-) -> type[forms.ModelForm]:
-    """A ModelForm whose secret fields render empty; leaving one blank keeps the stored value."""
+def _destination_form(kind: services.DestinationKind) -> type[forms.ModelForm]:
+    """The admin form of a webhook endpoint or Slack integration: its secret fields render empty and
+    a blank one keeps the stored value; validation is the service's (``clean_destination``), so the
+    admin refuses exactly what the API refuses, with the same words."""
 
-    class WriteOnlyForm(forms.ModelForm):
+    class DestinationForm(forms.ModelForm):
         class Meta:
-            model = form_class_model
-            fields = all_fields
-            widgets = {name: forms.PasswordInput(render_value=False) for name in secret_fields}
-            # Integration endpoints are HTTPS; say so instead of relying on Django's changing default.
-            field_classes = {
-                name: functools.partial(forms.URLField, assume_scheme="https")
-                for name in all_fields
-                if isinstance(form_class_model._meta.get_field(name), models.URLField)
-            }
+            model = kind.model
+            fields = ("name", *kind.fields)
+            widgets = {name: forms.PasswordInput(render_value=False) for name in kind.secrets}
+            # http(s) URLs checked by the outbound rule, not by Django's URLField (which would also
+            # take ftp:// and guess a scheme).
+            field_classes = {kind.url_field: forms.CharField}
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             if self.instance.pk:
-                for name in secret_fields:
+                for name in kind.secrets:
                     self.fields[name].required = False
                     self.fields[name].help_text = "stored; leave blank to keep it"
 
-        def clean(self) -> dict[str, Any]:
-            data = super().clean()
-            for name in secret_fields:
-                if self.instance.pk and not data.get(name):
-                    data[name] = getattr(type(self.instance).objects.get(pk=self.instance.pk), name)
-            return data
+        def destination_data(self) -> dict[str, Any]:
+            """The fields as the service takes them: a blank secret is left out (kept)."""
+            data = {name: self.cleaned_data.get(name) for name in kind.fields}
+            return {name: value for name, value in data.items() if value not in (None, "")}
 
-    return WriteOnlyForm
+        def clean(self) -> dict[str, Any]:
+            cleaned = super().clean()
+            if not self.errors:
+                try:
+                    services.clean_destination(kind, self.destination_data(), creating=not self.instance.pk)
+                except DomainError as exc:
+                    field = exc.details.get("field")
+                    self.add_error(field if field in self.fields else None, exc.message)
+            return cleaned
+
+    return DestinationForm
 
 
 def _route_definition(cleaned: dict[str, Any]) -> dict[str, Any]:
@@ -140,19 +143,35 @@ class ApprovalRouteAdmin(GuardedAdmin, admin.ModelAdmin):
             self.delete_model(request, route)
 
 
-class _IntegrationAdmin(GuardedAdmin, admin.ModelAdmin):
-    """Saved and deleted through the integration services: needs approvals.manage_integrations,
-    and every change is in the audit log (secrets by name only)."""
+class _DestinationAdmin(GuardedAdmin, admin.ModelAdmin):
+    """Saved and deleted through the destination services: needs approvals.manage_integrations, and
+    every change is in the audit log (secrets by name only). The name is fixed once created (routes
+    refer to it)."""
 
     change_perm = "approvals.manage_integrations"
-    secret_fields: tuple[str, ...] = ()
+    kind: services.DestinationKind
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return ("name",) if obj is not None else ()
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
-        changed = [name for name in self.secret_fields if form.data.get(name)]
-        services.integration_save(actor=Actor.for_user(request.user), item=obj, changed_secrets=changed)
+        actor = Actor.for_user(request.user)
+        data = form.destination_data()
+        if change:
+            saved, _ = services.destination_update(actor=actor, kind=self.kind, name=obj.name, data=data)
+        else:
+            saved = services.destination_create(actor=actor, kind=self.kind, data={"name": obj.name, **data})
+        obj.pk = saved.pk
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
+        # Routes name destinations in their channels (no foreign key): shown as what protects them.
+        deleted, counts, perms, protected = super().get_deleted_objects(objs, request)
+        users = selectors.routes_naming(self.kind.channel, self.kind.channel_key)
+        protected = [*protected, *(f"route {r} (uses {o.name})" for o in objs for r in users.get(o.name, []))]
+        return deleted, counts, perms, protected
 
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
-        services.integration_delete(actor=Actor.for_user(request.user), item=obj)
+        services.destination_delete(actor=Actor.for_user(request.user), kind=self.kind, name=obj.name)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         for item in queryset:
@@ -160,20 +179,18 @@ class _IntegrationAdmin(GuardedAdmin, admin.ModelAdmin):
 
 
 @admin.register(SlackIntegration)
-class SlackIntegrationAdmin(_IntegrationAdmin):
-    secret_fields = ("bot_token", "signing_secret")
-    form = _write_only(
-        SlackIntegration,
-        ("name", "bot_token", "signing_secret", "api_base_url"),
-        secret_fields,
-    )
+class SlackIntegrationAdmin(_DestinationAdmin):
+    kind = services.SLACK_INTEGRATION
+    read_area = kind.read_area
+    form = _destination_form(kind)
     list_display = ("name", "api_base_url")
 
 
 @admin.register(WebhookEndpoint)
-class WebhookEndpointAdmin(_IntegrationAdmin):
-    secret_fields = ("signing_secret",)
-    form = _write_only(WebhookEndpoint, ("name", "url", "signing_secret"), secret_fields)
+class WebhookEndpointAdmin(_DestinationAdmin):
+    kind = services.WEBHOOK_ENDPOINT
+    read_area = kind.read_area
+    form = _destination_form(kind)
     list_display = ("name", "url")
 
 

@@ -10,7 +10,14 @@ from rest_framework.views import APIView
 
 from approvals import selectors, services
 from approvals.auth import WebhookCredentialAuthentication
-from approvals.serializers import approval_out, requested_out, route_out
+from approvals.serializers import (
+    approval_out,
+    requested_out,
+    route_out,
+    slack_integrations_out,
+    webhook_endpoints_out,
+)
+from approvals.services import SLACK_INTEGRATION, WEBHOOK_ENDPOINT, DestinationKind
 from tracemem_site.rest import ERROR_RESPONSES as _ERRORS
 from tracemem_site.rest import HumanAPIView, actor_from_request, body
 
@@ -152,3 +159,135 @@ class AdminRouteDetailView(HumanAPIView):
             actor=actor_from_request(request), route_id=route_id, data=body(request)
         )
         return Response(route_out(route))
+
+
+# --- outbound destinations (issue 13): one validated service path, secrets write-only -----------
+
+
+class WebhookEndpointInput(serializers.Serializer):
+    name = serializers.CharField(help_text="letters, digits, - and _; routes name the endpoint by it")
+    url = serializers.CharField(
+        help_text="https URL (http only to a destination TRACEMEM_OUTBOUND_ALLOW lists); checked against "
+        "the outbound rules when saved and on every connection"
+    )
+    signing_secret = serializers.CharField(help_text="whsec_… (write-only: never returned)")
+
+
+class SlackIntegrationInput(serializers.Serializer):
+    name = serializers.CharField()
+    bot_token = serializers.CharField(help_text="xoxb-… (write-only: never returned)")
+    signing_secret = serializers.CharField(help_text="write-only: never returned")
+    api_base_url = serializers.CharField(required=False, help_text="default https://slack.com/api/")
+
+
+def _out(kind: DestinationKind, items: list) -> list[dict]:
+    return webhook_endpoints_out(items) if kind is WEBHOOK_ENDPOINT else slack_integrations_out(items)
+
+
+class _DestinationListView(HumanAPIView):
+    kind: DestinationKind
+    key: str
+
+    def _list(self, request: Request) -> Response:
+        kind = self.kind
+        items = selectors.destinations_all(actor_from_request(request), kind.model, kind.read_area)
+        return Response({self.key: _out(kind, items)})
+
+    def _create(self, request: Request) -> Response:
+        item = services.destination_create(
+            actor=actor_from_request(request), kind=self.kind, data=body(request)
+        )
+        return Response(_out(self.kind, [item])[0], status=201)
+
+
+class _DestinationDetailView(HumanAPIView):
+    kind: DestinationKind
+
+    def _get(self, request: Request, name: str) -> Response:
+        kind = self.kind
+        item = selectors.destination_by_name(
+            actor_from_request(request), kind.model, kind.read_area, name, kind.label
+        )
+        return Response(_out(kind, [item])[0])
+
+    def _patch(self, request: Request, name: str) -> Response:
+        item, _ = services.destination_update(
+            actor=actor_from_request(request), kind=self.kind, name=name, data=body(request)
+        )
+        return Response(_out(self.kind, [item])[0])
+
+    def _delete(self, request: Request, name: str) -> Response:
+        services.destination_delete(actor=actor_from_request(request), kind=self.kind, name=name)
+        return Response(status=204)
+
+
+class AdminWebhookEndpointListView(_DestinationListView):
+    kind, key = WEBHOOK_ENDPOINT, "webhook_endpoints"
+
+    @extend_schema(operation_id="admin_webhook_endpoints_list", responses={200: dict, **_ERRORS})
+    def get(self, request: Request) -> Response:
+        return self._list(request)
+
+    @extend_schema(
+        operation_id="admin_webhook_endpoints_create",
+        request=WebhookEndpointInput,
+        responses={201: dict, **_ERRORS},
+    )
+    def post(self, request: Request) -> Response:
+        return self._create(request)
+
+
+class AdminWebhookEndpointDetailView(_DestinationDetailView):
+    kind = WEBHOOK_ENDPOINT
+
+    @extend_schema(operation_id="admin_webhook_endpoints_get", responses={200: dict, **_ERRORS})
+    def get(self, request: Request, name: str) -> Response:
+        return self._get(request, name)
+
+    @extend_schema(
+        operation_id="admin_webhook_endpoints_update",
+        request=WebhookEndpointInput,
+        responses={200: dict, **_ERRORS},
+    )
+    def patch(self, request: Request, name: str) -> Response:
+        return self._patch(request, name)
+
+    @extend_schema(operation_id="admin_webhook_endpoints_delete", responses={204: None, **_ERRORS})
+    def delete(self, request: Request, name: str) -> Response:
+        return self._delete(request, name)
+
+
+class AdminIntegrationListView(_DestinationListView):
+    kind, key = SLACK_INTEGRATION, "integrations"
+
+    @extend_schema(operation_id="admin_integrations_list", responses={200: dict, **_ERRORS})
+    def get(self, request: Request) -> Response:
+        return self._list(request)
+
+    @extend_schema(
+        operation_id="admin_integrations_create",
+        request=SlackIntegrationInput,
+        responses={201: dict, **_ERRORS},
+    )
+    def post(self, request: Request) -> Response:
+        return self._create(request)
+
+
+class AdminIntegrationDetailView(_DestinationDetailView):
+    kind = SLACK_INTEGRATION
+
+    @extend_schema(operation_id="admin_integrations_get", responses={200: dict, **_ERRORS})
+    def get(self, request: Request, name: str) -> Response:
+        return self._get(request, name)
+
+    @extend_schema(
+        operation_id="admin_integrations_update",
+        request=SlackIntegrationInput,
+        responses={200: dict, **_ERRORS},
+    )
+    def patch(self, request: Request, name: str) -> Response:
+        return self._patch(request, name)
+
+    @extend_schema(operation_id="admin_integrations_delete", responses={204: None, **_ERRORS})
+    def delete(self, request: Request, name: str) -> Response:
+        return self._delete(request, name)

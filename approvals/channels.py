@@ -15,13 +15,12 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.template.loader import render_to_string
-from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError, SlackClientError
 from standardwebhooks import Webhook
 
 from approvals import conf
 from approvals.models import Approval, ApprovalState, Channel, SlackIntegration, WebhookEndpoint
 from approvals.selectors import frozen_rules
+from tracemem_site import outbound
 from tracemem_site.timefmt import iso_z
 
 if TYPE_CHECKING:
@@ -146,12 +145,45 @@ def slack_integration(name: str | None) -> SlackIntegration:
     return integration
 
 
-def slack_client(integration: SlackIntegration) -> WebClient:
+def _timeout() -> httpx.Timeout:
+    return httpx.Timeout(conf.http_timeout_seconds(), connect=conf.connect_timeout_seconds())
+
+
+def slack_call(
+    integration: SlackIntegration,
+    method: str,
+    *,
+    payload: dict[str, Any] | None = None,
+    query: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Call one Slack Web API method (JSON POST, or GET with ``query``) through the checked client;
+    Slack's answer when ``ok``, else :class:`DeliveryError` (never the token, never Slack's body)."""
     base = (
         integration.api_base_url if integration.api_base_url.endswith("/") else integration.api_base_url + "/"
     )
-    timeout = max(1, round(conf.http_timeout_seconds()))
-    return WebClient(token=integration.bot_token, base_url=base, timeout=timeout)
+    headers = {"authorization": f"Bearer {integration.bot_token}"}
+    try:
+        if query is not None:
+            response = http_client().get(base + method, params=query, headers=headers, timeout=_timeout())
+        else:
+            body = json.dumps(payload or {})
+            headers["content-type"] = "application/json; charset=utf-8"
+            response = http_client().post(base + method, content=body, headers=headers, timeout=_timeout())
+    except outbound.OutboundRefused as exc:
+        raise DeliveryError(
+            f"Slack integration {integration.name!r} was not contacted: {exc.message}"
+        ) from None
+    except httpx.HTTPError as exc:
+        raise DeliveryError(f"Slack could not be reached: {type(exc).__name__}") from None
+    try:
+        answer = response.json() if response.status_code == 200 else None
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict):
+        raise DeliveryError(f"Slack answered {method} with HTTP {response.status_code} and no JSON result")
+    if not answer.get("ok"):
+        raise DeliveryError(f"Slack refused {method}: {answer.get('error', 'unknown')}")
+    return answer
 
 
 def slack_blocks(approval: Approval, outcome: str | None = None) -> list[dict[str, Any]]:
@@ -196,22 +228,19 @@ def send_slack(delivery: Delivery) -> dict[str, Any]:
     if not channel:
         raise DeliveryError("the route's Slack channel entry has no 'channel'")
     approval = delivery.approval
-    try:
-        response = slack_client(integration).chat_postMessage(
-            channel=channel,
-            text=f"Approval requested: {approval.title}",
-            blocks=slack_blocks(approval),
-            metadata={
+    response = slack_call(
+        integration,
+        "chat.postMessage",
+        payload={
+            "channel": channel,
+            "text": f"Approval requested: {approval.title}",
+            "blocks": slack_blocks(approval),
+            "metadata": {
                 "event_type": "tracemem_approval",
                 "event_payload": {"delivery_id": delivery.delivery_id},
             },
-        )
-    except SlackApiError as exc:
-        raise DeliveryError(
-            f"Slack refused chat.postMessage: {exc.response.get('error', 'unknown')}"
-        ) from None
-    except (SlackClientError, OSError) as exc:
-        raise DeliveryError(f"Slack could not be reached: {type(exc).__name__}") from None
+        },
+    )
     return {
         "integration": integration.name,
         "channel": response.get("channel", channel),
@@ -230,15 +259,16 @@ def slack_update(delivery: Delivery, approval: Approval) -> None:
         ApprovalState.EXPIRED: "expired (rejected)",
         ApprovalState.CANCELLED: "cancelled (the decision was closed)",
     }.get(approval.status, approval.status)
-    try:
-        slack_client(integration).chat_update(
-            channel=ref["channel"],
-            ts=ref["ts"],
-            text=f"{approval.title}: {outcome}",
-            blocks=slack_blocks(approval, outcome=outcome),
-        )
-    except (SlackClientError, OSError) as exc:
-        raise DeliveryError(f"Slack chat.update failed: {type(exc).__name__}") from None
+    slack_call(
+        integration,
+        "chat.update",
+        payload={
+            "channel": ref["channel"],
+            "ts": ref["ts"],
+            "text": f"{approval.title}: {outcome}",
+            "blocks": slack_blocks(approval, outcome=outcome),
+        },
+    )
 
 
 # --- webhook ----------------------------------------------------------------------------------
@@ -250,12 +280,13 @@ _http_client_lock = threading.Lock()
 
 def http_client() -> httpx.Client:
     """One HTTP client per process, shared by every delivery thread: a new client per request
-    costs ~50 ms of CPU building its TLS context, which serialised the whole delivery pool."""
+    costs ~50 ms of CPU building its TLS context, which serialised the whole delivery pool. Every
+    connection it opens goes through the outbound rules (``tracemem_site.outbound``)."""
     global _http_client
     with _http_client_lock:
         if _http_client is None:
-            _http_client = httpx.Client(
-                follow_redirects=False, limits=httpx.Limits(max_connections=200, max_keepalive_connections=50)
+            _http_client = outbound.http_client(
+                limits=httpx.Limits(max_connections=200, max_keepalive_connections=50)
             )
         return _http_client
 
@@ -292,8 +323,9 @@ def send_webhook(delivery: Delivery) -> dict[str, Any]:
         "user-agent": "TraceMem-Webhooks/1",
     }
     try:
-        timeout = httpx.Timeout(conf.http_timeout_seconds(), connect=conf.connect_timeout_seconds())
-        response = http_client().post(endpoint.url, content=body, headers=headers, timeout=timeout)
+        response = http_client().post(endpoint.url, content=body, headers=headers, timeout=_timeout())
+    except outbound.OutboundRefused as exc:
+        raise DeliveryError(f"webhook endpoint {name!r} was not contacted: {exc.message}") from None
     except httpx.HTTPError as exc:
         raise DeliveryError(f"webhook receiver unreachable: {type(exc).__name__}") from None
     if not 200 <= response.status_code < 300:

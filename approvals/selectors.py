@@ -4,16 +4,26 @@ from __future__ import annotations
 
 import copy
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from approvals.models import Approval, ApprovalRoute, ApprovalState, Delivery, EmailLink
+from approvals.models import (
+    Approval,
+    ApprovalRoute,
+    ApprovalState,
+    Delivery,
+    EmailLink,
+    SlackIntegration,
+    WebhookEndpoint,
+)
 from decisions.models import Decision
 from tracemem_site.actor import Actor
 from tracemem_site.errors import InvalidArgument, NotFound
 from tracemem_site.permissions import has_perm, require_reader
+
+Destination = TypeVar("Destination", WebhookEndpoint, SlackIntegration)
 
 
 def approvals_visible_to(actor: Actor) -> QuerySet[Approval]:
@@ -85,6 +95,36 @@ def route_definition(route: ApprovalRoute) -> dict[str, Any]:
         "allow_agent_owner": route.allow_agent_owner,
         "default": route.is_default,
     }
+
+
+def routes_naming(channel: str, key: str) -> dict[str, list[str]]:
+    """Which routes name each destination: ``{name: [route_id, ...]}`` for channels of type
+    ``channel`` whose ``key`` (``endpoint``, ``integration``) names it."""
+    named: dict[str, list[str]] = {}
+    for route_id, channels in ApprovalRoute.objects.order_by("route_id").values_list("route_id", "channels"):
+        for entry in channels if isinstance(channels, list) else []:
+            if isinstance(entry, dict) and entry.get("type") == channel and isinstance(entry.get(key), str):
+                users = named.setdefault(entry[key], [])
+                if route_id not in users:
+                    users.append(route_id)
+    return named
+
+
+def destinations_all(actor: Actor, model: type[Destination], area: str) -> list[Destination]:
+    """Webhook endpoints or Slack integrations, for readers of ``area`` (no secret leaves here:
+    the serializers say only whether each is set)."""
+    require_reader(actor, area)
+    return list(model.objects.order_by("name"))
+
+
+def destination_by_name(
+    actor: Actor, model: type[Destination], area: str, name: str, label: str
+) -> Destination:
+    require_reader(actor, area)
+    found = model.objects.filter(name=name).first()
+    if found is None:
+        raise NotFound(f"{label} {name} was not found")
+    return found
 
 
 def route_by_id(route_id: str) -> ApprovalRoute:

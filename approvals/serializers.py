@@ -5,8 +5,23 @@ from __future__ import annotations
 from typing import Any
 
 from approvals.channels import request_summary
-from approvals.models import Approval, ApprovalRoute, ApprovalState, Delivery, DeliveryStatus
-from approvals.selectors import approval_as_reported, deliveries_of, latest_approval_of, route_definition
+from approvals.models import (
+    Approval,
+    ApprovalRoute,
+    ApprovalState,
+    Delivery,
+    DeliveryStatus,
+    SlackIntegration,
+    WebhookEndpoint,
+)
+from approvals.selectors import (
+    approval_as_reported,
+    deliveries_of,
+    latest_approval_of,
+    route_definition,
+    routes_naming,
+)
+from tracemem_site.outbound import public_url
 from tracemem_site.timefmt import iso_z
 
 
@@ -99,3 +114,35 @@ def approval_out(approval: Approval) -> dict[str, Any]:
 
 def route_out(route: ApprovalRoute) -> dict[str, Any]:
     return route_definition(route)
+
+
+def webhook_endpoint_out(endpoint: WebhookEndpoint, routes: list[str]) -> dict[str, Any]:
+    """A webhook endpoint as admins see it: the URL without credentials or query, whether its
+    signing secret is set (never the secret), and the routes that name it."""
+    return {
+        "name": endpoint.name,
+        "url": public_url(endpoint.url),
+        "has_signing_secret": bool(endpoint.signing_secret),
+        "routes": routes,
+    }
+
+
+def slack_integration_out(integration: SlackIntegration, routes: list[str]) -> dict[str, Any]:
+    return {
+        "name": integration.name,
+        "type": "slack",
+        "api_base_url": public_url(integration.api_base_url),
+        "has_bot_token": bool(integration.bot_token),
+        "has_signing_secret": bool(integration.signing_secret),
+        "routes": routes,
+    }
+
+
+def webhook_endpoints_out(endpoints: list[WebhookEndpoint]) -> list[dict[str, Any]]:
+    users = routes_naming("webhook", "endpoint")
+    return [webhook_endpoint_out(e, users.get(e.name, [])) for e in endpoints]
+
+
+def slack_integrations_out(integrations: list[SlackIntegration]) -> list[dict[str, Any]]:
+    users = routes_naming("slack", "integration")
+    return [slack_integration_out(i, users.get(i.name, [])) for i in integrations]

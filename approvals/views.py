@@ -13,11 +13,10 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
-from slack_sdk.errors import SlackClientError
 from slack_sdk.signature import SignatureVerifier
 
 from approvals import selectors, services
-from approvals.channels import slack_client
+from approvals.channels import DeliveryError, slack_call
 from approvals.models import SlackIntegration
 from approvals.serializers import approval_out
 from tracemem_site.actor import Actor
@@ -83,10 +82,10 @@ def slack_interactions(request: HttpRequest) -> HttpResponse:
     except (ValueError, KeyError, IndexError, TypeError):
         return JsonResponse({"text": "TraceMem could not read this interaction."}, status=400)
     try:
-        info = slack_client(integration).users_info(user=slack_user)
+        info = slack_call(integration, "users.info", query={"user": str(slack_user)})
         email = (info.get("user") or {}).get("profile", {}).get("email") or ""
-    except SlackClientError as exc:
-        logger.warning("Slack users.info failed: %s", type(exc).__name__)
+    except DeliveryError as exc:
+        logger.warning("Slack users.info failed: %s", exc)
         return JsonResponse(
             {"response_type": "ephemeral", "text": "TraceMem could not look up your Slack user."}
         )

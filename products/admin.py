@@ -26,12 +26,11 @@ class DataSourceForm(forms.ModelForm):
     def clean_dsn(self) -> str:
         value = self.cleaned_data.get("dsn") or ""
         if value:
-            from products.services import _dsn_display
-            from tracemem_site.errors import InvalidArgument
+            from products.services import clean_dsn
 
             try:
-                _dsn_display(value)
-            except InvalidArgument as exc:
+                clean_dsn(value)
+            except DomainError as exc:
                 raise forms.ValidationError(exc.message) from None
         elif not self.instance.pk:
             raise forms.ValidationError("a DSN is required for a new data source")

@@ -19,6 +19,7 @@ import psycopg
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from psycopg import sql
 
+from products import dsn as dsn_rules
 from products.models import DataSource, SourceKind
 from tracemem_site import crypto
 from tracemem_site.env import env_int
@@ -78,6 +79,33 @@ def _map_error(exc: BaseException) -> DomainError:
     return InvalidState("the data source refused the statement; an admin should check the product definition")
 
 
+def _checked_destination(source: DataSource, dsn: str) -> dict[str, str]:
+    """The DSN under today's outbound rules, resolved once: ``hostaddr`` for psycopg, or a refusal.
+
+    A DSN saved before the rules existed may break them; it is refused here, never used. The agent
+    is told what to do; which address or rule is in the server log (an agent must not map the
+    network through error messages)."""
+    try:
+        return dsn_rules.connect_kwargs(dsn)
+    except InvalidArgument as exc:
+        if exc.details.get("rule") in ("never_allowed", "not_allowed"):
+            logger.warning("data source %s not contacted: %s", source.source_id, exc.message)
+            raise InvalidState(
+                f"data source {source.source_id} was not contacted: its host is not an allowed destination "
+                "(the server log says which rule); ask an admin to check the data source and "
+                "TRACEMEM_OUTBOUND_ALLOW"
+            ) from None
+        raise InvalidState(
+            f"data source {source.source_id} was not contacted: its DSN is no longer allowed ({exc.message}); "
+            "an admin must save its DSN again"
+        ) from None
+    except OSError:
+        logger.warning("data source %s unreachable: its host does not resolve", source.source_id)
+        raise InvalidState(
+            f"data source {source.source_id} is unreachable; retry later or ask an admin to check it"
+        ) from None
+
+
 @contextmanager
 def open_runner(source: DataSource) -> Iterator[Runner]:
     """A transaction on ``source``: committed when the block ends, rolled back on any error.
@@ -101,8 +129,9 @@ def open_runner(source: DataSource) -> Iterator[Runner]:
             raise _map_error(exc) from None
         return
     dsn = crypto.decrypt(source.dsn_encrypted, what=f"the DSN of data source {source.name!r}")
+    destination = _checked_destination(source, dsn)
     try:
-        with psycopg.connect(dsn, connect_timeout=CONNECT_TIMEOUT_S) as conn:
+        with psycopg.connect(dsn, connect_timeout=CONNECT_TIMEOUT_S, **destination) as conn:
             with conn.transaction():
                 with conn.cursor() as cursor:
                     cursor.execute(

@@ -15,7 +15,6 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -26,6 +25,7 @@ from decisions.services import decision_lock, ensure_not_terminal, ensure_writab
 from policies import selectors as policy_selectors
 from policies import services as policy_services
 from policies.services import fail_closed
+from products import dsn as dsn_rules
 from products.engine import Runner, open_runner
 from products.fields import TABLE_RE, coerce, render, validate_definition_fields
 from products.models import (
@@ -79,37 +79,11 @@ def data_source_builtin() -> DataSource:
     return source
 
 
-# What admins may see of a DSN afterwards. An allow-list, not a deny-list: libpq keeps growing
-# secret-bearing parameters (password, sslpassword, passfile, sslkey, options carrying -c settings...).
-_DSN_DISPLAYED = (
-    "host",
-    "hostaddr",
-    "port",
-    "dbname",
-    "user",
-    "sslmode",
-    "connect_timeout",
-    "application_name",
-    "target_session_attrs",
-    "client_encoding",
-    "gssencmode",
-    "channel_binding",
-)
-
-
-def _dsn_display(dsn: str) -> str:
-    """The harmless parts of a DSN (host, port, dbname, user, sslmode, ...; never a password, a key
-    or a file path), or a clear error that never repeats the DSN."""
-    try:
-        params = psycopg.conninfo.conninfo_to_dict(dsn)
-    except psycopg.Error:
-        raise InvalidArgument(
-            "dsn is not a valid PostgreSQL connection string (postgresql://user:password@host:5432/db "
-            "or 'host=... dbname=...')",
-            field="dsn",
-        ) from None
-    shown = {k: str(params[k]) for k in _DSN_DISPLAYED if params.get(k) not in (None, "")}
-    return psycopg.conninfo.make_conninfo(**shown)
+def clean_dsn(dsn: Any) -> str:
+    """A DSN a data source may use (``products.dsn``: one network host the outbound rules allow,
+    allow-listed options only), as its display form without the password. Errors name the rule and
+    never repeat the DSN."""
+    return dsn_rules.check(v.string(dsn, "dsn", max_length=2000)).display()
 
 
 def _source_audit(source: DataSource) -> dict[str, Any]:
@@ -140,13 +114,17 @@ def data_source_save(*, actor: Actor, source_id: Any, name: Any = None, dsn: Any
             raise InvalidArgument("dsn is required when creating a data source", field="dsn")
         source = DataSource(source_id=clean_id, kind=SourceKind.POSTGRESQL)
     source.name = clean_name
-    after = _source_audit(source)
+    replaced = False
     if dsn is not None:
-        clean_dsn = v.string(dsn, "dsn", max_length=2000)
-        source.dsn_display = _dsn_display(clean_dsn)
-        source.dsn_encrypted = crypto.encrypt(clean_dsn)
+        source.dsn_display = clean_dsn(dsn)
+        stored = crypto.decrypt(source.dsn_encrypted, what="the stored DSN") if source.dsn_encrypted else None
+        replaced = dsn != stored
+        if replaced:
+            source.dsn_encrypted = crypto.encrypt(dsn)
+    after = _source_audit(source)
+    if replaced:
         # The DSN itself is never logged; that it was replaced is.
-        after = {**_source_audit(source), "write_only_changed": ["dsn"]}
+        after["write_only_changed"] = ["dsn"]
     source.save()
     audit_record(
         actor=actor,
@@ -1217,18 +1195,21 @@ def _items(items: Any, section: str) -> list[dict[str, Any]]:
 
 
 def apply_data_sources(*, actor: Actor, items: Any, dry_run: bool) -> list[str]:
-    """``apply_config`` section ``data_sources``: [{source_id, name?, dsn?}] (dsn may be ``${ENV}``-expanded
-    by the loader); creates or updates. Never prints a DSN."""
+    """``apply_config`` section ``data_sources``: [{source_id, name?, dsn?}]; creates or updates (an
+    equal source changes nothing). A dry run validates like a real one (the command rolls it back).
+    Never prints a DSN."""
     lines = []
+    prefix = "[dry-run] would " if dry_run else ""
     for item in _items(items, "data_sources"):
         source_id = item.get("source_id") or item.get("id")
-        exists = DataSource.objects.filter(pk=source_id).exists() if isinstance(source_id, str) else False
-        verb = "update" if exists else "create"
-        if dry_run:
-            lines.append(f"would {verb} data source {source_id}")
-            continue
-        data_source_save(actor=actor, source_id=source_id, name=item.get("name"), dsn=item.get("dsn"))
-        lines.append(f"{verb}d data source {source_id}")
+        before = DataSource.objects.filter(pk=source_id).first() if isinstance(source_id, str) else None
+        saved = data_source_save(actor=actor, source_id=source_id, name=item.get("name"), dsn=item.get("dsn"))
+        if before is None:
+            lines.append(f"{prefix}create data source {saved.source_id}")
+        elif (before.name, before.dsn_encrypted) != (saved.name, saved.dsn_encrypted):
+            lines.append(f"{prefix}update data source {saved.source_id}")
+        else:
+            lines.append(f"data source {saved.source_id} unchanged")
     return lines
 
 

@@ -24,6 +24,13 @@ from tracemem_site.actor import Actor
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
+# The tests' receivers (webhooks, Slack, SMTP, the external data source) listen on loopback, which
+# production refuses unless TRACEMEM_OUTBOUND_ALLOW lists it (docs/security-app.md §4): the suite
+# allows loopback like the embedded default does, here and in the processes it starts.
+TEST_OUTBOUND_ALLOW = "127.0.0.0/8,::1"
+os.environ.setdefault("TRACEMEM_OUTBOUND_ALLOW", TEST_OUTBOUND_ALLOW)
+settings.TRACEMEM_OUTBOUND_ALLOW = [item.strip() for item in os.environ["TRACEMEM_OUTBOUND_ALLOW"].split(",")]
+
 
 def require_service(name: str, available: bool, how_to_start: str) -> None:
     """Fail under CI, skip elsewhere, when a service a test needs is not there."""

@@ -58,5 +58,8 @@ class TokenClient:
     def patch(self, path: str, data: Any) -> Any:
         return self.client.patch(path, data, content_type="application/json", **self.headers)
 
+    def delete(self, path: str) -> Any:
+        return self.client.delete(path, **self.headers)
+
     def put(self, path: str, data: Any) -> Any:
         return self.client.put(path, data, content_type="application/json", **self.headers)

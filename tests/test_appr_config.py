@@ -16,6 +16,10 @@ from tracemem_site import crypto
 pytestmark = pytest.mark.django_db
 
 CONFIG = """
+webhook_endpoints:
+  - name: ops
+    url: https://hooks.invalid/tracemem
+    signing_secret: whsec_c2VjcmV0c2VjcmV0c2VjcmV0
 routes:
   - route_id: route_finance
     name: Finance

@@ -659,14 +659,16 @@ def test_data_source_dsn_is_encrypted_and_never_shown(db: Any) -> None:
 @pytest.mark.parametrize(
     ("dsn", "display"),
     [
+        # Options that read files or redirect the connection are refused (tests/test_sec_outbound.py).
         (
-            "postgresql://u:pw@h:5432/db?sslpassword=SSLSECRET&sslkey=/keys/k.pem&passfile=/home/u/.pgpass"
-            "&sslmode=require&connect_timeout=3&application_name=tm&options=-c%20x%3DSECRETOPT",
-            "host=h port=5432 dbname=db user=u sslmode=require connect_timeout=3 application_name=tm",
+            "postgresql://u:pw@h:5432/db?channel_binding=require&sslmode=require&connect_timeout=3"
+            "&application_name=tm",
+            "host=h port=5432 dbname=db user=u sslmode=require channel_binding=require connect_timeout=3 "
+            "application_name=tm",
         ),
         (
-            "host=h user=u password='p w' dbname=d sslcert=/c.pem sslrootcert=/r.pem service=prod",
-            "host=h dbname=d user=u",
+            "host=h user=u password='p w' dbname=d sslrootcert=system",
+            "host=h dbname=d user=u sslrootcert=system",
         ),
     ],
 )

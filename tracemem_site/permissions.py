@@ -46,6 +46,8 @@ READERS: dict[str, tuple[str, ...]] = {
         "policies.grant_policies",
     ),
     "routes": ("approvals.view_approvalroute", "approvals.manage_routes"),
+    "webhook_endpoints": ("approvals.view_webhookendpoint", "approvals.manage_integrations"),
+    "slack_integrations": ("approvals.view_slackintegration", "approvals.manage_integrations"),
     # Every approval and every decision, beyond those a reviewer's groups make visible.
     "approvals": ("approvals.view_approval",),
     "decisions": ("decisions.view_decision",),

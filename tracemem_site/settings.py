@@ -221,6 +221,12 @@ DJANGO_MCP_GET_SERVER_INSTRUCTIONS_TOOL = False
 TRACEMEM_RECEIPT_KEY = env_str("TRACEMEM_RECEIPT_KEY")
 TRACEMEM_RECEIPT_KEY_FILE = env_str("TRACEMEM_RECEIPT_KEY_FILE")
 
+# --- Outbound destinations (docs/security-app.md §4): webhook endpoints, Slack integrations and data
+# sources may reach public addresses; loopback, private and other non-public ones only when listed
+# here (networks, addresses or host names); link-local and cloud metadata never. The embedded
+# default (no DATABASE_URL: one machine, development) allows loopback.
+TRACEMEM_OUTBOUND_ALLOW = env_list("TRACEMEM_OUTBOUND_ALLOW", [] if DATABASE_URL else ["127.0.0.0/8", "::1"])
+
 # --- Redaction (SPEC §6): admins may extend both lists ------------------------------------
 TRACEMEM_REDACT_EXTRA_KEYS = env_list("TRACEMEM_REDACT_EXTRA_KEYS", [])
 TRACEMEM_REDACT_EXTRA_PATTERNS = env_list("TRACEMEM_REDACT_EXTRA_PATTERNS", [])

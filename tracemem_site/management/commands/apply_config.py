@@ -24,6 +24,8 @@ from tracemem_site.errors import DomainError
 SECTIONS: dict[str, str] = {
     "data_sources": "products.services.apply_data_sources",
     "products": "products.services.apply_products",
+    "webhook_endpoints": "approvals.services.apply_webhook_endpoints",
+    "slack_integrations": "approvals.services.apply_slack_integrations",
     "routes": "approvals.services.apply_routes",
     "policies": "policies.services.apply_policies",
     "grants": "products.services.apply_grants",
@@ -35,7 +37,10 @@ class _DryRunRollback(Exception):
 
 
 class Command(BaseCommand):
-    help = "Create or update data sources, products, policies, routes and grants from a YAML file."
+    help = (
+        "Create or update data sources, products, webhook endpoints, Slack integrations, routes, policies and "
+        "grants from a YAML file."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("file", help="path to the YAML file")
