@@ -96,6 +96,17 @@ def _source_audit(source: DataSource) -> dict[str, Any]:
     }
 
 
+def _stored_dsn(source: DataSource) -> str | None:
+    """The DSN stored now, to tell an equal one from a replacement; None if there is none or it can
+    no longer be decrypted (then the new one replaces it)."""
+    if not source.dsn_encrypted:
+        return None
+    try:
+        return crypto.decrypt(source.dsn_encrypted)
+    except InvalidState:
+        return None
+
+
 @transaction.atomic
 def data_source_save(*, actor: Actor, source_id: Any, name: Any = None, dsn: Any = None) -> DataSource:
     """Create or update an external PostgreSQL source. ``dsn`` is write-only: stored encrypted and
@@ -117,8 +128,7 @@ def data_source_save(*, actor: Actor, source_id: Any, name: Any = None, dsn: Any
     replaced = False
     if dsn is not None:
         source.dsn_display = clean_dsn(dsn)
-        stored = crypto.decrypt(source.dsn_encrypted, what="the stored DSN") if source.dsn_encrypted else None
-        replaced = dsn != stored
+        replaced = dsn != _stored_dsn(source)
         if replaced:
             source.dsn_encrypted = crypto.encrypt(dsn)
     after = _source_audit(source)

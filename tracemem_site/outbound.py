@@ -246,6 +246,8 @@ def checked_addresses(
     name = _normal_host(host, what=what, field=field)
     address = literal_address(name)
     addresses = [address] if address is not None else [ipaddress.ip_address(a) for a in resolve(name, port)]
+    if not addresses:
+        raise OSError(f"{name} has no address")
     for each in addresses:
         _check_address(each, host=name, what=what, field=field, plaintext=plaintext)
     return [str(a) for a in addresses]
@@ -343,7 +345,10 @@ def http_client(*, verify: ssl.SSLContext | bool = True, limits: httpx.Limits | 
     """An httpx client for outbound destinations: every connection checked (http ones stricter),
     redirects never followed, and no proxy from the environment (a proxy would resolve the name
     itself, after the check)."""
-    options: dict[str, Any] = {"verify": verify, "limits": limits or httpx.Limits()}
+    options: dict[str, Any] = {
+        "verify": verify,
+        "limits": limits or httpx.Limits(max_connections=100, max_keepalive_connections=20),
+    }
     tls = CheckedTransport(plaintext=False, **options)
     return httpx.Client(
         transport=tls,
