@@ -88,6 +88,13 @@ def error_of(response: Any) -> dict[str, Any]:
     return response.json()["error"]
 
 
+def superuser_browser(username: str = "root") -> Client:
+    """The Django admin as a signed-in superuser."""
+    browser = Client()
+    browser.force_login(make_staff(username, is_superuser=True))
+    return browser
+
+
 # --- the must-show ------------------------------------------------------------------------------
 
 
@@ -706,10 +713,7 @@ def test_route_naming_a_missing_webhook_endpoint_is_refused_through_every_door(
     with pytest.raises(CommandError, match="webhook endpoint 'nope', which does not exist"):
         call_command("apply_config", str(config), stdout=StringIO())
 
-    root = make_staff("root2", is_superuser=True)
-    browser = Client()
-    browser.force_login(root)
-    page = browser.post(
+    page = superuser_browser().post(
         "/admin/approvals/approvalroute/add/",
         {
             "route_id": "route_ops",
@@ -737,9 +741,7 @@ def test_route_naming_a_missing_webhook_endpoint_is_refused_through_every_door(
 
 def test_django_admin_refuses_metadata_urls_and_saves_through_the_service(dns: FakeDNS) -> None:
     dns.table["hooks.example.com"] = [PUBLIC]
-    root = make_staff("root", is_superuser=True)
-    browser = Client()
-    browser.force_login(root)
+    browser = superuser_browser()
     bad = browser.post(
         "/admin/approvals/webhookendpoint/add/",
         {"name": "ops", "url": "http://169.254.169.254/", "signing_secret": whsec()},
@@ -773,10 +775,7 @@ def test_django_admin_refuses_metadata_urls_and_saves_through_the_service(dns: F
 
 
 def test_slack_admin_refuses_loopback_when_not_allowed(no_loopback: None) -> None:
-    root = make_staff("root", is_superuser=True)
-    browser = Client()
-    browser.force_login(root)
-    page = browser.post(
+    page = superuser_browser().post(
         "/admin/approvals/slackintegration/add/",
         {
             "name": "main",
