@@ -5,14 +5,18 @@ Under CI (``CI=true``) a missing service fails the run; it never turns into a sk
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import subprocess
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import pgtrigger
+import psycopg
 import pytest
 from django.conf import settings
+from django.core.management import call_command
+from django.db import connection, connections
 from django.test import Client
 from django.test.testcases import TransactionTestCase
 
@@ -49,17 +53,122 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         )
 
 
-# TransactionTestCase empties tables with TRUNCATE, which the trace's append-only trigger refuses
-# by design; test teardown is the one place allowed to bypass it.
+# --- The database roles the suite runs as (docs/security.md) -----------------------------------
+#
+# The test database is created and migrated as the owner (MIGRATION_DATABASE_URL, which defaults to
+# DATABASE_URL), ``db_roles`` creates an app role and a products role for it, and from then on every
+# connection the code under test opens (the test client, live servers, worker subprocesses) logs in
+# as the app role, exactly as in production. Roles are cluster-wide: their names derive from the test
+# database's name, which is already unique per concurrent run.
+_DEFAULT_DB: dict[str, Any] = settings.DATABASES["default"]
+OWNER_USER: str = _DEFAULT_DB["USER"]
+
+
+def role_names() -> tuple[str, str]:
+    name = _DEFAULT_DB["NAME"]
+    return f"{name}_app", f"{name}_products"
+
+
+def _connect_default_as(user: str) -> None:
+    connections.close_all()
+    _DEFAULT_DB["USER"] = user
+    _DEFAULT_DB["PASSWORD"] = settings.MIGRATION_DATABASE["PASSWORD"] if user == OWNER_USER else ""
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: Any, django_db_blocker: Any) -> Iterator[None]:
+    app_role, products_role = role_names()
+    with django_db_blocker.unblock():
+        call_command("db_roles", app_user=app_role, products_user=products_role, verbosity=0)
+    _connect_default_as(app_role)
+    settings.TRACEMEM_PRODUCTS_ROLE = os.environ["TRACEMEM_PRODUCTS_ROLE"] = products_role
+    yield
+    _connect_default_as(OWNER_USER)  # pytest-django drops the test database as the owner
+
+
+def owner_dsn() -> str:
+    """The test database, logged in as the owner (a PostgreSQL superuser here)."""
+    owner = settings.MIGRATION_DATABASE
+    return psycopg.conninfo.make_conninfo(
+        host=owner["HOST"] or None,
+        port=owner["PORT"] or None,
+        user=owner["USER"],
+        password=owner["PASSWORD"] or None,
+        dbname=_DEFAULT_DB["NAME"],
+    )
+
+
+def owner_sql(*statements: str, params: Any = None, triggers: bool = True) -> list[Any]:
+    """Run SQL as the owner (business tables for built-in products, say), committed; returns the
+    rows of the last statement, if any. ``triggers=False`` is what an operator holding the
+    PostgreSQL superuser can do behind TraceMem's back: ``session_replication_role = replica``."""
+    with psycopg.connect(owner_dsn()) as conn, conn.cursor() as cursor:
+        if not triggers:
+            cursor.execute("SET session_replication_role = replica")
+        rows: list[Any] = []
+        for statement in statements:
+            cursor.execute(statement, params)
+            rows = cursor.fetchall() if cursor.description else []
+        return rows
+
+
+def superuser_sql(*statements: str, params: Any = None) -> list[Any]:
+    """SQL as the PostgreSQL superuser with every trigger off, committed (see :func:`owner_sql`)."""
+    return owner_sql(*statements, params=params, triggers=False)
+
+
+def psql_as_app(sql: str) -> subprocess.CompletedProcess[str]:
+    """Run SQL with ``psql`` logged in as the app role, as an attacker holding its credentials would."""
+    app_role, _ = role_names()
+    return subprocess.run(
+        [
+            "psql",
+            "-X",
+            "-q",
+            "-At",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            _DEFAULT_DB["HOST"] or "127.0.0.1",
+            "-p",
+            str(_DEFAULT_DB["PORT"] or 5432),
+            "-U",
+            app_role,
+            "-d",
+            _DEFAULT_DB["NAME"],
+            "-c",
+            sql,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PGPASSWORD": ""},
+    )
+
+
+@contextlib.contextmanager
+def _connected_as_owner_without_triggers() -> Iterator[None]:
+    _connect_default_as(OWNER_USER)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SET session_replication_role = replica")
+        yield
+    finally:
+        _connect_default_as(role_names()[0])
+
+
+# TransactionTestCase empties every table with TRUNCATE. The app role may not (and the trace's
+# triggers refuse it to everyone), so teardown is the one place that logs in as the owner, a
+# superuser here, and switches triggers off for its session.
 _original_teardown = TransactionTestCase._fixture_teardown
 
 
-def _teardown_ignoring_trace_protection(self: TransactionTestCase) -> None:
-    with pgtrigger.ignore("decisions.TraceEvent:no_truncate", "decisions.TraceEvent:append_only"):
+def _teardown_as_owner(self: TransactionTestCase) -> None:
+    with _connected_as_owner_without_triggers():
         _original_teardown(self)
 
 
-TransactionTestCase._fixture_teardown = _teardown_ignoring_trace_protection  # type: ignore[method-assign]
+TransactionTestCase._fixture_teardown = _teardown_as_owner  # type: ignore[method-assign]
 
 
 @pytest.fixture
