@@ -165,12 +165,14 @@ def decision_record(
         metadata={},
         created_at=now,
     )
-    # The record event commits the envelope (the database closes a decision with its closing event).
+    # The record event commits the envelope: the database closes a decision with its closing event,
+    # and takes closed_at from the event's timestamp, so a record is closed when it is created.
     record_event = trace_append(
         decision=envelope,
         type=EventType.RECORD,
         actor=actor,
         payload={**fields, "supersedes": previous.decision_id if previous else None},
+        timestamp=now,
     )
     mark_closed(envelope, record_event)
     receipt_issue(decision=envelope, close_event=record_event)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from django.db import transaction
@@ -49,7 +50,9 @@ _CLOSE_ALIASES = {"rollback": "abort"}
 # --- the trace ------------------------------------------------------------------------------
 
 
-def trace_append(*, decision: Decision, type: str, actor: Actor, payload: dict[str, Any]) -> TraceEvent:
+def trace_append(
+    *, decision: Decision, type: str, actor: Actor, payload: dict[str, Any], timestamp: datetime | None = None
+) -> TraceEvent:
     """Append one event to a decision's hash chain.
 
     The caller holds the decision's row lock (:func:`decision_lock`) inside its transaction, which
@@ -61,12 +64,11 @@ def trace_append(*, decision: Decision, type: str, actor: Actor, payload: dict[s
     trip; migration decisions 0003); the same values are mirrored on ``decision`` here.
     """
     stored_payload = json.loads(json.dumps(payload))
-    timestamp = timezone.now()
     event = TraceEvent(
         decision=decision,
         seq=decision.event_count + 1,
         type=type,
-        timestamp=timestamp,
+        timestamp=timestamp or timezone.now(),
         actor=actor.as_trace(),
         payload=stored_payload,
         prev_hash=decision.trace_head or GENESIS_HASH,

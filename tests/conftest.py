@@ -117,6 +117,18 @@ def superuser_sql(*statements: str, params: Any = None) -> list[Any]:
     return owner_sql(*statements, params=params, triggers=False)
 
 
+@contextlib.contextmanager
+def as_products_role() -> Iterator[Any]:
+    """A cursor on the test's own connection (inside its open transaction) acting as the products
+    role, with the business schema first on the search path: what a built-in product sees."""
+    with connection.cursor() as cursor:
+        cursor.execute(f'SET ROLE "{role_names()[1]}"; SET search_path = {settings.TRACEMEM_DATA_SCHEMA}')
+        try:
+            yield cursor
+        finally:
+            cursor.execute("RESET ROLE; RESET search_path")
+
+
 def psql_as_app(sql: str) -> subprocess.CompletedProcess[str]:
     """Run SQL with ``psql`` logged in as the app role, as an attacker holding its credentials would."""
     app_role, _ = role_names()
