@@ -22,8 +22,8 @@ from decisions.models import (
     EventType,
     RecordCategory,
 )
-from decisions.selectors import decisions_visible_to
 from decisions.receipts import receipt_issue
+from decisions.selectors import decisions_visible_to
 from decisions.services import mark_closed, trace_append
 from tracemem_site import validation as v
 from tracemem_site.actor import Actor

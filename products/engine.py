@@ -155,7 +155,10 @@ def open_runner(source: DataSource) -> Iterator[Runner]:
                     connection.ensure_connection()
                     if connection.vendor == "postgresql":
                         runner = Runner(
-                            cursor, connection.vendor, connection.connection, schema=settings.TRACEMEM_DATA_SCHEMA
+                            cursor,
+                            connection.vendor,
+                            connection.connection,
+                            schema=settings.TRACEMEM_DATA_SCHEMA,
                         )
                         runner.begin()  # SET LOCAL: ends with the surrounding transaction at the latest
                     else:

@@ -348,7 +348,9 @@ def product_publish(*, actor: Actor, product_id: str) -> DataProduct:
     if product is None:
         raise NotFound(f"data product {product_id[:64]!r} was not found")
     if product.status != ProductStatus.PUBLISHED:
-        refusal = builtin_table_refusal(product.source_table) if product.source.kind == SourceKind.BUILTIN else None
+        refusal = (
+            builtin_table_refusal(product.source_table) if product.source.kind == SourceKind.BUILTIN else None
+        )
         if refusal is not None:  # a draft saved before the rule
             raise InvalidState(
                 f"data product {product.product_id} cannot be published: {refusal}; change its table first"

@@ -82,6 +82,7 @@ def django_db_setup(django_db_setup: Any, django_db_blocker: Any) -> Iterator[No
         call_command("db_roles", app_user=app_role, products_user=products_role, verbosity=0)
     _connect_default_as(app_role)
     settings.TRACEMEM_PRODUCTS_ROLE = os.environ["TRACEMEM_PRODUCTS_ROLE"] = products_role
+    os.environ.pop("MIGRATION_DATABASE_URL", None)  # subprocesses get the app role's DATABASE_URL only
     yield
     _connect_default_as(OWNER_USER)  # pytest-django drops the test database as the owner
 

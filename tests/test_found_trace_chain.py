@@ -100,7 +100,7 @@ def test_verify_traces_accepts_intact_traces(agent_actor: Actor, capsys: Any) ->
     _decision_with_context(agent_actor, 2)
     _decision_with_context(agent_actor, 1)
     call_command("verify_traces")
-    assert "OK: 2 decision traces verified" in capsys.readouterr().out
+    assert "OK: 2 decisions verified" in capsys.readouterr().out
 
 
 @pytest.mark.django_db(transaction=True)
@@ -110,11 +110,11 @@ def test_verify_traces_reports_a_corrupted_event_with_decision_and_seq(
     intact = _decision_with_context(agent_actor, 3)
     tampered = _decision_with_context(agent_actor, 3)
     superuser_sql(
-        "UPDATE decisions_traceevent SET payload = '{\"context\": {\"step\": \"forged\"}}' "
+        'UPDATE decisions_traceevent SET payload = \'{"context": {"step": "forged"}}\' '
         "WHERE decision_id = %s AND seq = 3",
         params=[tampered.decision_id],
     )
-    with pytest.raises(CommandError, match="1 of 2 decision traces are broken"):
+    with pytest.raises(CommandError, match="1 of 2 decisions fail verification"):
         call_command("verify_traces")
     err = capsys.readouterr().err
     assert f"decision {tampered.decision_id}: broken at seq 3" in err

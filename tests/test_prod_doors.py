@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.db import connection, connections
+from django.db import connections
 from django.test import Client
 
 from agents import services as agent_services
@@ -19,8 +19,8 @@ from agents.selectors import capabilities
 from decisions import services as decision_services
 from decisions.models import TraceEvent
 from products import services
-from products.models import WriteResult
 from products.demo import demo_tables_create
+from products.models import WriteResult
 from tests.conftest import as_products_role, owner_dsn
 from tests.mcp_helpers import VOLATILE_KEYS, call_both, error_code, mcp_call, shape
 from tracemem_site.actor import Actor

@@ -47,7 +47,9 @@ def _drop_roles(*names: str) -> None:
 def test_the_suite_runs_as_the_app_role_which_owns_nothing() -> None:
     app_role, _ = role_names()
     with connection.cursor() as cursor:
-        cursor.execute("SELECT current_user, rolsuper, rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname = current_user")
+        cursor.execute(
+            "SELECT current_user, rolsuper, rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname = current_user"
+        )
         assert cursor.fetchone() == (app_role, False, False, False)
         cursor.execute(
             "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
@@ -94,7 +96,10 @@ def test_db_roles_dry_run_prints_the_sql_and_changes_nothing(capsys: Any) -> Non
     assert f'GRANT SELECT, INSERT ON "decisions_receipt", "decisions_traceevent" TO "{fresh_app}"' in out
     assert f'GRANT USAGE ON SCHEMA "tracemem_data" TO "{fresh_products}"' in out
     assert "TRUNCATE" not in out.replace("REVOKE ALL", "")
-    assert _owner_rows("SELECT rolname FROM pg_roles WHERE rolname IN (%s, %s)", [fresh_app, fresh_products]) == []
+    assert (
+        _owner_rows("SELECT rolname FROM pg_roles WHERE rolname IN (%s, %s)", [fresh_app, fresh_products])
+        == []
+    )
 
 
 @pytest.mark.django_db
@@ -131,7 +136,9 @@ def test_db_roles_refuses_to_make_the_owner_or_a_superuser_the_app_role() -> Non
     with psycopg.connect(owner_dsn(), autocommit=True) as conn:
         conn.execute(psycopg.sql.SQL("CREATE ROLE {} SUPERUSER").format(psycopg.sql.Identifier(superuser)))
     try:
-        with pytest.raises(CommandError, match=f"{superuser} is a superuser, which bypasses every protection"):
+        with pytest.raises(
+            CommandError, match=f"{superuser} is a superuser, which bypasses every protection"
+        ):
             call_command("db_roles", app_user=superuser)
     finally:
         _drop_roles(superuser)
@@ -143,7 +150,9 @@ def test_db_roles_refuses_to_make_the_owner_or_a_superuser_the_app_role() -> Non
 def _closed_decision(make_agent: Any, action: str = "abort") -> Decision:
     agent, _ = make_agent("psql-agent")
     actor = Actor.for_agent(agent)
-    decision = services.decision_create(actor=actor, intent="code.refactor.execute", automation_mode="autonomous")
+    decision = services.decision_create(
+        actor=actor, intent="code.refactor.execute", automation_mode="autonomous"
+    )
     services.decision_add_context(actor=actor, decision_id=decision.decision_id, context={"step": 1})
     return services.decision_close(actor=actor, decision_id=decision.decision_id, action=action)
 
@@ -277,7 +286,10 @@ def test_the_triggers_refuse_even_the_owner_and_ignore_pgtrigger_ignore(make_age
         "decisions_traceevent:pgtrigger_append_only_6e29b}'"
     )
     for sql, refusal in (
-        ("UPDATE decisions_traceevent SET payload = '{}'::jsonb", "decisions_traceevent is append-only: UPDATE"),
+        (
+            "UPDATE decisions_traceevent SET payload = '{}'::jsonb",
+            "decisions_traceevent is append-only: UPDATE",
+        ),
         ("DELETE FROM decisions_traceevent", "decisions_traceevent is append-only: DELETE"),
         ("TRUNCATE decisions_traceevent CASCADE", "is append-only: TRUNCATE"),
         ("UPDATE decisions_receipt SET signature = 'forged'", "decisions_receipt is append-only: UPDATE"),

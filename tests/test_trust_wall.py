@@ -94,13 +94,20 @@ def test_staff_cannot_define_a_builtin_product_over_tracemem_tables(
 def test_staff_cannot_move_a_draft_onto_a_tracemem_table(staff: Any) -> None:
     _, auth = staff
     demo_tables_create(reset=True)
-    draft = {**SUPERUSER_PRODUCT, "table": "customers", "fields": [
-        {"name": "id", "type": "integer", "primary_key": True},
-        {"name": "tier", "type": "string", "writable": True},
-    ]}
+    draft = {
+        **SUPERUSER_PRODUCT,
+        "table": "customers",
+        "fields": [
+            {"name": "id", "type": "integer", "primary_key": True},
+            {"name": "tier", "type": "string", "writable": True},
+        ],
+    }
     assert _post(auth, "/api/v1/admin/products", draft).status_code == 201
     response = Client().patch(
-        "/api/v1/admin/products/users_admin_v1", {"table": "auth_user"}, content_type="application/json", **auth
+        "/api/v1/admin/products/users_admin_v1",
+        {"table": "auth_user"},
+        content_type="application/json",
+        **auth,
     )
     assert response.status_code == 400 and response.json()["error"]["details"] == {"field": "table"}
     assert DataProduct.objects.get(pk="users_admin_v1").source_table == "customers"
@@ -115,7 +122,14 @@ def _saved_before_the_rule(definition: dict[str, Any], status: str = ProductStat
         source=services.data_source_builtin(),
         source_table=definition["table"],
         fields=[
-            {"nullable": True, "required": False, "writable": False, "primary_key": False, "column": f["name"], **f}
+            {
+                "nullable": True,
+                "required": False,
+                "writable": False,
+                "primary_key": False,
+                "column": f["name"],
+                **f,
+            }
             for f in definition["fields"]
         ],
         key_fields=[f["name"] for f in definition["fields"] if f.get("primary_key")],
@@ -148,12 +162,17 @@ def test_staff_cannot_make_themselves_superuser_through_a_product(staff: Any, ma
     granted = _post(auth, "/api/v1/admin/products/users_admin_v1/grants", {"agent_id": agent.agent_id})
     assert granted.status_code == 201, granted.content
     api = AgentClient(key)
-    did = api.post("/api/v1/decisions", {"intent": "ops.user.promote", "automation_mode": "autonomous"}).json()[
-        "decision_id"
-    ]
+    did = api.post(
+        "/api/v1/decisions", {"intent": "ops.user.promote", "automation_mode": "autonomous"}
+    ).json()["decision_id"]
     response = api.post(
         f"/api/v1/decisions/{did}/write",
-        {"product": "users_admin_v1", "purpose": "ops", "keys": {"id": user.pk}, "mutation": {"fields": {"is_superuser": True}}},
+        {
+            "product": "users_admin_v1",
+            "purpose": "ops",
+            "keys": {"id": user.pk},
+            "mutation": {"fields": {"is_superuser": True}},
+        },
     )
     assert response.status_code == 409, response.content
     error = response.json()["error"]
@@ -177,9 +196,9 @@ def test_read_products_over_sessions_and_tokens_do_not_run(
     _saved_before_the_rule(definition, ProductStatus.PUBLISHED)
     services.product_grant(actor=SYSTEM, product_id=definition["product_id"], agent_id=agent.agent_id)
     api = AgentClient(key)
-    did = api.post("/api/v1/decisions", {"intent": "ops.session.read", "automation_mode": "autonomous"}).json()[
-        "decision_id"
-    ]
+    did = api.post(
+        "/api/v1/decisions", {"intent": "ops.session.read", "automation_mode": "autonomous"}
+    ).json()["decision_id"]
     response = api.post(
         f"/api/v1/decisions/{did}/read",
         {"product": definition["product_id"], "purpose": "ops", "allow_multiple": True},
@@ -198,11 +217,17 @@ def test_the_database_refuses_the_products_role_even_when_the_app_check_is_bypas
     agent, _ = make_agent("bypass-agent")
     monkeypatch.setattr(engine, "builtin_table_refusal", lambda table: None)
     monkeypatch.setattr(services, "builtin_table_refusal", lambda table: None)
-    services.product_create(actor=SYSTEM, product_id="users_admin_v1", definition={**SUPERUSER_PRODUCT, "table": "public.auth_user"})
+    services.product_create(
+        actor=SYSTEM,
+        product_id="users_admin_v1",
+        definition={**SUPERUSER_PRODUCT, "table": "public.auth_user"},
+    )
     services.product_publish(actor=SYSTEM, product_id="users_admin_v1")
     services.product_grant(actor=SYSTEM, product_id="users_admin_v1", agent_id=agent.agent_id)
     actor = Actor.for_agent(agent)
-    decision = decision_services.decision_create(actor=actor, intent="ops.user.promote", automation_mode="autonomous")
+    decision = decision_services.decision_create(
+        actor=actor, intent="ops.user.promote", automation_mode="autonomous"
+    )
     from tracemem_site.errors import InvalidState
 
     with pytest.raises(InvalidState, match="the data source refused the statement"):
@@ -241,15 +266,22 @@ def test_builtin_products_run_as_the_products_role_and_write_with_their_trace_ev
         definition={
             "operation": "read",
             "table": "whoami",
-            "fields": [{"name": "id", "type": "integer", "primary_key": True}, {"name": "who", "type": "string"}],
+            "fields": [
+                {"name": "id", "type": "integer", "primary_key": True},
+                {"name": "who", "type": "string"},
+            ],
             "allowed_purposes": ["testing"],
         },
     )
     services.product_publish(actor=SYSTEM, product_id="whoami_v1")
     services.product_grant(actor=SYSTEM, product_id="whoami_v1", agent_id=agent.agent_id)
     actor = Actor.for_agent(agent)
-    decision = decision_services.decision_create(actor=actor, intent="ops.role.check", automation_mode="autonomous")
-    read = services.decision_read(actor=actor, decision_id=decision.decision_id, product="whoami_v1", purpose="testing")
+    decision = decision_services.decision_create(
+        actor=actor, intent="ops.role.check", automation_mode="autonomous"
+    )
+    read = services.decision_read(
+        actor=actor, decision_id=decision.decision_id, product="whoami_v1", purpose="testing"
+    )
     assert read["records"] == [{"id": 1, "who": products_role}]
     written = services.decision_write(
         actor=actor,

@@ -185,7 +185,7 @@ def test_decision_page_flags_a_tampered_trace(
     agent, _ = make_agent("tamper-agent")
     decision = _decision(agent)
     superuser_sql(
-        "UPDATE decisions_traceevent SET payload = '{\"intent\": \"something.else\"}' "
+        'UPDATE decisions_traceevent SET payload = \'{"intent": "something.else"}\' '
         "WHERE decision_id = %s AND seq = 1",
         params=[decision.decision_id],
     )

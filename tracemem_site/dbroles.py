@@ -20,12 +20,11 @@ privileges.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
-
-import re
 
 import psycopg
 from django.apps import apps
@@ -142,9 +141,7 @@ def _role(conn: psycopg.Connection[Any], name: str) -> tuple[bool, bool] | None:
 def _check_role(conn: psycopg.Connection[Any], name: str, owner: str, what: str) -> bool:
     """Refuse a role that would hold more than its share; True when it exists already."""
     if name == owner:
-        raise RoleError(
-            f"{name} is the owner (MIGRATION_DATABASE_URL): the {what} must be a role of its own"
-        )
+        raise RoleError(f"{name} is the owner (MIGRATION_DATABASE_URL): the {what} must be a role of its own")
     state = _role(conn, name)
     if state is None:
         return False
@@ -165,8 +162,7 @@ def _check_role(conn: psycopg.Connection[Any], name: str, owner: str, what: str)
 def _django_tables(conn: psycopg.Connection[Any]) -> tuple[list[str], list[str]]:
     """(TraceMem's tables in the app schema, the append-only ones among them), sorted."""
     existing = {
-        row[0]
-        for row in _rows(conn, "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+        row[0] for row in _rows(conn, "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
     }
     models = {model._meta.db_table for model in apps.get_models(include_auto_created=True)}
     append_only = {
@@ -196,7 +192,8 @@ def role_statements(
     transaction, so a privilege added by hand (TRUNCATE, say) disappears on the next run.
     """
     owner, server_version, database, app_schema = _rows(
-        conn, "SELECT current_user, current_setting('server_version_num')::int, current_database(), current_schema()"
+        conn,
+        "SELECT current_user, current_setting('server_version_num')::int, current_database(), current_schema()",
     )[0]
     data_schema = settings.TRACEMEM_DATA_SCHEMA
     app_exists = _check_role(conn, app_user, owner, "app role")
@@ -219,7 +216,10 @@ def role_statements(
         )
     add(f"ALTER ROLE {app} LOGIN {attributes}")
     if app_password:
-        add(f"ALTER ROLE {app} PASSWORD {_literal(conn, app_password)}", f"ALTER ROLE {app} PASSWORD '********'")
+        add(
+            f"ALTER ROLE {app} PASSWORD {_literal(conn, app_password)}",
+            f"ALTER ROLE {app} PASSWORD '********'",
+        )
     add(f"GRANT CONNECT ON DATABASE {_ident(conn, database)} TO {app}")
     # Nobody but the owner creates objects where TraceMem's tables live (PUBLIC may, before PostgreSQL 15).
     add(f"REVOKE CREATE ON SCHEMA {schema} FROM PUBLIC")
@@ -258,7 +258,9 @@ def role_statements(
         products = business
         if not products_exists:
             if not create_roles:
-                raise RoleError(f"role {products_user} does not exist; run manage.py db_roles --products-user ...")
+                raise RoleError(
+                    f"role {products_user} does not exist; run manage.py db_roles --products-user ..."
+                )
             add(
                 "DO $$ BEGIN CREATE ROLE "
                 f"{products} NOLOGIN {attributes.replace('NOINHERIT', 'INHERIT')}; "
@@ -283,7 +285,9 @@ def role_statements(
         f"ALTER DEFAULT PRIVILEGES FOR ROLE {owner_ident} IN SCHEMA {data} "
         f"GRANT {TABLE_PRIVILEGES} ON TABLES TO {business}"
     )
-    add(f"ALTER DEFAULT PRIVILEGES FOR ROLE {owner_ident} IN SCHEMA {data} GRANT USAGE ON SEQUENCES TO {business}")
+    add(
+        f"ALTER DEFAULT PRIVILEGES FOR ROLE {owner_ident} IN SCHEMA {data} GRANT USAGE ON SEQUENCES TO {business}"
+    )
     return out
 
 

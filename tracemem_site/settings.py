@@ -8,6 +8,7 @@ Celery tasks executed inline, email printed to the console. Production sets ``DA
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -90,13 +91,13 @@ TEMPLATES = [
 # DATABASE_URL is the app role the web server and the workers log in as; MIGRATION_DATABASE_URL is
 # the owner of TraceMem's tables, used only by `migrate`, `db_roles` and seed_demo's demo tables.
 DATABASE_URL = env_str("DATABASE_URL")
-MIGRATION_DATABASE: dict | None = None
+MIGRATION_DATABASE: dict[str, Any] | None = None
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))}
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         DATABASES["default"].setdefault("OPTIONS", {})
         DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-    MIGRATION_DATABASE = dj_database_url.parse(env_str("MIGRATION_DATABASE_URL") or DATABASE_URL)
+    MIGRATION_DATABASE = dict(dj_database_url.parse(env_str("MIGRATION_DATABASE_URL") or DATABASE_URL))
     if (MIGRATION_DATABASE["ENGINE"], MIGRATION_DATABASE["NAME"]) != (
         DATABASES["default"]["ENGINE"],
         DATABASES["default"]["NAME"],

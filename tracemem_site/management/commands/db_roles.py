@@ -33,7 +33,9 @@ class Command(BaseCommand):
         app_user, products_user = options["app_user"], options["products_user"]
         for name in filter(None, (app_user, products_user)):
             if not dbroles.IDENTIFIER.match(name):
-                raise CommandError(f"{name!r} is not a plain lowercase role name ([a-z_][a-z0-9_]*, at most 63)")
+                raise CommandError(
+                    f"{name!r} is not a plain lowercase role name ([a-z_][a-z0-9_]*, at most 63)"
+                )
         if products_user == app_user:
             raise CommandError("--products-user must be a role other than --app-user")
         from_settings = dbroles.app_role_from_settings()
@@ -56,10 +58,16 @@ class Command(BaseCommand):
         if options["verbosity"]:
             self.stdout.write(
                 f"Roles ready: {app_user} (app: DATABASE_URL)"
-                + (f", {products_user} (built-in data products: TRACEMEM_PRODUCTS_ROLE)" if products_user else "")
+                + (
+                    f", {products_user} (built-in data products: TRACEMEM_PRODUCTS_ROLE)"
+                    if products_user
+                    else ""
+                )
             )
             if products_user and settings.TRACEMEM_PRODUCTS_ROLE != products_user:
-                self.stdout.write(f"Set TRACEMEM_PRODUCTS_ROLE={products_user} for the web server and workers.")
+                self.stdout.write(
+                    f"Set TRACEMEM_PRODUCTS_ROLE={products_user} for the web server and workers."
+                )
             if password is None:
                 self.stdout.write(
                     f"No password set for {app_user}: DATABASE_URL does not log in as it "
