@@ -25,6 +25,10 @@ if [ -z "${CELERY_BROKER_URL:-${REDIS_URL:-}}" ]; then
   PIDS+=($!)
 fi
 echo "TraceMem is listening on http://$HOST:$PORT  (Ctrl-C stops it)"
+if [ -z "${DATABASE_URL:-}" ]; then
+  echo "Embedded SQLite: no database roles. Whoever can write var/ can rewrite traces and re-sign their"
+  echo "receipts; only receipts already handed out would show it. For that promise: docs/security.md"
+fi
 .venv/bin/gunicorn tracemem_site.wsgi --bind "$HOST:$PORT" --worker-class gthread --workers 1 --threads 8 \
   --access-logfile - --error-logfile - &
 PIDS+=($!)

@@ -4,17 +4,21 @@ with ``psql`` — the finding "the server's own role can rewrite history"."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from typing import Any
 
 import psycopg
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db import connection
 
 from decisions import services
 from decisions.models import Decision, TraceEvent
-from tests.conftest import OWNER_USER, owner_dsn, psql_as_app, role_names
+from tests.conftest import OWNER_USER, owner_dsn, owner_sql, psql_as_app, role_names
 from tracemem_site.actor import Actor
 
 APPEND_ONLY = ("decisions_traceevent", "decisions_receipt")
@@ -300,3 +304,53 @@ def test_the_triggers_refuse_even_the_owner_and_ignore_pgtrigger_ignore(make_age
             with pytest.raises(psycopg.Error, match=re.escape(refusal)):
                 conn.execute(sql)
     assert _snapshot() == before
+
+
+@pytest.mark.django_db
+def test_appending_an_event_is_one_insert_and_the_database_advances_the_head(agent_actor: Actor) -> None:
+    """The chain trigger checks the link and moves the decision's head itself: no UPDATE round trip."""
+    from django.test.utils import CaptureQueriesContext
+
+    decision = services.decision_create(
+        actor=agent_actor, intent="code.refactor.execute", automation_mode="autonomous"
+    )
+    with CaptureQueriesContext(connection) as queries:
+        event = services.trace_append(
+            decision=decision, type="context", actor=agent_actor, payload={"step": 1}
+        )
+    assert [q["sql"].split()[0] for q in queries.captured_queries] == ["INSERT"]
+    stored = Decision.objects.get(pk=decision.pk)
+    assert (
+        (stored.event_count, stored.trace_head)
+        == (2, event.hash)
+        == (decision.event_count, decision.trace_head)
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_migrate_runs_as_the_owner_and_reapplies_the_grants() -> None:
+    """The upgrade path: `manage.py migrate` with the app role in DATABASE_URL and the owner in
+    MIGRATION_DATABASE_URL migrates as the owner, then puts the app role's grants back to exactly
+    its share (a privilege added by hand disappears)."""
+    app_role, products_role = role_names()
+    owner_sql(f'GRANT TRUNCATE ON auth_user TO "{app_role}"')
+    assert "TRUNCATE" in _privileges(app_role, "auth_user")
+    db = connection.settings_dict
+    owner = settings.MIGRATION_DATABASE
+    result = subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput"],
+        cwd=settings.BASE_DIR,
+        env={
+            **os.environ,
+            "DATABASE_URL": f"postgres://{app_role}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+            "MIGRATION_DATABASE_URL": f"postgres://{owner['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+            "TRACEMEM_PRODUCTS_ROLE": products_role,
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"Grants of {app_role} and {products_role} re-applied (db_roles)." in result.stdout
+    assert _privileges(app_role, "auth_user") == {"SELECT", "INSERT", "UPDATE", "DELETE"}
+    assert _privileges(app_role, "decisions_traceevent") == {"SELECT", "INSERT"}

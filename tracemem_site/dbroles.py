@@ -304,16 +304,12 @@ def app_role_from_settings() -> tuple[str, str | None] | None:
     return default["USER"], default.get("PASSWORD") or None
 
 
-def regrant_after_migrate() -> str | None:
+def regrant_after_migrate(app_user: str) -> str:
     """Re-apply the app and products roles' grants after ``migrate`` created or changed tables.
 
-    Runs only when DATABASE_URL names a role of its own that exists already (``db_roles`` creates
-    it); returns a line for the command's output, or None when there is nothing to do.
+    ``app_user`` is the role DATABASE_URL logs in as (a role of its own, not the owner); nothing
+    happens until ``db_roles`` has created it. Returns a line for the command's output.
     """
-    app = app_role_from_settings()
-    if app is None or settings.MIGRATION_DATABASE is None:
-        return None
-    app_user, _ = app
     products_user = settings.TRACEMEM_PRODUCTS_ROLE or None
     with owner_connection() as conn:
         if not _rows(conn, "SELECT 1 FROM pg_roles WHERE rolname = %s", [app_user]):

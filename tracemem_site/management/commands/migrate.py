@@ -17,8 +17,10 @@ from tracemem_site import dbroles
 
 class Command(DjangoMigrate):
     def handle(self, *args: Any, **options: Any) -> None:
+        app = dbroles.app_role_from_settings()  # before the connection logs in as the owner
         dbroles.use_owner_credentials(options["database"])
         super().handle(*args, **options)
-        line = dbroles.regrant_after_migrate()
-        if line and options["verbosity"]:
-            self.stdout.write(line)
+        if app is not None:
+            line = dbroles.regrant_after_migrate(app[0])
+            if options["verbosity"]:
+                self.stdout.write(line)
