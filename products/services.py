@@ -283,10 +283,17 @@ def _check_consistency(product: DataProduct) -> None:
         raise InvalidArgument(
             "an update product needs a writable field that is not a key field", field="fields"
         )
-    if product.source.kind == SourceKind.BUILTIN:
-        refusal = builtin_table_refusal(product.source_table)
-        if refusal is not None:
-            raise InvalidArgument(refusal, field="table")
+    refusal = _outside_the_wall(product)
+    if refusal is not None:
+        raise InvalidArgument(refusal, field="table")
+
+
+def _outside_the_wall(product: DataProduct) -> str | None:
+    """Why a built-in product's table is not a business table it may reach (docs/products.md);
+    asked when it is defined, published and run. External sources reach what their DSN allows."""
+    if product.source.kind != SourceKind.BUILTIN:
+        return None
+    return builtin_table_refusal(product.source_table)
 
 
 def product_check_definition(*, actor: Actor, product_id: str, definition: dict[str, Any]) -> None:
@@ -348,9 +355,7 @@ def product_publish(*, actor: Actor, product_id: str) -> DataProduct:
     if product is None:
         raise NotFound(f"data product {product_id[:64]!r} was not found")
     if product.status != ProductStatus.PUBLISHED:
-        refusal = (
-            builtin_table_refusal(product.source_table) if product.source.kind == SourceKind.BUILTIN else None
-        )
+        refusal = _outside_the_wall(product)
         if refusal is not None:  # a draft saved before the rule
             raise InvalidState(
                 f"data product {product.product_id} cannot be published: {refusal}; change its table first"
@@ -419,7 +424,7 @@ def _resolve(
         raise PermissionDenied(
             f"this agent is not granted {product.operation} on {product.product_id}; ask an admin for a grant"
         )
-    if product.source.kind == SourceKind.BUILTIN and builtin_table_refusal(product.source_table) is not None:
+    if _outside_the_wall(product) is not None:
         # Published before the rule: it never runs. The agent is not told which table it names.
         raise InvalidState(
             f"data product {product.product_id} reaches data outside the business tables built-in products may "

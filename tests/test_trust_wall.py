@@ -311,3 +311,14 @@ def test_seed_demo_puts_customers_and_orders_in_the_business_schema() -> None:
         "SELECT table_schema, table_name FROM information_schema.tables "
         "WHERE table_name IN ('customers', 'orders') ORDER BY table_name"
     ) == [("tracemem_data", "customers"), ("tracemem_data", "orders")]
+
+
+def test_seed_demo_without_the_owner_says_where_to_run_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run where only the app role is configured (a web container), seed_demo cannot create tables."""
+    from django.conf import settings
+    from django.core.management import CommandError, call_command
+
+    app = {**settings.MIGRATION_DATABASE, "USER": role_names()[0], "PASSWORD": ""}
+    monkeypatch.setattr(settings, "MIGRATION_DATABASE", app)
+    with pytest.raises(CommandError, match="seed_demo creates its tables as the owner: run it where "):
+        call_command("seed_demo")
