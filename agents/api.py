@@ -18,6 +18,7 @@ from agents import selectors, services
 from agents.models import Agent
 from agents.serializers import agent_out, issued_key_out, key_out
 from tracemem_site.errors import InvalidArgument, NotFound
+from tracemem_site.permissions import require_perm
 from tracemem_site.rest import ERROR_RESPONSES as _ADMIN_ERRORS
 from tracemem_site.rest import HumanAPIView, actor_from_request, body
 
@@ -30,7 +31,7 @@ class CapabilitiesView(APIView):
         return Response(selectors.capabilities(agent))
 
 
-# --- admin API (SPEC §10): staff session or personal access token, never an agent key ------------
+# --- admin API (SPEC §10): a session or personal access token, never an agent key; permissions in docs/security-app.md
 
 
 def _owner(data: dict[str, Any]) -> User | None:
@@ -83,7 +84,7 @@ class AdminAgentListView(HumanAPIView):
     def post(self, request: Request) -> Response:
         data = body(request)
         actor = actor_from_request(request)
-        selectors.require_staff(actor)  # before the owner lookup, so non-staff learn nothing
+        require_perm(actor, "agents.manage_agents")  # before the owner lookup: outsiders learn nothing
         description = data.get("description") or ""
         if not isinstance(description, str):
             raise InvalidArgument("description must be a string", field="description")

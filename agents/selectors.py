@@ -8,7 +8,8 @@ from django.db.models import QuerySet
 
 from agents.models import Agent, AgentKey
 from tracemem_site.actor import Actor
-from tracemem_site.errors import NotFound, PermissionDenied
+from tracemem_site.errors import NotFound
+from tracemem_site.permissions import has_perm, may_read, require_perm, require_reader
 
 
 def user_by_username(username: str) -> User:
@@ -57,20 +58,38 @@ def capabilities(agent: Agent) -> dict[str, object]:
     }
 
 
-def require_staff(actor: Actor) -> None:
-    """The admin API and admin reads are for staff users (and the system) only."""
-    if actor.kind == "system":
-        return
+def may_manage_keys(actor: Actor, agent: Agent) -> bool:
+    """``agents.manage_agent_keys`` covers every agent; ``agents.manage_own_agent_keys`` only the
+    agents the person owns (docs/security-app.md)."""
+    if has_perm(actor, "agents.manage_agent_keys"):
+        return True
     user = actor.user
-    if actor.kind != "user" or user is None or not getattr(user, "is_staff", False):
-        raise PermissionDenied("only staff users may manage agents and keys; ask an admin")
+    return (
+        has_perm(actor, "agents.manage_own_agent_keys")
+        and user is not None
+        and agent.owner_id is not None
+        and agent.owner_id == user.pk
+    )
+
+
+def require_key_admin(actor: Actor, agent: Agent) -> None:
+    if not may_manage_keys(actor, agent):
+        require_perm(actor, "agents.manage_agent_keys")  # refuses, naming the permission
 
 
 def agents_for_admin(actor: Actor) -> QuerySet[Agent]:
-    require_staff(actor)
-    return Agent.objects.select_related("owner").prefetch_related("keys").order_by("name")
+    """Every agent for readers of agents; only their own for holders of ``manage_own_agent_keys``."""
+    qs = Agent.objects.select_related("owner").prefetch_related("keys").order_by("name")
+    if may_read(actor, "agents"):
+        return qs
+    if has_perm(actor, "agents.manage_own_agent_keys") and actor.user is not None:
+        return qs.filter(owner=actor.user)
+    require_reader(actor, "agents")
+    return qs.none()
 
 
 def agent_for_admin(actor: Actor, agent_id: str) -> Agent:
-    require_staff(actor)
-    return agent_by_id(agent_id)
+    try:
+        return agents_for_admin(actor).get(pk=agent_id)
+    except Agent.DoesNotExist:
+        raise NotFound(f"no agent {agent_id}") from None

@@ -7,6 +7,7 @@ tokens, no signing secrets, no response bodies that might echo them).
 from __future__ import annotations
 
 import json
+import threading
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -20,6 +21,7 @@ from standardwebhooks import Webhook
 
 from approvals import conf
 from approvals.models import Approval, ApprovalState, Channel, SlackIntegration, WebhookEndpoint
+from approvals.selectors import frozen_rules
 from tracemem_site.timefmt import iso_z
 
 if TYPE_CHECKING:
@@ -58,6 +60,8 @@ def request_summary(approval: Approval) -> dict[str, Any]:
         "route_id": approval.route.route_id,
         "required_approvals": approval.required_approvals,
         "require_rationale": approval.require_rationale,
+        # The rules as frozen at request time; who owns the agent stays inside TraceMem.
+        "rules": {k: v for k, v in frozen_rules(approval).items() if k != "agent_owner"},
         "requested_at": iso_z(approval.requested_at),
         "expires_at": iso_z(approval.expires_at),
         "review_url": review_url(approval),
@@ -68,10 +72,13 @@ def request_summary(approval: Approval) -> dict[str, Any]:
 
 
 def email_recipients(delivery: Delivery) -> list[AbstractBaseUser]:
-    """Users named in ``to`` (email or username), else the route's group, else the superusers."""
-    from approvals.services import is_eligible
+    """Users named in ``to`` (email or username), else the approval's group, else the superusers.
 
-    route = delivery.approval.route
+    The group is the one frozen when the approval was requested, not the route's current one.
+    """
+    from approvals.services import vote_refusal
+
+    approval = delivery.approval
     users = get_user_model().objects.filter(is_active=True).exclude(email="")
     wanted = delivery.target.get("to")
     if isinstance(wanted, str):
@@ -80,12 +87,12 @@ def email_recipients(delivery: Delivery) -> list[AbstractBaseUser]:
         chosen = [
             u for u in users if u.email.lower() in {w.lower() for w in wanted} or u.get_username() in wanted
         ]
-    elif route.approver_group_id is not None:
-        chosen = list(users.filter(groups=route.approver_group_id))
+    elif approval.approver_group_id is not None:
+        chosen = list(users.filter(groups=approval.approver_group_id))
     else:
         chosen = list(users.filter(is_superuser=True))
     # A link lets its holder vote, so it only goes to people who could vote anyway.
-    return [u for u in chosen if is_eligible(u, route)]
+    return [u for u in chosen if vote_refusal(u, approval) is None]
 
 
 def send_email(delivery: Delivery) -> dict[str, Any]:
@@ -143,7 +150,8 @@ def slack_client(integration: SlackIntegration) -> WebClient:
     base = (
         integration.api_base_url if integration.api_base_url.endswith("/") else integration.api_base_url + "/"
     )
-    return WebClient(token=integration.bot_token, base_url=base, timeout=int(conf.http_timeout_seconds()))
+    timeout = max(1, round(conf.http_timeout_seconds()))
+    return WebClient(token=integration.bot_token, base_url=base, timeout=timeout)
 
 
 def slack_blocks(approval: Approval, outcome: str | None = None) -> list[dict[str, Any]]:
@@ -236,6 +244,22 @@ def slack_update(delivery: Delivery, approval: Approval) -> None:
 # --- webhook ----------------------------------------------------------------------------------
 
 
+_http_client: httpx.Client | None = None
+_http_client_lock = threading.Lock()
+
+
+def http_client() -> httpx.Client:
+    """One HTTP client per process, shared by every delivery thread: a new client per request
+    costs ~50 ms of CPU building its TLS context, which serialised the whole delivery pool."""
+    global _http_client
+    with _http_client_lock:
+        if _http_client is None:
+            _http_client = httpx.Client(
+                follow_redirects=False, limits=httpx.Limits(max_connections=200, max_keepalive_connections=50)
+            )
+        return _http_client
+
+
 def webhook_payload(delivery: Delivery) -> dict[str, Any]:
     approval = delivery.approval
     return {
@@ -268,9 +292,8 @@ def send_webhook(delivery: Delivery) -> dict[str, Any]:
         "user-agent": "TraceMem-Webhooks/1",
     }
     try:
-        response = httpx.post(
-            endpoint.url, content=body, headers=headers, timeout=conf.http_timeout_seconds()
-        )
+        timeout = httpx.Timeout(conf.http_timeout_seconds(), connect=conf.connect_timeout_seconds())
+        response = http_client().post(endpoint.url, content=body, headers=headers, timeout=timeout)
     except httpx.HTTPError as exc:
         raise DeliveryError(f"webhook receiver unreachable: {type(exc).__name__}") from None
     if not 200 <= response.status_code < 300:

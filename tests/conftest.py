@@ -5,11 +5,11 @@ Under CI (``CI=true``) a missing service fails the run; it never turns into a sk
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import subprocess
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -22,6 +22,7 @@ from django.test.testcases import TransactionTestCase
 
 from agents import services as agent_services
 from agents.models import Agent
+from tracemem_site import dbroles
 from tracemem_site.actor import Actor
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -100,25 +101,28 @@ def owner_dsn() -> str:
 
 
 def owner_sql(*statements: str, params: Any = None, triggers: bool = True) -> list[Any]:
-    """Run SQL as the owner (business tables for built-in products, say), committed; returns the
-    rows of the last statement, if any. ``triggers=False`` is what an operator holding the
-    PostgreSQL superuser can do behind TraceMem's back: ``session_replication_role = replica``."""
+    """Run SQL as the owner (business tables for built-in products, say), in one committed
+    transaction; returns the rows of the last statement, if any. ``triggers=False`` is what an
+    operator holding the owner or the PostgreSQL superuser can do behind TraceMem's back: switch
+    the protected tables' triggers off (DDL: ``session_replication_role`` does not skip them)."""
     with psycopg.connect(owner_dsn()) as conn, conn.cursor() as cursor:
-        if not triggers:
-            cursor.execute("SET session_replication_role = replica")
-        rows: list[Any] = []
-        for statement in statements:
-            cursor.execute(statement, params)
-            rows = cursor.fetchall() if cursor.description else []
+        with triggers_off(cursor, *([] if triggers else TAMPERABLE_TABLES)):
+            rows: list[Any] = []
+            for statement in statements:
+                cursor.execute(statement, params)
+                rows = cursor.fetchall() if cursor.description else []
         return rows
 
 
+TAMPERABLE_TABLES = ("decisions_decision", *dbroles.APPEND_ONLY_TABLES)
+
+
 def superuser_sql(*statements: str, params: Any = None) -> list[Any]:
-    """SQL as the PostgreSQL superuser with every trigger off, committed (see :func:`owner_sql`)."""
+    """SQL as the PostgreSQL superuser with the protected tables' triggers off, committed."""
     return owner_sql(*statements, params=params, triggers=False)
 
 
-@contextlib.contextmanager
+@contextmanager
 def as_products_role() -> Iterator[Any]:
     """A cursor on the test's own connection (inside its open transaction) acting as the products
     role, with the business schema first on the search path: what a built-in product sees."""
@@ -159,26 +163,40 @@ def psql_as_app(sql: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@contextlib.contextmanager
-def _connected_as_owner_without_triggers() -> Iterator[None]:
-    _connect_default_as(OWNER_USER)
+@contextmanager
+def triggers_off(cursor: Any, *tables: str) -> Iterator[None]:
+    """Switch off every trigger of ``tables`` as their owner, and back on as they were (ENABLE
+    ALWAYS included) — the DDL an operator holding the owner or the superuser would run. Inside
+    one transaction nobody else ever sees them off."""
+    cursor.execute(
+        "SELECT c.relname, t.tgname, t.tgenabled FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+        "WHERE NOT t.tgisinternal AND t.tgenabled <> 'D' AND c.relname = ANY(%s)",
+        [list(tables)],
+    )
+    enabled = cursor.fetchall()
+    for table, trigger, _ in enabled:
+        cursor.execute(f'ALTER TABLE "{table}" DISABLE TRIGGER "{trigger}"')
     try:
-        with connection.cursor() as cursor:
-            cursor.execute("SET session_replication_role = replica")
         yield
     finally:
-        _connect_default_as(role_names()[0])
+        mode = {"O": "ENABLE", "A": "ENABLE ALWAYS", "R": "ENABLE REPLICA"}
+        for table, trigger, how in enabled:
+            cursor.execute(f'ALTER TABLE "{table}" {mode[how]} TRIGGER "{trigger}"')
 
 
-# TransactionTestCase empties every table with TRUNCATE. The app role may not (and the trace's
-# triggers refuse it to everyone), so teardown is the one place that logs in as the owner, a
-# superuser here, and switches triggers off for its session.
+# TransactionTestCase empties every table with TRUNCATE. The app role may not, and the append-only
+# tables' triggers refuse it to everyone, so teardown is the one place that logs in as the owner
+# and switches those triggers off for the flush.
 _original_teardown = TransactionTestCase._fixture_teardown
 
 
 def _teardown_as_owner(self: TransactionTestCase) -> None:
-    with _connected_as_owner_without_triggers():
-        _original_teardown(self)
+    _connect_default_as(OWNER_USER)
+    try:
+        with connection.cursor() as cursor, triggers_off(cursor, *dbroles.APPEND_ONLY_TABLES):
+            _original_teardown(self)
+    finally:
+        _connect_default_as(role_names()[0])
 
 
 TransactionTestCase._fixture_teardown = _teardown_as_owner  # type: ignore[method-assign]

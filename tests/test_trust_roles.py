@@ -21,7 +21,7 @@ from decisions.models import Decision, TraceEvent
 from tests.conftest import OWNER_USER, owner_dsn, owner_sql, psql_as_app, role_names
 from tracemem_site.actor import Actor
 
-APPEND_ONLY = ("decisions_traceevent", "decisions_receipt")
+APPEND_ONLY = ("decisions_traceevent", "decisions_receipt", "audit_auditentry")
 PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
 
 
@@ -97,7 +97,10 @@ def test_db_roles_dry_run_prints_the_sql_and_changes_nothing(capsys: Any) -> Non
     out = capsys.readouterr().out
     assert f'CREATE ROLE "{fresh_app}" LOGIN' in out
     assert f'CREATE ROLE "{fresh_products}" NOLOGIN' in out
-    assert f'GRANT SELECT, INSERT ON "decisions_receipt", "decisions_traceevent" TO "{fresh_app}"' in out
+    assert (
+        f'GRANT SELECT, INSERT ON "audit_auditentry", "decisions_receipt", "decisions_traceevent" TO "{fresh_app}"'
+        in out
+    )
     assert f'GRANT USAGE ON SCHEMA "tracemem_data" TO "{fresh_products}"' in out
     assert "TRUNCATE" not in out.replace("REVOKE ALL", "")
     assert (
@@ -189,7 +192,10 @@ ATTACKS = {
     "update receipt": ("UPDATE decisions_receipt SET signature = 'forged'", "permission denied"),
     "delete receipt": ("DELETE FROM decisions_receipt", "permission denied"),
     "truncate receipts": ("TRUNCATE decisions_receipt", "permission denied"),
-    "drop trigger": ("DROP TRIGGER tracemem_append_only ON decisions_traceevent", "must be owner"),
+    "drop trigger": (
+        "DROP TRIGGER decisions_traceevent_append_only ON decisions_traceevent",
+        "must be owner",
+    ),
     "replace trigger function": (
         "CREATE OR REPLACE FUNCTION tracemem_refuse_change() RETURNS trigger LANGUAGE plpgsql AS "
         "$$ BEGIN RETURN NEW; END $$",

@@ -6,8 +6,7 @@ Three roles share TraceMem's database:
   ``db_roles`` and seed_demo's demo tables use it, the running server never does;
 * the **app role** (``DATABASE_URL``), which the web server and the workers log in as, owns
   nothing: SELECT, INSERT, UPDATE, DELETE on TraceMem's tables, only SELECT and INSERT on the
-  append-only ones (found by their ``tracemem_append_only`` trigger, so a new append-only table is
-  one ``AppendOnly("table")`` line in its migration), never TRUNCATE, REFERENCES or TRIGGER;
+  append-only ones (:data:`APPEND_ONLY_TABLES`), never TRUNCATE, REFERENCES or TRIGGER;
 * the **products role** (``TRACEMEM_PRODUCTS_ROLE``, no login) reaches only the business schema
   (``TRACEMEM_DATA_SCHEMA``); the app role may ``SET LOCAL ROLE`` to it inside a built-in data
   product's transaction but does not inherit its privileges.
@@ -32,8 +31,14 @@ from django.conf import settings
 from django.db import connection, connections, transaction
 from psycopg import sql
 
-from tracemem_site.migration_ops import APPEND_ONLY_TRIGGER
-
+# The app role may only read and append to these tables; their migrations make the database refuse
+# UPDATE, DELETE and TRUNCATE to everyone (``AppendOnly("table")``, tracemem_site/migration_ops.py,
+# or the audit log's own triggers). A new append-only table is one line here.
+APPEND_ONLY_TABLES = (
+    "audit_auditentry",
+    "decisions_receipt",
+    "decisions_traceevent",
+)
 TABLE_PRIVILEGES = "SELECT, INSERT, UPDATE, DELETE"
 APPEND_ONLY_PRIVILEGES = "SELECT, INSERT"
 # Read by the app role but written only by `migrate`.
@@ -159,23 +164,12 @@ def _check_role(conn: psycopg.Connection[Any], name: str, owner: str, what: str)
     return True
 
 
-def _django_tables(conn: psycopg.Connection[Any]) -> tuple[list[str], list[str]]:
-    """(TraceMem's tables in the app schema, the append-only ones among them), sorted."""
+def _django_tables(conn: psycopg.Connection[Any]) -> list[str]:
+    """TraceMem's tables (every installed model's) that exist in the app schema, sorted."""
     existing = {
         row[0] for row in _rows(conn, "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
     }
-    models = {model._meta.db_table for model in apps.get_models(include_auto_created=True)}
-    append_only = {
-        row[0]
-        for row in _rows(
-            conn,
-            "SELECT c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
-            "WHERE t.tgname = %s AND c.relnamespace = current_schema()::regnamespace",
-            [APPEND_ONLY_TRIGGER],
-        )
-    }
-    tables = sorted(models & existing)
-    return tables, [t for t in tables if t in append_only]
+    return sorted({model._meta.db_table for model in apps.get_models(include_auto_created=True)} & existing)
 
 
 def role_statements(
@@ -225,10 +219,11 @@ def role_statements(
     add(f"REVOKE CREATE ON SCHEMA {schema} FROM PUBLIC")
     add(f"GRANT USAGE ON SCHEMA {schema} TO {app}")
 
-    tables, append_only = _django_tables(conn)
+    tables = _django_tables(conn)
+    append_only = [t for t in tables if t in APPEND_ONLY_TABLES]
     add(f"REVOKE ALL ON ALL TABLES IN SCHEMA {schema} FROM {app}")
     add(f"REVOKE ALL ON ALL SEQUENCES IN SCHEMA {schema} FROM {app}")
-    writable = [t for t in tables if t not in append_only and t not in READ_ONLY_TABLES]
+    writable = [t for t in tables if t not in APPEND_ONLY_TABLES and t not in READ_ONLY_TABLES]
     if writable:
         add(f"GRANT {TABLE_PRIVILEGES} ON {_ident(conn, *writable)} TO {app}")
     if append_only:

@@ -1,14 +1,12 @@
 """Migration operations for the database's own protections (docs/security.md).
 
-Trust-critical triggers are plain SQL owned by the table owner: unlike pgtrigger's, they consult
-no session setting, so the app role (which owns nothing) has no switch that turns them off.
+Trust-critical triggers are plain SQL owned by the table owner and ENABLE ALWAYS: unlike
+pgtrigger's, they consult no session setting (``pgtrigger.ignore``), and ``session_replication_role
+= replica`` does not skip them either. The app role owns nothing, so it can neither drop nor
+disable them; only the owner (or a superuser) can, with DDL.
 
-To make a new table append-only, add one line to its migration::
-
-    AppendOnly("app_table"),
-
-``manage.py db_roles`` (and ``migrate``, which re-applies the grants) finds append-only tables by
-this trigger and grants the app role only SELECT and INSERT on them.
+A new append-only table takes one line in its migration, ``AppendOnly("app_table")``, and one in
+``tracemem_site.dbroles.APPEND_ONLY_TABLES``, which grants the app role only SELECT and INSERT on it.
 """
 
 from __future__ import annotations
@@ -16,8 +14,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.migrations.operations.base import Operation
-
-APPEND_ONLY_TRIGGER = "tracemem_append_only"
 
 _REFUSE_FUNCTION = """
 CREATE OR REPLACE FUNCTION tracemem_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -59,33 +55,38 @@ class VendorSQL(Operation):
         return "Database-enforced protections (plain SQL triggers)"
 
 
+def enable_always(table: str, *triggers: str) -> list[str]:
+    """Fire ``triggers`` whatever ``session_replication_role`` says (PostgreSQL)."""
+    return [f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER {trigger}" for trigger in triggers]
+
+
 class AppendOnly(VendorSQL):
-    """Refuse UPDATE, DELETE and TRUNCATE on ``table`` to everyone, by a trigger no session can skip."""
+    """Refuse UPDATE, DELETE and TRUNCATE on ``table`` to everyone, by triggers no session can skip:
+    ``<table>_append_only`` (rows) and ``<table>_no_truncate``, named like the audit log's."""
 
     def __init__(self, table: str) -> None:
         self.table = table
+        rows, truncate = f"{table}_append_only", f"{table}_no_truncate"
         sqlite_refusal = "SELECT RAISE(ABORT, 'tracemem: {table} is append-only: {op} is refused')"
         super().__init__(
             forwards={
                 "postgresql": [
                     _REFUSE_FUNCTION,
-                    f"CREATE TRIGGER {APPEND_ONLY_TRIGGER} BEFORE UPDATE OR DELETE ON {table} "
+                    f"CREATE TRIGGER {rows} BEFORE UPDATE OR DELETE ON {table} "
                     "FOR EACH ROW EXECUTE FUNCTION tracemem_refuse_change()",
-                    f"CREATE TRIGGER {APPEND_ONLY_TRIGGER}_truncate BEFORE TRUNCATE ON {table} "
+                    f"CREATE TRIGGER {truncate} BEFORE TRUNCATE ON {table} "
                     "FOR EACH STATEMENT EXECUTE FUNCTION tracemem_refuse_change()",
+                    *enable_always(table, rows, truncate),
                 ],
                 "sqlite": [
-                    f"CREATE TRIGGER {APPEND_ONLY_TRIGGER}_{table}_{op.lower()} BEFORE {op} ON {table} "
+                    f"CREATE TRIGGER {table}_no_{op.lower()} BEFORE {op} ON {table} "
                     f"BEGIN {sqlite_refusal.format(table=table, op=op)}; END"
                     for op in ("UPDATE", "DELETE")
                 ],
             },
             backwards={
-                "postgresql": [
-                    f"DROP TRIGGER {APPEND_ONLY_TRIGGER} ON {table}",
-                    f"DROP TRIGGER {APPEND_ONLY_TRIGGER}_truncate ON {table}",
-                ],
-                "sqlite": [f"DROP TRIGGER {APPEND_ONLY_TRIGGER}_{table}_{op}" for op in ("update", "delete")],
+                "postgresql": [f"DROP TRIGGER {rows} ON {table}", f"DROP TRIGGER {truncate} ON {table}"],
+                "sqlite": [f"DROP TRIGGER {table}_no_{op}" for op in ("update", "delete")],
             },
         )
 

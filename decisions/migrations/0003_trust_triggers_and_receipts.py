@@ -3,7 +3,8 @@
 """Issue 11: the trace, closed decisions and receipts protected by PostgreSQL itself.
 
 pgtrigger's append-only triggers gave way to plain SQL triggers owned by the table owner, which
-honour no session setting (pgtrigger's ``pgtrigger.ignore`` let any session skip them):
+honour no session setting (pgtrigger's ``pgtrigger.ignore`` let any session skip them) and are
+ENABLE ALWAYS (``session_replication_role = replica`` does not skip them either):
 
 * ``decisions_traceevent`` and ``decisions_receipt`` are append-only (UPDATE, DELETE, TRUNCATE refused);
 * an event insert must continue its decision's chain (seq = event_count + 1, prev_hash = trace_head)
@@ -25,7 +26,7 @@ import django.db.models.deletion
 import pgtrigger.migrations
 from django.db import migrations, models
 
-from tracemem_site.migration_ops import AppendOnly, VendorSQL
+from tracemem_site.migration_ops import AppendOnly, VendorSQL, enable_always
 
 TERMINAL = "('committed', 'aborted')"
 IDENTITY = ("decision_id", "agent_id", "intent", "automation_mode", "actor", "instance", "version", "metadata", "created_at")
@@ -126,6 +127,10 @@ END
 $$""",
     "CREATE TRIGGER tracemem_decision_delete BEFORE DELETE ON decisions_decision "
     "FOR EACH ROW EXECUTE FUNCTION tracemem_decision_delete()",
+    *enable_always("decisions_traceevent", "tracemem_trace_event_chain"),
+    *enable_always(
+        "decisions_decision", "tracemem_decision_insert", "tracemem_decision_update", "tracemem_decision_delete"
+    ),
 ]
 
 PG_RECEIPT = [
@@ -161,6 +166,8 @@ $$""",
     f"CREATE CONSTRAINT TRIGGER tracemem_closed_with_receipt AFTER UPDATE OF status ON decisions_decision "
     f"DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.status IN {TERMINAL}) "
     "EXECUTE FUNCTION tracemem_decision_closed_with_receipt()",
+    *enable_always("decisions_receipt", "tracemem_receipt_insert"),
+    *enable_always("decisions_decision", "tracemem_closed_with_receipt"),
 ]
 
 

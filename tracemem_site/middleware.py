@@ -1,0 +1,56 @@
+"""The HTML door's answer to a database outage: 503 with Retry-After, never a 500 page; and the
+per-request commit tracking every door's outage answer relies on.
+
+REST and MCP views map outages in their own exception handlers; this covers every other view
+(review UI, explorer, admin, email links) through ``process_exception``, and ``server_error``
+(``handler500``) covers an outage raised outside a view (e.g. by a middleware).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponse
+from django.utils.html import escape
+from django.views import defaults
+
+from tracemem_site.errors import Unavailable
+from tracemem_site.outage import database_outage, tracking_commits
+
+
+def unavailable_page(error: Unavailable) -> HttpResponse:
+    response = HttpResponse(
+        "<!doctype html><title>TraceMem is unavailable</title><h1>Temporarily unavailable</h1>"
+        f"<p>{escape(error.message)}.</p>",
+        status=503,
+        content_type="text/html; charset=utf-8",
+    )
+    response["Retry-After"] = str(error.retry_after)
+    response._has_been_logged = True  # type: ignore[attr-defined]  # outage.py logged one line already
+    return response
+
+
+class DatabaseOutageMiddleware:
+    """Tracks each request's commits (so an outage answer can say whether the call was applied)
+    and turns an outage raised by an HTML view into a 503 page."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        with tracking_commits():
+            return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        error = database_outage(exception)
+        return unavailable_page(error) if error is not None else None
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """``handler500``: an outage that escaped every view still gets a 503."""
+    exc = sys.exc_info()[1]
+    error = database_outage(exc) if exc is not None else None
+    if error is not None:
+        return unavailable_page(error)
+    return defaults.server_error(request)
