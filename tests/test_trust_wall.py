@@ -20,6 +20,7 @@ from products import engine, services
 from products.demo import demo_tables_create
 from products.models import DataProduct, ProductStatus
 from tests.conftest import AgentClient, owner_sql, role_names
+from tests.perm_helpers import make_staff
 from tracemem_site.actor import Actor
 
 pytestmark = pytest.mark.django_db
@@ -59,9 +60,13 @@ TOKENS_PRODUCT = {
 
 @pytest.fixture
 def staff() -> tuple[Any, dict[str, str]]:
-    user = get_user_model().objects.create_user("ops", password="x", is_staff=True)
+    """A staff user who is not a superuser but may define, publish and grant products."""
+    user = make_staff("ops", *PRODUCT_PERMS)
     token = agent_services.personal_token_create(actor=SYSTEM, user=user).secret
     return user, {"HTTP_AUTHORIZATION": f"Token {token}"}
+
+
+PRODUCT_PERMS = ("products.define_products", "products.publish_products", "products.grant_products")
 
 
 def _post(auth: dict[str, str], path: str, body: Any = None) -> Any:
