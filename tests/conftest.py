@@ -66,6 +66,7 @@ OWNER_USER: str = _DEFAULT_DB["USER"]
 
 
 def role_names() -> tuple[str, str]:
+    """(app role, products role) of this test database."""
     name = _DEFAULT_DB["NAME"]
     return f"{name}_app", f"{name}_products"
 
@@ -168,6 +169,9 @@ def triggers_off(cursor: Any, *tables: str) -> Iterator[None]:
     """Switch off every trigger of ``tables`` as their owner, and back on as they were (ENABLE
     ALWAYS included) — the DDL an operator holding the owner or the superuser would run. Inside
     one transaction nobody else ever sees them off."""
+    if not tables:
+        yield
+        return
     cursor.execute(
         "SELECT c.relname, t.tgname, t.tgenabled FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
         "WHERE NOT t.tgisinternal AND t.tgenabled <> 'D' AND c.relname = ANY(%s)",

@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,23 +13,15 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.apps import apps
 from django.core.management import CommandError, call_command
-from django.test import Client, override_settings
+from django.test import Client
 
 from decisions import receipts, services
 from decisions.models import Decision, Receipt, TraceEvent
 from tests.conftest import AgentClient, superuser_sql
 from tests.mcp_helpers import mcp_calls
-from tests.test_proof_receipts import SEED_A, _seed_b64, run_cli
+from tests.test_proof_receipts import SEED_A, key_a, run_cli  # noqa: F401 - key_a: autouse fixture
 from tracemem_site.actor import Actor
 from tracemem_verify.receipt import sign_receipt_data, verify_receipt, verify_trace_against
-
-
-@pytest.fixture(autouse=True)
-def key_a() -> Iterator[None]:
-    receipts._load_signing_key.cache_clear()
-    with override_settings(TRACEMEM_RECEIPT_KEY=_seed_b64(SEED_A), TRACEMEM_RECEIPT_KEY_FILE=""):
-        yield
-    receipts._load_signing_key.cache_clear()
 
 
 def _closed(api: AgentClient, action: str) -> str:
@@ -50,6 +41,17 @@ def _write(tmp_path: Path, name: str, value: Any) -> str:
 
 def _keys(tmp_path: Path) -> str:
     return _write(tmp_path, "keys.json", Client().get("/.well-known/tracemem/receipt-keys").json())
+
+
+def _verify_with_trace(tmp_path: Path, receipt: Any, trace: Any) -> Any:
+    """``python -m tracemem_verify receipt --trace trace --keys <the published keys>``."""
+    return run_cli(
+        _write(tmp_path, "r.json", receipt),
+        "--trace",
+        _write(tmp_path, "t.json", trace),
+        "--keys",
+        _keys(tmp_path),
+    )
 
 
 def _verify_traces(capsys: Any) -> str:
@@ -152,13 +154,7 @@ def test_tracemem_verify_fails_a_receipt_that_disagrees_with_the_close_event(
         data = {k: v for k, v in receipt["receipt_data"].items() if k != "close_action"} | forged
         signed = {**receipt, "status": "committed", "receipt_data": data}
         signed["signature"] = sign_receipt_data(Ed25519PrivateKey.from_private_bytes(SEED_A), data)
-        result = run_cli(
-            _write(tmp_path, "r.json", signed),
-            "--trace",
-            _write(tmp_path, "t.json", trace),
-            "--keys",
-            _keys(tmp_path),
-        )
+        result = _verify_with_trace(tmp_path, signed, trace)
         assert result.returncode == 1, result.stdout
         assert result.stdout.strip() == (
             "FAIL: the receipt says status committed but the trace's close event (seq 3) says aborted (action abort)"
@@ -167,13 +163,7 @@ def test_tracemem_verify_fails_a_receipt_that_disagrees_with_the_close_event(
     receipt["signature"] = sign_receipt_data(
         Ed25519PrivateKey.from_private_bytes(SEED_A), receipt["receipt_data"]
     )
-    result = run_cli(
-        _write(tmp_path, "r.json", receipt),
-        "--trace",
-        _write(tmp_path, "t.json", trace),
-        "--keys",
-        _keys(tmp_path),
-    )
+    result = _verify_with_trace(tmp_path, receipt, trace)
     assert result.stdout.strip() == (
         "FAIL: the receipt says close_action commit but the trace's close event (seq 3) says action abort"
     )
@@ -201,13 +191,7 @@ def test_a_trace_rewound_by_the_superuser_is_reported_by_both_verifiers(
     assert f"decision {did}: its receipt: trace has 2 events but the receipt pins 3" in err
     assert f"decision {did}: its receipt says status 'committed' but its row says 'open'" in err
     trace = api.get(f"/api/v1/decisions/{did}/trace").json()
-    result = run_cli(
-        _write(tmp_path, "r.json", receipt),
-        "--trace",
-        _write(tmp_path, "t.json", trace),
-        "--keys",
-        _keys(tmp_path),
-    )
+    result = _verify_with_trace(tmp_path, receipt, trace)
     assert (
         result.returncode == 1 and result.stdout.strip() == "FAIL: trace has 2 events but the receipt pins 3"
     )

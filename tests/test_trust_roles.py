@@ -360,3 +360,23 @@ def test_migrate_runs_as_the_owner_and_reapplies_the_grants() -> None:
     assert f"Grants of {app_role} and {products_role} re-applied (db_roles)." in result.stdout
     assert _privileges(app_role, "auth_user") == {"SELECT", "INSERT", "UPDATE", "DELETE"}
     assert _privileges(app_role, "decisions_traceevent") == {"SELECT", "INSERT"}
+
+
+@pytest.mark.django_db
+def test_append_only_tables_are_declared_and_their_triggers_always_fire() -> None:
+    """The registry that drives the grants and the triggers that refuse changes name the same
+    tables, and no trust trigger can be skipped by ``session_replication_role``."""
+    from tracemem_site import dbroles
+
+    triggers = _owner_rows(
+        "SELECT c.relname, t.tgname, t.tgenabled FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+        "WHERE NOT t.tgisinternal AND (t.tgname LIKE 'tracemem%%' OR t.tgname LIKE '%%append_only' "
+        "OR t.tgname LIKE '%%no_truncate')"
+    )
+    assert {table for table, name, _ in triggers if name == f"{table}_append_only"} == set(
+        dbroles.APPEND_ONLY_TABLES
+    )
+    assert {table for table, name, _ in triggers if name == f"{table}_no_truncate"} == set(
+        dbroles.APPEND_ONLY_TABLES
+    )
+    assert [(table, name) for table, name, enabled in triggers if enabled != "A"] == []
