@@ -14,7 +14,7 @@ from typing import Any
 from django.utils import timezone
 
 from decisions.models import TERMINAL_STATUSES, Decision, EventType
-from decisions.receipts import receipt_for, receipt_keys_published
+from decisions.receipts import receipt_keys_published, receipt_stored
 from decisions.selectors import decision_events, decision_for, event_as_dict
 from decisions.serializers import decision_out
 from tracemem_site import validation as v
@@ -143,7 +143,7 @@ def evidence_of(actor: Actor, decision: Decision) -> dict[str, Any]:
         "policies": _policies(events),
         "products": _products(events),
         "approvals": _approvals(events),
-        "receipt": receipt_for(decision) if closed else None,
+        "receipt": receipt_stored(decision),
         "keys": receipt_keys_published(),
         "verification": {
             "trace_intact": broken is None,

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import pgtrigger
 from django.db import models
 from django.utils import timezone
 
@@ -94,7 +93,14 @@ class Decision(models.Model):
 
 
 class TraceEvent(models.Model):
-    """One append-only step of a decision's trace; PostgreSQL itself refuses UPDATE/DELETE/TRUNCATE."""
+    """One append-only step of a decision's trace.
+
+    PostgreSQL itself keeps the trace honest, with plain triggers that no session setting switches
+    off (migration 0003, docs/security.md): UPDATE, DELETE and TRUNCATE are refused; an insert must
+    continue the chain (``seq`` = the decision's ``event_count`` + 1, ``prev_hash`` = its
+    ``trace_head``) of a decision that is not closed, and it advances the decision's head itself; a
+    ``close`` (or ``record``) event closes the decision.
+    """
 
     event_id = models.CharField(primary_key=True, max_length=40, default=_new_event_id, editable=False)
     decision = models.ForeignKey(Decision, on_delete=models.PROTECT, related_name="events")
@@ -109,16 +115,6 @@ class TraceEvent(models.Model):
     class Meta:
         ordering = ["decision", "seq"]
         constraints = [models.UniqueConstraint(fields=["decision", "seq"], name="trace_event_seq_unique")]
-        triggers = [
-            pgtrigger.Protect(name="append_only", operation=pgtrigger.Update | pgtrigger.Delete),
-            pgtrigger.Trigger(
-                name="no_truncate",
-                operation=pgtrigger.Truncate,
-                level=pgtrigger.Statement,
-                when=pgtrigger.Before,
-                func="RAISE EXCEPTION 'pgtrigger: Cannot truncate % table', TG_TABLE_NAME; RETURN NULL;",
-            ),
-        ]
 
     def __str__(self) -> str:
         return f"{self.decision_id}#{self.seq} {self.type}"
@@ -191,3 +187,23 @@ class ReceiptKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.algorithm} {self.key_id}"
+
+
+class Receipt(models.Model):
+    """The one signed receipt of a closed decision, issued in its close transaction (docs/receipts.md).
+
+    Append-only like the trace; PostgreSQL refuses a receipt that does not sign the decision's closed
+    row, and a decision that closes without its receipt cannot commit (migration 0003).
+    """
+
+    decision = models.OneToOneField(
+        Decision, primary_key=True, on_delete=models.PROTECT, related_name="receipt"
+    )
+    receipt_data = models.JSONField()
+    signature = models.CharField(max_length=200)
+    key_id = models.CharField(max_length=64)
+    algorithm = models.CharField(max_length=20)
+    signed_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"receipt of {self.decision_id} ({self.key_id})"

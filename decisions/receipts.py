@@ -25,7 +25,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.utils import timezone
 
-from decisions.models import TERMINAL_STATUSES, Decision, ReceiptKey
+from decisions.models import TERMINAL_STATUSES, Decision, EventType, Receipt, ReceiptKey, TraceEvent
 from decisions.selectors import decision_for
 from tracemem_site import validation as v
 from tracemem_site.actor import Actor
@@ -210,7 +210,15 @@ def receipt_keys_published() -> list[dict[str, Any]]:
     return [receipt_key_out(row) for row in ReceiptKey.objects.order_by("valid_from", "key_id")]
 
 
-def receipt_data_of(decision: Decision) -> dict[str, Any]:
+def close_action_of(close_event: TraceEvent) -> str:
+    """What closed the decision: the close event's ``action`` (commit, abort), or ``record`` for a
+    decision record, which its one ``record`` event commits."""
+    if close_event.type == EventType.RECORD:
+        return "record"
+    return str(close_event.payload["action"])
+
+
+def receipt_data_of(decision: Decision, close_action: str) -> dict[str, Any]:
     return {
         "decision_id": decision.decision_id,
         "intent": decision.intent,
@@ -221,34 +229,65 @@ def receipt_data_of(decision: Decision) -> dict[str, Any]:
         "closed_at": iso_z(decision.closed_at),
         "event_count": decision.event_count,
         "trace_head": decision.trace_head,
+        "close_action": close_action,
     }
 
 
-def receipt_for(decision: Decision) -> dict[str, Any]:
-    """Sign a closed decision (visibility already checked by the caller)."""
+def receipt_issue(*, decision: Decision, close_event: TraceEvent) -> Receipt:
+    """Sign and store the receipt of a decision its ``close_event`` has just closed.
+
+    Called inside the close transaction (the database refuses to commit a closed decision without
+    its receipt); the stored receipt is the one every later ``decision_receipt`` returns.
+    """
+    key = _publish_current_key()
+    data = receipt_data_of(decision, close_action_of(close_event))
+    return Receipt.objects.create(
+        decision=decision,
+        receipt_data=data,
+        signature=sign_receipt_data(key.private_key, data),
+        key_id=key.key_id,
+        algorithm=ALGORITHM,
+        signed_at=timezone.now(),
+    )
+
+
+def receipt_out(receipt: Receipt) -> dict[str, Any]:
+    """A stored receipt as ``decision_receipt`` returns it: the same bytes on every fetch."""
+    data = receipt.receipt_data
+    return {
+        "decision_id": receipt.decision_id,
+        "status": data["status"],
+        "receipt_data": data,
+        "signature": receipt.signature,
+        "key_id": receipt.key_id,
+        "algorithm": receipt.algorithm,
+        "signed_at": iso_z(receipt.signed_at),
+    }
+
+
+def receipt_stored(decision: Decision) -> dict[str, Any] | None:
+    """The receipt issued when the decision closed, or None (open, or closed without one)."""
+    receipt = Receipt.objects.filter(decision=decision).first()
+    return receipt_out(receipt) if receipt is not None else None
+
+
+def decision_receipt(*, actor: Actor, decision_id: Any) -> dict[str, Any]:
+    """The signed receipt of one of the actor's closed decisions (``invalid_state`` while open).
+
+    The receipt was signed and stored in the decision's close transaction; this returns that stored
+    receipt, byte for byte, on every call, and writes nothing.
+    """
+    clean_id = v.string(decision_id, "decision_id", max_length=40)
+    decision = decision_for(actor, clean_id)
     if decision.status not in TERMINAL_STATUSES:
         raise InvalidState(
             f"decision {decision.decision_id} is {decision.status}: receipts exist only for closed decisions; "
             "call decision_close first, then decision_receipt"
         )
-    key = _publish_current_key()
-    data = receipt_data_of(decision)
-    return {
-        "decision_id": decision.decision_id,
-        "status": decision.status,
-        "receipt_data": data,
-        "signature": sign_receipt_data(key.private_key, data),
-        "key_id": key.key_id,
-        "algorithm": ALGORITHM,
-        "signed_at": iso_z(timezone.now()),
-    }
-
-
-def decision_receipt(*, actor: Actor, decision_id: Any) -> dict[str, Any]:
-    """A signed receipt for one of the actor's closed decisions (``invalid_state`` while open).
-
-    Signing changes nothing about the decision (Ed25519 is deterministic: the same decision and key
-    always give the same signature), so no trace event is written; only the key list may grow.
-    """
-    clean_id = v.string(decision_id, "decision_id", max_length=40)
-    return receipt_for(decision_for(actor, clean_id))
+    receipt = receipt_stored(decision)
+    if receipt is None:
+        raise InvalidState(
+            f"decision {decision.decision_id} is closed but has no stored receipt: its row disagrees with its trace; "
+            "an operator should run manage.py verify_traces"
+        )
+    return receipt

@@ -22,8 +22,9 @@ from decisions.models import (
     EventType,
     RecordCategory,
 )
+from decisions.receipts import receipt_issue
 from decisions.selectors import decisions_visible_to
-from decisions.services import trace_append
+from decisions.services import mark_closed, trace_append
 from tracemem_site import validation as v
 from tracemem_site.actor import Actor
 from tracemem_site.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
@@ -162,16 +163,19 @@ def decision_record(
         automation_mode=AutomationMode.AUTONOMOUS,
         actor=actor.agent.agent_id,
         metadata={},
-        status=DecisionStatus.COMMITTED,
         created_at=now,
-        closed_at=now,
     )
-    trace_append(
+    # The record event commits the envelope: the database closes a decision with its closing event,
+    # and takes closed_at from the event's timestamp, so a record is closed when it is created.
+    record_event = trace_append(
         decision=envelope,
         type=EventType.RECORD,
         actor=actor,
         payload={**fields, "supersedes": previous.decision_id if previous else None},
+        timestamp=now,
     )
+    mark_closed(envelope, record_event)
+    receipt_issue(decision=envelope, close_event=record_event)
     try:
         with transaction.atomic():
             return DecisionRecord.objects.create(

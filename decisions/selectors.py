@@ -161,14 +161,3 @@ def trace_verify(decision: Decision) -> ChainBreak | None:
             decision.decision_id, verifier.count, "decision's event_count/trace_head disagree with its events"
         )
     return None
-
-
-def trace_verify_all(*, decision_id: str | None = None) -> tuple[int, list[ChainBreak]]:
-    """Verify every trace (or one); returns (how many checked, the broken ones)."""
-    decisions = Decision.objects.all().order_by("created_at")
-    if decision_id is not None:
-        decisions = decisions.filter(pk=decision_id)
-        if not decisions.exists():
-            raise NotFound(f"decision {decision_id} was not found")
-    breaks = [b for d in decisions.iterator() if (b := trace_verify(d)) is not None]
-    return decisions.count(), breaks

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from django.db import transaction
@@ -27,6 +28,7 @@ from decisions.models import (
     EventType,
     TraceEvent,
 )
+from decisions.receipts import receipt_issue
 from decisions.selectors import approval_outcome_fields, decision_for, event_as_dict
 from tracemem_site import validation as v
 from tracemem_site.actor import Actor
@@ -48,20 +50,25 @@ _CLOSE_ALIASES = {"rollback": "abort"}
 # --- the trace ------------------------------------------------------------------------------
 
 
-def trace_append(*, decision: Decision, type: str, actor: Actor, payload: dict[str, Any]) -> TraceEvent:
+def trace_append(
+    *, decision: Decision, type: str, actor: Actor, payload: dict[str, Any], timestamp: datetime | None = None
+) -> TraceEvent:
     """Append one event to a decision's hash chain.
 
     The caller holds the decision's row lock (:func:`decision_lock`) inside its transaction, which
     is what keeps ``seq`` gapless and the chain linear under concurrency. ``payload`` must already
     be redacted; it is normalised through JSON so the hash covers exactly what is stored.
+
+    The database checks that the event continues the chain of a decision that is not closed and
+    advances the decision's ``event_count``/``trace_head`` itself (one INSERT, no UPDATE round
+    trip; migration decisions 0003); the same values are mirrored on ``decision`` here.
     """
     stored_payload = json.loads(json.dumps(payload))
-    timestamp = timezone.now()
     event = TraceEvent(
         decision=decision,
         seq=decision.event_count + 1,
         type=type,
-        timestamp=timestamp,
+        timestamp=timestamp or timezone.now(),
         actor=actor.as_trace(),
         payload=stored_payload,
         prev_hash=decision.trace_head or GENESIS_HASH,
@@ -70,7 +77,6 @@ def trace_append(*, decision: Decision, type: str, actor: Actor, payload: dict[s
     event.save(force_insert=True)
     decision.event_count = event.seq
     decision.trace_head = event.hash
-    Decision.objects.filter(pk=decision.pk).update(event_count=event.seq, trace_head=event.hash)
     return event
 
 
@@ -372,8 +378,7 @@ def decision_close(
         new_status = DecisionStatus.ABORTED
     for participant in _close_participants:
         participant(decision=decision, actor=actor, new_status=new_status)
-    closed_at = timezone.now()
-    trace_append(
+    close_event = trace_append(
         decision=decision,
         type=EventType.CLOSE,
         actor=actor,
@@ -384,5 +389,15 @@ def decision_close(
             "reason": redact(clean_reason, field="reason"),
         },
     )
-    _set(decision, status=new_status, closed_at=closed_at)
+    mark_closed(decision, close_event)
+    receipt_issue(decision=decision, close_event=close_event)
     return decision
+
+
+def mark_closed(decision: Decision, close_event: TraceEvent) -> None:
+    """Mirror on ``decision`` what the database did when its ``close`` (or ``record``) event was
+    inserted: the status the event carries and ``closed_at`` = the event's timestamp."""
+    decision.status = (
+        DecisionStatus.COMMITTED if close_event.type == EventType.RECORD else close_event.payload["status"]
+    )
+    decision.closed_at = close_event.timestamp

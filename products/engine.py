@@ -5,6 +5,12 @@ Identifiers are quoted with ``psycopg.sql.Identifier`` on PostgreSQL and with th
 ``quote_name`` on the embedded SQLite default; every value travels as a parameter. Database
 errors are mapped to domain errors whose messages never carry the database's text (it names
 tables and columns, which agents must not see).
+
+The built-in source is walled off from TraceMem's own tables (docs/security.md): a built-in
+product's table must be a business table (:func:`builtin_table_refusal`; on PostgreSQL one of
+schema ``TRACEMEM_DATA_SCHEMA``, where an unqualified name is looked up), and on PostgreSQL its
+statements run as ``TRACEMEM_PRODUCTS_ROLE`` (``SET LOCAL ROLE`` inside the product's transaction),
+which has privileges on that schema only, so the database refuses anything else as well.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from django.apps import apps
+from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from psycopg import sql
 
@@ -37,19 +45,70 @@ class Result:
     rowcount: int
 
 
+# Names no built-in product may use, besides every installed model's table.
+_OWN_TABLE_PREFIXES = ("auth_", "django_", "sqlite_", "pg_")
+
+
+def _tracemem_tables() -> set[str]:
+    return {model._meta.db_table for model in apps.get_models(include_auto_created=True)}
+
+
+def builtin_table_refusal(table: str) -> str | None:
+    """Why the built-in source may not serve ``table`` ("table" or "schema.table"), or None.
+
+    Built-in products reach business data only: never Django's or TraceMem's own tables. Checked
+    when a product is defined, when it is published and before every run.
+    """
+    schema, _, name = table.rpartition(".")
+    data_schema = settings.TRACEMEM_DATA_SCHEMA
+    if connection.vendor == "postgresql":
+        if schema and schema != data_schema:
+            return (
+                f"built-in products reach only tables of schema {data_schema}, and {table} is outside it; "
+                f"move the table to {data_schema} or define an external data source for it"
+            )
+    elif schema:
+        return "on the embedded SQLite database a built-in product names its table without a schema"
+    if name in _tracemem_tables() or name.startswith(_OWN_TABLE_PREFIXES):
+        return f"{name} is one of TraceMem's own tables; built-in products reach business tables only"
+    return None
+
+
 class Runner:
     """One open transaction on a data source; ``execute`` runs one parameterised statement."""
 
-    def __init__(self, cursor: Any, vendor: str, raw_connection: Any) -> None:
+    def __init__(self, cursor: Any, vendor: str, raw_connection: Any, schema: str | None = None) -> None:
         self._cursor = cursor
         self.vendor = vendor
         self._raw = raw_connection
+        self._schema = schema  # where an unqualified table name is looked up (the built-in source)
+        self._as_products_role = False
 
     def ident(self, dotted: str) -> str:
         parts = dotted.split(".")
         if self.vendor == "postgresql":
             return sql.Identifier(*parts).as_string(self._raw)
         return ".".join(connection.ops.quote_name(p) for p in parts)
+
+    def table(self, dotted: str) -> str:
+        if self._schema and "." not in dotted:
+            dotted = f"{self._schema}.{dotted}"
+        return self.ident(dotted)
+
+    def begin(self) -> None:
+        """Statement timeout, and on the built-in source the products role: one round trip."""
+        setup = f"SET LOCAL statement_timeout = {int(STATEMENT_TIMEOUT_MS)}"
+        role = settings.TRACEMEM_PRODUCTS_ROLE
+        if self._schema is not None and role:
+            setup += f"; SET LOCAL ROLE {self.ident(role)}"
+            self._as_products_role = True
+        self._cursor.execute(setup)
+
+    def finish(self) -> None:
+        """Back to TraceMem's own role, before the trace event is written in the same transaction."""
+        if self._as_products_role:
+            self._cursor.execute("SET LOCAL ROLE NONE")
+            self._as_products_role = False
 
     def execute(self, statement: str, params: Sequence[Any]) -> Result:
         self._cursor.execute(statement, list(params))
@@ -111,18 +170,29 @@ def open_runner(source: DataSource) -> Iterator[Runner]:
     """A transaction on ``source``: committed when the block ends, rolled back on any error.
 
     The built-in source runs inside the caller's Django transaction (a savepoint), so the data change
-    and its trace event commit or roll back together. An external source has its own connection and
-    transaction, committed when the block ends.
+    and its trace event commit or roll back together; on PostgreSQL its statements run as the
+    products role until :meth:`Runner.finish` (called when the block ends, or earlier by a caller
+    that writes TraceMem's own tables inside the block). A refused statement rolls the savepoint
+    back, and the role with it. An external source has its own connection and transaction,
+    committed when the block ends.
     """
     if source.kind == SourceKind.BUILTIN:
         try:
             with transaction.atomic():
                 with connection.cursor() as cursor:
-                    if connection.vendor == "postgresql":
-                        # SET LOCAL: ends with the surrounding transaction. Not a parameter: SET takes none.
-                        cursor.execute(f"SET LOCAL statement_timeout = {int(STATEMENT_TIMEOUT_MS)}")
                     connection.ensure_connection()
-                    yield Runner(cursor, connection.vendor, connection.connection)
+                    if connection.vendor == "postgresql":
+                        runner = Runner(
+                            cursor,
+                            connection.vendor,
+                            connection.connection,
+                            schema=settings.TRACEMEM_DATA_SCHEMA,
+                        )
+                        runner.begin()  # SET LOCAL: ends with the surrounding transaction at the latest
+                    else:
+                        runner = Runner(cursor, connection.vendor, connection.connection)
+                    yield runner
+                    runner.finish()
         except DomainError:
             raise
         except DatabaseError as exc:
@@ -134,12 +204,9 @@ def open_runner(source: DataSource) -> Iterator[Runner]:
         with psycopg.connect(dsn, connect_timeout=CONNECT_TIMEOUT_S, **destination) as conn:
             with conn.transaction():
                 with conn.cursor() as cursor:
-                    cursor.execute(
-                        sql.SQL("SET LOCAL statement_timeout = {}").format(
-                            sql.Literal(int(STATEMENT_TIMEOUT_MS))
-                        )
-                    )
-                    yield Runner(cursor, "postgresql", conn)
+                    runner = Runner(cursor, "postgresql", conn)
+                    runner.begin()
+                    yield runner
     except DomainError:
         raise
     except psycopg.Error as exc:

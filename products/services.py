@@ -26,7 +26,7 @@ from policies import selectors as policy_selectors
 from policies import services as policy_services
 from policies.services import fail_closed
 from products import dsn as dsn_rules
-from products.engine import Runner, open_runner
+from products.engine import Runner, builtin_table_refusal, open_runner
 from products.fields import TABLE_RE, coerce, render, validate_definition_fields
 from products.models import (
     BUILTIN_SOURCE,
@@ -326,6 +326,17 @@ def _check_consistency(product: DataProduct) -> None:
         raise InvalidArgument(
             "an update product needs a writable field that is not a key field", field="fields"
         )
+    refusal = _outside_the_wall(product)
+    if refusal is not None:
+        raise InvalidArgument(refusal, field="table")
+
+
+def _outside_the_wall(product: DataProduct) -> str | None:
+    """Why a built-in product's table is not a business table it may reach (docs/products.md);
+    asked when it is defined, published and run. External sources reach what their DSN allows."""
+    if product.source.kind != SourceKind.BUILTIN:
+        return None
+    return builtin_table_refusal(product.source_table)
 
 
 def product_check_definition(*, actor: Actor, product_id: str, definition: dict[str, Any]) -> None:
@@ -419,6 +430,11 @@ def product_publish(*, actor: Actor, product_id: str) -> DataProduct:
     if product is None:
         raise NotFound(f"data product {product_id[:64]!r} was not found")
     if product.status != ProductStatus.PUBLISHED:
+        refusal = _outside_the_wall(product)
+        if refusal is not None:  # a draft saved before the rule
+            raise InvalidState(
+                f"data product {product.product_id} cannot be published: {refusal}; change its table first"
+            )
         before = _product_audit(product)
         product.status = ProductStatus.PUBLISHED
         product.hash = product_hash(product)
@@ -509,6 +525,12 @@ def _resolve(
     if product.operation not in grant.permissions:
         raise PermissionDenied(
             f"this agent is not granted {product.operation} on {product.product_id}; ask an admin for a grant"
+        )
+    if _outside_the_wall(product) is not None:
+        # Published before the rule: it never runs. The agent is not told which table it names.
+        raise InvalidState(
+            f"data product {product.product_id} reaches data outside the business tables built-in products may "
+            "use, so it is disabled; ask an admin to publish a new version over a business table"
         )
     if clean_purpose not in product.allowed_purposes:
         raise PurposeNotAllowed(
@@ -726,7 +748,7 @@ def _decision_read(
             order_by = [by_name[k] for k in product.key_fields] or fields[:1]
             order = ", ".join(runner.ident(f["column"]) for f in order_by)
             rows = runner.execute(
-                f"SELECT {columns} FROM {runner.ident(product.source_table)}{where} ORDER BY {order} LIMIT %s",
+                f"SELECT {columns} FROM {runner.table(product.source_table)}{where} ORDER BY {order} LIMIT %s",
                 [*params, product.max_rows + 1],
             ).rows
         if not allow_multiple and len(rows) > 1:
@@ -951,7 +973,7 @@ def _plan(product: DataProduct, keys: Any, mutation: Any) -> tuple[list[_Stateme
 def _execute(
     runner: Runner, product: DataProduct, statements: list[_Statement], return_created: bool
 ) -> tuple[int, list[dict[str, Any]]]:
-    table = runner.ident(product.source_table)
+    table = runner.table(product.source_table)
     affected = 0
     created: list[dict[str, Any]] = []
     for statement in statements:
@@ -1107,6 +1129,7 @@ def _decision_write(
         # succeeded, leaving just TraceMem's own COMMIT between the two (docs/products.md).
         with open_runner(product.source) as runner:
             affected, created = _execute(runner, product, statements, return_created)
+            runner.finish()  # the trace event is TraceMem's own table, not the products role's
             data_ref = _new_data_ref()
             event = trace_append(
                 decision=decision,
@@ -1180,7 +1203,7 @@ def read_event_records(event: Any, actor: Actor) -> list[dict[str, Any]] | None:
         order_by = [by_name[k] for k in product.key_fields] or product.fields[:1]
         order = ", ".join(runner.ident(f["column"]) for f in order_by)
         rows = runner.execute(
-            f"SELECT {columns} FROM {runner.ident(product.source_table)}{where} ORDER BY {order} LIMIT %s",
+            f"SELECT {columns} FROM {runner.table(product.source_table)}{where} ORDER BY {order} LIMIT %s",
             [*params, limit],
         ).rows
     records = [
@@ -1285,42 +1308,6 @@ def apply_product_grants(*, actor: Actor, items: Any, dry_run: bool) -> list[str
 
 # --- the quick-start demo -------------------------------------------------------------------
 
-_DEMO_CUSTOMERS = [
-    (1, "Ada Lovelace", "ada@example.com", "gold", "VIP since 2019"),
-    (2, "Grace Hopper", "grace@example.com", "standard", "prefers email"),
-    (3, "Alan Turing", "alan@example.com", "standard", None),
-]
-
-
-def _demo_tables() -> None:
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            order_id = "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY"
-        else:
-            order_id = "INTEGER PRIMARY KEY AUTOINCREMENT"
-        cursor.execute(
-            "CREATE TABLE IF NOT EXISTS customers (id INTEGER PRIMARY KEY, name VARCHAR(200) NOT NULL, "
-            "email VARCHAR(200) NOT NULL UNIQUE, tier VARCHAR(20) NOT NULL DEFAULT 'standard', internal_notes TEXT)"
-        )
-        cursor.execute(
-            f"CREATE TABLE IF NOT EXISTS orders (id {order_id}, customer_id INTEGER NOT NULL REFERENCES customers(id), "
-            "amount NUMERIC(12, 2) NOT NULL, status VARCHAR(20) NOT NULL DEFAULT 'pending', note TEXT)"
-        )
-        cursor.execute("SELECT COUNT(*) FROM customers")
-        if cursor.fetchone()[0] == 0:
-            for row in _DEMO_CUSTOMERS:
-                cursor.execute(
-                    "INSERT INTO customers (id, name, email, tier, internal_notes) VALUES (%s, %s, %s, %s, %s)",
-                    list(row),
-                )
-        cursor.execute("SELECT COUNT(*) FROM orders")
-        if cursor.fetchone()[0] == 0:
-            for customer_id, amount in ((1, "120.50"), (2, "35.00")):
-                cursor.execute(
-                    "INSERT INTO orders (customer_id, amount) VALUES (%s, %s)", [customer_id, amount]
-                )
-
-
 DEMO_PRODUCTS: list[dict[str, Any]] = [
     {
         "product_id": "pg_customers_v1",
@@ -1393,11 +1380,11 @@ DEMO_PRODUCTS: list[dict[str, Any]] = [
 
 @transaction.atomic
 def products_seed_demo(*, actor: Actor, agent: Agent) -> list[str]:
-    """Demo tables ``customers`` and ``orders`` in the built-in source and three published products
-    granted to ``agent``. Idempotent; works on SQLite and PostgreSQL."""
+    """Three published products over the demo tables ``customers`` and ``orders`` of the built-in
+    source (:func:`products.demo.demo_tables_create` makes those, as the owner), granted to ``agent``.
+    Idempotent; works on SQLite and PostgreSQL."""
     for perm in ("products.define_products", "products.publish_products", "products.grant_products"):
         require_perm(actor, perm)
-    _demo_tables()
     lines = []
     for spec in DEMO_PRODUCTS:
         definition = dict(spec)

@@ -26,6 +26,10 @@ if [ -z "${CELERY_BROKER_URL:-${REDIS_URL:-}}" ]; then
   PIDS+=($!)
 fi
 echo "TraceMem is listening on http://$HOST:$PORT  (Ctrl-C stops it)"
+if [ -z "${DATABASE_URL:-}" ]; then
+  echo "Embedded SQLite: no database roles. Whoever can write var/ can rewrite traces and re-sign their"
+  echo "receipts; only receipts already handed out would show it. For that promise: docs/security.md"
+fi
 TRACEMEM_HOST=$HOST TRACEMEM_PORT=$PORT TRACEMEM_WEB_WORKERS=${TRACEMEM_WEB_WORKERS:-1} \
   PATH="$PWD/.venv/bin:$PATH" scripts/serve.sh &
 PIDS+=($!)

@@ -7,7 +7,11 @@ scripts/install.sh
 if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "warning: could not install chromium"
 fi
+# The test database is created and migrated as this role (the owner, a superuser here);
+# tests/conftest.py then runs `db_roles`, and every connection of the code under test (test client,
+# live servers, worker subprocesses) logs in as the app role it created, as in production.
 export DATABASE_URL=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/tracemem}
+unset MIGRATION_DATABASE_URL
 export REDIS_URL=${TEST_REDIS_URL:-redis://127.0.0.1:6379/15}
 export TRACEMEM_VAR_DIR=${TRACEMEM_VAR_DIR:-$PWD/var/test}
 echo "== ruff"; .venv/bin/ruff check . && .venv/bin/ruff format --check .
@@ -18,7 +22,7 @@ if grep -nE '^\s*(from|import) django\.(http|forms|template|shortcuts)' */servic
 fi
 echo "== mypy (django-stubs): tracemem_site and every app's services and selectors"
 .venv/bin/mypy tracemem_site tracemem_verify */services.py */selectors.py decisions/records.py decisions/receipts.py \
-  decisions/evidence.py policies/engine.py products/dsn.py
+  decisions/evidence.py decisions/integrity.py policies/engine.py products/engine.py products/demo.py products/dsn.py
 echo "== mypy --strict: the Python client (clients/python), against the oldest Python it supports"
 (cd clients/python && ../../.venv/bin/mypy src)
 echo "== migrations are up to date"; .venv/bin/python manage.py makemigrations --check --dry-run >/dev/null

@@ -7,19 +7,22 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import pgtrigger
+import psycopg
 import pytest
 from django.conf import settings
-from django.db import connection
+from django.core.management import call_command
+from django.db import connection, connections
 from django.test import Client
 from django.test.testcases import TransactionTestCase
 
 from agents import services as agent_services
 from agents.models import Agent
+from tracemem_site import dbroles
 from tracemem_site.actor import Actor
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -58,33 +61,156 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         )
 
 
-# TransactionTestCase empties tables with TRUNCATE, which the trace's append-only trigger refuses
-# by design; test teardown is the one place allowed to bypass it.
-_original_teardown = TransactionTestCase._fixture_teardown
+# --- The database roles the suite runs as (docs/security.md) -----------------------------------
+#
+# The test database is created and migrated as the owner (MIGRATION_DATABASE_URL, which defaults to
+# DATABASE_URL), ``db_roles`` creates an app role and a products role for it, and from then on every
+# connection the code under test opens (the test client, live servers, worker subprocesses) logs in
+# as the app role, exactly as in production. Roles are cluster-wide: their names derive from the test
+# database's name, which is already unique per concurrent run.
+_DEFAULT_DB: dict[str, Any] = settings.DATABASES["default"]
+OWNER_USER: str = _DEFAULT_DB["USER"]
+
+
+def role_names() -> tuple[str, str]:
+    """(app role, products role) of this test database."""
+    name = _DEFAULT_DB["NAME"]
+    return f"{name}_app", f"{name}_products"
+
+
+def _connect_default_as(user: str) -> None:
+    connections.close_all()
+    _DEFAULT_DB["USER"] = user
+    _DEFAULT_DB["PASSWORD"] = settings.MIGRATION_DATABASE["PASSWORD"] if user == OWNER_USER else ""
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: Any, django_db_blocker: Any) -> Iterator[None]:
+    app_role, products_role = role_names()
+    with django_db_blocker.unblock():
+        call_command("db_roles", app_user=app_role, products_user=products_role, verbosity=0)
+    _connect_default_as(app_role)
+    settings.TRACEMEM_PRODUCTS_ROLE = os.environ["TRACEMEM_PRODUCTS_ROLE"] = products_role
+    os.environ.pop("MIGRATION_DATABASE_URL", None)  # subprocesses get the app role's DATABASE_URL only
+    yield
+    _connect_default_as(OWNER_USER)  # pytest-django drops the test database as the owner
+
+
+def owner_dsn() -> str:
+    """The test database, logged in as the owner (a PostgreSQL superuser here)."""
+    owner = settings.MIGRATION_DATABASE
+    return psycopg.conninfo.make_conninfo(
+        host=owner["HOST"] or None,
+        port=owner["PORT"] or None,
+        user=owner["USER"],
+        password=owner["PASSWORD"] or None,
+        dbname=_DEFAULT_DB["NAME"],
+    )
+
+
+def owner_sql(*statements: str, params: Any = None, triggers: bool = True) -> list[Any]:
+    """Run SQL as the owner (business tables for built-in products, say), in one committed
+    transaction; returns the rows of the last statement, if any. ``triggers=False`` is what an
+    operator holding the owner or the PostgreSQL superuser can do behind TraceMem's back: switch
+    the protected tables' triggers off (DDL: ``session_replication_role`` does not skip them)."""
+    with psycopg.connect(owner_dsn()) as conn, conn.cursor() as cursor:
+        with triggers_off(cursor, *([] if triggers else TAMPERABLE_TABLES)):
+            rows: list[Any] = []
+            for statement in statements:
+                cursor.execute(statement, params)
+                rows = cursor.fetchall() if cursor.description else []
+        return rows
+
+
+TAMPERABLE_TABLES = ("decisions_decision", *dbroles.APPEND_ONLY_TABLES)
+
+
+def superuser_sql(*statements: str, params: Any = None) -> list[Any]:
+    """SQL as the PostgreSQL superuser with the protected tables' triggers off, committed."""
+    return owner_sql(*statements, params=params, triggers=False)
 
 
 @contextmanager
-def _audit_log_truncatable() -> Iterator[None]:
-    # The audit log's triggers are plain SQL (no setting skips them): only the table's owner, which
-    # the test database user is, can switch one off, and only for this flush.
+def as_products_role() -> Iterator[Any]:
+    """A cursor on the test's own connection (inside its open transaction) acting as the products
+    role, with the business schema first on the search path: what a built-in product sees."""
     with connection.cursor() as cursor:
-        cursor.execute("ALTER TABLE audit_auditentry DISABLE TRIGGER audit_auditentry_no_truncate")
+        cursor.execute(f'SET ROLE "{role_names()[1]}"; SET search_path = {settings.TRACEMEM_DATA_SCHEMA}')
+        try:
+            yield cursor
+        finally:
+            cursor.execute("RESET ROLE; RESET search_path")
+
+
+def psql_as_app(sql: str) -> subprocess.CompletedProcess[str]:
+    """Run SQL with ``psql`` logged in as the app role, as an attacker holding its credentials would."""
+    app_role, _ = role_names()
+    return subprocess.run(
+        [
+            "psql",
+            "-X",
+            "-q",
+            "-At",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            _DEFAULT_DB["HOST"] or "127.0.0.1",
+            "-p",
+            str(_DEFAULT_DB["PORT"] or 5432),
+            "-U",
+            app_role,
+            "-d",
+            _DEFAULT_DB["NAME"],
+            "-c",
+            sql,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PGPASSWORD": ""},
+    )
+
+
+@contextmanager
+def triggers_off(cursor: Any, *tables: str) -> Iterator[None]:
+    """Switch off every trigger of ``tables`` as their owner, and back on as they were (ENABLE
+    ALWAYS included) — the DDL an operator holding the owner or the superuser would run. Inside
+    one transaction nobody else ever sees them off."""
+    if not tables:
+        yield
+        return
+    cursor.execute(
+        "SELECT c.relname, t.tgname, t.tgenabled FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+        "WHERE NOT t.tgisinternal AND t.tgenabled <> 'D' AND c.relname = ANY(%s)",
+        [list(tables)],
+    )
+    enabled = cursor.fetchall()
+    for table, trigger, _ in enabled:
+        cursor.execute(f'ALTER TABLE "{table}" DISABLE TRIGGER "{trigger}"')
     try:
         yield
     finally:
-        with connection.cursor() as cursor:
-            cursor.execute("ALTER TABLE audit_auditentry ENABLE ALWAYS TRIGGER audit_auditentry_no_truncate")
+        mode = {"O": "ENABLE", "A": "ENABLE ALWAYS", "R": "ENABLE REPLICA"}
+        for table, trigger, how in enabled:
+            cursor.execute(f'ALTER TABLE "{table}" {mode[how]} TRIGGER "{trigger}"')
 
 
-def _teardown_ignoring_trace_protection(self: TransactionTestCase) -> None:
-    with (
-        pgtrigger.ignore("decisions.TraceEvent:no_truncate", "decisions.TraceEvent:append_only"),
-        _audit_log_truncatable(),
-    ):
-        _original_teardown(self)
+# TransactionTestCase empties every table with TRUNCATE. The app role may not, and the append-only
+# tables' triggers refuse it to everyone, so teardown is the one place that logs in as the owner
+# and switches those triggers off for the flush.
+_original_teardown = TransactionTestCase._fixture_teardown
 
 
-TransactionTestCase._fixture_teardown = _teardown_ignoring_trace_protection  # type: ignore[method-assign]
+def _teardown_as_owner(self: TransactionTestCase) -> None:
+    _connect_default_as(OWNER_USER)
+    try:
+        with connection.cursor() as cursor, triggers_off(cursor, *dbroles.APPEND_ONLY_TABLES):
+            _original_teardown(self)
+    finally:
+        _connect_default_as(role_names()[0])
+
+
+TransactionTestCase._fixture_teardown = _teardown_as_owner  # type: ignore[method-assign]
 
 
 @pytest.fixture

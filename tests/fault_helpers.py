@@ -87,8 +87,9 @@ def database_url() -> str:
 
 
 def _admin_connection() -> psycopg.Connection[Any]:
-    """A connection to the ``postgres`` maintenance database, to act on the test database from outside."""
-    db = django_settings.DATABASES["default"]
+    """A connection to the ``postgres`` maintenance database, to act on the test database from
+    outside: as the owner (a superuser here), since the app role the suite runs as may not."""
+    db = django_settings.MIGRATION_DATABASE
     return psycopg.connect(
         host=db["HOST"],
         port=db["PORT"],

@@ -73,7 +73,12 @@ def test_approved_to_needs_approval_on_second_request(agent_actor: Actor) -> Non
 
 @pytest.mark.parametrize("status", ["needs_approval", "rejected", "committed", "aborted"])
 def test_request_approval_refused_outside_open_and_approved(agent_actor: Actor, status: str) -> None:
-    decision = _force(_decision(agent_actor), status=status)
+    decision = _decision(agent_actor)
+    if status in ("committed", "aborted"):  # the database closes a decision only with its close event
+        action = "commit" if status == "committed" else "abort"
+        decision = services.decision_close(actor=agent_actor, decision_id=decision.decision_id, action=action)
+    else:
+        decision = _force(decision, status=status)
     with pytest.raises(InvalidState):
         services.note_approval_requested(decision=decision, approval_id="appr_z")
     decision.refresh_from_db()

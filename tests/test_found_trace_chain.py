@@ -1,12 +1,13 @@
-"""The hash chain (SPEC §5): recomputable from decision_trace alone, protected by PostgreSQL itself,
-and a break behind the app's back is reported by ``verify_traces`` with the decision and the seq."""
+"""The hash chain (SPEC §5): recomputable from decision_trace alone, protected by PostgreSQL itself
+(the app role the suite runs as may only SELECT and INSERT events; tests/test_trust_roles.py drives it
+by hand), and a break made behind the app's back by the PostgreSQL superuser is reported by
+``verify_traces`` with the decision and the seq."""
 
 from __future__ import annotations
 
 import threading
 from typing import Any
 
-import pgtrigger
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, connections, transaction
@@ -14,7 +15,7 @@ from django.db import DatabaseError, connection, connections, transaction
 from agents.models import Agent
 from decisions import services
 from decisions.models import Decision, TraceEvent
-from tests.conftest import AgentClient
+from tests.conftest import AgentClient, superuser_sql
 from tracemem_site.actor import Actor
 from tracemem_verify.chain import GENESIS_HASH, event_hash, verify_chain
 
@@ -67,7 +68,7 @@ def test_chain_recomputation_notices_a_changed_payload(api: AgentClient, agent_a
 def test_postgresql_refuses_to_change_trace_events(agent_actor: Actor, sql: str) -> None:
     decision = _decision_with_context(agent_actor, 1)
     before = [(e.event_id, e.payload, e.hash) for e in TraceEvent.objects.filter(decision=decision)]
-    with pytest.raises(DatabaseError, match="pgtrigger"):
+    with pytest.raises(DatabaseError, match="permission denied for table decisions_traceevent"):
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(sql)
     after = [(e.event_id, e.payload, e.hash) for e in TraceEvent.objects.filter(decision=decision)]
@@ -75,12 +76,12 @@ def test_postgresql_refuses_to_change_trace_events(agent_actor: Actor, sql: str)
 
 
 # TRUNCATE needs committed rows: inside the test's own transaction PostgreSQL would refuse it for
-# pending FK checks before our trigger ever ran, and the test would prove nothing.
+# pending FK checks before the privilege check ever ran, and the test would prove nothing.
 @pytest.mark.django_db(transaction=True)
 def test_postgresql_refuses_to_truncate_trace_events(make_agent: Any) -> None:
     agent, _ = make_agent("truncate-agent")
     decision = _decision_with_context(Actor.for_agent(agent), 1)
-    with pytest.raises(DatabaseError, match="pgtrigger: Cannot truncate"):
+    with pytest.raises(DatabaseError, match="permission denied for table decisions_traceevent"):
         with connection.cursor() as cursor:
             cursor.execute("TRUNCATE decisions_traceevent")
     assert TraceEvent.objects.filter(decision=decision).count() == 2
@@ -99,18 +100,21 @@ def test_verify_traces_accepts_intact_traces(agent_actor: Actor, capsys: Any) ->
     _decision_with_context(agent_actor, 2)
     _decision_with_context(agent_actor, 1)
     call_command("verify_traces")
-    assert "OK: 2 decision traces verified" in capsys.readouterr().out
+    assert "OK: 2 decisions verified" in capsys.readouterr().out
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_verify_traces_reports_a_corrupted_event_with_decision_and_seq(
     agent_actor: Actor, capsys: Any
 ) -> None:
     intact = _decision_with_context(agent_actor, 3)
     tampered = _decision_with_context(agent_actor, 3)
-    with pgtrigger.ignore("decisions.TraceEvent:append_only"):
-        TraceEvent.objects.filter(decision=tampered, seq=3).update(payload={"context": {"step": "forged"}})
-    with pytest.raises(CommandError, match="1 of 2 decision traces are broken"):
+    superuser_sql(
+        'UPDATE decisions_traceevent SET payload = \'{"context": {"step": "forged"}}\' '
+        "WHERE decision_id = %s AND seq = 3",
+        params=[tampered.decision_id],
+    )
+    with pytest.raises(CommandError, match="1 of 2 decisions fail verification"):
         call_command("verify_traces")
     err = capsys.readouterr().err
     assert f"decision {tampered.decision_id}: broken at seq 3" in err
@@ -121,11 +125,13 @@ def test_verify_traces_reports_a_corrupted_event_with_decision_and_seq(
         call_command("verify_traces", "--decision", tampered.decision_id)
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_verify_traces_exits_non_zero_from_the_command_line(agent_actor: Actor) -> None:
     tampered = _decision_with_context(agent_actor, 1)
-    with pgtrigger.ignore("decisions.TraceEvent:append_only"):
-        TraceEvent.objects.filter(decision=tampered, seq=1).update(prev_hash="1" * 64)
+    superuser_sql(
+        "UPDATE decisions_traceevent SET prev_hash = %s WHERE decision_id = %s AND seq = 1",
+        params=["1" * 64, tampered.decision_id],
+    )
     from django.core.management import ManagementUtility
 
     with pytest.raises(SystemExit) as exit_info:

@@ -4,9 +4,13 @@ exercised end to end in a subprocess, since the rest of the suite runs on Postgr
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,3 +42,12 @@ def test_the_spec_story_runs_on_the_embedded_default(tmp_path: Path) -> None:
     verified = _run(["manage.py", "verify_traces", "--decision", decision_id], env)
     assert verified.returncode == 0 and verified.stdout.startswith("OK"), verified.stdout + verified.stderr
     assert (tmp_path / "var" / "tracemem.sqlite3").exists()
+    # SQLite has no roles, but the same triggers keep TraceMem's own code honest (docs/security.md §7).
+    with closing(sqlite3.connect(tmp_path / "var" / "tracemem.sqlite3")) as db:
+        for sql, refusal in (
+            ("UPDATE decisions_traceevent SET payload = '{}'", "decisions_traceevent is append-only"),
+            ("DELETE FROM decisions_receipt", "decisions_receipt is append-only"),
+            ("UPDATE decisions_decision SET status = 'aborted' WHERE decision_id = ?", "row is frozen"),
+        ):
+            with pytest.raises(sqlite3.DatabaseError, match=refusal):
+                db.execute(sql, [decision_id] if "?" in sql else [])

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.db import connection, connections
+from django.db import connections
 from django.test import Client
 
 from agents import services as agent_services
@@ -19,7 +19,9 @@ from agents.selectors import capabilities
 from decisions import services as decision_services
 from decisions.models import TraceEvent
 from products import services
+from products.demo import demo_tables_create
 from products.models import WriteResult
+from tests.conftest import as_products_role, owner_dsn
 from tests.mcp_helpers import VOLATILE_KEYS, call_both, error_code, mcp_call, shape
 from tests.perm_helpers import make_staff
 from tracemem_site.actor import Actor
@@ -31,19 +33,14 @@ VOLATILE = VOLATILE_KEYS | {"data_ref"}
 @pytest.fixture
 def committed_demo(transactional_db: Any, make_agent: Any) -> Iterator[tuple[Agent, str]]:
     agent, key = make_agent("door-agent")
-    # Start from the seed's own rows even if another test committed demo tables in this database.
-    with connection.cursor() as cursor:
-        cursor.execute("DROP TABLE IF EXISTS orders")
-        cursor.execute("DROP TABLE IF EXISTS customers")
+    # The owner creates the business tables, starting from the seed's own rows.
+    demo_tables_create(reset=True)
     services.products_seed_demo(actor=SYSTEM, agent=agent)
     yield agent, key
-    with connection.cursor() as cursor:
-        cursor.execute("DROP TABLE IF EXISTS orders")
-        cursor.execute("DROP TABLE IF EXISTS customers")
 
 
 def _orders() -> list[tuple[Any, ...]]:
-    with connection.cursor() as cursor:
+    with as_products_role() as cursor:
         cursor.execute("SELECT id, customer_id, amount, status, note FROM orders ORDER BY id")
         return [tuple(r) for r in cursor.fetchall()]
 
@@ -279,10 +276,9 @@ def test_ten_concurrent_retries_with_one_idempotency_key_write_once(committed_de
 
 
 def _external_source() -> None:
-    """An external source "replica": a second connection (its own transaction) to the test database."""
-    settings_dict = connection.settings_dict
-    dsn = f"postgresql://{settings_dict['USER']}@{settings_dict['HOST']}:{settings_dict['PORT']}/{settings_dict['NAME']}"
-    services.data_source_save(actor=SYSTEM, source_id="replica", dsn=dsn)
+    """An external source "replica": a second connection (its own transaction, its own credentials:
+    the owner's here) to the test database."""
+    services.data_source_save(actor=SYSTEM, source_id="replica", dsn=owner_dsn())
 
 
 def _external_orders_insert_product(agent: Agent) -> None:
@@ -292,7 +288,7 @@ def _external_orders_insert_product(agent: Agent) -> None:
         definition={
             "operation": "insert",
             "source": "replica",
-            "table": "orders",
+            "table": "tracemem_data.orders",
             "fields": [
                 {"name": "id", "type": "integer", "primary_key": True},
                 {"name": "customer_id", "type": "integer", "writable": True, "required": True},
@@ -314,7 +310,7 @@ def test_external_postgresql_source_reads_through_its_encrypted_dsn(committed_de
         definition={
             "operation": "read",
             "source": "replica",
-            "table": "public.customers",
+            "table": "tracemem_data.customers",
             "fields": [
                 {"name": "id", "type": "integer", "primary_key": True},
                 {"name": "label", "column": "name", "type": "string"},

@@ -1,5 +1,5 @@
 """Data products through the service layer, on real PostgreSQL tables (the demo ``customers`` and
-``orders`` tables, created inside each test's transaction)."""
+``orders`` tables of the business schema, created afresh by the owner for each test)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from django.db import connection
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -18,7 +17,9 @@ from decisions import services as decision_services
 from decisions.models import Decision, TraceEvent
 from policies import services as policy_services
 from products import services
+from products.demo import demo_tables_create
 from products.models import DataProduct, DataSource, WriteResult
+from tests.conftest import as_products_role, owner_sql
 from tracemem_site import crypto
 from tracemem_site.actor import Actor
 from tracemem_site.errors import (
@@ -40,16 +41,14 @@ SYSTEM = Actor.system("test")
 @pytest.fixture
 def demo(make_agent: Any) -> tuple[Agent, Actor]:
     agent, _ = make_agent("prod-agent")
-    # Start from the seed's own rows even if another test committed demo tables in this database.
-    with connection.cursor() as cursor:
-        cursor.execute("DROP TABLE IF EXISTS orders")
-        cursor.execute("DROP TABLE IF EXISTS customers")
+    # The owner creates the business tables (committed), starting from the seed's own rows.
+    demo_tables_create(reset=True)
     services.products_seed_demo(actor=SYSTEM, agent=agent)
     return agent, Actor.for_agent(agent)
 
 
 def _rows(table: str) -> list[tuple[Any, ...]]:
-    with connection.cursor() as cursor:
+    with as_products_role() as cursor:
         cursor.execute(f"SELECT * FROM {table} ORDER BY id")
         return [tuple(r) for r in cursor.fetchall()]
 
@@ -904,7 +903,7 @@ def test_inputs_ref_is_refused_once_the_product_grant_is_revoked(demo: Any) -> N
 def test_inputs_ref_is_conflict_when_the_data_changed_since_the_read(demo: Any) -> None:
     _, actor = demo
     decision, read = _inputs_ref_setup(actor)
-    with connection.cursor() as cursor:
+    with as_products_role() as cursor:
         cursor.execute("UPDATE customers SET name = 'Changed' WHERE id = 2")
     with pytest.raises(Conflict) as exc:
         policy_services.decision_evaluate(
@@ -949,18 +948,18 @@ TYPED_FIELDS = [
 @pytest.fixture
 def typed(demo: Any) -> tuple[Actor, Decision]:
     agent, actor = demo
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "CREATE TABLE typed_things (id SERIAL PRIMARY KEY, label TEXT NOT NULL, price NUMERIC(10,2), "
-            "active BOOLEAN, due DATE, seen_at TIMESTAMPTZ, attrs JSONB, ref UUID)"
-        )
+    owner_sql(
+        "DROP TABLE IF EXISTS tracemem_data.typed_things",
+        "CREATE TABLE tracemem_data.typed_things (id SERIAL PRIMARY KEY, label TEXT NOT NULL, price NUMERIC(10,2), "
+        "active BOOLEAN, due DATE, seen_at TIMESTAMPTZ, attrs JSONB, ref UUID)",
+    )
     for product_id, operation in (("typed_insert_v1", "insert"), ("typed_read_v1", "read")):
         services.product_create(
             actor=SYSTEM,
             product_id=product_id,
             definition={
                 "operation": operation,
-                "table": "public.typed_things",
+                "table": "tracemem_data.typed_things",
                 "fields": TYPED_FIELDS,
                 "allowed_purposes": ["testing"],
             },
@@ -1039,7 +1038,7 @@ def test_type_errors_name_the_field_and_write_nothing(
             mutation={"data": {"label": "x", field: value}},
         )
     assert exc.value.field == field and f"field {field} must be {expected}" in str(exc.value)
-    with connection.cursor() as cursor:
+    with as_products_role() as cursor:
         cursor.execute("SELECT COUNT(*) FROM typed_things")
         assert cursor.fetchone()[0] == 0
 
@@ -1080,8 +1079,7 @@ def test_statement_timeout_stops_a_slow_source_without_leaking(demo: Any, monkey
     from products import engine
 
     monkeypatch.setattr(engine, "STATEMENT_TIMEOUT_MS", 200)
-    with connection.cursor() as cursor:
-        cursor.execute("CREATE VIEW slow_view AS SELECT 1 AS id, pg_sleep(3)::text AS nap")
+    owner_sql("CREATE OR REPLACE VIEW tracemem_data.slow_view AS SELECT 1 AS id, pg_sleep(3)::text AS nap")
     services.product_create(
         actor=SYSTEM,
         product_id="slow_v1",

@@ -126,7 +126,7 @@ def test_receipt_of_committed_decision_verifies_offline_with_published_key(
             "event_count",
             "trace_head",
         )
-    }
+    } | {"close_action": "commit"}
     assert receipt["receipt_data"]["event_count"] == 3
     trace = api.get(f"/api/v1/decisions/{did}/trace").json()
 
@@ -280,9 +280,12 @@ def test_key_rotation_keeps_old_receipts_verifiable(api: AgentClient, tmp_path: 
 
     receipts._load_signing_key.cache_clear()
     with override_settings(TRACEMEM_RECEIPT_KEY=_seed_b64(SEED_B)):
-        new_receipt = api.get(f"/api/v1/decisions/{did}/receipt").json()
+        # A receipt is issued once: the old decision keeps the receipt signed when it closed.
+        assert api.get(f"/api/v1/decisions/{did}/receipt").json() == old_receipt
+        new_receipt = api.get(f"/api/v1/decisions/{_closed_decision(api)}/receipt").json()
         keys = _keys()
 
+    assert old_receipt["key_id"] == _key_id_of_seed(SEED_A)
     assert new_receipt["key_id"] == _key_id_of_seed(SEED_B)
     assert [k["key_id"] for k in keys] == [_key_id_of_seed(SEED_A), _key_id_of_seed(SEED_B)]
     assert keys[0]["valid_to"] is not None and keys[1]["valid_to"] is None
@@ -300,27 +303,25 @@ def test_signing_key_may_be_a_base64_pem_or_a_key_file(api: AgentClient, tmp_pat
     )
     key_file = tmp_path / "receipt.pem"
     key_file.write_bytes(pem)
-    did = _closed_decision(api)
     for env_key, env_file in ((base64.b64encode(pem).decode(), ""), ("", str(key_file))):
         receipts._load_signing_key.cache_clear()
         with override_settings(TRACEMEM_RECEIPT_KEY=env_key, TRACEMEM_RECEIPT_KEY_FILE=env_file):
+            did = _closed_decision(api)
             assert api.get(f"/api/v1/decisions/{did}/receipt").json()["key_id"] == _key_id_of_seed(SEED_B)
 
 
 def test_embedded_default_generates_one_private_key_file_under_var_dir(
     api: AgentClient, tmp_path: Path
 ) -> None:
-    did = _closed_decision(api)
     receipts._load_signing_key.cache_clear()
     with override_settings(TRACEMEM_RECEIPT_KEY="", TRACEMEM_RECEIPT_KEY_FILE="", VAR_DIR=tmp_path):
-        first = api.get(f"/api/v1/decisions/{did}/receipt").json()
+        first = api.get(f"/api/v1/decisions/{_closed_decision(api)}/receipt").json()
         receipts._load_signing_key.cache_clear()
-        second = api.get(f"/api/v1/decisions/{did}/receipt").json()
+        second = api.get(f"/api/v1/decisions/{_closed_decision(api)}/receipt").json()
     key_file = tmp_path / receipts.DEFAULT_KEY_FILENAME
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert key_file.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
     assert first["key_id"] == second["key_id"] != _key_id_of_seed(SEED_A)
-    assert first["signature"] == second["signature"]
 
 
 def test_receipt_signing_writes_nothing_to_the_trace(api: AgentClient) -> None:

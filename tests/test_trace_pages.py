@@ -11,14 +11,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pgtrigger
 import pytest
 from django.core.management import CommandError, call_command
 from django.test import Client
 
 from decisions import selectors, services
-from decisions.models import Decision, TraceEvent
-from tests.conftest import AgentClient
+from decisions.models import Decision
+from tests.conftest import AgentClient, superuser_sql
 from tests.mcp_helpers import mcp_post
 from tracemem_site.actor import Actor
 from tracemem_verify.chain import verify_chain
@@ -147,10 +146,15 @@ def test_walking_the_pages_recomputes_the_whole_chain(api: AgentClient, agent_ac
 
 
 def _corrupt(decision: Decision, seq: int) -> None:
-    with pgtrigger.ignore("decisions.TraceEvent:append_only"):
-        TraceEvent.objects.filter(decision=decision, seq=seq).update(payload={"context": {"step": "forged"}})
+    """As the PostgreSQL superuser, behind TraceMem's back (needs committed rows)."""
+    superuser_sql(
+        'UPDATE decisions_traceevent SET payload = \'{"context": {"step": "forged"}}\' '
+        "WHERE decision_id = %s AND seq = %s",
+        params=[decision.decision_id, seq],
+    )
 
 
+@pytest.mark.django_db(transaction=True)
 def test_server_side_verifiers_walk_every_page(agent_actor: Actor, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(selectors, "TRACE_PAGE_MAX", 40)  # so 120 events are three pages
     decision = _decision(agent_actor, 120)
@@ -162,6 +166,7 @@ def test_server_side_verifiers_walk_every_page(agent_actor: Actor, monkeypatch: 
         call_command("verify_traces", "--decision", decision.decision_id)
 
 
+@pytest.mark.django_db(transaction=True)
 def test_the_html_timeline_pages_and_its_chain_badge_checks_the_whole_chain(
     agent_actor: Actor, admin_client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -178,16 +178,18 @@ def test_non_staff_cannot_create_agents_and_sees_why(make_agent: Any) -> None:
     assert "you need the permission agents.manage_agents" in response.content.decode()
 
 
+@pytest.mark.django_db(transaction=True)
 def test_decision_page_flags_a_tampered_trace(
     staff_client: Client, make_agent: Callable[..., tuple[Agent, str]]
 ) -> None:
-    import pgtrigger
-
-    from decisions.models import TraceEvent
+    from tests.conftest import superuser_sql
 
     agent, _ = make_agent("tamper-agent")
     decision = _decision(agent)
-    with pgtrigger.ignore("decisions.TraceEvent:append_only"):
-        TraceEvent.objects.filter(decision=decision, seq=1).update(payload={"intent": "something.else"})
+    superuser_sql(
+        'UPDATE decisions_traceevent SET payload = \'{"intent": "something.else"}\' '
+        "WHERE decision_id = %s AND seq = 1",
+        params=[decision.decision_id],
+    )
     body = staff_client.get(f"/decisions/{decision.decision_id}/").content.decode()
     assert "Chain broken at event 1" in body and "Chain verified" not in body

@@ -7,6 +7,7 @@ so a typo in production never silently falls back to a default.
 from __future__ import annotations
 
 import os
+import re
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -45,3 +46,19 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
     if raw is None:
         return list(default or [])
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def env_identifier(name: str, default: str) -> str:
+    """A PostgreSQL name (schema or role): lowercase letters, digits and underscores, or empty."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip()
+    if not _IDENTIFIER.match(value):
+        raise ImproperlyConfigured(
+            f"{name} must be a plain lowercase PostgreSQL name ([a-z_][a-z0-9_]*, at most 63), got {raw!r}"
+        )
+    return value

@@ -8,10 +8,12 @@ Celery tasks executed inline, email printed to the console. Production sets ``DA
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
-from tracemem_site.env import env_bool, env_int, env_list, env_str
+from tracemem_site.env import env_bool, env_identifier, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("TRACEMEM_VAR_DIR", str(BASE_DIR / "var")))
@@ -89,13 +91,26 @@ TEMPLATES = [
     },
 ]
 
-# --- Database ---------------------------------------------------------------------------
+# --- Database (docs/security.md) --------------------------------------------------------
+# DATABASE_URL is the app role the web server and the workers log in as; MIGRATION_DATABASE_URL is
+# the owner of TraceMem's tables, used only by `migrate`, `db_roles` and seed_demo's demo tables.
 DATABASE_URL = env_str("DATABASE_URL")
+MIGRATION_DATABASE: dict[str, Any] | None = None
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))}
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         DATABASES["default"].setdefault("OPTIONS", {})
         DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    MIGRATION_DATABASE = dict(dj_database_url.parse(env_str("MIGRATION_DATABASE_URL") or DATABASE_URL))
+    if (MIGRATION_DATABASE["ENGINE"], MIGRATION_DATABASE["NAME"]) != (
+        DATABASES["default"]["ENGINE"],
+        DATABASES["default"]["NAME"],
+    ):
+        raise ImproperlyConfigured(
+            "MIGRATION_DATABASE_URL must name the same database as DATABASE_URL (only the role differs)"
+        )
+elif env_str("MIGRATION_DATABASE_URL"):
+    raise ImproperlyConfigured("MIGRATION_DATABASE_URL needs DATABASE_URL (the app role) as well")
 else:
     DATABASES = {
         "default": {
@@ -111,6 +126,14 @@ else:
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# Built-in data products reach only this schema's tables, and run as this role (SET LOCAL ROLE inside
+# the product's transaction) when it is set; `manage.py db_roles --products-user` creates it.
+TRACEMEM_DATA_SCHEMA = env_identifier("TRACEMEM_DATA_SCHEMA", "tracemem_data")
+if TRACEMEM_DATA_SCHEMA in ("public", "information_schema") or TRACEMEM_DATA_SCHEMA.startswith("pg_"):
+    raise ImproperlyConfigured(
+        f"TRACEMEM_DATA_SCHEMA must be a schema of its own for business tables, not {TRACEMEM_DATA_SCHEMA!r}"
+    )
+TRACEMEM_PRODUCTS_ROLE = env_identifier("TRACEMEM_PRODUCTS_ROLE", "")
 
 # --- Celery -----------------------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL")

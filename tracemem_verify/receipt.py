@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +37,8 @@ RECEIPT_FIELDS = (
     "event_count",
     "trace_head",
 )
+# Receipts issued since they are stored at close also sign "close_action" (commit, abort, record);
+# older receipts lack it and still verify.
 
 
 def b64url_encode(raw: bytes) -> str:
@@ -158,8 +160,22 @@ def events_from_document(document: Any) -> list[Mapping[str, Any]]:
     return [e for e in document if isinstance(e, Mapping)]
 
 
-def verify_trace_against(receipt_data: Mapping[str, Any], events: list[Mapping[str, Any]]) -> Verdict:
-    """Recompute the hash chain and check that it ends where the signed receipt says."""
+def closing_of(event: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(status, action) a closing event gives its decision: a ``close`` event's own, or
+    (committed, record) for the ``record`` event of a decision record; None for any other event."""
+    payload = event.get("payload")
+    payload = payload if isinstance(payload, Mapping) else {}
+    if event.get("type") == "close":
+        return str(payload.get("status")), str(payload.get("action"))
+    if event.get("type") == "record":
+        return "committed", "record"
+    return None
+
+
+def verify_trace_against(receipt_data: Mapping[str, Any], events: Sequence[Mapping[str, Any]]) -> Verdict:
+    """Recompute the hash chain, check that it ends where the signed receipt says, and that its
+    last event closed the decision the way the receipt says (status, and ``close_action`` when the
+    receipt carries it)."""
     decision_id = str(receipt_data.get("decision_id"))
     broken = verify_chain(decision_id, events)
     if broken is not None:
@@ -170,5 +186,20 @@ def verify_trace_against(receipt_data: Mapping[str, Any], events: list[Mapping[s
     if head != receipt_data.get("trace_head"):
         return _fail(
             f"trace ends at hash {head} but the receipt pins trace_head {receipt_data.get('trace_head')}"
+        )
+    closing = closing_of(events[-1]) if events else None
+    if closing is None:
+        return _fail("the trace does not end with a close event, yet the receipt is for a closed decision")
+    status, action = closing
+    seq = events[-1].get("seq")
+    if status != receipt_data.get("status"):
+        return _fail(
+            f"the receipt says status {receipt_data.get('status')} but the trace's close event (seq {seq}) "
+            f"says {status} (action {action})"
+        )
+    if "close_action" in receipt_data and receipt_data["close_action"] != action:
+        return _fail(
+            f"the receipt says close_action {receipt_data['close_action']} but the trace's close event "
+            f"(seq {seq}) says action {action}"
         )
     return Verdict(True, f"trace of {len(events)} events recomputes to the receipt's trace_head")

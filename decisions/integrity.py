@@ -1,0 +1,76 @@
+"""Does a decision's row agree with its trace and its receipt? (``manage.py verify_traces``)
+
+The database refuses the app role every edit that could make them disagree (migration decisions
+0003); what it cannot refuse is the PostgreSQL superuser, or the file of the embedded SQLite
+database. This finds what such an edit leaves behind: a broken hash chain, a row whose
+``event_count``/``trace_head`` or status disagree with the trace, a closed decision without its
+stored receipt, and a receipt that no longer matches the row or the trace (a trace shorter than the
+receipt says, a close event saying something else) or whose signature fails.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from decisions.models import TERMINAL_STATUSES, Decision, Receipt, ReceiptKey
+from decisions.receipts import receipt_data_of, receipt_key_out, receipt_out
+from decisions.selectors import decision_events, event_as_dict
+from tracemem_site.errors import NotFound
+from tracemem_verify.chain import verify_chain
+from tracemem_verify.receipt import closing_of, verify_receipt, verify_trace_against
+
+
+def decision_problems(decision: Decision, keys: list[dict[str, Any]]) -> list[str]:
+    """Every disagreement between the decision's row, its trace and its receipt (none: intact)."""
+    events = [event_as_dict(e) for e in decision_events(decision)]
+    broken = verify_chain(decision.decision_id, events)
+    if broken is not None:
+        return [f"broken at seq {broken.seq}: {broken.reason}"]
+    problems = []
+    head = events[-1]["hash"] if events else ""
+    if (len(events), head) != (decision.event_count, decision.trace_head):
+        problems.append(
+            f"its row says {decision.event_count} events ending at {decision.trace_head[:12] or '-'}… but its trace "
+            f"has {len(events)} ending at {head[:12] or '-'}…"
+        )
+    closing = closing_of(events[-1]) if events else None
+    if decision.status in TERMINAL_STATUSES:
+        if closing is None:
+            problems.append(f"its row says {decision.status} but its trace has no close event")
+        elif closing[0] != decision.status:
+            problems.append(
+                f"its row says {decision.status} but its close event (seq {len(events)}) says {closing[0]} "
+                f"(action {closing[1]})"
+            )
+    elif closing is not None:
+        problems.append(f"its row says {decision.status} but its trace ends with a close event")
+    receipt = Receipt.objects.filter(decision=decision).first()
+    if receipt is None:
+        if decision.status in TERMINAL_STATUSES:
+            problems.append("it is closed but has no stored receipt")
+        return problems
+    signed = receipt.receipt_data
+    row = receipt_data_of(decision, signed.get("close_action", ""))
+    for name, value in signed.items():
+        if name != "close_action" and row.get(name) != value:
+            problems.append(f"its receipt says {name} {value!r} but its row says {row.get(name)!r}")
+    for verdict in (verify_receipt(receipt_out(receipt), keys), verify_trace_against(signed, events)):
+        if not verdict.ok:
+            problems.append(f"its receipt: {verdict.message}")
+    return problems
+
+
+def decisions_verify(*, decision_id: str | None = None) -> tuple[int, list[tuple[str, str]]]:
+    """Check every decision (or one); returns (how many checked, [(decision_id, problem)])."""
+    decisions = Decision.objects.all().order_by("created_at")
+    if decision_id is not None:
+        decisions = decisions.filter(pk=decision_id)
+        if not decisions.exists():
+            raise NotFound(f"decision {decision_id} was not found")
+    keys = [receipt_key_out(row) for row in ReceiptKey.objects.all()]
+    found = [
+        (decision.decision_id, problem)
+        for decision in decisions.iterator()
+        for problem in decision_problems(decision, keys)
+    ]
+    return decisions.count(), found
