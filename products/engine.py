@@ -138,7 +138,7 @@ def _map_error(exc: BaseException) -> DomainError:
     return InvalidState("the data source refused the statement; an admin should check the product definition")
 
 
-def _checked_destination(source: DataSource, dsn: str) -> dict[str, str]:
+def _checked_destination(source: DataSource, dsn: str) -> dict[str, Any]:
     """The DSN under today's outbound rules, resolved once: ``hostaddr`` for psycopg, or a refusal.
 
     A DSN saved before the rules existed may break them; it is refused here, never used. The agent
