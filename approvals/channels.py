@@ -145,8 +145,19 @@ def slack_integration(name: str | None) -> SlackIntegration:
     return integration
 
 
-def _timeout() -> httpx.Timeout:
-    return httpx.Timeout(conf.http_timeout_seconds(), connect=conf.connect_timeout_seconds())
+def _http(method: str, url: str, **kwargs: Any) -> httpx.Response:
+    """One HTTP request of a delivery (webhook or Slack): connected within
+    ``TRACEMEM_DELIVERY_CONNECT_TIMEOUT`` and over, answer read to the end, within
+    ``TRACEMEM_DELIVERY_HTTP_TIMEOUT`` in total, however slowly the receiver drips its answer."""
+    total = conf.http_timeout_seconds()
+    with outbound.deadline(total):
+        return http_client().request(
+            method, url, timeout=httpx.Timeout(total, connect=conf.connect_timeout_seconds()), **kwargs
+        )
+
+
+def _late(exc: httpx.TimeoutException) -> str:
+    return f"did not answer within {conf.http_timeout_seconds():g} s ({type(exc).__name__})"
 
 
 def slack_call(
@@ -164,15 +175,17 @@ def slack_call(
     headers = {"authorization": f"Bearer {integration.bot_token}"}
     try:
         if query is not None:
-            response = http_client().get(base + method, params=query, headers=headers, timeout=_timeout())
+            response = _http("GET", base + method, params=query, headers=headers)
         else:
             body = json.dumps(payload or {})
             headers["content-type"] = "application/json; charset=utf-8"
-            response = http_client().post(base + method, content=body, headers=headers, timeout=_timeout())
+            response = _http("POST", base + method, content=body, headers=headers)
     except outbound.OutboundRefused as exc:
         raise DeliveryError(
             f"Slack integration {integration.name!r} was not contacted: {exc.message}"
         ) from None
+    except httpx.TimeoutException as exc:
+        raise DeliveryError(f"Slack {_late(exc)}") from None
     except httpx.HTTPError as exc:
         raise DeliveryError(f"Slack could not be reached: {type(exc).__name__}") from None
     try:
@@ -323,9 +336,11 @@ def send_webhook(delivery: Delivery) -> dict[str, Any]:
         "user-agent": "TraceMem-Webhooks/1",
     }
     try:
-        response = http_client().post(endpoint.url, content=body, headers=headers, timeout=_timeout())
+        response = _http("POST", endpoint.url, content=body, headers=headers)
     except outbound.OutboundRefused as exc:
         raise DeliveryError(f"webhook endpoint {name!r} was not contacted: {exc.message}") from None
+    except httpx.TimeoutException as exc:
+        raise DeliveryError(f"webhook receiver {_late(exc)}") from None
     except httpx.HTTPError as exc:
         raise DeliveryError(f"webhook receiver unreachable: {type(exc).__name__}") from None
     if not 200 <= response.status_code < 300:

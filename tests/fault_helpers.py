@@ -9,6 +9,7 @@ cuts terminate backends of the test database only, never of another database on 
 from __future__ import annotations
 
 import os
+import select
 import shutil
 import signal
 import socket
@@ -219,8 +220,10 @@ class Receiver:
     """A real webhook receiver on its own port; the path picks its behaviour:
 
     ``/ok`` answers 200, ``/fail`` 500, ``/close`` drops the connection without answering,
-    ``/hang`` holds the request without answering until ``release()`` (or 60 s).
-    Every request is recorded as ``(path, webhook-id, monotonic arrival, answered status)``.
+    ``/hang`` holds the request without answering until ``release()`` (or 60 s), ``/drip`` starts
+    a 200 answer and then sends one more header byte every second, for up to 60 s (so no single
+    read ever waits long). Every request is recorded as ``(path, webhook-id, monotonic arrival,
+    answered status)``; ``hung_up[webhook-id]`` is when the sender gave up on a drip.
     """
 
     def __init__(self) -> None:
@@ -228,6 +231,7 @@ class Receiver:
 
         receiver = self
         self.hits: list[tuple[str, str, float, int | None]] = []
+        self.hung_up: dict[str, float] = {}
         self._lock = threading.Lock()
         self._release = threading.Event()
 
@@ -242,6 +246,9 @@ class Receiver:
                 if path == "hang":
                     receiver._release.wait(60)
                     return
+                if path == "drip":
+                    self._drip(arrived)
+                    return
                 if status is None:  # /close: no answer at all
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
@@ -250,6 +257,21 @@ class Receiver:
                 self.send_header("content-length", "2")
                 self.end_headers()
                 self.wfile.write(b"ok")
+
+            def _drip(self, arrived: float) -> None:
+                try:
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\nx-drip: ")
+                    while time.monotonic() - arrived < 60 and not receiver._release.is_set():
+                        self.wfile.write(b"a")
+                        self.wfile.flush()
+                        # A closed connection shows as a write error, or as readable (EOF).
+                        if select.select([self.connection], [], [], 1.0)[0]:
+                            break
+                except OSError:
+                    pass
+                with receiver._lock:
+                    receiver.hung_up[self.headers.get("webhook-id", "")] = time.monotonic()
+                self.close_connection = True
 
             def log_message(self, *args: Any) -> None:
                 pass

@@ -225,6 +225,22 @@ def test_failing_receivers_back_off_on_their_own_and_never_delay_a_healthy_one(
     assert receiver.successes() == [healthy_id]
 
 
+def test_a_receiver_that_drips_its_answer_is_cut_off_at_the_total_timeout(
+    stack: RedisServer, receiver: Receiver, api: AgentClient
+) -> None:
+    # One byte a second never trips a per-read timeout; the attempt's total (5 s) must still hold.
+    _, webhook_id, _ = _ask(api, _route(receiver, "drip"))
+    wait_for(lambda: len(receiver.of("drip")) >= 1, 5, "the dripping receiver to be called")
+    wait_for(lambda: webhook_id in receiver.hung_up, 20, "the worker to give up on the drip")
+    held = receiver.hung_up[webhook_id] - receiver.of("drip")[0][2]
+    assert held <= float(DRILL_ENV["TRACEMEM_DELIVERY_HTTP_TIMEOUT"]) + 1.5, held
+    wait_for(lambda: Delivery.objects.get(pk=webhook_id).attempt_log != [], 5, "the attempt to be recorded")
+    first = Delivery.objects.get(pk=webhook_id).attempt_log[0]
+    assert "did not answer within" in first["error"], first
+    receiver.release()
+    assert receiver.successes() == []
+
+
 def test_a_worker_killed_mid_delivery_loses_nothing_and_sends_each_success_once(
     stack: RedisServer, worker: Process, beat: Process, receiver: Receiver, api: AgentClient
 ) -> None:

@@ -24,7 +24,10 @@ import ipaddress
 import re
 import socket
 import ssl
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -304,10 +307,64 @@ def check_url(url: str, *, what: str, field: str) -> str:
 
 # --- connecting: an httpx client whose connections go only to checked addresses -----------------
 
+# httpx's timeouts bound each network operation, not the request: a receiver that sends a byte
+# every second never trips a 5 s read timeout and can hold a request for as long as it likes. A
+# deadline set around a request (:func:`deadline`) caps every connect, TLS handshake, write and
+# read the request makes through :func:`http_client` by the time left, so the whole request ends
+# when it runs out (as ``httpx.ConnectTimeout`` / ``ReadTimeout`` / ``WriteTimeout``).
+_deadline: ContextVar[float | None] = ContextVar("tracemem_outbound_deadline", default=None)
+
+
+@contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """Requests made through :func:`http_client` in this block end within ``seconds`` in total."""
+    token = _deadline.set(time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def _within_deadline(timeout: float | None, expired: type[httpcore.TimeoutException]) -> float | None:
+    """``timeout`` for one network operation, shortened to what is left of the deadline."""
+    at = _deadline.get()
+    if at is None:
+        return timeout
+    left = at - time.monotonic()
+    if left <= 0:
+        raise expired("the time allowed for the whole request ran out")
+    return left if timeout is None else min(timeout, left)
+
+
+class DeadlineStream(httpcore.NetworkStream):
+    """A connection whose every operation honours the current :func:`deadline`."""
+
+    def __init__(self, stream: httpcore.NetworkStream) -> None:
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, _within_deadline(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, _within_deadline(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        timeout = _within_deadline(timeout, httpcore.ConnectTimeout)
+        return DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
 
 class CheckedBackend(httpcore.SyncBackend):
     """httpcore's network backend, resolving through :func:`resolve` and connecting only to
-    addresses the rule allows. TLS and the Host header still use the URL's host name."""
+    addresses the rule allows, within the current :func:`deadline`. TLS and the Host header still
+    use the URL's host name."""
 
     def __init__(self, *, plaintext: bool) -> None:
         self.plaintext = plaintext
@@ -327,7 +384,9 @@ class CheckedBackend(httpcore.SyncBackend):
         error: Exception | None = None
         for address in addresses:
             try:
-                return super().connect_tcp(address, port, timeout, local_address, socket_options)
+                connect_timeout = _within_deadline(timeout, httpcore.ConnectTimeout)
+                stream = super().connect_tcp(address, port, connect_timeout, local_address, socket_options)
+                return DeadlineStream(stream)
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 error = exc
         assert error is not None
