@@ -231,11 +231,11 @@ def route_channels(route: ApprovalRoute) -> list[dict[str, Any]]:
     return [e for e in entries if isinstance(e, dict) and e.get("type") in Channel.values]
 
 
-def _publish(delivery_id: str, countdown: float | None = None) -> None:
+def _publish(delivery_id: str, countdown: float | None = None) -> bool:
     # Imported late: the Celery door imports this module.
     from approvals.tasks import publish_delivery
 
-    publish_delivery(delivery_id, countdown=countdown)
+    return publish_delivery(delivery_id, countdown=countdown)
 
 
 # --- who may vote --------------------------------------------------------------------------
@@ -786,12 +786,11 @@ def _record_late_attempt(
 
 
 def deliveries_redispatch_due(*, actor: Actor, limit: int = 500) -> int:
-    """Queue every pending delivery whose time has come (lost publishes, dead workers, retries)."""
+    """Queue every pending delivery whose time has come (lost publishes, dead workers, retries);
+    returns how many were queued (none while the broker is down: the next tick tries again)."""
     due = Delivery.objects.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=timezone.now())
     ids = list(due.order_by("next_attempt_at").values_list("delivery_id", flat=True)[:limit])
-    for delivery_id in ids:
-        _publish(delivery_id)
-    return len(ids)
+    return sum(_publish(delivery_id) for delivery_id in ids)
 
 
 def slack_messages_update(*, actor: Actor, approval_id: str) -> int:

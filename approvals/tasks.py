@@ -8,6 +8,7 @@ from celery import shared_task
 from django.conf import settings
 
 from approvals import services
+from tracemem_site import shared_cache
 from tracemem_site.actor import Actor
 
 logger = logging.getLogger(__name__)
@@ -16,23 +17,31 @@ SYSTEM = "approvals-worker"
 
 
 def publish_delivery(delivery_id: str, countdown: float | None = None) -> bool:
-    """Queue a delivery; a broker outage is logged, never raised: the outbox row stays pending and
-    the beat re-dispatch picks it up (SPEC §9: an outage delays, never loses)."""
-    try:
-        deliver_delivery.apply_async((delivery_id,), countdown=countdown, retry=False)
-        return True
-    except Exception as exc:
-        logger.warning("could not queue delivery %s (%s); the re-dispatch will retry", delivery_id, exc)
-        return False
+    """Queue a delivery; a broker outage (down, or hung: bounded by the transport's socket timeouts)
+    is logged once, never raised: the outbox row stays pending and the beat's re-dispatch picks it
+    up (SPEC §9: an outage delays, never loses). While the broker is known to be down, publishing is
+    skipped at once (``tracemem_site.shared_cache.broker``), so no request waits on it again."""
+    queued = shared_cache.broker.call(
+        "deliveries",
+        lambda: deliver_delivery.apply_async((delivery_id,), countdown=countdown, retry=False),
+        fallback="leaving queued notifications to the re-dispatch",
+    )
+    if queued is None:
+        logger.info(
+            "delivery %s was not queued (broker unavailable); the re-dispatch will send it", delivery_id
+        )
+    return queued is not None
 
 
 def publish_slack_update(approval_id: str) -> bool:
-    try:
-        update_slack_messages.apply_async((approval_id,), retry=False)
-        return True
-    except Exception as exc:
-        logger.warning("could not queue the Slack update for %s (%s)", approval_id, exc)
-        return False
+    queued = shared_cache.broker.call(
+        "slack_updates",
+        lambda: update_slack_messages.apply_async((approval_id,), retry=False),
+        fallback="not updating Slack messages",
+    )
+    if queued is None:
+        logger.warning("could not queue the Slack update for %s (broker unavailable)", approval_id)
+    return queued is not None
 
 
 @shared_task(name="approvals.deliver_delivery", acks_late=True, ignore_result=True)

@@ -22,7 +22,7 @@ from typing import Any
 
 import psycopg
 from django.conf import settings as django_settings
-from django.db import connection
+from django.db import connection, connections
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,6 +41,25 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str, every: float 
             return time.monotonic()
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def within(seconds: float, call: Callable[[], Any]) -> tuple[Any, float]:
+    """``call()``'s result and how long it took; fails (instead of hanging the suite) past
+    ``seconds``. ``call`` runs in a thread of its own, with its own database connection."""
+    outcome: list[Any] = []
+    started = time.monotonic()
+
+    def run() -> None:
+        try:
+            outcome.append(call())
+        finally:
+            connections.close_all()  # this thread's own database connection
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert outcome, f"still waiting after {seconds} s"
+    return outcome[0], time.monotonic() - started
 
 
 def port_open(port: int) -> bool:
@@ -73,11 +92,34 @@ class RedisServer:
         wait_for(lambda: port_open(self.port), 10, f"redis-server on port {self.port}")
         return self
 
+    def pause(self) -> None:
+        """Hang it (SIGSTOP): connections are still accepted, nothing is ever answered — what a
+        frozen, overloaded or half-failed-over Redis looks like to its clients."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)  # a paused server must be able to exit
             self.proc.terminate()
             self.proc.wait(10)
         self.proc = None
+
+
+def use_broker(url: str) -> None:
+    """Make this process publish Celery tasks to ``url`` (Celery caches its connection pools;
+    dropping them makes the next publish connect there), forgetting any outage of the old one."""
+    from tracemem_site import shared_cache
+    from tracemem_site.celery import app
+
+    app.conf.broker_url = url
+    app._pool = None
+    app.amqp._producer_pool = None
+    shared_cache.broker.reset()
 
 
 def database_url() -> str:

@@ -22,17 +22,11 @@ from approvals.tasks import approvals_tick
 from decisions.models import TraceEvent
 from tests.appr_helpers import make_route, open_decision, request_approval
 from tests.conftest import AgentClient
+from tests.fault_helpers import use_broker
 from tracemem_site.celery import app as celery_app
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.celery_worker]
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _use_broker(url: str) -> None:
-    # Celery caches its connection pools; dropping them makes the next publish use ``url``.
-    celery_app.conf.broker_url = url
-    celery_app._pool = None
-    celery_app.amqp._producer_pool = None
 
 
 class Worker:
@@ -102,13 +96,13 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
 
 @pytest.fixture
 def worker(redis_url: str, tmp_path: Path) -> Iterator[Worker]:
-    _use_broker(redis_url)
+    use_broker(redis_url)
     celery_app.control.purge()  # nothing left over from earlier runs
     w = Worker(redis_url, tmp_path / "worker.log")
     w.start()
     yield w
     w.stop()
-    _use_broker(redis_url)
+    use_broker(redis_url)
 
 
 @pytest.fixture
@@ -133,7 +127,7 @@ def test_broker_outage_records_the_request_and_the_beat_delivers_it_once_the_bro
     webhook_route(httpserver.url_for("/hook"))
     httpserver.expect_request("/hook").respond_with_data("ok")
     decision_id = open_decision(agent_api)
-    _use_broker("redis://127.0.0.1:1/0")  # nothing listens there
+    use_broker("redis://127.0.0.1:1/0")  # nothing listens there
     started = time.monotonic()
     response = request_approval(agent_api, decision_id, approval_route_id="route_finance")
     assert response.status_code == 201 and time.monotonic() - started < 5
@@ -143,7 +137,7 @@ def test_broker_outage_records_the_request_and_the_beat_delivers_it_once_the_bro
     pending = delivery_of(approval_id)
     assert (pending.status, pending.attempts) == ("pending", 0) and httpserver.log == []
 
-    _use_broker(redis_url)
+    use_broker(redis_url)
     assert approvals_tick.apply().get()["redispatched"] == 1
     wait_for(lambda: delivery_of(approval_id).status == "delivered", 20, "the worker to deliver")
     assert [r.headers["webhook-id"] for r, _ in httpserver.log] == [pending.delivery_id]

@@ -37,7 +37,7 @@ def _broker_check() -> str:
 
     try:
         with app.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=1, timeout=2)
+            conn.ensure_connection(max_retries=0, timeout=2)
         return "ok"
     except Exception as exc:
         return f"error: {type(exc).__name__}"

@@ -146,12 +146,18 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # A broker outage must not hang the request that queued the task: publishing gives up fast
-# and the outbox row is picked up later by the periodic re-dispatch.
+# and the outbox row is picked up later by the periodic re-dispatch. The socket timeouts bound a
+# Redis that accepts connections but never answers (frozen, overloaded, a half-open connection
+# after a failover): without them a publish, and /readyz, waited forever. socket_timeout stays
+# above the consumer's 1 s BRPOP; no retry, so a publish costs at most ~2 s once per outage
+# (tracemem_site.shared_cache.broker then skips publishing until TRACEMEM_CACHE_RETRY_SECONDS).
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "max_retries": 1,
+    "max_retries": 0,
     "interval_start": 0,
     "interval_step": 0.2,
     "interval_max": 0.5,
+    "socket_connect_timeout": 1,
+    "socket_timeout": 2,
 }
 CELERY_TASK_PUBLISH_RETRY = False
 # Notifications have their own queue and worker pool (scripts/worker.sh), so a slow receiver never
@@ -177,7 +183,8 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
-# Seconds to leave the shared cache alone after it failed, before probing it again.
+# Seconds to leave the shared cache (and the broker, for publishing) alone after it failed, before
+# probing it again.
 TRACEMEM_CACHE_RETRY_SECONDS = env_int("TRACEMEM_CACHE_RETRY_SECONDS", 5)
 
 # --- Email ------------------------------------------------------------------------------
