@@ -8,13 +8,19 @@ terminated (only the test database's, never another database's on the server).
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from django.db import connection
 from django.test import Client
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import McpError
 
 from approvals import services as approval_services
 from approvals.models import Approval, Delivery
@@ -22,7 +28,7 @@ from decisions.models import Decision, TraceEvent
 from tests.appr_helpers import make_route, open_decision, request_approval
 from tests.conftest import AgentClient
 from tests.fault_helpers import DatabaseOutage, terminate_backend
-from tests.mcp_helpers import mcp_post
+from tests.mcp_helpers import mcp_post, mcp_url
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -65,21 +71,33 @@ def test_rest_calls_during_an_outage_get_503_unavailable_with_retry_after(
     assert api.get(f"/api/v1/decisions/{decision_id}").status_code == 200  # and it recovers by itself
 
 
-def test_mcp_during_an_outage_gets_a_jsonrpc_error_not_a_rest_body(
+def test_mcp_during_an_outage_gets_jsonrpc_answers_not_a_rest_body(
     outage: DatabaseOutage, make_agent: Any
 ) -> None:
     _, key = make_agent()
     outage.begin()
+    # A tools/call: the tool error every outage during a call gets.
     response = mcp_post(key, "capabilities_get", request_id=42)
-    assert response.status_code == 503
-    assert int(response["Retry-After"]) >= 1
+    assert response.status_code == 200 and int(response["Retry-After"]) >= 1
     body = response.json()
-    assert body["jsonrpc"] == "2.0" and body["id"] == 42 and "result" not in body
-    assert body["error"]["code"] == -32003
-    assert body["error"]["message"].startswith("[unavailable] ") and "not applied" in body["error"]["message"]
-    assert body["error"]["data"] == {
+    assert body["jsonrpc"] == "2.0" and body["id"] == 42 and "error" not in body
+    assert body["result"]["isError"] is True
+    text = body["result"]["content"][0]["text"]
+    assert text.startswith("[unavailable] ") and "not applied" in text
+    # Any other request: a JSON-RPC error with the same text and what a program needs.
+    listed = Client().post(
+        "/mcp",
+        json.dumps({"jsonrpc": "2.0", "id": "l1", "method": "tools/list"}),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {key}",
+    )
+    assert listed.status_code == 200 and int(listed["Retry-After"]) >= 1
+    error = listed.json()["error"]
+    assert listed.json()["id"] == "l1" and error["code"] == -32003
+    assert error["message"].startswith("[unavailable] ") and "not applied" in error["message"]
+    assert error["data"] == {
         "code": "unavailable",
-        "retry_after": int(response["Retry-After"]),
+        "retry_after": int(listed["Retry-After"]),
         "applied": False,
     }
 
@@ -181,3 +199,35 @@ def test_a_connection_cut_after_the_commit_says_the_call_was_applied(
     assert "was applied" in error["message"] and "do not repeat" in error["message"]
     connection.close()  # the test shares the request's (cut) connection
     assert Decision.objects.get(pk=decision_id).status == "needs_approval"
+
+
+def test_the_official_mcp_client_gets_a_tool_error_it_can_read_and_keeps_its_session(
+    outage: DatabaseOutage, live_server: Any, make_agent: Any
+) -> None:
+    """What an agent's MCP client actually surfaces: the stock ``mcp`` client raises on any HTTP
+    error status and drops the body (and its whole session), so the outage must arrive as a
+    JSON-RPC answer it reads: the tool error for a tools/call, a JSON-RPC error otherwise."""
+    _, key = make_agent()
+
+    async def main() -> tuple[Any, Any, Any]:
+        async with httpx.AsyncClient(headers={"Authorization": f"Agent {key}"}, timeout=30) as http:
+            async with streamable_http_client(mcp_url(live_server), http_client=http) as (read, write, _):
+                async with ClientSession(read, write) as session:
+                    await session.initialize()
+                    await asyncio.to_thread(outage.begin)
+                    during = await session.call_tool("capabilities_get", {})
+                    try:
+                        await session.list_tools()
+                        listed: Any = None
+                    except McpError as exc:
+                        listed = exc.error
+                    await asyncio.to_thread(outage.end)
+                    after = await session.call_tool("capabilities_get", {})  # the same session
+                    return during, listed, after
+
+    during, listed, after = asyncio.run(main())
+    assert during.isError is True
+    text = during.content[0].text
+    assert text.startswith("[unavailable] ") and "not applied" in text and "Retry after" in text
+    assert listed is not None and listed.code == -32003 and "not applied" in listed.message
+    assert after.isError is False

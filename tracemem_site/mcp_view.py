@@ -384,23 +384,41 @@ def _transport_refusal(exc: Exception) -> tuple[int, int, str] | None:
 
 
 def _unavailable_response(request: Request, error: Unavailable) -> HttpResponse:
-    """A dependency failed before the message could be handled (e.g. while authenticating): a
-    JSON-RPC error for the caller's request id, with HTTP 503 and Retry-After for its transport."""
+    """A dependency failed before the message could be handled (e.g. while authenticating).
+
+    The answer is a JSON-RPC answer with HTTP 200 (and ``Retry-After``): MCP clients, the official
+    ``mcp`` SDK among them, raise on an HTTP error status without reading the body and tear their
+    whole session down, so a 503 reached the agent as a bare "503 Service Unavailable" and lost
+    "not applied". A ``tools/call`` gets the tool error a mid-call outage gets (``isError``,
+    ``[unavailable] …``); any other request a JSON-RPC error ``-32003`` with the same text and
+    ``data``; a notification is accepted (202: nothing to record).
+    """
     try:
         data = request.data
-        request_id = data.get("id") if isinstance(data, dict) else None
     except Exception:  # the body is unreadable: the error is still about the outage
-        request_id = None
-    body = {
-        "jsonrpc": "2.0",
-        "id": request_id if isinstance(request_id, str | int) and not isinstance(request_id, bool) else None,
-        "error": {
-            "code": UNAVAILABLE,
-            "message": str(error),
-            "data": error.as_dict()["details"] | {"code": error.code},
-        },
-    }
-    response = HttpResponse(json.dumps(body), status=503, content_type=JSON)
+        data = None
+    message = data if isinstance(data, dict) else {}
+    if message and "id" not in message:
+        response = HttpResponse(b"", status=202, content_type=JSON)
+    else:
+        request_id = message.get("id")
+        if isinstance(request_id, bool) or not isinstance(request_id, str | int):
+            request_id = None
+        params = message.get("params")
+        tool_name = params.get("name") if isinstance(params, dict) else None
+        if message.get("method") == "tools/call" and request_id is not None and isinstance(tool_name, str):
+            response = _jsonrpc_result(request_id, tool_error_result(tool_name, error))
+        else:
+            body = {
+                "jsonrpc": "2.0",
+                "id": request_id,
+                "error": {
+                    "code": UNAVAILABLE,
+                    "message": str(error),
+                    "data": error.as_dict()["details"] | {"code": error.code},
+                },
+            }
+            response = HttpResponse(json.dumps(body), content_type=JSON)
     response["Retry-After"] = str(error.retry_after)
     return response
 
