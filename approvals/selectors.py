@@ -59,8 +59,18 @@ def approval_list(actor: Actor, *, status: str | None = None, limit: int = 100) 
             raise InvalidArgument(
                 f"status must be one of {', '.join(ApprovalState.values)}; got {status!r}", field="status"
             )
-        qs = qs.filter(status=status)
+        qs = qs.filter(_status_as_reported(status, timezone.now()))
     return list(qs.order_by("-requested_at")[: max(1, min(limit, 500))])
+
+
+def _status_as_reported(status: str, now: datetime) -> Q:
+    """Approvals whose *reported* status is ``status`` (:func:`approval_as_reported`): one pending
+    past its deadline is expired already, before the tick has written it."""
+    if status == ApprovalState.PENDING:
+        return Q(status=status, expires_at__gt=now)
+    if status == ApprovalState.EXPIRED:
+        return Q(status=status) | Q(status=ApprovalState.PENDING, expires_at__lte=now)
+    return Q(status=status)
 
 
 def approval_get(actor: Actor, approval_id: str) -> Approval:

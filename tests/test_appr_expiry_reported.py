@@ -145,3 +145,19 @@ def test_expire_due_uses_the_same_rule_as_the_report(api: AgentClient) -> None:
     decision_id, approval_id = _pending(api, expires_in=30)
     assert services.approvals_expire_due(actor=Actor.system("test")) == 0
     assert api.get(f"/api/v1/decisions/{decision_id}").json()["approval_status"] == "pending"
+
+
+def test_the_reviewer_api_lists_an_overdue_approval_under_expired_not_pending(api: AgentClient) -> None:
+    reviewer = make_reviewer("lena", superuser=True)
+    _, overdue = _pending(api, expires_in=0.2)
+    time.sleep(0.3)
+
+    def listed(status: str) -> dict[str, str]:
+        body = reviewer.get(f"/api/v1/approvals?status={status}").json()
+        items = body["approvals"] if isinstance(body, dict) else body
+        return {item["approval_id"]: item["status"] for item in items}
+
+    assert overdue not in listed("pending")  # the filter agrees with what every item says
+    assert listed("expired") == {overdue: "expired"}
+    approvals_tick.apply()
+    assert listed("expired") == {overdue: "expired"} and overdue not in listed("pending")
