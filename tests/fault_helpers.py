@@ -261,10 +261,10 @@ class HeldLock:
 class Receiver:
     """A real webhook receiver on its own port; the path picks its behaviour:
 
-    ``/ok`` answers 200, ``/fail`` 500, ``/close`` drops the connection without answering,
-    ``/hang`` holds the request without answering until ``release()`` (or 60 s), ``/drip`` starts
-    a 200 answer and then sends one more header byte every second, for up to 60 s (so no single
-    read ever waits long). Every request is recorded as ``(path, webhook-id, monotonic arrival,
+    ``/ok`` answers 200 (``/slow`` too, after 2 s), ``/fail`` 500, ``/close`` drops the connection
+    without answering, ``/hang`` holds the request without answering until ``release()`` (or 60 s),
+    ``/drip`` starts a 200 answer and then sends one more header byte every second, for up to 60 s
+    (so no single read ever waits long). Every request is recorded as ``(path, webhook-id, monotonic arrival,
     answered status)``; ``hung_up[webhook-id]`` is when the sender gave up on a drip.
     """
 
@@ -282,7 +282,7 @@ class Receiver:
                 arrived = time.monotonic()
                 self.rfile.read(int(self.headers.get("content-length") or 0))
                 path = self.path.split("?")[0].rstrip("/").rsplit("/", 1)[-1]
-                status: int | None = {"ok": 200, "fail": 500}.get(path)
+                status: int | None = {"ok": 200, "slow": 200, "fail": 500}.get(path)
                 with receiver._lock:
                     receiver.hits.append((path, self.headers.get("webhook-id", ""), arrived, status))
                 if path == "hang":
@@ -291,6 +291,8 @@ class Receiver:
                 if path == "drip":
                     self._drip(arrived)
                     return
+                if path == "slow":
+                    time.sleep(2)
                 if status is None:  # /close: no answer at all
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)

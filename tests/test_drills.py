@@ -10,7 +10,10 @@ timings the issue asks for. Run them alone with ``scripts/test.sh -m drill``.
 from __future__ import annotations
 
 import base64
+import os
 import secrets
+import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -322,3 +325,68 @@ def test_postgresql_connections_cut_again_and_again_lose_nothing_acknowledged(
             "every acknowledged one",
         )
     assert sorted(receiver.successes()) == sorted(webhook_ids)
+
+
+# --- scripts/worker.sh as a supervisor sees it -----------------------------------------------
+
+
+@pytest.fixture
+def own_worker(settings: Any, tmp_path: Path) -> Iterator[Process]:
+    """scripts/worker.sh on a Redis of its own (the module's worker must not take its messages)."""
+    server = RedisServer().start()
+    use_broker(server.url)
+    process = Process("worker.sh", tmp_path / "worker.log", process_env(server.url, **DRILL_ENV))
+    try:
+        yield process.start(ready=" ready.", count=2)
+    finally:
+        process.kill()
+        server.stop()
+        use_broker(settings.CELERY_BROKER_URL)
+
+
+def _celery_children(pid: int) -> dict[str, int]:
+    """The celery workers worker.sh started: ``{"deliveries": pid, "tasks": pid}``."""
+    lines = subprocess.run(
+        ["ps", "-ww", "-o", "pid=,args=", "--ppid", str(pid)], capture_output=True, text=True, check=False
+    ).stdout.splitlines()
+    children = {}
+    for line in lines:
+        child, _, args = line.strip().partition(" ")
+        for name in ("deliveries", "tasks"):
+            if f"-n {name}@" in args:
+                children[name] = int(child)
+    return children
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_worker_sh_on_sigterm_finishes_the_delivery_in_flight_and_stops_both_workers(
+    own_worker: Process, receiver: Receiver, api: AgentClient
+) -> None:
+    assert own_worker.proc is not None
+    children = _celery_children(own_worker.proc.pid)
+    assert set(children) == {"deliveries", "tasks"}
+    _, webhook_id, _ = _ask(api, _route(receiver, "slow"))  # the receiver answers after 2 s
+    wait_for(lambda: len(receiver.of("slow")) == 1, 5, "the delivery to be in flight")
+    own_worker.proc.send_signal(signal.SIGTERM)  # the script alone, as `docker stop` signals PID 1
+    assert own_worker.proc.wait(20) == 143
+    assert all(_gone(pid) for pid in children.values())
+    delivery = Delivery.objects.get(pk=webhook_id)
+    assert (delivery.status, delivery.attempts) == ("delivered", 1)  # finished, recorded, acknowledged
+    assert receiver.successes() == [webhook_id]
+
+
+def test_worker_sh_stops_the_other_worker_when_one_dies(own_worker: Process) -> None:
+    assert own_worker.proc is not None
+    children = _celery_children(own_worker.proc.pid)
+    os.kill(children["deliveries"], signal.SIGKILL)
+    # Never half a service: the script ends (non-zero) and takes the tasks worker with it, so the
+    # supervisor (compose's restart policy) restarts the pair.
+    assert own_worker.proc.wait(30) != 0
+    assert _gone(children["tasks"])
