@@ -11,8 +11,13 @@ other receiver waits. So, per destination and per worker process:
 * a destination whose last attempt failed (error, timeout, hang-up) is **failing**: one attempt at
   a time, and the rest are deferred at once (never waited for), so it holds one thread at most.
 
+Waiting for a slot holds a thread, so at most as many attempts as the destination has slots wait
+for it at once; the others are deferred at once. A slow but healthy receiver thus holds at most
+twice its slots in threads, never the pool (80 notifications queued for a receiver that takes 2 s
+each used to keep every thread waiting, and a healthy receiver's webhook waited seconds for one).
+
 An attempt that is not admitted is *deferred*: not sent, not counted as an attempt, re-queued
-(``delivery_defer`` in the services). The state is per process, like the thread pool it protects.
+(``_defer`` in the services). The state is per process, like the thread pool it protects.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ UNKNOWN, HEALTHY, FAILING = "unknown", "healthy", "failing"
 class _Destination:
     health: str = UNKNOWN
     in_flight: int = 0
+    waiting: int = 0
 
 
 class Gate:
@@ -42,15 +48,27 @@ class Gate:
         deadline = time.monotonic() + wait_seconds
         with self._changed:
             destination = self._destinations.setdefault(key, _Destination())
-            while True:
-                limit = slots if destination.health == HEALTHY else 1
-                if destination.in_flight < limit:
-                    destination.in_flight += 1
-                    return True
-                remaining = deadline - time.monotonic()
-                if destination.health == FAILING or remaining <= 0:
-                    return False
-                self._changed.wait(remaining)
+            if destination.waiting >= slots:
+                return self._take(destination, slots)
+            destination.waiting += 1
+            try:
+                while True:
+                    if self._take(destination, slots):
+                        return True
+                    remaining = deadline - time.monotonic()
+                    if destination.health == FAILING or remaining <= 0:
+                        return False
+                    self._changed.wait(remaining)
+            finally:
+                destination.waiting -= 1
+
+    @staticmethod
+    def _take(destination: _Destination, slots: int) -> bool:
+        limit = slots if destination.health == HEALTHY else 1
+        if destination.in_flight < limit:
+            destination.in_flight += 1
+            return True
+        return False
 
     def leave(self, key: str, *, ok: bool | None) -> None:
         """Give the slot back; ``ok`` is the attempt's outcome (None: nothing was sent)."""

@@ -600,6 +600,7 @@ class AttemptResult:
     status: str
     retry_in_ms: int | None = None
     locked: bool = False  # not attempted: another transaction holds the row
+    deferred: bool = False  # not attempted: its destination had no slot for it
 
 
 # A delivery another worker holds (its row locked), or whose destination has no free slot, is looked
@@ -608,6 +609,16 @@ BUSY_RETRY_MS = 250
 # ... but a row held this many times running (~5 s) is left to the beat's re-dispatch (it is still
 # pending and due), so a row locked for good costs a few queries a tick, not four a second forever.
 LOCKED_RETRIES = 20
+# A destination still busy at the next look doubles the wait, up to this: a long queue for a slow
+# receiver is looked at a few times a second in all, not four times a second per notification.
+BUSY_RETRY_MAX_MS = 4000
+
+
+def busy_retry_ms(looks: int) -> int:
+    """How long a delivery deferred for a busy destination waits, after ``looks`` looks in a row."""
+    return min(BUSY_RETRY_MS * 2 ** min(looks, 8), BUSY_RETRY_MAX_MS)
+
+
 # How long an attempt waits for a busy destination before it is deferred.
 DESTINATION_WAIT_SECONDS = 0.3
 
@@ -661,16 +672,17 @@ def _defer(delivery_id: str, delay_ms: int, reason: str) -> AttemptResult | None
         return None
     metrics.incr("tracemem_delivery_deferred_total", reason=reason)
     logger.info("delivery %s deferred %d ms (%s)", delivery_id, delay_ms, reason)
-    return AttemptResult(DeliveryStatus.PENDING, retry_in_ms=delay_ms)
+    return AttemptResult(DeliveryStatus.PENDING, retry_in_ms=delay_ms, deferred=True)
 
 
-def delivery_attempt(*, actor: Actor, delivery_id: str) -> AttemptResult | None:
+def delivery_attempt(*, actor: Actor, delivery_id: str, looks: int = 0) -> AttemptResult | None:
     """Try to deliver one outbox row once (the Celery task's body). Idempotent per delivery id.
 
     Network calls happen outside any transaction; the outcome is recorded afterwards. Returns None
     when there was nothing to do (already delivered, failed, not yet due, or in another worker's
     hands); a result with ``retry_in_ms`` when the task should look again then (the row was locked
     by another transaction, or its destination is busy or failing: ``approvals.destinations``).
+    ``looks``: how many times running this delivery was looked at without an attempt.
     """
     row = (
         Delivery.objects.filter(pk=delivery_id, status=DeliveryStatus.PENDING)
@@ -683,7 +695,7 @@ def delivery_attempt(*, actor: Actor, delivery_id: str) -> AttemptResult | None:
     if not gate.enter(key, slots=conf.destination_slots(), wait_seconds=DESTINATION_WAIT_SECONDS):
         failing = gate.health(key) == FAILING
         # A failing destination is tried again when its own backoff would; a busy one very soon.
-        delay = max(1000, conf.backoff_base_ms()) if failing else BUSY_RETRY_MS
+        delay = max(1000, conf.backoff_base_ms()) if failing else busy_retry_ms(looks)
         return _defer(delivery_id, delay, "destination failing" if failing else "destination busy")
     outcome: bool | None = None
     error: str | None = None

@@ -16,7 +16,7 @@ logger = logging.getLogger(__name__)
 SYSTEM = "approvals-worker"
 
 
-def publish_delivery(delivery_id: str, countdown: float | None = None, locked_for: int = 0) -> bool:
+def publish_delivery(delivery_id: str, countdown: float | None = None, looks: int = 0) -> bool:
     """Queue a delivery; a broker outage (down, or hung: bounded by the transport's socket timeouts)
     is logged once, never raised: the outbox row stays pending and the beat's re-dispatch picks it
     up (SPEC §9: an outage delays, never loses). While the broker is known to be down, publishing is
@@ -25,7 +25,7 @@ def publish_delivery(delivery_id: str, countdown: float | None = None, locked_fo
         "deliveries",
         lambda: deliver_delivery.apply_async(
             (delivery_id,),
-            {"locked_for": locked_for} if locked_for else None,
+            {"looks": looks} if looks else None,
             countdown=countdown,
             retry=False,
         ),
@@ -50,24 +50,27 @@ def publish_slack_update(approval_id: str) -> bool:
 
 
 @shared_task(name="approvals.deliver_delivery", acks_late=True, ignore_result=True)
-def deliver_delivery(delivery_id: str, locked_for: int = 0) -> str | None:
-    """``locked_for``: how many times running this delivery's row was found locked (the message
-    re-queued itself each time); past ``services.LOCKED_RETRIES`` the re-dispatch takes over."""
-    result = services.delivery_attempt(actor=Actor.system(SYSTEM), delivery_id=delivery_id)
+def deliver_delivery(delivery_id: str, looks: int = 0) -> str | None:
+    """``looks``: how many times running this message found the delivery not attemptable (its row
+    locked, its destination busy) and re-queued itself: busy destinations are looked at less and
+    less often, and past ``services.LOCKED_RETRIES`` a locked row is left to the re-dispatch."""
+    result = services.delivery_attempt(actor=Actor.system(SYSTEM), delivery_id=delivery_id, looks=looks)
     if result is None:
         return None
     # Inline (eager) mode must not sleep through backoffs inside a request: the beat retries instead.
     if result.retry_in_ms is None or settings.CELERY_TASK_ALWAYS_EAGER:
         return result.status
-    if result.locked and locked_for >= services.LOCKED_RETRIES:
+    if result.locked and looks >= services.LOCKED_RETRIES:
         logger.warning(
             "delivery %s stayed locked by another transaction through %d looks; the re-dispatch will retry it",
             delivery_id,
-            locked_for + 1,
+            looks + 1,
         )
         return result.status
     publish_delivery(
-        delivery_id, countdown=result.retry_in_ms / 1000, locked_for=locked_for + 1 if result.locked else 0
+        delivery_id,
+        countdown=result.retry_in_ms / 1000,
+        looks=looks + 1 if result.locked or result.deferred else 0,
     )
     return result.status
 

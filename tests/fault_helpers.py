@@ -261,7 +261,7 @@ class HeldLock:
 class Receiver:
     """A real webhook receiver on its own port; the path picks its behaviour:
 
-    ``/ok`` answers 200 (``/slow`` too, after 2 s), ``/fail`` 500, ``/close`` drops the connection
+    ``/ok`` answers 200 (``/slow`` too, after 2 s or ``release()``), ``/fail`` 500, ``/close`` drops the connection
     without answering, ``/hang`` holds the request without answering until ``release()`` (or 60 s),
     ``/drip`` starts a 200 answer and then sends one more header byte every second, for up to 60 s
     (so no single read ever waits long). Every request is recorded as ``(path, webhook-id, monotonic arrival,
@@ -292,7 +292,7 @@ class Receiver:
                     self._drip(arrived)
                     return
                 if path == "slow":
-                    time.sleep(2)
+                    receiver._release.wait(2)
                 if status is None:  # /close: no answer at all
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,7 +22,7 @@ from approvals import services, tasks
 from approvals.destinations import destination_key, gate
 from approvals.models import Delivery, WebhookEndpoint
 from tests.appr_helpers import make_route, open_decision, request_approval
-from tests.fault_helpers import HeldLock
+from tests.fault_helpers import HeldLock, wait_for
 from tracemem_site.actor import Actor
 
 WORKER = Actor.system("test-worker")
@@ -67,7 +68,7 @@ def test_a_row_locked_forever_is_retried_a_bounded_number_of_times_then_left_to_
         while requeued and links < 500:
             message = requeued.pop()
             assert message["countdown"] == services.BUSY_RETRY_MS / 1000  # looked at again soon ...
-            tasks.deliver_delivery.run(message["id"], locked_for=message.get("locked_for", 0))
+            tasks.deliver_delivery.run(message["id"], looks=message.get("looks", 0))
             links += 1
     assert links == services.LOCKED_RETRIES + 1, links  # ... but not forever (was: every 250 ms for good)
     # Nothing was lost: still pending and due, so the beat's re-dispatch queues it again.
@@ -101,6 +102,48 @@ def test_a_duplicate_message_for_an_already_deferred_delivery_starts_no_second_c
         gate.leave(key, ok=True)  # healthy again for the tests after this one
     assert httpserver.log == []
     assert Delivery.objects.get(pk=delivery.pk).attempts == 0  # a deferral is not an attempt
+
+
+@pytest.mark.django_db
+def test_a_delivery_whose_destination_stays_busy_is_looked_at_less_and_less_often(
+    delivery: Delivery, requeued: list[dict[str, Any]]
+) -> None:
+    key = destination_key(delivery.channel, delivery.target)
+    assert gate.enter(key, slots=1, wait_seconds=0)  # the probe of a new destination is in flight
+    try:
+        waits, looks = [], 0
+        for _ in range(6):
+            Delivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now())  # its time came
+            tasks.deliver_delivery.run(delivery.delivery_id, looks=looks)
+            message = requeued.pop()
+            waits.append(message["countdown"])
+            looks = message["looks"]
+    finally:
+        gate.leave(key, ok=None)
+    assert waits == [0.25, 0.5, 1.0, 2.0, 4.0, 4.0]
+    assert looks == 6 and Delivery.objects.get(pk=delivery.pk).attempts == 0
+
+
+def test_at_most_as_many_attempts_as_a_destination_has_slots_wait_for_it() -> None:
+    """Waiting holds a thread of the pool: a slow receiver's queue must not hold them all."""
+    assert gate.enter("webhook:slow", slots=2, wait_seconds=0)
+    gate.leave("webhook:slow", ok=True)  # it answered: healthy
+    for _ in range(2):
+        assert gate.enter("webhook:slow", slots=2, wait_seconds=0)  # both slots taken
+    waiting = [
+        threading.Thread(target=gate.enter, args=("webhook:slow",), kwargs={"slots": 2, "wait_seconds": 2})
+    ]
+    waiting.append(
+        threading.Thread(target=gate.enter, args=("webhook:slow",), kwargs={"slots": 2, "wait_seconds": 2})
+    )
+    for thread in waiting:
+        thread.start()
+    wait_for(lambda: gate._destinations["webhook:slow"].waiting == 2, 2, "two attempts to wait")
+    started = time.monotonic()
+    assert gate.enter("webhook:slow", slots=2, wait_seconds=2) is False  # a third does not wait
+    assert time.monotonic() - started < 0.1
+    for thread in waiting:
+        thread.join(5)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -185,6 +185,27 @@ def test_a_healthy_webhook_arrives_within_1s_while_the_agent_row_is_held_and_ano
     _no_duplicates(receiver)
 
 
+def test_a_burst_to_a_slow_receiver_never_delays_a_healthy_one(
+    stack: RedisServer, receiver: Receiver, api: AgentClient, make_agent: Any
+) -> None:
+    # A receiver that answers, slowly (2 s): healthy, so it keeps its slots, and 80 notifications
+    # queue up for it. Waiting for its slots must not take the pool from everyone else.
+    slow = _route(receiver, "slow")
+    healthy = _route(receiver, "ok")
+    other = AgentClient(make_agent("other-agent")[1])
+    for _ in range(80):
+        _ask(other, slow)
+    late = []
+    for _ in range(5):
+        _, webhook_id, acknowledged = _ask(api, healthy)
+        wait_for(lambda w=webhook_id: receiver.arrival(w) is not None, 10, "the healthy webhook")
+        late.append(receiver.arrival(webhook_id) - acknowledged)  # type: ignore[operator]
+        time.sleep(0.3)
+    receiver.release()  # the slow one answers at once from now on
+    assert max(late) <= 1.0, late
+    _no_duplicates(receiver)
+
+
 def test_a_delivery_found_locked_is_retried_not_dropped(
     stack: RedisServer, receiver: Receiver, api: AgentClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
