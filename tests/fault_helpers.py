@@ -122,6 +122,19 @@ def use_broker(url: str) -> None:
     shared_cache.broker.reset()
 
 
+def use_cache(settings: Any, url: str) -> None:
+    """Point the shared cache (the rate limit's store) at the Redis at ``url``, with the socket
+    timeouts the shipped settings give it. ``settings`` is pytest-django's fixture."""
+    options = settings.CACHES["default"].get("OPTIONS", {})
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": url,
+            "OPTIONS": options,
+        }
+    }
+
+
 def database_url() -> str:
     """The URL of the database the tests run on (pytest-django's test database)."""
     db = django_settings.DATABASES["default"]

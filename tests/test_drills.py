@@ -37,6 +37,7 @@ from tests.fault_helpers import (
     process_env,
     terminate_backends,
     use_broker,
+    use_cache,
     wait_for,
     within,
 )
@@ -86,13 +87,7 @@ def stack(redis: RedisServer, worker: Process, settings: Any) -> Iterator[RedisS
     if not redis.proc:
         redis.start()
     use_broker(redis.url)
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": redis.url,
-            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
-        }
-    }
+    use_cache(settings, redis.url)
     settings.TRACEMEM_AGENT_RATE_LIMIT = "1200/minute"  # the shipped default
     celery_app.control.purge()
     yield redis

@@ -20,7 +20,7 @@ from approvals.models import WebhookEndpoint
 from approvals.tasks import approvals_tick
 from tests.appr_helpers import make_route, open_decision, request_approval
 from tests.conftest import AgentClient
-from tests.fault_helpers import RedisServer, use_broker, within
+from tests.fault_helpers import RedisServer, use_broker, use_cache, within
 from tests.mcp_helpers import mcp_post
 from tracemem_site import metrics, shared_cache
 
@@ -31,13 +31,7 @@ pytestmark = pytest.mark.django_db
 def own_redis(settings: Any) -> Iterator[RedisServer]:
     """The cache on a redis-server of this test's own; the Celery broker stays the shared one."""
     server = RedisServer().start()
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": server.url,
-            "OPTIONS": settings.CACHES["default"].get("OPTIONS", {}),
-        }
-    }
+    use_cache(settings, server.url)
     yield server
     server.stop()
     shared_cache.reset()  # the next test starts with the store believed up
@@ -103,13 +97,7 @@ def test_the_shared_count_is_used_again_once_the_store_is_back(
 def hung_redis(settings: Any) -> Iterator[RedisServer]:
     """The cache AND the broker on one redis-server of this test's own (as deployed: one Redis)."""
     server = RedisServer().start()
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": server.url,
-            "OPTIONS": settings.CACHES["default"].get("OPTIONS", {}),
-        }
-    }
+    use_cache(settings, server.url)
     settings.CELERY_TASK_ALWAYS_EAGER = False
     use_broker(server.url)
     yield server
