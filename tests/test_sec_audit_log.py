@@ -22,7 +22,7 @@ from agents import services as agent_services
 from approvals.models import ApprovalRoute, SlackIntegration, WebhookEndpoint
 from audit.models import AuditEntry
 from products.models import DataSource
-from tests.conftest import owner_sql, superuser_sql
+from tests.conftest import owner_sql, psql_as_app, superuser_sql
 from tests.perm_helpers import ALL_ADMIN_PERMS, TokenClient, make_staff, permission
 from tracemem_site.actor import Actor
 from tracemem_verify.audit import verify_audit_chain
@@ -372,6 +372,25 @@ def test_the_database_refuses_update_delete_and_truncate(statement: str) -> None
         with pytest.raises(psycopg.Error, match="append-only"):
             owner_sql(*filter(None, [bypass, statement]))
     assert AuditEntry.objects.get().hash == entry.hash
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_database_refuses_an_entry_that_does_not_continue_the_chain() -> None:
+    """The app role may append (it writes the log), but only the next link: seq = last seq + 1 and
+    prev_hash = the last entry's hash, like the trace's events. A gap or a fork is refused, not just
+    detected later by verify_audit_log."""
+    entry = _one_entry()
+    insert = (
+        "INSERT INTO audit_auditentry (seq, at, actor_kind, actor_id, actor_name, action, object_type, object_id, "
+        "before, after, prev_hash, hash) VALUES ({seq}, now(), 'system', 'system', 'system', 'agent.create', "
+        "'agent', 'agt_forged', NULL, '{{}}', '{prev}', '{hash}')"
+    )
+    for seq, prev in ((entry.seq + 5, entry.hash), (entry.seq + 1, "f" * 64), (entry.seq + 1, "0" * 64)):
+        result = psql_as_app(insert.format(seq=seq, prev=prev, hash="e" * 64))
+        assert result.returncode != 0
+        assert "does not continue the audit log" in result.stderr, result.stderr
+    assert list(AuditEntry.objects.values_list("seq", "hash")) == [(entry.seq, entry.hash)]
+    assert psql_as_app(insert.format(seq=entry.seq + 1, prev=entry.hash, hash="e" * 64)).returncode == 0
 
 
 @pytest.mark.django_db(transaction=True)
