@@ -12,34 +12,49 @@ from __future__ import annotations
 
 from typing import Any
 
-from decisions.models import TERMINAL_STATUSES, Decision, Receipt, ReceiptKey
+from decisions import selectors
+from decisions.models import TERMINAL_STATUSES, Decision, Receipt, ReceiptKey, TraceEvent
 from decisions.receipts import receipt_data_of, receipt_key_out, receipt_out
-from decisions.selectors import decision_events, event_as_dict
+from decisions.selectors import event_as_dict
 from tracemem_site.errors import NotFound
-from tracemem_verify.chain import verify_chain
-from tracemem_verify.receipt import closing_of, verify_receipt, verify_trace_against
+from tracemem_verify.chain import ChainVerifier
+from tracemem_verify.receipt import closing_of, verify_receipt, verify_trace_end
 
 
-def decision_problems(decision: Decision, keys: list[dict[str, Any]]) -> list[str]:
-    """Every disagreement between the decision's row, its trace and its receipt (none: intact)."""
-    events = [event_as_dict(e) for e in decision_events(decision)]
-    broken = verify_chain(decision.decision_id, events)
-    if broken is not None:
-        return [f"broken at seq {broken.seq}: {broken.reason}"]
+def receipt_keys() -> list[dict[str, Any]]:
+    """Every receipt key the server ever published (what receipts are checked against here)."""
+    return [receipt_key_out(row) for row in ReceiptKey.objects.all()]
+
+
+def decision_problems(decision: Decision, keys: list[dict[str, Any]] | None = None) -> list[str]:
+    """Every disagreement between the decision's row, its trace and its receipt (none: intact).
+
+    The one integrity check: ``manage.py verify_traces`` runs it on every decision and the decision
+    page's badge on one. It reads every stored event (also any beyond the row's ``event_count``),
+    one page at a time, so a long trace is never held whole.
+    """
+    verifier = ChainVerifier(decision.decision_id)
+    last: dict[str, Any] | None = None
+    stored = TraceEvent.objects.filter(decision=decision).order_by("seq")
+    for event in stored.iterator(chunk_size=selectors.TRACE_PAGE_MAX):
+        last = event_as_dict(event)
+        broken = verifier.feed([last])
+        if broken is not None:
+            return [f"broken at seq {broken.seq}: {broken.reason}"]
     problems = []
-    head = events[-1]["hash"] if events else ""
-    if (len(events), head) != (decision.event_count, decision.trace_head):
+    count, head = verifier.count, last["hash"] if last is not None else ""
+    if (count, head) != (decision.event_count, decision.trace_head):
         problems.append(
             f"its row says {decision.event_count} events ending at {decision.trace_head[:12] or '-'}… but its trace "
-            f"has {len(events)} ending at {head[:12] or '-'}…"
+            f"has {count} ending at {head[:12] or '-'}…"
         )
-    closing = closing_of(events[-1]) if events else None
+    closing = closing_of(last) if last is not None else None
     if decision.status in TERMINAL_STATUSES:
         if closing is None:
             problems.append(f"its row says {decision.status} but its trace has no close event")
         elif closing[0] != decision.status:
             problems.append(
-                f"its row says {decision.status} but its close event (seq {len(events)}) says {closing[0]} "
+                f"its row says {decision.status} but its close event (seq {count}) says {closing[0]} "
                 f"(action {closing[1]})"
             )
     elif closing is not None:
@@ -54,7 +69,10 @@ def decision_problems(decision: Decision, keys: list[dict[str, Any]]) -> list[st
     for name, value in signed.items():
         if name != "close_action" and row.get(name) != value:
             problems.append(f"its receipt says {name} {value!r} but its row says {row.get(name)!r}")
-    for verdict in (verify_receipt(receipt_out(receipt), keys), verify_trace_against(signed, events)):
+    for verdict in (
+        verify_receipt(receipt_out(receipt), receipt_keys() if keys is None else keys),
+        verify_trace_end(signed, count, last),
+    ):
         if not verdict.ok:
             problems.append(f"its receipt: {verdict.message}")
     return problems
@@ -67,7 +85,7 @@ def decisions_verify(*, decision_id: str | None = None) -> tuple[int, list[tuple
         decisions = decisions.filter(pk=decision_id)
         if not decisions.exists():
             raise NotFound(f"decision {decision_id} was not found")
-    keys = [receipt_key_out(row) for row in ReceiptKey.objects.all()]
+    keys = receipt_keys()
     found = [
         (decision.decision_id, problem)
         for decision in decisions.iterator()
