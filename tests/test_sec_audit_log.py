@@ -340,6 +340,83 @@ def test_only_superusers_grant_permissions_in_the_django_admin() -> None:
     assert browser.get("/admin/auth/group/add/").status_code == 403
 
 
+def _people() -> list[Any]:
+    return list(get_user_model().objects.values().order_by("pk"))
+
+
+def test_only_superusers_change_peoples_accounts_in_the_django_admin(root: Any) -> None:
+    """Django's auth.change_user also sets anyone's password, email and username: a staff user
+    holding it reset a superuser's password and signed in as them (or pointed their email, which
+    email links and Slack votes go by, at themselves). Changing accounts is for superusers."""
+    reviewer = get_user_model().objects.create_user("rita", "rita@example.com", "pw-rita-12345")
+    manager = make_staff(
+        "manager",
+        "auth.add_user",
+        "auth.change_user",
+        "auth.delete_user",
+        "auth.view_user",
+        password="pw-man-1234",
+    )
+    browser = Client()
+    assert browser.login(username="manager", password="pw-man-1234")
+    before = _people()
+    for victim in (root, reviewer):
+        reset = browser.post(
+            f"/admin/auth/user/{victim.pk}/password/",
+            {"password1": "taken-over-987", "password2": "taken-over-987", "usable_password": "true"},
+        )
+        assert reset.status_code == 403
+        form = {"username": victim.username, "email": "manager@example.com", "is_active": "on"}
+        assert browser.post(f"/admin/auth/user/{victim.pk}/change/", form).status_code == 403
+        assert browser.post(f"/admin/auth/user/{victim.pk}/delete/", {"post": "yes"}).status_code == 403
+    added = browser.post(
+        "/admin/auth/user/add/",
+        {
+            "username": "sock",
+            "password1": "sock-pass-987",
+            "password2": "sock-pass-987",
+            "usable_password": "true",
+        },
+    )
+    assert added.status_code == 403
+    bulk = browser.post(
+        "/admin/auth/user/", {"action": "delete_selected", "_selected_action": [root.pk], "post": "yes"}
+    )
+    assert bulk.status_code in (200, 302, 403)
+    assert _people() == before
+    assert not Client().login(username=root.username, password="taken-over-987")
+    # Reading stays with auth.view_user; one's own password is changed on the admin's own page.
+    assert browser.get(f"/admin/auth/user/{root.pk}/change/").status_code == 200
+    own = browser.post(
+        "/admin/password_change/",
+        {
+            "old_password": "pw-man-1234",
+            "new_password1": "new-man-pass-987",
+            "new_password2": "new-man-pass-987",
+        },
+    )
+    assert own.status_code == 302
+
+
+def test_a_superuser_resetting_a_password_is_logged_without_the_password(root: Any) -> None:
+    reviewer = get_user_model().objects.create_user("rita", "rita@example.com", "pw-rita-12345")
+    browser = Client()
+    browser.force_login(root)
+    reset = browser.post(
+        f"/admin/auth/user/{reviewer.pk}/password/",
+        {"password1": "reset-by-root-987", "password2": "reset-by-root-987", "usable_password": "true"},
+    )
+    assert reset.status_code == 302
+    [entry] = AuditEntry.objects.filter(object_type="user")
+    assert (entry.action, entry.object_id, entry.actor_name) == (
+        "user.password_change",
+        f"user_{reviewer.pk}",
+        "root",
+    )
+    assert entry.after == {"username": "rita", "sign_in": "password changed"}
+    assert "reset-by-root" not in _whole_log() and "pbkdf2" not in _whole_log()
+
+
 # --- the database protects the log --------------------------------------------------------------
 
 
