@@ -20,8 +20,9 @@ from approvals.models import (
     WebhookEndpoint,
 )
 from tracemem_site.actor import Actor
-from tracemem_site.admin_perms import GuardedAdmin
+from tracemem_site.admin_perms import GuardedAdmin, request_actor
 from tracemem_site.errors import DomainError
+from tracemem_site.permissions import is_superuser
 
 
 def _destination_form(kind: services.DestinationKind) -> type[forms.ModelForm]:
@@ -184,6 +185,11 @@ class SlackIntegrationAdmin(_DestinationAdmin):
     read_area = kind.read_area
     form = _destination_form(kind)
     list_display = ("name", "api_base_url")
+
+    def _may_change(self, request: HttpRequest) -> bool:
+        # kind.superuser_only: it vouches for reviewers (the service refuses the same).
+        actor = request_actor(request)
+        return super()._may_change(request) and actor is not None and is_superuser(actor)
 
 
 @admin.register(WebhookEndpoint)

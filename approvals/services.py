@@ -907,6 +907,9 @@ class DestinationKind:
     defaults: tuple[tuple[str, str], ...]
     api_path: str
     read_area: str  # tracemem_site.permissions.READERS
+    # Besides MANAGE_INTEGRATIONS, changes need a superuser when this says why (completes "only an
+    # active superuser may ...").
+    superuser_only: str | None = None
 
 
 WEBHOOK_ENDPOINT = DestinationKind(
@@ -936,8 +939,20 @@ SLACK_INTEGRATION = DestinationKind(
     defaults=(("api_base_url", "https://slack.com/api/"),),
     api_path="/api/v1/admin/integrations",
     read_area="slack_integrations",
+    # Its signing secret and API (users.info) decide which reviewer a button press votes as: setting
+    # them is impersonation, like a webhook credential for somebody else.
+    superuser_only=(
+        "create, change or delete a Slack integration: its signing secret and API decide which reviewer "
+        "a Slack button press votes as"
+    ),
 )
 DESTINATION_KINDS = {kind.channel: kind for kind in (WEBHOOK_ENDPOINT, SLACK_INTEGRATION)}
+
+
+def _require_destination_admin(actor: Actor, kind: DestinationKind) -> None:
+    require_perm(actor, MANAGE_INTEGRATIONS)
+    if kind.superuser_only is not None:
+        require_superuser(actor, kind.superuser_only)
 
 
 def _check_signing_secret(kind: DestinationKind, secret: str) -> None:
@@ -992,7 +1007,7 @@ def _destination_name(kind: DestinationKind, name: Any) -> str:
 @transaction.atomic
 def destination_create(*, actor: Actor, kind: DestinationKind, data: Any) -> Integration:
     """Create a webhook endpoint or Slack integration (``conflict`` if the name is taken)."""
-    require_perm(actor, MANAGE_INTEGRATIONS)
+    _require_destination_admin(actor, kind)
     body = v.json_object(data, "body")
     name = _destination_name(kind, body.get("name"))
     fields = clean_destination(kind, {k: val for k, val in body.items() if k != "name"}, creating=True)
@@ -1021,7 +1036,7 @@ def destination_update(
     """Change the given fields of a webhook endpoint or Slack integration; ``(item, changed)``.
 
     The name never changes (routes refer to it); a secret equal to the stored one changes nothing."""
-    require_perm(actor, MANAGE_INTEGRATIONS)
+    _require_destination_admin(actor, kind)
     item = kind.model.objects.select_for_update().filter(name=name).first()
     if item is None:
         raise NotFound(f"{kind.label} {name} was not found")
@@ -1049,7 +1064,7 @@ def destination_update(
 @transaction.atomic
 def destination_delete(*, actor: Actor, kind: DestinationKind, name: str) -> None:
     """Delete a webhook endpoint or Slack integration no route names (``invalid_state`` otherwise)."""
-    require_perm(actor, MANAGE_INTEGRATIONS)
+    _require_destination_admin(actor, kind)
     item = kind.model.objects.select_for_update().filter(name=name).first()
     if item is None:
         raise NotFound(f"{kind.label} {name} was not found")

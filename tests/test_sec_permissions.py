@@ -435,3 +435,65 @@ def test_staff_flag_alone_grants_nothing(make_agent: Callable[..., tuple[Agent, 
     staff = get_user_model().objects.create_user("legacy", is_staff=True)
     with pytest.raises(PermissionDenied):
         agent_services.agent_key_issue(actor=Actor.for_user(staff), agent=make_agent("x")[0])
+
+
+# --- a Slack integration decides who a button press votes as -----------------------------------
+
+
+def test_only_a_superuser_sets_up_what_identifies_slack_voters(api: Any, httpserver: Any) -> None:
+    """The finding: a holder of approvals.manage_integrations created a Slack integration with a
+    signing secret of their own and an API answering users.info with a superuser's email, then
+    signed a button press and voted as that superuser. A Slack integration vouches for reviewers,
+    like a webhook credential for somebody else: superusers only (API, Django admin)."""
+    from approvals.models import Approval, Vote
+    from tests.appr_helpers import make_reviewer, make_route, open_decision, request_approval
+    from tests.test_appr_channels import signed_slack_post
+
+    boss = make_reviewer("boss", superuser=True)
+    eve = make_staff("eve", *ALL_ADMIN_PERMS, password="pw-eve-12345")
+    httpserver.expect_request("/api/users.info").respond_with_json(
+        {"ok": True, "user": {"id": "U9", "profile": {"email": "boss@example.com"}}}
+    )
+    forged = {
+        "bot_token": "xoxb-eve",
+        "signing_secret": "eve-secret",
+        "api_base_url": httpserver.url_for("/api/"),
+    }
+    eve_api = TokenClient(eve)
+    created = eve_api.post("/api/v1/admin/integrations", {"name": "evil", **forged})
+    assert created.status_code == 403, created.content
+    assert created.json()["error"]["details"] == {"permission": "superuser"}
+    admin_page = _browser(eve).post("/admin/approvals/slackintegration/add/", {"name": "evil", **forged})
+    assert admin_page.status_code == 403
+    assert not SlackIntegration.objects.exists()
+
+    # An integration a superuser set up cannot be re-pointed either.
+    SlackIntegration.objects.create(name="main", bot_token="xoxb-1", signing_secret="real-secret")
+    for change in ({"signing_secret": "eve-secret"}, {"api_base_url": forged["api_base_url"]}):
+        patched = eve_api.patch("/api/v1/admin/integrations/main", change)
+        assert patched.status_code == 403 and patched.json()["error"]["details"] == {
+            "permission": "superuser"
+        }
+    main = SlackIntegration.objects.get()
+    assert (main.signing_secret, main.api_base_url) == ("real-secret", "https://slack.com/api/")
+
+    make_route("route_finance")
+    decision_id = open_decision(api)
+    approval_id = request_approval(api, decision_id, approval_route_id="route_finance").json()["approval_id"]
+    press = {
+        "type": "block_actions",
+        "user": {"id": "U9"},
+        "actions": [{"action_id": "approve", "value": approval_id}],
+    }
+    assert signed_slack_post("eve-secret", press).status_code == 401
+    assert not Vote.objects.exists() and Approval.objects.get(pk=approval_id).status == "pending"
+
+    # A superuser still can, through every door.
+    root = TokenClient(boss.user)
+    assert (
+        root.post(
+            "/api/v1/admin/integrations", {"name": "second", "bot_token": "xoxb-2", "signing_secret": "s2"}
+        ).status_code
+        == 201
+    )
+    assert root.patch("/api/v1/admin/integrations/main", {"signing_secret": "rotated"}).status_code == 200

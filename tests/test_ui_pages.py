@@ -192,7 +192,10 @@ def test_decision_page_flags_a_tampered_trace(
         params=[decision.decision_id],
     )
     body = staff_client.get(f"/decisions/{decision.decision_id}/").content.decode()
-    assert "Integrity check failed: broken at seq 1: hash does not match" in body and "Chain verified" not in body
+    assert (
+        "Integrity check failed: broken at seq 1: hash does not match" in body
+        and "Chain verified" not in body
+    )
 
 
 def _closed(agent: Agent, action: str) -> Decision:
