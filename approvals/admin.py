@@ -95,13 +95,18 @@ class ApprovalRouteForm(forms.ModelForm):
             "is_default",
         )
 
+    request_user: Any = None  # set by ApprovalRouteAdmin.get_form
+
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
         if not self.errors:
             if self.instance.pk:
                 cleaned["route_id"] = self.instance.route_id
             try:
-                services.clean_route(_route_definition(cleaned))
+                route_id, fields = services.clean_route(_route_definition(cleaned))
+                services.route_rules_check(
+                    actor=Actor.for_user(self.request_user), route_id=route_id, fields=fields
+                )
             except DomainError as exc:
                 raise forms.ValidationError(exc.message) from None
         return cleaned
@@ -126,6 +131,11 @@ class ApprovalRouteAdmin(GuardedAdmin, admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return ("route_id",) if obj is not None else ()
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change=change, **kwargs)
+        form.request_user = request.user
+        return form
 
     def save_model(self, request: HttpRequest, obj: ApprovalRoute, form: Any, change: bool) -> None:
         actor = Actor.for_user(request.user)

@@ -66,7 +66,7 @@ from tracemem_site.errors import (
     Unauthenticated,
 )
 from tracemem_site.ids import SLUG_RE, new_id
-from tracemem_site.permissions import require_perm, require_superuser
+from tracemem_site.permissions import is_superuser, require_perm, require_superuser
 from tracemem_site.redaction import redact
 from tracemem_site.timefmt import iso_z
 
@@ -1233,6 +1233,33 @@ def clean_route(item: Any) -> tuple[str, dict[str, Any]]:
     return route_id, fields
 
 
+OWNER_VOTE_RULE = (
+    "let agent owners vote on their own agents' requests (allow_agent_owner), or change who decides "
+    "(approver_group, required_approvals) on a route that lets them"
+)
+
+
+def route_rules_check(*, actor: Actor, route_id: str, fields: dict[str, Any]) -> None:
+    """Refuse a non-superuser a route that lets agent owners vote on their own agents' requests,
+    unless it already did with the same group and quorum (``fields`` as :func:`clean_route` gives).
+
+    An agent names its route (``approval_route_id``), so a route manager who owns an agent could
+    otherwise create or re-point such a route and approve their own agent's next request. Taking the
+    owners' vote away, and any other change, stay with ``approvals.manage_routes``.
+    """
+    if not fields.get("allow_agent_owner") or is_superuser(actor):
+        return
+    route = ApprovalRoute.objects.select_related("approver_group").filter(route_id=route_id).first()
+    if route is not None and route.allow_agent_owner:
+        group = route.approver_group.name if route.approver_group is not None else None
+        if (group, route.required_approvals) == (
+            fields.get("approver_group"),
+            fields.get("required_approvals"),
+        ):
+            return
+    require_superuser(actor, OWNER_VOTE_RULE)
+
+
 @transaction.atomic
 def route_upsert(*, actor: Actor, route_id: str, fields: dict[str, Any]) -> tuple[ApprovalRoute, bool]:
     """Create or update a route from clean fields; ``approver_group`` is a group name (created if new).
@@ -1242,6 +1269,7 @@ def route_upsert(*, actor: Actor, route_id: str, fields: dict[str, Any]) -> tupl
     from django.contrib.auth.models import Group
 
     require_perm(actor, "approvals.manage_routes")
+    route_rules_check(actor=actor, route_id=route_id, fields=fields)
     values = dict(fields)
     group_name = values.pop("approver_group", None)
     values["approver_group"] = Group.objects.get_or_create(name=group_name)[0] if group_name else None

@@ -112,7 +112,7 @@ def test_each_admin_change_through_the_api_appends_one_redacted_entry(admin: Tok
     step(admin.post("/api/v1/admin/policies/cap_v1/grants", {"agent_id": "bot"}), "policy.grant", "policy")
     step(admin.post("/api/v1/admin/policies/cap_v1/retire"), "policy.retire", "policy")
     step(admin.post("/api/v1/admin/routes", {"route_id": "route_x"}), "route.create", "route")
-    step(admin.patch("/api/v1/admin/routes/route_x", {"allow_agent_owner": True}), "route.update", "route")
+    step(admin.patch("/api/v1/admin/routes/route_x", {"required_approvals": 2}), "route.update", "route")
 
     entries = _entries()
     # The personal token of the fixture is the first entry (issued by the system).
@@ -144,8 +144,8 @@ def test_each_admin_change_through_the_api_appends_one_redacted_entry(admin: Tok
         "permissions": ["read"],
     }
     assert by_action["policy.publish"].after["status"] == "published"
-    assert by_action["route.update"].before["allow_agent_owner"] is False
-    assert by_action["route.update"].after["allow_agent_owner"] is True
+    assert by_action["route.update"].before["required_approvals"] == 1
+    assert by_action["route.update"].after["required_approvals"] == 2
     # Secrets never reach the log: the agent keys (issued and rotated), the DSN's password, the token.
     text = _whole_log()
     for secret in (issued["key"], rotated["key"], "crm-pass-9", admin.headers["HTTP_AUTHORIZATION"][6:]):
