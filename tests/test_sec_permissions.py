@@ -497,3 +497,22 @@ def test_only_a_superuser_sets_up_what_identifies_slack_voters(api: Any, httpser
         == 201
     )
     assert root.patch("/api/v1/admin/integrations/main", {"signing_secret": "rotated"}).status_code == 200
+
+
+def test_a_refusal_in_the_django_admin_is_a_message_not_a_server_error() -> None:
+    """The services refuse what a form cannot know (here a credential voting as somebody else,
+    superusers only); the admin used to answer that with a 500. Now: the refusal, nothing saved."""
+    keeper = make_staff("keeper", "approvals.manage_integrations")
+    boss = get_user_model().objects.create_superuser("boss", "boss@example.com", "pw-boss-12345")
+    browser = Client(raise_request_exception=False)
+    browser.force_login(keeper)
+
+    response = browser.post(
+        "/admin/approvals/webhookcredential/add/", {"name": "hook", "user": boss.pk}, follow=True
+    )
+
+    assert response.status_code == 200
+    assert "Only an active superuser may issue a webhook credential that votes as another user" in (
+        response.content.decode()
+    )
+    assert not WebhookCredential.objects.exists()
