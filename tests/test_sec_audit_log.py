@@ -349,7 +349,7 @@ def test_only_superusers_change_peoples_accounts_in_the_django_admin(root: Any) 
     holding it reset a superuser's password and signed in as them (or pointed their email, which
     email links and Slack votes go by, at themselves). Changing accounts is for superusers."""
     reviewer = get_user_model().objects.create_user("rita", "rita@example.com", "pw-rita-12345")
-    manager = make_staff(
+    make_staff(
         "manager",
         "auth.add_user",
         "auth.change_user",
