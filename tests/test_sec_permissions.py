@@ -516,3 +516,27 @@ def test_a_refusal_in_the_django_admin_is_a_message_not_a_server_error() -> None
         response.content.decode()
     )
     assert not WebhookCredential.objects.exists()
+
+
+def test_the_outbox_is_read_only_in_the_django_admin(api: Any) -> None:
+    """Deliveries change only through the worker (and their trace events): Django's own
+    approvals.delete_delivery / change_delivery used to delete them, unaudited."""
+    from approvals.models import Delivery
+    from tests.appr_helpers import make_route, open_decision, request_approval
+
+    make_route("route_finance", channels=[{"type": "email"}])
+    request_approval(api, open_decision(api), approval_route_id="route_finance")
+    [delivery] = Delivery.objects.all()
+    staff = make_staff(
+        "clerk", "approvals.view_delivery", "approvals.change_delivery", "approvals.delete_delivery"
+    )
+    browser = _browser(staff)
+    assert browser.get(f"/admin/approvals/delivery/{delivery.pk}/change/").status_code == 200
+    assert (
+        browser.post(f"/admin/approvals/delivery/{delivery.pk}/delete/", {"post": "yes"}).status_code == 403
+    )
+    browser.post(
+        "/admin/approvals/delivery/",
+        {"action": "delete_selected", "_selected_action": [delivery.pk], "post": "yes"},
+    )
+    assert Delivery.objects.filter(pk=delivery.pk).exists()
