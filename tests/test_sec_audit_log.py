@@ -608,6 +608,8 @@ def test_filters_and_cursor_pagination(root: Any, admin: TokenClient) -> None:
         ({"limit": "0"}, "limit"),
         ({"limit": "1000"}, "limit"),
         ({"actr": "x"}, "actr"),
+        ({"limit": ["500", "5"]}, "limit"),  # a repeated parameter is refused, not "the last one wins"
+        ({"actor": ["user_1", "system"]}, "actor"),
     ],
 )
 def test_bad_filters_are_refused_naming_the_field(root: Any, query: dict[str, str], field: str) -> None:
