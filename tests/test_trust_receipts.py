@@ -89,6 +89,8 @@ def test_decision_receipt_is_byte_identical_on_every_fetch_through_both_doors(
     assert receipt["signed_at"] == receipts.receipt_out(Receipt.objects.get(decision_id=did))["signed_at"]
     over_mcp = mcp_calls(live_server, key, [("decision_receipt", {"decision_id": did})] * 2)
     assert over_mcp == [(False, receipt), (False, receipt)]
+    # The evidence pack carries the same stored receipt (its signed bytes are receipt_data's RFC 8785 form).
+    assert api.get(f"/api/v1/decisions/{did}/evidence").json()["receipt"] == receipt
 
 
 @pytest.mark.django_db
