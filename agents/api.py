@@ -31,7 +31,7 @@ class CapabilitiesView(APIView):
         return Response(selectors.capabilities(agent))
 
 
-# --- admin API (SPEC §10): a session or personal access token, never an agent key; permissions in docs/security-app.md
+# --- admin API (SPEC §10): a session or personal access token, never an agent key; permissions in docs/security.md
 
 
 def _owner(data: dict[str, Any]) -> User | None:

@@ -27,7 +27,7 @@ class Agent(models.Model):
 
     class Meta:
         ordering = ["name"]
-        # Checked by tracemem_site.permissions (docs/security-app.md); superusers hold them all.
+        # Checked by tracemem_site.permissions (docs/security.md); superusers hold them all.
         permissions = [
             ("manage_agents", "Can create, edit and disable agents"),
             ("manage_agent_keys", "Can issue, rotate and revoke the keys of any agent"),

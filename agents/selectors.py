@@ -60,7 +60,7 @@ def capabilities(agent: Agent) -> dict[str, object]:
 
 def may_manage_keys(actor: Actor, agent: Agent) -> bool:
     """``agents.manage_agent_keys`` covers every agent; ``agents.manage_own_agent_keys`` only the
-    agents the person owns (docs/security-app.md)."""
+    agents the person owns (docs/security.md)."""
     if has_perm(actor, "agents.manage_agent_keys"):
         return True
     user = actor.user

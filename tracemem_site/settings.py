@@ -244,7 +244,7 @@ DJANGO_MCP_GET_SERVER_INSTRUCTIONS_TOOL = False
 TRACEMEM_RECEIPT_KEY = env_str("TRACEMEM_RECEIPT_KEY")
 TRACEMEM_RECEIPT_KEY_FILE = env_str("TRACEMEM_RECEIPT_KEY_FILE")
 
-# --- Outbound destinations (docs/security-app.md §4): webhook endpoints, Slack integrations and data
+# --- Outbound destinations (docs/security.md §9): webhook endpoints, Slack integrations and data
 # sources may reach public addresses; loopback, private and other non-public ones only when listed
 # here (networks, addresses or host names); link-local and cloud metadata never. The embedded
 # default (no DATABASE_URL: one machine, development) allows loopback.
