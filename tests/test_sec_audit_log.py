@@ -21,6 +21,7 @@ from django.utils import timezone
 from agents import services as agent_services
 from approvals.models import ApprovalRoute, SlackIntegration, WebhookEndpoint
 from audit.models import AuditEntry
+from policies.models import PolicyGrant as PolicyGrantModel
 from products.models import DataSource
 from tests.conftest import owner_sql, psql_as_app, superuser_sql
 from tests.perm_helpers import ALL_ADMIN_PERMS, TokenClient, make_staff, permission
@@ -338,6 +339,91 @@ def test_only_superusers_grant_permissions_in_the_django_admin() -> None:
     assert manager.is_superuser is False
     assert not manager.has_perm("agents.manage_agents")
     assert browser.get("/admin/auth/group/add/").status_code == 403
+
+
+def test_each_admin_change_through_the_django_admin_appends_its_entry(root: Any) -> None:
+    """The Django admin is a door like the API: each change it makes is in the log, by its person."""
+    from products import services as product_services
+    from tests.test_sec_outbound import whsec
+
+    agent = agent_services.agent_create(actor=Actor.system(), name="bot")
+    product_services.product_create(actor=Actor.system(), product_id="crm_v1", definition=PRODUCT)
+    from policies import services as policy_services
+
+    policy_services.policy_create(actor=Actor.system(), policy_id="cap_v1", definition=POLICY)
+    policy_services.policy_publish(actor=Actor.system(), policy_id="cap_v1")
+    first = AuditEntry.objects.order_by("-seq").first()
+    start = first.seq if first is not None else 0
+    browser = Client()
+    browser.force_login(root)
+
+    def ok(response: Any) -> None:
+        assert response.status_code == 302, response.content.decode()[:3000]
+
+    ok(browser.post("/admin/products/datasource/add/", {"source_id": "crm", "name": "CRM", "dsn": DSN}))
+    route = {
+        "route_id": "route_ops",
+        "name": "ops",
+        "channels": "[]",
+        "required_approvals": 1,
+        "expires_in_seconds": 3600,
+    }
+    ok(browser.post("/admin/approvals/approvalroute/add/", route))
+    route_pk = ApprovalRoute.objects.get(route_id="route_ops").pk
+    ok(browser.post(f"/admin/approvals/approvalroute/{route_pk}/change/", {**route, "required_approvals": 2}))
+    ok(browser.post(f"/admin/approvals/approvalroute/{route_pk}/delete/", {"post": "yes"}))
+    hook = {"name": "ops", "url": "https://hooks.example.com/tm", "signing_secret": whsec()}
+    ok(browser.post("/admin/approvals/webhookendpoint/add/", hook))
+    slack = {
+        "name": "main",
+        "api_base_url": "https://slack.com/api/",
+        "bot_token": "xoxb-1",
+        "signing_secret": "s1",
+    }
+    ok(browser.post("/admin/approvals/slackintegration/add/", slack))
+    ok(browser.post("/admin/policies/policygrant/add/", {"policy": "cap_v1", "agent": agent.agent_id}))
+    grant = PolicyGrantModel.objects.get()
+    ok(browser.post(f"/admin/policies/policygrant/{grant.pk}/delete/", {"post": "yes"}))
+    ok(
+        browser.post(
+            "/admin/products/productgrant/add/",
+            {"product": "crm_v1", "agent": agent.agent_id, "permissions": '["read"]'},
+        )
+    )
+    ok(
+        browser.post(
+            "/admin/agents/agent/", {"action": "disable_agents", "_selected_action": [agent.agent_id]}
+        )
+    )
+    browser.post("/admin/agents/agent/", {"action": "issue_key", "_selected_action": [agent.agent_id]})
+    key = agent.keys.get()
+    ok(browser.post("/admin/agents/agentkey/", {"action": "revoke_keys", "_selected_action": [key.pk]}))
+    ok(browser.post("/admin/auth/group/add/", {"name": "ops-approvers"}))
+
+    logged = [(e.action, e.actor_name) for e in AuditEntry.objects.filter(seq__gt=start).order_by("seq")]
+    assert logged == [
+        (action, "root")
+        for action in (
+            "data_source.create",
+            "route.create",
+            "route.update",
+            "route.delete",
+            "webhook_endpoint.create",
+            "slack_integration.create",
+            "policy.grant",
+            "policy.revoke",
+            "product.grant",
+            "agent.update",
+            "agent_key.issue",
+            "agent_key.revoke",
+            "group.create",
+        )
+    ]
+    assert (
+        "xoxb-1" not in _whole_log()
+        and "crm-pass-9" not in _whole_log()
+        and hook["signing_secret"] not in _whole_log()
+    )
 
 
 def _people() -> list[Any]:
