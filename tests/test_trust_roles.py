@@ -208,6 +208,27 @@ ATTACKS = {
     "reopen closed decision": ("UPDATE decisions_decision SET status = 'committed'", "is closed"),
     "delete decision": ("DELETE FROM decisions_decision", "cannot be deleted"),
     "become superuser": ("ALTER ROLE CURRENT_USER SUPERUSER", "must be superuser"),
+    "become the owner": (f'SET ROLE "{OWNER_USER}"', "permission denied to set role"),
+    "run a program": ("COPY (SELECT 1) TO PROGRAM 'id'", "pg_execute_server_program"),
+    "write a server file": ("COPY decisions_traceevent TO '/tmp/trace.csv'", "pg_write_server_files"),
+    "read a server file": (
+        "SELECT pg_read_file('/etc/passwd')",
+        "permission denied for function pg_read_file",
+    ),
+    "import a file as a large object": (
+        "SELECT lo_import('/etc/passwd')",
+        "permission denied for function lo_import",
+    ),
+    "rewind a sequence": ("SELECT setval('auth_user_id_seq', 1)", "permission denied for sequence"),
+    "load an extension": ("CREATE EXTENSION dblink", "permission denied to create extension"),
+    "read password hashes of roles": (
+        "SELECT rolpassword FROM pg_authid",
+        "permission denied for table pg_authid",
+    ),
+    "products role reads TraceMem's tables": (
+        'SET ROLE "{products_role}"; SELECT count(*) FROM public.auth_user',
+        "permission denied for table auth_user",
+    ),
     # A temporary table named like a TraceMem table would come first on the search path.
     "shadow a table": (
         "CREATE TEMP TABLE decisions_decision (decision_id text, status text, event_count int, trace_head text)",
@@ -222,7 +243,7 @@ def test_app_role_cannot_rewrite_history_with_psql(make_agent: Any, attack: str)
     _closed_decision(make_agent)
     before = _snapshot()
     sql, refusal = ATTACKS[attack]
-    result = psql_as_app(sql)
+    result = psql_as_app(sql.replace("{products_role}", role_names()[1]))
     assert result.returncode != 0, result.stdout
     assert refusal in result.stderr
     assert _snapshot() == before
