@@ -4,8 +4,9 @@ The database refuses the app role every edit that could make them disagree (migr
 0003); what it cannot refuse is the PostgreSQL superuser, or the file of the embedded SQLite
 database. This finds what such an edit leaves behind: a broken hash chain, a row whose
 ``event_count``/``trace_head`` or status disagree with the trace, a closed decision without its
-stored receipt, and a receipt that no longer matches the row or the trace (a trace shorter than the
-receipt says, a close event saying something else) or whose signature fails.
+stored receipt, a receipt that no longer matches the row or the trace (a trace shorter than the
+receipt says, a close event saying something else) or whose signature fails, and a decision
+record's row saying something its record event does not.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from decisions import selectors
-from decisions.models import TERMINAL_STATUSES, Decision, Receipt, ReceiptKey, TraceEvent
+from decisions.models import TERMINAL_STATUSES, Decision, DecisionRecord, Receipt, ReceiptKey, TraceEvent
 from decisions.receipts import receipt_data_of, receipt_key_out, receipt_out
 from decisions.selectors import event_as_dict
 from tracemem_site.errors import NotFound
@@ -59,6 +60,7 @@ def decision_problems(decision: Decision, keys: list[dict[str, Any]] | None = No
             )
     elif closing is not None:
         problems.append(f"its row says {decision.status} but its trace ends with a close event")
+    problems += _record_problems(decision, last, count)
     receipt = Receipt.objects.filter(decision=decision).first()
     if receipt is None:
         if decision.status in TERMINAL_STATUSES:
@@ -75,6 +77,41 @@ def decision_problems(decision: Decision, keys: list[dict[str, Any]] | None = No
     ):
         if not verdict.ok:
             problems.append(f"its receipt: {verdict.message}")
+    return problems
+
+
+# A record row's columns and the record event's payload keys that carry the same value.
+_RECORD_FIELDS = (
+    ("title", "title"),
+    ("category", "category"),
+    ("tags", "tags"),
+    ("context", "context"),
+    ("decision_text", "decision"),
+    ("rationale", "rationale"),
+    ("alternatives_considered", "alternatives_considered"),
+    ("constraints", "constraints"),
+    ("consequences", "consequences"),
+    ("supersedes_id", "supersedes"),
+)
+
+
+def _record_problems(decision: Decision, last: dict[str, Any] | None, count: int) -> list[str]:
+    """A decision record's row against its one ``record`` event (what search and the pages show
+    against what the chain and the receipt pin)."""
+    record = DecisionRecord.objects.filter(decision=decision).first()
+    if record is None:
+        return []
+    if last is None or last.get("type") != "record":
+        return ["it has a record row but its trace does not end with a record event"]
+    payload = last.get("payload") or {}
+    problems = [
+        f"its record row says {column.removesuffix('_id').removesuffix('_text')} {getattr(record, column)!r} "
+        f"but its record event (seq {count}) says {payload.get(key)!r}"
+        for column, key in _RECORD_FIELDS
+        if getattr(record, column) != payload.get(key)
+    ]
+    if record.tags_text != " ".join(record.tags or []):
+        problems.append(f"its record row's tags_text {record.tags_text!r} is not its tags {record.tags!r}")
     return problems
 
 

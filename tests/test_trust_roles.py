@@ -21,7 +21,7 @@ from decisions.models import Decision, TraceEvent
 from tests.conftest import OWNER_USER, owner_dsn, owner_sql, psql_as_app, role_names
 from tracemem_site.actor import Actor
 
-APPEND_ONLY = ("decisions_traceevent", "decisions_receipt", "audit_auditentry")
+APPEND_ONLY = ("decisions_traceevent", "decisions_receipt", "decisions_decisionrecord", "audit_auditentry")
 PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
 
 
@@ -98,8 +98,8 @@ def test_db_roles_dry_run_prints_the_sql_and_changes_nothing(capsys: Any) -> Non
     assert f'CREATE ROLE "{fresh_app}" LOGIN' in out
     assert f'CREATE ROLE "{fresh_products}" NOLOGIN' in out
     assert (
-        f'GRANT SELECT, INSERT ON "audit_auditentry", "decisions_receipt", "decisions_traceevent" TO "{fresh_app}"'
-        in out
+        'GRANT SELECT, INSERT ON "audit_auditentry", "decisions_decisionrecord", "decisions_receipt", '
+        f'"decisions_traceevent" TO "{fresh_app}"' in out
     )
     assert f'GRANT USAGE ON SCHEMA "tracemem_data" TO "{fresh_products}"' in out
     assert "TRUNCATE" not in out.replace("REVOKE ALL", "")

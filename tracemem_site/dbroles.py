@@ -36,6 +36,7 @@ from psycopg import sql
 # or the audit log's own triggers). A new append-only table is one line here.
 APPEND_ONLY_TABLES = (
     "audit_auditentry",
+    "decisions_decisionrecord",
     "decisions_receipt",
     "decisions_traceevent",
 )
