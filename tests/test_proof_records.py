@@ -294,7 +294,9 @@ def test_a_records_text_cannot_be_rewritten_and_an_edit_behind_tracemems_back_is
         "DELETE FROM decisions_decisionrecord",
     ):
         result = psql_as_app(sql)
-        assert result.returncode != 0 and "permission denied for table decisions_decisionrecord" in result.stderr
+        assert (
+            result.returncode != 0 and "permission denied for table decisions_decisionrecord" in result.stderr
+        )
     assert DecisionRecord.objects.get(pk=record.pk).rationale == record.rationale
 
     superuser_sql(
