@@ -53,10 +53,16 @@ def _expires_at(data: dict[str, Any]) -> datetime | None:
     if seconds is not None:
         if not isinstance(seconds, int) or isinstance(seconds, bool) or seconds <= 0:
             raise InvalidArgument("expires_in_seconds must be a positive integer", field="expires_in_seconds")
-        return timezone.now() + timedelta(seconds=seconds)
+        try:
+            return timezone.now() + timedelta(seconds=seconds)
+        except OverflowError:
+            raise InvalidArgument("expires_in_seconds is too large", field="expires_in_seconds") from None
     if raw is None:
         return None
-    parsed = parse_datetime(raw) if isinstance(raw, str) else None
+    try:
+        parsed = parse_datetime(raw) if isinstance(raw, str) else None
+    except ValueError:  # well-formed but not a date, e.g. month 13
+        parsed = None
     if parsed is None:
         raise InvalidArgument(
             "expires_at must be an ISO-8601 timestamp such as 2030-01-01T00:00:00Z", field="expires_at"

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from agents import keys
 from agents.models import Agent, AgentKey, PersonalToken
+from tracemem_site import validation as v
 from tracemem_site.actor import Actor
 from tracemem_site.errors import Conflict, InvalidArgument, PermissionDenied, Unauthenticated
 
@@ -129,8 +130,7 @@ def agent_key_issue(
 ) -> IssuedKey:
     """Issue a new key for an agent. The secret is returned once and only its hash is stored."""
     _require_admin(actor)
-    if expires_at is not None and expires_at <= timezone.now():
-        raise InvalidArgument("expires_at must be in the future", field="expires_at")
+    expires_at = v.future_instant(expires_at, "expires_at")
     secret = keys.generate(keys.AGENT_KEY_PREFIX)
     key = AgentKey.objects.create(
         agent=agent,

@@ -6,7 +6,6 @@ so link scanners resolve nothing; the POST (CSRF-protected) votes through ``appr
 
 from __future__ import annotations
 
-import json
 import logging
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -20,6 +19,7 @@ from approvals import selectors, services
 from approvals.channels import slack_client
 from approvals.models import SlackIntegration
 from approvals.serializers import approval_out
+from tracemem_site import safejson
 from tracemem_site.actor import Actor
 from tracemem_site.errors import DomainError, PermissionDenied
 
@@ -77,7 +77,12 @@ def slack_interactions(request: HttpRequest) -> HttpResponse:
             status=401,
         )
     try:
-        payload = json.loads(request.POST.get("payload", ""))
+        payload = safejson.loads(request.POST.get("payload", ""))
+    except safejson.JSONTooDeep as exc:
+        return JsonResponse({"text": f"TraceMem could not read this interaction: {exc}"}, status=400)
+    except ValueError:
+        return JsonResponse({"text": "TraceMem could not read this interaction."}, status=400)
+    try:
         action = payload["actions"][0]
         choice, approval_id, slack_user = action["action_id"], action["value"], payload["user"]["id"]
     except (ValueError, KeyError, IndexError, TypeError):

@@ -6,7 +6,6 @@ the MCP tool returns.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -20,6 +19,7 @@ from rest_framework.views import APIView
 from agents.auth import AgentKeyAuthentication, PersonalTokenAuthentication
 from decisions import evidence, receipts, records
 from decisions.models import RecordCategory
+from tracemem_site import safejson
 from tracemem_site.rest import ERROR_RESPONSES as _ERRORS
 from tracemem_site.rest import actor_from_request, body
 
@@ -28,7 +28,7 @@ def _json_list(value: str) -> list[Any] | None:
     if not value.lstrip().startswith("["):
         return None
     try:
-        parsed = json.loads(value)
+        parsed = safejson.loads(value)
     except ValueError:
         return None
     return parsed if isinstance(parsed, list) else None

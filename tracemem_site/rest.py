@@ -20,7 +20,7 @@ from agents.auth import DomainAuthenticationFailed, PersonalTokenAuthentication
 from agents.models import Agent
 from tracemem_site.actor import Actor
 from tracemem_site.errors import DomainError, InvalidArgument
-from tracemem_site.parsers import PayloadTooLarge
+from tracemem_site.parsers import BodyTooDeep, PayloadTooLarge
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +105,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         return error_response(
             "invalid_argument", f"request body is larger than {limit} bytes; send less data per call", 413
         )
+    if isinstance(exc, BodyTooDeep):
+        return error_response("invalid_argument", str(exc.detail), 400, {"max_depth": exc.limit})
     if isinstance(exc, exceptions.ParseError):
         return error_response("invalid_argument", str(exc.detail), 400)
     if isinstance(exc, exceptions.UnsupportedMediaType):

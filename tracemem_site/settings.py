@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from tracemem_site.env import env_bool, env_int, env_list, env_str
 
@@ -168,6 +169,13 @@ SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
 CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", False)
 # A request body larger than this is refused with 413 before it is parsed.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("TRACEMEM_MAX_BODY_BYTES", 1024 * 1024)
+# JSON nested deeper than this is refused (400 / JSON-RPC -32700) before it is parsed
+# (tracemem_site/safejson.py); at most 200, far below Python's recursion limit.
+TRACEMEM_MAX_JSON_DEPTH = env_int("TRACEMEM_MAX_JSON_DEPTH", 64)
+if not 2 <= TRACEMEM_MAX_JSON_DEPTH <= 200:
+    raise ImproperlyConfigured(
+        f"TRACEMEM_MAX_JSON_DEPTH must be from 2 to 200, got {TRACEMEM_MAX_JSON_DEPTH}"
+    )
 
 # --- REST -------------------------------------------------------------------------------
 REST_FRAMEWORK = {
