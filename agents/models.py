@@ -83,6 +83,7 @@ class PersonalToken(models.Model):
     prefix = models.CharField(max_length=20, db_index=True, editable=False)
     token_hash = models.CharField(max_length=64, unique=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
+    expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
 
@@ -91,3 +92,15 @@ class PersonalToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.user})"
+
+    @property
+    def token_id(self) -> str:
+        return f"pat_{self.pk}"
+
+    def state(self, now: object | None = None) -> KeyState:
+        current = now or timezone.now()
+        if self.revoked_at is not None:
+            return KeyState.REVOKED
+        if self.expires_at is not None and self.expires_at <= current:
+            return KeyState.EXPIRED
+        return KeyState.ACTIVE

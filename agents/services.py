@@ -12,9 +12,10 @@ from django.utils import timezone
 
 from agents import keys
 from agents.models import Agent, AgentKey, PersonalToken
+from agents.selectors import may_manage_tokens_of
 from tracemem_site import validation as v
 from tracemem_site.actor import Actor
-from tracemem_site.errors import Conflict, InvalidArgument, PermissionDenied, Unauthenticated
+from tracemem_site.errors import Conflict, InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 
 # last_used_at is a hint for admins, not an audit record: writing it on every request would
 # turn each read into a write, so it is refreshed at most this often.
@@ -231,27 +232,37 @@ def agent_key_authenticate(*, authorization: str | None) -> tuple[Agent, AgentKe
     return key.agent, key
 
 
-def personal_token_create(*, actor: Actor, user: User, name: str = "default") -> IssuedToken:
-    """Create a personal access token for ``user`` (themselves, or any user when staff/system)."""
+def personal_token_create(
+    *, actor: Actor, user: User, name: str = "default", expires_at: datetime | None = None
+) -> IssuedToken:
+    """Create a personal access token for ``user`` (themselves, or any user when staff/system).
+
+    ``expires_at`` (optional, in the future) ends it by itself; the secret is returned once and only
+    its hash is stored.
+    """
     if actor.kind == "user" and actor.user is not None and actor.user.pk != user.pk:
         _require_admin(actor)
     elif actor.kind == "agent":
         raise PermissionDenied("agents cannot create personal access tokens")
+    expires_at = v.future_instant(expires_at, "expires_at")
     secret = keys.generate(keys.PERSONAL_TOKEN_PREFIX)
     token = PersonalToken.objects.create(
         user=user,
         name=_validate_name(name),
         prefix=keys.lookup_prefix(secret, keys.PERSONAL_TOKEN_PREFIX),
         token_hash=keys.digest(secret),
+        expires_at=expires_at,
     )
     return IssuedToken(token=token, secret=secret)
 
 
 def personal_token_revoke(*, actor: Actor, token: PersonalToken) -> PersonalToken:
-    if actor.kind == "agent" or (
-        actor.kind == "user" and actor.user is not None and actor.user.pk != token.user_id
-    ):
-        _require_admin(actor)
+    """Revoke a personal token (its owner's, or any when an admin); refused from the next request on.
+
+    Revoking a revoked token changes nothing (its first revocation time is kept).
+    """
+    if not may_manage_tokens_of(actor, token.user_id):
+        raise NotFound(f"no token {token.token_id}")
     PersonalToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
     token.refresh_from_db()
     return token
@@ -269,8 +280,13 @@ def personal_token_authenticate(*, authorization: str | None) -> User:
     token = next((c for c in candidates if keys.matches(secret, c.token_hash)), None)
     if token is None:
         raise Unauthenticated("the token is not known to this server", details={"reason": "unknown"})
-    if token.revoked_at is not None:
+    state = token.state()
+    if state == "revoked":
         raise Unauthenticated("the token has been revoked", details={"reason": "revoked"})
+    if state == "expired":
+        raise Unauthenticated(
+            "the token has expired; create a new one on your settings page", details={"reason": "expired"}
+        )
     if not token.user.is_active:
         raise Unauthenticated("the token's user is inactive", details={"reason": "user_inactive"})
     _touch(PersonalToken, token.pk, token.last_used_at)

@@ -24,6 +24,7 @@ from standardwebhooks import Webhook
 
 from approvals import conf
 from approvals.models import Approval, ApprovalState, Channel, SlackIntegration, WebhookEndpoint
+from approvals.selectors import second_factor_required
 from tracemem_site.redaction import redact, redact_text
 from tracemem_site.timefmt import iso_z
 
@@ -126,8 +127,13 @@ def send_email(delivery: Delivery) -> dict[str, Any]:
         for user in recipients:
             if user.pk in already:
                 continue
-            link = f"{conf.public_url()}/approvals/email/{email_link_issue(approval=approval, user=user)}"
-            context = {**summary, "reviewer": user.get_username()}
+            # Whoever must use two-factor sign-in gets the review page, not a link that votes.
+            browser_only = second_factor_required(user)
+            if browser_only:
+                link = review_url(approval)
+            else:
+                link = f"{conf.public_url()}/approvals/email/{email_link_issue(approval=approval, user=user)}"
+            context = {**summary, "reviewer": user.get_username(), "browser_only": browser_only}
             message = EmailMultiAlternatives(
                 subject=redact_text(f"[TraceMem] {approval.title}"),
                 body=_render_email("email/approval_request.txt", context, link),

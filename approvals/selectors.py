@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from django.conf import settings
+from django.contrib.auth.models import User
 from django.db.models import Q, QuerySet
 
+from agents.selectors import confirmed_device
 from approvals.models import Approval, ApprovalRoute, ApprovalState, Delivery, EmailLink
 from tracemem_site.actor import Actor
 from tracemem_site.errors import InvalidArgument, NotFound, PermissionDenied
@@ -75,3 +78,18 @@ def ensure_route_admin(actor: Actor) -> None:
         return
     if actor.kind != "user" or user is None or not user.is_staff:
         raise PermissionDenied("only staff can manage approval routes")
+
+
+def second_factor_required_by_policy(user: User) -> bool:
+    """``TRACEMEM_REQUIRE_2FA_FOR_APPROVERS`` is on and this person may approve somewhere
+    (a superuser, or a member of some route's approver group)."""
+    if not getattr(settings, "TRACEMEM_REQUIRE_2FA_FOR_APPROVERS", False) or not user.is_active:
+        return False
+    return user.is_superuser or ApprovalRoute.objects.filter(approver_group__user=user).exists()
+
+
+def second_factor_required(user: User) -> bool:
+    """Whether this person signs in with a TOTP code and votes only from a session verified by one:
+    they turned two-factor sign-in on, or it is required of them (approval links by email and Slack
+    buttons then refuse their votes; they confirm in the browser)."""
+    return confirmed_device(user) is not None or second_factor_required_by_policy(user)

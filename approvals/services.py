@@ -37,6 +37,7 @@ from approvals.models import (
     VoteChoice,
     WebhookCredential,
 )
+from approvals.selectors import second_factor_required
 from decisions.models import AutomationMode, Decision, DecisionStatus, EventType
 from decisions.services import (
     decision_lock,
@@ -65,6 +66,10 @@ WEBHOOK_CREDENTIAL_PREFIX = "tmwh_"
 EMAIL_LINK_SALT = "tracemem.approvals.email-link"
 MIN_EXPIRY_SECONDS = 60
 VOTE_CHANNELS = ("web", "api", "email", "slack", "webhook")
+# Channels that prove no second factor: people who must use one confirm in the browser instead.
+# (Browser sessions are verified by SecondFactorMiddleware; personal tokens and webhook credentials
+# are machine credentials created by a signed-in person or an admin, not guessable passwords.)
+BROWSER_ONLY_REFUSED = ("email", "slack")
 
 
 # --- requesting ------------------------------------------------------------------------------
@@ -290,6 +295,12 @@ def approval_vote(
     if approval.expires_at <= timezone.now():
         raise InvalidState(f"approval {clean_id} has expired; the agent must request a new approval")
     _ensure_may_vote(user, approval)
+    if channel in BROWSER_ONLY_REFUSED and second_factor_required(user):
+        raise PermissionDenied(
+            f"you sign in to TraceMem with two-factor authentication, so an {channel} "
+            f"{'link' if channel == 'email' else 'button'} cannot vote for you; sign in and confirm in the "
+            f"browser: {senders.review_url(approval)}"
+        )
     if approval.require_rationale and not (clean_rationale or "").strip():
         raise InvalidArgument(
             "this approval requires a rationale: say why you approve or reject", field="rationale"

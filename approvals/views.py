@@ -16,7 +16,7 @@ from slack_sdk.errors import SlackClientError
 from slack_sdk.signature import SignatureVerifier
 
 from approvals import selectors, services
-from approvals.channels import slack_client
+from approvals.channels import review_url, slack_client
 from approvals.models import SlackIntegration
 from approvals.serializers import approval_out
 from tracemem_site import safejson
@@ -32,7 +32,14 @@ def email_confirm(request: HttpRequest, token: str) -> HttpResponse:
         link = selectors.email_link_for_token(token)
     except DomainError as exc:
         return render(request, "approvals/email_confirm.html", {"error": exc.message}, status=403)
-    context = {"approval": approval_out(link.approval), "reviewer": link.user.get_username(), "token": token}
+    context = {
+        "approval": approval_out(link.approval),
+        "reviewer": link.user.get_username(),
+        "token": token,
+        # Who must use two-factor sign-in confirms in the browser; the service refuses the link's vote.
+        "browser_only": selectors.second_factor_required(link.user),
+        "review_url": review_url(link.approval),
+    }
     if request.method == "GET":
         return render(request, "approvals/email_confirm.html", context)
     try:

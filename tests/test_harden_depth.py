@@ -81,7 +81,7 @@ def test_admin_rest_with_a_personal_token_refuses_a_depth_bomb(shape: str, no_er
 def test_reviewer_session_rest_refuses_a_depth_bomb(no_error_logs: Any) -> None:
     get_user_model().objects.create_superuser("root", "root@example.com", "pw-root-123")
     client = Client(enforce_csrf_checks=False)
-    client.login(username="root", password="pw-root-123")
+    client.force_login(get_user_model().objects.get(username="root"))
     response = client.post(
         "/api/v1/approvals/appr_01ARZ3NDEKTSV4RRFFQ69G5FAV/approve",
         BOMBS["array"],

@@ -7,6 +7,7 @@ Celery tasks executed inline, email printed to the console. Production sets ``DA
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -46,6 +47,10 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "pgtrigger",
     "mcp_server",
     "tracemem_site",
@@ -63,8 +68,14 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # request.user.is_verified(): signed in with a second factor in this session (django-otp).
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # Whoever must use two-factor sign-in reaches nothing but the 2FA pages until they have.
+    "tracemem_site.middleware.SecondFactorMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns a locked-out sign-in into our lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "tracemem_site.urls"
@@ -153,6 +164,27 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "TraceMem <tracemem@localhost
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
+# django-axes refuses sign-ins for a locked-out account or address before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Failed sign-ins (the login page and the Django admin's) are counted per account and, separately,
+# per client address; at the limit that account or address is locked for the lockout time. Admins
+# unlock early in the Django admin (Axes > Access attempts) or with manage.py axes_reset_username.
+AXES_FAILURE_LIMIT = env_int("TRACEMEM_LOGIN_FAILURE_LIMIT", 20)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("TRACEMEM_LOGIN_LOCKOUT_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "tracemem_site.views.locked_out"
+AXES_CLIENT_IP_CALLABLE = "tracemem_site.web.client_ip"
+# Reverse proxies in front of TraceMem that append to X-Forwarded-For (0: use the socket address).
+TRACEMEM_TRUSTED_PROXY_COUNT = env_int("TRACEMEM_TRUSTED_PROXY_COUNT", 0)
+# Two-factor sign-in (TOTP, django-otp): anyone may turn it on; with this set, everyone eligible to
+# approve (superusers, members of a route's approver group) must, and votes by email link or Slack
+# are refused for them (they confirm in the browser after signing in with their code).
+TRACEMEM_REQUIRE_2FA_FOR_APPROVERS = env_bool("TRACEMEM_REQUIRE_2FA_FOR_APPROVERS", False)
+OTP_TOTP_ISSUER = "TraceMem"  # the name authenticator apps show next to the account
 LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/"
 LANGUAGE_CODE = "en-us"

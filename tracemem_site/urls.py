@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from agents import views_account as account_views
 from tracemem_site import health
 from tracemem_site import views as site_views
 from tracemem_site.mcp_view import MCPView
@@ -26,6 +27,8 @@ urlpatterns = [
     # Reviewer and admin web UI (issue 7).
     path("", site_views.dashboard, name="dashboard"),
     path("login/", site_views.login_view, name="login"),
+    path("login/verify/", account_views.login_verify, name="login-verify"),
+    path("account/", include("agents.urls_account")),
     path("logout/", site_views.logout_view, name="logout"),
     path("decisions/", include("decisions.urls_html")),
     path("agents/", include("agents.urls_html")),
