@@ -41,7 +41,9 @@ def rita(db: Any) -> Any:
     return get_user_model().objects.create_user("rita", "rita@example.com", PASSWORD)
 
 
-def sign_in(client: Client, username: str, password: str, *, ip: str = "10.9.0.1", path: str = "/login/") -> Any:
+def sign_in(
+    client: Client, username: str, password: str, *, ip: str = "10.9.0.1", path: str = "/login/"
+) -> Any:
     return client.post(path, {"username": username, "password": password}, REMOTE_ADDR=ip)
 
 
@@ -135,7 +137,10 @@ def test_behind_a_proxy_the_forwarded_address_is_the_one_throttled(rita: Any, se
         )
     # Same proxy, another client address: not locked out by the attacker's failures.
     other = Client().post(
-        "/login/", {"username": "rita", "password": PASSWORD}, REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR="203.0.113.200"
+        "/login/",
+        {"username": "rita", "password": PASSWORD},
+        REMOTE_ADDR="10.0.0.2",
+        HTTP_X_FORWARDED_FOR="203.0.113.200",
     )
     assert other.status_code == 302
 
@@ -173,14 +178,18 @@ def test_enrolment_page_shows_a_qr_code_and_the_secret_and_a_code_confirms_it(ri
 
     secret = b32encode(device.bin_key).decode()
     assert " ".join(re.findall(".{1,4}", secret)) in body
-    wrong = client.post("/account/two-factor/", {"code": "000000" if code_for(device) != "000000" else "111111"})
+    wrong = client.post(
+        "/account/two-factor/", {"code": "000000" if code_for(device) != "000000" else "111111"}
+    )
     assert wrong.status_code == 200 and b"did not match" in wrong.content
     device.refresh_from_db()
     assert not device.confirmed
     # django-otp throttles after a wrong code: even the right one must wait a moment.
     throttled = client.post("/account/two-factor/", {"code": code_for(device)})
     assert throttled.status_code == 200 and b"Too many wrong codes" in throttled.content
-    TOTPDevice.objects.filter(pk=device.pk).update(throttling_failure_timestamp=timezone.now() - timedelta(minutes=1))
+    TOTPDevice.objects.filter(pk=device.pk).update(
+        throttling_failure_timestamp=timezone.now() - timedelta(minutes=1)
+    )
     assert client.post("/account/two-factor/", {"code": code_for(device)}).status_code == 302
     device.refresh_from_db()
     assert device.confirmed
@@ -201,7 +210,9 @@ def test_with_totp_on_the_password_alone_does_not_open_anything(rita: Any, make_
     assert "two-factor" in api.json()["error"]["message"]
     wrong = client.post("/login/verify/?next=/review/", {"code": "12345x"})
     assert wrong.status_code == 200 and b"did not match" in wrong.content
-    TOTPDevice.objects.filter(pk=device.pk).update(throttling_failure_timestamp=timezone.now() - timedelta(minutes=1))
+    TOTPDevice.objects.filter(pk=device.pk).update(
+        throttling_failure_timestamp=timezone.now() - timedelta(minutes=1)
+    )
     ok = client.post("/login/verify/?next=/review/", {"code": code_for(device, ahead=1)})
     assert ok.status_code == 302 and ok["Location"] == "/review/"
     assert client.get("/review/").status_code == 200
@@ -235,7 +246,10 @@ def test_required_for_approvers_sends_an_eligible_reviewer_to_enrol_first(rita: 
     page = client.get("/account/two-factor/")
     assert b"requires two-factor sign-in" in page.content
     device = TOTPDevice.objects.get(user=rita)
-    assert client.post("/account/two-factor/?next=/review/", {"code": code_for(device)})["Location"] == "/review/"
+    assert (
+        client.post("/account/two-factor/?next=/review/", {"code": code_for(device)})["Location"]
+        == "/review/"
+    )
     assert client.get("/review/").status_code == 200
 
     other = Client()
@@ -285,7 +299,9 @@ def test_a_reviewer_who_must_use_2fa_is_emailed_a_browser_link_not_a_vote_link(
     assert delivery.status == "delivered"
     [(_, raw)] = smtp.messages
     text = "\n".join(
-        p.get_payload(decode=True).decode() for p in email.message_from_bytes(raw).walk() if not p.is_multipart()
+        p.get_payload(decode=True).decode()
+        for p in email.message_from_bytes(raw).walk()
+        if not p.is_multipart()
     )
     assert "/approvals/email/" not in text and f"/review/{approval_id}/" in text
     assert "two-factor" in text
@@ -304,7 +320,9 @@ def test_an_email_link_cannot_vote_for_a_reviewer_who_must_use_2fa(
     approval_id = request_approval(api, decision_id, approval_route_id="route_finance").json()["approval_id"]
     deliver_all(approval_id)  # sent while 2FA was not required: a vote link
     [(_, raw)] = smtp.messages
-    path = re.search(r"(/approvals/email/[^\s\"<]+)", raw.decode(errors="replace").replace("=\n", "")).group(1)
+    path = re.search(r"(/approvals/email/[^\s\"<]+)", raw.decode(errors="replace").replace("=\n", "")).group(
+        1
+    )
     settings.TRACEMEM_REQUIRE_2FA_FOR_APPROVERS = True
     browser = Client()
     page = browser.get(path)
@@ -320,7 +338,10 @@ def test_a_slack_press_by_a_reviewer_who_must_use_2fa_points_to_the_browser(
     api: Any, rita: Any, settings: Any, httpserver: Any
 ) -> None:
     SlackIntegration.objects.create(
-        name="main", bot_token="xoxb-test-1", signing_secret="sl4ck-s3cret", api_base_url=httpserver.url_for("/api/")
+        name="main",
+        bot_token="xoxb-test-1",
+        signing_secret="sl4ck-s3cret",
+        api_base_url=httpserver.url_for("/api/"),
     )
     httpserver.expect_request("/api/users.info").respond_with_json(
         {"ok": True, "user": {"id": "U1", "profile": {"email": "rita@example.com"}}}
@@ -330,7 +351,11 @@ def test_a_slack_press_by_a_reviewer_who_must_use_2fa_points_to_the_browser(
     TOTPDevice.objects.create(user=rita, name="phone", confirmed=True)  # turned on by herself
     decision_id = open_decision(api)
     approval_id = request_approval(api, decision_id, approval_route_id="route_finance").json()["approval_id"]
-    press = {"type": "block_actions", "user": {"id": "U1"}, "actions": [{"action_id": "approve", "value": approval_id}]}
+    press = {
+        "type": "block_actions",
+        "user": {"id": "U1"},
+        "actions": [{"action_id": "approve", "value": approval_id}],
+    }
     body = urlencode({"payload": json.dumps(press)})
     timestamp = str(int(time.time()))
     response = Client().post(
@@ -338,9 +363,34 @@ def test_a_slack_press_by_a_reviewer_who_must_use_2fa_points_to_the_browser(
         body,
         content_type="application/x-www-form-urlencoded",
         HTTP_X_SLACK_REQUEST_TIMESTAMP=timestamp,
-        HTTP_X_SLACK_SIGNATURE=SignatureVerifier("sl4ck-s3cret").generate_signature(timestamp=timestamp, body=body),
+        HTTP_X_SLACK_SIGNATURE=SignatureVerifier("sl4ck-s3cret").generate_signature(
+            timestamp=timestamp, body=body
+        ),
     )
     assert response.status_code == 200
     text = response.json()["text"]
     assert "two-factor" in text and f"/review/{approval_id}/" in text
     assert not Vote.objects.exists()
+
+
+def test_a_personal_token_still_votes_for_a_reviewer_who_must_use_2fa(
+    api: Any, rita: Any, settings: Any
+) -> None:
+    """Tokens are made on the settings page after signing in with the code (or by an admin): a
+    machine credential, not a guessable password, so the API takes votes through them."""
+    from agents import services as agent_services
+    from tracemem_site.actor import Actor
+
+    settings.TRACEMEM_REQUIRE_2FA_FOR_APPROVERS = True
+    route = make_route("route_finance")
+    rita.groups.add(route.approver_group)
+    secret = agent_services.personal_token_create(actor=Actor.system(), user=rita).secret
+    decision_id = open_decision(api)
+    approval_id = request_approval(api, decision_id, approval_route_id="route_finance").json()["approval_id"]
+    voted = Client().post(
+        f"/api/v1/approvals/{approval_id}/approve",
+        {},
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Token {secret}",
+    )
+    assert voted.status_code == 200 and voted.json()["status"] == "approved"
