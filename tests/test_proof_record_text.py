@@ -80,7 +80,10 @@ def test_a_secret_in_long_record_text_is_still_redacted(agent_actor: Actor) -> N
     record = _record(agent_actor, context=LONG + " token ghp_0123456789abcdefghijABCDEFGHIJ012345")
     # Only the secret is replaced; the long text around it survives whole (issue 13).
     assert record.context == LONG + " token [redacted]"
-    assert TraceEvent.objects.get(decision_id=record.decision_id).payload["context"] == LONG + " token [redacted]"
+    assert (
+        TraceEvent.objects.get(decision_id=record.decision_id).payload["context"]
+        == LONG + " token [redacted]"
+    )
 
 
 def test_rest_record_over_the_limit_is_400_naming_field_and_limit(api: AgentClient) -> None:

@@ -25,12 +25,15 @@ class SecondFactorMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         user = request.user
-        if (
+        # Pages show no navigation (and start no htmx polling) while the second factor is pending.
+        request.second_factor_pending = (  # type: ignore[attr-defined]
             user.is_authenticated
-            and not request.path.startswith(_OPEN_PREFIXES)
             and not user.is_verified()  # type: ignore[union-attr]
             and second_factor_required(user)  # type: ignore[arg-type]
-        ):
+        )
+        if request.second_factor_pending and not request.path.startswith(_OPEN_PREFIXES):  # type: ignore[attr-defined]
+            if request.headers.get("HX-Request"):
+                return HttpResponse("two-factor sign-in required", status=403, content_type="text/plain")
             if request.path.startswith("/api/") or request.path == "/mcp":
                 return JsonResponse(
                     {
