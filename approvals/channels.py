@@ -85,8 +85,9 @@ def request_summary(approval: Approval) -> dict[str, Any]:
 
 
 def email_recipients(delivery: Delivery) -> list[AbstractBaseUser]:
-    """Users named in ``to`` (email or username), else the route's group, else the superusers."""
-    from approvals.services import is_eligible
+    """Users named in ``to`` (email or username), else the route's group, else the superusers;
+    only those who may vote on this approval (never the agent's owner unless the route allows it)."""
+    from approvals.services import vote_refusal
 
     route = delivery.approval.route
     users = get_user_model().objects.filter(is_active=True).exclude(email="")
@@ -102,7 +103,7 @@ def email_recipients(delivery: Delivery) -> list[AbstractBaseUser]:
     else:
         chosen = list(users.filter(is_superuser=True))
     # A link lets its holder vote, so it only goes to people who could vote anyway.
-    return [u for u in chosen if is_eligible(u, route)]
+    return [u for u in chosen if vote_refusal(u, delivery.approval) is None]
 
 
 def _render_email(template: str, context: dict[str, Any], link: str) -> str:

@@ -37,7 +37,7 @@ from approvals.models import (
     VoteChoice,
     WebhookCredential,
 )
-from approvals.selectors import second_factor_required
+from approvals.selectors import approvals_visible_to, second_factor_required
 from decisions.models import AutomationMode, Decision, DecisionStatus, EventType
 from decisions.services import (
     decision_lock,
@@ -234,18 +234,21 @@ def is_eligible(user: User, route: ApprovalRoute) -> bool:
     return route.approver_group_id is not None and user.groups.filter(pk=route.approver_group_id).exists()
 
 
-def _ensure_may_vote(user: User, approval: Approval) -> None:
+def vote_refusal(user: User, approval: Approval) -> PermissionDenied | None:
+    """Why this person may not vote on this approval (not an eligible approver, or the owner of the
+    agent that asked), or None. Also decides who is emailed a vote link."""
     route = approval.route
     if not is_eligible(user, route):
-        raise PermissionDenied(
+        return PermissionDenied(
             f"you are not an eligible approver for route {route.route_id}; ask an admin to add you to its group"
         )
     owner_id = approval.decision.agent.owner_id
     if owner_id is not None and owner_id == user.pk and not route.allow_agent_owner:
-        raise PermissionDenied(
+        return PermissionDenied(
             "you own the agent that asked: route "
             f"{route.route_id} does not allow the agent's owner to approve; another reviewer must decide"
         )
+    return None
 
 
 # --- voting and resolution ----------------------------------------------------------------------
@@ -278,7 +281,11 @@ def approval_vote(
     clean_rationale = v.optional_string(rationale, "rationale", max_length=10_000)
     if channel not in VOTE_CHANNELS:
         raise InvalidArgument(f"channel must be one of {', '.join(VOTE_CHANNELS)}", field="channel")
-    decision_id = Approval.objects.filter(pk=clean_id).values_list("decision_id", flat=True).first()
+    # An approval this person cannot see does not exist for them: not_found, never a refusal
+    # naming its route.
+    decision_id = (
+        approvals_visible_to(actor).filter(pk=clean_id).values_list("decision_id", flat=True).first()
+    )
     if decision_id is None:
         raise NotFound(f"approval {clean_id} was not found")
     locked_decision = decision_lock(actor=Actor.system(), decision_id=decision_id)
@@ -294,7 +301,9 @@ def approval_vote(
         )
     if approval.expires_at <= timezone.now():
         raise InvalidState(f"approval {clean_id} has expired; the agent must request a new approval")
-    _ensure_may_vote(user, approval)
+    refusal = vote_refusal(user, approval)
+    if refusal is not None:
+        raise refusal
     if channel in BROWSER_ONLY_REFUSED and second_factor_required(user):
         raise PermissionDenied(
             f"you sign in to TraceMem with two-factor authentication, so an {channel} "

@@ -57,13 +57,27 @@ class DecisionEvidenceView(APIView):
         return response
 
 
+class ReceiptKeyOut(serializers.Serializer):
+    """One published receipt key, as ``decisions.receipts.receipt_key_out`` returns it."""
+
+    key_id = serializers.CharField()
+    algorithm = serializers.ChoiceField(choices=["ed25519"])
+    public_key = serializers.CharField(help_text="raw Ed25519 public key, base64url without padding")
+    valid_from = serializers.DateTimeField()
+    valid_to = serializers.DateTimeField(allow_null=True, help_text="null while the key is current")
+
+
 class ReceiptKeysView(APIView):
     """Public: anyone must be able to fetch the keys that verify a receipt."""
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
 
-    @extend_schema(operation_id="receipt_keys", responses={200: dict})
+    @extend_schema(
+        operation_id="receipt_keys",
+        responses={200: ReceiptKeyOut(many=True)},
+        description="Every receipt key ever used, oldest first: a JSON array.",
+    )
     def get(self, request: Request) -> Response:
         return Response(receipts.receipt_keys_published())
 
