@@ -18,7 +18,7 @@ if grep -nE '^\s*(from|import) django\.(http|forms|template|shortcuts)' */servic
 fi
 echo "== mypy (django-stubs): tracemem_site and every app's services and selectors"
 .venv/bin/mypy tracemem_site tracemem_verify */services.py */selectors.py decisions/records.py decisions/receipts.py \
-  decisions/evidence.py policies/engine.py
+  decisions/evidence.py policies/engine.py agents/services_twofactor.py
 echo "== migrations are up to date"; .venv/bin/python manage.py makemigrations --check --dry-run >/dev/null
 echo "== pytest"
 exec .venv/bin/pytest "$@"

@@ -26,26 +26,29 @@ class SecondFactorMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         user = request.user
         # Pages show no navigation (and start no htmx polling) while the second factor is pending.
-        request.second_factor_pending = (  # type: ignore[attr-defined]
-            user.is_authenticated
-            and not user.is_verified()  # type: ignore[union-attr]
-            and second_factor_required(user)  # type: ignore[arg-type]
-        )
-        if request.second_factor_pending and not request.path.startswith(_OPEN_PREFIXES):  # type: ignore[attr-defined]
-            if request.headers.get("HX-Request"):
-                return HttpResponse("two-factor sign-in required", status=403, content_type="text/plain")
-            if request.path.startswith("/api/") or request.path == "/mcp":
-                return JsonResponse(
-                    {
-                        "error": {
-                            "code": "permission_denied",
-                            "message": "finish two-factor sign-in in the browser first "
-                            f"({VERIFY_URL}), or use a personal access token",
-                            "details": {"reason": "second_factor_required"},
-                        }
-                    },
-                    status=403,
-                )
-            target = VERIFY_URL if confirmed_device(user) is not None else ENROL_URL  # type: ignore[arg-type]
-            return redirect(f"{target}?next={quote(request.get_full_path())}")
+        request.second_factor_pending = False  # type: ignore[attr-defined]
+        # OTPMiddleware gave every user is_verified(): a code was given in this session.
+        if user.is_authenticated and not user.is_verified() and second_factor_required(user):  # type: ignore[attr-defined]
+            request.second_factor_pending = True  # type: ignore[attr-defined]
+            if not request.path.startswith(_OPEN_PREFIXES):
+                return _refusal(request, has_device=confirmed_device(user) is not None)
         return self.get_response(request)
+
+
+def _refusal(request: HttpRequest, *, has_device: bool) -> HttpResponse:
+    if request.headers.get("HX-Request"):
+        return HttpResponse("two-factor sign-in required", status=403, content_type="text/plain")
+    if request.path.startswith("/api/") or request.path == "/mcp":
+        return JsonResponse(
+            {
+                "error": {
+                    "code": "permission_denied",
+                    "message": f"finish two-factor sign-in in the browser first ({VERIFY_URL}), "
+                    "or use a personal access token",
+                    "details": {"reason": "second_factor_required"},
+                }
+            },
+            status=403,
+        )
+    target = VERIFY_URL if has_device else ENROL_URL
+    return redirect(f"{target}?next={quote(request.get_full_path())}")

@@ -297,5 +297,7 @@ LOGGING = {
         "mcp": {"level": "WARNING"},
         "mcp_server": {"level": "WARNING"},
         "httpx": {"level": "WARNING"},
+        # django-axes logs every sign-in at INFO; its warnings (failures, lockouts) still show.
+        "axes": {"level": "WARNING"},
     },
 }
