@@ -6,7 +6,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     DJANGO_SETTINGS_MODULE=tracemem_site.settings \
-    TRACEMEM_VAR_DIR=/app/var
+    TRACEMEM_VAR_DIR=/app/var \
+    TRACEMEM_HOST=0.0.0.0 \
+    TRACEMEM_PORT=8000
 
 WORKDIR /app
 
@@ -25,5 +27,5 @@ RUN DJANGO_SECRET_KEY=build-only-not-secret python manage.py collectstatic --noi
 USER tracemem
 EXPOSE 8000
 
-CMD ["gunicorn", "tracemem_site.wsgi", "--bind", "0.0.0.0:8000", "--worker-class", "gthread", \
-     "--workers", "2", "--threads", "8", "--access-logfile", "-", "--error-logfile", "-"]
+# The web server; the same image runs the workers (scripts/worker.sh) and the beat (scripts/beat.sh).
+CMD ["scripts/serve.sh"]

@@ -17,11 +17,19 @@ from django.urls import reverse
 from agents import services
 from agents.models import Agent, AgentKey
 from tracemem_site.actor import Actor
+from tracemem_site.admin_perms import GuardedAdmin, request_has_perm
 from tracemem_site.errors import DomainError
 
 
 def _actor(request: HttpRequest) -> Actor:
     return Actor.for_user(request.user)
+
+
+def _may_manage_some_keys(request: HttpRequest) -> bool:
+    # Which agents exactly is decided per agent by the service (owners: only their own).
+    return request_has_perm(request, "agents.manage_agent_keys") or request_has_perm(
+        request, "agents.manage_own_agent_keys"
+    )
 
 
 class AgentKeyInline(admin.TabularInline):
@@ -41,7 +49,9 @@ class AgentKeyInline(admin.TabularInline):
 
 
 @admin.register(Agent)
-class AgentAdmin(admin.ModelAdmin):
+class AgentAdmin(GuardedAdmin, admin.ModelAdmin):
+    change_perm = "agents.manage_agents"
+    read_area = "agents"
     list_display = ("name", "agent_id", "owner", "disabled", "created_at")
     list_filter = ("disabled",)
     search_fields = ("name", "agent_id", "owner__username")
@@ -75,7 +85,10 @@ class AgentAdmin(admin.ModelAdmin):
         # Agents own decisions (PROTECT); disable them instead.
         return False
 
-    @admin.action(description="Issue a new key (shown once)")
+    def has_manage_keys_permission(self, request: HttpRequest) -> bool:
+        return _may_manage_some_keys(request)
+
+    @admin.action(description="Issue a new key (shown once)", permissions=["manage_keys"])
     def issue_key(self, request: HttpRequest, queryset: QuerySet[Agent]) -> HttpResponse | None:
         issued: list[dict[str, str]] = []
         errors: list[str] = []
@@ -101,13 +114,13 @@ class AgentAdmin(admin.ModelAdmin):
         response["Cache-Control"] = "no-store"
         return response
 
-    @admin.action(description="Disable selected agents (all their keys stop)")
+    @admin.action(description="Disable selected agents (all their keys stop)", permissions=["change"])
     def disable_agents(self, request: HttpRequest, queryset: QuerySet[Agent]) -> None:
         for agent in queryset:
             services.agent_update(actor=_actor(request), agent=agent, disabled=True)
         self.message_user(request, f"Disabled {queryset.count()} agent(s).", messages.SUCCESS)
 
-    @admin.action(description="Enable selected agents")
+    @admin.action(description="Enable selected agents", permissions=["change"])
     def enable_agents(self, request: HttpRequest, queryset: QuerySet[Agent]) -> None:
         for agent in queryset:
             services.agent_update(actor=_actor(request), agent=agent, disabled=False)
@@ -115,7 +128,9 @@ class AgentAdmin(admin.ModelAdmin):
 
 
 @admin.register(AgentKey)
-class AgentKeyAdmin(admin.ModelAdmin):
+class AgentKeyAdmin(GuardedAdmin, admin.ModelAdmin):
+    change_perm = "agents.manage_agent_keys"
+    read_area = "agents"
     list_display = ("prefix", "name", "agent", "created_at", "expires_at", "last_used_at", "key_state")
     list_filter = ("revoked_at",)
     search_fields = ("prefix", "name", "agent__name")
@@ -145,8 +160,19 @@ class AgentKeyAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # revoke instead: a revoked key stays visible for the audit
 
-    @admin.action(description="Revoke selected keys (refused from the next request on)")
+    def has_manage_keys_permission(self, request: HttpRequest) -> bool:
+        return _may_manage_some_keys(request)
+
+    @admin.action(
+        description="Revoke selected keys (refused from the next request on)", permissions=["manage_keys"]
+    )
     def revoke_keys(self, request: HttpRequest, queryset: QuerySet[AgentKey]) -> None:
-        for key in queryset:
-            services.agent_key_revoke(actor=_actor(request), key=key)
-        self.message_user(request, f"Revoked {queryset.count()} key(s).", messages.SUCCESS)
+        revoked = 0
+        for key in queryset.select_related("agent"):
+            try:
+                services.agent_key_revoke(actor=_actor(request), key=key)
+            except DomainError as exc:
+                self.message_user(request, f"{key.prefix}…: {exc.message}", messages.ERROR)
+            else:
+                revoked += 1
+        self.message_user(request, f"Revoked {revoked} key(s).", messages.SUCCESS)

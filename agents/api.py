@@ -18,6 +18,7 @@ from agents import selectors, services
 from agents.models import Agent
 from agents.serializers import agent_out, issued_key_out, key_out, token_out
 from tracemem_site.errors import InvalidArgument, NotFound
+from tracemem_site.permissions import require_perm
 from tracemem_site.rest import ERROR_RESPONSES as _ADMIN_ERRORS
 from tracemem_site.rest import HumanAPIView, actor_from_request, body
 
@@ -30,7 +31,7 @@ class CapabilitiesView(APIView):
         return Response(selectors.capabilities(agent))
 
 
-# --- admin API (SPEC §10): staff session or personal access token, never an agent key ------------
+# --- admin API (SPEC §10): a session or personal access token, never an agent key; permissions in docs/security-app.md
 
 
 def _owner(data: dict[str, Any]) -> User | None:
@@ -89,7 +90,7 @@ class AdminAgentListView(HumanAPIView):
     def post(self, request: Request) -> Response:
         data = body(request)
         actor = actor_from_request(request)
-        selectors.require_staff(actor)  # before the owner lookup, so non-staff learn nothing
+        require_perm(actor, "agents.manage_agents")  # before the owner lookup: outsiders learn nothing
         description = data.get("description") or ""
         if not isinstance(description, str):
             raise InvalidArgument("description must be a string", field="description")
@@ -193,7 +194,7 @@ class AdminKeyRotateView(HumanAPIView):
 class PersonalTokenOut(serializers.Serializer):
     """A personal access token as ``agents.serializers.token_out`` returns it (never the secret)."""
 
-    token_id = serializers.CharField(help_text="pat_<n>")
+    token_id = serializers.CharField(help_text="tok_<n>")
     name = serializers.CharField()
     prefix = serializers.CharField(help_text="the public start of the token, e.g. tmpat_Ab12Cd34")
     user = serializers.CharField(help_text="username of the token's owner")

@@ -27,6 +27,12 @@ class Agent(models.Model):
 
     class Meta:
         ordering = ["name"]
+        # Checked by tracemem_site.permissions (docs/security-app.md); superusers hold them all.
+        permissions = [
+            ("manage_agents", "Can create, edit and disable agents"),
+            ("manage_agent_keys", "Can issue, rotate and revoke the keys of any agent"),
+            ("manage_own_agent_keys", "Can issue, rotate and revoke the keys of agents they own"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.agent_id})"
@@ -95,7 +101,7 @@ class PersonalToken(models.Model):
 
     @property
     def token_id(self) -> str:
-        return f"pat_{self.pk}"
+        return f"tok_{self.pk}"
 
     def state(self, now: object | None = None) -> KeyState:
         current = now or timezone.now()

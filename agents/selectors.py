@@ -9,7 +9,15 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from agents.models import Agent, AgentKey, PersonalToken
 from tracemem_site.actor import Actor
-from tracemem_site.errors import NotFound, PermissionDenied
+from tracemem_site.errors import NotFound
+from tracemem_site.permissions import (
+    has_perm,
+    is_superuser,
+    may_read,
+    require_perm,
+    require_reader,
+    require_superuser,
+)
 
 
 def user_by_username(username: str) -> User:
@@ -58,23 +66,41 @@ def capabilities(agent: Agent) -> dict[str, object]:
     }
 
 
-def require_staff(actor: Actor) -> None:
-    """The admin API and admin reads are for staff users (and the system) only."""
-    if actor.kind == "system":
-        return
+def may_manage_keys(actor: Actor, agent: Agent) -> bool:
+    """``agents.manage_agent_keys`` covers every agent; ``agents.manage_own_agent_keys`` only the
+    agents the person owns (docs/security-app.md)."""
+    if has_perm(actor, "agents.manage_agent_keys"):
+        return True
     user = actor.user
-    if actor.kind != "user" or user is None or not getattr(user, "is_staff", False):
-        raise PermissionDenied("only staff users may manage agents and keys; ask an admin")
+    return (
+        has_perm(actor, "agents.manage_own_agent_keys")
+        and user is not None
+        and agent.owner_id is not None
+        and agent.owner_id == user.pk
+    )
+
+
+def require_key_admin(actor: Actor, agent: Agent) -> None:
+    if not may_manage_keys(actor, agent):
+        require_perm(actor, "agents.manage_agent_keys")  # refuses, naming the permission
 
 
 def agents_for_admin(actor: Actor) -> QuerySet[Agent]:
-    require_staff(actor)
-    return Agent.objects.select_related("owner").prefetch_related("keys").order_by("name")
+    """Every agent for readers of agents; only their own for holders of ``manage_own_agent_keys``."""
+    qs = Agent.objects.select_related("owner").prefetch_related("keys").order_by("name")
+    if may_read(actor, "agents"):
+        return qs
+    if has_perm(actor, "agents.manage_own_agent_keys") and actor.user is not None:
+        return qs.filter(owner=actor.user)
+    require_reader(actor, "agents")
+    return qs.none()
 
 
 def agent_for_admin(actor: Actor, agent_id: str) -> Agent:
-    require_staff(actor)
-    return agent_by_id(agent_id)
+    try:
+        return agents_for_admin(actor).get(pk=agent_id)
+    except Agent.DoesNotExist:
+        raise NotFound(f"no agent {agent_id}") from None
 
 
 def confirmed_device(user: User) -> TOTPDevice | None:
@@ -85,15 +111,9 @@ def confirmed_device(user: User) -> TOTPDevice | None:
 # --- personal access tokens --------------------------------------------------------------------
 
 
-def is_token_admin(actor: Actor) -> bool:
-    """Who may see and revoke anyone's personal tokens: superusers (and the system)."""
-    return actor.kind == "system" or (
-        actor.kind == "user" and actor.user is not None and actor.user.is_active and actor.user.is_superuser
-    )
-
-
 def may_manage_tokens_of(actor: Actor, user_id: int) -> bool:
-    if is_token_admin(actor):
+    """A person manages their own tokens; superusers (and the system) anyone's."""
+    if is_superuser(actor):
         return True
     return actor.kind == "user" and actor.user is not None and actor.user.pk == user_id
 
@@ -103,8 +123,8 @@ def personal_tokens(
 ) -> QuerySet[PersonalToken]:
     """The actor's own tokens, newest first; an admin may ask for one person's or everyone's."""
     qs = PersonalToken.objects.select_related("user").order_by("-created_at", "-pk")
-    if (username is not None or everyone) and not is_token_admin(actor):
-        raise PermissionDenied("only admins may list other people's tokens; leave out user and all")
+    if username is not None or everyone:
+        require_superuser(actor, "list other people's tokens; leave out user and all")
     if everyone:
         return qs
     if username is not None:
@@ -117,7 +137,7 @@ def personal_tokens(
 def personal_token_by_id(actor: Actor, token_id: str) -> PersonalToken:
     """A token its owner (or an admin) may manage; anyone else gets ``not_found``, as for a token
     that does not exist, so token ids reveal nothing."""
-    raw = token_id.removeprefix("pat_")
+    raw = token_id.removeprefix("tok_")
     token = (
         PersonalToken.objects.select_related("user").filter(pk=int(raw)).first()
         if raw.isdigit() and len(raw) < 19

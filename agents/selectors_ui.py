@@ -5,11 +5,11 @@ from __future__ import annotations
 from django.db.models import QuerySet
 
 from agents.models import Agent
-from agents.selectors import require_staff
+from agents.selectors import agents_for_admin
 from tracemem_site.actor import Actor
 
 
 def agents_overview(actor: Actor) -> QuerySet[Agent]:
-    """Every agent with its owner, by name: for staff only (agents, owners and keys are admin data)."""
-    require_staff(actor)
-    return Agent.objects.select_related("owner").order_by("name")
+    """The agents this person may see, with their owners, by name (agents, owners and keys are
+    admin data: see ``agents_for_admin``)."""
+    return agents_for_admin(actor)

@@ -12,10 +12,13 @@ from django.utils import timezone
 
 from agents import keys
 from agents.models import Agent, AgentKey, PersonalToken
-from agents.selectors import may_manage_tokens_of
+from agents.selectors import require_key_admin
+from audit.services import audit_record
 from tracemem_site import validation as v
 from tracemem_site.actor import Actor
-from tracemem_site.errors import Conflict, InvalidArgument, NotFound, PermissionDenied, Unauthenticated
+from tracemem_site.errors import Conflict, InvalidArgument, PermissionDenied, Unauthenticated
+from tracemem_site.permissions import require_perm, require_superuser
+from tracemem_site.timefmt import iso_z
 
 # last_used_at is a hint for admins, not an audit record: writing it on every request would
 # turn each read into a write, so it is refreshed at most this often.
@@ -34,12 +37,44 @@ class IssuedToken:
     secret: str
 
 
-def _require_admin(actor: Actor) -> None:
-    if actor.kind == "system":
-        return
-    user = actor.user
-    if actor.kind != "user" or user is None or not getattr(user, "is_staff", False):
-        raise PermissionDenied("only staff users may manage agents and keys")
+def _require_agent_admin(actor: Actor) -> None:
+    require_perm(actor, "agents.manage_agents")
+
+
+# What the admin audit log keeps of each object (never a secret or a hash of one).
+
+
+def _agent_audit(agent: Agent) -> dict[str, object]:
+    return {
+        "agent_id": agent.agent_id,
+        "name": agent.name,
+        "description": agent.description,
+        "owner": agent.owner.get_username() if agent.owner is not None else None,
+        "disabled": agent.disabled,
+    }
+
+
+def _key_audit(key: AgentKey) -> dict[str, object]:
+    return {
+        "key_id": key.key_id,
+        "agent_id": key.agent_id,
+        "name": key.name,
+        "prefix": key.prefix,
+        "expires_at": iso_z(key.expires_at),
+        "revoked_at": iso_z(key.revoked_at),
+        "rotated_from": f"key_{key.rotated_from_id}" if key.rotated_from_id else None,
+    }
+
+
+def _token_audit(token: PersonalToken) -> dict[str, object]:
+    return {
+        "id": token.token_id,
+        "user": token.user.get_username(),
+        "name": token.name,
+        "prefix": token.prefix,
+        "expires_at": iso_z(token.expires_at),
+        "revoked_at": iso_z(token.revoked_at),
+    }
 
 
 def _validate_name(name: object, field: str = "name") -> str:
@@ -51,20 +86,29 @@ def _validate_name(name: object, field: str = "name") -> str:
     return cleaned
 
 
+@transaction.atomic
 def agent_create(*, actor: Actor, name: object, owner: User | None = None, description: str = "") -> Agent:
     """Create an agent. Names are unique so that configs and logs can refer to them."""
-    _require_admin(actor)
+    _require_agent_admin(actor)
     cleaned = _validate_name(name)
     try:
         with transaction.atomic():
-            return Agent.objects.create(name=cleaned, owner=owner, description=description or "")
+            agent = Agent.objects.create(name=cleaned, owner=owner, description=description or "")
     except IntegrityError:
         raise Conflict(f"an agent named {cleaned!r} already exists") from None
+    audit_record(
+        actor=actor,
+        action="agent.create",
+        object_type="agent",
+        object_id=agent.agent_id,
+        after=_agent_audit(agent),
+    )
+    return agent
 
 
 def agent_get_or_create(*, actor: Actor, name: object, owner: User | None = None) -> tuple[Agent, bool]:
     """Idempotent variant used by management commands and the demo seed."""
-    _require_admin(actor)
+    _require_agent_admin(actor)
     existing = Agent.objects.filter(name=_validate_name(name)).first()
     if existing is not None:
         return existing, False
@@ -73,10 +117,7 @@ def agent_get_or_create(*, actor: Actor, name: object, owner: User | None = None
 
 def agent_set_disabled(*, actor: Actor, agent: Agent, disabled: bool) -> Agent:
     """Disable (or re-enable) an agent; a disabled agent's keys all stop on the next request."""
-    _require_admin(actor)
-    Agent.objects.filter(pk=agent.pk).update(disabled=disabled)
-    agent.refresh_from_db()
-    return agent
+    return agent_update(actor=actor, agent=agent, disabled=disabled)
 
 
 _UNSET: object = object()
@@ -97,8 +138,9 @@ def agent_update(
     Disabling stops every key of the agent from the next request on; the keys themselves are left
     as they are, so re-enabling brings back exactly the keys that were working.
     """
-    _require_admin(actor)
+    _require_agent_admin(actor)
     locked = Agent.objects.select_for_update().get(pk=agent.pk)
+    before = _agent_audit(locked)
     fields: list[str] = []
     if name is not _UNSET:
         cleaned = _validate_name(name)
@@ -123,15 +165,20 @@ def agent_update(
         fields.append("disabled")
     if fields:
         locked.save(update_fields=fields)
+        audit_record(
+            actor=actor,
+            action="agent.update",
+            object_type="agent",
+            object_id=locked.agent_id,
+            before=before,
+            after=_agent_audit(locked),
+        )
     return locked
 
 
-def agent_key_issue(
-    *, actor: Actor, agent: Agent, name: str = "default", expires_at: datetime | None = None
+def _new_key(
+    agent: Agent, name: str, expires_at: datetime | None, rotated_from: AgentKey | None = None
 ) -> IssuedKey:
-    """Issue a new key for an agent. The secret is returned once and only its hash is stored."""
-    _require_admin(actor)
-    expires_at = v.future_instant(expires_at, "expires_at")
     secret = keys.generate(keys.AGENT_KEY_PREFIX)
     key = AgentKey.objects.create(
         agent=agent,
@@ -139,22 +186,50 @@ def agent_key_issue(
         prefix=keys.lookup_prefix(secret, keys.AGENT_KEY_PREFIX),
         key_hash=keys.digest(secret),
         expires_at=expires_at,
+        rotated_from=rotated_from,
     )
     return IssuedKey(key=key, secret=secret)
 
 
+@transaction.atomic
+def agent_key_issue(
+    *, actor: Actor, agent: Agent, name: str = "default", expires_at: datetime | None = None
+) -> IssuedKey:
+    """Issue a new key for an agent. The secret is returned once and only its hash is stored."""
+    require_key_admin(actor, agent)
+    issued = _new_key(agent, name, v.future_instant(expires_at, "expires_at"))
+    audit_record(
+        actor=actor,
+        action="agent_key.issue",
+        object_type="agent_key",
+        object_id=issued.key.key_id,
+        after=_key_audit(issued.key),
+    )
+    return issued
+
+
+@transaction.atomic
 def agent_key_revoke(*, actor: Actor, key: AgentKey) -> AgentKey:
     """Revoke a key; it is refused from the very next request on."""
-    _require_admin(actor)
+    require_key_admin(actor, key.agent)
+    before = _key_audit(AgentKey.objects.select_for_update().get(pk=key.pk))
     AgentKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
     key.refresh_from_db()
+    audit_record(
+        actor=actor,
+        action="agent_key.revoke",
+        object_type="agent_key",
+        object_id=key.key_id,
+        before=before,
+        after=_key_audit(key),
+    )
     return key
 
 
 @transaction.atomic
 def agent_key_rotate(*, actor: Actor, key: AgentKey, grace_seconds: int = 0) -> IssuedKey:
     """Issue a replacement key; the old one keeps working for ``grace_seconds`` (0 = stops now)."""
-    _require_admin(actor)
+    require_key_admin(actor, key.agent)
     if (
         not isinstance(grace_seconds, int)
         or isinstance(grace_seconds, bool)
@@ -166,14 +241,22 @@ def agent_key_rotate(*, actor: Actor, key: AgentKey, grace_seconds: int = 0) -> 
     old = AgentKey.objects.select_for_update().get(pk=key.pk)
     if old.state() != "active":
         raise Conflict(f"key {old.prefix}… is {old.state()}; only an active key can be rotated")
-    issued = agent_key_issue(actor=actor, agent=old.agent, name=old.name, expires_at=old.expires_at)
-    AgentKey.objects.filter(pk=issued.key.pk).update(rotated_from=old)
+    before = _key_audit(old)
+    issued = _new_key(old.agent, old.name, old.expires_at, rotated_from=old)
     cutoff = timezone.now() + timedelta(seconds=grace_seconds)
     if grace_seconds == 0:
         old.revoked_at = timezone.now()
     elif old.expires_at is None or old.expires_at > cutoff:
         old.expires_at = cutoff
     old.save(update_fields=["revoked_at", "expires_at"])
+    audit_record(
+        actor=actor,
+        action="agent_key.rotate",
+        object_type="agent_key",
+        object_id=old.key_id,
+        before=before,
+        after={**_key_audit(old), "replaced_by": _key_audit(issued.key)},
+    )
     return issued
 
 
@@ -232,18 +315,20 @@ def agent_key_authenticate(*, authorization: str | None) -> tuple[Agent, AgentKe
     return key.agent, key
 
 
+@transaction.atomic
 def personal_token_create(
     *, actor: Actor, user: User, name: str = "default", expires_at: datetime | None = None
 ) -> IssuedToken:
-    """Create a personal access token for ``user`` (themselves, or any user when staff/system).
+    """Create a personal access token for ``user``: themselves, or anyone when a superuser (or the
+    system). A token acts as its user, so minting one for somebody else is impersonation.
 
     ``expires_at`` (optional, in the future) ends it by itself; the secret is returned once and only
     its hash is stored.
     """
-    if actor.kind == "user" and actor.user is not None and actor.user.pk != user.pk:
-        _require_admin(actor)
-    elif actor.kind == "agent":
+    if actor.kind == "agent":
         raise PermissionDenied("agents cannot create personal access tokens")
+    if actor.kind == "user" and (actor.user is None or actor.user.pk != user.pk):
+        require_superuser(actor, "create a personal access token for another user")
     expires_at = v.future_instant(expires_at, "expires_at")
     secret = keys.generate(keys.PERSONAL_TOKEN_PREFIX)
     token = PersonalToken.objects.create(
@@ -253,18 +338,35 @@ def personal_token_create(
         token_hash=keys.digest(secret),
         expires_at=expires_at,
     )
+    audit_record(
+        actor=actor,
+        action="personal_token.create",
+        object_type="personal_token",
+        object_id=token.token_id,
+        after=_token_audit(token),
+    )
     return IssuedToken(token=token, secret=secret)
 
 
+@transaction.atomic
 def personal_token_revoke(*, actor: Actor, token: PersonalToken) -> PersonalToken:
-    """Revoke a personal token (its owner's, or any when an admin); refused from the next request on.
-
-    Revoking a revoked token changes nothing (its first revocation time is kept).
-    """
-    if not may_manage_tokens_of(actor, token.user_id):
-        raise NotFound(f"no token {token.token_id}")
+    """Revoke a personal token (its owner's, or anyone's when a superuser); it is refused from the
+    next request on. Revoking a revoked token changes nothing (its first revocation time is kept)."""
+    if actor.kind == "agent" or (
+        actor.kind == "user" and (actor.user is None or actor.user.pk != token.user_id)
+    ):
+        require_superuser(actor, "revoke another user's personal access token")
+    before = _token_audit(token)
     PersonalToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
     token.refresh_from_db()
+    audit_record(
+        actor=actor,
+        action="personal_token.revoke",
+        object_type="personal_token",
+        object_id=token.token_id,
+        before=before,
+        after=_token_audit(token),
+    )
     return token
 
 

@@ -19,6 +19,7 @@ from agents.models import Agent
 from agents.selectors_ui import agents_overview
 from tracemem_site import client_configs
 from tracemem_site.errors import DomainError, NotFound
+from tracemem_site.permissions import has_perm, require_perm
 from tracemem_site.web import refusal_as_403, web_actor, web_user
 
 _SESSION_KEY = "tracemem_issued_key"
@@ -29,6 +30,13 @@ def _agent_or_404(request: HttpRequest, agent_id: str) -> Agent:
         return selectors.agent_for_admin(web_actor(request), agent_id)
     except NotFound:
         raise Http404("no such agent") from None
+
+
+def _agent_for_keys(request: HttpRequest, agent_id: str) -> Agent:
+    """The agent whose keys this person wants to change; a refusal is a 403 page (not a message)."""
+    agent = _agent_or_404(request, agent_id)
+    selectors.require_key_admin(web_actor(request), agent)
+    return agent
 
 
 def _client_configs(secret: str) -> list[dict[str, str]]:
@@ -48,14 +56,21 @@ def _client_configs(secret: str) -> list[dict[str, str]]:
 @login_required
 @refusal_as_403
 def agent_list(request: HttpRequest) -> HttpResponse:
-    agents = agents_overview(web_actor(request))
-    return render(request, "agents/list.html", {"agents": agents, "can_manage": request.user.is_staff})
+    actor = web_actor(request)
+    agents = agents_overview(actor)
+    return render(
+        request,
+        "agents/list.html",
+        {"agents": agents, "can_manage": has_perm(actor, "agents.manage_agents")},
+    )
 
 
 @login_required
 @require_POST
+@refusal_as_403
 def agent_create(request: HttpRequest) -> HttpResponse:
     actor = web_actor(request)
+    require_perm(actor, "agents.manage_agents")  # a refusal is a 403 page, not a message
     try:
         agent = services.agent_create(
             actor=actor,
@@ -80,7 +95,7 @@ def agent_detail(request: HttpRequest, agent_id: str) -> HttpResponse:
     context: dict[str, Any] = {
         "agent": agent,
         "keys": selectors.agent_keys(agent),
-        "can_manage": request.user.is_staff,
+        "can_manage": selectors.may_manage_keys(web_actor(request), agent),
         "issued": issued,
         "configs": _client_configs(issued["secret"]) if issued else [],
     }
@@ -99,7 +114,7 @@ def _remember_secret(request: HttpRequest, agent: Agent, secret: str, key_id: st
 @require_POST
 @refusal_as_403
 def key_issue(request: HttpRequest, agent_id: str) -> HttpResponse:
-    agent = _agent_or_404(request, agent_id)
+    agent = _agent_for_keys(request, agent_id)
     try:
         issued = services.agent_key_issue(
             actor=web_actor(request), agent=agent, name=request.POST.get("name") or "default"
@@ -115,7 +130,7 @@ def key_issue(request: HttpRequest, agent_id: str) -> HttpResponse:
 @require_POST
 @refusal_as_403
 def key_rotate(request: HttpRequest, agent_id: str, key_id: str) -> HttpResponse:
-    agent = _agent_or_404(request, agent_id)
+    agent = _agent_for_keys(request, agent_id)
     try:
         key = selectors.agent_key_by_id(agent, key_id)
         grace = request.POST.get("grace_seconds", "0")
@@ -134,7 +149,7 @@ def key_rotate(request: HttpRequest, agent_id: str, key_id: str) -> HttpResponse
 @require_POST
 @refusal_as_403
 def key_revoke(request: HttpRequest, agent_id: str, key_id: str) -> HttpResponse:
-    agent = _agent_or_404(request, agent_id)
+    agent = _agent_for_keys(request, agent_id)
     try:
         key = services.agent_key_revoke(
             actor=web_actor(request), key=selectors.agent_key_by_id(agent, key_id)

@@ -8,6 +8,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.db import models
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from approvals import services
@@ -21,6 +22,8 @@ from approvals.models import (
     WebhookEndpoint,
 )
 from tracemem_site.actor import Actor
+from tracemem_site.admin_perms import GuardedAdmin
+from tracemem_site.errors import DomainError
 
 
 def _write_only(
@@ -57,8 +60,56 @@ def _write_only(
     return WriteOnlyForm
 
 
+def _route_definition(cleaned: dict[str, Any]) -> dict[str, Any]:
+    """The admin form's values as a route definition (the API's field names)."""
+    group = cleaned.get("approver_group")
+    return {
+        "route_id": cleaned.get("route_id"),
+        "name": cleaned.get("name"),
+        "channels": cleaned.get("channels") or [],
+        "approver_group": group.name if group is not None else None,
+        "required_approvals": cleaned.get("required_approvals"),
+        "require_rationale": bool(cleaned.get("require_rationale")),
+        "expires_in_seconds": cleaned.get("expires_in_seconds"),
+        "allow_agent_owner": bool(cleaned.get("allow_agent_owner")),
+        "default": bool(cleaned.get("is_default")),
+    }
+
+
+class ApprovalRouteForm(forms.ModelForm):
+    class Meta:
+        model = ApprovalRoute
+        fields = (
+            "route_id",
+            "name",
+            "channels",
+            "approver_group",
+            "required_approvals",
+            "require_rationale",
+            "expires_in_seconds",
+            "allow_agent_owner",
+            "is_default",
+        )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if not self.errors:
+            if self.instance.pk:
+                cleaned["route_id"] = self.instance.route_id
+            try:
+                services.clean_route(_route_definition(cleaned))
+            except DomainError as exc:
+                raise forms.ValidationError(exc.message) from None
+        return cleaned
+
+
 @admin.register(ApprovalRoute)
-class ApprovalRouteAdmin(admin.ModelAdmin):
+class ApprovalRouteAdmin(GuardedAdmin, admin.ModelAdmin):
+    """Routes are saved through the route services (the API's rules, and an audit log entry)."""
+
+    change_perm = "approvals.manage_routes"
+    read_area = "routes"
+    form = ApprovalRouteForm
     list_display = (
         "route_id",
         "name",
@@ -69,20 +120,60 @@ class ApprovalRouteAdmin(admin.ModelAdmin):
     )
     search_fields = ("route_id", "name")
 
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return ("route_id",) if obj is not None else ()
+
+    def save_model(self, request: HttpRequest, obj: ApprovalRoute, form: Any, change: bool) -> None:
+        actor = Actor.for_user(request.user)
+        data = _route_definition({**form.cleaned_data, "route_id": obj.route_id})
+        if change:
+            saved = services.route_update(actor=actor, route_id=obj.route_id, data=data)
+        else:
+            saved = services.route_create(actor=actor, data=data)
+        obj.pk = saved.pk
+
+    def delete_model(self, request: HttpRequest, obj: ApprovalRoute) -> None:
+        services.route_delete(actor=Actor.for_user(request.user), route_id=obj.route_id)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ApprovalRoute]) -> None:
+        for route in queryset:
+            self.delete_model(request, route)
+
+
+class _IntegrationAdmin(GuardedAdmin, admin.ModelAdmin):
+    """Saved and deleted through the integration services: needs approvals.manage_integrations,
+    and every change is in the audit log (secrets by name only)."""
+
+    change_perm = "approvals.manage_integrations"
+    secret_fields: tuple[str, ...] = ()
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        changed = [name for name in self.secret_fields if form.data.get(name)]
+        services.integration_save(actor=Actor.for_user(request.user), item=obj, changed_secrets=changed)
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        services.integration_delete(actor=Actor.for_user(request.user), item=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        for item in queryset:
+            self.delete_model(request, item)
+
 
 @admin.register(SlackIntegration)
-class SlackIntegrationAdmin(admin.ModelAdmin):
+class SlackIntegrationAdmin(_IntegrationAdmin):
+    secret_fields = ("bot_token", "signing_secret")
     form = _write_only(
         SlackIntegration,
         ("name", "bot_token", "signing_secret", "api_base_url"),
-        ("bot_token", "signing_secret"),
+        secret_fields,
     )
     list_display = ("name", "api_base_url")
 
 
 @admin.register(WebhookEndpoint)
-class WebhookEndpointAdmin(admin.ModelAdmin):
-    form = _write_only(WebhookEndpoint, ("name", "url", "signing_secret"), ("signing_secret",))
+class WebhookEndpointAdmin(_IntegrationAdmin):
+    secret_fields = ("signing_secret",)
+    form = _write_only(WebhookEndpoint, ("name", "url", "signing_secret"), secret_fields)
     list_display = ("name", "url")
 
 
@@ -144,18 +235,35 @@ class DeliveryAdmin(admin.ModelAdmin):
 
 
 @admin.register(WebhookCredential)
-class WebhookCredentialAdmin(admin.ModelAdmin):
-    """Issue credentials with the action on a user's behalf; the secret is shown once."""
+class WebhookCredentialAdmin(GuardedAdmin, admin.ModelAdmin):
+    """Issue a credential by adding one (the secret is shown once); revoke with the action. A
+    credential is never edited (its user is who it votes as) nor deleted (kept for the audit)."""
 
+    change_perm = "approvals.manage_integrations"
     list_display = ("name", "user", "prefix", "created_at", "revoked_at", "last_used_at")
-    fields = ("name", "user", "revoked_at")
+    fields = ("name", "user")
+    actions = ["revoke_credentials"]
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_revoke_permission(self, request: HttpRequest) -> bool:
+        return self._may_change(request)
 
     def save_model(self, request: HttpRequest, obj: WebhookCredential, form: Any, change: bool) -> None:
-        if change:
-            super().save_model(request, obj, form, change)
-            return
         credential, secret = services.webhook_credential_create(
             actor=Actor.for_user(request.user), user=obj.user, name=obj.name
         )
         obj.pk = credential.pk
         messages.warning(request, f"Webhook credential (shown once): {secret}")
+
+    @admin.action(description="Revoke selected credentials", permissions=["revoke"])
+    def revoke_credentials(self, request: HttpRequest, queryset: QuerySet[WebhookCredential]) -> None:
+        for credential in queryset:
+            services.webhook_credential_revoke(
+                actor=Actor.for_user(request.user), credential_id=credential.pk
+            )
+        self.message_user(request, f"Revoked {queryset.count()} credential(s).", messages.SUCCESS)

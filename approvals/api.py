@@ -143,7 +143,7 @@ class AdminRouteListView(HumanAPIView):
 class AdminRouteDetailView(HumanAPIView):
     @extend_schema(operation_id="admin_routes_get", responses={200: dict, **_ERRORS})
     def get(self, request: Request, route_id: str) -> Response:
-        selectors.ensure_route_admin(actor_from_request(request))
+        selectors.ensure_route_reader(actor_from_request(request))
         return Response(route_out(selectors.route_by_id(route_id)))
 
     @extend_schema(operation_id="admin_routes_update", request=RouteInput, responses={200: dict, **_ERRORS})

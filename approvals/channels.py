@@ -11,6 +11,7 @@ text ever reach the outbox unredacted. Only our own signed email link is put in 
 from __future__ import annotations
 
 import json
+import threading
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -24,7 +25,7 @@ from standardwebhooks import Webhook
 
 from approvals import conf
 from approvals.models import Approval, ApprovalState, Channel, SlackIntegration, WebhookEndpoint
-from approvals.selectors import second_factor_required
+from approvals.selectors import frozen_rules, second_factor_required
 from tracemem_site.redaction import redact, redact_text
 from tracemem_site.timefmt import iso_z
 
@@ -75,6 +76,8 @@ def request_summary(approval: Approval) -> dict[str, Any]:
         "route_id": approval.route.route_id,
         "required_approvals": approval.required_approvals,
         "require_rationale": approval.require_rationale,
+        # The rules as frozen at request time; who owns the agent stays inside TraceMem.
+        "rules": {k: v for k, v in frozen_rules(approval).items() if k != "agent_owner"},
         "requested_at": iso_z(approval.requested_at),
         "expires_at": iso_z(approval.expires_at),
         "review_url": review_url(approval),
@@ -85,11 +88,14 @@ def request_summary(approval: Approval) -> dict[str, Any]:
 
 
 def email_recipients(delivery: Delivery) -> list[AbstractBaseUser]:
-    """Users named in ``to`` (email or username), else the route's group, else the superusers;
-    only those who may vote on this approval (never the agent's owner unless the route allows it)."""
+    """Users named in ``to`` (email or username), else the approval's group, else the superusers;
+    only those who may vote on this approval (never the agent's owner unless the route allows it).
+
+    The group is the one frozen when the approval was requested, not the route's current one.
+    """
     from approvals.services import vote_refusal
 
-    route = delivery.approval.route
+    approval = delivery.approval
     users = get_user_model().objects.filter(is_active=True).exclude(email="")
     wanted = delivery.target.get("to")
     if isinstance(wanted, str):
@@ -98,12 +104,12 @@ def email_recipients(delivery: Delivery) -> list[AbstractBaseUser]:
         chosen = [
             u for u in users if u.email.lower() in {w.lower() for w in wanted} or u.get_username() in wanted
         ]
-    elif route.approver_group_id is not None:
-        chosen = list(users.filter(groups=route.approver_group_id))
+    elif approval.approver_group_id is not None:
+        chosen = list(users.filter(groups=approval.approver_group_id))
     else:
         chosen = list(users.filter(is_superuser=True))
     # A link lets its holder vote, so it only goes to people who could vote anyway.
-    return [u for u in chosen if vote_refusal(u, delivery.approval) is None]
+    return [u for u in chosen if vote_refusal(u, approval) is None]
 
 
 def _render_email(template: str, context: dict[str, Any], link: str) -> str:
@@ -171,7 +177,8 @@ def slack_client(integration: SlackIntegration) -> WebClient:
     base = (
         integration.api_base_url if integration.api_base_url.endswith("/") else integration.api_base_url + "/"
     )
-    return WebClient(token=integration.bot_token, base_url=base, timeout=int(conf.http_timeout_seconds()))
+    timeout = max(1, round(conf.http_timeout_seconds()))
+    return WebClient(token=integration.bot_token, base_url=base, timeout=timeout)
 
 
 def slack_blocks(approval: Approval, outcome: str | None = None) -> list[dict[str, Any]]:
@@ -264,6 +271,22 @@ def slack_update(delivery: Delivery, approval: Approval) -> None:
 # --- webhook ----------------------------------------------------------------------------------
 
 
+_http_client: httpx.Client | None = None
+_http_client_lock = threading.Lock()
+
+
+def http_client() -> httpx.Client:
+    """One HTTP client per process, shared by every delivery thread: a new client per request
+    costs ~50 ms of CPU building its TLS context, which serialised the whole delivery pool."""
+    global _http_client
+    with _http_client_lock:
+        if _http_client is None:
+            _http_client = httpx.Client(
+                follow_redirects=False, limits=httpx.Limits(max_connections=200, max_keepalive_connections=50)
+            )
+        return _http_client
+
+
 def webhook_payload(delivery: Delivery) -> dict[str, Any]:
     approval = delivery.approval
     return {
@@ -296,9 +319,8 @@ def send_webhook(delivery: Delivery) -> dict[str, Any]:
         "user-agent": "TraceMem-Webhooks/1",
     }
     try:
-        response = httpx.post(
-            endpoint.url, content=body, headers=headers, timeout=conf.http_timeout_seconds()
-        )
+        timeout = httpx.Timeout(conf.http_timeout_seconds(), connect=conf.connect_timeout_seconds())
+        response = http_client().post(endpoint.url, content=body, headers=headers, timeout=timeout)
     except httpx.HTTPError as exc:
         raise DeliveryError(f"webhook receiver unreachable: {type(exc).__name__}") from None
     if not 200 <= response.status_code < 300:

@@ -30,10 +30,29 @@ def lease_ms() -> int:
     return max(1, _int("TRACEMEM_DELIVERY_LEASE_MS", 120_000))
 
 
+def _float(name: str, default: float) -> float:
+    value = getattr(settings, name, None)
+    if value is None:
+        raw = env_str(name, "")
+        value = float(raw) if raw.strip() else default
+    return max(0.1, float(value))
+
+
 def http_timeout_seconds() -> float:
-    return float(
-        getattr(settings, "TRACEMEM_DELIVERY_HTTP_TIMEOUT", env_int("TRACEMEM_DELIVERY_HTTP_TIMEOUT", 10))
-    )
+    """The longest a receiver may keep one attempt waiting (webhook, Slack, SMTP); short, so a
+    hanging receiver costs little and backs off like any failure."""
+    return _float("TRACEMEM_DELIVERY_HTTP_TIMEOUT", 5.0)
+
+
+def connect_timeout_seconds() -> float:
+    """How long to wait for a receiver to accept the connection (within the total above)."""
+    return min(_float("TRACEMEM_DELIVERY_CONNECT_TIMEOUT", 3.0), http_timeout_seconds())
+
+
+def destination_slots() -> int:
+    """Attempts in flight at once to one destination (a webhook endpoint, a Slack integration, the
+    SMTP server), per worker process, while it answers; a failing destination gets one."""
+    return max(1, _int("TRACEMEM_DELIVERY_DESTINATION_SLOTS", 4))
 
 
 def email_link_max_age() -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.db import models
@@ -32,6 +34,14 @@ class SlackIntegration(models.Model):
     bot_token = EncryptedTextField(help_text="xoxb-… (write-only, encrypted at rest)")
     signing_secret = EncryptedTextField(help_text="write-only, encrypted at rest")
     api_base_url = models.URLField(default="https://slack.com/api/", help_text="override for tests/proxies")
+
+    class Meta:
+        permissions = [
+            (
+                "manage_integrations",
+                "Can manage Slack integrations, webhook endpoints and webhook credentials",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"slack:{self.name}"
@@ -72,6 +82,7 @@ class ApprovalRoute(models.Model):
 
     class Meta:
         ordering = ["route_id"]
+        permissions = [("manage_routes", "Can create and edit approval routes")]
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(required_approvals__gte=1), name="route_quorum_positive"
@@ -100,8 +111,31 @@ class Approval(models.Model):
     route = models.ForeignKey(ApprovalRoute, on_delete=models.PROTECT, related_name="approvals")
     title = models.CharField(max_length=300)
     message = models.TextField(blank=True)
+    # The route's rules and the agent's owner, frozen when the approval is requested: voting, the
+    # review pages and every channel read these, so editing the route or the agent afterwards
+    # never changes who may decide a pending request or how (docs/security-app.md).
     require_rationale = models.BooleanField(default=False)
     required_approvals = models.PositiveIntegerField(default=1)
+    approver_group = models.ForeignKey(
+        Group,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="the route's group at request time; none means superusers only",
+    )
+    allow_agent_owner = models.BooleanField(default=False)
+    agent_owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="who owned the requesting agent at request time",
+    )
+    lifetime_seconds = models.PositiveIntegerField(
+        default=86400, help_text="how long the request was given (the route's expiry, or less)"
+    )
     status = models.CharField(max_length=20, choices=ApprovalState.choices, default=ApprovalState.PENDING)
     requested_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField(db_index=True)
@@ -120,6 +154,10 @@ class Approval(models.Model):
 
     def __str__(self) -> str:
         return f"{self.approval_id} ({self.status})"
+
+    def is_overdue(self, now: datetime) -> bool:
+        """Pending past its deadline: expired (fail closed) whether or not anything wrote it yet."""
+        return self.status == ApprovalState.PENDING and self.expires_at <= now
 
 
 class VoteChoice(models.TextChoices):

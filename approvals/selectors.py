@@ -2,27 +2,47 @@
 
 from __future__ import annotations
 
+import copy
+from datetime import datetime
+from typing import Any
+
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db.models import Q, QuerySet
+from django.utils import timezone
 
 from agents.selectors import confirmed_device
 from approvals.models import Approval, ApprovalRoute, ApprovalState, Delivery, EmailLink
+from decisions.models import Decision
 from tracemem_site.actor import Actor
-from tracemem_site.errors import InvalidArgument, NotFound, PermissionDenied
+from tracemem_site.errors import InvalidArgument, NotFound
+from tracemem_site.permissions import has_perm, require_reader
 
 
 def approvals_visible_to(actor: Actor) -> QuerySet[Approval]:
-    """Superusers and staff see every approval; other reviewers those of their routes' groups."""
-    qs = Approval.objects.select_related("decision", "decision__agent", "route")
-    if actor.kind == "system":
+    """Holders of ``approvals.view_approval`` (superusers included) see every approval; other
+    reviewers those whose eligible group, frozen at request time, is one of theirs."""
+    qs = Approval.objects.select_related("decision", "decision__agent", "route", "approver_group")
+    if has_perm(actor, "approvals.view_approval"):
         return qs
     user = actor.user
     if actor.kind != "user" or user is None or not user.is_active:
         return qs.none()
-    if user.is_superuser or user.is_staff:
-        return qs
-    return qs.filter(Q(route__approver_group__in=user.groups.all()))
+    return qs.filter(Q(approver_group__in=user.groups.all()))
+
+
+def frozen_rules(approval: Approval) -> dict[str, Any]:
+    """The rules an approval is decided by, as they were when it was requested (never the route's
+    current ones): recorded in its ``approval_requested`` event and shown by every door."""
+    owner = approval.agent_owner
+    return {
+        "approver_group": approval.approver_group.name if approval.approver_group else None,
+        "required_approvals": approval.required_approvals,
+        "require_rationale": approval.require_rationale,
+        "allow_agent_owner": approval.allow_agent_owner,
+        "expires_in_seconds": approval.lifetime_seconds,
+        "agent_owner": {"id": f"user_{owner.pk}", "name": owner.get_username()} if owner else None,
+    }
 
 
 def approval_list(actor: Actor, *, status: str | None = None, limit: int = 100) -> list[Approval]:
@@ -53,6 +73,23 @@ def latest_approval_of(decision_id: str) -> Approval | None:
     return qs.filter(status=ApprovalState.PENDING).first() or qs.order_by("-requested_at").first()
 
 
+def route_definition(route: ApprovalRoute) -> dict[str, Any]:
+    """A route as its definition reads (the fields ``route_create`` takes): what the admin API
+    returns, the base a PATCH applies to, and the audit log's snapshot. Channels name destinations,
+    never secrets (those live on integrations)."""
+    return {
+        "route_id": route.route_id,
+        "name": route.name,
+        "channels": route.channels,
+        "approver_group": route.approver_group.name if route.approver_group else None,
+        "required_approvals": route.required_approvals,
+        "require_rationale": route.require_rationale,
+        "expires_in_seconds": route.expires_in_seconds,
+        "allow_agent_owner": route.allow_agent_owner,
+        "default": route.is_default,
+    }
+
+
 def route_by_id(route_id: str) -> ApprovalRoute:
     try:
         return ApprovalRoute.objects.get(route_id=route_id)
@@ -68,16 +105,35 @@ def email_link_for_token(token: str) -> EmailLink:
 
 
 def routes_all(actor: Actor) -> list[ApprovalRoute]:
-    ensure_route_admin(actor)
+    ensure_route_reader(actor)
     return list(ApprovalRoute.objects.select_related("approver_group").order_by("route_id"))
 
 
-def ensure_route_admin(actor: Actor) -> None:
-    user = actor.user
-    if actor.kind == "system":
-        return
-    if actor.kind != "user" or user is None or not user.is_staff:
-        raise PermissionDenied("only staff can manage approval routes")
+def ensure_route_reader(actor: Actor) -> None:
+    """Routes name email addresses and Slack channels: readers need a routes permission."""
+    require_reader(actor, "routes")
+
+
+EXPIRY_CHANNEL = "expiry"
+
+
+def pending_approval_overdue(decision: Decision, now: datetime) -> bool:
+    """Whether the decision's pending approval is past its deadline (registered with decisions)."""
+    return Approval.objects.filter(
+        pk=decision.pending_approval_id, status=ApprovalState.PENDING, expires_at__lte=now
+    ).exists()
+
+
+def approval_as_reported(approval: Approval) -> Approval:
+    """The approval as it stands *now*: past its deadline it is ``expired`` at ``expires_at``,
+    exactly as the expiry will write it, even before anything has been written."""
+    if not approval.is_overdue(timezone.now()):
+        return approval
+    reported = copy.copy(approval)
+    reported.status = ApprovalState.EXPIRED
+    reported.resolved_at = approval.expires_at
+    reported.resolution_channel = EXPIRY_CHANNEL
+    return reported
 
 
 def second_factor_required_by_policy(user: User) -> bool:

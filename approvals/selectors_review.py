@@ -1,7 +1,7 @@
 """Reads behind the review queue and the approval page (the reviewer web UI).
 
 The approvals app owns the approval rules and visibility (``approvals.selectors.approvals_visible_to``,
-``approvals.services.is_eligible``); these are read-only views of its rows shaped for the pages,
+``approvals.services.vote_refusal``); these are read-only views of its rows shaped for the pages,
 plus ``vote_block_reason`` which asks the same eligibility rule as ``approval_vote`` so a reviewer
 who may not vote is told why *before* pressing a button (the service still decides).
 """
@@ -15,8 +15,8 @@ from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from approvals.models import Approval, ApprovalRoute, ApprovalState, Delivery, Vote
-from approvals.selectors import approvals_visible_to, ensure_route_admin
-from approvals.services import is_eligible
+from approvals.selectors import approvals_visible_to, ensure_route_reader
+from approvals.services import vote_refusal
 from tracemem_site.actor import Actor
 from tracemem_site.errors import NotFound
 
@@ -65,9 +65,7 @@ def approval_for(actor: Actor, approval_id: str) -> Approval:
     try:
         return (
             approvals_visible_to(actor)
-            .select_related(
-                "decision", "decision__agent", "decision__agent__owner", "route", "route__approver_group"
-            )
+            .select_related("decision", "decision__agent", "route", "approver_group", "agent_owner")
             .get(pk=approval_id)
         )
     except Approval.DoesNotExist:
@@ -93,14 +91,9 @@ def vote_block_reason(actor: Actor, approval: Approval) -> str | None:
         return f"The decision is already {approval.decision.status}; this approval can no longer be voted on."
     if approval.expires_at <= timezone.now():
         return "This approval has expired; the agent must request a new one."
-    route = approval.route
-    if not is_eligible(user, route):
-        group = route.approver_group
-        who = f"members of the group {group.name!r}" if group is not None else "superusers"
-        return f"Only {who} may vote on route {route.route_id}; ask an admin to add you to its group."
-    owner_id = approval.decision.agent.owner_id
-    if owner_id is not None and owner_id == user.pk and not route.allow_agent_owner:
-        return "You own the agent that asked, so another reviewer must decide this request."
+    refusal = vote_refusal(user, approval)
+    if refusal is not None:
+        return refusal
     if Vote.objects.filter(approval=approval, user_id=user.pk).exists():
         return "You have already voted on this approval."
     return None
@@ -116,9 +109,9 @@ def vote_tally(approval: Approval) -> dict[str, Any]:
 
 
 def routes_overview(actor: Actor) -> QuerySet[ApprovalRoute]:
-    """Every route with its pending-approval count, for staff only: channels name email addresses
+    """Every route with its pending-approval count, for readers of routes: channels name email addresses
     and Slack channels, which reviewers have no need to see."""
-    ensure_route_admin(actor)
+    ensure_route_reader(actor)
     return (
         ApprovalRoute.objects.select_related("approver_group")
         .annotate(pending=Count("approvals", filter=Q(approvals__status=ApprovalState.PENDING)))

@@ -6,7 +6,7 @@ from typing import Any
 
 from approvals.channels import request_summary
 from approvals.models import Approval, ApprovalRoute, ApprovalState, Delivery, DeliveryStatus
-from approvals.selectors import deliveries_of, latest_approval_of
+from approvals.selectors import approval_as_reported, deliveries_of, latest_approval_of, route_definition
 from tracemem_site.timefmt import iso_z
 
 
@@ -60,6 +60,7 @@ def delivery_for_decision(decision_id: str) -> dict[str, Any] | None:
 
 def approval_out(approval: Approval) -> dict[str, Any]:
     """What a reviewer sees: the redacted request, the votes and the delivery details."""
+    approval = approval_as_reported(approval)
     deliveries = deliveries_of(approval)
     return {
         # The same redacted facts every channel shows, plus where the approval stands now.
@@ -97,14 +98,4 @@ def approval_out(approval: Approval) -> dict[str, Any]:
 
 
 def route_out(route: ApprovalRoute) -> dict[str, Any]:
-    return {
-        "route_id": route.route_id,
-        "name": route.name,
-        "channels": route.channels,
-        "approver_group": route.approver_group.name if route.approver_group else None,
-        "required_approvals": route.required_approvals,
-        "require_rationale": route.require_rationale,
-        "expires_in_seconds": route.expires_in_seconds,
-        "allow_agent_owner": route.allow_agent_owner,
-        "default": route.is_default,
-    }
+    return route_definition(route)

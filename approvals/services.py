@@ -12,19 +12,23 @@ from __future__ import annotations
 import functools
 import logging
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.core import signing
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, transaction
+from django.db import connection as db_connection
 from django.utils import timezone
 
 from agents import keys
 from approvals import channels as senders
-from approvals import conf
+from approvals import conf, selectors
+from approvals.destinations import FAILING, destination_key, gate
 from approvals.models import (
     Approval,
     ApprovalRoute,
@@ -33,11 +37,14 @@ from approvals.models import (
     Delivery,
     DeliveryStatus,
     EmailLink,
+    SlackIntegration,
     Vote,
     VoteChoice,
     WebhookCredential,
+    WebhookEndpoint,
 )
-from approvals.selectors import approvals_visible_to, second_factor_required
+from approvals.selectors import approvals_visible_to, frozen_rules, route_definition, second_factor_required
+from audit.services import audit_record
 from decisions.models import AutomationMode, Decision, DecisionStatus, EventType
 from decisions.services import (
     decision_lock,
@@ -46,6 +53,7 @@ from decisions.services import (
     note_approval_resolved,
     trace_append,
 )
+from tracemem_site import metrics
 from tracemem_site import validation as v
 from tracemem_site.actor import Actor
 from tracemem_site.errors import (
@@ -57,6 +65,7 @@ from tracemem_site.errors import (
     Unauthenticated,
 )
 from tracemem_site.ids import SLUG_RE, new_id
+from tracemem_site.permissions import require_perm, require_superuser
 from tracemem_site.redaction import redact
 from tracemem_site.timefmt import iso_z
 
@@ -70,6 +79,10 @@ VOTE_CHANNELS = ("web", "api", "email", "slack", "webhook")
 # (Browser sessions are verified by SecondFactorMiddleware; personal tokens and webhook credentials
 # are machine credentials created by a signed-in person or an admin, not guessable passwords.)
 BROWSER_ONLY_REFUSED = ("email", "slack")
+EXPIRY_CHANNEL = selectors.EXPIRY_CHANNEL
+# Whoever notices an overdue approval first (the beat's tick or any call on its decision), the
+# trace records the same event by the same system actor.
+EXPIRY_ACTOR = Actor.system("approvals-expiry")
 
 
 # --- requesting ------------------------------------------------------------------------------
@@ -173,8 +186,13 @@ def decision_request_approval(
         route=route,
         title=redact(clean_title or f"Approval requested: {decision.intent}", field="title"),
         message=redact(clean_message or "", field="message"),
+        # The rules are frozen here: later edits of the route or the agent never reach this approval.
         require_rationale=rationale_needed,
         required_approvals=route.required_approvals,
+        approver_group=route.approver_group,
+        allow_agent_owner=route.allow_agent_owner,
+        agent_owner=decision.agent.owner,
+        lifetime_seconds=lifetime,
         requested_at=now,
         expires_at=now + timedelta(seconds=lifetime),
     )
@@ -201,6 +219,7 @@ def decision_request_approval(
             "require_rationale": approval.require_rationale,
             "expires_at": iso_z(approval.expires_at),
             "channels": [d.channel for d in deliveries],
+            "rules": frozen_rules(approval),
         },
     )
     note_approval_requested(decision=decision, approval_id=approval.approval_id)
@@ -225,30 +244,34 @@ def _publish(delivery_id: str, countdown: float | None = None) -> None:
 # --- who may vote --------------------------------------------------------------------------
 
 
-def is_eligible(user: User, route: ApprovalRoute) -> bool:
-    """Superusers on every route; others through the route's group (SPEC §9, §10)."""
+def vote_refusal(user: User, approval: Approval) -> str | None:
+    """Why ``user`` may not vote on ``approval``, or None when they may (SPEC §9).
+
+    Decided by the rules frozen when the approval was requested, never by the route's current
+    ones: superusers, or members of the group the route had then; never the agent's owner (then,
+    or now) unless the route allowed it then. Editing a route or an agent can only take a vote
+    away from someone, never give one.
+    """
     if not user.is_active:
-        return False
-    if user.is_superuser:
-        return True
-    return route.approver_group_id is not None and user.groups.filter(pk=route.approver_group_id).exists()
-
-
-def vote_refusal(user: User, approval: Approval) -> PermissionDenied | None:
-    """Why this person may not vote on this approval (not an eligible approver, or the owner of the
-    agent that asked), or None. Also decides who is emailed a vote link."""
-    route = approval.route
-    if not is_eligible(user, route):
-        return PermissionDenied(
-            f"you are not an eligible approver for route {route.route_id}; ask an admin to add you to its group"
+        return "Your account is inactive."
+    group = approval.approver_group
+    in_group = group is not None and user.groups.filter(pk=group.pk).exists()
+    if not (user.is_superuser or in_group):
+        who = f"members of the group {group.name!r}" if group is not None else "superusers"
+        return (
+            f"Only {who} may vote on approval {approval.approval_id} (route {approval.route.route_id}, "
+            "rules as requested); ask an admin to add you to the group."
         )
-    owner_id = approval.decision.agent.owner_id
-    if owner_id is not None and owner_id == user.pk and not route.allow_agent_owner:
-        return PermissionDenied(
-            "you own the agent that asked: route "
-            f"{route.route_id} does not allow the agent's owner to approve; another reviewer must decide"
-        )
+    owners = {approval.agent_owner_id, approval.decision.agent.owner_id} - {None}
+    if user.pk in owners and not approval.allow_agent_owner:
+        return "You own the agent that asked, so another reviewer must decide this request."
     return None
+
+
+def _ensure_may_vote(user: User, approval: Approval) -> None:
+    refusal = vote_refusal(user, approval)
+    if refusal is not None:
+        raise PermissionDenied(refusal)
 
 
 # --- voting and resolution ----------------------------------------------------------------------
@@ -288,8 +311,12 @@ def approval_vote(
     )
     if decision_id is None:
         raise NotFound(f"approval {clean_id} was not found")
-    locked_decision = decision_lock(actor=Actor.system(), decision_id=decision_id)
-    approval = Approval.objects.select_for_update().select_related("route").get(pk=clean_id)
+    locked_decision = decision_lock(actor=Actor.system(), decision_id=decision_id, settle=False)
+    approval = (
+        Approval.objects.select_for_update(of=("self",))
+        .select_related("route", "approver_group")
+        .get(pk=clean_id)
+    )
     approval.decision = locked_decision
     if approval.status != ApprovalState.PENDING:
         raise InvalidState(f"approval {clean_id} is already {approval.status}; a resolved approval is final")
@@ -299,11 +326,9 @@ def approval_vote(
             f"decision {locked_decision.decision_id} is already {locked_decision.status}; approval {clean_id} "
             "can no longer be voted on"
         )
-    if approval.expires_at <= timezone.now():
+    if approval.is_overdue(timezone.now()):
         raise InvalidState(f"approval {clean_id} has expired; the agent must request a new approval")
-    refusal = vote_refusal(user, approval)
-    if refusal is not None:
-        raise refusal
+    _ensure_may_vote(user, approval)
     if channel in BROWSER_ONLY_REFUSED and second_factor_required(user):
         raise PermissionDenied(
             f"you sign in to TraceMem with two-factor authentication, so an {channel} "
@@ -374,13 +399,16 @@ def _resolve(
     votes: list[Vote],
     channel: str,
     actor: Actor,
+    *,
+    resolved_at: datetime | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> None:
-    now = timezone.now()
+    now = resolved_at or timezone.now()
     event = trace_append(
         decision=decision,
         type=EventType.APPROVAL_RESOLVED,
         actor=actor,
-        payload=_resolution_payload(approval, outcome, votes, channel),
+        payload={**_resolution_payload(approval, outcome, votes, channel), **(extra or {})},
     )
     # The conditional UPDATE is a second guard: only a pending approval ever changes.
     changed = Approval.objects.filter(pk=approval.pk, status=ApprovalState.PENDING).update(
@@ -424,13 +452,16 @@ def approvals_expire_due(*, actor: Actor) -> int:
 
 @transaction.atomic
 def approval_expire(*, actor: Actor, approval_id: str) -> bool:
-    """Expire one approval if it is still pending and due; the decision becomes ``rejected``."""
+    """Expire one approval if it is still pending and due; the decision becomes ``rejected``.
+
+    ``actor`` is who asked (the beat); the event is always by ``EXPIRY_ACTOR``, whoever writes it.
+    """
     decision_id = Approval.objects.filter(pk=approval_id).values_list("decision_id", flat=True).first()
     if decision_id is None:
         return False
-    decision = decision_lock(actor=Actor.system(), decision_id=decision_id)
+    decision = decision_lock(actor=Actor.system(), decision_id=decision_id, settle=False)
     approval = Approval.objects.select_for_update().get(pk=approval_id)
-    if approval.status != ApprovalState.PENDING or approval.expires_at > timezone.now():
+    if not approval.is_overdue(timezone.now()):
         return False
     if decision.is_terminal:
         # Left pending by a version that did not cancel approvals on close. The closed trace must
@@ -443,9 +474,39 @@ def approval_expire(*, actor: Actor, approval_id: str) -> bool:
         )
         _cancel_rows(approval, resolved_at=timezone.now())
         return False
-    votes = list(approval.votes.select_related("user").order_by("created_at"))
-    _resolve(approval, decision, ApprovalState.EXPIRED, votes, "expiry", actor)
+    _expire_locked(approval, decision)
     return True
+
+
+def approval_settle_overdue(*, decision: Decision) -> None:
+    """Expire the decision's pending approval if its deadline has passed (a lock settler).
+
+    Registered with ``decisions.services.register_lock_settler``: every call that locks a decision
+    awaiting approval first writes the expiry ``decision_get`` already reports, so the agent's next
+    call (abort, commit, another request) is answered as for the rejected decision it was told of.
+    """
+    approval = (
+        Approval.objects.select_for_update()
+        .filter(decision_id=decision.pk, status=ApprovalState.PENDING)
+        .first()
+    )
+    if approval is not None and approval.is_overdue(timezone.now()):
+        _expire_locked(approval, decision)
+
+
+def _expire_locked(approval: Approval, decision: Decision) -> None:
+    """The one way an approval expires: outcome ``expired`` at its deadline, by the expiry actor."""
+    votes = list(approval.votes.select_related("user").order_by("created_at"))
+    _resolve(
+        approval,
+        decision,
+        ApprovalState.EXPIRED,
+        votes,
+        EXPIRY_CHANNEL,
+        EXPIRY_ACTOR,
+        resolved_at=approval.expires_at,
+        extra={"expired_at": iso_z(approval.expires_at)},
+    )
 
 
 CLOSE_CHANNEL = "close"
@@ -553,52 +614,120 @@ class AttemptResult:
     retry_in_ms: int | None = None
 
 
-def _claim(delivery_id: str) -> Delivery | None:
-    """Take a due, pending delivery for one attempt; None when someone else has it or it is done."""
+# A delivery another worker holds (its row locked), or whose destination has no free slot, is looked
+# at again this soon: never dropped.
+BUSY_RETRY_MS = 250
+# How long an attempt waits for a busy destination before it is deferred.
+DESTINATION_WAIT_SECONDS = 0.3
+
+
+def _claim(delivery_id: str) -> tuple[Delivery | None, bool]:
+    """Take a due, pending delivery for one attempt: ``(delivery, False)``; ``(None, True)`` when
+    another transaction holds its row right now (look again soon); ``(None, False)`` when there is
+    nothing to do (done, not due yet, or in flight under another worker's lease)."""
     with transaction.atomic():
+        # Only the delivery row is locked (OF self): the joined approval, decision, agent and route
+        # rows are merely read, so a concurrent insert holding FOR KEY SHARE on them (an agent's
+        # next decision, a vote) neither blocks nor skips the claim.
         delivery = (
-            Delivery.objects.select_for_update(skip_locked=True)
+            Delivery.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("approval", "approval__decision", "approval__decision__agent", "approval__route")
             .filter(pk=delivery_id)
             .first()
         )
         now = timezone.now()
+        if delivery is None:
+            busy = Delivery.objects.filter(pk=delivery_id, status=DeliveryStatus.PENDING).exists()
+            return None, busy
         # A little slack: a countdown retry may arrive a hair before its next_attempt_at.
-        if delivery is None or delivery.status != DeliveryStatus.PENDING:
-            return None
+        if delivery.status != DeliveryStatus.PENDING:
+            return None, False
         if delivery.next_attempt_at > now + timedelta(milliseconds=200):
-            return None
+            return None, False
         approval = delivery.approval
         if approval.status == ApprovalState.CANCELLED or approval.decision.is_terminal:
             # Nobody can act on this request any more: never send it, never retry it.
             delivery.status = DeliveryStatus.CANCELLED
             delivery.save(update_fields=["status"])
-            return None
+            return None, False
         delivery.attempts += 1
         delivery.next_attempt_at = now + timedelta(milliseconds=conf.lease_ms())
         delivery.save(update_fields=["attempts", "next_attempt_at"])
-        return delivery
+        return delivery, False
+
+
+def _defer(delivery_id: str, delay_ms: int, reason: str) -> AttemptResult:
+    """Not now, and not counted as an attempt: due again after ``delay_ms`` (the task re-queues
+    itself for then; the beat's re-dispatch is the safety net if that publish is lost)."""
+    Delivery.objects.filter(
+        pk=delivery_id, status=DeliveryStatus.PENDING, next_attempt_at__lte=timezone.now()
+    ).update(next_attempt_at=timezone.now() + timedelta(milliseconds=delay_ms))
+    metrics.incr("tracemem_delivery_deferred_total", reason=reason)
+    logger.info("delivery %s deferred %d ms (%s)", delivery_id, delay_ms, reason)
+    return AttemptResult(DeliveryStatus.PENDING, retry_in_ms=delay_ms)
 
 
 def delivery_attempt(*, actor: Actor, delivery_id: str) -> AttemptResult | None:
     """Try to deliver one outbox row once (the Celery task's body). Idempotent per delivery id.
 
     Network calls happen outside any transaction; the outcome is recorded afterwards. Returns None
-    when there was nothing to do (already delivered, failed, not yet due, or in another worker's hands).
+    when there was nothing to do (already delivered, failed, not yet due, or in another worker's
+    hands); a result with ``retry_in_ms`` when the task should look again then (the row was locked
+    by another transaction, or its destination is busy or failing: ``approvals.destinations``).
     """
-    delivery = _claim(delivery_id)
-    if delivery is None:
+    row = (
+        Delivery.objects.filter(pk=delivery_id, status=DeliveryStatus.PENDING)
+        .values("channel", "target")
+        .first()
+    )
+    if row is None:
         return None
+    key = destination_key(row["channel"], row["target"] or {})
+    if not gate.enter(key, slots=conf.destination_slots(), wait_seconds=DESTINATION_WAIT_SECONDS):
+        failing = gate.health(key) == FAILING
+        # A failing destination is tried again when its own backoff would; a busy one very soon.
+        delay = max(1000, conf.backoff_base_ms()) if failing else BUSY_RETRY_MS
+        return _defer(delivery_id, delay, "destination failing" if failing else "destination busy")
+    outcome: bool | None = None
     error: str | None = None
     ref: dict[str, Any] = {}
     try:
-        ref = senders.send(delivery) or {}
-    except senders.DeliveryError as exc:
-        error = str(exc)
-    except Exception as exc:  # any sender bug must still end in a visible, retried delivery
-        logger.exception("delivery %s crashed", delivery_id)
-        error = f"internal error while delivering ({type(exc).__name__})"
-    return _record_attempt(actor=actor, delivery_id=delivery_id, error=error, ref=ref)
+        delivery, busy = _claim(delivery_id)
+        if delivery is None:
+            if busy:
+                metrics.incr("tracemem_delivery_deferred_total", reason="row locked")
+                logger.info("delivery %s is locked by another transaction; looking again soon", delivery_id)
+                return AttemptResult(DeliveryStatus.PENDING, retry_in_ms=BUSY_RETRY_MS)
+            return None
+        try:
+            ref = senders.send(delivery) or {}
+        except senders.DeliveryError as exc:
+            error = str(exc)
+        except Exception as exc:  # any sender bug must still end in a visible, retried delivery
+            logger.exception("delivery %s crashed", delivery_id)
+            error = f"internal error while delivering ({type(exc).__name__})"
+        outcome = error is None
+    finally:
+        gate.leave(key, ok=outcome)
+    return _record_outcome(actor=actor, delivery_id=delivery_id, error=error, ref=ref)
+
+
+def _record_outcome(
+    *, actor: Actor, delivery_id: str, error: str | None, ref: dict[str, Any]
+) -> AttemptResult:
+    """Record what the receiver answered, riding out a database blip: an outcome lost here would
+    make the re-dispatcher send a delivered notification again once the lease ends. Retries for
+    half the lease at most, so it never races that re-dispatch."""
+    deadline = time.monotonic() + conf.lease_ms() / 2000
+    while True:
+        try:
+            return _record_attempt(actor=actor, delivery_id=delivery_id, error=error, ref=ref)
+        except (OperationalError, InterfaceError) as exc:
+            if time.monotonic() >= deadline:
+                raise
+            logger.warning("recording the outcome of delivery %s failed (%s); retrying", delivery_id, exc)
+            db_connection.close()  # a cut connection is not reused; the next query reconnects
+            time.sleep(0.2)
 
 
 @transaction.atomic
@@ -606,7 +735,7 @@ def _record_attempt(
     *, actor: Actor, delivery_id: str, error: str | None, ref: dict[str, Any]
 ) -> AttemptResult:
     delivery = Delivery.objects.select_related("approval").get(pk=delivery_id)
-    decision = decision_lock(actor=Actor.system(), decision_id=delivery.approval.decision_id)
+    decision = decision_lock(actor=Actor.system(), decision_id=delivery.approval.decision_id, settle=False)
     delivery = Delivery.objects.select_for_update().get(pk=delivery_id)
     now = timezone.now()
     entry: dict[str, Any] = {"attempt": delivery.attempts, "at": iso_z(now), "error": error}
@@ -696,20 +825,17 @@ def slack_messages_update(*, actor: Actor, approval_id: str) -> int:
 # --- webhook credentials ----------------------------------------------------------------------
 
 
-def _require_staff(actor: Actor) -> None:
-    if actor.kind == "system":
-        return
-    user = actor.user
-    if actor.kind != "user" or user is None or not user.is_staff:
-        raise PermissionDenied("only staff can manage webhook credentials")
-
-
 @transaction.atomic
 def webhook_credential_create(
     *, actor: Actor, user: User, name: str = "webhook"
 ) -> tuple[WebhookCredential, str]:
-    """Issue a credential a webhook receiver uses to resolve approvals as ``user``; shown once."""
-    _require_staff(actor)
+    """Issue a credential a webhook receiver uses to resolve approvals as ``user``; shown once.
+
+    The credential votes as ``user``: only a superuser may issue one for somebody else.
+    """
+    require_perm(actor, "approvals.manage_integrations")
+    if actor.kind == "user" and (actor.user is None or actor.user.pk != user.pk):
+        require_superuser(actor, "issue a webhook credential that votes as another user")
     secret = keys.generate(WEBHOOK_CREDENTIAL_PREFIX)
     credential = WebhookCredential.objects.create(
         name=v.string(name, "name", max_length=100),
@@ -717,7 +843,90 @@ def webhook_credential_create(
         prefix=keys.lookup_prefix(secret, WEBHOOK_CREDENTIAL_PREFIX),
         token_hash=keys.digest(secret),
     )
+    _audit_integration(actor, "create", credential, None, _integration_audit(credential))
     return credential, secret
+
+
+@transaction.atomic
+def webhook_credential_revoke(*, actor: Actor, credential_id: int) -> WebhookCredential:
+    """Revoke a webhook credential; its receiver is refused from the next request on."""
+    require_perm(actor, "approvals.manage_integrations")
+    credential = WebhookCredential.objects.select_for_update().select_related("user").get(pk=credential_id)
+    before = _integration_audit(credential)
+    if credential.revoked_at is None:
+        credential.revoked_at = timezone.now()
+        credential.save(update_fields=["revoked_at"])
+    _audit_integration(actor, "revoke", credential, before, _integration_audit(credential))
+    return credential
+
+
+# --- integrations (Slack apps, webhook endpoints and credentials): secrets are write-only -------
+
+Integration = SlackIntegration | WebhookEndpoint
+_INTEGRATION_TYPES: dict[type, str] = {
+    SlackIntegration: "slack_integration",
+    WebhookEndpoint: "webhook_endpoint",
+    WebhookCredential: "webhook_credential",
+}
+
+
+def _public_url(url: str) -> str:
+    """scheme://host[:port]/path: the URL without the credentials or query it may carry."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def _integration_audit(item: Integration | WebhookCredential) -> dict[str, Any]:
+    if isinstance(item, SlackIntegration):
+        return {"name": item.name, "api_base_url": _public_url(item.api_base_url)}
+    if isinstance(item, WebhookEndpoint):
+        return {"name": item.name, "url": _public_url(item.url)}
+    return {
+        "name": item.name,
+        "user": item.user.get_username(),
+        "prefix": item.prefix,
+        "revoked_at": iso_z(item.revoked_at),
+    }
+
+
+def _audit_integration(
+    actor: Actor, verb: str, item: Integration | WebhookCredential, before: Any, after: Any
+) -> None:
+    kind = _INTEGRATION_TYPES[type(item)]
+    object_id = f"cred_{item.pk}" if isinstance(item, WebhookCredential) else item.name
+    audit_record(
+        actor=actor,
+        action=f"{kind}.{verb}",
+        object_type=kind,
+        object_id=object_id,
+        before=before,
+        after=after,
+    )
+
+
+@transaction.atomic
+def integration_save(*, actor: Actor, item: Integration, changed_secrets: list[str]) -> Integration:
+    """Save a Slack integration or webhook endpoint validated by the admin form; ``changed_secrets``
+    names the write-only fields given a new value (logged by name, never by value)."""
+    require_perm(actor, "approvals.manage_integrations")
+    stored = type(item).objects.select_for_update().filter(pk=item.pk).first() if item.pk else None
+    before = _integration_audit(stored) if stored is not None else None
+    item.save()
+    after = _integration_audit(item)
+    if changed_secrets:
+        after["write_only_changed"] = sorted(changed_secrets)
+    _audit_integration(actor, "create" if before is None else "update", item, before, after)
+    return item
+
+
+@transaction.atomic
+def integration_delete(*, actor: Actor, item: Integration) -> None:
+    require_perm(actor, "approvals.manage_integrations")
+    _audit_integration(actor, "delete", item, _integration_audit(item), None)
+    item.delete()
 
 
 def webhook_credential_authenticate(*, authorization: str | None) -> User:
@@ -774,7 +983,7 @@ _ROUTE_FIELDS = (
 )
 
 
-def _clean_route(item: Any) -> tuple[str, dict[str, Any]]:
+def clean_route(item: Any) -> tuple[str, dict[str, Any]]:
     item = v.json_object(item, "routes[]")
     unknown = sorted(set(item) - {"route_id", *_ROUTE_FIELDS})
     if unknown:
@@ -819,17 +1028,50 @@ def route_upsert(*, actor: Actor, route_id: str, fields: dict[str, Any]) -> tupl
     """
     from django.contrib.auth.models import Group
 
-    _require_staff(actor)
+    require_perm(actor, "approvals.manage_routes")
     values = dict(fields)
     group_name = values.pop("approver_group", None)
     values["approver_group"] = Group.objects.get_or_create(name=group_name)[0] if group_name else None
     route = ApprovalRoute.objects.select_for_update().filter(route_id=route_id).first()
     if route is not None and all(getattr(route, k) == val for k, val in values.items()):
         return route, False
+    before = route_definition(route) if route is not None else None
     if values.get("is_default"):
-        ApprovalRoute.objects.filter(is_default=True).exclude(route_id=route_id).update(is_default=False)
+        for previous in (
+            ApprovalRoute.objects.select_for_update().filter(is_default=True).exclude(route_id=route_id)
+        ):
+            unmarked = route_definition(previous)
+            previous.is_default = False
+            previous.save(update_fields=["is_default", "updated_at"])
+            _audit_route(actor, "route.update", unmarked, route_definition(previous))
     route, _ = ApprovalRoute.objects.update_or_create(route_id=route_id, defaults=values)
+    _audit_route(actor, "route.create" if before is None else "route.update", before, route_definition(route))
     return route, True
+
+
+@transaction.atomic
+def route_delete(*, actor: Actor, route_id: str) -> None:
+    """Delete a route no approval used (approvals keep their route: ``invalid_state`` otherwise)."""
+    require_perm(actor, "approvals.manage_routes")
+    route = ApprovalRoute.objects.select_for_update().filter(route_id=route_id).first()
+    if route is None:
+        raise NotFound(f"approval route {route_id} was not found")
+    if route.approvals.exists():
+        raise InvalidState(f"route {route_id} has approvals; it cannot be deleted (they refer to it)")
+    before = route_definition(route)
+    route.delete()
+    audit_record(actor=actor, action="route.delete", object_type="route", object_id=route_id, before=before)
+
+
+def _audit_route(actor: Actor, action: str, before: dict[str, Any] | None, after: dict[str, Any]) -> None:
+    audit_record(
+        actor=actor,
+        action=action,
+        object_type="route",
+        object_id=after["route_id"],
+        before=before,
+        after=after,
+    )
 
 
 def apply_routes(*, actor: Actor, items: Any, dry_run: bool) -> list[str]:
@@ -839,7 +1081,7 @@ def apply_routes(*, actor: Actor, items: Any, dry_run: bool) -> list[str]:
     lines: list[str] = []
     prefix = "[dry-run] would " if dry_run else ""
     for item in items:
-        route_id, fields = _clean_route(item)
+        route_id, fields = clean_route(item)
         exists = ApprovalRoute.objects.filter(route_id=route_id).exists()
         route, changed = route_upsert(actor=actor, route_id=route_id, fields=fields)
         if not exists:
@@ -877,8 +1119,8 @@ def seed_demo_routes(*, actor: Actor) -> list[str]:
 
 def route_create(*, actor: Actor, data: Any) -> ApprovalRoute:
     """``POST /api/v1/admin/routes``: a new route (``conflict`` if the route_id exists)."""
-    _require_staff(actor)
-    route_id, fields = _clean_route(data)
+    require_perm(actor, "approvals.manage_routes")
+    route_id, fields = clean_route(data)
     if ApprovalRoute.objects.filter(route_id=route_id).exists():
         raise Conflict(f"route {route_id} already exists; PATCH /api/v1/admin/routes/{route_id} to change it")
     return route_upsert(actor=actor, route_id=route_id, fields=fields)[0]
@@ -886,23 +1128,13 @@ def route_create(*, actor: Actor, data: Any) -> ApprovalRoute:
 
 def route_update(*, actor: Actor, route_id: str, data: Any) -> ApprovalRoute:
     """``PATCH /api/v1/admin/routes/{route_id}``: change the given fields, keep the others."""
-    _require_staff(actor)
+    require_perm(actor, "approvals.manage_routes")
     route = ApprovalRoute.objects.filter(route_id=route_id).select_related("approver_group").first()
     if route is None:
         raise NotFound(f"approval route {route_id} was not found")
-    current = {
-        "route_id": route.route_id,
-        "name": route.name,
-        "channels": route.channels,
-        "approver_group": route.approver_group.name if route.approver_group else None,
-        "required_approvals": route.required_approvals,
-        "require_rationale": route.require_rationale,
-        "expires_in_seconds": route.expires_in_seconds,
-        "allow_agent_owner": route.allow_agent_owner,
-        "default": route.is_default,
-    }
+    current = route_definition(route)
     patch = v.json_object(data, "body")
     if "route_id" in patch and patch["route_id"] != route_id:
         raise InvalidArgument("route_id cannot change; create a new route instead", field="route_id")
-    clean_id, fields = _clean_route({**current, **patch})
+    clean_id, fields = clean_route({**current, **patch})
     return route_upsert(actor=actor, route_id=clean_id, fields=fields)[0]

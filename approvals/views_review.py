@@ -18,8 +18,9 @@ from django.views.decorators.http import require_POST
 
 from approvals import selectors_review as sel
 from approvals import services as approval_services
+from approvals.selectors import approval_as_reported, frozen_rules
 from decisions.models import EventType, TraceEvent
-from decisions.selectors import decision_events
+from decisions.selectors import decision_as_reported, decision_events, trace_page
 from tracemem_site.errors import DomainError, NotFound
 from tracemem_site.web import refusal_as_403, web_actor
 
@@ -84,12 +85,14 @@ def _event_rows(events: list[TraceEvent]) -> list[dict[str, object]]:
 def approval_page(request: HttpRequest, approval_id: str) -> HttpResponse:
     actor = web_actor(request)
     try:
-        approval = sel.approval_for(actor, approval_id)
+        # Past its deadline it shows as expired (and the decision as rejected) before the tick writes it.
+        approval = approval_as_reported(sel.approval_for(actor, approval_id))
     except NotFound:
         raise Http404("no such approval") from None
-    decision = approval.decision
-    events = list(decision_events(decision))
-    evaluations = [e for e in events if e.type == EventType.EVALUATE]
+    decision = decision_as_reported(approval.decision)
+    # One page of the timeline (trace reads are bounded); the decision page has the rest.
+    page = trace_page(decision)
+    evaluations = list(decision_events(decision).filter(type=EventType.EVALUATE))
     now = timezone.now()
     return render(
         request,
@@ -99,9 +102,11 @@ def approval_page(request: HttpRequest, approval_id: str) -> HttpResponse:
             "decision": decision,
             "metadata_json": json.dumps(decision.metadata, indent=2, sort_keys=True),
             "evaluations": _event_rows(evaluations),
-            "events": _event_rows(events),
+            "events": _event_rows(page.events),
+            "more_events_after": page.next_after_seq,
             "votes": sel.approval_votes(approval),
             "tally": sel.vote_tally(approval),
+            "rules": frozen_rules(approval),
             "deliveries": sel.approval_deliveries(approval),
             "block_reason": sel.vote_block_reason(actor, approval),
             "age": _span(now - approval.requested_at),

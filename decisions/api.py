@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -10,9 +10,9 @@ from rest_framework.views import APIView
 
 from decisions import selectors, services
 from decisions.models import AutomationMode
-from decisions.serializers import closed_out, created_out, decision_out, event_ref_out, trace_out
+from decisions.serializers import closed_out, created_out, decision_out, event_ref_out, trace_page_out
 from tracemem_site.rest import ERROR_RESPONSES as _ERRORS
-from tracemem_site.rest import actor_from_request, body
+from tracemem_site.rest import actor_from_request, body, query
 from tracemem_site.validation import first_present
 
 
@@ -49,10 +49,23 @@ class DecisionGetView(APIView):
 
 
 class DecisionTraceView(APIView):
-    @extend_schema(operation_id="decision_trace", responses={200: dict, **_ERRORS})
+    @extend_schema(
+        operation_id="decision_trace",
+        parameters=[
+            OpenApiParameter("after_seq", int, description="return events after this seq (default 0)"),
+            OpenApiParameter(
+                "limit",
+                int,
+                description=f"events per page, 1–{selectors.TRACE_PAGE_MAX} (default {selectors.TRACE_PAGE_DEFAULT})",
+            ),
+        ],
+        responses={200: dict, **_ERRORS},
+    )
     def get(self, request: Request, decision_id: str) -> Response:
+        params = query(request, ("after_seq", "limit"))
         decision = selectors.decision_for(actor_from_request(request), decision_id)
-        return Response(trace_out(decision, selectors.decision_events(decision)))
+        page = selectors.trace_page(decision, after_seq=params.get("after_seq"), limit=params.get("limit"))
+        return Response(trace_page_out(decision, page))
 
 
 class DecisionContextView(APIView):

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from mcp_server import MCPToolset
 
 from decisions import selectors, services
-from decisions.serializers import closed_out, created_out, decision_out, event_ref_out, trace_out
+from decisions.serializers import closed_out, created_out, decision_out, event_ref_out, trace_page_out
 from tracemem_site.mcp_door import mcp_actor
 from tracemem_site.validation import first_present
 
@@ -79,16 +79,22 @@ class DecisionTools(MCPToolset):
         """
         return decision_out(selectors.decision_for(mcp_actor(self.request), decision_id))
 
-    def decision_trace(self, decision_id: str) -> dict[str, Any]:
-        """Read a decision with its complete, hash-chained trace of events (decision_get plus events).
+    def decision_trace(
+        self, decision_id: str, after_seq: int | None = None, limit: int | None = None
+    ) -> dict[str, Any]:
+        """Read a decision with its hash-chained trace of events, one page at a time
+        (decision_get plus events plus next_after_seq).
 
         Each event has seq, type, timestamp, actor, payload, prev_hash and hash; anyone can
-        recompute the chain from this result to prove nothing was changed. Only your own
-        decisions are visible ([not_found] otherwise).
+        recompute the chain from the pages to prove nothing was changed. A page holds the events
+        after `after_seq` (default 0), at most `limit` (default 500, at most 1000). While
+        `next_after_seq` is not null there are more: call again with after_seq=next_after_seq.
+        Only your own decisions are visible ([not_found] otherwise).
         """
         actor = mcp_actor(self.request)
         decision = selectors.decision_for(actor, decision_id)
-        return trace_out(decision, selectors.decision_events(decision))
+        page = selectors.trace_page(decision, after_seq=after_seq, limit=limit)
+        return trace_page_out(decision, page)
 
     def decision_close(
         self,

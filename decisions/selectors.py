@@ -1,22 +1,34 @@
 """Reads of decisions and traces, with the actor's visibility applied.
 
 An agent sees only its own decisions; anything else is ``not_found`` (never a 403 that would
-confirm the decision exists). Users see decisions when they are staff or hold the
-``decisions.view_decision`` permission (reviewers, auditors).
+confirm the decision exists). Users see decisions when they hold the ``decisions.view_decision``
+permission (reviewers, auditors; superusers hold every permission).
 """
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.db.models import QuerySet
+from django.utils import timezone
 
-from decisions.models import Decision, TraceEvent
+from decisions.models import ApprovalStatus, Decision, DecisionStatus, TraceEvent
+from tracemem_site import validation as v
 from tracemem_site.actor import Actor
-from tracemem_site.errors import NotFound
+from tracemem_site.errors import InvalidArgument, NotFound
 from tracemem_site.ids import DECISION_PREFIX, has_format
+from tracemem_site.permissions import may_read
 from tracemem_site.timefmt import iso_z
-from tracemem_verify.chain import ChainBreak, verify_chain
+from tracemem_verify.chain import ChainBreak, ChainVerifier
+
+# decision_trace pages (SPEC §12): without ``limit`` a page holds TRACE_PAGE_DEFAULT events, never more
+# than TRACE_PAGE_MAX. Whole-chain readers (verifiers) walk pages of TRACE_PAGE_MAX.
+TRACE_PAGE_DEFAULT = 500
+TRACE_PAGE_MAX = 1000
 
 
 def decisions_visible_to(actor: Actor, queryset: QuerySet[Decision] | None = None) -> QuerySet[Decision]:
@@ -25,10 +37,8 @@ def decisions_visible_to(actor: Actor, queryset: QuerySet[Decision] | None = Non
         return qs
     if actor.kind == "agent" and actor.agent is not None:
         return qs.filter(agent_id=actor.agent.agent_id)
-    user = actor.user
-    if actor.kind == "user" and user is not None and user.is_active:
-        if user.is_staff or user.has_perm("decisions.view_decision"):
-            return qs
+    if actor.kind == "user" and may_read(actor, "decisions"):
+        return qs
     return qs.none()
 
 
@@ -44,6 +54,48 @@ def decision_for(actor: Actor, decision_id: str, queryset: QuerySet[Decision] | 
         raise NotFound(
             f"decision {decision_id} was not found; check the id returned by decision_create"
         ) from None
+
+
+def approval_outcome_fields(outcome: str, seq: int | None) -> dict[str, Any]:
+    """What resolving the pending approval with ``outcome`` does to the decision row (SPEC §5):
+    granted → approved (``seq`` is the grant's event); rejected or expired → rejected (fail closed).
+    ``note_approval_resolved`` writes these; :func:`decision_as_reported` shows them early."""
+    if outcome == ApprovalStatus.APPROVED:
+        return {
+            "status": DecisionStatus.APPROVED,
+            "approval_status": outcome,
+            "pending_approval_id": None,
+            "last_grant_seq": seq,
+        }
+    if outcome in (ApprovalStatus.REJECTED, ApprovalStatus.EXPIRED):
+        return {"status": DecisionStatus.REJECTED, "approval_status": outcome, "pending_approval_id": None}
+    raise InvalidArgument(f"unknown approval outcome {outcome!r}", field="outcome")
+
+
+# Whether a decision's pending approval is past its deadline. Decisions cannot import approvals
+# (approvals imports decisions), so approvals registers its check here from AppConfig.ready().
+OverdueCheck = Callable[[Decision, datetime], bool]
+_overdue_checks: list[OverdueCheck] = []
+
+
+def register_overdue_check(check: OverdueCheck) -> None:
+    if check not in _overdue_checks:
+        _overdue_checks.append(check)
+
+
+def decision_as_reported(decision: Decision) -> Decision:
+    """The decision as it stands *now*: once its pending approval's ``expires_at`` has passed, the
+    approval is expired and the decision rejected (fail closed), exactly as the expiry will write
+    it, even before the beat's tick (or the next call on the decision) has written anything."""
+    if decision.status != DecisionStatus.NEEDS_APPROVAL:
+        return decision
+    now = timezone.now()
+    if not any(check(decision, now) for check in _overdue_checks):
+        return decision
+    reported = copy.copy(decision)
+    for name, value in approval_outcome_fields(ApprovalStatus.EXPIRED, None).items():
+        setattr(reported, name, value)
+    return reported
 
 
 def decision_events(decision: Decision) -> QuerySet[TraceEvent]:
@@ -65,15 +117,48 @@ def event_as_dict(event: TraceEvent) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class TracePage:
+    events: list[TraceEvent]
+    next_after_seq: int | None  # pass it as after_seq for the next page; None on the last page
+
+
+def trace_page(decision: Decision, *, after_seq: Any = None, limit: Any = None) -> TracePage:
+    """Events with ``seq > after_seq``, at most ``limit``, up to the decision's head as read with it
+    (an event appended meanwhile belongs to the next read, so a page never outruns ``trace_head``)."""
+    after = v.bounded_int(after_seq, "after_seq", minimum=0, maximum=None, default=0)
+    size = v.bounded_int(limit, "limit", minimum=1, maximum=TRACE_PAGE_MAX, default=TRACE_PAGE_DEFAULT)
+    events = list(
+        TraceEvent.objects.filter(decision=decision, seq__gt=after, seq__lte=decision.event_count).order_by(
+            "seq"
+        )[:size]
+    )
+    more = bool(events) and events[-1].seq < decision.event_count
+    return TracePage(events=events, next_after_seq=events[-1].seq if more else None)
+
+
+def trace_pages(decision: Decision) -> Iterator[list[TraceEvent]]:
+    """Every event of a decision, one page (TRACE_PAGE_MAX) at a time, in order."""
+    after: int | None = 0
+    while after is not None:
+        page = trace_page(decision, after_seq=after, limit=TRACE_PAGE_MAX)
+        if page.events:
+            yield page.events
+        after = page.next_after_seq
+
+
 def trace_verify(decision: Decision) -> ChainBreak | None:
-    """Recompute one decision's chain from the stored events; also checks the decision's head."""
-    events = [event_as_dict(e) for e in TraceEvent.objects.filter(decision=decision).order_by("seq")]
-    broken = verify_chain(decision.decision_id, events)
-    if broken is not None:
-        return broken
-    if len(events) != decision.event_count or (events and events[-1]["hash"] != decision.trace_head):
+    """Recompute one decision's whole chain, walking its pages; also checks the decision's head."""
+    verifier = ChainVerifier(decision.decision_id)
+    for events in trace_pages(decision):
+        broken = verifier.feed(event_as_dict(e) for e in events)
+        if broken is not None:
+            return broken
+    stored = TraceEvent.objects.filter(decision=decision).count()
+    head_ok = not decision.event_count or verifier.head == decision.trace_head
+    if verifier.count != decision.event_count or stored != decision.event_count or not head_ok:
         return ChainBreak(
-            decision.decision_id, len(events), "decision's event_count/trace_head disagree with its events"
+            decision.decision_id, verifier.count, "decision's event_count/trace_head disagree with its events"
         )
     return None
 

@@ -6,12 +6,13 @@ from collections.abc import Iterable
 from typing import Any
 
 from decisions.models import Decision, TraceEvent
-from decisions.selectors import event_as_dict
+from decisions.selectors import TracePage, decision_as_reported, event_as_dict
 from decisions.services import approval_required
 from tracemem_site.timefmt import iso_z
 
 
 def decision_out(decision: Decision) -> dict[str, Any]:
+    decision = decision_as_reported(decision)  # an approval past its deadline is expired already
     return {
         "decision_id": decision.decision_id,
         "intent": decision.intent,
@@ -40,8 +41,19 @@ def _approval_delivery(decision: Decision) -> dict[str, Any] | None:
     return delivery_for_decision(decision.decision_id)
 
 
-def trace_out(decision: Decision, events: Iterable[TraceEvent]) -> dict[str, Any]:
-    return {**decision_out(decision), "events": [event_as_dict(e) for e in events]}
+def trace_out(
+    decision: Decision, events: Iterable[TraceEvent], next_after_seq: int | None = None
+) -> dict[str, Any]:
+    """``decision_trace``: the decision, one page of its events, and where the next page starts."""
+    return {
+        **decision_out(decision),
+        "events": [event_as_dict(e) for e in events],
+        "next_after_seq": next_after_seq,
+    }
+
+
+def trace_page_out(decision: Decision, page: TracePage) -> dict[str, Any]:
+    return trace_out(decision, page.events, page.next_after_seq)
 
 
 def created_out(decision: Decision) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from decisions.models import (
     EventType,
     TraceEvent,
 )
-from decisions.selectors import decision_for, event_as_dict
+from decisions.selectors import approval_outcome_fields, decision_for, event_as_dict
 from tracemem_site import validation as v
 from tracemem_site.actor import Actor
 from tracemem_site.errors import (
@@ -74,10 +74,31 @@ def trace_append(*, decision: Decision, type: str, actor: Actor, payload: dict[s
     return event
 
 
-def decision_lock(*, actor: Actor, decision_id: Any) -> Decision:
-    """Fetch a decision the actor may see, locked for update. Call inside ``transaction.atomic``."""
+def decision_lock(*, actor: Actor, decision_id: Any, settle: bool = True) -> Decision:
+    """Fetch a decision the actor may see, locked for update. Call inside ``transaction.atomic``.
+
+    With ``settle`` (the default), a pending approval whose deadline has passed is expired first
+    (by the registered settlers), so every call on the decision sees what ``decision_get`` already
+    reports. The approvals services that resolve approvals themselves pass ``settle=False``.
+    """
     decision_id = v.string(decision_id, "decision_id", max_length=40)
-    return decision_for(actor, decision_id, Decision.objects.select_for_update())
+    decision = decision_for(actor, decision_id, Decision.objects.select_for_update())
+    if settle and decision.status == DecisionStatus.NEEDS_APPROVAL:
+        for settler in _lock_settlers:
+            settler(decision=decision)
+    return decision
+
+
+# Apps that keep deadlines on an open decision (approvals) settle them here, with the decision
+# locked, before the caller acts on it; registered from their AppConfig.ready().
+LockSettler = Callable[..., None]
+_lock_settlers: list[LockSettler] = []
+
+
+def register_lock_settler(settler: LockSettler) -> None:
+    """Call ``settler(decision=)`` whenever :func:`decision_lock` locks a decision awaiting approval."""
+    if settler not in _lock_settlers:
+        _lock_settlers.append(settler)
 
 
 # --- gates (SPEC §5), in one place ----------------------------------------------------------
@@ -216,18 +237,7 @@ def note_approval_resolved(*, decision: Decision, outcome: str, seq: int) -> Non
     """needs_approval → approved | rejected; ``outcome`` is approved, rejected or expired."""
     if decision.status != DecisionStatus.NEEDS_APPROVAL:
         raise InvalidState(f"decision {decision.decision_id} is {decision.status}, not needs_approval")
-    if outcome == ApprovalStatus.APPROVED:
-        _set(
-            decision,
-            status=DecisionStatus.APPROVED,
-            approval_status=outcome,
-            pending_approval_id=None,
-            last_grant_seq=seq,
-        )
-    elif outcome in (ApprovalStatus.REJECTED, ApprovalStatus.EXPIRED):
-        _set(decision, status=DecisionStatus.REJECTED, approval_status=outcome, pending_approval_id=None)
-    else:
-        raise InvalidArgument(f"unknown approval outcome {outcome!r}", field="outcome")
+    _set(decision, **approval_outcome_fields(outcome, seq))
 
 
 def note_approval_cancelled(*, decision: Decision, approval_id: str) -> None:

@@ -7,15 +7,16 @@ from datetime import date
 
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
 
-from decisions.models import AutomationMode, Decision, DecisionStatus
+from decisions import selectors
+from decisions.models import AutomationMode, Decision, DecisionStatus, TraceEvent
 from decisions.records import record_chain, record_of
-from decisions.selectors import decision_events, decision_for, trace_verify
+from decisions.selectors import decision_as_reported, decision_events, decision_for, trace_page, trace_verify
 from decisions.selectors_ui import DecisionFilters, agent_choices, decision_search
 from decisions.serializers import trace_out
-from tracemem_site.errors import NotFound
+from tracemem_site.errors import InvalidArgument, NotFound
 from tracemem_site.web import web_actor
 
 
@@ -71,7 +72,12 @@ def _decision_or_404(request: HttpRequest, decision_id: str) -> Decision:
 @login_required
 def decision_detail(request: HttpRequest, decision_id: str) -> HttpResponse:
     decision = _decision_or_404(request, decision_id)
-    events = list(decision_events(decision))
+    try:
+        page = trace_page(decision, after_seq=request.GET.get("after_seq"))
+    except InvalidArgument as exc:
+        return HttpResponseBadRequest(exc.message)
+    events = page.events
+    # The badge checks the whole chain (walking its pages), not just the page shown.
     broken = trace_verify(decision)
     record = record_of(decision)
     return render(
@@ -80,14 +86,28 @@ def decision_detail(request: HttpRequest, decision_id: str) -> HttpResponse:
         {
             "record": record,
             "record_chain": record_chain(record) if record is not None else [],
-            "decision": decision,
+            "decision": decision_as_reported(decision),
             "events": [
                 {"event": e, "payload_json": json.dumps(e.payload, indent=2, sort_keys=True)} for e in events
             ],
             "metadata_json": json.dumps(decision.metadata, indent=2, sort_keys=True),
             "broken": broken,
+            "page": _timeline_page(events, page.next_after_seq, decision.event_count),
         },
     )
+
+
+def _timeline_page(events: list[TraceEvent], next_after_seq: int | None, total: int) -> dict[str, object]:
+    """Where this page of the timeline sits, and the after_seq of the pages around it."""
+    first = events[0].seq if events else 0
+    previous = max(0, first - 1 - selectors.TRACE_PAGE_DEFAULT) if first > 1 else None
+    return {
+        "first": first,
+        "last": events[-1].seq if events else 0,
+        "total": total,
+        "next_after_seq": next_after_seq,
+        "previous_after_seq": previous,
+    }
 
 
 @login_required

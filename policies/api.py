@@ -1,4 +1,4 @@
-"""REST door: ``decision_evaluate`` (agent key) and the policy admin API of SPEC §10 (staff)."""
+"""REST door: ``decision_evaluate`` (agent key) and the policy admin API of SPEC §10 (by permission)."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ class PolicyCreateInput(PolicyDefinitionInput):
 class AdminPolicyListView(HumanAPIView):
     @extend_schema(operation_id="admin_policies_list", responses={200: dict, **_ERRORS})
     def get(self, request: Request) -> Response:
-        selectors.ensure_policy_admin(actor_from_request(request))
+        selectors.ensure_policy_reader(actor_from_request(request))
         return Response({"policies": [policy_summary_out(p) for p in selectors.policies_all()]})
 
     @extend_schema(
@@ -87,7 +87,7 @@ class AdminPolicyListView(HumanAPIView):
 class AdminPolicyDetailView(HumanAPIView):
     @extend_schema(operation_id="admin_policies_get", responses={200: dict, **_ERRORS})
     def get(self, request: Request, policy_id: str) -> Response:
-        selectors.ensure_policy_admin(actor_from_request(request))
+        selectors.ensure_policy_reader(actor_from_request(request))
         policy = selectors.policy_by_id(policy_id)
         return Response(
             policy_detail_out(
@@ -170,7 +170,7 @@ class AdminPolicyGrantsView(HumanAPIView):
 
     @extend_schema(operation_id="admin_policies_grants_list", responses={200: dict, **_ERRORS})
     def get(self, request: Request, policy_id: str) -> Response:
-        selectors.ensure_policy_admin(actor_from_request(request))
+        selectors.ensure_policy_reader(actor_from_request(request))
         selectors.policy_by_id(policy_id)
         return Response({"grants": [grant_out(g) for g in selectors.policy_grants(policy_id)]})
 

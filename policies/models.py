@@ -36,6 +36,11 @@ class Policy(models.Model):
 
     class Meta:
         ordering = ["policy_id"]
+        permissions = [
+            ("define_policies", "Can create policies, edit and test their drafts"),
+            ("publish_policies", "Can publish and retire policies"),
+            ("grant_policies", "Can grant policies to agents and revoke them"),
+        ]
         verbose_name_plural = "policies"
 
     def __str__(self) -> str:

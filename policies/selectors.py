@@ -12,16 +12,13 @@ from agents.models import Agent
 from decisions.models import EventType, TraceEvent
 from policies.models import Policy, PolicyGrant, PolicyVersion, VersionStatus
 from tracemem_site.actor import Actor
-from tracemem_site.errors import NotFound, PermissionDenied
+from tracemem_site.errors import NotFound
+from tracemem_site.permissions import require_reader
 
 
-def ensure_policy_admin(actor: Actor) -> None:
-    """Policies are managed (and their drafts read) by staff users and the system only."""
-    if actor.kind == "system":
-        return
-    user = actor.user
-    if actor.kind != "user" or user is None or not user.is_active or not getattr(user, "is_staff", False):
-        raise PermissionDenied("only staff users may manage policies; sign in as staff or use a staff token")
+def ensure_policy_reader(actor: Actor) -> None:
+    """Policies, their drafts and grants are read with a policies permission (docs/security-app.md)."""
+    require_reader(actor, "policies")
 
 
 def policies_all() -> QuerySet[Policy]:

@@ -25,6 +25,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from agents.models import Agent
+from audit.services import audit_record
 from decisions import services as decision_services
 from decisions.models import Decision, EventType, TraceEvent
 from policies import engine, selectors
@@ -33,6 +34,7 @@ from tracemem_site import crypto
 from tracemem_site import validation as v
 from tracemem_site.actor import Actor
 from tracemem_site.errors import InvalidArgument, InvalidState, NotFound, PermissionDenied
+from tracemem_site.permissions import has_perm, require_perm
 from tracemem_site.redaction import redact
 from tracemem_site.timefmt import iso_z
 from tracemem_verify.chain import canonical_json
@@ -53,8 +55,23 @@ def content_hash(content: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_json(content)).hexdigest()
 
 
-def _require_admin(actor: Actor) -> None:
-    selectors.ensure_policy_admin(actor)
+def _require_author(actor: Actor) -> None:
+    """Testing a draft or replaying recorded evaluations through it is for who writes or publishes
+    policies (a replay shows recorded, redacted inputs)."""
+    if not has_perm(actor, "policies.publish_policies"):
+        require_perm(actor, "policies.define_policies")
+
+
+def _version_audit(pv: PolicyVersion | None) -> dict[str, Any] | None:
+    if pv is None:
+        return None
+    return {**pv.content(), "status": pv.status, "hash": pv.hash or None}
+
+
+def _audit_policy(actor: Actor, action: str, policy_id: str, before: Any, after: Any) -> None:
+    audit_record(
+        actor=actor, action=action, object_type="policy", object_id=policy_id, before=before, after=after
+    )
 
 
 def clean_definition(data: Any) -> dict[str, Any]:
@@ -151,7 +168,7 @@ def definition_problems(definition: dict[str, Any]) -> list[str]:
 @transaction.atomic
 def policy_create(*, actor: Actor, policy_id: Any, definition: Any) -> PolicyVersion:
     """Create a policy with its first draft (version 1)."""
-    _require_admin(actor)
+    require_perm(actor, "policies.define_policies")
     pid = v.string(policy_id, "policy_id", max_length=100)
     if not POLICY_ID_RE.match(pid):
         raise InvalidArgument(
@@ -165,13 +182,15 @@ def policy_create(*, actor: Actor, policy_id: Any, definition: Any) -> PolicyVer
             f"policy {pid} already exists; edit its draft with PUT /api/v1/admin/policies/{pid}/draft",
             field="policy_id",
         )
-    return PolicyVersion.objects.create(policy=policy, version=1, **clean)
+    pv = PolicyVersion.objects.create(policy=policy, version=1, **clean)
+    _audit_policy(actor, "policy.create", pid, None, _version_audit(pv))
+    return pv
 
 
 @transaction.atomic
 def policy_draft_save(*, actor: Actor, policy_id: Any, definition: Any) -> PolicyVersion:
     """Save the policy's draft; when only published versions exist this creates the next draft."""
-    _require_admin(actor)
+    require_perm(actor, "policies.define_policies")
     pid = v.string(policy_id, "policy_id", max_length=100)
     clean = clean_definition(definition)
     policy = Policy.objects.select_for_update().filter(pk=pid).first()
@@ -180,20 +199,23 @@ def policy_draft_save(*, actor: Actor, policy_id: Any, definition: Any) -> Polic
     draft = (
         PolicyVersion.objects.select_for_update().filter(policy=policy, status=VersionStatus.DRAFT).first()
     )
+    before = _version_audit(draft)
     if draft is None:
         latest = PolicyVersion.objects.filter(policy=policy).aggregate(m=Max("version"))["m"] or 0
-        return PolicyVersion.objects.create(policy=policy, version=latest + 1, **clean)
-    for key, value in clean.items():
-        setattr(draft, key, value)
-    draft.updated_at = timezone.now()
-    draft.save()
+        draft = PolicyVersion.objects.create(policy=policy, version=latest + 1, **clean)
+    else:
+        for key, value in clean.items():
+            setattr(draft, key, value)
+        draft.updated_at = timezone.now()
+        draft.save()
+    _audit_policy(actor, "policy.draft_save", pid, before, _version_audit(draft))
     return draft
 
 
 @transaction.atomic
 def policy_publish(*, actor: Actor, policy_id: Any) -> PolicyVersion:
     """Compile and freeze the draft; the previously published version is retired."""
-    _require_admin(actor)
+    require_perm(actor, "policies.publish_policies")
     pid = v.string(policy_id, "policy_id", max_length=100)
     policy = Policy.objects.select_for_update().filter(pk=pid).first()
     if policy is None:
@@ -204,6 +226,12 @@ def policy_publish(*, actor: Actor, policy_id: Any) -> PolicyVersion:
     if draft is None:
         raise InvalidState(f"policy {pid} has no draft to publish; save a draft first (PUT .../draft)")
     compiled = _compile_or_refuse(_definition_of(draft))
+    before = _version_audit(draft)
+    retired = list(
+        PolicyVersion.objects.filter(policy=policy, status=VersionStatus.PUBLISHED).values_list(
+            "version", flat=True
+        )
+    )
     PolicyVersion.objects.filter(policy=policy, status=VersionStatus.PUBLISHED).update(
         status=VersionStatus.RETIRED
     )
@@ -212,6 +240,9 @@ def policy_publish(*, actor: Actor, policy_id: Any) -> PolicyVersion:
     draft.published_at = timezone.now()
     draft.published_by = actor.name
     draft.save()
+    _audit_policy(
+        actor, "policy.publish", pid, before, {**(_version_audit(draft) or {}), "retired_versions": retired}
+    )
     # Warm the cache for this process; other processes compile on first use (keyed by hash).
     engine.cache_put(draft.hash, compiled)
     return draft
@@ -220,7 +251,7 @@ def policy_publish(*, actor: Actor, policy_id: Any) -> PolicyVersion:
 @transaction.atomic
 def policy_retire(*, actor: Actor, policy_id: Any) -> PolicyVersion:
     """Withdraw the published version: agents can no longer evaluate the policy until a draft is published."""
-    _require_admin(actor)
+    require_perm(actor, "policies.publish_policies")
     pid = v.string(policy_id, "policy_id", max_length=100)
     policy = Policy.objects.select_for_update().filter(pk=pid).first()
     if policy is None:
@@ -228,37 +259,43 @@ def policy_retire(*, actor: Actor, policy_id: Any) -> PolicyVersion:
     published = PolicyVersion.objects.filter(policy=policy, status=VersionStatus.PUBLISHED).first()
     if published is None:
         raise InvalidState(f"policy {pid} has no published version to retire")
+    before = _version_audit(published)
     published.status = VersionStatus.RETIRED
     published.save(update_fields=["status"])
+    _audit_policy(actor, "policy.retire", pid, before, _version_audit(published))
     return published
 
 
 @transaction.atomic
 def policy_grant(*, actor: Actor, policy_id: Any, agent_id: Any) -> PolicyGrant:
     """Allow an agent to evaluate a policy (idempotent)."""
-    _require_admin(actor)
+    require_perm(actor, "policies.grant_policies")
     pid = v.string(policy_id, "policy_id", max_length=100)
     aid = v.string(agent_id, "agent_id", max_length=100)
     policy = selectors.policy_by_id(pid)
     agent = _agent_by_id_or_name(aid)
     if agent is None:
         raise NotFound(f"agent {aid} was not found; pass an agent_id (agent_...) or an agent name")
-    grant, _ = PolicyGrant.objects.get_or_create(
+    grant, created = PolicyGrant.objects.get_or_create(
         policy=policy, agent=agent, defaults={"created_by": actor.user if actor.kind == "user" else None}
     )
+    if created:
+        _audit_policy(actor, "policy.grant", pid, None, {"agent_id": agent.agent_id, "agent": agent.name})
     return grant
 
 
 @transaction.atomic
 def policy_grant_revoke(*, actor: Actor, policy_id: Any, agent_id: Any) -> bool:
     """Withdraw an agent's grant; True if there was one."""
-    _require_admin(actor)
+    require_perm(actor, "policies.grant_policies")
     pid = v.string(policy_id, "policy_id", max_length=100)
     aid = v.string(agent_id, "agent_id", max_length=100)
     agent = _agent_by_id_or_name(aid)
     if agent is None:
         return False
     deleted, _ = PolicyGrant.objects.filter(policy_id=pid, agent=agent).delete()
+    if deleted:
+        _audit_policy(actor, "policy.revoke", pid, {"agent_id": agent.agent_id, "agent": agent.name}, None)
     return deleted > 0
 
 
@@ -523,7 +560,7 @@ def policy_test(
     version: int | None = None,
 ) -> dict[str, Any]:
     """Evaluate the draft (else the published version) against sample inputs; records nothing."""
-    _require_admin(actor)
+    _require_author(actor)
     pid = v.string(policy_id, "policy_id", max_length=100)
     selectors.policy_by_id(pid)
     clean_inputs = v.json_object(inputs, "inputs")
@@ -562,7 +599,7 @@ def policy_replay(*, actor: Actor, policy_id: Any, limit: int = 50) -> dict[str,
     variables and its original time as ``now``; the result lists every one whose outcome would
     flip (an evaluation error under the draft counts as a flip to ``error``).
     """
-    _require_admin(actor)
+    _require_author(actor)
     pid = v.string(policy_id, "policy_id", max_length=100)
     selectors.policy_by_id(pid)
     if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 1000:
@@ -628,7 +665,7 @@ def apply_policies(*, actor: Actor, items: Any, dry_run: bool) -> list[str]:
     exception_route_id?, publish?: bool, grants?: [agent name or id]}``. Idempotent: an item
     equal to the latest version changes nothing.
     """
-    _require_admin(actor)
+    require_perm(actor, "policies.define_policies")
     if not isinstance(items, list):
         raise InvalidArgument("policies must be a list of policy definitions", field="policies")
     lines: list[str] = []

@@ -1,4 +1,4 @@
-"""HTML door of policies: list, detail with version diff, draft editor, test console (staff)."""
+"""HTML door of policies: list, detail with version diff, draft editor, test console (by permission)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
@@ -19,17 +18,29 @@ from policies.forms import ConsoleForm, PolicyCreateForm, PolicyDraftForm
 from policies.serializers import policy_summary_out
 from tracemem_site.actor import Actor
 from tracemem_site.errors import DomainError, NotFound
+from tracemem_site.permissions import require_perm
+from tracemem_site.web import refusal_as_403, web_actor
 
 
-def staff_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    @login_required
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not request.user.is_staff:
-            raise DjangoPermissionDenied("policies are managed by staff")
-        return view(request, *args, **kwargs)
+def guarded(perm: str | None = None) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+    """Signed in, then a policies read permission (or ``perm``, for a page that changes something).
+    The decision is the one helper's (``tracemem_site.permissions``); a refusal is a 403 page."""
 
-    return wrapper
+    def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @login_required
+        @wraps(view)
+        @refusal_as_403
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            actor = web_actor(request)
+            if perm is None:
+                selectors.ensure_policy_reader(actor)
+            else:
+                require_perm(actor, perm)
+            return view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorate
 
 
 def _actor(request: HttpRequest) -> Actor:
@@ -43,13 +54,13 @@ def _policy_or_404(policy_id: str) -> Any:
         raise Http404("no such policy") from None
 
 
-@staff_required
+@guarded()
 def policy_list(request: HttpRequest) -> HttpResponse:
     rows = [policy_summary_out(p) for p in selectors.policies_all()]
     return render(request, "policies/list.html", {"policies": rows, "form": PolicyCreateForm()})
 
 
-@staff_required
+@guarded("policies.define_policies")
 @require_POST
 def policy_create(request: HttpRequest) -> HttpResponse:
     form = PolicyCreateForm(request.POST)
@@ -69,7 +80,7 @@ def policy_create(request: HttpRequest) -> HttpResponse:
     return redirect("policies_ui:list")
 
 
-@staff_required
+@guarded()
 def policy_detail(request: HttpRequest, policy_id: str) -> HttpResponse:
     policy = _policy_or_404(policy_id)
     versions = list(selectors.policy_versions(policy_id))
@@ -99,7 +110,7 @@ def policy_detail(request: HttpRequest, policy_id: str) -> HttpResponse:
     )
 
 
-@staff_required
+@guarded("policies.define_policies")
 def policy_edit(request: HttpRequest, policy_id: str) -> HttpResponse:
     _policy_or_404(policy_id)
     if request.method == "POST":
@@ -143,7 +154,7 @@ def policy_edit(request: HttpRequest, policy_id: str) -> HttpResponse:
     )
 
 
-@staff_required
+@guarded("policies.publish_policies")
 @require_POST
 def policy_publish(request: HttpRequest, policy_id: str) -> HttpResponse:
     _policy_or_404(policy_id)
@@ -156,7 +167,7 @@ def policy_publish(request: HttpRequest, policy_id: str) -> HttpResponse:
     return redirect("policies_ui:detail", policy_id=policy_id)
 
 
-@staff_required
+@guarded("policies.publish_policies")
 @require_POST
 def policy_retire(request: HttpRequest, policy_id: str) -> HttpResponse:
     _policy_or_404(policy_id)
@@ -171,7 +182,7 @@ def policy_retire(request: HttpRequest, policy_id: str) -> HttpResponse:
     return redirect("policies_ui:detail", policy_id=policy_id)
 
 
-@staff_required
+@guarded("policies.grant_policies")
 @require_POST
 def policy_grant(request: HttpRequest, policy_id: str) -> HttpResponse:
     _policy_or_404(policy_id)
@@ -186,7 +197,7 @@ def policy_grant(request: HttpRequest, policy_id: str) -> HttpResponse:
     return redirect("policies_ui:detail", policy_id=policy_id)
 
 
-@staff_required
+@guarded("policies.grant_policies")
 @require_POST
 def policy_grant_revoke(request: HttpRequest, policy_id: str, agent_id: str) -> HttpResponse:
     _policy_or_404(policy_id)
@@ -199,7 +210,7 @@ def policy_grant_revoke(request: HttpRequest, policy_id: str, agent_id: str) -> 
     return redirect("policies_ui:detail", policy_id=policy_id)
 
 
-@staff_required
+@guarded()
 def policy_console(request: HttpRequest, policy_id: str) -> HttpResponse:
     """Test the draft against sample inputs, or replay recorded evaluations through it.
 

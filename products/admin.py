@@ -5,9 +5,9 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 
-from products.models import DataProduct, DataSource, ProductGrant, ProductStatus
-from tracemem_site import crypto
+from products.models import DataProduct, DataSource, ProductGrant, ProductStatus, SourceKind
 from tracemem_site.actor import Actor
+from tracemem_site.admin_perms import GuardedAdmin, request_has_perm
 from tracemem_site.errors import DomainError
 
 
@@ -21,7 +21,7 @@ class DataSourceForm(forms.ModelForm):
 
     class Meta:
         model = DataSource
-        fields = ["source_id", "name", "kind"]
+        fields = ["source_id", "name"]
 
     def clean_dsn(self) -> str:
         value = self.cleaned_data.get("dsn") or ""
@@ -30,31 +30,62 @@ class DataSourceForm(forms.ModelForm):
             from tracemem_site.errors import InvalidArgument
 
             try:
-                self._display = _dsn_display(value)
+                _dsn_display(value)
             except InvalidArgument as exc:
                 raise forms.ValidationError(exc.message) from None
+        elif not self.instance.pk:
+            raise forms.ValidationError("a DSN is required for a new data source")
         return value
-
-    def save(self, commit: bool = True) -> Any:
-        source = super().save(commit=False)
-        if self.cleaned_data.get("dsn"):
-            source.dsn_display = self._display
-            source.dsn_encrypted = crypto.encrypt(self.cleaned_data["dsn"])
-        if commit:
-            source.save()
-        return source
 
 
 @admin.register(DataSource)
-class DataSourceAdmin(admin.ModelAdmin):
+class DataSourceAdmin(GuardedAdmin, admin.ModelAdmin):
+    """Sources are saved through ``data_source_save`` (the DSN encrypted there, and logged by name only)."""
+
+    change_perm = "products.manage_data_sources"
+    read_area = "data_sources"
     form = DataSourceForm
     list_display = ["source_id", "name", "kind", "dsn_display"]
-    readonly_fields = ["dsn_display"]
+    readonly_fields = ["kind", "dsn_display"]
+
+    def get_readonly_fields(self, request: Any, obj: DataSource | None = None) -> Any:
+        if obj is not None and obj.kind == SourceKind.BUILTIN:
+            return ["source_id", "name", *self.readonly_fields]  # TraceMem's own database: not editable
+        return ["source_id", *self.readonly_fields] if obj is not None else self.readonly_fields
+
+    def save_model(self, request: Any, obj: DataSource, form: Any, change: bool) -> None:
+        from products import services
+
+        if obj.kind == SourceKind.BUILTIN:
+            return
+        saved = services.data_source_save(
+            actor=Actor.for_user(request.user),
+            source_id=obj.source_id,
+            name=form.cleaned_data.get("name"),
+            dsn=form.cleaned_data.get("dsn") or None,
+        )
+        obj.__dict__.update({k: v for k, v in saved.__dict__.items() if not k.startswith("_")})
+        obj._state.adding = False
+
+    def delete_model(self, request: Any, obj: DataSource) -> None:
+        from products import services
+
+        services.data_source_delete(actor=Actor.for_user(request.user), source_id=obj.source_id)
+
+    def delete_queryset(self, request: Any, queryset: Any) -> None:
+        for source in queryset:
+            self.delete_model(request, source)
 
 
-class ProductGrantInline(admin.TabularInline):
+class ProductGrantInline(GuardedAdmin, admin.TabularInline):
+    """Saved through ``product_grant`` / ``product_revoke`` (see DataProductAdmin.save_formset)."""
+
+    change_perm = "products.grant_products"
     model = ProductGrant
     extra = 0
+
+    def has_view_permission(self, request: Any, obj: Any = None) -> bool:
+        return True  # shown inside a product page its viewer may already see
 
 
 _DEFINITION_FIELDS = [
@@ -101,8 +132,8 @@ class DataProductForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
-        if self.errors:
-            return cleaned
+        if self.errors or not any(name in self.fields for name in _DEFINITION_FIELDS):
+            return cleaned  # invalid already, or the definition is read-only on this page
         from products.services import product_check_definition
 
         product_id = cleaned.get("product_id") or (self.instance.product_id if self.instance else "")
@@ -116,11 +147,13 @@ class DataProductForm(forms.ModelForm):
 
 
 @admin.register(DataProduct)
-class DataProductAdmin(admin.ModelAdmin):
+class DataProductAdmin(GuardedAdmin, admin.ModelAdmin):
     """Products are changed only through the services: a draft is saved with product_create /
     product_update (hash recomputed there), published with the "Publish" action (product_publish);
     a published product is read-only and cannot be deleted (the database refuses it too)."""
 
+    change_perm = "products.define_products"
+    read_area = "products"
     form = DataProductForm
     list_display = ["product_id", "name", "operation", "status", "version", "source"]
     list_filter = ["status", "operation"]
@@ -136,28 +169,76 @@ class DataProductAdmin(admin.ModelAdmin):
         return form
 
     def get_readonly_fields(self, request: Any, obj: DataProduct | None = None) -> Any:
-        if obj is not None and obj.status == ProductStatus.PUBLISHED:
+        if obj is not None and (obj.status == ProductStatus.PUBLISHED or not self._may_change(request)):
             # Frozen (agents rely on its hash): publish the next version instead.
             return [*_DEFINITION_FIELDS, *self.readonly_fields]
         if obj is not None:
             return ["product_id", *self.readonly_fields]
         return self.readonly_fields
 
+    def has_change_permission(self, request: Any, obj: DataProduct | None = None) -> bool:
+        # Publishing or granting also goes through this page (the action, the grants inline).
+        return super().has_change_permission(request, obj) or any(
+            request_has_perm(request, perm)
+            for perm in ("products.publish_products", "products.grant_products")
+        )
+
+    def has_publish_permission(self, request: Any) -> bool:
+        return request_has_perm(request, "products.publish_products")
+
     def has_delete_permission(self, request: Any, obj: DataProduct | None = None) -> bool:
         if obj is not None and obj.status == ProductStatus.PUBLISHED:
             return False
         return super().has_delete_permission(request, obj)
 
+    def delete_model(self, request: Any, obj: DataProduct) -> None:
+        from products import services
+
+        services.product_delete(actor=Actor.for_user(request.user), product_id=obj.product_id)
+
     def delete_queryset(self, request: Any, queryset: Any) -> None:
         # The bulk "delete selected" action: published products are never deleted.
-        super().delete_queryset(request, queryset.exclude(status=ProductStatus.PUBLISHED))
+        for product in queryset.exclude(status=ProductStatus.PUBLISHED):
+            self.delete_model(request, product)
+
+    def save_formset(self, request: Any, form: Any, formset: Any, change: bool) -> None:
+        """The grants inline: each added, changed or deleted grant goes through the services."""
+        from products import services
+
+        actor = Actor.for_user(request.user)
+        # What formset.save() would have set; the admin's change message reads them.
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+        for inline in formset.forms:
+            grant = inline.instance
+            if inline in formset.deleted_forms:
+                if grant.pk is not None:
+                    services.product_revoke(actor=actor, product_id=grant.product_id, agent_id=grant.agent_id)
+                    formset.deleted_objects.append(grant)
+                continue
+            if not inline.has_changed() or not inline.cleaned_data:
+                continue
+            if grant.pk is not None and "agent" in inline.changed_data:
+                # Moving a grant to another agent takes it from the first one.
+                services.product_revoke(
+                    actor=actor, product_id=form.instance.product_id, agent_id=inline.initial["agent"]
+                )
+            saved = services.product_grant(
+                actor=actor,
+                product_id=form.instance.product_id,
+                agent_id=inline.cleaned_data["agent"].agent_id,
+                permissions=inline.cleaned_data.get("permissions") or None,
+            )
+            if grant.pk is None:
+                formset.new_objects.append(saved)
+            else:
+                formset.changed_objects.append((saved, inline.changed_data))
 
     def save_model(self, request: Any, obj: DataProduct, form: Any, change: bool) -> None:
         from products import services
 
         actor = Actor.for_user(request.user)
-        if change and obj.status == ProductStatus.PUBLISHED:
-            return  # nothing of a published product is editable here (grants are saved by the inline)
+        if change and (obj.status == ProductStatus.PUBLISHED or not self._may_change(request)):
+            return  # the definition is read-only here (frozen, or no define permission); grants: the inline
         if change:
             saved = services.product_update(actor=actor, product_id=obj.product_id, changes=form.definition())
         else:
@@ -168,7 +249,7 @@ class DataProductAdmin(admin.ModelAdmin):
         obj.__dict__.update({k: v for k, v in saved.__dict__.items() if not k.startswith("_")})
         obj._state.adding = False
 
-    @admin.action(description="Publish selected draft products (freezes them)")
+    @admin.action(description="Publish selected draft products (freezes them)", permissions=["publish"])
     def publish_products(self, request: Any, queryset: Any) -> None:
         from products import services
 
@@ -186,5 +267,31 @@ class DataProductAdmin(admin.ModelAdmin):
 
 
 @admin.register(ProductGrant)
-class ProductGrantAdmin(admin.ModelAdmin):
+class ProductGrantAdmin(GuardedAdmin, admin.ModelAdmin):
+    """Grants are added and removed through ``product_grant`` / ``product_revoke``."""
+
+    change_perm = "products.grant_products"
+    read_area = "products"
     list_display = ["product", "agent", "permissions"]
+
+    def save_model(self, request: Any, obj: ProductGrant, form: Any, change: bool) -> None:
+        from products import services
+
+        grant = services.product_grant(
+            actor=Actor.for_user(request.user),
+            product_id=obj.product_id,
+            agent_id=obj.agent_id,
+            permissions=obj.permissions or None,
+        )
+        obj.pk = grant.pk
+
+    def delete_model(self, request: Any, obj: ProductGrant) -> None:
+        from products import services
+
+        services.product_revoke(
+            actor=Actor.for_user(request.user), product_id=obj.product_id, agent_id=obj.agent_id
+        )
+
+    def delete_queryset(self, request: Any, queryset: Any) -> None:
+        for grant in queryset:
+            self.delete_model(request, grant)

@@ -31,6 +31,7 @@ class DataSource(models.Model):
 
     class Meta:
         ordering = ["source_id"]
+        permissions = [("manage_data_sources", "Can create and change data sources")]
 
     def __str__(self) -> str:
         return f"{self.source_id} ({self.kind})"
@@ -98,6 +99,11 @@ class DataProduct(models.Model):
 
     class Meta:
         ordering = ["product_id"]
+        permissions = [
+            ("define_products", "Can create and edit draft data products"),
+            ("publish_products", "Can publish data products"),
+            ("grant_products", "Can grant data products to agents and revoke them"),
+        ]
         triggers = [
             # Like policy versions: services never change a published product, and the database
             # refuses it too (the Django admin, a shell, a stray .update()).

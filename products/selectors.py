@@ -1,7 +1,8 @@
 """Reads of data sources and products, with the actor's visibility applied.
 
 An agent sees only published products granted to it; any other product is ``not_found`` (never a
-403 that would confirm the product exists). Staff users and the system see everything.
+403 that would confirm the product exists). People see products and sources through the
+permissions of ``tracemem_site.permissions``; the system sees everything.
 """
 
 from __future__ import annotations
@@ -15,14 +16,7 @@ from products.models import DataProduct, DataSource, ProductGrant, ProductStatus
 from tracemem_site import validation as v
 from tracemem_site.actor import Actor
 from tracemem_site.errors import InvalidArgument, NotFound, PermissionDenied
-
-
-def require_staff(actor: Actor) -> None:
-    if actor.kind == "system":
-        return
-    user = actor.user
-    if actor.kind != "user" or user is None or not user.is_active or not getattr(user, "is_staff", False):
-        raise PermissionDenied("only staff users may manage data sources and products")
+from tracemem_site.permissions import require_reader
 
 
 def require_agent(actor: Actor) -> Agent:
@@ -78,17 +72,17 @@ def agent_data_products(agent: Agent) -> list[dict[str, Any]]:
 
 
 def data_sources_for_admin(actor: Actor) -> QuerySet[DataSource]:
-    require_staff(actor)
+    require_reader(actor, "data_sources")
     return DataSource.objects.all().order_by("source_id")
 
 
 def products_for_admin(actor: Actor) -> QuerySet[DataProduct]:
-    require_staff(actor)
+    require_reader(actor, "products")
     return DataProduct.objects.all().select_related("source").order_by("product_id")
 
 
 def product_for_admin(actor: Actor, product_id: str) -> DataProduct:
-    require_staff(actor)
+    require_reader(actor, "products")
     try:
         return DataProduct.objects.select_related("source").get(pk=product_id)
     except DataProduct.DoesNotExist:

@@ -20,6 +20,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from agents.models import Agent
+from audit.services import audit_record
 from decisions.models import Decision, EventType, TraceEvent
 from decisions.services import decision_lock, ensure_not_terminal, ensure_writable, trace_append
 from policies import selectors as policy_selectors
@@ -37,7 +38,7 @@ from products.models import (
     SourceKind,
     WriteResult,
 )
-from products.selectors import product_for_agent, require_staff
+from products.selectors import product_for_agent
 from tracemem_site import crypto
 from tracemem_site import validation as v
 from tracemem_site.actor import Actor
@@ -53,7 +54,9 @@ from tracemem_site.errors import (
     PurposeNotAllowed,
 )
 from tracemem_site.ids import new_id
+from tracemem_site.permissions import require_perm
 from tracemem_site.redaction import redact
+from tracemem_site.timefmt import iso_z
 from tracemem_verify.chain import canonical_json
 
 PRODUCT_ID_RE = re.compile(r"^[a-z][a-z0-9_]{0,56}_v([0-9]{1,5})$")
@@ -109,11 +112,21 @@ def _dsn_display(dsn: str) -> str:
     return psycopg.conninfo.make_conninfo(**shown)
 
 
+def _source_audit(source: DataSource) -> dict[str, Any]:
+    """What the audit log keeps of a source: never the DSN, only its displayed (password-free) part."""
+    return {
+        "source_id": source.source_id,
+        "name": source.name,
+        "kind": source.kind,
+        "dsn_display": source.dsn_display,
+    }
+
+
 @transaction.atomic
 def data_source_save(*, actor: Actor, source_id: Any, name: Any = None, dsn: Any = None) -> DataSource:
     """Create or update an external PostgreSQL source. ``dsn`` is write-only: stored encrypted and
     never returned; omit it on update to keep the stored one."""
-    require_staff(actor)
+    require_perm(actor, "products.manage_data_sources")
     clean_id = v.string(source_id, "source_id", max_length=63)
     if not SOURCE_ID_RE.match(clean_id):
         raise InvalidArgument("source_id must match [a-z][a-z0-9_]+", field="source_id")
@@ -121,23 +134,55 @@ def data_source_save(*, actor: Actor, source_id: Any, name: Any = None, dsn: Any
         raise InvalidArgument("source_id builtin is reserved for TraceMem's own database", field="source_id")
     clean_name = v.optional_string(name, "name") or clean_id
     source = DataSource.objects.select_for_update().filter(pk=clean_id).first()
+    before = _source_audit(source) if source is not None else None
     if source is None:
         if dsn is None:
             raise InvalidArgument("dsn is required when creating a data source", field="dsn")
         source = DataSource(source_id=clean_id, kind=SourceKind.POSTGRESQL)
     source.name = clean_name
+    after = _source_audit(source)
     if dsn is not None:
         clean_dsn = v.string(dsn, "dsn", max_length=2000)
         source.dsn_display = _dsn_display(clean_dsn)
         source.dsn_encrypted = crypto.encrypt(clean_dsn)
+        # The DSN itself is never logged; that it was replaced is.
+        after = {**_source_audit(source), "write_only_changed": ["dsn"]}
     source.save()
+    audit_record(
+        actor=actor,
+        action="data_source.create" if before is None else "data_source.update",
+        object_type="data_source",
+        object_id=source.source_id,
+        before=before,
+        after=after,
+    )
     return source
+
+
+@transaction.atomic
+def data_source_delete(*, actor: Actor, source_id: str) -> None:
+    """Delete a data source no product uses (``invalid_state`` otherwise)."""
+    require_perm(actor, "products.manage_data_sources")
+    source = DataSource.objects.select_for_update().filter(pk=source_id).first()
+    if source is None:
+        raise NotFound(f"data source {source_id[:64]!r} was not found")
+    if source.products.exists():
+        raise InvalidState(f"data source {source_id} is used by data products; it cannot be deleted")
+    before = _source_audit(source)
+    source.delete()
+    audit_record(
+        actor=actor,
+        action="data_source.delete",
+        object_type="data_source",
+        object_id=source_id,
+        before=before,
+    )
 
 
 @transaction.atomic
 def data_source_create(*, actor: Actor, source_id: Any, name: Any = None, dsn: Any) -> DataSource:
     """Create an external PostgreSQL source; ``conflict`` if the id is taken."""
-    require_staff(actor)
+    require_perm(actor, "products.manage_data_sources")
     if isinstance(source_id, str) and DataSource.objects.filter(pk=source_id).exists():
         raise Conflict(f"data source {source_id} already exists")
     return data_source_save(actor=actor, source_id=source_id, name=name, dsn=v.required(dsn, "dsn"))
@@ -185,6 +230,16 @@ def product_definition(product: DataProduct) -> dict[str, Any]:
 
 def product_hash(product: DataProduct) -> str:
     return hashlib.sha256(canonical_json(product_definition(product))).hexdigest()
+
+
+def _product_audit(product: DataProduct) -> dict[str, Any]:
+    return {**product_definition(product), "status": product.status, "hash": product.hash}
+
+
+def _grant_audit(grant: ProductGrant | None) -> dict[str, Any] | None:
+    if grant is None:
+        return None
+    return {"agent_id": grant.agent_id, "agent": grant.agent.name, "permissions": list(grant.permissions)}
 
 
 def _string_list(raw: Any, field: str, pattern: re.Pattern[str], *, allow_empty: bool) -> list[str]:
@@ -288,7 +343,7 @@ def _check_consistency(product: DataProduct) -> None:
 def product_check_definition(*, actor: Actor, product_id: str, definition: dict[str, Any]) -> None:
     """Raise what ``product_create`` / ``product_update`` would refuse in ``definition``, changing
     nothing (the Django admin's form shows it next to the fields)."""
-    require_staff(actor)
+    require_perm(actor, "products.define_products")
     existing = DataProduct.objects.filter(pk=product_id).first()
     probe = existing or DataProduct(product_id=product_id, name=product_id, source=data_source_builtin())
     _apply_definition(probe, definition)
@@ -297,7 +352,7 @@ def product_check_definition(*, actor: Actor, product_id: str, definition: dict[
 @transaction.atomic
 def product_create(*, actor: Actor, product_id: Any, definition: dict[str, Any]) -> DataProduct:
     """Create a draft product. ``product_id`` is a slug ending in its version, e.g. ``pg_customers_v1``."""
-    require_staff(actor)
+    require_perm(actor, "products.define_products")
     clean_id = v.string(product_id, "product_id", max_length=64)
     match = PRODUCT_ID_RE.match(clean_id)
     if not match:
@@ -315,13 +370,20 @@ def product_create(*, actor: Actor, product_id: Any, definition: dict[str, Any])
     _apply_definition(product, definition)
     product.hash = product_hash(product)
     product.save(force_insert=True)
+    audit_record(
+        actor=actor,
+        action="product.create",
+        object_type="product",
+        object_id=product.product_id,
+        after=_product_audit(product),
+    )
     return product
 
 
 @transaction.atomic
 def product_update(*, actor: Actor, product_id: str, changes: dict[str, Any]) -> DataProduct:
     """Change a draft product. A published product is frozen: publish ``..._v2`` instead."""
-    require_staff(actor)
+    require_perm(actor, "products.define_products")
     product = DataProduct.objects.select_for_update().filter(pk=product_id).first()
     if product is None:
         raise NotFound(f"data product {product_id[:64]!r} was not found")
@@ -330,31 +392,65 @@ def product_update(*, actor: Actor, product_id: str, changes: dict[str, Any]) ->
             f"data product {product_id} is published and frozen (agents rely on its hash); "
             "create the next version (e.g. _v2) with the change"
         )
+    before = _product_audit(product)
     _apply_definition(product, changes)
     product.hash = product_hash(product)
     product.save()
+    audit_record(
+        actor=actor,
+        action="product.update",
+        object_type="product",
+        object_id=product.product_id,
+        before=before,
+        after=_product_audit(product),
+    )
     return product
+
+
+@transaction.atomic
+def product_delete(*, actor: Actor, product_id: str) -> None:
+    """Delete a draft product (a published one is frozen and never deleted)."""
+    require_perm(actor, "products.define_products")
+    product = DataProduct.objects.select_for_update().filter(pk=product_id).first()
+    if product is None:
+        raise NotFound(f"data product {product_id[:64]!r} was not found")
+    if product.status == ProductStatus.PUBLISHED:
+        raise InvalidState(f"data product {product_id} is published and frozen; it cannot be deleted")
+    before = _product_audit(product)
+    product.delete()
+    audit_record(
+        actor=actor, action="product.delete", object_type="product", object_id=product_id, before=before
+    )
 
 
 @transaction.atomic
 def product_publish(*, actor: Actor, product_id: str) -> DataProduct:
     """Freeze a draft product's definition and make it usable by granted agents. Idempotent."""
-    require_staff(actor)
+    require_perm(actor, "products.publish_products")
     product = DataProduct.objects.select_for_update().filter(pk=product_id).first()
     if product is None:
         raise NotFound(f"data product {product_id[:64]!r} was not found")
     if product.status != ProductStatus.PUBLISHED:
+        before = _product_audit(product)
         product.status = ProductStatus.PUBLISHED
         product.hash = product_hash(product)
         product.published_at = timezone.now()
         product.save()
+        audit_record(
+            actor=actor,
+            action="product.publish",
+            object_type="product",
+            object_id=product.product_id,
+            before=before,
+            after={**_product_audit(product), "published_at": iso_z(product.published_at)},
+        )
     return product
 
 
 @transaction.atomic
 def product_grant(*, actor: Actor, product_id: str, agent_id: Any, permissions: Any = None) -> ProductGrant:
     """Let an agent use a product. ``permissions`` defaults to the product's one operation."""
-    require_staff(actor)
+    require_perm(actor, "products.grant_products")
     product = DataProduct.objects.filter(pk=product_id).first()
     if product is None:
         raise NotFound(f"data product {product_id[:64]!r} was not found")
@@ -369,8 +465,19 @@ def product_grant(*, actor: Actor, product_id: str, agent_id: Any, permissions: 
         raise InvalidArgument(
             f"permissions must be a non-empty list of {', '.join(Operation.values)}", field="permissions"
         )
+    before = _grant_audit(
+        ProductGrant.objects.select_for_update().filter(product=product, agent=agent).first()
+    )
     grant, _ = ProductGrant.objects.update_or_create(
         product=product, agent=agent, defaults={"permissions": list(dict.fromkeys(perms))}
+    )
+    audit_record(
+        actor=actor,
+        action="product.grant",
+        object_type="product",
+        object_id=product.product_id,
+        before=before,
+        after=_grant_audit(grant),
     )
     return grant
 
@@ -378,9 +485,16 @@ def product_grant(*, actor: Actor, product_id: str, agent_id: Any, permissions: 
 @transaction.atomic
 def product_revoke(*, actor: Actor, product_id: str, agent_id: str) -> int:
     """Withdraw an agent's grant; returns how many grants were removed (0 or 1)."""
-    require_staff(actor)
-    deleted, _ = ProductGrant.objects.filter(product_id=product_id, agent_id=agent_id).delete()
-    return deleted
+    require_perm(actor, "products.grant_products")
+    grant = ProductGrant.objects.select_for_update().filter(product_id=product_id, agent_id=agent_id).first()
+    if grant is None:
+        return 0
+    before = _grant_audit(grant)
+    grant.delete()
+    audit_record(
+        actor=actor, action="product.revoke", object_type="product", object_id=product_id, before=before
+    )
+    return 1
 
 
 # --- reads and writes (agents) --------------------------------------------------------------
@@ -889,7 +1003,7 @@ def _execute(
 def idempotency_digest(key: str) -> str:
     """What is stored of an ``idempotency_key``: its keyed digest (HMAC-SHA256 keyed from the server's
     secret key, ``crypto.keyed_digest``), never the key. Rotating ``DJANGO_SECRET_KEY`` means a retry
-    sent across the rotation is no longer recognised; products migration 0003 converted older rows.
+    sent across the rotation is no longer recognised; products migration 0004 converted older rows.
     """
     return crypto.keyed_digest(key)
 
@@ -1300,7 +1414,8 @@ DEMO_PRODUCTS: list[dict[str, Any]] = [
 def products_seed_demo(*, actor: Actor, agent: Agent) -> list[str]:
     """Demo tables ``customers`` and ``orders`` in the built-in source and three published products
     granted to ``agent``. Idempotent; works on SQLite and PostgreSQL."""
-    require_staff(actor)
+    for perm in ("products.define_products", "products.publish_products", "products.grant_products"):
+        require_perm(actor, perm)
     _demo_tables()
     lines = []
     for spec in DEMO_PRODUCTS:

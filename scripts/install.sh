@@ -14,8 +14,13 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 stamp=.venv/.installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+client=clients/python
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ "$client/pyproject.toml" -nt "$stamp" ] \
+  || [ ! -x .venv/bin/tracemem ]; then
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q ".[dev]"
+  # The Python client (its own package) in editable mode: the `tracemem` command and
+  # `import tracemem_client` follow this checkout. The tests import it from clients/python/src.
+  .venv/bin/pip install -q -e "$client"
   touch "$stamp"
 fi

@@ -19,14 +19,15 @@ trap stop_all EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 # Without a broker there is no Celery beat: `manage.py tick` runs its schedule (approval expiry,
-# delivery re-dispatch) next to the web server. With a broker, run `celery beat` instead.
+# delivery re-dispatch) next to the web server. With a broker, run scripts/worker.sh and
+# scripts/beat.sh instead.
 if [ -z "${CELERY_BROKER_URL:-${REDIS_URL:-}}" ]; then
   .venv/bin/python manage.py tick &
   PIDS+=($!)
 fi
 echo "TraceMem is listening on http://$HOST:$PORT  (Ctrl-C stops it)"
-.venv/bin/gunicorn tracemem_site.wsgi --bind "$HOST:$PORT" --worker-class gthread --workers 1 --threads 8 \
-  --access-logfile - --error-logfile - &
+TRACEMEM_HOST=$HOST TRACEMEM_PORT=$PORT TRACEMEM_WEB_WORKERS=${TRACEMEM_WEB_WORKERS:-1} \
+  PATH="$PWD/.venv/bin:$PATH" scripts/serve.sh &
 PIDS+=($!)
 # Stop everything as soon as either process ends (or on Ctrl-C / SIGTERM, via the traps).
 wait -n "${PIDS[@]}"

@@ -19,6 +19,8 @@ fi
 echo "== mypy (django-stubs): tracemem_site and every app's services and selectors"
 .venv/bin/mypy tracemem_site tracemem_verify */services.py */selectors.py decisions/records.py decisions/receipts.py \
   decisions/evidence.py policies/engine.py agents/services_twofactor.py
+echo "== mypy --strict: the Python client (clients/python), against the oldest Python it supports"
+(cd clients/python && ../../.venv/bin/mypy src)
 echo "== migrations are up to date"; .venv/bin/python manage.py makemigrations --check --dry-run >/dev/null
 echo "== pytest"
 exec .venv/bin/pytest "$@"

@@ -204,3 +204,21 @@ def jsonrpc(
         all_headers.setdefault("Content-Type", "application/json")
         return httpx.post(mcp_url(live_server), content=content, headers=all_headers, timeout=30)
     return httpx.request(method, mcp_url(live_server), headers=all_headers, timeout=30)
+
+
+def mcp_post(key: str, tool: str, arguments: dict[str, Any] | None = None, *, request_id: int = 1) -> Any:
+    """One ``tools/call`` POSTed to /mcp through the Django test client (in-process, no live
+    server): for tests that need the raw HTTP answer (status, headers, the JSON-RPC body)."""
+    message = {
+        "jsonrpc": "2.0",
+        "id": request_id,
+        "method": "tools/call",
+        "params": {"name": tool, "arguments": arguments or {}},
+    }
+    return Client().post(
+        "/mcp",
+        json.dumps(message),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {key}",
+        HTTP_ACCEPT="application/json, text/event-stream",
+    )

@@ -197,8 +197,12 @@ def test_agent_owner_may_not_vote_unless_route_allows(make_agent: Any) -> None:
     assert response.status_code == 403 and response.json()["error"]["code"] == "permission_denied"
     assert not Vote.objects.exists()
     assert Approval.objects.get(pk=approval_id).status == "pending"
+    # The route's rules are frozen per approval: allowing the owner now changes only later requests.
     ApprovalRoute.objects.filter(pk=route.pk).update(allow_agent_owner=True)
-    assert owner.approve(approval_id).json()["status"] == "approved"
+    assert owner.approve(approval_id).status_code == 403
+    api.post(f"/api/v1/decisions/{decision_id}/close", {"action": "abort"})
+    later = request_approval(api, open_decision(api), approval_route_id="route_finance").json()["approval_id"]
+    assert owner.approve(later).json()["status"] == "approved"
 
 
 def test_double_vote_is_refused_across_channels(api: Any) -> None:

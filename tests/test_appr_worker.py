@@ -63,7 +63,7 @@ class Worker:
                 "worker",
                 "--pool=solo",
                 "-Q",
-                "celery",
+                "celery,deliveries",
                 "--without-heartbeat",
                 "--without-mingle",
                 "--without-gossip",

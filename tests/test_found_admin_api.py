@@ -10,6 +10,7 @@ from django.test import Client
 
 from agents import services as agent_services
 from agents.models import Agent, AgentKey
+from tests.perm_helpers import ALL_ADMIN_PERMS, grant
 from tracemem_site.actor import Actor
 
 pytestmark = pytest.mark.django_db
@@ -32,7 +33,9 @@ class TokenClient:
 
 
 def _user(username: str, *, staff: bool) -> Any:
-    return get_user_model().objects.create_user(username, f"{username}@example.com", None, is_staff=staff)
+    """``staff`` here means "an admin": since issue 11 that is a set of permissions, not the flag."""
+    user = get_user_model().objects.create_user(username, f"{username}@example.com", None, is_staff=staff)
+    return grant(user, *ALL_ADMIN_PERMS) if staff else user
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 
 from agents.models import Agent, AgentKey, PersonalToken
+from tests.perm_helpers import make_staff
 
 pytestmark = pytest.mark.django_db
 
@@ -47,7 +48,7 @@ def test_create_agent_with_unknown_owner_fails_cleanly(db: Any) -> None:
 
 
 def test_create_token_prints_a_token_the_admin_api_accepts(db: Any) -> None:
-    get_user_model().objects.create_user("ops", "ops@example.com", None, is_staff=True)
+    make_staff("ops")
     token = _secret(_run("create_token", "ops"), "tmpat_")
     assert PersonalToken.objects.get(user__username="ops").token_hash != token
     response = Client().get("/api/v1/admin/agents", HTTP_AUTHORIZATION=f"Token {token}")

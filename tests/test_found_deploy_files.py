@@ -26,10 +26,10 @@ def test_compose_has_the_five_services_each_with_a_healthcheck() -> None:
 def test_app_services_run_the_right_commands_from_env() -> None:
     services = _compose()["services"]
     web_command = " ".join(services["web"]["command"])
-    assert "gunicorn tracemem_site.wsgi" in web_command and "--worker-class gthread" in web_command
+    assert "exec scripts/serve.sh" in web_command  # gunicorn, gthread: tests/test_entry_points.py
     assert "manage.py migrate" in web_command
-    assert services["worker"]["command"][:4] == ["celery", "-A", "tracemem_site", "worker"]
-    assert services["beat"]["command"][:4] == ["celery", "-A", "tracemem_site", "beat"]
+    assert services["worker"]["command"] == ["scripts/worker.sh"]
+    assert services["beat"]["command"] == ["scripts/beat.sh"]
     for name in ("web", "worker", "beat"):
         assert services[name]["env_file"] == ".env", name
         assert services[name]["build"] == "."

@@ -464,7 +464,7 @@ def test_idempotency_keys_are_stored_as_keyed_digests_and_retries_still_return_t
 
 
 def test_write_results_stored_before_digests_keep_working_after_the_migration(orders_demo: str) -> None:
-    """A row written with the plain key (before products 0003) is converted by the migration's own
+    """A row written with the plain key (before products 0004) is converted by the migration's own
     function, and a retry with that key still returns the first result."""
     import importlib
 
@@ -495,7 +495,7 @@ def test_write_results_stored_before_digests_keep_working_after_the_migration(or
         ),
         result=stored,
     )
-    migration = importlib.import_module("products.migrations.0003_idempotency_keys_as_keyed_digests")
+    migration = importlib.import_module("products.migrations.0004_idempotency_keys_as_keyed_digests")
     migration.digest_existing_keys(apps, None)
     assert WriteResult.objects.get(decision_id=decision_id).idempotency_digest != "old-plain-key"
     before = _orders_count()

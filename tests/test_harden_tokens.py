@@ -44,7 +44,7 @@ def test_a_revoked_personal_token_gets_401_on_its_next_request() -> None:
     listed = call(secret, "GET", "/api/v1/tokens")
     assert listed.status_code == 200
     [row] = listed.json()["tokens"]
-    assert row["token_id"] == token.token_id == f"pat_{token.pk}"
+    assert row["token_id"] == token.token_id == f"tok_{token.pk}"
     assert (row["name"], row["user"], row["state"], row["prefix"]) == (
         "laptop",
         "rita",
@@ -67,8 +67,8 @@ def test_people_see_only_their_own_tokens_and_cannot_revoke_anyone_elses() -> No
     assert [t["user"] for t in call(rita_secret, "GET", "/api/v1/tokens").json()["tokens"]] == ["rita"]
     refused = call(rita_secret, "POST", f"/api/v1/tokens/{bob_token.token_id}/revoke")
     assert refused.status_code == 404 and refused.json()["error"]["code"] == "not_found"
-    assert call(rita_secret, "POST", "/api/v1/tokens/pat_999999/revoke").json() == refused.json() | {
-        "error": {**refused.json()["error"], "message": "no token pat_999999"}
+    assert call(rita_secret, "POST", "/api/v1/tokens/tok_999999/revoke").json() == refused.json() | {
+        "error": {**refused.json()["error"], "message": "no token tok_999999"}
     }
     bob_token.refresh_from_db()
     assert bob_token.revoked_at is None and call(bob_secret, "GET", "/api/v1/tokens").status_code == 200
@@ -146,8 +146,8 @@ def test_manage_py_revoke_token_revokes_once_and_says_so(capsys: Any) -> None:
     assert call(secret, "GET", "/api/v1/tokens").status_code == 401
     call_command("revoke_token", token.token_id)
     assert "was already revoked" in capsys.readouterr().out
-    with pytest.raises(CommandError, match="no token pat_424242"):
-        call_command("revoke_token", "pat_424242")
+    with pytest.raises(CommandError, match="no token tok_424242"):
+        call_command("revoke_token", "tok_424242")
 
 
 def test_manage_py_create_token_can_set_an_expiry(capsys: Any) -> None:

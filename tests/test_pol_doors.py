@@ -15,6 +15,7 @@ from decisions.models import TraceEvent
 from policies import selectors, services
 from policies.models import PolicyVersion
 from tests.mcp_helpers import DOORS, call_tool, error_code, shape
+from tests.perm_helpers import make_staff
 from tracemem_site.actor import Actor
 
 SYSTEM = Actor.system("test")
@@ -123,7 +124,11 @@ def test_capabilities_get_lists_granted_policies(make_agent: Any) -> None:
 
 
 def admin_client(staff: bool = True) -> tuple[Client, dict[str, str]]:
-    user = get_user_model().objects.create_user("ada" if staff else "bob", password="pw", is_staff=staff)
+    user = (
+        make_staff("ada", password="pw")
+        if staff
+        else get_user_model().objects.create_user("bob", password="pw")
+    )
     token = agent_services.personal_token_create(actor=SYSTEM, user=user).secret
     return Client(), {"HTTP_AUTHORIZATION": f"Token {token}"}
 
@@ -245,7 +250,7 @@ def test_admin_api_accepts_a_staff_session_and_refuses_agent_keys(make_agent: An
     published()
     _, key = make_agent()
     client = Client()
-    client.force_login(get_user_model().objects.create_user("ada", password="pw", is_staff=True))
+    client.force_login(make_staff("ada", password="pw"))
     listing = client.get("/api/v1/admin/policies")
     assert (listing.status_code, [p["policy_id"] for p in listing.json()["policies"]]) == (
         200,

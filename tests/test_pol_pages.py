@@ -10,6 +10,7 @@ from django.test import Client
 
 from decisions import services as decision_services
 from policies import selectors, services
+from tests.perm_helpers import make_staff
 from tracemem_site.actor import Actor
 
 SYSTEM = Actor.system("test")
@@ -26,7 +27,7 @@ RULES = [
 @pytest.fixture
 def staff_client(db: Any) -> Client:
     client = Client()
-    client.force_login(get_user_model().objects.create_user("ada", password="pw", is_staff=True))
+    client.force_login(make_staff("ada", password="pw"))
     return client
 
 

@@ -21,6 +21,7 @@ from decisions.models import TraceEvent
 from products import services
 from products.models import WriteResult
 from tests.mcp_helpers import VOLATILE_KEYS, call_both, error_code, mcp_call, shape
+from tests.perm_helpers import make_staff
 from tracemem_site.actor import Actor
 
 SYSTEM = Actor.system("test")
@@ -360,7 +361,7 @@ def test_external_postgresql_source_reads_through_its_encrypted_dsn(committed_de
 
 def test_admin_api_with_personal_token(committed_demo: Any) -> None:
     agent, _ = committed_demo
-    staff = get_user_model().objects.create_user("ops", password="x", is_staff=True)
+    staff = make_staff("ops", password="x")
     token = agent_services.personal_token_create(actor=SYSTEM, user=staff).secret
     client = Client()
     auth = {"HTTP_AUTHORIZATION": f"Token {token}"}

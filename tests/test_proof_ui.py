@@ -6,10 +6,10 @@ import base64
 from collections.abc import Iterator
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.test import Client, override_settings
 
 from decisions import receipts, records
+from tests.perm_helpers import make_staff
 from tracemem_site.actor import Actor
 
 pytestmark = pytest.mark.django_db
@@ -30,7 +30,7 @@ def test_record_page_shows_the_chain_and_the_evidence_button_downloads_the_pack(
     second = records.decision_record(
         actor=agent_actor, title="Pin Django 5.2", supersedes=first.decision_id, tags=["django"], **fields
     )
-    auditor = get_user_model().objects.create_user("auditor", is_staff=True)
+    auditor = make_staff("auditor", "decisions.view_decision")
     browser = Client()
     browser.force_login(auditor)
 
@@ -60,7 +60,7 @@ def test_plain_decision_page_has_no_record_card(agent_actor: Actor) -> None:
     decision = services.decision_create(
         actor=agent_actor, intent="code.refactor.execute", automation_mode="autonomous"
     )
-    auditor = get_user_model().objects.create_user("auditor2", is_staff=True)
+    auditor = make_staff("auditor2", "decisions.view_decision")
     browser = Client()
     browser.force_login(auditor)
     html = browser.get(f"/decisions/{decision.decision_id}/").content.decode()

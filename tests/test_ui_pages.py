@@ -12,6 +12,7 @@ from django.test import Client
 from agents.models import Agent, AgentKey
 from decisions import services as decision_services
 from decisions.models import Decision
+from tests.perm_helpers import make_staff
 from tracemem_site.actor import Actor
 
 pytestmark = pytest.mark.django_db
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def staff(db: Any) -> Any:
-    return get_user_model().objects.create_user("staffer", password="pw-staffer-1", is_staff=True)
+    return make_staff("staffer", password="pw-staffer-1")
 
 
 @pytest.fixture
@@ -168,12 +169,13 @@ def test_staff_rotates_then_revokes_a_key(
 
 
 def test_non_staff_cannot_create_agents_and_sees_why(make_agent: Any) -> None:
-    user = get_user_model().objects.create_user("reviewer", password="x")
+    user = get_user_model().objects.create_user("reviewer", password="x", is_staff=True)
     client = Client()
     client.force_login(user)
-    response = client.post("/agents/create/", {"name": "nope"}, follow=True)
+    response = client.post("/agents/create/", {"name": "nope"})
+    assert response.status_code == 403
     assert not Agent.objects.filter(name="nope").exists()
-    assert "only staff users may manage agents and keys" in response.content.decode()
+    assert "you need the permission agents.manage_agents" in response.content.decode()
 
 
 def test_decision_page_flags_a_tampered_trace(

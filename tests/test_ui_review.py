@@ -11,6 +11,7 @@ from django.test import Client
 from agents.models import Agent
 from approvals.models import Approval, Vote
 from decisions.models import TraceEvent
+from tests.perm_helpers import make_staff
 from tests.ui_scenario import SECRET, decision_needing_approval, make_reviewer, make_route
 
 pytestmark = pytest.mark.django_db
@@ -73,12 +74,11 @@ def test_agent_owner_sees_why_and_no_buttons(make_agent: Callable[..., tuple[Age
 def test_reviewer_outside_the_route_group_sees_why_and_no_buttons(
     make_agent: Callable[..., tuple[Agent, str]],
 ) -> None:
-    from django.contrib.auth import get_user_model
 
     make_route()
     agent, _ = make_agent("group-agent")
     _, approval = decision_needing_approval(agent)
-    outsider = get_user_model().objects.create_user("outsider", password="x", is_staff=True)
+    outsider = make_staff("outsider", "approvals.view_approval", password="x")
     body = _client(outsider).get(f"/review/{approval.approval_id}/").content.decode()
     assert "Only members of the group &#x27;refund-reviewers&#x27; may vote" in body
     assert ">Approve</button>" not in body
@@ -137,9 +137,8 @@ def test_routes_pages_list_quorum_group_and_pending(make_agent: Callable[..., tu
     make_route(required=2, rationale=True)
     agent, _ = make_agent("route-agent")
     decision_needing_approval(agent)
-    from django.contrib.auth import get_user_model
 
-    client = _client(get_user_model().objects.create_user("boss", password="x", is_staff=True))
+    client = _client(make_staff("boss", "approvals.view_approvalroute", password="x"))
     listing = client.get("/routes/")
     route = listing.context["routes"][0]
     assert (route.route_id, route.pending, route.required_approvals) == ("route_refunds", 1, 2)
@@ -149,13 +148,12 @@ def test_routes_pages_list_quorum_group_and_pending(make_agent: Callable[..., tu
 
 
 def test_products_pages_are_for_staff(make_agent: Any) -> None:
-    from django.contrib.auth import get_user_model
 
     reviewer = _client(make_reviewer("rev1"))
     response = reviewer.get("/products/")
     assert response.status_code == 403
-    assert "only staff users may manage data sources and products" in response.content.decode()
-    staff = _client(get_user_model().objects.create_user("boss", password="x", is_staff=True))
+    assert "you need the permission products.view_dataproduct" in response.content.decode()
+    staff = _client(make_staff("boss", "products.view_dataproduct", password="x"))
     page = staff.get("/products/")
     assert page.status_code == 200 and "No data products yet." in page.content.decode()
     assert staff.get("/products/missing/").status_code == 404

@@ -1,4 +1,5 @@
-"""Routes and agents pages show admin data (channel destinations, agents, owners, keys): staff only."""
+"""Routes and agents pages show admin data (channel destinations, agents, owners, keys): only to
+people holding a permission of that area (issue 11: permissions, not ``is_staff``)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.test import Client
 
 from agents.models import Agent, AgentKey
 from approvals.models import ApprovalRoute
+from tests.perm_helpers import make_staff
 from tests.ui_scenario import make_reviewer, make_route
 
 pytestmark = pytest.mark.django_db
@@ -39,7 +40,7 @@ def test_a_reviewer_who_is_not_staff_cannot_see_routes(route: ApprovalRoute, pat
     assert response.status_code == 403
     body = response.content.decode()
     assert (
-        '<p class="alert alert-error" role="alert" id="refusal">only staff can manage approval routes</p>'
+        '<p class="alert alert-error" role="alert" id="refusal">you need the permission approvals.view_approvalroute'
         in body
     )
     assert DESTINATION not in body and "C0SECRET1" not in body
@@ -55,7 +56,7 @@ def test_a_reviewer_who_is_not_staff_cannot_see_agents(
         response = client.get(path)
         assert response.status_code == 403, path
         body = response.content.decode()
-        assert "only staff users may manage agents and keys; ask an admin" in body
+        assert "you need the permission agents.view_agent" in body
         assert "billing-bot" not in body
 
 
@@ -73,7 +74,7 @@ def test_a_non_staff_key_issue_is_refused_and_issues_nothing(
 
 def test_the_menu_offers_agents_and_routes_to_staff_only(route: ApprovalRoute) -> None:
     reviewer_page = _client(make_reviewer("rev1")).get("/review/").content.decode()
-    staff = get_user_model().objects.create_user("boss", password="x", is_staff=True)
+    staff = make_staff("boss", "agents.view_agent", "approvals.view_approvalroute", password="x")
     staff_page = _client(staff).get("/review/").content.decode()
 
     assert 'href="/agents/"' not in reviewer_page and 'href="/routes/"' not in reviewer_page
@@ -84,7 +85,7 @@ def test_staff_see_routes_with_their_channels_and_agents(
     route: ApprovalRoute, make_agent: Callable[..., tuple[Agent, str]]
 ) -> None:
     make_agent("billing-bot")
-    staff = _client(get_user_model().objects.create_user("boss", password="x", is_staff=True))
+    staff = _client(make_staff("boss", "agents.view_agent", "approvals.view_approvalroute", password="x"))
 
     assert [r.route_id for r in staff.get("/routes/").context["routes"]] == ["route_refunds"]
     assert DESTINATION in staff.get("/routes/route_refunds/").content.decode()

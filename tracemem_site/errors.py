@@ -87,3 +87,18 @@ class RateLimited(DomainError):
     def __init__(self, message: str, *, retry_after: int, details: dict[str, Any] | None = None) -> None:
         super().__init__(message, details={**(details or {}), "retry_after": retry_after})
         self.retry_after = retry_after
+
+
+class Unavailable(DomainError):
+    """A dependency (the database) is down; the call was not applied and may be repeated.
+
+    ``applied`` is False when the transaction certainly rolled back, ``"unknown"`` when the
+    connection was lost while committing (then the caller must look before repeating).
+    """
+
+    code = "unavailable"
+    http_status = 503
+
+    def __init__(self, message: str, *, retry_after: int, applied: bool | str = False) -> None:
+        super().__init__(message, details={"retry_after": retry_after, "applied": applied})
+        self.retry_after = retry_after

@@ -53,7 +53,8 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 
 from tracemem_site import safejson
-from tracemem_site.errors import DomainError, InvalidArgument
+from tracemem_site.errors import DomainError, InvalidArgument, Unavailable
+from tracemem_site.outage import database_outage
 from tracemem_site.parsers import PayloadTooLarge
 from tracemem_site.version import PROTOCOL_VERSIONS, SERVER_VERSION
 
@@ -73,6 +74,9 @@ Errors come back as "[code] message": read the message, it says what to do next.
 
 ACCEPT_DEFAULT = "application/json, text/event-stream"
 JSON = "application/json"
+# JSON-RPC "server error" range (-32000..-32099): TraceMem could not serve the request because a
+# dependency is down; nothing was applied (error.data says so and when to retry).
+UNAVAILABLE = -32003
 
 
 # --- errors: one mapping for the stock and the fast path ------------------------------------
@@ -93,6 +97,7 @@ def tool_error_result(tool_name: str, exc: BaseException) -> types.CallToolResul
     """The ``isError`` result an agent sees for an exception raised while calling a tool."""
     if isinstance(exc, ToolError) and exc.__cause__ is not None:
         exc = exc.__cause__
+    exc = database_outage(exc) or exc
     if isinstance(exc, DomainError):
         text = str(exc)
     elif isinstance(exc, pydantic.ValidationError):
@@ -137,6 +142,16 @@ def argument_refusal(tool: Tool, arguments: dict[str, Any]) -> InvalidArgument |
     return unknown_arguments(tool, arguments) or too_deep_arguments(arguments)
 
 
+def compact_text(structured: Any) -> list[types.TextContent]:
+    """The result object as compact JSON text (SPEC §1: the text is the object as JSON).
+
+    FastMCP pretty-prints (indent=2), which made a long trace ~2.5x its REST body; compact text is
+    the same size as the REST body. Both paths (stock and fast) use this.
+    """
+    text = json.dumps(structured, separators=(",", ":"), ensure_ascii=False)
+    return [types.TextContent(type="text", text=text)]
+
+
 class DomainTool(Tool):
     """A FastMCP tool whose failures are ``[code] message`` results (stock path)."""
 
@@ -145,9 +160,12 @@ class DomainTool(Tool):
         if refused is not None:
             return tool_error_result(self.name, refused)
         try:
-            return await super().run(arguments, context=context, convert_result=convert_result)
+            result = await super().run(arguments, context=context, convert_result=convert_result)
         except ToolError as exc:
             return tool_error_result(self.name, exc)
+        if convert_result and isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], dict):
+            return compact_text(result[1]), result[1]
+        return result
 
 
 class _DropDomainErrors(logging.Filter):
@@ -349,9 +367,11 @@ class FastPathMixin:
             return converted
         if isinstance(converted, tuple) and len(converted) == 2:
             content, structured = converted
+            if isinstance(structured, dict):
+                content = compact_text(structured)
         elif isinstance(converted, dict):
             structured = converted
-            content = [types.TextContent(type="text", text=json.dumps(converted, indent=2))]
+            content = compact_text(converted)
         else:
             content, structured = converted, None
         validator = _output_validator(name)
@@ -380,6 +400,28 @@ def _transport_refusal(exc: Exception) -> tuple[int, int, str] | None:
     if isinstance(exc, exceptions.UnsupportedMediaType):
         return 415, types.INVALID_REQUEST, "Invalid Request: send the JSON-RPC message as application/json"
     return None
+
+
+def _unavailable_response(request: Request, error: Unavailable) -> HttpResponse:
+    """A dependency failed before the message could be handled (e.g. while authenticating): a
+    JSON-RPC error for the caller's request id, with HTTP 503 and Retry-After for its transport."""
+    try:
+        data = request.data
+        request_id = data.get("id") if isinstance(data, dict) else None
+    except Exception:  # the body is unreadable: the error is still about the outage
+        request_id = None
+    body = {
+        "jsonrpc": "2.0",
+        "id": request_id if isinstance(request_id, str | int) and not isinstance(request_id, bool) else None,
+        "error": {
+            "code": UNAVAILABLE,
+            "message": str(error),
+            "data": error.as_dict()["details"] | {"code": error.code},
+        },
+    }
+    response = HttpResponse(json.dumps(body), status=503, content_type=JSON)
+    response["Retry-After"] = str(error.retry_after)
+    return response
 
 
 def _auth_classes() -> list[Any]:
@@ -414,6 +456,9 @@ class StockMCPView(MCPServerStreamableHttpView):
             http_status, code, message = refusal
             body = {"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}}
             return HttpResponse(json.dumps(body), status=http_status, content_type=JSON)
+        outage = database_outage(exc)
+        if outage is not None:
+            return _unavailable_response(self.request, outage)
         return super().handle_exception(exc)
 
     @staticmethod

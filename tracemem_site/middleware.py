@@ -1,54 +1,56 @@
-"""Two-factor sign-in gate: whoever must use a second factor reaches nothing but the sign-in and
-two-factor pages until this session is verified with a TOTP code (django-otp's OTPMiddleware runs
-first and tells whether it is). One place, so no page, admin screen or session-authenticated API
-call can be reached with the password alone."""
+"""The HTML door's answer to a database outage: 503 with Retry-After, never a 500 page; and the
+per-request commit tracking every door's outage answer relies on.
+
+REST and MCP views map outages in their own exception handlers; this covers every other view
+(review UI, explorer, admin, email links) through ``process_exception``, and ``server_error``
+(``handler500``) covers an outage raised outside a view (e.g. by a middleware).
+"""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
-from urllib.parse import quote
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import redirect
+from django.http import HttpRequest, HttpResponse
+from django.utils.html import escape
+from django.views import defaults
 
-from agents.selectors import confirmed_device
-from approvals.selectors import second_factor_required
-
-VERIFY_URL = "/login/verify/"
-ENROL_URL = "/account/two-factor/"
-_OPEN_PREFIXES = ("/login/", "/logout/", ENROL_URL, "/static/", "/favicon.ico", "/healthz", "/readyz")
+from tracemem_site.errors import Unavailable
+from tracemem_site.outage import database_outage, tracking_commits
 
 
-class SecondFactorMiddleware:
+def unavailable_page(error: Unavailable) -> HttpResponse:
+    response = HttpResponse(
+        "<!doctype html><title>TraceMem is unavailable</title><h1>Temporarily unavailable</h1>"
+        f"<p>{escape(error.message)}.</p>",
+        status=503,
+        content_type="text/html; charset=utf-8",
+    )
+    response["Retry-After"] = str(error.retry_after)
+    response._has_been_logged = True  # type: ignore[attr-defined]  # outage.py logged one line already
+    return response
+
+
+class DatabaseOutageMiddleware:
+    """Tracks each request's commits (so an outage answer can say whether the call was applied)
+    and turns an outage raised by an HTML view into a 503 page."""
+
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        user = request.user
-        # Pages show no navigation (and start no htmx polling) while the second factor is pending.
-        request.second_factor_pending = False  # type: ignore[attr-defined]
-        # OTPMiddleware gave every user is_verified(): a code was given in this session.
-        if user.is_authenticated and not user.is_verified() and second_factor_required(user):  # type: ignore[attr-defined]
-            request.second_factor_pending = True  # type: ignore[attr-defined]
-            if not request.path.startswith(_OPEN_PREFIXES):
-                return _refusal(request, has_device=confirmed_device(user) is not None)
-        return self.get_response(request)
+        with tracking_commits():
+            return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        error = database_outage(exception)
+        return unavailable_page(error) if error is not None else None
 
 
-def _refusal(request: HttpRequest, *, has_device: bool) -> HttpResponse:
-    if request.headers.get("HX-Request"):
-        return HttpResponse("two-factor sign-in required", status=403, content_type="text/plain")
-    if request.path.startswith("/api/") or request.path == "/mcp":
-        return JsonResponse(
-            {
-                "error": {
-                    "code": "permission_denied",
-                    "message": f"finish two-factor sign-in in the browser first ({VERIFY_URL}), "
-                    "or use a personal access token",
-                    "details": {"reason": "second_factor_required"},
-                }
-            },
-            status=403,
-        )
-    target = VERIFY_URL if has_device else ENROL_URL
-    return redirect(f"{target}?next={quote(request.get_full_path())}")
+def server_error(request: HttpRequest) -> HttpResponse:
+    """``handler500``: an outage that escaped every view still gets a 503."""
+    exc = sys.exc_info()[1]
+    error = database_outage(exc) if exc is not None else None
+    if error is not None:
+        return unavailable_page(error)
+    return defaults.server_error(request)

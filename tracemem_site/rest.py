@@ -20,6 +20,7 @@ from agents.auth import DomainAuthenticationFailed, PersonalTokenAuthentication
 from agents.models import Agent
 from tracemem_site.actor import Actor
 from tracemem_site.errors import DomainError, InvalidArgument
+from tracemem_site.outage import database_outage
 from tracemem_site.parsers import BodyTooDeep, PayloadTooLarge
 
 logger = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ ERROR_RESPONSES = {
         404: "not_found (also another agent's decision)",
         409: "invalid_state / conflict / approval_required",
         429: "rate_limited (with Retry-After)",
+        503: "unavailable: a dependency is down and the call was not applied (with Retry-After)",
     }.items()
 }
 
@@ -78,9 +80,10 @@ def _validation_message(detail: Any, prefix: str = "") -> tuple[str, str]:
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     if isinstance(exc, DomainAuthenticationFailed):
         exc = exc.domain_error
+    exc = database_outage(exc) or exc
     if isinstance(exc, DomainError):
         response = error_response(exc.code, exc.message, exc.http_status, exc.details)
-        if exc.code == "rate_limited":
+        if exc.code in ("rate_limited", "unavailable"):
             response["Retry-After"] = str(exc.details.get("retry_after", 1))
         if exc.http_status == 401:
             response["WWW-Authenticate"] = 'Agent realm="tracemem"'
@@ -167,10 +170,23 @@ def body(request: Request, accepts: type[serializers.Serializer] | None = None) 
     return data
 
 
+def query(request: Request, accepts: tuple[str, ...]) -> dict[str, str]:
+    """The query parameters of a GET operation; one it does not take is refused, like ``body``."""
+    params = request.query_params
+    unknown = sorted(name for name in params if name not in accepts)
+    if unknown:
+        raise InvalidArgument(
+            f"this operation does not take the parameter {unknown[0]!r}; allowed: {', '.join(accepts)}",
+            field=unknown[0],
+            details={"allowed": list(accepts)},
+        )
+    return {name: params[name] for name in accepts if name in params}
+
+
 class HumanAPIView(APIView):
     """Base of the reviewer and admin API: a logged-in session (CSRF-checked) or ``Token tmpat_…``.
 
-    Agent keys are not accepted here; whether the human may act (staff, route group) is decided
+    Agent keys are not accepted here; whether the human may act (a permission, a route group) is decided
     by the service or selector, as everywhere else.
     """
 

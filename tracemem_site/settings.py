@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "policies",
     "approvals",
     "products",
+    "audit",
 ]
 
 MIDDLEWARE = [
@@ -74,8 +75,10 @@ MIDDLEWARE = [
     "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     # Whoever must use two-factor sign-in reaches nothing but the 2FA pages until they have.
-    "tracemem_site.middleware.SecondFactorMiddleware",
+    "tracemem_site.second_factor.SecondFactorMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Outage answers say whether the call was applied; an HTML page's is a 503 (tracemem_site/outage.py).
+    "tracemem_site.middleware.DatabaseOutageMiddleware",
     # Last, as django-axes asks: turns a locked-out sign-in into our lockout page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -94,6 +97,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "tracemem_site.web.menu",
             ],
         },
     },
@@ -141,6 +145,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "interval_max": 0.5,
 }
 CELERY_TASK_PUBLISH_RETRY = False
+# Notifications have their own queue and worker pool (scripts/worker.sh), so a slow receiver never
+# delays the beat's tick (approval expiry) or anything else; every other task uses "celery".
+CELERY_TASK_ROUTES = {"approvals.deliver_delivery": {"queue": "deliveries"}}
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     # Expire overdue approvals (fail closed) and re-dispatch overdue deliveries (approvals/tasks.py).
     "approvals-tick": {"task": "approvals.tick", "schedule": env_int("TRACEMEM_APPROVALS_TICK_SECONDS", 30)},
@@ -149,9 +156,20 @@ CELERY_TIMEZONE = "UTC"
 
 # --- Cache ------------------------------------------------------------------------------
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            # A dead or blackholed Redis must cost a request at most this, never a hang
+            # (tracemem_site/shared_cache.py then skips it for TRACEMEM_CACHE_RETRY_SECONDS).
+            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+        }
+    }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# Seconds to leave the shared cache alone after it failed, before probing it again.
+TRACEMEM_CACHE_RETRY_SECONDS = env_int("TRACEMEM_CACHE_RETRY_SECONDS", 5)
 
 # --- Email ------------------------------------------------------------------------------
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

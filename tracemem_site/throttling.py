@@ -3,11 +3,16 @@
 One budget per agent across both doors, counted in fixed windows in the shared cache with an atomic
 increment (Redis in production, so every gunicorn worker and host shares the count; two cache
 round trips per request, whatever the limit). Humans (reviewers, admins) are not throttled here.
+
+The store being down never fails a request (SPEC §9: an outage delays, never refuses): the count
+falls back to this process alone until the store answers again (``tracemem_site.shared_cache``), so
+an agent keeps a limit, at worst one budget per web process, and every call still goes through.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 import time
 from functools import lru_cache
 from typing import Any
@@ -19,6 +24,7 @@ from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
 from agents.models import Agent
+from tracemem_site.shared_cache import guarded
 
 _PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 
@@ -47,14 +53,42 @@ class AgentRateThrottle(BaseThrottle):
         allowed, window = limit
         now = time.time()
         key = f"tracemem:rate:{agent.agent_id}:{window}:{int(now // window)}"
-        cache.add(key, 0, timeout=window + 1)
-        try:
-            count = cache.incr(key)
-        except ValueError:  # the window's key expired between add and incr
-            cache.set(key, 1, timeout=window + 1)
-            count = 1
+        count = guarded("rate_limit", lambda: _count_shared(key, window), fallback=_FALLBACK)
+        if count is None:
+            count = _local.count(key, window, now)
         self.retry_after = max(1, math.ceil(window - now % window))
         return count <= allowed
 
     def wait(self) -> float | None:
         return getattr(self, "retry_after", None)
+
+
+_FALLBACK = "counting the rate limit per-process"
+
+
+def _count_shared(key: str, window: int) -> int:
+    cache.add(key, 0, timeout=window + 1)
+    try:
+        return int(cache.incr(key))
+    except ValueError:  # the window's key expired between add and incr
+        cache.set(key, 1, timeout=window + 1)
+        return 1
+
+
+class _LocalCounts:
+    """Fixed-window counts in this process only: the fallback while the shared store is down."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, tuple[int, float]] = {}
+
+    def count(self, key: str, window: int, now: float) -> int:
+        with self._lock:
+            if len(self._counts) > 10_000:  # drop finished windows now and then
+                self._counts = {k: v for k, v in self._counts.items() if v[1] > now}
+            count, expires = self._counts.get(key, (0, now + window + 1))
+            self._counts[key] = (count + 1, expires)
+            return count + 1
+
+
+_local = _LocalCounts()

@@ -13,6 +13,7 @@ api_v1 = [
     path("", include("approvals.urls")),
     path("", include("policies.urls")),
     path("", include("products.urls")),
+    path("", include("audit.urls")),
 ]
 
 urlpatterns = [
@@ -38,5 +39,8 @@ urlpatterns = [
     path("review/", include("approvals.urls_review")),
     path("routes/", include("approvals.urls_routes")),
     path("products/", include("products.urls_ui")),
+    path("audit/", include("audit.urls_html")),
     path("", include("approvals.urls_integrations")),
 ]
+
+handler500 = "tracemem_site.middleware.server_error"

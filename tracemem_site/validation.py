@@ -101,6 +101,21 @@ def choice(value: Any, field: str, allowed: Iterable[str]) -> str:
     return value
 
 
+def bounded_int(value: Any, field: str, *, minimum: int, maximum: int | None, default: int) -> int:
+    """An optional integer within bounds. A string of digits counts (REST query strings carry
+    numbers as text); anything else, including ``1.5`` and ``true``, is refused naming the field."""
+    if value is None or value == "":
+        return default
+    if isinstance(value, str) and re.fullmatch(r"-?[0-9]{1,18}", value.strip()):
+        value = int(value)
+    bounds = f"from {minimum} to {maximum}" if maximum is not None else f"of at least {minimum}"
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgument(f"{field} must be an integer {bounds}; got {value!r}", field=field)
+    if value < minimum or (maximum is not None and value > maximum):
+        raise InvalidArgument(f"{field} must be an integer {bounds}; got {value}", field=field)
+    return value
+
+
 def _json_type(value: Any) -> str:
     if isinstance(value, bool):
         return "boolean"

@@ -13,6 +13,7 @@ from django.shortcuts import render
 
 from tracemem_site.actor import Actor
 from tracemem_site.errors import PermissionDenied
+from tracemem_site.permissions import has_perm, is_superuser, may_read
 
 
 def web_user(request: HttpRequest) -> User:
@@ -43,6 +44,24 @@ def refusal_as_403(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespo
             return render(request, "ui/forbidden.html", {"message": exc.message}, status=403)
 
     return wrapper
+
+
+def menu(request: HttpRequest) -> dict[str, Any]:
+    """Context processor: which admin pages the main menu offers, by the same permissions the
+    pages themselves check (a hidden link is a courtesy; the page still refuses)."""
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return {}
+    actor = Actor.for_user(user)
+    return {
+        "menu": {
+            "agents": may_read(actor, "agents") or has_perm(actor, "agents.manage_own_agent_keys"),
+            "policies": may_read(actor, "policies"),
+            "products": may_read(actor, "products"),
+            "routes": may_read(actor, "routes"),
+            "audit": is_superuser(actor),
+        }
+    }
 
 
 def client_ip(request: HttpRequest) -> str | None:

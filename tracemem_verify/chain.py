@@ -36,24 +36,39 @@ class ChainBreak:
         return f"decision {self.decision_id}: broken at seq {self.seq}: {self.reason}"
 
 
+class ChainVerifier:
+    """Recomputes one decision's chain incrementally, so a long trace can be checked page by page
+    (``decision_trace`` with ``after_seq``) without holding it all: feed pages in order."""
+
+    def __init__(self, decision_id: str) -> None:
+        self.decision_id = decision_id
+        self.head = GENESIS_HASH  # the hash of the last event checked
+        self.count = 0  # events checked so far
+
+    def feed(self, events: Iterable[Mapping[str, Any]]) -> ChainBreak | None:
+        """Check the next events; the first broken link, or None while intact."""
+        for event in events:
+            expected_seq = self.count + 1
+            seq = event.get("seq")
+            if seq != expected_seq:
+                return ChainBreak(self.decision_id, expected_seq, f"expected seq {expected_seq}, found {seq}")
+            if event.get("decision_id") != self.decision_id:
+                return ChainBreak(self.decision_id, expected_seq, "event belongs to another decision")
+            if event.get("prev_hash") != self.head:
+                return ChainBreak(
+                    self.decision_id, expected_seq, "prev_hash does not match the previous event's hash"
+                )
+            try:
+                recomputed = event_hash(event)
+            except (KeyError, rfc8785.CanonicalizationError) as exc:
+                return ChainBreak(self.decision_id, expected_seq, f"event cannot be hashed: {exc}")
+            if recomputed != event.get("hash"):
+                return ChainBreak(self.decision_id, expected_seq, "hash does not match the event's content")
+            self.head = recomputed
+            self.count = expected_seq
+        return None
+
+
 def verify_chain(decision_id: str, events: Iterable[Mapping[str, Any]]) -> ChainBreak | None:
     """Return the first broken link of one decision's events (in order), or None if intact."""
-    expected_prev = GENESIS_HASH
-    expected_seq = 1
-    for event in events:
-        seq = event.get("seq")
-        if seq != expected_seq:
-            return ChainBreak(decision_id, expected_seq, f"expected seq {expected_seq}, found {seq}")
-        if event.get("decision_id") != decision_id:
-            return ChainBreak(decision_id, expected_seq, "event belongs to another decision")
-        if event.get("prev_hash") != expected_prev:
-            return ChainBreak(decision_id, expected_seq, "prev_hash does not match the previous event's hash")
-        try:
-            recomputed = event_hash(event)
-        except (KeyError, rfc8785.CanonicalizationError) as exc:
-            return ChainBreak(decision_id, expected_seq, f"event cannot be hashed: {exc}")
-        if recomputed != event.get("hash"):
-            return ChainBreak(decision_id, expected_seq, "hash does not match the event's content")
-        expected_prev = recomputed
-        expected_seq += 1
-    return None
+    return ChainVerifier(decision_id).feed(events)

@@ -11,7 +11,7 @@ from tracemem_site.errors import DomainError
 
 class Command(BaseCommand):
     help = (
-        "Revoke a personal access token by its id (pat_N, as GET /api/v1/tokens and the settings page show)."
+        "Revoke a personal access token by its id (tok_N, as GET /api/v1/tokens and the settings page show)."
     )
 
     def add_arguments(self, parser: Any) -> None:

@@ -20,7 +20,7 @@ def digest_existing_keys(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("products", "0002_published_products_are_frozen"),
+        ("products", "0003_admin_permissions"),
     ]
 
     operations = [

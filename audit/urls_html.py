@@ -1,0 +1,11 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from audit import views
+
+app_name = "audit_ui"
+
+urlpatterns = [
+    path("", views.audit_log, name="log"),
+]

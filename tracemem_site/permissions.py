@@ -1,0 +1,99 @@
+"""Who may change TraceMem's configuration: the one place that decides (issue 11).
+
+Every admin operation names an explicit Django permission (declared in its model's ``Meta``);
+superusers hold them all. ``is_staff`` decides nothing here: it only lets a person into Django's
+own admin site, where each page asks these same permissions. An inactive account holds none.
+The system actor (management commands, Celery, ``apply_config``) may do everything.
+
+The matrix — what each permission allows and through which door — is in docs/security-app.md.
+"""
+
+from __future__ import annotations
+
+from tracemem_site.actor import Actor
+from tracemem_site.errors import PermissionDenied
+
+# codename → what it allows, worded to complete "you need the permission X to ..."
+PERMISSIONS: dict[str, str] = {
+    "agents.manage_agents": "create, edit and disable agents",
+    "agents.manage_agent_keys": "issue, rotate and revoke the keys of any agent",
+    "agents.manage_own_agent_keys": "issue, rotate and revoke the keys of the agents you own",
+    "products.manage_data_sources": "create and change data sources",
+    "products.define_products": "create and edit draft data products",
+    "products.publish_products": "publish data products",
+    "products.grant_products": "grant data products to agents and revoke them",
+    "policies.define_policies": "create policies, edit and test their drafts",
+    "policies.publish_policies": "publish and retire policies",
+    "policies.grant_policies": "grant policies to agents and revoke them",
+    "approvals.manage_routes": "create and edit approval routes",
+    "approvals.manage_integrations": "manage Slack integrations, webhook endpoints and webhook credentials",
+}
+
+# Reading the admin data of an area: Django's own view permission, or any permission that changes it.
+READERS: dict[str, tuple[str, ...]] = {
+    "agents": ("agents.view_agent", "agents.manage_agents", "agents.manage_agent_keys"),
+    "data_sources": ("products.view_datasource", "products.manage_data_sources"),
+    "products": (
+        "products.view_dataproduct",
+        "products.define_products",
+        "products.publish_products",
+        "products.grant_products",
+    ),
+    "policies": (
+        "policies.view_policy",
+        "policies.define_policies",
+        "policies.publish_policies",
+        "policies.grant_policies",
+    ),
+    "routes": ("approvals.view_approvalroute", "approvals.manage_routes"),
+    # Every approval and every decision, beyond those a reviewer's groups make visible.
+    "approvals": ("approvals.view_approval",),
+    "decisions": ("decisions.view_decision",),
+}
+
+
+def has_perm(actor: Actor, perm: str) -> bool:
+    """Whether the actor holds ``perm`` (an active user with it, an active superuser, the system)."""
+    if actor.kind == "system":
+        return True
+    user = actor.user
+    return actor.kind == "user" and user is not None and user.is_active and user.has_perm(perm)
+
+
+def require_perm(actor: Actor, perm: str) -> None:
+    """Refuse (``permission_denied``, naming the permission) unless the actor holds ``perm``."""
+    if has_perm(actor, perm):
+        return
+    what = PERMISSIONS.get(perm, "do this")
+    raise PermissionDenied(
+        f"you need the permission {perm} to {what}; ask a superuser to grant it to you or to one of your groups",
+        details={"permission": perm},
+    )
+
+
+def may_read(actor: Actor, area: str) -> bool:
+    return any(has_perm(actor, perm) for perm in READERS[area])
+
+
+def require_reader(actor: Actor, area: str) -> None:
+    """Refuse unless the actor may read the admin data of ``area`` (see ``READERS``)."""
+    if may_read(actor, area):
+        return
+    perms = READERS[area]
+    raise PermissionDenied(
+        f"you need the permission {perms[0]} (or one that changes {area.replace('_', ' ')}) to see them; "
+        "ask a superuser to grant it",
+        details={"permission": perms[0]},
+    )
+
+
+def is_superuser(actor: Actor) -> bool:
+    if actor.kind == "system":
+        return True
+    user = actor.user
+    return actor.kind == "user" and user is not None and user.is_active and user.is_superuser
+
+
+def require_superuser(actor: Actor, what: str) -> None:
+    if not is_superuser(actor):
+        raise PermissionDenied(f"only an active superuser may {what}", details={"permission": "superuser"})

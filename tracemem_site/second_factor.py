@@ -1,0 +1,54 @@
+"""Two-factor sign-in gate: whoever must use a second factor reaches nothing but the sign-in and
+two-factor pages until this session is verified with a TOTP code (django-otp's OTPMiddleware runs
+first and tells whether it is). One place, so no page, admin screen or session-authenticated API
+call can be reached with the password alone."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import quote
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect
+
+from agents.selectors import confirmed_device
+from approvals.selectors import second_factor_required
+
+VERIFY_URL = "/login/verify/"
+ENROL_URL = "/account/two-factor/"
+_OPEN_PREFIXES = ("/login/", "/logout/", ENROL_URL, "/static/", "/favicon.ico", "/healthz", "/readyz")
+
+
+class SecondFactorMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        user = request.user
+        # Pages show no navigation (and start no htmx polling) while the second factor is pending.
+        request.second_factor_pending = False  # type: ignore[attr-defined]
+        # OTPMiddleware gave every user is_verified(): a code was given in this session.
+        if user.is_authenticated and not user.is_verified() and second_factor_required(user):  # type: ignore[attr-defined]
+            request.second_factor_pending = True  # type: ignore[attr-defined]
+            if not request.path.startswith(_OPEN_PREFIXES):
+                return _refusal(request, has_device=confirmed_device(user) is not None)
+        return self.get_response(request)
+
+
+def _refusal(request: HttpRequest, *, has_device: bool) -> HttpResponse:
+    if request.headers.get("HX-Request"):
+        return HttpResponse("two-factor sign-in required", status=403, content_type="text/plain")
+    if request.path.startswith("/api/") or request.path == "/mcp":
+        return JsonResponse(
+            {
+                "error": {
+                    "code": "permission_denied",
+                    "message": f"finish two-factor sign-in in the browser first ({VERIFY_URL}), "
+                    "or use a personal access token",
+                    "details": {"reason": "second_factor_required"},
+                }
+            },
+            status=403,
+        )
+    target = VERIFY_URL if has_device else ENROL_URL
+    return redirect(f"{target}?next={quote(request.get_full_path())}")
