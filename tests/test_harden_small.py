@@ -56,7 +56,7 @@ def test_a_reviewer_who_can_see_but_not_vote_still_learns_why(api: Any, make_age
         "approval_id"
     ]
     refused = owner.approve(approval_id)
-    assert refused.status_code == 403 and "you own the agent" in refused.json()["error"]["message"]
+    assert refused.status_code == 403 and "You own the agent" in refused.json()["error"]["message"]
 
 
 def test_the_agents_owner_is_not_emailed_a_vote_link(

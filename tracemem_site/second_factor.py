@@ -8,11 +8,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from urllib.parse import quote
 
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 
 from agents.selectors import confirmed_device
 from approvals.selectors import second_factor_required
+from tracemem_site.errors import Unavailable
+from tracemem_site.middleware import unavailable_page
+from tracemem_site.outage import database_outage
 
 VERIFY_URL = "/login/verify/"
 ENROL_URL = "/account/two-factor/"
@@ -24,15 +28,34 @@ class SecondFactorMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        user = request.user
         # Pages show no navigation (and start no htmx polling) while the second factor is pending.
         request.second_factor_pending = False  # type: ignore[attr-defined]
-        # OTPMiddleware gave every user is_verified(): a code was given in this session.
-        if user.is_authenticated and not user.is_verified() and second_factor_required(user):  # type: ignore[attr-defined]
+        try:
+            user = request.user  # loads the session: the first database access of a request
+            # OTPMiddleware gave every user is_verified(): a code was given in this session.
+            pending = user.is_authenticated and not user.is_verified() and second_factor_required(user)  # type: ignore[attr-defined]
+            has_device = pending and confirmed_device(user) is not None  # type: ignore[arg-type]
+        except DatabaseError as exc:
+            # Fail closed, and answer an outage as every door does: 503, nothing applied.
+            outage = database_outage(exc)
+            if outage is None:
+                raise
+            return _outage(request, outage)
+        if pending:
             request.second_factor_pending = True  # type: ignore[attr-defined]
             if not request.path.startswith(_OPEN_PREFIXES):
-                return _refusal(request, has_device=confirmed_device(user) is not None)
+                return _refusal(request, has_device=has_device)
         return self.get_response(request)
+
+
+def _outage(request: HttpRequest, error: Unavailable) -> HttpResponse:
+    if not (request.path.startswith("/api/") or request.path == "/mcp"):
+        return unavailable_page(error)
+    response = JsonResponse(
+        {"error": {"code": error.code, "message": error.message, "details": error.details}}, status=503
+    )
+    response["Retry-After"] = str(error.retry_after)
+    return response
 
 
 def _refusal(request: HttpRequest, *, has_device: bool) -> HttpResponse:
