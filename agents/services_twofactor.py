@@ -40,10 +40,7 @@ def _signed_in_user(actor: Actor) -> User:
 
 
 def _code_refusal(device: TOTPDevice, code: object) -> InvalidArgument | PermissionDenied | None:
-    """Check ``code`` against ``device`` (django-otp records the try: throttling, one-time use).
-
-    Returned, not raised, so that the caller's transaction commits what django-otp recorded.
-    """
+    """Check ``code`` against ``device`` (django-otp records the try: throttling, one-time use)."""
     allowed, info = device.verify_is_allowed()
     if not allowed:
         until = (info or {}).get("locked_until")
@@ -59,6 +56,25 @@ def _code_refusal(device: TOTPDevice, code: object) -> InvalidArgument | Permiss
         "(and check that the phone's clock is right)",
         field="code",
     )
+
+
+def _device_accepting(user: User, code: object, *, confirmed: bool, missing: str) -> TOTPDevice:
+    """The person's (confirmed or pending) device once it accepted ``code``; confirming a pending one.
+
+    A wrong code is raised only after the transaction, so what django-otp recorded of the try
+    (throttling) is committed, not rolled back with the refusal.
+    """
+    with transaction.atomic():
+        device = TOTPDevice.objects.select_for_update().filter(user=user, confirmed=confirmed).first()
+        if device is None:
+            raise Conflict(missing)
+        refusal = _code_refusal(device, code)
+        if refusal is None and not confirmed:
+            device.confirmed = True
+            device.save(update_fields=["confirmed"])
+    if refusal is not None:
+        raise refusal
+    return device
 
 
 @transaction.atomic
@@ -78,31 +94,22 @@ def totp_enrolment_start(*, actor: Actor) -> TOTPDevice:
 
 def totp_enrolment_confirm(*, actor: Actor, code: object) -> TOTPDevice:
     """Turn two-factor sign-in on once the person proves their app shows the right codes."""
-    user = _signed_in_user(actor)
-    with transaction.atomic():
-        device = TOTPDevice.objects.select_for_update().filter(user=user, confirmed=False).first()
-        if device is None:
-            raise Conflict("there is no set-up in progress; open the two-factor page again")
-        refusal = _code_refusal(device, code)
-        if refusal is None:
-            device.confirmed = True
-            device.save(update_fields=["confirmed"])
-    if refusal is not None:
-        raise refusal
-    return device
+    return _device_accepting(
+        _signed_in_user(actor),
+        code,
+        confirmed=False,
+        missing="there is no set-up in progress; open the two-factor page again",
+    )
 
 
 def totp_verify(*, actor: Actor, code: object) -> TOTPDevice:
     """The second sign-in step: the device that accepted ``code`` (each code works once)."""
-    user = _signed_in_user(actor)
-    with transaction.atomic():
-        device = TOTPDevice.objects.select_for_update().filter(user=user, confirmed=True).first()
-        if device is None:
-            raise Conflict("two-factor sign-in is not set up for this account")
-        refusal = _code_refusal(device, code)
-    if refusal is not None:
-        raise refusal
-    return device
+    return _device_accepting(
+        _signed_in_user(actor),
+        code,
+        confirmed=True,
+        missing="two-factor sign-in is not set up for this account",
+    )
 
 
 @transaction.atomic

@@ -23,7 +23,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from agents import selectors, services
 from agents import services_twofactor as twofactor
 from agents.serializers import token_out
-from approvals.selectors import second_factor_required, second_factor_required_by_policy
+from approvals.selectors import second_factor_required_by_policy
 from tracemem_site.errors import DomainError, InvalidArgument
 from tracemem_site.web import web_actor, web_user
 
@@ -124,7 +124,7 @@ def two_factor(request: HttpRequest) -> HttpResponse:
         "qr_svg": _qr_svg(device.config_url),
         "secret": twofactor.secret_for_display(device),
         "error": error,
-        "required": second_factor_required(user),
+        "required": second_factor_required_by_policy(user),
         "next": _next_url(request, ""),
     }
     return render(request, "agents/two_factor.html", context, status=200)

@@ -5,7 +5,6 @@ docs loading only from this server."""
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from base64 import b32decode
 from collections.abc import Callable, Iterator
@@ -18,8 +17,7 @@ from django.contrib.auth import get_user_model
 from django_otp.oath import TOTP
 
 from agents.models import Agent
-from tests.conftest import require_service
-from tests.test_ui_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.test_ui_browser import launch_chromium
 from tests.ui_scenario import PASSWORD, decision_needing_approval, make_reviewer, make_route
 
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
@@ -28,15 +26,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    # Module-scoped, not the session's: Playwright's sync API keeps an event loop running in this
-    # thread while it is open, and later test modules call asyncio.run() (the MCP client tests).
-    require_service("Chromium", shutil.which(CHROMIUM) is not None, "apt-get install -y chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        instance = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield instance
-        instance.close()
+    yield from launch_chromium()
 
 
 @pytest.fixture(autouse=True)

@@ -142,6 +142,24 @@ def test_schemathesis_finds_no_server_error_over_the_whole_schema(
 # --- what the fuzzer found, pinned as plain tests -------------------------------------------------
 
 
+@pytest.fixture
+def key_issuer(db: Any, make_agent: Callable[..., tuple[Agent, str]]) -> tuple[Agent, Callable[[dict], Any]]:
+    """An agent, and a call issuing it a key through the admin API with an admin's token."""
+    admin = get_user_model().objects.create_superuser("root", "root@example.com", "pw-root-123")
+    token = agent_services.personal_token_create(actor=Actor.system(), user=admin).secret
+    agent, _ = make_agent("expiring")
+
+    def issue_key(body: dict) -> Any:
+        return Client().post(
+            f"/api/v1/admin/agents/{agent.agent_id}/keys",
+            body,
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Token {token}",
+        )
+
+    return agent, issue_key
+
+
 @pytest.mark.django_db
 @pytest.mark.parametrize(
     ("expires_at", "stored"),
@@ -151,18 +169,11 @@ def test_schemathesis_finds_no_server_error_over_the_whole_schema(
     ],
 )
 def test_key_expiry_with_any_utc_offset_is_stored_in_utc(
-    expires_at: str, stored: str, make_agent: Callable[..., tuple[Agent, str]]
+    expires_at: str, stored: str, key_issuer: Any
 ) -> None:
     # PostgreSQL refuses offsets beyond ±15:59 ("time zone displacement out of range"): a 500 before.
-    admin = get_user_model().objects.create_superuser("root", "root@example.com", "pw-root-123")
-    token = agent_services.personal_token_create(actor=Actor.system(), user=admin).secret
-    agent, _ = make_agent("expiring")
-    response = Client().post(
-        f"/api/v1/admin/agents/{agent.agent_id}/keys",
-        {"expires_at": expires_at},
-        content_type="application/json",
-        HTTP_AUTHORIZATION=f"Token {token}",
-    )
+    _, issue_key = key_issuer
+    response = issue_key({"expires_at": expires_at})
     assert response.status_code == 201, response.content
     assert response.json()["expires_at"] == stored
 
@@ -176,18 +187,9 @@ def test_key_expiry_with_any_utc_offset_is_stored_in_utc(
         {"expires_in_seconds": 10**15},
     ],
 )
-def test_key_expiry_beyond_the_calendar_is_an_invalid_argument(
-    body: dict[str, Any], make_agent: Callable[..., tuple[Agent, str]]
-) -> None:
-    admin = get_user_model().objects.create_superuser("root", "root@example.com", "pw-root-123")
-    token = agent_services.personal_token_create(actor=Actor.system(), user=admin).secret
-    agent, _ = make_agent("expiring")
-    response = Client().post(
-        f"/api/v1/admin/agents/{agent.agent_id}/keys",
-        body,
-        content_type="application/json",
-        HTTP_AUTHORIZATION=f"Token {token}",
-    )
+def test_key_expiry_beyond_the_calendar_is_an_invalid_argument(body: dict[str, Any], key_issuer: Any) -> None:
+    agent, issue_key = key_issuer
+    response = issue_key(body)
     assert response.status_code == 400
     assert response.json()["error"]["details"]["field"] == next(iter(body))
     assert not agent.keys.filter(expires_at__isnull=False).exists()

@@ -6,12 +6,10 @@ Slack approval paths respect it (such a reviewer confirms in the browser, after 
 from __future__ import annotations
 
 import email
-import json
 import re
 import time
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlencode
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -20,11 +18,10 @@ from django.test import Client
 from django.utils import timezone
 from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
-from slack_sdk.signature import SignatureVerifier
 
 from approvals.models import Approval, EmailLink, SlackIntegration, Vote
 from tests.appr_helpers import make_route, open_decision, request_approval
-from tests.test_appr_channels import Recorder, deliver_all, smtp  # noqa: F401 - smtp is a fixture
+from tests.test_appr_channels import Recorder, deliver_all, signed_slack_post, smtp  # noqa: F401 - smtp is a fixture
 
 pytestmark = pytest.mark.django_db
 PASSWORD = "pw-rita-correct-1"
@@ -219,6 +216,19 @@ def test_with_totp_on_the_password_alone_does_not_open_anything(rita: Any, make_
     assert client.get("/api/v1/approvals").status_code == 200
 
 
+def test_the_password_alone_cannot_turn_two_factor_sign_in_off_or_replace_the_phone(rita: Any) -> None:
+    setup = Client()
+    setup.force_login(rita)
+    device = enrol(setup)
+    attacker = Client()
+    attacker.post("/login/", {"username": "rita", "password": PASSWORD})
+    refused = attacker.post("/account/two-factor/disable/")
+    assert refused.status_code == 302 and refused["Location"].startswith("/login/verify/")
+    chain = attacker.get("/account/two-factor/", follow=True).redirect_chain
+    assert chain[-1][0].startswith("/login/verify/")  # no new phone behind the existing one's back
+    assert list(TOTPDevice.objects.filter(user=rita)) == [device]
+
+
 def test_a_used_code_cannot_be_replayed(rita: Any) -> None:
     setup = Client()
     setup.force_login(rita)
@@ -356,17 +366,7 @@ def test_a_slack_press_by_a_reviewer_who_must_use_2fa_points_to_the_browser(
         "user": {"id": "U1"},
         "actions": [{"action_id": "approve", "value": approval_id}],
     }
-    body = urlencode({"payload": json.dumps(press)})
-    timestamp = str(int(time.time()))
-    response = Client().post(
-        "/integrations/slack/interactions",
-        body,
-        content_type="application/x-www-form-urlencoded",
-        HTTP_X_SLACK_REQUEST_TIMESTAMP=timestamp,
-        HTTP_X_SLACK_SIGNATURE=SignatureVerifier("sl4ck-s3cret").generate_signature(
-            timestamp=timestamp, body=body
-        ),
-    )
+    response = signed_slack_post("sl4ck-s3cret", press)
     assert response.status_code == 200
     text = response.json()["text"]
     assert "two-factor" in text and f"/review/{approval_id}/" in text

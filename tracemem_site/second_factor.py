@@ -20,7 +20,13 @@ from tracemem_site.outage import database_outage
 
 VERIFY_URL = "/login/verify/"
 ENROL_URL = "/account/two-factor/"
-_OPEN_PREFIXES = ("/login/", "/logout/", ENROL_URL, "/static/", "/favicon.ico", "/healthz", "/readyz")
+# Reachable before the second factor: signing in and out, and the enrolment page itself (exactly:
+# not /account/two-factor/disable/, which must never be reachable with the password alone).
+_OPEN_PREFIXES = ("/login/", "/logout/", "/static/", "/favicon.ico", "/healthz", "/readyz")
+
+
+def _open(path: str) -> bool:
+    return path == ENROL_URL or path.startswith(_OPEN_PREFIXES)
 
 
 class SecondFactorMiddleware:
@@ -43,7 +49,7 @@ class SecondFactorMiddleware:
             return _outage(request, outage)
         if pending:
             request.second_factor_pending = True  # type: ignore[attr-defined]
-            if not request.path.startswith(_OPEN_PREFIXES):
+            if not _open(request.path):
                 return _refusal(request, has_device=has_device)
         return self.get_response(request)
 
