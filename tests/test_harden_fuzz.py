@@ -102,6 +102,9 @@ def fuzz_world(
     publish_refund_policy(agent)
     admin = get_user_model().objects.create_superuser("fuzz-admin", "fuzz@example.com", "pw-fuzz-123")
     token = agent_services.personal_token_create(actor=Actor.system(), user=admin).secret
+    # Another person's token for the revoke operation (revoking the fuzzer's own would end its run).
+    reviewer = get_user_model().objects.create_user("fuzz-reviewer", "r@example.com", "pw-fuzz-456")
+    other_token = agent_services.personal_token_create(actor=Actor.system(), user=reviewer).token
     as_agent = Actor.for_agent(agent)
     open_one = decision_services.decision_create(
         actor=as_agent, intent="fuzz.case.run", automation_mode="propose"
@@ -122,6 +125,7 @@ def fuzz_world(
             "route_id": [route.route_id],
             "product_id": products,
             "product": products,
+            "token_id": [other_token.token_id],
         },
     )
     yield {"agent": f"Agent {key}", "admin": f"Token {token}"}
