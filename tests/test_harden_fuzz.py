@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.db import connection
 from django.test import Client
 
 from agents import services as agent_services
@@ -27,6 +26,7 @@ from agents.models import Agent
 from approvals import services as approval_services
 from decisions import services as decision_services
 from products import services as product_services
+from products.demo import demo_tables_create
 from tests.appr_helpers import make_route
 from tests.ui_scenario import publish_refund_policy
 from tracemem_site.actor import Actor
@@ -83,19 +83,13 @@ def run_schemathesis(base_url: str, authorization: str, workdir: Path) -> subpro
     )
 
 
-def _drop_demo_tables() -> None:
-    with connection.cursor() as cursor:
-        cursor.execute("DROP TABLE IF EXISTS orders")
-        cursor.execute("DROP TABLE IF EXISTS customers")
-
-
 @pytest.fixture
 def fuzz_world(
     transactional_db: Any, settings: Any, make_agent: Callable[..., tuple[Agent, str]], tmp_path: Path
 ) -> Iterator[dict[str, str]]:
     settings.TRACEMEM_AGENT_RATE_LIMIT = "off"  # the fuzzer is one agent sending thousands of calls
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    _drop_demo_tables()
+    demo_tables_create(reset=True)  # the owner creates the business tables the products run on
     route = make_route("route_finance", is_default=True, channels=[{"type": "email"}])
     agent, key = make_agent("fuzz-agent")
     product_services.products_seed_demo(actor=Actor.system(), agent=agent)
@@ -129,7 +123,7 @@ def fuzz_world(
         },
     )
     yield {"agent": f"Agent {key}", "admin": f"Token {token}"}
-    _drop_demo_tables()
+    demo_tables_create(reset=True)  # the owner creates the business tables the products run on
 
 
 @pytest.mark.parametrize("who", ["agent", "admin"])

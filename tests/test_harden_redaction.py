@@ -17,7 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from approvals.models import Approval, Delivery, SlackIntegration, WebhookEndpoint
+from products.demo import demo_tables_create
 from tests.appr_helpers import make_route, open_decision
+from tests.conftest import as_products_role
 from tests.test_appr_channels import Recorder, deliver_all, smtp, whsec  # noqa: F401 - smtp is a fixture
 from tests.test_found_redaction import json_values
 from tracemem_site.redaction import REDACTED, is_secret_key, luhn_valid, redact, redact_text
@@ -424,15 +426,14 @@ def orders_demo(make_agent: Any) -> Any:
     from tracemem_site.actor import Actor
 
     agent, key = make_agent("idem-agent")
-    with connection.cursor() as cursor:
-        cursor.execute("DROP TABLE IF EXISTS orders")
-        cursor.execute("DROP TABLE IF EXISTS customers")
+    # The owner creates the business tables (committed), starting from the seed's own rows.
+    demo_tables_create(reset=True)
     product_services.products_seed_demo(actor=Actor.system(), agent=agent)
     return key
 
 
 def _orders_count() -> int:
-    with connection.cursor() as cursor:
+    with as_products_role() as cursor:
         cursor.execute("SELECT count(*) FROM orders")
         return int(cursor.fetchone()[0])
 
