@@ -44,7 +44,7 @@ from approvals.models import (
     WebhookCredential,
     WebhookEndpoint,
 )
-from approvals.selectors import frozen_rules, route_definition
+from approvals.selectors import approvals_visible_to, frozen_rules, route_definition, second_factor_required
 from audit.services import audit_record
 from decisions.models import AutomationMode, Decision, DecisionStatus, EventType
 from decisions.services import (
@@ -76,6 +76,10 @@ WEBHOOK_CREDENTIAL_PREFIX = "tmwh_"
 EMAIL_LINK_SALT = "tracemem.approvals.email-link"
 MIN_EXPIRY_SECONDS = 60
 VOTE_CHANNELS = ("web", "api", "email", "slack", "webhook")
+# Channels that prove no second factor: people who must use one confirm in the browser instead.
+# (Browser sessions are verified by SecondFactorMiddleware; personal tokens and webhook credentials
+# are machine credentials created by a signed-in person or an admin, not guessable passwords.)
+BROWSER_ONLY_REFUSED = ("email", "slack")
 EXPIRY_CHANNEL = selectors.EXPIRY_CHANNEL
 # Whoever notices an overdue approval first (the beat's tick or any call on its decision), the
 # trace records the same event by the same system actor.
@@ -301,7 +305,11 @@ def approval_vote(
     clean_rationale = v.optional_string(rationale, "rationale", max_length=10_000)
     if channel not in VOTE_CHANNELS:
         raise InvalidArgument(f"channel must be one of {', '.join(VOTE_CHANNELS)}", field="channel")
-    decision_id = Approval.objects.filter(pk=clean_id).values_list("decision_id", flat=True).first()
+    # An approval this person cannot see does not exist for them: not_found, never a refusal
+    # naming its route.
+    decision_id = (
+        approvals_visible_to(actor).filter(pk=clean_id).values_list("decision_id", flat=True).first()
+    )
     if decision_id is None:
         raise NotFound(f"approval {clean_id} was not found")
     locked_decision = decision_lock(actor=Actor.system(), decision_id=decision_id, settle=False)
@@ -322,6 +330,12 @@ def approval_vote(
     if approval.is_overdue(timezone.now()):
         raise InvalidState(f"approval {clean_id} has expired; the agent must request a new approval")
     _ensure_may_vote(user, approval)
+    if channel in BROWSER_ONLY_REFUSED and second_factor_required(user):
+        raise PermissionDenied(
+            f"you sign in to TraceMem with two-factor authentication, so an {channel} "
+            f"{'link' if channel == 'email' else 'button'} cannot vote for you; sign in and confirm in the "
+            f"browser: {senders.review_url(approval)}"
+        )
     if approval.require_rationale and not (clean_rationale or "").strip():
         raise InvalidArgument(
             "this approval requires a rationale: say why you approve or reject", field="rationale"

@@ -101,18 +101,24 @@ class ProductGrant(models.Model):
 
 
 class WriteResult(models.Model):
-    """The first result of a write with an ``idempotency_key``; a retry returns it unchanged."""
+    """The first result of a write with an ``idempotency_key``; a retry returns it unchanged.
+
+    The key itself is not stored, only a keyed digest of it (HMAC-SHA256 under the server's
+    secret): agents sometimes put identifiers or secrets in it.
+    """
 
     decision = models.ForeignKey(Decision, on_delete=models.PROTECT, related_name="write_results")
-    idempotency_key = models.CharField(max_length=200)
+    idempotency_digest = models.CharField(max_length=64)
     request_hash = models.CharField(max_length=64)
     result = models.JSONField()
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["decision", "idempotency_key"], name="write_idempotency_unique")
+            models.UniqueConstraint(
+                fields=["decision", "idempotency_digest"], name="write_idempotency_unique"
+            )
         ]
 
     def __str__(self) -> str:
-        return f"{self.decision_id} {self.idempotency_key}"
+        return f"{self.decision_id} {self.idempotency_digest[:12]}…"

@@ -185,8 +185,9 @@ def test_moving_the_route_to_another_group_does_not_make_that_group_eligible(
     assert eddie.patch(ROUTE, {"approver_group": "route-editors"}).status_code == 200
     trace_before = _trace(decision_id)
 
+    # Not in the frozen group, so the approval is not even visible to him: not_found (issue 13).
     refused = eddie.post(f"/api/v1/approvals/{approval_id}/approve")
-    assert refused.status_code == 403 and refused.json()["error"]["code"] == "permission_denied"
+    assert refused.status_code == 404 and refused.json()["error"]["code"] == "not_found"
     assert _trace(decision_id) == trace_before
     assert Approval.objects.get(pk=approval_id).status == "pending"
 
