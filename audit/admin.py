@@ -19,6 +19,8 @@ from django.contrib.auth.models import Group, User
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
+from django_otp.plugins.otp_totp.admin import TOTPDeviceAdmin
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from audit import selectors, services
 from tracemem_site.actor import Actor
@@ -27,6 +29,11 @@ _BEFORE = "_tracemem_access_before"
 
 admin.site.unregister(User)
 admin.site.unregister(Group)
+admin.site.unregister(TOTPDevice)
+
+
+def _superuser(request: HttpRequest) -> bool:
+    return bool(request.user.is_active and request.user.is_superuser)
 
 
 class _AuditedAccess:
@@ -36,17 +43,14 @@ class _AuditedAccess:
 
     object_type: str = ""
 
-    def _superuser(self, request: HttpRequest) -> bool:
-        return bool(request.user.is_active and request.user.is_superuser)
-
     def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
-        return self._superuser(request)
+        return _superuser(request)
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return self._superuser(request)
+        return _superuser(request)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return self._superuser(request)
+        return _superuser(request)
 
     def snapshot(self, pk: int) -> dict[str, Any] | None:
         raise NotImplementedError
@@ -104,3 +108,25 @@ class AuditedGroupAdmin(_AuditedAccess, GroupAdmin):
 
     def snapshot(self, pk: int) -> dict[str, Any] | None:
         return selectors.group_access(pk)
+
+
+@admin.register(TOTPDevice)
+class SuperuserTOTPDeviceAdmin(TOTPDeviceAdmin):
+    """Two-factor devices are sign-in credentials (their key makes a person's codes): only active
+    superusers see or change them here (to remove a lost phone), whatever Django's otp_totp
+    permissions say; the key of a saved device is never shown (OTP_ADMIN_HIDE_SENSITIVE_DATA)."""
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return _superuser(request)
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return _superuser(request)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return _superuser(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return _superuser(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return _superuser(request)

@@ -80,7 +80,7 @@ class DataProduct(models.Model):
             ("grant_products", "Can grant data products to agents and revoke them"),
         ]
         # Like policy versions: once published, the database refuses to change or delete the
-        # product, whatever the session says (migration products 0004, docs/security.md).
+        # product, whatever the session says (migration products 0005, docs/security.md).
 
     def __str__(self) -> str:
         return f"{self.product_id} ({self.operation}, {self.status})"

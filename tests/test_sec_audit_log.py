@@ -444,7 +444,7 @@ def test_only_superusers_change_peoples_accounts_in_the_django_admin(root: Any) 
         password="pw-man-1234",
     )
     browser = Client()
-    assert browser.login(username="manager", password="pw-man-1234")
+    browser.force_login(get_user_model().objects.get(username="manager"))
     before = _people()
     for victim in (root, reviewer):
         reset = browser.post(
@@ -470,7 +470,8 @@ def test_only_superusers_change_peoples_accounts_in_the_django_admin(root: Any) 
     )
     assert bulk.status_code in (200, 302, 403)
     assert _people() == before
-    assert not Client().login(username=root.username, password="taken-over-987")
+    root.refresh_from_db()
+    assert not root.check_password("taken-over-987")
     # Reading stays with auth.view_user; one's own password is changed on the admin's own page.
     assert browser.get(f"/admin/auth/user/{root.pk}/change/").status_code == 200
     own = browser.post(
@@ -754,3 +755,44 @@ def test_the_audit_page_is_for_superusers_and_linked_from_their_menu(root: Any, 
     assert refused.status_code == 403
     assert "route.create" not in refused.content.decode()
     assert 'href="/audit/"' not in staff.get("/review/").content.decode()
+
+
+def test_only_superusers_see_or_change_two_factor_devices_in_the_django_admin(root: Any) -> None:
+    """A TOTP device is a sign-in credential: its key lets anyone make a person's codes. Django's
+    own otp_totp permissions showed every device's key (and its QR code) and let their holder add
+    or remove devices of anyone, a superuser's included."""
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    device = TOTPDevice.objects.create(user=root, name="phone", confirmed=True)
+    clerk = make_staff(
+        "clerk",
+        "otp_totp.view_totpdevice",
+        "otp_totp.add_totpdevice",
+        "otp_totp.change_totpdevice",
+        "otp_totp.delete_totpdevice",
+    )
+    browser = Client()
+    browser.force_login(clerk)
+    for path in (
+        f"/admin/otp_totp/totpdevice/{device.pk}/change/",
+        f"/admin/otp_totp/totpdevice/{device.pk}/config/",
+        f"/admin/otp_totp/totpdevice/{device.pk}/qrcode/",
+        "/admin/otp_totp/totpdevice/",
+    ):
+        response = browser.get(path)
+        assert response.status_code in (302, 403), (path, response.status_code)
+        assert device.key not in response.content.decode()
+    assert browser.post(f"/admin/otp_totp/totpdevice/{device.pk}/delete/", {"post": "yes"}).status_code == 403
+    added = browser.post(
+        "/admin/otp_totp/totpdevice/add/", {"user": root.pk, "name": "mine", "key": "00" * 20}
+    )
+    assert added.status_code == 403
+    assert list(TOTPDevice.objects.values_list("pk", "key")) == [(device.pk, device.key)]
+
+    # A superuser removes a lost device (docs/security-signin.md); the key is never shown again.
+    boss = Client()
+    boss.force_login(get_user_model().objects.create_superuser("boss", "boss@example.com", "pw-boss-12345"))
+    page = boss.get(f"/admin/otp_totp/totpdevice/{device.pk}/change/")
+    assert page.status_code == 200 and device.key not in page.content.decode()
+    assert boss.post(f"/admin/otp_totp/totpdevice/{device.pk}/delete/", {"post": "yes"}).status_code == 302
+    assert not TOTPDevice.objects.exists()

@@ -133,7 +133,7 @@ def test_a_route_editor_cannot_make_agent_owners_eligible_through_any_route_or_d
         assert refused.json()["error"]["code"] == "permission_denied"
         assert "allow_agent_owner" in refused.json()["error"]["message"]
     browser = Client()
-    assert browser.login(username="olivia", password="pw-olivia-1")
+    browser.force_login(owner)
     page = browser.post(
         "/admin/approvals/approvalroute/add/",
         {

@@ -227,6 +227,9 @@ TRACEMEM_TRUSTED_PROXY_COUNT = env_int("TRACEMEM_TRUSTED_PROXY_COUNT", 0)
 # are refused for them (they confirm in the browser after signing in with their code).
 TRACEMEM_REQUIRE_2FA_FOR_APPROVERS = env_bool("TRACEMEM_REQUIRE_2FA_FOR_APPROVERS", False)
 OTP_TOTP_ISSUER = "TraceMem"  # the name authenticator apps show next to the account
+# The Django admin never shows a saved device's key or QR code (it would let anyone who sees it make
+# that person's codes); devices there are for superusers only (audit/admin.py).
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/"
 LANGUAGE_CODE = "en-us"

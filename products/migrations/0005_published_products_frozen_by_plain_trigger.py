@@ -34,7 +34,7 @@ COLUMNS = (
 
 
 class Migration(migrations.Migration):
-    dependencies = [("products", "0003_admin_permissions")]
+    dependencies = [("products", "0004_idempotency_keys_as_keyed_digests")]
 
     operations = [
         pgtrigger.migrations.RemoveTrigger(model_name="dataproduct", name="frozen_product_content"),
