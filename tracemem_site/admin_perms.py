@@ -57,7 +57,7 @@ class GuardedAdmin:
         self.message_user(request, exc.message, messages.ERROR)  # type: ignore[attr-defined]
         return HttpResponseRedirect(request.get_full_path())
 
-    # The admin runs each of these in a transaction: a refusal raised inside rolls it back whole.
+    # Django runs the add/change and delete views in a transaction: a refusal rolls it back whole.
     def changeform_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
             return super().changeform_view(request, *args, **kwargs)  # type: ignore[misc]
@@ -71,7 +71,8 @@ class GuardedAdmin:
             return self._refused(request, exc)
 
     def changelist_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        # Actions and "delete selected" run from the list.
+        # Actions and "delete selected" run from the list, one service call per object (each its
+        # own transaction): a refusal stops the action there and says so.
         try:
             return super().changelist_view(request, *args, **kwargs)  # type: ignore[misc]
         except DomainError as exc:
