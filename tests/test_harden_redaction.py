@@ -13,7 +13,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test import Client
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from approvals.models import Approval, Delivery, SlackIntegration, WebhookEndpoint
@@ -189,6 +189,8 @@ def test_no_url_password_survives_and_the_rest_of_the_text_does(
 
 @settings(max_examples=200, deadline=None)
 @given(card_number(), _surrounding, _surrounding)
+# A 19-digit number whose first 16 digits are Luhn-valid as well: its last group used to survive.
+@example(("4050 0000 0048 9949 009", "4050000000489949009"), "", "")
 def test_no_card_number_survives_and_the_rest_of_the_text_does(
     card: tuple[str, str], before: str, after: str
 ) -> None:

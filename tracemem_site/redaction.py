@@ -161,16 +161,20 @@ def _is_card(digits: str) -> bool:
 
 
 def _card_span(run: str) -> tuple[int, int] | None:
-    """Where in a run of digit groups a card number sits (whole groups only), if anywhere."""
+    """Where in a run of digit groups a card number sits (whole groups only), if anywhere: the
+    longest from the first group that starts one, since a 19-digit number's first 16 digits can be
+    Luhn-valid too (and would leave its last group behind)."""
     groups = [(m.start(), m.end()) for m in _GROUP.finditer(run)]
     for first in range(len(groups)):
-        digits = ""
+        digits, found = "", None
         for last in range(first, len(groups)):
             digits += run[groups[last][0] : groups[last][1]]
             if len(digits) > 19:
                 break
             if _is_card(digits):
-                return groups[first][0], groups[last][1]
+                found = groups[first][0], groups[last][1]
+        if found is not None:
+            return found
     return None
 
 
