@@ -8,7 +8,7 @@ from typing import Any
 from django.contrib.auth.models import User
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 
 from agents import selectors, services
 from agents.models import Agent
-from agents.serializers import agent_out, issued_key_out, key_out
+from agents.serializers import agent_out, issued_key_out, key_out, token_out
 from tracemem_site.errors import InvalidArgument, NotFound
 from tracemem_site.permissions import require_perm
 from tracemem_site.rest import ERROR_RESPONSES as _ADMIN_ERRORS
@@ -31,7 +31,7 @@ class CapabilitiesView(APIView):
         return Response(selectors.capabilities(agent))
 
 
-# --- admin API (SPEC §10): a session or personal access token, never an agent key; permissions in docs/security-app.md
+# --- admin API (SPEC §10): a session or personal access token, never an agent key; permissions in docs/security.md
 
 
 def _owner(data: dict[str, Any]) -> User | None:
@@ -54,10 +54,16 @@ def _expires_at(data: dict[str, Any]) -> datetime | None:
     if seconds is not None:
         if not isinstance(seconds, int) or isinstance(seconds, bool) or seconds <= 0:
             raise InvalidArgument("expires_in_seconds must be a positive integer", field="expires_in_seconds")
-        return timezone.now() + timedelta(seconds=seconds)
+        try:
+            return timezone.now() + timedelta(seconds=seconds)
+        except OverflowError:
+            raise InvalidArgument("expires_in_seconds is too large", field="expires_in_seconds") from None
     if raw is None:
         return None
-    parsed = parse_datetime(raw) if isinstance(raw, str) else None
+    try:
+        parsed = parse_datetime(raw) if isinstance(raw, str) else None
+    except ValueError:  # well-formed but not a date, e.g. month 13
+        parsed = None
     if parsed is None:
         raise InvalidArgument(
             "expires_at must be an ISO-8601 timestamp such as 2030-01-01T00:00:00Z", field="expires_at"
@@ -180,3 +186,60 @@ class AdminKeyRotateView(HumanAPIView):
         issued = services.agent_key_rotate(actor=actor, key=old, grace_seconds=data.get("grace_seconds", 0))
         old.refresh_from_db()
         return Response({**issued_key_out(issued), "previous_key": key_out(old)}, status=201)
+
+
+# --- personal access tokens (SPEC §12): a person's own; admins anyone's --------------------------
+
+
+class PersonalTokenOut(serializers.Serializer):
+    """A personal access token as ``agents.serializers.token_out`` returns it (never the secret)."""
+
+    token_id = serializers.CharField(help_text="tok_<n>")
+    name = serializers.CharField()
+    prefix = serializers.CharField(help_text="the public start of the token, e.g. tmpat_Ab12Cd34")
+    user = serializers.CharField(help_text="username of the token's owner")
+    state = serializers.ChoiceField(choices=["active", "expired", "revoked"])
+    created_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField(allow_null=True)
+    revoked_at = serializers.DateTimeField(allow_null=True)
+    last_used_at = serializers.DateTimeField(allow_null=True)
+
+
+class TokenListView(HumanAPIView):
+    @extend_schema(
+        operation_id="tokens_list",
+        parameters=[
+            OpenApiParameter("user", str, description="admins: this person's tokens (a username)"),
+            OpenApiParameter("all", bool, description="admins: everyone's tokens"),
+        ],
+        responses={
+            200: inline_serializer("TokenList", fields={"tokens": PersonalTokenOut(many=True)}),
+            **_ADMIN_ERRORS,
+        },
+        description="Your personal access tokens, newest first (never their secrets).",
+    )
+    def get(self, request: Request) -> Response:
+        everyone = request.query_params.get("all", "").lower()
+        if everyone not in ("", "true", "false", "1", "0"):
+            raise InvalidArgument("all must be true or false", field="all")
+        tokens = selectors.personal_tokens(
+            actor_from_request(request),
+            username=request.query_params.get("user"),
+            everyone=everyone in ("true", "1"),
+        )
+        return Response({"tokens": [token_out(t) for t in tokens]})
+
+
+class TokenRevokeView(HumanAPIView):
+    @extend_schema(
+        operation_id="token_revoke",
+        request=None,
+        responses={200: PersonalTokenOut, **_ADMIN_ERRORS},
+        description="Revoke one of your tokens (admins: anyone's). It is refused from the next request on.",
+    )
+    def post(self, request: Request, token_id: str) -> Response:
+        actor = actor_from_request(request)
+        token = services.personal_token_revoke(
+            actor=actor, token=selectors.personal_token_by_id(actor, token_id)
+        )
+        return Response(token_out(token))

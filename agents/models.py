@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
@@ -27,7 +29,7 @@ class Agent(models.Model):
 
     class Meta:
         ordering = ["name"]
-        # Checked by tracemem_site.permissions (docs/security-app.md); superusers hold them all.
+        # Checked by tracemem_site.permissions (docs/security.md); superusers hold them all.
         permissions = [
             ("manage_agents", "Can create, edit and disable agents"),
             ("manage_agent_keys", "Can issue, rotate and revoke the keys of any agent"),
@@ -49,7 +51,22 @@ class KeyState(models.TextChoices):
     REVOKED = "revoked"
 
 
-class AgentKey(models.Model):
+class CredentialState:
+    """``state()`` of a credential that can be revoked and can expire (agent keys, personal tokens)."""
+
+    revoked_at: datetime | None
+    expires_at: datetime | None
+
+    def state(self, now: datetime | None = None) -> KeyState:
+        current = now or timezone.now()
+        if self.revoked_at is not None:
+            return KeyState.REVOKED
+        if self.expires_at is not None and self.expires_at <= current:
+            return KeyState.EXPIRED
+        return KeyState.ACTIVE
+
+
+class AgentKey(CredentialState, models.Model):
     agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="keys")
     name = models.CharField(max_length=100, default="default")
     prefix = models.CharField(max_length=20, db_index=True, editable=False)
@@ -70,16 +87,8 @@ class AgentKey(models.Model):
     def key_id(self) -> str:
         return f"key_{self.pk}"
 
-    def state(self, now: object | None = None) -> KeyState:
-        current = now or timezone.now()
-        if self.revoked_at is not None:
-            return KeyState.REVOKED
-        if self.expires_at is not None and self.expires_at <= current:
-            return KeyState.EXPIRED
-        return KeyState.ACTIVE
 
-
-class PersonalToken(models.Model):
+class PersonalToken(CredentialState, models.Model):
     """A human's token for the admin/reviewer API (``Authorization: Token tmpat_…``)."""
 
     user = models.ForeignKey(
@@ -89,6 +98,7 @@ class PersonalToken(models.Model):
     prefix = models.CharField(max_length=20, db_index=True, editable=False)
     token_hash = models.CharField(max_length=64, unique=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
+    expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
 
@@ -97,3 +107,7 @@ class PersonalToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.user})"
+
+    @property
+    def token_id(self) -> str:
+        return f"tok_{self.pk}"

@@ -5,11 +5,19 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.db.models import QuerySet
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from agents.models import Agent, AgentKey
+from agents.models import Agent, AgentKey, PersonalToken
 from tracemem_site.actor import Actor
 from tracemem_site.errors import NotFound
-from tracemem_site.permissions import has_perm, may_read, require_perm, require_reader
+from tracemem_site.permissions import (
+    has_perm,
+    is_superuser,
+    may_read,
+    require_perm,
+    require_reader,
+    require_superuser,
+)
 
 
 def user_by_username(username: str) -> User:
@@ -60,7 +68,7 @@ def capabilities(agent: Agent) -> dict[str, object]:
 
 def may_manage_keys(actor: Actor, agent: Agent) -> bool:
     """``agents.manage_agent_keys`` covers every agent; ``agents.manage_own_agent_keys`` only the
-    agents the person owns (docs/security-app.md)."""
+    agents the person owns (docs/security.md)."""
     if has_perm(actor, "agents.manage_agent_keys"):
         return True
     user = actor.user
@@ -93,3 +101,48 @@ def agent_for_admin(actor: Actor, agent_id: str) -> Agent:
         return agents_for_admin(actor).get(pk=agent_id)
     except Agent.DoesNotExist:
         raise NotFound(f"no agent {agent_id}") from None
+
+
+def confirmed_device(user: User) -> TOTPDevice | None:
+    """The person's TOTP device once two-factor sign-in is on (agents/services_twofactor.py)."""
+    return TOTPDevice.objects.filter(user=user, confirmed=True).first()
+
+
+# --- personal access tokens --------------------------------------------------------------------
+
+
+def may_manage_tokens_of(actor: Actor, user_id: int) -> bool:
+    """A person manages their own tokens; superusers (and the system) anyone's."""
+    if is_superuser(actor):
+        return True
+    return actor.kind == "user" and actor.user is not None and actor.user.pk == user_id
+
+
+def personal_tokens(
+    actor: Actor, *, username: str | None = None, everyone: bool = False
+) -> QuerySet[PersonalToken]:
+    """The actor's own tokens, newest first; an admin may ask for one person's or everyone's."""
+    qs = PersonalToken.objects.select_related("user").order_by("-created_at", "-pk")
+    if username is not None or everyone:
+        require_superuser(actor, "list other people's tokens; leave out user and all")
+    if everyone:
+        return qs
+    if username is not None:
+        return qs.filter(user=user_by_username(username))
+    if actor.kind != "user" or actor.user is None:
+        return qs.none()
+    return qs.filter(user=actor.user)
+
+
+def personal_token_by_id(actor: Actor, token_id: str) -> PersonalToken:
+    """A token its owner (or an admin) may manage; anyone else gets ``not_found``, as for a token
+    that does not exist, so token ids reveal nothing."""
+    raw = token_id.removeprefix("tok_")
+    token = (
+        PersonalToken.objects.select_related("user").filter(pk=int(raw)).first()
+        if raw.isdigit() and len(raw) < 19
+        else None
+    )
+    if token is None or not may_manage_tokens_of(actor, token.user_id):
+        raise NotFound(f"no token {token_id}")
+    return token

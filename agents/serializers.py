@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from agents.models import Agent, AgentKey
-from agents.services import IssuedKey
+from agents.models import Agent, AgentKey, PersonalToken
+from agents.services import IssuedKey, IssuedToken
 from tracemem_site.timefmt import iso_z
 
 
@@ -46,3 +46,22 @@ def issued_key_out(issued: IssuedKey) -> dict[str, Any]:
         "prefix": issued.key.prefix,
         "agent_id": issued.key.agent_id,
     }
+
+
+def token_out(token: PersonalToken) -> dict[str, Any]:
+    """A personal access token as its owner and admins see it: never the secret."""
+    return {
+        "token_id": token.token_id,
+        "name": token.name,
+        "prefix": token.prefix,
+        "user": token.user.get_username(),
+        "state": str(token.state()),
+        "created_at": iso_z(token.created_at),
+        "expires_at": iso_z(token.expires_at),
+        "revoked_at": iso_z(token.revoked_at),
+        "last_used_at": iso_z(token.last_used_at),
+    }
+
+
+def issued_token_out(issued: IssuedToken) -> dict[str, Any]:
+    return {**token_out(issued.token), "token": issued.secret}

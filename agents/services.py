@@ -14,6 +14,7 @@ from agents import keys
 from agents.models import Agent, AgentKey, PersonalToken
 from agents.selectors import require_key_admin
 from audit.services import audit_record
+from tracemem_site import validation as v
 from tracemem_site.actor import Actor
 from tracemem_site.errors import Conflict, InvalidArgument, PermissionDenied, Unauthenticated
 from tracemem_site.permissions import require_perm, require_superuser
@@ -67,10 +68,11 @@ def _key_audit(key: AgentKey) -> dict[str, object]:
 
 def _token_audit(token: PersonalToken) -> dict[str, object]:
     return {
-        "id": f"tok_{token.pk}",
+        "id": token.token_id,
         "user": token.user.get_username(),
         "name": token.name,
         "prefix": token.prefix,
+        "expires_at": iso_z(token.expires_at),
         "revoked_at": iso_z(token.revoked_at),
     }
 
@@ -195,9 +197,7 @@ def agent_key_issue(
 ) -> IssuedKey:
     """Issue a new key for an agent. The secret is returned once and only its hash is stored."""
     require_key_admin(actor, agent)
-    if expires_at is not None and expires_at <= timezone.now():
-        raise InvalidArgument("expires_at must be in the future", field="expires_at")
-    issued = _new_key(agent, name, expires_at)
+    issued = _new_key(agent, name, v.future_instant(expires_at, "expires_at"))
     audit_record(
         actor=actor,
         action="agent_key.issue",
@@ -316,25 +316,33 @@ def agent_key_authenticate(*, authorization: str | None) -> tuple[Agent, AgentKe
 
 
 @transaction.atomic
-def personal_token_create(*, actor: Actor, user: User, name: str = "default") -> IssuedToken:
+def personal_token_create(
+    *, actor: Actor, user: User, name: str = "default", expires_at: datetime | None = None
+) -> IssuedToken:
     """Create a personal access token for ``user``: themselves, or anyone when a superuser (or the
-    system). A token acts as its user, so minting one for somebody else is impersonation."""
+    system). A token acts as its user, so minting one for somebody else is impersonation.
+
+    ``expires_at`` (optional, in the future) ends it by itself; the secret is returned once and only
+    its hash is stored.
+    """
     if actor.kind == "agent":
         raise PermissionDenied("agents cannot create personal access tokens")
     if actor.kind == "user" and (actor.user is None or actor.user.pk != user.pk):
         require_superuser(actor, "create a personal access token for another user")
+    expires_at = v.future_instant(expires_at, "expires_at")
     secret = keys.generate(keys.PERSONAL_TOKEN_PREFIX)
     token = PersonalToken.objects.create(
         user=user,
         name=_validate_name(name),
         prefix=keys.lookup_prefix(secret, keys.PERSONAL_TOKEN_PREFIX),
         token_hash=keys.digest(secret),
+        expires_at=expires_at,
     )
     audit_record(
         actor=actor,
         action="personal_token.create",
         object_type="personal_token",
-        object_id=f"tok_{token.pk}",
+        object_id=token.token_id,
         after=_token_audit(token),
     )
     return IssuedToken(token=token, secret=secret)
@@ -342,6 +350,8 @@ def personal_token_create(*, actor: Actor, user: User, name: str = "default") ->
 
 @transaction.atomic
 def personal_token_revoke(*, actor: Actor, token: PersonalToken) -> PersonalToken:
+    """Revoke a personal token (its owner's, or anyone's when a superuser); it is refused from the
+    next request on. Revoking a revoked token changes nothing (its first revocation time is kept)."""
     if actor.kind == "agent" or (
         actor.kind == "user" and (actor.user is None or actor.user.pk != token.user_id)
     ):
@@ -353,7 +363,7 @@ def personal_token_revoke(*, actor: Actor, token: PersonalToken) -> PersonalToke
         actor=actor,
         action="personal_token.revoke",
         object_type="personal_token",
-        object_id=f"tok_{token.pk}",
+        object_id=token.token_id,
         before=before,
         after=_token_audit(token),
     )
@@ -372,8 +382,13 @@ def personal_token_authenticate(*, authorization: str | None) -> User:
     token = next((c for c in candidates if keys.matches(secret, c.token_hash)), None)
     if token is None:
         raise Unauthenticated("the token is not known to this server", details={"reason": "unknown"})
-    if token.revoked_at is not None:
+    state = token.state()
+    if state == "revoked":
         raise Unauthenticated("the token has been revoked", details={"reason": "revoked"})
+    if state == "expired":
+        raise Unauthenticated(
+            "the token has expired; create a new one on your settings page", details={"reason": "expired"}
+        )
     if not token.user.is_active:
         raise Unauthenticated("the token's user is inactive", details={"reason": "user_inactive"})
     _touch(PersonalToken, token.pk, token.last_used_at)

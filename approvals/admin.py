@@ -20,8 +20,9 @@ from approvals.models import (
     WebhookEndpoint,
 )
 from tracemem_site.actor import Actor
-from tracemem_site.admin_perms import GuardedAdmin
+from tracemem_site.admin_perms import GuardedAdmin, request_actor
 from tracemem_site.errors import DomainError
+from tracemem_site.permissions import is_superuser
 
 
 def _destination_form(kind: services.DestinationKind) -> type[forms.ModelForm]:
@@ -94,13 +95,18 @@ class ApprovalRouteForm(forms.ModelForm):
             "is_default",
         )
 
+    request_user: Any = None  # set by ApprovalRouteAdmin.get_form
+
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
         if not self.errors:
             if self.instance.pk:
                 cleaned["route_id"] = self.instance.route_id
             try:
-                services.clean_route(_route_definition(cleaned))
+                route_id, fields = services.clean_route(_route_definition(cleaned))
+                services.route_rules_check(
+                    actor=Actor.for_user(self.request_user), route_id=route_id, fields=fields
+                )
             except DomainError as exc:
                 raise forms.ValidationError(exc.message) from None
         return cleaned
@@ -125,6 +131,11 @@ class ApprovalRouteAdmin(GuardedAdmin, admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return ("route_id",) if obj is not None else ()
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change=change, **kwargs)
+        form.request_user = request.user
+        return form
 
     def save_model(self, request: HttpRequest, obj: ApprovalRoute, form: Any, change: bool) -> None:
         actor = Actor.for_user(request.user)
@@ -185,6 +196,11 @@ class SlackIntegrationAdmin(_DestinationAdmin):
     form = _destination_form(kind)
     list_display = ("name", "api_base_url")
 
+    def _may_change(self, request: HttpRequest) -> bool:
+        # kind.superuser_only: it vouches for reviewers (the service refuses the same).
+        actor = request_actor(request)
+        return super()._may_change(request) and actor is not None and is_superuser(actor)
+
 
 @admin.register(WebhookEndpoint)
 class WebhookEndpointAdmin(_DestinationAdmin):
@@ -235,6 +251,8 @@ class ApprovalAdmin(admin.ModelAdmin):
 
 @admin.register(Delivery)
 class DeliveryAdmin(admin.ModelAdmin):
+    """Read-only: the outbox changes only through the worker, which records each outcome in the trace."""
+
     list_display = (
         "delivery_id",
         "approval",
@@ -248,6 +266,12 @@ class DeliveryAdmin(admin.ModelAdmin):
     readonly_fields = [f.name for f in Delivery._meta.fields]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
 

@@ -2,6 +2,10 @@
 
 Each sender raises :class:`DeliveryError` with a message that is safe to store and show (no
 tokens, no signing secrets, no response bodies that might echo them).
+
+Everything a channel sends is redacted once more right here (:func:`redacted_for_sending`, and
+``redact_text`` on the rendered email), whatever was stored: the last line of defence should a
+text ever reach the outbox unredacted. Only our own signed email link is put in afterwards.
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ from standardwebhooks import Webhook
 
 from approvals import conf
 from approvals.models import Approval, ApprovalState, Channel, SlackIntegration, WebhookEndpoint
-from approvals.selectors import frozen_rules
+from approvals.selectors import frozen_rules, second_factor_required
 from tracemem_site import outbound
+from tracemem_site.redaction import redact, redact_text
 from tracemem_site.timefmt import iso_z
 
 if TYPE_CHECKING:
@@ -39,6 +44,17 @@ def send(delivery: Delivery) -> dict[str, Any]:
     if delivery.channel == Channel.WEBHOOK:
         return send_webhook(delivery)
     raise DeliveryError(f"unknown channel {delivery.channel!r}")
+
+
+# Outbound messages are not cut to the 1000 characters of stored values; they are already short.
+_OUTBOUND_MAX_STRING = 100_000
+# Stands in for the personal email link while the rendered email is redacted.
+_LINK_PLACEHOLDER = "tracemem-email-link-placeholder"
+
+
+def redacted_for_sending(value: Any) -> Any:
+    """``value`` (a JSON message) with every secret-looking part redacted, just before it is sent."""
+    return redact(value, field="notification", max_string=_OUTBOUND_MAX_STRING)
 
 
 def review_url(approval: Approval) -> str:
@@ -71,7 +87,8 @@ def request_summary(approval: Approval) -> dict[str, Any]:
 
 
 def email_recipients(delivery: Delivery) -> list[AbstractBaseUser]:
-    """Users named in ``to`` (email or username), else the approval's group, else the superusers.
+    """Users named in ``to`` (email or username), else the approval's group, else the superusers;
+    only those who may vote on this approval (never the agent's owner unless the route allows it).
 
     The group is the one frozen when the approval was requested, not the route's current one.
     """
@@ -94,6 +111,13 @@ def email_recipients(delivery: Delivery) -> list[AbstractBaseUser]:
     return [u for u in chosen if vote_refusal(u, approval) is None]
 
 
+def _render_email(template: str, context: dict[str, Any], link: str) -> str:
+    """The rendered email, redacted as a whole (escaping can hide a secret from the context's own
+    redaction), with the reviewer's personal link put in afterwards."""
+    rendered = render_to_string(template, {**context, "confirm_url": _LINK_PLACEHOLDER})
+    return redact_text(rendered).replace(_LINK_PLACEHOLDER, link)
+
+
 def send_email(delivery: Delivery) -> dict[str, Any]:
     from approvals.services import email_link_issue
 
@@ -103,26 +127,29 @@ def send_email(delivery: Delivery) -> dict[str, Any]:
         raise DeliveryError("no eligible approver with an email address on this route")
     already = set(delivery.external_ref.get("sent_to", []))
     sent = list(already)
-    summary = request_summary(approval)
+    summary = redacted_for_sending(request_summary(approval))
     try:
         connection = get_connection(timeout=conf.http_timeout_seconds())
         for user in recipients:
             if user.pk in already:
                 continue
-            token = email_link_issue(approval=approval, user=user)
-            context = {
-                **summary,
-                "reviewer": user.get_username(),
-                "confirm_url": f"{conf.public_url()}/approvals/email/{token}",
-            }
+            # Whoever must use two-factor sign-in gets the review page, not a link that votes.
+            browser_only = second_factor_required(user)
+            if browser_only:
+                link = review_url(approval)
+            else:
+                link = f"{conf.public_url()}/approvals/email/{email_link_issue(approval=approval, user=user)}"
+            context = {**summary, "reviewer": user.get_username(), "browser_only": browser_only}
             message = EmailMultiAlternatives(
-                subject=f"[TraceMem] {approval.title}",
-                body=render_to_string("email/approval_request.txt", context),
+                subject=redact_text(f"[TraceMem] {approval.title}"),
+                body=_render_email("email/approval_request.txt", context, link),
                 to=[user.email],
                 connection=connection,
                 headers={"X-TraceMem-Delivery": delivery.delivery_id},
             )
-            message.attach_alternative(render_to_string("email/approval_request.html", context), "text/html")
+            message.attach_alternative(
+                _render_email("email/approval_request.html", context, link), "text/html"
+            )
             message.send()
             sent.append(user.pk)
     except OSError as exc:
@@ -246,8 +273,8 @@ def send_slack(delivery: Delivery) -> dict[str, Any]:
         "chat.postMessage",
         payload={
             "channel": channel,
-            "text": f"Approval requested: {approval.title}",
-            "blocks": slack_blocks(approval),
+            "text": redact_text(f"Approval requested: {approval.title}"),
+            "blocks": redacted_for_sending(slack_blocks(approval)),
             "metadata": {
                 "event_type": "tracemem_approval",
                 "event_payload": {"delivery_id": delivery.delivery_id},
@@ -278,8 +305,8 @@ def slack_update(delivery: Delivery, approval: Approval) -> None:
         payload={
             "channel": ref["channel"],
             "ts": ref["ts"],
-            "text": f"{approval.title}: {outcome}",
-            "blocks": slack_blocks(approval, outcome=outcome),
+            "text": redact_text(f"{approval.title}: {outcome}"),
+            "blocks": redacted_for_sending(slack_blocks(approval, outcome=outcome)),
         },
     )
 
@@ -319,7 +346,7 @@ def send_webhook(delivery: Delivery) -> dict[str, Any]:
     endpoint = WebhookEndpoint.objects.filter(name=name).first() if name else None
     if endpoint is None:
         raise DeliveryError(f"webhook endpoint {name!r} is not configured")
-    body = json.dumps(webhook_payload(delivery), separators=(",", ":"))
+    body = json.dumps(redacted_for_sending(webhook_payload(delivery)), separators=(",", ":"))
     from django.utils import timezone
 
     now = timezone.now()

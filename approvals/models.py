@@ -113,7 +113,7 @@ class Approval(models.Model):
     message = models.TextField(blank=True)
     # The route's rules and the agent's owner, frozen when the approval is requested: voting, the
     # review pages and every channel read these, so editing the route or the agent afterwards
-    # never changes who may decide a pending request or how (docs/security-app.md).
+    # never changes who may decide a pending request or how (docs/security.md).
     require_rationale = models.BooleanField(default=False)
     required_approvals = models.PositiveIntegerField(default=1)
     approver_group = models.ForeignKey(

@@ -6,9 +6,12 @@ import copy
 from datetime import datetime
 from typing import Any, TypeVar
 
+from django.conf import settings
+from django.contrib.auth.models import User
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from agents.selectors import confirmed_device
 from approvals.models import (
     Approval,
     ApprovalRoute,
@@ -181,3 +184,18 @@ def approval_as_reported(approval: Approval) -> Approval:
     reported.resolved_at = approval.expires_at
     reported.resolution_channel = EXPIRY_CHANNEL
     return reported
+
+
+def second_factor_required_by_policy(user: User) -> bool:
+    """``TRACEMEM_REQUIRE_2FA_FOR_APPROVERS`` is on and this person may approve somewhere
+    (a superuser, or a member of some route's approver group)."""
+    if not getattr(settings, "TRACEMEM_REQUIRE_2FA_FOR_APPROVERS", False) or not user.is_active:
+        return False
+    return user.is_superuser or ApprovalRoute.objects.filter(approver_group__user=user).exists()
+
+
+def second_factor_required(user: User) -> bool:
+    """Whether this person signs in with a TOTP code and votes only from a session verified by one:
+    they turned two-factor sign-in on, or it is required of them (approval links by email and Slack
+    buttons then refuse their votes; they confirm in the browser)."""
+    return confirmed_device(user) is not None or second_factor_required_by_policy(user)

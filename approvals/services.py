@@ -44,7 +44,7 @@ from approvals.models import (
     WebhookCredential,
     WebhookEndpoint,
 )
-from approvals.selectors import frozen_rules, route_definition
+from approvals.selectors import approvals_visible_to, frozen_rules, route_definition, second_factor_required
 from audit.services import audit_record
 from decisions.models import AutomationMode, Decision, DecisionStatus, EventType
 from decisions.services import (
@@ -66,7 +66,7 @@ from tracemem_site.errors import (
     Unauthenticated,
 )
 from tracemem_site.ids import SLUG_RE, new_id
-from tracemem_site.permissions import require_perm, require_superuser
+from tracemem_site.permissions import is_superuser, require_perm, require_superuser
 from tracemem_site.redaction import redact
 from tracemem_site.timefmt import iso_z
 
@@ -76,6 +76,10 @@ WEBHOOK_CREDENTIAL_PREFIX = "tmwh_"
 EMAIL_LINK_SALT = "tracemem.approvals.email-link"
 MIN_EXPIRY_SECONDS = 60
 VOTE_CHANNELS = ("web", "api", "email", "slack", "webhook")
+# Channels that prove no second factor: people who must use one confirm in the browser instead.
+# (Browser sessions are verified by SecondFactorMiddleware; personal tokens and webhook credentials
+# are machine credentials created by a signed-in person or an admin, not guessable passwords.)
+BROWSER_ONLY_REFUSED = ("email", "slack")
 EXPIRY_CHANNEL = selectors.EXPIRY_CHANNEL
 # Whoever notices an overdue approval first (the beat's tick or any call on its decision), the
 # trace records the same event by the same system actor.
@@ -301,7 +305,11 @@ def approval_vote(
     clean_rationale = v.optional_string(rationale, "rationale", max_length=10_000)
     if channel not in VOTE_CHANNELS:
         raise InvalidArgument(f"channel must be one of {', '.join(VOTE_CHANNELS)}", field="channel")
-    decision_id = Approval.objects.filter(pk=clean_id).values_list("decision_id", flat=True).first()
+    # An approval this person cannot see does not exist for them: not_found, never a refusal
+    # naming its route.
+    decision_id = (
+        approvals_visible_to(actor).filter(pk=clean_id).values_list("decision_id", flat=True).first()
+    )
     if decision_id is None:
         raise NotFound(f"approval {clean_id} was not found")
     locked_decision = decision_lock(actor=Actor.system(), decision_id=decision_id, settle=False)
@@ -322,6 +330,12 @@ def approval_vote(
     if approval.is_overdue(timezone.now()):
         raise InvalidState(f"approval {clean_id} has expired; the agent must request a new approval")
     _ensure_may_vote(user, approval)
+    if channel in BROWSER_ONLY_REFUSED and second_factor_required(user):
+        raise PermissionDenied(
+            f"you sign in to TraceMem with two-factor authentication, so an {channel} "
+            f"{'link' if channel == 'email' else 'button'} cannot vote for you; sign in and confirm in the "
+            f"browser: {senders.review_url(approval)}"
+        )
     if approval.require_rationale and not (clean_rationale or "").strip():
         raise InvalidArgument(
             "this approval requires a rationale: say why you approve or reject", field="rationale"
@@ -928,6 +942,9 @@ class DestinationKind:
     defaults: tuple[tuple[str, str], ...]
     api_path: str
     read_area: str  # tracemem_site.permissions.READERS
+    # Besides MANAGE_INTEGRATIONS, changes need a superuser when this says why (completes "only an
+    # active superuser may ...").
+    superuser_only: str | None = None
 
 
 WEBHOOK_ENDPOINT = DestinationKind(
@@ -957,8 +974,20 @@ SLACK_INTEGRATION = DestinationKind(
     defaults=(("api_base_url", "https://slack.com/api/"),),
     api_path="/api/v1/admin/integrations",
     read_area="slack_integrations",
+    # Its signing secret and API (users.info) decide which reviewer a button press votes as: setting
+    # them is impersonation, like a webhook credential for somebody else.
+    superuser_only=(
+        "create, change or delete a Slack integration: its signing secret and API decide which reviewer "
+        "a Slack button press votes as"
+    ),
 )
 DESTINATION_KINDS = {kind.channel: kind for kind in (WEBHOOK_ENDPOINT, SLACK_INTEGRATION)}
+
+
+def _require_destination_admin(actor: Actor, kind: DestinationKind) -> None:
+    require_perm(actor, MANAGE_INTEGRATIONS)
+    if kind.superuser_only is not None:
+        require_superuser(actor, kind.superuser_only)
 
 
 def _check_signing_secret(kind: DestinationKind, secret: str) -> None:
@@ -1013,7 +1042,7 @@ def _destination_name(kind: DestinationKind, name: Any) -> str:
 @transaction.atomic
 def destination_create(*, actor: Actor, kind: DestinationKind, data: Any) -> Integration:
     """Create a webhook endpoint or Slack integration (``conflict`` if the name is taken)."""
-    require_perm(actor, MANAGE_INTEGRATIONS)
+    _require_destination_admin(actor, kind)
     body = v.json_object(data, "body")
     name = _destination_name(kind, body.get("name"))
     fields = clean_destination(kind, {k: val for k, val in body.items() if k != "name"}, creating=True)
@@ -1042,7 +1071,7 @@ def destination_update(
     """Change the given fields of a webhook endpoint or Slack integration; ``(item, changed)``.
 
     The name never changes (routes refer to it); a secret equal to the stored one changes nothing."""
-    require_perm(actor, MANAGE_INTEGRATIONS)
+    _require_destination_admin(actor, kind)
     item = kind.model.objects.select_for_update().filter(name=name).first()
     if item is None:
         raise NotFound(f"{kind.label} {name} was not found")
@@ -1070,7 +1099,7 @@ def destination_update(
 @transaction.atomic
 def destination_delete(*, actor: Actor, kind: DestinationKind, name: str) -> None:
     """Delete a webhook endpoint or Slack integration no route names (``invalid_state`` otherwise)."""
-    require_perm(actor, MANAGE_INTEGRATIONS)
+    _require_destination_admin(actor, kind)
     item = kind.model.objects.select_for_update().filter(name=name).first()
     if item is None:
         raise NotFound(f"{kind.label} {name} was not found")
@@ -1239,6 +1268,33 @@ def clean_route(item: Any) -> tuple[str, dict[str, Any]]:
     return route_id, fields
 
 
+OWNER_VOTE_RULE = (
+    "let agent owners vote on their own agents' requests (allow_agent_owner), or change who decides "
+    "(approver_group, required_approvals) on a route that lets them"
+)
+
+
+def route_rules_check(*, actor: Actor, route_id: str, fields: dict[str, Any]) -> None:
+    """Refuse a non-superuser a route that lets agent owners vote on their own agents' requests,
+    unless it already did with the same group and quorum (``fields`` as :func:`clean_route` gives).
+
+    An agent names its route (``approval_route_id``), so a route manager who owns an agent could
+    otherwise create or re-point such a route and approve their own agent's next request. Taking the
+    owners' vote away, and any other change, stay with ``approvals.manage_routes``.
+    """
+    if not fields.get("allow_agent_owner") or is_superuser(actor):
+        return
+    route = ApprovalRoute.objects.select_related("approver_group").filter(route_id=route_id).first()
+    if route is not None and route.allow_agent_owner:
+        group = route.approver_group.name if route.approver_group is not None else None
+        if (group, route.required_approvals) == (
+            fields.get("approver_group"),
+            fields.get("required_approvals"),
+        ):
+            return
+    require_superuser(actor, OWNER_VOTE_RULE)
+
+
 @transaction.atomic
 def route_upsert(*, actor: Actor, route_id: str, fields: dict[str, Any]) -> tuple[ApprovalRoute, bool]:
     """Create or update a route from clean fields; ``approver_group`` is a group name (created if new).
@@ -1248,6 +1304,7 @@ def route_upsert(*, actor: Actor, route_id: str, fields: dict[str, Any]) -> tupl
     from django.contrib.auth.models import Group
 
     require_perm(actor, "approvals.manage_routes")
+    route_rules_check(actor=actor, route_id=route_id, fields=fields)
     values = dict(fields)
     group_name = values.pop("approver_group", None)
     values["approver_group"] = Group.objects.get_or_create(name=group_name)[0] if group_name else None

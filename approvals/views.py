@@ -6,7 +6,6 @@ so link scanners resolve nothing; the POST (CSRF-protected) votes through ``appr
 
 from __future__ import annotations
 
-import json
 import logging
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -16,9 +15,10 @@ from django.views.decorators.http import require_http_methods, require_POST
 from slack_sdk.signature import SignatureVerifier
 
 from approvals import selectors, services
-from approvals.channels import DeliveryError, slack_call
+from approvals.channels import DeliveryError, review_url, slack_call
 from approvals.models import SlackIntegration
 from approvals.serializers import approval_out
+from tracemem_site import safejson
 from tracemem_site.actor import Actor
 from tracemem_site.errors import DomainError, PermissionDenied
 
@@ -31,7 +31,14 @@ def email_confirm(request: HttpRequest, token: str) -> HttpResponse:
         link = selectors.email_link_for_token(token)
     except DomainError as exc:
         return render(request, "approvals/email_confirm.html", {"error": exc.message}, status=403)
-    context = {"approval": approval_out(link.approval), "reviewer": link.user.get_username(), "token": token}
+    context = {
+        "approval": approval_out(link.approval),
+        "reviewer": link.user.get_username(),
+        "token": token,
+        # Who must use two-factor sign-in confirms in the browser; the service refuses the link's vote.
+        "browser_only": selectors.second_factor_required(link.user),
+        "review_url": review_url(link.approval),
+    }
     if request.method == "GET":
         return render(request, "approvals/email_confirm.html", context)
     try:
@@ -76,7 +83,12 @@ def slack_interactions(request: HttpRequest) -> HttpResponse:
             status=401,
         )
     try:
-        payload = json.loads(request.POST.get("payload", ""))
+        payload = safejson.loads(request.POST.get("payload", ""))
+    except safejson.JSONTooDeep as exc:
+        return JsonResponse({"text": f"TraceMem could not read this interaction: {exc}"}, status=400)
+    except ValueError:
+        return JsonResponse({"text": "TraceMem could not read this interaction."}, status=400)
+    try:
         action = payload["actions"][0]
         choice, approval_id, slack_user = action["action_id"], action["value"], payload["user"]["id"]
     except (ValueError, KeyError, IndexError, TypeError):

@@ -128,6 +128,8 @@ def approval_vote(request: HttpRequest, approval_id: str) -> HttpResponse:
             rationale=request.POST.get("rationale", ""),
             channel=WEB_CHANNEL,
         )
+    except NotFound:
+        raise Http404("no such approval") from None
     except DomainError as exc:
         # The service's message already says what was wrong and what to do next.
         messages.error(request, str(exc))

@@ -1,8 +1,11 @@
 """Django admin for people and groups, audited: every change of someone's powers (active, staff and
-superuser flags, group memberships, permissions) and of a group's permissions is logged.
+superuser flags, group memberships, permissions), of a group's permissions, and every password
+reset is logged.
 
-Granting permissions or superuser status, and group memberships, are for superusers only here:
-Django's own ``auth.change_user`` would otherwise let its holder grant themselves anything.
+Adding, changing and deleting people and groups is for active superusers only here; Django's
+``auth.*_user`` and ``auth.*_group`` permissions allow viewing at most. ``auth.change_user`` would
+otherwise let its holder grant themselves anything, or take over any account — a superuser's
+included — by setting its password, or its email (which email links and Slack votes go by).
 """
 
 from __future__ import annotations
@@ -10,19 +13,27 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.admin.utils import unquote
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group, User
+from django.db import transaction
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django_otp.plugins.otp_totp.admin import TOTPDeviceAdmin
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from audit import selectors, services
 from tracemem_site.actor import Actor
 
 _BEFORE = "_tracemem_access_before"
-_SUPERUSER_ONLY_FIELDS = ("is_superuser", "groups", "user_permissions")
 
 admin.site.unregister(User)
 admin.site.unregister(Group)
+admin.site.unregister(TOTPDevice)
+
+
+def _superuser(request: HttpRequest) -> bool:
+    return bool(request.user.is_active and request.user.is_superuser)
 
 
 class _AuditedAccess:
@@ -31,6 +42,15 @@ class _AuditedAccess:
     taken there; all of it runs in the admin's transaction, as does the log entry."""
 
     object_type: str = ""
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return _superuser(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return _superuser(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return _superuser(request)
 
     def snapshot(self, pk: int) -> dict[str, Any] | None:
         raise NotImplementedError
@@ -70,9 +90,16 @@ class AuditedUserAdmin(_AuditedAccess, UserAdmin):
     def snapshot(self, pk: int) -> dict[str, Any] | None:
         return selectors.user_access(pk)
 
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
-        fields = tuple(super().get_readonly_fields(request, obj))
-        return fields if request.user.is_superuser else fields + _SUPERUSER_ONLY_FIELDS
+    def user_change_password(self, request: HttpRequest, id: str, form_url: str = "") -> HttpResponse:
+        """Django's "change password" page (its permission check is ``has_change_permission``),
+        logged — without the password — when it changed one, in the same transaction."""
+        with transaction.atomic():
+            before = User.objects.filter(pk=unquote(id)).values_list("password", flat=True).first()
+            response = super().user_change_password(request, id, form_url)
+            user = User.objects.filter(pk=unquote(id)).first()
+            if before is not None and user is not None and user.password != before:
+                services.password_change_record(actor=Actor.for_user(request.user), user=user)
+        return response
 
 
 @admin.register(Group)
@@ -82,14 +109,24 @@ class AuditedGroupAdmin(_AuditedAccess, GroupAdmin):
     def snapshot(self, pk: int) -> dict[str, Any] | None:
         return selectors.group_access(pk)
 
-    def _superuser(self, request: HttpRequest) -> bool:
-        return bool(request.user.is_active and request.user.is_superuser)
+
+@admin.register(TOTPDevice)
+class SuperuserTOTPDeviceAdmin(TOTPDeviceAdmin):
+    """Two-factor devices are sign-in credentials (their key makes a person's codes): only active
+    superusers see or change them here (to remove a lost phone), whatever Django's otp_totp
+    permissions say; the key of a saved device is never shown (OTP_ADMIN_HIDE_SENSITIVE_DATA)."""
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return _superuser(request)
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return _superuser(request)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return self._superuser(request)
+        return _superuser(request)
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return self._superuser(request)
+        return _superuser(request)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return self._superuser(request)
+        return _superuser(request)

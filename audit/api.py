@@ -61,7 +61,9 @@ class AuditLogView(HumanAPIView):
         },
     )
     def get(self, request: Request) -> Response:
-        page = selectors.audit_log_page(actor_from_request(request), request.query_params.dict())
+        # A repeated parameter reaches the selector as a list, which it refuses (never "last one wins").
+        query = {k: v[0] if len(v) == 1 else v for k, v in request.query_params.lists()}
+        page = selectors.audit_log_page(actor_from_request(request), query)
         return Response(
             {"entries": [selectors.entry_as_dict(e) for e in page.entries], "next_cursor": page.next_cursor}
         )

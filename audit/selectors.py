@@ -159,6 +159,11 @@ def audit_log_page(actor: Actor, query: Mapping[str, Any]) -> AuditPage:
             f"unknown parameter {unknown[0]!r}; the audit log takes {', '.join(QUERY_PARAMETERS)}",
             field=unknown[0],
         )
+    repeated = sorted(name for name, value in query.items() if isinstance(value, list))
+    if repeated:
+        raise InvalidArgument(
+            f"parameter {repeated[0]!r} is given more than once; give it once", field=repeated[0]
+        )
     filters = clean_filters(
         actor=query.get("actor"),
         object=query.get("object"),

@@ -104,3 +104,18 @@ def access_change_record(
         before=before,
         after=after,
     )
+
+
+@transaction.atomic
+def password_change_record(*, actor: Actor, user: Any) -> AuditEntry | None:
+    """Record that ``actor`` set (or disabled) ``user``'s password in the Django admin: by name
+    only, never the password or its hash."""
+    state = "password changed" if user.has_usable_password() else "password login disabled"
+    return audit_record(
+        actor=actor,
+        action="user.password_change",
+        object_type="user",
+        object_id=f"user_{user.pk}",
+        before={"username": user.get_username()},
+        after={"username": user.get_username(), "sign_in": state},
+    )

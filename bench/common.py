@@ -20,7 +20,7 @@ def django_setup() -> None:
     # Benchmarks measure the doors, not the per-agent rate limit they would soon hit.
     os.environ["TRACEMEM_AGENT_RATE_LIMIT"] = "off"
     # Their receivers listen on loopback, which a server with DATABASE_URL refuses unless allowed
-    # (docs/security-app.md §4); the delivery worker they start inherits this.
+    # (docs/security.md §9); the delivery worker they start inherits this.
     os.environ.setdefault("TRACEMEM_OUTBOUND_ALLOW", "127.0.0.0/8,::1")
     import django
 

@@ -6,7 +6,6 @@ the MCP tool returns.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -20,6 +19,7 @@ from rest_framework.views import APIView
 from agents.auth import AgentKeyAuthentication, PersonalTokenAuthentication
 from decisions import evidence, receipts, records
 from decisions.models import RecordCategory
+from tracemem_site import safejson
 from tracemem_site.rest import ERROR_RESPONSES as _ERRORS
 from tracemem_site.rest import actor_from_request, body
 
@@ -28,7 +28,7 @@ def _json_list(value: str) -> list[Any] | None:
     if not value.lstrip().startswith("["):
         return None
     try:
-        parsed = json.loads(value)
+        parsed = safejson.loads(value)
     except ValueError:
         return None
     return parsed if isinstance(parsed, list) else None
@@ -57,13 +57,27 @@ class DecisionEvidenceView(APIView):
         return response
 
 
+class ReceiptKeyOut(serializers.Serializer):
+    """One published receipt key, as ``decisions.receipts.receipt_key_out`` returns it."""
+
+    key_id = serializers.CharField()
+    algorithm = serializers.ChoiceField(choices=["ed25519"])
+    public_key = serializers.CharField(help_text="raw Ed25519 public key, base64url without padding")
+    valid_from = serializers.DateTimeField()
+    valid_to = serializers.DateTimeField(allow_null=True, help_text="null while the key is current")
+
+
 class ReceiptKeysView(APIView):
     """Public: anyone must be able to fetch the keys that verify a receipt."""
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
 
-    @extend_schema(operation_id="receipt_keys", responses={200: dict})
+    @extend_schema(
+        operation_id="receipt_keys",
+        responses={200: ReceiptKeyOut(many=True)},
+        description="Every receipt key ever used, oldest first: a JSON array.",
+    )
     def get(self, request: Request) -> Response:
         return Response(receipts.receipt_keys_published())
 

@@ -141,10 +141,13 @@ def decision_record(
     previous: DecisionRecord | None = None
     supersedes_id = v.optional_string(supersedes, "supersedes", max_length=40)
     if supersedes_id:
+        # Supersessions of one record queue on its decision's row (closed, never updated again): the
+        # record row is append-only, and FOR UPDATE would need the UPDATE privilege on it.
+        locked = Decision.objects.select_for_update().filter(pk=supersedes_id, agent=actor.agent)
         previous = (
-            DecisionRecord.objects.select_for_update()
-            .filter(agent=actor.agent, decision_id=supersedes_id)
-            .first()
+            DecisionRecord.objects.filter(agent=actor.agent, decision_id=supersedes_id).first()
+            if list(locked.values_list("pk", flat=True))
+            else None
         )
         if previous is None:
             raise NotFound(

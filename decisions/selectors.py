@@ -8,7 +8,7 @@ permission (reviewers, auditors; superusers hold every permission).
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,7 +23,6 @@ from tracemem_site.errors import InvalidArgument, NotFound
 from tracemem_site.ids import DECISION_PREFIX, has_format
 from tracemem_site.permissions import may_read
 from tracemem_site.timefmt import iso_z
-from tracemem_verify.chain import ChainBreak, ChainVerifier
 
 # decision_trace pages (SPEC §12): without ``limit`` a page holds TRACE_PAGE_DEFAULT events, never more
 # than TRACE_PAGE_MAX. Whole-chain readers (verifiers) walk pages of TRACE_PAGE_MAX.
@@ -135,29 +134,3 @@ def trace_page(decision: Decision, *, after_seq: Any = None, limit: Any = None) 
     )
     more = bool(events) and events[-1].seq < decision.event_count
     return TracePage(events=events, next_after_seq=events[-1].seq if more else None)
-
-
-def trace_pages(decision: Decision) -> Iterator[list[TraceEvent]]:
-    """Every event of a decision, one page (TRACE_PAGE_MAX) at a time, in order."""
-    after: int | None = 0
-    while after is not None:
-        page = trace_page(decision, after_seq=after, limit=TRACE_PAGE_MAX)
-        if page.events:
-            yield page.events
-        after = page.next_after_seq
-
-
-def trace_verify(decision: Decision) -> ChainBreak | None:
-    """Recompute one decision's whole chain, walking its pages; also checks the decision's head."""
-    verifier = ChainVerifier(decision.decision_id)
-    for events in trace_pages(decision):
-        broken = verifier.feed(event_as_dict(e) for e in events)
-        if broken is not None:
-            return broken
-    stored = TraceEvent.objects.filter(decision=decision).count()
-    head_ok = not decision.event_count or verifier.head == decision.trace_head
-    if verifier.count != decision.event_count or stored != decision.event_count or not head_ok:
-        return ChainBreak(
-            decision.decision_id, verifier.count, "decision's event_count/trace_head disagree with its events"
-        )
-    return None

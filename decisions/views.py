@@ -11,9 +11,10 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadReque
 from django.shortcuts import render
 
 from decisions import selectors
+from decisions.integrity import decision_problems
 from decisions.models import AutomationMode, Decision, DecisionStatus, TraceEvent
 from decisions.records import record_chain, record_of
-from decisions.selectors import decision_as_reported, decision_events, decision_for, trace_page, trace_verify
+from decisions.selectors import decision_as_reported, decision_events, decision_for, trace_page
 from decisions.selectors_ui import DecisionFilters, agent_choices, decision_search
 from decisions.serializers import trace_out
 from tracemem_site.errors import InvalidArgument, NotFound
@@ -77,8 +78,9 @@ def decision_detail(request: HttpRequest, decision_id: str) -> HttpResponse:
     except InvalidArgument as exc:
         return HttpResponseBadRequest(exc.message)
     events = page.events
-    # The badge checks the whole chain (walking its pages), not just the page shown.
-    broken = trace_verify(decision)
+    # The badge is verify_traces' check: the whole chain (not just the page shown), and the row,
+    # the close event and the stored receipt against each other.
+    problems = decision_problems(decision)
     record = record_of(decision)
     return render(
         request,
@@ -91,7 +93,7 @@ def decision_detail(request: HttpRequest, decision_id: str) -> HttpResponse:
                 {"event": e, "payload_json": json.dumps(e.payload, indent=2, sort_keys=True)} for e in events
             ],
             "metadata_json": json.dumps(decision.metadata, indent=2, sort_keys=True),
-            "broken": broken,
+            "problems": problems,
             "page": _timeline_page(events, page.next_after_seq, decision.event_count),
         },
     )

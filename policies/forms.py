@@ -8,6 +8,7 @@ from typing import Any
 from django import forms
 
 from policies.models import Outcome
+from tracemem_site import safejson
 
 
 class JSONTextField(forms.CharField):
@@ -22,7 +23,7 @@ class JSONTextField(forms.CharField):
         if not text.strip():
             return None
         try:
-            return json.loads(text)
+            return safejson.loads(text)
         except ValueError as exc:
             raise forms.ValidationError(f"not valid JSON: {exc}") from None
 

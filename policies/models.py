@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pgtrigger
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
@@ -47,22 +46,6 @@ class Policy(models.Model):
         return self.policy_id
 
 
-# The content columns of a version; once it leaves draft none of them may change again.
-FROZEN_COLUMNS = (
-    "policy_id",
-    "version",
-    "name",
-    "description",
-    "inputs_schema",
-    "rules",
-    "default_outcome",
-    "exception_route_id",
-    "hash",
-    "published_at",
-)
-_FROZEN_CHANGED = " OR ".join(f"NEW.{c} IS DISTINCT FROM OLD.{c}" for c in FROZEN_COLUMNS)
-
-
 class PolicyVersion(models.Model):
     policy = models.ForeignKey(Policy, on_delete=models.PROTECT, related_name="versions")
     version = models.PositiveIntegerField()
@@ -88,28 +71,8 @@ class PolicyVersion(models.Model):
                 fields=["policy"], condition=models.Q(status="draft"), name="policy_one_draft"
             ),
         ]
-        triggers = [
-            pgtrigger.Trigger(
-                name="frozen_version_content",
-                operation=pgtrigger.Update,
-                when=pgtrigger.Before,
-                condition=pgtrigger.Condition(
-                    f"OLD.status <> 'draft' AND ({_FROZEN_CHANGED} "
-                    "OR (OLD.status = 'retired' AND NEW.status <> 'retired') "
-                    "OR NEW.status = 'draft')"
-                ),
-                func="RAISE EXCEPTION 'policy version %.% is frozen: published versions cannot change', "
-                "OLD.policy_id, OLD.version; RETURN NULL;",
-            ),
-            pgtrigger.Trigger(
-                name="frozen_version_delete",
-                operation=pgtrigger.Delete,
-                when=pgtrigger.Before,
-                condition=pgtrigger.Condition("OLD.status <> 'draft'"),
-                func="RAISE EXCEPTION 'policy version %.% is frozen: it cannot be deleted', "
-                "OLD.policy_id, OLD.version; RETURN NULL;",
-            ),
-        ]
+        # Once a version leaves draft the database refuses to change or delete it, whatever the
+        # session says: a plain trigger (migration policies 0003, docs/security.md).
 
     def __str__(self) -> str:
         return f"{self.policy_id} v{self.version} ({self.status})"

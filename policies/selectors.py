@@ -17,7 +17,7 @@ from tracemem_site.permissions import require_reader
 
 
 def ensure_policy_reader(actor: Actor) -> None:
-    """Policies, their drafts and grants are read with a policies permission (docs/security-app.md)."""
+    """Policies, their drafts and grants are read with a policies permission (docs/security.md)."""
     require_reader(actor, "policies")
 
 

@@ -97,7 +97,7 @@ class DecisionWriteView(APIView):
         return Response(result)
 
 
-# --- admin API (SPEC §10): session or personal token; permissions in docs/security-app.md--------------------------------
+# --- admin API (SPEC §10): session or personal token; permissions in docs/security.md--------------------------------
 
 
 class AdminDataSourcesView(HumanAPIView):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pgtrigger
 from django.db import models
 from django.utils import timezone
 
@@ -49,30 +48,6 @@ class ProductStatus(models.TextChoices):
     PUBLISHED = "published"
 
 
-# The definition columns of a product (what its hash covers, and the hash itself); once published
-# none of them may change again: agents and every read/write event rely on the hash.
-FROZEN_COLUMNS = (
-    "product_id",
-    "name",
-    "description",
-    "version",
-    "hash",
-    "operation",
-    "source_id",
-    "source_table",
-    "fields",
-    "key_fields",
-    "allowed_purposes",
-    "max_rows",
-    "result_modes",
-    "policies",
-    "requires_approval",
-    "example_queries",
-    "published_at",
-)
-_FROZEN_CHANGED = " OR ".join(f"NEW.{c} IS DISTINCT FROM OLD.{c}" for c in FROZEN_COLUMNS)
-
-
 class DataProduct(models.Model):
     product_id = models.CharField(primary_key=True, max_length=64)
     name = models.CharField(max_length=200)
@@ -104,28 +79,8 @@ class DataProduct(models.Model):
             ("publish_products", "Can publish data products"),
             ("grant_products", "Can grant data products to agents and revoke them"),
         ]
-        triggers = [
-            # Like policy versions: services never change a published product, and the database
-            # refuses it too (the Django admin, a shell, a stray .update()).
-            pgtrigger.Trigger(
-                name="frozen_product_content",
-                operation=pgtrigger.Update,
-                when=pgtrigger.Before,
-                condition=pgtrigger.Condition(
-                    f"OLD.status = 'published' AND ({_FROZEN_CHANGED} OR NEW.status <> 'published')"
-                ),
-                func="RAISE EXCEPTION 'data product % is published and frozen: publish the next version', "
-                "OLD.product_id; RETURN NULL;",
-            ),
-            pgtrigger.Trigger(
-                name="frozen_product_delete",
-                operation=pgtrigger.Delete,
-                when=pgtrigger.Before,
-                condition=pgtrigger.Condition("OLD.status = 'published'"),
-                func="RAISE EXCEPTION 'data product % is published and frozen: it cannot be deleted', "
-                "OLD.product_id; RETURN NULL;",
-            ),
-        ]
+        # Like policy versions: once published, the database refuses to change or delete the
+        # product, whatever the session says (migration products 0005, docs/security.md).
 
     def __str__(self) -> str:
         return f"{self.product_id} ({self.operation}, {self.status})"
@@ -146,18 +101,24 @@ class ProductGrant(models.Model):
 
 
 class WriteResult(models.Model):
-    """The first result of a write with an ``idempotency_key``; a retry returns it unchanged."""
+    """The first result of a write with an ``idempotency_key``; a retry returns it unchanged.
+
+    The key itself is not stored, only a keyed digest of it (HMAC-SHA256 under the server's
+    secret): agents sometimes put identifiers or secrets in it.
+    """
 
     decision = models.ForeignKey(Decision, on_delete=models.PROTECT, related_name="write_results")
-    idempotency_key = models.CharField(max_length=200)
+    idempotency_digest = models.CharField(max_length=64)
     request_hash = models.CharField(max_length=64)
     result = models.JSONField()
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["decision", "idempotency_key"], name="write_idempotency_unique")
+            models.UniqueConstraint(
+                fields=["decision", "idempotency_digest"], name="write_idempotency_unique"
+            )
         ]
 
     def __str__(self) -> str:
-        return f"{self.decision_id} {self.idempotency_key}"
+        return f"{self.decision_id} {self.idempotency_digest[:12]}…"

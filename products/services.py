@@ -1010,6 +1010,14 @@ def _execute(
     return affected, created
 
 
+def idempotency_digest(key: str) -> str:
+    """What is stored of an ``idempotency_key``: its keyed digest (HMAC-SHA256 keyed from the server's
+    secret key, ``crypto.keyed_digest``), never the key. Rotating ``DJANGO_SECRET_KEY`` means a retry
+    sent across the rotation is no longer recognised; products migration 0004 converted older rows.
+    """
+    return crypto.keyed_digest(key)
+
+
 def _request_hash(**parts: Any) -> str:
     try:
         material = json.dumps(parts, sort_keys=True, separators=(",", ":"), allow_nan=False)
@@ -1098,7 +1106,9 @@ def _decision_write(
     decision = decision_lock(actor=actor, decision_id=decision_id)
     if key is not None:
         # Under the decision's row lock: concurrent retries queue here and see the first result.
-        previous = WriteResult.objects.filter(decision=decision, idempotency_key=key).first()
+        previous = WriteResult.objects.filter(
+            decision=decision, idempotency_digest=idempotency_digest(key)
+        ).first()
         if previous is not None:
             if previous.request_hash != request_hash:
                 raise Conflict(
@@ -1159,7 +1169,7 @@ def _decision_write(
             if key is not None:
                 WriteResult.objects.create(
                     decision=decision,
-                    idempotency_key=key,
+                    idempotency_digest=idempotency_digest(key),
                     request_hash=request_hash,
                     result=json.loads(json.dumps(result)),
                 )

@@ -28,7 +28,7 @@ from tracemem_site.actor import Actor
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 # The tests' receivers (webhooks, Slack, SMTP, the external data source) listen on loopback, which
-# production refuses unless TRACEMEM_OUTBOUND_ALLOW lists it (docs/security-app.md §4): the suite
+# production refuses unless TRACEMEM_OUTBOUND_ALLOW lists it (docs/security.md §9): the suite
 # allows loopback like the embedded default does, here and in the processes it starts.
 TEST_OUTBOUND_ALLOW = "127.0.0.0/8,::1"
 os.environ.setdefault("TRACEMEM_OUTBOUND_ALLOW", TEST_OUTBOUND_ALLOW)

@@ -226,8 +226,9 @@ def test_non_member_refused_superuser_eligible_everywhere(api: Any) -> None:
     root = make_reviewer("root", superuser=True)
     decision_id = open_decision(api)
     approval_id = request_approval(api, decision_id, approval_route_id="route_finance").json()["approval_id"]
+    # An approval the outsider cannot see is not found for their vote either (issue 13).
     response = outsider.approve(approval_id)
-    assert response.status_code == 403 and response.json()["error"]["code"] == "permission_denied"
+    assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
     assert outsider.get(f"/api/v1/approvals/{approval_id}").status_code == 404
     assert root.approve(approval_id).json()["status"] == "approved"
 

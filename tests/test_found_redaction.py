@@ -151,7 +151,11 @@ def test_any_value_under_a_secret_like_key_is_redacted(key: str, value: Any) -> 
 @settings(max_examples=100, deadline=None)
 @given(secret_strings())
 def test_a_secret_looking_value_is_redacted_under_any_key(text: str) -> None:
-    assert redact({"note": text, "items": [text]}) == {"note": REDACTED, "items": [REDACTED]}
+    # Only the secret is replaced; the text around it survives (issue 13).
+    kept = text
+    for secret in SECRET_VALUES.values():
+        kept = kept.replace(secret, REDACTED)
+    assert redact({"note": text, "items": [text]}) == {"note": kept, "items": [kept]}
 
 
 @settings(max_examples=50, deadline=None)
@@ -193,8 +197,9 @@ def test_each_spec_key_is_redacted(key: str) -> None:
 @pytest.mark.parametrize("name", sorted(SECRET_VALUES))
 def test_each_spec_secret_pattern_is_redacted(name: str) -> None:
     secret = SECRET_VALUES[name]
-    assert redact({"note": f"here it is: {secret}"}) == {"note": REDACTED}
-    assert redact({"note": f"KEY_{secret}"}) == {"note": REDACTED}
+    assert redact({"note": f"here it is: {secret}"}) == {"note": f"here it is: {REDACTED}"}
+    assert redact({"note": f"KEY_{secret}"}) == {"note": f"KEY_{REDACTED}"}
+    assert redact({"note": secret}) == {"note": REDACTED}
 
 
 @pytest.mark.parametrize(

@@ -226,7 +226,7 @@ def test_secrets_sent_in_metadata_and_context_are_never_stored(api: AgentClient)
     assert decision.metadata == {
         "component": "user-service",
         "db_password": "[redacted]",
-        "note": "[redacted]",
+        "note": "key [redacted]",  # only the secret inside a longer text is replaced (issue 13)
     }
     events = list(TraceEvent.objects.filter(decision=decision).order_by("seq"))
     assert events[1].payload == {

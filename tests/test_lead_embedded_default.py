@@ -48,6 +48,15 @@ def test_the_spec_story_runs_on_the_embedded_default(tmp_path: Path) -> None:
             ("UPDATE decisions_traceevent SET payload = '{}'", "decisions_traceevent is append-only"),
             ("DELETE FROM decisions_receipt", "decisions_receipt is append-only"),
             ("UPDATE decisions_decision SET status = 'aborted' WHERE decision_id = ?", "row is frozen"),
+            ("UPDATE policies_policyversion SET rules = '[]' WHERE status = 'published'", "is frozen"),
+            ("UPDATE products_dataproduct SET source_table = 'auth_user'", "is published and frozen"),
+            ("DELETE FROM products_dataproduct", "is published and frozen"),
+            (
+                "INSERT INTO audit_auditentry (seq, at, actor_kind, actor_id, actor_name, action, object_type, "
+                "object_id, prev_hash, hash) VALUES (9999, '2026-01-01', 'system', 'system', 'system', 'x', 'x', "
+                "'x', 'p', 'h')",
+                "does not continue the audit log",
+            ),
         ):
             with pytest.raises(sqlite3.DatabaseError, match=refusal):
                 db.execute(sql, [decision_id] if "?" in sql else [])

@@ -1007,10 +1007,10 @@ def test_every_field_type_round_trips(typed: Any) -> None:
         query={"ref": record["ref"], "active": True, "due": "2026-12-01"},
     )
     assert read["records"] == [expected]
-    from decisions.selectors import trace_verify
+    from decisions.integrity import decision_problems
 
     decision.refresh_from_db()
-    assert trace_verify(decision) is None
+    assert decision_problems(decision) == []
 
 
 @pytest.mark.parametrize(

@@ -273,3 +273,44 @@ def test_record_chain_lists_the_whole_supersession_chain_oldest_first(agent_acto
         assert [r.title for r in records.record_chain(member)] == ["v1", "v2", "v3"]
     assert records.record_of(second.decision) == second
     assert records.record_of(plain) is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_records_text_cannot_be_rewritten_and_an_edit_behind_tracemems_back_is_reported(
+    agent_actor: Actor, capsys: Any
+) -> None:
+    """A record's searchable row repeats its record event. The app role used to be able to UPDATE
+    it (what the decision page, decision_get and search show) with nothing noticing; now the row is
+    append-only, and a superuser's edit is named by verify_traces and the decision page's badge."""
+    from django.core.management import CommandError, call_command
+    from django.test import Client
+
+    from tests.conftest import psql_as_app, superuser_sql
+    from tests.perm_helpers import make_staff
+
+    record = _record(agent_actor)
+    for sql in (
+        "UPDATE decisions_decisionrecord SET rationale = 'We never said that.'",
+        "DELETE FROM decisions_decisionrecord",
+    ):
+        result = psql_as_app(sql)
+        assert (
+            result.returncode != 0 and "permission denied for table decisions_decisionrecord" in result.stderr
+        )
+    assert DecisionRecord.objects.get(pk=record.pk).rationale == record.rationale
+
+    superuser_sql(
+        "UPDATE decisions_decisionrecord SET rationale = 'We never said that.' WHERE decision_id = %s",
+        params=[record.decision_id],
+    )
+    problem = (
+        "its record row says rationale 'We never said that.' but its record event (seq 1) says "
+        f"{record.rationale!r}"
+    )
+    with pytest.raises(CommandError):
+        call_command("verify_traces", "--decision", record.decision_id)
+    assert problem in capsys.readouterr().err
+    browser = Client()
+    browser.force_login(make_staff("auditor", "decisions.view_decision"))
+    page = browser.get(f"/decisions/{record.decision_id}/").content.decode()
+    assert 'status-broken" id="chain-badge"' in page and "its record row says rationale" in page

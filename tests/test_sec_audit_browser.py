@@ -3,7 +3,6 @@ menu, filters it and pages back; a staff user with every admin permission sees n
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -11,9 +10,8 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from agents import services as agent_services
-from tests.conftest import require_service
 from tests.perm_helpers import make_staff
-from tests.test_ui_browser import CHROMIUM, CHROMIUM_ARGS, fast_password_hashing, open_page  # noqa: F401
+from tests.test_ui_browser import fast_password_hashing, launch_chromium, open_page  # noqa: F401
 from tests.ui_scenario import PASSWORD
 from tracemem_site.actor import Actor
 
@@ -24,13 +22,7 @@ pytestmark = pytest.mark.browser
 def browser() -> Iterator[Any]:
     # Module-scoped: Playwright's sync API runs one instance at a time, and test_ui_browser's
     # session-scoped browser starts after this module is done.
-    require_service("Chromium", shutil.which(CHROMIUM) is not None, "apt-get install -y chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        instance = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield instance
-        instance.close()
+    yield from launch_chromium()
 
 
 @pytest.mark.django_db(transaction=True)

@@ -21,8 +21,9 @@ from django.utils import timezone
 from agents import services as agent_services
 from approvals.models import ApprovalRoute, SlackIntegration, WebhookEndpoint
 from audit.models import AuditEntry
+from policies.models import PolicyGrant as PolicyGrantModel
 from products.models import DataSource
-from tests.conftest import owner_sql, superuser_sql
+from tests.conftest import owner_sql, psql_as_app, superuser_sql
 from tests.perm_helpers import ALL_ADMIN_PERMS, TokenClient, make_staff, permission
 from tracemem_site.actor import Actor
 from tracemem_verify.audit import verify_audit_chain
@@ -112,7 +113,7 @@ def test_each_admin_change_through_the_api_appends_one_redacted_entry(admin: Tok
     step(admin.post("/api/v1/admin/policies/cap_v1/grants", {"agent_id": "bot"}), "policy.grant", "policy")
     step(admin.post("/api/v1/admin/policies/cap_v1/retire"), "policy.retire", "policy")
     step(admin.post("/api/v1/admin/routes", {"route_id": "route_x"}), "route.create", "route")
-    step(admin.patch("/api/v1/admin/routes/route_x", {"allow_agent_owner": True}), "route.update", "route")
+    step(admin.patch("/api/v1/admin/routes/route_x", {"required_approvals": 2}), "route.update", "route")
 
     entries = _entries()
     # The personal token of the fixture is the first entry (issued by the system).
@@ -144,8 +145,8 @@ def test_each_admin_change_through_the_api_appends_one_redacted_entry(admin: Tok
         "permissions": ["read"],
     }
     assert by_action["policy.publish"].after["status"] == "published"
-    assert by_action["route.update"].before["allow_agent_owner"] is False
-    assert by_action["route.update"].after["allow_agent_owner"] is True
+    assert by_action["route.update"].before["required_approvals"] == 1
+    assert by_action["route.update"].after["required_approvals"] == 2
     # Secrets never reach the log: the agent keys (issued and rotated), the DSN's password, the token.
     text = _whole_log()
     for secret in (issued["key"], rotated["key"], "crm-pass-9", admin.headers["HTTP_AUTHORIZATION"][6:]):
@@ -340,6 +341,169 @@ def test_only_superusers_grant_permissions_in_the_django_admin() -> None:
     assert browser.get("/admin/auth/group/add/").status_code == 403
 
 
+def test_each_admin_change_through_the_django_admin_appends_its_entry(root: Any) -> None:
+    """The Django admin is a door like the API: each change it makes is in the log, by its person."""
+    from products import services as product_services
+    from tests.test_sec_outbound import whsec
+
+    agent = agent_services.agent_create(actor=Actor.system(), name="bot")
+    product_services.product_create(actor=Actor.system(), product_id="crm_v1", definition=PRODUCT)
+    from policies import services as policy_services
+
+    policy_services.policy_create(actor=Actor.system(), policy_id="cap_v1", definition=POLICY)
+    policy_services.policy_publish(actor=Actor.system(), policy_id="cap_v1")
+    first = AuditEntry.objects.order_by("-seq").first()
+    start = first.seq if first is not None else 0
+    browser = Client()
+    browser.force_login(root)
+
+    def ok(response: Any) -> None:
+        assert response.status_code == 302, response.content.decode()[:3000]
+
+    ok(browser.post("/admin/products/datasource/add/", {"source_id": "crm", "name": "CRM", "dsn": DSN}))
+    route = {
+        "route_id": "route_ops",
+        "name": "ops",
+        "channels": "[]",
+        "required_approvals": 1,
+        "expires_in_seconds": 3600,
+    }
+    ok(browser.post("/admin/approvals/approvalroute/add/", route))
+    route_pk = ApprovalRoute.objects.get(route_id="route_ops").pk
+    ok(browser.post(f"/admin/approvals/approvalroute/{route_pk}/change/", {**route, "required_approvals": 2}))
+    ok(browser.post(f"/admin/approvals/approvalroute/{route_pk}/delete/", {"post": "yes"}))
+    hook = {"name": "ops", "url": "https://hooks.example.com/tm", "signing_secret": whsec()}
+    ok(browser.post("/admin/approvals/webhookendpoint/add/", hook))
+    slack = {
+        "name": "main",
+        "api_base_url": "https://slack.com/api/",
+        "bot_token": "xoxb-1",
+        "signing_secret": "s1",
+    }
+    ok(browser.post("/admin/approvals/slackintegration/add/", slack))
+    ok(browser.post("/admin/policies/policygrant/add/", {"policy": "cap_v1", "agent": agent.agent_id}))
+    grant = PolicyGrantModel.objects.get()
+    ok(browser.post(f"/admin/policies/policygrant/{grant.pk}/delete/", {"post": "yes"}))
+    ok(
+        browser.post(
+            "/admin/products/productgrant/add/",
+            {"product": "crm_v1", "agent": agent.agent_id, "permissions": '["read"]'},
+        )
+    )
+    ok(
+        browser.post(
+            "/admin/agents/agent/", {"action": "disable_agents", "_selected_action": [agent.agent_id]}
+        )
+    )
+    browser.post("/admin/agents/agent/", {"action": "issue_key", "_selected_action": [agent.agent_id]})
+    key = agent.keys.get()
+    ok(browser.post("/admin/agents/agentkey/", {"action": "revoke_keys", "_selected_action": [key.pk]}))
+    ok(browser.post("/admin/auth/group/add/", {"name": "ops-approvers"}))
+
+    logged = [(e.action, e.actor_name) for e in AuditEntry.objects.filter(seq__gt=start).order_by("seq")]
+    assert logged == [
+        (action, "root")
+        for action in (
+            "data_source.create",
+            "route.create",
+            "route.update",
+            "route.delete",
+            "webhook_endpoint.create",
+            "slack_integration.create",
+            "policy.grant",
+            "policy.revoke",
+            "product.grant",
+            "agent.update",
+            "agent_key.issue",
+            "agent_key.revoke",
+            "group.create",
+        )
+    ]
+    assert (
+        "xoxb-1" not in _whole_log()
+        and "crm-pass-9" not in _whole_log()
+        and hook["signing_secret"] not in _whole_log()
+    )
+
+
+def _people() -> list[Any]:
+    return list(get_user_model().objects.values().order_by("pk"))
+
+
+def test_only_superusers_change_peoples_accounts_in_the_django_admin(root: Any) -> None:
+    """Django's auth.change_user also sets anyone's password, email and username: a staff user
+    holding it reset a superuser's password and signed in as them (or pointed their email, which
+    email links and Slack votes go by, at themselves). Changing accounts is for superusers."""
+    reviewer = get_user_model().objects.create_user("rita", "rita@example.com", "pw-rita-12345")
+    make_staff(
+        "manager",
+        "auth.add_user",
+        "auth.change_user",
+        "auth.delete_user",
+        "auth.view_user",
+        password="pw-man-1234",
+    )
+    browser = Client()
+    browser.force_login(get_user_model().objects.get(username="manager"))
+    before = _people()
+    for victim in (root, reviewer):
+        reset = browser.post(
+            f"/admin/auth/user/{victim.pk}/password/",
+            {"password1": "taken-over-987", "password2": "taken-over-987", "usable_password": "true"},
+        )
+        assert reset.status_code == 403
+        form = {"username": victim.username, "email": "manager@example.com", "is_active": "on"}
+        assert browser.post(f"/admin/auth/user/{victim.pk}/change/", form).status_code == 403
+        assert browser.post(f"/admin/auth/user/{victim.pk}/delete/", {"post": "yes"}).status_code == 403
+    added = browser.post(
+        "/admin/auth/user/add/",
+        {
+            "username": "sock",
+            "password1": "sock-pass-987",
+            "password2": "sock-pass-987",
+            "usable_password": "true",
+        },
+    )
+    assert added.status_code == 403
+    bulk = browser.post(
+        "/admin/auth/user/", {"action": "delete_selected", "_selected_action": [root.pk], "post": "yes"}
+    )
+    assert bulk.status_code in (200, 302, 403)
+    assert _people() == before
+    root.refresh_from_db()
+    assert not root.check_password("taken-over-987")
+    # Reading stays with auth.view_user; one's own password is changed on the admin's own page.
+    assert browser.get(f"/admin/auth/user/{root.pk}/change/").status_code == 200
+    own = browser.post(
+        "/admin/password_change/",
+        {
+            "old_password": "pw-man-1234",
+            "new_password1": "new-man-pass-987",
+            "new_password2": "new-man-pass-987",
+        },
+    )
+    assert own.status_code == 302
+
+
+def test_a_superuser_resetting_a_password_is_logged_without_the_password(root: Any) -> None:
+    reviewer = get_user_model().objects.create_user("rita", "rita@example.com", "pw-rita-12345")
+    browser = Client()
+    browser.force_login(root)
+    reset = browser.post(
+        f"/admin/auth/user/{reviewer.pk}/password/",
+        {"password1": "reset-by-root-987", "password2": "reset-by-root-987", "usable_password": "true"},
+    )
+    assert reset.status_code == 302
+    [entry] = AuditEntry.objects.filter(object_type="user")
+    assert (entry.action, entry.object_id, entry.actor_name) == (
+        "user.password_change",
+        f"user_{reviewer.pk}",
+        "root",
+    )
+    assert entry.after == {"username": "rita", "sign_in": "password changed"}
+    assert "reset-by-root" not in _whole_log() and "pbkdf2" not in _whole_log()
+
+
 # --- the database protects the log --------------------------------------------------------------
 
 
@@ -372,6 +536,25 @@ def test_the_database_refuses_update_delete_and_truncate(statement: str) -> None
         with pytest.raises(psycopg.Error, match="append-only"):
             owner_sql(*filter(None, [bypass, statement]))
     assert AuditEntry.objects.get().hash == entry.hash
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_database_refuses_an_entry_that_does_not_continue_the_chain() -> None:
+    """The app role may append (it writes the log), but only the next link: seq = last seq + 1 and
+    prev_hash = the last entry's hash, like the trace's events. A gap or a fork is refused, not just
+    detected later by verify_audit_log."""
+    entry = _one_entry()
+    insert = (
+        "INSERT INTO audit_auditentry (seq, at, actor_kind, actor_id, actor_name, action, object_type, object_id, "
+        "before, after, prev_hash, hash) VALUES ({seq}, now(), 'system', 'system', 'system', 'agent.create', "
+        "'agent', 'agt_forged', NULL, '{{}}', '{prev}', '{hash}')"
+    )
+    for seq, prev in ((entry.seq + 5, entry.hash), (entry.seq + 1, "f" * 64), (entry.seq + 1, "0" * 64)):
+        result = psql_as_app(insert.format(seq=seq, prev=prev, hash="e" * 64))
+        assert result.returncode != 0
+        assert "does not continue the audit log" in result.stderr, result.stderr
+    assert list(AuditEntry.objects.values_list("seq", "hash")) == [(entry.seq, entry.hash)]
+    assert psql_as_app(insert.format(seq=entry.seq + 1, prev=entry.hash, hash="e" * 64)).returncode == 0
 
 
 @pytest.mark.django_db(transaction=True)
@@ -512,6 +695,8 @@ def test_filters_and_cursor_pagination(root: Any, admin: TokenClient) -> None:
         ({"limit": "0"}, "limit"),
         ({"limit": "1000"}, "limit"),
         ({"actr": "x"}, "actr"),
+        ({"limit": ["500", "5"]}, "limit"),  # a repeated parameter is refused, not "the last one wins"
+        ({"actor": ["user_1", "system"]}, "actor"),
     ],
 )
 def test_bad_filters_are_refused_naming_the_field(root: Any, query: dict[str, str], field: str) -> None:
@@ -570,3 +755,44 @@ def test_the_audit_page_is_for_superusers_and_linked_from_their_menu(root: Any, 
     assert refused.status_code == 403
     assert "route.create" not in refused.content.decode()
     assert 'href="/audit/"' not in staff.get("/review/").content.decode()
+
+
+def test_only_superusers_see_or_change_two_factor_devices_in_the_django_admin(root: Any) -> None:
+    """A TOTP device is a sign-in credential: its key lets anyone make a person's codes. Django's
+    own otp_totp permissions showed every device's key (and its QR code) and let their holder add
+    or remove devices of anyone, a superuser's included."""
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    device = TOTPDevice.objects.create(user=root, name="phone", confirmed=True)
+    clerk = make_staff(
+        "clerk",
+        "otp_totp.view_totpdevice",
+        "otp_totp.add_totpdevice",
+        "otp_totp.change_totpdevice",
+        "otp_totp.delete_totpdevice",
+    )
+    browser = Client()
+    browser.force_login(clerk)
+    for path in (
+        f"/admin/otp_totp/totpdevice/{device.pk}/change/",
+        f"/admin/otp_totp/totpdevice/{device.pk}/config/",
+        f"/admin/otp_totp/totpdevice/{device.pk}/qrcode/",
+        "/admin/otp_totp/totpdevice/",
+    ):
+        response = browser.get(path)
+        assert response.status_code in (302, 403), (path, response.status_code)
+        assert device.key not in response.content.decode()
+    assert browser.post(f"/admin/otp_totp/totpdevice/{device.pk}/delete/", {"post": "yes"}).status_code == 403
+    added = browser.post(
+        "/admin/otp_totp/totpdevice/add/", {"user": root.pk, "name": "mine", "key": "00" * 20}
+    )
+    assert added.status_code == 403
+    assert list(TOTPDevice.objects.values_list("pk", "key")) == [(device.pk, device.key)]
+
+    # A superuser removes a lost device (docs/security-signin.md); the key is never shown again.
+    boss = Client()
+    boss.force_login(get_user_model().objects.create_superuser("boss", "boss@example.com", "pw-boss-12345"))
+    page = boss.get(f"/admin/otp_totp/totpdevice/{device.pk}/change/")
+    assert page.status_code == 200 and device.key not in page.content.decode()
+    assert boss.post(f"/admin/otp_totp/totpdevice/{device.pk}/delete/", {"post": "yes"}).status_code == 302
+    assert not TOTPDevice.objects.exists()

@@ -21,6 +21,7 @@ from typing import Any
 import psycopg
 import pytest
 import trustme
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import CommandError, call_command
 from django.db import connection
@@ -82,6 +83,12 @@ def no_loopback(settings: Any) -> None:
 @pytest.fixture
 def admin() -> TokenClient:
     return TokenClient(make_staff("ada"))
+
+
+@pytest.fixture
+def root() -> TokenClient:
+    """Slack integrations vouch for reviewers: superusers set them up (docs/security.md)."""
+    return TokenClient(get_user_model().objects.create_superuser("root", "root@example.com", "pw-root-12345"))
 
 
 def error_of(response: Any) -> dict[str, Any]:
@@ -341,8 +348,8 @@ def test_webhook_endpoints_need_manage_integrations(dns: FakeDNS) -> None:
 # --- Slack integrations ------------------------------------------------------------------------
 
 
-def test_slack_api_base_url_at_the_metadata_address_is_refused(admin: TokenClient) -> None:
-    response = admin.post(
+def test_slack_api_base_url_at_the_metadata_address_is_refused(root: TokenClient) -> None:
+    response = root.post(
         SLACK,
         {
             "name": "main",
@@ -360,8 +367,8 @@ def test_slack_api_base_url_at_the_metadata_address_is_refused(admin: TokenClien
     assert not SlackIntegration.objects.exists()
 
 
-def test_slack_integrations_api_keeps_tokens_write_only_and_audits(admin: TokenClient) -> None:
-    created = admin.post(SLACK, {"name": "main", "bot_token": "xoxb-tok-123", "signing_secret": "sign-456"})
+def test_slack_integrations_api_keeps_tokens_write_only_and_audits(root: TokenClient) -> None:
+    created = root.post(SLACK, {"name": "main", "bot_token": "xoxb-tok-123", "signing_secret": "sign-456"})
     assert created.status_code == 201, created.content
     expected = {
         "name": "main",
@@ -372,11 +379,11 @@ def test_slack_integrations_api_keeps_tokens_write_only_and_audits(admin: TokenC
         "routes": [],
     }
     assert created.json() == expected
-    assert admin.get(SLACK).json() == {"integrations": [expected]}
-    assert admin.get(f"{SLACK}/main").json() == expected
-    assert admin.patch(f"{SLACK}/main", {"bot_token": "xoxb-tok-789"}).status_code == 200
+    assert root.get(SLACK).json() == {"integrations": [expected]}
+    assert root.get(f"{SLACK}/main").json() == expected
+    assert root.patch(f"{SLACK}/main", {"bot_token": "xoxb-tok-789"}).status_code == 200
     assert SlackIntegration.objects.get(name="main").bot_token == "xoxb-tok-789"
-    missing = admin.post(SLACK, {"name": "other", "bot_token": "xoxb-1"})
+    missing = root.post(SLACK, {"name": "other", "bot_token": "xoxb-1"})
     assert missing.status_code == 400 and error_of(missing)["details"]["field"] == "signing_secret"
     entries = list(AuditEntry.objects.filter(object_type="slack_integration").order_by("seq"))
     assert [(e.action, e.after) for e in entries] == [
@@ -393,9 +400,7 @@ def test_slack_integrations_api_keeps_tokens_write_only_and_audits(admin: TokenC
             {"name": "main", "api_base_url": "https://slack.com/api/", "write_only_changed": ["bot_token"]},
         ),
     ]
-    assert "xoxb-tok" not in str([e.after for e in entries]) and "sign-456" not in str(
-        admin.get(SLACK).json()
-    )
+    assert "xoxb-tok" not in str([e.after for e in entries]) and "sign-456" not in str(root.get(SLACK).json())
 
 
 # --- data sources ------------------------------------------------------------------------------

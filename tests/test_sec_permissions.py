@@ -435,3 +435,108 @@ def test_staff_flag_alone_grants_nothing(make_agent: Callable[..., tuple[Agent, 
     staff = get_user_model().objects.create_user("legacy", is_staff=True)
     with pytest.raises(PermissionDenied):
         agent_services.agent_key_issue(actor=Actor.for_user(staff), agent=make_agent("x")[0])
+
+
+# --- a Slack integration decides who a button press votes as -----------------------------------
+
+
+def test_only_a_superuser_sets_up_what_identifies_slack_voters(api: Any, httpserver: Any) -> None:
+    """The finding: a holder of approvals.manage_integrations created a Slack integration with a
+    signing secret of their own and an API answering users.info with a superuser's email, then
+    signed a button press and voted as that superuser. A Slack integration vouches for reviewers,
+    like a webhook credential for somebody else: superusers only (API, Django admin)."""
+    from approvals.models import Approval, Vote
+    from tests.appr_helpers import make_reviewer, make_route, open_decision, request_approval
+    from tests.test_appr_channels import signed_slack_post
+
+    boss = make_reviewer("boss", superuser=True)
+    eve = make_staff("eve", *ALL_ADMIN_PERMS, password="pw-eve-12345")
+    httpserver.expect_request("/api/users.info").respond_with_json(
+        {"ok": True, "user": {"id": "U9", "profile": {"email": "boss@example.com"}}}
+    )
+    forged = {
+        "bot_token": "xoxb-eve",
+        "signing_secret": "eve-secret",
+        "api_base_url": httpserver.url_for("/api/"),
+    }
+    eve_api = TokenClient(eve)
+    created = eve_api.post("/api/v1/admin/integrations", {"name": "evil", **forged})
+    assert created.status_code == 403, created.content
+    assert created.json()["error"]["details"] == {"permission": "superuser"}
+    admin_page = _browser(eve).post("/admin/approvals/slackintegration/add/", {"name": "evil", **forged})
+    assert admin_page.status_code == 403
+    assert not SlackIntegration.objects.exists()
+
+    # An integration a superuser set up cannot be re-pointed either.
+    SlackIntegration.objects.create(name="main", bot_token="xoxb-1", signing_secret="real-secret")
+    for change in ({"signing_secret": "eve-secret"}, {"api_base_url": forged["api_base_url"]}):
+        patched = eve_api.patch("/api/v1/admin/integrations/main", change)
+        assert patched.status_code == 403 and patched.json()["error"]["details"] == {
+            "permission": "superuser"
+        }
+    main = SlackIntegration.objects.get()
+    assert (main.signing_secret, main.api_base_url) == ("real-secret", "https://slack.com/api/")
+
+    make_route("route_finance")
+    decision_id = open_decision(api)
+    approval_id = request_approval(api, decision_id, approval_route_id="route_finance").json()["approval_id"]
+    press = {
+        "type": "block_actions",
+        "user": {"id": "U9"},
+        "actions": [{"action_id": "approve", "value": approval_id}],
+    }
+    assert signed_slack_post("eve-secret", press).status_code == 401
+    assert not Vote.objects.exists() and Approval.objects.get(pk=approval_id).status == "pending"
+
+    # A superuser still can, through every door.
+    root = TokenClient(boss.user)
+    assert (
+        root.post(
+            "/api/v1/admin/integrations", {"name": "second", "bot_token": "xoxb-2", "signing_secret": "s2"}
+        ).status_code
+        == 201
+    )
+    assert root.patch("/api/v1/admin/integrations/main", {"signing_secret": "rotated"}).status_code == 200
+
+
+def test_a_refusal_in_the_django_admin_is_a_message_not_a_server_error() -> None:
+    """The services refuse what a form cannot know (here a credential voting as somebody else,
+    superusers only); the admin used to answer that with a 500. Now: the refusal, nothing saved."""
+    keeper = make_staff("keeper", "approvals.manage_integrations")
+    boss = get_user_model().objects.create_superuser("boss", "boss@example.com", "pw-boss-12345")
+    browser = Client(raise_request_exception=False)
+    browser.force_login(keeper)
+
+    response = browser.post(
+        "/admin/approvals/webhookcredential/add/", {"name": "hook", "user": boss.pk}, follow=True
+    )
+
+    assert response.status_code == 200
+    assert "Only an active superuser may issue a webhook credential that votes as another user" in (
+        response.content.decode()
+    )
+    assert not WebhookCredential.objects.exists()
+
+
+def test_the_outbox_is_read_only_in_the_django_admin(api: Any) -> None:
+    """Deliveries change only through the worker (and their trace events): Django's own
+    approvals.delete_delivery / change_delivery used to delete them, unaudited."""
+    from approvals.models import Delivery
+    from tests.appr_helpers import make_route, open_decision, request_approval
+
+    make_route("route_finance", channels=[{"type": "email"}])
+    request_approval(api, open_decision(api), approval_route_id="route_finance")
+    [delivery] = Delivery.objects.all()
+    staff = make_staff(
+        "clerk", "approvals.view_delivery", "approvals.change_delivery", "approvals.delete_delivery"
+    )
+    browser = _browser(staff)
+    assert browser.get(f"/admin/approvals/delivery/{delivery.pk}/change/").status_code == 200
+    assert (
+        browser.post(f"/admin/approvals/delivery/{delivery.pk}/delete/", {"post": "yes"}).status_code == 403
+    )
+    browser.post(
+        "/admin/approvals/delivery/",
+        {"action": "delete_selected", "_selected_action": [delivery.pk], "post": "yes"},
+    )
+    assert Delivery.objects.filter(pk=delivery.pk).exists()

@@ -11,12 +11,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.test import Client
 
 from agents.models import Agent
 from approvals import services
-from approvals.models import Approval, Delivery, Vote
+from approvals.models import Approval, ApprovalRoute, Delivery, Vote
 from decisions.models import TraceEvent
 from tests.appr_helpers import make_route, open_decision, request_approval
 from tests.conftest import AgentClient
@@ -58,8 +59,11 @@ def test_owner_who_loosens_the_route_cannot_approve_their_own_agents_pending_req
     olivia = TokenClient(owner)
 
     patched = olivia.patch(ROUTE, {"allow_agent_owner": True})
-    assert patched.status_code == 200, patched.content  # future requests follow the new rule
-    assert patched.json()["allow_agent_owner"] is True
+    assert patched.status_code == 403, patched.content  # letting owners vote is a superuser's call
+    assert patched.json()["error"]["details"] == {"permission": "superuser"}
+    assert ApprovalRoute.objects.get(route_id="route_finance").allow_agent_owner is False
+    # Even when a superuser loosens the route, the pending request keeps the rules it was asked under.
+    assert TokenClient(_root()).patch(ROUTE, {"allow_agent_owner": True}).status_code == 200
 
     vote = olivia.post(f"/api/v1/approvals/{approval_id}/approve", {"rationale": "looks fine to me"})
 
@@ -72,6 +76,10 @@ def test_owner_who_loosens_the_route_cannot_approve_their_own_agents_pending_req
     assert _trace(decision_id) == trace_before
 
 
+def _root() -> Any:
+    return get_user_model().objects.create_superuser("root", "root@example.com", "pw-root-12345")
+
+
 def test_a_new_request_after_the_edit_follows_the_new_rule(
     make_agent: Callable[..., tuple[Agent, str]], group: Group
 ) -> None:
@@ -79,14 +87,87 @@ def test_a_new_request_after_the_edit_follows_the_new_rule(
     owner.groups.add(group)
     make_route("route_finance", group=group, allow_agent_owner=False)
     _, key = make_agent("owned-bot", owner=owner)
-    olivia = TokenClient(owner)
-    assert olivia.patch(ROUTE, {"allow_agent_owner": True}).status_code == 200
+    assert TokenClient(_root()).patch(ROUTE, {"allow_agent_owner": True}).status_code == 200
 
     _, approval_id = _pending(key)
-    vote = olivia.post(f"/api/v1/approvals/{approval_id}/approve")
+    vote = TokenClient(owner).post(f"/api/v1/approvals/{approval_id}/approve")
 
     assert vote.status_code == 200, vote.content
     assert vote.json()["status"] == "approved"
+
+
+def _routes() -> list[Any]:
+    return list(ApprovalRoute.objects.values().order_by("route_id"))
+
+
+def test_a_route_editor_cannot_make_agent_owners_eligible_through_any_route_or_door(
+    make_agent: Callable[..., tuple[Agent, str]], group: Group
+) -> None:
+    """Beyond the pending request: a route manager who owns an agent created a second route with
+    allow_agent_owner (the agent picks its route by approval_route_id), or moved an owner-friendly
+    route to a group of theirs, and then approved their own agent's next request. Whether owners may
+    vote on their agents' requests, and who decides on a route that lets them, is a superuser's call."""
+    mine = Group.objects.create(name="olivias-friends")
+    owner = make_staff(
+        "olivia", "approvals.manage_routes", "approvals.view_approvalroute", password="pw-olivia-1"
+    )
+    owner.groups.add(group, mine)
+    make_route("route_finance", group=group, allow_agent_owner=False)
+    make_route("route_lenient", group=group, allow_agent_owner=True)
+    _, key = make_agent("owned-bot", owner=owner)
+    olivia = TokenClient(owner)
+    before = _routes()
+
+    for method, path, body in (
+        (
+            "post",
+            "/api/v1/admin/routes",
+            {"route_id": "route_mine", "approver_group": "olivias-friends", "allow_agent_owner": True},
+        ),
+        ("patch", ROUTE, {"allow_agent_owner": True}),
+        ("patch", "/api/v1/admin/routes/route_lenient", {"approver_group": "olivias-friends"}),
+        ("patch", "/api/v1/admin/routes/route_lenient", {"required_approvals": 2}),
+    ):
+        refused = getattr(olivia, method)(path, body)
+        assert refused.status_code == 403, (path, body, refused.content)
+        assert refused.json()["error"]["code"] == "permission_denied"
+        assert "allow_agent_owner" in refused.json()["error"]["message"]
+    browser = Client()
+    browser.force_login(owner)
+    page = browser.post(
+        "/admin/approvals/approvalroute/add/",
+        {
+            "route_id": "route_mine",
+            "name": "mine",
+            "channels": "[]",
+            "approver_group": mine.pk,
+            "required_approvals": 1,
+            "expires_in_seconds": 3600,
+            "allow_agent_owner": "on",
+        },
+    )
+    assert page.status_code == 200 and "allow_agent_owner" in page.content.decode()  # the form error
+    assert _routes() == before
+
+    # What stays a route manager's: anything else, and taking the owners' vote away.
+    assert (
+        olivia.patch(
+            "/api/v1/admin/routes/route_lenient", {"name": "Lenient", "expires_in_seconds": 600}
+        ).status_code
+        == 200
+    )
+    assert olivia.patch("/api/v1/admin/routes/route_lenient", {"allow_agent_owner": False}).status_code == 200
+    assert (
+        olivia.post(
+            "/api/v1/admin/routes", {"route_id": "route_mine", "approver_group": "olivias-friends"}
+        ).status_code
+        == 201
+    )
+
+    api = AgentClient(key)
+    decision_id = open_decision(api)
+    approval_id = request_approval(api, decision_id, approval_route_id="route_mine").json()["approval_id"]
+    assert olivia.post(f"/api/v1/approvals/{approval_id}/approve").status_code == 403
 
 
 def test_moving_the_route_to_another_group_does_not_make_that_group_eligible(
@@ -104,8 +185,9 @@ def test_moving_the_route_to_another_group_does_not_make_that_group_eligible(
     assert eddie.patch(ROUTE, {"approver_group": "route-editors"}).status_code == 200
     trace_before = _trace(decision_id)
 
+    # Not in the frozen group, so the approval is not even visible to him: not_found (issue 13).
     refused = eddie.post(f"/api/v1/approvals/{approval_id}/approve")
-    assert refused.status_code == 403 and refused.json()["error"]["code"] == "permission_denied"
+    assert refused.status_code == 404 and refused.json()["error"]["code"] == "not_found"
     assert _trace(decision_id) == trace_before
     assert Approval.objects.get(pk=approval_id).status == "pending"
 
@@ -181,7 +263,7 @@ def test_the_review_page_shows_the_frozen_rules_and_refuses_the_owner_after_the_
     make_route("route_finance", group=group, allow_agent_owner=False)
     _, key = make_agent("owned-bot", owner=owner)
     _, approval_id = _pending(key)
-    assert TokenClient(owner).patch(ROUTE, {"allow_agent_owner": True}).status_code == 200
+    assert TokenClient(_root()).patch(ROUTE, {"allow_agent_owner": True}).status_code == 200
     browser = Client()
     browser.force_login(owner)
 

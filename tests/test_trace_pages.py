@@ -16,6 +16,7 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 
 from decisions import selectors, services
+from decisions.integrity import decision_problems
 from decisions.models import Decision
 from tests.conftest import AgentClient, superuser_sql
 from tests.mcp_helpers import mcp_post
@@ -158,10 +159,9 @@ def _corrupt(decision: Decision, seq: int) -> None:
 def test_server_side_verifiers_walk_every_page(agent_actor: Actor, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(selectors, "TRACE_PAGE_MAX", 40)  # so 120 events are three pages
     decision = _decision(agent_actor, 120)
-    assert selectors.trace_verify(decision) is None
+    assert decision_problems(decision) == []
     _corrupt(decision, 101)
-    broken = selectors.trace_verify(decision)
-    assert broken is not None and broken.seq == 101
+    assert decision_problems(decision) == ["broken at seq 101: hash does not match the event's content"]
     with pytest.raises(CommandError):
         call_command("verify_traces", "--decision", decision.decision_id)
 

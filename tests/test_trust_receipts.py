@@ -89,6 +89,8 @@ def test_decision_receipt_is_byte_identical_on_every_fetch_through_both_doors(
     assert receipt["signed_at"] == receipts.receipt_out(Receipt.objects.get(decision_id=did))["signed_at"]
     over_mcp = mcp_calls(live_server, key, [("decision_receipt", {"decision_id": did})] * 2)
     assert over_mcp == [(False, receipt), (False, receipt)]
+    # The evidence pack carries the same stored receipt (its signed bytes are receipt_data's RFC 8785 form).
+    assert api.get(f"/api/v1/decisions/{did}/evidence").json()["receipt"] == receipt
 
 
 @pytest.mark.django_db
@@ -204,7 +206,44 @@ def test_a_trace_rewound_by_the_superuser_is_reported_by_both_verifiers(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_deleted_receipt_is_reported_and_never_signed_again(make_agent: Any, capsys: Any) -> None:
+def test_a_deleted_last_event_is_reported_by_both_verifiers(
+    make_agent: Any, tmp_path: Path, capsys: Any
+) -> None:
+    """The close event removed and nothing else touched: the row and the receipt still say 3 events."""
+    _, key = make_agent("lost-event-agent")
+    api = AgentClient(key)
+    did = _closed(api, "commit")
+    receipt = api.get(f"/api/v1/decisions/{did}/receipt").json()
+    superuser_sql("DELETE FROM decisions_traceevent WHERE decision_id = %s AND seq = 3", params=[did])
+
+    err = _verify_traces(capsys)
+    assert (
+        f"decision {did}: its row says 3 events ending at" in err and "but its trace has 2 ending at" in err
+    )
+    assert f"decision {did}: its receipt: trace has 2 events but the receipt pins 3" in err
+    # The row still says 3, so the first page points at a next one, which is empty: pass both.
+    first = api.get(f"/api/v1/decisions/{did}/trace").json()
+    assert (len(first["events"]), first["next_after_seq"]) == (2, 2)
+    rest = api.get(f"/api/v1/decisions/{did}/trace?after_seq=2").json()
+    assert (rest["events"], rest["next_after_seq"]) == ([], None)
+    result = run_cli(
+        _write(tmp_path, "r.json", receipt),
+        "--trace",
+        _write(tmp_path, "t1.json", first),
+        "--trace",
+        _write(tmp_path, "t2.json", rest),
+        "--keys",
+        _keys(tmp_path),
+    )
+    assert (
+        result.returncode == 1 and result.stdout.strip() == "FAIL: trace has 2 events but the receipt pins 3"
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_deleted_receipt_is_reported_and_never_signed_again(
+    make_agent: Any, tmp_path: Path, capsys: Any
+) -> None:
     _, key = make_agent("lost-receipt-agent")
     api = AgentClient(key)
     did = _closed(api, "commit")
@@ -215,6 +254,11 @@ def test_a_deleted_receipt_is_reported_and_never_signed_again(make_agent: Any, c
     assert response.status_code == 409 and response.json()["error"]["code"] == "invalid_state"
     assert "has no stored receipt" in response.json()["error"]["message"]
     assert not Receipt.objects.filter(decision_id=did).exists()
+    # The evidence pack of a closed decision without its receipt does not verify offline either.
+    pack = api.get(f"/api/v1/decisions/{did}/evidence").json()
+    assert pack["decision"]["status"] == "committed" and pack["receipt"] is None
+    result = run_cli(_write(tmp_path, "pack.json", pack), "--keys", _keys(tmp_path))
+    assert result.returncode == 1, result.stdout
 
 
 @pytest.mark.django_db

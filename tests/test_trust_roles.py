@@ -21,7 +21,7 @@ from decisions.models import Decision, TraceEvent
 from tests.conftest import OWNER_USER, owner_dsn, owner_sql, psql_as_app, role_names
 from tracemem_site.actor import Actor
 
-APPEND_ONLY = ("decisions_traceevent", "decisions_receipt", "audit_auditentry")
+APPEND_ONLY = ("decisions_traceevent", "decisions_receipt", "decisions_decisionrecord", "audit_auditentry")
 PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
 
 
@@ -98,8 +98,8 @@ def test_db_roles_dry_run_prints_the_sql_and_changes_nothing(capsys: Any) -> Non
     assert f'CREATE ROLE "{fresh_app}" LOGIN' in out
     assert f'CREATE ROLE "{fresh_products}" NOLOGIN' in out
     assert (
-        f'GRANT SELECT, INSERT ON "audit_auditentry", "decisions_receipt", "decisions_traceevent" TO "{fresh_app}"'
-        in out
+        'GRANT SELECT, INSERT ON "audit_auditentry", "decisions_decisionrecord", "decisions_receipt", '
+        f'"decisions_traceevent" TO "{fresh_app}"' in out
     )
     assert f'GRANT USAGE ON SCHEMA "tracemem_data" TO "{fresh_products}"' in out
     assert "TRUNCATE" not in out.replace("REVOKE ALL", "")
@@ -208,6 +208,32 @@ ATTACKS = {
     "reopen closed decision": ("UPDATE decisions_decision SET status = 'committed'", "is closed"),
     "delete decision": ("DELETE FROM decisions_decision", "cannot be deleted"),
     "become superuser": ("ALTER ROLE CURRENT_USER SUPERUSER", "must be superuser"),
+    "become the owner": (f'SET ROLE "{OWNER_USER}"', "permission denied to set role"),
+    "run a program": ("COPY (SELECT 1) TO PROGRAM 'id'", "pg_execute_server_program"),
+    "write a server file": ("COPY decisions_traceevent TO '/tmp/trace.csv'", "pg_write_server_files"),
+    "read a server file": (
+        "SELECT pg_read_file('/etc/passwd')",
+        "permission denied for function pg_read_file",
+    ),
+    "import a file as a large object": (
+        "SELECT lo_import('/etc/passwd')",
+        "permission denied for function lo_import",
+    ),
+    "rewind a sequence": ("SELECT setval('auth_user_id_seq', 1)", "permission denied for sequence"),
+    "load an extension": ("CREATE EXTENSION dblink", "permission denied to create extension"),
+    "read password hashes of roles": (
+        "SELECT rolpassword FROM pg_authid",
+        "permission denied for table pg_authid",
+    ),
+    "products role reads TraceMem's tables": (
+        'SET ROLE "{products_role}"; SELECT count(*) FROM public.auth_user',
+        "permission denied for table auth_user",
+    ),
+    # A temporary table named like a TraceMem table would come first on the search path.
+    "shadow a table": (
+        "CREATE TEMP TABLE decisions_decision (decision_id text, status text, event_count int, trace_head text)",
+        "permission denied to create temporary tables",
+    ),
 }
 
 
@@ -217,7 +243,7 @@ def test_app_role_cannot_rewrite_history_with_psql(make_agent: Any, attack: str)
     _closed_decision(make_agent)
     before = _snapshot()
     sql, refusal = ATTACKS[attack]
-    result = psql_as_app(sql)
+    result = psql_as_app(sql.replace("{products_role}", role_names()[1]))
     assert result.returncode != 0, result.stdout
     assert refusal in result.stderr
     assert _snapshot() == before
@@ -310,6 +336,145 @@ def test_the_triggers_refuse_even_the_owner_and_ignore_pgtrigger_ignore(make_age
             with pytest.raises(psycopg.Error, match=re.escape(refusal)):
                 conn.execute(sql)
     assert _snapshot() == before
+
+
+PGTRIGGER_IGNORE = (
+    "SET pgtrigger.ignore = '{pgtrigger_frozen_version_content_0140c,pgtrigger_frozen_version_delete_7f482,"
+    "pgtrigger_frozen_product_content_8d4dd,pgtrigger_frozen_product_delete_503aa}'; "
+)
+
+
+def _published_policy_and_product() -> list[Any]:
+    from policies import services as policy_services
+    from products import services as product_services
+
+    system = Actor.system("test")
+    policy_services.policy_create(
+        actor=system,
+        policy_id="cap_v1",
+        definition={"name": "Cap", "rules": [{"name": "ok", "when": "true", "outcome": "deny"}]},
+    )
+    policy_services.policy_publish(actor=system, policy_id="cap_v1")
+    product_services.product_create(
+        actor=system,
+        product_id="crm_customers_v1",
+        definition={
+            "operation": "read",
+            "table": "customers",
+            "fields": [{"name": "id", "column": "id", "type": "integer", "primary_key": True}],
+            "allowed_purposes": ["support"],
+        },
+    )
+    product_services.product_publish(actor=system, product_id="crm_customers_v1")
+    return _frozen_rows()
+
+
+def _frozen_rows() -> list[Any]:
+    return _owner_rows(
+        "SELECT row_to_json(v)::text FROM policies_policyversion v UNION ALL "
+        "SELECT row_to_json(p)::text FROM products_dataproduct p ORDER BY 1"
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("sql", "refusal"),
+    [
+        ("UPDATE policies_policyversion SET rules = '[]'", "is frozen: published versions cannot change"),
+        ("UPDATE policies_policyversion SET status = 'draft'", "is frozen: published versions cannot change"),
+        ("UPDATE policies_policyversion SET published_by = 'someone else'", "is frozen"),
+        ("DELETE FROM policies_policyversion", "is frozen: it cannot be deleted"),
+        ("UPDATE products_dataproduct SET source_table = 'auth_user'", "is published and frozen"),
+        ("UPDATE products_dataproduct SET status = 'draft'", "is published and frozen"),
+        ("DELETE FROM products_dataproduct", "is published and frozen: it cannot be deleted"),
+    ],
+)
+def test_published_policy_and_product_versions_stay_frozen_whatever_the_session_says(
+    sql: str, refusal: str
+) -> None:
+    """Agents rely on a published version's hash; the app role cannot change one, not even with
+    pgtrigger's session switch that used to make the old triggers step aside."""
+    before = _published_policy_and_product()
+    for bypass in ("", PGTRIGGER_IGNORE):
+        result = psql_as_app(bypass + sql)
+        assert result.returncode != 0 and refusal in result.stderr, (bypass, result.stderr)
+        with psycopg.connect(owner_dsn(), autocommit=True) as conn:
+            conn.execute(bypass or "SELECT 1")
+            with pytest.raises(psycopg.Error, match=re.escape(refusal)):
+                conn.execute(sql)
+    assert _frozen_rows() == before
+
+
+@pytest.mark.django_db(transaction=True)
+def test_tables_named_like_tracemems_on_the_search_path_do_not_fool_the_triggers(make_agent: Any) -> None:
+    """The trigger functions name TraceMem's tables without a schema; a session that may create a
+    temporary table (the owner here; the app role may not) puts one of the same name first on its
+    search path. The functions pin their own search path, so the triggers still read the real rows."""
+    closed = _closed_decision(make_agent)
+    open_decision = services.decision_create(
+        actor=Actor.for_agent(closed.agent), intent="code.refactor.execute", automation_mode="autonomous"
+    )
+    before = _snapshot()
+    shadows = (
+        "CREATE TEMP TABLE decisions_decision (decision_id text, status text, event_count int, trace_head text); "
+        f"INSERT INTO decisions_decision VALUES ('{closed.decision_id}', 'open', {closed.event_count}, "
+        f"'{closed.trace_head}'), ('{open_decision.decision_id}', 'committed', 1, '{open_decision.trace_head}'); "
+        "CREATE TEMP TABLE decisions_receipt (decision_id text); "
+        f"INSERT INTO decisions_receipt VALUES ('{open_decision.decision_id}')"
+    )
+    event = (
+        "INSERT INTO decisions_traceevent (event_id, decision_id, seq, type, timestamp, actor, payload, prev_hash, hash) "
+        "VALUES ('EVT_FORGED', '{decision}', {seq}, '{type}', now(), '{{}}', '{payload}', '{prev}', 'x')"
+    )
+    attacks = {
+        "append after close": (
+            event.format(
+                decision=closed.decision_id,
+                seq=closed.event_count + 1,
+                type="context",
+                payload="{}",
+                prev=closed.trace_head,
+            ),
+            "is closed",
+        ),
+        "forge a receipt for an open decision": (
+            "INSERT INTO public.decisions_receipt (decision_id, receipt_data, signature, key_id, algorithm, signed_at) "
+            f'VALUES (\'{open_decision.decision_id}\', \'{{"decision_id": "{open_decision.decision_id}", '
+            f'"status": "committed", "event_count": 1, "trace_head": "{open_decision.trace_head}"}}\', '
+            "'forged', 'k', 'ed25519', now())",
+            "must sign its closed row",
+        ),
+        "close without a receipt": (
+            event.format(
+                decision=open_decision.decision_id,
+                seq=2,
+                type="close",
+                payload='{"action": "commit", "status": "committed"}',
+                prev=open_decision.trace_head,
+            ),
+            "without its receipt",
+        ),
+    }
+    for name, (sql, refusal) in attacks.items():
+        with psycopg.connect(owner_dsn()) as conn:
+            conn.execute(shadows)
+            with pytest.raises(psycopg.Error, match=re.escape(refusal)):
+                conn.execute(sql)
+                conn.commit()
+        assert _snapshot() == before, name
+
+
+@pytest.mark.django_db
+def test_every_trust_function_pins_its_search_path() -> None:
+    """What the test above proves for three attacks, for every function behind a trust trigger."""
+    functions = _owner_rows(
+        "SELECT p.proname, p.proconfig FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid "
+        "WHERE NOT t.tgisinternal GROUP BY p.proname, p.proconfig ORDER BY 1"
+    )
+    assert functions, "no trigger functions found"
+    schema = _owner_rows("SELECT current_schema()")[0][0]
+    for name, config in functions:
+        assert config == [f"search_path=pg_catalog, {schema}, pg_temp"], name
 
 
 @pytest.mark.django_db

@@ -48,8 +48,10 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
+def launch_chromium() -> Iterator[Any]:
+    """Debian's Chromium under Playwright, for a browser fixture of any scope. Modules that run
+    before this one use a module-scoped fixture: Playwright's sync API keeps an event loop running
+    in this thread while it is open, and other modules call asyncio.run()."""
     require_service("Chromium", shutil.which(CHROMIUM) is not None, "apt-get install -y chromium")
     from playwright.sync_api import sync_playwright
 
@@ -57,6 +59,11 @@ def browser() -> Iterator[Any]:
         instance = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield instance
         instance.close()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    yield from launch_chromium()
 
 
 @pytest.fixture(autouse=True)

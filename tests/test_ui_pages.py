@@ -192,4 +192,56 @@ def test_decision_page_flags_a_tampered_trace(
         params=[decision.decision_id],
     )
     body = staff_client.get(f"/decisions/{decision.decision_id}/").content.decode()
-    assert "Chain broken at event 1" in body and "Chain verified" not in body
+    assert (
+        "Integrity check failed: broken at seq 1: hash does not match" in body
+        and "Chain verified" not in body
+    )
+
+
+def _closed(agent: Agent, action: str) -> Decision:
+    decision = _decision(agent)
+    return decision_services.decision_close(
+        actor=Actor.for_agent(agent), decision_id=decision.decision_id, action=action
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("tamper", "problem"),
+    [
+        (
+            "UPDATE decisions_decision SET status = 'committed' WHERE decision_id = %(d)s",
+            "its row says committed but its close event (seq 2) says aborted (action abort)",
+        ),
+        (
+            "DELETE FROM decisions_receipt WHERE decision_id = %(d)s",
+            "it is closed but has no stored receipt",
+        ),
+        (
+            "DELETE FROM decisions_traceevent WHERE decision_id = %(d)s AND seq = 2",
+            "its row says 2 events",
+        ),
+    ],
+    ids=["status flip", "deleted receipt", "deleted last event"],
+)
+def test_decision_page_flags_what_verify_traces_finds_not_only_a_broken_chain(
+    staff_client: Client, make_agent: Callable[..., tuple[Agent, str]], capsys: Any, tamper: str, problem: str
+) -> None:
+    """The chain of each tampered decision still recomputes: only the row, the close event and the
+    receipt disagree. The page's badge is the same check as ``manage.py verify_traces``."""
+    from django.core.management import CommandError, call_command
+
+    from tests.conftest import superuser_sql
+
+    agent, _ = make_agent("tamper-agent")
+    decision = _closed(agent, "abort")
+    url = f"/decisions/{decision.decision_id}/"
+    assert 'status-ok" id="chain-badge"' in staff_client.get(url).content.decode()
+    superuser_sql(tamper, params={"d": decision.decision_id})
+
+    body = staff_client.get(url).content.decode()
+    assert 'status-broken" id="chain-badge"' in body and "Chain verified" not in body
+    assert problem in body
+    with pytest.raises(CommandError):
+        call_command("verify_traces", "--decision", decision.decision_id)
+    assert problem in capsys.readouterr().err

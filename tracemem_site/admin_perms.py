@@ -1,16 +1,20 @@
 """The Django admin asks the same permissions as every other door (``tracemem_site.permissions``).
 
 Django's own add/change/delete permissions are not enough to change TraceMem's configuration in
-the admin: each ModelAdmin names the permission of the matrix that its changes need.
+the admin: each ModelAdmin names the permission of the matrix that its changes need. Its saves go
+through the services, whose refusals (a ``DomainError``) become an error message on the page, with
+the admin's transaction rolled back, rather than a server error.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.http import HttpRequest
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 
 from tracemem_site.actor import Actor
+from tracemem_site.errors import DomainError
 from tracemem_site.permissions import has_perm, may_read
 
 
@@ -48,3 +52,28 @@ class GuardedAdmin:
         if actor is None:
             return False
         return self._may_change(request) or (self.read_area is not None and may_read(actor, self.read_area))
+
+    def _refused(self, request: HttpRequest, exc: DomainError) -> HttpResponse:
+        self.message_user(request, exc.message, messages.ERROR)  # type: ignore[attr-defined]
+        return HttpResponseRedirect(request.get_full_path())
+
+    # Django runs the add/change and delete views in a transaction: a refusal rolls it back whole.
+    def changeform_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            return super().changeform_view(request, *args, **kwargs)  # type: ignore[misc]
+        except DomainError as exc:
+            return self._refused(request, exc)
+
+    def delete_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            return super().delete_view(request, *args, **kwargs)  # type: ignore[misc]
+        except DomainError as exc:
+            return self._refused(request, exc)
+
+    def changelist_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        # Actions and "delete selected" run from the list, one service call per object (each its
+        # own transaction): a refusal stops the action there and says so.
+        try:
+            return super().changelist_view(request, *args, **kwargs)  # type: ignore[misc]
+        except DomainError as exc:
+            return self._refused(request, exc)

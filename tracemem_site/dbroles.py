@@ -36,6 +36,7 @@ from psycopg import sql
 # or the audit log's own triggers). A new append-only table is one line here.
 APPEND_ONLY_TABLES = (
     "audit_auditentry",
+    "decisions_decisionrecord",
     "decisions_receipt",
     "decisions_traceevent",
 )
@@ -214,7 +215,12 @@ def role_statements(
             f"ALTER ROLE {app} PASSWORD {_literal(conn, app_password)}",
             f"ALTER ROLE {app} PASSWORD '********'",
         )
-    add(f"GRANT CONNECT ON DATABASE {_ident(conn, database)} TO {app}")
+    db = _ident(conn, database)
+    add(f"GRANT CONNECT ON DATABASE {db} TO {app}")
+    # No temporary tables: a temporary table comes first on its session's search path, where it
+    # could stand in for one of TraceMem's (the trigger functions pin their own path as well).
+    add(f"REVOKE TEMPORARY ON DATABASE {db} FROM PUBLIC")
+    add(f"REVOKE TEMPORARY ON DATABASE {db} FROM {app}")
     # Nobody but the owner creates objects where TraceMem's tables live (PUBLIC may, before PostgreSQL 15).
     add(f"REVOKE CREATE ON SCHEMA {schema} FROM PUBLIC")
     add(f"GRANT USAGE ON SCHEMA {schema} TO {app}")
@@ -264,6 +270,7 @@ def role_statements(
             )
         # Nothing of TraceMem's own, even if granted by hand before.
         add(f"REVOKE ALL ON ALL TABLES IN SCHEMA {schema} FROM {products}")
+        add(f"REVOKE TEMPORARY ON DATABASE {db} FROM {products}")
         add(f"REVOKE ALL ON SCHEMA {data} FROM {app}")
         add(f"REVOKE ALL ON ALL TABLES IN SCHEMA {data} FROM {app}")
         # Membership without inheritance: the app role may SET ROLE to it, and has none of its privileges.

@@ -52,6 +52,7 @@ from rest_framework import exceptions
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 
+from tracemem_site import safejson
 from tracemem_site.errors import DomainError, InvalidArgument, Unavailable
 from tracemem_site.outage import database_outage
 from tracemem_site.parsers import PayloadTooLarge
@@ -123,6 +124,24 @@ def unknown_arguments(tool: Tool, arguments: dict[str, Any]) -> InvalidArgument 
     )
 
 
+def too_deep_arguments(arguments: dict[str, Any]) -> InvalidArgument | None:
+    """FastMCP parses a JSON-looking string argument with ``json.loads`` (a leniency some clients
+    need); a string nesting deeper than the body limit would crash it with a RecursionError."""
+    limit = safejson.max_depth()
+    for name, value in arguments.items():
+        if isinstance(value, str) and safejson.nesting_exceeds(value, limit):
+            return InvalidArgument(
+                f"{name} is a JSON text nested deeper than {limit} levels; send flatter data",
+                field=name,
+                details={"max_depth": limit},
+            )
+    return None
+
+
+def argument_refusal(tool: Tool, arguments: dict[str, Any]) -> InvalidArgument | None:
+    return unknown_arguments(tool, arguments) or too_deep_arguments(arguments)
+
+
 def compact_text(structured: Any) -> list[types.TextContent]:
     """The result object as compact JSON text (SPEC §1: the text is the object as JSON).
 
@@ -137,7 +156,7 @@ class DomainTool(Tool):
     """A FastMCP tool whose failures are ``[code] message`` results (stock path)."""
 
     async def run(self, arguments: dict[str, Any], context: Any = None, convert_result: bool = False) -> Any:
-        refused = unknown_arguments(self, arguments)
+        refused = argument_refusal(self, arguments)
         if refused is not None:
             return tool_error_result(self.name, refused)
         try:
@@ -322,7 +341,7 @@ class FastPathMixin:
         method = getattr(caller.class_, caller.method_name)
         if asyncio.iscoroutinefunction(method):
             return None
-        refused = unknown_arguments(tool, parsed.arguments or {})
+        refused = argument_refusal(tool, parsed.arguments or {})
         if refused is not None:
             return _jsonrpc_result(request_id, tool_error_result(tool.name, refused))
         token = django_request_ctx.set(request)

@@ -14,7 +14,7 @@ elsewhere — DNS rebinding — gains nothing):
 Addresses are normalised first (IPv4-mapped IPv6, decimal/octal/hex IPv4 such as 2130706433 or
 0177.0.0.1). :func:`resolve` is the one name lookup ("what leaves the machine"); connections made
 through :func:`http_client` and the data sources' ``hostaddr`` go to the address it returned and
-this module checked, never to a second lookup's answer. Decisions: docs/security-app.md §4.
+this module checked, never to a second lookup's answer. Decisions: docs/security.md §9.
 """
 
 from __future__ import annotations

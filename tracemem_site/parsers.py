@@ -6,12 +6,13 @@ still initialising, so this module must not import DRF views.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.conf import settings
 from rest_framework import exceptions, status
 from rest_framework.parsers import JSONParser
+
+from tracemem_site import safejson
 
 
 class PayloadTooLarge(exceptions.APIException):
@@ -19,10 +20,19 @@ class PayloadTooLarge(exceptions.APIException):
     default_code = "invalid_argument"
 
 
-class BoundedJSONParser(JSONParser):
-    """JSON only, strict (no NaN), and never more than ``DATA_UPLOAD_MAX_MEMORY_SIZE`` bytes.
+class BodyTooDeep(exceptions.ParseError):
+    """JSON nested deeper than ``TRACEMEM_MAX_JSON_DEPTH`` (REST: 400, MCP: JSON-RPC -32700)."""
 
-    DRF reads the body as a stream, bypassing Django's own size check, so the limit is enforced
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"request body is nested deeper than {limit} levels; send flatter data")
+        self.limit = limit
+
+
+class BoundedJSONParser(JSONParser):
+    """JSON only, strict (no NaN), never more than ``DATA_UPLOAD_MAX_MEMORY_SIZE`` bytes and never
+    nested deeper than ``TRACEMEM_MAX_JSON_DEPTH`` (checked before parsing: tracemem_site/safejson.py).
+
+    DRF reads the body as a stream, bypassing Django's own size check, so the limits are enforced
     here for every door that parses JSON (REST and MCP).
     """
 
@@ -33,10 +43,8 @@ class BoundedJSONParser(JSONParser):
             raise PayloadTooLarge(f"request body is larger than {limit} bytes; send less data per call")
         encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
         try:
-            return json.loads(raw.decode(encoding), parse_constant=_reject_constant)
+            return safejson.loads(raw.decode(encoding))
+        except safejson.JSONTooDeep as exc:
+            raise BodyTooDeep(exc.limit) from None
         except (ValueError, UnicodeDecodeError) as exc:
             raise exceptions.ParseError(f"request body is not valid JSON: {exc}") from None
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")

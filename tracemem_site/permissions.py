@@ -5,7 +5,7 @@ superusers hold them all. ``is_staff`` decides nothing here: it only lets a pers
 own admin site, where each page asks these same permissions. An inactive account holds none.
 The system actor (management commands, Celery, ``apply_config``) may do everything.
 
-The matrix — what each permission allows and through which door — is in docs/security-app.md.
+The matrix — what each permission allows and through which door — is in docs/security.md.
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ PERMISSIONS: dict[str, str] = {
     "policies.publish_policies": "publish and retire policies",
     "policies.grant_policies": "grant policies to agents and revoke them",
     "approvals.manage_routes": "create and edit approval routes",
-    "approvals.manage_integrations": "manage Slack integrations, webhook endpoints and webhook credentials",
+    "approvals.manage_integrations": (
+        "manage webhook endpoints and webhook credentials (Slack integrations also need a superuser)"
+    ),
 }
 
 # Reading the admin data of an area: Django's own view permission, or any permission that changes it.

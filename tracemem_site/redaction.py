@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -36,6 +37,8 @@ _SECRET_WORDS = {
     "passwords",
     "passwd",
     "pwd",
+    "passphrase",
+    "passcode",
     "apikey",
     "authorization",
     "auth",
@@ -49,12 +52,17 @@ _SECRET_WORDS = {
     "cvv",
     "cvc",
 }
+# ...or its LAST word is one of these: "db_pass", "smtpPass", "ssh_private" are secrets, while
+# "pass_count", "private_notes" and "private_channel" are not ("passenger", "bypass" and "privacy"
+# are other words altogether)...
+_SECRET_LAST_WORDS = {"pass", "private"}
 # ...or two adjacent words are one of these...
 _SECRET_PAIRS = {"api_key", "private_key", "card_number", "access_key", "secret_key", "client_secret"}
 # ...or the key with separators removed contains one of these (catches "githubtoken", "dbpassword").
 _SECRET_FRAGMENTS = (
     "password",
     "passwd",
+    "passphrase",
     "secret",
     "apikey",
     "privatekey",
@@ -63,13 +71,18 @@ _SECRET_FRAGMENTS = (
     "token",
 )
 
-# Values that look like secrets whatever their key.
+# Values that look like secrets whatever their key. Only the secret is replaced, so the rest of a
+# longer text survives; a pattern's group "s" (when it has one) is the part replaced.
 # A token starts where no letter or digit precedes it. Not ``\b``: that would let a secret glued
 # to an underscore ("KEY_tmem_…", "x_ghp_…") slip through, since "_" counts as a word character.
 _START = r"(?<![A-Za-z0-9])"
+# The value after "password=" or "password: ": quoted, already redacted, or up to a delimiter
+# (a closing bracket stays: "(KEY=abc)" keeps its ")").
+_VALUE = r"""(?P<s>\[redacted\]|"[^"]*"|'[^']*'|[^\s&;,()\[\]{}<>"']+)"""
 _SECRET_VALUE_PATTERNS = [
     _START + r"tmem_[A-Za-z0-9]{20,}",
     _START + r"tmpat_[A-Za-z0-9]{20,}",
+    _START + r"tmwh_[A-Za-z0-9]{20,}",
     _START + r"sk-[A-Za-z0-9_-]{16,}",
     _START + r"[sr]k_(?:live|test)_[A-Za-z0-9]{10,}",
     _START + r"gh[pousr]_[A-Za-z0-9]{20,}",
@@ -77,21 +90,33 @@ _SECRET_VALUE_PATTERNS = [
     _START + r"xox[abprs]-[A-Za-z0-9-]{10,}",
     _START + r"(?:AKIA|ASIA)[0-9A-Z]{16}(?![0-9A-Z])",
     _START + r"eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*",
-    r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----",
-    r"\b[Bb]earer\s+[A-Za-z0-9._~+/=-]{16,}",
+    # The whole key block, up to its END line (or the end of the text when that was cut off).
+    r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----(?:.*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----|.*)",
+    r"\b[Bb]earer\s+(?P<s>[A-Za-z0-9._~+/=-]{16,})",
     r"https://hooks\.slack\.com/services/[A-Za-z0-9/]+",
     r"\bAIza[0-9A-Za-z_-]{35}\b",
+    # URL/DSN userinfo: only the password (up to the last "@" of the authority) is replaced.
+    _START + r"[A-Za-z][A-Za-z0-9+.-]*://[^\s/?#@:\[\]]*:(?P<s>[^\s/?#]+)(?=@)",
+    # key=value in DSNs, environment lines and query strings; "key: value" for the password family.
+    r"(?i)(?<![A-Za-z0-9])[A-Za-z0-9_.-]*(?:password|passwd|pwd|passphrase|secret|token|api_?key)"
+    r"(?:\s*=\s*|=)" + _VALUE,
+    r"(?i)(?<![A-Za-z0-9])[A-Za-z0-9_.-]*(?:password|passwd|passphrase|secret)\s*:\s+" + _VALUE,
 ]
+# Card numbers (PAN): 13–19 digits of a major network (first digit 2–6), Luhn-valid, written
+# plain or in groups separated by single spaces or dashes. Only Luhn-valid numbers are replaced,
+# so order numbers, phone numbers and timestamps survive.
+_CARD_RUN = re.compile(r"(?<![A-Za-z0-9])(?:\d{13,19}|\d{3,6}(?:[ -]\d{3,6})+)(?![A-Za-z0-9])")
+_GROUP = re.compile(r"\d+")
 
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _SEPARATORS = re.compile(r"[^a-z0-9]+")
 
 
 @lru_cache(maxsize=1)
-def _extra_rules() -> tuple[frozenset[str], re.Pattern[str]]:
+def _extra_rules() -> tuple[frozenset[str], tuple[re.Pattern[str], ...]]:
     extra_keys = frozenset(k.strip().lower() for k in getattr(settings, "TRACEMEM_REDACT_EXTRA_KEYS", []))
     patterns = list(_SECRET_VALUE_PATTERNS) + list(getattr(settings, "TRACEMEM_REDACT_EXTRA_PATTERNS", []))
-    return extra_keys, re.compile("|".join(f"(?:{p})" for p in patterns))
+    return extra_keys, tuple(re.compile(p, re.DOTALL) for p in patterns)
 
 
 @lru_cache(maxsize=4096)
@@ -113,7 +138,7 @@ def _secret_words(words: list[str]) -> bool:
     joined = "_".join(words)
     if joined in extra_keys:
         return True
-    if any(w in _SECRET_WORDS for w in words):
+    if any(w in _SECRET_WORDS for w in words) or words[-1] in _SECRET_LAST_WORDS:
         return True
     if any(f"{a}_{b}" in _SECRET_PAIRS for a, b in zip(words, words[1:], strict=False)):
         return True
@@ -121,8 +146,70 @@ def _secret_words(words: list[str]) -> bool:
     return any(fragment in compact for fragment in _SECRET_FRAGMENTS)
 
 
+def luhn_valid(digits: str) -> bool:
+    total = 0
+    for i, char in enumerate(reversed(digits)):
+        n = int(char)
+        if i % 2:
+            n = n * 2 - 9 if n > 4 else n * 2
+        total += n
+    return total % 10 == 0
+
+
+def _is_card(digits: str) -> bool:
+    return 13 <= len(digits) <= 19 and digits[0] in "23456" and luhn_valid(digits)
+
+
+def _card_span(run: str) -> tuple[int, int] | None:
+    """Where in a run of digit groups a card number sits (whole groups only), if anywhere: the
+    longest from the first group that starts one, since a 19-digit number's first 16 digits can be
+    Luhn-valid too (and would leave its last group behind)."""
+    groups = [(m.start(), m.end()) for m in _GROUP.finditer(run)]
+    for first in range(len(groups)):
+        digits, found = "", None
+        for last in range(first, len(groups)):
+            digits += run[groups[last][0] : groups[last][1]]
+            if len(digits) > 19:
+                break
+            if _is_card(digits):
+                found = groups[first][0], groups[last][1]
+        if found is not None:
+            return found
+    return None
+
+
+def _redact_cards(text: str) -> str:
+    def replace(match: re.Match[str]) -> str:
+        run = match.group(0)
+        span = _card_span(run)
+        while span is not None:
+            run = run[: span[0]] + REDACTED + run[span[1] :]
+            span = _card_span(run)
+        return run
+
+    return _CARD_RUN.sub(replace, text)
+
+
+def _replace_secret(match: re.Match[str]) -> str:
+    if "s" in match.re.groupindex and match.group("s") is not None:
+        whole, start, end = match.group(0), match.start("s") - match.start(), match.end("s") - match.start()
+        return whole[:start] + REDACTED + whole[end:]
+    return REDACTED
+
+
+def redact_text(text: str) -> str:
+    """``text`` with every secret-looking part replaced by ``[redacted]`` and the rest kept.
+
+    Idempotent: ``[redacted]`` matches no pattern. Used by :func:`redact` for every string and by
+    the notification channels on everything they send (approvals/channels.py).
+    """
+    for pattern in _extra_rules()[1]:
+        text = pattern.sub(_replace_secret, text)
+    return _redact_cards(text)
+
+
 def looks_like_secret(value: str) -> bool:
-    return _extra_rules()[1].search(value) is not None
+    return redact_text(value) != value
 
 
 def redact(value: Any, *, field: str = "value", max_string: int = MAX_STRING) -> Any:
@@ -134,8 +221,25 @@ def redact(value: Any, *, field: str = "value", max_string: int = MAX_STRING) ->
     return _redact(value, field, 0, max_string)
 
 
-def _cut(text: str, limit: int) -> str:
-    return f"{text[:limit]}…[truncated {len(text) - limit} chars]"
+_CUT_MARKER = re.compile(r"…\[truncated \d+ chars\]\Z")
+_MORE_ITEMS = re.compile(r"\[\+\d+ more items\]\Z")
+
+
+def _limit(text: str, limit: int, clean: Callable[[str], str]) -> str:
+    """``clean(text)`` cut to ``limit`` characters with a marker, so that doing it twice changes
+    nothing: a text cut before keeps its marker, and the cut end is cleaned once more (a cut can
+    turn the tail of a redacted secret into something that looks like a new one)."""
+    marker = _CUT_MARKER.search(text)
+    if marker is not None and marker.start() <= limit + len(REDACTED):
+        return clean(text[: marker.start()]) + marker.group()
+    cleaned = clean(text)
+    if len(cleaned) <= limit:
+        return cleaned
+    return clean(cleaned[:limit]) + f"…[truncated {len(cleaned) - limit} chars]"
+
+
+def _same(text: str) -> str:
+    return text
 
 
 def _redact(value: Any, path: str, depth: int, max_string: int) -> Any:
@@ -154,25 +258,28 @@ def _redact(value: Any, path: str, depth: int, max_string: int) -> Any:
                 out[f"[redacted key {len(out) + 1}]"] = REDACTED
                 continue
             child = f"{path}.{key}"
-            stored_key = key if len(key) <= max_string else _cut(key, max_string)
+            stored_key = _limit(key, max_string, _same)
             out[stored_key] = REDACTED if is_secret_key(key) else _redact(item, child, depth + 1, max_string)
         return out
     if isinstance(value, list | tuple):
         if depth >= MAX_DEPTH:
             return MAX_DEPTH_MARKER
+        already_cut = (
+            len(value) == MAX_ITEMS + 1
+            and isinstance(value[-1], str)
+            and _MORE_ITEMS.match(value[-1]) is not None
+        )
         kept = [
             _redact(item, f"{path}[{i}]", depth + 1, max_string) for i, item in enumerate(value[:MAX_ITEMS])
         ]
-        if len(value) > MAX_ITEMS:
+        if already_cut:
+            kept.append(value[-1])
+        elif len(value) > MAX_ITEMS:
             kept.append(f"[+{len(value) - MAX_ITEMS} more items]")
         return kept
     if isinstance(value, str):
         storable(value, path)
-        if looks_like_secret(value):
-            return REDACTED
-        if len(value) > max_string:
-            return _cut(value, max_string)
-        return value
+        return _limit(value, max_string, redact_text)
     if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, int):
@@ -180,7 +287,7 @@ def _redact(value: Any, path: str, depth: int, max_string: int) -> Any:
             raise InvalidArgument(
                 f"{path} is an integer outside ±2^53-1; send it as a string to keep every digit", field=path
             )
-        return value
+        return REDACTED if value > 0 and _is_card(str(value)) else value
     if isinstance(value, float):
         if not math.isfinite(value):
             raise InvalidArgument(f"{path} is not a finite number; NaN and Infinity are not JSON", field=path)

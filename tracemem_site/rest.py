@@ -21,7 +21,7 @@ from agents.models import Agent
 from tracemem_site.actor import Actor
 from tracemem_site.errors import DomainError, InvalidArgument
 from tracemem_site.outage import database_outage
-from tracemem_site.parsers import PayloadTooLarge
+from tracemem_site.parsers import BodyTooDeep, PayloadTooLarge
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +108,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         return error_response(
             "invalid_argument", f"request body is larger than {limit} bytes; send less data per call", 413
         )
+    if isinstance(exc, BodyTooDeep):
+        return error_response("invalid_argument", str(exc.detail), 400, {"max_depth": exc.limit})
     if isinstance(exc, exceptions.ParseError):
         return error_response("invalid_argument", str(exc.detail), 400)
     if isinstance(exc, exceptions.UnsupportedMediaType):

@@ -7,6 +7,7 @@ Celery tasks executed inline, email printed to the console. Production sets ``DA
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,10 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "pgtrigger",
     "mcp_server",
     "tracemem_site",
@@ -60,15 +65,23 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Content-Security-Policy on every response (CONTENT_SECURITY_POLICY below).
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # request.user.is_verified(): signed in with a second factor in this session (django-otp).
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # Whoever must use two-factor sign-in reaches nothing but the 2FA pages until they have.
+    "tracemem_site.second_factor.SecondFactorMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Outage answers say whether the call was applied; an HTML page's is a 503 (tracemem_site/outage.py).
     "tracemem_site.middleware.DatabaseOutageMiddleware",
+    # Last, as django-axes asks: turns a locked-out sign-in into our lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "tracemem_site.urls"
@@ -200,6 +213,30 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "TraceMem <tracemem@localhost
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
+# django-axes refuses sign-ins for a locked-out account or address before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Failed sign-ins (the login page and the Django admin's) are counted per account and, separately,
+# per client address; at the limit that account or address is locked for the lockout time. Admins
+# unlock early in the Django admin (Axes > Access attempts) or with manage.py axes_reset_username.
+AXES_FAILURE_LIMIT = env_int("TRACEMEM_LOGIN_FAILURE_LIMIT", 20)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("TRACEMEM_LOGIN_LOCKOUT_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "tracemem_site.views.locked_out"
+AXES_CLIENT_IP_CALLABLE = "tracemem_site.web.client_ip"
+# Reverse proxies in front of TraceMem that append to X-Forwarded-For (0: use the socket address).
+TRACEMEM_TRUSTED_PROXY_COUNT = env_int("TRACEMEM_TRUSTED_PROXY_COUNT", 0)
+# Two-factor sign-in (TOTP, django-otp): anyone may turn it on; with this set, everyone eligible to
+# approve (superusers, members of a route's approver group) must, and votes by email link or Slack
+# are refused for them (they confirm in the browser after signing in with their code).
+TRACEMEM_REQUIRE_2FA_FOR_APPROVERS = env_bool("TRACEMEM_REQUIRE_2FA_FOR_APPROVERS", False)
+OTP_TOTP_ISSUER = "TraceMem"  # the name authenticator apps show next to the account
+# The Django admin never shows a saved device's key or QR code (it would let anyone who sees it make
+# that person's codes); devices there are for superusers only (audit/admin.py).
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/"
 LANGUAGE_CODE = "en-us"
@@ -212,10 +249,52 @@ STATIC_ROOT = VAR_DIR / "staticfiles"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").exists() else []
 SESSION_COOKIE_HTTPONLY = True
-SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
-CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", False)
+
+# --- HTTPS and browser security headers (docs/security-signin.md) --------------------------------------
+# Production behind TLS: DJANGO_SECURE_SSL_REDIRECT=true, DJANGO_SECURE_HSTS_SECONDS=31536000 (after
+# checking that every subdomain is HTTPS if INCLUDE_SUBDOMAINS), and, behind a proxy that terminates
+# TLS, DJANGO_SECURE_PROXY_SSL_HEADER=HTTP_X_FORWARDED_PROTO,https (only if the proxy sets it).
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", False)
+# Health probes come from inside the deployment over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", False)
+_proxy_ssl_header = env_list("DJANGO_SECURE_PROXY_SSL_HEADER", [])
+if _proxy_ssl_header and (len(_proxy_ssl_header) != 2 or not _proxy_ssl_header[0].startswith("HTTP_")):
+    raise ImproperlyConfigured(
+        "DJANGO_SECURE_PROXY_SSL_HEADER must look like HTTP_X_FORWARDED_PROTO,https; got "
+        + ",".join(_proxy_ssl_header)
+    )
+SECURE_PROXY_SSL_HEADER = (_proxy_ssl_header[0], _proxy_ssl_header[1]) if _proxy_ssl_header else None
+# Cookies are HTTPS-only whenever plain HTTP is redirected (each can still be set on its own).
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", SECURE_SSL_REDIRECT)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", SECURE_SSL_REDIRECT)
+# No inline script anywhere (scripts are static files: htmx, copy.js, the API docs' set-up), no
+# inline styles, nothing from another origin; pages cannot be framed.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+    }
+}
 # A request body larger than this is refused with 413 before it is parsed.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("TRACEMEM_MAX_BODY_BYTES", 1024 * 1024)
+# JSON nested deeper than this is refused (400 / JSON-RPC -32700) before it is parsed
+# (tracemem_site/safejson.py); at most 200, far below Python's recursion limit.
+TRACEMEM_MAX_JSON_DEPTH = env_int("TRACEMEM_MAX_JSON_DEPTH", 64)
+if not 2 <= TRACEMEM_MAX_JSON_DEPTH <= 200:
+    raise ImproperlyConfigured(
+        f"TRACEMEM_MAX_JSON_DEPTH must be from 2 to 200, got {TRACEMEM_MAX_JSON_DEPTH}"
+    )
 
 # --- REST -------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -239,6 +318,10 @@ SPECTACULAR_SETTINGS = {
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     # decision_close's action and its alias outcome share one documented enum.
     "ENUM_NAME_OVERRIDES": {"CloseActionEnum": ["commit", "abort", "rollback"]},
+    # /api/docs/ loads Swagger UI from our own static files (drf-spectacular-sidecar), not a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- MCP --------------------------------------------------------------------------------
@@ -251,7 +334,7 @@ DJANGO_MCP_GET_SERVER_INSTRUCTIONS_TOOL = False
 TRACEMEM_RECEIPT_KEY = env_str("TRACEMEM_RECEIPT_KEY")
 TRACEMEM_RECEIPT_KEY_FILE = env_str("TRACEMEM_RECEIPT_KEY_FILE")
 
-# --- Outbound destinations (docs/security-app.md §4): webhook endpoints, Slack integrations and data
+# --- Outbound destinations (docs/security.md §9): webhook endpoints, Slack integrations and data
 # sources may reach public addresses; loopback, private and other non-public ones only when listed
 # here (networks, addresses or host names); link-local and cloud metadata never. The embedded
 # default (no DATABASE_URL: one machine, development) allows loopback.
@@ -270,5 +353,7 @@ LOGGING = {
         "mcp": {"level": "WARNING"},
         "mcp_server": {"level": "WARNING"},
         "httpx": {"level": "WARNING"},
+        # django-axes logs every sign-in at INFO; its warnings (failures, lockouts) still show.
+        "axes": {"level": "WARNING"},
     },
 }

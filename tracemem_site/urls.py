@@ -1,7 +1,8 @@
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from agents import views_account as account_views
 from tracemem_site import health
 from tracemem_site import views as site_views
 from tracemem_site.mcp_view import MCPView
@@ -19,7 +20,9 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    # The split view serves Swagger UI's set-up as a script file: no inline script for the CSP to allow.
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
+    path("favicon.ico", site_views.favicon, name="favicon"),
     path("mcp", MCPView.as_view(), name="mcp"),
     path("healthz", health.healthz, name="healthz"),
     path("", include("decisions.urls_wellknown")),
@@ -27,6 +30,8 @@ urlpatterns = [
     # Reviewer and admin web UI (issue 7).
     path("", site_views.dashboard, name="dashboard"),
     path("login/", site_views.login_view, name="login"),
+    path("login/verify/", account_views.login_verify, name="login-verify"),
+    path("account/", include("agents.urls_account")),
     path("logout/", site_views.logout_view, name="logout"),
     path("decisions/", include("decisions.urls_html")),
     path("agents/", include("agents.urls_html")),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from tracemem_site.errors import InvalidArgument
@@ -127,3 +128,23 @@ def _json_type(value: Any) -> str:
     if value is None:
         return "null"
     return type(value).__name__
+
+
+def future_instant(value: datetime | None, field: str) -> datetime | None:
+    """An optional expiry: timezone-aware, in the future, and stored in UTC.
+
+    PostgreSQL refuses UTC offsets beyond ±15:59 that ISO-8601 parsers accept, and converting a
+    date at the calendar's edge to UTC can overflow; both are the caller's input, so both are
+    ``invalid_argument`` naming the field, never a database error.
+    """
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise InvalidArgument(f"{field} must carry a time zone, e.g. 2030-01-01T00:00:00Z", field=field)
+    try:
+        instant = value.astimezone(UTC)
+    except OverflowError:
+        raise InvalidArgument(f"{field} is beyond the year 9999", field=field) from None
+    if instant <= datetime.now(UTC):
+        raise InvalidArgument(f"{field} must be in the future", field=field)
+    return instant

@@ -2,17 +2,57 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.contrib.staticfiles import finders
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 
+from agents.selectors import confirmed_device
+from approvals.selectors import second_factor_required
 from decisions.selectors_ui import OUTCOMES, dashboard_stats
+from tracemem_site.second_factor import ENROL_URL, VERIFY_URL
 from tracemem_site.web import web_actor
 
-login_view = auth_views.LoginView.as_view(template_name="ui/login.html", redirect_authenticated_user=True)
+
+class LoginView(auth_views.LoginView):
+    """Password first; then, for whoever must use a second factor, the TOTP step (or enrolment).
+
+    The session is signed in after the password but not *verified*: SecondFactorMiddleware lets it
+    reach nothing but the two-factor pages until the code is given.
+    """
+
+    template_name = "ui/login.html"
+    redirect_authenticated_user = True
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        response = super().form_valid(form)
+        user = form.get_user()
+        if second_factor_required(user):
+            target = VERIFY_URL if confirmed_device(user) is not None else ENROL_URL
+            return redirect(f"{target}?{urlencode({'next': self.get_success_url()})}")
+        return response
+
+
+login_view = LoginView.as_view()
+
+
+def locked_out(request: HttpRequest, response: HttpResponse | None, credentials: dict | None) -> HttpResponse:
+    """django-axes' answer once an account or an address has too many failed sign-ins."""
+    minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)
+    message = (
+        f"Too many failed sign-ins for this account or from this address. Sign-in is locked for "
+        f"{minutes} minutes; try again later, or ask an admin to unlock it."
+    )
+    return render(request, "ui/login.html", {"locked_message": message, "form": None}, status=429)
+
+
 # Django 5 only logs out on POST, which is what the base layout's form sends.
 logout_view = auth_views.LogoutView.as_view(next_page="/login/")
 
@@ -91,3 +131,16 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "chart": _chart(stats.per_day),
         },
     )
+
+
+@lru_cache(maxsize=1)
+def _favicon() -> bytes:
+    found = finders.find("favicon.svg")
+    return Path(str(found)).read_bytes()
+
+
+def favicon(request: HttpRequest) -> HttpResponse:
+    """``/favicon.ico``, which browsers ask for on their own; pages link the same SVG."""
+    response = HttpResponse(_favicon(), content_type="image/svg+xml")
+    response["Cache-Control"] = "public, max-age=86400"
+    return response

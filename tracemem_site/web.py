@@ -6,6 +6,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -61,3 +62,17 @@ def menu(request: HttpRequest) -> dict[str, Any]:
             "audit": is_superuser(actor),
         }
     }
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    """The client's address for sign-in throttling (django-axes' AXES_CLIENT_IP_CALLABLE).
+
+    Behind ``TRACEMEM_TRUSTED_PROXY_COUNT`` reverse proxies, each of which appends the address it
+    saw to ``X-Forwarded-For``, the client is the entry that many places from the end; entries
+    before it were written by the client itself and are never trusted.
+    """
+    proxies = int(getattr(settings, "TRACEMEM_TRUSTED_PROXY_COUNT", 0))
+    forwarded = [a.strip() for a in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if a.strip()]
+    if proxies > 0 and len(forwarded) >= proxies:
+        return forwarded[-proxies]
+    return request.META.get("REMOTE_ADDR")

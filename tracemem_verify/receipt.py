@@ -180,18 +180,24 @@ def verify_trace_against(receipt_data: Mapping[str, Any], events: Sequence[Mappi
     broken = verify_chain(decision_id, events)
     if broken is not None:
         return _fail(f"trace {broken}")
-    if len(events) != receipt_data.get("event_count"):
-        return _fail(f"trace has {len(events)} events but the receipt pins {receipt_data.get('event_count')}")
-    head = events[-1].get("hash") if events else None
+    return verify_trace_end(receipt_data, len(events), events[-1] if events else None)
+
+
+def verify_trace_end(receipt_data: Mapping[str, Any], count: int, last: Mapping[str, Any] | None) -> Verdict:
+    """The checks of :func:`verify_trace_against` once the chain has recomputed: the trace has
+    ``count`` events and ends with ``last``, which is where the receipt must pin it."""
+    if count != receipt_data.get("event_count"):
+        return _fail(f"trace has {count} events but the receipt pins {receipt_data.get('event_count')}")
+    head = last.get("hash") if last is not None else None
     if head != receipt_data.get("trace_head"):
         return _fail(
             f"trace ends at hash {head} but the receipt pins trace_head {receipt_data.get('trace_head')}"
         )
-    closing = closing_of(events[-1]) if events else None
-    if closing is None:
+    closing = closing_of(last) if last is not None else None
+    if closing is None or last is None:
         return _fail("the trace does not end with a close event, yet the receipt is for a closed decision")
     status, action = closing
-    seq = events[-1].get("seq")
+    seq = last.get("seq")
     if status != receipt_data.get("status"):
         return _fail(
             f"the receipt says status {receipt_data.get('status')} but the trace's close event (seq {seq}) "
@@ -202,4 +208,4 @@ def verify_trace_against(receipt_data: Mapping[str, Any], events: Sequence[Mappi
             f"the receipt says close_action {receipt_data['close_action']} but the trace's close event "
             f"(seq {seq}) says action {action}"
         )
-    return Verdict(True, f"trace of {len(events)} events recomputes to the receipt's trace_head")
+    return Verdict(True, f"trace of {count} events recomputes to the receipt's trace_head")

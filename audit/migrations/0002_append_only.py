@@ -3,7 +3,7 @@
 Plain SQL triggers, not django-pgtrigger: pgtrigger's triggers step aside for any session that runs
 ``SET pgtrigger.ignore``, these consult no setting. On PostgreSQL they are ENABLE ALWAYS, so a
 session in ``session_replication_role = replica`` does not skip them either; only the table's
-owner can drop or disable them (the app role owns nothing: docs/security-app.md).
+owner can drop or disable them (the app role owns nothing: docs/security.md).
 """
 
 from django.db import migrations

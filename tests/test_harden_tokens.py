@@ -1,0 +1,169 @@
+"""Issue 13.4: personal access tokens have a lifecycle — people list and revoke their own (admins:
+anyone's) on the settings page and through ``GET /api/v1/tokens`` / ``POST /api/v1/tokens/{id}/revoke``,
+tokens may expire, ``manage.py revoke_token`` revokes one, and a revoked token gets 401 next time."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import CommandError, call_command
+from django.test import Client
+from django.utils import timezone
+
+from agents import services
+from agents.models import PersonalToken
+from tracemem_site.actor import Actor
+
+pytestmark = pytest.mark.django_db
+
+
+def make_user(username: str, *, superuser: bool = False) -> Any:
+    model = get_user_model()
+    if superuser:
+        return model.objects.create_superuser(username, f"{username}@example.com", "pw-unused-123")
+    return model.objects.create_user(username, f"{username}@example.com", "pw-unused-123")
+
+
+def issue(user: Any, **kw: Any) -> tuple[PersonalToken, str]:
+    issued = services.personal_token_create(actor=Actor.system(), user=user, **kw)
+    return issued.token, issued.secret
+
+
+def call(secret: str, method: str, path: str) -> Any:
+    client = Client()
+    send = client.get if method == "GET" else client.post
+    return send(path, HTTP_AUTHORIZATION=f"Token {secret}")
+
+
+def test_a_revoked_personal_token_gets_401_on_its_next_request() -> None:
+    rita = make_user("rita")
+    token, secret = issue(rita, name="laptop")
+    listed = call(secret, "GET", "/api/v1/tokens")
+    assert listed.status_code == 200
+    [row] = listed.json()["tokens"]
+    assert row["token_id"] == token.token_id == f"tok_{token.pk}"
+    assert (row["name"], row["user"], row["state"], row["prefix"]) == (
+        "laptop",
+        "rita",
+        "active",
+        token.prefix,
+    )
+    assert secret not in listed.content.decode()
+
+    revoked = call(secret, "POST", f"/api/v1/tokens/{token.token_id}/revoke")
+    assert revoked.status_code == 200 and revoked.json()["state"] == "revoked"
+    again = call(secret, "GET", "/api/v1/tokens")
+    assert again.status_code == 401
+    assert again.json()["error"]["details"]["reason"] == "revoked"
+
+
+def test_people_see_only_their_own_tokens_and_cannot_revoke_anyone_elses() -> None:
+    rita, bob = make_user("rita"), make_user("bob")
+    _, rita_secret = issue(rita)
+    bob_token, bob_secret = issue(bob)
+    assert [t["user"] for t in call(rita_secret, "GET", "/api/v1/tokens").json()["tokens"]] == ["rita"]
+    refused = call(rita_secret, "POST", f"/api/v1/tokens/{bob_token.token_id}/revoke")
+    assert refused.status_code == 404 and refused.json()["error"]["code"] == "not_found"
+    assert call(rita_secret, "POST", "/api/v1/tokens/tok_999999/revoke").json() == refused.json() | {
+        "error": {**refused.json()["error"], "message": "no token tok_999999"}
+    }
+    bob_token.refresh_from_db()
+    assert bob_token.revoked_at is None and call(bob_secret, "GET", "/api/v1/tokens").status_code == 200
+    nosy = call(rita_secret, "GET", "/api/v1/tokens?user=bob")
+    assert nosy.status_code == 403 and nosy.json()["error"]["code"] == "permission_denied"
+
+
+def test_an_admin_lists_and_revokes_anyones_token() -> None:
+    root, bob = make_user("root", superuser=True), make_user("bob")
+    _, root_secret = issue(root)
+    bob_token, bob_secret = issue(bob)
+    assert [t["user"] for t in call(root_secret, "GET", "/api/v1/tokens?user=bob").json()["tokens"]] == [
+        "bob"
+    ]
+    assert {t["user"] for t in call(root_secret, "GET", "/api/v1/tokens?all=true").json()["tokens"]} == {
+        "root",
+        "bob",
+    }
+    assert call(root_secret, "GET", "/api/v1/tokens?user=nobody").status_code == 404
+    assert call(root_secret, "POST", f"/api/v1/tokens/{bob_token.token_id}/revoke").status_code == 200
+    assert call(bob_secret, "GET", "/api/v1/tokens").status_code == 401
+
+
+def test_a_token_with_an_expiry_stops_working_when_it_passes() -> None:
+    rita = make_user("rita")
+    token, secret = issue(rita, expires_at=timezone.now() + timedelta(days=30))
+    body = call(secret, "GET", "/api/v1/tokens").json()["tokens"][0]
+    assert body["expires_at"] == token.expires_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    PersonalToken.objects.filter(pk=token.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    expired = call(secret, "GET", "/api/v1/tokens")
+    assert expired.status_code == 401 and expired.json()["error"]["details"]["reason"] == "expired"
+    with pytest.raises(services.InvalidArgument):
+        issue(rita, expires_at=timezone.now() - timedelta(days=1))
+
+
+def test_the_settings_page_creates_a_token_shown_once_lists_and_revokes_it() -> None:
+    rita = make_user("rita")
+    browser = Client()
+    browser.force_login(rita)
+    assert b"No tokens" in browser.get("/account/").content
+    created = browser.post("/account/tokens/", {"name": "ci", "expires_in_days": "30"})
+    assert created.status_code == 302 and created["Location"] == "/account/"
+    page = browser.get("/account/")
+    assert page["Cache-Control"] == "no-store"
+    token = PersonalToken.objects.get(user=rita)
+    secret = page.content.decode().split('<code id="new-token">')[1].split("</code>")[0]
+    assert secret.startswith("tmpat_") and token.expires_at is not None
+    assert call(secret, "GET", "/api/v1/tokens").status_code == 200
+    again = browser.get("/account/").content.decode()
+    assert secret not in again and token.prefix in again  # shown once; listed by prefix
+    bad = browser.post("/account/tokens/", {"name": "x", "expires_in_days": "-4"}, follow=True)
+    assert b"from 1 to 3650" in bad.content and PersonalToken.objects.filter(user=rita).count() == 1
+    assert browser.post(f"/account/tokens/{token.token_id}/revoke/").status_code == 302
+    assert call(secret, "GET", "/api/v1/tokens").status_code == 401
+    assert b"revoked" in browser.get("/account/").content
+
+
+def test_the_settings_page_cannot_revoke_someone_elses_token() -> None:
+    rita, bob = make_user("rita"), make_user("bob")
+    bob_token, _ = issue(bob)
+    browser = Client()
+    browser.force_login(rita)
+    page = browser.post(f"/account/tokens/{bob_token.token_id}/revoke/", follow=True)
+    assert b"no token" in page.content
+    bob_token.refresh_from_db()
+    assert bob_token.revoked_at is None
+
+
+def test_manage_py_revoke_token_revokes_once_and_says_so(capsys: Any) -> None:
+    rita = make_user("rita")
+    token, secret = issue(rita)
+    call_command("revoke_token", token.token_id)
+    first = capsys.readouterr().out
+    assert f"Revoked token {token.token_id} ({token.prefix}…) of rita" in first
+    assert call(secret, "GET", "/api/v1/tokens").status_code == 401
+    call_command("revoke_token", token.token_id)
+    assert "was already revoked" in capsys.readouterr().out
+    with pytest.raises(CommandError, match="no token tok_424242"):
+        call_command("revoke_token", "tok_424242")
+
+
+def test_manage_py_create_token_can_set_an_expiry(capsys: Any) -> None:
+    make_user("rita")
+    call_command("create_token", "rita", "--expires-in-days", "7")
+    token = PersonalToken.objects.get(user__username="rita")
+    assert timedelta(days=6, hours=23) < token.expires_at - timezone.now() <= timedelta(days=7)
+    assert "expires" in capsys.readouterr().out
+
+
+def test_the_token_endpoints_are_in_the_openapi_schema() -> None:
+    schema = Client().get("/api/schema/?format=json").json()
+    assert schema["paths"]["/api/v1/tokens"]["get"]["operationId"] == "tokens_list"
+    assert schema["paths"]["/api/v1/tokens/{token_id}/revoke"]["post"]["operationId"] == "token_revoke"
+
+
+def test_an_agent_key_is_not_a_personal_token(api: Any) -> None:
+    response = api.get("/api/v1/tokens")
+    assert response.status_code == 401
