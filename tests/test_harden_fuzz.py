@@ -9,8 +9,10 @@ email goes to Django's test outbox.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import secrets
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -24,11 +26,13 @@ from django.test import Client
 from agents import services as agent_services
 from agents.models import Agent
 from approvals import services as approval_services
+from approvals.models import SlackIntegration, WebhookEndpoint
 from decisions import services as decision_services
+from policies import services as policy_services
 from products import services as product_services
 from products.demo import demo_tables_create
 from tests.appr_helpers import make_route
-from tests.ui_scenario import publish_refund_policy
+from tests.ui_scenario import REFUND_POLICY, publish_refund_policy
 from tracemem_site.actor import Actor
 
 SEED = os.environ.get("TRACEMEM_FUZZ_SEED", "1313")
@@ -107,6 +111,20 @@ def fuzz_world(
         actor=as_agent, intent="fuzz.case.ask", automation_mode="propose"
     )
     approval = approval_services.decision_request_approval(actor=as_agent, decision_id=asking.decision_id)
+    # Something for every named admin object to act on (nothing is contacted on save: the receivers
+    # are a closed loopback port), and a draft policy for publish/test to reach their logic.
+    WebhookEndpoint.objects.create(
+        name="fuzz-hook",
+        url="http://127.0.0.1:9/hook",
+        signing_secret="whsec_" + base64.b64encode(secrets.token_bytes(24)).decode(),
+    )
+    SlackIntegration.objects.create(
+        name="fuzz-slack",
+        bot_token="xoxb-fuzz-1",
+        signing_secret="fuzz-s3cret",
+        api_base_url="http://127.0.0.1:9/",
+    )
+    policy_services.policy_create(actor=Actor.system(), policy_id="fuzz_draft", definition=REFUND_POLICY)
     products = [p["product_id"] for p in product_services.DEMO_PRODUCTS]
     write_config(
         tmp_path,
@@ -115,7 +133,8 @@ def fuzz_world(
             "approval_id": [approval.approval_id],
             "agent_id": [agent.agent_id],
             "key_id": [k.key_id for k in agent.keys.all()],
-            "policy_id": ["refund_policy"],
+            "policy_id": ["refund_policy", "fuzz_draft"],
+            "name": ["fuzz-hook", "fuzz-slack"],
             "route_id": [route.route_id],
             "product_id": products,
             "product": products,

@@ -16,6 +16,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from django.utils.module_loading import import_string
 
+from tracemem_site import safejson
 from tracemem_site.actor import Actor
 from tracemem_site.errors import DomainError
 
@@ -50,7 +51,9 @@ class Command(BaseCommand):
         path = Path(options["file"])
         dry_run: bool = options["dry_run"]
         try:
-            document = yaml.safe_load(path.read_text(encoding="utf-8"))
+            document = safejson.load_yaml(path.read_text(encoding="utf-8"))
+        except safejson.JSONTooDeep as exc:
+            raise CommandError(f"{path}: {exc}; nothing was changed") from None
         except OSError as exc:
             raise CommandError(f"cannot read {path}: {exc.strerror}") from None
         except yaml.YAMLError as exc:
