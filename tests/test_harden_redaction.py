@@ -600,10 +600,10 @@ def test_a_policy_error_quoting_an_input_keeps_the_secret_out_of_the_trace_and_t
 def test_the_trace_redacts_text_once_more_whatever_a_service_hands_it(api: Any) -> None:
     """The last line of defence for event text (an error message, a receiver's answer, a future
     service that forgets to redact): every string of a payload passes the value patterns."""
-    from decisions.models import Decision, TraceEvent
-    from decisions.services import decision_lock, trace_append
     from django.db import transaction
 
+    from decisions.models import Decision, TraceEvent
+    from decisions.services import decision_lock, trace_append
     from tracemem_site.actor import Actor
 
     decision_id = open_decision(api)
