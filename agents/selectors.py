@@ -42,7 +42,7 @@ def agent_keys(agent: Agent) -> QuerySet[AgentKey]:
 
 def agent_key_by_id(agent: Agent, key_id: str) -> AgentKey:
     raw = key_id.removeprefix("key_")
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):
         raise NotFound(f"no key {key_id} for agent {agent.agent_id}")
     try:
         return AgentKey.objects.get(agent=agent, pk=int(raw))

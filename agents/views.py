@@ -135,7 +135,9 @@ def key_rotate(request: HttpRequest, agent_id: str, key_id: str) -> HttpResponse
         key = selectors.agent_key_by_id(agent, key_id)
         grace = request.POST.get("grace_seconds", "0")
         issued = services.agent_key_rotate(
-            actor=web_actor(request), key=key, grace_seconds=int(grace) if grace.isdigit() else -1
+            actor=web_actor(request),
+            key=key,
+            grace_seconds=int(grace) if grace.isascii() and grace.isdigit() else -1,
         )
     except DomainError as exc:
         messages.error(request, exc.message)

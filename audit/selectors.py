@@ -114,7 +114,7 @@ def _limit(raw: Any) -> int:
     if raw in (None, ""):
         return DEFAULT_LIMIT
     text = str(raw)
-    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_LIMIT:
         raise InvalidArgument(
             f"limit must be an integer from 1 to {MAX_LIMIT}; got {text[:20]!r}", field="limit"
         )
