@@ -8,9 +8,9 @@ from django.db.models import QuerySet
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from agents.models import Agent, AgentKey, PersonalToken
-from tracemem_site.actor import Actor
-from tracemem_site.errors import NotFound
-from tracemem_site.permissions import (
+from tracemem_core.actor import Actor
+from tracemem_core.errors import NotFound
+from tracemem_core.permissions import (
     has_perm,
     is_superuser,
     may_read,
@@ -56,7 +56,7 @@ def capabilities(agent: Agent) -> dict[str, object]:
     """
     from policies.selectors import granted_policies
     from products.selectors import agent_data_products
-    from tracemem_site.version import PROTOCOL_VERSIONS, SERVER_NAME, SERVER_VERSION
+    from tracemem_core.version import PROTOCOL_VERSIONS, SERVER_NAME, SERVER_VERSION
 
     return {
         "agent_id": agent.agent_id,

@@ -6,7 +6,7 @@ from django.db.models import QuerySet
 
 from agents.models import Agent
 from agents.selectors import agents_for_admin
-from tracemem_site.actor import Actor
+from tracemem_core.actor import Actor
 
 
 def agents_overview(actor: Actor) -> QuerySet[Agent]:

@@ -17,9 +17,9 @@ from django.views.decorators.http import require_POST
 from agents import selectors, services
 from agents.models import Agent
 from agents.selectors_ui import agents_overview
+from tracemem_core.errors import DomainError, NotFound
+from tracemem_core.permissions import has_perm, require_perm
 from tracemem_site import client_configs
-from tracemem_site.errors import DomainError, NotFound
-from tracemem_site.permissions import has_perm, require_perm
 from tracemem_site.web import refusal_as_403, web_actor, web_user
 
 _SESSION_KEY = "tracemem_issued_key"

@@ -24,7 +24,7 @@ from agents import selectors, services
 from agents import services_twofactor as twofactor
 from agents.serializers import token_out
 from approvals.selectors import second_factor_required_by_policy
-from tracemem_site.errors import DomainError, InvalidArgument
+from tracemem_core.errors import DomainError, InvalidArgument
 from tracemem_site.web import web_actor, web_user
 
 _ISSUED_TOKEN = "tracemem_issued_token"

@@ -24,9 +24,9 @@ from standardwebhooks import Webhook
 from approvals import conf
 from approvals.models import Approval, ApprovalState, Channel, SlackIntegration, WebhookEndpoint
 from approvals.selectors import frozen_rules, second_factor_required
-from tracemem_site import outbound
-from tracemem_site.redaction import redact, redact_text
-from tracemem_site.timefmt import iso_z
+from tracemem_core import outbound
+from tracemem_core.redaction import redact, redact_text
+from tracemem_core.timefmt import iso_z
 
 if TYPE_CHECKING:
     from approvals.models import Delivery
@@ -321,7 +321,7 @@ _http_client_lock = threading.Lock()
 def http_client() -> httpx.Client:
     """One HTTP client per process, shared by every delivery thread: a new client per request
     costs ~50 ms of CPU building its TLS context, which serialised the whole delivery pool. Every
-    connection it opens goes through the outbound rules (``tracemem_site.outbound``)."""
+    connection it opens goes through the outbound rules (``tracemem_core.outbound``)."""
     global _http_client
     with _http_client_lock:
         if _http_client is None:

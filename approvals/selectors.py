@@ -22,9 +22,9 @@ from approvals.models import (
     WebhookEndpoint,
 )
 from decisions.models import Decision
-from tracemem_site.actor import Actor
-from tracemem_site.errors import InvalidArgument, NotFound
-from tracemem_site.permissions import has_perm, require_reader
+from tracemem_core.actor import Actor
+from tracemem_core.errors import InvalidArgument, NotFound
+from tracemem_core.permissions import has_perm, require_reader
 
 Destination = TypeVar("Destination", WebhookEndpoint, SlackIntegration)
 

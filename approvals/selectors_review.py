@@ -17,8 +17,8 @@ from django.utils import timezone
 from approvals.models import Approval, ApprovalRoute, ApprovalState, Delivery, Vote
 from approvals.selectors import approvals_visible_to, ensure_route_reader
 from approvals.services import vote_refusal
-from tracemem_site.actor import Actor
-from tracemem_site.errors import NotFound
+from tracemem_core.actor import Actor
+from tracemem_core.errors import NotFound
 
 
 @dataclass(frozen=True)

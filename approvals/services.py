@@ -54,10 +54,10 @@ from decisions.services import (
     note_approval_resolved,
     trace_append,
 )
-from tracemem_site import metrics, outbound
-from tracemem_site import validation as v
-from tracemem_site.actor import Actor
-from tracemem_site.errors import (
+from tracemem_core import metrics, outbound
+from tracemem_core import validation as v
+from tracemem_core.actor import Actor
+from tracemem_core.errors import (
     Conflict,
     InvalidArgument,
     InvalidState,
@@ -65,10 +65,10 @@ from tracemem_site.errors import (
     PermissionDenied,
     Unauthenticated,
 )
-from tracemem_site.ids import SLUG_RE, new_id
-from tracemem_site.permissions import is_superuser, require_perm, require_superuser
-from tracemem_site.redaction import redact
-from tracemem_site.timefmt import iso_z
+from tracemem_core.ids import SLUG_RE, new_id
+from tracemem_core.permissions import is_superuser, require_perm, require_superuser
+from tracemem_core.redaction import redact
+from tracemem_core.timefmt import iso_z
 
 logger = logging.getLogger(__name__)
 
@@ -922,7 +922,7 @@ def _audit_integration(
 
 # --- outbound destinations: webhook endpoints and Slack integrations (issue 13) ----------------
 # One path for every door (admin API, apply_config, Django admin): validated here, the URL through
-# the outbound rule (tracemem_site.outbound), saved, audited with secrets by name only.
+# the outbound rule (tracemem_core.outbound), saved, audited with secrets by name only.
 
 MANAGE_INTEGRATIONS = "approvals.manage_integrations"
 DESTINATION_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -941,7 +941,7 @@ class DestinationKind:
     secrets: tuple[str, ...]  # write-only
     defaults: tuple[tuple[str, str], ...]
     api_path: str
-    read_area: str  # tracemem_site.permissions.READERS
+    read_area: str  # tracemem_core.permissions.READERS
     # Besides MANAGE_INTEGRATIONS, changes need a superuser when this says why (completes "only an
     # active superuser may ...").
     superuser_only: str | None = None

@@ -18,9 +18,9 @@ from approvals import selectors, services
 from approvals.channels import DeliveryError, review_url, slack_call
 from approvals.models import SlackIntegration
 from approvals.serializers import approval_out
-from tracemem_site import safejson
-from tracemem_site.actor import Actor
-from tracemem_site.errors import DomainError, PermissionDenied
+from tracemem_core import safejson
+from tracemem_core.actor import Actor
+from tracemem_core.errors import DomainError, PermissionDenied
 
 logger = logging.getLogger(__name__)
 

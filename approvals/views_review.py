@@ -21,7 +21,7 @@ from approvals import services as approval_services
 from approvals.selectors import approval_as_reported, frozen_rules
 from decisions.models import EventType, TraceEvent
 from decisions.selectors import decision_as_reported, decision_events, trace_page
-from tracemem_site.errors import DomainError, NotFound
+from tracemem_core.errors import DomainError, NotFound
 from tracemem_site.web import refusal_as_403, web_actor
 
 WEB_CHANNEL = "web"

@@ -11,9 +11,9 @@ from rest_framework.views import APIView
 from decisions import selectors, services
 from decisions.models import AutomationMode
 from decisions.serializers import closed_out, created_out, decision_out, event_ref_out, trace_page_out
+from tracemem_core.validation import first_present
 from tracemem_site.rest import ERROR_RESPONSES as _ERRORS
 from tracemem_site.rest import actor_from_request, body, query
-from tracemem_site.validation import first_present
 
 
 class DecisionCreateView(APIView):

@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 from agents.auth import AgentKeyAuthentication, PersonalTokenAuthentication
 from decisions import evidence, receipts, records
 from decisions.models import RecordCategory
-from tracemem_site import safejson
+from tracemem_core import safejson
 from tracemem_site.rest import ERROR_RESPONSES as _ERRORS
 from tracemem_site.rest import actor_from_request, body
 

@@ -8,8 +8,8 @@ from mcp_server import MCPToolset
 
 from decisions import selectors, services
 from decisions.serializers import closed_out, created_out, decision_out, event_ref_out, trace_page_out
+from tracemem_core.validation import first_present
 from tracemem_site.mcp_door import mcp_actor
-from tracemem_site.validation import first_present
 
 
 class DecisionTools(MCPToolset):

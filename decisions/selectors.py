@@ -17,12 +17,12 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from decisions.models import ApprovalStatus, Decision, DecisionStatus, TraceEvent
-from tracemem_site import validation as v
-from tracemem_site.actor import Actor
-from tracemem_site.errors import InvalidArgument, NotFound
-from tracemem_site.ids import DECISION_PREFIX, has_format
-from tracemem_site.permissions import may_read
-from tracemem_site.timefmt import iso_z
+from tracemem_core import validation as v
+from tracemem_core.actor import Actor
+from tracemem_core.errors import InvalidArgument, NotFound
+from tracemem_core.ids import DECISION_PREFIX, has_format
+from tracemem_core.permissions import may_read
+from tracemem_core.timefmt import iso_z
 
 # decision_trace pages (SPEC §12): without ``limit`` a page holds TRACE_PAGE_DEFAULT events, never more
 # than TRACE_PAGE_MAX. Whole-chain readers (verifiers) walk pages of TRACE_PAGE_MAX.

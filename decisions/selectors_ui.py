@@ -19,7 +19,7 @@ from django.utils import timezone
 from agents.models import Agent
 from decisions.models import TERMINAL_STATUSES, ApprovalStatus, Decision, DecisionStatus
 from decisions.selectors import decisions_visible_to
-from tracemem_site.actor import Actor
+from tracemem_core.actor import Actor
 
 # The chart groups statuses into three outcomes a reader cares about at a glance.
 OUTCOMES = ("committed", "aborted", "in_flight")

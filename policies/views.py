@@ -16,15 +16,15 @@ from agents.models import Agent
 from policies import selectors, services
 from policies.forms import ConsoleForm, PolicyCreateForm, PolicyDraftForm
 from policies.serializers import policy_summary_out
-from tracemem_site.actor import Actor
-from tracemem_site.errors import DomainError, NotFound
-from tracemem_site.permissions import require_perm
+from tracemem_core.actor import Actor
+from tracemem_core.errors import DomainError, NotFound
+from tracemem_core.permissions import require_perm
 from tracemem_site.web import refusal_as_403, web_actor
 
 
 def guarded(perm: str | None = None) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
     """Signed in, then a policies read permission (or ``perm``, for a page that changes something).
-    The decision is the one helper's (``tracemem_site.permissions``); a refusal is a 403 page."""
+    The decision is the one helper's (``tracemem_core.permissions``); a refusal is a 403 page."""
 
     def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
         @login_required

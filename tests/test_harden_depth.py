@@ -20,8 +20,8 @@ from approvals import services as approval_services
 from approvals.models import SlackIntegration
 from decisions.models import Decision
 from tests.appr_helpers import make_route, open_decision, request_approval
-from tracemem_site.actor import Actor
-from tracemem_site.safejson import MAX_DEPTH_CEILING, nesting_exceeds
+from tracemem_core.actor import Actor
+from tracemem_core.safejson import MAX_DEPTH_CEILING, nesting_exceeds
 
 pytestmark = pytest.mark.django_db
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from agents.models import Agent
-from tracemem_site.actor import Actor
-from tracemem_site.errors import Unauthenticated
+from tracemem_core.actor import Actor
+from tracemem_core.errors import Unauthenticated
 
 
 def mcp_actor(request: Any) -> Actor:

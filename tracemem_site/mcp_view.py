@@ -52,11 +52,11 @@ from rest_framework import exceptions
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 
-from tracemem_site import safejson
-from tracemem_site.errors import DomainError, InvalidArgument, Unavailable
-from tracemem_site.outage import database_outage
+from tracemem_core import safejson
+from tracemem_core.errors import DomainError, InvalidArgument, Unavailable
+from tracemem_core.outage import database_outage
+from tracemem_core.version import PROTOCOL_VERSIONS, SERVER_VERSION
 from tracemem_site.parsers import PayloadTooLarge
-from tracemem_site.version import PROTOCOL_VERSIONS, SERVER_VERSION
 
 logger = logging.getLogger(__name__)
 

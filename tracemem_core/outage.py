@@ -23,8 +23,8 @@ from typing import Any
 
 from django.db import InterfaceError, OperationalError, connection
 
-from tracemem_site import metrics
-from tracemem_site.errors import Unavailable
+from tracemem_core import metrics
+from tracemem_core.errors import Unavailable
 
 logger = logging.getLogger(__name__)
 
