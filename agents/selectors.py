@@ -146,3 +146,9 @@ def personal_token_by_id(actor: Actor, token_id: str) -> PersonalToken:
     if token is None or not may_manage_tokens_of(actor, token.user_id):
         raise NotFound(f"no token {token_id}")
     return token
+
+
+def agents_overview(actor: Actor) -> QuerySet[Agent]:
+    """The agents this person may see, with their owners, by name (agents, owners and keys are
+    admin data: see ``agents_for_admin``)."""
+    return agents_for_admin(actor)

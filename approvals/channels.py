@@ -23,7 +23,7 @@ from standardwebhooks import Webhook
 
 from approvals import conf
 from approvals.models import Approval, ApprovalState, Channel, SlackIntegration, WebhookEndpoint
-from approvals.selectors import frozen_rules, second_factor_required
+from approvals.selectors import frozen_rules, second_factor_required, vote_refusal
 from tracemem_core import outbound
 from tracemem_core.redaction import redact, redact_text
 from tracemem_core.timefmt import iso_z
@@ -92,7 +92,6 @@ def email_recipients(delivery: Delivery) -> list[AbstractBaseUser]:
 
     The group is the one frozen when the approval was requested, not the route's current one.
     """
-    from approvals.services import vote_refusal
 
     approval = delivery.approval
     users = get_user_model().objects.filter(is_active=True).exclude(email="")

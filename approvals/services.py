@@ -44,7 +44,13 @@ from approvals.models import (
     WebhookCredential,
     WebhookEndpoint,
 )
-from approvals.selectors import approvals_visible_to, frozen_rules, route_definition, second_factor_required
+from approvals.selectors import (
+    approvals_visible_to,
+    frozen_rules,
+    route_definition,
+    second_factor_required,
+    vote_refusal,
+)
 from audit.services import audit_record
 from decisions.models import AutomationMode, Decision, DecisionStatus, EventType
 from decisions.services import (
@@ -243,30 +249,6 @@ def _publish(delivery_id: str, countdown: float | None = None) -> bool:
 
 
 # --- who may vote --------------------------------------------------------------------------
-
-
-def vote_refusal(user: User, approval: Approval) -> str | None:
-    """Why ``user`` may not vote on ``approval``, or None when they may (SPEC §9).
-
-    Decided by the rules frozen when the approval was requested, never by the route's current
-    ones: superusers, or members of the group the route had then; never the agent's owner (then,
-    or now) unless the route allowed it then. Editing a route or an agent can only take a vote
-    away from someone, never give one.
-    """
-    if not user.is_active:
-        return "Your account is inactive."
-    group = approval.approver_group
-    in_group = group is not None and user.groups.filter(pk=group.pk).exists()
-    if not (user.is_superuser or in_group):
-        who = f"members of the group {group.name!r}" if group is not None else "superusers"
-        return (
-            f"Only {who} may vote on approval {approval.approval_id} (route {approval.route.route_id}, "
-            "rules as requested); ask an admin to add you to the group."
-        )
-    owners = {approval.agent_owner_id, approval.decision.agent.owner_id} - {None}
-    if user.pk in owners and not approval.allow_agent_owner:
-        return "You own the agent that asked, so another reviewer must decide this request."
-    return None
 
 
 def _ensure_may_vote(user: User, approval: Approval) -> None:

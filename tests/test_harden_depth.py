@@ -119,7 +119,7 @@ def test_mcp_string_argument_holding_a_json_bomb_is_an_invalid_argument(
     # FastMCP parses a JSON-looking string argument (a leniency for some clients): a bomb hidden in
     # a string is refused by name instead of crashing the tool with a RecursionError.
     if not fast:
-        from tracemem_site.mcp_view import MCPView
+        from tracemem_site.mcp import MCPView
 
         monkeypatch.setattr(MCPView, "fast_path", lambda self, request: None)
     message = {

@@ -11,7 +11,7 @@ from django.test import RequestFactory
 from decisions import services
 from tests.mcp_helpers import shape
 from tracemem_core.actor import Actor
-from tracemem_site.mcp_view import MCPView, StockMCPView
+from tracemem_site.mcp import MCPView, StockMCPView
 
 stock_view = StockMCPView.as_view()
 fast_view = MCPView.as_view()

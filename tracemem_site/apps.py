@@ -10,7 +10,7 @@ class TracememSiteConfig(AppConfig):
         # Runs after mcp_server's ready() (INSTALLED_APPS order), which autodiscovered every
         # <app>/mcp.py and registered its toolsets.
         from tracemem_core.outbound import allowed
-        from tracemem_site.mcp_view import configure_mcp_server
+        from tracemem_site.mcp import configure_mcp_server
 
         configure_mcp_server()
         allowed()  # a bad TRACEMEM_OUTBOUND_ALLOW entry stops the process here, naming it
