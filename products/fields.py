@@ -16,10 +16,10 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from tracemem_site import safejson
-from tracemem_site.errors import InvalidArgument
-from tracemem_site.redaction import MAX_DEPTH_MARKER
-from tracemem_site.validation import _json_type
+from tracemem_core import safejson
+from tracemem_core.errors import InvalidArgument
+from tracemem_core.redaction import MAX_DEPTH_MARKER
+from tracemem_core.validation import _json_type
 
 FIELD_TYPES = ("string", "integer", "number", "boolean", "date", "datetime", "json", "uuid")
 FIELD_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
