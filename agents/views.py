@@ -208,7 +208,7 @@ def account(request: HttpRequest) -> HttpResponse:
 def token_create(request: HttpRequest) -> HttpResponse:
     days = request.POST.get("expires_in_days", "").strip()
     try:
-        if days and not (days.isdigit() and 1 <= int(days) <= 3650):
+        if days and not (days.isascii() and days.isdigit() and 1 <= int(days) <= 3650):
             raise InvalidArgument(
                 "expires in (days) must be a whole number from 1 to 3650", field="expires_in_days"
             )

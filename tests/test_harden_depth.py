@@ -288,7 +288,7 @@ def test_every_json_field_of_the_django_admin_is_the_bounded_one() -> None:
     from django.db import models
     from django.test import RequestFactory
 
-    from tracemem_site.safejson import JSONFormField
+    from tracemem_core.safejson import JSONFormField
 
     request = RequestFactory().get("/admin/")
     request.user = get_user_model().objects.create_superuser("root", "root@example.com", "pw-root-123")

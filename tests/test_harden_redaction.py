@@ -535,7 +535,7 @@ def test_an_error_message_never_echoes_a_secret_the_caller_sent(orders_demo: str
 
 
 def test_domain_errors_redact_their_message_and_details_wherever_they_are_raised() -> None:
-    from tracemem_site.errors import InvalidArgument, NotFound
+    from tracemem_core.errors import InvalidArgument, NotFound
 
     token = "tmpat_" + "A1b2C3d4E5" * 4
     error = NotFound(f"no token {token}")
@@ -566,7 +566,7 @@ def test_a_policy_error_quoting_an_input_keeps_the_secret_out_of_the_trace_and_t
     api: Any, agent_and_key: Any
 ) -> None:
     from policies import services as policy_services
-    from tracemem_site.actor import Actor
+    from tracemem_core.actor import Actor
 
     system = Actor.system("test")
     policy_services.policy_create(
@@ -604,7 +604,7 @@ def test_the_trace_redacts_text_once_more_whatever_a_service_hands_it(api: Any) 
 
     from decisions.models import Decision, TraceEvent
     from decisions.services import decision_lock, trace_append
-    from tracemem_site.actor import Actor
+    from tracemem_core.actor import Actor
 
     decision_id = open_decision(api)
     with transaction.atomic():

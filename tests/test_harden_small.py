@@ -135,7 +135,7 @@ def test_unicode_digits_anywhere_a_number_is_typed_are_refused_not_a_server_erro
     from tests.ui_scenario import REFUND_POLICY
 
     admin = get_user_model().objects.create_superuser("root", "root@example.com", "pw-root-123")
-    agent, _ = make_agent("digits")
+    agent, key_secret = make_agent("digits")
     key = agent.keys.get()
     system = Actor.system("test")
     policy_services.policy_create(actor=system, policy_id="refunds", definition=REFUND_POLICY)
@@ -158,6 +158,14 @@ def test_unicode_digits_anywhere_a_number_is_typed_are_refused_not_a_server_erro
     assert diff.status_code == 200
     audit = api.get(f"/api/v1/admin/audit-log?limit={SUPERSCRIPT_TWO}")
     assert audit.status_code == 400 and audit.json()["error"]["details"]["field"] == "limit"
+    source = api.post(
+        "/api/v1/admin/data-sources",
+        {"source_id": "replica", "dsn": f"host=127.0.0.1 port={SUPERSCRIPT_TWO} dbname=x user=u"},
+        content_type="application/json",
+    )
+    assert source.status_code == 400 and "dsn port must be one number" in source.json()["error"]["message"]
+    search = AgentClient(key_secret).get(f"/api/v1/records?limit={SUPERSCRIPT_TWO}")
+    assert search.status_code == 400 and search.json()["error"]["details"]["field"] == "limit"
     for bad_key in (f"key_{SUPERSCRIPT_TWO}", "key_" + "9" * 25):
         revoke = api.post(f"/api/v1/admin/agents/{agent.agent_id}/keys/{bad_key}/revoke")
         assert revoke.status_code == 404 and revoke.json()["error"]["code"] == "not_found", revoke.content

@@ -18,7 +18,7 @@ class DomainError(Exception):
     def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
         # Messages often quote what the caller sent (a purpose, an id, a value a policy choked on):
         # whatever looks like a secret is replaced here, once for every door, log line and trace.
-        from tracemem_site.redaction import redact_strings
+        from tracemem_core.redaction import redact_strings
 
         message = redact_strings(message)
         super().__init__(message)

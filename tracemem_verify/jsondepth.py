@@ -1,5 +1,5 @@
 """JSON nesting limits, measured before parsing (pure Python: the server and the offline verifier
-share it; the server's limit comes from settings through ``tracemem_site.safejson``).
+share it; the server's limit comes from settings through ``tracemem_core.safejson``).
 
 Python's ``json`` recurses once per level and raises ``RecursionError`` near depth 1000 (lower when
 the stack is already deep), which no caller expects. The nesting is therefore measured *before*
