@@ -25,7 +25,7 @@ from agents import services as agent_services
 from agents.models import Agent
 from approvals import services as approval_services
 from decisions import services as decision_services
-from products import services as product_services
+from products import demo as product_demo
 from products.demo import demo_tables_create
 from tests.appr_helpers import make_route
 from tests.ui_scenario import publish_refund_policy
@@ -92,7 +92,7 @@ def fuzz_world(
     demo_tables_create(reset=True)  # the owner creates the business tables the products run on
     route = make_route("route_finance", is_default=True, channels=[{"type": "email"}])
     agent, key = make_agent("fuzz-agent")
-    product_services.products_seed_demo(actor=Actor.system(), agent=agent)
+    product_demo.products_seed_demo(actor=Actor.system(), agent=agent)
     publish_refund_policy(agent)
     admin = get_user_model().objects.create_superuser("fuzz-admin", "fuzz@example.com", "pw-fuzz-123")
     token = agent_services.personal_token_create(actor=Actor.system(), user=admin).secret
@@ -107,7 +107,7 @@ def fuzz_world(
         actor=as_agent, intent="fuzz.case.ask", automation_mode="propose"
     )
     approval = approval_services.decision_request_approval(actor=as_agent, decision_id=asking.decision_id)
-    products = [p["product_id"] for p in product_services.DEMO_PRODUCTS]
+    products = [p["product_id"] for p in product_demo.DEMO_PRODUCTS]
     write_config(
         tmp_path,
         {

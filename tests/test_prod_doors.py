@@ -18,9 +18,12 @@ from agents.models import Agent
 from agents.selectors import capabilities
 from decisions import services as decision_services
 from decisions.models import TraceEvent
-from products import services
+from products import demo as product_demo
 from products.demo import demo_tables_create
 from products.models import WriteResult
+from products.services import access as product_access
+from products.services import definitions as product_definitions
+from products.services import sources as product_sources
 from tests.conftest import as_products_role, owner_dsn
 from tests.mcp_helpers import VOLATILE_KEYS, call_both, error_code, mcp_call, shape
 from tests.perm_helpers import make_staff
@@ -35,7 +38,7 @@ def committed_demo(transactional_db: Any, make_agent: Any) -> Iterator[tuple[Age
     agent, key = make_agent("door-agent")
     # The owner creates the business tables, starting from the seed's own rows.
     demo_tables_create(reset=True)
-    services.products_seed_demo(actor=SYSTEM, agent=agent)
+    product_demo.products_seed_demo(actor=SYSTEM, agent=agent)
     yield agent, key
 
 
@@ -249,7 +252,7 @@ def test_ten_concurrent_retries_with_one_idempotency_key_write_once(committed_de
         try:
             barrier.wait()
             results.append(
-                services.decision_write(
+                product_access.decision_write(
                     actor=actor,
                     decision_id=decision_id,
                     product="pg_orders_insert_v1",
@@ -278,11 +281,11 @@ def test_ten_concurrent_retries_with_one_idempotency_key_write_once(committed_de
 def _external_source() -> None:
     """An external source "replica": a second connection (its own transaction, its own credentials:
     the owner's here) to the test database."""
-    services.data_source_save(actor=SYSTEM, source_id="replica", dsn=owner_dsn())
+    product_sources.data_source_save(actor=SYSTEM, source_id="replica", dsn=owner_dsn())
 
 
 def _external_orders_insert_product(agent: Agent) -> None:
-    services.product_create(
+    product_definitions.product_create(
         actor=SYSTEM,
         product_id="ext_orders_insert_v1",
         definition={
@@ -297,14 +300,16 @@ def _external_orders_insert_product(agent: Agent) -> None:
             "allowed_purposes": ["billing"],
         },
     )
-    services.product_publish(actor=SYSTEM, product_id="ext_orders_insert_v1")
-    services.product_grant(actor=SYSTEM, product_id="ext_orders_insert_v1", agent_id=agent.agent_id)
+    product_definitions.product_publish(actor=SYSTEM, product_id="ext_orders_insert_v1")
+    product_definitions.product_grant(
+        actor=SYSTEM, product_id="ext_orders_insert_v1", agent_id=agent.agent_id
+    )
 
 
 def test_external_postgresql_source_reads_through_its_encrypted_dsn(committed_demo: Any) -> None:
     agent, _ = committed_demo
     _external_source()
-    services.product_create(
+    product_definitions.product_create(
         actor=SYSTEM,
         product_id="ext_customers_v1",
         definition={
@@ -318,9 +323,9 @@ def test_external_postgresql_source_reads_through_its_encrypted_dsn(committed_de
             "allowed_purposes": ["customer_support"],
         },
     )
-    services.product_publish(actor=SYSTEM, product_id="ext_customers_v1")
-    services.product_grant(actor=SYSTEM, product_id="ext_customers_v1", agent_id=agent.agent_id)
-    result = services.decision_read(
+    product_definitions.product_publish(actor=SYSTEM, product_id="ext_customers_v1")
+    product_definitions.product_grant(actor=SYSTEM, product_id="ext_customers_v1", agent_id=agent.agent_id)
+    result = product_access.decision_read(
         actor=Actor.for_agent(agent),
         decision_id=_decision(agent),
         product="ext_customers_v1",
@@ -331,7 +336,7 @@ def test_external_postgresql_source_reads_through_its_encrypted_dsn(committed_de
 
     _external_orders_insert_product(agent)
     decision_id = _decision(agent)
-    written = services.decision_write(
+    written = product_access.decision_write(
         actor=Actor.for_agent(agent),
         decision_id=decision_id,
         product="ext_orders_insert_v1",
@@ -345,7 +350,7 @@ def test_external_postgresql_source_reads_through_its_encrypted_dsn(committed_de
     from tracemem_core.errors import Conflict
 
     with pytest.raises(Conflict):
-        services.decision_write(
+        product_access.decision_write(
             actor=Actor.for_agent(agent),
             decision_id=decision_id,
             product="ext_orders_insert_v1",
@@ -428,9 +433,9 @@ def test_external_write_is_rolled_back_when_its_trace_event_cannot_be_written(
     def broken_append(**kwargs: Any) -> Any:
         raise RuntimeError("trace store unavailable")
 
-    monkeypatch.setattr(services, "trace_append", broken_append)
+    monkeypatch.setattr(product_access, "trace_append", broken_append)
     with pytest.raises(RuntimeError):
-        services.decision_write(
+        product_access.decision_write(
             actor=Actor.for_agent(agent),
             decision_id=decision_id,
             product="ext_orders_insert_v1",

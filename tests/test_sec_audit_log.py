@@ -343,11 +343,11 @@ def test_only_superusers_grant_permissions_in_the_django_admin() -> None:
 
 def test_each_admin_change_through_the_django_admin_appends_its_entry(root: Any) -> None:
     """The Django admin is a door like the API: each change it makes is in the log, by its person."""
-    from products import services as product_services
+    from products.services import definitions as product_definitions
     from tests.test_sec_outbound import whsec
 
     agent = agent_services.agent_create(actor=Actor.system(), name="bot")
-    product_services.product_create(actor=Actor.system(), product_id="crm_v1", definition=PRODUCT)
+    product_definitions.product_create(actor=Actor.system(), product_id="crm_v1", definition=PRODUCT)
     from policies import services as policy_services
 
     policy_services.policy_create(actor=Actor.system(), policy_id="cap_v1", definition=POLICY)

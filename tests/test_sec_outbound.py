@@ -31,8 +31,8 @@ from standardwebhooks import Webhook
 from approvals import services as approval_services
 from approvals.models import ApprovalRoute, Delivery, SlackIntegration, WebhookEndpoint
 from audit.models import AuditEntry
-from products import services as product_services
 from products.models import DataSource
+from products.services import sources as product_sources
 from tests.appr_helpers import make_route, open_decision, request_approval
 from tests.perm_helpers import TokenClient, make_staff
 from tracemem_core import crypto, outbound
@@ -632,7 +632,7 @@ def test_data_source_rebinding_to_loopback_is_refused_before_connecting(
     no_loopback: None, dns: FakeDNS, listener: Listener
 ) -> None:
     dns.table["warehouse.rebind.test"] = [PUBLIC]
-    product_services.data_source_save(
+    product_sources.data_source_save(
         actor=Actor.system(), source_id="wh", dsn=_local_dsn("warehouse.rebind.test", listener.port)
     )
     dns.table["warehouse.rebind.test"] = ["127.0.0.1"]
@@ -652,7 +652,7 @@ def test_data_source_rebinding_to_loopback_is_refused_before_connecting(
 def test_data_source_connects_to_the_checked_address_with_hostaddr(dns: FakeDNS) -> None:
     # warehouse.local.test exists only in FakeDNS: libpq reaches the test database through hostaddr.
     dns.table["warehouse.local.test"] = ["127.0.0.1"]
-    product_services.data_source_save(
+    product_sources.data_source_save(
         actor=Actor.system(), source_id="wh", dsn=_local_dsn("warehouse.local.test")
     )
     from products.engine import open_runner

@@ -22,8 +22,8 @@ from agents.models import Agent, AgentKey
 from approvals.models import ApprovalRoute, SlackIntegration, WebhookCredential, WebhookEndpoint
 from policies import services as policy_services
 from policies.models import Policy, PolicyGrant, PolicyVersion
-from products import services as product_services
 from products.models import DataProduct, DataSource, ProductGrant
+from products.services import definitions as product_definitions
 from tests.perm_helpers import ALL_ADMIN_PERMS, TokenClient, grant, make_staff
 from tracemem_core.actor import Actor
 from tracemem_core.errors import PermissionDenied
@@ -51,9 +51,9 @@ class World:
 def world() -> World:
     agent = agent_services.agent_create(actor=SYSTEM, name="bot")
     key = agent_services.agent_key_issue(actor=SYSTEM, agent=agent).key
-    product_services.product_create(actor=SYSTEM, product_id="crm_customers_v1", definition=PRODUCT)
-    product_services.product_create(actor=SYSTEM, product_id="crm_customers_v2", definition=PRODUCT)
-    product_services.product_publish(actor=SYSTEM, product_id="crm_customers_v2")
+    product_definitions.product_create(actor=SYSTEM, product_id="crm_customers_v1", definition=PRODUCT)
+    product_definitions.product_create(actor=SYSTEM, product_id="crm_customers_v2", definition=PRODUCT)
+    product_definitions.product_publish(actor=SYSTEM, product_id="crm_customers_v2")
     policy_services.policy_create(actor=SYSTEM, policy_id="cap_v1", definition=POLICY)
     policy_services.policy_create(actor=SYSTEM, policy_id="cap_v2", definition=POLICY)
     policy_services.policy_publish(actor=SYSTEM, policy_id="cap_v2")

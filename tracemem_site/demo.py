@@ -41,8 +41,7 @@ def seed() -> list[str]:
     from policies.services import seed_demo_policies
 
     lines.extend(seed_demo_policies(actor=system, agent=agent))
-    from products.demo import demo_tables_create
-    from products.services import products_seed_demo
+    from products.demo import demo_tables_create, products_seed_demo
 
     demo_tables_create()
     lines.extend(products_seed_demo(actor=system, agent=agent))

@@ -22,13 +22,13 @@ from tracemem_core.errors import DomainError
 # section → handler, in the order they run (later sections may refer to earlier ones).
 # Each app adds its own line here; a handler that does not exist yet is reported, not skipped.
 SECTIONS: dict[str, str] = {
-    "data_sources": "products.services.apply_data_sources",
-    "products": "products.services.apply_products",
+    "data_sources": "products.config.apply_data_sources",
+    "products": "products.config.apply_products",
     "webhook_endpoints": "approvals.services.apply_webhook_endpoints",
     "slack_integrations": "approvals.services.apply_slack_integrations",
     "routes": "approvals.services.apply_routes",
     "policies": "policies.services.apply_policies",
-    "grants": "products.services.apply_grants",
+    "grants": "products.config.apply_grants",
 }
 
 
