@@ -16,8 +16,8 @@ from django.test import Client
 from slack_sdk.signature import SignatureVerifier
 
 from agents import services as agent_services
-from approvals import services as approval_services
 from approvals.models import SlackIntegration
+from approvals.services import credentials as approval_credentials
 from decisions.models import Decision
 from tests.appr_helpers import make_route, open_decision, request_approval
 from tracemem_core.actor import Actor
@@ -150,7 +150,7 @@ def test_webhook_resolve_refuses_a_depth_bomb(api: Any, no_error_logs: Any) -> N
     route = make_route("route_finance")
     reviewer = get_user_model().objects.create_user("hooky", "hooky@example.com", "pw-hooky-123")
     reviewer.groups.add(route.approver_group)
-    _, secret = approval_services.webhook_credential_create(actor=Actor.system(), user=reviewer)
+    _, secret = approval_credentials.webhook_credential_create(actor=Actor.system(), user=reviewer)
     decision_id = open_decision(api)
     approval_id = request_approval(api, decision_id, approval_route_id="route_finance").json()["approval_id"]
     response = Client().post(

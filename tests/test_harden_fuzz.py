@@ -23,7 +23,7 @@ from django.test import Client
 
 from agents import services as agent_services
 from agents.models import Agent
-from approvals import services as approval_services
+from approvals.services import requests as approval_requests
 from decisions import services as decision_services
 from products import demo as product_demo
 from products.demo import demo_tables_create
@@ -106,7 +106,7 @@ def fuzz_world(
     asking = decision_services.decision_create(
         actor=as_agent, intent="fuzz.case.ask", automation_mode="propose"
     )
-    approval = approval_services.decision_request_approval(actor=as_agent, decision_id=asking.decision_id)
+    approval = approval_requests.decision_request_approval(actor=as_agent, decision_id=asking.decision_id)
     products = [p["product_id"] for p in product_demo.DEMO_PRODUCTS]
     write_config(
         tmp_path,

@@ -8,8 +8,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 
 from agents.models import Agent
-from approvals import services as approval_services
 from approvals.models import Approval, ApprovalRoute
+from approvals.services import requests as approval_requests
 from decisions import services as decision_services
 from decisions.models import Decision
 from policies import selectors as policy_selectors
@@ -92,7 +92,7 @@ def decision_needing_approval(agent: Agent, *, intent: str = "customer.refund") 
         actor=actor, decision_id=decision.decision_id, policy_id="refund_policy", inputs={"amount": 250}
     )
     assert result["outcome"] == "requires_exception"
-    approval = approval_services.decision_request_approval(
+    approval = approval_requests.decision_request_approval(
         actor=actor,
         decision_id=decision.decision_id,
         title="Refund 250 EUR",

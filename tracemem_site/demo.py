@@ -45,7 +45,7 @@ def seed() -> list[str]:
 
     demo_tables_create()
     lines.extend(products_seed_demo(actor=system, agent=agent))
-    from approvals.services import seed_demo_routes
+    from approvals.demo import seed_demo_routes
 
     lines.extend(seed_demo_routes(actor=system))
     lines.append(f"REST: {settings.TRACEMEM_PUBLIC_URL}/api/v1/   MCP: {settings.TRACEMEM_PUBLIC_URL}/mcp")

@@ -24,9 +24,9 @@ from tracemem_core.errors import DomainError
 SECTIONS: dict[str, str] = {
     "data_sources": "products.config.apply_data_sources",
     "products": "products.config.apply_products",
-    "webhook_endpoints": "approvals.services.apply_webhook_endpoints",
-    "slack_integrations": "approvals.services.apply_slack_integrations",
-    "routes": "approvals.services.apply_routes",
+    "webhook_endpoints": "approvals.config.apply_webhook_endpoints",
+    "slack_integrations": "approvals.config.apply_slack_integrations",
+    "routes": "approvals.config.apply_routes",
     "policies": "policies.services.apply_policies",
     "grants": "products.config.apply_grants",
 }
