@@ -448,11 +448,11 @@ def test_external_write_is_rolled_back_when_its_trace_event_cannot_be_written(
 
 
 def test_nul_characters_are_invalid_argument_through_rest_never_a_500(committed_demo: Any) -> None:
-    from policies import services as policy_services
+    from policies.services import authoring as policy_authoring
     from tests.conftest import AgentClient
 
     agent, key = committed_demo
-    policy_services.policy_create(
+    policy_authoring.policy_create(
         actor=SYSTEM,
         policy_id="nul_v1",
         definition={
@@ -460,8 +460,8 @@ def test_nul_characters_are_invalid_argument_through_rest_never_a_500(committed_
             "rules": [{"name": "r", "when": "inputs.x > 1", "outcome": "allow", "message": ""}],
         },
     )
-    policy_services.policy_publish(actor=SYSTEM, policy_id="nul_v1")
-    policy_services.policy_grant(actor=SYSTEM, policy_id="nul_v1", agent_id=agent.agent_id)
+    policy_authoring.policy_publish(actor=SYSTEM, policy_id="nul_v1")
+    policy_authoring.policy_grant(actor=SYSTEM, policy_id="nul_v1", agent_id=agent.agent_id)
     did = _decision(agent)
     api = AgentClient(key)
     before = (_orders(), list(TraceEvent.objects.filter(decision_id=did).values_list("event_id", flat=True)))

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from agents.models import Agent
 from decisions import services as decision_services
 from decisions.models import Decision, TraceEvent
-from policies import services as policy_services
+from policies.services import authoring as policy_authoring
+from policies.services import evaluation as policy_evaluation
 from products import demo as product_demo
 from products.demo import demo_tables_create
 from products.models import DataProduct, DataSource, WriteResult
@@ -478,12 +479,12 @@ def _next_version(actor: Actor, product_id: str, **changes: Any) -> str:
 
 
 def _attach_policy(actor: Actor, product_id: str, rules: list[dict[str, Any]]) -> str:
-    policy_services.policy_create(
+    policy_authoring.policy_create(
         actor=SYSTEM,
         policy_id="order_cap_v1",
         definition={"name": "Order cap", "rules": rules, "default_outcome": "allow"},
     )
-    policy_services.policy_publish(actor=SYSTEM, policy_id="order_cap_v1")
+    policy_authoring.policy_publish(actor=SYSTEM, policy_id="order_cap_v1")
     return _next_version(actor, product_id, policies=["order_cap_v1"])
 
 
@@ -849,7 +850,7 @@ grants:
 
 def test_decision_evaluate_inputs_ref_re_reads_a_read_events_records(demo: Any) -> None:
     _, actor = demo
-    policy_services.policy_create(
+    policy_authoring.policy_create(
         actor=SYSTEM,
         policy_id="gold_only_v1",
         definition={
@@ -865,11 +866,11 @@ def test_decision_evaluate_inputs_ref_re_reads_a_read_events_records(demo: Any) 
             "default_outcome": "deny",
         },
     )
-    policy_services.policy_publish(actor=SYSTEM, policy_id="gold_only_v1")
+    policy_authoring.policy_publish(actor=SYSTEM, policy_id="gold_only_v1")
     decision = _decision(actor)
     read = _read(actor, decision, query={"customer_id": 1})
-    policy_services.policy_grant(actor=SYSTEM, policy_id="gold_only_v1", agent_id=actor.id)
-    result = policy_services.decision_evaluate(
+    policy_authoring.policy_grant(actor=SYSTEM, policy_id="gold_only_v1", agent_id=actor.id)
+    result = policy_evaluation.decision_evaluate(
         actor=actor, decision_id=decision.decision_id, policy_id="gold_only_v1", inputs_ref=read["event_id"]
     )
     assert result["outcome"] == "allow"
@@ -887,11 +888,11 @@ def test_decision_evaluate_inputs_ref_re_reads_a_read_events_records(demo: Any) 
 
 
 def _inputs_ref_setup(actor: Actor) -> tuple[Decision, dict[str, Any]]:
-    policy_services.policy_create(
+    policy_authoring.policy_create(
         actor=SYSTEM, policy_id="any_v1", definition={"name": "Any", "rules": [], "default_outcome": "allow"}
     )
-    policy_services.policy_publish(actor=SYSTEM, policy_id="any_v1")
-    policy_services.policy_grant(actor=SYSTEM, policy_id="any_v1", agent_id=actor.id)
+    policy_authoring.policy_publish(actor=SYSTEM, policy_id="any_v1")
+    policy_authoring.policy_grant(actor=SYSTEM, policy_id="any_v1", agent_id=actor.id)
     decision = _decision(actor)
     read = _read(actor, decision, query={"tier": "standard"}, allow_multiple=True)
     return decision, read
@@ -902,7 +903,7 @@ def test_inputs_ref_is_refused_once_the_product_grant_is_revoked(demo: Any) -> N
     decision, read = _inputs_ref_setup(actor)
     product_definitions.product_revoke(actor=SYSTEM, product_id="pg_customers_v1", agent_id=agent.agent_id)
     with pytest.raises(NotFound) as exc:
-        policy_services.decision_evaluate(
+        policy_evaluation.decision_evaluate(
             actor=actor, decision_id=decision.decision_id, policy_id="any_v1", inputs_ref=read["event_id"]
         )
     assert "pg_customers_v1" in str(exc.value) and "not granted" in str(exc.value)
@@ -915,7 +916,7 @@ def test_inputs_ref_is_conflict_when_the_data_changed_since_the_read(demo: Any) 
     with as_products_role() as cursor:
         cursor.execute("UPDATE customers SET name = 'Changed' WHERE id = 2")
     with pytest.raises(Conflict) as exc:
-        policy_services.decision_evaluate(
+        policy_evaluation.decision_evaluate(
             actor=actor, decision_id=decision.decision_id, policy_id="any_v1", inputs_ref=read["event_id"]
         )
     assert exc.value.message == (

@@ -348,10 +348,10 @@ def test_each_admin_change_through_the_django_admin_appends_its_entry(root: Any)
 
     agent = agent_services.agent_create(actor=Actor.system(), name="bot")
     product_definitions.product_create(actor=Actor.system(), product_id="crm_v1", definition=PRODUCT)
-    from policies import services as policy_services
+    from policies.services import authoring as policy_authoring
 
-    policy_services.policy_create(actor=Actor.system(), policy_id="cap_v1", definition=POLICY)
-    policy_services.policy_publish(actor=Actor.system(), policy_id="cap_v1")
+    policy_authoring.policy_create(actor=Actor.system(), policy_id="cap_v1", definition=POLICY)
+    policy_authoring.policy_publish(actor=Actor.system(), policy_id="cap_v1")
     first = AuditEntry.objects.order_by("-seq").first()
     start = first.seq if first is not None else 0
     browser = Client()

@@ -20,8 +20,8 @@ from django.test import Client
 from agents import services as agent_services
 from agents.models import Agent, AgentKey
 from approvals.models import ApprovalRoute, SlackIntegration, WebhookCredential, WebhookEndpoint
-from policies import services as policy_services
 from policies.models import Policy, PolicyGrant, PolicyVersion
+from policies.services import authoring as policy_authoring
 from products.models import DataProduct, DataSource, ProductGrant
 from products.services import definitions as product_definitions
 from tests.perm_helpers import ALL_ADMIN_PERMS, TokenClient, grant, make_staff
@@ -54,9 +54,9 @@ def world() -> World:
     product_definitions.product_create(actor=SYSTEM, product_id="crm_customers_v1", definition=PRODUCT)
     product_definitions.product_create(actor=SYSTEM, product_id="crm_customers_v2", definition=PRODUCT)
     product_definitions.product_publish(actor=SYSTEM, product_id="crm_customers_v2")
-    policy_services.policy_create(actor=SYSTEM, policy_id="cap_v1", definition=POLICY)
-    policy_services.policy_create(actor=SYSTEM, policy_id="cap_v2", definition=POLICY)
-    policy_services.policy_publish(actor=SYSTEM, policy_id="cap_v2")
+    policy_authoring.policy_create(actor=SYSTEM, policy_id="cap_v1", definition=POLICY)
+    policy_authoring.policy_create(actor=SYSTEM, policy_id="cap_v2", definition=POLICY)
+    policy_authoring.policy_publish(actor=SYSTEM, policy_id="cap_v2")
     ApprovalRoute.objects.create(route_id="route_finance", name="Finance")
     return World(agent=agent, key=key)
 

@@ -38,7 +38,7 @@ def seed() -> list[str]:
         lines.append(
             f"Demo agent {agent.name} already has a key; `manage.py create_agent {DEMO_AGENT}` prints a new one."
         )
-    from policies.services import seed_demo_policies
+    from policies.demo import seed_demo_policies
 
     lines.extend(seed_demo_policies(actor=system, agent=agent))
     from products.demo import demo_tables_create, products_seed_demo

@@ -19,8 +19,8 @@ from django.db import connection, transaction
 from decisions.models import Decision, EventType, TraceEvent
 from decisions.services import decision_lock, ensure_not_terminal, ensure_writable, trace_append
 from policies import selectors as policy_selectors
-from policies import services as policy_services
-from policies.services import fail_closed
+from policies.services import evaluation as policy_evaluation
+from policies.services.evaluation import fail_closed
 from products.engine import Runner, open_runner
 from products.fields import coerce, render
 from products.models import (
@@ -146,7 +146,7 @@ def _evaluate_attached(
             continue
         # A failed evaluation raises PolicyEvaluationFailed: this call's transaction rolls back and
         # @fail_closed on the public service records the failed evaluation (nothing is allowed).
-        result = policy_services.policy_evaluate_in_decision(
+        result = policy_evaluation.policy_evaluate_in_decision(
             actor=actor,
             decision=decision,
             policy_id=policy_id,

@@ -27,7 +27,7 @@ SECTIONS: dict[str, str] = {
     "webhook_endpoints": "approvals.config.apply_webhook_endpoints",
     "slack_integrations": "approvals.config.apply_slack_integrations",
     "routes": "approvals.config.apply_routes",
-    "policies": "policies.services.apply_policies",
+    "policies": "policies.config.apply_policies",
     "grants": "products.config.apply_grants",
 }
 
