@@ -24,8 +24,8 @@ if grep -nE '^\s*(from|import) django\.(http|forms|template|shortcuts)' \
 fi
 echo "== mypy (django-stubs): tracemem_core, tracemem_site and every app's services and selectors"
 .venv/bin/mypy tracemem_core tracemem_site tracemem_verify */services.py */services/*.py */config.py */selectors.py decisions/records.py decisions/receipts.py \
-  decisions/evidence.py decisions/integrity.py policies/engine.py products/engine.py products/demo.py products/dsn.py \
-  agents/services_twofactor.py
+  decisions/evidence.py decisions/integrity.py policies/engine.py products/engine.py products/dsn.py \
+  products/demo.py approvals/demo.py policies/demo.py
 echo "== mypy --strict: the Python client (clients/python), against the oldest Python it supports"
 (cd clients/python && ../../.venv/bin/mypy src)
 echo "== migrations are up to date"; .venv/bin/python manage.py makemigrations --check --dry-run >/dev/null

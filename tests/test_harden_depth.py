@@ -15,7 +15,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from slack_sdk.signature import SignatureVerifier
 
-from agents import services as agent_services
+from agents.services import tokens as agent_tokens
 from approvals.models import SlackIntegration
 from approvals.services import credentials as approval_credentials
 from decisions.models import Decision
@@ -68,7 +68,7 @@ def test_agent_rest_refuses_a_depth_bomb_with_400(api: Any, shape: str, no_error
 @pytest.mark.parametrize("shape", sorted(BOMBS))
 def test_admin_rest_with_a_personal_token_refuses_a_depth_bomb(shape: str, no_error_logs: Any) -> None:
     admin = get_user_model().objects.create_superuser("root", "root@example.com", "pw-root-123")
-    token = agent_services.personal_token_create(actor=Actor.system(), user=admin).secret
+    token = agent_tokens.personal_token_create(actor=Actor.system(), user=admin).secret
     response = Client().post(
         "/api/v1/admin/agents",
         BOMBS[shape],

@@ -9,7 +9,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from agents import services as agent_services
+from agents.services import tokens as agent_tokens
 from decisions import services as decision_services
 from decisions.models import TraceEvent
 from policies import selectors
@@ -130,7 +130,7 @@ def admin_client(staff: bool = True) -> tuple[Client, dict[str, str]]:
         if staff
         else get_user_model().objects.create_user("bob", password="pw")
     )
-    token = agent_services.personal_token_create(actor=SYSTEM, user=user).secret
+    token = agent_tokens.personal_token_create(actor=SYSTEM, user=user).secret
     return Client(), {"HTTP_AUTHORIZATION": f"Token {token}"}
 
 

@@ -13,9 +13,9 @@ from django.contrib.auth import get_user_model
 from django.db import connections
 from django.test import Client
 
-from agents import services as agent_services
 from agents.models import Agent
 from agents.selectors import capabilities
+from agents.services import tokens as agent_tokens
 from decisions import services as decision_services
 from decisions.models import TraceEvent
 from products import demo as product_demo
@@ -363,7 +363,7 @@ def test_external_postgresql_source_reads_through_its_encrypted_dsn(committed_de
 def test_admin_api_with_personal_token(committed_demo: Any) -> None:
     agent, _ = committed_demo
     staff = make_staff("ops", password="x")
-    token = agent_services.personal_token_create(actor=SYSTEM, user=staff).secret
+    token = agent_tokens.personal_token_create(actor=SYSTEM, user=staff).secret
     client = Client()
     auth = {"HTTP_AUTHORIZATION": f"Token {token}"}
 
@@ -416,7 +416,7 @@ def test_admin_api_with_personal_token(committed_demo: Any) -> None:
     )["permissions"]["data_products"]
 
     plain = get_user_model().objects.create_user("reviewer", password="x")
-    plain_token = agent_services.personal_token_create(actor=SYSTEM, user=plain).secret
+    plain_token = agent_tokens.personal_token_create(actor=SYSTEM, user=plain).secret
     refused = client.get("/api/v1/admin/products", HTTP_AUTHORIZATION=f"Token {plain_token}")
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "permission_denied"
 

@@ -12,8 +12,8 @@ from django.contrib.sessions.models import Session
 from django.db import connection
 from django.test import Client
 
-from agents import services as agent_services
 from agents.models import PersonalToken
+from agents.services import tokens as agent_tokens
 from decisions import services as decision_services
 from decisions.models import TraceEvent
 from products import demo as product_demo
@@ -66,7 +66,7 @@ TOKENS_PRODUCT = {
 def staff() -> tuple[Any, dict[str, str]]:
     """A staff user who is not a superuser but may define, publish and grant products."""
     user = make_staff("ops", *PRODUCT_PERMS)
-    token = agent_services.personal_token_create(actor=SYSTEM, user=user).secret
+    token = agent_tokens.personal_token_create(actor=SYSTEM, user=user).secret
     return user, {"HTTP_AUTHORIZATION": f"Token {token}"}
 
 
@@ -199,7 +199,7 @@ def test_read_products_over_sessions_and_tokens_do_not_run(
     superuser = get_user_model().objects.create_superuser("root", "root@example.com", "pw")
     client = Client()
     client.force_login(superuser)  # a session key worth stealing
-    agent_services.personal_token_create(actor=SYSTEM, user=superuser)
+    agent_tokens.personal_token_create(actor=SYSTEM, user=superuser)
     assert Session.objects.exists() and PersonalToken.objects.exists()
     agent, key = make_agent("reader")
     _saved_before_the_rule(definition, ProductStatus.PUBLISHED)
