@@ -113,6 +113,28 @@ def _where(
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
+def _select_rows(product: DataProduct, pairs: list[tuple[dict[str, Any], Any]], *, limit: int) -> list[Any]:
+    """The one SELECT of a read product: its fields where every ``(field, value)`` pair is equal,
+    ordered by the key fields (else the first field), at most ``limit`` rows."""
+    by_name = _fields_by_name(product)
+    with open_runner(product.source) as runner:
+        where, params = _where(runner, product, pairs)
+        columns = ", ".join(runner.ident(f["column"]) for f in product.fields)
+        order_by = [by_name[k] for k in product.key_fields] or product.fields[:1]
+        order = ", ".join(runner.ident(f["column"]) for f in order_by)
+        return runner.execute(
+            f"SELECT {columns} FROM {runner.table(product.source_table)}{where} ORDER BY {order} LIMIT %s",
+            [*params, limit],
+        ).rows
+
+
+def _records(product: DataProduct, rows: list[Any]) -> list[dict[str, Any]]:
+    """Rows of ``_select_rows`` as records keyed by field name, values rendered as JSON."""
+    return [
+        {f["name"]: render(f, value) for f, value in zip(product.fields, row, strict=True)} for row in rows
+    ]
+
+
 def _event_product(product: DataProduct, purpose: str) -> dict[str, Any]:
     """Which product version a read/write event used, and why (the evidence pack reads these keys)."""
     return {
@@ -289,15 +311,7 @@ def _decision_read(
                 "why (decision_trace); do not retry with the same inputs"
             )
         fields = product.fields
-        with open_runner(product.source) as runner:
-            where, params = _where(runner, product, pairs)
-            columns = ", ".join(runner.ident(f["column"]) for f in fields)
-            order_by = [by_name[k] for k in product.key_fields] or fields[:1]
-            order = ", ".join(runner.ident(f["column"]) for f in order_by)
-            rows = runner.execute(
-                f"SELECT {columns} FROM {runner.table(product.source_table)}{where} ORDER BY {order} LIMIT %s",
-                [*params, product.max_rows + 1],
-            ).rows
+        rows = _select_rows(product, pairs, limit=product.max_rows + 1)
         if not allow_multiple and len(rows) > 1:
             matched = f"{len(rows)}" if len(rows) <= product.max_rows else f"more than {product.max_rows}"
             raise Conflict(
@@ -305,10 +319,7 @@ def _decision_read(
                 details={"matched": len(rows)},
             )
         truncated = len(rows) > product.max_rows
-        records = [
-            {f["name"]: render(f, value) for f, value in zip(fields, row, strict=True)}
-            for row in rows[: product.max_rows]
-        ]
+        records = _records(product, rows[: product.max_rows])
         summary: dict[str, Any] = {"rows": len(records), "fields": [f["name"] for f in fields]}
         if truncated:
             summary["truncated"] = True
@@ -754,18 +765,7 @@ def read_event_records(event: Any, actor: Actor) -> list[dict[str, Any]] | None:
     except DomainError:
         return None
     limit = product.max_rows if payload.get("result_mode") == "multiple" else 1
-    with open_runner(product.source) as runner:
-        where, params = _where(runner, product, pairs)
-        columns = ", ".join(runner.ident(f["column"]) for f in product.fields)
-        order_by = [by_name[k] for k in product.key_fields] or product.fields[:1]
-        order = ", ".join(runner.ident(f["column"]) for f in order_by)
-        rows = runner.execute(
-            f"SELECT {columns} FROM {runner.table(product.source_table)}{where} ORDER BY {order} LIMIT %s",
-            [*params, limit],
-        ).rows
-    records = [
-        {f["name"]: render(f, val) for f, val in zip(product.fields, row, strict=True)} for row in rows
-    ]
+    records = _records(product, _select_rows(product, pairs, limit=limit))
     if crypto.keyed_digest(records) != expected:
         raise Conflict(
             f"the data changed since read event {event.event_id}; read again (decision_read) and pass the new "
