@@ -19,9 +19,10 @@ from products.serializers import (
     product_out,
     products_list_out,
 )
-from products.services import access as product_access
 from products.services import definitions as product_definitions
+from products.services import reads as product_reads
 from products.services import sources as product_sources
+from products.services import writes as product_writes
 from tracemem_site.rest import ERROR_RESPONSES as _ERRORS
 from tracemem_site.rest import HumanAPIView, actor_from_request, body
 
@@ -59,7 +60,7 @@ class DecisionReadView(APIView):
     @extend_schema(operation_id="decision_read", request=DecisionReadInput, responses={200: dict, **_ERRORS})
     def post(self, request: Request, decision_id: str) -> Response:
         data = body(request, self.DecisionReadInput)
-        result = product_access.decision_read(
+        result = product_reads.decision_read(
             actor=actor_from_request(request),
             decision_id=decision_id,
             product=data.get("product"),
@@ -86,7 +87,7 @@ class DecisionWriteView(APIView):
     )
     def post(self, request: Request, decision_id: str) -> Response:
         data = body(request, self.DecisionWriteInput)
-        result = product_access.decision_write(
+        result = product_writes.decision_write(
             actor=actor_from_request(request),
             decision_id=decision_id,
             product=data.get("product"),

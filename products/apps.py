@@ -9,6 +9,6 @@ class ProductsConfig(AppConfig):
     def ready(self) -> None:
         # decision_evaluate(inputs_ref=<read event>) re-reads that read's records through us.
         from policies.services.evaluation import register_read_records_resolver
-        from products.services.access import read_event_records
+        from products.services.reads import read_event_records
 
         register_read_records_resolver(read_event_records)

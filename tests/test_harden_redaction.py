@@ -484,7 +484,7 @@ def test_write_results_stored_before_digests_keep_working_after_the_migration(or
         "purpose": "order_processing",
         "mutation": {"data": {"customer_id": 1, "amount": 3}},
     }
-    from products.services.access import _request_hash
+    from products.services.writes import _request_hash
 
     WriteResult.objects.create(
         decision_id=decision_id,

@@ -21,9 +21,10 @@ from decisions.models import TraceEvent
 from products import demo as product_demo
 from products.demo import demo_tables_create
 from products.models import WriteResult
-from products.services import access as product_access
 from products.services import definitions as product_definitions
+from products.services import reads as product_reads
 from products.services import sources as product_sources
+from products.services import writes as product_writes
 from tests.conftest import as_products_role, owner_dsn
 from tests.mcp_helpers import VOLATILE_KEYS, call_both, error_code, mcp_call, shape
 from tests.perm_helpers import make_staff
@@ -252,7 +253,7 @@ def test_ten_concurrent_retries_with_one_idempotency_key_write_once(committed_de
         try:
             barrier.wait()
             results.append(
-                product_access.decision_write(
+                product_writes.decision_write(
                     actor=actor,
                     decision_id=decision_id,
                     product="pg_orders_insert_v1",
@@ -325,7 +326,7 @@ def test_external_postgresql_source_reads_through_its_encrypted_dsn(committed_de
     )
     product_definitions.product_publish(actor=SYSTEM, product_id="ext_customers_v1")
     product_definitions.product_grant(actor=SYSTEM, product_id="ext_customers_v1", agent_id=agent.agent_id)
-    result = product_access.decision_read(
+    result = product_reads.decision_read(
         actor=Actor.for_agent(agent),
         decision_id=_decision(agent),
         product="ext_customers_v1",
@@ -336,7 +337,7 @@ def test_external_postgresql_source_reads_through_its_encrypted_dsn(committed_de
 
     _external_orders_insert_product(agent)
     decision_id = _decision(agent)
-    written = product_access.decision_write(
+    written = product_writes.decision_write(
         actor=Actor.for_agent(agent),
         decision_id=decision_id,
         product="ext_orders_insert_v1",
@@ -350,7 +351,7 @@ def test_external_postgresql_source_reads_through_its_encrypted_dsn(committed_de
     from tracemem_core.errors import Conflict
 
     with pytest.raises(Conflict):
-        product_access.decision_write(
+        product_writes.decision_write(
             actor=Actor.for_agent(agent),
             decision_id=decision_id,
             product="ext_orders_insert_v1",
@@ -433,9 +434,9 @@ def test_external_write_is_rolled_back_when_its_trace_event_cannot_be_written(
     def broken_append(**kwargs: Any) -> Any:
         raise RuntimeError("trace store unavailable")
 
-    monkeypatch.setattr(product_access, "trace_append", broken_append)
+    monkeypatch.setattr(product_writes, "trace_append", broken_append)
     with pytest.raises(RuntimeError):
-        product_access.decision_write(
+        product_writes.decision_write(
             actor=Actor.for_agent(agent),
             decision_id=decision_id,
             product="ext_orders_insert_v1",

@@ -20,9 +20,10 @@ from policies.services import evaluation as policy_evaluation
 from products import demo as product_demo
 from products.demo import demo_tables_create
 from products.models import DataProduct, DataSource, WriteResult
-from products.services import access as product_access
 from products.services import definitions as product_definitions
+from products.services import reads as product_reads
 from products.services import sources as product_sources
+from products.services import writes as product_writes
 from tests.conftest import as_products_role, owner_sql
 from tracemem_core import crypto
 from tracemem_core.actor import Actor
@@ -88,12 +89,12 @@ def _events(decision: Decision) -> list[TraceEvent]:
 
 def _read(actor: Actor, decision: Decision, **kw: Any) -> dict[str, Any]:
     args = {"product": "pg_customers_v1", "purpose": "customer_support", **kw}
-    return product_access.decision_read(actor=actor, decision_id=decision.decision_id, **args)
+    return product_reads.decision_read(actor=actor, decision_id=decision.decision_id, **args)
 
 
 def _insert(actor: Actor, decision: Decision, **kw: Any) -> dict[str, Any]:
     args: dict[str, Any] = {"product": "pg_orders_insert_v1", "purpose": "order_processing", **kw}
-    return product_access.decision_write(actor=actor, decision_id=decision.decision_id, **args)
+    return product_writes.decision_write(actor=actor, decision_id=decision.decision_id, **args)
 
 
 # --- reads -------------------------------------------------------------------------------------
@@ -241,7 +242,7 @@ def test_insert_records_and_data_forms_with_return_created(demo: Any) -> None:
 def test_update_with_object_keys_and_with_record_array(demo: Any) -> None:
     _, actor = demo
     decision = _decision(actor)
-    first = product_access.decision_write(
+    first = product_writes.decision_write(
         actor=actor,
         decision_id=decision.decision_id,
         product="pg_orders_update_v1",
@@ -250,7 +251,7 @@ def test_update_with_object_keys_and_with_record_array(demo: Any) -> None:
         mutation={"fields": {"status": "shipped"}},
     )
     assert first["affected_rows"] == 1
-    second = product_access.decision_write(
+    second = product_writes.decision_write(
         actor=actor,
         decision_id=decision.decision_id,
         product="pg_orders_update_v1",
@@ -292,8 +293,8 @@ def test_delete_with_object_keys_and_with_record_array(demo: Any) -> None:
         "product": "pg_orders_delete_v1",
         "purpose": "order_processing",
     }
-    assert product_access.decision_write(**args, keys={"order_id": 1}, mutation={})["affected_rows"] == 1
-    result = product_access.decision_write(
+    assert product_writes.decision_write(**args, keys={"order_id": 1}, mutation={})["affected_rows"] == 1
+    result = product_writes.decision_write(
         **args, keys=["order_id"], mutation={"records": [{"order_id": 2}, {"order_id": 3}]}
     )
     assert result["affected_rows"] == 2 and result["operation"] == "delete"
@@ -348,15 +349,15 @@ def test_update_needs_every_key_and_only_key_fields(demo: Any) -> None:
         "purpose": "order_processing",
     }
     with pytest.raises(InvalidArgument) as exc:
-        product_access.decision_write(
+        product_writes.decision_write(
             **args, keys={"status": "pending"}, mutation={"fields": {"status": "x"}}
         )
     assert "unknown key field 'status'" in str(exc.value) and "allowed fields: order_id" in str(exc.value)
     with pytest.raises(InvalidArgument) as exc:
-        product_access.decision_write(**args, keys=None, mutation={"fields": {"status": "x"}})
+        product_writes.decision_write(**args, keys=None, mutation={"fields": {"status": "x"}})
     assert exc.value.field == "keys"
     with pytest.raises(InvalidArgument) as exc:
-        product_access.decision_write(
+        product_writes.decision_write(
             **args, operation="delete", keys={"order_id": 1}, mutation={"fields": {"status": "x"}}
         )
     assert exc.value.field == "operation"
@@ -372,7 +373,7 @@ def test_write_with_purpose_not_allowed_and_ungranted_product(demo: Any, make_ag
         )
     _delete_product()  # published but not granted to this agent
     with pytest.raises(NotFound):
-        product_access.decision_write(
+        product_writes.decision_write(
             actor=actor,
             decision_id=decision.decision_id,
             product="pg_orders_delete_v1",
@@ -616,13 +617,13 @@ def test_injection_in_field_names_and_keys_is_refused_without_leaking(demo: Any,
     for call in (
         lambda: _read(actor, decision, query={payload: 1}),
         lambda: _insert(actor, decision, mutation={"data": {payload: 1, "customer_id": 1, "amount": 1}}),
-        lambda: product_access.decision_write(
+        lambda: product_writes.decision_write(
             **update, keys={"order_id": payload}, mutation={"fields": {"status": "x"}}
         ),
-        lambda: product_access.decision_write(
+        lambda: product_writes.decision_write(
             **update, keys={payload: 1}, mutation={"fields": {"status": "x"}}
         ),
-        lambda: product_access.decision_write(
+        lambda: product_writes.decision_write(
             **update, keys=[payload], mutation={"records": [{payload: 1, "status": "x"}]}
         ),
     ):
@@ -637,7 +638,7 @@ def test_injection_in_field_names_and_keys_is_refused_without_leaking(demo: Any,
             assert source_name not in message
     assert (_rows("customers"), _rows("orders")) == before
     # a value that looks like SQL is stored verbatim, not executed
-    product_access.decision_write(**update, keys={"order_id": 1}, mutation={"fields": {"note": payload}})
+    product_writes.decision_write(**update, keys={"order_id": 1}, mutation={"fields": {"note": payload}})
     after = _rows("orders")
     assert after[0][4] == payload and after[1] == before[1][1]
     assert _rows("customers") == before[0]
@@ -990,7 +991,7 @@ def test_every_field_type_round_trips(typed: Any) -> None:
         "attrs": {"color": "red", "sizes": [1, 2]},
         "ref": "12345678-1234-5678-1234-567812345678",
     }
-    created = product_access.decision_write(
+    created = product_writes.decision_write(
         actor=actor,
         decision_id=decision.decision_id,
         product="typed_insert_v1",
@@ -1009,7 +1010,7 @@ def test_every_field_type_round_trips(typed: Any) -> None:
         "ref": "12345678-1234-5678-1234-567812345678",
     }
     assert created == expected
-    read = product_access.decision_read(
+    read = product_reads.decision_read(
         actor=actor,
         decision_id=decision.decision_id,
         product="typed_read_v1",
@@ -1040,7 +1041,7 @@ def test_type_errors_name_the_field_and_write_nothing(
 ) -> None:
     actor, decision = typed
     with pytest.raises(InvalidArgument) as exc:
-        product_access.decision_write(
+        product_writes.decision_write(
             actor=actor,
             decision_id=decision.decision_id,
             product="typed_insert_v1",
@@ -1104,7 +1105,7 @@ def test_statement_timeout_stops_a_slow_source_without_leaking(demo: Any, monkey
     product_definitions.product_grant(actor=SYSTEM, product_id="slow_v1", agent_id=agent.agent_id)
     decision = _decision(actor)
     with pytest.raises(InvalidState) as exc:
-        product_access.decision_read(
+        product_reads.decision_read(
             actor=actor, decision_id=decision.decision_id, product="slow_v1", purpose="testing"
         )
     assert "statement timeout" in str(exc.value) and "slow_view" not in str(exc.value)
@@ -1240,7 +1241,7 @@ def test_update_changing_more_rows_than_max_rows_is_conflict_and_rolled_back(dem
     decision = _decision(actor)
     before = _rows("orders")
     with pytest.raises(Conflict) as exc:
-        product_access.decision_write(
+        product_writes.decision_write(
             actor=actor,
             decision_id=decision.decision_id,
             product=product,

@@ -20,9 +20,10 @@ from products import demo as product_demo
 from products import engine
 from products.demo import demo_tables_create
 from products.models import DataProduct, ProductStatus
-from products.services import access as product_access
 from products.services import definitions as product_definitions
+from products.services import reads as product_reads
 from products.services import sources as product_sources
+from products.services import writes as product_writes
 from tests.conftest import AgentClient, owner_sql, role_names
 from tests.perm_helpers import make_staff
 from tracemem_core.actor import Actor
@@ -242,7 +243,7 @@ def test_the_database_refuses_the_products_role_even_when_the_app_check_is_bypas
     from tracemem_core.errors import InvalidState
 
     with pytest.raises(InvalidState, match="the data source refused the statement"):
-        product_access.decision_write(
+        product_writes.decision_write(
             actor=actor,
             decision_id=decision.decision_id,
             product="users_admin_v1",
@@ -290,11 +291,11 @@ def test_builtin_products_run_as_the_products_role_and_write_with_their_trace_ev
     decision = decision_services.decision_create(
         actor=actor, intent="ops.role.check", automation_mode="autonomous"
     )
-    read = product_access.decision_read(
+    read = product_reads.decision_read(
         actor=actor, decision_id=decision.decision_id, product="whoami_v1", purpose="testing"
     )
     assert read["records"] == [{"id": 1, "who": products_role}]
-    written = product_access.decision_write(
+    written = product_writes.decision_write(
         actor=actor,
         decision_id=decision.decision_id,
         product="pg_orders_insert_v1",
