@@ -10,7 +10,6 @@ from policies import selectors
 from policies.models import Policy, PolicyGrant, VersionStatus
 from policies.services.authoring import (
     _agent_by_id_or_name,
-    _compile_or_refuse,
     _definition_of,
     clean_definition,
     policy_create,
@@ -59,27 +58,20 @@ def apply_policies(*, actor: Actor, items: Any, dry_run: bool) -> list[str]:
                 and latest.status != VersionStatus.RETIRED
                 and _definition_of(latest) == definition
             )
-            if not exists:
+            if latest is None:
+                policy_create(actor=actor, policy_id=pid, definition=definition)
                 lines.append(f"{prefix}create policy {pid} (draft v1)")
-                if not dry_run:
-                    policy_create(actor=actor, policy_id=pid, definition=definition)
             elif not same:
+                policy_draft_save(actor=actor, policy_id=pid, definition=definition)
                 lines.append(f"{prefix}save draft of policy {pid}")
-                if not dry_run:
-                    policy_draft_save(actor=actor, policy_id=pid, definition=definition)
             else:
-                assert latest is not None
                 lines.append(f"policy {pid} unchanged (v{latest.version}, {latest.status})")
             needs_publish = publish and (
                 not same or (latest is not None and latest.status == VersionStatus.DRAFT)
             )
             if needs_publish:
-                if dry_run:
-                    _compile_or_refuse(definition)
-                    lines.append(f"{prefix}publish policy {pid}")
-                else:
-                    pv = policy_publish(actor=actor, policy_id=pid)
-                    lines.append(f"published policy {pid} v{pv.version} ({pv.hash[:12]})")
+                pv = policy_publish(actor=actor, policy_id=pid)
+                lines.append(f"{prefix}publish policy {pid} v{pv.version} ({pv.hash[:12]})")
             for agent_ref in grants:
                 agent = _agent_by_id_or_name(agent_ref)
                 if agent is None:
@@ -88,7 +80,6 @@ def apply_policies(*, actor: Actor, items: Any, dry_run: bool) -> list[str]:
                     )
                 if exists and PolicyGrant.objects.filter(policy_id=pid, agent=agent).exists():
                     continue
+                policy_grant(actor=actor, policy_id=pid, agent_id=agent.agent_id)
                 lines.append(f"{prefix}grant policy {pid} to agent {agent.name}")
-                if not dry_run:
-                    policy_grant(actor=actor, policy_id=pid, agent_id=agent.agent_id)
     return lines

@@ -56,23 +56,19 @@ def apply_data_sources(*, actor: Actor, items: Any, dry_run: bool) -> list[str]:
 def apply_products(*, actor: Actor, items: Any, dry_run: bool) -> list[str]:
     """``apply_config`` section ``products``: [{product_id, ...definition, publish?, grants?: [agent]}]."""
     lines = []
+    prefix = "[dry-run] would " if dry_run else ""
     for raw in _items(items, "products"):
         item = dict(raw)
         product_id = item.pop("product_id", None) or item.pop("id", None)
         publish = bool(item.pop("publish", False))
         grants = item.pop("grants", None) or []
         existing = DataProduct.objects.filter(pk=product_id).first() if isinstance(product_id, str) else None
-        if dry_run:
-            verb = "create" if existing is None else "update"
-            lines.append(f"would {verb} product {product_id}" + (" and publish it" if publish else ""))
-            lines.extend(f"would grant {product_id} to {agent}" for agent in grants)
-            continue
         if existing is None:
             product_create(actor=actor, product_id=product_id, definition=item)
-            lines.append(f"created product {product_id}")
+            lines.append(f"{prefix}create product {product_id}")
         elif existing.status == ProductStatus.DRAFT:
             product_update(actor=actor, product_id=existing.product_id, changes=item)
-            lines.append(f"updated draft product {product_id}")
+            lines.append(f"{prefix}update draft product {product_id}")
         else:
             probe = DataProduct.objects.get(pk=existing.pk)
             _apply_definition(probe, item)
@@ -83,10 +79,10 @@ def apply_products(*, actor: Actor, items: Any, dry_run: bool) -> list[str]:
             lines.append(f"product {product_id} unchanged")
         if publish:
             product_publish(actor=actor, product_id=product_id)
-            lines.append(f"published product {product_id}")
+            lines.append(f"{prefix}publish product {product_id}")
         lines.extend(
             apply_product_grants(
-                actor=actor, items=[{"product_id": product_id, "agent": a} for a in grants], dry_run=False
+                actor=actor, items=[{"product_id": product_id, "agent": a} for a in grants], dry_run=dry_run
             )
         )
     return lines
@@ -95,21 +91,19 @@ def apply_products(*, actor: Actor, items: Any, dry_run: bool) -> list[str]:
 def apply_product_grants(*, actor: Actor, items: Any, dry_run: bool) -> list[str]:
     """``apply_config`` section ``product_grants``: [{product_id, agent (id or name), permissions?}]."""
     lines = []
+    prefix = "[dry-run] would " if dry_run else ""
     for item in _items(items, "product_grants"):
         product_id, agent = (
             item.get("product_id") or item.get("product"),
             item.get("agent") or item.get("agent_id"),
         )
-        if dry_run:
-            lines.append(f"would grant {product_id} to {agent}")
-            continue
         grant = product_grant(
             actor=actor,
             product_id=v.string(product_id, "product_id", max_length=64),
             agent_id=agent,
             permissions=item.get("permissions"),
         )
-        lines.append(f"granted {product_id} to {grant.agent_id} ({', '.join(grant.permissions)})")
+        lines.append(f"{prefix}grant {product_id} to {grant.agent_id} ({', '.join(grant.permissions)})")
     return lines
 
 

@@ -50,7 +50,7 @@ def test_apply_config_creates_publishes_grants_and_is_idempotent(tmp_path: Path,
 
     first = run(path)
     assert (
-        "published policy discount_cap_v1 v1" in first
+        "publish policy discount_cap_v1 v1" in first
         and "grant policy discount_cap_v1 to agent pricing-bot" in first
     )
     pv = selectors.latest_published("discount_cap_v1")
@@ -65,12 +65,12 @@ def test_apply_config_creates_publishes_grants_and_is_idempotent(tmp_path: Path,
         CONFIG.replace("AGENT", "pricing-bot").replace("inputs.discount > 20", "inputs.discount > 25")
     )
     third = run(path)
-    assert "published policy discount_cap_v1 v2" in third
+    assert "publish policy discount_cap_v1 v2" in third
     assert selectors.latest_published("discount_cap_v1").rules[0]["when"] == "inputs.discount > 25"
 
     policy_authoring.policy_retire(actor=Actor.system("test"), policy_id="discount_cap_v1")
     fourth = run(path)
-    assert "published policy discount_cap_v1 v3" in fourth
+    assert "publish policy discount_cap_v1 v3" in fourth
     assert selectors.latest_published("discount_cap_v1").version == 3
 
 

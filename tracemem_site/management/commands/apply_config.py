@@ -1,9 +1,10 @@
 """``manage.py apply_config FILE.yaml [--dry-run]``: governance as code (SPEC §10).
 
 The YAML file has top-level sections; each section is handled by ONE function in the owning
-app's services, ``apply_<section>(*, actor, items, dry_run) -> list[str]`` (lines describing
+app's ``config.py``, ``apply_<section>(*, actor, items, dry_run) -> list[str]`` (lines describing
 what it did or would do). Sections run in dependency order, all in one transaction; with
-``--dry-run`` the transaction is rolled back whatever the handlers did. Format: docs/apply_config.md.
+``--dry-run`` the handlers do the same work and the transaction is rolled back, so a dry run refuses
+exactly what a real run would. Format: docs/apply_config.md.
 """
 
 from __future__ import annotations
