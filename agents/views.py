@@ -58,10 +58,19 @@ def _client_configs(secret: str) -> list[dict[str, str]]:
 def agent_list(request: HttpRequest) -> HttpResponse:
     actor = web_actor(request)
     agents = agents_overview(actor)
+    oauth_configs = [
+        {"name": snippet.title, "text": snippet.content}
+        for client in client_configs.OAUTH_CLIENTS
+        for snippet in client_configs.client_config(client)
+    ]
     return render(
         request,
         "agents/list.html",
-        {"agents": agents, "can_manage": has_perm(actor, "agents.manage_agents")},
+        {
+            "agents": agents,
+            "can_manage": has_perm(actor, "agents.manage_agents"),
+            "oauth_configs": oauth_configs,
+        },
     )
 
 
