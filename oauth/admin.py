@@ -11,8 +11,8 @@ from django.http import HttpRequest
 
 from oauth import services
 from oauth.models import OAuthConnection
-from tracemem_site.actor import Actor
-from tracemem_site.errors import DomainError
+from tracemem_core.actor import Actor
+from tracemem_core.errors import DomainError
 
 
 @admin.register(OAuthConnection)

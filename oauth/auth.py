@@ -12,7 +12,7 @@ from rest_framework.request import Request
 
 from agents.auth import DomainAuthenticationFailed
 from oauth import conf, services
-from tracemem_site.errors import PermissionDenied, Unauthenticated
+from tracemem_core.errors import PermissionDenied, Unauthenticated
 
 
 class InsufficientScope(PermissionDenied):

@@ -20,7 +20,7 @@ from oauth2_provider import cimd as dot_cimd
 from oauth2_provider.settings import oauth2_settings
 
 from oauth.conf import redirect_uri_problem
-from tracemem_site import outbound
+from tracemem_core import outbound
 
 
 class OutboundMetadataFetcher:

@@ -6,8 +6,8 @@ from django.db.models import QuerySet
 
 from agents.models import Agent
 from oauth.models import OAuthConnection
-from tracemem_site.actor import Actor
-from tracemem_site.permissions import may_read
+from tracemem_core.actor import Actor
+from tracemem_core.permissions import may_read
 
 
 def connections_visible(actor: Actor, *, everyone: bool = False) -> QuerySet[OAuthConnection]:

@@ -19,9 +19,9 @@ from agents.models import Agent
 from audit.services import audit_record
 from oauth.conf import SCOPE
 from oauth.models import OAuthConnection
-from tracemem_site.actor import Actor
-from tracemem_site.errors import InvalidArgument, NotFound, Unauthenticated
-from tracemem_site.permissions import has_perm, require_oauth_connect
+from tracemem_core.actor import Actor
+from tracemem_core.errors import InvalidArgument, NotFound, Unauthenticated
+from tracemem_core.permissions import has_perm, require_oauth_connect
 
 NEW_AGENT = "new"
 MANAGE = "oauth.manage_oauth_connections"

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from tracemem_site.actor import Actor
-from tracemem_site.errors import PermissionDenied
+from tracemem_core.actor import Actor
+from tracemem_core.errors import PermissionDenied
 
 # codename → what it allows, worded to complete "you need the permission X to ..."
 PERMISSIONS: dict[str, str] = {
