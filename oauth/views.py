@@ -37,9 +37,9 @@ from oauth import conf, selectors, services
 from oauth.auth import InsufficientScope, OAuthAgentAuthentication, challenge
 from oauth.validators import resource_problem
 from tracemem_core.errors import DomainError
-from tracemem_site.mcp import MCPView
 from tracemem_core.permissions import may_connect_oauth, may_read
 from tracemem_core.shared_cache import guarded
+from tracemem_site.mcp import MCPView
 from tracemem_site.throttling import _count_shared, parse_rate
 from tracemem_site.web import client_ip, web_actor
 

@@ -18,6 +18,7 @@ from agents.models import Agent
 from audit.models import AuditEntry
 from oauth.models import OAuthConnection
 from tests.oauth_helpers import (
+    REDIRECT,
     code_from,
     connect,
     consent,
@@ -437,3 +438,165 @@ def test_registration_body_must_be_json() -> None:
     response = Client().post("/oauth/register/", "not json", content_type="application/json")
     assert response.status_code == 400
     assert json.loads(response.content)["error"] == "invalid_client_metadata"
+
+
+# --- sign-in with a second factor ----------------------------------------------------------------
+
+
+def test_a_person_who_must_use_a_second_factor_reaches_no_consent_without_it(
+    settings: Any, client_id: str
+) -> None:
+    from tests.oauth_helpers import authorize_query
+
+    settings.TRACEMEM_REQUIRE_2FA_FOR_APPROVERS = True
+    browser = Client()
+    browser.force_login(User.objects.create_superuser("approver", password=PASSWORD))  # password only
+    _, challenge = pkce()
+    response = browser.get(authorize_query(client_id, challenge, resource=MCP_URL))
+    assert response.status_code == 302 and response["Location"].startswith("/account/two-factor/")
+    assert not OAuthConnection.objects.exists()
+
+
+# --- the bound agent is the person's: separation of duties ---------------------------------------
+
+
+def test_the_person_cannot_approve_their_oauth_agents_request(
+    signed_in: Client, alice: User, client_id: str
+) -> None:
+    from approvals.models import Approval, Vote
+    from tests.appr_helpers import make_route
+    from tracemem_core.actor import Actor
+
+    route = make_route("route_finance")
+    alice.groups.add(route.approver_group)
+    tokens = connect(signed_in, client_id, MCP_URL)
+
+    def call(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        result = oauth_mcp(
+            tokens["access_token"], "tools/call", {"name": name, "arguments": arguments}
+        ).json()
+        assert result["result"]["isError"] is False, result
+        return dict(result["result"]["structuredContent"])
+
+    decision_id = call("decision_create", {"intent": "finance.refund.issue", "automation_mode": "propose"})[
+        "decision_id"
+    ]
+    approval_id = call(
+        "decision_request_approval",
+        {"decision_id": decision_id, "title": "Refund", "approval_route_id": "route_finance"},
+    )["approval_id"]
+    from approvals import services as approval_services
+    from tracemem_core.errors import PermissionDenied
+
+    with pytest.raises(PermissionDenied):
+        approval_services.approval_vote(
+            actor=Actor.for_user(alice), approval_id=approval_id, decision="approve", rationale="mine"
+        )
+    assert not Vote.objects.exists()
+    assert Approval.objects.get(pk=approval_id).status == "pending"
+
+
+# --- client ID metadata documents under the outbound rules ---------------------------------------
+
+
+@pytest.fixture
+def cimd_https(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Any:
+    import ssl
+
+    import trustme
+    from pytest_httpserver import HTTPServer
+
+    ca = trustme.CA()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("localhost").configure_cert(context)
+    server = HTTPServer(host="127.0.0.1", port=0, ssl_context=context)
+    server.start()
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    yield server
+    server.clear()
+    server.stop()
+
+
+def _document(url: str, redirect: str = REDIRECT) -> dict[str, Any]:
+    return {
+        "client_id": url,
+        "client_name": "Doc client",
+        "redirect_uris": [redirect],
+        "token_endpoint_auth_method": "none",
+    }
+
+
+def _authorize_as(browser: Client, client_id: str) -> Any:
+    from tests.oauth_helpers import authorize_query
+
+    _, challenge = pkce()
+    return browser.get(authorize_query(client_id, challenge, resource=MCP_URL))
+
+
+def test_a_metadata_document_on_loopback_is_used_when_the_outbound_rules_allow_loopback(
+    signed_in: Client, cimd_https: Any
+) -> None:
+    url = f"https://localhost:{cimd_https.port}/allowed.json"
+    cimd_https.expect_request("/allowed.json").respond_with_json(_document(url))
+    page = _authorize_as(signed_in, url)
+    assert page.status_code == 200, page.content[:300]
+    assert "Doc client" in page.content.decode() and "from its metadata document" in page.content.decode()
+    assert Application.objects.get(client_id=url).registration_source == "cimd"
+
+
+def test_a_metadata_document_on_loopback_is_refused_in_production(
+    settings: Any, signed_in: Client, cimd_https: Any
+) -> None:
+    settings.TRACEMEM_OUTBOUND_ALLOW = []
+    url = f"https://localhost:{cimd_https.port}/production.json"
+    cimd_https.expect_request("/production.json").respond_with_json(_document(url))
+    page = _authorize_as(signed_in, url)
+    assert page.status_code == 400
+    assert "invalid_client" in page.content.decode() or "Invalid client" in page.content.decode()
+    assert not Application.objects.filter(client_id=url).exists()
+    assert cimd_https.log == []  # never contacted
+
+
+def test_a_metadata_document_at_a_link_local_address_is_never_fetched(signed_in: Client) -> None:
+    url = "https://169.254.169.254/latest/client.json"
+    page = _authorize_as(signed_in, url)
+    assert page.status_code == 400
+    assert not Application.objects.filter(client_id=url).exists()
+
+
+def test_a_metadata_document_with_a_foreign_redirect_uri_is_refused(
+    signed_in: Client, cimd_https: Any
+) -> None:
+    url = f"https://localhost:{cimd_https.port}/foreign.json"
+    cimd_https.expect_request("/foreign.json").respond_with_json(_document(url, "https://evil.example/cb"))
+    page = _authorize_as(signed_in, url)
+    assert page.status_code == 400
+    assert not Application.objects.filter(client_id=url).exists()
+    assert len(cimd_https.log) == 1
+
+
+def test_a_metadata_document_naming_another_client_id_is_refused(signed_in: Client, cimd_https: Any) -> None:
+    url = f"https://localhost:{cimd_https.port}/liar.json"
+    cimd_https.expect_request("/liar.json").respond_with_json(_document("https://chatgpt.com/client.json"))
+    assert _authorize_as(signed_in, url).status_code == 400
+    assert not Application.objects.filter(client_id=url).exists()
+
+
+def test_the_django_admin_lists_connections_and_revokes_through_the_service(
+    signed_in: Client, alice: User, client_id: str
+) -> None:
+    tokens = connect(signed_in, client_id, MCP_URL)
+    connection = OAuthConnection.objects.get(user=alice)
+    admin = Client()
+    admin.force_login(User.objects.create_superuser("root", password=PASSWORD))
+    listing = admin.get("/admin/oauth/oauthconnection/")
+    assert listing.status_code == 200 and "Test client" in listing.content.decode()
+    response = admin.post(
+        "/admin/oauth/oauthconnection/",
+        {"action": "revoke", "_selected_action": [str(connection.pk)]},
+    )
+    assert response.status_code == 302
+    assert oauth_mcp(tokens["access_token"]).status_code == 401
+    assert AuditEntry.objects.get(action="oauth.revoke").actor_name == "root"
