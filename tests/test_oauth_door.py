@@ -600,3 +600,16 @@ def test_the_django_admin_lists_connections_and_revokes_through_the_service(
     assert response.status_code == 302
     assert oauth_mcp(tokens["access_token"]).status_code == 401
     assert AuditEntry.objects.get(action="oauth.revoke").actor_name == "root"
+
+
+def test_cancel_on_the_consent_page_sends_access_denied_and_binds_nothing(
+    signed_in: Client, client_id: str
+) -> None:
+    from tests.oauth_helpers import authorize_query
+
+    _, challenge = pkce()
+    page = signed_in.get(authorize_query(client_id, challenge, resource=MCP_URL))
+    data = {name: value for name, value in page.context["form"].initial.items() if value is not None}
+    answer = code_from(signed_in.post("/oauth/authorize/", {**data, "agent": "new"}))
+    assert answer["error"] == ["access_denied"] and "code" not in answer
+    assert not OAuthConnection.objects.exists() and not Agent.objects.exists()

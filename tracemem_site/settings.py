@@ -348,6 +348,10 @@ OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL = "oauth2_provider.AccessToken"
 OAUTH2_PROVIDER_REFRESH_TOKEN_MODEL = "oauth2_provider.RefreshToken"
 OAUTH2_PROVIDER_GRANT_MODEL = "oauth2_provider.Grant"
 OAUTH2_PROVIDER_ID_TOKEN_MODEL = "oauth2_provider.IDToken"
+# django-oauth-toolkit warns that http redirect URIs are allowed: they are, to loopback addresses only
+# (RFC 8252 native apps: Codex's `codex mcp login`, the MCP SDKs), which oauth.conf.redirect_uri_problem
+# enforces at registration; any other http redirect URI is refused.
+SILENCED_SYSTEM_CHECKS = ["oauth2_provider.W008"]
 OAUTH2_PROVIDER = oauth_provider_settings(
     TRACEMEM_PUBLIC_URL,
     access_token_seconds=TRACEMEM_OAUTH_ACCESS_TOKEN_SECONDS,
