@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -30,7 +31,10 @@ from oauth2_provider.views import (
     OAuthProtectedResourceMetadataView,
     OAuthServerMetadataView,
 )
-from oauth2_provider.views.dynamic_client_registration import DynamicClientRegistrationView
+from oauth2_provider.views.dynamic_client_registration import (
+    DynamicClientRegistrationManagementView,
+    DynamicClientRegistrationView,
+)
 from oauthlib.oauth2.rfc6749.errors import CustomOAuth2Error
 
 from oauth import conf, selectors, services
@@ -187,6 +191,36 @@ def _registration_error(error: str, description: str, status: int = 400, **heade
     return response
 
 
+def _redirect_uris_refusal(request: HttpRequest) -> JsonResponse | None:
+    """The redirect-URI rule (``conf.redirect_uri_problem``) on a registration body; a body that is
+    not a JSON object is left to DOT, which words that error."""
+    try:
+        data = json.loads(request.body or b"{}")
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    uris = data.get("redirect_uris")
+    if not isinstance(uris, list) or not uris:
+        return _registration_error("invalid_redirect_uri", "redirect_uris must be a non-empty array")
+    for uri in uris:
+        problem = conf.redirect_uri_problem(uri)
+        if problem:
+            return _registration_error("invalid_redirect_uri", problem)
+    return None
+
+
+@method_decorator(csrf_exempt, name="dispatch")
+class RegistrationManagementView(DynamicClientRegistrationManagementView):
+    """RFC 7592 reads, updates and deletes; an update passes the same redirect-URI rule."""
+
+    def put(self, request: HttpRequest, client_id: str, *args: Any, **kwargs: Any) -> HttpResponse:
+        refused = _redirect_uris_refusal(request)
+        if refused is not None:
+            return refused
+        return super().put(request, client_id, *args, **kwargs)
+
+
 @method_decorator(csrf_exempt, name="dispatch")
 class RegistrationView(DynamicClientRegistrationView):
     """RFC 7591 registration, open (ChatGPT and Codex register themselves) but limited: a number of
@@ -194,8 +228,6 @@ class RegistrationView(DynamicClientRegistrationView):
     are https or loopback and match ``TRACEMEM_OAUTH_REDIRECT_URIS``."""
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        from django.conf import settings
-
         limit = parse_rate(str(getattr(settings, "TRACEMEM_OAUTH_REGISTRATION_RATE", "") or ""))
         if limit is not None:
             allowed, window = limit
@@ -210,18 +242,9 @@ class RegistrationView(DynamicClientRegistrationView):
                     429,
                     Retry_After=str(wait),
                 )
-        try:
-            data = json.loads(request.body or b"{}")
-        except ValueError:
-            data = None
-        if isinstance(data, dict):
-            uris = data.get("redirect_uris")
-            if not isinstance(uris, list) or not uris:
-                return _registration_error("invalid_redirect_uri", "redirect_uris must be a non-empty array")
-            for uri in uris:
-                problem = conf.redirect_uri_problem(uri)
-                if problem:
-                    return _registration_error("invalid_redirect_uri", problem)
+        refused = _redirect_uris_refusal(request)
+        if refused is not None:
+            return refused
         return super().post(request, *args, **kwargs)
 
 

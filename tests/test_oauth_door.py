@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from django.contrib.auth.models import Group, User
@@ -613,3 +614,27 @@ def test_cancel_on_the_consent_page_sends_access_denied_and_binds_nothing(
     answer = code_from(signed_in.post("/oauth/authorize/", {**data, "agent": "new"}))
     assert answer["error"] == ["access_denied"] and "code" not in answer
     assert not OAuthConnection.objects.exists() and not Agent.objects.exists()
+
+
+def test_a_registered_client_cannot_move_its_redirect_uri_outside_the_rules() -> None:
+    registered = register(Client()).json()
+    token = registered["registration_access_token"]
+    path = urlsplit(registered["registration_client_uri"]).path
+    body = {
+        "client_name": "Test client",
+        "redirect_uris": ["https://evil.example/cb"],
+        "token_endpoint_auth_method": "none",
+    }
+    refused = Client().put(
+        path, json.dumps(body), content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}"
+    )
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_redirect_uri"
+    assert Application.objects.get(client_id=registered["client_id"]).redirect_uris == REDIRECT
+    body["redirect_uris"] = ["http://127.0.0.1:5000/cb"]
+    moved = Client().put(
+        path, json.dumps(body), content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}"
+    )
+    assert moved.status_code == 200, moved.content
+    assert (
+        Application.objects.get(client_id=registered["client_id"]).redirect_uris == "http://127.0.0.1:5000/cb"
+    )
