@@ -27,6 +27,7 @@ from agents.models import Agent
 from agents.selectors import agents_overview
 from agents.serializers import token_out
 from approvals.selectors import second_factor_required_by_policy
+from oauth import selectors as oauth_selectors
 from tracemem_core.errors import DomainError, InvalidArgument, NotFound
 from tracemem_core.permissions import has_perm, require_perm
 from tracemem_site import client_configs
@@ -204,6 +205,7 @@ def account(request: HttpRequest) -> HttpResponse:
             "issued": request.session.pop(_ISSUED_TOKEN, None),
             "two_factor_on": selectors.confirmed_device(user) is not None,
             "two_factor_required": second_factor_required_by_policy(user),
+            "oauth_connections": oauth_selectors.connections_visible(actor),
         },
     )
     response["Cache-Control"] = "no-store"  # it may carry a token shown once

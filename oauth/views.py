@@ -298,6 +298,5 @@ def connection_revoke(request: HttpRequest, connection_id: int) -> HttpResponse:
         messages.error(request, exc.message)
     else:
         messages.success(request, f"Revoked {connection.client_name}: its tokens stop working now.")
-    return redirect(
-        "/oauth/connections/?all=1" if request.POST.get("back") == "all" else "/oauth/connections/"
-    )
+    back = {"all": "/oauth/connections/?all=1", "account": "/account/"}
+    return redirect(back.get(request.POST.get("back", ""), "/oauth/connections/"))

@@ -638,3 +638,16 @@ def test_a_registered_client_cannot_move_its_redirect_uri_outside_the_rules() ->
     assert (
         Application.objects.get(client_id=registered["client_id"]).redirect_uris == "http://127.0.0.1:5000/cb"
     )
+
+
+def test_the_settings_page_lists_and_revokes_ones_own_connections(
+    signed_in: Client, alice: User, client_id: str
+) -> None:
+    tokens = connect(signed_in, client_id, MCP_URL)
+    connection = OAuthConnection.objects.get(user=alice)
+    page = signed_in.get("/account/").content.decode()
+    assert f'id="oauth-connection-{connection.pk}"' in page and "Test client (alice)" in page
+    response = signed_in.post(f"/oauth/connections/{connection.pk}/revoke/", {"back": "account"})
+    assert response.status_code == 302 and response["Location"] == "/account/"
+    assert oauth_mcp(tokens["access_token"]).status_code == 401
+    assert "revoked" in signed_in.get("/account/").content.decode()
