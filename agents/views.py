@@ -29,6 +29,7 @@ from agents.services import registry as agent_registry
 from agents.services import tokens as agent_tokens
 from agents.services import twofactor
 from approvals.selectors import second_factor_required_by_policy
+from oauth import selectors as oauth_selectors
 from tracemem_core.errors import DomainError, InvalidArgument, NotFound
 from tracemem_core.permissions import has_perm, require_perm
 from tracemem_site import client_configs
@@ -70,10 +71,19 @@ def _client_configs(secret: str) -> list[dict[str, str]]:
 def agent_list(request: HttpRequest) -> HttpResponse:
     actor = web_actor(request)
     agents = agents_overview(actor)
+    oauth_configs = [
+        {"name": snippet.title, "text": snippet.content}
+        for client in client_configs.OAUTH_CLIENTS
+        for snippet in client_configs.client_config(client)
+    ]
     return render(
         request,
         "agents/list.html",
-        {"agents": agents, "can_manage": has_perm(actor, "agents.manage_agents")},
+        {
+            "agents": agents,
+            "can_manage": has_perm(actor, "agents.manage_agents"),
+            "oauth_configs": oauth_configs,
+        },
     )
 
 
@@ -197,6 +207,7 @@ def account(request: HttpRequest) -> HttpResponse:
             "issued": request.session.pop(_ISSUED_TOKEN, None),
             "two_factor_on": selectors.confirmed_device(user) is not None,
             "two_factor_required": second_factor_required_by_policy(user),
+            "oauth_connections": oauth_selectors.connections_visible(actor),
         },
     )
     response["Cache-Control"] = "no-store"  # it may carry a token shown once

@@ -14,6 +14,7 @@ from typing import Any
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from oauth.conf import provider_settings as oauth_provider_settings
 from tracemem_core.env import env_bool, env_identifier, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -54,6 +55,7 @@ INSTALLED_APPS = [
     "django_otp.plugins.otp_totp",
     "pgtrigger",
     "mcp_server",
+    "oauth2_provider",
     "tracemem_site",
     "agents",
     "decisions",
@@ -61,6 +63,7 @@ INSTALLED_APPS = [
     "approvals",
     "products",
     "audit",
+    "oauth",
 ]
 
 MIDDLEWARE = [
@@ -328,6 +331,32 @@ SPECTACULAR_SETTINGS = {
 DJANGO_MCP_GLOBAL_SERVER_CONFIG = {"name": "tracemem", "stateless": True}
 DJANGO_MCP_AUTHENTICATION_CLASSES = ["agents.auth.AgentKeyAuthentication"]
 DJANGO_MCP_GET_SERVER_INSTRUCTIONS_TOOL = False
+
+# --- The OAuth MCP door (docs/oauth.md): /oauth/mcp for clients that connect only with OAuth
+# (ChatGPT on the web); django-oauth-toolkit is the authorization server, issuer <public URL>/oauth.
+# Redirect URIs clients may register (shell patterns; default: ChatGPT's, Claude's, loopback).
+TRACEMEM_OAUTH_REDIRECT_URIS = env_list("TRACEMEM_OAUTH_REDIRECT_URIS", [])
+# Dynamic client registrations per client address ("N/second|minute|hour|day"; "off" disables).
+TRACEMEM_OAUTH_REGISTRATION_RATE = env_str("TRACEMEM_OAUTH_REGISTRATION_RATE", "20/hour")
+# Only members of this group (and superusers) may connect OAuth clients; empty: every active user.
+TRACEMEM_OAUTH_CONNECT_GROUP = env_str("TRACEMEM_OAUTH_CONNECT_GROUP", "")
+TRACEMEM_OAUTH_ACCESS_TOKEN_SECONDS = env_int("TRACEMEM_OAUTH_ACCESS_TOKEN_SECONDS", 3600)
+TRACEMEM_OAUTH_REFRESH_TOKEN_SECONDS = env_int("TRACEMEM_OAUTH_REFRESH_TOKEN_SECONDS", 30 * 86400)
+# Named so that migrations referring to django-oauth-toolkit's (swappable) models can be written.
+OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth2_provider.Application"
+OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL = "oauth2_provider.AccessToken"
+OAUTH2_PROVIDER_REFRESH_TOKEN_MODEL = "oauth2_provider.RefreshToken"
+OAUTH2_PROVIDER_GRANT_MODEL = "oauth2_provider.Grant"
+OAUTH2_PROVIDER_ID_TOKEN_MODEL = "oauth2_provider.IDToken"
+# django-oauth-toolkit warns that http redirect URIs are allowed: they are, to loopback addresses only
+# (RFC 8252 native apps: Codex's `codex mcp login`, the MCP SDKs), which oauth.conf.redirect_uri_problem
+# enforces at registration; any other http redirect URI is refused.
+SILENCED_SYSTEM_CHECKS = ["oauth2_provider.W008"]
+OAUTH2_PROVIDER = oauth_provider_settings(
+    TRACEMEM_PUBLIC_URL,
+    access_token_seconds=TRACEMEM_OAUTH_ACCESS_TOKEN_SECONDS,
+    refresh_token_seconds=TRACEMEM_OAUTH_REFRESH_TOKEN_SECONDS,
+)
 
 # --- Receipts (docs/receipts.md): Ed25519 signing key as base64 (PEM or 32-byte seed), or a file;
 # unset, a key is generated under VAR_DIR on first use.

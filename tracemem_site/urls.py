@@ -24,6 +24,8 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
     path("favicon.ico", site_views.favicon, name="favicon"),
     path("mcp", MCPView.as_view(), name="mcp"),
+    # The OAuth door (issue 15): /oauth/mcp, its metadata, the authorization server, consent.
+    path("", include("oauth.urls")),
     path("healthz", health.healthz, name="healthz"),
     path("", include("decisions.urls_wellknown")),
     path("readyz", health.readyz, name="readyz"),
