@@ -17,9 +17,9 @@ from django.conf import settings
 from decisions.models import Decision
 from decisions.receipts import decision_receipt
 from receiptlog.models import Checkpoint, LogLeaf
-from tracemem_site import validation as v
-from tracemem_site.actor import Actor
-from tracemem_site.errors import DomainError, InvalidArgument, InvalidState, NotFound
+from tracemem_core import validation as v
+from tracemem_core.actor import Actor
+from tracemem_core.errors import DomainError, InvalidArgument, InvalidState, NotFound
 from tracemem_verify import merkle
 from tracemem_verify.log import ConsistencyProof, InclusionProof, encode_hash
 

@@ -34,9 +34,9 @@ from decisions.models import Receipt
 from decisions.receipts import receipt_out, receipt_signing_key
 from receiptlog.models import Checkpoint, LogLeaf, WitnessDelivery, WitnessDeliveryStatus
 from receiptlog.selectors import log_origin, log_size, nodes_fetch, with_nodes
-from tracemem_site.actor import Actor
-from tracemem_site.ids import new_id
-from tracemem_site.timefmt import iso_z
+from tracemem_core.actor import Actor
+from tracemem_core.ids import new_id
+from tracemem_core.timefmt import iso_z
 from tracemem_verify import merkle
 from tracemem_verify.checkpoint import Checkpoint as CheckpointBody
 from tracemem_verify.checkpoint import NoteSigner, sign_checkpoint

@@ -8,8 +8,8 @@ from celery import shared_task
 from django.conf import settings
 
 from receiptlog import services
-from tracemem_site import shared_cache
-from tracemem_site.actor import Actor
+from tracemem_core import shared_cache
+from tracemem_core.actor import Actor
 
 logger = logging.getLogger(__name__)
 

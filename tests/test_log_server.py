@@ -25,7 +25,7 @@ from receiptlog import tasks
 from receiptlog.models import Checkpoint, LogLeaf
 from tests.conftest import AgentClient, psql_as_app
 from tests.test_proof_receipts import SEED_A, _seed_b64, run_cli
-from tracemem_site.actor import Actor
+from tracemem_core.actor import Actor
 from tracemem_verify.checkpoint import parse_checkpoint
 from tracemem_verify.log import open_log_checkpoint, receipt_leaf_hash
 from tracemem_verify.merkle import MemoryTree

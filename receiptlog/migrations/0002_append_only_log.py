@@ -2,7 +2,7 @@
 
 Plain SQL triggers owned by the table owner and ENABLE ALWAYS, in the style of ``decisions 0003``
 (docs/security.md): no session setting skips them, the app role can neither drop nor disable them,
-and ``tracemem_site.dbroles.APPEND_ONLY_TABLES`` grants it only SELECT and INSERT on both tables.
+and ``tracemem_core.dbroles.APPEND_ONLY_TABLES`` grants it only SELECT and INSERT on both tables.
 
 * ``receiptlog_logleaf`` and ``receiptlog_checkpoint``: UPDATE, DELETE and TRUNCATE refused;
 * a leaf must be the next one (``leaf_index`` = the last + 1, appends queue on the log's advisory
@@ -19,7 +19,7 @@ first leaves, in close order. SQLite (the embedded default) gets the append-only
 
 from django.db import migrations
 
-from tracemem_site.migration_ops import AppendOnly, VendorSQL, enable_always
+from tracemem_core.migration_ops import AppendOnly, VendorSQL, enable_always
 
 LOG_LOCK = int.from_bytes(b"tm-rlog", "big")
 
@@ -134,7 +134,7 @@ $$""",
     *enable_always("receiptlog_checkpoint", "tracemem_log_checkpoint_chain"),
     *enable_always("decisions_receipt", "tracemem_receipt_logged"),
     # Names resolve in pg_catalog, TraceMem's schema, and the session's temporary schema last
-    # (tracemem_site.migration_ops.pin_search_path, here with the node function's arguments).
+    # (tracemem_core.migration_ops.pin_search_path, here with the node function's arguments).
     "DO $$ BEGIN "
     + " ".join(
         f"EXECUTE format('ALTER FUNCTION {signature} SET search_path = pg_catalog, %I, pg_temp', current_schema());"
@@ -160,7 +160,7 @@ PG_DROP = [
 
 def log_existing_receipts(apps, schema_editor):
     """Append the receipts issued before the log existed, in close order."""
-    from tracemem_site.timefmt import iso_z
+    from tracemem_core.timefmt import iso_z
     from tracemem_verify.log import receipt_leaf_hash
     from tracemem_verify.merkle import MemoryTree
 
