@@ -195,7 +195,8 @@ class WitnessAttempt:
 def _claim(delivery_id: str) -> WitnessDelivery | None:
     with transaction.atomic():
         delivery = (
-            WitnessDelivery.objects.select_for_update(skip_locked=True)
+            # Lock the delivery only: the app role may not lock the append-only checkpoint row.
+            WitnessDelivery.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("checkpoint")
             .filter(pk=delivery_id, status=WitnessDeliveryStatus.PENDING)
             .first()
