@@ -176,7 +176,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 CELERY_TASK_PUBLISH_RETRY = False
 # Notifications have their own queue and worker pool (scripts/worker.sh), so a slow receiver never
 # delays the beat's tick (approval expiry) or anything else; every other task uses "celery".
-CELERY_TASK_ROUTES = {"approvals.deliver_delivery": {"queue": "deliveries"}}
+CELERY_TASK_ROUTES = {
+    "approvals.deliver_delivery": {"queue": "deliveries"},
+    "receiptlog.deliver_witness": {"queue": "deliveries"},  # checkpoints to witnesses: outbound too
+}
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     # Expire overdue approvals (fail closed) and re-dispatch overdue deliveries (approvals/tasks.py).
     "approvals-tick": {"task": "approvals.tick", "schedule": env_int("TRACEMEM_APPROVALS_TICK_SECONDS", 30)},
