@@ -267,9 +267,9 @@ def witness_deliveries_redispatch_due(*, actor: Actor, limit: int = 500) -> int:
     return sum(publish_witness_delivery(delivery_id) for delivery_id in ids)
 
 
-def log_tick(*, actor: Actor) -> dict[str, int]:
+def log_tick(*, actor: Actor) -> dict[str, int | None]:
     """The beat's job: a checkpoint when the log grew, the latest one exported, witnesses re-dispatched."""
     made = checkpoint_make(actor=actor)
     checkpoint_export_latest()
     redispatched = witness_deliveries_redispatch_due(actor=actor)
-    return {"checkpoint": made.tree_size if made is not None else -1, "redispatched": redispatched}
+    return {"checkpoint_size": made.tree_size if made is not None else None, "redispatched": redispatched}

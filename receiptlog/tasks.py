@@ -39,6 +39,6 @@ def deliver_witness(delivery_id: str) -> str | None:
 
 
 @shared_task(name="receiptlog.tick", ignore_result=True)
-def log_tick() -> dict[str, int]:
+def log_tick() -> dict[str, int | None]:
     """The beat task: sign a checkpoint when the log grew; re-dispatch due witness deliveries."""
     return services.log_tick(actor=Actor.system(SYSTEM))

@@ -59,9 +59,9 @@ def close_decision(api: AgentClient, action: str = "commit", step: str = "extrac
     return did
 
 
-def checkpoint_now() -> int:
-    """What the worker's beat does every few seconds; returns the size of the checkpoint it signed."""
-    return tasks.log_tick()["checkpoint"]
+def checkpoint_now() -> int | None:
+    """What the worker's beat does every few seconds; the size of the checkpoint it signed, if any."""
+    return tasks.log_tick()["checkpoint_size"]
 
 
 def fetch_checkpoint(tree_size: int | None = None) -> str:
@@ -158,7 +158,7 @@ def test_inclusion_waits_for_a_checkpoint_that_covers_the_leaf(api: AgentClient)
     assert "leaf 1 of the receipt log, and the latest checkpoint covers 1 leaves" in error["message"]
     assert api.get(f"/api/v1/decisions/{first}/inclusion").status_code == 200
     # Nothing to sign twice: a tick without new leaves makes no checkpoint.
-    assert checkpoint_now() == 2 and checkpoint_now() == -1
+    assert checkpoint_now() == 2 and checkpoint_now() is None
     assert api.get(f"/api/v1/decisions/{second}/inclusion").json()["tree_size"] == 2
     # Against an older checkpoint: by size.
     older = api.get(f"/api/v1/decisions/{first}/inclusion?tree_size=1").json()
