@@ -24,7 +24,7 @@ from decisions.models import Decision, Receipt
 from receiptlog import tasks
 from receiptlog.models import Checkpoint, LogLeaf
 from tests.conftest import AgentClient, psql_as_app
-from tests.test_proof_receipts import SEED_A, _seed_b64, run_cli
+from tests.test_proof_receipts import SEED_A, SEED_B, _seed_b64, run_cli
 from tracemem_core.actor import Actor
 from tracemem_verify.checkpoint import parse_checkpoint
 from tracemem_verify.log import open_log_checkpoint, receipt_leaf_hash
@@ -348,3 +348,71 @@ def test_the_database_refuses_a_leaf_that_does_not_continue_the_tree(
 def test_log_verify_exit_code_is_non_zero_from_the_command_line_on_a_missing_file(tmp_path: Path) -> None:
     with pytest.raises(CommandError):
         call_command("log_verify", "--checkpoint", str(tmp_path / "missing"))
+
+
+def test_checkpoints_signed_before_a_key_rotation_keep_verifying_and_prove_consistency(
+    api: AgentClient, tmp_path: Path
+) -> None:
+    close_decision(api)
+    checkpoint_now()
+    old = write(tmp_path, "old", fetch_checkpoint())
+    receipts._load_signing_key.cache_clear()
+    with override_settings(TRACEMEM_RECEIPT_KEY=_seed_b64(SEED_B)):  # the operator rotates the key
+        close_decision(api)
+        checkpoint_now()
+        new = write(tmp_path, "new", fetch_checkpoint())
+        published = keys()
+    assert [k["valid_to"] is None for k in published] == [False, True]
+    assert all(k["note_verifier_key"].startswith(f"{ORIGIN}+") for k in published)
+    result = run_cli(
+        "consistency",
+        old,
+        new,
+        "--proof",
+        write(tmp_path, "proof.json", Client().get("/api/v1/log/consistency?from=1&to=2").json()),
+        "--keys",
+        write(tmp_path, "keys.json", published),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    old_id, new_id = (k["key_id"] for k in published)
+    assert f"checkpoints signed by key {old_id}" in result.stdout and f"and {new_id}" in result.stdout
+    call_command("log_verify")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_closes_append_gapless_leaves_in_commit_order(make_agent: Any, capsys: Any) -> None:
+    import threading
+
+    from django.db import connections
+
+    agent, _ = make_agent("busy-agent")
+    actor = Actor.for_agent(agent)
+    ids = [
+        decision_services.decision_create(
+            actor=actor, intent="load.test.close", automation_mode="autonomous"
+        ).decision_id
+        for _ in range(12)
+    ]
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(ids))
+
+    def close(decision_id: str) -> None:
+        try:
+            start.wait()
+            decision_services.decision_close(actor=actor, decision_id=decision_id, action="commit")
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=close, args=(did,)) for did in ids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    leaves = list(LogLeaf.objects.order_by("leaf_index").values_list("leaf_index", "receipt_id"))
+    assert [i for i, _ in leaves] == list(range(12)) and {d for _, d in leaves} == set(ids)
+    assert checkpoint_now() == 12
+    call_command("log_verify")
+    assert "OK: receipt log of 12 leaves" in capsys.readouterr().out
