@@ -124,3 +124,20 @@ def test_a_failing_witness_is_retried_with_backoff_and_never_holds_up_another(
     assert hits.count("/down") == 2 and hits.count("/up") == 1
     body = json.loads(httpserver.log[-1][0].get_data(as_text=True))
     assert body["delivery_id"] == down.delivery_id
+
+
+def test_staff_see_checkpoints_and_witness_deliveries_read_only_in_the_admin(
+    api: AgentClient, httpserver: Any, settings: Any, admin_client: Any
+) -> None:
+    settings.TRACEMEM_LOG_WITNESSES = ["witness"]
+    WebhookEndpoint.objects.create(name="witness", url=httpserver.url_for("/w"), signing_secret=whsec())
+    httpserver.expect_request("/w").respond_with_data("no", status=500)
+    close_decision(api)
+    checkpoint_now()
+    delivery = WitnessDelivery.objects.get()
+    page = admin_client.get("/admin/receiptlog/witnessdelivery/")
+    assert page.status_code == 200 and delivery.delivery_id in page.content.decode()
+    detail = admin_client.get(f"/admin/receiptlog/witnessdelivery/{delivery.pk}/change/").content.decode()
+    assert "webhook receiver answered HTTP 500" in detail
+    assert admin_client.get("/admin/receiptlog/checkpoint/1/change/").status_code == 200
+    assert admin_client.get("/admin/receiptlog/checkpoint/add/").status_code == 403
