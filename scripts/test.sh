@@ -24,7 +24,7 @@ if grep -nE '^\s*(from|import) django\.(http|forms|template|shortcuts)' \
 fi
 echo "== mypy (django-stubs): tracemem_core, tracemem_site and every app's services and selectors"
 .venv/bin/mypy tracemem_core tracemem_site tracemem_verify */services.py */services/*.py */config.py */selectors.py decisions/records.py decisions/receipts.py \
-  decisions/evidence.py decisions/integrity.py policies/engine.py products/engine.py products/dsn.py \
+  decisions/evidence.py decisions/integrity.py receiptlog/integrity.py policies/engine.py products/engine.py products/dsn.py \
   products/demo.py approvals/demo.py policies/demo.py
 echo "== mypy --strict: the Python client (clients/python), against the oldest Python it supports"
 (cd clients/python && ../../.venv/bin/mypy src)

@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "products",
     "audit",
     "oauth",
+    "receiptlog",
 ]
 
 MIDDLEWARE = [
@@ -178,10 +179,15 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 CELERY_TASK_PUBLISH_RETRY = False
 # Notifications have their own queue and worker pool (scripts/worker.sh), so a slow receiver never
 # delays the beat's tick (approval expiry) or anything else; every other task uses "celery".
-CELERY_TASK_ROUTES = {"approvals.deliver_delivery": {"queue": "deliveries"}}
+CELERY_TASK_ROUTES = {
+    "approvals.deliver_delivery": {"queue": "deliveries"},
+    "receiptlog.deliver_witness": {"queue": "deliveries"},  # checkpoints to witnesses: outbound too
+}
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     # Expire overdue approvals (fail closed) and re-dispatch overdue deliveries (approvals/tasks.py).
     "approvals-tick": {"task": "approvals.tick", "schedule": env_int("TRACEMEM_APPROVALS_TICK_SECONDS", 30)},
+    # Sign a checkpoint of the receipt log when it grew; re-dispatch witness deliveries (receiptlog/tasks.py).
+    "receiptlog-tick": {"task": "receiptlog.tick", "schedule": env_int("TRACEMEM_CHECKPOINT_SECONDS", 5)},
 }
 CELERY_TIMEZONE = "UTC"
 
@@ -362,6 +368,21 @@ OAUTH2_PROVIDER = oauth_provider_settings(
 # unset, a key is generated under VAR_DIR on first use.
 TRACEMEM_RECEIPT_KEY = env_str("TRACEMEM_RECEIPT_KEY")
 TRACEMEM_RECEIPT_KEY_FILE = env_str("TRACEMEM_RECEIPT_KEY_FILE")
+
+# --- Receipt log (docs/receipts.md, "Receipt log and checkpoints"): the origin line of every
+# checkpoint, which is also the note key name: never change it for the life of a log. Default: the
+# public URL without its scheme, plus "/log". Witnesses: names of webhook endpoints that receive
+# every new checkpoint; TRACEMEM_CHECKPOINT_DIR: a directory each new checkpoint is written to.
+TRACEMEM_LOG_ORIGIN = env_str(
+    "TRACEMEM_LOG_ORIGIN", TRACEMEM_PUBLIC_URL.split("://", 1)[-1].rstrip("/") + "/log"
+)
+if not TRACEMEM_LOG_ORIGIN or "+" in TRACEMEM_LOG_ORIGIN or any(c.isspace() for c in TRACEMEM_LOG_ORIGIN):
+    raise ImproperlyConfigured(
+        f"TRACEMEM_LOG_ORIGIN {TRACEMEM_LOG_ORIGIN!r} must be non-empty, without spaces or '+' "
+        "(it names the log and its note key), e.g. tracemem.example.com/log"
+    )
+TRACEMEM_LOG_WITNESSES = env_list("TRACEMEM_LOG_WITNESSES", [])
+TRACEMEM_CHECKPOINT_DIR = env_str("TRACEMEM_CHECKPOINT_DIR")
 
 # --- Outbound destinations (docs/security.md §9): webhook endpoints, Slack integrations and data
 # sources may reach public addresses; loopback, private and other non-public ones only when listed

@@ -14,6 +14,7 @@ api_v1 = [
     path("", include("policies.urls")),
     path("", include("products.urls")),
     path("", include("audit.urls")),
+    path("", include("receiptlog.urls")),
 ]
 
 urlpatterns = [
@@ -28,6 +29,7 @@ urlpatterns = [
     path("", include("oauth.urls")),
     path("healthz", health.healthz, name="healthz"),
     path("", include("decisions.urls_wellknown")),
+    path("", include("receiptlog.urls_wellknown")),
     path("readyz", health.readyz, name="readyz"),
     # Reviewer and admin web UI (issue 7).
     path("", site_views.dashboard, name="dashboard"),
