@@ -275,11 +275,11 @@ def populated(make_agent: Callable[..., tuple[Agent, str]], live_server: Any) ->
     import base64
     import secrets as pysecrets
 
-    from agents import services as agent_services
+    from agents.services import tokens as agent_services
     from approvals.models import SlackIntegration, WebhookEndpoint
     from decisions import records
     from decisions import services as decision_services
-    from products import services as product_services
+    from products import demo as product_services
     from products.demo import demo_tables_create
     from tracemem_core.actor import Actor
 

@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.test import Client
 
-from agents import services as agent_services
+from agents.services import tokens as agent_tokens
 from approvals.models import Approval, Vote
 from tests.appr_helpers import make_reviewer, make_route, open_decision, request_approval
 from tests.conftest import AgentClient
@@ -109,7 +109,7 @@ def as_json_schema(openapi: Any) -> Any:
 
 def test_the_receipt_keys_schema_matches_what_the_endpoint_returns() -> None:
     admin = get_user_model().objects.create_superuser("root", "root@example.com", "pw-root-123")
-    agent_services.personal_token_create(actor=Actor.system(), user=admin)
+    agent_tokens.personal_token_create(actor=Actor.system(), user=admin)
     schema = Client().get("/api/schema/?format=json").json()
     operation = schema["paths"]["/.well-known/tracemem/receipt-keys"]["get"]
     declared = operation["responses"]["200"]["content"]["application/json"]["schema"]
@@ -131,7 +131,7 @@ SUPERSCRIPT_TWO = "²"
 def test_unicode_digits_anywhere_a_number_is_typed_are_refused_not_a_server_error(
     make_agent: Any,
 ) -> None:
-    from policies import services as policy_services
+    from policies.services import authoring as policy_services
     from tests.ui_scenario import REFUND_POLICY
 
     admin = get_user_model().objects.create_superuser("root", "root@example.com", "pw-root-123")
@@ -141,7 +141,7 @@ def test_unicode_digits_anywhere_a_number_is_typed_are_refused_not_a_server_erro
     policy_services.policy_create(actor=system, policy_id="refunds", definition=REFUND_POLICY)
     policy_services.policy_publish(actor=system, policy_id="refunds")
     policy_services.policy_draft_save(actor=system, policy_id="refunds", definition=REFUND_POLICY)
-    token = agent_services.personal_token_create(actor=system, user=admin).secret
+    token = agent_tokens.personal_token_create(actor=system, user=admin).secret
     browser = Client(raise_request_exception=False)
     browser.force_login(admin)
     api = Client(raise_request_exception=False, HTTP_AUTHORIZATION=f"Token {token}")
