@@ -14,8 +14,8 @@ from django.db import transaction
 from django.utils import timezone
 from oauth2_provider.models import AccessToken, Application, RefreshToken
 
-from agents import services as agent_services
 from agents.models import Agent
+from agents.services.registry import agent_create
 from audit.services import audit_record
 from oauth.conf import SCOPE
 from oauth.models import OAuthConnection
@@ -71,7 +71,7 @@ def connection_bind(*, actor: Actor, application: Application, agent_choice: str
     user = actor.user
     assert user is not None
     if agent_choice == NEW_AGENT:
-        agent = agent_services.agent_create(
+        agent = agent_create(
             actor=Actor.system(f"oauth consent by {user.get_username()}"),
             name=default_agent_name(application=application, user=user),
             owner=user,

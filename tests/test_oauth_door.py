@@ -486,11 +486,11 @@ def test_the_person_cannot_approve_their_oauth_agents_request(
         "decision_request_approval",
         {"decision_id": decision_id, "title": "Refund", "approval_route_id": "route_finance"},
     )["approval_id"]
-    from approvals import services as approval_services
+    from approvals.services.requests import approval_vote
     from tracemem_core.errors import PermissionDenied
 
     with pytest.raises(PermissionDenied):
-        approval_services.approval_vote(
+        approval_vote(
             actor=Actor.for_user(alice), approval_id=approval_id, decision="approve", rationale="mine"
         )
     assert not Vote.objects.exists()
