@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.db.models import QuerySet
@@ -9,7 +11,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from agents.models import Agent, AgentKey, PersonalToken
 from tracemem_core.actor import Actor
-from tracemem_core.errors import NotFound
+from tracemem_core.errors import InvalidArgument, NotFound
 from tracemem_core.permissions import (
     has_perm,
     is_superuser,
@@ -40,7 +42,7 @@ def agent_keys(agent: Agent) -> QuerySet[AgentKey]:
 
 def agent_key_by_id(agent: Agent, key_id: str) -> AgentKey:
     raw = key_id.removeprefix("key_")
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):
         raise NotFound(f"no key {key_id} for agent {agent.agent_id}")
     try:
         return AgentKey.objects.get(agent=agent, pk=int(raw))
@@ -134,15 +136,22 @@ def personal_tokens(
     return qs.filter(user=actor.user)
 
 
+# ASCII digits only (str.isdigit() also takes "²", which int() refuses), no leading zero, and small
+# enough for a bigint primary key.
+TOKEN_ID_RE = re.compile(r"tok_([1-9][0-9]{0,17})", re.ASCII)
+
+
 def personal_token_by_id(actor: Actor, token_id: str) -> PersonalToken:
     """A token its owner (or an admin) may manage; anyone else gets ``not_found``, as for a token
     that does not exist, so token ids reveal nothing."""
-    raw = token_id.removeprefix("tok_")
-    token = (
-        PersonalToken.objects.select_related("user").filter(pk=int(raw)).first()
-        if raw.isdigit() and len(raw) < 19
-        else None
-    )
+    match = TOKEN_ID_RE.fullmatch(token_id) if isinstance(token_id, str) else None
+    if match is None:
+        raise InvalidArgument(
+            f"token_id {str(token_id)[:40]!r} is not a token id: expected tok_ followed by a number, as GET "
+            "/api/v1/tokens shows (e.g. tok_12)",
+            field="token_id",
+        )
+    token = PersonalToken.objects.select_related("user").filter(pk=int(match.group(1))).first()
     if token is None or not may_manage_tokens_of(actor, token.user_id):
         raise NotFound(f"no token {token_id}")
     return token

@@ -39,7 +39,7 @@ from tracemem_core.errors import (
     PermissionDenied,
     PolicyDenied,
 )
-from tracemem_core.redaction import redact
+from tracemem_core.redaction import redact, redact_strings
 from tracemem_verify.chain import GENESIS_HASH, event_hash
 
 INTENT_RE = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+){1,7}$")
@@ -57,13 +57,15 @@ def trace_append(
 
     The caller holds the decision's row lock (:func:`decision_lock`) inside its transaction, which
     is what keeps ``seq`` gapless and the chain linear under concurrency. ``payload`` must already
-    be redacted; it is normalised through JSON so the hash covers exactly what is stored.
+    be redacted (the value patterns run over it once more); it is normalised through JSON so the hash covers exactly what is stored.
 
     The database checks that the event continues the chain of a decision that is not closed and
     advances the decision's ``event_count``/``trace_head`` itself (one INSERT, no UPDATE round
     trip; migration decisions 0003); the same values are mirrored on ``decision`` here.
     """
-    stored_payload = json.loads(json.dumps(payload))
+    # Redacted by the caller; the value patterns run once more over every string, for text no field
+    # rule covers (error messages, a receiver's answer, a future caller that forgets).
+    stored_payload = json.loads(json.dumps(redact_strings(payload)))
     event = TraceEvent(
         decision=decision,
         seq=decision.event_count + 1,

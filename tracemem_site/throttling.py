@@ -37,7 +37,7 @@ def parse_rate(rate: str) -> tuple[int, int] | None:
         return None
     count, _, period = text.partition("/")
     seconds = _PERIODS.get(period.rstrip("s"))
-    if not count.isdigit() or int(count) < 1 or seconds is None:
+    if not (count.isascii() and count.isdigit()) or int(count) < 1 or seconds is None:
         raise ImproperlyConfigured(
             f"TRACEMEM_AGENT_RATE_LIMIT must look like 1200/minute (second|minute|hour|day) or off; got {rate!r}"
         )
