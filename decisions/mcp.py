@@ -7,7 +7,15 @@ from typing import Any, Literal
 from mcp_server import MCPToolset
 
 from decisions import selectors, services
-from decisions.serializers import closed_out, created_out, decision_out, event_ref_out, trace_page_out
+from decisions.serializers import (
+    closed_out,
+    created_out,
+    decision_out,
+    event_ref_out,
+    trace_page_out,
+    wait_out,
+)
+from tracemem_site import waits
 from tracemem_site.mcp_door import mcp_actor
 from tracemem_site.validation import first_present
 
@@ -69,15 +77,36 @@ class DecisionTools(MCPToolset):
         return event_ref_out(event)
 
     def decision_get(self, decision_id: str) -> dict[str, Any]:
-        """Read a decision's current state. Poll this while waiting for a human.
+        """Read a decision's current state.
 
         Returns status (open | needs_approval | approved | rejected | committed | aborted),
         approval_status (null | pending | approved | rejected | expired), approval_required,
-        pending_approval_id, event_count and trace_head. While approval_status is pending, wait
-        and poll again (every few seconds to minutes); when approved, continue with your writes
-        and decision_close(action="commit"); when rejected or expired, decision_close(action="abort").
+        pending_approval_id, event_count and trace_head. While approval_status is pending, call
+        decision_wait (it returns the moment a human answers) rather than polling this; when
+        approved, continue with your writes and decision_close(action="commit"); when rejected or
+        expired, decision_close(action="abort").
         """
         return decision_out(selectors.decision_for(mcp_actor(self.request), decision_id))
+
+    def decision_wait(self, decision_id: str, timeout_seconds: float | None = None) -> dict[str, Any]:
+        """Wait for a human: returns as soon as the decision's approval is resolved, or after
+        timeout_seconds (default 25, at most 50) with timed_out true. Use it instead of polling.
+
+        Call it after decision_request_approval (or whenever approval_status is pending). It returns
+        the decision_get object plus timed_out. timed_out false: the wait is over; approval_status
+        says how (approved: continue with your writes and decision_close(action="commit");
+        rejected or expired: decision_close(action="abort")). timed_out true: nobody has answered
+        yet; call decision_wait again right away (approvals can take minutes to days). When nothing
+        is pending it returns at once.
+        """
+        actor = mcp_actor(self.request)
+        outcome = waits.wait_for(
+            decision_id,
+            lambda deadline: selectors.decision_wait_check(
+                actor, decision_id, timeout_seconds=timeout_seconds, deadline=deadline
+            ),
+        )
+        return wait_out(outcome)
 
     def decision_trace(
         self, decision_id: str, after_seq: int | None = None, limit: int | None = None
@@ -108,7 +137,7 @@ class DecisionTools(MCPToolset):
 
         (Alias: outcome; "rollback" means abort.) Commit is gated: it fails with
         [approval_required] when the automation mode or a policy exception still needs a granted
-        approval (call decision_request_approval, then poll decision_get), and with
+        approval (call decision_request_approval, then decision_wait), and with
         [invalid_state] while approval is pending or after a rejection (then abort).
         Abort always works on a decision that is not closed yet.
         Returns {decision_id, status: "committed" | "aborted", closed_at, trace_head}.

@@ -52,7 +52,7 @@ from rest_framework import exceptions
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 
-from tracemem_site import safejson
+from tracemem_site import safejson, waits
 from tracemem_site.errors import DomainError, InvalidArgument, Unavailable
 from tracemem_site.outage import database_outage
 from tracemem_site.parsers import PayloadTooLarge
@@ -173,7 +173,7 @@ class _DropDomainErrors(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        return not isinstance(exc, DomainError | pydantic.ValidationError)
+        return not isinstance(exc, DomainError | pydantic.ValidationError | waits.ParkRequest)
 
 
 def configure_mcp_server() -> None:
@@ -349,11 +349,15 @@ class FastPathMixin:
             meta = tool.fn_metadata
             arguments = meta.arg_model.model_validate(meta.pre_parse_json(parsed.arguments or {}))
             instance = caller.class_(context=None, request=request)
-            value = _SyncToolCallWrapper(getattr(instance, caller.method_name))(
-                **arguments.model_dump_one_level()
-            )
+            with waits.door_parks():
+                value = _SyncToolCallWrapper(getattr(instance, caller.method_name))(
+                    **arguments.model_dump_one_level()
+                )
             converted = meta.convert_result(value)
             result = self._normalise(tool.name, converted)
+        except waits.ParkRequest:
+            # decision_wait under the front: it waits without this thread and replays the request.
+            return HttpResponse(status=204)
         except Exception as exc:
             result = tool_error_result(tool.name, exc)
         finally:
