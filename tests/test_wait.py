@@ -23,8 +23,8 @@ from approvals.models import Approval
 from decisions.models import Decision
 from tests.client_helpers import Seeded
 from tests.mcp_helpers import mcp_call
-from tracemem_site import waits
-from tracemem_site.actor import Actor
+from tracemem_core import waits
+from tracemem_core.actor import Actor
 from tracemem_site.demo import DEMO_ADMIN
 
 pytest_plugins = ["tests.client_fixtures"]  # fixtures: seeded

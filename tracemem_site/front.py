@@ -10,7 +10,7 @@ keeping their persistent database connections — and this front, run by uvicorn
 gunicorn (scripts/serve.sh), does one more thing than pass requests through:
 
 A request that may wait (``GET /api/v1/decisions/{id}/wait``, ``POST /mcp``) runs with a
-:class:`~tracemem_site.waits.ParkingSlot` in its context. If the decision is still pending, the
+:class:`~tracemem_core.waits.ParkingSlot` in its context. If the decision is still pending, the
 door (REST view or MCP fast path) does not block: it hands its subscription to the slot and
 returns a placeholder at once, freeing its thread. The front drops the placeholder, awaits the
 subscription in the event loop (a wake-up from the approval's commit, the approval's expiry, or
@@ -33,7 +33,7 @@ from a2wsgi import WSGIMiddleware
 from django.conf import settings
 from django.core.wsgi import get_wsgi_application
 
-from tracemem_site import waits
+from tracemem_core import waits
 
 logger = logging.getLogger(__name__)
 

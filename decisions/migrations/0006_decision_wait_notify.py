@@ -5,13 +5,13 @@ row's ``status``, ``approval_status`` or ``pending_approval_id`` changes. Postgr
 notification only when (and if) the transaction commits, so a waiting agent wakes on the approval's
 commit and never on a change that was rolled back, whatever door or worker made it (a vote in the
 browser, an email link, Slack, a webhook reply, the expiry tick). One listening connection per web
-process receives them (``tracemem_site.waits``). SQLite (the embedded default) has no NOTIFY: its
+process receives them (``tracemem_core.waits``). SQLite (the embedded default) has no NOTIFY: its
 waits re-check every second instead.
 """
 
 from django.db import migrations
 
-from tracemem_site.migration_ops import VendorSQL, enable_always, pin_search_path
+from tracemem_core.migration_ops import VendorSQL, enable_always, pin_search_path
 
 CHANNEL = "tracemem_decision"
 
