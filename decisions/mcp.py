@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from mcp_server import MCPToolset
+from mcp_server.djangomcp import global_mcp_server
 
 from decisions import receipts, records, selectors, services
 from decisions.serializers import (
@@ -241,3 +242,53 @@ class ProofTools(MCPToolset):
             limit=limit,
         )
         return records.search_out(found)
+
+
+# --- the workflow prompt (issue 16) ----------------------------------------------------------------
+
+GOVERNED_CHANGE = """\
+Make this change under TraceMem's governance, step by step, with these tool calls:
+
+1. capabilities_get() — check that policy {policy_id} is among your policies.
+2. decision_create(intent="{intent}", automation_mode="{automation_mode}",
+   metadata={{"component": "{component}", "change_type": "{change_type}"}}) — keep the decision_id.
+3. decision_add_context(decision_id, context={{"step": "planning", "rationale": "<why this change>"}})
+   — and again at each step of the work.
+4. decision_evaluate(decision_id, policy_id="{policy_id}",
+   inputs={{"change_type": "{change_type}", "component": "{component}"}}):
+   - allow: go to step 6 (in propose/approve/override mode a human must still approve: step 5);
+   - deny: do not make the change; decision_close(decision_id, action="abort", reason=<the rule>);
+   - requires_exception: step 5.
+5. decision_request_approval(decision_id, title="{title}", message="<what you will change and why>"),
+   then decision_wait(decision_id) until timed_out is false (call it again whenever timed_out is true):
+   approval_status approved: go on; rejected or expired: decision_close(decision_id, action="abort").
+6. Make the change ({change_type} of {component}), recording what you did with decision_add_context
+   (and data changes with decision_write through a data product, if any).
+7. decision_close(decision_id, action="commit", summary=<what changed>, reason=<why it is done>).
+   decision_trace and decision_receipt prove afterwards what happened and who approved it.
+"""
+
+
+@global_mcp_server.prompt(
+    name="governed_change",
+    description=(
+        "Walks you through one governed change (create → context → evaluate → request approval → "
+        "wait → change → close) with the tool calls filled in. Defaults are the demo's refactor flow."
+    ),
+)
+def governed_change(
+    component: str = "user-service",
+    change_type: str = "refactor",
+    intent: str = "code.refactor.execute",
+    policy_id: str = "code_change_policy_v1",
+    automation_mode: str = "propose",
+    title: str = "Refactoring Approval Required",
+) -> str:
+    return GOVERNED_CHANGE.format(
+        component=component,
+        change_type=change_type,
+        intent=intent,
+        policy_id=policy_id,
+        automation_mode=automation_mode,
+        title=title,
+    )

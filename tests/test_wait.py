@@ -22,7 +22,7 @@ from approvals import services as approval_services
 from approvals.models import Approval
 from decisions.models import Decision
 from tests.client_helpers import Seeded
-from tests.mcp_helpers import mcp_call
+from tests.mcp_helpers import call_both, error_code, mcp_call
 from tracemem_core import waits
 from tracemem_core.actor import Actor
 from tracemem_site.demo import DEMO_ADMIN
@@ -218,3 +218,20 @@ def test_one_listener_wakes_only_the_waiters_of_the_decision_that_changed(seeded
         assert one.wait(10) is True
         thread.join(10)
         assert two.wait(0.5) is False
+
+
+def test_both_doors_give_the_same_answer_and_the_same_refusals(seeded: Seeded) -> None:
+    with rest(seeded) as http:
+        decision_id = pending_decision(http)
+        http.post(f"/api/v1/decisions/{decision_id}/close", json={"action": "abort"})
+    answers = call_both(
+        seeded.url, seeded.key, "decision_wait", {"decision_id": decision_id, "timeout_seconds": 5}
+    )
+    assert answers["mcp"] == answers["rest"]
+    assert answers["mcp"][1]["status"] == "aborted" and answers["mcp"][1]["timed_out"] is False
+    for arguments, code in (
+        ({"decision_id": decision_id, "timeout_seconds": 51}, "invalid_argument"),
+        ({"decision_id": "TMEM_01J00000000000000000000000"}, "not_found"),
+    ):
+        refusals = call_both(seeded.url, seeded.key, "decision_wait", arguments)
+        assert {error_code(value) for _, value in refusals.values()} == {code}
