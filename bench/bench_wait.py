@@ -84,7 +84,9 @@ def _time_others(url: str, key: str, decision_id: str, n: int, timings: dict[str
                 ("decision_get", lambda: http.get(f"/api/v1/decisions/{decision_id}")),
                 (
                     "decision_add_context",
-                    lambda: http.post(f"/api/v1/decisions/{decision_id}/context", json={"context": {"i": i}}),
+                    lambda i=i: http.post(
+                        f"/api/v1/decisions/{decision_id}/context", json={"context": {"i": i}}
+                    ),
                 ),
             ):
                 started = time.perf_counter()
