@@ -28,8 +28,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 ROOT = Path(__file__).resolve().parent.parent
 MCP2_VERSION = "2.3.0"
+# The OpenAI Agents SDK of this version runs on the same mcp 2.x, so it shares the virtualenv.
+AGENTS_SDK_VERSION = "0.24.0"
 VENV = ROOT / "var" / "venv-mcp2"
 AGENT = Path(__file__).parent / "mcp2" / "seed_agent.py"
+AGENTS_SDK = Path(__file__).parent / "mcp2" / "agents_sdk.py"
 MODERN = "2026-07-28"
 
 
@@ -42,7 +45,8 @@ def mcp2_python() -> Path:
         check = [
             str(python),
             "-c",
-            f"import importlib.metadata as m; assert m.version('mcp') == '{MCP2_VERSION}'",
+            "import importlib.metadata as m; assert (m.version('mcp'), m.version('openai-agents')) == "
+            f"('{MCP2_VERSION}', '{AGENTS_SDK_VERSION}')",
         ]
         if python.exists() and subprocess.run(check, capture_output=True).returncode == 0:
             return python
@@ -51,7 +55,15 @@ def mcp2_python() -> Path:
         )
         if made.returncode == 0:
             made = subprocess.run(
-                [str(python), "-m", "pip", "install", "-q", f"mcp=={MCP2_VERSION}"],
+                [
+                    str(python),
+                    "-m",
+                    "pip",
+                    "install",
+                    "-q",
+                    f"mcp=={MCP2_VERSION}",
+                    f"openai-agents=={AGENTS_SDK_VERSION}",
+                ],
                 capture_output=True,
                 text=True,
                 timeout=600,
@@ -59,7 +71,8 @@ def mcp2_python() -> Path:
         require_service(
             f"the mcp {MCP2_VERSION} client's virtualenv ({made.stderr[-500:]})",
             made.returncode == 0,
-            f"{sys.executable} -m venv {VENV} && {python} -m pip install mcp=={MCP2_VERSION}",
+            f"{sys.executable} -m venv {VENV} && "
+            f"{python} -m pip install mcp=={MCP2_VERSION} openai-agents=={AGENTS_SDK_VERSION}",
         )
         return python
 
@@ -142,6 +155,25 @@ def test_mcp2_client_in_legacy_mode_still_uses_the_handshake(python2: Path, seed
     assert out["protocol_version"] == "2025-11-25"
     assert "decision_wait" in out["instructions"]
     assert_seed_workflow(out)
+
+
+def test_openai_agents_sdk_streamable_http_with_the_header_lists_and_calls_tools(
+    python2: Path, seeded: Seeded
+) -> None:
+    done = subprocess.run(
+        [str(python2), str(AGENTS_SDK), f"{seeded.url}/mcp", seeded.key],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": ""},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout)
+    assert {"capabilities_get", "decision_wait"} <= set(out["tools"])
+    assert out["capabilities"]["name"] == "demo-agent"
+    assert (out["waited"]["timed_out"], out["waited"]["status"]) == (False, "open")
+    assert out["closed"]["status"] == "committed"
+    assert out["refused"]["error"].startswith("[not_found] ")
 
 
 # --- the revision's rules, on the wire ----------------------------------------------------------
