@@ -155,8 +155,8 @@ def run() -> list[dict[str, Any]]:
     from django.conf import settings
     from django.contrib.auth import get_user_model
 
-    from agents import services as agent_services
-    from approvals import services as approval_services
+    from agents.services import registry as agent_services
+    from approvals.services import requests as approval_services
     from decisions import services as decision_services
     from decisions.models import Decision
     from tracemem_core.actor import Actor

@@ -18,8 +18,8 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from django.utils import timezone
 
-from approvals import services as approval_services
 from approvals.models import Approval
+from approvals.services import requests as approval_services
 from decisions.models import Decision
 from tests.client_helpers import Seeded
 from tests.mcp_helpers import call_both, error_code, mcp_call
