@@ -83,11 +83,8 @@ class DecisionWaitView(APIView):
         actor = actor_from_request(request)
         try:
             with waits.door_parks():
-                outcome = waits.wait_for(
-                    decision_id,
-                    lambda deadline: selectors.decision_wait_check(
-                        actor, decision_id, timeout_seconds=params.get("timeout_seconds"), deadline=deadline
-                    ),
+                outcome = selectors.decision_wait(
+                    actor, decision_id, timeout_seconds=params.get("timeout_seconds")
                 )
         except waits.ParkRequest:
             return Response(status=204)  # a placeholder: the front waits and replays this request

@@ -16,7 +16,6 @@ from decisions.serializers import (
     trace_page_out,
     wait_out,
 )
-from tracemem_core import waits
 from tracemem_core.validation import first_present
 from tracemem_site.mcp import mcp_actor
 
@@ -100,12 +99,9 @@ class DecisionTools(MCPToolset):
         yet; call decision_wait again right away (approvals can take minutes to days). When nothing
         is pending it returns at once.
         """
-        actor = mcp_actor(self.request)
-        outcome = waits.wait_for(
-            decision_id,
-            lambda deadline: selectors.decision_wait_check(
-                actor, decision_id, timeout_seconds=timeout_seconds, deadline=deadline
-            ),
+        # Under the production server the MCP view lets it park (tracemem_site.mcp, docs/mcp.md).
+        outcome = selectors.decision_wait(
+            mcp_actor(self.request), decision_id, timeout_seconds=timeout_seconds
         )
         return wait_out(outcome)
 

@@ -29,7 +29,7 @@ from tracemem_core.errors import InvalidArgument, NotFound
 from tracemem_core.ids import DECISION_PREFIX, has_format
 from tracemem_core.permissions import may_read
 from tracemem_core.timefmt import iso_z
-from tracemem_core.waits import Pending
+from tracemem_core.waits import Pending, wait_for
 
 # decision_trace pages (SPEC §12): without ``limit`` a page holds TRACE_PAGE_DEFAULT events, never more
 # than TRACE_PAGE_MAX. Whole-chain readers (verifiers) walk pages of TRACE_PAGE_MAX.
@@ -172,6 +172,18 @@ def decision_wait_check(
             # A hair after the deadline, so the look that wakes for it sees it passed.
             wake_at = min(wake_at, now + (expires_at - timezone.now()).total_seconds() + 0.005)
     return Pending(wake_at=max(wake_at, now), deadline=deadline)
+
+
+def decision_wait(actor: Actor, decision_id: str, *, timeout_seconds: Any) -> WaitOutcome:
+    """``decision_wait`` (SPEC §12): :func:`decision_wait_check` until it answers, woken by the
+    commit that changes the decision (``tracemem_core.waits``). Under the production server's front
+    it raises ``waits.ParkRequest`` instead of blocking, when the door allows it."""
+    return wait_for(
+        decision_id,
+        lambda deadline: decision_wait_check(
+            actor, decision_id, timeout_seconds=timeout_seconds, deadline=deadline
+        ),
+    )
 
 
 def decision_events(decision: Decision) -> QuerySet[TraceEvent]:

@@ -22,6 +22,7 @@ import pytest
 
 from tests.client_helpers import AnswerWhenAsked, Seeded
 from tests.conftest import require_service
+from tests.mcp_helpers import run_mcp
 
 pytest_plugins = ["tests.client_fixtures"]  # fixtures: seeded
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -260,3 +261,17 @@ def test_a_business_refusal_is_a_tool_result_and_authentication_still_applies(se
     assert result["resultType"] == "complete"
     anonymous = modern_post(seeded, "tools/list", headers={"Authorization": "Agent tmem_nope"})
     assert anonymous.status_code == 401 and anonymous.json()["error"]["code"] == "unauthenticated"
+
+
+def test_pinned_1x_client_gets_the_prompt_and_instructions_that_teach_decision_wait(seeded: Seeded) -> None:
+    async def work(session: Any) -> Any:
+        prompts = await session.list_prompts()
+        prompt = await session.get_prompt("governed_change", {"component": "billing", "change_type": "docs"})
+        return prompts, prompt
+
+    prompts, prompt = run_mcp(seeded.url, seeded.key, work)
+    assert [p.name for p in prompts.prompts] == ["governed_change"]
+    assert {a.name for a in prompts.prompts[0].arguments} >= {"component", "change_type", "policy_id"}
+    text = prompt.messages[0].content.text
+    assert 'metadata={"component": "billing", "change_type": "docs"}' in text
+    assert "decision_wait(decision_id)" in text and 'policy_id="code_change_policy_v1"' in text
