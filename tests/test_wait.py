@@ -22,6 +22,7 @@ from approvals.models import Approval
 from approvals.services import requests as approval_services
 from decisions.models import Decision
 from tests.client_helpers import Seeded
+from tests.conftest import superuser_sql
 from tests.mcp_helpers import call_both, error_code, mcp_call
 from tracemem_core import waits
 from tracemem_core.actor import Actor
@@ -235,3 +236,25 @@ def test_both_doors_give_the_same_answer_and_the_same_refusals(seeded: Seeded) -
     ):
         refusals = call_both(seeded.url, seeded.key, "decision_wait", arguments)
         assert {error_code(value) for _, value in refusals.values()} == {code}
+
+
+def test_a_wait_still_returns_when_the_listening_connection_is_cut(seeded: Seeded) -> None:
+    hub = waits.hub()
+    assert hub.wait_until_listening(10)
+    with rest(seeded) as http:
+        decision_id = pending_decision(http)
+        cut = superuser_sql(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s "
+            "AND datname = current_database() AND pid <> pg_backend_pid()",
+            params=(waits.LISTENER_NAME,),
+        )
+        assert cut and all(row[0] for row in cut)
+        thread, committed = vote_later(decision_id, "approve", 0.5)
+        started = time.monotonic()
+        waited = http.get(f"/api/v1/decisions/{decision_id}/wait", params={"timeout_seconds": 20}).json()
+        returned = time.monotonic()
+        thread.join(10)
+    assert (waited["timed_out"], waited["approval_status"]) == (False, "approved")
+    assert returned - committed[0] < waits.FALLBACK_SECONDS + 1  # the fallback, or the reconnection's wake-up
+    assert returned - started < 5
+    assert hub.wait_until_listening(10)  # and it listens again

@@ -39,6 +39,7 @@ from typing import Any, TypeVar
 logger = logging.getLogger(__name__)
 
 CHANNEL = "tracemem_decision"
+LISTENER_NAME = "tracemem-wait-listener"
 # How often a waiter re-checks while no notification can reach it (listener down, SQLite).
 FALLBACK_SECONDS = 2.0
 SQLITE_FALLBACK_SECONDS = 1.0
@@ -235,6 +236,7 @@ def _django_listen_connection() -> Any:
     params = dict(connections["default"].get_connection_params())
     params.pop("cursor_factory", None)
     params["connect_timeout"] = params.get("connect_timeout") or 5
+    params["application_name"] = LISTENER_NAME  # so operators can tell it in pg_stat_activity
     return psycopg.connect(autocommit=True, **params)
 
 
