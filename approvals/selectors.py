@@ -200,6 +200,17 @@ def pending_approval_overdue(decision: Decision, now: datetime) -> bool:
     ).exists()
 
 
+def pending_approval_expires_at(decision: Decision) -> datetime | None:
+    """When the decision's pending approval expires, if it has one (registered with decisions)."""
+    if decision.pending_approval_id is None:
+        return None
+    return (
+        Approval.objects.filter(pk=decision.pending_approval_id, status=ApprovalState.PENDING)
+        .values_list("expires_at", flat=True)
+        .first()
+    )
+
+
 def approval_as_reported(approval: Approval) -> Approval:
     """The approval as it stands *now*: past its deadline it is ``expired`` at ``expires_at``,
     exactly as the expiry will write it, even before anything has been written."""

@@ -129,7 +129,7 @@ def write_block_reason(decision: Decision) -> tuple[type[Exception], str] | None
     did = decision.decision_id
     if decision.status == DecisionStatus.NEEDS_APPROVAL:
         return InvalidState, (
-            f"decision {did} is needs_approval: writes wait for an approver; poll decision_get"
+            f"decision {did} is needs_approval: writes wait for an approver; call decision_wait"
         )
     if decision.status == DecisionStatus.REJECTED:
         return InvalidState, f"decision {did} was rejected: no writes; close it with action=abort"
@@ -145,13 +145,13 @@ def write_block_reason(decision: Decision) -> tuple[type[Exception], str] | None
     if not _granted_after(decision, decision.last_exception_seq):
         return ApprovalRequired, (
             f"a policy requires an exception approval (event #{decision.last_exception_seq}); call "
-            "decision_request_approval, then poll decision_get until approval_status is approved"
+            "decision_request_approval, then decision_wait until approval_status is approved"
         )
     if decision.automation_mode in (AutomationMode.PROPOSE, AutomationMode.APPROVE, AutomationMode.OVERRIDE):
         if decision.last_grant_seq is None:
             return ApprovalRequired, (
                 f"automation_mode {decision.automation_mode} needs a granted approval before writes; call "
-                "decision_request_approval, then poll decision_get until approval_status is approved"
+                "decision_request_approval, then decision_wait until approval_status is approved"
             )
     return None
 
@@ -174,17 +174,17 @@ def commit_block_reason(decision: Decision) -> tuple[type[Exception], str] | Non
         )
     if decision.status == DecisionStatus.NEEDS_APPROVAL:
         return InvalidState, (
-            f"decision {did} is needs_approval: commit waits for an approver; poll decision_get or abort"
+            f"decision {did} is needs_approval: commit waits for an approver; call decision_wait, or abort"
         )
     if decision.automation_mode == AutomationMode.PROPOSE and decision.last_grant_seq is None:
         return ApprovalRequired, (
             "automation_mode propose needs a granted approval before commit; call decision_request_approval, "
-            "then poll decision_get"
+            "then decision_wait"
         )
     if not _granted_after(decision, decision.last_exception_seq):
         return ApprovalRequired, (
             f"a policy requires an exception approval (event #{decision.last_exception_seq}) before commit; call "
-            "decision_request_approval, then poll decision_get"
+            "decision_request_approval, then decision_wait"
         )
     return None
 

@@ -29,7 +29,7 @@ def test_compose_has_the_five_services_each_with_a_healthcheck_and_a_migrate_job
 def test_app_services_run_the_right_commands_from_env() -> None:
     services = _compose()["services"]
     web_command = " ".join(services["web"]["command"])
-    assert "exec scripts/serve.sh" in web_command  # gunicorn, gthread: tests/test_entry_points.py
+    assert "exec scripts/serve.sh" in web_command  # gunicorn + the asyncio front: tests/test_entry_points.py
     assert "manage.py migrate" not in web_command  # the app role may not: the migrate job does it
     assert services["worker"]["command"] == ["scripts/worker.sh"]
     assert services["beat"]["command"] == ["scripts/beat.sh"]

@@ -100,7 +100,7 @@ def decision_request_approval(
     ):
         raise Conflict(
             f"decision {decision.decision_id} already has a pending approval ({decision.pending_approval_id}); "
-            "poll decision_get until it is resolved",
+            "call decision_wait until it is resolved",
             details={"pending_approval_id": decision.pending_approval_id},
         )
     if decision.status not in (DecisionStatus.OPEN, DecisionStatus.APPROVED):
