@@ -54,7 +54,7 @@ from decisions.services import (
     note_approval_resolved,
     trace_append,
 )
-from tracemem_site import metrics, outbound
+from tracemem_site import metrics, outbound, telemetry
 from tracemem_site import validation as v
 from tracemem_site.actor import Actor
 from tracemem_site.errors import (
@@ -224,6 +224,9 @@ def decision_request_approval(
         },
     )
     note_approval_requested(decision=decision, approval_id=approval.approval_id)
+    telemetry.annotate(approval_id=approval.approval_id)
+    route_label = route.route_id
+    metrics.on_commit(lambda: metrics.APPROVALS_REQUESTED.labels(route_label).inc())
     for delivery in deliveries:
         transaction.on_commit(functools.partial(_publish, delivery.delivery_id))
     return approval
@@ -366,6 +369,7 @@ def approval_vote(
             "rationale": stored_rationale,
         },
     )
+    metrics.on_commit(lambda: metrics.APPROVAL_VOTES.labels(choice, channel).inc())
     votes = list(approval.votes.select_related("user").order_by("created_at"))
     if choice == VoteChoice.REJECT:
         _resolve(approval, locked_decision, ApprovalState.REJECTED, votes, channel, actor)
@@ -418,8 +422,19 @@ def _resolve(
     if changed != 1:
         raise InvalidState(f"approval {approval.approval_id} was resolved concurrently; it is final")
     approval.status, approval.resolved_at, approval.resolution_channel = outcome, now, channel
+    _count_resolution(approval, outcome, now)
     note_approval_resolved(decision=decision, outcome=outcome, seq=event.seq)
     _schedule_slack_update(approval)
+
+
+def _count_resolution(approval: Approval, outcome: str, resolved_at: datetime) -> None:
+    seconds = max(0.0, (resolved_at - approval.requested_at).total_seconds())
+
+    def count() -> None:
+        metrics.APPROVALS_RESOLVED.labels(outcome).inc()
+        metrics.APPROVAL_SECONDS.labels(outcome).observe(seconds)
+
+    metrics.on_commit(count)
 
 
 def _schedule_slack_update(approval: Approval) -> None:
@@ -549,6 +564,7 @@ def _cancel_rows(approval: Approval, *, resolved_at: datetime) -> None:
         resolved_at,
         CLOSE_CHANNEL,
     )
+    _count_resolution(approval, str(ApprovalState.CANCELLED), resolved_at)
     # Unsent notifications are dropped: nobody can act on a cancelled request. A delivery a worker
     # is sending right now is settled by _record_attempt, which never reopens a cancelled row.
     Delivery.objects.filter(approval=approval, status=DeliveryStatus.PENDING).update(
@@ -722,6 +738,8 @@ def delivery_attempt(*, actor: Actor, delivery_id: str, looks: int = 0) -> Attem
                 logger.info("delivery %s is locked by another transaction; looking again soon", delivery_id)
                 return AttemptResult(DeliveryStatus.PENDING, retry_in_ms=BUSY_RETRY_MS, locked=True)
             return None
+        telemetry.annotate(decision_id=delivery.approval.decision_id, approval_id=delivery.approval_id)
+        sending = time.perf_counter()
         try:
             ref = senders.send(delivery) or {}
         except senders.DeliveryError as exc:
@@ -730,6 +748,8 @@ def delivery_attempt(*, actor: Actor, delivery_id: str, looks: int = 0) -> Attem
             logger.exception("delivery %s crashed", delivery_id)
             error = f"internal error while delivering ({type(exc).__name__})"
         outcome = error is None
+        metrics.DELIVERY_ATTEMPTS.labels(delivery.channel, "ok" if outcome else "error").inc()
+        metrics.DELIVERY_ATTEMPT_SECONDS.labels(delivery.channel).observe(time.perf_counter() - sending)
     finally:
         gate.leave(key, ok=outcome)
     return _record_outcome(actor=actor, delivery_id=delivery_id, error=error, ref=ref)
@@ -784,6 +804,7 @@ def _record_attempt(
     delivery.attempt_log = [*delivery.attempt_log, entry][-50:]
     delivery.save()
     if result.status != DeliveryStatus.PENDING:
+        _count_settled(delivery)
         trace_append(
             decision=decision,
             type=EventType.DELIVERY,
@@ -798,6 +819,19 @@ def _record_attempt(
             },
         )
     return result
+
+
+def _count_settled(delivery: Delivery) -> None:
+    channel, outcome, attempts = delivery.channel, str(delivery.status), delivery.attempts
+    latency = (delivery.delivered_at - delivery.created_at).total_seconds() if delivery.delivered_at else None
+
+    def count() -> None:
+        metrics.DELIVERIES.labels(channel, outcome).inc()
+        metrics.DELIVERY_ATTEMPTS_USED.labels(channel, outcome).observe(attempts)
+        if latency is not None:
+            metrics.DELIVERY_LATENCY.labels(channel).observe(max(0.0, latency))
+
+    metrics.on_commit(count)
 
 
 def _record_late_attempt(

@@ -8,7 +8,7 @@ from celery import shared_task
 from django.conf import settings
 
 from approvals import services
-from tracemem_site import shared_cache
+from tracemem_site import heartbeat, metrics, shared_cache
 from tracemem_site.actor import Actor
 
 logger = logging.getLogger(__name__)
@@ -91,4 +91,6 @@ def approvals_tick() -> dict[str, int]:
         logger.exception("approvals tick: expiring due approvals failed; re-dispatching anyway")
         expired = 0
     redispatched = services.deliveries_redispatch_due(actor=actor)
+    heartbeat.stamp("tick")
+    metrics.TICKS.inc()
     return {"expired": expired, "redispatched": redispatched}

@@ -30,7 +30,7 @@ from decisions import services as decision_services
 from decisions.models import Decision, EventType, TraceEvent
 from policies import engine, selectors
 from policies.models import Outcome, Policy, PolicyGrant, PolicyVersion, VersionStatus
-from tracemem_site import crypto
+from tracemem_site import crypto, metrics
 from tracemem_site import validation as v
 from tracemem_site.actor import Actor
 from tracemem_site.errors import InvalidArgument, InvalidState, NotFound, PermissionDenied
@@ -461,6 +461,8 @@ def policy_evaluate_in_decision(
     decision_services.note_policy_outcome(
         decision=decision, outcome=result.outcome, seq=event.seq, exception_route_id=out["approval_route_id"]
     )
+    outcome = str(result.outcome)
+    metrics.on_commit(lambda: metrics.POLICY_EVALUATIONS.labels(outcome).inc())
     out["event_id"] = event.event_id
     return out
 

@@ -11,6 +11,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v gunicorn >/dev/null || { echo "serve.sh: gunicorn is not on PATH (activate the virtualenv)" >&2; exit 127; }
+. scripts/metrics-dir.sh
+use_metrics_dir web
 exec gunicorn tracemem_site.wsgi \
   --bind "${TRACEMEM_HOST:-127.0.0.1}:${TRACEMEM_PORT:-8000}" \
   --worker-class gthread \

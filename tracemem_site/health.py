@@ -7,6 +7,8 @@ from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
+from tracemem_site import heartbeat
+
 
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -27,8 +29,16 @@ def readyz(request: HttpRequest) -> JsonResponse:
     else:
         checks["broker"] = _broker_check()
     ready = all(value == "ok" or value.startswith("inline") for value in checks.values())
+    # Informational (readiness of this web process does not depend on them): seconds since the beat
+    # last queued a task and since the periodic tick last ran; null = never seen.
+    heartbeats = heartbeat.report()
     return JsonResponse(
-        {"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503
+        {
+            "status": "ok" if ready else "unavailable",
+            "checks": checks,
+            "heartbeat_seconds_ago": heartbeats,
+        },
+        status=200 if ready else 503,
     )
 
 

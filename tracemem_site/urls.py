@@ -3,7 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from agents import views_account as account_views
-from tracemem_site import health
+from tracemem_site import health, metrics_view
 from tracemem_site import views as site_views
 from tracemem_site.mcp_view import MCPView
 
@@ -27,6 +27,7 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("", include("decisions.urls_wellknown")),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics_view.metrics_endpoint, name="metrics"),
     # Reviewer and admin web UI (issue 7).
     path("", site_views.dashboard, name="dashboard"),
     path("login/", site_views.login_view, name="login"),
