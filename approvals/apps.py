@@ -22,7 +22,7 @@ class ApprovalsConfig(AppConfig):
         # An approval past its deadline is expired the moment anyone looks (decision_get) or acts.
         register_overdue_check(pending_approval_overdue)
         register_lock_settler(approval_settle_overdue)
-        from tracemem_site import metrics
+        from tracemem_core import metrics
 
         metrics.register_state(approvals_state)
 
@@ -30,7 +30,7 @@ class ApprovalsConfig(AppConfig):
 def approvals_state() -> Iterator[Metric]:
     """``/metrics`` gauges read at scrape time: pending approvals, the outbox backlog."""
     from approvals.selectors import operations_state
-    from tracemem_site.metrics import gauge
+    from tracemem_core.metrics import gauge
 
     state = operations_state()
     pending = gauge("tracemem_approvals_pending", "Approval requests waiting for reviewers")

@@ -11,7 +11,7 @@ class DecisionsConfig(AppConfig):
     name = "decisions"
 
     def ready(self) -> None:
-        from tracemem_site import metrics
+        from tracemem_core import metrics
 
         metrics.register_state(decisions_state)
 
@@ -19,7 +19,7 @@ class DecisionsConfig(AppConfig):
 def decisions_state() -> Iterator[Metric]:
     """``/metrics`` gauge read at scrape time: decisions not yet closed, by status."""
     from decisions.selectors import decisions_in_flight
-    from tracemem_site.metrics import gauge
+    from tracemem_core.metrics import gauge
 
     family = gauge("tracemem_decisions_in_flight", "Decisions not yet closed, by status", ["status"])
     for status, count in decisions_in_flight().items():

@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from approvals.models import Delivery, WebhookEndpoint
 from tests.appr_helpers import make_reviewer, make_route
 from tests.fault_helpers import Process, Receiver, RedisServer, free_port, process_env, wait_for
-from tracemem_site import metrics
+from tracemem_core import metrics
 
 TOKEN = "metrics-" + secrets.token_hex(16)
 

@@ -250,7 +250,7 @@ def test_an_approval_request_is_one_trace_from_the_request_to_the_webhook_with_i
 
 
 def test_tracing_is_off_without_an_otlp_endpoint() -> None:
-    from tracemem_site import telemetry
+    from tracemem_core import telemetry
 
     assert telemetry.enabled() is False  # the suite's environment sets no OTEL_* endpoint
     assert telemetry.setup("web") is False

@@ -14,12 +14,12 @@ class TracememSiteConfig(AppConfig):
     def ready(self) -> None:
         # Runs after mcp_server's ready() (INSTALLED_APPS order), which autodiscovered every
         # <app>/mcp.py and registered its toolsets.
-        from tracemem_site.mcp_view import configure_mcp_server
-        from tracemem_site.outbound import allowed
+        from tracemem_core.outbound import allowed
+        from tracemem_site.mcp import configure_mcp_server
 
         configure_mcp_server()
         allowed()  # a bad TRACEMEM_OUTBOUND_ALLOW entry stops the process here, naming it
-        from tracemem_site import metrics
+        from tracemem_core import metrics
         from tracemem_site.metrics_view import allowed_networks
 
         allowed_networks()  # likewise TRACEMEM_METRICS_ALLOW
@@ -27,8 +27,8 @@ class TracememSiteConfig(AppConfig):
 
 
 def heartbeat_state() -> Iterator[Metric]:
-    from tracemem_site import heartbeat
-    from tracemem_site.metrics import gauge
+    from tracemem_core import heartbeat
+    from tracemem_core.metrics import gauge
 
     family = gauge(
         "tracemem_heartbeat_timestamp_seconds",

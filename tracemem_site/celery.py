@@ -45,14 +45,14 @@ def _use_django_logging(loglevel: Any = None, logfile: str | None = None, **kwar
 
 @signals.worker_init.connect
 def _worker_tracing(**kwargs: Any) -> None:
-    from tracemem_site import telemetry
+    from tracemem_core import telemetry
 
     telemetry.setup("worker")
 
 
 @signals.beat_init.connect
 def _beat_started(sender: Any = None, **kwargs: Any) -> None:
-    from tracemem_site import heartbeat, telemetry
+    from tracemem_core import heartbeat, telemetry
 
     telemetry.setup("beat")
     heartbeat.beat_started()
@@ -60,14 +60,14 @@ def _beat_started(sender: Any = None, **kwargs: Any) -> None:
 
 @signals.worker_shutdown.connect
 def _flush_spans(**kwargs: Any) -> None:
-    from tracemem_site import telemetry
+    from tracemem_core import telemetry
 
     telemetry.shutdown()
 
 
 @signals.before_task_publish.connect
 def _carry_request_id(headers: dict[str, Any] | None = None, **kwargs: Any) -> None:
-    from tracemem_site.requestid import current_request_id
+    from tracemem_core.requestid import current_request_id
 
     request_id = current_request_id()
     if request_id and headers is not None:
@@ -76,7 +76,7 @@ def _carry_request_id(headers: dict[str, Any] | None = None, **kwargs: Any) -> N
 
 @signals.after_task_publish.connect
 def _beat_heartbeat(**kwargs: Any) -> None:
-    from tracemem_site import heartbeat
+    from tracemem_core import heartbeat
 
     heartbeat.beat_published()
 
@@ -86,7 +86,7 @@ _bound: dict[str, Any] = {}
 
 @signals.task_prerun.connect
 def _bind_request_id(task_id: str = "", task: Any = None, **kwargs: Any) -> None:
-    from tracemem_site.requestid import bind_request_id, current_request_id
+    from tracemem_core.requestid import bind_request_id, current_request_id
 
     request_id = getattr(task.request, REQUEST_ID_HEADER, None) if task is not None else None
     # Inline (eager) tasks run inside the request that queued them, under its id already.
@@ -95,7 +95,7 @@ def _bind_request_id(task_id: str = "", task: Any = None, **kwargs: Any) -> None
 
 @signals.task_postrun.connect
 def _unbind_request_id(task_id: str = "", **kwargs: Any) -> None:
-    from tracemem_site.requestid import reset_request_id
+    from tracemem_core.requestid import reset_request_id
 
     token = _bound.pop(task_id, None)
     if token is not None:

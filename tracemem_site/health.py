@@ -7,7 +7,7 @@ from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
-from tracemem_site import heartbeat
+from tracemem_core import heartbeat
 
 
 @require_GET

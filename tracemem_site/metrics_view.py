@@ -19,7 +19,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from tracemem_site import metrics
+from tracemem_core import metrics
 from tracemem_site.web import client_ip
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

@@ -17,8 +17,8 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 
-from tracemem_site import metrics
-from tracemem_site.requestid import bind_request_id, new_request_id, reset_request_id
+from tracemem_core import metrics
+from tracemem_core.requestid import bind_request_id, new_request_id, reset_request_id
 
 HEADER = "X-Request-ID"
 _META_KEY = "HTTP_X_REQUEST_ID"

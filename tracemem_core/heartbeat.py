@@ -17,7 +17,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.cache import cache
 
-from tracemem_site.shared_cache import guarded
+from tracemem_core.shared_cache import guarded
 
 logger = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ import threading
 from django.core.exceptions import ImproperlyConfigured
 from opentelemetry import trace
 
-from tracemem_site.env import env_bool
+from tracemem_core.env import env_bool
 
 logger = logging.getLogger(__name__)
 

@@ -62,7 +62,7 @@ def logging_config(*, fmt: str, level: str) -> dict[str, Any]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"request_id": {"()": "tracemem_site.requestid.RequestIdFilter"}},
+        "filters": {"request_id": {"()": "tracemem_core.requestid.RequestIdFilter"}},
         "formatters": {"tracemem": formatter},
         "handlers": {
             "console": {
