@@ -40,11 +40,14 @@ def enabled() -> bool:
 
 
 def _check_protocol() -> None:
-    for name in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
-        value = os.environ.get(name, "").strip()
-        if value and value != "http/protobuf":
+    protocols = {
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", ""),
+        "OTEL_EXPORTER_OTLP_PROTOCOL": os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", ""),
+    }
+    for name, value in protocols.items():
+        if value.strip() and value.strip() != "http/protobuf":
             raise ImproperlyConfigured(
-                f"{name}={value!r} is not supported: TraceMem exports OTLP over HTTP (http/protobuf, "
+                f"{name}={value.strip()!r} is not supported: TraceMem exports OTLP over HTTP (http/protobuf, "
                 "usually port 4318); unset it or set http/protobuf"
             )
 
