@@ -1,7 +1,15 @@
 #!/usr/bin/env bash
-# Create .venv and install TraceMem with its development tools (idempotent, quick when done).
+# Create .venv and install TraceMem (idempotent, quick when done).
+#   scripts/install.sh         what running needs (make run): the server and the Python client
+#   scripts/install.sh --dev   that plus the test and lint tools (make test, make bench)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+extra=""
+stamp=.venv/.installed-runtime
+if [ "${1:-}" = "--dev" ]; then
+  extra="[dev]"
+  stamp=.venv/.installed-dev
+fi
 # TraceMem pins Python 3.11 (pyproject.toml); prefer it when several Pythons are installed.
 if [ -z "${PYTHON:-}" ]; then
   if command -v python3.11 >/dev/null 2>&1; then PYTHON=python3.11; else PYTHON=python3; fi
@@ -13,14 +21,12 @@ fi
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-stamp=.venv/.installed
 client=clients/python
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ "$client/pyproject.toml" -nt "$stamp" ] \
   || [ ! -x .venv/bin/tracemem ]; then
-  .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q ".[dev]"
+  # One pip run for both (one dependency resolution); the venv's own pip is recent enough.
   # The Python client (its own package) in editable mode: the `tracemem` command and
   # `import tracemem_client` follow this checkout. The tests import it from clients/python/src.
-  .venv/bin/pip install -q -e "$client"
+  .venv/bin/pip install -q --disable-pip-version-check ".$extra" -e "$client"
   touch "$stamp"
 fi
