@@ -254,3 +254,32 @@ def test_metrics_scraped_after_a_workflow_show_decision_approval_and_delivery_co
     )
     assert total(after, "tracemem_request_duration_seconds_count", door="rest") == 5
     assert value(after, "tracemem_state_source_up", source="decisions.apps.decisions_state") == 1
+
+
+def test_the_grafana_dashboard_plots_only_metrics_tracemem_exports() -> None:
+    import re
+    from pathlib import Path
+
+    from prometheus_client import REGISTRY
+
+    dashboard = json.loads(
+        (Path(__file__).resolve().parent.parent / "docs" / "grafana-dashboard.json").read_text()
+    )
+    exprs = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    used = {name for expr in exprs for name in re.findall(r"\b(tracemem_[a-z_]+)", expr)}
+    exported = {s.name for family in REGISTRY.collect() for s in family.samples} | {
+        family.name for family in REGISTRY.collect()
+    }
+    state = {
+        "tracemem_decisions_in_flight",
+        "tracemem_approvals_pending",
+        "tracemem_approval_oldest_pending_age_seconds",
+        "tracemem_outbox_backlog",
+        "tracemem_heartbeat_timestamp_seconds",
+        "tracemem_state_source_up",
+    }
+    declared = (
+        exported | state | {f"{name}_bucket" for name in exported} | {f"{name}_total" for name in exported}
+    )
+    assert used and used <= declared, sorted(used - declared)
+    assert len(dashboard["panels"]) == len({p["id"] for p in dashboard["panels"]})
