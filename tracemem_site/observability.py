@@ -15,10 +15,11 @@ import re
 import time
 from collections.abc import Callable
 
+from django.core.signals import request_finished
 from django.http import HttpRequest, HttpResponse
 
 from tracemem_core import metrics
-from tracemem_core.requestid import bind_request_id, new_request_id, reset_request_id
+from tracemem_core.requestid import bind_request_id, new_request_id
 
 HEADER = "X-Request-ID"
 _META_KEY = "HTTP_X_REQUEST_ID"
@@ -58,13 +59,12 @@ class RequestMiddleware:
         offered = request.META.get(_META_KEY, "")
         request_id = offered if _VALID.match(offered) else new_request_id()
         request.request_id = request_id  # type: ignore[attr-defined]
-        token = bind_request_id(request_id)
+        # Bound for the rest of this request, including Django's own "Forbidden: /x" line written
+        # after the middleware returns; request_finished (below) unbinds it.
+        bind_request_id(request_id)
         started = time.perf_counter()
-        try:
-            _annotate_span(request_id)
-            response = self.get_response(request)
-        finally:
-            reset_request_id(token)
+        _annotate_span(request_id)
+        response = self.get_response(request)
         response[HEADER] = request_id
         try:
             door, operation = door_of(request.path), operation_of(request)
@@ -81,3 +81,10 @@ def _annotate_span(request_id: str) -> None:
     span = trace.get_current_span()
     if span.is_recording():
         span.set_attribute("tracemem.request_id", request_id)
+
+
+def _unbind(**kwargs: object) -> None:
+    bind_request_id(None)
+
+
+request_finished.connect(_unbind, dispatch_uid="tracemem-request-id")
