@@ -22,11 +22,21 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 client=clients/python
+UV_VERSION=0.13.8
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ "$client/pyproject.toml" -nt "$stamp" ] \
   || [ ! -x .venv/bin/tracemem ]; then
-  # One pip run for both (one dependency resolution); the venv's own pip is recent enough.
   # The Python client (its own package) in editable mode: the `tracemem` command and
   # `import tracemem_client` follow this checkout. The tests import it from clients/python/src.
-  .venv/bin/pip install -q --disable-pip-version-check ".$extra" -e "$client"
+  # uv (pinned, from PyPI) resolves and installs in parallel: a cold install takes seconds where pip
+  # takes minutes (docs/operations.md, "Installing"). Plain pip is the fallback.
+  if [ ! -x .venv/bin/uv ]; then
+    .venv/bin/pip install -q --disable-pip-version-check "uv==$UV_VERSION" || true
+  fi
+  if [ -x .venv/bin/uv ] && .venv/bin/uv pip install -q --python .venv/bin/python ".$extra" -e "$client"; then
+    :
+  else
+    echo "install.sh: installing with pip" >&2
+    .venv/bin/pip install -q --disable-pip-version-check ".$extra" -e "$client"
+  fi
   touch "$stamp"
 fi
