@@ -6,7 +6,7 @@ from typing import Any
 
 from mcp_server import MCPToolset
 
-from policies import services
+from policies.services import evaluation as policy_evaluation
 from tracemem_core.validation import first_present
 from tracemem_site.mcp import mcp_actor
 
@@ -38,7 +38,7 @@ class PolicyTools(MCPToolset):
         problem; the failed attempt is recorded and nothing is allowed) — fix the inputs and call
         again. [permission_denied]: the policy is not granted to you; ask an admin.
         """
-        return services.decision_evaluate(
+        return policy_evaluation.decision_evaluate(
             actor=mcp_actor(self.request),
             decision_id=decision_id,
             policy_id=first_present({"policy_id": policy_id, "policy": policy}, "policy_id", "policy"),
