@@ -283,3 +283,27 @@ def test_the_grafana_dashboard_plots_only_metrics_tracemem_exports() -> None:
     )
     assert used and used <= declared, sorted(used - declared)
     assert len(dashboard["panels"]) == len({p["id"] for p in dashboard["panels"]})
+
+
+@pytest.mark.django_db
+def test_mcp_requests_are_counted_by_tool_and_an_unknown_tool_name_is_not_echoed(agent_and_key: Any) -> None:
+    _, key = agent_and_key
+    labels = {"door": "mcp", "operation": "mcp:tools/call:capabilities_get", "status": "200"}
+    unknown = {"door": "mcp", "operation": "mcp:tools/call:unknown", "status": "200"}
+    before, before_unknown = (
+        metrics.value("tracemem_requests_total", **labels),
+        metrics.value("tracemem_requests_total", **unknown),
+    )
+    for name in ("capabilities_get", "no_such_tool_" + secrets.token_hex(3)):
+        response = Client().post(
+            "/mcp",
+            json.dumps(
+                {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": name, "arguments": {}}}
+            ),
+            content_type="application/json",
+            HTTP_ACCEPT="application/json, text/event-stream",
+            HTTP_AUTHORIZATION=f"Agent {key}",
+        )
+        assert response.status_code == 200
+    assert metrics.value("tracemem_requests_total", **labels) == before + 1
+    assert metrics.value("tracemem_requests_total", **unknown) == before_unknown + 1
