@@ -6,10 +6,10 @@ objects, or with :func:`incr` by name; state changes count on commit (:func:`on_
 rolled-back transaction is never counted.
 
 Processes: with ``PROMETHEUS_MULTIPROC_DIR`` set (``scripts/serve.sh``, ``worker.sh`` and ``beat.sh``
-set it under ``TRACEMEM_VAR_DIR``), each gunicorn worker and Celery worker writes its samples to
-files under its own sub-directory (``web/``, ``worker/``, ``beat/``) and ``/metrics`` adds up every
-file (prometheus-client's multiprocess mode), so one scrape of any web process shows the whole
-host: requests served by every web worker and deliveries sent by the Celery workers. Without it
+set it to ``$TRACEMEM_METRICS_DIR/<kind>``: ``web``, ``worker-deliveries``, ``worker-tasks``,
+``beat``), each gunicorn worker and Celery worker writes its samples to files there and
+``/metrics`` adds up every file under ``TRACEMEM_METRICS_DIR`` (prometheus-client's multiprocess
+mode), so one scrape of any web process shows the whole host: requests served by every web worker and deliveries sent by the Celery workers. Without it
 (``make run``, tests) the counts are this process's own, which on the embedded default is everything
 (tasks run inline). Gauges of current state (approvals pending, outbox backlog, decisions by status,
 the beat's heartbeat) are read at scrape time from the database and the cache by the sources the

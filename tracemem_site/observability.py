@@ -29,7 +29,7 @@ _VALID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 def door_of(path: str) -> str:
     if path.startswith("/api/"):
         return "rest"
-    if path == "/mcp" or path.startswith("/mcp/"):
+    if path == "/mcp" or path.startswith(("/mcp/", "/oauth/mcp")):
         return "mcp"
     if path.startswith("/admin/"):
         return "admin"
