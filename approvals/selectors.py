@@ -18,6 +18,7 @@ from approvals.models import (
     ApprovalRoute,
     ApprovalState,
     Delivery,
+    DeliveryStatus,
     EmailLink,
     SlackIntegration,
     Vote,
@@ -236,6 +237,28 @@ def second_factor_required(user: User) -> bool:
     they turned two-factor sign-in on, or it is required of them (approval links by email and Slack
     buttons then refuse their votes; they confirm in the browser)."""
     return confirmed_device(user) is not None or second_factor_required_by_policy(user)
+
+
+def operations_state() -> dict[str, Any]:
+    """What an operator watches (``/metrics``): approvals pending and how long the oldest has
+    waited, and the outbox backlog (notifications not yet sent) per channel."""
+    from django.db.models import Count, Min
+
+    now = timezone.now()
+    pending = Approval.objects.filter(status=ApprovalState.PENDING).aggregate(
+        n=Count("pk"), oldest=Min("requested_at")
+    )
+    backlog = {
+        row["channel"]: (row["n"], (now - row["oldest"]).total_seconds())
+        for row in Delivery.objects.filter(status=DeliveryStatus.PENDING)
+        .values("channel")
+        .annotate(n=Count("pk"), oldest=Min("created_at"))
+    }
+    return {
+        "approvals_pending": pending["n"],
+        "oldest_pending_seconds": (now - pending["oldest"]).total_seconds() if pending["oldest"] else 0.0,
+        "outbox": backlog,
+    }
 
 
 @dataclass(frozen=True)

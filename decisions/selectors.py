@@ -225,6 +225,25 @@ def trace_page(decision: Decision, *, after_seq: Any = None, limit: Any = None) 
     return TracePage(events=events, next_after_seq=events[-1].seq if more else None)
 
 
+def decisions_in_flight() -> dict[str, int]:
+    """How many decisions are in each not-yet-closed status (``/metrics``)."""
+    from django.db.models import Count
+
+    counts: dict[str, int] = {
+        str(status): 0
+        for status in (
+            DecisionStatus.OPEN,
+            DecisionStatus.NEEDS_APPROVAL,
+            DecisionStatus.APPROVED,
+            DecisionStatus.REJECTED,
+        )
+    }
+    rows = Decision.objects.filter(status__in=list(counts)).values("status").annotate(n=Count("pk"))
+    for row in rows:
+        counts[row["status"]] = row["n"]
+    return {str(status): n for status, n in counts.items()}
+
+
 # The chart groups statuses into three outcomes a reader cares about at a glance.
 OUTCOMES = ("committed", "aborted", "in_flight")
 

@@ -30,6 +30,7 @@ from decisions.models import (
 )
 from decisions.receipts import receipt_issue
 from decisions.selectors import approval_outcome_fields, decision_for, event_as_dict
+from tracemem_core import metrics, telemetry
 from tracemem_core import validation as v
 from tracemem_core.actor import Actor
 from tracemem_core.errors import (
@@ -91,6 +92,7 @@ def decision_lock(*, actor: Actor, decision_id: Any, settle: bool = True) -> Dec
     """
     decision_id = v.string(decision_id, "decision_id", max_length=40)
     decision = decision_for(actor, decision_id, Decision.objects.select_for_update())
+    telemetry.annotate(decision_id=decision.decision_id, agent_id=decision.agent_id)
     if settle and decision.status == DecisionStatus.NEEDS_APPROVAL:
         for settler in _lock_settlers:
             settler(decision=decision)
@@ -266,6 +268,12 @@ def _set(decision: Decision, **fields: Any) -> None:
     for name, value in fields.items():
         setattr(decision, name, value)
     Decision.objects.filter(pk=decision.pk).update(**fields)
+    if "status" in fields:
+        _count_status(str(fields["status"]))
+
+
+def _count_status(status: str) -> None:
+    metrics.on_commit(lambda: metrics.DECISIONS.labels(status).inc())
 
 
 # --- close participants -----------------------------------------------------------------------
@@ -332,6 +340,8 @@ def decision_create(
         version=redact(v.optional_string(version, "version", max_length=100), field="version"),
         metadata=clean_metadata,
     )
+    telemetry.annotate(decision_id=decision.decision_id, agent_id=decision.agent_id)
+    _count_status(DecisionStatus.OPEN)
     trace_append(
         decision=decision,
         type=EventType.CREATED,
@@ -403,3 +413,10 @@ def mark_closed(decision: Decision, close_event: TraceEvent) -> None:
         DecisionStatus.COMMITTED if close_event.type == EventType.RECORD else close_event.payload["status"]
     )
     decision.closed_at = close_event.timestamp
+    status, seconds = str(decision.status), (decision.closed_at - decision.created_at).total_seconds()
+
+    def count() -> None:
+        metrics.DECISIONS.labels(status).inc()
+        metrics.DECISION_SECONDS.labels(status).observe(max(0.0, seconds))
+
+    metrics.on_commit(count)

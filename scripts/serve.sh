@@ -17,6 +17,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v gunicorn >/dev/null || { echo "serve.sh: gunicorn is not on PATH (activate the virtualenv)" >&2; exit 127; }
+. scripts/metrics-dir.sh
+use_metrics_dir web
 export TRACEMEM_WEB_THREADS="${TRACEMEM_WEB_THREADS:-8}"
 exec gunicorn tracemem_site.front:application \
   --bind "${TRACEMEM_HOST:-127.0.0.1}:${TRACEMEM_PORT:-8000}" \

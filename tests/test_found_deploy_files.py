@@ -57,7 +57,8 @@ def test_only_the_migrate_job_and_postgres_hold_the_owner_credentials() -> None:
         assert environment["TRACEMEM_PRODUCTS_ROLE"] == "tracemem_products", name
         assert "MIGRATION_DATABASE_URL" not in environment and "owner.env" not in str(services[name]), name
     owner_example = (ROOT / "owner.env.example").read_text()
-    assert "\nMIGRATION_DATABASE_URL=postgres://tracemem:" in owner_example
+    # The owner's URL is made from POSTGRES_* by the migrate job (tests/test_ops_config.py).
+    assert "\n# MIGRATION_DATABASE_URL=postgres://tracemem:" in owner_example
     assert "\nPOSTGRES_PASSWORD=" in owner_example
     assert "MIGRATION_DATABASE_URL=" not in (ROOT / ".env.example").read_text().replace(
         "# MIGRATION_DATABASE_URL=", ""

@@ -31,9 +31,9 @@ from typing import Any
 
 from a2wsgi import WSGIMiddleware
 from django.conf import settings
-from django.core.wsgi import get_wsgi_application
 
 from tracemem_core import waits
+from tracemem_site.wsgi import application as django_wsgi  # Django, wrapped by OpenTelemetry when set
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,6 @@ WAIT_PATH = re.compile(r"^/api/v1/decisions/[^/]+/wait/?$")
 MCP_PATH = "/mcp"
 THREADS = int(os.environ.get("TRACEMEM_WEB_THREADS") or 8)
 
-django_wsgi = get_wsgi_application()
 # Typed loosely: a2wsgi's ASGI types are stricter than the plain dicts passed around here.
 _django: Any = WSGIMiddleware(django_wsgi, workers=THREADS)  # type: ignore[arg-type]
 

@@ -521,16 +521,48 @@ class StockMCPView(MCPServerStreamableHttpView):
             request.__dict__.pop("headers", None)
 
 
+def _name_operation(request: Request) -> None:
+    """Label request metrics with the JSON-RPC method (``tools/call:<tool>`` for a tool call); an
+    unknown tool name is not echoed into a label (unbounded), it is ``tools/call:unknown``."""
+    # Only a body already parsed (never parse here: a parse error must reach the transport once).
+    data = getattr(request, "_full_data", None)
+    if not isinstance(data, dict) or not isinstance(data.get("method"), str):
+        return
+    method = data["method"]
+    if method == "tools/call":
+        params = data.get("params")
+        name = params.get("name") if isinstance(params, dict) else None
+        known = isinstance(name, str) and global_mcp_server._tool_manager.get_tool(name) is not None
+        method = f"tools/call:{name if known else 'unknown'}"
+    elif method not in _KNOWN_METHODS:
+        method = "other"
+    request._request.tracemem_operation = f"mcp:{method}"
+
+
+_KNOWN_METHODS = {
+    "initialize",
+    "ping",
+    "tools/list",
+    "prompts/list",
+    "prompts/get",
+    "resources/list",
+    "server/discover",
+}
+
+
 class MCPView(FastPathMixin, StockMCPView):
     """``POST /mcp``: the fast path first, the stock transport for everything else."""
 
     schema = None  # JSON-RPC, not REST: its contract is tools/list, not the OpenAPI document
 
     def post(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
-        response = self.fast_path(request)
-        if response is not None:
-            return response
-        return super().post(request, *args, **kwargs)
+        try:
+            response = self.fast_path(request)
+            if response is not None:
+                return response
+            return super().post(request, *args, **kwargs)
+        finally:
+            _name_operation(request)
 
 
 def mcp_actor(request: Any) -> Actor:
