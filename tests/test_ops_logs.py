@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from email.message import Message
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +15,14 @@ from django.test import Client
 from tests.fault_helpers import Process, free_port, process_env
 
 
-def _get(port: int, path: str, request_id: str) -> tuple[int, dict[str, str], bytes]:
+def _get(port: int, path: str, request_id: str) -> tuple[int, Message, bytes]:
+    """Status, headers (case-insensitive: uvicorn sends them in lower case) and body."""
     request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={"X-Request-ID": request_id})
     try:
         with urllib.request.urlopen(request, timeout=20) as response:
-            return response.status, dict(response.headers), response.read()
+            return response.status, response.headers, response.read()
     except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers), exc.read()
+        return exc.code, exc.headers, exc.read()
 
 
 @pytest.mark.django_db(transaction=True)
