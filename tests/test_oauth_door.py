@@ -651,3 +651,15 @@ def test_the_settings_page_lists_and_revokes_ones_own_connections(
     assert response.status_code == 302 and response["Location"] == "/account/"
     assert oauth_mcp(tokens["access_token"]).status_code == 401
     assert "revoked" in signed_in.get("/account/").content.decode()
+
+
+def test_a_get_without_a_token_is_the_discovery_401_and_with_one_405(
+    signed_in: Client, client_id: str
+) -> None:
+    anonymous = Client().get("/oauth/mcp")
+    assert anonymous.status_code == 401 and "resource_metadata=" in anonymous["WWW-Authenticate"]
+    tokens = connect(signed_in, client_id, MCP_URL)
+    with_token = Client().get("/oauth/mcp", HTTP_AUTHORIZATION=f"Bearer {tokens['access_token']}")
+    assert with_token.status_code == 405
+    # The key door is unchanged: 405 before anything else.
+    assert Client().get("/mcp").status_code == 405
