@@ -22,7 +22,7 @@ from django.test.testcases import TransactionTestCase
 
 from agents.models import Agent
 from agents.services import registry as agent_registry
-from tracemem_core import dbroles
+from tracemem_core import dbroles, waits
 from tracemem_core.actor import Actor
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -93,6 +93,7 @@ def django_db_setup(django_db_setup: Any, django_db_blocker: Any) -> Iterator[No
     settings.TRACEMEM_PRODUCTS_ROLE = os.environ["TRACEMEM_PRODUCTS_ROLE"] = products_role
     os.environ.pop("MIGRATION_DATABASE_URL", None)  # subprocesses get the app role's DATABASE_URL only
     yield
+    waits.hub().stop(join=10)  # decision_wait's listening connection must not keep the database open
     _connect_default_as(OWNER_USER)  # pytest-django drops the test database as the owner
 
 

@@ -663,3 +663,30 @@ def test_a_get_without_a_token_is_the_discovery_401_and_with_one_405(
     assert with_token.status_code == 405
     # The key door is unchanged: 405 before anything else.
     assert Client().get("/mcp").status_code == 405
+
+
+# --- JSON nested beyond the limit (issue 13): refused, never a RecursionError -------------------
+
+
+def test_client_registration_refuses_a_body_nested_beyond_the_limit() -> None:
+    depth = 100_000
+    body = '{"redirect_uris": ["' + REDIRECT + '"], "x": ' + "[" * depth + "]" * depth + "}"
+    response = Client(raise_request_exception=False).post(
+        "/oauth/register/", body, content_type="application/json"
+    )
+    assert response.status_code == 400, response.content[:300]
+    assert response.json()["error"] == "invalid_client_metadata"
+    assert "nested deeper than" in response.json()["error_description"]
+    assert not Application.objects.exists()
+
+
+def test_a_metadata_document_nested_beyond_the_limit_is_refused(signed_in: Client, cimd_https: Any) -> None:
+    url = f"https://localhost:{cimd_https.port}/deep.json"
+    depth = 50_000
+    cimd_https.expect_request("/deep.json").respond_with_data(
+        '{"client_id": "' + url + '", "x": ' + "[" * depth + "]" * depth + "}",
+        content_type="application/json",
+    )
+    page = _authorize_as(signed_in, url)
+    assert page.status_code == 400
+    assert not Application.objects.filter(client_id=url).exists()
