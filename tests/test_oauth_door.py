@@ -29,6 +29,7 @@ from tests.oauth_helpers import (
     point_at,
     register,
 )
+from tests.test_mcp_client import SPEC_TOOLS
 
 BASE = "http://testserver"
 MCP_URL = BASE + "/oauth/mcp"
@@ -146,8 +147,9 @@ def test_an_agent_key_is_not_an_oauth_token(make_agent: Any) -> None:
 
 
 def test_consent_binds_person_and_client_to_a_new_agent_and_tools_run_as_it(
-    signed_in: Client, alice: User, client_id: str
+    signed_in: Client, alice: User, client_id: str, make_agent: Any
 ) -> None:
+    _, key = make_agent("key-door")
     tokens = connect(signed_in, client_id, MCP_URL)
     assert tokens["token_type"] == "Bearer"
     assert tokens["scope"] == "mcp"
@@ -162,7 +164,16 @@ def test_consent_binds_person_and_client_to_a_new_agent_and_tools_run_as_it(
 
     listed = oauth_mcp(tokens["access_token"])
     assert listed.status_code == 200, listed.content
-    assert len(listed.json()["result"]["tools"]) == 15
+    # Exactly the key door's tools, with the same definitions (one MCP server behind both doors).
+    key_door = Client().post(
+        "/mcp",
+        json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Agent {key}",
+        HTTP_ACCEPT="application/json, text/event-stream",
+    )
+    assert listed.json()["result"]["tools"] == key_door.json()["result"]["tools"]
+    assert {t["name"] for t in listed.json()["result"]["tools"]} == SPEC_TOOLS
 
     created = oauth_mcp(
         tokens["access_token"],
