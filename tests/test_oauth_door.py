@@ -370,6 +370,16 @@ def test_a_refresh_rotates_and_the_old_refresh_token_is_refused(signed_in: Clien
         {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"], "client_id": client_id},
     )
     assert reused.status_code == 400
+    # Reuse means theft: the whole family is revoked, the rotated refresh token with it.
+    stolen_after = Client().post(
+        "/oauth/token/",
+        {
+            "grant_type": "refresh_token",
+            "refresh_token": first.json()["refresh_token"],
+            "client_id": client_id,
+        },
+    )
+    assert stolen_after.status_code == 400
 
 
 def test_a_disabled_agent_stops_its_oauth_tokens(signed_in: Client, alice: User, client_id: str) -> None:
