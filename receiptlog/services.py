@@ -29,7 +29,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from approvals import conf as delivery_conf
-from approvals.channels import DeliveryError, webhook_post
+from approvals.services.channels import DeliveryError, webhook_post
 from decisions.models import Receipt
 from decisions.receipts import receipt_out, receipt_signing_key
 from receiptlog.models import Checkpoint, LogLeaf, WitnessDelivery, WitnessDeliveryStatus
