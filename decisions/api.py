@@ -10,7 +10,14 @@ from rest_framework.views import APIView
 
 from decisions import selectors, services
 from decisions.models import AutomationMode
-from decisions.serializers import closed_out, created_out, decision_out, event_ref_out, trace_page_out
+from decisions.serializers import (
+    closed_out,
+    created_out,
+    decision_out,
+    event_ref_out,
+    events_ref_out,
+    trace_page_out,
+)
 from tracemem_site.rest import ERROR_RESPONSES as _ERRORS
 from tracemem_site.rest import actor_from_request, body, query
 from tracemem_site.validation import first_present
@@ -73,12 +80,28 @@ class DecisionContextView(APIView):
         context = serializers.DictField(required=False, help_text="non-empty object; redacted before storage")
         payload = serializers.DictField(required=False, help_text="alias of context")
         summary = serializers.CharField(required=False)
+        contexts = serializers.ListField(
+            child=serializers.DictField(),
+            required=False,
+            max_length=services.CONTEXTS_MAX,
+            help_text=f"instead of context: 1 to {services.CONTEXTS_MAX} objects, recorded as that many "
+            "events in one call; the answer is then {events: [{event_id, seq, timestamp}]}",
+        )
 
     @extend_schema(
         operation_id="decision_add_context", request=DecisionContextInput, responses={201: dict, **_ERRORS}
     )
     def post(self, request: Request, decision_id: str) -> Response:
         data = body(request, self.DecisionContextInput)
+        if data.get("contexts") is not None:
+            events = services.decision_add_contexts(
+                actor=actor_from_request(request),
+                decision_id=decision_id,
+                contexts=data["contexts"],
+                context=first_present(data, "context", "payload"),
+                summary=data.get("summary"),
+            )
+            return Response(events_ref_out(events), status=201)
         event = services.decision_add_context(
             actor=actor_from_request(request),
             decision_id=decision_id,

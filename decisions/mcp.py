@@ -7,7 +7,14 @@ from typing import Any, Literal
 from mcp_server import MCPToolset
 
 from decisions import selectors, services
-from decisions.serializers import closed_out, created_out, decision_out, event_ref_out, trace_page_out
+from decisions.serializers import (
+    closed_out,
+    created_out,
+    decision_out,
+    event_ref_out,
+    events_ref_out,
+    trace_page_out,
+)
 from tracemem_site.mcp_door import mcp_actor
 from tracemem_site.validation import first_present
 
@@ -52,6 +59,7 @@ class DecisionTools(MCPToolset):
         context: dict[str, Any] | None = None,
         summary: str | None = None,
         payload: dict[str, Any] | None = None,
+        contexts: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         """Record what you know and why you act, as often as the work goes on.
 
@@ -59,7 +67,18 @@ class DecisionTools(MCPToolset):
         Secrets are redacted before storage; reviewers read this when deciding on approvals.
         Returns {event_id, timestamp}. Fails with [invalid_state] once the decision is closed:
         open a new decision then.
+        contexts (instead of context): up to 100 objects recorded at once, in order, as that many
+        events; returns {events: [{event_id, seq, timestamp}, ...]}.
         """
+        if contexts is not None:
+            events = services.decision_add_contexts(
+                actor=mcp_actor(self.request),
+                decision_id=decision_id,
+                contexts=contexts,
+                context=first_present({"context": context, "payload": payload}, "context", "payload"),
+                summary=summary,
+            )
+            return events_ref_out(events)
         event = services.decision_add_context(
             actor=mcp_actor(self.request),
             decision_id=decision_id,

@@ -68,6 +68,13 @@ def event_ref_out(event: TraceEvent) -> dict[str, Any]:
     return {"event_id": event.event_id, "timestamp": iso_z(event.timestamp)}
 
 
+def events_ref_out(events: Iterable[TraceEvent]) -> dict[str, Any]:
+    """A batch ``decision_add_context`` (``contexts``): each recorded event, in order."""
+    return {
+        "events": [{"event_id": e.event_id, "seq": e.seq, "timestamp": iso_z(e.timestamp)} for e in events]
+    }
+
+
 def closed_out(decision: Decision) -> dict[str, Any]:
     return {
         "decision_id": decision.decision_id,

@@ -63,21 +63,45 @@ def trace_append(
     advances the decision's ``event_count``/``trace_head`` itself (one INSERT, no UPDATE round
     trip; migration decisions 0003); the same values are mirrored on ``decision`` here.
     """
-    stored_payload = json.loads(json.dumps(payload))
-    event = TraceEvent(
-        decision=decision,
-        seq=decision.event_count + 1,
-        type=type,
-        timestamp=timestamp or timezone.now(),
-        actor=actor.as_trace(),
-        payload=stored_payload,
-        prev_hash=decision.trace_head or GENESIS_HASH,
+    (event,) = trace_append_many(
+        decision=decision, type=type, actor=actor, payloads=[payload], timestamp=timestamp
     )
-    event.hash = event_hash(event_as_dict(event))
-    event.save(force_insert=True)
-    decision.event_count = event.seq
-    decision.trace_head = event.hash
     return event
+
+
+def trace_append_many(
+    *,
+    decision: Decision,
+    type: str,
+    actor: Actor,
+    payloads: list[dict[str, Any]],
+    timestamp: datetime | None = None,
+) -> list[TraceEvent]:
+    """Append events to a decision's chain in one INSERT, each chained to the one before (as
+    :func:`trace_append` would one by one; the database checks and advances the head per row)."""
+    actor_json = actor.as_trace()
+    events: list[TraceEvent] = []
+    seq, head = decision.event_count, decision.trace_head or GENESIS_HASH
+    for payload in payloads:
+        seq += 1
+        event = TraceEvent(
+            decision=decision,
+            seq=seq,
+            type=type,
+            timestamp=timestamp or timezone.now(),
+            actor=actor_json,
+            payload=json.loads(json.dumps(payload)),
+            prev_hash=head,
+        )
+        event.hash = head = event_hash(event_as_dict(event))
+        events.append(event)
+    if len(events) == 1:
+        events[0].save(force_insert=True)
+    else:
+        TraceEvent.objects.bulk_create(events)
+    decision.event_count = seq
+    decision.trace_head = head
+    return events
 
 
 def decision_lock(*, actor: Actor, decision_id: Any, settle: bool = True) -> Decision:
@@ -357,6 +381,55 @@ def decision_add_context(*, actor: Actor, decision_id: Any, context: Any, summar
     if clean_summary is not None:
         payload["summary"] = redact(clean_summary, field="summary")
     return trace_append(decision=decision, type=EventType.CONTEXT, actor=actor, payload=payload)
+
+
+CONTEXTS_MAX = 100  # SPEC §12: a batch of context holds at most this many objects
+
+
+def clean_contexts(contexts: Any) -> list[dict[str, Any]]:
+    """``contexts`` of a batch ``decision_add_context``: 1 to 100 non-empty objects, each redacted."""
+    v.required(contexts, "contexts")
+    if not isinstance(contexts, list):
+        raise InvalidArgument(
+            f"contexts must be an array of 1 to {CONTEXTS_MAX} objects, got {type(contexts).__name__}",
+            field="contexts",
+        )
+    if not 1 <= len(contexts) <= CONTEXTS_MAX:
+        raise InvalidArgument(
+            f"contexts must hold 1 to {CONTEXTS_MAX} objects, got {len(contexts)}; send more in further calls",
+            field="contexts",
+        )
+    return [
+        redact(v.json_object(item, f"contexts[{i}]", allow_empty=False), field=f"contexts[{i}]")
+        for i, item in enumerate(contexts)
+    ]
+
+
+@transaction.atomic
+def decision_add_contexts(
+    *, actor: Actor, decision_id: Any, contexts: Any, context: Any = None, summary: Any = None
+) -> list[TraceEvent]:
+    """Record several ``context`` events at once (SPEC §12 batch context): one lock, one multi-row
+    insert, each event chained as if appended one by one. All or none are recorded.
+
+    ``context`` and ``summary`` belong to the one-event form; sent with ``contexts`` they are refused
+    (which one was meant cannot be guessed)."""
+    for name, value in (("context", context), ("summary", summary)):
+        if value is not None:
+            raise InvalidArgument(
+                f"send either contexts (an array of objects) or context (one object, with an optional "
+                f"summary), not both; put what {name} says inside the objects of contexts",
+                field=name,
+            )
+    clean = clean_contexts(contexts)
+    decision = decision_lock(actor=actor, decision_id=decision_id)
+    ensure_not_terminal(decision, "take more context")
+    return trace_append_many(
+        decision=decision,
+        type=EventType.CONTEXT,
+        actor=actor,
+        payloads=[{"context": context} for context in clean],
+    )
 
 
 @transaction.atomic

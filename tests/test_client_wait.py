@@ -1,8 +1,8 @@
 """The SPEC §12 interfaces in the client: decision_wait, trace pages and batch context.
 
-Today's server has none of the three endpoints' new behaviour (they land with the server part of
-issue 16), so each is tested twice: against today's server (the client falls back: polling,
-one page, a clear "unsupported") and against the contract (skipped until the server lands it).
+Each is tested against a server without it (the client falls back: polling, one page, a clear
+"unsupported") and against the contract; batch context is on this server (issue 17), so the
+"without it" case plays an older server with pytest-httpserver.
 """
 
 from __future__ import annotations
@@ -166,15 +166,6 @@ def test_trace_pages_follow_next_after_seq(recorded: Any) -> None:
 # --- batch context -------------------------------------------------------------------------------
 
 
-def test_batch_context_on_a_server_without_it_says_so_and_adds_nothing(agent_client: Client) -> None:
-    decision_id = agent_client.decision_create("a.b.c", "autonomous")["decision_id"]
-    with pytest.raises(UnsupportedByServer) as unsupported:
-        agent_client.decision_add_contexts(decision_id, [{"step": 1}, {"step": 2}])
-    assert "call decision_add_context once per object" in str(unsupported.value)
-    assert event_types(agent_client, decision_id) == ["created"]
-
-
-@pytest.mark.skip(reason=SERVER_PART)
 def test_batch_context_adds_every_object_in_order(agent_client: Client) -> None:
     decision = agent_client.open_decision("a.b.c", "autonomous")
     added = decision.add_contexts([{"step": n} for n in range(3)])
@@ -258,3 +249,21 @@ def test_batch_context_sends_contexts_and_returns_the_events(httpserver: Any) ->
     ).respond_with_json({"events": events}, status=201)
     with Client(httpserver.url_for("/"), "tmem_k") as batch:
         assert batch.decision_add_contexts(decision_id, [{"a": 1}, {"b": 2}]) == {"events": events}
+
+
+def test_batch_context_on_a_server_without_it_says_so(httpserver: Any) -> None:
+    decision_id = DECISION["decision_id"]
+    allowed = ["context", "payload", "summary"]
+    refusal = {
+        "error": {
+            "code": "invalid_argument",
+            "message": "this operation does not take the field 'contexts'; allowed: context, payload, summary",
+            "details": {"field": "contexts", "allowed": allowed},
+        }
+    }
+    httpserver.expect_request(f"/api/v1/decisions/{decision_id}/context", method="POST").respond_with_json(
+        refusal, status=400
+    )
+    with Client(httpserver.url_for("/"), "tmem_k") as old, pytest.raises(UnsupportedByServer) as unsupported:
+        old.decision_add_contexts(decision_id, [{"step": 1}, {"step": 2}])
+    assert "call decision_add_context once per object" in str(unsupported.value)
