@@ -14,7 +14,7 @@ import httpx
 import pytest
 from tracemem_client import Client, InvalidArgument, NotFound, TraceMemError, UnsupportedByServer
 
-from tests.client_helpers import AnswerWhenAsked, Seeded, event_types
+from tests.client_helpers import AnswerWhenAsked, Seeded
 
 pytest_plugins = ["tests.client_fixtures"]  # fixtures: seeded, agent_client
 pytestmark = pytest.mark.django_db(transaction=True)

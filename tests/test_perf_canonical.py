@@ -144,7 +144,7 @@ def test_very_deep_nesting_falls_back_to_rfc8785() -> None:
 def test_subclasses_of_json_types_are_written_as_rfc8785_writes_them() -> None:
     import enum
 
-    class Kind(str, enum.Enum):
+    class Kind(enum.StrEnum):
         CONTEXT = "context"
 
     class Level(enum.IntEnum):
