@@ -55,11 +55,17 @@ def main(argv: list[str]) -> int:
             post(f"/api/v1/decisions/{did}/context", {"context": context_of(i)}, 201)
 
     calls = {
-        "append": lambda: post(f"/api/v1/decisions/{did}/context", {"context": {"step": "measuring", "n": 1}}, 201),
-        "batch": lambda: post(
-            f"/api/v1/decisions/{did}/context", {"contexts": [{"step": "measuring", "n": i} for i in range(100)]}, 201
+        "append": lambda: post(
+            f"/api/v1/decisions/{did}/context", {"context": {"step": "measuring", "n": 1}}, 201
         ),
-        "create": lambda: post("/api/v1/decisions", {"intent": "bench.run.measure", "automation_mode": "autonomous"}, 201),
+        "batch": lambda: post(
+            f"/api/v1/decisions/{did}/context",
+            {"contexts": [{"step": "measuring", "n": i} for i in range(100)]},
+            201,
+        ),
+        "create": lambda: post(
+            "/api/v1/decisions", {"intent": "bench.run.measure", "automation_mode": "autonomous"}, 201
+        ),
         "evaluate": lambda: post(
             f"/api/v1/decisions/{did}/evaluate", {"policy_id": "bench_cap_v1", "inputs": {"amount": 5}}, 200
         ),
@@ -69,7 +75,10 @@ def main(argv: list[str]) -> int:
                 "jsonrpc": "2.0",
                 "id": 1,
                 "method": "tools/call",
-                "params": {"name": "decision_add_context", "arguments": {"decision_id": did, "context": {"n": 1}}},
+                "params": {
+                    "name": "decision_add_context",
+                    "arguments": {"decision_id": did, "context": {"n": 1}},
+                },
             },
             200,
         ),

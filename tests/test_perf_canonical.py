@@ -37,9 +37,11 @@ keys = (
 )
 json_values = st.recursive(
     scalars,
-    lambda children: st.lists(children, max_size=6)
-    | st.tuples(children, children)
-    | st.dictionaries(keys, children, max_size=6),
+    lambda children: (
+        st.lists(children, max_size=6)
+        | st.tuples(children, children)
+        | st.dictionaries(keys, children, max_size=6)
+    ),
     max_leaves=40,
 )
 
@@ -47,7 +49,9 @@ json_values = st.recursive(
 def outcome(fn: Any, value: Any) -> tuple[str, Any]:
     try:
         return "ok", fn(value)
-    except Exception as exc:  # rfc8785 refuses with CanonicalizationError, or UnicodeEncodeError for some keys
+    except (
+        Exception
+    ) as exc:  # rfc8785 refuses with CanonicalizationError, or UnicodeEncodeError for some keys
         return "refused", type(exc)
 
 
@@ -187,7 +191,9 @@ def test_a_typical_event_takes_the_fast_path(monkeypatch: pytest.MonkeyPatch) ->
         "decision_id": "TMEM_X",
         "seq": 7,
         "actor": {"kind": "agent", "id": "agent_1", "name": "bot"},
-        "payload": {"context": {"step": "naïve 🚀", "files": ["a.py"], "ok": True, "none": None, "ratio": 0.25}},
+        "payload": {
+            "context": {"step": "naïve 🚀", "files": ["a.py"], "ok": True, "none": None, "ratio": 0.25}
+        },
     }
     assert canonical.canonical_json(event) == real(event)
     assert calls == [0.25]  # only the float was written by rfc8785; orjson wrote the rest
