@@ -71,7 +71,9 @@ class DecisionTraceView(APIView):
     def get(self, request: Request, decision_id: str) -> Response:
         params = query(request, ("after_seq", "limit"))
         decision = selectors.decision_for(actor_from_request(request), decision_id)
-        page = selectors.trace_page(decision, after_seq=params.get("after_seq"), limit=params.get("limit"))
+        page = selectors.trace_page_dicts(
+            decision, after_seq=params.get("after_seq"), limit=params.get("limit")
+        )
         return Response(trace_page_out(decision, page))
 
 

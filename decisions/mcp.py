@@ -112,7 +112,7 @@ class DecisionTools(MCPToolset):
         """
         actor = mcp_actor(self.request)
         decision = selectors.decision_for(actor, decision_id)
-        page = selectors.trace_page(decision, after_seq=after_seq, limit=limit)
+        page = selectors.trace_page_dicts(decision, after_seq=after_seq, limit=limit)
         return trace_page_out(decision, page)
 
     def decision_close(

@@ -8,11 +8,15 @@ permission (reviewers, auditors; superusers hold every permission).
 from __future__ import annotations
 
 import copy
+import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
+from django.db import connection
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -134,3 +138,63 @@ def trace_page(decision: Decision, *, after_seq: Any = None, limit: Any = None) 
     )
     more = bool(events) and events[-1].seq < decision.event_count
     return TracePage(events=events, next_after_seq=events[-1].seq if more else None)
+
+
+@dataclass(frozen=True)
+class TraceDictPage:
+    events: list[dict[str, Any]]  # each exactly as event_as_dict gives it
+    next_after_seq: int | None
+
+
+# A page of events as decision_trace returns them, read without building a model object per event
+# (issue 17: at 1,000 events, model instances and jsonb decoding were most of a trace read). The
+# timestamp is formatted by PostgreSQL exactly as iso_z formats it; actor and payload come as
+# their JSON text and are parsed by orjson (the same values json.loads gives).
+_TRACE_PAGE_SQL = """
+SELECT event_id, seq, type, to_char("timestamp" AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+       actor::text, payload::text, prev_hash, hash
+  FROM decisions_traceevent
+ WHERE decision_id = %s AND seq > %s AND seq <= %s
+ ORDER BY seq
+ LIMIT %s
+"""
+
+
+_LONG_DIGITS = re.compile(r"[0-9]{19}")
+
+
+def _json_loads(text: str) -> Any:
+    # orjson reads an integer beyond 64 bits as a float, json as an int: such text goes to json, so
+    # both paths give the same values (jsonb writes 1e21 as 1000000000000000000000).
+    if _LONG_DIGITS.search(text):
+        return json.loads(text)
+    return orjson.loads(text)
+
+
+def trace_page_dicts(decision: Decision, *, after_seq: Any = None, limit: Any = None) -> TraceDictPage:
+    """:func:`trace_page` with each event as :func:`event_as_dict` gives it (the trace doors)."""
+    if connection.vendor != "postgresql":
+        page = trace_page(decision, after_seq=after_seq, limit=limit)
+        return TraceDictPage([event_as_dict(e) for e in page.events], page.next_after_seq)
+    after = v.bounded_int(after_seq, "after_seq", minimum=0, maximum=None, default=0)
+    size = v.bounded_int(limit, "limit", minimum=1, maximum=TRACE_PAGE_MAX, default=TRACE_PAGE_DEFAULT)
+    did = decision.decision_id
+    with connection.cursor() as cursor:
+        cursor.execute(_TRACE_PAGE_SQL, [did, after, decision.event_count, size])
+        rows = cursor.fetchall()
+    events = [
+        {
+            "decision_id": did,
+            "event_id": event_id,
+            "seq": seq,
+            "type": type_,
+            "timestamp": timestamp,
+            "actor": _json_loads(actor),
+            "payload": _json_loads(payload),
+            "prev_hash": prev_hash,
+            "hash": hash_,
+        }
+        for event_id, seq, type_, timestamp, actor, payload, prev_hash, hash_ in rows
+    ]
+    more = bool(events) and events[-1]["seq"] < decision.event_count
+    return TraceDictPage(events=events, next_after_seq=events[-1]["seq"] if more else None)

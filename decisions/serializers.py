@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from decisions.models import Decision, TraceEvent
-from decisions.selectors import TracePage, decision_as_reported, event_as_dict
+from decisions.selectors import TraceDictPage, TracePage, decision_as_reported, event_as_dict
 from decisions.services import approval_required
 from tracemem_site.timefmt import iso_z
 
@@ -52,7 +52,9 @@ def trace_out(
     }
 
 
-def trace_page_out(decision: Decision, page: TracePage) -> dict[str, Any]:
+def trace_page_out(decision: Decision, page: TracePage | TraceDictPage) -> dict[str, Any]:
+    if isinstance(page, TraceDictPage):
+        return {**decision_out(decision), "events": page.events, "next_after_seq": page.next_after_seq}
     return trace_out(decision, page.events, page.next_after_seq)
 
 
