@@ -26,7 +26,7 @@ from django.core.cache import cache
 from django.db import transaction
 
 from agents.models import Agent, AgentKey
-from tracemem_site.shared_cache import guarded
+from tracemem_core.shared_cache import guarded
 
 GENERATION_KEY = "tracemem:credentials:generation"
 MAX_AGE = 60.0

@@ -7,7 +7,7 @@ from typing import Any
 from mcp_server import MCPToolset
 
 from agents import selectors
-from tracemem_site.mcp_door import mcp_actor
+from tracemem_site.mcp import mcp_actor
 
 
 class DiscoveryTools(MCPToolset):

@@ -31,7 +31,7 @@ def main(argv: list[str]) -> int:
 
     from agents import services as agent_services
     from agents.models import Agent
-    from tracemem_site.actor import Actor
+    from tracemem_core.actor import Actor
 
     settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "testserver"]
     agent = Agent.objects.get(name="bench-agent")

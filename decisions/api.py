@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from decisions import selectors, services
-from decisions.models import AutomationMode
+from agents.auth import AgentKeyAuthentication, PersonalTokenAuthentication
+from decisions import evidence, receipts, records, selectors, services
+from decisions.models import AutomationMode, RecordCategory
 from decisions.serializers import (
     closed_out,
     created_out,
@@ -18,9 +23,10 @@ from decisions.serializers import (
     events_ref_out,
     trace_page_out,
 )
+from tracemem_core import safejson
+from tracemem_core.validation import first_present
 from tracemem_site.rest import ERROR_RESPONSES as _ERRORS
 from tracemem_site.rest import actor_from_request, body, query
-from tracemem_site.validation import first_present
 
 
 class DecisionCreateView(APIView):
@@ -137,3 +143,127 @@ class DecisionCloseView(APIView):
             reason=data.get("reason"),
         )
         return Response(closed_out(decision))
+
+
+def _json_list(value: str) -> list[Any] | None:
+    if not value.lstrip().startswith("["):
+        return None
+    try:
+        parsed = safejson.loads(value)
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, list) else None
+
+
+class DecisionReceiptView(APIView):
+    @extend_schema(operation_id="decision_receipt", responses={200: dict, **_ERRORS})
+    def get(self, request: Request, decision_id: str) -> Response:
+        return Response(receipts.decision_receipt(actor=actor_from_request(request), decision_id=decision_id))
+
+
+class DecisionEvidenceView(APIView):
+    # The owning agent (agent key), reviewers and auditors (browser session or personal token).
+    # Agent-key authentication goes last: it answers 401 "missing" when there is no header at all,
+    # which would otherwise end the chain before a browser session is looked at.
+    authentication_classes = [PersonalTokenAuthentication, SessionAuthentication, AgentKeyAuthentication]
+
+    @extend_schema(operation_id="decision_evidence", responses={200: dict, **_ERRORS})
+    def get(self, request: Request, decision_id: str) -> Response:
+        pack = evidence.evidence_pack(actor=actor_from_request(request), decision_id=decision_id)
+        response = Response(pack)
+        if request.query_params.get("download"):
+            response["Content-Disposition"] = (
+                f'attachment; filename="evidence-{pack["decision"]["decision_id"]}.json"'
+            )
+        return response
+
+
+class ReceiptKeyOut(serializers.Serializer):
+    """One published receipt key, as ``decisions.receipts.receipt_key_out`` returns it."""
+
+    key_id = serializers.CharField()
+    algorithm = serializers.ChoiceField(choices=["ed25519"])
+    public_key = serializers.CharField(help_text="raw Ed25519 public key, base64url without padding")
+    valid_from = serializers.DateTimeField()
+    valid_to = serializers.DateTimeField(allow_null=True, help_text="null while the key is current")
+
+
+class ReceiptKeysView(APIView):
+    """Public: anyone must be able to fetch the keys that verify a receipt."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        operation_id="receipt_keys",
+        responses={200: ReceiptKeyOut(many=True)},
+        description="Every receipt key ever used, oldest first: a JSON array.",
+    )
+    def get(self, request: Request) -> Response:
+        return Response(receipts.receipt_keys_published())
+
+
+class RecordsView(APIView):
+    class DecisionRecordInput(serializers.Serializer):
+        title = serializers.CharField()
+        category = serializers.ChoiceField(choices=RecordCategory.values)
+        context = serializers.CharField()
+        decision = serializers.CharField()
+        rationale = serializers.CharField()
+        alternatives_considered = serializers.JSONField(required=False, help_text="string, array or object")
+        tags = serializers.ListField(child=serializers.CharField(), required=False)
+        constraints = serializers.JSONField(required=False)
+        consequences = serializers.JSONField(required=False)
+        supersedes = serializers.CharField(
+            required=False, help_text="decision_id of an earlier record of yours"
+        )
+
+    @extend_schema(
+        operation_id="decision_record", request=DecisionRecordInput, responses={201: dict, **_ERRORS}
+    )
+    def post(self, request: Request) -> Response:
+        data = body(request, self.DecisionRecordInput)
+        record = records.decision_record(
+            actor=actor_from_request(request),
+            title=data.get("title"),
+            category=data.get("category"),
+            context=data.get("context"),
+            decision=data.get("decision"),
+            rationale=data.get("rationale"),
+            alternatives_considered=data.get("alternatives_considered"),
+            tags=data.get("tags"),
+            constraints=data.get("constraints"),
+            consequences=data.get("consequences"),
+            supersedes=data.get("supersedes"),
+        )
+        return Response(records.record_out(record), status=201)
+
+    @extend_schema(
+        operation_id="decision_search",
+        parameters=[
+            OpenApiParameter(
+                "query", str, description="words to find in title, context, decision, rationale, tags"
+            ),
+            OpenApiParameter("category", str, enum=RecordCategory.values),
+            OpenApiParameter("tags", str, description="comma-separated or repeated; all must match"),
+            OpenApiParameter("status", str, description="a decision status, or active / superseded"),
+            OpenApiParameter("limit", int, description="1–100, default 20"),
+        ],
+        responses={200: dict, **_ERRORS},
+    )
+    def get(self, request: Request) -> Response:
+        params = request.query_params
+        tag_values: list[str] = []
+        for value in params.getlist("tags"):
+            # Comma-separated, repeated, or a JSON array (what generic clients send for a list).
+            parsed = _json_list(value)
+            tag_values.extend(parsed if parsed is not None else [t for t in value.split(",") if t.strip()])
+        found = records.decision_search(
+            actor=actor_from_request(request),
+            query=params.get("query"),
+            category=params.get("category"),
+            tags=tag_values or None,
+            status=params.get("status"),
+            limit=params.get("limit"),
+        )
+        return Response(records.search_out(found))

@@ -11,10 +11,10 @@ from rest_framework.views import APIView
 from policies import selectors, services
 from policies.models import Outcome
 from policies.serializers import grant_out, policy_detail_out, policy_summary_out, version_out
-from tracemem_site.errors import InvalidArgument
+from tracemem_core.errors import InvalidArgument
+from tracemem_core.validation import first_present
 from tracemem_site.rest import ERROR_RESPONSES as _ERRORS
 from tracemem_site.rest import HumanAPIView, actor_from_request, body
-from tracemem_site.validation import first_present
 
 
 class DecisionEvaluateView(APIView):

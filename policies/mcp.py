@@ -7,8 +7,8 @@ from typing import Any
 from mcp_server import MCPToolset
 
 from policies import services
-from tracemem_site.mcp_door import mcp_actor
-from tracemem_site.validation import first_present
+from tracemem_core.validation import first_present
+from tracemem_site.mcp import mcp_actor
 
 
 class PolicyTools(MCPToolset):

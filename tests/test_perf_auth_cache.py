@@ -20,8 +20,8 @@ from django.utils import timezone
 from agents import keycache
 from agents import services as agent_services
 from agents.models import Agent, AgentKey
-from tracemem_site import shared_cache
-from tracemem_site.actor import Actor
+from tracemem_core import shared_cache
+from tracemem_core.actor import Actor
 
 pytestmark = pytest.mark.django_db
 SYSTEM = Actor.system()

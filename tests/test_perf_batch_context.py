@@ -15,7 +15,7 @@ from decisions.integrity import decision_problems
 from decisions.models import Decision, TraceEvent
 from tests.conftest import AgentClient
 from tests.mcp_helpers import call_both, call_tool, error_code
-from tracemem_site.actor import Actor
+from tracemem_core.actor import Actor
 from tracemem_verify.chain import verify_chain
 
 

@@ -10,7 +10,7 @@ import pytest
 from decisions import selectors, services
 from decisions.models import Decision, TraceEvent
 from tests.conftest import AgentClient
-from tracemem_site.actor import Actor
+from tracemem_core.actor import Actor
 from tracemem_verify.chain import verify_chain
 
 pytestmark = pytest.mark.django_db
