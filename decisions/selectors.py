@@ -48,18 +48,49 @@ def decisions_visible_to(actor: Actor, queryset: QuerySet[Decision] | None = Non
     return qs.none()
 
 
-def decision_for(actor: Actor, decision_id: str, queryset: QuerySet[Decision] | None = None) -> Decision:
+def _check_decision_id(decision_id: str) -> None:
     if not has_format(decision_id, DECISION_PREFIX):
         # Not an id this server could have issued (also keeps NULs and odd bytes away from the database).
         raise NotFound(
             f"decision {decision_id[:60]!r} was not found; decision ids look like TMEM_ + 26 characters"
         )
+
+
+def _not_found(decision_id: str) -> NotFound:
+    return NotFound(f"decision {decision_id} was not found; check the id returned by decision_create")
+
+
+def decision_for(actor: Actor, decision_id: str, queryset: QuerySet[Decision] | None = None) -> Decision:
+    _check_decision_id(decision_id)
     try:
         return decisions_visible_to(actor, queryset).get(pk=decision_id)
     except Decision.DoesNotExist:
-        raise NotFound(
-            f"decision {decision_id} was not found; check the id returned by decision_create"
-        ) from None
+        raise _not_found(decision_id) from None
+
+
+# The agent's own decision locked FOR UPDATE in plain SQL: every append starts here, and building
+# the ORM query cost more CPU than the query itself (issue 17, docs/performance.md).
+_FIELDS = Decision._meta.concrete_fields
+_COLUMNS = ", ".join('"%s"' % f.column for f in _FIELDS)  # noqa: UP031
+_LOCK_SQL = f"SELECT {_COLUMNS} FROM decisions_decision WHERE decision_id = %s AND agent_id = %s FOR UPDATE"
+_CONVERTERS = [(i, f.from_db_value) for i, f in enumerate(_FIELDS) if hasattr(f, "from_db_value")]
+
+
+def decision_for_update(actor: Actor, decision_id: str) -> Decision:
+    """``decision_for(actor, decision_id, Decision.objects.select_for_update())``; in plain SQL for
+    an agent on PostgreSQL. Call inside ``transaction.atomic``."""
+    if connection.vendor != "postgresql" or actor.kind != "agent" or actor.agent is None:
+        return decision_for(actor, decision_id, Decision.objects.select_for_update())
+    _check_decision_id(decision_id)
+    with connection.cursor() as cursor:
+        cursor.execute(_LOCK_SQL, [decision_id, actor.agent.agent_id])
+        row = cursor.fetchone()
+    if row is None:
+        raise _not_found(decision_id)
+    values = list(row)
+    for index, convert in _CONVERTERS:
+        values[index] = convert(values[index], None, connection)
+    return Decision.from_db(connection.alias, [f.attname for f in _FIELDS], values)
 
 
 def approval_outcome_fields(outcome: str, seq: int | None) -> dict[str, Any]:
