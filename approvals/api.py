@@ -8,7 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from approvals import selectors, services
+from approvals import selectors
 from approvals.auth import WebhookCredentialAuthentication
 from approvals.serializers import (
     approval_out,
@@ -17,7 +17,10 @@ from approvals.serializers import (
     slack_integrations_out,
     webhook_endpoints_out,
 )
-from approvals.services import SLACK_INTEGRATION, WEBHOOK_ENDPOINT, DestinationKind
+from approvals.services import integrations as approval_integrations
+from approvals.services import requests as approval_requests
+from approvals.services import routes as approval_routes
+from approvals.services.integrations import SLACK_INTEGRATION, WEBHOOK_ENDPOINT, DestinationKind
 from tracemem_site.rest import ERROR_RESPONSES as _ERRORS
 from tracemem_site.rest import HumanAPIView, actor_from_request, body
 
@@ -37,7 +40,7 @@ class DecisionRequestApprovalView(APIView):
     )
     def post(self, request: Request, decision_id: str) -> Response:
         data = body(request, self.DecisionRequestApprovalInput)
-        approval = services.decision_request_approval(
+        approval = approval_requests.decision_request_approval(
             actor=actor_from_request(request),
             decision_id=decision_id,
             title=data.get("title"),
@@ -76,7 +79,7 @@ class ApprovalVoteInput(serializers.Serializer):
 
 def _vote(request: Request, approval_id: str, choice: str, channel: str) -> Response:
     data = body(request) if request.data else {}
-    approval = services.approval_vote(
+    approval = approval_requests.approval_vote(
         actor=actor_from_request(request),
         approval_id=approval_id,
         decision=choice,
@@ -114,7 +117,7 @@ class ApprovalResolveView(APIView):
     )
     def post(self, request: Request, approval_id: str) -> Response:
         data = body(request)
-        approval = services.approval_vote(
+        approval = approval_requests.approval_vote(
             actor=actor_from_request(request),
             approval_id=approval_id,
             decision=data.get("decision") if data.get("decision") is not None else data.get("action"),
@@ -143,7 +146,7 @@ class AdminRouteListView(HumanAPIView):
 
     @extend_schema(operation_id="admin_routes_create", request=RouteInput, responses={201: dict, **_ERRORS})
     def post(self, request: Request) -> Response:
-        route = services.route_create(actor=actor_from_request(request), data=body(request))
+        route = approval_routes.route_create(actor=actor_from_request(request), data=body(request))
         return Response(route_out(route), status=201)
 
 
@@ -155,7 +158,7 @@ class AdminRouteDetailView(HumanAPIView):
 
     @extend_schema(operation_id="admin_routes_update", request=RouteInput, responses={200: dict, **_ERRORS})
     def patch(self, request: Request, route_id: str) -> Response:
-        route = services.route_update(
+        route = approval_routes.route_update(
             actor=actor_from_request(request), route_id=route_id, data=body(request)
         )
         return Response(route_out(route))
@@ -194,7 +197,7 @@ class _DestinationListView(HumanAPIView):
         return Response({self.key: _out(kind, items)})
 
     def _create(self, request: Request) -> Response:
-        item = services.destination_create(
+        item = approval_integrations.destination_create(
             actor=actor_from_request(request), kind=self.kind, data=body(request)
         )
         return Response(_out(self.kind, [item])[0], status=201)
@@ -211,13 +214,13 @@ class _DestinationDetailView(HumanAPIView):
         return Response(_out(kind, [item])[0])
 
     def _patch(self, request: Request, name: str) -> Response:
-        item, _ = services.destination_update(
+        item, _ = approval_integrations.destination_update(
             actor=actor_from_request(request), kind=self.kind, name=name, data=body(request)
         )
         return Response(_out(self.kind, [item])[0])
 
     def _delete(self, request: Request, name: str) -> Response:
-        services.destination_delete(actor=actor_from_request(request), kind=self.kind, name=name)
+        approval_integrations.destination_delete(actor=actor_from_request(request), kind=self.kind, name=name)
         return Response(status=204)
 
 

@@ -29,8 +29,8 @@ def main(argv: list[str]) -> int:
     from django.test.utils import CaptureQueriesContext
     from pyinstrument import Profiler
 
-    from agents import services as agent_services
     from agents.models import Agent
+    from agents.services import registry as agent_services
     from tracemem_core.actor import Actor
 
     settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "testserver"]

@@ -6,7 +6,7 @@ from typing import Any
 
 from mcp_server import MCPToolset
 
-from policies import services
+from policies.services import evaluation as policy_evaluation
 from tracemem_core.validation import first_present
 from tracemem_site.mcp import mcp_actor
 
@@ -30,7 +30,7 @@ class PolicyTools(MCPToolset):
         Returns {event_id, policy_id, policy_version, policy_hash, outcome, rationale: {message,
         rule}, allowed, requires_approval, approval_route_id}; it is recorded in the trace.
         - outcome "allow": go ahead.
-        - outcome "requires_exception": call decision_request_approval, then poll decision_get
+        - outcome "requires_exception": call decision_request_approval, then decision_wait
           until approval_status is approved before writing or committing.
         - outcome "deny": do not act; writes in this decision are now refused, so
           decision_close(action="abort") (only override-mode approvals can lift a deny).
@@ -38,7 +38,7 @@ class PolicyTools(MCPToolset):
         problem; the failed attempt is recorded and nothing is allowed) — fix the inputs and call
         again. [permission_denied]: the policy is not granted to you; ask an admin.
         """
-        return services.decision_evaluate(
+        return policy_evaluation.decision_evaluate(
             actor=mcp_actor(self.request),
             decision_id=decision_id,
             policy_id=first_present({"policy_id": policy_id, "policy": policy}, "policy_id", "policy"),

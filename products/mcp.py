@@ -6,8 +6,10 @@ from typing import Any
 
 from mcp_server import MCPToolset
 
-from products import selectors, services
+from products import selectors
 from products.serializers import product_out, products_list_out
+from products.services import reads as product_reads
+from products.services import writes as product_writes
 from tracemem_site.mcp import mcp_actor
 
 
@@ -52,7 +54,7 @@ class ProductTools(MCPToolset):
         Returns {event_id, product, data_ref, records, summary: {rows, fields}}. The trace keeps the
         query and summary, not the records. [policy_denied]: a policy attached to the product refused.
         """
-        return services.decision_read(
+        return product_reads.decision_read(
             actor=mcp_actor(self.request),
             decision_id=decision_id,
             product=product,
@@ -84,11 +86,11 @@ class ProductTools(MCPToolset):
         idempotency_key (string): reuse it when retrying; the first result comes back and nothing is
         written twice. return_created (boolean): return the inserted records.
         Returns {event_id, product, operation, status: "executed", affected_rows, created_records?, data_ref}.
-        Refusals: [approval_required] call decision_request_approval and poll decision_get;
+        Refusals: [approval_required] call decision_request_approval and decision_wait;
         [invalid_state] while needs_approval wait; [policy_denied] abort the decision;
         [invalid_argument] fix the field it names.
         """
-        return services.decision_write(
+        return product_writes.decision_write(
             actor=mcp_actor(self.request),
             decision_id=decision_id,
             product=product,

@@ -20,9 +20,9 @@ from django.db import connection, connections
 from django.test import Client
 from django.test.testcases import TransactionTestCase
 
-from agents import services as agent_services
 from agents.models import Agent
-from tracemem_core import dbroles
+from agents.services import registry as agent_registry
+from tracemem_core import dbroles, waits
 from tracemem_core.actor import Actor
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -93,6 +93,7 @@ def django_db_setup(django_db_setup: Any, django_db_blocker: Any) -> Iterator[No
     settings.TRACEMEM_PRODUCTS_ROLE = os.environ["TRACEMEM_PRODUCTS_ROLE"] = products_role
     os.environ.pop("MIGRATION_DATABASE_URL", None)  # subprocesses get the app role's DATABASE_URL only
     yield
+    waits.hub().stop(join=10)  # decision_wait's listening connection must not keep the database open
     _connect_default_as(OWNER_USER)  # pytest-django drops the test database as the owner
 
 
@@ -228,10 +229,10 @@ def make_agent(db: Any) -> Callable[..., tuple[Agent, str]]:
 
     def factory(name: str | None = None, owner: Any = None) -> tuple[Agent, str]:
         counter["n"] += 1
-        agent = agent_services.agent_create(
+        agent = agent_registry.agent_create(
             actor=Actor.system(), name=name or f"agent-{counter['n']}", owner=owner
         )
-        issued = agent_services.agent_key_issue(actor=Actor.system(), agent=agent)
+        issued = agent_registry.agent_key_issue(actor=Actor.system(), agent=agent)
         return agent, issued.secret
 
     return factory

@@ -18,8 +18,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from agents import keycache
-from agents import services as agent_services
 from agents.models import Agent, AgentKey
+from agents.services import registry as agent_services
 from tracemem_core import shared_cache
 from tracemem_core.actor import Actor
 
