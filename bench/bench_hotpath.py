@@ -388,7 +388,9 @@ def run() -> list[dict[str, Any]]:
     base = os.environ.get("DATABASE_URL", "")
     # Skipped, not failed, so `make bench` on the embedded default still runs the other benchmarks.
     if not base.startswith(("postgres://", "postgresql://")):
-        return [{"operation": "skipped: needs DATABASE_URL=postgres://... (a role that may create databases)"}]
+        return [
+            {"operation": "skipped: needs DATABASE_URL=postgres://... (a role that may create databases)"}
+        ]
     if shutil.which("pgbench") is None:
         return [{"operation": "skipped: needs pgbench on PATH (Debian: postgresql-client)"}]
     var = Path(tempfile.mkdtemp(prefix="tracemem-bench-"))
