@@ -314,7 +314,8 @@ if not 2 <= TRACEMEM_MAX_JSON_DEPTH <= 200:
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["agents.auth.AgentKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # DRF's JSONRenderer output, written by orjson (tracemem_site/renderers.py, issue 17).
+    "DEFAULT_RENDERER_CLASSES": ["tracemem_site.renderers.FastJSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["tracemem_site.parsers.BoundedJSONParser"],
     "EXCEPTION_HANDLER": "tracemem_site.rest.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
