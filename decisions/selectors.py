@@ -19,6 +19,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import orjson
+from django.conf import settings
 from django.db import connection
 from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import TruncDate
@@ -194,7 +195,7 @@ def decision_wait_check(
     decision = decision_as_reported(decision_for(actor, decision_id))
     now = monotonic_clock.monotonic()
     if deadline is None:
-        deadline = now + timeout
+        deadline = now + min(timeout, settings.TRACEMEM_WAIT_CAP_SECONDS)
     if decision.approval_status != ApprovalStatus.PENDING:
         return WaitOutcome(decision, timed_out=False)
     if now >= deadline:
