@@ -268,3 +268,38 @@ def test_the_servers_cap_ends_a_wait_sooner_than_its_timeout(seeded: Seeded, set
         waited = http.get(f"/api/v1/decisions/{decision_id}/wait", params={"timeout_seconds": 20}).json()
     assert (waited["timed_out"], waited["approval_status"]) == (True, "pending")
     assert 1 <= time.monotonic() - started < 3
+
+
+def test_an_agent_cannot_park_more_waits_than_its_share(seeded: Seeded, settings: Any) -> None:
+    """Waits cost no thread under the front, but each is a subscription, a socket and a replay: one
+    agent may hold at most TRACEMEM_WAIT_MAX_PER_AGENT at once (per process); the next is 429."""
+    settings.TRACEMEM_WAIT_MAX_PER_AGENT = 2
+    hub = waits.hub()
+    results: list[int] = []
+    with rest(seeded) as http:
+        decision_id = pending_decision(http)
+        before = hub.waiting()
+
+        def wait_once() -> None:
+            with rest(seeded) as own:
+                answer = own.get(f"/api/v1/decisions/{decision_id}/wait", params={"timeout_seconds": 3})
+                results.append(answer.status_code)
+
+        threads = [threading.Thread(target=wait_once) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for _ in range(100):
+            if hub.waiting() >= before + 2:
+                break
+            time.sleep(0.05)
+        assert hub.waiting() >= before + 2
+        refused = http.get(f"/api/v1/decisions/{decision_id}/wait", params={"timeout_seconds": 3})
+        assert refused.status_code == 429, refused.text
+        assert refused.json()["error"]["code"] == "rate_limited"
+        assert "TRACEMEM_WAIT_MAX_PER_AGENT" not in refused.text and refused.headers.get("Retry-After")
+        for thread in threads:
+            thread.join(10)
+        assert results == [200, 200]
+        # Once they returned, the agent may wait again.
+        again = http.get(f"/api/v1/decisions/{decision_id}/wait", params={"timeout_seconds": 0})
+        assert again.status_code == 200 and again.json()["timed_out"] is True
