@@ -7,6 +7,7 @@ The production server, where a wait holds no thread, is tested in ``tests/test_w
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from datetime import timedelta
@@ -303,3 +304,29 @@ def test_an_agent_cannot_park_more_waits_than_its_share(seeded: Seeded, settings
         # Once they returned, the agent may wait again.
         again = http.get(f"/api/v1/decisions/{decision_id}/wait", params={"timeout_seconds": 0})
         assert again.status_code == 200 and again.json()["timed_out"] is True
+
+
+def test_a_commit_between_the_look_and_the_wait_still_wakes_the_waiter(seeded: Seeded) -> None:
+    """The subscription is taken before each look: a notification that arrives while the door is
+    still looking (before it starts waiting, in a thread or parked in the front) is not lost."""
+    hub = waits.hub()
+    assert hub.wait_until_listening(10)
+    looks: list[float] = []
+
+    def check(deadline: float | None) -> Any:
+        looks.append(time.monotonic())
+        if len(looks) == 1:
+            hub.dispatch("TMEM_RACE")  # the commit lands after this look read "pending"
+            return waits.Pending(wake_at=time.monotonic() + 20, deadline=time.monotonic() + 20)
+        return "looked again"
+
+    started = time.monotonic()
+    assert waits.wait_for("TMEM_RACE", check) == "looked again"
+    assert time.monotonic() - started < 1
+
+    # Parked in the front's event loop: notified after parking, before the loop awaits it.
+    with hub.subscribe("TMEM_RACE_PARKED") as subscription:
+        hub.dispatch("TMEM_RACE_PARKED")
+        started = time.monotonic()
+        assert asyncio.run(subscription.wait_async(20)) is True
+        assert time.monotonic() - started < 1
