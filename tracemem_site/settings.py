@@ -71,12 +71,13 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: the request id (X-Request-ID in and out, in every log line) and request metrics.
     "tracemem_site.observability.RequestMiddleware",
-    # /healthz answers here, before the Host check: probes address the container, not the site.
-    "tracemem_site.health.LivenessMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Content-Security-Policy on every response (CONTENT_SECURITY_POLICY below).
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # /healthz answers here, before CommonMiddleware's Host check (probes address the container, not
+    # the site) and after the security headers (HSTS, CSP) are set on every answer.
+    "tracemem_site.health.LivenessMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
