@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
@@ -58,14 +59,53 @@ def capabilities(agent: Agent) -> dict[str, object]:
     """
     from policies.selectors import granted_policies
     from products.selectors import agent_data_products
-    from tracemem_core.version import PROTOCOL_VERSIONS, SERVER_NAME, SERVER_VERSION
+    from tracemem_core.version import MODERN_PROTOCOL_VERSIONS, PROTOCOL_VERSIONS, SERVER_NAME, SERVER_VERSION
 
+    products, policies = agent_data_products(agent), granted_policies(agent)
     return {
         "agent_id": agent.agent_id,
         "name": agent.name,
-        "permissions": {"data_products": agent_data_products(agent), "policies": granted_policies(agent)},
-        "server": {"name": SERVER_NAME, "version": SERVER_VERSION, "protocol_versions": PROTOCOL_VERSIONS},
+        "permissions": {"data_products": products, "policies": policies},
+        "workflow": workflow(products, policies),
+        "server": {
+            "name": SERVER_NAME,
+            "version": SERVER_VERSION,
+            "protocol_versions": [*MODERN_PROTOCOL_VERSIONS, *PROTOCOL_VERSIONS],
+        },
     }
+
+
+def workflow(products: list[dict[str, Any]], policies: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """What this agent may do next, in the order of the protocol (the MCP server's instructions and
+    the ``governed_change`` prompt say the same): only the data and policy steps it holds grants for."""
+    granted = {p for product in products for p in product.get("permissions", [])}
+    steps = [
+        ("decision_create", "before you act: open a decision with your intent and automation_mode"),
+        ("decision_add_context", "as the work goes on: what you know and why you act"),
+    ]
+    if "read" in granted:
+        steps.append(
+            ("decision_read", "read business data through the products listed above, with a purpose")
+        )
+    if policies:
+        steps.append(
+            ("decision_evaluate", "before acting: evaluate the policies listed above on your inputs")
+        )
+    steps += [
+        ("decision_request_approval", "when a policy answers requires_exception or your mode needs a human"),
+        (
+            "decision_wait",
+            "right after requesting approval: returns when a human answers; call again on timed_out",
+        ),
+    ]
+    if granted & {"insert", "update", "delete"}:
+        steps.append(
+            ("decision_write", "once allowed or approved: change data through the products listed above")
+        )
+    steps.append(
+        ("decision_close", 'action="commit" when done, action="abort" to give up (after deny or rejection)')
+    )
+    return [{"tool": tool, "when": when} for tool, when in steps]
 
 
 def may_manage_keys(actor: Actor, agent: Agent) -> bool:

@@ -260,6 +260,13 @@ class OAuthMCPView(MCPView):
     def get_authenticators(self) -> list[Any]:
         return [OAuthAgentAuthentication()]
 
+    def initial(self, request: Any, *args: Any, **kwargs: Any) -> None:
+        # Some clients (Codex) probe with GET: without a valid token the answer is the 401 that
+        # points at the metadata (public anyway); with one, GET is 405 as on /mcp.
+        if request.method in ("GET", "DELETE"):
+            self.perform_authentication(request)
+        super().initial(request, *args, **kwargs)
+
     def handle_exception(self, exc: Exception) -> Any:
         response = super().handle_exception(exc)
         if response.status_code == 401:

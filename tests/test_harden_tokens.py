@@ -69,9 +69,8 @@ def test_people_see_only_their_own_tokens_and_cannot_revoke_anyone_elses() -> No
     assert [t["user"] for t in call(rita_secret, "GET", "/api/v1/tokens").json()["tokens"]] == ["rita"]
     refused = call(rita_secret, "POST", f"/api/v1/tokens/{bob_token.token_id}/revoke")
     assert refused.status_code == 404 and refused.json()["error"]["code"] == "not_found"
-    assert call(rita_secret, "POST", "/api/v1/tokens/tok_999999/revoke").json() == refused.json() | {
-        "error": {**refused.json()["error"], "message": "no token tok_999999"}
-    }
+    unknown = call(rita_secret, "POST", "/api/v1/tokens/tok_999999/revoke").json()
+    assert unknown["error"] == {**refused.json()["error"], "message": "no token tok_999999"}
     bob_token.refresh_from_db()
     assert bob_token.revoked_at is None and call(bob_secret, "GET", "/api/v1/tokens").status_code == 200
     nosy = call(rita_secret, "GET", "/api/v1/tokens?user=bob")

@@ -24,6 +24,7 @@ from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
 from agents.models import Agent
+from tracemem_core import metrics
 from tracemem_core.shared_cache import guarded
 
 _PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
@@ -57,7 +58,10 @@ class AgentRateThrottle(BaseThrottle):
         if count is None:
             count = _local.count(key, window, now)
         self.retry_after = max(1, math.ceil(window - now % window))
-        return count <= allowed
+        if count > allowed:
+            metrics.RATE_LIMITED.labels("mcp" if request.path.startswith("/mcp") else "rest").inc()
+            return False
+        return True
 
     def wait(self) -> float | None:
         return getattr(self, "retry_after", None)
