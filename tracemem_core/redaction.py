@@ -79,6 +79,9 @@ _START = r"(?<![A-Za-z0-9])"
 # The value after "password=" or "password: ": quoted, already redacted, or up to a delimiter
 # (a closing bracket stays: "(KEY=abc)" keeps its ")").
 _VALUE = r"""(?P<s>\[redacted\]|"[^"]*"|'[^']*'|[^\s&;,()\[\]{}<>"']+)"""
+# "password: hunter2" in pasted config text. Not used by the net over text without a field of its own
+# (redact_strings): there "password: too long" is a message naming the field "password".
+_COLON_PAIR = r"(?i)(?<![A-Za-z0-9])[A-Za-z0-9_.-]*(?:password|passwd|passphrase|secret)\s*:\s+" + _VALUE
 _SECRET_VALUE_PATTERNS = [
     _START + r"tmem_[A-Za-z0-9]{20,}",
     _START + r"tmpat_[A-Za-z0-9]{20,}",
@@ -100,7 +103,7 @@ _SECRET_VALUE_PATTERNS = [
     # key=value in DSNs, environment lines and query strings; "key: value" for the password family.
     r"(?i)(?<![A-Za-z0-9])[A-Za-z0-9_.-]*(?:password|passwd|pwd|passphrase|secret|token|api_?key)"
     r"(?:\s*=\s*|=)" + _VALUE,
-    r"(?i)(?<![A-Za-z0-9])[A-Za-z0-9_.-]*(?:password|passwd|passphrase|secret)\s*:\s+" + _VALUE,
+    _COLON_PAIR,
 ]
 # Card numbers (PAN): 13–19 digits of a major network (first digit 2–6), Luhn-valid, written
 # plain or in groups separated by single spaces or dashes. Only Luhn-valid numbers are replaced,
@@ -197,30 +200,35 @@ def _replace_secret(match: re.Match[str]) -> str:
     return REDACTED
 
 
-def redact_text(text: str) -> str:
+def redact_text(text: str, *, colon_pairs: bool = True) -> str:
     """``text`` with every secret-looking part replaced by ``[redacted]`` and the rest kept.
 
     Idempotent: ``[redacted]`` matches no pattern. Used by :func:`redact` for every string and by
-    the notification channels on everything they send (approvals/services/channels.py).
+    the notification channels on everything they send (approvals/services/channels.py). Without
+    ``colon_pairs`` a "password: …" pair is left alone (see :func:`redact_strings`).
     """
     for pattern in _extra_rules()[1]:
-        text = pattern.sub(_replace_secret, text)
+        if colon_pairs or pattern.pattern != _COLON_PAIR:
+            text = pattern.sub(_replace_secret, text)
     return _redact_cards(text)
 
 
 def redact_strings(value: Any) -> Any:
     """A copy of ``value`` with :func:`redact_text` applied to every string (keys included) and
     card-number integers replaced; nothing else changes (no cuts, no key rules, other types kept).
+    "password: …" pairs are left alone: in an error message that is a field name and its problem
+    ("password: too long"); "password=…", URL passwords, tokens and cards are still caught.
 
     The last line of defence for text that has no field of its own to redact by: every trace
     event's payload (``decisions.services.trace_append``) and every ``DomainError``'s message and
     details (an error quoting what the caller sent). Idempotent like :func:`redact_text`.
     """
     if isinstance(value, str):
-        return redact_text(value)
+        return redact_text(value, colon_pairs=False)
     if isinstance(value, dict):
         return {
-            (redact_text(k) if isinstance(k, str) else k): redact_strings(item) for k, item in value.items()
+            (redact_text(k, colon_pairs=False) if isinstance(k, str) else k): redact_strings(item)
+            for k, item in value.items()
         }
     if isinstance(value, list | tuple):
         return [redact_strings(item) for item in value]
