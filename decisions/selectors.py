@@ -27,7 +27,7 @@ from tracemem_core.ids import DECISION_PREFIX, has_format
 from tracemem_core.permissions import may_read
 from tracemem_core.timefmt import iso_z
 
-# decision_trace pages (SPEC §12): without ``limit`` a page holds TRACE_PAGE_DEFAULT events, never more
+# decision_trace pages (docs/contract/interfaces.md): without ``limit`` a page holds TRACE_PAGE_DEFAULT events, never more
 # than TRACE_PAGE_MAX. Whole-chain readers (verifiers) walk pages of TRACE_PAGE_MAX.
 TRACE_PAGE_DEFAULT = 500
 TRACE_PAGE_MAX = 1000
@@ -59,7 +59,7 @@ def decision_for(actor: Actor, decision_id: str, queryset: QuerySet[Decision] | 
 
 
 def approval_outcome_fields(outcome: str, seq: int | None) -> dict[str, Any]:
-    """What resolving the pending approval with ``outcome`` does to the decision row (SPEC §5):
+    """What resolving the pending approval with ``outcome`` does to the decision row (docs/contract/states.md):
     granted → approved (``seq`` is the grant's event); rejected or expired → rejected (fail closed).
     ``note_approval_resolved`` writes these; :func:`decision_as_reported` shows them early."""
     if outcome == ApprovalStatus.APPROVED:

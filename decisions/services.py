@@ -1,4 +1,4 @@
-"""Decision envelopes and their trace: every state change of SPEC §3 (envelope) and §5.
+"""Decision envelopes and their trace: every state change of docs/contract/tools.md (envelope) and docs/contract/states.md.
 
 Other apps change a decision only through the functions here: they lock it with
 :func:`decision_lock`, append with :func:`trace_append`, ask the gates (:func:`ensure_writable`,
@@ -19,6 +19,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from agents.models import Agent
 from decisions.models import (
     TERMINAL_STATUSES,
     ApprovalStatus,
@@ -107,7 +108,7 @@ def register_lock_settler(settler: LockSettler) -> None:
         _lock_settlers.append(settler)
 
 
-# --- gates (SPEC §5), in one place ----------------------------------------------------------
+# --- gates (docs/contract/states.md), in one place ----------------------------------------------------------
 
 
 def _granted_after(decision: Decision, seq: int | None) -> bool:
@@ -155,7 +156,7 @@ def write_block_reason(decision: Decision) -> tuple[type[Exception], str] | None
 
 
 def ensure_writable(decision: Decision) -> None:
-    """The write gate: raise the refusal of SPEC §5 if a write may not happen now."""
+    """The write gate: raise the refusal of docs/contract/states.md if a write may not happen now."""
     ensure_not_terminal(decision, "be written to")
     blocked = write_block_reason(decision)
     if blocked is not None:
@@ -225,7 +226,7 @@ def note_policy_outcome(
 
 
 def note_approval_requested(*, decision: Decision, approval_id: str) -> None:
-    """open/approved → needs_approval (SPEC §5); the caller appends the approval_requested event."""
+    """open/approved → needs_approval (docs/contract/states.md); the caller appends the approval_requested event."""
     if decision.status not in (DecisionStatus.OPEN, DecisionStatus.APPROVED):
         raise InvalidState(
             f"decision {decision.decision_id} is {decision.status}: approval can be requested only when it is "
@@ -249,7 +250,7 @@ def note_approval_resolved(*, decision: Decision, outcome: str, seq: int) -> Non
 def note_approval_cancelled(*, decision: Decision, approval_id: str) -> None:
     """The pending approval was cancelled because the decision is closing: nothing is pending any more.
 
-    ``approval_status`` goes back to null (SPEC's enum has no ``cancelled``); the caller appends the
+    ``approval_status`` goes back to null (the contract's enum has no ``cancelled``); the caller appends the
     ``approval_resolved`` event and :func:`decision_close` sets the terminal status.
     """
     if decision.pending_approval_id not in (None, approval_id):
@@ -286,9 +287,10 @@ def register_close_participant(participant: CloseParticipant) -> None:
 # --- the envelope tools ------------------------------------------------------------------------
 
 
-def _require_agent(actor: Actor) -> None:
+def _require_agent(actor: Actor) -> Agent:
     if actor.kind != "agent" or actor.agent is None:
         raise PermissionDenied("only an agent (authenticated with its key) can do this")
+    return actor.agent
 
 
 def validate_intent(intent: Any, field: str = "intent") -> str:
@@ -314,15 +316,14 @@ def decision_create(
     metadata: Any = None,
 ) -> Decision:
     """Open a decision envelope for the calling agent; its first trace event is ``created``."""
-    _require_agent(actor)
-    assert actor.agent is not None
+    agent = _require_agent(actor)
     clean_intent = validate_intent(intent)
     mode = v.choice(automation_mode, "automation_mode", AutomationMode.values)
     # These labels are shown and hashed like metadata, so a pasted token is redacted here too.
-    who = redact(v.optional_string(decision_actor, "actor"), field="actor") or actor.agent.agent_id
+    who = redact(v.optional_string(decision_actor, "actor"), field="actor") or agent.agent_id
     clean_metadata = redact(v.optional_json_object(metadata, "metadata") or {}, field="metadata")
     decision = Decision.objects.create(
-        agent=actor.agent,
+        agent=agent,
         intent=clean_intent,
         automation_mode=mode,
         actor=who,
@@ -363,7 +364,7 @@ def decision_add_context(*, actor: Actor, decision_id: Any, context: Any, summar
 def decision_close(
     *, actor: Actor, decision_id: Any, action: Any, summary: Any = None, reason: Any = None
 ) -> Decision:
-    """Close a decision: ``commit`` (gated, SPEC §5) or ``abort`` (always allowed while not terminal)."""
+    """Close a decision: ``commit`` (gated, docs/contract/states.md) or ``abort`` (always allowed while not terminal)."""
     if isinstance(action, str):
         action = _CLOSE_ALIASES.get(action, action)
     clean_action = v.choice(action, "action", CLOSE_ACTIONS)

@@ -1,7 +1,7 @@
 """Process-local counters for what operators must see (dependency errors, fallbacks, deferrals).
 
 A deliberately small seam: code counts events with :func:`incr`; tests and the future ``/metrics``
-endpoint (SPEC §12) read them with :func:`value` / :func:`snapshot`. Names follow Prometheus
+endpoint (docs/contract/interfaces.md) read them with :func:`value` / :func:`snapshot`. Names follow Prometheus
 conventions (``*_total``) so an exporter can publish them as they are. Counts live in the process
 that made them (each gunicorn worker and Celery worker has its own), as Prometheus counters do.
 """

@@ -7,6 +7,8 @@ from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
+from tracemem_site.celery import app
+
 
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -33,8 +35,6 @@ def readyz(request: HttpRequest) -> JsonResponse:
 
 
 def _broker_check() -> str:
-    from tracemem_site.celery import app
-
     try:
         with app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=0, timeout=2)

@@ -1,4 +1,4 @@
-"""Policies (SPEC §7): definitions, drafts, publishing, retiring and grants."""
+"""Policies (docs/contract/policies.md): definitions, drafts, publishing, retiring and grants."""
 
 from __future__ import annotations
 
