@@ -29,6 +29,7 @@ from agents.services import registry as agent_registry
 from agents.services import tokens as agent_tokens
 from agents.services import twofactor
 from approvals.selectors import second_factor_required_by_policy
+from oauth import selectors as oauth_selectors
 from tracemem_core.errors import DomainError, InvalidArgument, NotFound
 from tracemem_core.permissions import has_perm, require_perm
 from tracemem_site import client_configs
@@ -70,10 +71,19 @@ def _client_configs(secret: str) -> list[dict[str, str]]:
 def agent_list(request: HttpRequest) -> HttpResponse:
     actor = web_actor(request)
     agents = agents_overview(actor)
+    oauth_configs = [
+        {"name": snippet.title, "text": snippet.content}
+        for client in client_configs.OAUTH_CLIENTS
+        for snippet in client_configs.client_config(client)
+    ]
     return render(
         request,
         "agents/list.html",
-        {"agents": agents, "can_manage": has_perm(actor, "agents.manage_agents")},
+        {
+            "agents": agents,
+            "can_manage": has_perm(actor, "agents.manage_agents"),
+            "oauth_configs": oauth_configs,
+        },
     )
 
 
@@ -147,7 +157,9 @@ def key_rotate(request: HttpRequest, agent_id: str, key_id: str) -> HttpResponse
         key = selectors.agent_key_by_id(agent, key_id)
         grace = request.POST.get("grace_seconds", "0")
         issued = agent_registry.agent_key_rotate(
-            actor=web_actor(request), key=key, grace_seconds=int(grace) if grace.isdigit() else -1
+            actor=web_actor(request),
+            key=key,
+            grace_seconds=int(grace) if grace.isascii() and grace.isdigit() else -1,
         )
     except DomainError as exc:
         messages.error(request, exc.message)
@@ -197,6 +209,7 @@ def account(request: HttpRequest) -> HttpResponse:
             "issued": request.session.pop(_ISSUED_TOKEN, None),
             "two_factor_on": selectors.confirmed_device(user) is not None,
             "two_factor_required": second_factor_required_by_policy(user),
+            "oauth_connections": oauth_selectors.connections_visible(actor),
         },
     )
     response["Cache-Control"] = "no-store"  # it may carry a token shown once
@@ -208,7 +221,7 @@ def account(request: HttpRequest) -> HttpResponse:
 def token_create(request: HttpRequest) -> HttpResponse:
     days = request.POST.get("expires_in_days", "").strip()
     try:
-        if days and not (days.isdigit() and 1 <= int(days) <= 3650):
+        if days and not (days.isascii() and days.isdigit() and 1 <= int(days) <= 3650):
             raise InvalidArgument(
                 "expires in (days) must be a whole number from 1 to 3650", field="expires_in_days"
             )

@@ -14,8 +14,15 @@ from rest_framework.views import APIView
 from agents.auth import ActorSessionAuthentication, AgentKeyAuthentication, PersonalTokenAuthentication
 from decisions import evidence, receipts, records, selectors, services
 from decisions.models import AutomationMode, RecordCategory
-from decisions.serializers import closed_out, created_out, decision_out, event_ref_out, trace_page_out
-from tracemem_core import safejson
+from decisions.serializers import (
+    closed_out,
+    created_out,
+    decision_out,
+    event_ref_out,
+    trace_page_out,
+    wait_out,
+)
+from tracemem_core import safejson, waits
 from tracemem_core.validation import first_present
 from tracemem_site.rest import ERROR_RESPONSES as _ERRORS
 from tracemem_site.rest import actor_from_request, body, query
@@ -51,6 +58,36 @@ class DecisionGetView(APIView):
     @extend_schema(operation_id="decision_get", responses={200: dict, **_ERRORS})
     def get(self, request: Request, decision_id: str) -> Response:
         return Response(decision_out(selectors.decision_for(actor_from_request(request), decision_id)))
+
+
+class DecisionWaitView(APIView):
+    @extend_schema(
+        operation_id="decision_wait",
+        description=(
+            "Wait until the decision's pending approval is resolved (or the decision otherwise stops "
+            "waiting for one), at most timeout_seconds; returns decision_get plus timed_out. "
+            "With timed_out true, call again."
+        ),
+        parameters=[
+            OpenApiParameter(
+                "timeout_seconds",
+                float,
+                description=f"0–{selectors.WAIT_MAX_SECONDS} (default {selectors.WAIT_DEFAULT_SECONDS})",
+            )
+        ],
+        responses={200: dict, **_ERRORS},
+    )
+    def get(self, request: Request, decision_id: str) -> Response:
+        params = query(request, ("timeout_seconds",))
+        actor = actor_from_request(request)
+        try:
+            with waits.door_parks():
+                outcome = selectors.decision_wait(
+                    actor, decision_id, timeout_seconds=params.get("timeout_seconds")
+                )
+        except waits.ParkRequest:
+            return Response(status=204)  # a placeholder: the front waits and replays this request
+        return Response(wait_out(outcome))
 
 
 class DecisionTraceView(APIView):

@@ -7,7 +7,7 @@ from typing import Any
 
 from approvals.serializers import delivery_for_decision
 from decisions.models import Decision, TraceEvent
-from decisions.selectors import TracePage, decision_as_reported, event_as_dict
+from decisions.selectors import TracePage, WaitOutcome, decision_as_reported, event_as_dict
 from decisions.services import approval_required
 from tracemem_core.timefmt import iso_z
 
@@ -31,6 +31,11 @@ def decision_out(decision: Decision) -> dict[str, Any]:
         "trace_head": decision.trace_head,
         "delivery": _approval_delivery(decision),
     }
+
+
+def wait_out(outcome: WaitOutcome) -> dict[str, Any]:
+    """``decision_wait``: the ``decision_get`` object plus whether the wait ran out (docs/contract/interfaces.md)."""
+    return {**decision_out(outcome.decision), "timed_out": outcome.timed_out}
 
 
 def _approval_delivery(decision: Decision) -> dict[str, Any] | None:

@@ -22,7 +22,12 @@ from mcp_server.djangomcp import (
     global_mcp_server,
 )
 
+#: django-mcp-server's FastMCP server (public: tools and prompts are registered on it).
+server = global_mcp_server
+
 __all__ = [
+    "server",
+    "has_tool",
     "Tool",
     "ToolError",
     "fast_callable",
@@ -52,6 +57,10 @@ def initialization_options() -> Any:
 
 def list_tools() -> Coroutine[Any, Any, Any]:
     return global_mcp_server.list_tools()
+
+
+def has_tool(name: str) -> bool:
+    return global_mcp_server._tool_manager.get_tool(name) is not None
 
 
 def fast_callable(name: str) -> tuple[Tool, Any] | None:

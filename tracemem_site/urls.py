@@ -3,7 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from agents import views as agent_views
-from tracemem_site import health
+from tracemem_site import health, metrics_view
 from tracemem_site import views as site_views
 from tracemem_site.mcp import MCPView
 
@@ -14,6 +14,7 @@ api_v1 = [
     path("", include("policies.urls")),
     path("", include("products.urls")),
     path("", include("audit.urls")),
+    path("", include("receiptlog.urls")),
 ]
 
 urlpatterns = [
@@ -24,9 +25,13 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
     path("favicon.ico", site_views.favicon, name="favicon"),
     path("mcp", MCPView.as_view(), name="mcp"),
+    # The OAuth door (issue 15): /oauth/mcp, its metadata, the authorization server, consent.
+    path("", include("oauth.urls")),
     path("healthz", health.healthz, name="healthz"),
     path("", include("decisions.urls_wellknown")),
+    path("", include("receiptlog.urls_wellknown")),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics_view.metrics_endpoint, name="metrics"),
     # Reviewer and admin web UI (issue 7).
     path("", site_views.dashboard, name="dashboard"),
     path("login/", site_views.login_view, name="login"),

@@ -336,22 +336,28 @@ def webhook_payload(delivery: Delivery) -> dict[str, Any]:
 
 
 def send_webhook(delivery: Delivery) -> dict[str, Any]:
-    name = delivery.target.get("endpoint")
+    body = json.dumps(redacted_for_sending(webhook_payload(delivery)), separators=(",", ":"))
+    return webhook_post(delivery.target.get("endpoint"), delivery.delivery_id, body)
+
+
+def webhook_post(name: Any, message_id: str, body: str) -> dict[str, Any]:
+    """POST ``body`` (JSON text) to the webhook endpoint ``name``, signed per Standard Webhooks with
+    ``message_id`` as the webhook id, through the outbound rules; ``{"http_status"}`` on a 2xx, else
+    :class:`DeliveryError`. Approval requests and the receipt log's witnesses both send this way."""
     endpoint = WebhookEndpoint.objects.filter(name=name).first() if name else None
     if endpoint is None:
         raise DeliveryError(f"webhook endpoint {name!r} is not configured")
-    body = json.dumps(redacted_for_sending(webhook_payload(delivery)), separators=(",", ":"))
     from django.utils import timezone
 
     now = timezone.now()
     try:
-        signature = Webhook(endpoint.signing_secret).sign(delivery.delivery_id, now, body)
+        signature = Webhook(endpoint.signing_secret).sign(message_id, now, body)
     except Exception:
         raise DeliveryError("the webhook endpoint's signing secret is not a valid whsec_ secret") from None
     headers = {
         "content-type": "application/json",
         # The delivery id is the webhook id: receivers de-duplicate retries by it.
-        "webhook-id": delivery.delivery_id,
+        "webhook-id": message_id,
         "webhook-timestamp": str(int(now.timestamp())),
         "webhook-signature": signature,
         "user-agent": "TraceMem-Webhooks/1",

@@ -99,7 +99,7 @@ def test_db_roles_dry_run_prints_the_sql_and_changes_nothing(capsys: Any) -> Non
     assert f'CREATE ROLE "{fresh_products}" NOLOGIN' in out
     assert (
         'GRANT SELECT, INSERT ON "audit_auditentry", "decisions_decisionrecord", "decisions_receipt", '
-        f'"decisions_traceevent" TO "{fresh_app}"' in out
+        f'"decisions_traceevent", "receiptlog_checkpoint", "receiptlog_logleaf" TO "{fresh_app}"' in out
     )
     assert f'GRANT USAGE ON SCHEMA "tracemem_data" TO "{fresh_products}"' in out
     assert "TRUNCATE" not in out.replace("REVOKE ALL", "")

@@ -22,6 +22,10 @@ CLAUDE_CODE = "@anthropic-ai/claude-code@2.1.197"
 
 pytestmark = pytest.mark.node
 
+# One npm cache for every npx run, whatever HOME a test gives the CLI (Claude Code reads its config
+# from HOME): the packages are downloaded once per machine, not once per test.
+NPM_CACHE = os.environ.get("npm_config_cache") or str(Path.home() / ".npm")
+
 
 def _npx(
     *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
@@ -33,7 +37,7 @@ def _npx(
         capture_output=True,
         text=True,
         timeout=600,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, "npm_config_cache": NPM_CACHE, **(env or {})},
         cwd=cwd,
     )
 
@@ -109,7 +113,7 @@ def _claude(home: Path, command: str, key: str) -> subprocess.CompletedProcess[s
         capture_output=True,
         text=True,
         timeout=600,
-        env={**os.environ, "HOME": str(home), "TRACEMEM_API_KEY": key},
+        env={**os.environ, "HOME": str(home), "npm_config_cache": NPM_CACHE, "TRACEMEM_API_KEY": key},
         cwd=home,
     )
 
