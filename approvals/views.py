@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 @require_http_methods(["GET", "POST"])
 def email_confirm(request: HttpRequest, token: str) -> HttpResponse:
     try:
-        link = selectors.email_link_for_token(token)
+        link = approval_email_links.email_link_open(token=token)
     except DomainError as exc:
         return render(request, "approvals/email_confirm.html", {"error": exc.message}, status=403)
     context = {

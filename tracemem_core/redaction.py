@@ -1,4 +1,4 @@
-"""Redaction and minimisation (SPEC §6), applied by services before anything is stored or shown.
+"""Redaction and minimisation (docs/contract/redaction.md), applied by services before anything is stored or shown.
 
 One function, :func:`redact`, used for metadata, context, inputs, summaries, reasons and approval
 requests. It also refuses values that JSON cannot carry faithfully through the hash chain
@@ -26,7 +26,7 @@ MAX_ITEMS = 100
 MAX_DEPTH = 10
 _SAFE_INT = 2**53 - 1
 
-# Secret-like keys (SPEC §6). A key matches when one of its words (after splitting camelCase,
+# Secret-like keys (docs/contract/redaction.md). A key matches when one of its words (after splitting camelCase,
 # dashes, dots and spaces into snake_case) is one of these...
 _SECRET_WORDS = {
     "token",
@@ -124,7 +124,7 @@ def _extra_rules() -> tuple[frozenset[str], tuple[re.Pattern[str], ...]]:
 
 @lru_cache(maxsize=4096)
 def is_secret_key(key: str) -> bool:
-    # Matching is case-insensitive (SPEC §6), so the key is split both as camelCase and as plain
+    # Matching is case-insensitive (docs/contract/redaction.md), so the key is split both as camelCase and as plain
     # lowercase: camel splitting alone would cut "x_PwD" into "pw" + "d" and miss it.
     extra_keys, _ = _extra_rules()
     if key.lower() in extra_keys:
@@ -244,7 +244,7 @@ def looks_like_secret(value: str) -> bool:
 def redact(value: Any, *, field: str = "value", max_string: int = MAX_STRING) -> Any:
     """Return a redacted, minimised copy of a JSON value (the input is not modified).
 
-    Strings longer than ``max_string`` are cut with a marker (SPEC §6: 1000). A caller whose text is
+    Strings longer than ``max_string`` are cut with a marker (docs/contract/redaction.md: 1000). A caller whose text is
     the point (decision records) passes a larger limit and refuses longer input itself.
     """
     return _redact(value, field, 0, max_string)

@@ -36,7 +36,7 @@ if not SECRET_KEY:
 
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
-# Browser origins allowed to call /mcp (SPEC §1: validate Origin when present).
+# Browser origins allowed to call /mcp (docs/contract/surfaces.md: validate Origin when present).
 TRACEMEM_MCP_ALLOWED_ORIGINS = env_list("TRACEMEM_MCP_ALLOWED_ORIGINS", [])
 TRACEMEM_PUBLIC_URL = env_str("TRACEMEM_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
 
@@ -311,6 +311,17 @@ if not 2 <= TRACEMEM_MAX_JSON_DEPTH <= 200:
         f"TRACEMEM_MAX_JSON_DEPTH must be from 2 to 200, got {TRACEMEM_MAX_JSON_DEPTH}"
     )
 
+# --- Approvals (docs/approvals.md): delivery, retries, email links, the default route ---------
+TRACEMEM_DEFAULT_ROUTE = env_str("TRACEMEM_DEFAULT_ROUTE", "")
+TRACEMEM_DELIVERY_MAX_ATTEMPTS = env_int("TRACEMEM_DELIVERY_MAX_ATTEMPTS", 6)
+TRACEMEM_DELIVERY_BACKOFF_MS = env_int("TRACEMEM_DELIVERY_BACKOFF_MS", 30_000)
+TRACEMEM_DELIVERY_BACKOFF_CAP_MS = env_int("TRACEMEM_DELIVERY_BACKOFF_CAP_MS", 3_600_000)
+TRACEMEM_DELIVERY_LEASE_MS = env_int("TRACEMEM_DELIVERY_LEASE_MS", 120_000)
+TRACEMEM_DELIVERY_HTTP_TIMEOUT = float(env_str("TRACEMEM_DELIVERY_HTTP_TIMEOUT", "") or 5.0)
+TRACEMEM_DELIVERY_CONNECT_TIMEOUT = float(env_str("TRACEMEM_DELIVERY_CONNECT_TIMEOUT", "") or 3.0)
+TRACEMEM_DELIVERY_DESTINATION_SLOTS = env_int("TRACEMEM_DELIVERY_DESTINATION_SLOTS", 4)
+TRACEMEM_EMAIL_LINK_MAX_AGE = env_int("TRACEMEM_EMAIL_LINK_MAX_AGE", 86400)
+
 # --- REST -------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["agents.auth.AgentKeyAuthentication"],
@@ -400,7 +411,7 @@ TRACEMEM_CHECKPOINT_DIR = env_str("TRACEMEM_CHECKPOINT_DIR")
 # default (no DATABASE_URL: one machine, development) allows loopback.
 TRACEMEM_OUTBOUND_ALLOW = env_list("TRACEMEM_OUTBOUND_ALLOW", [] if DATABASE_URL else ["127.0.0.0/8", "::1"])
 
-# --- Redaction (SPEC §6): admins may extend both lists ------------------------------------
+# --- Redaction (docs/contract/redaction.md): admins may extend both lists ------------------------------------
 TRACEMEM_REDACT_EXTRA_KEYS = env_list("TRACEMEM_REDACT_EXTRA_KEYS", [])
 TRACEMEM_REDACT_EXTRA_PATTERNS = env_list("TRACEMEM_REDACT_EXTRA_PATTERNS", [])
 
