@@ -20,6 +20,7 @@ from decisions.serializers import (
     created_out,
     decision_out,
     event_ref_out,
+    events_ref_out,
     trace_page_out,
     wait_out,
 )
@@ -107,7 +108,9 @@ class DecisionTraceView(APIView):
     def get(self, request: Request, decision_id: str) -> Response:
         params = query(request, ("after_seq", "limit"))
         decision = selectors.decision_for(actor_from_request(request), decision_id)
-        page = selectors.trace_page(decision, after_seq=params.get("after_seq"), limit=params.get("limit"))
+        page = selectors.trace_page_dicts(
+            decision, after_seq=params.get("after_seq"), limit=params.get("limit")
+        )
         return Response(trace_page_out(decision, page))
 
 
@@ -116,12 +119,28 @@ class DecisionContextView(APIView):
         context = serializers.DictField(required=False, help_text="non-empty object; redacted before storage")
         payload = serializers.DictField(required=False, help_text="alias of context")
         summary = serializers.CharField(required=False)
+        contexts = serializers.ListField(
+            child=serializers.DictField(),
+            required=False,
+            max_length=services.CONTEXTS_MAX,
+            help_text=f"instead of context: 1 to {services.CONTEXTS_MAX} objects, recorded as that many "
+            "events in one call; the answer is then {events: [{event_id, seq, timestamp}]}",
+        )
 
     @extend_schema(
         operation_id="decision_add_context", request=DecisionContextInput, responses={201: dict, **_ERRORS}
     )
     def post(self, request: Request, decision_id: str) -> Response:
         data = body(request, self.DecisionContextInput)
+        if data.get("contexts") is not None:
+            events = services.decision_add_contexts(
+                actor=actor_from_request(request),
+                decision_id=decision_id,
+                contexts=data["contexts"],
+                context=first_present(data, "context", "payload"),
+                summary=data.get("summary"),
+            )
+            return Response(events_ref_out(events), status=201)
         event = services.decision_add_context(
             actor=actor_from_request(request),
             decision_id=decision_id,

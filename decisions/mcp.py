@@ -13,6 +13,7 @@ from decisions.serializers import (
     created_out,
     decision_out,
     event_ref_out,
+    events_ref_out,
     trace_page_out,
     wait_out,
 )
@@ -60,6 +61,7 @@ class DecisionTools(MCPToolset):
         context: dict[str, Any] | None = None,
         summary: str | None = None,
         payload: dict[str, Any] | None = None,
+        contexts: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         """Record what you know and why you act, as often as the work goes on.
 
@@ -67,7 +69,18 @@ class DecisionTools(MCPToolset):
         Secrets are redacted before storage; reviewers read this when deciding on approvals.
         Returns {event_id, timestamp}. Fails with [invalid_state] once the decision is closed:
         open a new decision then.
+        contexts (instead of context): up to 100 objects recorded at once, in order, as that many
+        events; returns {events: [{event_id, seq, timestamp}, ...]}.
         """
+        if contexts is not None:
+            events = services.decision_add_contexts(
+                actor=mcp_actor(self.request),
+                decision_id=decision_id,
+                contexts=contexts,
+                context=first_present({"context": context, "payload": payload}, "context", "payload"),
+                summary=summary,
+            )
+            return events_ref_out(events)
         event = services.decision_add_context(
             actor=mcp_actor(self.request),
             decision_id=decision_id,
@@ -119,7 +132,7 @@ class DecisionTools(MCPToolset):
         """
         actor = mcp_actor(self.request)
         decision = selectors.decision_for(actor, decision_id)
-        page = selectors.trace_page(decision, after_seq=after_seq, limit=limit)
+        page = selectors.trace_page_dicts(decision, after_seq=after_seq, limit=limit)
         return trace_page_out(decision, page)
 
     def decision_close(

@@ -115,6 +115,9 @@ def owner_sql(*statements: str, params: Any = None, triggers: bool = True) -> li
     operator holding the owner or the PostgreSQL superuser can do behind TraceMem's back: switch
     the protected tables' triggers off (DDL: ``session_replication_role`` does not skip them)."""
     with psycopg.connect(owner_dsn()) as conn, conn.cursor() as cursor:
+        # Foreign keys checked at each statement, not at commit: a check still pending when the
+        # triggers are switched back on would make that ALTER TABLE fail.
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         with triggers_off(cursor, *([] if triggers else TAMPERABLE_TABLES)):
             rows: list[Any] = []
             for statement in statements:

@@ -136,7 +136,7 @@ def test_hsts_and_ssl_redirect_are_read_from_the_environment() -> None:
         "sub": False,
         "preload": False,
         "redirect": False,
-        "exempt": [r"^healthz$", r"^readyz$"],
+        "exempt": [r"^healthz$", r"^readyz$", r"^metrics$"],
         "proxy": None,
         "session": False,
         "csrf": False,

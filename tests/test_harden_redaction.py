@@ -221,6 +221,17 @@ def test_redaction_is_idempotent(value: Any) -> None:
     assert redact(once) == once
 
 
+@settings(max_examples=300, deadline=None)
+@given(json_values)
+def test_the_last_line_of_defence_changes_nothing_already_redacted(value: Any) -> None:
+    # trace_append and DomainError run redact_strings over text the services redacted already.
+    from tracemem_core.redaction import redact_strings
+
+    once = redact({"root": value})
+    assert redact_strings(once) == once
+    assert redact_strings(redact_strings(value)) == redact_strings(value)
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.one_of(url_with_password().map(lambda u: u[0]), card_number().map(lambda c: c[0])), _surrounding)
 def test_redaction_of_text_with_secrets_is_idempotent(secret: str, around: str) -> None:

@@ -307,3 +307,13 @@ def test_mcp_requests_are_counted_by_tool_and_an_unknown_tool_name_is_not_echoed
         assert response.status_code == 200
     assert metrics.value("tracemem_requests_total", **labels) == before + 1
     assert metrics.value("tracemem_requests_total", **unknown) == before_unknown + 1
+
+
+def test_a_bad_metrics_allow_entry_is_refused_naming_it(settings: Any) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    from tracemem_site.metrics_view import allowed_networks
+
+    settings.TRACEMEM_METRICS_ALLOW = ["10.0.0.0/8", "not-a-network"]
+    with pytest.raises(ImproperlyConfigured, match="TRACEMEM_METRICS_ALLOW: 'not-a-network'"):
+        allowed_networks()

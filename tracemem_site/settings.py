@@ -71,12 +71,13 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: the request id (X-Request-ID in and out, in every log line) and request metrics.
     "tracemem_site.observability.RequestMiddleware",
-    # /healthz answers here, before the Host check: probes address the container, not the site.
-    "tracemem_site.health.LivenessMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Content-Security-Policy on every response (CONTENT_SECURITY_POLICY below).
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # /healthz answers here, before CommonMiddleware's Host check (probes address the container, not
+    # the site) and after the security headers (HSTS, CSP) are set on every answer.
+    "tracemem_site.health.LivenessMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -314,7 +315,8 @@ if not 2 <= TRACEMEM_MAX_JSON_DEPTH <= 200:
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["agents.auth.AgentKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # DRF's JSONRenderer output, written by orjson (tracemem_site/renderers.py, issue 17).
+    "DEFAULT_RENDERER_CLASSES": ["tracemem_site.renderers.FastJSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["tracemem_site.parsers.BoundedJSONParser"],
     "EXCEPTION_HANDLER": "tracemem_site.rest.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -323,6 +325,9 @@ REST_FRAMEWORK = {
 }
 # Requests per agent across REST and MCP ("N/second|minute|hour|day"; "off" disables).
 TRACEMEM_AGENT_RATE_LIMIT = env_str("TRACEMEM_AGENT_RATE_LIMIT", "1200/minute")
+# decision_wait holds a request at most this long (seconds, ≤ 50) whatever timeout_seconds asks,
+# then answers timed_out: lower it behind a proxy that cuts requests sooner (docs/mcp.md).
+TRACEMEM_WAIT_CAP_SECONDS = env_int("TRACEMEM_WAIT_CAP_SECONDS", 50)
 SPECTACULAR_SETTINGS = {
     "TITLE": "TraceMem API",
     "DESCRIPTION": "Governance and decision memory for AI agents.",
