@@ -90,6 +90,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Outage answers say whether the call was applied; an HTML page's is a 503 (tracemem_core/outage.py).
     "tracemem_site.middleware.DatabaseOutageMiddleware",
+    # A refusal an HTML view lets through is a page with its status and message (403, 404, 409...).
+    "tracemem_site.middleware.RefusalPageMiddleware",
     # Last, as django-axes asks: turns a locked-out sign-in into our lockout page.
     "axes.middleware.AxesMiddleware",
 ]

@@ -90,3 +90,22 @@ def test_staff_see_routes_with_their_channels_and_agents(
     assert [r.route_id for r in staff.get("/routes/").context["routes"]] == ["route_refunds"]
     assert DESTINATION in staff.get("/routes/route_refunds/").content.decode()
     assert [a.name for a in staff.get("/agents/").context["agents"]] == ["billing-bot"]
+
+
+def test_every_html_refusal_goes_through_one_mapping_with_the_rest_doors_status(
+    make_agent: Callable[..., tuple[Agent, str]],
+) -> None:
+    """The HTML door's refusal mapping (tracemem_site.middleware.RefusalPageMiddleware): what a
+    selector refuses is a page with the status the REST door gives: 404 for not_found, 403 (and the
+    refusal's message) for permission_denied."""
+    admin = _client(make_staff("pages-admin", "agents.view_agent", "decisions.view_decision"))
+    reviewer = _client(make_reviewer("rev1"))
+    agent, _ = make_agent("billing-bot")
+
+    assert admin.get(f"/agents/{agent.agent_id}/").status_code == 200
+    for path in ("/agents/agt_doesnotexist/", "/decisions/TMEM_01J00000000000000000000000/"):
+        response = admin.get(path)
+        assert response.status_code == 404, path
+    refused = reviewer.get(f"/agents/{agent.agent_id}/")
+    assert refused.status_code == 403
+    assert "<h1>Not allowed</h1>" in refused.content.decode()
