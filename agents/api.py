@@ -15,17 +15,19 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agents import selectors, services
+from agents.inputs import CapabilitiesGet
 from agents.models import Agent
 from agents.serializers import agent_out, issued_key_out, key_out, token_out
 from tracemem_site.errors import InvalidArgument, NotFound
 from tracemem_site.permissions import require_perm
 from tracemem_site.rest import ERROR_RESPONSES as _ADMIN_ERRORS
-from tracemem_site.rest import HumanAPIView, actor_from_request, body
+from tracemem_site.rest import HumanAPIView, actor_from_request, body, operation_input
 
 
 class CapabilitiesView(APIView):
     @extend_schema(operation_id="capabilities_get", responses={200: dict})
     def get(self, request: Request) -> Response:
+        operation_input(request, CapabilitiesGet)
         agent = request.user
         assert isinstance(agent, Agent)
         return Response(selectors.capabilities(agent))

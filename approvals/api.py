@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 
 from approvals import selectors, services
 from approvals.auth import WebhookCredentialAuthentication
+from approvals.inputs import DecisionRequestApproval
 from approvals.serializers import (
     approval_out,
     requested_out,
@@ -19,32 +20,25 @@ from approvals.serializers import (
 )
 from approvals.services import SLACK_INTEGRATION, WEBHOOK_ENDPOINT, DestinationKind
 from tracemem_site.rest import ERROR_RESPONSES as _ERRORS
-from tracemem_site.rest import HumanAPIView, actor_from_request, body
+from tracemem_site.rest import HumanAPIView, actor_from_request, body, operation_input
 
 
 class DecisionRequestApprovalView(APIView):
-    class DecisionRequestApprovalInput(serializers.Serializer):
-        title = serializers.CharField(required=False)
-        message = serializers.CharField(required=False, help_text="redacted before storage and delivery")
-        approval_route_id = serializers.CharField(required=False)
-        require_rationale = serializers.BooleanField(required=False)
-        expires_in_seconds = serializers.IntegerField(required=False)
-
     @extend_schema(
         operation_id="decision_request_approval",
-        request=DecisionRequestApprovalInput,
+        request=DecisionRequestApproval,
         responses={201: dict, **_ERRORS},
     )
     def post(self, request: Request, decision_id: str) -> Response:
-        data = body(request, self.DecisionRequestApprovalInput)
+        args = operation_input(request, DecisionRequestApproval, path={"decision_id": decision_id})
         approval = services.decision_request_approval(
             actor=actor_from_request(request),
-            decision_id=decision_id,
-            title=data.get("title"),
-            message=data.get("message"),
-            approval_route_id=data.get("approval_route_id"),
-            require_rationale=data.get("require_rationale"),
-            expires_in_seconds=data.get("expires_in_seconds"),
+            decision_id=args.decision_id,
+            title=args.title,
+            message=args.message,
+            approval_route_id=args.approval_route_id,
+            require_rationale=args.require_rationale,
+            expires_in_seconds=args.expires_in_seconds,
         )
         return Response(requested_out(approval), status=201)
 

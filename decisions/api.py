@@ -1,43 +1,32 @@
-"""REST door for the envelope tools (SPEC §4). Each view: shape-check → Actor → one service → render."""
+"""REST door for the envelope tools (SPEC §4). Each view: input model → Actor → one service → render."""
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import serializers
+from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from decisions import selectors, services
-from decisions.models import AutomationMode
+from decisions.inputs import DecisionAddContext, DecisionClose, DecisionCreate, DecisionGet, DecisionTrace
 from decisions.serializers import closed_out, created_out, decision_out, event_ref_out, trace_page_out
+from tracemem_site.openapi import query_parameters
 from tracemem_site.rest import ERROR_RESPONSES as _ERRORS
-from tracemem_site.rest import actor_from_request, body, query
-from tracemem_site.validation import first_present
+from tracemem_site.rest import actor_from_request, operation_input
 
 
 class DecisionCreateView(APIView):
-    class DecisionCreateInput(serializers.Serializer):
-        intent = serializers.CharField(help_text="dotted lowercase domain.entity.action, 2–8 segments")
-        automation_mode = serializers.ChoiceField(choices=AutomationMode.values)
-        actor = serializers.CharField(required=False)
-        instance = serializers.CharField(required=False)
-        version = serializers.CharField(required=False)
-        metadata = serializers.DictField(required=False, help_text="redacted before storage")
-
-    @extend_schema(
-        operation_id="decision_create", request=DecisionCreateInput, responses={201: dict, **_ERRORS}
-    )
+    @extend_schema(operation_id="decision_create", request=DecisionCreate, responses={201: dict, **_ERRORS})
     def post(self, request: Request) -> Response:
-        data = body(request, self.DecisionCreateInput)
+        args = operation_input(request, DecisionCreate)
         decision = services.decision_create(
             actor=actor_from_request(request),
-            intent=data.get("intent"),
-            automation_mode=data.get("automation_mode"),
-            decision_actor=data.get("actor"),
-            instance=data.get("instance"),
-            version=data.get("version"),
-            metadata=data.get("metadata"),
+            intent=args.intent,
+            automation_mode=args.automation_mode,
+            decision_actor=args.actor,
+            instance=args.instance,
+            version=args.version,
+            metadata=args.metadata,
         )
         return Response(created_out(decision), status=201)
 
@@ -45,70 +34,47 @@ class DecisionCreateView(APIView):
 class DecisionGetView(APIView):
     @extend_schema(operation_id="decision_get", responses={200: dict, **_ERRORS})
     def get(self, request: Request, decision_id: str) -> Response:
-        return Response(decision_out(selectors.decision_for(actor_from_request(request), decision_id)))
+        args = operation_input(request, DecisionGet, path={"decision_id": decision_id})
+        return Response(decision_out(selectors.decision_for(actor_from_request(request), args.decision_id)))
 
 
 class DecisionTraceView(APIView):
     @extend_schema(
         operation_id="decision_trace",
-        parameters=[
-            OpenApiParameter("after_seq", int, description="return events after this seq (default 0)"),
-            OpenApiParameter(
-                "limit",
-                int,
-                description=f"events per page, 1–{selectors.TRACE_PAGE_MAX} (default {selectors.TRACE_PAGE_DEFAULT})",
-            ),
-        ],
+        parameters=query_parameters(DecisionTrace, path=("decision_id",)),
         responses={200: dict, **_ERRORS},
     )
     def get(self, request: Request, decision_id: str) -> Response:
-        params = query(request, ("after_seq", "limit"))
-        decision = selectors.decision_for(actor_from_request(request), decision_id)
-        page = selectors.trace_page(decision, after_seq=params.get("after_seq"), limit=params.get("limit"))
+        args = operation_input(request, DecisionTrace, path={"decision_id": decision_id})
+        decision = selectors.decision_for(actor_from_request(request), args.decision_id)
+        page = selectors.trace_page(decision, after_seq=args.after_seq, limit=args.limit)
         return Response(trace_page_out(decision, page))
 
 
 class DecisionContextView(APIView):
-    class DecisionContextInput(serializers.Serializer):
-        context = serializers.DictField(required=False, help_text="non-empty object; redacted before storage")
-        payload = serializers.DictField(required=False, help_text="alias of context")
-        summary = serializers.CharField(required=False)
-
     @extend_schema(
-        operation_id="decision_add_context", request=DecisionContextInput, responses={201: dict, **_ERRORS}
+        operation_id="decision_add_context", request=DecisionAddContext, responses={201: dict, **_ERRORS}
     )
     def post(self, request: Request, decision_id: str) -> Response:
-        data = body(request, self.DecisionContextInput)
+        args = operation_input(request, DecisionAddContext, path={"decision_id": decision_id})
         event = services.decision_add_context(
             actor=actor_from_request(request),
-            decision_id=decision_id,
-            context=first_present(data, "context", "payload"),
-            summary=data.get("summary"),
+            decision_id=args.decision_id,
+            context=args.context,
+            summary=args.summary,
         )
         return Response(event_ref_out(event), status=201)
 
 
 class DecisionCloseView(APIView):
-    class DecisionCloseInput(serializers.Serializer):
-        action = serializers.ChoiceField(
-            choices=["commit", "abort", "rollback"], required=False, help_text="rollback = abort"
-        )
-        outcome = serializers.ChoiceField(
-            choices=["commit", "abort", "rollback"], required=False, help_text="alias of action"
-        )
-        summary = serializers.CharField(required=False)
-        reason = serializers.CharField(required=False)
-
-    @extend_schema(
-        operation_id="decision_close", request=DecisionCloseInput, responses={200: dict, **_ERRORS}
-    )
+    @extend_schema(operation_id="decision_close", request=DecisionClose, responses={200: dict, **_ERRORS})
     def post(self, request: Request, decision_id: str) -> Response:
-        data = body(request, self.DecisionCloseInput)
+        args = operation_input(request, DecisionClose, path={"decision_id": decision_id})
         decision = services.decision_close(
             actor=actor_from_request(request),
-            decision_id=decision_id,
-            action=first_present(data, "action", "outcome"),
-            summary=data.get("summary"),
-            reason=data.get("reason"),
+            decision_id=args.decision_id,
+            action=args.action,
+            summary=args.summary,
+            reason=args.reason,
         )
         return Response(closed_out(decision))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import AllowAny
@@ -18,10 +18,11 @@ from rest_framework.views import APIView
 
 from agents.auth import AgentKeyAuthentication, PersonalTokenAuthentication
 from decisions import evidence, receipts, records
-from decisions.models import RecordCategory
+from decisions.inputs import DecisionReceipt, DecisionRecord, DecisionSearch
 from tracemem_site import safejson
+from tracemem_site.openapi import query_parameters
 from tracemem_site.rest import ERROR_RESPONSES as _ERRORS
-from tracemem_site.rest import actor_from_request, body
+from tracemem_site.rest import actor_from_request, operation_input
 
 
 def _json_list(value: str) -> list[Any] | None:
@@ -37,7 +38,10 @@ def _json_list(value: str) -> list[Any] | None:
 class DecisionReceiptView(APIView):
     @extend_schema(operation_id="decision_receipt", responses={200: dict, **_ERRORS})
     def get(self, request: Request, decision_id: str) -> Response:
-        return Response(receipts.decision_receipt(actor=actor_from_request(request), decision_id=decision_id))
+        args = operation_input(request, DecisionReceipt, path={"decision_id": decision_id})
+        return Response(
+            receipts.decision_receipt(actor=actor_from_request(request), decision_id=args.decision_id)
+        )
 
 
 class DecisionEvidenceView(APIView):
@@ -83,66 +87,48 @@ class ReceiptKeysView(APIView):
 
 
 class RecordsView(APIView):
-    class DecisionRecordInput(serializers.Serializer):
-        title = serializers.CharField()
-        category = serializers.ChoiceField(choices=RecordCategory.values)
-        context = serializers.CharField()
-        decision = serializers.CharField()
-        rationale = serializers.CharField()
-        alternatives_considered = serializers.JSONField(required=False, help_text="string, array or object")
-        tags = serializers.ListField(child=serializers.CharField(), required=False)
-        constraints = serializers.JSONField(required=False)
-        consequences = serializers.JSONField(required=False)
-        supersedes = serializers.CharField(
-            required=False, help_text="decision_id of an earlier record of yours"
-        )
-
-    @extend_schema(
-        operation_id="decision_record", request=DecisionRecordInput, responses={201: dict, **_ERRORS}
-    )
+    @extend_schema(operation_id="decision_record", request=DecisionRecord, responses={201: dict, **_ERRORS})
     def post(self, request: Request) -> Response:
-        data = body(request, self.DecisionRecordInput)
+        args = operation_input(request, DecisionRecord)
         record = records.decision_record(
             actor=actor_from_request(request),
-            title=data.get("title"),
-            category=data.get("category"),
-            context=data.get("context"),
-            decision=data.get("decision"),
-            rationale=data.get("rationale"),
-            alternatives_considered=data.get("alternatives_considered"),
-            tags=data.get("tags"),
-            constraints=data.get("constraints"),
-            consequences=data.get("consequences"),
-            supersedes=data.get("supersedes"),
+            title=args.title,
+            category=args.category,
+            context=args.context,
+            decision=args.decision,
+            rationale=args.rationale,
+            alternatives_considered=args.alternatives_considered,
+            tags=args.tags,
+            constraints=args.constraints,
+            consequences=args.consequences,
+            supersedes=args.supersedes,
         )
         return Response(records.record_out(record), status=201)
 
     @extend_schema(
         operation_id="decision_search",
-        parameters=[
-            OpenApiParameter(
-                "query", str, description="words to find in title, context, decision, rationale, tags"
-            ),
-            OpenApiParameter("category", str, enum=RecordCategory.values),
-            OpenApiParameter("tags", str, description="comma-separated or repeated; all must match"),
-            OpenApiParameter("status", str, description="a decision status, or active / superseded"),
-            OpenApiParameter("limit", int, description="1–100, default 20"),
-        ],
+        parameters=query_parameters(DecisionSearch),
         responses={200: dict, **_ERRORS},
     )
     def get(self, request: Request) -> Response:
         params = request.query_params
+        data: dict[str, Any] = {
+            name: value for name, value in params.items() if value != "" and name != "tags"
+        }
         tag_values: list[str] = []
         for value in params.getlist("tags"):
             # Comma-separated, repeated, or a JSON array (what generic clients send for a list).
             parsed = _json_list(value)
             tag_values.extend(parsed if parsed is not None else [t for t in value.split(",") if t.strip()])
+        if tag_values:
+            data["tags"] = tag_values
+        args = operation_input(request, DecisionSearch, data=data)
         found = records.decision_search(
             actor=actor_from_request(request),
-            query=params.get("query"),
-            category=params.get("category"),
-            tags=tag_values or None,
-            status=params.get("status"),
-            limit=params.get("limit"),
+            query=args.query,
+            category=args.category,
+            tags=args.tags,
+            status=args.status,
+            limit=args.limit,
         )
         return Response(records.search_out(found))

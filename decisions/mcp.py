@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from mcp_server import MCPToolset
 
 from decisions import selectors, services
+from decisions.inputs import DecisionAddContext, DecisionClose, DecisionCreate, DecisionGet, DecisionTrace
 from decisions.serializers import closed_out, created_out, decision_out, event_ref_out, trace_page_out
 from tracemem_site.mcp_door import mcp_actor
-from tracemem_site.validation import first_present
 
 
 class DecisionTools(MCPToolset):
-    def decision_create(
-        self,
-        intent: str,
-        automation_mode: Literal["propose", "approve", "override", "autonomous"],
-        actor: str | None = None,
-        instance: str | None = None,
-        version: str | None = None,
-        metadata: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
+    def decision_create(self, args: DecisionCreate) -> dict[str, Any]:
         """Open a decision envelope before you act. Every later call takes its decision_id.
 
         intent: what you are about to do, dotted lowercase `domain.entity.action`
@@ -37,22 +29,16 @@ class DecisionTools(MCPToolset):
         """
         decision = services.decision_create(
             actor=mcp_actor(self.request),
-            intent=intent,
-            automation_mode=automation_mode,
-            decision_actor=actor,
-            instance=instance,
-            version=version,
-            metadata=metadata,
+            intent=args.intent,
+            automation_mode=args.automation_mode,
+            decision_actor=args.actor,
+            instance=args.instance,
+            version=args.version,
+            metadata=args.metadata,
         )
         return created_out(decision)
 
-    def decision_add_context(
-        self,
-        decision_id: str,
-        context: dict[str, Any] | None = None,
-        summary: str | None = None,
-        payload: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
+    def decision_add_context(self, args: DecisionAddContext) -> dict[str, Any]:
         """Record what you know and why you act, as often as the work goes on.
 
         context: a non-empty object (alias: payload), e.g. {"step": "...", "rationale": "..."}.
@@ -62,13 +48,13 @@ class DecisionTools(MCPToolset):
         """
         event = services.decision_add_context(
             actor=mcp_actor(self.request),
-            decision_id=decision_id,
-            context=first_present({"context": context, "payload": payload}, "context", "payload"),
-            summary=summary,
+            decision_id=args.decision_id,
+            context=args.context,
+            summary=args.summary,
         )
         return event_ref_out(event)
 
-    def decision_get(self, decision_id: str) -> dict[str, Any]:
+    def decision_get(self, args: DecisionGet) -> dict[str, Any]:
         """Read a decision's current state. Poll this while waiting for a human.
 
         Returns status (open | needs_approval | approved | rejected | committed | aborted),
@@ -77,11 +63,9 @@ class DecisionTools(MCPToolset):
         and poll again (every few seconds to minutes); when approved, continue with your writes
         and decision_close(action="commit"); when rejected or expired, decision_close(action="abort").
         """
-        return decision_out(selectors.decision_for(mcp_actor(self.request), decision_id))
+        return decision_out(selectors.decision_for(mcp_actor(self.request), args.decision_id))
 
-    def decision_trace(
-        self, decision_id: str, after_seq: int | None = None, limit: int | None = None
-    ) -> dict[str, Any]:
+    def decision_trace(self, args: DecisionTrace) -> dict[str, Any]:
         """Read a decision with its hash-chained trace of events, one page at a time
         (decision_get plus events plus next_after_seq).
 
@@ -92,18 +76,11 @@ class DecisionTools(MCPToolset):
         Only your own decisions are visible ([not_found] otherwise).
         """
         actor = mcp_actor(self.request)
-        decision = selectors.decision_for(actor, decision_id)
-        page = selectors.trace_page(decision, after_seq=after_seq, limit=limit)
+        decision = selectors.decision_for(actor, args.decision_id)
+        page = selectors.trace_page(decision, after_seq=args.after_seq, limit=args.limit)
         return trace_page_out(decision, page)
 
-    def decision_close(
-        self,
-        decision_id: str,
-        action: Literal["commit", "abort", "rollback"] | None = None,
-        summary: str | None = None,
-        reason: str | None = None,
-        outcome: Literal["commit", "abort", "rollback"] | None = None,
-    ) -> dict[str, Any]:
+    def decision_close(self, args: DecisionClose) -> dict[str, Any]:
         """Finish a decision: action="commit" when the work is done, "abort" when you give up.
 
         (Alias: outcome; "rollback" means abort.) Commit is gated: it fails with
@@ -115,10 +92,10 @@ class DecisionTools(MCPToolset):
         """
         decision = services.decision_close(
             actor=mcp_actor(self.request),
-            decision_id=decision_id,
-            action=first_present({"action": action, "outcome": outcome}, "action", "outcome"),
-            summary=summary,
-            reason=reason,
+            decision_id=args.decision_id,
+            action=args.action,
+            summary=args.summary,
+            reason=args.reason,
         )
         return closed_out(decision)
 

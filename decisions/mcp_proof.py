@@ -6,20 +6,17 @@ Actor → one service/selector → the same result object as the REST twin in ``
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from mcp_server import MCPToolset
 
 from decisions import receipts, records
+from decisions.inputs import DecisionReceipt, DecisionRecord, DecisionSearch
 from tracemem_site.mcp_door import mcp_actor
-
-Category = Literal[
-    "architecture", "dependency", "schema", "api_design", "infra", "tradeoff", "convention", "other"
-]
 
 
 class ProofTools(MCPToolset):
-    def decision_receipt(self, decision_id: str) -> dict[str, Any]:
+    def decision_receipt(self, args: DecisionReceipt) -> dict[str, Any]:
         """Get a signed receipt proving how one of your decisions ended and that its trace is unchanged.
 
         Call it after decision_close. Returns {decision_id, status, receipt_data: {decision_id, intent,
@@ -30,21 +27,9 @@ class ProofTools(MCPToolset):
         --trace trace.json`). Keep the receipt with your work's output. Fails with [invalid_state] while
         the decision is still open: close it first.
         """
-        return receipts.decision_receipt(actor=mcp_actor(self.request), decision_id=decision_id)
+        return receipts.decision_receipt(actor=mcp_actor(self.request), decision_id=args.decision_id)
 
-    def decision_record(
-        self,
-        title: str,
-        category: Category,
-        context: str,
-        decision: str,
-        rationale: str,
-        alternatives_considered: str | list[Any] | dict[str, Any] | None = None,
-        tags: list[str] | None = None,
-        constraints: str | list[Any] | dict[str, Any] | None = None,
-        consequences: str | list[Any] | dict[str, Any] | None = None,
-        supersedes: str | None = None,
-    ) -> dict[str, Any]:
+    def decision_record(self, args: DecisionRecord) -> dict[str, Any]:
         """Write down an engineering decision (ADR-style) so you and later sessions can find it again.
 
         Call it whenever you settle an architecture, dependency, schema, API design, infra,
@@ -59,27 +44,20 @@ class ProofTools(MCPToolset):
         """
         record = records.decision_record(
             actor=mcp_actor(self.request),
-            title=title,
-            category=category,
-            context=context,
-            decision=decision,
-            rationale=rationale,
-            alternatives_considered=alternatives_considered,
-            tags=tags,
-            constraints=constraints,
-            consequences=consequences,
-            supersedes=supersedes,
+            title=args.title,
+            category=args.category,
+            context=args.context,
+            decision=args.decision,
+            rationale=args.rationale,
+            alternatives_considered=args.alternatives_considered,
+            tags=args.tags,
+            constraints=args.constraints,
+            consequences=args.consequences,
+            supersedes=args.supersedes,
         )
         return records.record_out(record)
 
-    def decision_search(
-        self,
-        query: str | None = None,
-        category: Category | None = None,
-        tags: list[str] | str | None = None,
-        status: str | None = None,
-        limit: int | None = None,
-    ) -> dict[str, Any]:
+    def decision_search(self, args: DecisionSearch) -> dict[str, Any]:
         """Search your recorded engineering decisions before you decide something again.
 
         query: words to find in title, context, decision, rationale and tags (full-text, stemmed).
@@ -91,10 +69,10 @@ class ProofTools(MCPToolset):
         """
         found = records.decision_search(
             actor=mcp_actor(self.request),
-            query=query,
-            category=category,
-            tags=tags,
-            status=status,
-            limit=limit,
+            query=args.query,
+            category=args.category,
+            tags=args.tags,
+            status=args.status,
+            limit=args.limit,
         )
         return records.search_out(found)

@@ -9,34 +9,26 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from policies import selectors, services
+from policies.inputs import DecisionEvaluate
 from policies.models import Outcome
 from policies.serializers import grant_out, policy_detail_out, policy_summary_out, version_out
 from tracemem_site.errors import InvalidArgument
 from tracemem_site.rest import ERROR_RESPONSES as _ERRORS
-from tracemem_site.rest import HumanAPIView, actor_from_request, body
-from tracemem_site.validation import first_present
+from tracemem_site.rest import HumanAPIView, actor_from_request, body, operation_input
 
 
 class DecisionEvaluateView(APIView):
-    class DecisionEvaluateInput(serializers.Serializer):
-        policy_id = serializers.CharField(required=False, help_text="required (or its alias policy)")
-        policy = serializers.CharField(required=False, help_text="alias of policy_id")
-        inputs = serializers.DictField(required=False, help_text="exactly one of inputs / inputs_ref")
-        inputs_ref = serializers.CharField(
-            required=False, help_text="event_id of an earlier read of this decision"
-        )
-
     @extend_schema(
-        operation_id="decision_evaluate", request=DecisionEvaluateInput, responses={200: dict, **_ERRORS}
+        operation_id="decision_evaluate", request=DecisionEvaluate, responses={200: dict, **_ERRORS}
     )
     def post(self, request: Request, decision_id: str) -> Response:
-        data = body(request, self.DecisionEvaluateInput)
+        args = operation_input(request, DecisionEvaluate, path={"decision_id": decision_id})
         result = services.decision_evaluate(
             actor=actor_from_request(request),
-            decision_id=decision_id,
-            policy_id=first_present(data, "policy_id", "policy"),
-            inputs=data.get("inputs"),
-            inputs_ref=data.get("inputs_ref"),
+            decision_id=args.decision_id,
+            policy_id=args.policy_id,
+            inputs=args.inputs,
+            inputs_ref=args.inputs_ref,
         )
         return Response(result)
 

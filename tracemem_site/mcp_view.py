@@ -54,6 +54,8 @@ from rest_framework.request import Request
 
 from tracemem_site import safejson
 from tracemem_site.errors import DomainError, InvalidArgument, Unavailable
+from tracemem_site.inputs import unknown_argument
+from tracemem_site.mcp_inputs import install_input_models
 from tracemem_site.outage import database_outage
 from tracemem_site.parsers import PayloadTooLarge
 from tracemem_site.version import PROTOCOL_VERSIONS, SERVER_VERSION
@@ -117,11 +119,7 @@ def unknown_arguments(tool: Tool, arguments: dict[str, Any]) -> InvalidArgument 
     unknown = sorted(name for name in arguments if name not in allowed)
     if not unknown:
         return None
-    return InvalidArgument(
-        f"{tool.name} does not take the argument {unknown[0]!r}; allowed: {', '.join(allowed) or '(none)'}",
-        field=unknown[0],
-        details={"allowed": allowed},
-    )
+    return unknown_argument(tool.name, unknown[0], allowed)
 
 
 def too_deep_arguments(arguments: dict[str, Any]) -> InvalidArgument | None:
@@ -176,6 +174,13 @@ class _DropDomainErrors(logging.Filter):
         return not isinstance(exc, DomainError | pydantic.ValidationError)
 
 
+def _toolset_method(tool: Tool) -> Any:
+    caller = tool.fn
+    if isinstance(caller, _ToolsetMethodCaller):
+        return getattr(caller.class_, caller.method_name)
+    return None
+
+
 def configure_mcp_server() -> None:
     """Called once from ``TracememSiteConfig.ready()`` after django-mcp-server registered the tools."""
     low = global_mcp_server._mcp_server
@@ -189,6 +194,8 @@ def configure_mcp_server() -> None:
             # Docstrings are the agent's manual; drop their source indentation.
             fields["description"] = inspect.cleandoc(fields["description"] or "")
             tools[name] = DomainTool.model_construct(**fields)
+    # Tools whose method takes an input model publish and check that model (tracemem_site/inputs.py).
+    install_input_models(tools, _toolset_method)
     logging.getLogger("mcp_server.djangomcp").addFilter(_DropDomainErrors())
     _tool_list_cache.clear()
 

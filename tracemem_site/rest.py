@@ -18,8 +18,10 @@ from rest_framework.views import APIView
 
 from agents.auth import DomainAuthenticationFailed, PersonalTokenAuthentication
 from agents.models import Agent
+from tracemem_site import openapi  # noqa: F401  (registers the input models' OpenAPI extension)
 from tracemem_site.actor import Actor
 from tracemem_site.errors import DomainError, InvalidArgument
+from tracemem_site.inputs import InputT, parse
 from tracemem_site.outage import database_outage
 from tracemem_site.parsers import BodyTooDeep, PayloadTooLarge
 
@@ -181,6 +183,36 @@ def query(request: Request, accepts: tuple[str, ...]) -> dict[str, str]:
             details={"allowed": list(accepts)},
         )
     return {name: params[name] for name in accepts if name in params}
+
+
+def operation_input(
+    request: Request,
+    model: type[InputT],
+    *,
+    path: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
+) -> InputT:
+    """The operation's input from the request, checked by its model (the MCP door uses the same).
+
+    A GET reads the query string (a parameter sent empty counts as not sent), anything else the
+    JSON body; ``path`` adds the URL's parameters (sending one of them in the body or query is
+    refused); ``data`` replaces what is read (for a view that must unpack a parameter first).
+    """
+    path = path or {}
+    if data is None:
+        if request.method in ("GET", "HEAD"):
+            data = {name: value for name, value in request.query_params.items() if value != ""}
+        else:
+            data = body(request)
+    where = "query string" if request.method in ("GET", "HEAD") else "body"
+    for name in data:
+        if name in path:
+            raise InvalidArgument(
+                f"{name} is given in the URL path, not in the {where}",
+                field=name,
+                details={"allowed": model.allowed()},
+            )
+    return parse(model, {**data, **path})
 
 
 class HumanAPIView(APIView):

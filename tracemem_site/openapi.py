@@ -1,0 +1,95 @@
+"""OpenAPI for the operations' input models (``tracemem_site.inputs``), as drf-spectacular needs it.
+
+``@extend_schema(request=SomeInput)`` documents the body: the model's JSON Schema without the
+fields the URL path carries, written in OpenAPI 3.0 (``nullable: true`` instead of a ``null``
+branch). A GET operation lists the same model's fields as query parameters
+(:func:`query_parameters`).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from drf_spectacular.extensions import OpenApiSerializerExtension
+from drf_spectacular.utils import OpenApiParameter
+
+from tracemem_site.inputs import Input, tool_schema
+
+
+def oas30(schema: Any) -> Any:
+    """A JSON Schema (2020-12, as pydantic writes it) in the OpenAPI 3.0 dialect."""
+    if isinstance(schema, list):
+        return [oas30(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: oas30(value) for key, value in schema.items() if key != "title"}
+    branches = out.get("anyOf")
+    if isinstance(branches, list) and any(b.get("type") == "null" for b in branches):
+        rest = [b for b in branches if b.get("type") != "null"]
+        del out["anyOf"]
+        if len(rest) == 1:
+            out = {**rest[0], **out}
+        else:
+            out["anyOf"] = rest
+        out["nullable"] = True
+        if out.get("default", ...) is None:
+            del out["default"]
+    return out
+
+
+def body_schema(model: type[Input], path_fields: set[str]) -> dict[str, Any]:
+    schema = tool_schema(model)
+    schema["properties"] = {k: v for k, v in schema["properties"].items() if k not in path_fields}
+    if "required" in schema:
+        schema["required"] = [name for name in schema["required"] if name not in path_fields]
+        if not schema["required"]:
+            del schema["required"]
+    return oas30(schema)
+
+
+class InputModelExtension(OpenApiSerializerExtension):
+    """Documents an :class:`Input` model given as ``request=`` (before the stock pydantic support)."""
+
+    target_class = Input
+    match_subclasses = True
+    priority = 1
+
+    def get_name(self, auto_schema: Any, direction: str) -> str:
+        return f"{self.target.__name__}Input"
+
+    def map_serializer(self, auto_schema: Any, direction: str) -> dict[str, Any]:
+        return body_schema(self.target, set(re.findall(r"{(\w+)}", auto_schema.path)))
+
+
+_PARAM_TYPES = {"string": str, "integer": int, "boolean": bool}
+
+
+def query_parameters(model: type[Input], *, path: tuple[str, ...] = ()) -> list[OpenApiParameter]:
+    """The fields of a GET operation's model (the path's aside) as OpenAPI query parameters."""
+    schema = tool_schema(model)
+    required = set(schema.get("required", []))
+    params = []
+    for name, prop in schema["properties"].items():
+        if name in path:
+            continue
+        prop = oas30(prop)
+        kind = prop.get("type")
+        params.append(
+            OpenApiParameter(
+                name,
+                _PARAM_TYPES.get(kind, str) if isinstance(kind, str) else str,
+                required=name in required,
+                enum=prop.get("enum"),
+                description=_describe_param(prop),
+            )
+        )
+    return params
+
+
+def _describe_param(prop: dict[str, Any]) -> str:
+    text = str(prop.get("description", ""))
+    low, high = prop.get("minimum"), prop.get("maximum")
+    if low is not None or high is not None:
+        text = f"{text} ({low if low is not None else '…'}–{high if high is not None else '…'})".strip()
+    return text
