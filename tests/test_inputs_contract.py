@@ -18,15 +18,16 @@ from django.test import override_settings
 from agents.models import Agent
 from decisions import receipts
 from decisions import services as decision_services
-from decisions.inputs import Category, Mode, SearchStatus
+from decisions.inputs import Category, DecisionRecord, Mode, SearchStatus
 from decisions.models import AutomationMode, Decision, RecordCategory, TraceEvent
 from decisions.records import SEARCH_STATUSES
 from products import services as product_services
 from products.demo import demo_tables_create
-from tests.mcp_helpers import REST_ROUTES, VOLATILE_KEYS, error_code, mcp_calls, rest_call, shape
+from tests.mcp_helpers import REST_ROUTES, VOLATILE_KEYS, error_code, jsonrpc, mcp_calls, rest_call, shape
 from tests.test_mcp_client import SPEC_TOOLS
 from tests.ui_scenario import make_route, publish_refund_policy
 from tracemem_site.actor import Actor
+from tracemem_site.inputs import tool_schema
 
 SYSTEM = Actor.system("test")
 # Values that differ between two decisions made one after the other.
@@ -350,3 +351,47 @@ def test_enumerations_spelled_out_for_the_type_checker_match_the_models() -> Non
     assert list(get_args(Category)) == RecordCategory.values
     assert list(get_args(Mode)) == AutomationMode.values
     assert get_args(SearchStatus) == SEARCH_STATUSES
+
+
+def _untyped(schema: Any, path: str) -> list[str]:
+    """Paths of subschemas that constrain nothing (no type, enum or anyOf)."""
+    if not isinstance(schema, dict):
+        return []
+    found = [] if {"type", "enum", "anyOf", "$ref", "const"} & set(schema) else [path]
+    for key in ("anyOf", "oneOf", "allOf"):
+        for i, branch in enumerate(schema.get(key, [])):
+            found += _untyped(branch, f"{path}.{key}[{i}]")
+    for name, sub in schema.get("properties", {}).items():
+        found += _untyped(sub, f"{path}.{name}")
+    if isinstance(schema.get("items"), dict):
+        found += _untyped(schema["items"], f"{path}.items")
+    return found
+
+
+def test_tools_list_serves_each_input_model_with_a_type_for_every_argument(
+    live_server: Any, world: Any
+) -> None:
+    """The JSON-RPC fast path's tools/list carries the models' schemas (the stock transport gives
+    the same bytes: tests/test_mcp_parity.py)."""
+    _, key = world
+    tools = {
+        t["name"]: t
+        for t in jsonrpc(live_server, key, {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}).json()[
+            "result"
+        ]["tools"]
+    }
+    assert set(tools) == SPEC_TOOLS
+    assert tools["decision_record"]["inputSchema"] == tool_schema(DecisionRecord)
+    for name, tool in tools.items():
+        schema = tool["inputSchema"]
+        assert schema["type"] == "object" and schema["additionalProperties"] is False, name
+        assert _untyped(schema, name) == [], name
+    read = tools["decision_read"]["inputSchema"]["properties"]
+    assert read["allow_multiple"]["anyOf"] == [{"type": "boolean"}, {"type": "null"}]
+    assert read["result_mode"]["anyOf"][0] == {"enum": ["single", "multiple"], "type": "string"}
+    write = tools["decision_write"]["inputSchema"]["properties"]
+    assert write["return_created"]["type"] == "boolean"
+    assert write["keys"]["anyOf"][:2] == [
+        {"additionalProperties": True, "type": "object"},
+        {"items": {"type": "string"}, "type": "array"},
+    ]
