@@ -17,6 +17,7 @@ from rest_framework.views import APIView
 from agents import selectors, services
 from agents.inputs import CapabilitiesGet
 from agents.models import Agent
+from agents.outputs import CapabilitiesOut
 from agents.serializers import agent_out, issued_key_out, key_out, token_out
 from tracemem_site.errors import InvalidArgument, NotFound
 from tracemem_site.permissions import require_perm
@@ -25,7 +26,7 @@ from tracemem_site.rest import HumanAPIView, actor_from_request, body, operation
 
 
 class CapabilitiesView(APIView):
-    @extend_schema(operation_id="capabilities_get", responses={200: dict})
+    @extend_schema(operation_id="capabilities_get", responses={200: CapabilitiesOut, **_ADMIN_ERRORS})
     def get(self, request: Request) -> Response:
         operation_input(request, CapabilitiesGet)
         agent = request.user

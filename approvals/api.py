@@ -11,6 +11,7 @@ from rest_framework.views import APIView
 from approvals import selectors, services
 from approvals.auth import WebhookCredentialAuthentication
 from approvals.inputs import DecisionRequestApproval
+from approvals.outputs import ApprovalRequested
 from approvals.serializers import (
     approval_out,
     requested_out,
@@ -27,7 +28,7 @@ class DecisionRequestApprovalView(APIView):
     @extend_schema(
         operation_id="decision_request_approval",
         request=DecisionRequestApproval,
-        responses={201: dict, **_ERRORS},
+        responses={201: ApprovalRequested, **_ERRORS},
     )
     def post(self, request: Request, decision_id: str) -> Response:
         args = operation_input(request, DecisionRequestApproval, path={"decision_id": decision_id})

@@ -9,6 +9,7 @@ from rest_framework.views import APIView
 
 from decisions import selectors, services
 from decisions.inputs import DecisionAddContext, DecisionClose, DecisionCreate, DecisionGet, DecisionTrace
+from decisions.outputs import DecisionClosed, DecisionCreated, DecisionState, EventRef, TracePage
 from decisions.serializers import closed_out, created_out, decision_out, event_ref_out, trace_page_out
 from tracemem_site.openapi import query_parameters
 from tracemem_site.rest import ERROR_RESPONSES as _ERRORS
@@ -16,7 +17,9 @@ from tracemem_site.rest import actor_from_request, operation_input
 
 
 class DecisionCreateView(APIView):
-    @extend_schema(operation_id="decision_create", request=DecisionCreate, responses={201: dict, **_ERRORS})
+    @extend_schema(
+        operation_id="decision_create", request=DecisionCreate, responses={201: DecisionCreated, **_ERRORS}
+    )
     def post(self, request: Request) -> Response:
         args = operation_input(request, DecisionCreate)
         decision = services.decision_create(
@@ -32,7 +35,7 @@ class DecisionCreateView(APIView):
 
 
 class DecisionGetView(APIView):
-    @extend_schema(operation_id="decision_get", responses={200: dict, **_ERRORS})
+    @extend_schema(operation_id="decision_get", responses={200: DecisionState, **_ERRORS})
     def get(self, request: Request, decision_id: str) -> Response:
         args = operation_input(request, DecisionGet, path={"decision_id": decision_id})
         return Response(decision_out(selectors.decision_for(actor_from_request(request), args.decision_id)))
@@ -42,7 +45,7 @@ class DecisionTraceView(APIView):
     @extend_schema(
         operation_id="decision_trace",
         parameters=query_parameters(DecisionTrace, path=("decision_id",)),
-        responses={200: dict, **_ERRORS},
+        responses={200: TracePage, **_ERRORS},
     )
     def get(self, request: Request, decision_id: str) -> Response:
         args = operation_input(request, DecisionTrace, path={"decision_id": decision_id})
@@ -53,7 +56,7 @@ class DecisionTraceView(APIView):
 
 class DecisionContextView(APIView):
     @extend_schema(
-        operation_id="decision_add_context", request=DecisionAddContext, responses={201: dict, **_ERRORS}
+        operation_id="decision_add_context", request=DecisionAddContext, responses={201: EventRef, **_ERRORS}
     )
     def post(self, request: Request, decision_id: str) -> Response:
         args = operation_input(request, DecisionAddContext, path={"decision_id": decision_id})
@@ -67,7 +70,9 @@ class DecisionContextView(APIView):
 
 
 class DecisionCloseView(APIView):
-    @extend_schema(operation_id="decision_close", request=DecisionClose, responses={200: dict, **_ERRORS})
+    @extend_schema(
+        operation_id="decision_close", request=DecisionClose, responses={200: DecisionClosed, **_ERRORS}
+    )
     def post(self, request: Request, decision_id: str) -> Response:
         args = operation_input(request, DecisionClose, path={"decision_id": decision_id})
         decision = services.decision_close(

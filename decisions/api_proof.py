@@ -19,6 +19,7 @@ from rest_framework.views import APIView
 from agents.auth import AgentKeyAuthentication, PersonalTokenAuthentication
 from decisions import evidence, receipts, records
 from decisions.inputs import DecisionReceipt, DecisionRecord, DecisionSearch
+from decisions.outputs import ReceiptOut, RecordOut, SearchOut
 from tracemem_site import safejson
 from tracemem_site.openapi import query_parameters
 from tracemem_site.rest import ERROR_RESPONSES as _ERRORS
@@ -36,7 +37,7 @@ def _json_list(value: str) -> list[Any] | None:
 
 
 class DecisionReceiptView(APIView):
-    @extend_schema(operation_id="decision_receipt", responses={200: dict, **_ERRORS})
+    @extend_schema(operation_id="decision_receipt", responses={200: ReceiptOut, **_ERRORS})
     def get(self, request: Request, decision_id: str) -> Response:
         args = operation_input(request, DecisionReceipt, path={"decision_id": decision_id})
         return Response(
@@ -87,7 +88,9 @@ class ReceiptKeysView(APIView):
 
 
 class RecordsView(APIView):
-    @extend_schema(operation_id="decision_record", request=DecisionRecord, responses={201: dict, **_ERRORS})
+    @extend_schema(
+        operation_id="decision_record", request=DecisionRecord, responses={201: RecordOut, **_ERRORS}
+    )
     def post(self, request: Request) -> Response:
         args = operation_input(request, DecisionRecord)
         record = records.decision_record(
@@ -108,7 +111,7 @@ class RecordsView(APIView):
     @extend_schema(
         operation_id="decision_search",
         parameters=query_parameters(DecisionSearch),
-        responses={200: dict, **_ERRORS},
+        responses={200: SearchOut, **_ERRORS},
     )
     def get(self, request: Request) -> Response:
         params = request.query_params

@@ -11,6 +11,7 @@ from rest_framework.views import APIView
 from policies import selectors, services
 from policies.inputs import DecisionEvaluate
 from policies.models import Outcome
+from policies.outputs import EvaluationOut
 from policies.serializers import grant_out, policy_detail_out, policy_summary_out, version_out
 from tracemem_site.errors import InvalidArgument
 from tracemem_site.rest import ERROR_RESPONSES as _ERRORS
@@ -19,7 +20,7 @@ from tracemem_site.rest import HumanAPIView, actor_from_request, body, operation
 
 class DecisionEvaluateView(APIView):
     @extend_schema(
-        operation_id="decision_evaluate", request=DecisionEvaluate, responses={200: dict, **_ERRORS}
+        operation_id="decision_evaluate", request=DecisionEvaluate, responses={200: EvaluationOut, **_ERRORS}
     )
     def post(self, request: Request, decision_id: str) -> Response:
         args = operation_input(request, DecisionEvaluate, path={"decision_id": decision_id})

@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 
 from products import selectors, services
 from products.inputs import DecisionRead, DecisionWrite, ProductGet, ProductsList
+from products.outputs import ProductOut, ProductsListOut, ReadOut, WriteOut
 from products.serializers import (
     data_source_out,
     grant_out,
@@ -29,7 +30,7 @@ class ProductsListView(APIView):
     @extend_schema(
         operation_id="products_list",
         parameters=query_parameters(ProductsList),
-        responses={200: dict, **_ERRORS},
+        responses={200: ProductsListOut, **_ERRORS},
     )
     def get(self, request: Request) -> Response:
         args = operation_input(request, ProductsList)
@@ -38,7 +39,7 @@ class ProductsListView(APIView):
 
 
 class ProductGetView(APIView):
-    @extend_schema(operation_id="product_get", responses={200: dict, **_ERRORS})
+    @extend_schema(operation_id="product_get", responses={200: ProductOut, **_ERRORS})
     def get(self, request: Request, product: str) -> Response:
         args = operation_input(request, ProductGet, path={"product": product})
         found, grant = selectors.product_for_agent(actor_from_request(request), args.product)
@@ -46,7 +47,7 @@ class ProductGetView(APIView):
 
 
 class DecisionReadView(APIView):
-    @extend_schema(operation_id="decision_read", request=DecisionRead, responses={200: dict, **_ERRORS})
+    @extend_schema(operation_id="decision_read", request=DecisionRead, responses={200: ReadOut, **_ERRORS})
     def post(self, request: Request, decision_id: str) -> Response:
         args = operation_input(request, DecisionRead, path={"decision_id": decision_id})
         result = services.decision_read(
@@ -61,7 +62,7 @@ class DecisionReadView(APIView):
 
 
 class DecisionWriteView(APIView):
-    @extend_schema(operation_id="decision_write", request=DecisionWrite, responses={200: dict, **_ERRORS})
+    @extend_schema(operation_id="decision_write", request=DecisionWrite, responses={200: WriteOut, **_ERRORS})
     def post(self, request: Request, decision_id: str) -> Response:
         args = operation_input(request, DecisionWrite, path={"decision_id": decision_id})
         result = services.decision_write(

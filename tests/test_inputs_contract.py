@@ -12,8 +12,9 @@ import base64
 from collections.abc import Callable, Iterator
 from typing import Any, get_args
 
+import jsonschema
 import pytest
-from django.test import override_settings
+from django.test import Client, override_settings
 
 from agents.models import Agent
 from decisions import receipts
@@ -134,15 +135,48 @@ def test_every_tool_gives_the_same_result_through_mcp_and_rest(live_server: Any,
         )
     )
     ids = {door: result[1]["decision_id"] for door, result in created.items()}
+    documented = documented_results()
+    jsonschema.validate(created["rest"][1], documented["decision_create"])
     for tool, arguments in GOOD:
         mcp = mcp_calls(live_server, key, [(tool, arguments(ids["mcp"]))])[0]
         rest = rest_call(key, tool, arguments(ids["rest"]))
         assert mcp[0] is False and rest[0] is False, (tool, mcp, rest)
+        # The answer is what OpenAPI says it is (additional properties are refused by the shapes).
+        jsonschema.validate(rest[1], documented[tool])
         if tool == "decision_search":  # both records exist by now; each door finds both
             assert [r["title"] for r in mcp[1]["results"]] == [RECORD["title"]] * 2
         assert shape(mcp, VOLATILE) == shape(rest, VOLATILE), tool
     for door, decision_id in ids.items():
         assert Decision.objects.get(decision_id=decision_id).status == "aborted", door
+
+
+def _json_schema(schema: Any) -> Any:
+    """OpenAPI 3.0's ``nullable: true`` as JSON Schema's null branch."""
+    if isinstance(schema, list):
+        return [_json_schema(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: _json_schema(v) for k, v in schema.items() if k not in ("nullable", "properties", "schemas")}
+    for names in ("properties", "schemas"):  # maps of names to schemas (a field may be called nullable)
+        if isinstance(schema.get(names), dict):
+            out[names] = {name: _json_schema(sub) for name, sub in schema[names].items()}
+    if schema.get("nullable") is True:
+        out = {"anyOf": [out, {"type": "null"}]}
+    return out
+
+
+def documented_results() -> dict[str, Any]:
+    """tool → the JSON Schema of its REST 2xx answer, from the served OpenAPI document."""
+    document = Client().get("/api/schema/?format=json").json()
+    components = _json_schema(document["components"])
+    out = {}
+    for tool, (method, template) in REST_ROUTES.items():
+        operation = document["paths"][template][method.lower()]
+        assert operation["operationId"] == tool
+        (answer,) = [r for code, r in operation["responses"].items() if code.startswith("2")]
+        schema = _json_schema(answer["content"]["application/json"]["schema"])
+        out[tool] = {"allOf": [schema], "components": components}
+    return out
 
 
 # Inputs refused before anything is done, each with the words both doors must use. ``D`` stands

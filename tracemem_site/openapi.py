@@ -15,6 +15,7 @@ from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.utils import OpenApiParameter
 
 from tracemem_site.inputs import Input, tool_schema
+from tracemem_site.outputs import Output
 
 
 def oas30(schema: Any) -> Any:
@@ -23,7 +24,9 @@ def oas30(schema: Any) -> Any:
         return [oas30(item) for item in schema]
     if not isinstance(schema, dict):
         return schema
-    out = {key: oas30(value) for key, value in schema.items() if key != "title"}
+    out = {key: oas30(value) for key, value in schema.items() if key not in ("title", "properties")}
+    if isinstance(schema.get("properties"), dict):  # names, not keywords: a field may be called title
+        out["properties"] = {name: oas30(sub) for name, sub in schema["properties"].items()}
     branches = out.get("anyOf")
     if isinstance(branches, list) and any(b.get("type") == "null" for b in branches):
         rest = [b for b in branches if b.get("type") != "null"]
@@ -62,7 +65,39 @@ class InputModelExtension(OpenApiSerializerExtension):
         return body_schema(self.target, set(re.findall(r"{(\w+)}", auto_schema.path)))
 
 
-_PARAM_TYPES = {"string": str, "integer": int, "boolean": bool}
+def inline_refs(schema: Any, defs: dict[str, Any] | None = None) -> Any:
+    """``schema`` with every ``$ref`` into its ``$defs`` replaced by the definition (no cycles here)."""
+    if defs is None and isinstance(schema, dict):
+        defs = schema.get("$defs", {})
+        schema = {k: v for k, v in schema.items() if k != "$defs"}
+    if isinstance(schema, list):
+        return [inline_refs(item, defs) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/$defs/") and defs is not None:
+        siblings = {k: v for k, v in schema.items() if k != "$ref"}
+        return inline_refs({**defs[ref.removeprefix("#/$defs/")], **siblings}, defs)
+    return {key: inline_refs(value, defs) for key, value in schema.items()}
+
+
+def result_schema(model: type[Output]) -> dict[str, Any]:
+    """A result shape as OpenAPI 3.0: nested shapes inline, nullable fields ``nullable: true``."""
+    return oas30(inline_refs(model.model_json_schema(mode="serialization", by_alias=True)))
+
+
+class OutputModelExtension(OpenApiSerializerExtension):
+    """Documents an :class:`Output` result shape given in ``responses=``."""
+
+    target_class = Output
+    match_subclasses = True
+    priority = 1
+
+    def get_name(self, auto_schema: Any, direction: str) -> str:
+        return self.target.__name__
+
+    def map_serializer(self, auto_schema: Any, direction: str) -> dict[str, Any]:
+        return result_schema(self.target)
 
 
 def query_parameters(model: type[Input], *, path: tuple[str, ...] = ()) -> list[OpenApiParameter]:
@@ -74,22 +109,9 @@ def query_parameters(model: type[Input], *, path: tuple[str, ...] = ()) -> list[
         if name in path:
             continue
         prop = oas30(prop)
-        kind = prop.get("type")
-        params.append(
-            OpenApiParameter(
-                name,
-                _PARAM_TYPES.get(kind, str) if isinstance(kind, str) else str,
-                required=name in required,
-                enum=prop.get("enum"),
-                description=_describe_param(prop),
-            )
-        )
+        description = str(prop.pop("description", ""))
+        prop.pop("nullable", None)
+        if "anyOf" in prop:  # e.g. tags: an array or a comma-separated string; a query carries text
+            prop = {"type": "string"}
+        params.append(OpenApiParameter(name, prop, required=name in required, description=description))
     return params
-
-
-def _describe_param(prop: dict[str, Any]) -> str:
-    text = str(prop.get("description", ""))
-    low, high = prop.get("minimum"), prop.get("maximum")
-    if low is not None or high is not None:
-        text = f"{text} ({low if low is not None else '…'}–{high if high is not None else '…'})".strip()
-    return text
