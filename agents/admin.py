@@ -16,9 +16,9 @@ from django.urls import reverse
 
 from agents import services
 from agents.models import Agent, AgentKey
-from tracemem_site.actor import Actor
+from tracemem_core.actor import Actor
+from tracemem_core.errors import DomainError
 from tracemem_site.admin_perms import GuardedAdmin, request_has_perm
-from tracemem_site.errors import DomainError
 
 
 def _actor(request: HttpRequest) -> Actor:

@@ -19,8 +19,8 @@ from agents.inputs import CapabilitiesGet
 from agents.models import Agent
 from agents.outputs import CapabilitiesOut
 from agents.serializers import agent_out, issued_key_out, key_out, token_out
-from tracemem_site.errors import InvalidArgument, NotFound
-from tracemem_site.permissions import require_perm
+from tracemem_core.errors import InvalidArgument, NotFound
+from tracemem_core.permissions import require_perm
 from tracemem_site.rest import ERROR_RESPONSES as _ADMIN_ERRORS
 from tracemem_site.rest import HumanAPIView, actor_from_request, body, operation_input
 

@@ -8,7 +8,7 @@ from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
 from agents import services
-from tracemem_site.errors import DomainError, Unauthenticated
+from tracemem_core.errors import DomainError, Unauthenticated
 
 
 class DomainAuthenticationFailed(exceptions.AuthenticationFailed):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tracemem_site.inputs import Input
+from tracemem_core.inputs import Input
 
 
 class CapabilitiesGet(Input):

@@ -8,7 +8,7 @@ from mcp_server import MCPToolset
 
 from agents import selectors
 from agents.inputs import CapabilitiesGet
-from tracemem_site.mcp_door import mcp_actor
+from tracemem_site.mcp import mcp_actor
 
 
 class DiscoveryTools(MCPToolset):

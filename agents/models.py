@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from tracemem_site.ids import AGENT_PREFIX, new_id
+from tracemem_core.ids import AGENT_PREFIX, new_id
 
 
 def _new_agent_id() -> str:
@@ -29,7 +29,7 @@ class Agent(models.Model):
 
     class Meta:
         ordering = ["name"]
-        # Checked by tracemem_site.permissions (docs/security.md); superusers hold them all.
+        # Checked by tracemem_core.permissions (docs/security.md); superusers hold them all.
         permissions = [
             ("manage_agents", "Can create, edit and disable agents"),
             ("manage_agent_keys", "Can issue, rotate and revoke the keys of any agent"),

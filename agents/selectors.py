@@ -8,9 +8,9 @@ from django.db.models import QuerySet
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from agents.models import Agent, AgentKey, PersonalToken
-from tracemem_site.actor import Actor
-from tracemem_site.errors import NotFound
-from tracemem_site.permissions import (
+from tracemem_core.actor import Actor
+from tracemem_core.errors import NotFound
+from tracemem_core.permissions import (
     has_perm,
     is_superuser,
     may_read,
@@ -56,7 +56,7 @@ def capabilities(agent: Agent) -> dict[str, object]:
     """
     from policies.selectors import granted_policies
     from products.selectors import agent_data_products
-    from tracemem_site.version import PROTOCOL_VERSIONS, SERVER_NAME, SERVER_VERSION
+    from tracemem_core.version import PROTOCOL_VERSIONS, SERVER_NAME, SERVER_VERSION
 
     return {
         "agent_id": agent.agent_id,
@@ -146,3 +146,9 @@ def personal_token_by_id(actor: Actor, token_id: str) -> PersonalToken:
     if token is None or not may_manage_tokens_of(actor, token.user_id):
         raise NotFound(f"no token {token_id}")
     return token
+
+
+def agents_overview(actor: Actor) -> QuerySet[Agent]:
+    """The agents this person may see, with their owners, by name (agents, owners and keys are
+    admin data: see ``agents_for_admin``)."""
+    return agents_for_admin(actor)

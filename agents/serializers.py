@@ -6,7 +6,7 @@ from typing import Any
 
 from agents.models import Agent, AgentKey, PersonalToken
 from agents.services import IssuedKey, IssuedToken
-from tracemem_site.timefmt import iso_z
+from tracemem_core.timefmt import iso_z
 
 
 def key_out(key: AgentKey) -> dict[str, Any]:

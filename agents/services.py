@@ -14,11 +14,11 @@ from agents import keys
 from agents.models import Agent, AgentKey, PersonalToken
 from agents.selectors import require_key_admin
 from audit.services import audit_record
-from tracemem_site import validation as v
-from tracemem_site.actor import Actor
-from tracemem_site.errors import Conflict, InvalidArgument, PermissionDenied, Unauthenticated
-from tracemem_site.permissions import require_perm, require_superuser
-from tracemem_site.timefmt import iso_z
+from tracemem_core import validation as v
+from tracemem_core.actor import Actor
+from tracemem_core.errors import Conflict, InvalidArgument, PermissionDenied, Unauthenticated
+from tracemem_core.permissions import require_perm, require_superuser
+from tracemem_core.timefmt import iso_z
 
 # last_used_at is a hint for admins, not an audit record: writing it on every request would
 # turn each read into a write, so it is refreshed at most this often.

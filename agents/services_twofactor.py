@@ -21,8 +21,8 @@ from django.utils import timezone
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from agents.selectors import confirmed_device
-from tracemem_site.actor import Actor
-from tracemem_site.errors import Conflict, InvalidArgument, PermissionDenied
+from tracemem_core.actor import Actor
+from tracemem_core.errors import Conflict, InvalidArgument, PermissionDenied
 
 DEVICE_NAME = "authenticator app"
 

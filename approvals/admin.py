@@ -19,10 +19,10 @@ from approvals.models import (
     WebhookCredential,
     WebhookEndpoint,
 )
-from tracemem_site.actor import Actor
+from tracemem_core.actor import Actor
+from tracemem_core.errors import DomainError
+from tracemem_core.permissions import is_superuser
 from tracemem_site.admin_perms import GuardedAdmin, request_actor
-from tracemem_site.errors import DomainError
-from tracemem_site.permissions import is_superuser
 
 
 def _destination_form(kind: services.DestinationKind) -> type[forms.ModelForm]:

@@ -9,7 +9,7 @@ from rest_framework.request import Request
 
 from agents.auth import DomainAuthenticationFailed
 from approvals import services
-from tracemem_site.errors import Unauthenticated
+from tracemem_core.errors import Unauthenticated
 
 
 class WebhookCredentialAuthentication(authentication.BaseAuthentication):

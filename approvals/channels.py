@@ -23,10 +23,10 @@ from standardwebhooks import Webhook
 
 from approvals import conf
 from approvals.models import Approval, ApprovalState, Channel, SlackIntegration, WebhookEndpoint
-from approvals.selectors import frozen_rules, second_factor_required
-from tracemem_site import outbound
-from tracemem_site.redaction import redact, redact_text
-from tracemem_site.timefmt import iso_z
+from approvals.selectors import frozen_rules, second_factor_required, vote_refusal
+from tracemem_core import outbound
+from tracemem_core.redaction import redact, redact_text
+from tracemem_core.timefmt import iso_z
 
 if TYPE_CHECKING:
     from approvals.models import Delivery
@@ -92,7 +92,6 @@ def email_recipients(delivery: Delivery) -> list[AbstractBaseUser]:
 
     The group is the one frozen when the approval was requested, not the route's current one.
     """
-    from approvals.services import vote_refusal
 
     approval = delivery.approval
     users = get_user_model().objects.filter(is_active=True).exclude(email="")
@@ -321,7 +320,7 @@ _http_client_lock = threading.Lock()
 def http_client() -> httpx.Client:
     """One HTTP client per process, shared by every delivery thread: a new client per request
     costs ~50 ms of CPU building its TLS context, which serialised the whole delivery pool. Every
-    connection it opens goes through the outbound rules (``tracemem_site.outbound``)."""
+    connection it opens goes through the outbound rules (``tracemem_core.outbound``)."""
     global _http_client
     with _http_client_lock:
         if _http_client is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from tracemem_site.env import env_int, env_str
+from tracemem_core.env import env_int, env_str
 
 
 def _int(name: str, default: int) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from tracemem_site.inputs import Input
+from tracemem_core.inputs import Input
 
 
 class DecisionRequestApproval(Input):

@@ -9,7 +9,7 @@ from mcp_server import MCPToolset
 from approvals import services
 from approvals.inputs import DecisionRequestApproval
 from approvals.serializers import requested_out
-from tracemem_site.mcp_door import mcp_actor
+from tracemem_site.mcp import mcp_actor
 
 
 class ApprovalTools(MCPToolset):

@@ -10,8 +10,8 @@ from django.db import models
 from django.utils import timezone
 
 from decisions.models import Decision
-from tracemem_site.crypto import EncryptedTextField
-from tracemem_site.ids import APPROVAL_PREFIX, new_id
+from tracemem_core.crypto import EncryptedTextField
+from tracemem_core.ids import APPROVAL_PREFIX, new_id
 
 
 def _new_approval_id() -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decisions.outputs import Delivery
-from tracemem_site.outputs import Output
+from tracemem_core.outputs import Output
 
 
 class ApprovalRequested(Output):

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from agents.selectors import confirmed_device
@@ -19,14 +20,39 @@ from approvals.models import (
     Delivery,
     EmailLink,
     SlackIntegration,
+    Vote,
     WebhookEndpoint,
 )
 from decisions.models import Decision
-from tracemem_site.actor import Actor
-from tracemem_site.errors import InvalidArgument, NotFound
-from tracemem_site.permissions import has_perm, require_reader
+from tracemem_core.actor import Actor
+from tracemem_core.errors import InvalidArgument, NotFound
+from tracemem_core.permissions import has_perm, require_reader
 
 Destination = TypeVar("Destination", WebhookEndpoint, SlackIntegration)
+
+
+def vote_refusal(user: User, approval: Approval) -> str | None:
+    """Why ``user`` may not vote on ``approval``, or None when they may (SPEC §9).
+
+    Decided by the rules frozen when the approval was requested, never by the route's current
+    ones: superusers, or members of the group the route had then; never the agent's owner (then,
+    or now) unless the route allowed it then. Editing a route or an agent can only take a vote
+    away from someone, never give one.
+    """
+    if not user.is_active:
+        return "Your account is inactive."
+    group = approval.approver_group
+    in_group = group is not None and user.groups.filter(pk=group.pk).exists()
+    if not (user.is_superuser or in_group):
+        who = f"members of the group {group.name!r}" if group is not None else "superusers"
+        return (
+            f"Only {who} may vote on approval {approval.approval_id} (route {approval.route.route_id}, "
+            "rules as requested); ask an admin to add you to the group."
+        )
+    owners = {approval.agent_owner_id, approval.decision.agent.owner_id} - {None}
+    if user.pk in owners and not approval.allow_agent_owner:
+        return "You own the agent that asked, so another reviewer must decide this request."
+    return None
 
 
 def approvals_visible_to(actor: Actor) -> QuerySet[Approval]:
@@ -199,3 +225,105 @@ def second_factor_required(user: User) -> bool:
     they turned two-factor sign-in on, or it is required of them (approval links by email and Slack
     buttons then refuse their votes; they confirm in the browser)."""
     return confirmed_device(user) is not None or second_factor_required_by_policy(user)
+
+
+@dataclass(frozen=True)
+class QueueFilters:
+    agent: str = ""
+    route: str = ""
+    intent_prefix: str = ""
+    mine: bool = False  # only approvals this reviewer can still vote on
+
+
+def pending_count(actor: Actor) -> int:
+    return (
+        approvals_visible_to(actor)
+        .filter(status=ApprovalState.PENDING, expires_at__gt=timezone.now())
+        .count()
+    )
+
+
+def review_queue(actor: Actor, filters: QueueFilters) -> list[Approval]:
+    """Pending, unexpired approvals, oldest first (the longest-waiting request is on top)."""
+    qs = (
+        approvals_visible_to(actor)
+        .filter(status=ApprovalState.PENDING, expires_at__gt=timezone.now())
+        .select_related("decision", "decision__agent", "route")
+        .annotate(
+            approve_votes=Count("votes", filter=Q(votes__choice="approve")),
+            reject_votes=Count("votes", filter=Q(votes__choice="reject")),
+        )
+        .order_by("requested_at")
+    )
+    if filters.agent:
+        qs = qs.filter(decision__agent_id=filters.agent)
+    if filters.route:
+        qs = qs.filter(route__route_id=filters.route)
+    if filters.intent_prefix:
+        qs = qs.filter(decision__intent__startswith=filters.intent_prefix)
+    rows: list[Approval] = list(qs[:500])
+    if filters.mine:
+        rows = [a for a in rows if vote_block_reason(actor, a) is None]
+    return rows
+
+
+def approval_for(actor: Actor, approval_id: str) -> Approval:
+    try:
+        return (
+            approvals_visible_to(actor)
+            .select_related("decision", "decision__agent", "route", "approver_group", "agent_owner")
+            .get(pk=approval_id)
+        )
+    except Approval.DoesNotExist:
+        raise NotFound(f"approval {approval_id} was not found") from None
+
+
+def approval_votes(approval: Approval) -> QuerySet[Vote]:
+    return Vote.objects.filter(approval=approval).select_related("user").order_by("created_at")
+
+
+def approval_deliveries(approval: Approval) -> QuerySet[Delivery]:
+    return Delivery.objects.filter(approval=approval).order_by("created_at")
+
+
+def vote_block_reason(actor: Actor, approval: Approval) -> str | None:
+    """Why this reviewer may not vote on this approval, or None when they may."""
+    user = actor.user
+    if actor.kind != "user" or user is None:
+        return "Only signed-in people can vote."
+    if approval.status != ApprovalState.PENDING:
+        return f"This approval is already {approval.status}."
+    if approval.decision.is_terminal:
+        return f"The decision is already {approval.decision.status}; this approval can no longer be voted on."
+    if approval.expires_at <= timezone.now():
+        return "This approval has expired; the agent must request a new one."
+    refusal = vote_refusal(user, approval)
+    if refusal is not None:
+        return refusal
+    if Vote.objects.filter(approval=approval, user_id=user.pk).exists():
+        return "You have already voted on this approval."
+    return None
+
+
+def vote_tally(approval: Approval) -> dict[str, Any]:
+    votes = list(approval_votes(approval))
+    return {
+        "approve": sum(1 for v in votes if v.choice == "approve"),
+        "reject": sum(1 for v in votes if v.choice == "reject"),
+        "required": approval.required_approvals,
+    }
+
+
+def routes_overview(actor: Actor) -> QuerySet[ApprovalRoute]:
+    """Every route with its pending-approval count, for readers of routes: channels name email addresses
+    and Slack channels, which reviewers have no need to see."""
+    ensure_route_reader(actor)
+    return (
+        ApprovalRoute.objects.select_related("approver_group")
+        .annotate(pending=Count("approvals", filter=Q(approvals__status=ApprovalState.PENDING)))
+        .order_by("route_id")
+    )
+
+
+def route_ids() -> list[str]:
+    return list(ApprovalRoute.objects.order_by("route_id").values_list("route_id", flat=True))

@@ -21,8 +21,8 @@ from approvals.selectors import (
     route_definition,
     routes_naming,
 )
-from tracemem_site.outbound import public_url
-from tracemem_site.timefmt import iso_z
+from tracemem_core.outbound import public_url
+from tracemem_core.timefmt import iso_z
 
 
 def delivery_out(approval: Approval, deliveries: list[Delivery] | None = None) -> dict[str, Any]:

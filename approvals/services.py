@@ -44,7 +44,13 @@ from approvals.models import (
     WebhookCredential,
     WebhookEndpoint,
 )
-from approvals.selectors import approvals_visible_to, frozen_rules, route_definition, second_factor_required
+from approvals.selectors import (
+    approvals_visible_to,
+    frozen_rules,
+    route_definition,
+    second_factor_required,
+    vote_refusal,
+)
 from audit.services import audit_record
 from decisions.models import AutomationMode, Decision, DecisionStatus, EventType
 from decisions.services import (
@@ -54,10 +60,10 @@ from decisions.services import (
     note_approval_resolved,
     trace_append,
 )
-from tracemem_site import metrics, outbound
-from tracemem_site import validation as v
-from tracemem_site.actor import Actor
-from tracemem_site.errors import (
+from tracemem_core import metrics, outbound
+from tracemem_core import validation as v
+from tracemem_core.actor import Actor
+from tracemem_core.errors import (
     Conflict,
     InvalidArgument,
     InvalidState,
@@ -65,10 +71,10 @@ from tracemem_site.errors import (
     PermissionDenied,
     Unauthenticated,
 )
-from tracemem_site.ids import SLUG_RE, new_id
-from tracemem_site.permissions import is_superuser, require_perm, require_superuser
-from tracemem_site.redaction import redact
-from tracemem_site.timefmt import iso_z
+from tracemem_core.ids import SLUG_RE, new_id
+from tracemem_core.permissions import is_superuser, require_perm, require_superuser
+from tracemem_core.redaction import redact
+from tracemem_core.timefmt import iso_z
 
 logger = logging.getLogger(__name__)
 
@@ -243,30 +249,6 @@ def _publish(delivery_id: str, countdown: float | None = None) -> bool:
 
 
 # --- who may vote --------------------------------------------------------------------------
-
-
-def vote_refusal(user: User, approval: Approval) -> str | None:
-    """Why ``user`` may not vote on ``approval``, or None when they may (SPEC §9).
-
-    Decided by the rules frozen when the approval was requested, never by the route's current
-    ones: superusers, or members of the group the route had then; never the agent's owner (then,
-    or now) unless the route allowed it then. Editing a route or an agent can only take a vote
-    away from someone, never give one.
-    """
-    if not user.is_active:
-        return "Your account is inactive."
-    group = approval.approver_group
-    in_group = group is not None and user.groups.filter(pk=group.pk).exists()
-    if not (user.is_superuser or in_group):
-        who = f"members of the group {group.name!r}" if group is not None else "superusers"
-        return (
-            f"Only {who} may vote on approval {approval.approval_id} (route {approval.route.route_id}, "
-            "rules as requested); ask an admin to add you to the group."
-        )
-    owners = {approval.agent_owner_id, approval.decision.agent.owner_id} - {None}
-    if user.pk in owners and not approval.allow_agent_owner:
-        return "You own the agent that asked, so another reviewer must decide this request."
-    return None
 
 
 def _ensure_may_vote(user: User, approval: Approval) -> None:
@@ -922,7 +904,7 @@ def _audit_integration(
 
 # --- outbound destinations: webhook endpoints and Slack integrations (issue 13) ----------------
 # One path for every door (admin API, apply_config, Django admin): validated here, the URL through
-# the outbound rule (tracemem_site.outbound), saved, audited with secrets by name only.
+# the outbound rule (tracemem_core.outbound), saved, audited with secrets by name only.
 
 MANAGE_INTEGRATIONS = "approvals.manage_integrations"
 DESTINATION_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -941,7 +923,7 @@ class DestinationKind:
     secrets: tuple[str, ...]  # write-only
     defaults: tuple[tuple[str, str], ...]
     api_path: str
-    read_area: str  # tracemem_site.permissions.READERS
+    read_area: str  # tracemem_core.permissions.READERS
     # Besides MANAGE_INTEGRATIONS, changes need a superuser when this says why (completes "only an
     # active superuser may ...").
     superuser_only: str | None = None

@@ -8,8 +8,8 @@ from celery import shared_task
 from django.conf import settings
 
 from approvals import services
-from tracemem_site import shared_cache
-from tracemem_site.actor import Actor
+from tracemem_core import shared_cache
+from tracemem_core.actor import Actor
 
 logger = logging.getLogger(__name__)
 
@@ -20,7 +20,7 @@ def publish_delivery(delivery_id: str, countdown: float | None = None, looks: in
     """Queue a delivery; a broker outage (down, or hung: bounded by the transport's socket timeouts)
     is logged once, never raised: the outbox row stays pending and the beat's re-dispatch picks it
     up (SPEC §9: an outage delays, never loses). While the broker is known to be down, publishing is
-    skipped at once (``tracemem_site.shared_cache.broker``), so no request waits on it again."""
+    skipped at once (``tracemem_core.shared_cache.broker``), so no request waits on it again."""
     queued = shared_cache.broker.call(
         "deliveries",
         lambda: deliver_delivery.apply_async(

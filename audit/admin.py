@@ -23,7 +23,7 @@ from django_otp.plugins.otp_totp.admin import TOTPDeviceAdmin
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from audit import selectors, services
-from tracemem_site.actor import Actor
+from tracemem_core.actor import Actor
 
 _BEFORE = "_tracemem_access_before"
 

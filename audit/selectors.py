@@ -17,11 +17,11 @@ from django.db.models import Q, QuerySet
 from django.utils.dateparse import parse_datetime
 
 from audit.models import AuditEntry
-from tracemem_site import validation as v
-from tracemem_site.actor import Actor
-from tracemem_site.errors import InvalidArgument
-from tracemem_site.permissions import require_superuser
-from tracemem_site.timefmt import iso_z
+from tracemem_core import validation as v
+from tracemem_core.actor import Actor
+from tracemem_core.errors import InvalidArgument
+from tracemem_core.permissions import require_superuser
+from tracemem_core.timefmt import iso_z
 from tracemem_verify.audit import AuditBreak, verify_audit_chain
 
 DEFAULT_LIMIT = 50

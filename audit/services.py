@@ -17,8 +17,8 @@ from django.utils import timezone
 
 from audit.models import AuditEntry
 from audit.selectors import entry_as_dict
-from tracemem_site.actor import Actor
-from tracemem_site.redaction import redact
+from tracemem_core.actor import Actor
+from tracemem_core.redaction import redact
 from tracemem_verify.audit import audit_entry_hash
 from tracemem_verify.chain import GENESIS_HASH
 

@@ -9,7 +9,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from audit import selectors
-from tracemem_site.errors import InvalidArgument
+from tracemem_core.errors import InvalidArgument
 from tracemem_site.web import refusal_as_403, web_actor
 
 

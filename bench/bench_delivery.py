@@ -80,7 +80,7 @@ def run() -> list[dict[str, Any]]:
 
     from agents import services as agent_services
     from approvals.models import Approval, ApprovalRoute, Delivery, WebhookEndpoint
-    from tracemem_site.actor import Actor
+    from tracemem_core.actor import Actor
     from tracemem_site.celery import app as celery_app
 
     settings.CELERY_TASK_ALWAYS_EAGER = False

@@ -21,7 +21,7 @@ def run() -> list[dict[str, Any]]:
 
     from agents import services as agent_services
     from decisions import services
-    from tracemem_site.actor import Actor
+    from tracemem_core.actor import Actor
 
     settings.ROOT_URLCONF = "bench.urls"
     clear_url_caches()

@@ -17,9 +17,9 @@ from decisions.models import TERMINAL_STATUSES, Decision, EventType
 from decisions.receipts import receipt_keys_published, receipt_stored
 from decisions.selectors import decision_events, decision_for, event_as_dict
 from decisions.serializers import decision_out
-from tracemem_site import validation as v
-from tracemem_site.actor import Actor
-from tracemem_site.timefmt import iso_z
+from tracemem_core import validation as v
+from tracemem_core.actor import Actor
+from tracemem_core.timefmt import iso_z
 from tracemem_verify.chain import verify_chain
 
 EVIDENCE_FORMAT = "tracemem.evidence.v1"

@@ -8,7 +8,7 @@ from pydantic import Field, model_validator
 
 from decisions.records import MAX_TAGS, SEARCH_LIMIT_DEFAULT, SEARCH_LIMIT_MAX
 from decisions.selectors import TRACE_PAGE_DEFAULT, TRACE_PAGE_MAX
-from tracemem_site.inputs import DIGITS, Input, JsonArray, JsonObject, first_present
+from tracemem_core.inputs import DIGITS, Input, JsonArray, JsonObject, first_present
 
 DecisionId = str
 CloseAction = Literal["commit", "abort", "rollback"]

@@ -17,7 +17,7 @@ from decisions import selectors
 from decisions.models import TERMINAL_STATUSES, Decision, DecisionRecord, Receipt, ReceiptKey, TraceEvent
 from decisions.receipts import receipt_data_of, receipt_key_out, receipt_out
 from decisions.selectors import event_as_dict
-from tracemem_site.errors import NotFound
+from tracemem_core.errors import NotFound
 from tracemem_verify.chain import ChainVerifier
 from tracemem_verify.receipt import closing_of, verify_receipt, verify_trace_end
 

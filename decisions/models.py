@@ -4,7 +4,7 @@ from django.db import models
 from django.utils import timezone
 
 from agents.models import Agent
-from tracemem_site.ids import DECISION_PREFIX, EVENT_PREFIX, new_id
+from tracemem_core.ids import DECISION_PREFIX, EVENT_PREFIX, new_id
 
 
 def _new_decision_id() -> str:

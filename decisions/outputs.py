@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tracemem_site.outputs import JsonObject, Output
+from tracemem_core.outputs import JsonObject, Output
 
 
 class DeliveryChannel(Output):

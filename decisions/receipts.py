@@ -27,10 +27,10 @@ from django.utils import timezone
 
 from decisions.models import TERMINAL_STATUSES, Decision, EventType, Receipt, ReceiptKey, TraceEvent
 from decisions.selectors import decision_for
-from tracemem_site import validation as v
-from tracemem_site.actor import Actor
-from tracemem_site.errors import InvalidState
-from tracemem_site.timefmt import iso_z
+from tracemem_core import validation as v
+from tracemem_core.actor import Actor
+from tracemem_core.errors import InvalidState
+from tracemem_core.timefmt import iso_z
 from tracemem_verify.receipt import (
     ALGORITHM,
     b64url_encode,

@@ -25,11 +25,11 @@ from decisions.models import (
 from decisions.receipts import receipt_issue
 from decisions.selectors import decisions_visible_to
 from decisions.services import mark_closed, trace_append
-from tracemem_site import validation as v
-from tracemem_site.actor import Actor
-from tracemem_site.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
-from tracemem_site.redaction import redact
-from tracemem_site.timefmt import iso_z
+from tracemem_core import validation as v
+from tracemem_core.actor import Actor
+from tracemem_core.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
+from tracemem_core.redaction import redact
+from tracemem_core.timefmt import iso_z
 
 RECORD_INTENT_PREFIX = "decision.record."
 SEARCH_LIMIT_DEFAULT = 20

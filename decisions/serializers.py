@@ -8,7 +8,7 @@ from typing import Any
 from decisions.models import Decision, TraceEvent
 from decisions.selectors import TracePage, decision_as_reported, event_as_dict
 from decisions.services import approval_required
-from tracemem_site.timefmt import iso_z
+from tracemem_core.timefmt import iso_z
 
 
 def decision_out(decision: Decision) -> dict[str, Any]:

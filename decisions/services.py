@@ -30,16 +30,16 @@ from decisions.models import (
 )
 from decisions.receipts import receipt_issue
 from decisions.selectors import approval_outcome_fields, decision_for, event_as_dict
-from tracemem_site import validation as v
-from tracemem_site.actor import Actor
-from tracemem_site.errors import (
+from tracemem_core import validation as v
+from tracemem_core.actor import Actor
+from tracemem_core.errors import (
     ApprovalRequired,
     InvalidArgument,
     InvalidState,
     PermissionDenied,
     PolicyDenied,
 )
-from tracemem_site.redaction import redact
+from tracemem_core.redaction import redact
 from tracemem_verify.chain import GENESIS_HASH, event_hash
 
 INTENT_RE = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+){1,7}$")

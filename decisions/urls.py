@@ -1,6 +1,6 @@
 from django.urls import path
 
-from decisions import api, api_proof
+from decisions import api
 
 urlpatterns = [
     path("decisions", api.DecisionCreateView.as_view(), name="decision-create"),
@@ -10,13 +10,13 @@ urlpatterns = [
     path("decisions/<str:decision_id>/close", api.DecisionCloseView.as_view(), name="decision-close"),
     path(
         "decisions/<str:decision_id>/receipt",
-        api_proof.DecisionReceiptView.as_view(),
+        api.DecisionReceiptView.as_view(),
         name="decision-receipt",
     ),
     path(
         "decisions/<str:decision_id>/evidence",
-        api_proof.DecisionEvidenceView.as_view(),
+        api.DecisionEvidenceView.as_view(),
         name="decision-evidence",
     ),
-    path("records", api_proof.RecordsView.as_view(), name="records"),
+    path("records", api.RecordsView.as_view(), name="records"),
 ]

@@ -4,7 +4,7 @@ from django.urls import path
 
 from decisions import views
 
-app_name = "decisions_ui"
+app_name = "decisions"
 
 urlpatterns = [
     path("", views.decision_list, name="list"),

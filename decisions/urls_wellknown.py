@@ -2,8 +2,8 @@
 
 from django.urls import path
 
-from decisions import api_proof
+from decisions import api
 
 urlpatterns = [
-    path(".well-known/tracemem/receipt-keys", api_proof.ReceiptKeysView.as_view(), name="receipt-keys"),
+    path(".well-known/tracemem/receipt-keys", api.ReceiptKeysView.as_view(), name="receipt-keys"),
 ]

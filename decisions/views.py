@@ -14,10 +14,17 @@ from decisions import selectors
 from decisions.integrity import decision_problems
 from decisions.models import AutomationMode, Decision, DecisionStatus, TraceEvent
 from decisions.records import record_chain, record_of
-from decisions.selectors import decision_as_reported, decision_events, decision_for, trace_page
-from decisions.selectors_ui import DecisionFilters, agent_choices, decision_search
+from decisions.selectors import (
+    DecisionFilters,
+    agent_choices,
+    decision_as_reported,
+    decision_events,
+    decision_for,
+    decision_search,
+    trace_page,
+)
 from decisions.serializers import trace_out
-from tracemem_site.errors import InvalidArgument, NotFound
+from tracemem_core.errors import InvalidArgument, NotFound
 from tracemem_site.web import web_actor
 
 

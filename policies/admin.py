@@ -12,7 +12,7 @@ from django.http import HttpRequest
 
 from policies import services
 from policies.models import Policy, PolicyGrant, PolicyVersion
-from tracemem_site.actor import Actor
+from tracemem_core.actor import Actor
 from tracemem_site.admin_perms import GuardedAdmin
 
 

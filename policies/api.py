@@ -13,7 +13,7 @@ from policies.inputs import DecisionEvaluate
 from policies.models import Outcome
 from policies.outputs import EvaluationOut
 from policies.serializers import grant_out, policy_detail_out, policy_summary_out, version_out
-from tracemem_site.errors import InvalidArgument
+from tracemem_core.errors import InvalidArgument
 from tracemem_site.rest import ERROR_RESPONSES as _ERRORS
 from tracemem_site.rest import HumanAPIView, actor_from_request, body, operation_input
 

@@ -8,7 +8,7 @@ from typing import Any
 from django import forms
 
 from policies.models import Outcome
-from tracemem_site import safejson
+from tracemem_core import safejson
 
 
 class JSONTextField(forms.CharField):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from tracemem_site.inputs import Input, JsonObject, first_present
+from tracemem_core.inputs import Input, JsonObject, first_present
 
 
 class DecisionEvaluate(Input):

@@ -8,7 +8,7 @@ from mcp_server import MCPToolset
 
 from policies import services
 from policies.inputs import DecisionEvaluate
-from tracemem_site.mcp_door import mcp_actor
+from tracemem_site.mcp import mcp_actor
 
 
 class PolicyTools(MCPToolset):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tracemem_site.outputs import Output
+from tracemem_core.outputs import Output
 
 
 class Rationale(Output):

@@ -11,9 +11,9 @@ from django.db.models import QuerySet
 from agents.models import Agent
 from decisions.models import EventType, TraceEvent
 from policies.models import Policy, PolicyGrant, PolicyVersion, VersionStatus
-from tracemem_site.actor import Actor
-from tracemem_site.errors import NotFound
-from tracemem_site.permissions import require_reader
+from tracemem_core.actor import Actor
+from tracemem_core.errors import NotFound
+from tracemem_core.permissions import require_reader
 
 
 def ensure_policy_reader(actor: Actor) -> None:

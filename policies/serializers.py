@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from policies.models import Policy, PolicyGrant, PolicyVersion
-from tracemem_site.timefmt import iso_z
+from tracemem_core.timefmt import iso_z
 
 
 def version_out(pv: PolicyVersion) -> dict[str, Any]:

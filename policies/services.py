@@ -30,13 +30,13 @@ from decisions import services as decision_services
 from decisions.models import Decision, EventType, TraceEvent
 from policies import engine, selectors
 from policies.models import Outcome, Policy, PolicyGrant, PolicyVersion, VersionStatus
-from tracemem_site import crypto
-from tracemem_site import validation as v
-from tracemem_site.actor import Actor
-from tracemem_site.errors import InvalidArgument, InvalidState, NotFound, PermissionDenied
-from tracemem_site.permissions import has_perm, require_perm
-from tracemem_site.redaction import redact
-from tracemem_site.timefmt import iso_z
+from tracemem_core import crypto
+from tracemem_core import validation as v
+from tracemem_core.actor import Actor
+from tracemem_core.errors import InvalidArgument, InvalidState, NotFound, PermissionDenied
+from tracemem_core.permissions import has_perm, require_perm
+from tracemem_core.redaction import redact
+from tracemem_core.timefmt import iso_z
 from tracemem_verify.chain import canonical_json
 
 POLICY_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,99}$")

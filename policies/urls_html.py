@@ -4,7 +4,7 @@ from django.urls import path
 
 from policies import views
 
-app_name = "policies_ui"
+app_name = "policies"
 
 urlpatterns = [
     path("", views.policy_list, name="list"),

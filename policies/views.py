@@ -16,15 +16,15 @@ from agents.models import Agent
 from policies import selectors, services
 from policies.forms import ConsoleForm, PolicyCreateForm, PolicyDraftForm
 from policies.serializers import policy_summary_out
-from tracemem_site.actor import Actor
-from tracemem_site.errors import DomainError, NotFound
-from tracemem_site.permissions import require_perm
+from tracemem_core.actor import Actor
+from tracemem_core.errors import DomainError, NotFound
+from tracemem_core.permissions import require_perm
 from tracemem_site.web import refusal_as_403, web_actor
 
 
 def guarded(perm: str | None = None) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
     """Signed in, then a policies read permission (or ``perm``, for a page that changes something).
-    The decision is the one helper's (``tracemem_site.permissions``); a refusal is a 403 page."""
+    The decision is the one helper's (``tracemem_core.permissions``); a refusal is a 403 page."""
 
     def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
         @login_required
@@ -73,11 +73,11 @@ def policy_create(request: HttpRequest) -> HttpResponse:
             )
         except DomainError as exc:
             messages.error(request, exc.message)
-            return redirect("policies_ui:list")
+            return redirect("policies:list")
         messages.success(request, "Policy created; write its rules in the draft.")
-        return redirect("policies_ui:edit", policy_id=form.cleaned_data["policy_id"])
+        return redirect("policies:edit", policy_id=form.cleaned_data["policy_id"])
     messages.error(request, "; ".join(f"{k}: {' '.join(str(e) for e in v)}" for k, v in form.errors.items()))
-    return redirect("policies_ui:list")
+    return redirect("policies:list")
 
 
 @guarded()
@@ -129,9 +129,9 @@ def policy_edit(request: HttpRequest, policy_id: str) -> HttpResponse:
                 for problem in problems:
                     messages.warning(request, f"Saved, but publishing would refuse it: {problem}")
                 if problems:
-                    return redirect("policies_ui:edit", policy_id=policy_id)
+                    return redirect("policies:edit", policy_id=policy_id)
                 messages.success(request, f"Draft v{pv.version} saved and compiles. Test it, then publish.")
-                return redirect("policies_ui:console", policy_id=policy_id)
+                return redirect("policies:console", policy_id=policy_id)
     else:
         base = selectors.draft_of(policy_id) or selectors.latest_version(policy_id)
         initial = (
@@ -162,9 +162,9 @@ def policy_publish(request: HttpRequest, policy_id: str) -> HttpResponse:
         pv = services.policy_publish(actor=_actor(request), policy_id=policy_id)
     except DomainError as exc:
         messages.error(request, exc.message)
-        return redirect("policies_ui:console", policy_id=policy_id)
+        return redirect("policies:console", policy_id=policy_id)
     messages.success(request, f"Published v{pv.version} ({pv.hash[:12]}…).")
-    return redirect("policies_ui:detail", policy_id=policy_id)
+    return redirect("policies:detail", policy_id=policy_id)
 
 
 @guarded("policies.publish_policies")
@@ -179,7 +179,7 @@ def policy_retire(request: HttpRequest, policy_id: str) -> HttpResponse:
         messages.success(
             request, f"Retired v{pv.version}; agents cannot evaluate {policy_id} until a draft is published."
         )
-    return redirect("policies_ui:detail", policy_id=policy_id)
+    return redirect("policies:detail", policy_id=policy_id)
 
 
 @guarded("policies.grant_policies")
@@ -194,7 +194,7 @@ def policy_grant(request: HttpRequest, policy_id: str) -> HttpResponse:
         messages.error(request, exc.message)
     else:
         messages.success(request, f"Agent {grant.agent.name} may now evaluate {policy_id}.")
-    return redirect("policies_ui:detail", policy_id=policy_id)
+    return redirect("policies:detail", policy_id=policy_id)
 
 
 @guarded("policies.grant_policies")
@@ -207,7 +207,7 @@ def policy_grant_revoke(request: HttpRequest, policy_id: str, agent_id: str) -> 
         messages.error(request, exc.message)
     else:
         messages.success(request, "Grant revoked." if revoked else "There was no such grant.")
-    return redirect("policies_ui:detail", policy_id=policy_id)
+    return redirect("policies:detail", policy_id=policy_id)
 
 
 @guarded()

@@ -6,9 +6,9 @@ from django import forms
 from django.contrib import admin, messages
 
 from products.models import DataProduct, DataSource, ProductGrant, ProductStatus, SourceKind
-from tracemem_site.actor import Actor
+from tracemem_core.actor import Actor
+from tracemem_core.errors import DomainError
 from tracemem_site.admin_perms import GuardedAdmin, request_has_perm
-from tracemem_site.errors import DomainError
 
 
 class DataSourceForm(forms.ModelForm):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import connection
 
-from tracemem_site.dbroles import owner_cursor
+from tracemem_core.dbroles import owner_cursor
 
 DEMO_CUSTOMERS = [
     (1, "Ada Lovelace", "ada@example.com", "gold", "VIP since 2019"),

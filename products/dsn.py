@@ -4,7 +4,7 @@ the server nor redirect the connection (issue 13, item 5).
 libpq reads files named by a DSN (``passfile``, ``sslkey``, ``sslcert``, ``sslrootcert``,
 ``sslcrl``, ``service``/``servicefile``), passes ``options`` to the server as settings, and
 connects wherever ``hostaddr``, a host list or a unix-socket path says. So the DSN is read against
-an allow-list, and its host goes through the outbound rule (``tracemem_site.outbound``) when it
+an allow-list, and its host goes through the outbound rule (``tracemem_core.outbound``) when it
 is saved and, on the resolved address, each time a connection is opened: libpq is then given that
 address as ``hostaddr`` and never resolves the name itself.
 """
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import psycopg
 
-from tracemem_site import outbound
-from tracemem_site.errors import InvalidArgument
+from tracemem_core import outbound
+from tracemem_core.errors import InvalidArgument
 
 # Everything a DSN may set. The password is the one secret; the rest is what admins see afterwards.
 ALLOWED_OPTIONS = (

@@ -29,9 +29,9 @@ from psycopg import sql
 
 from products import dsn as dsn_rules
 from products.models import DataSource, SourceKind
-from tracemem_site import crypto
-from tracemem_site.env import env_int
-from tracemem_site.errors import Conflict, DomainError, InvalidArgument, InvalidState
+from tracemem_core import crypto
+from tracemem_core.env import env_int
+from tracemem_core.errors import Conflict, DomainError, InvalidArgument, InvalidState
 
 logger = logging.getLogger(__name__)
 

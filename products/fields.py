@@ -16,8 +16,8 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from tracemem_site.errors import InvalidArgument
-from tracemem_site.validation import _json_type
+from tracemem_core.errors import InvalidArgument
+from tracemem_core.validation import _json_type
 
 FIELD_TYPES = ("string", "integer", "number", "boolean", "date", "datetime", "json", "uuid")
 FIELD_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")

@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from tracemem_site.errors import InvalidArgument
-from tracemem_site.inputs import Input, JsonObject
+from tracemem_core.errors import InvalidArgument
+from tracemem_core.inputs import Input, JsonObject
 
 
 class ProductsList(Input):

@@ -9,7 +9,7 @@ from mcp_server import MCPToolset
 from products import selectors, services
 from products.inputs import DecisionRead, DecisionWrite, ProductGet, ProductsList
 from products.serializers import product_out, products_list_out
-from tracemem_site.mcp_door import mcp_actor
+from tracemem_site.mcp import mcp_actor
 
 
 class ProductTools(MCPToolset):

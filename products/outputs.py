@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from tracemem_site.outputs import JsonObject, Output
+from tracemem_core.outputs import JsonObject, Output
 
 
 class ProductSummary(Output):

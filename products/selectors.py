@@ -2,7 +2,7 @@
 
 An agent sees only published products granted to it; any other product is ``not_found`` (never a
 403 that would confirm the product exists). People see products and sources through the
-permissions of ``tracemem_site.permissions``; the system sees everything.
+permissions of ``tracemem_core.permissions``; the system sees everything.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from django.db.models import QuerySet
 
 from agents.models import Agent
 from products.models import DataProduct, DataSource, ProductGrant, ProductStatus
-from tracemem_site import validation as v
-from tracemem_site.actor import Actor
-from tracemem_site.errors import InvalidArgument, NotFound, PermissionDenied
-from tracemem_site.permissions import require_reader
+from tracemem_core import validation as v
+from tracemem_core.actor import Actor
+from tracemem_core.errors import InvalidArgument, NotFound, PermissionDenied
+from tracemem_core.permissions import require_reader
 
 
 def require_agent(actor: Actor) -> Agent:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from products.models import DataProduct, DataSource, ProductGrant
-from tracemem_site.timefmt import iso_z
+from tracemem_core.timefmt import iso_z
 
 
 def product_summary_out(product: DataProduct, grant: ProductGrant) -> dict[str, Any]:

@@ -39,10 +39,10 @@ from products.models import (
     WriteResult,
 )
 from products.selectors import product_for_agent
-from tracemem_site import crypto
-from tracemem_site import validation as v
-from tracemem_site.actor import Actor
-from tracemem_site.errors import (
+from tracemem_core import crypto
+from tracemem_core import validation as v
+from tracemem_core.actor import Actor
+from tracemem_core.errors import (
     ApprovalRequired,
     Conflict,
     DomainError,
@@ -53,10 +53,10 @@ from tracemem_site.errors import (
     PolicyDenied,
     PurposeNotAllowed,
 )
-from tracemem_site.ids import new_id
-from tracemem_site.permissions import require_perm
-from tracemem_site.redaction import redact
-from tracemem_site.timefmt import iso_z
+from tracemem_core.ids import new_id
+from tracemem_core.permissions import require_perm
+from tracemem_core.redaction import redact
+from tracemem_core.timefmt import iso_z
 from tracemem_verify.chain import canonical_json
 
 PRODUCT_ID_RE = re.compile(r"^[a-z][a-z0-9_]{0,56}_v([0-9]{1,5})$")

@@ -20,8 +20,8 @@ echo "== import-linter"; .venv/bin/lint-imports
 if grep -nE '^\s*(from|import) django\.(http|forms|template|shortcuts)' */services.py */selectors.py; then
   echo "services and selectors must not import HTTP, forms or templates (STYLE rule 2)"; exit 1
 fi
-echo "== mypy (django-stubs): tracemem_site and every app's services and selectors"
-.venv/bin/mypy tracemem_site tracemem_verify */services.py */selectors.py decisions/records.py decisions/receipts.py \
+echo "== mypy (django-stubs): tracemem_core, tracemem_site and every app's services and selectors"
+.venv/bin/mypy tracemem_core tracemem_site tracemem_verify */services.py */selectors.py decisions/records.py decisions/receipts.py \
   decisions/evidence.py decisions/integrity.py policies/engine.py products/engine.py products/demo.py products/dsn.py \
   agents/services_twofactor.py
 echo "== mypy --strict: the Python client (clients/python), against the oldest Python it supports"

@@ -11,7 +11,7 @@ from django.test import Client
 
 from agents import services as agent_services
 from approvals.models import ApprovalRoute
-from tracemem_site.actor import Actor
+from tracemem_core.actor import Actor
 
 
 @dataclass

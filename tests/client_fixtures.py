@@ -12,8 +12,8 @@ from tracemem_client import Client
 
 from agents import services as agent_services
 from tests.client_helpers import Seeded
+from tracemem_core.actor import Actor
 from tracemem_site import demo
-from tracemem_site.actor import Actor
 
 
 @pytest.fixture

@@ -22,8 +22,8 @@ from django.test.testcases import TransactionTestCase
 
 from agents import services as agent_services
 from agents.models import Agent
-from tracemem_site import dbroles
-from tracemem_site.actor import Actor
+from tracemem_core import dbroles
+from tracemem_core.actor import Actor
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 

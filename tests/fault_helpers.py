@@ -113,7 +113,7 @@ class RedisServer:
 def use_broker(url: str) -> None:
     """Make this process publish Celery tasks to ``url`` (Celery caches its connection pools;
     dropping them makes the next publish connect there), forgetting any outage of the old one."""
-    from tracemem_site import shared_cache
+    from tracemem_core import shared_cache
     from tracemem_site.celery import app
 
     app.conf.broker_url = url

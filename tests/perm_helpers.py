@@ -9,8 +9,8 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 
 from agents import services as agent_services
-from tracemem_site.actor import Actor
-from tracemem_site.permissions import PERMISSIONS, READERS
+from tracemem_core.actor import Actor
+from tracemem_core.permissions import PERMISSIONS, READERS
 
 # Every permission of the admin matrix plus the view permissions: what "staff" meant before.
 ALL_ADMIN_PERMS: tuple[str, ...] = tuple(

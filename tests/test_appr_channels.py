@@ -26,7 +26,7 @@ from approvals.models import Approval, Delivery, EmailLink, SlackIntegration, Vo
 from approvals.tasks import update_slack_messages
 from decisions.models import TraceEvent
 from tests.appr_helpers import make_reviewer, make_route, open_decision, request_approval
-from tracemem_site.actor import Actor
+from tracemem_core.actor import Actor
 
 pytestmark = pytest.mark.django_db
 WORKER = Actor.system("test-worker")

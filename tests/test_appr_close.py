@@ -11,7 +11,7 @@ from approvals import services
 from approvals.models import Approval, Delivery
 from decisions.models import Decision, TraceEvent
 from tests.appr_helpers import make_reviewer, make_route, open_decision, request_approval
-from tracemem_site.actor import Actor
+from tracemem_core.actor import Actor
 from tracemem_verify.chain import verify_chain
 
 pytestmark = pytest.mark.django_db

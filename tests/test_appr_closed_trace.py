@@ -22,7 +22,7 @@ from decisions import receipts
 from decisions.models import Decision, TraceEvent
 from decisions.services import decision_close
 from tests.appr_helpers import make_reviewer, make_route, open_decision, request_approval
-from tracemem_site.actor import Actor
+from tracemem_core.actor import Actor
 
 pytestmark = pytest.mark.django_db
 

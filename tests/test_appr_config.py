@@ -11,7 +11,7 @@ from django.test import Client
 
 from approvals.models import ApprovalRoute, SlackIntegration, WebhookEndpoint
 from tests.appr_helpers import make_reviewer
-from tracemem_site import crypto
+from tracemem_core import crypto
 
 pytestmark = pytest.mark.django_db
 

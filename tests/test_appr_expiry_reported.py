@@ -20,8 +20,8 @@ from decisions.models import Decision, TraceEvent
 from tests.appr_helpers import make_reviewer, make_route, open_decision, request_approval
 from tests.conftest import AgentClient
 from tests.mcp_helpers import mcp_post
-from tracemem_site.actor import Actor
-from tracemem_site.timefmt import iso_z
+from tracemem_core.actor import Actor
+from tracemem_core.timefmt import iso_z
 
 pytestmark = pytest.mark.django_db
 

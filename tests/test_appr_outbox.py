@@ -23,7 +23,7 @@ from approvals.destinations import destination_key, gate
 from approvals.models import Delivery, WebhookEndpoint
 from tests.appr_helpers import make_route, open_decision, request_approval
 from tests.fault_helpers import HeldLock, wait_for
-from tracemem_site.actor import Actor
+from tracemem_core.actor import Actor
 
 WORKER = Actor.system("test-worker")
 

@@ -16,9 +16,9 @@ from approvals.tasks import approvals_tick
 from decisions.models import Decision, TraceEvent
 from decisions.services import ensure_writable
 from tests.appr_helpers import make_reviewer, make_route, open_decision, request_approval
-from tracemem_site.actor import Actor
-from tracemem_site.errors import InvalidState
-from tracemem_site.ids import has_format
+from tracemem_core.actor import Actor
+from tracemem_core.errors import InvalidState
+from tracemem_core.ids import has_format
 
 pytestmark = pytest.mark.django_db
 

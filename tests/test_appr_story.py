@@ -10,8 +10,8 @@ from django.contrib.auth import get_user_model
 from agents import services as agent_services
 from tests.appr_helpers import Reviewer, make_route
 from tests.mcp_helpers import DOORS, call_tool, error_code, mcp_call
+from tracemem_core.actor import Actor
 from tracemem_site import demo
-from tracemem_site.actor import Actor
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -33,7 +33,7 @@ from werkzeug import Request, Response
 
 from agents import services as agent_services
 from tests.client_helpers import Seeded
-from tracemem_site.actor import Actor
+from tracemem_core.actor import Actor
 
 pytest_plugins = ["tests.client_fixtures"]  # fixtures: seeded, agent_client
 pytestmark = pytest.mark.django_db(transaction=True)

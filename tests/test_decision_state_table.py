@@ -11,8 +11,8 @@ import pytest
 
 from decisions import services
 from decisions.models import Decision, DecisionStatus, TraceEvent
-from tracemem_site.actor import Actor
-from tracemem_site.errors import ApprovalRequired, InvalidState, PolicyDenied
+from tracemem_core.actor import Actor
+from tracemem_core.errors import ApprovalRequired, InvalidState, PolicyDenied
 
 pytestmark = pytest.mark.django_db
 

@@ -41,7 +41,7 @@ from tests.fault_helpers import (
     wait_for,
     within,
 )
-from tracemem_site import shared_cache
+from tracemem_core import shared_cache
 from tracemem_site.celery import app as celery_app
 
 pytestmark = [pytest.mark.drill, pytest.mark.django_db(transaction=True)]

@@ -22,7 +22,7 @@ from tests.appr_helpers import make_route, open_decision, request_approval
 from tests.conftest import AgentClient
 from tests.fault_helpers import RedisServer, use_broker, use_cache, within
 from tests.mcp_helpers import mcp_post
-from tracemem_site import metrics, shared_cache
+from tracemem_core import metrics, shared_cache
 
 pytestmark = pytest.mark.django_db
 

@@ -11,7 +11,7 @@ from django.test import Client
 from agents import services as agent_services
 from agents.models import Agent, AgentKey
 from tests.perm_helpers import ALL_ADMIN_PERMS, grant
-from tracemem_site.actor import Actor
+from tracemem_core.actor import Actor
 
 pytestmark = pytest.mark.django_db
 BASE = "/api/v1/admin/agents"

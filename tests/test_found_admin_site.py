@@ -14,7 +14,7 @@ from agents import keys
 from agents.models import Agent, AgentKey
 from decisions import services as decision_services
 from decisions.models import Decision, TraceEvent
-from tracemem_site.actor import Actor
+from tracemem_core.actor import Actor
 
 pytestmark = pytest.mark.django_db
 

@@ -15,7 +15,7 @@ from agents import services as agent_services
 from agents.models import Agent, AgentKey
 from decisions.models import Decision, TraceEvent
 from tests.conftest import AgentClient
-from tracemem_site.actor import Actor
+from tracemem_core.actor import Actor
 
 pytestmark = pytest.mark.django_db
 SYSTEM = Actor.system()

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agents import keys
-from tracemem_site.errors import InvalidArgument
-from tracemem_site.redaction import MAX_DEPTH_MARKER, REDACTED, is_secret_key, redact
+from tracemem_core.errors import InvalidArgument
+from tracemem_core.redaction import MAX_DEPTH_MARKER, REDACTED, is_secret_key, redact
 
 SPEC_KEYS = [
     "token",

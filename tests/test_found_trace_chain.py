@@ -16,7 +16,7 @@ from agents.models import Agent
 from decisions import services
 from decisions.models import Decision, TraceEvent
 from tests.conftest import AgentClient, superuser_sql
-from tracemem_site.actor import Actor
+from tracemem_core.actor import Actor
 from tracemem_verify.chain import GENESIS_HASH, event_hash, verify_chain
 
 

@@ -20,8 +20,8 @@ from approvals import services as approval_services
 from approvals.models import SlackIntegration
 from decisions.models import Decision
 from tests.appr_helpers import make_route, open_decision, request_approval
-from tracemem_site.actor import Actor
-from tracemem_site.safejson import MAX_DEPTH_CEILING, nesting_exceeds
+from tracemem_core.actor import Actor
+from tracemem_core.safejson import MAX_DEPTH_CEILING, nesting_exceeds
 
 pytestmark = pytest.mark.django_db
 
@@ -119,7 +119,7 @@ def test_mcp_string_argument_holding_a_json_bomb_is_an_invalid_argument(
     # FastMCP parses a JSON-looking string argument (a leniency for some clients): a bomb hidden in
     # a string is refused by name instead of crashing the tool with a RecursionError.
     if not fast:
-        from tracemem_site.mcp_view import MCPView
+        from tracemem_site.mcp import MCPView
 
         monkeypatch.setattr(MCPView, "fast_path", lambda self, request: None)
     message = {

@@ -29,7 +29,7 @@ from products import services as product_services
 from products.demo import demo_tables_create
 from tests.appr_helpers import make_route
 from tests.ui_scenario import publish_refund_policy
-from tracemem_site.actor import Actor
+from tracemem_core.actor import Actor
 
 SEED = os.environ.get("TRACEMEM_FUZZ_SEED", "1313")
 EXAMPLES = os.environ.get("TRACEMEM_FUZZ_EXAMPLES", "12")

@@ -379,7 +379,7 @@ def test_a_personal_token_still_votes_for_a_reviewer_who_must_use_2fa(
     """Tokens are made on the settings page after signing in with the code (or by an admin): a
     machine credential, not a guessable password, so the API takes votes through them."""
     from agents import services as agent_services
-    from tracemem_site.actor import Actor
+    from tracemem_core.actor import Actor
 
     settings.TRACEMEM_REQUIRE_2FA_FOR_APPROVERS = True
     route = make_route("route_finance")

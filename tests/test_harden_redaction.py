@@ -22,7 +22,7 @@ from tests.appr_helpers import make_route, open_decision
 from tests.conftest import as_products_role
 from tests.test_appr_channels import Recorder, deliver_all, smtp, whsec  # noqa: F401 - smtp is a fixture
 from tests.test_found_redaction import json_values
-from tracemem_site.redaction import REDACTED, is_secret_key, luhn_valid, redact, redact_text
+from tracemem_core.redaction import REDACTED, is_secret_key, luhn_valid, redact, redact_text
 
 pytestmark = pytest.mark.django_db
 
@@ -425,7 +425,7 @@ def test_channels_redact_again_whatever_reaches_them(api: Any, smtp: Recorder, h
 @pytest.fixture
 def orders_demo(make_agent: Any) -> Any:
     from products import services as product_services
-    from tracemem_site.actor import Actor
+    from tracemem_core.actor import Actor
 
     agent, key = make_agent("idem-agent")
     # The owner creates the business tables (committed), starting from the seed's own rows.

@@ -18,7 +18,7 @@ from approvals.models import Approval, Vote
 from tests.appr_helpers import make_reviewer, make_route, open_decision, request_approval
 from tests.conftest import AgentClient
 from tests.test_appr_channels import Recorder, deliver_all, smtp  # noqa: F401 - smtp is a fixture
-from tracemem_site.actor import Actor
+from tracemem_core.actor import Actor
 
 pytestmark = pytest.mark.django_db
 

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from agents import services
 from agents.models import PersonalToken
-from tracemem_site.actor import Actor
+from tracemem_core.actor import Actor
 
 pytestmark = pytest.mark.django_db
 

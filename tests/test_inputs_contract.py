@@ -27,8 +27,8 @@ from products.demo import demo_tables_create
 from tests.mcp_helpers import REST_ROUTES, VOLATILE_KEYS, error_code, jsonrpc, mcp_calls, rest_call, shape
 from tests.test_mcp_client import SPEC_TOOLS
 from tests.ui_scenario import make_route, publish_refund_policy
-from tracemem_site.actor import Actor
-from tracemem_site.inputs import tool_schema
+from tracemem_core.actor import Actor
+from tracemem_core.inputs import tool_schema
 
 SYSTEM = Actor.system("test")
 # Values that differ between two decisions made one after the other.

@@ -10,7 +10,7 @@ from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
 from tests.mcp_helpers import mcp_url, run_mcp, tool_result_value
-from tracemem_site.version import PROTOCOL_VERSIONS, SERVER_VERSION
+from tracemem_core.version import PROTOCOL_VERSIONS, SERVER_VERSION
 from tracemem_verify.chain import GENESIS_HASH, event_hash
 
 # SPEC §3 tools built so far; add yours here when its <app>/mcp.py lands.

@@ -8,7 +8,7 @@ from typing import Any
 from decisions import services
 from decisions.models import Decision
 from tests.mcp_helpers import DOORS, call_both, call_tool, error_code, shape
-from tracemem_site.actor import Actor
+from tracemem_core.actor import Actor
 
 
 def _decision(agent: Any, mode: str = "autonomous") -> str:

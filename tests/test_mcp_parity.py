@@ -10,8 +10,8 @@ from django.test import RequestFactory
 
 from decisions import services
 from tests.mcp_helpers import shape
-from tracemem_site.actor import Actor
-from tracemem_site.mcp_view import MCPView, StockMCPView
+from tracemem_core.actor import Actor
+from tracemem_site.mcp import MCPView, StockMCPView
 
 stock_view = StockMCPView.as_view()
 fast_view = MCPView.as_view()
@@ -252,7 +252,7 @@ def test_each_spec_protocol_version_is_echoed_on_both_paths(
 ) -> None:
     from mcp.shared.version import SUPPORTED_PROTOCOL_VERSIONS
 
-    from tracemem_site.version import PROTOCOL_VERSIONS
+    from tracemem_core.version import PROTOCOL_VERSIONS
 
     # The stock transport negotiates with the SDK's list, the fast path with ours: they must agree.
     assert sorted(SUPPORTED_PROTOCOL_VERSIONS) == sorted(PROTOCOL_VERSIONS)

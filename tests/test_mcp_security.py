@@ -14,7 +14,7 @@ from django.test import Client
 from decisions import services
 from decisions.models import Decision
 from tests.mcp_helpers import error_code, jsonrpc, mcp_call, mcp_url
-from tracemem_site.actor import Actor
+from tracemem_core.actor import Actor
 
 PING = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
 

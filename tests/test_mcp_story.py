@@ -14,8 +14,8 @@ from mcp import ClientSession
 
 from approvals import services as approval_services
 from tests.mcp_helpers import run_mcp, tool_result_value
+from tracemem_core.actor import Actor
 from tracemem_site import demo
-from tracemem_site.actor import Actor
 from tracemem_verify.chain import GENESIS_HASH, event_hash
 from tracemem_verify.receipt import keys_from_document, verify_receipt, verify_trace_against
 

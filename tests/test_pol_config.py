@@ -12,8 +12,8 @@ from django.core.management import CommandError, call_command
 from decisions import services as decision_services
 from policies import selectors, services
 from policies.models import PolicyGrant, PolicyVersion
+from tracemem_core.actor import Actor
 from tracemem_site import demo
-from tracemem_site.actor import Actor
 
 CONFIG = """
 policies:

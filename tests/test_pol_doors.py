@@ -16,7 +16,7 @@ from policies import selectors, services
 from policies.models import PolicyVersion
 from tests.mcp_helpers import DOORS, call_tool, error_code, shape
 from tests.perm_helpers import make_staff
-from tracemem_site.actor import Actor
+from tracemem_core.actor import Actor
 
 SYSTEM = Actor.system("test")
 CODE_POLICY: dict[str, Any] = {

@@ -11,7 +11,7 @@ from django.test import Client
 from decisions import services as decision_services
 from policies import selectors, services
 from tests.perm_helpers import make_staff
-from tracemem_site.actor import Actor
+from tracemem_core.actor import Actor
 
 SYSTEM = Actor.system("test")
 RULES = [

@@ -14,9 +14,9 @@ from decisions.integrity import decision_problems
 from decisions.models import Decision, TraceEvent
 from policies import engine, selectors, services
 from policies.models import PolicyVersion
-from tracemem_site import crypto
-from tracemem_site.actor import Actor
-from tracemem_site.errors import InvalidArgument, InvalidState, NotFound, PermissionDenied, PolicyDenied
+from tracemem_core import crypto
+from tracemem_core.actor import Actor
+from tracemem_core.errors import InvalidArgument, InvalidState, NotFound, PermissionDenied, PolicyDenied
 
 SYSTEM = Actor.system("test")
 

@@ -24,7 +24,7 @@ from products.models import WriteResult
 from tests.conftest import as_products_role, owner_dsn
 from tests.mcp_helpers import VOLATILE_KEYS, call_both, error_code, mcp_call, shape
 from tests.perm_helpers import make_staff
-from tracemem_site.actor import Actor
+from tracemem_core.actor import Actor
 
 SYSTEM = Actor.system("test")
 VOLATILE = VOLATILE_KEYS | {"data_ref"}
@@ -342,7 +342,7 @@ def test_external_postgresql_source_reads_through_its_encrypted_dsn(committed_de
     assert written["affected_rows"] == 1 and written["created_records"][0]["amount"] == 5.25
     assert len(_orders()) == 3
     # a refused external write (unknown customer) changes nothing there either
-    from tracemem_site.errors import Conflict
+    from tracemem_core.errors import Conflict
 
     with pytest.raises(Conflict):
         services.decision_write(

@@ -20,9 +20,9 @@ from products import services
 from products.demo import demo_tables_create
 from products.models import DataProduct, DataSource, WriteResult
 from tests.conftest import as_products_role, owner_sql
-from tracemem_site import crypto
-from tracemem_site.actor import Actor
-from tracemem_site.errors import (
+from tracemem_core import crypto
+from tracemem_core.actor import Actor
+from tracemem_core.errors import (
     ApprovalRequired,
     Conflict,
     InvalidArgument,
@@ -646,7 +646,7 @@ def test_data_source_dsn_is_encrypted_and_never_shown(db: Any) -> None:
     assert "hunter2" not in stored.dsn_display and "hunter2" not in stored.dsn_encrypted
     assert "db.example.com" in stored.dsn_display and "bob" in stored.dsn_display
     from products.serializers import data_source_out
-    from tracemem_site import crypto
+    from tracemem_core import crypto
 
     assert crypto.decrypt(stored.dsn_encrypted) == "postgresql://bob:hunter2-secret@db.example.com:5432/shop"
     assert "hunter2" not in str(data_source_out(source))

@@ -21,7 +21,7 @@ from policies.models import PolicyVersion
 from tests.appr_helpers import make_reviewer, make_route
 from tests.conftest import AgentClient
 from tests.test_proof_receipts import run_cli
-from tracemem_site.actor import Actor
+from tracemem_core.actor import Actor
 from tracemem_verify.receipt import key_id_for, raw_public_key
 
 pytestmark = pytest.mark.django_db

@@ -10,9 +10,9 @@ import pytest
 from decisions import records
 from decisions.models import Decision, DecisionRecord, TraceEvent
 from tests.conftest import AgentClient
-from tracemem_site.actor import Actor
-from tracemem_site.errors import InvalidArgument
-from tracemem_site.redaction import redact
+from tracemem_core.actor import Actor
+from tracemem_core.errors import InvalidArgument
+from tracemem_core.redaction import redact
 
 pytestmark = pytest.mark.django_db
 

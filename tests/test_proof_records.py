@@ -11,8 +11,8 @@ from agents.models import Agent
 from decisions import records
 from decisions.models import Decision, DecisionRecord, TraceEvent
 from tests.conftest import AgentClient
-from tracemem_site.actor import Actor
-from tracemem_site.errors import Conflict, InvalidArgument, NotFound
+from tracemem_core.actor import Actor
+from tracemem_core.errors import Conflict, InvalidArgument, NotFound
 
 pytestmark = pytest.mark.django_db
 

@@ -10,7 +10,7 @@ from django.test import Client, override_settings
 
 from decisions import receipts, records
 from tests.perm_helpers import make_staff
-from tracemem_site.actor import Actor
+from tracemem_core.actor import Actor
 
 pytestmark = pytest.mark.django_db
 

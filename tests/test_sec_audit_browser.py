@@ -13,7 +13,7 @@ from agents import services as agent_services
 from tests.perm_helpers import make_staff
 from tests.test_ui_browser import fast_password_hashing, launch_chromium, open_page  # noqa: F401
 from tests.ui_scenario import PASSWORD
-from tracemem_site.actor import Actor
+from tracemem_core.actor import Actor
 
 pytestmark = pytest.mark.browser
 

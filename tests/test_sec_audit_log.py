@@ -25,7 +25,7 @@ from policies.models import PolicyGrant as PolicyGrantModel
 from products.models import DataSource
 from tests.conftest import owner_sql, psql_as_app, superuser_sql
 from tests.perm_helpers import ALL_ADMIN_PERMS, TokenClient, make_staff, permission
-from tracemem_site.actor import Actor
+from tracemem_core.actor import Actor
 from tracemem_verify.audit import verify_audit_chain
 
 pytestmark = pytest.mark.django_db

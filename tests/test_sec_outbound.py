@@ -2,7 +2,7 @@
 are saved through one validated path (admin API, apply_config, Django admin), and every
 connection goes only to an address the outbound rules allow, checked again when it is made.
 
-What leaves the machine is the name lookup (``tracemem_site.outbound.resolve``): tests that need a
+What leaves the machine is the name lookup (``tracemem_core.outbound.resolve``): tests that need a
 name to resolve somewhere replace it with :class:`FakeDNS`. Receivers are real local servers.
 """
 
@@ -35,9 +35,9 @@ from products import services as product_services
 from products.models import DataSource
 from tests.appr_helpers import make_route, open_decision, request_approval
 from tests.perm_helpers import TokenClient, make_staff
-from tracemem_site import crypto, outbound
-from tracemem_site.actor import Actor
-from tracemem_site.errors import InvalidArgument, InvalidState
+from tracemem_core import crypto, outbound
+from tracemem_core.actor import Actor
+from tracemem_core.errors import InvalidArgument, InvalidState
 
 pytestmark = pytest.mark.django_db
 HOOKS = "/api/v1/admin/webhook-endpoints"

@@ -25,9 +25,9 @@ from policies.models import Policy, PolicyGrant, PolicyVersion
 from products import services as product_services
 from products.models import DataProduct, DataSource, ProductGrant
 from tests.perm_helpers import ALL_ADMIN_PERMS, TokenClient, grant, make_staff
-from tracemem_site.actor import Actor
-from tracemem_site.errors import PermissionDenied
-from tracemem_site.permissions import PERMISSIONS, require_perm
+from tracemem_core.actor import Actor
+from tracemem_core.errors import PermissionDenied
+from tracemem_core.permissions import PERMISSIONS, require_perm
 
 pytestmark = pytest.mark.django_db
 SYSTEM = Actor.system("test")

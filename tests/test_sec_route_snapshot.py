@@ -22,7 +22,7 @@ from decisions.models import TraceEvent
 from tests.appr_helpers import make_route, open_decision, request_approval
 from tests.conftest import AgentClient
 from tests.perm_helpers import TokenClient, make_staff
-from tracemem_site.actor import Actor
+from tracemem_core.actor import Actor
 
 pytestmark = pytest.mark.django_db
 ROUTE = "/api/v1/admin/routes/route_finance"

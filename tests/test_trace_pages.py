@@ -20,7 +20,7 @@ from decisions.integrity import decision_problems
 from decisions.models import Decision
 from tests.conftest import AgentClient, superuser_sql
 from tests.mcp_helpers import mcp_post
-from tracemem_site.actor import Actor
+from tracemem_core.actor import Actor
 from tracemem_verify.chain import verify_chain
 
 pytestmark = pytest.mark.django_db

@@ -20,7 +20,7 @@ from decisions.models import Decision, Receipt, TraceEvent
 from tests.conftest import AgentClient, superuser_sql
 from tests.mcp_helpers import mcp_calls
 from tests.test_proof_receipts import SEED_A, key_a, run_cli  # noqa: F401 - key_a: autouse fixture
-from tracemem_site.actor import Actor
+from tracemem_core.actor import Actor
 from tracemem_verify.receipt import sign_receipt_data, verify_receipt, verify_trace_against
 
 

@@ -19,7 +19,7 @@ from django.db import connection
 from decisions import services
 from decisions.models import Decision, TraceEvent
 from tests.conftest import OWNER_USER, owner_dsn, owner_sql, psql_as_app, role_names
-from tracemem_site.actor import Actor
+from tracemem_core.actor import Actor
 
 APPEND_ONLY = ("decisions_traceevent", "decisions_receipt", "decisions_decisionrecord", "audit_auditentry")
 PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
@@ -531,7 +531,7 @@ def test_migrate_runs_as_the_owner_and_reapplies_the_grants() -> None:
 def test_append_only_tables_are_declared_and_their_triggers_always_fire() -> None:
     """The registry that drives the grants and the triggers that refuse changes name the same
     tables, and no trust trigger can be skipped by ``session_replication_role``."""
-    from tracemem_site import dbroles
+    from tracemem_core import dbroles
 
     triggers = _owner_rows(
         "SELECT c.relname, t.tgname, t.tgenabled FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "

@@ -21,7 +21,7 @@ from products.demo import demo_tables_create
 from products.models import DataProduct, ProductStatus
 from tests.conftest import AgentClient, owner_sql, role_names
 from tests.perm_helpers import make_staff
-from tracemem_site.actor import Actor
+from tracemem_core.actor import Actor
 
 pytestmark = pytest.mark.django_db
 SYSTEM = Actor.system("test")
@@ -233,7 +233,7 @@ def test_the_database_refuses_the_products_role_even_when_the_app_check_is_bypas
     decision = decision_services.decision_create(
         actor=actor, intent="ops.user.promote", automation_mode="autonomous"
     )
-    from tracemem_site.errors import InvalidState
+    from tracemem_core.errors import InvalidState
 
     with pytest.raises(InvalidState, match="the data source refused the statement"):
         services.decision_write(

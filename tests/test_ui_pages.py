@@ -13,7 +13,7 @@ from agents.models import Agent, AgentKey
 from decisions import services as decision_services
 from decisions.models import Decision
 from tests.perm_helpers import make_staff
-from tracemem_site.actor import Actor
+from tracemem_core.actor import Actor
 
 pytestmark = pytest.mark.django_db
 

@@ -14,7 +14,7 @@ from decisions import services as decision_services
 from decisions.models import Decision
 from policies import selectors as policy_selectors
 from policies import services as policy_services
-from tracemem_site.actor import Actor
+from tracemem_core.actor import Actor
 
 SYSTEM = Actor.system("ui-test")
 SECRET = "sk-live-4f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c"

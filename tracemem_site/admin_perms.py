@@ -1,4 +1,4 @@
-"""The Django admin asks the same permissions as every other door (``tracemem_site.permissions``).
+"""The Django admin asks the same permissions as every other door (``tracemem_core.permissions``).
 
 Django's own add/change/delete permissions are not enough to change TraceMem's configuration in
 the admin: each ModelAdmin names the permission of the matrix that its changes need. Its saves go
@@ -13,9 +13,9 @@ from typing import Any
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 
-from tracemem_site.actor import Actor
-from tracemem_site.errors import DomainError
-from tracemem_site.permissions import has_perm, may_read
+from tracemem_core.actor import Actor
+from tracemem_core.errors import DomainError
+from tracemem_core.permissions import has_perm, may_read
 
 
 def request_actor(request: HttpRequest) -> Actor | None:

@@ -9,8 +9,8 @@ class TracememSiteConfig(AppConfig):
     def ready(self) -> None:
         # Runs after mcp_server's ready() (INSTALLED_APPS order), which autodiscovered every
         # <app>/mcp.py and registered its toolsets.
-        from tracemem_site.mcp_view import configure_mcp_server
-        from tracemem_site.outbound import allowed
+        from tracemem_core.outbound import allowed
+        from tracemem_site.mcp import configure_mcp_server
 
         configure_mcp_server()
         allowed()  # a bad TRACEMEM_OUTBOUND_ALLOW entry stops the process here, naming it

@@ -11,7 +11,7 @@ from django.contrib.auth import get_user_model
 
 from agents import services as agent_services
 from agents.models import AgentKey
-from tracemem_site.actor import Actor
+from tracemem_core.actor import Actor
 
 DEMO_ADMIN = "admin"
 DEMO_AGENT = "demo-agent"

@@ -1,4 +1,4 @@
-"""The MCP door's use of the operations' input models (``tracemem_site.inputs``).
+"""The MCP door's use of the operations' input models (``tracemem_core.inputs``).
 
 A tool method takes one parameter annotated with its input model::
 
@@ -6,7 +6,7 @@ A tool method takes one parameter annotated with its input model::
 
 django-mcp-server registers it as usual; :func:`install_input_models` (called once at startup,
 after registration) then makes the tool publish the model's JSON Schema as its ``inputSchema``
-and check ``tools/call`` arguments with :func:`tracemem_site.inputs.parse` — the same function the
+and check ``tools/call`` arguments with :func:`tracemem_core.inputs.parse` — the same function the
 REST door uses, so the same bad input reads the same on both doors. Both the stock transport and
 the fast path call ``fn_metadata.arg_model.model_validate`` and ``model_dump_one_level``, which is
 all this replaces.
@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 from mcp.server.fastmcp.tools.base import Tool
 from mcp.server.fastmcp.utilities.func_metadata import ArgModelBase, FuncMetadata
 
-from tracemem_site.inputs import Input, parse, tool_schema
+from tracemem_core.inputs import Input, parse, tool_schema
 
 
 def input_model_of(method: Any) -> type[Input] | None:

@@ -15,8 +15,8 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.html import escape
 from django.views import defaults
 
-from tracemem_site.errors import Unavailable
-from tracemem_site.outage import database_outage, tracking_commits
+from tracemem_core.errors import Unavailable
+from tracemem_core.outage import database_outage, tracking_commits
 
 
 def unavailable_page(error: Unavailable) -> HttpResponse:

@@ -1,4 +1,4 @@
-"""OpenAPI for the operations' input models (``tracemem_site.inputs``), as drf-spectacular needs it.
+"""OpenAPI for the operations' input models (``tracemem_core.inputs``), as drf-spectacular needs it.
 
 ``@extend_schema(request=SomeInput)`` documents the body: the model's JSON Schema without the
 fields the URL path carries, written in OpenAPI 3.0 (``nullable: true`` instead of a ``null``
@@ -14,8 +14,8 @@ from typing import Any
 from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.utils import OpenApiParameter
 
-from tracemem_site.inputs import Input, tool_schema
-from tracemem_site.outputs import Output
+from tracemem_core.inputs import Input, tool_schema
+from tracemem_core.outputs import Output
 
 
 def oas30(schema: Any) -> Any:

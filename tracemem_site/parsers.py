@@ -12,7 +12,7 @@ from django.conf import settings
 from rest_framework import exceptions, status
 from rest_framework.parsers import JSONParser
 
-from tracemem_site import safejson
+from tracemem_core import safejson
 
 
 class PayloadTooLarge(exceptions.APIException):
@@ -30,7 +30,7 @@ class BodyTooDeep(exceptions.ParseError):
 
 class BoundedJSONParser(JSONParser):
     """JSON only, strict (no NaN), never more than ``DATA_UPLOAD_MAX_MEMORY_SIZE`` bytes and never
-    nested deeper than ``TRACEMEM_MAX_JSON_DEPTH`` (checked before parsing: tracemem_site/safejson.py).
+    nested deeper than ``TRACEMEM_MAX_JSON_DEPTH`` (checked before parsing: tracemem_core/safejson.py).
 
     DRF reads the body as a stream, bypassing Django's own size check, so the limits are enforced
     here for every door that parses JSON (REST and MCP).

@@ -18,11 +18,11 @@ from rest_framework.views import APIView
 
 from agents.auth import DomainAuthenticationFailed, PersonalTokenAuthentication
 from agents.models import Agent
+from tracemem_core.actor import Actor
+from tracemem_core.errors import DomainError, InvalidArgument
+from tracemem_core.inputs import InputT, parse
+from tracemem_core.outage import database_outage
 from tracemem_site import openapi  # noqa: F401  (registers the input models' OpenAPI extension)
-from tracemem_site.actor import Actor
-from tracemem_site.errors import DomainError, InvalidArgument
-from tracemem_site.inputs import InputT, parse
-from tracemem_site.outage import database_outage
 from tracemem_site.parsers import BodyTooDeep, PayloadTooLarge
 
 logger = logging.getLogger(__name__)

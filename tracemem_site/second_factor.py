@@ -14,9 +14,9 @@ from django.shortcuts import redirect
 
 from agents.selectors import confirmed_device
 from approvals.selectors import second_factor_required
-from tracemem_site.errors import Unavailable
+from tracemem_core.errors import Unavailable
+from tracemem_core.outage import database_outage
 from tracemem_site.middleware import unavailable_page
-from tracemem_site.outage import database_outage
 
 VERIFY_URL = "/login/verify/"
 ENROL_URL = "/account/two-factor/"

@@ -14,7 +14,7 @@ from typing import Any
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from tracemem_site.env import env_bool, env_identifier, env_int, env_list, env_str
+from tracemem_core.env import env_bool, env_identifier, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("TRACEMEM_VAR_DIR", str(BASE_DIR / "var")))
@@ -78,7 +78,7 @@ MIDDLEWARE = [
     # Whoever must use two-factor sign-in reaches nothing but the 2FA pages until they have.
     "tracemem_site.second_factor.SecondFactorMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    # Outage answers say whether the call was applied; an HTML page's is a 503 (tracemem_site/outage.py).
+    # Outage answers say whether the call was applied; an HTML page's is a 503 (tracemem_core/outage.py).
     "tracemem_site.middleware.DatabaseOutageMiddleware",
     # Last, as django-axes asks: turns a locked-out sign-in into our lockout page.
     "axes.middleware.AxesMiddleware",
@@ -163,7 +163,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Redis that accepts connections but never answers (frozen, overloaded, a half-open connection
 # after a failover): without them a publish, and /readyz, waited forever. socket_timeout stays
 # above the consumer's 1 s BRPOP; no retry, so a publish costs at most ~2 s once per outage
-# (tracemem_site.shared_cache.broker then skips publishing until TRACEMEM_CACHE_RETRY_SECONDS).
+# (tracemem_core.shared_cache.broker then skips publishing until TRACEMEM_CACHE_RETRY_SECONDS).
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "max_retries": 0,
     "interval_start": 0,
@@ -189,7 +189,7 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             # A dead or blackholed Redis must cost a request at most this, never a hang
-            # (tracemem_site/shared_cache.py then skips it for TRACEMEM_CACHE_RETRY_SECONDS).
+            # (tracemem_core/shared_cache.py then skips it for TRACEMEM_CACHE_RETRY_SECONDS).
             "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
         }
     }
@@ -289,7 +289,7 @@ CONTENT_SECURITY_POLICY = {
 # A request body larger than this is refused with 413 before it is parsed.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("TRACEMEM_MAX_BODY_BYTES", 1024 * 1024)
 # JSON nested deeper than this is refused (400 / JSON-RPC -32700) before it is parsed
-# (tracemem_site/safejson.py); at most 200, far below Python's recursion limit.
+# (tracemem_core/safejson.py); at most 200, far below Python's recursion limit.
 TRACEMEM_MAX_JSON_DEPTH = env_int("TRACEMEM_MAX_JSON_DEPTH", 64)
 if not 2 <= TRACEMEM_MAX_JSON_DEPTH <= 200:
     raise ImproperlyConfigured(

@@ -5,7 +5,7 @@ increment (Redis in production, so every gunicorn worker and host shares the cou
 round trips per request, whatever the limit). Humans (reviewers, admins) are not throttled here.
 
 The store being down never fails a request (SPEC §9: an outage delays, never refuses): the count
-falls back to this process alone until the store answers again (``tracemem_site.shared_cache``), so
+falls back to this process alone until the store answers again (``tracemem_core.shared_cache``), so
 an agent keeps a limit, at worst one budget per web process, and every call still goes through.
 """
 
@@ -24,7 +24,7 @@ from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
 from agents.models import Agent
-from tracemem_site.shared_cache import guarded
+from tracemem_core.shared_cache import guarded
 
 _PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 

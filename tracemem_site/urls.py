@@ -2,10 +2,10 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from agents import views_account as account_views
+from agents import views as agent_views
 from tracemem_site import health
 from tracemem_site import views as site_views
-from tracemem_site.mcp_view import MCPView
+from tracemem_site.mcp import MCPView
 
 api_v1 = [
     path("", include("agents.urls")),
@@ -30,17 +30,14 @@ urlpatterns = [
     # Reviewer and admin web UI (issue 7).
     path("", site_views.dashboard, name="dashboard"),
     path("login/", site_views.login_view, name="login"),
-    path("login/verify/", account_views.login_verify, name="login-verify"),
-    path("account/", include("agents.urls_account")),
+    path("login/verify/", agent_views.login_verify, name="login-verify"),
     path("logout/", site_views.logout_view, name="logout"),
     path("decisions/", include("decisions.urls_html")),
-    path("agents/", include("agents.urls_html")),
+    path("", include("agents.urls_html")),
     path("policies/", include("policies.urls_html")),
-    path("review/", include("approvals.urls_review")),
-    path("routes/", include("approvals.urls_routes")),
-    path("products/", include("products.urls_ui")),
+    path("", include("approvals.urls_html")),
+    path("products/", include("products.urls_html")),
     path("audit/", include("audit.urls_html")),
-    path("", include("approvals.urls_integrations")),
 ]
 
 handler500 = "tracemem_site.middleware.server_error"

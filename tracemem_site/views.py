@@ -16,7 +16,7 @@ from django.shortcuts import redirect, render
 
 from agents.selectors import confirmed_device
 from approvals.selectors import second_factor_required
-from decisions.selectors_ui import OUTCOMES, dashboard_stats
+from decisions.selectors import OUTCOMES, dashboard_stats
 from tracemem_site.second_factor import ENROL_URL, VERIFY_URL
 from tracemem_site.web import web_actor
 

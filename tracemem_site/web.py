@@ -11,9 +11,9 @@ from django.contrib.auth.models import AnonymousUser, User
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from tracemem_site.actor import Actor
-from tracemem_site.errors import PermissionDenied
-from tracemem_site.permissions import has_perm, is_superuser, may_read
+from tracemem_core.actor import Actor
+from tracemem_core.errors import PermissionDenied
+from tracemem_core.permissions import has_perm, is_superuser, may_read
 
 
 def web_user(request: HttpRequest) -> User:

@@ -6,12 +6,12 @@ functions pin their search path.
 + 1 and ``prev_hash`` = the last entry's ``hash`` (64 zeros for the first) — like a trace event, so a
 gap or an entry chained to nothing is refused rather than found later by ``verify_audit_log``.
 The functions run with ``search_path = pg_catalog, <schema>, pg_temp`` (a temporary table named
-``audit_auditentry`` is never what they read: tracemem_site.migration_ops.pin_search_path).
+``audit_auditentry`` is never what they read: tracemem_core.migration_ops.pin_search_path).
 """
 
 from django.db import migrations
 
-from tracemem_site.migration_ops import VendorSQL, enable_always, pin_search_path
+from tracemem_core.migration_ops import VendorSQL, enable_always, pin_search_path
 
 GENESIS = "0" * 64
 MESSAGE = "tracemem: audit entry seq {seq} does not continue the audit log (the next seq is {next}, its prev_hash the last entry''s hash)"

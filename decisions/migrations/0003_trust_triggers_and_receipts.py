@@ -26,7 +26,7 @@ import django.db.models.deletion
 import pgtrigger.migrations
 from django.db import migrations, models
 
-from tracemem_site.migration_ops import AppendOnly, VendorSQL, enable_always
+from tracemem_core.migration_ops import AppendOnly, VendorSQL, enable_always
 
 TERMINAL = "('committed', 'aborted')"
 IDENTITY = ("decision_id", "agent_id", "intent", "automation_mode", "actor", "instance", "version", "metadata", "created_at")
@@ -254,7 +254,7 @@ def issue_missing_receipts(apps, schema_editor):
     """Sign and store the receipt of every decision closed before receipts were stored."""
     from django.utils import timezone
 
-    from tracemem_site.timefmt import iso_z
+    from tracemem_core.timefmt import iso_z
     from tracemem_verify.receipt import ALGORITHM, sign_receipt_data
 
     Decision = apps.get_model("decisions", "Decision")

@@ -11,7 +11,7 @@ create temporary tables away from the app role too: docs/security.md).
 
 from django.db import migrations
 
-from tracemem_site.migration_ops import VendorSQL, pin_search_path
+from tracemem_core.migration_ops import VendorSQL, pin_search_path
 
 FUNCTIONS = (
     "tracemem_refuse_change",

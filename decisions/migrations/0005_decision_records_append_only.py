@@ -11,7 +11,7 @@ an edit made around that is reported by verify_traces (decisions.integrity).
 
 from django.db import migrations
 
-from tracemem_site.migration_ops import AppendOnly
+from tracemem_core.migration_ops import AppendOnly
 
 
 class Migration(migrations.Migration):

@@ -10,7 +10,7 @@ frozen too now.
 import pgtrigger.migrations
 from django.db import migrations
 
-from tracemem_site.migration_ops import FrozenRows
+from tracemem_core.migration_ops import FrozenRows
 
 COLUMNS = (
     "policy_id",

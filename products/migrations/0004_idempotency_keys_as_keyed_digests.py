@@ -1,7 +1,7 @@
 """Store a keyed digest of each idempotency key instead of the key itself (issue 13).
 
 Existing rows are converted in place, so a retry of a write made before the upgrade still returns
-its first result. The digest is ``tracemem_site.crypto.keyed_digest`` (HMAC-SHA256 keyed from
+its first result. The digest is ``tracemem_core.crypto.keyed_digest`` (HMAC-SHA256 keyed from
 DJANGO_SECRET_KEY, versioned by its salt), as ``products.services.idempotency_digest`` computes it.
 Going back keeps the digests: a key sent again after a downgrade would not be recognised, which can
 only repeat a retried write.
@@ -9,7 +9,7 @@ only repeat a retried write.
 
 from django.db import migrations, models
 
-from tracemem_site.crypto import keyed_digest
+from tracemem_core.crypto import keyed_digest
 
 
 def digest_existing_keys(apps, schema_editor):

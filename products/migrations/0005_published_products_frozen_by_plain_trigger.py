@@ -9,7 +9,7 @@ and pins its search path, like the trace's (docs/security.md). ``created_at`` is
 import pgtrigger.migrations
 from django.db import migrations
 
-from tracemem_site.migration_ops import FrozenRows
+from tracemem_core.migration_ops import FrozenRows
 
 COLUMNS = (
     "product_id",

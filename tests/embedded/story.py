@@ -21,7 +21,7 @@ from django.test import Client  # noqa: E402
 
 from agents import services as agent_services  # noqa: E402
 from agents.models import Agent  # noqa: E402
-from tracemem_site.actor import Actor  # noqa: E402
+from tracemem_core.actor import Actor  # noqa: E402
 
 assert settings.DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3", "not the embedded default"
 assert settings.CELERY_TASK_ALWAYS_EAGER, "tasks must run inline on the embedded default"

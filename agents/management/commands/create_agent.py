@@ -5,8 +5,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from agents import selectors, services
-from tracemem_site.actor import Actor
-from tracemem_site.errors import DomainError
+from tracemem_core.actor import Actor
+from tracemem_core.errors import DomainError
 
 
 class Command(BaseCommand):

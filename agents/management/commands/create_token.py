@@ -7,8 +7,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from agents import selectors, services
-from tracemem_site.actor import Actor
-from tracemem_site.errors import DomainError
+from tracemem_core.actor import Actor
+from tracemem_core.errors import DomainError
 
 
 class Command(BaseCommand):

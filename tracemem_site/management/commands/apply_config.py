@@ -16,8 +16,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from django.utils.module_loading import import_string
 
-from tracemem_site.actor import Actor
-from tracemem_site.errors import DomainError
+from tracemem_core.actor import Actor
+from tracemem_core.errors import DomainError
 
 # section → handler, in the order they run (later sections may refer to earlier ones).
 # Each app adds its own line here; a handler that does not exist yet is reported, not skipped.

@@ -1,7 +1,7 @@
 """``manage.py db_roles --app-user USER [--products-user USER] [--dry-run]`` (SPEC §12).
 
 Run as the owner (``MIGRATION_DATABASE_URL``, else ``DATABASE_URL``) after ``migrate``: creates the
-missing roles and gives each exactly its share of TraceMem's database (``tracemem_site.dbroles``,
+missing roles and gives each exactly its share of TraceMem's database (``tracemem_core.dbroles``,
 docs/security.md). Idempotent. ``--dry-run`` prints the SQL (passwords masked) and changes nothing.
 The app role's password is taken from ``DATABASE_URL`` when that URL logs in as ``--app-user``.
 """
@@ -14,7 +14,7 @@ import psycopg
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from tracemem_site import dbroles
+from tracemem_core import dbroles
 
 
 class Command(BaseCommand):

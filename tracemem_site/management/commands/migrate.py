@@ -12,7 +12,7 @@ from typing import Any
 
 from django.core.management.commands.migrate import Command as DjangoMigrate
 
-from tracemem_site import dbroles
+from tracemem_core import dbroles
 
 
 class Command(DjangoMigrate):

@@ -16,8 +16,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import close_old_connections
 
+from tracemem_core.env import env_int
 from tracemem_site.celery import app
-from tracemem_site.env import env_int
 
 logger = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from typing import Any
 
 from django.conf import settings
 
-from tracemem_site.errors import InvalidArgument
-from tracemem_site.validation import storable
+from tracemem_core.errors import InvalidArgument
+from tracemem_core.validation import storable
 
 REDACTED = "[redacted]"
 MAX_DEPTH_MARKER = "[max depth]"

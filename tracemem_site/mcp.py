@@ -52,13 +52,15 @@ from rest_framework import exceptions
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 
-from tracemem_site import safejson
-from tracemem_site.errors import DomainError, InvalidArgument, Unavailable
-from tracemem_site.inputs import unknown_argument
+from agents.models import Agent
+from tracemem_core import safejson
+from tracemem_core.actor import Actor
+from tracemem_core.errors import DomainError, InvalidArgument, Unauthenticated, Unavailable
+from tracemem_core.inputs import unknown_argument
+from tracemem_core.outage import database_outage
+from tracemem_core.version import PROTOCOL_VERSIONS, SERVER_VERSION
 from tracemem_site.mcp_inputs import install_input_models
-from tracemem_site.outage import database_outage
 from tracemem_site.parsers import PayloadTooLarge
-from tracemem_site.version import PROTOCOL_VERSIONS, SERVER_VERSION
 
 logger = logging.getLogger(__name__)
 
@@ -507,3 +509,10 @@ class MCPView(FastPathMixin, StockMCPView):
         if response is not None:
             return response
         return super().post(request, *args, **kwargs)
+
+
+def mcp_actor(request: Any) -> Actor:
+    principal = getattr(request, "user", None)
+    if isinstance(principal, Agent):
+        return Actor.for_agent(principal)
+    raise Unauthenticated("MCP tools need an agent key: send 'Authorization: Agent <key>' or 'Bearer <key>'")

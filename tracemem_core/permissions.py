@@ -10,8 +10,8 @@ The matrix — what each permission allows and through which door — is in docs
 
 from __future__ import annotations
 
-from tracemem_site.actor import Actor
-from tracemem_site.errors import PermissionDenied
+from tracemem_core.actor import Actor
+from tracemem_core.errors import PermissionDenied
 
 # codename → what it allows, worded to complete "you need the permission X to ..."
 PERMISSIONS: dict[str, str] = {

@@ -9,7 +9,7 @@ the call's transaction committed, while the answer was being read back (``applie
 repeat it, read the result). :func:`tracking_commits` notices the latter for each request.
 
 Each door maps the result in its one place: REST (``tracemem_site.rest.exception_handler``), MCP
-(``tracemem_site.mcp_view``), HTML (``tracemem_site.middleware``).
+(``tracemem_site.mcp``), HTML (``tracemem_site.middleware``).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from typing import Any
 
 from django.db import InterfaceError, OperationalError, connection
 
-from tracemem_site import metrics
-from tracemem_site.errors import Unavailable
+from tracemem_core import metrics
+from tracemem_core.errors import Unavailable
 
 logger = logging.getLogger(__name__)
 

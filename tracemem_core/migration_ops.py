@@ -8,7 +8,7 @@ disable them; only the owner (or a superuser) can, with DDL. Their functions pin
 temporary table) is never what they read.
 
 A new append-only table takes one line in its migration, ``AppendOnly("app_table")``, and one in
-``tracemem_site.dbroles.APPEND_ONLY_TABLES``, which grants the app role only SELECT and INSERT on it.
+``tracemem_core.dbroles.APPEND_ONLY_TABLES``, which grants the app role only SELECT and INSERT on it.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class VendorSQL(Operation):
         self.backwards = backwards
 
     def deconstruct(self) -> tuple[str, list[Any], dict[str, Any]]:
-        return ("tracemem_site.migration_ops.VendorSQL", [self.forwards, self.backwards], {})
+        return ("tracemem_core.migration_ops.VendorSQL", [self.forwards, self.backwards], {})
 
     def state_forwards(self, app_label: str, state: Any) -> None:
         pass
@@ -110,7 +110,7 @@ class AppendOnly(VendorSQL):
         )
 
     def deconstruct(self) -> tuple[str, list[Any], dict[str, Any]]:
-        return ("tracemem_site.migration_ops.AppendOnly", [self.table], {})
+        return ("tracemem_core.migration_ops.AppendOnly", [self.table], {})
 
     def describe(self) -> str:
         return f"Make {self.table} append-only (plain SQL triggers)"
@@ -192,7 +192,7 @@ $$""",
         )
 
     def deconstruct(self) -> tuple[str, list[Any], dict[str, Any]]:
-        return ("tracemem_site.migration_ops.FrozenRows", self.args, self.kwargs)
+        return ("tracemem_core.migration_ops.FrozenRows", self.args, self.kwargs)
 
     def describe(self) -> str:
         return f"Freeze rows of {self.args[0]} (plain SQL trigger {self.args[1]})"

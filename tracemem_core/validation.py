@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from tracemem_site.errors import InvalidArgument
+from tracemem_core.errors import InvalidArgument
 
 MISSING: Any = object()
 

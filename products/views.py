@@ -9,7 +9,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from products.selectors import product_for_admin, products_for_admin
-from tracemem_site.errors import NotFound, PermissionDenied
+from tracemem_core.errors import NotFound, PermissionDenied
 from tracemem_site.web import web_actor
 
 

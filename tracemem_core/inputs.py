@@ -23,8 +23,8 @@ from typing import Annotated, Any, ClassVar, TypeVar
 import pydantic
 from pydantic import BaseModel, BeforeValidator, ConfigDict, WithJsonSchema
 
-from tracemem_site.errors import InvalidArgument
-from tracemem_site.validation import first_present
+from tracemem_core.errors import InvalidArgument
+from tracemem_core.validation import first_present
 
 __all__ = ["Input", "JsonArray", "JsonObject", "DIGITS", "first_present", "parse", "tool_schema"]
 

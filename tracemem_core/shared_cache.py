@@ -5,7 +5,7 @@ Redis is an optimisation, a shared counter and a doorbell, never the record: whe
 fallback (the rate limit counts per process; an unqueued delivery waits in the outbox for the
 beat's re-dispatch). The first failure is logged once and opens a short breaker, so while the store
 is down requests do not each pay a timeout; after ``TRACEMEM_CACHE_RETRY_SECONDS`` the next call
-probes it again. Every failed call is counted (:mod:`tracemem_site.metrics`):
+probes it again. Every failed call is counted (:mod:`tracemem_core.metrics`):
 ``tracemem_cache_errors_total{use=...}`` for the cache, ``tracemem_broker_errors_total{use=...}``
 for the broker. Every use of the cache on the request path goes through :func:`guarded`, every
 publish of a task through :data:`broker`.
@@ -21,7 +21,7 @@ from typing import TypeVar
 
 from django.conf import settings
 
-from tracemem_site import metrics
+from tracemem_core import metrics
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

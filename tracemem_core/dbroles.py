@@ -32,7 +32,7 @@ from django.db import connection, connections, transaction
 from psycopg import sql
 
 # The app role may only read and append to these tables; their migrations make the database refuse
-# UPDATE, DELETE and TRUNCATE to everyone (``AppendOnly("table")``, tracemem_site/migration_ops.py,
+# UPDATE, DELETE and TRUNCATE to everyone (``AppendOnly("table")``, tracemem_core/migration_ops.py,
 # or the audit log's own triggers). A new append-only table is one line here.
 APPEND_ONLY_TABLES = (
     "audit_auditentry",

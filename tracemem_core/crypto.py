@@ -19,7 +19,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import models
 from django.utils.crypto import salted_hmac
 
-from tracemem_site.errors import InvalidState
+from tracemem_core.errors import InvalidState
 from tracemem_verify.chain import canonical_json
 
 KEY_ENV = "TRACEMEM_ENCRYPTION_KEY"

@@ -30,7 +30,7 @@ class Actor:
     def for_user(cls, user: AbstractBaseUser | AnonymousUser) -> Actor:
         """The actor for a logged-in user; an anonymous visitor is never an actor."""
         if not user.is_authenticated:
-            from tracemem_site.errors import Unauthenticated
+            from tracemem_core.errors import Unauthenticated
 
             raise Unauthenticated("log in first", details={"reason": "missing"})
         # AUTH_USER_MODEL is Django's User; the cast records that for the type checker.
