@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 from agents import selectors, services
 from agents.inputs import CapabilitiesGet
 from agents.models import Agent
-from agents.outputs import CapabilitiesOut
+from agents.outputs import AgentList, AgentOut, CapabilitiesOut, IssuedKeyOut, KeyOut, RotatedKeyOut
 from agents.serializers import agent_out, issued_key_out, key_out, token_out
 from tracemem_core.errors import InvalidArgument, NotFound
 from tracemem_core.permissions import require_perm
@@ -80,7 +80,7 @@ class AdminAgentListView(HumanAPIView):
         owner = serializers.CharField(required=False, allow_null=True, help_text="username")
         description = serializers.CharField(required=False, allow_blank=True)
 
-    @extend_schema(operation_id="admin_agents_list", responses={200: dict, **_ADMIN_ERRORS})
+    @extend_schema(operation_id="admin_agents_list", responses={200: AgentList, **_ADMIN_ERRORS})
     def get(self, request: Request) -> Response:
         agents = selectors.agents_for_admin(actor_from_request(request))
         return Response({"agents": [agent_out(a) for a in agents]})
@@ -88,7 +88,7 @@ class AdminAgentListView(HumanAPIView):
     @extend_schema(
         operation_id="admin_agents_create",
         request=AdminAgentCreateInput,
-        responses={201: dict, **_ADMIN_ERRORS},
+        responses={201: AgentOut, **_ADMIN_ERRORS},
     )
     def post(self, request: Request) -> Response:
         data = body(request)
@@ -110,14 +110,14 @@ class AdminAgentDetailView(HumanAPIView):
         description = serializers.CharField(required=False, allow_blank=True)
         disabled = serializers.BooleanField(required=False, help_text="true stops all of its keys")
 
-    @extend_schema(operation_id="admin_agents_get", responses={200: dict, **_ADMIN_ERRORS})
+    @extend_schema(operation_id="admin_agents_get", responses={200: AgentOut, **_ADMIN_ERRORS})
     def get(self, request: Request, agent_id: str) -> Response:
         return Response(agent_out(selectors.agent_for_admin(actor_from_request(request), agent_id)))
 
     @extend_schema(
         operation_id="admin_agents_update",
         request=AdminAgentPatchInput,
-        responses={200: dict, **_ADMIN_ERRORS},
+        responses={200: AgentOut, **_ADMIN_ERRORS},
     )
     def patch(self, request: Request, agent_id: str) -> Response:
         data = body(request)
@@ -145,7 +145,7 @@ class AdminKeyIssueView(HumanAPIView):
     @extend_schema(
         operation_id="admin_agent_keys_create",
         request=AdminKeyIssueInput,
-        responses={201: dict, **_ADMIN_ERRORS},
+        responses={201: IssuedKeyOut, **_ADMIN_ERRORS},
         description="Issue a key. The secret `key` is in this response only; it is never shown again.",
     )
     def post(self, request: Request, agent_id: str) -> Response:
@@ -160,7 +160,7 @@ class AdminKeyIssueView(HumanAPIView):
 
 class AdminKeyRevokeView(HumanAPIView):
     @extend_schema(
-        operation_id="admin_agent_keys_revoke", request=None, responses={200: dict, **_ADMIN_ERRORS}
+        operation_id="admin_agent_keys_revoke", request=None, responses={200: KeyOut, **_ADMIN_ERRORS}
     )
     def post(self, request: Request, agent_id: str, key_id: str) -> Response:
         actor = actor_from_request(request)
@@ -180,7 +180,7 @@ class AdminKeyRotateView(HumanAPIView):
     @extend_schema(
         operation_id="admin_agent_keys_rotate",
         request=AdminKeyRotateInput,
-        responses={201: dict, **_ADMIN_ERRORS},
+        responses={201: RotatedKeyOut, **_ADMIN_ERRORS},
     )
     def post(self, request: Request, agent_id: str, key_id: str) -> Response:
         data = body(request)

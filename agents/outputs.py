@@ -33,3 +33,45 @@ class CapabilitiesOut(Output):
     name: str
     permissions: Permissions
     server: ServerInfo
+
+
+# --- admin API -------------------------------------------------------------------------------
+
+
+class KeyOut(Output):
+    key_id: str
+    name: str
+    prefix: str
+    state: str
+    created_at: str
+    expires_at: str | None
+    revoked_at: str | None
+    last_used_at: str | None
+    rotated_from: str | None
+
+
+class AgentOut(Output):
+    agent_id: str
+    name: str
+    description: str
+    owner: str | None
+    disabled: bool
+    created_at: str
+    keys: list[KeyOut]
+
+
+class AgentList(Output):
+    agents: list[AgentOut]
+
+
+class IssuedKeyOut(Output):
+    key_id: str
+    key: str
+    expires_at: str | None
+    name: str
+    prefix: str
+    agent_id: str
+
+
+class RotatedKeyOut(IssuedKeyOut):
+    previous_key: KeyOut

@@ -11,7 +11,17 @@ from rest_framework.views import APIView
 from approvals import selectors, services
 from approvals.auth import WebhookCredentialAuthentication
 from approvals.inputs import DecisionRequestApproval
-from approvals.outputs import ApprovalRequested
+from approvals.outputs import (
+    ApprovalList,
+    ApprovalOut,
+    ApprovalRequested,
+    RouteList,
+    RouteOut,
+    SlackIntegrationList,
+    SlackIntegrationOut,
+    WebhookEndpointList,
+    WebhookEndpointOut,
+)
 from approvals.serializers import (
     approval_out,
     requested_out,
@@ -50,7 +60,7 @@ class ApprovalListView(HumanAPIView):
         parameters=[
             OpenApiParameter("status", str, description="pending | approved | rejected | expired | cancelled")
         ],
-        responses={200: dict, **_ERRORS},
+        responses={200: ApprovalList, **_ERRORS},
     )
     def get(self, request: Request) -> Response:
         approvals = selectors.approval_list(
@@ -60,7 +70,7 @@ class ApprovalListView(HumanAPIView):
 
 
 class ApprovalGetView(HumanAPIView):
-    @extend_schema(operation_id="approval_get", responses={200: dict, **_ERRORS})
+    @extend_schema(operation_id="approval_get", responses={200: ApprovalOut, **_ERRORS})
     def get(self, request: Request, approval_id: str) -> Response:
         return Response(approval_out(selectors.approval_get(actor_from_request(request), approval_id)))
 
@@ -83,7 +93,7 @@ def _vote(request: Request, approval_id: str, choice: str, channel: str) -> Resp
 
 class ApprovalApproveView(HumanAPIView):
     @extend_schema(
-        operation_id="approval_approve", request=ApprovalVoteInput, responses={200: dict, **_ERRORS}
+        operation_id="approval_approve", request=ApprovalVoteInput, responses={200: ApprovalOut, **_ERRORS}
     )
     def post(self, request: Request, approval_id: str) -> Response:
         return _vote(request, approval_id, "approve", "api")
@@ -91,7 +101,7 @@ class ApprovalApproveView(HumanAPIView):
 
 class ApprovalRejectView(HumanAPIView):
     @extend_schema(
-        operation_id="approval_reject", request=ApprovalVoteInput, responses={200: dict, **_ERRORS}
+        operation_id="approval_reject", request=ApprovalVoteInput, responses={200: ApprovalOut, **_ERRORS}
     )
     def post(self, request: Request, approval_id: str) -> Response:
         return _vote(request, approval_id, "reject", "api")
@@ -105,7 +115,7 @@ class ApprovalResolveView(APIView):
         rationale = serializers.CharField(required=False, allow_blank=True)
 
     @extend_schema(
-        operation_id="approval_resolve", request=ApprovalResolveInput, responses={200: dict, **_ERRORS}
+        operation_id="approval_resolve", request=ApprovalResolveInput, responses={200: ApprovalOut, **_ERRORS}
     )
     def post(self, request: Request, approval_id: str) -> Response:
         data = body(request)
@@ -132,23 +142,27 @@ class RouteInput(serializers.Serializer):
 
 
 class AdminRouteListView(HumanAPIView):
-    @extend_schema(operation_id="admin_routes_list", responses={200: dict, **_ERRORS})
+    @extend_schema(operation_id="admin_routes_list", responses={200: RouteList, **_ERRORS})
     def get(self, request: Request) -> Response:
         return Response({"routes": [route_out(r) for r in selectors.routes_all(actor_from_request(request))]})
 
-    @extend_schema(operation_id="admin_routes_create", request=RouteInput, responses={201: dict, **_ERRORS})
+    @extend_schema(
+        operation_id="admin_routes_create", request=RouteInput, responses={201: RouteOut, **_ERRORS}
+    )
     def post(self, request: Request) -> Response:
         route = services.route_create(actor=actor_from_request(request), data=body(request))
         return Response(route_out(route), status=201)
 
 
 class AdminRouteDetailView(HumanAPIView):
-    @extend_schema(operation_id="admin_routes_get", responses={200: dict, **_ERRORS})
+    @extend_schema(operation_id="admin_routes_get", responses={200: RouteOut, **_ERRORS})
     def get(self, request: Request, route_id: str) -> Response:
         selectors.ensure_route_reader(actor_from_request(request))
         return Response(route_out(selectors.route_by_id(route_id)))
 
-    @extend_schema(operation_id="admin_routes_update", request=RouteInput, responses={200: dict, **_ERRORS})
+    @extend_schema(
+        operation_id="admin_routes_update", request=RouteInput, responses={200: RouteOut, **_ERRORS}
+    )
     def patch(self, request: Request, route_id: str) -> Response:
         route = services.route_update(
             actor=actor_from_request(request), route_id=route_id, data=body(request)
@@ -219,14 +233,16 @@ class _DestinationDetailView(HumanAPIView):
 class AdminWebhookEndpointListView(_DestinationListView):
     kind, key = WEBHOOK_ENDPOINT, "webhook_endpoints"
 
-    @extend_schema(operation_id="admin_webhook_endpoints_list", responses={200: dict, **_ERRORS})
+    @extend_schema(
+        operation_id="admin_webhook_endpoints_list", responses={200: WebhookEndpointList, **_ERRORS}
+    )
     def get(self, request: Request) -> Response:
         return self._list(request)
 
     @extend_schema(
         operation_id="admin_webhook_endpoints_create",
         request=WebhookEndpointInput,
-        responses={201: dict, **_ERRORS},
+        responses={201: WebhookEndpointOut, **_ERRORS},
     )
     def post(self, request: Request) -> Response:
         return self._create(request)
@@ -235,14 +251,14 @@ class AdminWebhookEndpointListView(_DestinationListView):
 class AdminWebhookEndpointDetailView(_DestinationDetailView):
     kind = WEBHOOK_ENDPOINT
 
-    @extend_schema(operation_id="admin_webhook_endpoints_get", responses={200: dict, **_ERRORS})
+    @extend_schema(operation_id="admin_webhook_endpoints_get", responses={200: WebhookEndpointOut, **_ERRORS})
     def get(self, request: Request, name: str) -> Response:
         return self._get(request, name)
 
     @extend_schema(
         operation_id="admin_webhook_endpoints_update",
         request=WebhookEndpointInput,
-        responses={200: dict, **_ERRORS},
+        responses={200: WebhookEndpointOut, **_ERRORS},
     )
     def patch(self, request: Request, name: str) -> Response:
         return self._patch(request, name)
@@ -255,14 +271,14 @@ class AdminWebhookEndpointDetailView(_DestinationDetailView):
 class AdminIntegrationListView(_DestinationListView):
     kind, key = SLACK_INTEGRATION, "integrations"
 
-    @extend_schema(operation_id="admin_integrations_list", responses={200: dict, **_ERRORS})
+    @extend_schema(operation_id="admin_integrations_list", responses={200: SlackIntegrationList, **_ERRORS})
     def get(self, request: Request) -> Response:
         return self._list(request)
 
     @extend_schema(
         operation_id="admin_integrations_create",
         request=SlackIntegrationInput,
-        responses={201: dict, **_ERRORS},
+        responses={201: SlackIntegrationOut, **_ERRORS},
     )
     def post(self, request: Request) -> Response:
         return self._create(request)
@@ -271,14 +287,14 @@ class AdminIntegrationListView(_DestinationListView):
 class AdminIntegrationDetailView(_DestinationDetailView):
     kind = SLACK_INTEGRATION
 
-    @extend_schema(operation_id="admin_integrations_get", responses={200: dict, **_ERRORS})
+    @extend_schema(operation_id="admin_integrations_get", responses={200: SlackIntegrationOut, **_ERRORS})
     def get(self, request: Request, name: str) -> Response:
         return self._get(request, name)
 
     @extend_schema(
         operation_id="admin_integrations_update",
         request=SlackIntegrationInput,
-        responses={200: dict, **_ERRORS},
+        responses={200: SlackIntegrationOut, **_ERRORS},
     )
     def patch(self, request: Request, name: str) -> Response:
         return self._patch(request, name)

@@ -32,6 +32,7 @@ from decisions.outputs import (
     DecisionCreated,
     DecisionState,
     EventRef,
+    EvidencePack,
     ReceiptOut,
     RecordOut,
     SearchOut,
@@ -138,7 +139,7 @@ class DecisionEvidenceView(APIView):
     # which would otherwise end the chain before a browser session is looked at.
     authentication_classes = [PersonalTokenAuthentication, SessionAuthentication, AgentKeyAuthentication]
 
-    @extend_schema(operation_id="decision_evidence", responses={200: dict, **_ERRORS})
+    @extend_schema(operation_id="decision_evidence", responses={200: EvidencePack, **_ERRORS})
     def get(self, request: Request, decision_id: str) -> Response:
         pack = evidence.evidence_pack(actor=actor_from_request(request), decision_id=decision_id)
         response = Response(pack)

@@ -118,3 +118,35 @@ class SearchHit(Output):
 class SearchOut(Output):
     results: list[SearchHit]
     count: int
+
+
+class ReceiptKey(Output):
+    key_id: str
+    algorithm: str
+    public_key: str
+    valid_from: str
+    valid_to: str | None
+
+
+class Verification(Output):
+    trace_intact: bool
+    trace_break: str | None
+    command: str
+    keys_url: str
+    note: str | None
+
+
+class EvidencePack(Output):
+    """Everything needed to check one decision offline (docs/receipts.md)."""
+
+    format: str
+    generated_at: str
+    generated_for: JsonObject
+    decision: DecisionState
+    trace: list[TraceEventOut]
+    policies: list[JsonObject]
+    products: list[JsonObject]
+    approvals: list[JsonObject]
+    receipt: ReceiptOut | None
+    keys: list[ReceiptKey]
+    verification: Verification

@@ -11,7 +11,16 @@ from rest_framework.views import APIView
 from policies import selectors, services
 from policies.inputs import DecisionEvaluate
 from policies.models import Outcome
-from policies.outputs import EvaluationOut
+from policies.outputs import (
+    EvaluationOut,
+    PolicyDetail,
+    PolicyGrantList,
+    PolicyGrantOut,
+    PolicyList,
+    PolicyTestOut,
+    PolicyVersionOut,
+    ReplayReport,
+)
 from policies.serializers import grant_out, policy_detail_out, policy_summary_out, version_out
 from tracemem_core.errors import InvalidArgument
 from tracemem_site.rest import ERROR_RESPONSES as _ERRORS
@@ -59,13 +68,15 @@ class PolicyCreateInput(PolicyDefinitionInput):
 
 
 class AdminPolicyListView(HumanAPIView):
-    @extend_schema(operation_id="admin_policies_list", responses={200: dict, **_ERRORS})
+    @extend_schema(operation_id="admin_policies_list", responses={200: PolicyList, **_ERRORS})
     def get(self, request: Request) -> Response:
         selectors.ensure_policy_reader(actor_from_request(request))
         return Response({"policies": [policy_summary_out(p) for p in selectors.policies_all()]})
 
     @extend_schema(
-        operation_id="admin_policies_create", request=PolicyCreateInput, responses={201: dict, **_ERRORS}
+        operation_id="admin_policies_create",
+        request=PolicyCreateInput,
+        responses={201: PolicyVersionOut, **_ERRORS},
     )
     def post(self, request: Request) -> Response:
         data = body(request)
@@ -78,7 +89,7 @@ class AdminPolicyListView(HumanAPIView):
 
 
 class AdminPolicyDetailView(HumanAPIView):
-    @extend_schema(operation_id="admin_policies_get", responses={200: dict, **_ERRORS})
+    @extend_schema(operation_id="admin_policies_get", responses={200: PolicyDetail, **_ERRORS})
     def get(self, request: Request, policy_id: str) -> Response:
         selectors.ensure_policy_reader(actor_from_request(request))
         policy = selectors.policy_by_id(policy_id)
@@ -93,7 +104,7 @@ class AdminPolicyDraftView(HumanAPIView):
     @extend_schema(
         operation_id="admin_policies_draft_save",
         request=PolicyDefinitionInput,
-        responses={200: dict, **_ERRORS},
+        responses={200: PolicyVersionOut, **_ERRORS},
     )
     def put(self, request: Request, policy_id: str) -> Response:
         pv = services.policy_draft_save(
@@ -103,14 +114,18 @@ class AdminPolicyDraftView(HumanAPIView):
 
 
 class AdminPolicyPublishView(HumanAPIView):
-    @extend_schema(operation_id="admin_policies_publish", request=None, responses={200: dict, **_ERRORS})
+    @extend_schema(
+        operation_id="admin_policies_publish", request=None, responses={200: PolicyVersionOut, **_ERRORS}
+    )
     def post(self, request: Request, policy_id: str) -> Response:
         pv = services.policy_publish(actor=actor_from_request(request), policy_id=policy_id)
         return Response(version_out(pv))
 
 
 class AdminPolicyRetireView(HumanAPIView):
-    @extend_schema(operation_id="admin_policies_retire", request=None, responses={200: dict, **_ERRORS})
+    @extend_schema(
+        operation_id="admin_policies_retire", request=None, responses={200: PolicyVersionOut, **_ERRORS}
+    )
     def post(self, request: Request, policy_id: str) -> Response:
         pv = services.policy_retire(actor=actor_from_request(request), policy_id=policy_id)
         return Response(version_out(pv))
@@ -125,7 +140,7 @@ class AdminPolicyTestView(HumanAPIView):
         )
 
     @extend_schema(
-        operation_id="admin_policies_test", request=PolicyTestInput, responses={200: dict, **_ERRORS}
+        operation_id="admin_policies_test", request=PolicyTestInput, responses={200: PolicyTestOut, **_ERRORS}
     )
     def post(self, request: Request, policy_id: str) -> Response:
         data = body(request)
@@ -147,7 +162,9 @@ class AdminPolicyReplayView(HumanAPIView):
         limit = serializers.IntegerField(required=False, default=50, help_text="last N evaluations (1-1000)")
 
     @extend_schema(
-        operation_id="admin_policies_replay", request=PolicyReplayInput, responses={200: dict, **_ERRORS}
+        operation_id="admin_policies_replay",
+        request=PolicyReplayInput,
+        responses={200: ReplayReport, **_ERRORS},
     )
     def post(self, request: Request, policy_id: str) -> Response:
         data = body(request)
@@ -161,7 +178,7 @@ class AdminPolicyGrantsView(HumanAPIView):
     class PolicyGrantInput(serializers.Serializer):
         agent_id = serializers.CharField(help_text="agent_... id or agent name")
 
-    @extend_schema(operation_id="admin_policies_grants_list", responses={200: dict, **_ERRORS})
+    @extend_schema(operation_id="admin_policies_grants_list", responses={200: PolicyGrantList, **_ERRORS})
     def get(self, request: Request, policy_id: str) -> Response:
         selectors.ensure_policy_reader(actor_from_request(request))
         selectors.policy_by_id(policy_id)
@@ -170,7 +187,7 @@ class AdminPolicyGrantsView(HumanAPIView):
     @extend_schema(
         operation_id="admin_policies_grants_create",
         request=PolicyGrantInput,
-        responses={201: dict, **_ERRORS},
+        responses={201: PolicyGrantOut, **_ERRORS},
     )
     def post(self, request: Request, policy_id: str) -> Response:
         grant = services.policy_grant(

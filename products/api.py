@@ -13,7 +13,17 @@ from rest_framework.views import APIView
 
 from products import selectors, services
 from products.inputs import DecisionRead, DecisionWrite, ProductGet, ProductsList
-from products.outputs import ProductOut, ProductsListOut, ReadOut, WriteOut
+from products.outputs import (
+    DataSourceList,
+    DataSourceOut,
+    ProductAdminList,
+    ProductAdminOut,
+    ProductGrantOut,
+    ProductOut,
+    ProductsListOut,
+    ReadOut,
+    WriteOut,
+)
 from products.serializers import (
     data_source_out,
     grant_out,
@@ -90,7 +100,7 @@ class AdminDataSourcesView(HumanAPIView):
             help_text="PostgreSQL DSN; write-only, stored encrypted, never shown again"
         )
 
-    @extend_schema(operation_id="admin_data_sources_list", responses={200: dict, **_ERRORS})
+    @extend_schema(operation_id="admin_data_sources_list", responses={200: DataSourceList, **_ERRORS})
     def get(self, request: Request) -> Response:
         sources = selectors.data_sources_for_admin(actor_from_request(request))
         return Response({"data_sources": [data_source_out(s) for s in sources]})
@@ -98,7 +108,7 @@ class AdminDataSourcesView(HumanAPIView):
     @extend_schema(
         operation_id="admin_data_sources_create",
         request=AdminDataSourceInput,
-        responses={201: dict, **_ERRORS},
+        responses={201: DataSourceOut, **_ERRORS},
     )
     def post(self, request: Request) -> Response:
         data = body(request)
@@ -128,13 +138,15 @@ class AdminProductsView(HumanAPIView):
         requires_approval = serializers.BooleanField(required=False)
         example_queries = serializers.ListField(child=serializers.DictField(), required=False)
 
-    @extend_schema(operation_id="admin_products_list", responses={200: dict, **_ERRORS})
+    @extend_schema(operation_id="admin_products_list", responses={200: ProductAdminList, **_ERRORS})
     def get(self, request: Request) -> Response:
         products = selectors.products_for_admin(actor_from_request(request))
         return Response({"products": [product_admin_out(p) for p in products]})
 
     @extend_schema(
-        operation_id="admin_products_create", request=AdminProductInput, responses={201: dict, **_ERRORS}
+        operation_id="admin_products_create",
+        request=AdminProductInput,
+        responses={201: ProductAdminOut, **_ERRORS},
     )
     def post(self, request: Request) -> Response:
         data = dict(body(request))
@@ -146,13 +158,15 @@ class AdminProductsView(HumanAPIView):
 
 
 class AdminProductView(HumanAPIView):
-    @extend_schema(operation_id="admin_product_get", responses={200: dict, **_ERRORS})
+    @extend_schema(operation_id="admin_product_get", responses={200: ProductAdminOut, **_ERRORS})
     def get(self, request: Request, product_id: str) -> Response:
         return Response(
             product_admin_out(selectors.product_for_admin(actor_from_request(request), product_id))
         )
 
-    @extend_schema(operation_id="admin_product_update", request=dict, responses={200: dict, **_ERRORS})
+    @extend_schema(
+        operation_id="admin_product_update", request=dict, responses={200: ProductAdminOut, **_ERRORS}
+    )
     def patch(self, request: Request, product_id: str) -> Response:
         product = services.product_update(
             actor=actor_from_request(request), product_id=product_id, changes=dict(body(request))
@@ -161,7 +175,9 @@ class AdminProductView(HumanAPIView):
 
 
 class AdminProductPublishView(HumanAPIView):
-    @extend_schema(operation_id="admin_product_publish", request=None, responses={200: dict, **_ERRORS})
+    @extend_schema(
+        operation_id="admin_product_publish", request=None, responses={200: ProductAdminOut, **_ERRORS}
+    )
     def post(self, request: Request, product_id: str) -> Response:
         product = services.product_publish(actor=actor_from_request(request), product_id=product_id)
         return Response(product_admin_out(product))
@@ -173,7 +189,9 @@ class AdminProductGrantView(HumanAPIView):
         permissions = serializers.ListField(child=serializers.CharField(), required=False)
 
     @extend_schema(
-        operation_id="admin_product_grant", request=AdminProductGrantInput, responses={201: dict, **_ERRORS}
+        operation_id="admin_product_grant",
+        request=AdminProductGrantInput,
+        responses={201: ProductGrantOut, **_ERRORS},
     )
     def post(self, request: Request, product_id: str) -> Response:
         data = body(request)

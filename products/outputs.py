@@ -75,3 +75,58 @@ class WriteOut(Output):
     affected_rows: int
     data_ref: str
     created_records: list[JsonObject] | None = None
+
+
+# --- admin API -------------------------------------------------------------------------------
+
+
+class DataSourceOut(Output):
+    source_id: str
+    name: str
+    kind: str
+    dsn: str
+    has_secret: bool
+    created_at: str
+    updated_at: str | None
+
+
+class DataSourceList(Output):
+    data_sources: list[DataSourceOut]
+
+
+class GrantSummary(Output):
+    agent_id: str
+    permissions: list[str]
+
+
+class ProductAdminOut(Output):
+    product_id: str
+    name: str
+    description: str
+    version: int
+    hash: str | None
+    status: str
+    operation: str
+    source: str | None
+    table: str
+    fields: list[JsonObject]
+    key_fields: list[str]
+    allowed_purposes: list[str]
+    max_rows: int
+    result_modes: list[str]
+    policies: list[str]
+    requires_approval: bool
+    example_queries: list[JsonObject]
+    grants: list[GrantSummary]
+    created_at: str
+    published_at: str | None
+
+
+class ProductAdminList(Output):
+    products: list[ProductAdminOut]
+
+
+class ProductGrantOut(Output):
+    product_id: str
+    agent_id: str
+    permissions: list[str]
