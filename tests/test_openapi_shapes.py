@@ -38,3 +38,48 @@ def test_no_success_response_is_a_bare_object(db: Any) -> None:
                         bare.append(f"{method.upper()} {path} {status} {media} ({operation['operationId']})")
     assert answers >= 60
     assert bare == [], "\n".join(bare)
+
+
+def test_admin_and_reviewer_answers_are_what_the_document_says(db: Any, make_agent: Any) -> None:
+    """Real answers of the admin, reviewer and evidence endpoints validate against their documented
+    shapes (the shapes refuse properties they do not name, so a new field must be documented)."""
+    import jsonschema
+
+    from products import services as product_services
+    from tests.perm_helpers import make_staff, token_for
+    from tests.test_inputs_contract import _json_schema
+    from tests.ui_scenario import decision_needing_approval, make_route
+    from tracemem_core.actor import Actor
+
+    agent, _ = make_agent("shapes")
+    product_services.products_seed_demo(actor=Actor.system("test"), agent=agent)
+    make_route()
+    decision, approval = decision_needing_approval(agent)
+    admin = make_staff("shapes-admin", is_superuser=True)
+    client = Client(HTTP_AUTHORIZATION=f"Token {token_for(admin)}")
+    document = client.get("/api/schema/?format=json").json()
+    components = _json_schema(document["components"])
+    paths = {
+        "/api/v1/admin/agents": {},
+        "/api/v1/admin/agents/{agent_id}": {"agent_id": agent.agent_id},
+        "/api/v1/admin/products": {},
+        "/api/v1/admin/products/{product_id}": {"product_id": "pg_customers_v1"},
+        "/api/v1/admin/data-sources": {},
+        "/api/v1/admin/policies": {},
+        "/api/v1/admin/policies/{policy_id}": {"policy_id": "refund_policy"},
+        "/api/v1/admin/policies/{policy_id}/grants": {"policy_id": "refund_policy"},
+        "/api/v1/admin/routes": {},
+        "/api/v1/admin/routes/{route_id}": {"route_id": "route_refunds"},
+        "/api/v1/admin/webhook-endpoints": {},
+        "/api/v1/admin/integrations": {},
+        "/api/v1/approvals": {},
+        "/api/v1/approvals/{approval_id}": {"approval_id": approval.approval_id},
+        "/api/v1/decisions/{decision_id}/evidence": {"decision_id": decision.decision_id},
+    }
+    for template, params in paths.items():
+        response = client.get(template.format(**params))
+        assert response.status_code == 200, (template, response.content)
+        schema = _json_schema(
+            document["paths"][template]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+        )
+        jsonschema.validate(response.json(), {"allOf": [schema], "components": components})
