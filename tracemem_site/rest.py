@@ -150,39 +150,12 @@ def actor_from_request(request: Request) -> Actor:
     raise exceptions.NotAuthenticated()
 
 
-def body(request: Request, accepts: type[serializers.Serializer] | None = None) -> dict[str, Any]:
-    """The request body as an object, or a clear invalid_argument.
-
-    With ``accepts`` (the operation's documented input serializer, aliases included), a field the
-    operation does not take is refused rather than silently dropped: a typo such as ``supersede``
-    for ``supersedes`` would otherwise lose what the caller meant. The MCP door does the same.
-    """
+def body(request: Request) -> dict[str, Any]:
+    """The request body as an object, or a clear invalid_argument (``operation_input`` checks fields)."""
     data = request.data
     if not isinstance(data, dict):
         raise exceptions.ParseError("request body must be a JSON object")
-    if accepts is not None:
-        allowed = sorted(accepts().fields)
-        unknown = sorted(name for name in data if name not in allowed)
-        if unknown:
-            raise InvalidArgument(
-                f"this operation does not take the field {unknown[0]!r}; allowed: {', '.join(allowed)}",
-                field=unknown[0],
-                details={"allowed": allowed},
-            )
     return data
-
-
-def query(request: Request, accepts: tuple[str, ...]) -> dict[str, str]:
-    """The query parameters of a GET operation; one it does not take is refused, like ``body``."""
-    params = request.query_params
-    unknown = sorted(name for name in params if name not in accepts)
-    if unknown:
-        raise InvalidArgument(
-            f"this operation does not take the parameter {unknown[0]!r}; allowed: {', '.join(accepts)}",
-            field=unknown[0],
-            details={"allowed": list(accepts)},
-        )
-    return {name: params[name] for name in accepts if name in params}
 
 
 def operation_input(
