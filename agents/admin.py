@@ -14,8 +14,8 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from agents import services
 from agents.models import Agent, AgentKey
+from agents.services import registry as agent_registry
 from tracemem_core.actor import Actor
 from tracemem_core.errors import DomainError
 from tracemem_site.admin_perms import GuardedAdmin, request_has_perm
@@ -63,7 +63,7 @@ class AgentAdmin(GuardedAdmin, admin.ModelAdmin):
         # The admin form validated the fields; the service does the write (and its own checks).
         actor = _actor(request)
         if change:
-            updated = services.agent_update(
+            updated = agent_registry.agent_update(
                 actor=actor,
                 agent=obj,
                 name=obj.name,
@@ -72,11 +72,11 @@ class AgentAdmin(GuardedAdmin, admin.ModelAdmin):
                 disabled=obj.disabled,
             )
         else:
-            updated = services.agent_create(
+            updated = agent_registry.agent_create(
                 actor=actor, name=obj.name, owner=obj.owner, description=obj.description
             )
             if obj.disabled:
-                updated = services.agent_update(actor=actor, agent=updated, disabled=True)
+                updated = agent_registry.agent_update(actor=actor, agent=updated, disabled=True)
         obj.pk = updated.pk
         obj.agent_id = updated.agent_id
         obj.created_at = updated.created_at
@@ -94,7 +94,7 @@ class AgentAdmin(GuardedAdmin, admin.ModelAdmin):
         errors: list[str] = []
         for agent in queryset:
             try:
-                result = services.agent_key_issue(actor=_actor(request), agent=agent, name="admin")
+                result = agent_registry.agent_key_issue(actor=_actor(request), agent=agent, name="admin")
             except DomainError as exc:
                 errors.append(f"{agent.name}: {exc}")
                 continue
@@ -117,13 +117,13 @@ class AgentAdmin(GuardedAdmin, admin.ModelAdmin):
     @admin.action(description="Disable selected agents (all their keys stop)", permissions=["change"])
     def disable_agents(self, request: HttpRequest, queryset: QuerySet[Agent]) -> None:
         for agent in queryset:
-            services.agent_update(actor=_actor(request), agent=agent, disabled=True)
+            agent_registry.agent_update(actor=_actor(request), agent=agent, disabled=True)
         self.message_user(request, f"Disabled {queryset.count()} agent(s).", messages.SUCCESS)
 
     @admin.action(description="Enable selected agents", permissions=["change"])
     def enable_agents(self, request: HttpRequest, queryset: QuerySet[Agent]) -> None:
         for agent in queryset:
-            services.agent_update(actor=_actor(request), agent=agent, disabled=False)
+            agent_registry.agent_update(actor=_actor(request), agent=agent, disabled=False)
         self.message_user(request, f"Enabled {queryset.count()} agent(s).", messages.SUCCESS)
 
 
@@ -170,7 +170,7 @@ class AgentKeyAdmin(GuardedAdmin, admin.ModelAdmin):
         revoked = 0
         for key in queryset.select_related("agent"):
             try:
-                services.agent_key_revoke(actor=_actor(request), key=key)
+                agent_registry.agent_key_revoke(actor=_actor(request), key=key)
             except DomainError as exc:
                 self.message_user(request, f"{key.prefix}…: {exc.message}", messages.ERROR)
             else:

@@ -14,11 +14,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agents import selectors, services
+from agents import selectors
 from agents.inputs import CapabilitiesGet
 from agents.models import Agent
 from agents.outputs import AgentList, AgentOut, CapabilitiesOut, IssuedKeyOut, KeyOut, RotatedKeyOut
 from agents.serializers import agent_out, issued_key_out, key_out, token_out
+from agents.services import registry as agent_registry
+from agents.services import tokens as agent_tokens
 from tracemem_core.errors import InvalidArgument, NotFound
 from tracemem_core.permissions import require_perm
 from tracemem_site.rest import ERROR_RESPONSES as _ADMIN_ERRORS
@@ -97,7 +99,7 @@ class AdminAgentListView(HumanAPIView):
         description = data.get("description") or ""
         if not isinstance(description, str):
             raise InvalidArgument("description must be a string", field="description")
-        agent = services.agent_create(
+        agent = agent_registry.agent_create(
             actor=actor, name=data.get("name"), owner=_owner(data), description=description
         )
         return Response(agent_out(agent), status=201)
@@ -132,7 +134,7 @@ class AdminAgentDetailView(HumanAPIView):
         changes: dict[str, Any] = {k: data[k] for k in ("name", "description", "disabled") if k in data}
         if "owner" in data:
             changes["owner"] = _owner(data)
-        agent = services.agent_update(actor=actor, agent=agent, **changes)
+        agent = agent_registry.agent_update(actor=actor, agent=agent, **changes)
         return Response(agent_out(agent))
 
 
@@ -152,7 +154,7 @@ class AdminKeyIssueView(HumanAPIView):
         data = body(request)
         actor = actor_from_request(request)
         agent = selectors.agent_for_admin(actor, agent_id)
-        issued = services.agent_key_issue(
+        issued = agent_registry.agent_key_issue(
             actor=actor, agent=agent, name=data.get("name", "default"), expires_at=_expires_at(data)
         )
         return Response(issued_key_out(issued), status=201)
@@ -165,7 +167,7 @@ class AdminKeyRevokeView(HumanAPIView):
     def post(self, request: Request, agent_id: str, key_id: str) -> Response:
         actor = actor_from_request(request)
         key = selectors.agent_key_by_id(selectors.agent_for_admin(actor, agent_id), key_id)
-        return Response(key_out(services.agent_key_revoke(actor=actor, key=key)))
+        return Response(key_out(agent_registry.agent_key_revoke(actor=actor, key=key)))
 
 
 class AdminKeyRotateView(HumanAPIView):
@@ -186,7 +188,9 @@ class AdminKeyRotateView(HumanAPIView):
         data = body(request)
         actor = actor_from_request(request)
         old = selectors.agent_key_by_id(selectors.agent_for_admin(actor, agent_id), key_id)
-        issued = services.agent_key_rotate(actor=actor, key=old, grace_seconds=data.get("grace_seconds", 0))
+        issued = agent_registry.agent_key_rotate(
+            actor=actor, key=old, grace_seconds=data.get("grace_seconds", 0)
+        )
         old.refresh_from_db()
         return Response({**issued_key_out(issued), "previous_key": key_out(old)}, status=201)
 
@@ -242,7 +246,7 @@ class TokenRevokeView(HumanAPIView):
     )
     def post(self, request: Request, token_id: str) -> Response:
         actor = actor_from_request(request)
-        token = services.personal_token_revoke(
+        token = agent_tokens.personal_token_revoke(
             actor=actor, token=selectors.personal_token_by_id(actor, token_id)
         )
         return Response(token_out(token))

@@ -7,7 +7,8 @@ from typing import Any
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
-from agents import services
+from agents.services import registry as agent_registry
+from agents.services import tokens as agent_tokens
 from tracemem_core.errors import DomainError, Unauthenticated
 
 
@@ -29,7 +30,7 @@ class AgentKeyAuthentication(authentication.BaseAuthentication):
                 return None  # a human's token, for the authenticator that knows it
             # An agent-only endpoint: the service answers "malformed" (wrong scheme), not "missing".
         try:
-            return services.agent_key_authenticate(authorization=header)
+            return agent_registry.agent_key_authenticate(authorization=header)
         except Unauthenticated as exc:
             raise DomainAuthenticationFailed(exc) from None
 
@@ -45,7 +46,7 @@ class PersonalTokenAuthentication(authentication.BaseAuthentication):
         if not header or header.split(" ", 1)[0].lower() != "token":
             return None
         try:
-            return services.personal_token_authenticate(authorization=header), None
+            return agent_tokens.personal_token_authenticate(authorization=header), None
         except Unauthenticated as exc:
             raise DomainAuthenticationFailed(exc) from None
 

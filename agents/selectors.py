@@ -104,7 +104,7 @@ def agent_for_admin(actor: Actor, agent_id: str) -> Agent:
 
 
 def confirmed_device(user: User) -> TOTPDevice | None:
-    """The person's TOTP device once two-factor sign-in is on (agents/services_twofactor.py)."""
+    """The person's TOTP device once two-factor sign-in is on (agents/services/twofactor.py)."""
     return TOTPDevice.objects.filter(user=user, confirmed=True).first()
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from agents.models import Agent, AgentKey, PersonalToken
-from agents.services import IssuedKey, IssuedToken
+from agents.services.registry import IssuedKey
+from agents.services.tokens import IssuedToken
 from tracemem_core.timefmt import iso_z
 
 

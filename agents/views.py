@@ -21,12 +21,15 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_http_methods, require_POST
 
-from agents import selectors, services
-from agents import services_twofactor as twofactor
+from agents import selectors
 from agents.models import Agent
 from agents.selectors import agents_overview
 from agents.serializers import token_out
+from agents.services import registry as agent_registry
+from agents.services import tokens as agent_tokens
+from agents.services import twofactor
 from approvals.selectors import second_factor_required_by_policy
+from oauth import selectors as oauth_selectors
 from tracemem_core.errors import DomainError, InvalidArgument, NotFound
 from tracemem_core.permissions import has_perm, require_perm
 from tracemem_site import client_configs
@@ -68,10 +71,19 @@ def _client_configs(secret: str) -> list[dict[str, str]]:
 def agent_list(request: HttpRequest) -> HttpResponse:
     actor = web_actor(request)
     agents = agents_overview(actor)
+    oauth_configs = [
+        {"name": snippet.title, "text": snippet.content}
+        for client in client_configs.OAUTH_CLIENTS
+        for snippet in client_configs.client_config(client)
+    ]
     return render(
         request,
         "agents/list.html",
-        {"agents": agents, "can_manage": has_perm(actor, "agents.manage_agents")},
+        {
+            "agents": agents,
+            "can_manage": has_perm(actor, "agents.manage_agents"),
+            "oauth_configs": oauth_configs,
+        },
     )
 
 
@@ -82,7 +94,7 @@ def agent_create(request: HttpRequest) -> HttpResponse:
     actor = web_actor(request)
     require_perm(actor, "agents.manage_agents")  # a refusal is a 403 page, not a message
     try:
-        agent = services.agent_create(
+        agent = agent_registry.agent_create(
             actor=actor,
             name=request.POST.get("name", ""),
             owner=web_user(request) if request.POST.get("owner_self") else None,
@@ -126,7 +138,7 @@ def _remember_secret(request: HttpRequest, agent: Agent, secret: str, key_id: st
 def key_issue(request: HttpRequest, agent_id: str) -> HttpResponse:
     agent = _agent_for_keys(request, agent_id)
     try:
-        issued = services.agent_key_issue(
+        issued = agent_registry.agent_key_issue(
             actor=web_actor(request), agent=agent, name=request.POST.get("name") or "default"
         )
     except DomainError as exc:
@@ -144,7 +156,7 @@ def key_rotate(request: HttpRequest, agent_id: str, key_id: str) -> HttpResponse
     try:
         key = selectors.agent_key_by_id(agent, key_id)
         grace = request.POST.get("grace_seconds", "0")
-        issued = services.agent_key_rotate(
+        issued = agent_registry.agent_key_rotate(
             actor=web_actor(request), key=key, grace_seconds=int(grace) if grace.isdigit() else -1
         )
     except DomainError as exc:
@@ -161,7 +173,7 @@ def key_rotate(request: HttpRequest, agent_id: str, key_id: str) -> HttpResponse
 def key_revoke(request: HttpRequest, agent_id: str, key_id: str) -> HttpResponse:
     agent = _agent_for_keys(request, agent_id)
     try:
-        key = services.agent_key_revoke(
+        key = agent_registry.agent_key_revoke(
             actor=web_actor(request), key=selectors.agent_key_by_id(agent, key_id)
         )
     except DomainError as exc:
@@ -195,6 +207,7 @@ def account(request: HttpRequest) -> HttpResponse:
             "issued": request.session.pop(_ISSUED_TOKEN, None),
             "two_factor_on": selectors.confirmed_device(user) is not None,
             "two_factor_required": second_factor_required_by_policy(user),
+            "oauth_connections": oauth_selectors.connections_visible(actor),
         },
     )
     response["Cache-Control"] = "no-store"  # it may carry a token shown once
@@ -210,7 +223,7 @@ def token_create(request: HttpRequest) -> HttpResponse:
             raise InvalidArgument(
                 "expires in (days) must be a whole number from 1 to 3650", field="expires_in_days"
             )
-        issued = services.personal_token_create(
+        issued = agent_tokens.personal_token_create(
             actor=web_actor(request),
             user=web_user(request),
             name=request.POST.get("name") or "default",
@@ -228,7 +241,7 @@ def token_create(request: HttpRequest) -> HttpResponse:
 def token_revoke(request: HttpRequest, token_id: str) -> HttpResponse:
     actor = web_actor(request)
     try:
-        token = services.personal_token_revoke(
+        token = agent_tokens.personal_token_revoke(
             actor=actor, token=selectors.personal_token_by_id(actor, token_id)
         )
     except DomainError as exc:

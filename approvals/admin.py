@@ -9,7 +9,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from approvals import selectors, services
+from approvals import selectors
 from approvals.models import (
     Approval,
     ApprovalRoute,
@@ -19,13 +19,16 @@ from approvals.models import (
     WebhookCredential,
     WebhookEndpoint,
 )
+from approvals.services import credentials as approval_credentials
+from approvals.services import integrations as approval_integrations
+from approvals.services import routes as approval_routes
 from tracemem_core.actor import Actor
 from tracemem_core.errors import DomainError
 from tracemem_core.permissions import is_superuser
 from tracemem_site.admin_perms import GuardedAdmin, request_actor
 
 
-def _destination_form(kind: services.DestinationKind) -> type[forms.ModelForm]:
+def _destination_form(kind: approval_integrations.DestinationKind) -> type[forms.ModelForm]:
     """The admin form of a webhook endpoint or Slack integration: its secret fields render empty and
     a blank one keeps the stored value; validation is the service's (``clean_destination``), so the
     admin refuses exactly what the API refuses, with the same words."""
@@ -55,7 +58,9 @@ def _destination_form(kind: services.DestinationKind) -> type[forms.ModelForm]:
             cleaned = super().clean()
             if not self.errors:
                 try:
-                    services.clean_destination(kind, self.destination_data(), creating=not self.instance.pk)
+                    approval_integrations.clean_destination(
+                        kind, self.destination_data(), creating=not self.instance.pk
+                    )
                 except DomainError as exc:
                     field = exc.details.get("field")
                     self.add_error(field if field in self.fields else None, exc.message)
@@ -103,8 +108,8 @@ class ApprovalRouteForm(forms.ModelForm):
             if self.instance.pk:
                 cleaned["route_id"] = self.instance.route_id
             try:
-                route_id, fields = services.clean_route(_route_definition(cleaned))
-                services.route_rules_check(
+                route_id, fields = approval_routes.clean_route(_route_definition(cleaned))
+                approval_routes.route_rules_check(
                     actor=Actor.for_user(self.request_user), route_id=route_id, fields=fields
                 )
             except DomainError as exc:
@@ -141,13 +146,13 @@ class ApprovalRouteAdmin(GuardedAdmin, admin.ModelAdmin):
         actor = Actor.for_user(request.user)
         data = _route_definition({**form.cleaned_data, "route_id": obj.route_id})
         if change:
-            saved = services.route_update(actor=actor, route_id=obj.route_id, data=data)
+            saved = approval_routes.route_update(actor=actor, route_id=obj.route_id, data=data)
         else:
-            saved = services.route_create(actor=actor, data=data)
+            saved = approval_routes.route_create(actor=actor, data=data)
         obj.pk = saved.pk
 
     def delete_model(self, request: HttpRequest, obj: ApprovalRoute) -> None:
-        services.route_delete(actor=Actor.for_user(request.user), route_id=obj.route_id)
+        approval_routes.route_delete(actor=Actor.for_user(request.user), route_id=obj.route_id)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ApprovalRoute]) -> None:
         for route in queryset:
@@ -160,7 +165,7 @@ class _DestinationAdmin(GuardedAdmin, admin.ModelAdmin):
     refer to it)."""
 
     change_perm = "approvals.manage_integrations"
-    kind: services.DestinationKind
+    kind: approval_integrations.DestinationKind
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return ("name",) if obj is not None else ()
@@ -169,9 +174,13 @@ class _DestinationAdmin(GuardedAdmin, admin.ModelAdmin):
         actor = Actor.for_user(request.user)
         data = form.destination_data()
         if change:
-            saved, _ = services.destination_update(actor=actor, kind=self.kind, name=obj.name, data=data)
+            saved, _ = approval_integrations.destination_update(
+                actor=actor, kind=self.kind, name=obj.name, data=data
+            )
         else:
-            saved = services.destination_create(actor=actor, kind=self.kind, data={"name": obj.name, **data})
+            saved = approval_integrations.destination_create(
+                actor=actor, kind=self.kind, data={"name": obj.name, **data}
+            )
         obj.pk = saved.pk
 
     def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
@@ -182,7 +191,9 @@ class _DestinationAdmin(GuardedAdmin, admin.ModelAdmin):
         return deleted, counts, perms, protected
 
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
-        services.destination_delete(actor=Actor.for_user(request.user), kind=self.kind, name=obj.name)
+        approval_integrations.destination_delete(
+            actor=Actor.for_user(request.user), kind=self.kind, name=obj.name
+        )
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         for item in queryset:
@@ -191,7 +202,7 @@ class _DestinationAdmin(GuardedAdmin, admin.ModelAdmin):
 
 @admin.register(SlackIntegration)
 class SlackIntegrationAdmin(_DestinationAdmin):
-    kind = services.SLACK_INTEGRATION
+    kind = approval_integrations.SLACK_INTEGRATION
     read_area = kind.read_area
     form = _destination_form(kind)
     list_display = ("name", "api_base_url")
@@ -204,7 +215,7 @@ class SlackIntegrationAdmin(_DestinationAdmin):
 
 @admin.register(WebhookEndpoint)
 class WebhookEndpointAdmin(_DestinationAdmin):
-    kind = services.WEBHOOK_ENDPOINT
+    kind = approval_integrations.WEBHOOK_ENDPOINT
     read_area = kind.read_area
     form = _destination_form(kind)
     list_display = ("name", "url")
@@ -295,7 +306,7 @@ class WebhookCredentialAdmin(GuardedAdmin, admin.ModelAdmin):
         return self._may_change(request)
 
     def save_model(self, request: HttpRequest, obj: WebhookCredential, form: Any, change: bool) -> None:
-        credential, secret = services.webhook_credential_create(
+        credential, secret = approval_credentials.webhook_credential_create(
             actor=Actor.for_user(request.user), user=obj.user, name=obj.name
         )
         obj.pk = credential.pk
@@ -304,7 +315,7 @@ class WebhookCredentialAdmin(GuardedAdmin, admin.ModelAdmin):
     @admin.action(description="Revoke selected credentials", permissions=["revoke"])
     def revoke_credentials(self, request: HttpRequest, queryset: QuerySet[WebhookCredential]) -> None:
         for credential in queryset:
-            services.webhook_credential_revoke(
+            approval_credentials.webhook_credential_revoke(
                 actor=Actor.for_user(request.user), credential_id=credential.pk
             )
         self.message_user(request, f"Revoked {queryset.count()} credential(s).", messages.SUCCESS)

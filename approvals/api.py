@@ -8,7 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from approvals import selectors, services
+from approvals import selectors
 from approvals.auth import WebhookCredentialAuthentication
 from approvals.inputs import DecisionRequestApproval
 from approvals.outputs import (
@@ -29,7 +29,10 @@ from approvals.serializers import (
     slack_integrations_out,
     webhook_endpoints_out,
 )
-from approvals.services import SLACK_INTEGRATION, WEBHOOK_ENDPOINT, DestinationKind
+from approvals.services import integrations as approval_integrations
+from approvals.services import requests as approval_requests
+from approvals.services import routes as approval_routes
+from approvals.services.integrations import SLACK_INTEGRATION, WEBHOOK_ENDPOINT, DestinationKind
 from tracemem_site.rest import ERROR_RESPONSES as _ERRORS
 from tracemem_site.rest import HumanAPIView, actor_from_request, body, operation_input
 
@@ -42,7 +45,7 @@ class DecisionRequestApprovalView(APIView):
     )
     def post(self, request: Request, decision_id: str) -> Response:
         args = operation_input(request, DecisionRequestApproval, path={"decision_id": decision_id})
-        approval = services.decision_request_approval(
+        approval = approval_requests.decision_request_approval(
             actor=actor_from_request(request),
             decision_id=args.decision_id,
             title=args.title,
@@ -81,7 +84,7 @@ class ApprovalVoteInput(serializers.Serializer):
 
 def _vote(request: Request, approval_id: str, choice: str, channel: str) -> Response:
     data = body(request) if request.data else {}
-    approval = services.approval_vote(
+    approval = approval_requests.approval_vote(
         actor=actor_from_request(request),
         approval_id=approval_id,
         decision=choice,
@@ -119,7 +122,7 @@ class ApprovalResolveView(APIView):
     )
     def post(self, request: Request, approval_id: str) -> Response:
         data = body(request)
-        approval = services.approval_vote(
+        approval = approval_requests.approval_vote(
             actor=actor_from_request(request),
             approval_id=approval_id,
             decision=data.get("decision") if data.get("decision") is not None else data.get("action"),
@@ -150,7 +153,7 @@ class AdminRouteListView(HumanAPIView):
         operation_id="admin_routes_create", request=RouteInput, responses={201: RouteOut, **_ERRORS}
     )
     def post(self, request: Request) -> Response:
-        route = services.route_create(actor=actor_from_request(request), data=body(request))
+        route = approval_routes.route_create(actor=actor_from_request(request), data=body(request))
         return Response(route_out(route), status=201)
 
 
@@ -164,7 +167,7 @@ class AdminRouteDetailView(HumanAPIView):
         operation_id="admin_routes_update", request=RouteInput, responses={200: RouteOut, **_ERRORS}
     )
     def patch(self, request: Request, route_id: str) -> Response:
-        route = services.route_update(
+        route = approval_routes.route_update(
             actor=actor_from_request(request), route_id=route_id, data=body(request)
         )
         return Response(route_out(route))
@@ -203,7 +206,7 @@ class _DestinationListView(HumanAPIView):
         return Response({self.key: _out(kind, items)})
 
     def _create(self, request: Request) -> Response:
-        item = services.destination_create(
+        item = approval_integrations.destination_create(
             actor=actor_from_request(request), kind=self.kind, data=body(request)
         )
         return Response(_out(self.kind, [item])[0], status=201)
@@ -220,13 +223,13 @@ class _DestinationDetailView(HumanAPIView):
         return Response(_out(kind, [item])[0])
 
     def _patch(self, request: Request, name: str) -> Response:
-        item, _ = services.destination_update(
+        item, _ = approval_integrations.destination_update(
             actor=actor_from_request(request), kind=self.kind, name=name, data=body(request)
         )
         return Response(_out(self.kind, [item])[0])
 
     def _delete(self, request: Request, name: str) -> Response:
-        services.destination_delete(actor=actor_from_request(request), kind=self.kind, name=name)
+        approval_integrations.destination_delete(actor=actor_from_request(request), kind=self.kind, name=name)
         return Response(status=204)
 
 

@@ -9,7 +9,7 @@ class ApprovalsConfig(AppConfig):
         # Closing a decision cancels its pending approval in the same transaction; decisions cannot
         # import approvals (approvals imports decisions), so it calls us through this registry.
         from approvals.selectors import pending_approval_overdue
-        from approvals.services import approval_cancel_on_close, approval_settle_overdue
+        from approvals.services.requests import approval_cancel_on_close, approval_settle_overdue
         from decisions.selectors import register_overdue_check
         from decisions.services import register_close_participant, register_lock_settler
 

@@ -8,14 +8,14 @@ from rest_framework import authentication
 from rest_framework.request import Request
 
 from agents.auth import DomainAuthenticationFailed
-from approvals import services
+from approvals.services import credentials as approval_credentials
 from tracemem_core.errors import Unauthenticated
 
 
 class WebhookCredentialAuthentication(authentication.BaseAuthentication):
     def authenticate(self, request: Request) -> tuple[Any, Any] | None:
         try:
-            return services.webhook_credential_authenticate(
+            return approval_credentials.webhook_credential_authenticate(
                 authorization=request.META.get("HTTP_AUTHORIZATION")
             ), None
         except Unauthenticated as exc:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.conf import settings
 
 from tracemem_core.env import env_int, env_str
+
+if TYPE_CHECKING:
+    from approvals.models import Approval
 
 
 def _int(name: str, default: int) -> int:
@@ -66,3 +71,8 @@ def default_route_id() -> str:
 
 def public_url() -> str:
     return str(getattr(settings, "TRACEMEM_PUBLIC_URL", "http://127.0.0.1:8000")).rstrip("/")
+
+
+def review_url(approval: Approval) -> str:
+    """The approval's page in the reviewer web UI."""
+    return f"{public_url()}/review/{approval.approval_id}/"

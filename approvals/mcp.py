@@ -6,9 +6,9 @@ from typing import Any
 
 from mcp_server import MCPToolset
 
-from approvals import services
 from approvals.inputs import DecisionRequestApproval
 from approvals.serializers import requested_out
+from approvals.services import requests as approval_requests
 from tracemem_site.mcp import mcp_actor
 
 
@@ -25,7 +25,7 @@ class ApprovalTools(MCPToolset):
         with writes and commit), rejected or expired (close the decision with action=abort).
         A second request while one is pending is [conflict]: keep polling instead.
         """
-        approval = services.decision_request_approval(
+        approval = approval_requests.decision_request_approval(
             actor=mcp_actor(self.request),
             decision_id=args.decision_id,
             title=args.title,

@@ -175,7 +175,7 @@ def route_by_id(route_id: str) -> ApprovalRoute:
 
 def email_link_for_token(token: str) -> EmailLink:
     # Verification (signature, age, single use) lives with the service that spends the link.
-    from approvals.services import email_link_open
+    from approvals.services.email_links import email_link_open
 
     return email_link_open(token=token)
 

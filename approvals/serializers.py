@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from approvals.channels import request_summary
 from approvals.models import (
     Approval,
     ApprovalRoute,
@@ -21,6 +20,7 @@ from approvals.selectors import (
     route_definition,
     routes_naming,
 )
+from approvals.services.channels import request_summary
 from tracemem_core.outbound import public_url
 from tracemem_core.timefmt import iso_z
 

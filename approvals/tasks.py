@@ -7,7 +7,8 @@ import logging
 from celery import shared_task
 from django.conf import settings
 
-from approvals import services
+from approvals.services import outbox as approval_outbox
+from approvals.services import requests as approval_requests
 from tracemem_core import shared_cache
 from tracemem_core.actor import Actor
 
@@ -53,14 +54,16 @@ def publish_slack_update(approval_id: str) -> bool:
 def deliver_delivery(delivery_id: str, looks: int = 0) -> str | None:
     """``looks``: how many times running this message found the delivery not attemptable (its row
     locked, its destination busy) and re-queued itself: busy destinations are looked at less and
-    less often, and past ``services.LOCKED_RETRIES`` a locked row is left to the re-dispatch."""
-    result = services.delivery_attempt(actor=Actor.system(SYSTEM), delivery_id=delivery_id, looks=looks)
+    less often, and past ``approval_outbox.LOCKED_RETRIES`` a locked row is left to the re-dispatch."""
+    result = approval_outbox.delivery_attempt(
+        actor=Actor.system(SYSTEM), delivery_id=delivery_id, looks=looks
+    )
     if result is None:
         return None
     # Inline (eager) mode must not sleep through backoffs inside a request: the beat retries instead.
     if result.retry_in_ms is None or settings.CELERY_TASK_ALWAYS_EAGER:
         return result.status
-    if result.locked and looks >= services.LOCKED_RETRIES:
+    if result.locked and looks >= approval_outbox.LOCKED_RETRIES:
         logger.warning(
             "delivery %s stayed locked by another transaction through %d looks; the re-dispatch will retry it",
             delivery_id,
@@ -77,7 +80,7 @@ def deliver_delivery(delivery_id: str, looks: int = 0) -> str | None:
 
 @shared_task(name="approvals.update_slack_messages", ignore_result=True)
 def update_slack_messages(approval_id: str) -> int:
-    return services.slack_messages_update(actor=Actor.system(SYSTEM), approval_id=approval_id)
+    return approval_outbox.slack_messages_update(actor=Actor.system(SYSTEM), approval_id=approval_id)
 
 
 @shared_task(name="approvals.tick", ignore_result=True)
@@ -86,9 +89,9 @@ def approvals_tick() -> dict[str, int]:
     actor = Actor.system("approvals-beat")
     # Each step runs even when the other fails: a broken expiry must not stop notifications.
     try:
-        expired = services.approvals_expire_due(actor=actor)
+        expired = approval_requests.approvals_expire_due(actor=actor)
     except Exception:
         logger.exception("approvals tick: expiring due approvals failed; re-dispatching anyway")
         expired = 0
-    redispatched = services.deliveries_redispatch_due(actor=actor)
+    redispatched = approval_outbox.deliveries_redispatch_due(actor=actor)
     return {"expired": expired, "redispatched": redispatched}

@@ -19,12 +19,15 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 from slack_sdk.signature import SignatureVerifier
 
-from approvals import selectors, services
-from approvals import services as approval_services
-from approvals.channels import DeliveryError, review_url, slack_call
+from approvals import selectors
+from approvals.conf import review_url
 from approvals.models import SlackIntegration
 from approvals.selectors import approval_as_reported, frozen_rules
 from approvals.serializers import approval_out
+from approvals.services import credentials as approval_credentials
+from approvals.services import email_links as approval_email_links
+from approvals.services import requests as approval_requests
+from approvals.services.channels import DeliveryError, slack_call
 from decisions.models import EventType, TraceEvent
 from decisions.selectors import decision_as_reported, decision_events, trace_page
 from tracemem_core import safejson
@@ -52,7 +55,7 @@ def email_confirm(request: HttpRequest, token: str) -> HttpResponse:
     if request.method == "GET":
         return render(request, "approvals/email_confirm.html", context)
     try:
-        approval = services.approval_vote_by_email_link(
+        approval = approval_email_links.approval_vote_by_email_link(
             token=token,
             decision=request.POST.get("decision", ""),
             rationale=request.POST.get("rationale", ""),
@@ -112,10 +115,10 @@ def slack_interactions(request: HttpRequest) -> HttpResponse:
             {"response_type": "ephemeral", "text": "TraceMem could not look up your Slack user."}
         )
     try:
-        user = services.user_for_email(email) if email else None
+        user = approval_credentials.user_for_email(email) if email else None
         if user is None:
             raise PermissionDenied("your Slack profile has no email; TraceMem cannot identify you")
-        approval = services.approval_vote(
+        approval = approval_requests.approval_vote(
             actor=Actor.for_user(user), approval_id=approval_id, decision=choice, channel="slack"
         )
     except DomainError as exc:
@@ -226,7 +229,7 @@ def approval_page(request: HttpRequest, approval_id: str) -> HttpResponse:
 def approval_vote(request: HttpRequest, approval_id: str) -> HttpResponse:
     choice = request.POST.get("decision", "")
     try:
-        approval_services.approval_vote(
+        approval_requests.approval_vote(
             actor=web_actor(request),
             approval_id=approval_id,
             decision=choice,

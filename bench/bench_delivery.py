@@ -78,7 +78,7 @@ def run() -> list[dict[str, Any]]:
     from django.db import connection
     from django.test import Client
 
-    from agents import services as agent_services
+    from agents.services import registry as agent_registry
     from approvals.models import Approval, ApprovalRoute, Delivery, WebhookEndpoint
     from tracemem_core.actor import Actor
     from tracemem_site.celery import app as celery_app
@@ -102,9 +102,9 @@ def run() -> list[dict[str, Any]]:
 
     healthy, hanging = route("ok"), route("hang")
     keys = [
-        agent_services.agent_key_issue(
+        agent_registry.agent_key_issue(
             actor=Actor.system(),
-            agent=agent_services.agent_get_or_create(actor=Actor.system(), name=f"bench-{tag}-{i}")[0],
+            agent=agent_registry.agent_get_or_create(actor=Actor.system(), name=f"bench-{tag}-{i}")[0],
         ).secret
         for i in range(AGENTS)
     ]

@@ -19,14 +19,14 @@ def run() -> list[dict[str, Any]]:
     from django.test import Client
     from django.urls import clear_url_caches
 
-    from agents import services as agent_services
+    from agents.services import registry as agent_registry
     from decisions import services
     from tracemem_core.actor import Actor
 
     settings.ROOT_URLCONF = "bench.urls"
     clear_url_caches()
-    agent, _ = agent_services.agent_get_or_create(actor=Actor.system(), name="bench-agent")
-    key = agent_services.agent_key_issue(actor=Actor.system(), agent=agent).secret
+    agent, _ = agent_registry.agent_get_or_create(actor=Actor.system(), name="bench-agent")
+    key = agent_registry.agent_key_issue(actor=Actor.system(), agent=agent).secret
     actor = Actor.for_agent(agent)
     did = services.decision_create(
         actor=actor, intent="bench.run.measure", automation_mode="autonomous"

@@ -8,7 +8,7 @@ keys.json`` checks the receipt and recomputes the chain. Design notes: ``docs/re
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from django.utils import timezone
@@ -129,6 +129,17 @@ def _approvals(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(found.values())
 
 
+# Extra sections other apps add to the pack: ``name -> section(actor=, decision=)`` (the receipt
+# log adds ``inclusion``; it imports this app, so it registers itself).
+PackSection = Callable[..., Any]
+_pack_sections: dict[str, PackSection] = {}
+
+
+def register_pack_section(name: str, section: PackSection) -> None:
+    """Add ``name: section(actor=, decision=)`` to every evidence pack, after ``receipt``."""
+    _pack_sections[name] = section
+
+
 def evidence_of(actor: Actor, decision: Decision) -> dict[str, Any]:
     """Build the pack of a decision the actor may already see (visibility checked by the caller)."""
     events = [event_as_dict(e) for e in decision_events(decision)]
@@ -144,6 +155,7 @@ def evidence_of(actor: Actor, decision: Decision) -> dict[str, Any]:
         "products": _products(events),
         "approvals": _approvals(events),
         "receipt": receipt_stored(decision),
+        **{name: section(actor=actor, decision=decision) for name, section in _pack_sections.items()},
         "keys": receipt_keys_published(),
         "verification": {
             "trace_intact": broken is None,

@@ -126,6 +126,19 @@ class ReceiptKey(Output):
     public_key: str
     valid_from: str
     valid_to: str | None
+    note_verifier_key: str | None = None
+
+
+class PackInclusion(Output):
+    """Where the decision's receipt sits in the receipt log (receiptlog adds it to the pack)."""
+
+    format: str
+    decision_id: str
+    leaf_index: int
+    tree_size: int
+    leaf_hash: str
+    audit_path: list[str]
+    checkpoint: str
 
 
 class Verification(Output):
@@ -148,5 +161,6 @@ class EvidencePack(Output):
     products: list[JsonObject]
     approvals: list[JsonObject]
     receipt: ReceiptOut | None
+    inclusion: PackInclusion | None = None
     keys: list[ReceiptKey]
     verification: Verification

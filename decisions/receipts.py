@@ -13,6 +13,7 @@ import contextlib
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -31,8 +32,10 @@ from tracemem_core import validation as v
 from tracemem_core.actor import Actor
 from tracemem_core.errors import InvalidState
 from tracemem_core.timefmt import iso_z
+from tracemem_verify.checkpoint import verifier_key
 from tracemem_verify.receipt import (
     ALGORITHM,
+    b64url_decode,
     b64url_encode,
     key_id_for,
     raw_public_key,
@@ -194,14 +197,25 @@ def _publish_current_key() -> SigningKey:
     return key
 
 
+def receipt_signing_key() -> SigningKey:
+    """The current signing key, published first: what signs receipts and the receipt log's checkpoints."""
+    return _publish_current_key()
+
+
 def receipt_key_out(row: ReceiptKey) -> dict[str, Any]:
-    return {
+    out = {
         "key_id": row.key_id,
         "algorithm": row.algorithm,
         "public_key": row.public_key,
         "valid_from": iso_z(row.valid_from),
         "valid_to": iso_z(row.valid_to),
     }
+    if row.algorithm == ALGORITHM:
+        # The same key signs the receipt log's checkpoints, under the log's origin as note key name.
+        out["note_verifier_key"] = str(
+            verifier_key(settings.TRACEMEM_LOG_ORIGIN, b64url_decode(row.public_key))
+        )
+    return out
 
 
 def receipt_keys_published() -> list[dict[str, Any]]:
@@ -233,6 +247,19 @@ def receipt_data_of(decision: Decision, close_action: str) -> dict[str, Any]:
     }
 
 
+# Called with the receipt just stored, inside the close transaction: the receipt log appends it as
+# its next leaf (receiptlog, which imports this app, registers itself; the database refuses to
+# commit a receipt without its leaf).
+ReceiptListener = Callable[..., Any]
+_receipt_listeners: list[ReceiptListener] = []
+
+
+def register_receipt_listener(listener: ReceiptListener) -> None:
+    """Call ``listener(receipt=)`` with every receipt :func:`receipt_issue` stores."""
+    if listener not in _receipt_listeners:
+        _receipt_listeners.append(listener)
+
+
 def receipt_issue(*, decision: Decision, close_event: TraceEvent) -> Receipt:
     """Sign and store the receipt of a decision its ``close_event`` has just closed.
 
@@ -241,7 +268,7 @@ def receipt_issue(*, decision: Decision, close_event: TraceEvent) -> Receipt:
     """
     key = _publish_current_key()
     data = receipt_data_of(decision, close_action_of(close_event))
-    return Receipt.objects.create(
+    receipt = Receipt.objects.create(
         decision=decision,
         receipt_data=data,
         signature=sign_receipt_data(key.private_key, data),
@@ -249,6 +276,9 @@ def receipt_issue(*, decision: Decision, close_event: TraceEvent) -> Receipt:
         algorithm=ALGORITHM,
         signed_at=timezone.now(),
     )
+    for listener in _receipt_listeners:
+        listener(receipt=receipt)
+    return receipt
 
 
 def receipt_out(receipt: Receipt) -> dict[str, Any]:

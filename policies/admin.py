@@ -10,8 +10,8 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from policies import services
 from policies.models import Policy, PolicyGrant, PolicyVersion
+from policies.services import authoring as policy_authoring
 from tracemem_core.actor import Actor
 from tracemem_site.admin_perms import GuardedAdmin
 
@@ -70,13 +70,13 @@ class PolicyGrantAdmin(GuardedAdmin, admin.ModelAdmin):
         return False  # a grant is added or deleted, never edited
 
     def save_model(self, request: HttpRequest, obj: PolicyGrant, form: Any, change: bool) -> None:
-        grant = services.policy_grant(
+        grant = policy_authoring.policy_grant(
             actor=Actor.for_user(request.user), policy_id=obj.policy_id, agent_id=obj.agent_id
         )
         obj.pk = grant.pk
 
     def delete_model(self, request: HttpRequest, obj: PolicyGrant) -> None:
-        services.policy_grant_revoke(
+        policy_authoring.policy_grant_revoke(
             actor=Actor.for_user(request.user), policy_id=obj.policy_id, agent_id=obj.agent_id
         )
 

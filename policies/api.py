@@ -8,7 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from policies import selectors, services
+from policies import selectors
 from policies.inputs import DecisionEvaluate
 from policies.models import Outcome
 from policies.outputs import (
@@ -22,6 +22,9 @@ from policies.outputs import (
     ReplayReport,
 )
 from policies.serializers import grant_out, policy_detail_out, policy_summary_out, version_out
+from policies.services import authoring as policy_authoring
+from policies.services import console as policy_console
+from policies.services import evaluation as policy_evaluation
 from tracemem_core.errors import InvalidArgument
 from tracemem_site.rest import ERROR_RESPONSES as _ERRORS
 from tracemem_site.rest import HumanAPIView, actor_from_request, body, operation_input
@@ -33,7 +36,7 @@ class DecisionEvaluateView(APIView):
     )
     def post(self, request: Request, decision_id: str) -> Response:
         args = operation_input(request, DecisionEvaluate, path={"decision_id": decision_id})
-        result = services.decision_evaluate(
+        result = policy_evaluation.decision_evaluate(
             actor=actor_from_request(request),
             decision_id=args.decision_id,
             policy_id=args.policy_id,
@@ -80,7 +83,7 @@ class AdminPolicyListView(HumanAPIView):
     )
     def post(self, request: Request) -> Response:
         data = body(request)
-        pv = services.policy_create(
+        pv = policy_authoring.policy_create(
             actor=actor_from_request(request),
             policy_id=data.get("policy_id"),
             definition={k: v for k, v in data.items() if k != "policy_id"},
@@ -107,7 +110,7 @@ class AdminPolicyDraftView(HumanAPIView):
         responses={200: PolicyVersionOut, **_ERRORS},
     )
     def put(self, request: Request, policy_id: str) -> Response:
-        pv = services.policy_draft_save(
+        pv = policy_authoring.policy_draft_save(
             actor=actor_from_request(request), policy_id=policy_id, definition=body(request)
         )
         return Response(version_out(pv))
@@ -118,7 +121,7 @@ class AdminPolicyPublishView(HumanAPIView):
         operation_id="admin_policies_publish", request=None, responses={200: PolicyVersionOut, **_ERRORS}
     )
     def post(self, request: Request, policy_id: str) -> Response:
-        pv = services.policy_publish(actor=actor_from_request(request), policy_id=policy_id)
+        pv = policy_authoring.policy_publish(actor=actor_from_request(request), policy_id=policy_id)
         return Response(version_out(pv))
 
 
@@ -127,7 +130,7 @@ class AdminPolicyRetireView(HumanAPIView):
         operation_id="admin_policies_retire", request=None, responses={200: PolicyVersionOut, **_ERRORS}
     )
     def post(self, request: Request, policy_id: str) -> Response:
-        pv = services.policy_retire(actor=actor_from_request(request), policy_id=policy_id)
+        pv = policy_authoring.policy_retire(actor=actor_from_request(request), policy_id=policy_id)
         return Response(version_out(pv))
 
 
@@ -147,7 +150,7 @@ class AdminPolicyTestView(HumanAPIView):
         version = data.get("version")
         if version is not None and (not isinstance(version, int) or isinstance(version, bool)):
             raise InvalidArgument("version must be an integer", field="version")
-        result = services.policy_test(
+        result = policy_console.policy_test(
             actor=actor_from_request(request),
             policy_id=policy_id,
             inputs=data.get("inputs"),
@@ -168,7 +171,7 @@ class AdminPolicyReplayView(HumanAPIView):
     )
     def post(self, request: Request, policy_id: str) -> Response:
         data = body(request)
-        report = services.policy_replay(
+        report = policy_console.policy_replay(
             actor=actor_from_request(request), policy_id=policy_id, limit=data.get("limit", 50)
         )
         return Response(report)
@@ -190,7 +193,7 @@ class AdminPolicyGrantsView(HumanAPIView):
         responses={201: PolicyGrantOut, **_ERRORS},
     )
     def post(self, request: Request, policy_id: str) -> Response:
-        grant = services.policy_grant(
+        grant = policy_authoring.policy_grant(
             actor=actor_from_request(request), policy_id=policy_id, agent_id=body(request).get("agent_id")
         )
         return Response(grant_out(grant), status=201)

@@ -6,8 +6,8 @@ from typing import Any
 
 from mcp_server import MCPToolset
 
-from policies import services
 from policies.inputs import DecisionEvaluate
+from policies.services import evaluation as policy_evaluation
 from tracemem_site.mcp import mcp_actor
 
 
@@ -31,7 +31,7 @@ class PolicyTools(MCPToolset):
         problem; the failed attempt is recorded and nothing is allowed) — fix the inputs and call
         again. [permission_denied]: the policy is not granted to you; ask an admin.
         """
-        return services.decision_evaluate(
+        return policy_evaluation.decision_evaluate(
             actor=mcp_actor(self.request),
             decision_id=args.decision_id,
             policy_id=args.policy_id,

@@ -13,9 +13,11 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from agents.models import Agent
-from policies import selectors, services
+from policies import selectors
 from policies.forms import ConsoleForm, PolicyCreateForm, PolicyDraftForm
 from policies.serializers import policy_summary_out
+from policies.services import authoring as policy_authoring
+from policies.services import console as console_service
 from tracemem_core.actor import Actor
 from tracemem_core.errors import DomainError, NotFound
 from tracemem_core.permissions import require_perm
@@ -66,7 +68,7 @@ def policy_create(request: HttpRequest) -> HttpResponse:
     form = PolicyCreateForm(request.POST)
     if form.is_valid():
         try:
-            services.policy_create(
+            policy_authoring.policy_create(
                 actor=_actor(request),
                 policy_id=form.cleaned_data["policy_id"],
                 definition={"name": form.cleaned_data["name"]},
@@ -117,7 +119,7 @@ def policy_edit(request: HttpRequest, policy_id: str) -> HttpResponse:
         form = PolicyDraftForm(request.POST)
         if form.is_valid():
             try:
-                pv = services.policy_draft_save(
+                pv = policy_authoring.policy_draft_save(
                     actor=_actor(request), policy_id=policy_id, definition=form.definition()
                 )
             except DomainError as exc:
@@ -125,7 +127,9 @@ def policy_edit(request: HttpRequest, policy_id: str) -> HttpResponse:
             else:
                 # Saving never compiles-and-refuses (work in progress is kept), but the editor
                 # says at once what publishing would refuse.
-                problems = services.definition_problems(services.clean_definition(form.definition()))
+                problems = policy_authoring.definition_problems(
+                    policy_authoring.clean_definition(form.definition())
+                )
                 for problem in problems:
                     messages.warning(request, f"Saved, but publishing would refuse it: {problem}")
                 if problems:
@@ -159,7 +163,7 @@ def policy_edit(request: HttpRequest, policy_id: str) -> HttpResponse:
 def policy_publish(request: HttpRequest, policy_id: str) -> HttpResponse:
     _policy_or_404(policy_id)
     try:
-        pv = services.policy_publish(actor=_actor(request), policy_id=policy_id)
+        pv = policy_authoring.policy_publish(actor=_actor(request), policy_id=policy_id)
     except DomainError as exc:
         messages.error(request, exc.message)
         return redirect("policies:console", policy_id=policy_id)
@@ -172,7 +176,7 @@ def policy_publish(request: HttpRequest, policy_id: str) -> HttpResponse:
 def policy_retire(request: HttpRequest, policy_id: str) -> HttpResponse:
     _policy_or_404(policy_id)
     try:
-        pv = services.policy_retire(actor=_actor(request), policy_id=policy_id)
+        pv = policy_authoring.policy_retire(actor=_actor(request), policy_id=policy_id)
     except DomainError as exc:
         messages.error(request, exc.message)
     else:
@@ -187,7 +191,7 @@ def policy_retire(request: HttpRequest, policy_id: str) -> HttpResponse:
 def policy_grant(request: HttpRequest, policy_id: str) -> HttpResponse:
     _policy_or_404(policy_id)
     try:
-        grant = services.policy_grant(
+        grant = policy_authoring.policy_grant(
             actor=_actor(request), policy_id=policy_id, agent_id=request.POST.get("agent_id")
         )
     except DomainError as exc:
@@ -202,7 +206,9 @@ def policy_grant(request: HttpRequest, policy_id: str) -> HttpResponse:
 def policy_grant_revoke(request: HttpRequest, policy_id: str, agent_id: str) -> HttpResponse:
     _policy_or_404(policy_id)
     try:
-        revoked = services.policy_grant_revoke(actor=_actor(request), policy_id=policy_id, agent_id=agent_id)
+        revoked = policy_authoring.policy_grant_revoke(
+            actor=_actor(request), policy_id=policy_id, agent_id=agent_id
+        )
     except DomainError as exc:
         messages.error(request, exc.message)
     else:
@@ -224,11 +230,11 @@ def policy_console(request: HttpRequest, policy_id: str) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             if request.POST.get("action") == "replay":
-                replay = services.policy_replay(
+                replay = console_service.policy_replay(
                     actor=_actor(request), policy_id=policy_id, limit=form.cleaned_data.get("limit") or 50
                 )
             else:
-                result = services.policy_test(
+                result = console_service.policy_test(
                     actor=_actor(request),
                     policy_id=policy_id,
                     inputs=form.cleaned_data.get("inputs") or {},

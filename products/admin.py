@@ -6,6 +6,8 @@ from django import forms
 from django.contrib import admin, messages
 
 from products.models import DataProduct, DataSource, ProductGrant, ProductStatus, SourceKind
+from products.services import definitions as product_definitions
+from products.services import sources as product_sources
 from tracemem_core.actor import Actor
 from tracemem_core.errors import DomainError
 from tracemem_site.admin_perms import GuardedAdmin, request_has_perm
@@ -26,10 +28,8 @@ class DataSourceForm(forms.ModelForm):
     def clean_dsn(self) -> str:
         value = self.cleaned_data.get("dsn") or ""
         if value:
-            from products.services import clean_dsn
-
             try:
-                clean_dsn(value)
+                product_sources.clean_dsn(value)
             except DomainError as exc:
                 raise forms.ValidationError(exc.message) from None
         elif not self.instance.pk:
@@ -53,11 +53,9 @@ class DataSourceAdmin(GuardedAdmin, admin.ModelAdmin):
         return ["source_id", *self.readonly_fields] if obj is not None else self.readonly_fields
 
     def save_model(self, request: Any, obj: DataSource, form: Any, change: bool) -> None:
-        from products import services
-
         if obj.kind == SourceKind.BUILTIN:
             return
-        saved = services.data_source_save(
+        saved = product_sources.data_source_save(
             actor=Actor.for_user(request.user),
             source_id=obj.source_id,
             name=form.cleaned_data.get("name"),
@@ -67,9 +65,8 @@ class DataSourceAdmin(GuardedAdmin, admin.ModelAdmin):
         obj._state.adding = False
 
     def delete_model(self, request: Any, obj: DataSource) -> None:
-        from products import services
 
-        services.data_source_delete(actor=Actor.for_user(request.user), source_id=obj.source_id)
+        product_sources.data_source_delete(actor=Actor.for_user(request.user), source_id=obj.source_id)
 
     def delete_queryset(self, request: Any, queryset: Any) -> None:
         for source in queryset:
@@ -133,11 +130,9 @@ class DataProductForm(forms.ModelForm):
         cleaned = super().clean()
         if self.errors or not any(name in self.fields for name in _DEFINITION_FIELDS):
             return cleaned  # invalid already, or the definition is read-only on this page
-        from products.services import product_check_definition
-
         product_id = cleaned.get("product_id") or (self.instance.product_id if self.instance else "")
         try:
-            product_check_definition(
+            product_definitions.product_check_definition(
                 actor=Actor.for_user(self.request_user), product_id=product_id, definition=self.definition()
             )
         except DomainError as exc:
@@ -191,9 +186,8 @@ class DataProductAdmin(GuardedAdmin, admin.ModelAdmin):
         return super().has_delete_permission(request, obj)
 
     def delete_model(self, request: Any, obj: DataProduct) -> None:
-        from products import services
 
-        services.product_delete(actor=Actor.for_user(request.user), product_id=obj.product_id)
+        product_definitions.product_delete(actor=Actor.for_user(request.user), product_id=obj.product_id)
 
     def delete_queryset(self, request: Any, queryset: Any) -> None:
         # The bulk "delete selected" action: published products are never deleted.
@@ -202,7 +196,6 @@ class DataProductAdmin(GuardedAdmin, admin.ModelAdmin):
 
     def save_formset(self, request: Any, form: Any, formset: Any, change: bool) -> None:
         """The grants inline: each added, changed or deleted grant goes through the services."""
-        from products import services
 
         actor = Actor.for_user(request.user)
         # What formset.save() would have set; the admin's change message reads them.
@@ -211,17 +204,19 @@ class DataProductAdmin(GuardedAdmin, admin.ModelAdmin):
             grant = inline.instance
             if inline in formset.deleted_forms:
                 if grant.pk is not None:
-                    services.product_revoke(actor=actor, product_id=grant.product_id, agent_id=grant.agent_id)
+                    product_definitions.product_revoke(
+                        actor=actor, product_id=grant.product_id, agent_id=grant.agent_id
+                    )
                     formset.deleted_objects.append(grant)
                 continue
             if not inline.has_changed() or not inline.cleaned_data:
                 continue
             if grant.pk is not None and "agent" in inline.changed_data:
                 # Moving a grant to another agent takes it from the first one.
-                services.product_revoke(
+                product_definitions.product_revoke(
                     actor=actor, product_id=form.instance.product_id, agent_id=inline.initial["agent"]
                 )
-            saved = services.product_grant(
+            saved = product_definitions.product_grant(
                 actor=actor,
                 product_id=form.instance.product_id,
                 agent_id=inline.cleaned_data["agent"].agent_id,
@@ -233,15 +228,16 @@ class DataProductAdmin(GuardedAdmin, admin.ModelAdmin):
                 formset.changed_objects.append((saved, inline.changed_data))
 
     def save_model(self, request: Any, obj: DataProduct, form: Any, change: bool) -> None:
-        from products import services
 
         actor = Actor.for_user(request.user)
         if change and (obj.status == ProductStatus.PUBLISHED or not self._may_change(request)):
             return  # the definition is read-only here (frozen, or no define permission); grants: the inline
         if change:
-            saved = services.product_update(actor=actor, product_id=obj.product_id, changes=form.definition())
+            saved = product_definitions.product_update(
+                actor=actor, product_id=obj.product_id, changes=form.definition()
+            )
         else:
-            saved = services.product_create(
+            saved = product_definitions.product_create(
                 actor=actor, product_id=form.cleaned_data["product_id"], definition=form.definition()
             )
         # The admin continues with this instance (inlines, the redirect): make it the saved row.
@@ -250,13 +246,12 @@ class DataProductAdmin(GuardedAdmin, admin.ModelAdmin):
 
     @admin.action(description="Publish selected draft products (freezes them)", permissions=["publish"])
     def publish_products(self, request: Any, queryset: Any) -> None:
-        from products import services
 
         actor = Actor.for_user(request.user)
         published = []
         for product in queryset.filter(status=ProductStatus.DRAFT):
             try:
-                services.product_publish(actor=actor, product_id=product.product_id)
+                product_definitions.product_publish(actor=actor, product_id=product.product_id)
             except DomainError as exc:
                 self.message_user(request, f"{product.product_id}: {exc.message}", level=messages.ERROR)
             else:
@@ -274,9 +269,8 @@ class ProductGrantAdmin(GuardedAdmin, admin.ModelAdmin):
     list_display = ["product", "agent", "permissions"]
 
     def save_model(self, request: Any, obj: ProductGrant, form: Any, change: bool) -> None:
-        from products import services
 
-        grant = services.product_grant(
+        grant = product_definitions.product_grant(
             actor=Actor.for_user(request.user),
             product_id=obj.product_id,
             agent_id=obj.agent_id,
@@ -285,9 +279,8 @@ class ProductGrantAdmin(GuardedAdmin, admin.ModelAdmin):
         obj.pk = grant.pk
 
     def delete_model(self, request: Any, obj: ProductGrant) -> None:
-        from products import services
 
-        services.product_revoke(
+        product_definitions.product_revoke(
             actor=Actor.for_user(request.user), product_id=obj.product_id, agent_id=obj.agent_id
         )
 

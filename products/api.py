@@ -11,7 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from products import selectors, services
+from products import selectors
 from products.inputs import DecisionRead, DecisionWrite, ProductGet, ProductsList
 from products.outputs import (
     DataSourceList,
@@ -31,6 +31,10 @@ from products.serializers import (
     product_out,
     products_list_out,
 )
+from products.services import definitions as product_definitions
+from products.services import reads as product_reads
+from products.services import sources as product_sources
+from products.services import writes as product_writes
 from tracemem_site.openapi import query_parameters
 from tracemem_site.rest import ERROR_RESPONSES as _ERRORS
 from tracemem_site.rest import HumanAPIView, actor_from_request, body, operation_input
@@ -60,7 +64,7 @@ class DecisionReadView(APIView):
     @extend_schema(operation_id="decision_read", request=DecisionRead, responses={200: ReadOut, **_ERRORS})
     def post(self, request: Request, decision_id: str) -> Response:
         args = operation_input(request, DecisionRead, path={"decision_id": decision_id})
-        result = services.decision_read(
+        result = product_reads.decision_read(
             actor=actor_from_request(request),
             decision_id=args.decision_id,
             product=args.product,
@@ -75,7 +79,7 @@ class DecisionWriteView(APIView):
     @extend_schema(operation_id="decision_write", request=DecisionWrite, responses={200: WriteOut, **_ERRORS})
     def post(self, request: Request, decision_id: str) -> Response:
         args = operation_input(request, DecisionWrite, path={"decision_id": decision_id})
-        result = services.decision_write(
+        result = product_writes.decision_write(
             actor=actor_from_request(request),
             decision_id=args.decision_id,
             product=args.product,
@@ -112,7 +116,7 @@ class AdminDataSourcesView(HumanAPIView):
     )
     def post(self, request: Request) -> Response:
         data = body(request)
-        source = services.data_source_create(
+        source = product_sources.data_source_create(
             actor=actor_from_request(request),
             source_id=data.get("source_id"),
             name=data.get("name"),
@@ -151,7 +155,7 @@ class AdminProductsView(HumanAPIView):
     def post(self, request: Request) -> Response:
         data = dict(body(request))
         product_id = data.pop("product_id", None)
-        product = services.product_create(
+        product = product_definitions.product_create(
             actor=actor_from_request(request), product_id=product_id, definition=data
         )
         return Response(product_admin_out(product), status=201)
@@ -168,7 +172,7 @@ class AdminProductView(HumanAPIView):
         operation_id="admin_product_update", request=dict, responses={200: ProductAdminOut, **_ERRORS}
     )
     def patch(self, request: Request, product_id: str) -> Response:
-        product = services.product_update(
+        product = product_definitions.product_update(
             actor=actor_from_request(request), product_id=product_id, changes=dict(body(request))
         )
         return Response(product_admin_out(product))
@@ -179,7 +183,9 @@ class AdminProductPublishView(HumanAPIView):
         operation_id="admin_product_publish", request=None, responses={200: ProductAdminOut, **_ERRORS}
     )
     def post(self, request: Request, product_id: str) -> Response:
-        product = services.product_publish(actor=actor_from_request(request), product_id=product_id)
+        product = product_definitions.product_publish(
+            actor=actor_from_request(request), product_id=product_id
+        )
         return Response(product_admin_out(product))
 
 
@@ -195,7 +201,7 @@ class AdminProductGrantView(HumanAPIView):
     )
     def post(self, request: Request, product_id: str) -> Response:
         data = body(request)
-        grant = services.product_grant(
+        grant = product_definitions.product_grant(
             actor=actor_from_request(request),
             product_id=product_id,
             agent_id=data.get("agent_id"),

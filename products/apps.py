@@ -8,7 +8,7 @@ class ProductsConfig(AppConfig):
 
     def ready(self) -> None:
         # decision_evaluate(inputs_ref=<read event>) re-reads that read's records through us.
-        from policies.services import register_read_records_resolver
-        from products.services import read_event_records
+        from policies.services.evaluation import register_read_records_resolver
+        from products.services.reads import read_event_records
 
         register_read_records_resolver(read_event_records)

@@ -7,10 +7,19 @@ default privileges ``db_roles`` set), or the main database on the embedded SQLit
 
 from __future__ import annotations
 
-from django.conf import settings
-from django.db import connection
+from typing import Any
 
+from django.conf import settings
+from django.db import connection, transaction
+
+from agents.models import Agent
+from products.models import (
+    DataProduct,
+)
+from products.services.definitions import product_create, product_grant, product_publish
+from tracemem_core.actor import Actor
 from tracemem_core.dbroles import owner_cursor
+from tracemem_core.permissions import require_perm
 
 DEMO_CUSTOMERS = [
     (1, "Ada Lovelace", "ada@example.com", "gold", "VIP since 2019"),
@@ -57,3 +66,98 @@ def demo_tables_create(*, reset: bool = False) -> None:
                 cursor.execute(
                     f"INSERT INTO {orders} (customer_id, amount) VALUES (%s, %s)", [customer_id, amount]
                 )
+
+
+# --- the quick-start demo -------------------------------------------------------------------
+
+DEMO_PRODUCTS: list[dict[str, Any]] = [
+    {
+        "product_id": "pg_customers_v1",
+        "name": "Customers (read)",
+        "description": "Look up a customer by id, email or tier. Internal notes are not exposed.",
+        "operation": "read",
+        "table": "customers",
+        "fields": [
+            {
+                "name": "customer_id",
+                "column": "id",
+                "type": "integer",
+                "primary_key": True,
+                "nullable": False,
+            },
+            {"name": "name", "column": "name", "type": "string", "nullable": False},
+            {"name": "email", "column": "email", "type": "string", "nullable": False},
+            {"name": "tier", "column": "tier", "type": "string", "nullable": False},
+        ],
+        "allowed_purposes": ["customer_support", "order_processing"],
+        "max_rows": 50,
+        "example_queries": [{"email": "ada@example.com"}, {"tier": "gold"}],
+    },
+    {
+        "product_id": "pg_orders_insert_v1",
+        "name": "Orders (insert)",
+        "description": "Create orders for existing customers.",
+        "operation": "insert",
+        "table": "orders",
+        "fields": [
+            {"name": "order_id", "column": "id", "type": "integer", "primary_key": True, "nullable": False},
+            {
+                "name": "customer_id",
+                "column": "customer_id",
+                "type": "integer",
+                "writable": True,
+                "required": True,
+                "nullable": False,
+            },
+            {
+                "name": "amount",
+                "column": "amount",
+                "type": "number",
+                "writable": True,
+                "required": True,
+                "nullable": False,
+            },
+            {"name": "status", "column": "status", "type": "string", "writable": True, "nullable": False},
+            {"name": "note", "column": "note", "type": "string", "writable": True},
+        ],
+        "allowed_purposes": ["order_processing"],
+        "max_rows": 20,
+    },
+    {
+        "product_id": "pg_orders_update_v1",
+        "name": "Orders (update)",
+        "description": "Change an order's status or note, addressed by order_id.",
+        "operation": "update",
+        "table": "orders",
+        "fields": [
+            {"name": "order_id", "column": "id", "type": "integer", "primary_key": True, "nullable": False},
+            {"name": "status", "column": "status", "type": "string", "writable": True, "nullable": False},
+            {"name": "note", "column": "note", "type": "string", "writable": True},
+        ],
+        "allowed_purposes": ["order_processing"],
+        "max_rows": 20,
+    },
+]
+
+
+@transaction.atomic
+def products_seed_demo(*, actor: Actor, agent: Agent) -> list[str]:
+    """Three published products over the demo tables ``customers`` and ``orders`` of the built-in
+    source (:func:`products.demo.demo_tables_create` makes those, as the owner), granted to ``agent``.
+    Idempotent; works on SQLite and PostgreSQL."""
+    for perm in ("products.define_products", "products.publish_products", "products.grant_products"):
+        require_perm(actor, perm)
+    lines = []
+    for spec in DEMO_PRODUCTS:
+        definition = dict(spec)
+        product_id = definition.pop("product_id")
+        if not DataProduct.objects.filter(pk=product_id).exists():
+            product_create(actor=actor, product_id=product_id, definition=definition)
+            lines.append(f"Data product {product_id} created.")
+        product_publish(actor=actor, product_id=product_id)
+        product_grant(actor=actor, product_id=product_id, agent_id=agent.agent_id)
+    lines.append(
+        f"Data products {', '.join(p['product_id'] for p in DEMO_PRODUCTS)} are granted to {agent.name} "
+        "(tables customers, orders in the built-in source)."
+    )
+    return lines

@@ -33,6 +33,22 @@ class ProductGet(Input):
         return self
 
 
+def read_multiple(allow_multiple: bool | None, result_mode: str | None) -> bool | None:
+    """``allow_multiple``, or ``result_mode`` said in words (``"multiple"`` = true); both sent must agree.
+
+    result_mode used to be silently ignored beside allow_multiple; which one was meant cannot be
+    known, so disagreeing values are refused (docs/inputs.md). Also used by the read service.
+    """
+    from_mode = None if result_mode is None else result_mode == "multiple"
+    if allow_multiple is not None and from_mode is not None and allow_multiple != from_mode:
+        raise InvalidArgument(
+            f"allow_multiple={str(allow_multiple).lower()} and result_mode={result_mode!r} "
+            "disagree (result_mode is an alias of allow_multiple); send only one",
+            field="allow_multiple",
+        )
+    return allow_multiple if allow_multiple is not None else from_mode
+
+
 class DecisionRead(Input):
     tool_name = "decision_read"
 
@@ -51,15 +67,7 @@ class DecisionRead(Input):
     def _alias(self) -> DecisionRead:
         # result_mode is allow_multiple said in words. Both sent and disagreeing is refused: which
         # one was meant cannot be known (it used to be silently ignored beside allow_multiple).
-        from_mode = None if self.result_mode is None else self.result_mode == "multiple"
-        if self.allow_multiple is not None and from_mode is not None and self.allow_multiple != from_mode:
-            raise InvalidArgument(
-                f"allow_multiple={str(self.allow_multiple).lower()} and result_mode={self.result_mode!r} "
-                "disagree (result_mode is an alias of allow_multiple); send only one",
-                field="allow_multiple",
-            )
-        if self.allow_multiple is None:
-            self.allow_multiple = from_mode
+        self.allow_multiple = read_multiple(self.allow_multiple, self.result_mode)
         return self
 
 

@@ -6,9 +6,11 @@ from typing import Any
 
 from mcp_server import MCPToolset
 
-from products import selectors, services
+from products import selectors
 from products.inputs import DecisionRead, DecisionWrite, ProductGet, ProductsList
 from products.serializers import product_out, products_list_out
+from products.services import reads as product_reads
+from products.services import writes as product_writes
 from tracemem_site.mcp import mcp_actor
 
 
@@ -43,7 +45,7 @@ class ProductTools(MCPToolset):
         Returns {event_id, product, data_ref, records, summary: {rows, fields}}. The trace keeps the
         query and summary, not the records. [policy_denied]: a policy attached to the product refused.
         """
-        return services.decision_read(
+        return product_reads.decision_read(
             actor=mcp_actor(self.request),
             decision_id=args.decision_id,
             product=args.product,
@@ -67,7 +69,7 @@ class ProductTools(MCPToolset):
         [invalid_state] while needs_approval wait; [policy_denied] abort the decision;
         [invalid_argument] fix the field it names.
         """
-        return services.decision_write(
+        return product_writes.decision_write(
             actor=mcp_actor(self.request),
             decision_id=args.decision_id,
             product=args.product,

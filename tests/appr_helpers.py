@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.test import Client
 
-from agents import services as agent_services
+from agents.services import tokens as agent_tokens
 from approvals.models import ApprovalRoute
 from tracemem_core.actor import Actor
 
@@ -44,7 +44,7 @@ def make_reviewer(username: str, group: Group | None = None, *, superuser: bool 
         user = model.objects.create_user(username, f"{username}@example.com", "pw-unused-123")
     if group is not None:
         user.groups.add(group)
-    issued = agent_services.personal_token_create(actor=Actor.system(), user=user)
+    issued = agent_tokens.personal_token_create(actor=Actor.system(), user=user)
     return Reviewer(user=user, token=issued.secret)
 
 

@@ -10,7 +10,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from tracemem_client import Client
 
-from agents import services as agent_services
+from agents.services import tokens as agent_tokens
 from tests.client_helpers import Seeded
 from tracemem_core.actor import Actor
 from tracemem_site import demo
@@ -23,7 +23,7 @@ def seeded(live_server: Any) -> Seeded:
     lines = demo.seed()
     [line] = [line for line in lines if "export TRACEMEM_API_KEY=" in line]
     admin = get_user_model().objects.get(username=demo.DEMO_ADMIN)
-    token = agent_services.personal_token_create(actor=Actor.system(), user=admin).secret
+    token = agent_tokens.personal_token_create(actor=Actor.system(), user=admin).secret
     return Seeded(live_server.url, line.split("=", 1)[1].strip(), token)
 
 

@@ -20,8 +20,8 @@ from django.db import connection, connections
 from django.test import Client
 from django.test.testcases import TransactionTestCase
 
-from agents import services as agent_services
 from agents.models import Agent
+from agents.services import registry as agent_registry
 from tracemem_core import dbroles
 from tracemem_core.actor import Actor
 
@@ -228,10 +228,10 @@ def make_agent(db: Any) -> Callable[..., tuple[Agent, str]]:
 
     def factory(name: str | None = None, owner: Any = None) -> tuple[Agent, str]:
         counter["n"] += 1
-        agent = agent_services.agent_create(
+        agent = agent_registry.agent_create(
             actor=Actor.system(), name=name or f"agent-{counter['n']}", owner=owner
         )
-        issued = agent_services.agent_key_issue(actor=Actor.system(), agent=agent)
+        issued = agent_registry.agent_key_issue(actor=Actor.system(), agent=agent)
         return agent, issued.secret
 
     return factory

@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.test import Client
 
-from agents import services as agent_services
+from agents.services import tokens as agent_tokens
 from tracemem_core.actor import Actor
 from tracemem_core.permissions import PERMISSIONS, READERS
 
@@ -38,7 +38,7 @@ def make_staff(username: str, *perms: str, password: str | None = None, **extra:
 
 
 def token_for(user: Any) -> str:
-    return agent_services.personal_token_create(actor=Actor.system(), user=user).secret
+    return agent_tokens.personal_token_create(actor=Actor.system(), user=user).secret
 
 
 class TokenClient:

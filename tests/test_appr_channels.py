@@ -21,8 +21,8 @@ from django.utils import timezone
 from slack_sdk.signature import SignatureVerifier
 from standardwebhooks import Webhook
 
-from approvals import services
 from approvals.models import Approval, Delivery, EmailLink, SlackIntegration, Vote, WebhookEndpoint
+from approvals.services import outbox as approval_outbox
 from approvals.tasks import update_slack_messages
 from decisions.models import TraceEvent
 from tests.appr_helpers import make_reviewer, make_route, open_decision, request_approval
@@ -61,7 +61,7 @@ def smtp(settings: Any) -> Iterator[Recorder]:
 
 def deliver_all(approval_id: str) -> list[Delivery]:
     for delivery in Delivery.objects.filter(approval_id=approval_id):
-        services.delivery_attempt(actor=WORKER, delivery_id=delivery.delivery_id)
+        approval_outbox.delivery_attempt(actor=WORKER, delivery_id=delivery.delivery_id)
     return list(Delivery.objects.filter(approval_id=approval_id).order_by("created_at"))
 
 
@@ -181,15 +181,15 @@ def test_webhook_answering_500_is_retried_with_backoff_then_marked_failed(
     approval_id = request_approval(api, decision_id, approval_route_id="route_finance").json()["approval_id"]
     delivery = Delivery.objects.get(approval_id=approval_id)
 
-    first = services.delivery_attempt(actor=WORKER, delivery_id=delivery.delivery_id)
+    first = approval_outbox.delivery_attempt(actor=WORKER, delivery_id=delivery.delivery_id)
     assert first is not None and (first.status, first.retry_in_ms) == ("pending", 1000)
     # Not due yet: a second attempt right away does nothing (backoff is respected).
-    assert services.delivery_attempt(actor=WORKER, delivery_id=delivery.delivery_id) is None
+    assert approval_outbox.delivery_attempt(actor=WORKER, delivery_id=delivery.delivery_id) is None
     Delivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now())
-    second = services.delivery_attempt(actor=WORKER, delivery_id=delivery.delivery_id)
+    second = approval_outbox.delivery_attempt(actor=WORKER, delivery_id=delivery.delivery_id)
     assert (second.status, second.retry_in_ms) == ("pending", 2000)
     Delivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now())
-    third = services.delivery_attempt(actor=WORKER, delivery_id=delivery.delivery_id)
+    third = approval_outbox.delivery_attempt(actor=WORKER, delivery_id=delivery.delivery_id)
     assert third.status == "failed"
 
     delivery.refresh_from_db()
@@ -203,7 +203,7 @@ def test_webhook_answering_500_is_retried_with_backoff_then_marked_failed(
     assert {r.headers["webhook-id"] for r, _ in httpserver.log} == {delivery.delivery_id}
     assert secret not in delivery.last_error
     Delivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now() - timedelta(hours=1))
-    assert services.delivery_attempt(actor=WORKER, delivery_id=delivery.delivery_id) is None  # final
+    assert approval_outbox.delivery_attempt(actor=WORKER, delivery_id=delivery.delivery_id) is None  # final
     got = api.get(f"/api/v1/decisions/{decision_id}").json()
     assert got["delivery"]["status"] == "failed"
     assert got["delivery"]["channels"] == [{"channel": "webhook", "status": "failed"}]

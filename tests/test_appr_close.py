@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from approvals import services
 from approvals.models import Approval, Delivery
+from approvals.services import outbox as approval_outbox
 from decisions.models import Decision, TraceEvent
 from tests.appr_helpers import make_reviewer, make_route, open_decision, request_approval
 from tracemem_core.actor import Actor
@@ -96,9 +96,9 @@ def test_cancelled_deliveries_are_never_sent_or_redispatched(api: Any) -> None:
     assert _abort(api, decision_id).status_code == 200
 
     system = Actor.system("test")
-    assert services.deliveries_redispatch_due(actor=system) == 0
+    assert approval_outbox.deliveries_redispatch_due(actor=system) == 0
     for delivery in Delivery.objects.filter(approval_id=approval_id):
-        assert services.delivery_attempt(actor=system, delivery_id=delivery.delivery_id) is None
+        assert approval_outbox.delivery_attempt(actor=system, delivery_id=delivery.delivery_id) is None
     assert list(Delivery.objects.filter(approval_id=approval_id).values_list("status", "attempts")) == [
         ("cancelled", 0),
         ("cancelled", 0),

@@ -16,8 +16,8 @@ import pytest
 from django.conf import settings
 from django.test import Client, override_settings
 
-from approvals import services
 from approvals.models import Approval, Delivery, Vote
+from approvals.services import outbox as approval_outbox
 from decisions import receipts
 from decisions.models import Decision, TraceEvent
 from decisions.services import decision_close
@@ -78,11 +78,11 @@ def test_late_delivery_result_stays_on_the_row_and_the_receipt_still_verifies(
         taken["receipt"] = api.get(f"/api/v1/decisions/{decision_id}/receipt").json()
         return {"status_code": 200}
 
-    monkeypatch.setattr(services.senders, "send", receiver_slow_while_agent_aborts)
+    monkeypatch.setattr(approval_outbox.senders, "send", receiver_slow_while_agent_aborts)
 
-    result = services.delivery_attempt(actor=SYSTEM, delivery_id=delivery.delivery_id)
+    result = approval_outbox.delivery_attempt(actor=SYSTEM, delivery_id=delivery.delivery_id)
 
-    assert result == services.AttemptResult("delivered")
+    assert result == approval_outbox.AttemptResult("delivered")
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts, delivery.last_error) == ("delivered", 1, "")
     assert delivery.external_ref == {"status_code": 200}
@@ -108,16 +108,16 @@ def test_late_failed_attempt_is_not_retried_and_not_traced(
 
     def receiver_down_while_agent_aborts(row: Delivery) -> dict[str, Any]:
         decision_close(actor=agent_actor, decision_id=decision_id, action="abort")
-        raise services.senders.DeliveryError("receiver answered 503")
+        raise approval_outbox.senders.DeliveryError("receiver answered 503")
 
-    monkeypatch.setattr(services.senders, "send", receiver_down_while_agent_aborts)
+    monkeypatch.setattr(approval_outbox.senders, "send", receiver_down_while_agent_aborts)
 
-    result = services.delivery_attempt(actor=SYSTEM, delivery_id=delivery.delivery_id)
+    result = approval_outbox.delivery_attempt(actor=SYSTEM, delivery_id=delivery.delivery_id)
 
-    assert result == services.AttemptResult("cancelled")
+    assert result == approval_outbox.AttemptResult("cancelled")
     delivery.refresh_from_db()
     assert (delivery.status, delivery.last_error) == ("cancelled", "receiver answered 503")
-    assert services.deliveries_redispatch_due(actor=SYSTEM) == 0
+    assert approval_outbox.deliveries_redispatch_due(actor=SYSTEM) == 0
     types = list(
         TraceEvent.objects.filter(decision_id=decision_id).order_by("seq").values_list("type", flat=True)
     )
@@ -177,9 +177,9 @@ def test_pending_delivery_of_a_committed_decision_is_never_sent(
     assert delivery.status == "pending"  # e.g. still waiting for a retry when the agent committed
     before = Decision.objects.get(pk=decision_id)
     sent: list[str] = []
-    monkeypatch.setattr(services.senders, "send", lambda row: sent.append(row.delivery_id) or {})
+    monkeypatch.setattr(approval_outbox.senders, "send", lambda row: sent.append(row.delivery_id) or {})
 
-    assert services.delivery_attempt(actor=SYSTEM, delivery_id=delivery.delivery_id) is None
+    assert approval_outbox.delivery_attempt(actor=SYSTEM, delivery_id=delivery.delivery_id) is None
 
     assert sent == []
     delivery.refresh_from_db()

@@ -13,8 +13,8 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from approvals import services
 from approvals.models import Approval
+from approvals.services import requests as approval_requests
 from approvals.tasks import approvals_tick
 from decisions.models import Decision, TraceEvent
 from tests.appr_helpers import make_reviewer, make_route, open_decision, request_approval
@@ -143,7 +143,7 @@ def test_other_calls_after_the_reported_expiry_answer_as_for_a_rejected_decision
 
 def test_expire_due_uses_the_same_rule_as_the_report(api: AgentClient) -> None:
     decision_id, approval_id = _pending(api, expires_in=30)
-    assert services.approvals_expire_due(actor=Actor.system("test")) == 0
+    assert approval_requests.approvals_expire_due(actor=Actor.system("test")) == 0
     assert api.get(f"/api/v1/decisions/{decision_id}").json()["approval_status"] == "pending"
 
 

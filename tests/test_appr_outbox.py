@@ -18,9 +18,10 @@ import pytest
 from django.db import connections
 from django.utils import timezone
 
-from approvals import services, tasks
+from approvals import tasks
 from approvals.destinations import destination_key, gate
 from approvals.models import Delivery, WebhookEndpoint
+from approvals.services import outbox as approval_outbox
 from tests.appr_helpers import make_route, open_decision, request_approval
 from tests.fault_helpers import HeldLock, wait_for
 from tracemem_core.actor import Actor
@@ -67,15 +68,17 @@ def test_a_row_locked_forever_is_retried_a_bounded_number_of_times_then_left_to_
         links = 1
         while requeued and links < 500:
             message = requeued.pop()
-            assert message["countdown"] == services.BUSY_RETRY_MS / 1000  # looked at again soon ...
+            assert message["countdown"] == approval_outbox.BUSY_RETRY_MS / 1000  # looked at again soon ...
             tasks.deliver_delivery.run(message["id"], looks=message.get("looks", 0))
             links += 1
-    assert links == services.LOCKED_RETRIES + 1, links  # ... but not forever (was: every 250 ms for good)
+    assert links == approval_outbox.LOCKED_RETRIES + 1, (
+        links
+    )  # ... but not forever (was: every 250 ms for good)
     # Nothing was lost: still pending and due, so the beat's re-dispatch queues it again.
     assert Delivery.objects.filter(
         pk=delivery.pk, status="pending", attempts=0, next_attempt_at__lte=timezone.now()
     ).exists()
-    assert services.deliveries_redispatch_due(actor=WORKER) == 1
+    assert approval_outbox.deliveries_redispatch_due(actor=WORKER) == 1
     assert requeued == [{"id": delivery.delivery_id, "countdown": None}]
     tasks.deliver_delivery.run(delivery.delivery_id)  # the lock is gone
     assert Delivery.objects.get(pk=delivery.pk).status == "delivered" and len(httpserver.log) == 1
@@ -156,7 +159,7 @@ def test_two_workers_taking_the_same_delivery_at_once_send_it_once(
     def worker() -> None:
         try:
             start.wait()
-            results.append(services.delivery_attempt(actor=WORKER, delivery_id=delivery.delivery_id))
+            results.append(approval_outbox.delivery_attempt(actor=WORKER, delivery_id=delivery.delivery_id))
         finally:
             connections.close_all()
 

@@ -10,8 +10,9 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from approvals import services
 from approvals.models import Approval, ApprovalRoute, Delivery, Vote
+from approvals.services import credentials as approval_credentials
+from approvals.services import requests as approval_requests
 from approvals.tasks import approvals_tick
 from decisions.models import Decision, TraceEvent
 from decisions.services import ensure_writable
@@ -211,7 +212,7 @@ def test_double_vote_is_refused_across_channels(api: Any) -> None:
     decision_id = open_decision(api)
     approval_id = request_approval(api, decision_id, approval_route_id="route_finance").json()["approval_id"]
     assert alice.approve(approval_id).status_code == 200
-    again = services.approval_vote
+    again = approval_requests.approval_vote
     with pytest.raises(Exception) as caught:
         again(actor=Actor.for_user(alice.user), approval_id=approval_id, decision="approve", channel="slack")
     assert str(caught.value).startswith("[conflict]")
@@ -270,7 +271,9 @@ def test_expiry_rejects_fail_closed_and_writes_stay_blocked(api: Any) -> None:
 def test_webhook_credential_resolves_and_bad_credential_is_401(api: Any) -> None:
     route = make_route("route_finance")
     bot = make_reviewer("hookbot", route.approver_group)
-    _, secret = services.webhook_credential_create(actor=Actor.system(), user=bot.user, name="ops")
+    _, secret = approval_credentials.webhook_credential_create(
+        actor=Actor.system(), user=bot.user, name="ops"
+    )
     decision_id = open_decision(api)
     approval_id = request_approval(api, decision_id, approval_route_id="route_finance").json()["approval_id"]
     from django.test import Client
@@ -306,7 +309,9 @@ def test_concurrent_approve_and_reject_give_exactly_one_outcome(make_agent: Any)
     def vote(name: str, user: Any, choice: str) -> None:
         try:
             barrier.wait()
-            services.approval_vote(actor=Actor.for_user(user), approval_id=approval_id, decision=choice)
+            approval_requests.approval_vote(
+                actor=Actor.for_user(user), approval_id=approval_id, decision=choice
+            )
             outcomes[name] = "ok"
         except Exception as exc:
             outcomes[name] = str(exc)[:40]

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from django.contrib.auth import get_user_model
 
-from agents import services as agent_services
+from agents.services import tokens as agent_tokens
 from tests.appr_helpers import Reviewer, make_route
 from tests.mcp_helpers import DOORS, call_tool, error_code, mcp_call
 from tracemem_core.actor import Actor
@@ -67,7 +67,7 @@ def test_seed_flow_evaluate_request_approve_over_rest_then_write_and_commit(live
     assert failed and error_code(refused) == "invalid_state"
 
     admin = get_user_model().objects.get(username=demo.DEMO_ADMIN)
-    reviewer = Reviewer(admin, agent_services.personal_token_create(actor=Actor.system(), user=admin).secret)
+    reviewer = Reviewer(admin, agent_tokens.personal_token_create(actor=Actor.system(), user=admin).secret)
     approved = reviewer.approve(requested["approval_id"], "refactor reviewed")
     assert approved.status_code == 200 and approved.json()["status"] == "approved"
 

@@ -15,8 +15,9 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from approvals import services, tasks
+from approvals import tasks
 from approvals.models import Approval, Delivery, WebhookEndpoint
+from approvals.services import requests as approval_requests
 from approvals.tasks import approvals_tick
 from decisions.models import Decision
 from tests.appr_helpers import make_route, open_decision, request_approval
@@ -89,14 +90,14 @@ def test_expiry_skips_an_approval_that_fails_logs_its_id_and_continues(
     make_route("route_finance")
     _, broken = _due_approval(api, minutes_ago=5)
     _, fine = _due_approval(api, minutes_ago=1)
-    real_expire = services.approval_expire
+    real_expire = approval_requests.approval_expire
 
     def flaky(*, actor: Any, approval_id: str) -> bool:
         if approval_id == broken:
             raise RuntimeError("database hiccup")
         return real_expire(actor=actor, approval_id=approval_id)
 
-    monkeypatch.setattr(services, "approval_expire", flaky)
+    monkeypatch.setattr(approval_requests, "approval_expire", flaky)
 
     with caplog.at_level(logging.ERROR, logger="approvals.services"):
         assert approvals_tick() == {"expired": 1, "redispatched": 0}
@@ -119,7 +120,7 @@ def test_redispatch_runs_even_when_the_expiry_step_fails(
     def broken(*, actor: Any) -> int:
         raise RuntimeError("expiry is broken")
 
-    monkeypatch.setattr(services, "approvals_expire_due", broken)
+    monkeypatch.setattr(approval_requests, "approvals_expire_due", broken)
 
     assert approvals_tick() == {"expired": 0, "redispatched": 1}
     assert published == [delivery.delivery_id]
@@ -153,7 +154,11 @@ def test_tick_once_expires_a_due_approval_and_redispatches_a_due_delivery(
 
     call_command("tick", "--once", stdout=out)
 
-    assert out.getvalue() == "tick: approvals.tick {'expired': 1, 'redispatched': 1}\n"
+    assert out.getvalue() == (
+        "tick: approvals.tick {'expired': 1, 'redispatched': 1}\n"
+        # The receipt log's first checkpoint (of the empty log: nothing was closed).
+        "tick: receiptlog.tick {'checkpoint_size': 0, 'redispatched': 0}\n"
+    )
     assert Approval.objects.get(pk=overdue).status == "expired"
     assert api.get(f"/api/v1/decisions/{overdue_decision}").json()["approval_status"] == "expired"
     delivery.refresh_from_db()

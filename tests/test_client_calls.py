@@ -31,7 +31,7 @@ from tracemem_client import (
 )
 from werkzeug import Request, Response
 
-from agents import services as agent_services
+from agents.services import registry as agent_registry
 from tests.client_helpers import Seeded
 from tracemem_core.actor import Actor
 
@@ -149,8 +149,8 @@ def test_each_error_code_maps_to_its_exception(seeded: Seeded, agent_client: Cli
         stranger.capabilities_get()
     assert unauthenticated.value.status == 401 and unauthenticated.value.details["reason"] == "malformed"
 
-    other_agent = agent_services.agent_create(actor=Actor.system(), name="other")
-    other_key = agent_services.agent_key_issue(actor=Actor.system(), agent=other_agent).secret
+    other_agent = agent_registry.agent_create(actor=Actor.system(), name="other")
+    other_key = agent_registry.agent_key_issue(actor=Actor.system(), agent=other_agent).secret
     with Client(seeded.url, other_key) as other:
         theirs = other.decision_create("a.b.c", "autonomous")["decision_id"]
     with pytest.raises(NotFound) as not_found:

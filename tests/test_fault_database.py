@@ -22,8 +22,8 @@ from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import McpError
 
-from approvals import services as approval_services
 from approvals.models import Approval, Delivery
+from approvals.services import requests as approval_requests
 from decisions.models import Decision, TraceEvent
 from tests.appr_helpers import make_route, open_decision, request_approval
 from tests.conftest import AgentClient
@@ -120,14 +120,14 @@ def test_a_tool_whose_database_connection_is_cut_mid_call_is_an_unavailable_tool
 
 def _cut_connection_before(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     """Terminate the request's own PostgreSQL connection halfway through the service's transaction."""
-    original = getattr(approval_services, name)
+    original = getattr(approval_requests, name)
 
     def cut_then_continue(**kwargs: Any) -> Any:
         assert Approval.objects.filter(decision_id=kwargs["decision"].pk).exists()  # rows already written
         terminate_backend(connection.connection.info.backend_pid)
         return original(**kwargs)
 
-    monkeypatch.setattr(approval_services, name, cut_then_continue)
+    monkeypatch.setattr(approval_requests, name, cut_then_continue)
 
 
 def _assert_nothing_applied(decision_id: str) -> None:

@@ -8,8 +8,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from agents import services as agent_services
 from agents.models import Agent, AgentKey
+from agents.services import tokens as agent_tokens
 from tests.perm_helpers import ALL_ADMIN_PERMS, grant
 from tracemem_core.actor import Actor
 
@@ -41,7 +41,7 @@ def _user(username: str, *, staff: bool) -> Any:
 @pytest.fixture
 def staff() -> TokenClient:
     user = _user("root", staff=True)
-    return TokenClient(agent_services.personal_token_create(actor=Actor.system(), user=user).secret)
+    return TokenClient(agent_tokens.personal_token_create(actor=Actor.system(), user=user).secret)
 
 
 def _agent_get(key: str) -> int:
@@ -150,7 +150,7 @@ def test_staff_session_works_too(staff: TokenClient) -> None:
 def test_non_staff_is_403_permission_denied_and_nothing_changes(make_agent: Any) -> None:
     agent, _ = make_agent("existing")
     user = _user("mallory", staff=False)
-    token = TokenClient(agent_services.personal_token_create(actor=Actor.system(), user=user).secret)
+    token = TokenClient(agent_tokens.personal_token_create(actor=Actor.system(), user=user).secret)
     responses = [
         token.get(BASE),
         token.post(BASE, {"name": "sneaky"}),
@@ -177,10 +177,10 @@ def test_agent_keys_and_anonymous_calls_are_401(agent_and_key: tuple[Agent, str]
 
 def test_revoked_personal_token_is_401(db: Any) -> None:
     user = _user("admin2", staff=True)
-    issued = agent_services.personal_token_create(actor=Actor.system(), user=user)
+    issued = agent_tokens.personal_token_create(actor=Actor.system(), user=user)
     client = TokenClient(issued.secret)
     assert client.get(BASE).status_code == 200
-    agent_services.personal_token_revoke(actor=Actor.system(), token=issued.token)
+    agent_tokens.personal_token_revoke(actor=Actor.system(), token=issued.token)
     response = client.get(BASE)
     assert response.status_code == 401 and response.json()["error"]["details"]["reason"] == "revoked"
 

@@ -11,8 +11,8 @@ from django.test import Client
 from django.utils import timezone
 
 from agents import keys
-from agents import services as agent_services
 from agents.models import Agent, AgentKey
+from agents.services import registry as agent_registry
 from decisions.models import Decision, TraceEvent
 from tests.conftest import AgentClient
 from tracemem_core.actor import Actor
@@ -75,15 +75,15 @@ def test_expired_key_is_401_expired(agent_and_key: tuple[Agent, str]) -> None:
 def test_revoked_key_is_refused_on_the_very_next_request(agent_and_key: tuple[Agent, str]) -> None:
     agent, key = agent_and_key
     assert _get(f"Agent {key}").status_code == 200
-    agent_services.agent_key_revoke(actor=SYSTEM, key=AgentKey.objects.get(agent=agent))
+    agent_registry.agent_key_revoke(actor=SYSTEM, key=AgentKey.objects.get(agent=agent))
     _assert_401(_get(f"Agent {key}"), "revoked")
 
 
 def test_disabled_agent_is_401_agent_disabled(agent_and_key: tuple[Agent, str]) -> None:
     agent, key = agent_and_key
-    agent_services.agent_set_disabled(actor=SYSTEM, agent=agent, disabled=True)
+    agent_registry.agent_set_disabled(actor=SYSTEM, agent=agent, disabled=True)
     _assert_401(_get(f"Bearer {key}"), "agent_disabled")
-    agent_services.agent_set_disabled(actor=SYSTEM, agent=agent, disabled=False)
+    agent_registry.agent_set_disabled(actor=SYSTEM, agent=agent, disabled=False)
     assert _get(f"Bearer {key}").status_code == 200
 
 
@@ -157,7 +157,7 @@ def test_only_the_sha256_of_a_key_is_stored(agent_and_key: tuple[Agent, str]) ->
 def test_rotate_with_grace_keeps_the_old_key_until_the_grace_ends(agent_and_key: tuple[Agent, str]) -> None:
     agent, old_key = agent_and_key
     old_row = AgentKey.objects.get(agent=agent)
-    issued = agent_services.agent_key_rotate(actor=SYSTEM, key=old_row, grace_seconds=3600)
+    issued = agent_registry.agent_key_rotate(actor=SYSTEM, key=old_row, grace_seconds=3600)
     assert issued.secret != old_key
     assert _get(f"Agent {issued.secret}").status_code == 200
     assert _get(f"Agent {old_key}").status_code == 200
@@ -173,7 +173,7 @@ def test_rotate_with_grace_keeps_the_old_key_until_the_grace_ends(agent_and_key:
 
 def test_rotate_with_zero_grace_stops_the_old_key_at_once(agent_and_key: tuple[Agent, str]) -> None:
     agent, old_key = agent_and_key
-    issued = agent_services.agent_key_rotate(
+    issued = agent_registry.agent_key_rotate(
         actor=SYSTEM, key=AgentKey.objects.get(agent=agent), grace_seconds=0
     )
     _assert_401(_get(f"Agent {old_key}"), "revoked")

@@ -15,9 +15,9 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from slack_sdk.signature import SignatureVerifier
 
-from agents import services as agent_services
-from approvals import services as approval_services
+from agents.services import tokens as agent_tokens
 from approvals.models import SlackIntegration
+from approvals.services import credentials as approval_credentials
 from decisions.models import Decision
 from tests.appr_helpers import make_route, open_decision, request_approval
 from tracemem_core.actor import Actor
@@ -68,7 +68,7 @@ def test_agent_rest_refuses_a_depth_bomb_with_400(api: Any, shape: str, no_error
 @pytest.mark.parametrize("shape", sorted(BOMBS))
 def test_admin_rest_with_a_personal_token_refuses_a_depth_bomb(shape: str, no_error_logs: Any) -> None:
     admin = get_user_model().objects.create_superuser("root", "root@example.com", "pw-root-123")
-    token = agent_services.personal_token_create(actor=Actor.system(), user=admin).secret
+    token = agent_tokens.personal_token_create(actor=Actor.system(), user=admin).secret
     response = Client().post(
         "/api/v1/admin/agents",
         BOMBS[shape],
@@ -150,7 +150,7 @@ def test_webhook_resolve_refuses_a_depth_bomb(api: Any, no_error_logs: Any) -> N
     route = make_route("route_finance")
     reviewer = get_user_model().objects.create_user("hooky", "hooky@example.com", "pw-hooky-123")
     reviewer.groups.add(route.approver_group)
-    _, secret = approval_services.webhook_credential_create(actor=Actor.system(), user=reviewer)
+    _, secret = approval_credentials.webhook_credential_create(actor=Actor.system(), user=reviewer)
     decision_id = open_decision(api)
     approval_id = request_approval(api, decision_id, approval_route_id="route_finance").json()["approval_id"]
     response = Client().post(

@@ -21,11 +21,11 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from agents import services as agent_services
 from agents.models import Agent
-from approvals import services as approval_services
+from agents.services import tokens as agent_tokens
+from approvals.services import requests as approval_requests
 from decisions import services as decision_services
-from products import services as product_services
+from products import demo as product_demo
 from products.demo import demo_tables_create
 from tests.appr_helpers import make_route
 from tests.ui_scenario import publish_refund_policy
@@ -92,13 +92,13 @@ def fuzz_world(
     demo_tables_create(reset=True)  # the owner creates the business tables the products run on
     route = make_route("route_finance", is_default=True, channels=[{"type": "email"}])
     agent, key = make_agent("fuzz-agent")
-    product_services.products_seed_demo(actor=Actor.system(), agent=agent)
+    product_demo.products_seed_demo(actor=Actor.system(), agent=agent)
     publish_refund_policy(agent)
     admin = get_user_model().objects.create_superuser("fuzz-admin", "fuzz@example.com", "pw-fuzz-123")
-    token = agent_services.personal_token_create(actor=Actor.system(), user=admin).secret
+    token = agent_tokens.personal_token_create(actor=Actor.system(), user=admin).secret
     # Another person's token for the revoke operation (revoking the fuzzer's own would end its run).
     reviewer = get_user_model().objects.create_user("fuzz-reviewer", "r@example.com", "pw-fuzz-456")
-    other_token = agent_services.personal_token_create(actor=Actor.system(), user=reviewer).token
+    other_token = agent_tokens.personal_token_create(actor=Actor.system(), user=reviewer).token
     as_agent = Actor.for_agent(agent)
     open_one = decision_services.decision_create(
         actor=as_agent, intent="fuzz.case.run", automation_mode="propose"
@@ -106,8 +106,8 @@ def fuzz_world(
     asking = decision_services.decision_create(
         actor=as_agent, intent="fuzz.case.ask", automation_mode="propose"
     )
-    approval = approval_services.decision_request_approval(actor=as_agent, decision_id=asking.decision_id)
-    products = [p["product_id"] for p in product_services.DEMO_PRODUCTS]
+    approval = approval_requests.decision_request_approval(actor=as_agent, decision_id=asking.decision_id)
+    products = [p["product_id"] for p in product_demo.DEMO_PRODUCTS]
     write_config(
         tmp_path,
         {
@@ -144,7 +144,7 @@ def test_schemathesis_finds_no_server_error_over_the_whole_schema(
 def key_issuer(db: Any, make_agent: Callable[..., tuple[Agent, str]]) -> tuple[Agent, Callable[[dict], Any]]:
     """An agent, and a call issuing it a key through the admin API with an admin's token."""
     admin = get_user_model().objects.create_superuser("root", "root@example.com", "pw-root-123")
-    token = agent_services.personal_token_create(actor=Actor.system(), user=admin).secret
+    token = agent_tokens.personal_token_create(actor=Actor.system(), user=admin).secret
     agent, _ = make_agent("expiring")
 
     def issue_key(body: dict) -> Any:

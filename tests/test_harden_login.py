@@ -378,13 +378,13 @@ def test_a_personal_token_still_votes_for_a_reviewer_who_must_use_2fa(
 ) -> None:
     """Tokens are made on the settings page after signing in with the code (or by an admin): a
     machine credential, not a guessable password, so the API takes votes through them."""
-    from agents import services as agent_services
+    from agents.services import tokens as agent_tokens
     from tracemem_core.actor import Actor
 
     settings.TRACEMEM_REQUIRE_2FA_FOR_APPROVERS = True
     route = make_route("route_finance")
     rita.groups.add(route.approver_group)
-    secret = agent_services.personal_token_create(actor=Actor.system(), user=rita).secret
+    secret = agent_tokens.personal_token_create(actor=Actor.system(), user=rita).secret
     decision_id = open_decision(api)
     approval_id = request_approval(api, decision_id, approval_route_id="route_finance").json()["approval_id"]
     voted = Client().post(

@@ -424,13 +424,13 @@ def test_channels_redact_again_whatever_reaches_them(api: Any, smtp: Recorder, h
 
 @pytest.fixture
 def orders_demo(make_agent: Any) -> Any:
-    from products import services as product_services
+    from products import demo as product_demo
     from tracemem_core.actor import Actor
 
     agent, key = make_agent("idem-agent")
     # The owner creates the business tables (committed), starting from the seed's own rows.
     demo_tables_create(reset=True)
-    product_services.products_seed_demo(actor=Actor.system(), agent=agent)
+    product_demo.products_seed_demo(actor=Actor.system(), agent=agent)
     return key
 
 
@@ -484,7 +484,7 @@ def test_write_results_stored_before_digests_keep_working_after_the_migration(or
         "purpose": "order_processing",
         "mutation": {"data": {"customer_id": 1, "amount": 3}},
     }
-    from products.services import _request_hash
+    from products.services.writes import _request_hash
 
     WriteResult.objects.create(
         decision_id=decision_id,

@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.test import Client
 
-from agents import services as agent_services
+from agents.services import tokens as agent_tokens
 from approvals.models import Approval, Vote
 from tests.appr_helpers import make_reviewer, make_route, open_decision, request_approval
 from tests.conftest import AgentClient
@@ -109,7 +109,7 @@ def as_json_schema(openapi: Any) -> Any:
 
 def test_the_receipt_keys_schema_matches_what_the_endpoint_returns() -> None:
     admin = get_user_model().objects.create_superuser("root", "root@example.com", "pw-root-123")
-    agent_services.personal_token_create(actor=Actor.system(), user=admin)
+    agent_tokens.personal_token_create(actor=Actor.system(), user=admin)
     schema = Client().get("/api/schema/?format=json").json()
     operation = schema["paths"]["/.well-known/tracemem/receipt-keys"]["get"]
     declared = operation["responses"]["200"]["content"]["application/json"]["schema"]

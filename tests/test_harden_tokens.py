@@ -13,9 +13,10 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from django.utils import timezone
 
-from agents import services
 from agents.models import PersonalToken
+from agents.services import tokens as agent_tokens
 from tracemem_core.actor import Actor
+from tracemem_core.errors import InvalidArgument
 
 pytestmark = pytest.mark.django_db
 
@@ -28,7 +29,7 @@ def make_user(username: str, *, superuser: bool = False) -> Any:
 
 
 def issue(user: Any, **kw: Any) -> tuple[PersonalToken, str]:
-    issued = services.personal_token_create(actor=Actor.system(), user=user, **kw)
+    issued = agent_tokens.personal_token_create(actor=Actor.system(), user=user, **kw)
     return issued.token, issued.secret
 
 
@@ -100,7 +101,7 @@ def test_a_token_with_an_expiry_stops_working_when_it_passes() -> None:
     PersonalToken.objects.filter(pk=token.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     expired = call(secret, "GET", "/api/v1/tokens")
     assert expired.status_code == 401 and expired.json()["error"]["details"]["reason"] == "expired"
-    with pytest.raises(services.InvalidArgument):
+    with pytest.raises(InvalidArgument):
         issue(rita, expires_at=timezone.now() - timedelta(days=1))
 
 

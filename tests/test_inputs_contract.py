@@ -429,3 +429,27 @@ def test_tools_list_serves_each_input_model_with_a_type_for_every_argument(
         {"additionalProperties": True, "type": "object"},
         {"items": {"type": "string"}, "type": "array"},
     ]
+
+
+def test_the_read_service_refuses_result_mode_that_disagrees_with_allow_multiple(world: Any) -> None:
+    """Python callers of the service get the rule the doors' model applies (docs/inputs.md)."""
+    from products.services import reads
+    from tracemem_core.errors import InvalidArgument
+
+    agent, _ = world
+    decision_id = _open(agent)
+    read = {
+        "actor": Actor.for_agent(agent),
+        "decision_id": decision_id,
+        "product": "pg_customers_v1",
+        "purpose": "customer_support",
+        "query": {"tier": "gold"},
+    }
+    with pytest.raises(InvalidArgument) as refused:
+        reads.decision_read(**read, allow_multiple=False, result_mode="multiple")
+    assert refused.value.message.startswith("allow_multiple=false and result_mode='multiple' disagree")
+    assert list(TraceEvent.objects.filter(decision_id=decision_id).values_list("type", flat=True)) == [
+        "created"
+    ]
+    agreed = reads.decision_read(**read, allow_multiple=True, result_mode="multiple")
+    assert agreed["summary"]["rows"] == len(agreed["records"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import tomllib
 from io import StringIO
+from typing import Any
 
 import pytest
 from django.core.management import call_command
@@ -94,3 +95,40 @@ def test_a_freshly_issued_key_fills_only_the_export_line() -> None:
 def test_unknown_client_is_refused() -> None:
     with pytest.raises(CommandError):
         _run("--client", "emacs")
+
+
+# --- the OAuth door (issue 15) ------------------------------------------------------------------
+
+
+def test_chatgpt_gets_the_oauth_mcp_url_and_the_developer_mode_steps(settings: object) -> None:
+    settings.TRACEMEM_PUBLIC_URL = "https://tm.example.com"  # type: ignore[attr-defined]
+    text = _run("--client", "chatgpt")
+    assert "# ChatGPT (developer mode): MCP server URL\nhttps://tm.example.com/oauth/mcp\n" in text
+    assert "Developer mode" in text and "Authentication: OAuth" in text
+    assert "TRACEMEM_PUBLIC_URL" in text
+    assert "is not https" not in text
+    assert "TRACEMEM_API_KEY" not in text
+
+
+def test_chatgpt_is_told_when_the_public_url_is_not_https(settings: object) -> None:
+    settings.TRACEMEM_PUBLIC_URL = "http://127.0.0.1:8000"  # type: ignore[attr-defined]
+    assert "http://127.0.0.1:8000/oauth/mcp is not https: ChatGPT will refuse it." in _run(
+        "--client", "chatgpt"
+    )
+
+
+def test_codex_oauth_config_has_no_key_and_the_login_command(settings: object) -> None:
+    settings.TRACEMEM_PUBLIC_URL = "https://tm.example.com"  # type: ignore[attr-defined]
+    text = _run("--client", "codex-oauth")
+    toml = text[text.index("[mcp_servers.tracemem]") : text.index("# Codex with OAuth: sign in")]
+    assert tomllib.loads(toml) == {"mcp_servers": {"tracemem": {"url": "https://tm.example.com/oauth/mcp"}}}
+    assert "codex mcp login tracemem" in text
+    assert "TRACEMEM_API_KEY" not in text and "bearer_token_env_var" not in text
+
+
+def test_the_agents_page_offers_both_oauth_configs(admin_client: Any, settings: object) -> None:
+    settings.TRACEMEM_PUBLIC_URL = "https://tm.example.com"  # type: ignore[attr-defined]
+    page = admin_client.get("/agents/").content.decode()
+    assert "Connect ChatGPT or Codex with OAuth" in page
+    assert page.count("https://tm.example.com/oauth/mcp") == 3  # ChatGPT's URL and steps, Codex's TOML
+    assert "codex mcp login tracemem" in page

@@ -12,7 +12,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from mcp import ClientSession
 
-from approvals import services as approval_services
+from approvals.services import requests as approval_requests
 from tests.mcp_helpers import run_mcp, tool_result_value
 from tracemem_core.actor import Actor
 from tracemem_site import demo
@@ -83,7 +83,7 @@ def test_refactor_story_over_mcp_propose_evaluate_approve_write_commit_receipt(
 
     pending = run_mcp(live_server, key, until_approval)
     reviewer = get_user_model().objects.get(username=demo.DEMO_ADMIN)
-    approval_services.approval_vote(
+    approval_requests.approval_vote(
         actor=Actor.for_user(reviewer),
         approval_id=pending["approval_id"],
         decision="approve",

@@ -10,8 +10,10 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from decisions import services as decision_services
-from policies import selectors, services
+from policies import selectors
 from policies.models import PolicyGrant, PolicyVersion
+from policies.services import authoring as policy_authoring
+from policies.services import evaluation as policy_evaluation
 from tracemem_core.actor import Actor
 from tracemem_site import demo
 
@@ -48,7 +50,7 @@ def test_apply_config_creates_publishes_grants_and_is_idempotent(tmp_path: Path,
 
     first = run(path)
     assert (
-        "published policy discount_cap_v1 v1" in first
+        "publish policy discount_cap_v1 v1" in first
         and "grant policy discount_cap_v1 to agent pricing-bot" in first
     )
     pv = selectors.latest_published("discount_cap_v1")
@@ -63,12 +65,12 @@ def test_apply_config_creates_publishes_grants_and_is_idempotent(tmp_path: Path,
         CONFIG.replace("AGENT", "pricing-bot").replace("inputs.discount > 20", "inputs.discount > 25")
     )
     third = run(path)
-    assert "published policy discount_cap_v1 v2" in third
+    assert "publish policy discount_cap_v1 v2" in third
     assert selectors.latest_published("discount_cap_v1").rules[0]["when"] == "inputs.discount > 25"
 
-    services.policy_retire(actor=Actor.system("test"), policy_id="discount_cap_v1")
+    policy_authoring.policy_retire(actor=Actor.system("test"), policy_id="discount_cap_v1")
     fourth = run(path)
-    assert "published policy discount_cap_v1 v3" in fourth
+    assert "publish policy discount_cap_v1 v3" in fourth
     assert selectors.latest_published("discount_cap_v1").version == 3
 
 
@@ -102,7 +104,7 @@ def test_demo_policy_requires_exception_for_refactors_and_seed_is_idempotent() -
         metadata={"component": "user-service", "change_type": "refactor"},
     )
     outcomes = [
-        services.decision_evaluate(
+        policy_evaluation.decision_evaluate(
             actor=actor, decision_id=decision.decision_id, policy_id="code_change_policy_v1", inputs=inputs
         )["outcome"]
         for inputs in (

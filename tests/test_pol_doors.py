@@ -9,11 +9,12 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from agents import services as agent_services
+from agents.services import tokens as agent_tokens
 from decisions import services as decision_services
 from decisions.models import TraceEvent
-from policies import selectors, services
+from policies import selectors
 from policies.models import PolicyVersion
+from policies.services import authoring as policy_authoring
 from tests.mcp_helpers import DOORS, call_tool, error_code, shape
 from tests.perm_helpers import make_staff
 from tracemem_core.actor import Actor
@@ -35,10 +36,10 @@ CODE_POLICY: dict[str, Any] = {
 
 
 def published(policy_id: str = "code_change_policy_v1", agent: Any = None) -> PolicyVersion:
-    services.policy_create(actor=SYSTEM, policy_id=policy_id, definition=CODE_POLICY)
-    pv = services.policy_publish(actor=SYSTEM, policy_id=policy_id)
+    policy_authoring.policy_create(actor=SYSTEM, policy_id=policy_id, definition=CODE_POLICY)
+    pv = policy_authoring.policy_publish(actor=SYSTEM, policy_id=policy_id)
     if agent is not None:
-        services.policy_grant(actor=SYSTEM, policy_id=policy_id, agent_id=agent.agent_id)
+        policy_authoring.policy_grant(actor=SYSTEM, policy_id=policy_id, agent_id=agent.agent_id)
     return pv
 
 
@@ -129,7 +130,7 @@ def admin_client(staff: bool = True) -> tuple[Client, dict[str, str]]:
         if staff
         else get_user_model().objects.create_user("bob", password="pw")
     )
-    token = agent_services.personal_token_create(actor=SYSTEM, user=user).secret
+    token = agent_tokens.personal_token_create(actor=SYSTEM, user=user).secret
     return Client(), {"HTTP_AUTHORIZATION": f"Token {token}"}
 
 
@@ -265,7 +266,7 @@ def test_schema_violation_messages_never_carry_the_inputs_values(make_agent: Any
     from tests.conftest import AgentClient
 
     agent, key = make_agent()
-    services.policy_create(
+    policy_authoring.policy_create(
         actor=SYSTEM,
         policy_id="schema_v1",
         definition={
@@ -277,8 +278,8 @@ def test_schema_violation_messages_never_carry_the_inputs_values(make_agent: Any
             "rules": [{"name": "r", "when": "true", "outcome": "allow", "message": ""}],
         },
     )
-    services.policy_publish(actor=SYSTEM, policy_id="schema_v1")
-    services.policy_grant(actor=SYSTEM, policy_id="schema_v1", agent_id=agent.agent_id)
+    policy_authoring.policy_publish(actor=SYSTEM, policy_id="schema_v1")
+    policy_authoring.policy_grant(actor=SYSTEM, policy_id="schema_v1", agent_id=agent.agent_id)
     did = open_decision(agent)
     api = AgentClient(key)
     secret_token = "ghp_" + "a" * 30 + " tail"

@@ -9,7 +9,9 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from decisions import services as decision_services
-from policies import selectors, services
+from policies import selectors
+from policies.services import authoring as policy_authoring
+from policies.services import evaluation as policy_evaluation
 from tests.perm_helpers import make_staff
 from tracemem_core.actor import Actor
 
@@ -70,20 +72,22 @@ def test_create_edit_publish_through_pages(staff_client: Client) -> None:
 
 def test_console_tests_draft_and_replays_flips(staff_client: Client, make_agent: Any) -> None:
     agent, _ = make_agent()
-    services.policy_create(actor=SYSTEM, policy_id="code_v1", definition={"name": "C", "rules": RULES})
-    services.policy_publish(actor=SYSTEM, policy_id="code_v1")
-    services.policy_grant(actor=SYSTEM, policy_id="code_v1", agent_id=agent.agent_id)
+    policy_authoring.policy_create(
+        actor=SYSTEM, policy_id="code_v1", definition={"name": "C", "rules": RULES}
+    )
+    policy_authoring.policy_publish(actor=SYSTEM, policy_id="code_v1")
+    policy_authoring.policy_grant(actor=SYSTEM, policy_id="code_v1", agent_id=agent.agent_id)
     actor = Actor.for_agent(agent)
     decision = decision_services.decision_create(
         actor=actor, intent="code.refactor.execute", automation_mode="propose"
     )
-    flipped = services.decision_evaluate(
+    flipped = policy_evaluation.decision_evaluate(
         actor=actor, decision_id=decision.decision_id, policy_id="code_v1", inputs={"change_type": "refactor"}
     )
-    services.decision_evaluate(
+    policy_evaluation.decision_evaluate(
         actor=actor, decision_id=decision.decision_id, policy_id="code_v1", inputs={"change_type": "docs"}
     )
-    services.policy_draft_save(
+    policy_authoring.policy_draft_save(
         actor=SYSTEM, policy_id="code_v1", definition={"name": "C", "rules": [], "default_outcome": "deny"}
     )
     test_page = staff_client.post(

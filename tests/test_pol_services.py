@@ -12,8 +12,12 @@ from django.db import DatabaseError, transaction
 from decisions import services as decision_services
 from decisions.integrity import decision_problems
 from decisions.models import Decision, TraceEvent
-from policies import engine, selectors, services
+from policies import config as policy_config
+from policies import engine, selectors
 from policies.models import PolicyVersion
+from policies.services import authoring as policy_authoring
+from policies.services import console as policy_console
+from policies.services import evaluation as policy_evaluation
 from tracemem_core import crypto
 from tracemem_core.actor import Actor
 from tracemem_core.errors import InvalidArgument, InvalidState, NotFound, PermissionDenied, PolicyDenied
@@ -53,12 +57,12 @@ CODE_POLICY: dict[str, Any] = {
 
 def publish(policy_id: str, definition: dict[str, Any], grant_to: Any = None) -> PolicyVersion:
     if selectors.latest_version(policy_id) is None:
-        services.policy_create(actor=SYSTEM, policy_id=policy_id, definition=definition)
+        policy_authoring.policy_create(actor=SYSTEM, policy_id=policy_id, definition=definition)
     else:
-        services.policy_draft_save(actor=SYSTEM, policy_id=policy_id, definition=definition)
-    pv = services.policy_publish(actor=SYSTEM, policy_id=policy_id)
+        policy_authoring.policy_draft_save(actor=SYSTEM, policy_id=policy_id, definition=definition)
+    pv = policy_authoring.policy_publish(actor=SYSTEM, policy_id=policy_id)
     if grant_to is not None:
-        services.policy_grant(actor=SYSTEM, policy_id=policy_id, agent_id=grant_to.agent_id)
+        policy_authoring.policy_grant(actor=SYSTEM, policy_id=policy_id, agent_id=grant_to.agent_id)
     return pv
 
 
@@ -69,7 +73,7 @@ def new_decision(actor: Actor, mode: str = "autonomous", metadata: dict[str, Any
 
 
 def evaluate(actor: Actor, decision: Decision, policy_id: str, inputs: Any) -> dict[str, Any]:
-    return services.decision_evaluate(
+    return policy_evaluation.decision_evaluate(
         actor=actor, decision_id=decision.decision_id, policy_id=policy_id, inputs=inputs
     )
 
@@ -245,13 +249,13 @@ def test_evaluation_errors_fail_closed_never_allow(
 
 @pytest.mark.django_db
 def test_publish_refuses_bad_cel_with_rule_and_position() -> None:
-    services.policy_create(
+    policy_authoring.policy_create(
         actor=SYSTEM,
         policy_id="bad_v1",
         definition={"name": "B", "rules": [{"name": "broken", "when": "inputs.a ==", "outcome": "deny"}]},
     )
     with pytest.raises(InvalidArgument) as caught:
-        services.policy_publish(actor=SYSTEM, policy_id="bad_v1")
+        policy_authoring.policy_publish(actor=SYSTEM, policy_id="bad_v1")
     assert "rule 'broken'" in str(caught.value) and "line 1, column 12" in str(caught.value)
     assert caught.value.details["position"] == {"line": 1, "column": 12}
     assert selectors.latest_published("bad_v1") is None
@@ -260,18 +264,18 @@ def test_publish_refuses_bad_cel_with_rule_and_position() -> None:
 
 @pytest.mark.django_db
 def test_publish_refuses_invalid_inputs_schema() -> None:
-    services.policy_create(
+    policy_authoring.policy_create(
         actor=SYSTEM, policy_id="sch_v1", definition={"name": "S", "inputs_schema": {"type": 12}}
     )
     with pytest.raises(InvalidArgument, match="inputs_schema is not a valid JSON Schema"):
-        services.policy_publish(actor=SYSTEM, policy_id="sch_v1")
+        policy_authoring.policy_publish(actor=SYSTEM, policy_id="sch_v1")
     assert selectors.latest_published("sch_v1") is None
 
 
 @pytest.mark.django_db
 def test_editing_a_published_policy_creates_the_next_draft() -> None:
     v1 = publish("code_v1", CODE_POLICY)
-    draft = services.policy_draft_save(
+    draft = policy_authoring.policy_draft_save(
         actor=SYSTEM, policy_id="code_v1", definition={**CODE_POLICY, "name": "New"}
     )
     v1.refresh_from_db()
@@ -281,7 +285,7 @@ def test_editing_a_published_policy_creates_the_next_draft() -> None:
         "published",
         "Code change policy",
     )
-    v2 = services.policy_publish(actor=SYSTEM, policy_id="code_v1")
+    v2 = policy_authoring.policy_publish(actor=SYSTEM, policy_id="code_v1")
     v1.refresh_from_db()
     assert (v2.status, v1.status, v1.hash) == ("published", "retired", v1.hash)
     assert v2.hash != v1.hash and len(v2.hash) == 64
@@ -348,12 +352,12 @@ def test_exactly_one_of_inputs_or_inputs_ref(agent_actor: Actor) -> None:
     decision = new_decision(agent_actor)
     for kwargs in ({}, {"inputs": {}, "inputs_ref": "evt_x"}):
         with pytest.raises(InvalidArgument, match="exactly one of inputs"):
-            services.decision_evaluate(
+            policy_evaluation.decision_evaluate(
                 actor=agent_actor, decision_id=decision.decision_id, policy_id="code_v1", **kwargs
             )
     with pytest.raises(InvalidArgument, match="must be a read event"):
         created = TraceEvent.objects.get(decision=decision, seq=1)
-        services.decision_evaluate(
+        policy_evaluation.decision_evaluate(
             actor=agent_actor,
             decision_id=decision.decision_id,
             policy_id="code_v1",
@@ -366,7 +370,7 @@ def test_exactly_one_of_inputs_or_inputs_ref(agent_actor: Actor) -> None:
 def test_admin_operations_need_staff(make_agent: Any) -> None:
     user = get_user_model().objects.create_user("bob", password="x")
     with pytest.raises(PermissionDenied):
-        services.policy_create(actor=Actor.for_user(user), policy_id="p_v1", definition={"name": "P"})
+        policy_authoring.policy_create(actor=Actor.for_user(user), policy_id="p_v1", definition={"name": "P"})
     assert selectors.latest_version("p_v1") is None
 
 
@@ -384,10 +388,10 @@ def test_replay_reports_exactly_the_flipping_evaluations(agent_actor: Actor) -> 
         CODE_POLICY["rules"][0],
         {"name": "all_else_ok", "when": "true", "outcome": "allow", "message": ""},
     ]
-    services.policy_draft_save(
+    policy_authoring.policy_draft_save(
         actor=SYSTEM, policy_id="code_v1", definition={**CODE_POLICY, "rules": draft_rules}
     )
-    report = services.policy_replay(actor=SYSTEM, policy_id="code_v1", limit=10)
+    report = policy_console.policy_replay(actor=SYSTEM, policy_id="code_v1", limit=10)
     assert (report["replayed"], report["flipped"], report["published_version"], report["draft_version"]) == (
         4,
         2,
@@ -398,16 +402,16 @@ def test_replay_reports_exactly_the_flipping_evaluations(agent_actor: Actor) -> 
         (flip_refactor["event_id"], "requires_exception", "allow"),
         (flip_other["event_id"], "deny", "allow"),
     }
-    assert services.policy_replay(actor=SYSTEM, policy_id="code_v1", limit=1)["replayed"] == 1
+    assert policy_console.policy_replay(actor=SYSTEM, policy_id="code_v1", limit=1)["replayed"] == 1
 
 
 @pytest.mark.django_db
 def test_policy_test_evaluates_the_draft_without_recording() -> None:
     publish("code_v1", CODE_POLICY)
-    services.policy_draft_save(
+    policy_authoring.policy_draft_save(
         actor=SYSTEM, policy_id="code_v1", definition={**CODE_POLICY, "default_outcome": "allow"}
     )
-    out = services.policy_test(actor=SYSTEM, policy_id="code_v1", inputs={"change_type": "feature"})
+    out = policy_console.policy_test(actor=SYSTEM, policy_id="code_v1", inputs={"change_type": "feature"})
     assert (out["outcome"], out["policy_version"], out["status"], out["event_id"]) == (
         "allow",
         2,
@@ -415,7 +419,7 @@ def test_policy_test_evaluates_the_draft_without_recording() -> None:
         None,
     )
     with pytest.raises(InvalidArgument, match="required property"):
-        services.policy_test(actor=SYSTEM, policy_id="code_v1", inputs={})
+        policy_console.policy_test(actor=SYSTEM, policy_id="code_v1", inputs={})
     assert TraceEvent.objects.filter(type="evaluate").count() == 0
 
 
@@ -423,9 +427,9 @@ def test_policy_test_evaluates_the_draft_without_recording() -> None:
 def test_publish_without_draft_is_invalid_state_and_unknown_policy_not_found() -> None:
     publish("code_v1", CODE_POLICY)
     with pytest.raises(InvalidState):
-        services.policy_publish(actor=SYSTEM, policy_id="code_v1")
+        policy_authoring.policy_publish(actor=SYSTEM, policy_id="code_v1")
     with pytest.raises(NotFound):
-        services.policy_publish(actor=SYSTEM, policy_id="nope")
+        policy_authoring.policy_publish(actor=SYSTEM, policy_id="nope")
 
 
 @pytest.mark.django_db
@@ -455,8 +459,8 @@ def test_inputs_ref_uses_the_records_of_an_earlier_read(
         seen.append(event.event_id)
         return [{"tier": "vip"}] if event.payload.get("data_ref") == "r1" else None
 
-    monkeypatch.setattr(services, "_read_records_resolvers", [resolver])
-    out = services.decision_evaluate(
+    monkeypatch.setattr(policy_evaluation, "_read_records_resolvers", [resolver])
+    out = policy_evaluation.decision_evaluate(
         actor=agent_actor, decision_id=decision.decision_id, policy_id="rows_v1", inputs_ref=read.event_id
     )
     assert (out["outcome"], seen) == ("allow", [read.event_id])
@@ -469,15 +473,15 @@ def test_inputs_ref_uses_the_records_of_an_earlier_read(
         crypto.keyed_digest([{"tier": "vip"}]),
     )
     # with no recorded inputs it cannot be replayed: counted as skipped, not as a flip to error
-    services.policy_draft_save(
+    policy_authoring.policy_draft_save(
         actor=SYSTEM, policy_id="rows_v1", definition={"name": "Rows", "rules": [], "default_outcome": "deny"}
     )
-    report = services.policy_replay(actor=SYSTEM, policy_id="rows_v1", limit=10)
+    report = policy_console.policy_replay(actor=SYSTEM, policy_id="rows_v1", limit=10)
     assert (report["replayed"], report["skipped"], report["flipped"]) == (0, 1, 0)
 
-    monkeypatch.setattr(services, "_read_records_resolvers", [])
+    monkeypatch.setattr(policy_evaluation, "_read_records_resolvers", [])
     with pytest.raises(InvalidArgument, match="not available any more"):
-        services.decision_evaluate(
+        policy_evaluation.decision_evaluate(
             actor=agent_actor, decision_id=decision.decision_id, policy_id="rows_v1", inputs_ref=read.event_id
         )
 
@@ -512,7 +516,7 @@ def test_programs_are_compiled_once_per_version_hash(
 @pytest.mark.django_db
 def test_retired_policy_cannot_be_evaluated_until_republished(agent_actor: Actor) -> None:
     v1 = publish("code_v1", CODE_POLICY, grant_to=agent_actor.agent)
-    retired = services.policy_retire(actor=SYSTEM, policy_id="code_v1")
+    retired = policy_authoring.policy_retire(actor=SYSTEM, policy_id="code_v1")
     assert (retired.status, retired.hash) == ("retired", v1.hash)
     decision = new_decision(agent_actor)
     with pytest.raises(NotFound, match="no published version"):
@@ -520,7 +524,7 @@ def test_retired_policy_cannot_be_evaluated_until_republished(agent_actor: Actor
     assert evaluate_events(decision) == []
     assert selectors.granted_policies(agent_actor.agent) == []
     with pytest.raises(InvalidState):
-        services.policy_retire(actor=SYSTEM, policy_id="code_v1")
+        policy_authoring.policy_retire(actor=SYSTEM, policy_id="code_v1")
     with pytest.raises(DatabaseError, match="frozen"), transaction.atomic():
         PolicyVersion.objects.filter(pk=v1.pk).update(status="published")
 
@@ -528,12 +532,14 @@ def test_retired_policy_cannot_be_evaluated_until_republished(agent_actor: Actor
 @pytest.mark.django_db
 def test_publish_refuses_unknown_variables_but_accepts_comprehension_binders() -> None:
     typo = [{"name": "typo", "when": "input.amount > 1", "outcome": "deny"}]
-    services.policy_create(actor=SYSTEM, policy_id="typo_v1", definition={"name": "T", "rules": typo})
+    policy_authoring.policy_create(actor=SYSTEM, policy_id="typo_v1", definition={"name": "T", "rules": typo})
     with pytest.raises(InvalidArgument, match="rule 'typo': unknown variable input"):
-        services.policy_publish(actor=SYSTEM, policy_id="typo_v1")
+        policy_authoring.policy_publish(actor=SYSTEM, policy_id="typo_v1")
     fixed = [{"name": "any_big", "when": "inputs.rows.exists(r, r.amount > 1)", "outcome": "deny"}]
-    services.policy_draft_save(actor=SYSTEM, policy_id="typo_v1", definition={"name": "T", "rules": fixed})
-    assert services.policy_publish(actor=SYSTEM, policy_id="typo_v1").status == "published"
+    policy_authoring.policy_draft_save(
+        actor=SYSTEM, policy_id="typo_v1", definition={"name": "T", "rules": fixed}
+    )
+    assert policy_authoring.policy_publish(actor=SYSTEM, policy_id="typo_v1").status == "published"
 
 
 @pytest.mark.django_db
@@ -650,20 +656,20 @@ def test_grant_and_revoke_both_accept_an_agent_id_or_name(agent_actor: Actor) ->
     assert agent is not None
     publish("code_v1", CODE_POLICY)
     for ref in (agent.name, agent.agent_id):
-        services.policy_grant(actor=SYSTEM, policy_id="code_v1", agent_id=ref)
+        policy_authoring.policy_grant(actor=SYSTEM, policy_id="code_v1", agent_id=ref)
         assert list(PolicyGrant.objects.filter(policy_id="code_v1").values_list("agent_id", flat=True)) == [
             agent.agent_id
         ]
-        assert services.policy_grant_revoke(actor=SYSTEM, policy_id="code_v1", agent_id=ref) is True
+        assert policy_authoring.policy_grant_revoke(actor=SYSTEM, policy_id="code_v1", agent_id=ref) is True
         assert not PolicyGrant.objects.filter(policy_id="code_v1").exists()
-    assert services.policy_grant_revoke(actor=SYSTEM, policy_id="code_v1", agent_id="nobody") is False
+    assert policy_authoring.policy_grant_revoke(actor=SYSTEM, policy_id="code_v1", agent_id="nobody") is False
 
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("grants", ["agent-1", {"agent": "agent-1"}, [1]])
 def test_apply_policies_refuses_grants_that_are_not_a_list_of_agents(agent_actor: Actor, grants: Any) -> None:
     with pytest.raises(InvalidArgument) as caught:
-        services.apply_policies(
+        policy_config.apply_policies(
             actor=SYSTEM, items=[{"policy_id": "p_v1", **CODE_POLICY, "grants": grants}], dry_run=False
         )
     assert caught.value.details["field"] == "grants"
@@ -675,14 +681,14 @@ def test_apply_policies_refuses_grants_that_are_not_a_list_of_agents(agent_actor
 def test_policy_test_refuses_decision_metadata_that_is_not_an_object() -> None:
     publish("code_v1", CODE_POLICY)
     with pytest.raises(InvalidArgument) as caught:
-        services.policy_test(
+        policy_console.policy_test(
             actor=SYSTEM, policy_id="code_v1", inputs={"change_type": "docs"}, decision={"metadata": 5}
         )
     assert (caught.value.details["field"], caught.value.message) == (
         "decision.metadata",
         "decision.metadata must be a JSON object, got number",
     )
-    ok = services.policy_test(
+    ok = policy_console.policy_test(
         actor=SYSTEM, policy_id="code_v1", inputs={"change_type": "docs"}, decision={"metadata": {"a": 1}}
     )
     assert ok["outcome"] == "allow"

@@ -13,14 +13,18 @@ from django.contrib.auth import get_user_model
 from django.db import connections
 from django.test import Client
 
-from agents import services as agent_services
 from agents.models import Agent
 from agents.selectors import capabilities
+from agents.services import tokens as agent_tokens
 from decisions import services as decision_services
 from decisions.models import TraceEvent
-from products import services
+from products import demo as product_demo
 from products.demo import demo_tables_create
 from products.models import WriteResult
+from products.services import definitions as product_definitions
+from products.services import reads as product_reads
+from products.services import sources as product_sources
+from products.services import writes as product_writes
 from tests.conftest import as_products_role, owner_dsn
 from tests.mcp_helpers import VOLATILE_KEYS, call_both, error_code, mcp_call, shape
 from tests.perm_helpers import make_staff
@@ -35,7 +39,7 @@ def committed_demo(transactional_db: Any, make_agent: Any) -> Iterator[tuple[Age
     agent, key = make_agent("door-agent")
     # The owner creates the business tables, starting from the seed's own rows.
     demo_tables_create(reset=True)
-    services.products_seed_demo(actor=SYSTEM, agent=agent)
+    product_demo.products_seed_demo(actor=SYSTEM, agent=agent)
     yield agent, key
 
 
@@ -249,7 +253,7 @@ def test_ten_concurrent_retries_with_one_idempotency_key_write_once(committed_de
         try:
             barrier.wait()
             results.append(
-                services.decision_write(
+                product_writes.decision_write(
                     actor=actor,
                     decision_id=decision_id,
                     product="pg_orders_insert_v1",
@@ -278,11 +282,11 @@ def test_ten_concurrent_retries_with_one_idempotency_key_write_once(committed_de
 def _external_source() -> None:
     """An external source "replica": a second connection (its own transaction, its own credentials:
     the owner's here) to the test database."""
-    services.data_source_save(actor=SYSTEM, source_id="replica", dsn=owner_dsn())
+    product_sources.data_source_save(actor=SYSTEM, source_id="replica", dsn=owner_dsn())
 
 
 def _external_orders_insert_product(agent: Agent) -> None:
-    services.product_create(
+    product_definitions.product_create(
         actor=SYSTEM,
         product_id="ext_orders_insert_v1",
         definition={
@@ -297,14 +301,16 @@ def _external_orders_insert_product(agent: Agent) -> None:
             "allowed_purposes": ["billing"],
         },
     )
-    services.product_publish(actor=SYSTEM, product_id="ext_orders_insert_v1")
-    services.product_grant(actor=SYSTEM, product_id="ext_orders_insert_v1", agent_id=agent.agent_id)
+    product_definitions.product_publish(actor=SYSTEM, product_id="ext_orders_insert_v1")
+    product_definitions.product_grant(
+        actor=SYSTEM, product_id="ext_orders_insert_v1", agent_id=agent.agent_id
+    )
 
 
 def test_external_postgresql_source_reads_through_its_encrypted_dsn(committed_demo: Any) -> None:
     agent, _ = committed_demo
     _external_source()
-    services.product_create(
+    product_definitions.product_create(
         actor=SYSTEM,
         product_id="ext_customers_v1",
         definition={
@@ -318,9 +324,9 @@ def test_external_postgresql_source_reads_through_its_encrypted_dsn(committed_de
             "allowed_purposes": ["customer_support"],
         },
     )
-    services.product_publish(actor=SYSTEM, product_id="ext_customers_v1")
-    services.product_grant(actor=SYSTEM, product_id="ext_customers_v1", agent_id=agent.agent_id)
-    result = services.decision_read(
+    product_definitions.product_publish(actor=SYSTEM, product_id="ext_customers_v1")
+    product_definitions.product_grant(actor=SYSTEM, product_id="ext_customers_v1", agent_id=agent.agent_id)
+    result = product_reads.decision_read(
         actor=Actor.for_agent(agent),
         decision_id=_decision(agent),
         product="ext_customers_v1",
@@ -331,7 +337,7 @@ def test_external_postgresql_source_reads_through_its_encrypted_dsn(committed_de
 
     _external_orders_insert_product(agent)
     decision_id = _decision(agent)
-    written = services.decision_write(
+    written = product_writes.decision_write(
         actor=Actor.for_agent(agent),
         decision_id=decision_id,
         product="ext_orders_insert_v1",
@@ -345,7 +351,7 @@ def test_external_postgresql_source_reads_through_its_encrypted_dsn(committed_de
     from tracemem_core.errors import Conflict
 
     with pytest.raises(Conflict):
-        services.decision_write(
+        product_writes.decision_write(
             actor=Actor.for_agent(agent),
             decision_id=decision_id,
             product="ext_orders_insert_v1",
@@ -358,7 +364,7 @@ def test_external_postgresql_source_reads_through_its_encrypted_dsn(committed_de
 def test_admin_api_with_personal_token(committed_demo: Any) -> None:
     agent, _ = committed_demo
     staff = make_staff("ops", password="x")
-    token = agent_services.personal_token_create(actor=SYSTEM, user=staff).secret
+    token = agent_tokens.personal_token_create(actor=SYSTEM, user=staff).secret
     client = Client()
     auth = {"HTTP_AUTHORIZATION": f"Token {token}"}
 
@@ -411,7 +417,7 @@ def test_admin_api_with_personal_token(committed_demo: Any) -> None:
     )["permissions"]["data_products"]
 
     plain = get_user_model().objects.create_user("reviewer", password="x")
-    plain_token = agent_services.personal_token_create(actor=SYSTEM, user=plain).secret
+    plain_token = agent_tokens.personal_token_create(actor=SYSTEM, user=plain).secret
     refused = client.get("/api/v1/admin/products", HTTP_AUTHORIZATION=f"Token {plain_token}")
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "permission_denied"
 
@@ -428,9 +434,9 @@ def test_external_write_is_rolled_back_when_its_trace_event_cannot_be_written(
     def broken_append(**kwargs: Any) -> Any:
         raise RuntimeError("trace store unavailable")
 
-    monkeypatch.setattr(services, "trace_append", broken_append)
+    monkeypatch.setattr(product_writes, "trace_append", broken_append)
     with pytest.raises(RuntimeError):
-        services.decision_write(
+        product_writes.decision_write(
             actor=Actor.for_agent(agent),
             decision_id=decision_id,
             product="ext_orders_insert_v1",
@@ -443,11 +449,11 @@ def test_external_write_is_rolled_back_when_its_trace_event_cannot_be_written(
 
 
 def test_nul_characters_are_invalid_argument_through_rest_never_a_500(committed_demo: Any) -> None:
-    from policies import services as policy_services
+    from policies.services import authoring as policy_authoring
     from tests.conftest import AgentClient
 
     agent, key = committed_demo
-    policy_services.policy_create(
+    policy_authoring.policy_create(
         actor=SYSTEM,
         policy_id="nul_v1",
         definition={
@@ -455,8 +461,8 @@ def test_nul_characters_are_invalid_argument_through_rest_never_a_500(committed_
             "rules": [{"name": "r", "when": "inputs.x > 1", "outcome": "allow", "message": ""}],
         },
     )
-    policy_services.policy_publish(actor=SYSTEM, policy_id="nul_v1")
-    policy_services.policy_grant(actor=SYSTEM, policy_id="nul_v1", agent_id=agent.agent_id)
+    policy_authoring.policy_publish(actor=SYSTEM, policy_id="nul_v1")
+    policy_authoring.policy_grant(actor=SYSTEM, policy_id="nul_v1", agent_id=agent.agent_id)
     did = _decision(agent)
     api = AgentClient(key)
     before = (_orders(), list(TraceEvent.objects.filter(decision_id=did).values_list("event_id", flat=True)))

@@ -15,10 +15,15 @@ from hypothesis import strategies as st
 from agents.models import Agent
 from decisions import services as decision_services
 from decisions.models import Decision, TraceEvent
-from policies import services as policy_services
-from products import services
+from policies.services import authoring as policy_authoring
+from policies.services import evaluation as policy_evaluation
+from products import demo as product_demo
 from products.demo import demo_tables_create
 from products.models import DataProduct, DataSource, WriteResult
+from products.services import definitions as product_definitions
+from products.services import reads as product_reads
+from products.services import sources as product_sources
+from products.services import writes as product_writes
 from tests.conftest import as_products_role, owner_sql
 from tracemem_core import crypto
 from tracemem_core.actor import Actor
@@ -43,7 +48,7 @@ def demo(make_agent: Any) -> tuple[Agent, Actor]:
     agent, _ = make_agent("prod-agent")
     # The owner creates the business tables (committed), starting from the seed's own rows.
     demo_tables_create(reset=True)
-    services.products_seed_demo(actor=SYSTEM, agent=agent)
+    product_demo.products_seed_demo(actor=SYSTEM, agent=agent)
     return agent, Actor.for_agent(agent)
 
 
@@ -84,12 +89,12 @@ def _events(decision: Decision) -> list[TraceEvent]:
 
 def _read(actor: Actor, decision: Decision, **kw: Any) -> dict[str, Any]:
     args = {"product": "pg_customers_v1", "purpose": "customer_support", **kw}
-    return services.decision_read(actor=actor, decision_id=decision.decision_id, **args)
+    return product_reads.decision_read(actor=actor, decision_id=decision.decision_id, **args)
 
 
 def _insert(actor: Actor, decision: Decision, **kw: Any) -> dict[str, Any]:
     args: dict[str, Any] = {"product": "pg_orders_insert_v1", "purpose": "order_processing", **kw}
-    return services.decision_write(actor=actor, decision_id=decision.decision_id, **args)
+    return product_writes.decision_write(actor=actor, decision_id=decision.decision_id, **args)
 
 
 # --- reads -------------------------------------------------------------------------------------
@@ -237,7 +242,7 @@ def test_insert_records_and_data_forms_with_return_created(demo: Any) -> None:
 def test_update_with_object_keys_and_with_record_array(demo: Any) -> None:
     _, actor = demo
     decision = _decision(actor)
-    first = services.decision_write(
+    first = product_writes.decision_write(
         actor=actor,
         decision_id=decision.decision_id,
         product="pg_orders_update_v1",
@@ -246,7 +251,7 @@ def test_update_with_object_keys_and_with_record_array(demo: Any) -> None:
         mutation={"fields": {"status": "shipped"}},
     )
     assert first["affected_rows"] == 1
-    second = services.decision_write(
+    second = product_writes.decision_write(
         actor=actor,
         decision_id=decision.decision_id,
         product="pg_orders_update_v1",
@@ -263,7 +268,7 @@ def test_update_with_object_keys_and_with_record_array(demo: Any) -> None:
 
 
 def _delete_product() -> None:
-    services.product_create(
+    product_definitions.product_create(
         actor=SYSTEM,
         product_id="pg_orders_delete_v1",
         definition={
@@ -273,13 +278,13 @@ def _delete_product() -> None:
             "allowed_purposes": ["order_processing"],
         },
     )
-    services.product_publish(actor=SYSTEM, product_id="pg_orders_delete_v1")
+    product_definitions.product_publish(actor=SYSTEM, product_id="pg_orders_delete_v1")
 
 
 def test_delete_with_object_keys_and_with_record_array(demo: Any) -> None:
     agent, actor = demo
     _delete_product()
-    services.product_grant(actor=SYSTEM, product_id="pg_orders_delete_v1", agent_id=agent.agent_id)
+    product_definitions.product_grant(actor=SYSTEM, product_id="pg_orders_delete_v1", agent_id=agent.agent_id)
     decision = _decision(actor)
     _insert(actor, decision, mutation={"records": [{"customer_id": 3, "amount": 1}]})
     args = {
@@ -288,8 +293,8 @@ def test_delete_with_object_keys_and_with_record_array(demo: Any) -> None:
         "product": "pg_orders_delete_v1",
         "purpose": "order_processing",
     }
-    assert services.decision_write(**args, keys={"order_id": 1}, mutation={})["affected_rows"] == 1
-    result = services.decision_write(
+    assert product_writes.decision_write(**args, keys={"order_id": 1}, mutation={})["affected_rows"] == 1
+    result = product_writes.decision_write(
         **args, keys=["order_id"], mutation={"records": [{"order_id": 2}, {"order_id": 3}]}
     )
     assert result["affected_rows"] == 2 and result["operation"] == "delete"
@@ -344,13 +349,15 @@ def test_update_needs_every_key_and_only_key_fields(demo: Any) -> None:
         "purpose": "order_processing",
     }
     with pytest.raises(InvalidArgument) as exc:
-        services.decision_write(**args, keys={"status": "pending"}, mutation={"fields": {"status": "x"}})
+        product_writes.decision_write(
+            **args, keys={"status": "pending"}, mutation={"fields": {"status": "x"}}
+        )
     assert "unknown key field 'status'" in str(exc.value) and "allowed fields: order_id" in str(exc.value)
     with pytest.raises(InvalidArgument) as exc:
-        services.decision_write(**args, keys=None, mutation={"fields": {"status": "x"}})
+        product_writes.decision_write(**args, keys=None, mutation={"fields": {"status": "x"}})
     assert exc.value.field == "keys"
     with pytest.raises(InvalidArgument) as exc:
-        services.decision_write(
+        product_writes.decision_write(
             **args, operation="delete", keys={"order_id": 1}, mutation={"fields": {"status": "x"}}
         )
     assert exc.value.field == "operation"
@@ -366,7 +373,7 @@ def test_write_with_purpose_not_allowed_and_ungranted_product(demo: Any, make_ag
         )
     _delete_product()  # published but not granted to this agent
     with pytest.raises(NotFound):
-        services.decision_write(
+        product_writes.decision_write(
             actor=actor,
             decision_id=decision.decision_id,
             product="pg_orders_delete_v1",
@@ -379,7 +386,7 @@ def test_write_with_purpose_not_allowed_and_ungranted_product(demo: Any, make_ag
 
 def test_grant_without_the_operation_is_permission_denied(demo: Any) -> None:
     agent, actor = demo
-    services.product_grant(
+    product_definitions.product_grant(
         actor=SYSTEM, product_id="pg_orders_insert_v1", agent_id=agent.agent_id, permissions=["read"]
     )
     with pytest.raises(PermissionDenied):
@@ -463,22 +470,22 @@ def test_product_requires_approval_blocks_autonomous_writes_until_granted(demo: 
 def _next_version(actor: Actor, product_id: str, **changes: Any) -> str:
     """Publish ``product_id``'s next version with ``changes`` and grant it: a published product is
     frozen (the database refuses to change it), so a change is always a new version."""
-    definition = services.product_definition(DataProduct.objects.get(pk=product_id))
+    definition = product_definitions.product_definition(DataProduct.objects.get(pk=product_id))
     del definition["product_id"], definition["version"]
     new_id = product_id.removesuffix("_v1") + "_v2"
-    services.product_create(actor=SYSTEM, product_id=new_id, definition={**definition, **changes})
-    services.product_publish(actor=SYSTEM, product_id=new_id)
-    services.product_grant(actor=SYSTEM, product_id=new_id, agent_id=actor.id)
+    product_definitions.product_create(actor=SYSTEM, product_id=new_id, definition={**definition, **changes})
+    product_definitions.product_publish(actor=SYSTEM, product_id=new_id)
+    product_definitions.product_grant(actor=SYSTEM, product_id=new_id, agent_id=actor.id)
     return new_id
 
 
 def _attach_policy(actor: Actor, product_id: str, rules: list[dict[str, Any]]) -> str:
-    policy_services.policy_create(
+    policy_authoring.policy_create(
         actor=SYSTEM,
         policy_id="order_cap_v1",
         definition={"name": "Order cap", "rules": rules, "default_outcome": "allow"},
     )
-    policy_services.policy_publish(actor=SYSTEM, policy_id="order_cap_v1")
+    policy_authoring.policy_publish(actor=SYSTEM, policy_id="order_cap_v1")
     return _next_version(actor, product_id, policies=["order_cap_v1"])
 
 
@@ -610,11 +617,13 @@ def test_injection_in_field_names_and_keys_is_refused_without_leaking(demo: Any,
     for call in (
         lambda: _read(actor, decision, query={payload: 1}),
         lambda: _insert(actor, decision, mutation={"data": {payload: 1, "customer_id": 1, "amount": 1}}),
-        lambda: services.decision_write(
+        lambda: product_writes.decision_write(
             **update, keys={"order_id": payload}, mutation={"fields": {"status": "x"}}
         ),
-        lambda: services.decision_write(**update, keys={payload: 1}, mutation={"fields": {"status": "x"}}),
-        lambda: services.decision_write(
+        lambda: product_writes.decision_write(
+            **update, keys={payload: 1}, mutation={"fields": {"status": "x"}}
+        ),
+        lambda: product_writes.decision_write(
             **update, keys=[payload], mutation={"records": [{payload: 1, "status": "x"}]}
         ),
     ):
@@ -629,7 +638,7 @@ def test_injection_in_field_names_and_keys_is_refused_without_leaking(demo: Any,
             assert source_name not in message
     assert (_rows("customers"), _rows("orders")) == before
     # a value that looks like SQL is stored verbatim, not executed
-    services.decision_write(**update, keys={"order_id": 1}, mutation={"fields": {"note": payload}})
+    product_writes.decision_write(**update, keys={"order_id": 1}, mutation={"fields": {"note": payload}})
     after = _rows("orders")
     assert after[0][4] == payload and after[1] == before[1][1]
     assert _rows("customers") == before[0]
@@ -639,7 +648,7 @@ def test_injection_in_field_names_and_keys_is_refused_without_leaking(demo: Any,
 
 
 def test_data_source_dsn_is_encrypted_and_never_shown(db: Any) -> None:
-    source = services.data_source_save(
+    source = product_sources.data_source_save(
         actor=SYSTEM, source_id="warehouse", dsn="postgresql://bob:hunter2-secret@db.example.com:5432/shop"
     )
     stored = DataSource.objects.get(pk="warehouse")
@@ -651,7 +660,7 @@ def test_data_source_dsn_is_encrypted_and_never_shown(db: Any) -> None:
     assert crypto.decrypt(stored.dsn_encrypted) == "postgresql://bob:hunter2-secret@db.example.com:5432/shop"
     assert "hunter2" not in str(data_source_out(source))
     with pytest.raises(InvalidArgument) as exc:
-        services.data_source_save(actor=SYSTEM, source_id="bad", dsn="postgresql://u:s3cret@[bad")
+        product_sources.data_source_save(actor=SYSTEM, source_id="bad", dsn="postgresql://u:s3cret@[bad")
     assert "s3cret" not in str(exc.value)
 
 
@@ -672,7 +681,7 @@ def test_data_source_dsn_is_encrypted_and_never_shown(db: Any) -> None:
     ],
 )
 def test_data_source_display_shows_only_allow_listed_dsn_parts(db: Any, dsn: str, display: str) -> None:
-    source = services.data_source_save(actor=SYSTEM, source_id="ext", dsn=dsn)
+    source = product_sources.data_source_save(actor=SYSTEM, source_id="ext", dsn=dsn)
     assert source.dsn_display == display
     assert DataSource.objects.get(pk="ext").dsn_display == display
 
@@ -680,21 +689,23 @@ def test_data_source_display_shows_only_allow_listed_dsn_parts(db: Any, dsn: str
 def test_published_product_is_frozen_and_hash_covers_definition(demo: Any) -> None:
     product = DataProduct.objects.get(pk="pg_customers_v1")
     assert product.status == "published" and product.version == 1
-    assert product.hash == services.product_hash(product) and len(product.hash) == 64
+    assert product.hash == product_definitions.product_hash(product) and len(product.hash) == 64
     with pytest.raises(InvalidState):
-        services.product_update(actor=SYSTEM, product_id="pg_customers_v1", changes={"max_rows": 5})
+        product_definitions.product_update(
+            actor=SYSTEM, product_id="pg_customers_v1", changes={"max_rows": 5}
+        )
     assert DataProduct.objects.get(pk="pg_customers_v1").max_rows == 50
 
 
 def test_admin_services_refuse_non_staff(demo: Any) -> None:
     _, actor = demo
     with pytest.raises(PermissionDenied):
-        services.product_grant(actor=actor, product_id="pg_customers_v1", agent_id=actor.id)
+        product_definitions.product_grant(actor=actor, product_id="pg_customers_v1", agent_id=actor.id)
 
 
 def test_seed_is_idempotent(demo: Any) -> None:
     agent, _ = demo
-    services.products_seed_demo(actor=SYSTEM, agent=agent)
+    product_demo.products_seed_demo(actor=SYSTEM, agent=agent)
     assert len(_rows("customers")) == 3 and len(_rows("orders")) == 2
     assert DataProduct.objects.filter(status="published").count() == 3
 
@@ -840,7 +851,7 @@ grants:
 
 def test_decision_evaluate_inputs_ref_re_reads_a_read_events_records(demo: Any) -> None:
     _, actor = demo
-    policy_services.policy_create(
+    policy_authoring.policy_create(
         actor=SYSTEM,
         policy_id="gold_only_v1",
         definition={
@@ -856,11 +867,11 @@ def test_decision_evaluate_inputs_ref_re_reads_a_read_events_records(demo: Any) 
             "default_outcome": "deny",
         },
     )
-    policy_services.policy_publish(actor=SYSTEM, policy_id="gold_only_v1")
+    policy_authoring.policy_publish(actor=SYSTEM, policy_id="gold_only_v1")
     decision = _decision(actor)
     read = _read(actor, decision, query={"customer_id": 1})
-    policy_services.policy_grant(actor=SYSTEM, policy_id="gold_only_v1", agent_id=actor.id)
-    result = policy_services.decision_evaluate(
+    policy_authoring.policy_grant(actor=SYSTEM, policy_id="gold_only_v1", agent_id=actor.id)
+    result = policy_evaluation.decision_evaluate(
         actor=actor, decision_id=decision.decision_id, policy_id="gold_only_v1", inputs_ref=read["event_id"]
     )
     assert result["outcome"] == "allow"
@@ -878,11 +889,11 @@ def test_decision_evaluate_inputs_ref_re_reads_a_read_events_records(demo: Any) 
 
 
 def _inputs_ref_setup(actor: Actor) -> tuple[Decision, dict[str, Any]]:
-    policy_services.policy_create(
+    policy_authoring.policy_create(
         actor=SYSTEM, policy_id="any_v1", definition={"name": "Any", "rules": [], "default_outcome": "allow"}
     )
-    policy_services.policy_publish(actor=SYSTEM, policy_id="any_v1")
-    policy_services.policy_grant(actor=SYSTEM, policy_id="any_v1", agent_id=actor.id)
+    policy_authoring.policy_publish(actor=SYSTEM, policy_id="any_v1")
+    policy_authoring.policy_grant(actor=SYSTEM, policy_id="any_v1", agent_id=actor.id)
     decision = _decision(actor)
     read = _read(actor, decision, query={"tier": "standard"}, allow_multiple=True)
     return decision, read
@@ -891,9 +902,9 @@ def _inputs_ref_setup(actor: Actor) -> tuple[Decision, dict[str, Any]]:
 def test_inputs_ref_is_refused_once_the_product_grant_is_revoked(demo: Any) -> None:
     agent, actor = demo
     decision, read = _inputs_ref_setup(actor)
-    services.product_revoke(actor=SYSTEM, product_id="pg_customers_v1", agent_id=agent.agent_id)
+    product_definitions.product_revoke(actor=SYSTEM, product_id="pg_customers_v1", agent_id=agent.agent_id)
     with pytest.raises(NotFound) as exc:
-        policy_services.decision_evaluate(
+        policy_evaluation.decision_evaluate(
             actor=actor, decision_id=decision.decision_id, policy_id="any_v1", inputs_ref=read["event_id"]
         )
     assert "pg_customers_v1" in str(exc.value) and "not granted" in str(exc.value)
@@ -906,7 +917,7 @@ def test_inputs_ref_is_conflict_when_the_data_changed_since_the_read(demo: Any) 
     with as_products_role() as cursor:
         cursor.execute("UPDATE customers SET name = 'Changed' WHERE id = 2")
     with pytest.raises(Conflict) as exc:
-        policy_services.decision_evaluate(
+        policy_evaluation.decision_evaluate(
             actor=actor, decision_id=decision.decision_id, policy_id="any_v1", inputs_ref=read["event_id"]
         )
     assert exc.value.message == (
@@ -954,7 +965,7 @@ def typed(demo: Any) -> tuple[Actor, Decision]:
         "active BOOLEAN, due DATE, seen_at TIMESTAMPTZ, attrs JSONB, ref UUID)",
     )
     for product_id, operation in (("typed_insert_v1", "insert"), ("typed_read_v1", "read")):
-        services.product_create(
+        product_definitions.product_create(
             actor=SYSTEM,
             product_id=product_id,
             definition={
@@ -964,8 +975,8 @@ def typed(demo: Any) -> tuple[Actor, Decision]:
                 "allowed_purposes": ["testing"],
             },
         )
-        services.product_publish(actor=SYSTEM, product_id=product_id)
-        services.product_grant(actor=SYSTEM, product_id=product_id, agent_id=agent.agent_id)
+        product_definitions.product_publish(actor=SYSTEM, product_id=product_id)
+        product_definitions.product_grant(actor=SYSTEM, product_id=product_id, agent_id=agent.agent_id)
     return actor, _decision(actor)
 
 
@@ -980,7 +991,7 @@ def test_every_field_type_round_trips(typed: Any) -> None:
         "attrs": {"color": "red", "sizes": [1, 2]},
         "ref": "12345678-1234-5678-1234-567812345678",
     }
-    created = services.decision_write(
+    created = product_writes.decision_write(
         actor=actor,
         decision_id=decision.decision_id,
         product="typed_insert_v1",
@@ -999,7 +1010,7 @@ def test_every_field_type_round_trips(typed: Any) -> None:
         "ref": "12345678-1234-5678-1234-567812345678",
     }
     assert created == expected
-    read = services.decision_read(
+    read = product_reads.decision_read(
         actor=actor,
         decision_id=decision.decision_id,
         product="typed_read_v1",
@@ -1030,7 +1041,7 @@ def test_type_errors_name_the_field_and_write_nothing(
 ) -> None:
     actor, decision = typed
     with pytest.raises(InvalidArgument) as exc:
-        services.decision_write(
+        product_writes.decision_write(
             actor=actor,
             decision_id=decision.decision_id,
             product="typed_insert_v1",
@@ -1080,7 +1091,7 @@ def test_statement_timeout_stops_a_slow_source_without_leaking(demo: Any, monkey
 
     monkeypatch.setattr(engine, "STATEMENT_TIMEOUT_MS", 200)
     owner_sql("CREATE OR REPLACE VIEW tracemem_data.slow_view AS SELECT 1 AS id, pg_sleep(3)::text AS nap")
-    services.product_create(
+    product_definitions.product_create(
         actor=SYSTEM,
         product_id="slow_v1",
         definition={
@@ -1090,11 +1101,11 @@ def test_statement_timeout_stops_a_slow_source_without_leaking(demo: Any, monkey
             "allowed_purposes": ["testing"],
         },
     )
-    services.product_publish(actor=SYSTEM, product_id="slow_v1")
-    services.product_grant(actor=SYSTEM, product_id="slow_v1", agent_id=agent.agent_id)
+    product_definitions.product_publish(actor=SYSTEM, product_id="slow_v1")
+    product_definitions.product_grant(actor=SYSTEM, product_id="slow_v1", agent_id=agent.agent_id)
     decision = _decision(actor)
     with pytest.raises(InvalidState) as exc:
-        services.decision_read(
+        product_reads.decision_read(
             actor=actor, decision_id=decision.decision_id, product="slow_v1", purpose="testing"
         )
     assert "statement timeout" in str(exc.value) and "slow_view" not in str(exc.value)
@@ -1122,16 +1133,16 @@ def test_constraint_violation_is_conflict_without_database_text(demo: Any) -> No
 def test_published_product_is_refused_by_the_database_itself(demo: Any) -> None:
     from django.db import DatabaseError, transaction
 
-    before = services.product_definition(DataProduct.objects.get(pk="pg_orders_insert_v1"))
+    before = product_definitions.product_definition(DataProduct.objects.get(pk="pg_orders_insert_v1"))
     for change in ({"name": "Renamed"}, {"max_rows": 1}, {"policies": ["x_v1"]}, {"status": "draft"}):
         with pytest.raises(DatabaseError, match="published and frozen"), transaction.atomic():
             DataProduct.objects.filter(pk="pg_orders_insert_v1").update(**change)
     with pytest.raises(DatabaseError, match="cannot be deleted"), transaction.atomic():
         DataProduct.objects.filter(pk="pg_orders_insert_v1").delete()
     after = DataProduct.objects.get(pk="pg_orders_insert_v1")
-    assert (after.status, services.product_definition(after)) == ("published", before)
+    assert (after.status, product_definitions.product_definition(after)) == ("published", before)
     # a draft is still editable (that is how products are authored)
-    services.product_create(
+    product_definitions.product_create(
         actor=SYSTEM, product_id="pg_orders_insert_v2", definition=_ORDERS_INSERT_DEFINITION
     )
     DataProduct.objects.filter(pk="pg_orders_insert_v2").update(name="Draft rename")
@@ -1139,7 +1150,7 @@ def test_published_product_is_refused_by_the_database_itself(demo: Any) -> None:
 
 
 _ORDERS_INSERT_DEFINITION: dict[str, Any] = {
-    k: val for k, val in services.DEMO_PRODUCTS[1].items() if k != "product_id"
+    k: val for k, val in product_demo.DEMO_PRODUCTS[1].items() if k != "product_id"
 }
 
 
@@ -1175,7 +1186,7 @@ def test_django_admin_edits_products_only_through_the_services(demo: Any) -> Non
     added = client.post("/admin/products/dataproduct/add/", _admin_form())
     assert added.status_code == 302, added.context["adminform"].form.errors
     draft = DataProduct.objects.get(pk="pg_orders_insert_v2")
-    assert (draft.status, draft.version, draft.hash) == ("draft", 2, services.product_hash(draft))
+    assert (draft.status, draft.version, draft.hash) == ("draft", 2, product_definitions.product_hash(draft))
     assert draft.key_fields == ["order_id"]  # the service's default: the primary-key fields
 
     # an invalid definition is a form error and changes nothing
@@ -1188,7 +1199,7 @@ def test_django_admin_edits_products_only_through_the_services(demo: Any) -> Non
     changed = client.post("/admin/products/dataproduct/pg_orders_insert_v2/change/", _admin_form(max_rows=5))
     assert changed.status_code == 302
     draft = DataProduct.objects.get(pk="pg_orders_insert_v2")
-    assert (draft.max_rows, draft.hash) == (5, services.product_hash(draft))
+    assert (draft.max_rows, draft.hash) == (5, product_definitions.product_hash(draft))
 
     published = client.post(
         "/admin/products/dataproduct/",
@@ -1200,8 +1211,8 @@ def test_django_admin_edits_products_only_through_the_services(demo: Any) -> Non
 
     # published: read-only, not deletable, a POST changes nothing
     client.post("/admin/products/dataproduct/pg_orders_insert_v2/change/", _admin_form(max_rows=7, name="X"))
-    assert services.product_definition(DataProduct.objects.get(pk="pg_orders_insert_v2")) == (
-        services.product_definition(product)
+    assert product_definitions.product_definition(DataProduct.objects.get(pk="pg_orders_insert_v2")) == (
+        product_definitions.product_definition(product)
     )
     assert client.get("/admin/products/dataproduct/pg_orders_insert_v2/delete/").status_code == 403
     assert (
@@ -1230,7 +1241,7 @@ def test_update_changing_more_rows_than_max_rows_is_conflict_and_rolled_back(dem
     decision = _decision(actor)
     before = _rows("orders")
     with pytest.raises(Conflict) as exc:
-        services.decision_write(
+        product_writes.decision_write(
             actor=actor,
             decision_id=decision.decision_id,
             product=product,

@@ -16,8 +16,8 @@ from django.test import Client, override_settings
 from agents.models import Agent
 from decisions import receipts
 from decisions.models import Decision
-from policies import services as policy_services
 from policies.models import PolicyVersion
+from policies.services import authoring as policy_authoring
 from tests.appr_helpers import make_reviewer, make_route
 from tests.conftest import AgentClient
 from tests.test_proof_receipts import run_cli
@@ -39,7 +39,7 @@ def signing_key() -> Iterator[None]:
 
 def _policy(agent: Agent) -> PolicyVersion:
     system = Actor.system()
-    policy_services.policy_create(
+    policy_authoring.policy_create(
         actor=system,
         policy_id="code_change_policy_v1",
         definition={
@@ -56,8 +56,8 @@ def _policy(agent: Agent) -> PolicyVersion:
             "exception_route_id": "route_code",
         },
     )
-    published = policy_services.policy_publish(actor=system, policy_id="code_change_policy_v1")
-    policy_services.policy_grant(actor=system, policy_id="code_change_policy_v1", agent_id=agent.agent_id)
+    published = policy_authoring.policy_publish(actor=system, policy_id="code_change_policy_v1")
+    policy_authoring.policy_grant(actor=system, policy_id="code_change_policy_v1", agent_id=agent.agent_id)
     return published
 
 

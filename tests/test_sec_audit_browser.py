@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from django.contrib.auth import get_user_model
 
-from agents import services as agent_services
+from agents.services import registry as agent_registry
 from tests.perm_helpers import make_staff
 from tests.test_ui_browser import fast_password_hashing, launch_chromium, open_page  # noqa: F401
 from tests.ui_scenario import PASSWORD
@@ -30,7 +30,7 @@ def test_superuser_reads_filters_and_pages_the_audit_log(open_page: Callable[...
     get_user_model().objects.create_superuser("root", "root@example.com", PASSWORD)
     make_staff("ada", password=PASSWORD)
     for index in range(55):
-        agent_services.agent_create(actor=Actor.system("seed"), name=f"bot-{index:02d}")
+        agent_registry.agent_create(actor=Actor.system("seed"), name=f"bot-{index:02d}")
 
     page = open_page("root")
     page.click("nav.mainnav a:has-text('Audit log')")

@@ -18,7 +18,7 @@ from django.db import DatabaseError, connection, transaction
 from django.test import Client
 from django.utils import timezone
 
-from agents import services as agent_services
+from agents.services import registry as agent_registry
 from approvals.models import ApprovalRoute, SlackIntegration, WebhookEndpoint
 from audit.models import AuditEntry
 from policies.models import PolicyGrant as PolicyGrantModel
@@ -343,15 +343,15 @@ def test_only_superusers_grant_permissions_in_the_django_admin() -> None:
 
 def test_each_admin_change_through_the_django_admin_appends_its_entry(root: Any) -> None:
     """The Django admin is a door like the API: each change it makes is in the log, by its person."""
-    from products import services as product_services
+    from products.services import definitions as product_definitions
     from tests.test_sec_outbound import whsec
 
-    agent = agent_services.agent_create(actor=Actor.system(), name="bot")
-    product_services.product_create(actor=Actor.system(), product_id="crm_v1", definition=PRODUCT)
-    from policies import services as policy_services
+    agent = agent_registry.agent_create(actor=Actor.system(), name="bot")
+    product_definitions.product_create(actor=Actor.system(), product_id="crm_v1", definition=PRODUCT)
+    from policies.services import authoring as policy_authoring
 
-    policy_services.policy_create(actor=Actor.system(), policy_id="cap_v1", definition=POLICY)
-    policy_services.policy_publish(actor=Actor.system(), policy_id="cap_v1")
+    policy_authoring.policy_create(actor=Actor.system(), policy_id="cap_v1", definition=POLICY)
+    policy_authoring.policy_publish(actor=Actor.system(), policy_id="cap_v1")
     first = AuditEntry.objects.order_by("-seq").first()
     start = first.seq if first is not None else 0
     browser = Client()
@@ -508,7 +508,7 @@ def test_a_superuser_resetting_a_password_is_logged_without_the_password(root: A
 
 
 def _one_entry() -> AuditEntry:
-    agent_services.agent_create(actor=Actor.system(), name="bot")
+    agent_registry.agent_create(actor=Actor.system(), name="bot")
     return AuditEntry.objects.get()
 
 
@@ -560,7 +560,7 @@ def test_the_database_refuses_an_entry_that_does_not_continue_the_chain() -> Non
 @pytest.mark.django_db(transaction=True)
 def test_verify_audit_log_passes_then_names_the_tampered_entry() -> None:
     for name in ("a", "b", "c"):
-        agent_services.agent_create(actor=Actor.system(), name=name)
+        agent_registry.agent_create(actor=Actor.system(), name=name)
     out = _run_verify()
     assert out == "OK: 3 audit log entries verified, the hash chain is intact"
 
@@ -573,7 +573,7 @@ def test_verify_audit_log_passes_then_names_the_tampered_entry() -> None:
 @pytest.mark.django_db(transaction=True)
 def test_verify_audit_log_reports_a_removed_entry() -> None:
     for name in ("a", "b", "c"):
-        agent_services.agent_create(actor=Actor.system(), name=name)
+        agent_registry.agent_create(actor=Actor.system(), name=name)
     superuser_sql("DELETE FROM audit_auditentry WHERE seq = 2")
     from audit.selectors import audit_verify
 
@@ -596,7 +596,7 @@ def test_concurrent_admin_changes_keep_one_linear_chain() -> None:
 
     def create(index: int) -> None:
         try:
-            agent_services.agent_create(actor=Actor.system(), name=f"bot-{index}")
+            agent_registry.agent_create(actor=Actor.system(), name=f"bot-{index}")
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
         finally:
@@ -621,7 +621,7 @@ def test_concurrent_admin_changes_keep_one_linear_chain() -> None:
 def test_superusers_read_the_log_newest_first_with_a_verifiable_chain(root: Any) -> None:
     client = TokenClient(root)
     for name in ("a", "b", "c"):
-        agent_services.agent_create(actor=Actor.system("seed"), name=name)
+        agent_registry.agent_create(actor=Actor.system("seed"), name=name)
 
     response = client.get(LOG)
 
@@ -651,7 +651,7 @@ def test_filters_and_cursor_pagination(root: Any, admin: TokenClient) -> None:
     admin.post("/api/v1/admin/routes", {"route_id": "route_a"})
     admin.post("/api/v1/admin/routes", {"route_id": "route_b"})
     admin.patch("/api/v1/admin/routes/route_a", {"required_approvals": 2})
-    agent_services.agent_create(actor=Actor.system(), name="bot")
+    agent_registry.agent_create(actor=Actor.system(), name="bot")
     client = TokenClient(root)
 
     def seqs(**query: Any) -> list[int]:

@@ -28,11 +28,11 @@ from django.db import connection
 from django.test import Client
 from standardwebhooks import Webhook
 
-from approvals import services as approval_services
 from approvals.models import ApprovalRoute, Delivery, SlackIntegration, WebhookEndpoint
+from approvals.services import outbox as approval_outbox
 from audit.models import AuditEntry
-from products import services as product_services
 from products.models import DataSource
+from products.services import sources as product_sources
 from tests.appr_helpers import make_route, open_decision, request_approval
 from tests.perm_helpers import TokenClient, make_staff
 from tracemem_core import crypto, outbound
@@ -537,7 +537,7 @@ def test_webhook_rebinding_to_loopback_after_save_is_refused_at_connect_time(
         "approval_id"
     ]
     delivery = Delivery.objects.get(approval_id=approval_id)
-    approval_services.delivery_attempt(actor=WORKER, delivery_id=delivery.delivery_id)
+    approval_outbox.delivery_attempt(actor=WORKER, delivery_id=delivery.delivery_id)
     delivery.refresh_from_db()
     assert delivery.status == "pending" and delivery.attempts == 1
     assert delivery.last_error == (
@@ -563,7 +563,7 @@ def test_webhook_connects_to_the_checked_address_keeping_the_host_header(
     ]
     before = len(dns.lookups)
     delivery = Delivery.objects.get(approval_id=approval_id)
-    approval_services.delivery_attempt(actor=WORKER, delivery_id=delivery.delivery_id)
+    approval_outbox.delivery_attempt(actor=WORKER, delivery_id=delivery.delivery_id)
     delivery.refresh_from_db()
     assert delivery.status == "delivered", delivery.last_error
     [(request, _)] = httpserver.log
@@ -580,7 +580,7 @@ def test_a_stored_endpoint_that_breaks_the_rules_is_refused_when_used(api: Any, 
         "approval_id"
     ]
     delivery = Delivery.objects.get(approval_id=approval_id)
-    approval_services.delivery_attempt(actor=WORKER, delivery_id=delivery.delivery_id)
+    approval_outbox.delivery_attempt(actor=WORKER, delivery_id=delivery.delivery_id)
     delivery.refresh_from_db()
     assert delivery.last_error == (
         "webhook endpoint 'ops' was not contacted: 169.254.169.254 resolves to 169.254.169.254, a "
@@ -632,7 +632,7 @@ def test_data_source_rebinding_to_loopback_is_refused_before_connecting(
     no_loopback: None, dns: FakeDNS, listener: Listener
 ) -> None:
     dns.table["warehouse.rebind.test"] = [PUBLIC]
-    product_services.data_source_save(
+    product_sources.data_source_save(
         actor=Actor.system(), source_id="wh", dsn=_local_dsn("warehouse.rebind.test", listener.port)
     )
     dns.table["warehouse.rebind.test"] = ["127.0.0.1"]
@@ -652,7 +652,7 @@ def test_data_source_rebinding_to_loopback_is_refused_before_connecting(
 def test_data_source_connects_to_the_checked_address_with_hostaddr(dns: FakeDNS) -> None:
     # warehouse.local.test exists only in FakeDNS: libpq reaches the test database through hostaddr.
     dns.table["warehouse.local.test"] = ["127.0.0.1"]
-    product_services.data_source_save(
+    product_sources.data_source_save(
         actor=Actor.system(), source_id="wh", dsn=_local_dsn("warehouse.local.test")
     )
     from products.engine import open_runner
@@ -892,7 +892,7 @@ def test_webhook_delivered_end_to_end_to_a_local_receiver(
     decision_id = open_decision(api)
     approval_id = request_approval(api, decision_id, approval_route_id="route_ops").json()["approval_id"]
     [delivery] = Delivery.objects.filter(approval_id=approval_id)
-    approval_services.delivery_attempt(actor=WORKER, delivery_id=delivery.delivery_id)
+    approval_outbox.delivery_attempt(actor=WORKER, delivery_id=delivery.delivery_id)
     delivery.refresh_from_db()
     assert delivery.status == "delivered", delivery.last_error
     [(request, _)] = httpserver.log

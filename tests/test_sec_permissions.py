@@ -17,13 +17,13 @@ from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.test import Client
 
-from agents import services as agent_services
 from agents.models import Agent, AgentKey
+from agents.services import registry as agent_registry
 from approvals.models import ApprovalRoute, SlackIntegration, WebhookCredential, WebhookEndpoint
-from policies import services as policy_services
 from policies.models import Policy, PolicyGrant, PolicyVersion
-from products import services as product_services
+from policies.services import authoring as policy_authoring
 from products.models import DataProduct, DataSource, ProductGrant
+from products.services import definitions as product_definitions
 from tests.perm_helpers import ALL_ADMIN_PERMS, TokenClient, grant, make_staff
 from tracemem_core.actor import Actor
 from tracemem_core.errors import PermissionDenied
@@ -49,14 +49,14 @@ class World:
 
 @pytest.fixture
 def world() -> World:
-    agent = agent_services.agent_create(actor=SYSTEM, name="bot")
-    key = agent_services.agent_key_issue(actor=SYSTEM, agent=agent).key
-    product_services.product_create(actor=SYSTEM, product_id="crm_customers_v1", definition=PRODUCT)
-    product_services.product_create(actor=SYSTEM, product_id="crm_customers_v2", definition=PRODUCT)
-    product_services.product_publish(actor=SYSTEM, product_id="crm_customers_v2")
-    policy_services.policy_create(actor=SYSTEM, policy_id="cap_v1", definition=POLICY)
-    policy_services.policy_create(actor=SYSTEM, policy_id="cap_v2", definition=POLICY)
-    policy_services.policy_publish(actor=SYSTEM, policy_id="cap_v2")
+    agent = agent_registry.agent_create(actor=SYSTEM, name="bot")
+    key = agent_registry.agent_key_issue(actor=SYSTEM, agent=agent).key
+    product_definitions.product_create(actor=SYSTEM, product_id="crm_customers_v1", definition=PRODUCT)
+    product_definitions.product_create(actor=SYSTEM, product_id="crm_customers_v2", definition=PRODUCT)
+    product_definitions.product_publish(actor=SYSTEM, product_id="crm_customers_v2")
+    policy_authoring.policy_create(actor=SYSTEM, policy_id="cap_v1", definition=POLICY)
+    policy_authoring.policy_create(actor=SYSTEM, policy_id="cap_v2", definition=POLICY)
+    policy_authoring.policy_publish(actor=SYSTEM, policy_id="cap_v2")
     ApprovalRoute.objects.create(route_id="route_finance", name="Finance")
     return World(agent=agent, key=key)
 
@@ -230,7 +230,7 @@ def test_an_inactive_superuser_is_refused_at_every_door(world: World) -> None:
 
 def test_an_owner_with_the_own_keys_permission_manages_only_their_agents_keys(world: World) -> None:
     owner = make_staff("olivia", "agents.manage_own_agent_keys")
-    mine = agent_services.agent_create(actor=SYSTEM, name="olivias-bot", owner=owner)
+    mine = agent_registry.agent_create(actor=SYSTEM, name="olivias-bot", owner=owner)
     client = TokenClient(owner)
 
     issued = client.post(f"/api/v1/admin/agents/{mine.agent_id}/keys", {"name": "ci"})
@@ -434,7 +434,7 @@ def test_permissions_are_declared_on_the_models(world: World) -> None:
 def test_staff_flag_alone_grants_nothing(make_agent: Callable[..., tuple[Agent, str]]) -> None:
     staff = get_user_model().objects.create_user("legacy", is_staff=True)
     with pytest.raises(PermissionDenied):
-        agent_services.agent_key_issue(actor=Actor.for_user(staff), agent=make_agent("x")[0])
+        agent_registry.agent_key_issue(actor=Actor.for_user(staff), agent=make_agent("x")[0])
 
 
 # --- a Slack integration decides who a button press votes as -----------------------------------

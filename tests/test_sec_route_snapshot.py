@@ -16,8 +16,8 @@ from django.contrib.auth.models import Group
 from django.test import Client
 
 from agents.models import Agent
-from approvals import services
 from approvals.models import Approval, ApprovalRoute, Delivery, Vote
+from approvals.services import outbox as approval_outbox
 from decisions.models import TraceEvent
 from tests.appr_helpers import make_route, open_decision, request_approval
 from tests.conftest import AgentClient
@@ -291,7 +291,7 @@ def test_the_email_goes_to_the_group_frozen_at_request_time(
     assert admin.patch(ROUTE, {"approver_group": "later-group"}).status_code == 200
 
     for delivery in Delivery.objects.filter(approval_id=approval_id):
-        services.delivery_attempt(actor=Actor.system("worker"), delivery_id=delivery.delivery_id)
+        approval_outbox.delivery_attempt(actor=Actor.system("worker"), delivery_id=delivery.delivery_id)
 
     assert [m.to for m in mailoutbox] == [["fiona@example.com"]]
 
@@ -308,6 +308,6 @@ def test_the_agents_owner_gets_no_email_link_when_the_frozen_rules_bar_them(
     _, approval_id = _pending(key)
 
     for delivery in Delivery.objects.filter(approval_id=approval_id):
-        services.delivery_attempt(actor=Actor.system("worker"), delivery_id=delivery.delivery_id)
+        approval_outbox.delivery_attempt(actor=Actor.system("worker"), delivery_id=delivery.delivery_id)
 
     assert [m.to for m in mailoutbox] == [["fiona@example.com"]]

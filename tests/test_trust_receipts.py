@@ -17,6 +17,7 @@ from django.test import Client
 
 from decisions import receipts, services
 from decisions.models import Decision, Receipt, TraceEvent
+from receiptlog.models import LogLeaf
 from tests.conftest import AgentClient, superuser_sql
 from tests.mcp_helpers import mcp_calls
 from tests.test_proof_receipts import SEED_A, key_a, run_cli  # noqa: F401 - key_a: autouse fixture
@@ -247,7 +248,12 @@ def test_a_deleted_receipt_is_reported_and_never_signed_again(
     _, key = make_agent("lost-receipt-agent")
     api = AgentClient(key)
     did = _closed(api, "commit")
-    superuser_sql("DELETE FROM decisions_receipt WHERE decision_id = %s", params=[did])
+    # Its leaf in the receipt log refers to it: whoever deletes the receipt deletes that too.
+    superuser_sql(
+        "SET CONSTRAINTS ALL IMMEDIATE",  # checked now, not while its triggers are switched back on
+        f"DELETE FROM receiptlog_logleaf WHERE decision_id = '{did}'",
+        f"DELETE FROM decisions_receipt WHERE decision_id = '{did}'",
+    )
     err = _verify_traces(capsys)
     assert f"decision {did}: it is closed but has no stored receipt" in err
     response = api.get(f"/api/v1/decisions/{did}/receipt")
@@ -288,6 +294,9 @@ def test_the_migration_issues_the_receipts_of_decisions_closed_before_it(agent_a
     assert not Receipt.objects.filter(decision=decision).exists()
     migration = importlib.import_module("decisions.migrations.0003_trust_triggers_and_receipts")
     migration.issue_missing_receipts(apps, None)
+    # ... and the receipt log's migration appends it (a receipt cannot commit without its leaf).
+    importlib.import_module("receiptlog.migrations.0002_append_only_log").log_existing_receipts(apps, None)
+    assert LogLeaf.objects.filter(receipt_id=decision.pk).exists()
     receipt = receipts.receipt_stored(Decision.objects.get(pk=decision.pk))
     assert receipt is not None and receipt["receipt_data"]["close_action"] == "abort"
     keys = receipts.receipt_keys_published()

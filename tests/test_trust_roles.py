@@ -99,7 +99,7 @@ def test_db_roles_dry_run_prints_the_sql_and_changes_nothing(capsys: Any) -> Non
     assert f'CREATE ROLE "{fresh_products}" NOLOGIN' in out
     assert (
         'GRANT SELECT, INSERT ON "audit_auditentry", "decisions_decisionrecord", "decisions_receipt", '
-        f'"decisions_traceevent" TO "{fresh_app}"' in out
+        f'"decisions_traceevent", "receiptlog_checkpoint", "receiptlog_logleaf" TO "{fresh_app}"' in out
     )
     assert f'GRANT USAGE ON SCHEMA "tracemem_data" TO "{fresh_products}"' in out
     assert "TRUNCATE" not in out.replace("REVOKE ALL", "")
@@ -345,17 +345,17 @@ PGTRIGGER_IGNORE = (
 
 
 def _published_policy_and_product() -> list[Any]:
-    from policies import services as policy_services
-    from products import services as product_services
+    from policies.services import authoring as policy_authoring
+    from products.services import definitions as product_definitions
 
     system = Actor.system("test")
-    policy_services.policy_create(
+    policy_authoring.policy_create(
         actor=system,
         policy_id="cap_v1",
         definition={"name": "Cap", "rules": [{"name": "ok", "when": "true", "outcome": "deny"}]},
     )
-    policy_services.policy_publish(actor=system, policy_id="cap_v1")
-    product_services.product_create(
+    policy_authoring.policy_publish(actor=system, policy_id="cap_v1")
+    product_definitions.product_create(
         actor=system,
         product_id="crm_customers_v1",
         definition={
@@ -365,7 +365,7 @@ def _published_policy_and_product() -> list[Any]:
             "allowed_purposes": ["support"],
         },
     )
-    product_services.product_publish(actor=system, product_id="crm_customers_v1")
+    product_definitions.product_publish(actor=system, product_id="crm_customers_v1")
     return _frozen_rows()
 
 

@@ -12,13 +12,18 @@ from django.contrib.sessions.models import Session
 from django.db import connection
 from django.test import Client
 
-from agents import services as agent_services
 from agents.models import PersonalToken
+from agents.services import tokens as agent_tokens
 from decisions import services as decision_services
 from decisions.models import TraceEvent
-from products import engine, services
+from products import demo as product_demo
+from products import engine
 from products.demo import demo_tables_create
 from products.models import DataProduct, ProductStatus
+from products.services import definitions as product_definitions
+from products.services import reads as product_reads
+from products.services import sources as product_sources
+from products.services import writes as product_writes
 from tests.conftest import AgentClient, owner_sql, role_names
 from tests.perm_helpers import make_staff
 from tracemem_core.actor import Actor
@@ -62,7 +67,7 @@ TOKENS_PRODUCT = {
 def staff() -> tuple[Any, dict[str, str]]:
     """A staff user who is not a superuser but may define, publish and grant products."""
     user = make_staff("ops", *PRODUCT_PERMS)
-    token = agent_services.personal_token_create(actor=SYSTEM, user=user).secret
+    token = agent_tokens.personal_token_create(actor=SYSTEM, user=user).secret
     return user, {"HTTP_AUTHORIZATION": f"Token {token}"}
 
 
@@ -124,7 +129,7 @@ def _saved_before_the_rule(definition: dict[str, Any], status: str = ProductStat
         product_id=definition["product_id"],
         name=definition["product_id"],
         operation=definition["operation"],
-        source=services.data_source_builtin(),
+        source=product_sources.data_source_builtin(),
         source_table=definition["table"],
         fields=[
             {
@@ -141,7 +146,7 @@ def _saved_before_the_rule(definition: dict[str, Any], status: str = ProductStat
         allowed_purposes=definition["allowed_purposes"],
         result_modes=["single", "multiple"],
     )
-    product.hash = services.product_hash(product)
+    product.hash = product_definitions.product_hash(product)
     product.save(force_insert=True)
     if status == ProductStatus.PUBLISHED:
         DataProduct.objects.filter(pk=product.pk).update(status=status)
@@ -195,11 +200,13 @@ def test_read_products_over_sessions_and_tokens_do_not_run(
     superuser = get_user_model().objects.create_superuser("root", "root@example.com", "pw")
     client = Client()
     client.force_login(superuser)  # a session key worth stealing
-    agent_services.personal_token_create(actor=SYSTEM, user=superuser)
+    agent_tokens.personal_token_create(actor=SYSTEM, user=superuser)
     assert Session.objects.exists() and PersonalToken.objects.exists()
     agent, key = make_agent("reader")
     _saved_before_the_rule(definition, ProductStatus.PUBLISHED)
-    services.product_grant(actor=SYSTEM, product_id=definition["product_id"], agent_id=agent.agent_id)
+    product_definitions.product_grant(
+        actor=SYSTEM, product_id=definition["product_id"], agent_id=agent.agent_id
+    )
     api = AgentClient(key)
     did = api.post(
         "/api/v1/decisions", {"intent": "ops.session.read", "automation_mode": "autonomous"}
@@ -221,14 +228,14 @@ def test_the_database_refuses_the_products_role_even_when_the_app_check_is_bypas
     user, _ = staff
     agent, _ = make_agent("bypass-agent")
     monkeypatch.setattr(engine, "builtin_table_refusal", lambda table: None)
-    monkeypatch.setattr(services, "builtin_table_refusal", lambda table: None)
-    services.product_create(
+    monkeypatch.setattr(product_definitions, "builtin_table_refusal", lambda table: None)
+    product_definitions.product_create(
         actor=SYSTEM,
         product_id="users_admin_v1",
         definition={**SUPERUSER_PRODUCT, "table": "public.auth_user"},
     )
-    services.product_publish(actor=SYSTEM, product_id="users_admin_v1")
-    services.product_grant(actor=SYSTEM, product_id="users_admin_v1", agent_id=agent.agent_id)
+    product_definitions.product_publish(actor=SYSTEM, product_id="users_admin_v1")
+    product_definitions.product_grant(actor=SYSTEM, product_id="users_admin_v1", agent_id=agent.agent_id)
     actor = Actor.for_agent(agent)
     decision = decision_services.decision_create(
         actor=actor, intent="ops.user.promote", automation_mode="autonomous"
@@ -236,7 +243,7 @@ def test_the_database_refuses_the_products_role_even_when_the_app_check_is_bypas
     from tracemem_core.errors import InvalidState
 
     with pytest.raises(InvalidState, match="the data source refused the statement"):
-        services.decision_write(
+        product_writes.decision_write(
             actor=actor,
             decision_id=decision.decision_id,
             product="users_admin_v1",
@@ -264,8 +271,8 @@ def test_builtin_products_run_as_the_products_role_and_write_with_their_trace_ev
         "GRANT SELECT ON tracemem_data.whoami TO " + products_role,
     )
     agent, _ = make_agent("whoami-agent")
-    services.products_seed_demo(actor=SYSTEM, agent=agent)
-    services.product_create(
+    product_demo.products_seed_demo(actor=SYSTEM, agent=agent)
+    product_definitions.product_create(
         actor=SYSTEM,
         product_id="whoami_v1",
         definition={
@@ -278,17 +285,17 @@ def test_builtin_products_run_as_the_products_role_and_write_with_their_trace_ev
             "allowed_purposes": ["testing"],
         },
     )
-    services.product_publish(actor=SYSTEM, product_id="whoami_v1")
-    services.product_grant(actor=SYSTEM, product_id="whoami_v1", agent_id=agent.agent_id)
+    product_definitions.product_publish(actor=SYSTEM, product_id="whoami_v1")
+    product_definitions.product_grant(actor=SYSTEM, product_id="whoami_v1", agent_id=agent.agent_id)
     actor = Actor.for_agent(agent)
     decision = decision_services.decision_create(
         actor=actor, intent="ops.role.check", automation_mode="autonomous"
     )
-    read = services.decision_read(
+    read = product_reads.decision_read(
         actor=actor, decision_id=decision.decision_id, product="whoami_v1", purpose="testing"
     )
     assert read["records"] == [{"id": 1, "who": products_role}]
-    written = services.decision_write(
+    written = product_writes.decision_write(
         actor=actor,
         decision_id=decision.decision_id,
         product="pg_orders_insert_v1",

@@ -8,12 +8,13 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 
 from agents.models import Agent
-from approvals import services as approval_services
 from approvals.models import Approval, ApprovalRoute
+from approvals.services import requests as approval_requests
 from decisions import services as decision_services
 from decisions.models import Decision
 from policies import selectors as policy_selectors
-from policies import services as policy_services
+from policies.services import authoring as policy_authoring
+from policies.services import evaluation as policy_evaluation
 from tracemem_core.actor import Actor
 
 SYSTEM = Actor.system("ui-test")
@@ -73,9 +74,9 @@ def make_reviewer(username: str) -> Any:
 
 def publish_refund_policy(agent: Agent) -> None:
     if policy_selectors.latest_version("refund_policy") is None:
-        policy_services.policy_create(actor=SYSTEM, policy_id="refund_policy", definition=REFUND_POLICY)
-        policy_services.policy_publish(actor=SYSTEM, policy_id="refund_policy")
-    policy_services.policy_grant(actor=SYSTEM, policy_id="refund_policy", agent_id=agent.agent_id)
+        policy_authoring.policy_create(actor=SYSTEM, policy_id="refund_policy", definition=REFUND_POLICY)
+        policy_authoring.policy_publish(actor=SYSTEM, policy_id="refund_policy")
+    policy_authoring.policy_grant(actor=SYSTEM, policy_id="refund_policy", agent_id=agent.agent_id)
 
 
 def decision_needing_approval(agent: Agent, *, intent: str = "customer.refund") -> tuple[Decision, Approval]:
@@ -88,11 +89,11 @@ def decision_needing_approval(agent: Agent, *, intent: str = "customer.refund") 
         automation_mode="autonomous",
         metadata={"api_key": SECRET, "ticket": "T-42"},
     )
-    result = policy_services.decision_evaluate(
+    result = policy_evaluation.decision_evaluate(
         actor=actor, decision_id=decision.decision_id, policy_id="refund_policy", inputs={"amount": 250}
     )
     assert result["outcome"] == "requires_exception"
-    approval = approval_services.decision_request_approval(
+    approval = approval_requests.decision_request_approval(
         actor=actor,
         decision_id=decision.decision_id,
         title="Refund 250 EUR",

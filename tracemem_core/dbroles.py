@@ -39,6 +39,8 @@ APPEND_ONLY_TABLES = (
     "decisions_decisionrecord",
     "decisions_receipt",
     "decisions_traceevent",
+    "receiptlog_checkpoint",
+    "receiptlog_logleaf",
 )
 TABLE_PRIVILEGES = "SELECT, INSERT, UPDATE, DELETE"
 APPEND_ONLY_PRIVILEGES = "SELECT, INSERT"

@@ -10,6 +10,8 @@ The matrix — what each permission allows and through which door — is in docs
 
 from __future__ import annotations
 
+from django.conf import settings
+
 from tracemem_core.actor import Actor
 from tracemem_core.errors import PermissionDenied
 
@@ -29,6 +31,7 @@ PERMISSIONS: dict[str, str] = {
     "approvals.manage_integrations": (
         "manage webhook endpoints and webhook credentials (Slack integrations also need a superuser)"
     ),
+    "oauth.manage_oauth_connections": "see and revoke every person's OAuth connections",
 }
 
 # Reading the admin data of an area: Django's own view permission, or any permission that changes it.
@@ -53,6 +56,7 @@ READERS: dict[str, tuple[str, ...]] = {
     # Every approval and every decision, beyond those a reviewer's groups make visible.
     "approvals": ("approvals.view_approval",),
     "decisions": ("decisions.view_decision",),
+    "oauth_connections": ("oauth.view_oauthconnection", "oauth.manage_oauth_connections"),
 }
 
 
@@ -101,3 +105,22 @@ def is_superuser(actor: Actor) -> bool:
 def require_superuser(actor: Actor, what: str) -> None:
     if not is_superuser(actor):
         raise PermissionDenied(f"only an active superuser may {what}", details={"permission": "superuser"})
+
+
+def may_connect_oauth(actor: Actor) -> bool:
+    """Whether a person may connect an OAuth client (ChatGPT, ...) to an agent of theirs: every
+    active user, or only members of ``TRACEMEM_OAUTH_CONNECT_GROUP`` (and superusers) when it is set."""
+    user = actor.user
+    if actor.kind != "user" or user is None or not user.is_active:
+        return False
+    group = str(getattr(settings, "TRACEMEM_OAUTH_CONNECT_GROUP", "") or "")
+    return not group or user.is_superuser or user.groups.filter(name=group).exists()
+
+
+def require_oauth_connect(actor: Actor) -> None:
+    if not may_connect_oauth(actor):
+        raise PermissionDenied(
+            "your account may not connect OAuth clients to TraceMem; ask an administrator to add you to "
+            "the group named in TRACEMEM_OAUTH_CONNECT_GROUP",
+            details={"permission": "oauth_connect"},
+        )

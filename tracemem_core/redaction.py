@@ -201,7 +201,7 @@ def redact_text(text: str) -> str:
     """``text`` with every secret-looking part replaced by ``[redacted]`` and the rest kept.
 
     Idempotent: ``[redacted]`` matches no pattern. Used by :func:`redact` for every string and by
-    the notification channels on everything they send (approvals/channels.py).
+    the notification channels on everything they send (approvals/services/channels.py).
     """
     for pattern in _extra_rules()[1]:
         text = pattern.sub(_replace_secret, text)

@@ -74,6 +74,22 @@ def optional_string(value: Any, field: str, *, max_length: int = 200) -> str | N
     return string(value, field, max_length=max_length, allow_empty=True)
 
 
+def optional_bool(value: Any, field: str) -> bool | None:
+    if value is None:
+        return None
+    if not isinstance(value, bool):
+        raise InvalidArgument(f"{field} must be true or false", field=field)
+    return value
+
+
+def optional_seconds(value: Any, field: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgument(f"{field} must be an integer number of seconds", field=field)
+    return value
+
+
 def json_object(value: Any, field: str, *, allow_empty: bool = True) -> dict[str, Any]:
     required(value, field)
     if not isinstance(value, dict):

@@ -1,4 +1,5 @@
-"""Ready-to-paste MCP client configurations (Codex, Claude Code, Cursor, VS Code).
+"""Ready-to-paste MCP client configurations (Codex, Claude Code, Cursor, VS Code; ChatGPT and Codex
+through the OAuth door).
 
 Plain functions so ``manage.py mcp_config``, the README and the admin's key-issuing page print
 the same snippets. Every snippet reads the key from the ``TRACEMEM_API_KEY`` environment variable
@@ -17,7 +18,11 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from oauth.conf import mcp_url as oauth_mcp_url
+
 CLIENTS = ("codex", "claude", "cursor", "vscode")
+# Clients that connect to the OAuth door (/oauth/mcp, docs/oauth.md) instead of sending a key.
+OAUTH_CLIENTS = ("chatgpt", "codex-oauth")
 KEY_ENV = "TRACEMEM_API_KEY"
 SERVER = "tracemem"
 
@@ -30,8 +35,48 @@ class Snippet:
     content: str
 
 
-def default_url() -> str:
+def default_url(client: str | None = None) -> str:
+    """The key door ``<public URL>/mcp``, or for an OAuth client the OAuth door ``<public URL>/oauth/mcp``."""
+    if client in OAUTH_CLIENTS:
+        return oauth_mcp_url()
     return f"{settings.TRACEMEM_PUBLIC_URL}/mcp"
+
+
+def _chatgpt(url: str) -> list[Snippet]:
+    https = url.startswith("https://")
+    steps = [
+        "ChatGPT on the web connects with OAuth only, from OpenAI's servers: TraceMem must be reachable at a",
+        "public https URL (TRACEMEM_PUBLIC_URL)."
+        + ("" if https else f" {url} is not https: ChatGPT will refuse it."),
+        "1. ChatGPT > Settings > Apps & Connectors > Advanced settings: turn on Developer mode.",
+        "2. Apps & Connectors > Create: name it TraceMem and paste the MCP server URL:",
+        f"   {url}",
+        "3. Authentication: OAuth. ChatGPT registers itself (client ID metadata document or dynamic",
+        "   registration); leave client ID and secret empty. Tick 'I trust this application' and Create.",
+        "4. Sign in to TraceMem when asked and choose the agent ChatGPT acts as (a new one is made for you).",
+        "5. In a chat, pick Developer mode and enable TraceMem; ask it to call capabilities_get.",
+    ]
+    return [
+        Snippet("ChatGPT (developer mode): MCP server URL", None, "text", url),
+        Snippet("ChatGPT: steps", None, "text", "\n".join(steps) + "\n"),
+    ]
+
+
+def _codex_oauth(url: str) -> list[Snippet]:
+    return [
+        Snippet(
+            "Codex with OAuth: ~/.codex/config.toml (no key: Codex signs in through the browser)",
+            "~/.codex/config.toml",
+            "toml",
+            f"[mcp_servers.{SERVER}]\nurl = {_toml_string(url)}\n",
+        ),
+        Snippet(
+            "Codex with OAuth: sign in and choose the agent (opens the browser)",
+            None,
+            "shell",
+            f"codex mcp login {SERVER}",
+        ),
+    ]
 
 
 def _toml_string(value: str) -> str:
@@ -48,7 +93,11 @@ def client_config(client: str, url: str | None = None, *, key: str | None = None
 
     ``key`` only fills in the ``export`` line (for the page that has just issued a key).
     """
-    url = url or default_url()
+    url = url or default_url(client)
+    if client == "chatgpt":
+        return _chatgpt(url)
+    if client == "codex-oauth":
+        return _codex_oauth(url)
     if client == "codex":
         return [
             _export(key),
@@ -102,7 +151,7 @@ def client_config(client: str, url: str | None = None, *, key: str | None = None
             },
         }
         return [Snippet("VS Code: .vscode/mcp.json", ".vscode/mcp.json", "json", _json(vscode_json))]
-    raise ValueError(f"unknown client {client!r}; choose one of {', '.join(CLIENTS)}")
+    raise ValueError(f"unknown client {client!r}; choose one of {', '.join(CLIENTS + OAUTH_CLIENTS)}")
 
 
 def all_client_configs(url: str | None = None, *, key: str | None = None) -> dict[str, list[Snippet]]:

@@ -9,8 +9,8 @@ import secrets
 from django.conf import settings
 from django.contrib.auth import get_user_model
 
-from agents import services as agent_services
 from agents.models import AgentKey
+from agents.services import registry as agent_registry
 from tracemem_core.actor import Actor
 
 DEMO_ADMIN = "admin"
@@ -28,25 +28,24 @@ def seed() -> list[str]:
         lines.append(f"Demo admin: username {DEMO_ADMIN}, password {password}  (shown once)")
     else:
         lines.append(f"Demo admin {DEMO_ADMIN} exists (password unchanged).")
-    agent, _ = agent_services.agent_get_or_create(actor=system, name=DEMO_AGENT, owner=None)
+    agent, _ = agent_registry.agent_get_or_create(actor=system, name=DEMO_AGENT, owner=None)
     has_working_key = any(k.state() == "active" for k in AgentKey.objects.filter(agent=agent, name="demo"))
     if not has_working_key:
-        issued = agent_services.agent_key_issue(actor=system, agent=agent, name="demo")
+        issued = agent_registry.agent_key_issue(actor=system, agent=agent, name="demo")
         lines.append(f"Demo agent {agent.name} ({agent.agent_id}) key, shown once:")
         lines.append(f"  export TRACEMEM_API_KEY={issued.secret}")
     else:
         lines.append(
             f"Demo agent {agent.name} already has a key; `manage.py create_agent {DEMO_AGENT}` prints a new one."
         )
-    from policies.services import seed_demo_policies
+    from policies.demo import seed_demo_policies
 
     lines.extend(seed_demo_policies(actor=system, agent=agent))
-    from products.demo import demo_tables_create
-    from products.services import products_seed_demo
+    from products.demo import demo_tables_create, products_seed_demo
 
     demo_tables_create()
     lines.extend(products_seed_demo(actor=system, agent=agent))
-    from approvals.services import seed_demo_routes
+    from approvals.demo import seed_demo_routes
 
     lines.extend(seed_demo_routes(actor=system))
     lines.append(f"REST: {settings.TRACEMEM_PUBLIC_URL}/api/v1/   MCP: {settings.TRACEMEM_PUBLIC_URL}/mcp")

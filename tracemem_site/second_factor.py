@@ -55,7 +55,7 @@ class SecondFactorMiddleware:
 
 
 def _outage(request: HttpRequest, error: Unavailable) -> HttpResponse:
-    if not (request.path.startswith("/api/") or request.path == "/mcp"):
+    if not (request.path.startswith("/api/") or request.path in ("/mcp", "/oauth/mcp")):
         return unavailable_page(error)
     response = JsonResponse(
         {"error": {"code": error.code, "message": error.message, "details": error.details}}, status=503
@@ -67,7 +67,7 @@ def _outage(request: HttpRequest, error: Unavailable) -> HttpResponse:
 def _refusal(request: HttpRequest, *, has_device: bool) -> HttpResponse:
     if request.headers.get("HX-Request"):
         return HttpResponse("two-factor sign-in required", status=403, content_type="text/plain")
-    if request.path.startswith("/api/") or request.path == "/mcp":
+    if request.path.startswith("/api/") or request.path in ("/mcp", "/oauth/mcp"):
         return JsonResponse(
             {
                 "error": {

@@ -14,6 +14,7 @@ from typing import Any
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from oauth.conf import provider_settings as oauth_provider_settings
 from tracemem_core.env import env_bool, env_identifier, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -54,6 +55,7 @@ INSTALLED_APPS = [
     "django_otp.plugins.otp_totp",
     "pgtrigger",
     "mcp_server",
+    "oauth2_provider",
     "tracemem_site",
     "agents",
     "decisions",
@@ -61,6 +63,8 @@ INSTALLED_APPS = [
     "approvals",
     "products",
     "audit",
+    "oauth",
+    "receiptlog",
 ]
 
 MIDDLEWARE = [
@@ -175,10 +179,15 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 CELERY_TASK_PUBLISH_RETRY = False
 # Notifications have their own queue and worker pool (scripts/worker.sh), so a slow receiver never
 # delays the beat's tick (approval expiry) or anything else; every other task uses "celery".
-CELERY_TASK_ROUTES = {"approvals.deliver_delivery": {"queue": "deliveries"}}
+CELERY_TASK_ROUTES = {
+    "approvals.deliver_delivery": {"queue": "deliveries"},
+    "receiptlog.deliver_witness": {"queue": "deliveries"},  # checkpoints to witnesses: outbound too
+}
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     # Expire overdue approvals (fail closed) and re-dispatch overdue deliveries (approvals/tasks.py).
     "approvals-tick": {"task": "approvals.tick", "schedule": env_int("TRACEMEM_APPROVALS_TICK_SECONDS", 30)},
+    # Sign a checkpoint of the receipt log when it grew; re-dispatch witness deliveries (receiptlog/tasks.py).
+    "receiptlog-tick": {"task": "receiptlog.tick", "schedule": env_int("TRACEMEM_CHECKPOINT_SECONDS", 5)},
 }
 CELERY_TIMEZONE = "UTC"
 
@@ -329,10 +338,51 @@ DJANGO_MCP_GLOBAL_SERVER_CONFIG = {"name": "tracemem", "stateless": True}
 DJANGO_MCP_AUTHENTICATION_CLASSES = ["agents.auth.AgentKeyAuthentication"]
 DJANGO_MCP_GET_SERVER_INSTRUCTIONS_TOOL = False
 
+# --- The OAuth MCP door (docs/oauth.md): /oauth/mcp for clients that connect only with OAuth
+# (ChatGPT on the web); django-oauth-toolkit is the authorization server, issuer <public URL>/oauth.
+# Redirect URIs clients may register (shell patterns; default: ChatGPT's, Claude's, loopback).
+TRACEMEM_OAUTH_REDIRECT_URIS = env_list("TRACEMEM_OAUTH_REDIRECT_URIS", [])
+# Dynamic client registrations per client address ("N/second|minute|hour|day"; "off" disables).
+TRACEMEM_OAUTH_REGISTRATION_RATE = env_str("TRACEMEM_OAUTH_REGISTRATION_RATE", "20/hour")
+# Only members of this group (and superusers) may connect OAuth clients; empty: every active user.
+TRACEMEM_OAUTH_CONNECT_GROUP = env_str("TRACEMEM_OAUTH_CONNECT_GROUP", "")
+TRACEMEM_OAUTH_ACCESS_TOKEN_SECONDS = env_int("TRACEMEM_OAUTH_ACCESS_TOKEN_SECONDS", 3600)
+TRACEMEM_OAUTH_REFRESH_TOKEN_SECONDS = env_int("TRACEMEM_OAUTH_REFRESH_TOKEN_SECONDS", 30 * 86400)
+# Named so that migrations referring to django-oauth-toolkit's (swappable) models can be written.
+OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth2_provider.Application"
+OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL = "oauth2_provider.AccessToken"
+OAUTH2_PROVIDER_REFRESH_TOKEN_MODEL = "oauth2_provider.RefreshToken"
+OAUTH2_PROVIDER_GRANT_MODEL = "oauth2_provider.Grant"
+OAUTH2_PROVIDER_ID_TOKEN_MODEL = "oauth2_provider.IDToken"
+# django-oauth-toolkit warns that http redirect URIs are allowed: they are, to loopback addresses only
+# (RFC 8252 native apps: Codex's `codex mcp login`, the MCP SDKs), which oauth.conf.redirect_uri_problem
+# enforces at registration; any other http redirect URI is refused.
+SILENCED_SYSTEM_CHECKS = ["oauth2_provider.W008"]
+OAUTH2_PROVIDER = oauth_provider_settings(
+    TRACEMEM_PUBLIC_URL,
+    access_token_seconds=TRACEMEM_OAUTH_ACCESS_TOKEN_SECONDS,
+    refresh_token_seconds=TRACEMEM_OAUTH_REFRESH_TOKEN_SECONDS,
+)
+
 # --- Receipts (docs/receipts.md): Ed25519 signing key as base64 (PEM or 32-byte seed), or a file;
 # unset, a key is generated under VAR_DIR on first use.
 TRACEMEM_RECEIPT_KEY = env_str("TRACEMEM_RECEIPT_KEY")
 TRACEMEM_RECEIPT_KEY_FILE = env_str("TRACEMEM_RECEIPT_KEY_FILE")
+
+# --- Receipt log (docs/receipts.md, "Receipt log and checkpoints"): the origin line of every
+# checkpoint, which is also the note key name: never change it for the life of a log. Default: the
+# public URL without its scheme, plus "/log". Witnesses: names of webhook endpoints that receive
+# every new checkpoint; TRACEMEM_CHECKPOINT_DIR: a directory each new checkpoint is written to.
+TRACEMEM_LOG_ORIGIN = env_str(
+    "TRACEMEM_LOG_ORIGIN", TRACEMEM_PUBLIC_URL.split("://", 1)[-1].rstrip("/") + "/log"
+)
+if not TRACEMEM_LOG_ORIGIN or "+" in TRACEMEM_LOG_ORIGIN or any(c.isspace() for c in TRACEMEM_LOG_ORIGIN):
+    raise ImproperlyConfigured(
+        f"TRACEMEM_LOG_ORIGIN {TRACEMEM_LOG_ORIGIN!r} must be non-empty, without spaces or '+' "
+        "(it names the log and its note key), e.g. tracemem.example.com/log"
+    )
+TRACEMEM_LOG_WITNESSES = env_list("TRACEMEM_LOG_WITNESSES", [])
+TRACEMEM_CHECKPOINT_DIR = env_str("TRACEMEM_CHECKPOINT_DIR")
 
 # --- Outbound destinations (docs/security.md §9): webhook endpoints, Slack integrations and data
 # sources may reach public addresses; loopback, private and other non-public ones only when listed

@@ -14,6 +14,7 @@ api_v1 = [
     path("", include("policies.urls")),
     path("", include("products.urls")),
     path("", include("audit.urls")),
+    path("", include("receiptlog.urls")),
 ]
 
 urlpatterns = [
@@ -24,8 +25,11 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
     path("favicon.ico", site_views.favicon, name="favicon"),
     path("mcp", MCPView.as_view(), name="mcp"),
+    # The OAuth door (issue 15): /oauth/mcp, its metadata, the authorization server, consent.
+    path("", include("oauth.urls")),
     path("healthz", health.healthz, name="healthz"),
     path("", include("decisions.urls_wellknown")),
+    path("", include("receiptlog.urls_wellknown")),
     path("readyz", health.readyz, name="readyz"),
     # Reviewer and admin web UI (issue 7).
     path("", site_views.dashboard, name="dashboard"),

@@ -2,7 +2,7 @@
 
 Existing rows are converted in place, so a retry of a write made before the upgrade still returns
 its first result. The digest is ``tracemem_core.crypto.keyed_digest`` (HMAC-SHA256 keyed from
-DJANGO_SECRET_KEY, versioned by its salt), as ``products.services.idempotency_digest`` computes it.
+DJANGO_SECRET_KEY, versioned by its salt), as ``products.services.writes.idempotency_digest`` computes it.
 Going back keeps the digests: a key sent again after a downgrade would not be recognised, which can
 only repeat a retried write.
 """

@@ -19,16 +19,17 @@ from django.conf import settings  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.test import Client  # noqa: E402
 
-from agents import services as agent_services  # noqa: E402
 from agents.models import Agent  # noqa: E402
+from agents.services import registry as agent_registry  # noqa: E402
+from agents.services import tokens as agent_tokens  # noqa: E402
 from tracemem_core.actor import Actor  # noqa: E402
 
 assert settings.DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3", "not the embedded default"
 assert settings.CELERY_TASK_ALWAYS_EAGER, "tasks must run inline on the embedded default"
 
 agent = Agent.objects.get(name="demo-agent")
-key = agent_services.agent_key_issue(actor=Actor.system(), agent=agent, name="smoke").secret
-token = agent_services.personal_token_create(
+key = agent_registry.agent_key_issue(actor=Actor.system(), agent=agent, name="smoke").secret
+token = agent_tokens.personal_token_create(
     actor=Actor.system(), user=get_user_model().objects.get(username="admin")
 ).secret
 client = Client(HTTP_HOST="127.0.0.1")

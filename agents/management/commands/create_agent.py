@@ -4,7 +4,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from agents import selectors, services
+from agents import selectors
+from agents.services import registry as agent_registry
 from tracemem_core.actor import Actor
 from tracemem_core.errors import DomainError
 
@@ -20,10 +21,12 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             owner = selectors.user_by_username(options["owner"]) if options["owner"] else None
-            agent, created = services.agent_get_or_create(
+            agent, created = agent_registry.agent_get_or_create(
                 actor=Actor.system(), name=options["name"], owner=owner
             )
-            issued = services.agent_key_issue(actor=Actor.system(), agent=agent, name=options["key_name"])
+            issued = agent_registry.agent_key_issue(
+                actor=Actor.system(), agent=agent, name=options["key_name"]
+            )
         except DomainError as exc:
             raise CommandError(str(exc)) from None
         verb = "Created" if created else "Reused"

@@ -6,7 +6,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from agents import selectors, services
+from agents import selectors
+from agents.services import tokens as agent_tokens
 from tracemem_core.actor import Actor
 from tracemem_core.errors import DomainError
 
@@ -25,7 +26,7 @@ class Command(BaseCommand):
             days = options["expires_in_days"]
             if days is not None and not 1 <= days <= 3650:
                 raise CommandError("--expires-in-days must be from 1 to 3650")
-            issued = services.personal_token_create(
+            issued = agent_tokens.personal_token_create(
                 actor=Actor.system(),
                 user=user,
                 name=options["name"],

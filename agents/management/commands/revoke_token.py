@@ -4,7 +4,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from agents import selectors, services
+from agents import selectors
+from agents.services import tokens as agent_tokens
 from tracemem_core.actor import Actor
 from tracemem_core.errors import DomainError
 
@@ -22,7 +23,7 @@ class Command(BaseCommand):
         try:
             token = selectors.personal_token_by_id(actor, options["token_id"])
             already = token.revoked_at
-            token = services.personal_token_revoke(actor=actor, token=token)
+            token = agent_tokens.personal_token_revoke(actor=actor, token=token)
         except DomainError as exc:
             raise CommandError(exc.message) from None
         owner = token.user.get_username()

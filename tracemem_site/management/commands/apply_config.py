@@ -1,9 +1,10 @@
 """``manage.py apply_config FILE.yaml [--dry-run]``: governance as code (SPEC §10).
 
 The YAML file has top-level sections; each section is handled by ONE function in the owning
-app's services, ``apply_<section>(*, actor, items, dry_run) -> list[str]`` (lines describing
+app's ``config.py``, ``apply_<section>(*, actor, items, dry_run) -> list[str]`` (lines describing
 what it did or would do). Sections run in dependency order, all in one transaction; with
-``--dry-run`` the transaction is rolled back whatever the handlers did. Format: docs/apply_config.md.
+``--dry-run`` the handlers do the same work and the transaction is rolled back, so a dry run refuses
+exactly what a real run would. Format: docs/apply_config.md.
 """
 
 from __future__ import annotations
@@ -22,13 +23,13 @@ from tracemem_core.errors import DomainError
 # section → handler, in the order they run (later sections may refer to earlier ones).
 # Each app adds its own line here; a handler that does not exist yet is reported, not skipped.
 SECTIONS: dict[str, str] = {
-    "data_sources": "products.services.apply_data_sources",
-    "products": "products.services.apply_products",
-    "webhook_endpoints": "approvals.services.apply_webhook_endpoints",
-    "slack_integrations": "approvals.services.apply_slack_integrations",
-    "routes": "approvals.services.apply_routes",
-    "policies": "policies.services.apply_policies",
-    "grants": "products.services.apply_grants",
+    "data_sources": "products.config.apply_data_sources",
+    "products": "products.config.apply_products",
+    "webhook_endpoints": "approvals.config.apply_webhook_endpoints",
+    "slack_integrations": "approvals.config.apply_slack_integrations",
+    "routes": "approvals.config.apply_routes",
+    "policies": "policies.config.apply_policies",
+    "grants": "products.config.apply_grants",
 }
 
 

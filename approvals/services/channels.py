@@ -15,8 +15,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.template.loader import render_to_string
 from standardwebhooks import Webhook
@@ -24,6 +23,7 @@ from standardwebhooks import Webhook
 from approvals import conf
 from approvals.models import Approval, ApprovalState, Channel, SlackIntegration, WebhookEndpoint
 from approvals.selectors import frozen_rules, second_factor_required, vote_refusal
+from approvals.services.email_links import email_link_issue
 from tracemem_core import outbound
 from tracemem_core.redaction import redact, redact_text
 from tracemem_core.timefmt import iso_z
@@ -57,10 +57,6 @@ def redacted_for_sending(value: Any) -> Any:
     return redact(value, field="notification", max_string=_OUTBOUND_MAX_STRING)
 
 
-def review_url(approval: Approval) -> str:
-    return f"{conf.public_url()}/review/{approval.approval_id}/"
-
-
 def request_summary(approval: Approval) -> dict[str, Any]:
     """The redacted facts every channel shows; title and message were redacted when stored."""
     decision = approval.decision
@@ -79,14 +75,14 @@ def request_summary(approval: Approval) -> dict[str, Any]:
         "rules": {k: v for k, v in frozen_rules(approval).items() if k != "agent_owner"},
         "requested_at": iso_z(approval.requested_at),
         "expires_at": iso_z(approval.expires_at),
-        "review_url": review_url(approval),
+        "review_url": conf.review_url(approval),
     }
 
 
 # --- email ------------------------------------------------------------------------------------
 
 
-def email_recipients(delivery: Delivery) -> list[AbstractBaseUser]:
+def email_recipients(delivery: Delivery) -> list[User]:
     """Users named in ``to`` (email or username), else the approval's group, else the superusers;
     only those who may vote on this approval (never the agent's owner unless the route allows it).
 
@@ -94,7 +90,7 @@ def email_recipients(delivery: Delivery) -> list[AbstractBaseUser]:
     """
 
     approval = delivery.approval
-    users = get_user_model().objects.filter(is_active=True).exclude(email="")
+    users = User.objects.filter(is_active=True).exclude(email="")
     wanted = delivery.target.get("to")
     if isinstance(wanted, str):
         wanted = [wanted]
@@ -118,8 +114,6 @@ def _render_email(template: str, context: dict[str, Any], link: str) -> str:
 
 
 def send_email(delivery: Delivery) -> dict[str, Any]:
-    from approvals.services import email_link_issue
-
     approval = delivery.approval
     recipients = email_recipients(delivery)
     if not recipients:
@@ -135,7 +129,7 @@ def send_email(delivery: Delivery) -> dict[str, Any]:
             # Whoever must use two-factor sign-in gets the review page, not a link that votes.
             browser_only = second_factor_required(user)
             if browser_only:
-                link = review_url(approval)
+                link = conf.review_url(approval)
             else:
                 link = f"{conf.public_url()}/approvals/email/{email_link_issue(approval=approval, user=user)}"
             context = {**summary, "reviewer": user.get_username(), "browser_only": browser_only}
@@ -292,12 +286,13 @@ def slack_update(delivery: Delivery, approval: Approval) -> None:
     if not ref.get("ts"):
         return
     integration = slack_integration(ref.get("integration"))
-    outcome = {
+    outcomes: dict[str, str] = {
         ApprovalState.APPROVED: "approved",
         ApprovalState.REJECTED: "rejected",
         ApprovalState.EXPIRED: "expired (rejected)",
         ApprovalState.CANCELLED: "cancelled (the decision was closed)",
-    }.get(approval.status, approval.status)
+    }
+    outcome = outcomes.get(approval.status, approval.status)
     slack_call(
         integration,
         "chat.update",
@@ -341,22 +336,28 @@ def webhook_payload(delivery: Delivery) -> dict[str, Any]:
 
 
 def send_webhook(delivery: Delivery) -> dict[str, Any]:
-    name = delivery.target.get("endpoint")
+    body = json.dumps(redacted_for_sending(webhook_payload(delivery)), separators=(",", ":"))
+    return webhook_post(delivery.target.get("endpoint"), delivery.delivery_id, body)
+
+
+def webhook_post(name: Any, message_id: str, body: str) -> dict[str, Any]:
+    """POST ``body`` (JSON text) to the webhook endpoint ``name``, signed per Standard Webhooks with
+    ``message_id`` as the webhook id, through the outbound rules; ``{"http_status"}`` on a 2xx, else
+    :class:`DeliveryError`. Approval requests and the receipt log's witnesses both send this way."""
     endpoint = WebhookEndpoint.objects.filter(name=name).first() if name else None
     if endpoint is None:
         raise DeliveryError(f"webhook endpoint {name!r} is not configured")
-    body = json.dumps(redacted_for_sending(webhook_payload(delivery)), separators=(",", ":"))
     from django.utils import timezone
 
     now = timezone.now()
     try:
-        signature = Webhook(endpoint.signing_secret).sign(delivery.delivery_id, now, body)
+        signature = Webhook(endpoint.signing_secret).sign(message_id, now, body)
     except Exception:
         raise DeliveryError("the webhook endpoint's signing secret is not a valid whsec_ secret") from None
     headers = {
         "content-type": "application/json",
         # The delivery id is the webhook id: receivers de-duplicate retries by it.
-        "webhook-id": delivery.delivery_id,
+        "webhook-id": message_id,
         "webhook-timestamp": str(int(now.timestamp())),
         "webhook-signature": signature,
         "user-agent": "TraceMem-Webhooks/1",
