@@ -22,7 +22,7 @@ from decisions import services as decision_services
 from decisions.inputs import Category, DecisionRecord, Mode, SearchStatus
 from decisions.models import AutomationMode, Decision, RecordCategory, TraceEvent
 from decisions.records import SEARCH_STATUSES
-from products import services as product_services
+from products import demo as product_demo
 from products.demo import demo_tables_create
 from tests.mcp_helpers import REST_ROUTES, VOLATILE_KEYS, error_code, jsonrpc, mcp_calls, rest_call, shape
 from tests.test_mcp_client import SPEC_TOOLS
@@ -47,7 +47,7 @@ VOLATILE = VOLATILE_KEYS | {
 def world(transactional_db: Any, make_agent: Any) -> Iterator[tuple[Agent, str]]:
     agent, key = make_agent("contract-agent")
     demo_tables_create(reset=True)
-    product_services.products_seed_demo(actor=SYSTEM, agent=agent)
+    product_demo.products_seed_demo(actor=SYSTEM, agent=agent)
     publish_refund_policy(agent)
     make_route()
     receipts._load_signing_key.cache_clear()

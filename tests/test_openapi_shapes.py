@@ -45,14 +45,14 @@ def test_admin_and_reviewer_answers_are_what_the_document_says(db: Any, make_age
     shapes (the shapes refuse properties they do not name, so a new field must be documented)."""
     import jsonschema
 
-    from products import services as product_services
+    from products import demo as product_demo
     from tests.perm_helpers import make_staff, token_for
     from tests.test_inputs_contract import _json_schema
     from tests.ui_scenario import decision_needing_approval, make_route
     from tracemem_core.actor import Actor
 
     agent, _ = make_agent("shapes")
-    product_services.products_seed_demo(actor=Actor.system("test"), agent=agent)
+    product_demo.products_seed_demo(actor=Actor.system("test"), agent=agent)
     make_route()
     decision, approval = decision_needing_approval(agent)
     admin = make_staff("shapes-admin", is_superuser=True)
