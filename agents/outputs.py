@@ -28,10 +28,16 @@ class ServerInfo(Output):
     protocol_versions: list[str]
 
 
+class WorkflowStep(Output):
+    tool: str
+    when: str
+
+
 class CapabilitiesOut(Output):
     agent_id: str
     name: str
     permissions: Permissions
+    workflow: list[WorkflowStep]
     server: ServerInfo
 
 

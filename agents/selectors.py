@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.db.models import QuerySet
@@ -9,7 +12,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from agents.models import Agent, AgentKey, PersonalToken
 from tracemem_core.actor import Actor
-from tracemem_core.errors import NotFound
+from tracemem_core.errors import InvalidArgument, NotFound
 from tracemem_core.permissions import (
     has_perm,
     is_superuser,
@@ -40,7 +43,7 @@ def agent_keys(agent: Agent) -> QuerySet[AgentKey]:
 
 def agent_key_by_id(agent: Agent, key_id: str) -> AgentKey:
     raw = key_id.removeprefix("key_")
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):
         raise NotFound(f"no key {key_id} for agent {agent.agent_id}")
     try:
         return AgentKey.objects.get(agent=agent, pk=int(raw))
@@ -56,14 +59,53 @@ def capabilities(agent: Agent) -> dict[str, object]:
     """
     from policies.selectors import granted_policies
     from products.selectors import agent_data_products
-    from tracemem_core.version import PROTOCOL_VERSIONS, SERVER_NAME, SERVER_VERSION
+    from tracemem_core.version import MODERN_PROTOCOL_VERSIONS, PROTOCOL_VERSIONS, SERVER_NAME, SERVER_VERSION
 
+    products, policies = agent_data_products(agent), granted_policies(agent)
     return {
         "agent_id": agent.agent_id,
         "name": agent.name,
-        "permissions": {"data_products": agent_data_products(agent), "policies": granted_policies(agent)},
-        "server": {"name": SERVER_NAME, "version": SERVER_VERSION, "protocol_versions": PROTOCOL_VERSIONS},
+        "permissions": {"data_products": products, "policies": policies},
+        "workflow": workflow(products, policies),
+        "server": {
+            "name": SERVER_NAME,
+            "version": SERVER_VERSION,
+            "protocol_versions": [*MODERN_PROTOCOL_VERSIONS, *PROTOCOL_VERSIONS],
+        },
     }
+
+
+def workflow(products: list[dict[str, Any]], policies: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """What this agent may do next, in the order of the protocol (the MCP server's instructions and
+    the ``governed_change`` prompt say the same): only the data and policy steps it holds grants for."""
+    granted = {p for product in products for p in product.get("permissions", [])}
+    steps = [
+        ("decision_create", "before you act: open a decision with your intent and automation_mode"),
+        ("decision_add_context", "as the work goes on: what you know and why you act"),
+    ]
+    if "read" in granted:
+        steps.append(
+            ("decision_read", "read business data through the products listed above, with a purpose")
+        )
+    if policies:
+        steps.append(
+            ("decision_evaluate", "before acting: evaluate the policies listed above on your inputs")
+        )
+    steps += [
+        ("decision_request_approval", "when a policy answers requires_exception or your mode needs a human"),
+        (
+            "decision_wait",
+            "right after requesting approval: returns when a human answers; call again on timed_out",
+        ),
+    ]
+    if granted & {"insert", "update", "delete"}:
+        steps.append(
+            ("decision_write", "once allowed or approved: change data through the products listed above")
+        )
+    steps.append(
+        ("decision_close", 'action="commit" when done, action="abort" to give up (after deny or rejection)')
+    )
+    return [{"tool": tool, "when": when} for tool, when in steps]
 
 
 def may_manage_keys(actor: Actor, agent: Agent) -> bool:
@@ -134,15 +176,22 @@ def personal_tokens(
     return qs.filter(user=actor.user)
 
 
+# ASCII digits only (str.isdigit() also takes "²", which int() refuses), no leading zero, and small
+# enough for a bigint primary key.
+TOKEN_ID_RE = re.compile(r"tok_([1-9][0-9]{0,17})", re.ASCII)
+
+
 def personal_token_by_id(actor: Actor, token_id: str) -> PersonalToken:
     """A token its owner (or an admin) may manage; anyone else gets ``not_found``, as for a token
     that does not exist, so token ids reveal nothing."""
-    raw = token_id.removeprefix("tok_")
-    token = (
-        PersonalToken.objects.select_related("user").filter(pk=int(raw)).first()
-        if raw.isdigit() and len(raw) < 19
-        else None
-    )
+    match = TOKEN_ID_RE.fullmatch(token_id) if isinstance(token_id, str) else None
+    if match is None:
+        raise InvalidArgument(
+            f"token_id {str(token_id)[:40]!r} is not a token id: expected tok_ followed by a number, as GET "
+            "/api/v1/tokens shows (e.g. tok_12)",
+            field="token_id",
+        )
+    token = PersonalToken.objects.select_related("user").filter(pk=int(match.group(1))).first()
     if token is None or not may_manage_tokens_of(actor, token.user_id):
         raise NotFound(f"no token {token_id}")
     return token

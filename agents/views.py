@@ -157,7 +157,9 @@ def key_rotate(request: HttpRequest, agent_id: str, key_id: str) -> HttpResponse
         key = selectors.agent_key_by_id(agent, key_id)
         grace = request.POST.get("grace_seconds", "0")
         issued = agent_registry.agent_key_rotate(
-            actor=web_actor(request), key=key, grace_seconds=int(grace) if grace.isdigit() else -1
+            actor=web_actor(request),
+            key=key,
+            grace_seconds=int(grace) if grace.isascii() and grace.isdigit() else -1,
         )
     except DomainError as exc:
         messages.error(request, exc.message)
@@ -219,7 +221,7 @@ def account(request: HttpRequest) -> HttpResponse:
 def token_create(request: HttpRequest) -> HttpResponse:
     days = request.POST.get("expires_in_days", "").strip()
     try:
-        if days and not (days.isdigit() and 1 <= int(days) <= 3650):
+        if days and not (days.isascii() and days.isdigit() and 1 <= int(days) <= 3650):
             raise InvalidArgument(
                 "expires in (days) must be a whole number from 1 to 3650", field="expires_in_days"
             )

@@ -21,9 +21,10 @@ class ApprovalTools(MCPToolset):
         title/message: what the reviewer should decide and why (secrets are redacted). The route is
         approval_route_id, else the policy's exception route, else the default route.
         Result: {approval_id, status: "pending", expires_at, route_id, delivery}. The decision is now
-        needs_approval: do not write; poll decision_get until approval_status is approved (continue
-        with writes and commit), rejected or expired (close the decision with action=abort).
-        A second request while one is pending is [conflict]: keep polling instead.
+        needs_approval: do not write; call decision_wait (it returns when a human answers, or after
+        its timeout: then call it again) until approval_status is approved (continue with writes
+        and commit), rejected or expired (close the decision with action=abort).
+        A second request while one is pending is [conflict]: keep waiting instead.
         """
         approval = approval_requests.decision_request_approval(
             actor=mcp_actor(self.request),

@@ -18,6 +18,7 @@ from approvals.models import (
     ApprovalRoute,
     ApprovalState,
     Delivery,
+    DeliveryStatus,
     EmailLink,
     SlackIntegration,
     Vote,
@@ -200,6 +201,17 @@ def pending_approval_overdue(decision: Decision, now: datetime) -> bool:
     ).exists()
 
 
+def pending_approval_expires_at(decision: Decision) -> datetime | None:
+    """When the decision's pending approval expires, if it has one (registered with decisions)."""
+    if decision.pending_approval_id is None:
+        return None
+    return (
+        Approval.objects.filter(pk=decision.pending_approval_id, status=ApprovalState.PENDING)
+        .values_list("expires_at", flat=True)
+        .first()
+    )
+
+
 def approval_as_reported(approval: Approval) -> Approval:
     """The approval as it stands *now*: past its deadline it is ``expired`` at ``expires_at``,
     exactly as the expiry will write it, even before anything has been written."""
@@ -225,6 +237,28 @@ def second_factor_required(user: User) -> bool:
     they turned two-factor sign-in on, or it is required of them (approval links by email and Slack
     buttons then refuse their votes; they confirm in the browser)."""
     return confirmed_device(user) is not None or second_factor_required_by_policy(user)
+
+
+def operations_state() -> dict[str, Any]:
+    """What an operator watches (``/metrics``): approvals pending and how long the oldest has
+    waited, and the outbox backlog (notifications not yet sent) per channel."""
+    from django.db.models import Count, Min
+
+    now = timezone.now()
+    pending = Approval.objects.filter(status=ApprovalState.PENDING).aggregate(
+        n=Count("pk"), oldest=Min("requested_at")
+    )
+    backlog = {
+        row["channel"]: (row["n"], (now - row["oldest"]).total_seconds())
+        for row in Delivery.objects.filter(status=DeliveryStatus.PENDING)
+        .values("channel")
+        .annotate(n=Count("pk"), oldest=Min("created_at"))
+    }
+    return {
+        "approvals_pending": pending["n"],
+        "oldest_pending_seconds": (now - pending["oldest"]).total_seconds() if pending["oldest"] else 0.0,
+        "outbox": backlog,
+    }
 
 
 @dataclass(frozen=True)

@@ -42,14 +42,14 @@ def delivery_out(approval: Approval, deliveries: list[Delivery] | None = None) -
         note = "the route has no notification channels; reviewers find the request in the review queue"
     elif DeliveryStatus.PENDING in statuses:
         status = DeliveryStatus.PENDING
-        note = "notifications are queued; the decision waits for a reviewer either way — poll decision_get"
+        note = "notifications are queued; the decision waits for a reviewer either way — call decision_wait"
     elif DeliveryStatus.FAILED in statuses:
         status = DeliveryStatus.FAILED
         failed = ", ".join(d.channel for d in rows if d.status == DeliveryStatus.FAILED)
         note = f"delivery failed on {failed}; reviewers still see the request in the review queue"
     else:
         status = DeliveryStatus.DELIVERED
-        note = "reviewers were notified; poll decision_get until approval_status changes"
+        note = "reviewers were notified; call decision_wait until approval_status changes"
     return {
         "status": str(status),
         "channels": [{"channel": d.channel, "status": d.status} for d in rows],

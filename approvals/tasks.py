@@ -9,7 +9,7 @@ from django.conf import settings
 
 from approvals.services import outbox as approval_outbox
 from approvals.services import requests as approval_requests
-from tracemem_core import shared_cache
+from tracemem_core import heartbeat, metrics, shared_cache
 from tracemem_core.actor import Actor
 
 logger = logging.getLogger(__name__)
@@ -94,4 +94,6 @@ def approvals_tick() -> dict[str, int]:
         logger.exception("approvals tick: expiring due approvals failed; re-dispatching anyway")
         expired = 0
     redispatched = approval_outbox.deliveries_redispatch_due(actor=actor)
+    heartbeat.stamp("tick")
+    metrics.TICKS.inc()
     return {"expired": expired, "redispatched": redispatched}

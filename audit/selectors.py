@@ -17,6 +17,7 @@ from django.db.models import Q, QuerySet
 from django.utils.dateparse import parse_datetime
 
 from audit.models import AuditEntry
+from tracemem_core import safejson
 from tracemem_core import validation as v
 from tracemem_core.actor import Actor
 from tracemem_core.errors import InvalidArgument
@@ -101,7 +102,7 @@ def _decode_cursor(cursor: Any) -> int | None:
     text = v.string(cursor, "cursor", max_length=200)
     problem = "cursor is not one this server issued; pass next_cursor from the previous page unchanged"
     try:
-        decoded = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        decoded = safejson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode("utf-8"))
     except (binascii.Error, ValueError):
         raise InvalidArgument(problem, field="cursor") from None
     seq = decoded.get("before_seq") if isinstance(decoded, dict) else None
@@ -114,7 +115,7 @@ def _limit(raw: Any) -> int:
     if raw in (None, ""):
         return DEFAULT_LIMIT
     text = str(raw)
-    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_LIMIT:
         raise InvalidArgument(
             f"limit must be an integer from 1 to {MAX_LIMIT}; got {text[:20]!r}", field="limit"
         )

@@ -26,6 +26,7 @@ from decisions.inputs import (
     DecisionRecord,
     DecisionSearch,
     DecisionTrace,
+    DecisionWait,
 )
 from decisions.outputs import (
     DecisionClosed,
@@ -37,9 +38,17 @@ from decisions.outputs import (
     RecordOut,
     SearchOut,
     TracePage,
+    WaitOut,
 )
-from decisions.serializers import closed_out, created_out, decision_out, event_ref_out, trace_page_out
-from tracemem_core import safejson
+from decisions.serializers import (
+    closed_out,
+    created_out,
+    decision_out,
+    event_ref_out,
+    trace_page_out,
+    wait_out,
+)
+from tracemem_core import safejson, waits
 from tracemem_site.openapi import query_parameters
 from tracemem_site.rest import ERROR_RESPONSES as _ERRORS
 from tracemem_site.rest import actor_from_request, operation_input
@@ -68,6 +77,30 @@ class DecisionGetView(APIView):
     def get(self, request: Request, decision_id: str) -> Response:
         args = operation_input(request, DecisionGet, path={"decision_id": decision_id})
         return Response(decision_out(selectors.decision_for(actor_from_request(request), args.decision_id)))
+
+
+class DecisionWaitView(APIView):
+    @extend_schema(
+        operation_id="decision_wait",
+        description=(
+            "Wait until the decision's pending approval is resolved (or the decision otherwise stops "
+            "waiting for one), at most timeout_seconds; returns decision_get plus timed_out. "
+            "With timed_out true, call again."
+        ),
+        parameters=query_parameters(DecisionWait, path=("decision_id",)),
+        responses={200: WaitOut, **_ERRORS},
+    )
+    def get(self, request: Request, decision_id: str) -> Response:
+        args = operation_input(request, DecisionWait, path={"decision_id": decision_id})
+        actor = actor_from_request(request)
+        try:
+            with waits.door_parks():
+                outcome = selectors.decision_wait(
+                    actor, args.decision_id, timeout_seconds=args.timeout_seconds
+                )
+        except waits.ParkRequest:
+            return Response(status=204)  # a placeholder: the front waits and replays this request
+        return Response(wait_out(outcome))
 
 
 class DecisionTraceView(APIView):

@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from decisions.records import MAX_TAGS, SEARCH_LIMIT_DEFAULT, SEARCH_LIMIT_MAX
-from decisions.selectors import TRACE_PAGE_DEFAULT, TRACE_PAGE_MAX
-from tracemem_core.inputs import DIGITS, Input, JsonArray, JsonObject, first_present
+from decisions.selectors import TRACE_PAGE_DEFAULT, TRACE_PAGE_MAX, WAIT_DEFAULT_SECONDS, WAIT_MAX_SECONDS
+from tracemem_core.inputs import DECIMAL, DIGITS, Input, JsonArray, JsonObject, first_present
 
 DecisionId = str
 CloseAction = Literal["commit", "abort", "rollback"]
@@ -56,6 +56,18 @@ class DecisionGet(Input):
     tool_name = "decision_get"
 
     decision_id: DecisionId
+
+
+WaitSeconds = Annotated[float, Field(ge=0, le=WAIT_MAX_SECONDS), DECIMAL]
+
+
+class DecisionWait(Input):
+    tool_name = "decision_wait"
+
+    decision_id: DecisionId
+    timeout_seconds: WaitSeconds | None = Field(
+        None, description=f"seconds to wait at most (default {WAIT_DEFAULT_SECONDS})"
+    )
 
 
 class DecisionTrace(Input):

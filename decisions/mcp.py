@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from mcp_server import MCPToolset
+from mcp_server.djangomcp import global_mcp_server
 
 from decisions import receipts, records, selectors, services
 from decisions.inputs import (
@@ -18,8 +19,16 @@ from decisions.inputs import (
     DecisionRecord,
     DecisionSearch,
     DecisionTrace,
+    DecisionWait,
 )
-from decisions.serializers import closed_out, created_out, decision_out, event_ref_out, trace_page_out
+from decisions.serializers import (
+    closed_out,
+    created_out,
+    decision_out,
+    event_ref_out,
+    trace_page_out,
+    wait_out,
+)
 from tracemem_site.mcp import mcp_actor
 
 
@@ -66,15 +75,33 @@ class DecisionTools(MCPToolset):
         return event_ref_out(event)
 
     def decision_get(self, args: DecisionGet) -> dict[str, Any]:
-        """Read a decision's current state. Poll this while waiting for a human.
+        """Read a decision's current state.
 
         Returns status (open | needs_approval | approved | rejected | committed | aborted),
         approval_status (null | pending | approved | rejected | expired), approval_required,
-        pending_approval_id, event_count and trace_head. While approval_status is pending, wait
-        and poll again (every few seconds to minutes); when approved, continue with your writes
-        and decision_close(action="commit"); when rejected or expired, decision_close(action="abort").
+        pending_approval_id, event_count and trace_head. While approval_status is pending, call
+        decision_wait (it returns the moment a human answers) rather than polling this; when
+        approved, continue with your writes and decision_close(action="commit"); when rejected or
+        expired, decision_close(action="abort").
         """
         return decision_out(selectors.decision_for(mcp_actor(self.request), args.decision_id))
+
+    def decision_wait(self, args: DecisionWait) -> dict[str, Any]:
+        """Wait for a human: returns as soon as the decision's approval is resolved, or after
+        timeout_seconds (default 25, at most 50) with timed_out true. Use it instead of polling.
+
+        Call it after decision_request_approval (or whenever approval_status is pending). It returns
+        the decision_get object plus timed_out. timed_out false: the wait is over; approval_status
+        says how (approved: continue with your writes and decision_close(action="commit");
+        rejected or expired: decision_close(action="abort")). timed_out true: nobody has answered
+        yet; call decision_wait again right away (approvals can take minutes to days). When nothing
+        is pending it returns at once.
+        """
+        # Under the production server the MCP view lets it park (tracemem_site.mcp, docs/mcp.md).
+        outcome = selectors.decision_wait(
+            mcp_actor(self.request), args.decision_id, timeout_seconds=args.timeout_seconds
+        )
+        return wait_out(outcome)
 
     def decision_trace(self, args: DecisionTrace) -> dict[str, Any]:
         """Read a decision with its hash-chained trace of events, one page at a time
@@ -96,7 +123,7 @@ class DecisionTools(MCPToolset):
 
         (Alias: outcome; "rollback" means abort.) Commit is gated: it fails with
         [approval_required] when the automation mode or a policy exception still needs a granted
-        approval (call decision_request_approval, then poll decision_get), and with
+        approval (call decision_request_approval, then decision_wait), and with
         [invalid_state] while approval is pending or after a rejection (then abort).
         Abort always works on a decision that is not closed yet.
         Returns {decision_id, status: "committed" | "aborted", closed_at, trace_head}.
@@ -172,3 +199,53 @@ class ProofTools(MCPToolset):
             limit=args.limit,
         )
         return records.search_out(found)
+
+
+# --- the workflow prompt (issue 16) ----------------------------------------------------------------
+
+GOVERNED_CHANGE = """\
+Make this change under TraceMem's governance, step by step, with these tool calls:
+
+1. capabilities_get() — check that policy {policy_id} is among your policies.
+2. decision_create(intent="{intent}", automation_mode="{automation_mode}",
+   metadata={{"component": "{component}", "change_type": "{change_type}"}}) — keep the decision_id.
+3. decision_add_context(decision_id, context={{"step": "planning", "rationale": "<why this change>"}})
+   — and again at each step of the work.
+4. decision_evaluate(decision_id, policy_id="{policy_id}",
+   inputs={{"change_type": "{change_type}", "component": "{component}"}}):
+   - allow: go to step 6 (in propose/approve/override mode a human must still approve: step 5);
+   - deny: do not make the change; decision_close(decision_id, action="abort", reason=<the rule>);
+   - requires_exception: step 5.
+5. decision_request_approval(decision_id, title="{title}", message="<what you will change and why>"),
+   then decision_wait(decision_id) until timed_out is false (call it again whenever timed_out is true):
+   approval_status approved: go on; rejected or expired: decision_close(decision_id, action="abort").
+6. Make the change ({change_type} of {component}), recording what you did with decision_add_context
+   (and data changes with decision_write through a data product, if any).
+7. decision_close(decision_id, action="commit", summary=<what changed>, reason=<why it is done>).
+   decision_trace and decision_receipt prove afterwards what happened and who approved it.
+"""
+
+
+@global_mcp_server.prompt(
+    name="governed_change",
+    description=(
+        "Walks you through one governed change (create → context → evaluate → request approval → "
+        "wait → change → close) with the tool calls filled in. Defaults are the demo's refactor flow."
+    ),
+)
+def governed_change(
+    component: str = "user-service",
+    change_type: str = "refactor",
+    intent: str = "code.refactor.execute",
+    policy_id: str = "code_change_policy_v1",
+    automation_mode: str = "propose",
+    title: str = "Refactoring Approval Required",
+) -> str:
+    return GOVERNED_CHANGE.format(
+        component=component,
+        change_type=change_type,
+        intent=intent,
+        policy_id=policy_id,
+        automation_mode=automation_mode,
+        title=title,
+    )

@@ -45,6 +45,10 @@ class DecisionState(Output):
     delivery: Delivery | None
 
 
+class WaitOut(DecisionState):
+    timed_out: bool
+
+
 class TraceEventOut(Output):
     decision_id: str
     event_id: str

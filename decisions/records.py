@@ -28,7 +28,7 @@ from decisions.services import mark_closed, trace_append
 from tracemem_core import validation as v
 from tracemem_core.actor import Actor
 from tracemem_core.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
-from tracemem_core.redaction import redact
+from tracemem_core.redaction import redact, redact_text
 from tracemem_core.timefmt import iso_z
 
 RECORD_INTENT_PREFIX = "decision.record."
@@ -57,7 +57,7 @@ def _tags(value: Any, field: str = "tags") -> list[str]:
     for item in value:
         if not isinstance(item, str) or not item.strip():
             raise InvalidArgument(f"{field} must contain only non-empty strings, got {item!r}", field=field)
-        tag = item.strip().lower()
+        tag = redact_text(item.strip()).lower()  # before lowercasing: some patterns are case-sensitive
         if len(tag) > MAX_TAG_LENGTH:
             raise InvalidArgument(
                 f"each tag is at most {MAX_TAG_LENGTH} characters; {tag[:20]!r}… is longer", field=field
@@ -207,7 +207,7 @@ def decision_record(
 def _limit(value: Any) -> int:
     if value is None or value == "":
         return SEARCH_LIMIT_DEFAULT
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidArgument(f"limit must be an integer from 1 to {SEARCH_LIMIT_MAX}", field="limit")

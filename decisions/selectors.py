@@ -8,7 +8,10 @@ permission (reviewers, auditors; superusers hold every permission).
 from __future__ import annotations
 
 import copy
+import math
+import re
 import statistics
+import time as monotonic_clock
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -26,6 +29,7 @@ from tracemem_core.errors import InvalidArgument, NotFound
 from tracemem_core.ids import DECISION_PREFIX, has_format
 from tracemem_core.permissions import may_read
 from tracemem_core.timefmt import iso_z
+from tracemem_core.waits import Pending, wait_for
 
 # decision_trace pages (SPEC §12): without ``limit`` a page holds TRACE_PAGE_DEFAULT events, never more
 # than TRACE_PAGE_MAX. Whole-chain readers (verifiers) walk pages of TRACE_PAGE_MAX.
@@ -100,6 +104,88 @@ def decision_as_reported(decision: Decision) -> Decision:
     return reported
 
 
+# When a decision's pending approval expires (decision_wait wakes then, to report the expiry on
+# time). Approvals registers how to find it, like the overdue check above.
+PendingDeadline = Callable[[Decision], datetime | None]
+_pending_deadlines: list[PendingDeadline] = []
+
+
+def register_pending_deadline(finder: PendingDeadline) -> None:
+    if finder not in _pending_deadlines:
+        _pending_deadlines.append(finder)
+
+
+# --- decision_wait (SPEC §12) ----------------------------------------------------------------
+
+WAIT_DEFAULT_SECONDS = 25
+# Under the 60 s tool-call timeout common MCP clients use, with room for the answer to travel.
+WAIT_MAX_SECONDS = 50
+
+
+def wait_timeout(value: Any) -> float:
+    """``timeout_seconds``: a number from 0 to 50 (default 25); REST sends it as text."""
+    field = "timeout_seconds"
+    if value is None or value == "":
+        return float(WAIT_DEFAULT_SECONDS)
+    if isinstance(value, str) and re.fullmatch(r"\s*[0-9]{1,6}(\.[0-9]{1,6})?\s*", value):
+        value = float(value)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidArgument(
+            f"{field} must be a number of seconds from 0 to {WAIT_MAX_SECONDS}; got {value!r}", field=field
+        )
+    if not 0 <= value <= WAIT_MAX_SECONDS:
+        raise InvalidArgument(
+            f"{field} must be a number of seconds from 0 to {WAIT_MAX_SECONDS}; got {value}: wait again "
+            "after it returns with timed_out true",
+            field=field,
+        )
+    return float(value)
+
+
+@dataclass(frozen=True)
+class WaitOutcome:
+    decision: Decision  # as reported (an approval past its deadline is expired)
+    timed_out: bool
+
+
+def decision_wait_check(
+    actor: Actor, decision_id: str, *, timeout_seconds: Any, deadline: float | None
+) -> WaitOutcome | Pending:
+    """One look for ``decision_wait``: the answer once nothing is pending on the decision (the
+    approval was granted, rejected, expired or cancelled, or none was asked for), ``timed_out``
+    once ``deadline`` (monotonic; ``None`` on the first look: now + ``timeout_seconds``) has
+    passed, otherwise :class:`Pending` with when to look again by itself (the deadline, or the
+    approval's expiry if sooner: an expiry is reported on time even before the tick writes it)."""
+    timeout = wait_timeout(timeout_seconds)
+    decision = decision_as_reported(decision_for(actor, decision_id))
+    now = monotonic_clock.monotonic()
+    if deadline is None:
+        deadline = now + timeout
+    if decision.approval_status != ApprovalStatus.PENDING:
+        return WaitOutcome(decision, timed_out=False)
+    if now >= deadline:
+        return WaitOutcome(decision, timed_out=True)
+    wake_at = deadline
+    for finder in _pending_deadlines:
+        expires_at = finder(decision)
+        if expires_at is not None:
+            # A hair after the deadline, so the look that wakes for it sees it passed.
+            wake_at = min(wake_at, now + (expires_at - timezone.now()).total_seconds() + 0.005)
+    return Pending(wake_at=max(wake_at, now), deadline=deadline)
+
+
+def decision_wait(actor: Actor, decision_id: str, *, timeout_seconds: Any) -> WaitOutcome:
+    """``decision_wait`` (SPEC §12): :func:`decision_wait_check` until it answers, woken by the
+    commit that changes the decision (``tracemem_core.waits``). Under the production server's front
+    it raises ``waits.ParkRequest`` instead of blocking, when the door allows it."""
+    return wait_for(
+        decision_id,
+        lambda deadline: decision_wait_check(
+            actor, decision_id, timeout_seconds=timeout_seconds, deadline=deadline
+        ),
+    )
+
+
 def decision_events(decision: Decision) -> QuerySet[TraceEvent]:
     return TraceEvent.objects.filter(decision=decision).order_by("seq")
 
@@ -137,6 +223,25 @@ def trace_page(decision: Decision, *, after_seq: Any = None, limit: Any = None) 
     )
     more = bool(events) and events[-1].seq < decision.event_count
     return TracePage(events=events, next_after_seq=events[-1].seq if more else None)
+
+
+def decisions_in_flight() -> dict[str, int]:
+    """How many decisions are in each not-yet-closed status (``/metrics``)."""
+    from django.db.models import Count
+
+    counts: dict[str, int] = {
+        str(status): 0
+        for status in (
+            DecisionStatus.OPEN,
+            DecisionStatus.NEEDS_APPROVAL,
+            DecisionStatus.APPROVED,
+            DecisionStatus.REJECTED,
+        )
+    }
+    rows = Decision.objects.filter(status__in=list(counts)).values("status").annotate(n=Count("pk"))
+    for row in rows:
+        counts[row["status"]] = row["n"]
+    return {str(status): n for status, n in counts.items()}
 
 
 # The chart groups statuses into three outcomes a reader cares about at a glance.

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from decisions.models import Decision, TraceEvent
-from decisions.selectors import TracePage, decision_as_reported, event_as_dict
+from decisions.selectors import TracePage, WaitOutcome, decision_as_reported, event_as_dict
 from decisions.services import approval_required
 from tracemem_core.timefmt import iso_z
 
@@ -30,6 +30,11 @@ def decision_out(decision: Decision) -> dict[str, Any]:
         "trace_head": decision.trace_head,
         "delivery": _approval_delivery(decision),
     }
+
+
+def wait_out(outcome: WaitOutcome) -> dict[str, Any]:
+    """``decision_wait``: the ``decision_get`` object plus whether the wait ran out (SPEC §12)."""
+    return {**decision_out(outcome.decision), "timed_out": outcome.timed_out}
 
 
 def _approval_delivery(decision: Decision) -> dict[str, Any] | None:

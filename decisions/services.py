@@ -30,6 +30,7 @@ from decisions.models import (
 )
 from decisions.receipts import receipt_issue
 from decisions.selectors import approval_outcome_fields, decision_for, event_as_dict
+from tracemem_core import metrics, telemetry
 from tracemem_core import validation as v
 from tracemem_core.actor import Actor
 from tracemem_core.errors import (
@@ -39,7 +40,7 @@ from tracemem_core.errors import (
     PermissionDenied,
     PolicyDenied,
 )
-from tracemem_core.redaction import redact
+from tracemem_core.redaction import redact, redact_strings
 from tracemem_verify.chain import GENESIS_HASH, event_hash
 
 INTENT_RE = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+){1,7}$")
@@ -57,13 +58,15 @@ def trace_append(
 
     The caller holds the decision's row lock (:func:`decision_lock`) inside its transaction, which
     is what keeps ``seq`` gapless and the chain linear under concurrency. ``payload`` must already
-    be redacted; it is normalised through JSON so the hash covers exactly what is stored.
+    be redacted (the value patterns run over it once more); it is normalised through JSON so the hash covers exactly what is stored.
 
     The database checks that the event continues the chain of a decision that is not closed and
     advances the decision's ``event_count``/``trace_head`` itself (one INSERT, no UPDATE round
     trip; migration decisions 0003); the same values are mirrored on ``decision`` here.
     """
-    stored_payload = json.loads(json.dumps(payload))
+    # Redacted by the caller; the value patterns run once more over every string, for text no field
+    # rule covers (error messages, a receiver's answer, a future caller that forgets).
+    stored_payload = json.loads(json.dumps(redact_strings(payload)))
     event = TraceEvent(
         decision=decision,
         seq=decision.event_count + 1,
@@ -89,6 +92,7 @@ def decision_lock(*, actor: Actor, decision_id: Any, settle: bool = True) -> Dec
     """
     decision_id = v.string(decision_id, "decision_id", max_length=40)
     decision = decision_for(actor, decision_id, Decision.objects.select_for_update())
+    telemetry.annotate(decision_id=decision.decision_id, agent_id=decision.agent_id)
     if settle and decision.status == DecisionStatus.NEEDS_APPROVAL:
         for settler in _lock_settlers:
             settler(decision=decision)
@@ -127,7 +131,7 @@ def write_block_reason(decision: Decision) -> tuple[type[Exception], str] | None
     did = decision.decision_id
     if decision.status == DecisionStatus.NEEDS_APPROVAL:
         return InvalidState, (
-            f"decision {did} is needs_approval: writes wait for an approver; poll decision_get"
+            f"decision {did} is needs_approval: writes wait for an approver; call decision_wait"
         )
     if decision.status == DecisionStatus.REJECTED:
         return InvalidState, f"decision {did} was rejected: no writes; close it with action=abort"
@@ -143,13 +147,13 @@ def write_block_reason(decision: Decision) -> tuple[type[Exception], str] | None
     if not _granted_after(decision, decision.last_exception_seq):
         return ApprovalRequired, (
             f"a policy requires an exception approval (event #{decision.last_exception_seq}); call "
-            "decision_request_approval, then poll decision_get until approval_status is approved"
+            "decision_request_approval, then decision_wait until approval_status is approved"
         )
     if decision.automation_mode in (AutomationMode.PROPOSE, AutomationMode.APPROVE, AutomationMode.OVERRIDE):
         if decision.last_grant_seq is None:
             return ApprovalRequired, (
                 f"automation_mode {decision.automation_mode} needs a granted approval before writes; call "
-                "decision_request_approval, then poll decision_get until approval_status is approved"
+                "decision_request_approval, then decision_wait until approval_status is approved"
             )
     return None
 
@@ -172,17 +176,17 @@ def commit_block_reason(decision: Decision) -> tuple[type[Exception], str] | Non
         )
     if decision.status == DecisionStatus.NEEDS_APPROVAL:
         return InvalidState, (
-            f"decision {did} is needs_approval: commit waits for an approver; poll decision_get or abort"
+            f"decision {did} is needs_approval: commit waits for an approver; call decision_wait, or abort"
         )
     if decision.automation_mode == AutomationMode.PROPOSE and decision.last_grant_seq is None:
         return ApprovalRequired, (
             "automation_mode propose needs a granted approval before commit; call decision_request_approval, "
-            "then poll decision_get"
+            "then decision_wait"
         )
     if not _granted_after(decision, decision.last_exception_seq):
         return ApprovalRequired, (
             f"a policy requires an exception approval (event #{decision.last_exception_seq}) before commit; call "
-            "decision_request_approval, then poll decision_get"
+            "decision_request_approval, then decision_wait"
         )
     return None
 
@@ -264,6 +268,12 @@ def _set(decision: Decision, **fields: Any) -> None:
     for name, value in fields.items():
         setattr(decision, name, value)
     Decision.objects.filter(pk=decision.pk).update(**fields)
+    if "status" in fields:
+        _count_status(str(fields["status"]))
+
+
+def _count_status(status: str) -> None:
+    metrics.on_commit(lambda: metrics.DECISIONS.labels(status).inc())
 
 
 # --- close participants -----------------------------------------------------------------------
@@ -330,6 +340,8 @@ def decision_create(
         version=redact(v.optional_string(version, "version", max_length=100), field="version"),
         metadata=clean_metadata,
     )
+    telemetry.annotate(decision_id=decision.decision_id, agent_id=decision.agent_id)
+    _count_status(DecisionStatus.OPEN)
     trace_append(
         decision=decision,
         type=EventType.CREATED,
@@ -401,3 +413,10 @@ def mark_closed(decision: Decision, close_event: TraceEvent) -> None:
         DecisionStatus.COMMITTED if close_event.type == EventType.RECORD else close_event.payload["status"]
     )
     decision.closed_at = close_event.timestamp
+    status, seconds = str(decision.status), (decision.closed_at - decision.created_at).total_seconds()
+
+    def count() -> None:
+        metrics.DECISIONS.labels(status).inc()
+        metrics.DECISION_SECONDS.labels(status).observe(max(0.0, seconds))
+
+    metrics.on_commit(count)

@@ -11,7 +11,6 @@ the same rule as dynamically registered ones.
 
 from __future__ import annotations
 
-import json
 import ssl
 from typing import Any
 
@@ -20,7 +19,7 @@ from oauth2_provider import cimd as dot_cimd
 from oauth2_provider.settings import oauth2_settings
 
 from oauth.conf import redirect_uri_problem
-from tracemem_core import outbound
+from tracemem_core import outbound, safejson
 
 
 class OutboundMetadataFetcher:
@@ -51,8 +50,10 @@ class OutboundMetadataFetcher:
         except (httpx.HTTPError, outbound.OutboundRefused, OSError) as exc:
             raise dot_cimd.CIMDError(f"could not fetch client_id document: {exc}") from exc
         try:
-            data = json.loads(body)
-        except ValueError as exc:
+            data = safejson.loads(body.decode("utf-8"))
+        except safejson.JSONTooDeep as exc:
+            raise dot_cimd.CIMDError(f"client_id document: {exc}") from None
+        except ValueError as exc:  # UnicodeDecodeError included
             raise dot_cimd.CIMDError("client_id document is not valid JSON") from exc
         if not isinstance(data, dict):
             raise dot_cimd.CIMDError("client_id document must be a JSON object")

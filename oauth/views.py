@@ -8,7 +8,6 @@ which resource, which redirect URIs, which agent.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -40,6 +39,7 @@ from oauthlib.oauth2.rfc6749.errors import CustomOAuth2Error
 from oauth import conf, selectors, services
 from oauth.auth import InsufficientScope, OAuthAgentAuthentication, challenge
 from oauth.validators import resource_problem
+from tracemem_core import safejson
 from tracemem_core.errors import DomainError
 from tracemem_core.permissions import may_connect_oauth, may_read
 from tracemem_core.shared_cache import guarded
@@ -195,7 +195,10 @@ def _redirect_uris_refusal(request: HttpRequest) -> JsonResponse | None:
     """The redirect-URI rule (``conf.redirect_uri_problem``) on a registration body; a body that is
     not a JSON object is left to DOT, which words that error."""
     try:
-        data = json.loads(request.body or b"{}")
+        # Bounded before DOT's own json.loads sees it (a deep body was a RecursionError, a 500).
+        data = safejson.loads((request.body or b"{}").decode("utf-8"))
+    except safejson.JSONTooDeep as exc:
+        return _registration_error("invalid_client_metadata", str(exc))
     except ValueError:
         return None
     if not isinstance(data, dict):
@@ -256,6 +259,13 @@ class OAuthMCPView(MCPView):
 
     def get_authenticators(self) -> list[Any]:
         return [OAuthAgentAuthentication()]
+
+    def initial(self, request: Any, *args: Any, **kwargs: Any) -> None:
+        # Some clients (Codex) probe with GET: without a valid token the answer is the 401 that
+        # points at the metadata (public anyway); with one, GET is 405 as on /mcp.
+        if request.method in ("GET", "DELETE"):
+            self.perform_authentication(request)
+        super().initial(request, *args, **kwargs)
 
     def handle_exception(self, exc: Exception) -> Any:
         response = super().handle_exception(exc)

@@ -23,7 +23,7 @@ class PolicyTools(MCPToolset):
         Returns {event_id, policy_id, policy_version, policy_hash, outcome, rationale: {message,
         rule}, allowed, requires_approval, approval_route_id}; it is recorded in the trace.
         - outcome "allow": go ahead.
-        - outcome "requires_exception": call decision_request_approval, then poll decision_get
+        - outcome "requires_exception": call decision_request_approval, then decision_wait
           until approval_status is approved before writing or committing.
         - outcome "deny": do not act; writes in this decision are now refused, so
           decision_close(action="abort") (only override-mode approvals can lift a deny).

@@ -90,8 +90,8 @@ def policy_detail(request: HttpRequest, policy_id: str) -> HttpResponse:
     diff: list[str] = []
     a, b = request.GET.get("a"), request.GET.get("b")
     if len(versions) >= 2:
-        newer = by_number.get(int(b)) if b and b.isdigit() else versions[0]
-        older = by_number.get(int(a)) if a and a.isdigit() else versions[1]
+        newer = by_number.get(int(b)) if b and b.isascii() and b.isdigit() else versions[0]
+        older = by_number.get(int(a)) if a and a.isascii() and a.isdigit() else versions[1]
         if newer is not None and older is not None:
             diff = selectors.version_diff(older, newer)
             a, b = str(older.version), str(newer.version)

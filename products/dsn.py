@@ -91,7 +91,7 @@ def parse(dsn: str) -> Dsn:
     if host.startswith(("/", "@")):
         raise _refuse(f"dsn host {host} is a unix socket; name a network host", rule="host")
     port_text = params.get("port", "5432")
-    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+    if not (port_text.isascii() and port_text.isdigit()) or not 1 <= int(port_text) <= 65535:
         raise _refuse("dsn port must be one number from 1 to 65535", rule="host")
     return Dsn(params=params, host=host, port=int(port_text))
 

@@ -26,6 +26,7 @@ from django.apps import apps
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from psycopg import sql
+from psycopg.types.string import TextLoader
 
 from products import dsn as dsn_rules
 from products.models import DataSource, SourceKind
@@ -202,6 +203,10 @@ def open_runner(source: DataSource) -> Iterator[Runner]:
     destination = _checked_destination(source, dsn)
     try:
         with psycopg.connect(dsn, connect_timeout=CONNECT_TIMEOUT_S, **destination) as conn:
+            # json/jsonb arrive as text, as on Django's own connection, and are parsed with the
+            # nesting limit by products.fields.render (psycopg's loader would recurse without one).
+            for type_name in ("json", "jsonb"):
+                conn.adapters.register_loader(type_name, TextLoader)
             with conn.transaction():
                 with conn.cursor() as cursor:
                     runner = Runner(cursor, "postgresql", conn)

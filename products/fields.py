@@ -16,7 +16,9 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
+from tracemem_core import safejson
 from tracemem_core.errors import InvalidArgument
+from tracemem_core.redaction import MAX_DEPTH_MARKER
 from tracemem_core.validation import _json_type
 
 FIELD_TYPES = ("string", "integer", "number", "boolean", "date", "datetime", "json", "uuid")
@@ -138,7 +140,16 @@ def render(field: dict[str, Any], value: Any) -> Any:
             return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
         return str(value)
     if kind == "json":
-        return json.loads(value) if isinstance(value, str | bytes) else value
+        if isinstance(value, bytes):
+            value = value.decode()
+        if not isinstance(value, str):
+            return value
+        try:
+            return safejson.loads(value)
+        except safejson.JSONTooDeep:
+            # Written by another application, deeper than anything TraceMem parses (a RecursionError
+            # otherwise): shown as redaction shows what is too deep.
+            return MAX_DEPTH_MARKER
     return str(value)
 
 

@@ -65,7 +65,7 @@ class ProductTools(MCPToolset):
         idempotency_key (string): reuse it when retrying; the first result comes back and nothing is
         written twice. return_created (boolean): return the inserted records.
         Returns {event_id, product, operation, status: "executed", affected_rows, created_records?, data_ref}.
-        Refusals: [approval_required] call decision_request_approval and poll decision_get;
+        Refusals: [approval_required] call decision_request_approval and decision_wait;
         [invalid_state] while needs_approval wait; [policy_denied] abort the decision;
         [invalid_argument] fix the field it names.
         """

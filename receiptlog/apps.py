@@ -1,4 +1,12 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
 from django.apps import AppConfig
+
+if TYPE_CHECKING:
+    from prometheus_client.core import Metric
 
 
 class ReceiptLogConfig(AppConfig):
@@ -17,3 +25,28 @@ class ReceiptLogConfig(AppConfig):
 
         register_receipt_listener(log_append)
         register_pack_section("inclusion", pack_inclusion)
+        from tracemem_core import metrics
+
+        metrics.register_state(log_state)
+
+
+def log_state() -> Iterator[Metric]:
+    """``/metrics`` gauges read at scrape time (docs/receipts.md): alert when leaves stay unsigned
+    or the latest checkpoint grows old while decisions close (the beat stopped), or witness
+    deliveries fail."""
+    from receiptlog.selectors import log_state as state_of
+    from tracemem_core.metrics import gauge
+
+    state = state_of()
+    leaves = gauge("tracemem_receipt_log_leaves", "Receipts in the receipt log")
+    leaves.add_metric([], state["leaves"])
+    signed = gauge("tracemem_receipt_log_checkpoint_size", "Tree size of the latest signed checkpoint")
+    signed.add_metric([], state["checkpoint_size"])
+    age = gauge("tracemem_receipt_log_checkpoint_age_seconds", "Age of the latest signed checkpoint")
+    age.add_metric([], state["checkpoint_age_seconds"])
+    witnesses = gauge(
+        "tracemem_witness_deliveries", "Checkpoint deliveries to witnesses, by status", ["status"]
+    )
+    for status in ("pending", "delivered", "failed"):
+        witnesses.add_metric([status], state["witness_deliveries"].get(status, 0))
+    yield from (leaves, signed, age, witnesses)

@@ -191,6 +191,25 @@ def consistency_document(*, from_size: Any, to_size: Any = None) -> dict[str, An
     return ConsistencyProof(old, new, proof).to_document()
 
 
+def log_state() -> dict[str, Any]:
+    """What ``/metrics`` shows of the receipt log: leaves, the latest checkpoint (size and age), and
+    witness deliveries by status."""
+    from django.db.models import Count
+    from django.utils import timezone
+
+    from receiptlog.models import WitnessDelivery
+
+    latest = Checkpoint.objects.order_by("-tree_size").only("tree_size", "created_at").first()
+    return {
+        "leaves": log_size(),
+        "checkpoint_size": latest.tree_size if latest is not None else 0,
+        "checkpoint_age_seconds": (timezone.now() - latest.created_at).total_seconds() if latest else 0.0,
+        "witness_deliveries": dict(
+            WitnessDelivery.objects.values_list("status").annotate(n=Count("pk")).values_list("status", "n")
+        ),
+    }
+
+
 def checkpoint_out(checkpoint: Checkpoint) -> dict[str, Any]:
     return {
         "tree_size": checkpoint.tree_size,

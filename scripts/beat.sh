@@ -8,4 +8,6 @@ cd "$(dirname "$0")/.."
 command -v celery >/dev/null || { echo "beat.sh: celery is not on PATH (activate the virtualenv)" >&2; exit 127; }
 var=${TRACEMEM_VAR_DIR:-var}
 mkdir -p "$var"
+. scripts/metrics-dir.sh
+use_metrics_dir beat
 exec celery -A tracemem_site beat --loglevel "${LOG_LEVEL:-INFO}" --schedule "$var/celerybeat-schedule" "$@"

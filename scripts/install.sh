@@ -1,7 +1,15 @@
 #!/usr/bin/env bash
-# Create .venv and install TraceMem with its development tools (idempotent, quick when done).
+# Create .venv and install TraceMem (idempotent, quick when done).
+#   scripts/install.sh         what running needs (make run): the server and the Python client
+#   scripts/install.sh --dev   that plus the test and lint tools (make test, make bench)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+extra=""
+stamp=.venv/.installed-runtime
+if [ "${1:-}" = "--dev" ]; then
+  extra="[dev]"
+  stamp=.venv/.installed-dev
+fi
 # TraceMem pins Python 3.11 (pyproject.toml); prefer it when several Pythons are installed.
 if [ -z "${PYTHON:-}" ]; then
   if command -v python3.11 >/dev/null 2>&1; then PYTHON=python3.11; else PYTHON=python3; fi
@@ -13,14 +21,22 @@ fi
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-stamp=.venv/.installed
 client=clients/python
+UV_VERSION=0.13.8
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ "$client/pyproject.toml" -nt "$stamp" ] \
   || [ ! -x .venv/bin/tracemem ]; then
-  .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q ".[dev]"
   # The Python client (its own package) in editable mode: the `tracemem` command and
   # `import tracemem_client` follow this checkout. The tests import it from clients/python/src.
-  .venv/bin/pip install -q -e "$client"
+  # uv (pinned, from PyPI) resolves and installs in parallel: a cold install takes seconds where pip
+  # takes minutes (docs/operations.md, "Installing"). Plain pip is the fallback.
+  if [ ! -x .venv/bin/uv ]; then
+    .venv/bin/pip install -q --disable-pip-version-check "uv==$UV_VERSION" || true
+  fi
+  if [ -x .venv/bin/uv ] && .venv/bin/uv pip install -q --python .venv/bin/python ".$extra" -e "$client"; then
+    :
+  else
+    echo "install.sh: installing with pip" >&2
+    .venv/bin/pip install -q --disable-pip-version-check ".$extra" -e "$client"
+  fi
   touch "$stamp"
 fi

@@ -22,7 +22,7 @@ trap 'exit 143' TERM
 # delivery re-dispatch) next to the web server. With a broker, run scripts/worker.sh and
 # scripts/beat.sh instead.
 if [ -z "${CELERY_BROKER_URL:-${REDIS_URL:-}}" ]; then
-  .venv/bin/python manage.py tick &
+  (. scripts/metrics-dir.sh && use_metrics_dir tick && exec .venv/bin/python manage.py tick) &
   PIDS+=($!)
 fi
 echo "TraceMem is listening on http://$HOST:$PORT  (Ctrl-C stops it)"

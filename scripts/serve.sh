@@ -4,18 +4,26 @@
 # environment; finds `gunicorn` on PATH (an activated virtualenv, or the image). Extra arguments go
 # to gunicorn (and GUNICORN_CMD_ARGS is honoured), e.g. scripts/serve.sh --workers 4.
 #
+# Workers: TRACEMEM_WEB_WORKERS processes (uvicorn workers: tracemem_site/front_worker.py), each
+# running Django's synchronous views on a fixed pool of TRACEMEM_WEB_THREADS threads behind a small
+# asyncio front (tracemem_site/front.py) that waits for decision_wait without holding a thread, so
+# hundreds of waiting agents cost no thread and no database connection (docs/mcp.md,
+# "decision_wait and the server"; bench/bench_wait.py measures it).
+#
 # Keep-alive: idle client connections stay open 75 s, longer than the idle timeouts of common
 # clients and proxies (60 s: nginx, AWS ALB, most HTTP client pools), so the server never closes a
-# connection a client is about to reuse (which fails that request with a reset). gthread workers
-# park idle connections without holding a thread. Numbers are starting points (issue 17 tunes them).
+# connection a client is about to reuse (which fails that request with a reset). The event loop
+# parks idle connections without holding a thread. Numbers are starting points (issue 17 tunes them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v gunicorn >/dev/null || { echo "serve.sh: gunicorn is not on PATH (activate the virtualenv)" >&2; exit 127; }
-exec gunicorn tracemem_site.wsgi \
+. scripts/metrics-dir.sh
+use_metrics_dir web
+export TRACEMEM_WEB_THREADS="${TRACEMEM_WEB_THREADS:-8}"
+exec gunicorn tracemem_site.front:application \
   --bind "${TRACEMEM_HOST:-127.0.0.1}:${TRACEMEM_PORT:-8000}" \
-  --worker-class gthread \
+  --worker-class tracemem_site.front_worker.Worker \
   --workers "${TRACEMEM_WEB_WORKERS:-2}" \
-  --threads "${TRACEMEM_WEB_THREADS:-8}" \
   --keep-alive "${TRACEMEM_WEB_KEEPALIVE:-75}" \
   --timeout 60 \
   --graceful-timeout 30 \

@@ -18,11 +18,15 @@ which=${1:-all}
 command -v celery >/dev/null || { echo "worker.sh: celery is not on PATH (activate the virtualenv)" >&2; exit 127; }
 common=(-A tracemem_site worker --loglevel "${LOG_LEVEL:-INFO}" --without-gossip --without-mingle)
 
+. scripts/metrics-dir.sh
+
 deliveries() {
+  use_metrics_dir worker-deliveries
   exec celery "${common[@]}" -n "deliveries@%h" -Q deliveries \
     --pool threads --concurrency "${TRACEMEM_DELIVERY_CONCURRENCY:-16}" "$@"
 }
 tasks() {
+  use_metrics_dir worker-tasks
   exec celery "${common[@]}" -n "tasks@%h" -Q celery \
     --pool threads --concurrency "${TRACEMEM_TASKS_CONCURRENCY:-2}" "$@"
 }

@@ -22,7 +22,7 @@ from django.test.testcases import TransactionTestCase
 
 from agents.models import Agent
 from agents.services import registry as agent_registry
-from tracemem_core import dbroles
+from tracemem_core import dbroles, waits
 from tracemem_core.actor import Actor
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -93,6 +93,7 @@ def django_db_setup(django_db_setup: Any, django_db_blocker: Any) -> Iterator[No
     settings.TRACEMEM_PRODUCTS_ROLE = os.environ["TRACEMEM_PRODUCTS_ROLE"] = products_role
     os.environ.pop("MIGRATION_DATABASE_URL", None)  # subprocesses get the app role's DATABASE_URL only
     yield
+    waits.hub().stop(join=10)  # decision_wait's listening connection must not keep the database open
     _connect_default_as(OWNER_USER)  # pytest-django drops the test database as the owner
 
 
@@ -114,6 +115,9 @@ def owner_sql(*statements: str, params: Any = None, triggers: bool = True) -> li
     operator holding the owner or the PostgreSQL superuser can do behind TraceMem's back: switch
     the protected tables' triggers off (DDL: ``session_replication_role`` does not skip them)."""
     with psycopg.connect(owner_dsn()) as conn, conn.cursor() as cursor:
+        # Foreign keys checked at each statement, not at commit: a check still pending when the
+        # triggers are switched back on would make that ALTER TABLE fail.
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         with triggers_off(cursor, *([] if triggers else TAMPERABLE_TABLES)):
             rows: list[Any] = []
             for statement in statements:

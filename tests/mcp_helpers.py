@@ -50,6 +50,7 @@ REST_ROUTES: dict[str, tuple[str, str]] = {
     "product_get": ("GET", "/api/v1/products/{product}"),
     "decision_create": ("POST", "/api/v1/decisions"),
     "decision_get": ("GET", "/api/v1/decisions/{decision_id}"),
+    "decision_wait": ("GET", "/api/v1/decisions/{decision_id}/wait"),
     "decision_trace": ("GET", "/api/v1/decisions/{decision_id}/trace"),
     "decision_receipt": ("GET", "/api/v1/decisions/{decision_id}/receipt"),
     "decision_add_context": ("POST", "/api/v1/decisions/{decision_id}/context"),

@@ -1,8 +1,8 @@
 """The SPEC §12 interfaces in the client: decision_wait, trace pages and batch context.
 
-Today's server has none of the three endpoints' new behaviour (they land with the server part of
-issue 16), so each is tested twice: against today's server (the client falls back: polling,
-one page, a clear "unsupported") and against the contract (skipped until the server lands it).
+Each is tested against TraceMem and against a local server playing an older TraceMem (the client
+falls back: polling, one page, a clear "unsupported"). Batch context lands with issue 17's server
+part; its test against TraceMem is skipped until then.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from tests.client_helpers import AnswerWhenAsked, Seeded, event_types
 pytest_plugins = ["tests.client_fixtures"]  # fixtures: seeded, agent_client
 pytestmark = pytest.mark.django_db(transaction=True)
 
-SERVER_PART = "server endpoint lands with issue 16 server part"
+SERVER_PART = "server endpoint lands with issue 17 server part (batch append)"
 
 
 class Recording(httpx.HTTPTransport):
@@ -96,12 +96,18 @@ def test_wait_on_an_unknown_decision_is_not_found_and_on_a_bad_timeout_invalid(a
         assert refused.value.field == "timeout_seconds"
 
 
-def test_on_a_server_without_the_endpoint_the_client_asks_once_then_polls(recorded: Any) -> None:
-    client_, transport = recorded
-    decision_id = pending_decision(client_)
-    client_.decision_wait(decision_id, timeout_seconds=1)
-    client_.decision_wait(decision_id, timeout_seconds=1)
-    paths = [path for path, _ in transport.requests]
+def test_on_a_server_without_the_endpoint_the_client_asks_once_then_polls(httpserver: Any) -> None:
+    # A server from before issue 16: no /wait route (a 404), decision_get answers.
+    decision_id = DECISION["decision_id"]
+    no_route = {"error": {"code": "not_found", "message": "no such route", "details": {}}}
+    pending = {**DECISION, "status": "needs_approval", "approval_status": "pending"}
+    httpserver.expect_request(f"/api/v1/decisions/{decision_id}/wait").respond_with_json(no_route, status=404)
+    httpserver.expect_request(f"/api/v1/decisions/{decision_id}").respond_with_json(pending)
+    with Client(httpserver.url_for("/"), "tmem_k") as old:
+        first = old.decision_wait(decision_id, timeout_seconds=1)
+        second = old.decision_wait(decision_id, timeout_seconds=1)
+    assert (first["timed_out"], second["timed_out"], old._native_wait) == (True, True, False)
+    paths = [request.path for request, _ in httpserver.log]
     assert paths.count(f"/api/v1/decisions/{decision_id}/wait") == 1  # learnt after one 404
     assert paths.count(f"/api/v1/decisions/{decision_id}") >= 4
 
@@ -117,7 +123,6 @@ def test_wait_for_approval_keeps_waiting_across_calls(seeded: Seeded, agent_clie
     )
 
 
-@pytest.mark.skip(reason=SERVER_PART)
 def test_native_wait_uses_the_endpoint_and_never_polls(seeded: Seeded, recorded: Any) -> None:
     client_, transport = recorded
     decision_id = pending_decision(client_)

@@ -83,7 +83,7 @@ def test_serve_keep_alive_outlasts_common_client_idle_timeouts(tmp_path: Path) -
         if value
     }
     assert int(config["keepalive"]) > 60  # nginx, AWS ALB and most client pools idle out at 60 s
-    assert config["worker_class"] == "gthread"
+    assert config["worker_class"] == "tracemem_site.front_worker.Worker"  # the asyncio front: docs/mcp.md
 
 
 @pytest.mark.parametrize("script", ["serve.sh", "worker.sh", "beat.sh"])

@@ -29,7 +29,7 @@ def _get(authorization: str | None) -> Any:
 def _assert_401(response: Any, reason: str) -> None:
     assert response.status_code == 401
     body = response.json()
-    assert set(body) == {"error"}
+    assert set(body) == {"error", "request_id"}
     assert body["error"]["code"] == "unauthenticated"
     assert body["error"]["details"]["reason"] == reason
     assert isinstance(body["error"]["message"], str) and body["error"]["message"]

@@ -29,7 +29,7 @@ def test_compose_has_the_five_services_each_with_a_healthcheck_and_a_migrate_job
 def test_app_services_run_the_right_commands_from_env() -> None:
     services = _compose()["services"]
     web_command = " ".join(services["web"]["command"])
-    assert "exec scripts/serve.sh" in web_command  # gunicorn, gthread: tests/test_entry_points.py
+    assert "exec scripts/serve.sh" in web_command  # gunicorn + the asyncio front: tests/test_entry_points.py
     assert "manage.py migrate" not in web_command  # the app role may not: the migrate job does it
     assert services["worker"]["command"] == ["scripts/worker.sh"]
     assert services["beat"]["command"] == ["scripts/beat.sh"]
@@ -57,7 +57,8 @@ def test_only_the_migrate_job_and_postgres_hold_the_owner_credentials() -> None:
         assert environment["TRACEMEM_PRODUCTS_ROLE"] == "tracemem_products", name
         assert "MIGRATION_DATABASE_URL" not in environment and "owner.env" not in str(services[name]), name
     owner_example = (ROOT / "owner.env.example").read_text()
-    assert "\nMIGRATION_DATABASE_URL=postgres://tracemem:" in owner_example
+    # The owner's URL is made from POSTGRES_* by the migrate job (tests/test_ops_config.py).
+    assert "\n# MIGRATION_DATABASE_URL=postgres://tracemem:" in owner_example
     assert "\nPOSTGRES_PASSWORD=" in owner_example
     assert "MIGRATION_DATABASE_URL=" not in (ROOT / ".env.example").read_text().replace(
         "# MIGRATION_DATABASE_URL=", ""

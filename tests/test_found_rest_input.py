@@ -22,7 +22,9 @@ pytestmark = pytest.mark.django_db
 def _error(response: Any, status: int, code: str = "invalid_argument") -> dict[str, Any]:
     assert response.status_code == status, response.content[:300]
     body = response.json()
-    assert set(body) == {"error"}
+    # SPEC §4's error object, and the request id an operator finds in the logs (issue 18).
+    assert set(body) == {"error", "request_id"}
+    assert body["request_id"] == response["X-Request-ID"]
     assert set(body["error"]) == {"code", "message", "details"}
     assert body["error"]["code"] == code
     assert isinstance(body["error"]["message"], str) and body["error"]["message"]

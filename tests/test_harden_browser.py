@@ -170,3 +170,171 @@ def test_the_api_docs_render_from_this_server_alone(
     page.screenshot(path=str(shots / "api_docs.png"))
     assert [u for u in docs.requests if not u.startswith(live_server.url) and not u.startswith("data:")] == []
     assert docs.csp_errors == []
+
+
+# --- every HTML page, crawled as an admin and as a reviewer -------------------------------------
+
+# Not pages, or pages whose GET ends the session: the crawl follows every other same-origin link.
+CRAWL_SKIP = (
+    "/logout/",
+    "/admin/logout/",
+    "/admin/r/",  # "view on site" redirects
+    "/admin/jsi18n/",
+    "/api/schema/",
+    "/api/v1/",
+    "/mcp",
+    "/static/",
+    "/.well-known/",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/favicon.ico",
+)
+CRAWL_LIMIT = 400
+
+
+class Crawl:
+    """Visits every kind of same-origin page reachable by links (one object's page of each kind) and
+    collects what the browser reported: console errors (CSP violations included), script errors,
+    failed or refused sub-requests, requests to other origins, and pages answering 4xx/5xx."""
+
+    def __init__(self, tab: Tab, base: str) -> None:
+        self.tab, self.base = tab, base
+        self.problems: list[str] = []
+        self.visited: list[str] = []
+        self.current = ""
+        page = tab.page
+        page.on("console", self._console)
+        page.on("pageerror", lambda exc: self.problems.append(f"{self.current}: script error {exc}"))
+        page.on("requestfailed", self._failed)
+        page.on("response", self._response)
+        page.on("request", self._request)
+
+    def _console(self, message: Any) -> None:
+        if message.type in ("error", "warning") and (
+            message.type == "error" or "Content Security" in message.text
+        ):
+            self.problems.append(f"{self.current}: console {message.type}: {message.text[:300]}")
+
+    def _failed(self, request: Any) -> None:
+        # Leaving a page aborts what it still loads (htmx polls, Swagger's schema): not a problem;
+        # anything refused (CSP: net::ERR_BLOCKED_BY_CSP) or unreachable is.
+        if request.resource_type != "document" and "ERR_ABORTED" not in str(request.failure):
+            self.problems.append(f"{self.current}: {request.url} failed ({request.failure})")
+
+    def _response(self, response: Any) -> None:
+        if response.status >= 400:
+            self.problems.append(f"{self.current}: {response.url} answered {response.status}")
+
+    def _request(self, request: Any) -> None:
+        if not request.url.startswith((self.base, "data:", "blob:")):
+            self.problems.append(f"{self.current}: request to another origin {request.url}")
+
+    @staticmethod
+    def kind(path: str) -> str:
+        """One page of each kind: a path segment holding a digit is an object's id."""
+        return "/".join("*" if any(c.isdigit() for c in part) else part for part in path.split("/"))
+
+    def run(self, starts: list[str]) -> None:
+        from urllib.parse import urldefrag, urlsplit
+
+        queue, seen = list(starts), {self.kind(urlsplit(s).path) for s in starts}
+        while queue and len(self.visited) < CRAWL_LIMIT:
+            path = queue.pop(0)
+            self.current = path
+            response = self.tab.page.goto(self.base + path, wait_until="load")
+            self.visited.append(path)
+            if path.startswith("/api/docs/"):  # Swagger UI fetches and renders the schema itself
+                self.tab.page.locator(".swagger-ui .opblock").first.wait_for(timeout=30_000)
+            if response is None or "text/html" not in (response.headers.get("content-type") or ""):
+                continue
+            icon = self.tab.page.locator("link[rel~='icon']")
+            if icon.count() == 0:
+                self.problems.append(f"{path}: no favicon link")
+            hrefs = self.tab.page.eval_on_selector_all("a[href]", "els => els.map(e => e.href)")
+            for href in hrefs:
+                url, _ = urldefrag(href)
+                if not url.startswith(self.base):
+                    continue
+                parts = urlsplit(url)
+                kind = self.kind(parts.path)
+                if (
+                    kind in seen
+                    or parts.path.startswith(CRAWL_SKIP)
+                    or parts.path.endswith((".json", ".csv"))
+                ):
+                    continue
+                seen.add(kind)
+                queue.append(parts.path + (f"?{parts.query}" if parts.query else ""))
+
+
+@pytest.fixture
+def populated(make_agent: Callable[..., tuple[Agent, str]], live_server: Any) -> dict[str, Any]:
+    """One of everything a page shows: routes, a pending approval, a committed decision and an
+    engineering record, policies, data products, integrations, tokens, audit entries."""
+    import base64
+    import secrets as pysecrets
+
+    from agents.services import tokens as agent_services
+    from approvals.models import SlackIntegration, WebhookEndpoint
+    from decisions import records
+    from decisions import services as decision_services
+    from products import demo as product_services
+    from products.demo import demo_tables_create
+    from tracemem_core.actor import Actor
+
+    make_route()
+    reviewer = make_reviewer("rob")
+    admin = get_user_model().objects.create_superuser("root", "root@example.com", PASSWORD)
+    agent, _ = make_agent("crawl-agent")
+    agent_services.personal_token_create(actor=Actor.system(), user=admin, name="ci")
+    agent_services.personal_token_create(actor=Actor.system(), user=reviewer, name="laptop")
+    demo_tables_create(reset=True)
+    product_services.products_seed_demo(actor=Actor.system(), agent=agent)
+    decision_needing_approval(agent)
+    as_agent = Actor.for_agent(agent)
+    done = decision_services.decision_create(
+        actor=as_agent, intent="crawl.case.done", automation_mode="autonomous"
+    )
+    decision_services.decision_close(actor=as_agent, decision_id=done.decision_id, action="commit")
+    records.decision_record(
+        actor=as_agent,
+        title="Use PostgreSQL",
+        category="architecture",
+        context="we need a database",
+        decision="PostgreSQL",
+        rationale="it is what we run",
+    )
+    WebhookEndpoint.objects.create(
+        name="ops",
+        url="http://127.0.0.1:9/hook",
+        signing_secret="whsec_" + base64.b64encode(pysecrets.token_bytes(24)).decode(),
+    )
+    SlackIntegration.objects.create(
+        name="main",
+        bot_token="xoxb-crawl-1",
+        signing_secret="crawl-s3cret",
+        api_base_url="http://127.0.0.1:9/",
+    )
+    return {"agent": agent}
+
+
+@pytest.mark.parametrize("who", ["root", "rob"])
+def test_every_page_an_admin_or_reviewer_can_reach_loads_without_a_console_error_or_csp_violation(
+    who: str, populated: dict[str, Any], tab: Callable[[], Tab], live_server: Any
+) -> None:
+    visitor = tab()
+    page = visitor.sign_in(who)
+    page.wait_for_url(f"{live_server.url}/")
+    crawl = Crawl(visitor, live_server.url)
+    starts = ["/", "/account/", "/api/docs/"] + (["/admin/"] if who == "root" else [])
+    crawl.run(starts)
+    print(f"{who}: {len(crawl.visited)} pages", crawl.visited)
+    assert len(crawl.visited) < CRAWL_LIMIT, "raise CRAWL_LIMIT: the crawl stopped before the last page"
+    expected = {"/", "/review/", "/decisions/", "/account/", "/api/docs/"}
+    if who == "root":
+        expected |= {"/admin/", "/agents/", "/policies/", "/products/", "/routes/", "/audit/"}
+    assert expected <= {p.split("?")[0] for p in crawl.visited}
+    assert crawl.problems == []
+    favicon = page.request.get(f"{live_server.url}/favicon.ico")
+    assert favicon.status == 200 and favicon.headers["content-type"].startswith("image/")

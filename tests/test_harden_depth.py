@@ -204,3 +204,116 @@ def test_nesting_check_ignores_brackets_inside_strings() -> None:
     assert not nesting_exceeds(json.dumps([[[1]]]), 3)
     assert not nesting_exceeds(json.dumps({"k": '\\"[[[[['}), 1)
     assert MAX_DEPTH_CEILING < 500  # far below Python's recursion limit, whatever the stack depth
+
+
+# --- every other place JSON (or YAML) enters: one bounded loader ----------------------------------
+
+
+def deep_block_yaml(depth: int) -> str:
+    return "routes:\n" + "".join("  " * (i + 1) + "- \n" for i in range(depth))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "routes: " + deep_array(DEEP),
+        "routes: " + '{"a": ' * DEEP + "1" + "}" * DEEP,
+        deep_block_yaml(3000),
+    ],
+    ids=["flow-sequence", "flow-mapping", "block-sequence"],
+)
+def test_apply_config_refuses_yaml_nested_deeper_than_the_limit(text: str, tmp_path: Any) -> None:
+    from django.core.management import CommandError, call_command
+
+    from approvals.models import ApprovalRoute
+
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    with pytest.raises(CommandError) as exc:
+        call_command("apply_config", str(path))
+    assert f"is nested deeper than {settings.TRACEMEM_MAX_JSON_DEPTH} levels" in str(exc.value)
+    assert not ApprovalRoute.objects.exists()
+
+
+def test_apply_config_takes_yaml_at_the_depth_limit(tmp_path: Any) -> None:
+    from django.core.management import CommandError, call_command
+
+    # The top-level mapping is level 1 and "routes" adds limit - 1 more: exactly the limit, so the
+    # loader lets it through and the routes section itself words what is wrong.
+    path = tmp_path / "config.yaml"
+    path.write_text("routes: " + deep_array(settings.TRACEMEM_MAX_JSON_DEPTH - 1))
+    with pytest.raises(CommandError) as exc:
+        call_command("apply_config", str(path))
+    assert "nested deeper" not in str(exc.value)
+
+
+def superuser_client() -> Client:
+    user = get_user_model().objects.create_superuser("root", "root@example.com", "pw-root-123")
+    client = Client(raise_request_exception=False)
+    client.force_login(user)
+    return client
+
+
+@pytest.mark.parametrize(
+    ("url", "form"),
+    [
+        (
+            "/admin/approvals/approvalroute/add/",
+            {"route_id": "r1", "name": "r", "channels": deep_array(DEEP), "required_approvals": "1"},
+        ),
+        (
+            "/admin/products/dataproduct/add/",
+            {
+                "product_id": "p_v1",
+                "name": "p",
+                "operation": "read",
+                "fields": deep_object(DEEP),
+                "allowed_purposes": '["x"]',
+                "max_rows": "1",
+            },
+        ),
+    ],
+    ids=["route-channels", "product-fields"],
+)
+def test_django_admin_json_fields_refuse_a_depth_bomb_on_the_form(
+    url: str, form: dict[str, str], no_error_logs: Any
+) -> None:
+    response = superuser_client().post(url, form)
+    assert response.status_code == 200, response.content[:300]
+    assert f"nested deeper than {settings.TRACEMEM_MAX_JSON_DEPTH} levels" in response.content.decode()
+
+
+def test_every_json_field_of_the_django_admin_is_the_bounded_one() -> None:
+    from django.contrib import admin
+    from django.db import models
+    from django.test import RequestFactory
+
+    from tracemem_core.safejson import JSONFormField
+
+    request = RequestFactory().get("/admin/")
+    request.user = get_user_model().objects.create_superuser("root", "root@example.com", "pw-root-123")
+    checked = []
+    for model, model_admin in admin.site._registry.items():
+        json_names = {f.name for f in model._meta.get_fields() if isinstance(f, models.JSONField)}
+        if not json_names or not model_admin.has_add_permission(request):
+            continue
+        form = model_admin.get_form(request)
+        for name in json_names & set(form.base_fields):
+            assert isinstance(form.base_fields[name], JSONFormField), f"{model.__name__}.{name}"
+            checked.append(f"{model.__name__}.{name}")
+    assert "ApprovalRoute.channels" in checked and "DataProduct.fields" in checked
+
+
+@pytest.mark.parametrize("shape", sorted(BOMBS))
+def test_offline_verifier_refuses_a_depth_bomb_without_a_traceback(shape: str, tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "receipt.json"
+    path.write_text(BOMBS[shape])
+    done = subprocess.run(
+        [sys.executable, "-m", "tracemem_verify", str(path)], capture_output=True, text=True, check=False
+    )
+    assert "Traceback" not in done.stderr, done.stderr[-500:]
+    assert done.stdout.startswith("FAIL: receipt ") and "is nested deeper than 64 levels" in done.stdout
+    assert done.returncode == 1

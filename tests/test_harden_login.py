@@ -394,3 +394,95 @@ def test_a_personal_token_still_votes_for_a_reviewer_who_must_use_2fa(
         HTTP_AUTHORIZATION=f"Token {secret}",
     )
     assert voted.status_code == 200 and voted.json()["status"] == "approved"
+
+
+# --- TRACEMEM_REQUIRE_2FA_FOR_APPROVERS gates every way of approving -------------------------------
+
+
+@pytest.fixture
+def pending_for_rita(api: Any, rita: Any) -> str:
+    route = make_route("route_finance", channels=[{"type": "email"}])
+    rita.groups.add(route.approver_group)
+    decision_id = open_decision(api)
+    return request_approval(api, decision_id, approval_route_id="route_finance").json()["approval_id"]
+
+
+def test_required_2fa_refuses_browser_votes_until_the_code_is_given(
+    pending_for_rita: str, rita: Any, settings: Any
+) -> None:
+    settings.TRACEMEM_REQUIRE_2FA_FOR_APPROVERS = True
+    approval_id = pending_for_rita
+    client = Client()
+    assert sign_in(client, "rita", PASSWORD)["Location"].startswith("/account/two-factor/")
+    page_vote = client.post(f"/review/{approval_id}/vote/", {"decision": "approve"})
+    assert page_vote.status_code == 302 and page_vote["Location"].startswith("/account/two-factor/")
+    htmx_vote = client.post(f"/review/{approval_id}/vote/", {"decision": "approve"}, HTTP_HX_REQUEST="true")
+    assert htmx_vote.status_code == 403
+    api_vote = client.post(f"/api/v1/approvals/{approval_id}/approve", {}, content_type="application/json")
+    assert api_vote.status_code == 403
+    assert api_vote.json()["error"]["details"] == {"reason": "second_factor_required"}
+    assert not Vote.objects.exists() and Approval.objects.get(pk=approval_id).status == "pending"
+
+    # A session that signed in before the setting was turned on is held back the same way.
+    settings.TRACEMEM_REQUIRE_2FA_FOR_APPROVERS = False
+    earlier = Client()
+    sign_in(earlier, "rita", PASSWORD)
+    settings.TRACEMEM_REQUIRE_2FA_FOR_APPROVERS = True
+    assert earlier.post(f"/review/{approval_id}/vote/", {"decision": "approve"})["Location"].startswith(
+        "/account/two-factor/"
+    )
+    assert not Vote.objects.exists()
+
+    enrol(client)  # the code turns it on and verifies this session
+    voted = client.post(f"/review/{approval_id}/vote/", {"decision": "approve"})
+    assert voted.status_code == 302 and voted["Location"] == f"/review/{approval_id}/"
+    assert [(v.user.username, v.channel) for v in Vote.objects.all()] == [("rita", "web")]
+    assert Approval.objects.get(pk=approval_id).status == "approved"
+
+
+def test_required_2fa_refuses_a_slack_press_of_a_reviewer_without_a_device(
+    pending_for_rita: str, rita: Any, settings: Any, httpserver: Any
+) -> None:
+    SlackIntegration.objects.create(
+        name="main",
+        bot_token="xoxb-test-1",
+        signing_secret="sl4ck-s3cret",
+        api_base_url=httpserver.url_for("/api/"),
+    )
+    httpserver.expect_request("/api/users.info").respond_with_json(
+        {"ok": True, "user": {"id": "U1", "profile": {"email": "rita@example.com"}}}
+    )
+    press = {
+        "type": "block_actions",
+        "user": {"id": "U1"},
+        "actions": [{"action_id": "approve", "value": pending_for_rita}],
+    }
+    settings.TRACEMEM_REQUIRE_2FA_FOR_APPROVERS = True
+    refused = signed_slack_post("sl4ck-s3cret", press)
+    assert refused.status_code == 200
+    assert "two-factor" in refused.json()["text"] and f"/review/{pending_for_rita}/" in refused.json()["text"]
+    assert not Vote.objects.exists()
+    settings.TRACEMEM_REQUIRE_2FA_FOR_APPROVERS = False  # not required, no device: the button votes
+    accepted = signed_slack_post("sl4ck-s3cret", press)
+    assert accepted.status_code == 200
+    assert [(v.user.username, v.channel) for v in Vote.objects.all()] == [("rita", "slack")]
+
+
+def test_required_2fa_leaves_a_webhook_credential_able_to_resolve(
+    pending_for_rita: str, rita: Any, settings: Any
+) -> None:
+    """As documented (docs/security-signin.md): webhook credentials, like personal tokens, are
+    machine secrets an admin creates, not guessable passwords."""
+    from approvals.services import credentials as approval_services
+    from tracemem_core.actor import Actor
+
+    settings.TRACEMEM_REQUIRE_2FA_FOR_APPROVERS = True
+    _, secret = approval_services.webhook_credential_create(actor=Actor.system(), user=rita)
+    resolved = Client().post(
+        f"/api/v1/approvals/{pending_for_rita}/resolve",
+        {"decision": "approve"},
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {secret}",
+    )
+    assert resolved.status_code == 200, resolved.content
+    assert [(v.user.username, v.channel) for v in Vote.objects.all()] == [("rita", "webhook")]

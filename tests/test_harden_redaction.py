@@ -221,6 +221,17 @@ def test_redaction_is_idempotent(value: Any) -> None:
     assert redact(once) == once
 
 
+@settings(max_examples=300, deadline=None)
+@given(json_values)
+def test_the_last_line_of_defence_changes_nothing_already_redacted(value: Any) -> None:
+    # trace_append and DomainError run redact_strings over text the services redacted already.
+    from tracemem_core.redaction import redact_strings
+
+    once = redact({"root": value})
+    assert redact_strings(once) == once
+    assert redact_strings(redact_strings(value)) == redact_strings(value)
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.one_of(url_with_password().map(lambda u: u[0]), card_number().map(lambda c: c[0])), _surrounding)
 def test_redaction_of_text_with_secrets_is_idempotent(secret: str, around: str) -> None:
@@ -507,3 +518,124 @@ def test_write_results_stored_before_digests_keep_working_after_the_migration(or
     )
     assert retry.status_code == 200 and retry.json() == stored
     assert _orders_count() == before
+
+
+# --- secrets echoed in error messages, tags, and anything that reaches the trace ------------------
+
+ECHOED_SECRET = "S3cr3tPwXYZ"
+ECHOED_DSN = f"postgres://bob:{ECHOED_SECRET}@10.0.0.5/db"
+ECHOED_KEPT = "postgres://bob:[redacted]@10.0.0.5/db"
+
+
+def test_an_error_message_never_echoes_a_secret_the_caller_sent(orders_demo: str) -> None:
+    from tests.conftest import AgentClient
+
+    api = AgentClient(orders_demo)
+    decision_id = open_decision(api)
+    refused = [
+        api.post(
+            f"/api/v1/decisions/{decision_id}/read",
+            {"product": "pg_customers_v1", "purpose": ECHOED_DSN, "query": {"email": "x"}},
+        ),
+        api.post(f"/api/v1/decisions/{decision_id}/evaluate", {"policy_id": ECHOED_DSN, "inputs": {}}),
+    ]
+    assert [r.status_code for r in refused] == [403, 403]
+    for response in refused:
+        message = response.json()["error"]["message"]
+        assert ECHOED_SECRET not in message and ECHOED_KEPT in message, message
+
+
+def test_domain_errors_redact_their_message_and_details_wherever_they_are_raised() -> None:
+    from tracemem_core.errors import InvalidArgument, NotFound
+
+    token = "tmpat_" + "A1b2C3d4E5" * 4
+    error = NotFound(f"no token {token}")
+    assert token not in str(error) and str(error) == "[not_found] no token [redacted]"
+    error = InvalidArgument(f"bad {ECHOED_DSN}", details={"got": ECHOED_DSN, "allowed": ["a"]})
+    assert error.message == f"bad {ECHOED_KEPT}"
+    assert error.details == {"got": ECHOED_KEPT, "allowed": ["a"]}
+
+
+def test_decision_record_tags_are_redacted(api: Any) -> None:
+    response = api.post(
+        "/api/v1/records",
+        {
+            "title": "t",
+            "category": "other",
+            "context": "c",
+            "decision": "d",
+            "rationale": "r",
+            "tags": [ECHOED_DSN],
+        },
+    )
+    assert response.status_code == 201, response.content
+    assert response.json()["tags"] == [ECHOED_KEPT]
+    assert ECHOED_SECRET.lower() not in database_text().lower()
+
+
+def test_a_policy_error_quoting_an_input_keeps_the_secret_out_of_the_trace_and_the_answer(
+    api: Any, agent_and_key: Any
+) -> None:
+    from policies.services import authoring as policy_services
+    from tracemem_core.actor import Actor
+
+    system = Actor.system("test")
+    policy_services.policy_create(
+        actor=system,
+        policy_id="lease_cap",
+        definition={
+            "name": "Lease cap",
+            "rules": [
+                {
+                    "name": "short",
+                    "when": 'duration(inputs.x) < duration("1h")',
+                    "outcome": "allow",
+                    "message": "ok",
+                }
+            ],
+        },
+    )
+    policy_services.policy_publish(actor=system, policy_id="lease_cap")
+    policy_services.policy_grant(actor=system, policy_id="lease_cap", agent_id=agent_and_key[0].agent_id)
+    decision_id = open_decision(api)
+    response = api.post(
+        f"/api/v1/decisions/{decision_id}/evaluate", {"policy_id": "lease_cap", "inputs": {"x": ECHOED_DSN}}
+    )
+    assert response.status_code == 400, response.content
+    assert ECHOED_SECRET not in response.content.decode()
+    trace = api.get(f"/api/v1/decisions/{decision_id}/trace").content.decode()
+    assert '"outcome":"error"' in trace.replace(" ", "")
+    assert ECHOED_SECRET not in trace and ECHOED_SECRET not in database_text()
+
+
+def test_the_trace_redacts_text_once_more_whatever_a_service_hands_it(api: Any) -> None:
+    """The last line of defence for event text (an error message, a receiver's answer, a future
+    service that forgets to redact): every string of a payload passes the value patterns."""
+    from django.db import transaction
+
+    from decisions.models import Decision, TraceEvent
+    from decisions.services import decision_lock, trace_append
+    from tracemem_core.actor import Actor
+
+    decision_id = open_decision(api)
+    with transaction.atomic():
+        decision = decision_lock(actor=Actor.system(), decision_id=decision_id)
+        trace_append(
+            decision=decision,
+            type="context",
+            actor=Actor.system(),
+            payload={
+                "note": f"failed on {ECHOED_DSN}",
+                "nested": [{"why": ECHOED_DSN}],
+                "n": 4111111111111111,
+            },
+        )
+    event = TraceEvent.objects.filter(decision=Decision.objects.get(pk=decision_id)).order_by("-seq").first()
+    assert event.payload == {
+        "note": f"failed on {ECHOED_KEPT}",
+        "nested": [{"why": ECHOED_KEPT}],
+        "n": REDACTED,
+    }
+    from decisions.integrity import decision_problems
+
+    assert decision_problems(Decision.objects.get(pk=decision_id)) == []

@@ -121,3 +121,52 @@ def test_the_receipt_keys_schema_matches_what_the_endpoint_returns() -> None:
     if "$ref" in item:
         item = schema["components"]["schemas"][item["$ref"].rsplit("/", 1)[1]]
     assert set(item["properties"]) == {"key_id", "algorithm", "public_key", "valid_from", "valid_to"}
+
+
+# --- numbers typed by people: "²" passes str.isdigit() but not int() -----------------------------
+
+SUPERSCRIPT_TWO = "²"
+
+
+def test_unicode_digits_anywhere_a_number_is_typed_are_refused_not_a_server_error(
+    make_agent: Any,
+) -> None:
+    from policies.services import authoring as policy_services
+    from tests.ui_scenario import REFUND_POLICY
+
+    admin = get_user_model().objects.create_superuser("root", "root@example.com", "pw-root-123")
+    agent, key_secret = make_agent("digits")
+    key = agent.keys.get()
+    system = Actor.system("test")
+    policy_services.policy_create(actor=system, policy_id="refunds", definition=REFUND_POLICY)
+    policy_services.policy_publish(actor=system, policy_id="refunds")
+    policy_services.policy_draft_save(actor=system, policy_id="refunds", definition=REFUND_POLICY)
+    token = agent_tokens.personal_token_create(actor=system, user=admin).secret
+    browser = Client(raise_request_exception=False)
+    browser.force_login(admin)
+    api = Client(raise_request_exception=False, HTTP_AUTHORIZATION=f"Token {token}")
+
+    token_page = browser.post(
+        "/account/tokens/", {"name": "x", "expires_in_days": SUPERSCRIPT_TWO}, follow=True
+    )
+    assert token_page.status_code == 200 and "whole number from 1 to 3650" in token_page.content.decode()
+    rotate = browser.post(
+        f"/agents/{agent.agent_id}/keys/{key.key_id}/rotate/", {"grace_seconds": SUPERSCRIPT_TWO}, follow=True
+    )
+    assert rotate.status_code == 200 and "grace_seconds" in rotate.content.decode()
+    diff = browser.get(f"/policies/refunds/?a={SUPERSCRIPT_TWO}&b=1")
+    assert diff.status_code == 200
+    audit = api.get(f"/api/v1/admin/audit-log?limit={SUPERSCRIPT_TWO}")
+    assert audit.status_code == 400 and audit.json()["error"]["details"]["field"] == "limit"
+    source = api.post(
+        "/api/v1/admin/data-sources",
+        {"source_id": "replica", "dsn": f"host=127.0.0.1 port={SUPERSCRIPT_TWO} dbname=x user=u"},
+        content_type="application/json",
+    )
+    assert source.status_code == 400 and "dsn port must be one number" in source.json()["error"]["message"]
+    search = AgentClient(key_secret).get(f"/api/v1/records?limit={SUPERSCRIPT_TWO}")
+    assert search.status_code == 400 and search.json()["error"]["details"]["field"] == "limit"
+    for bad_key in (f"key_{SUPERSCRIPT_TWO}", "key_" + "9" * 25):
+        revoke = api.post(f"/api/v1/admin/agents/{agent.agent_id}/keys/{bad_key}/revoke")
+        assert revoke.status_code == 404 and revoke.json()["error"]["code"] == "not_found", revoke.content
+    assert not key.__class__.objects.filter(revoked_at__isnull=False).exists()

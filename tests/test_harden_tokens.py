@@ -4,6 +4,7 @@ tokens may expire, ``manage.py revoke_token`` revokes one, and a revoked token g
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -68,9 +69,8 @@ def test_people_see_only_their_own_tokens_and_cannot_revoke_anyone_elses() -> No
     assert [t["user"] for t in call(rita_secret, "GET", "/api/v1/tokens").json()["tokens"]] == ["rita"]
     refused = call(rita_secret, "POST", f"/api/v1/tokens/{bob_token.token_id}/revoke")
     assert refused.status_code == 404 and refused.json()["error"]["code"] == "not_found"
-    assert call(rita_secret, "POST", "/api/v1/tokens/tok_999999/revoke").json() == refused.json() | {
-        "error": {**refused.json()["error"], "message": "no token tok_999999"}
-    }
+    unknown = call(rita_secret, "POST", "/api/v1/tokens/tok_999999/revoke").json()
+    assert unknown["error"] == {**refused.json()["error"], "message": "no token tok_999999"}
     bob_token.refresh_from_db()
     assert bob_token.revoked_at is None and call(bob_secret, "GET", "/api/v1/tokens").status_code == 200
     nosy = call(rita_secret, "GET", "/api/v1/tokens?user=bob")
@@ -168,3 +168,97 @@ def test_the_token_endpoints_are_in_the_openapi_schema() -> None:
 def test_an_agent_key_is_not_a_personal_token(api: Any) -> None:
     response = api.get("/api/v1/tokens")
     assert response.status_code == 401
+
+
+# --- token ids are parsed strictly; every change is in the audit log -----------------------------
+
+BAD_IDS = [
+    "tok_²",
+    "tok_١",
+    "tok_abc",
+    "12",
+    "tok_0",
+    "tok_01",
+    "tok_-1",
+    "tok_" + "9" * 19,
+    "tok_1 ",
+    "TOK_1",
+]
+
+
+@pytest.mark.parametrize("bad", BAD_IDS)
+def test_a_malformed_token_id_is_an_invalid_argument_naming_it(bad: str) -> None:
+    from urllib.parse import quote
+
+    rita = make_user("rita")
+    token, secret = issue(rita)
+    response = call(secret, "POST", f"/api/v1/tokens/{quote(bad)}/revoke")
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert error["code"] == "invalid_argument" and error["details"]["field"] == "token_id"
+    assert "tok_ followed by a number, as GET /api/v1/tokens shows" in error["message"]
+    token.refresh_from_db()
+    assert token.revoked_at is None
+
+
+def test_a_well_formed_token_id_that_does_not_exist_is_not_found() -> None:
+    _, secret = issue(make_user("rita"))
+    response = call(secret, "POST", "/api/v1/tokens/tok_999999/revoke")
+    assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
+
+
+def test_the_settings_page_and_the_command_refuse_a_malformed_token_id_with_its_rule() -> None:
+    rita = make_user("rita")
+    token, _ = issue(rita)
+    client = Client(raise_request_exception=False)
+    client.force_login(rita)
+    page = client.post("/account/tokens/tok_%C2%B2/revoke/", follow=True)
+    assert page.status_code == 200
+    assert "tok_ followed by a number" in page.content.decode()
+    with pytest.raises(CommandError, match="tok_ followed by a number"):
+        call_command("revoke_token", "tok_²")
+    token.refresh_from_db()
+    assert token.revoked_at is None
+
+
+def test_creating_and_revoking_tokens_is_in_the_audit_log_by_whoever_did_it(capsys: Any) -> None:
+    from audit.models import AuditEntry
+
+    rita = make_user("rita")
+    admin = make_user("root", superuser=True)
+    client = Client()
+    client.force_login(rita)
+    client.post("/account/tokens/", {"name": "laptop", "expires_in_days": "30"})
+    laptop = PersonalToken.objects.get(user=rita, name="laptop")
+    client.post(f"/account/tokens/{laptop.token_id}/revoke/")
+    client.post(f"/account/tokens/{laptop.token_id}/revoke/")  # twice: nothing changes, nothing logged
+    _, admin_secret = issue(admin, name="admin-cli")
+    ci, _ = issue(rita, name="ci")
+    assert call(admin_secret, "POST", f"/api/v1/tokens/{ci.token_id}/revoke").status_code == 200
+    call_command("create_token", "rita", "--expires-in-days", "7")
+    cli = PersonalToken.objects.filter(user=rita).order_by("-pk").first()
+    call_command("revoke_token", cli.token_id)
+
+    entries = list(AuditEntry.objects.filter(object_type="personal_token").order_by("seq"))
+    seen = [
+        (e.action, e.object_id, e.actor_name if e.actor_kind == "user" else e.actor_kind) for e in entries
+    ]
+    admin_cli = PersonalToken.objects.get(name="admin-cli")
+    assert seen == [
+        ("personal_token.create", laptop.token_id, "rita"),
+        ("personal_token.revoke", laptop.token_id, "rita"),
+        ("personal_token.create", admin_cli.token_id, "system"),
+        ("personal_token.create", ci.token_id, "system"),
+        ("personal_token.revoke", ci.token_id, "root"),
+        ("personal_token.create", cli.token_id, "system"),
+        ("personal_token.revoke", cli.token_id, "system"),
+    ]
+    # The expiry is part of what was created; revocation keeps it and adds when.
+    laptop.refresh_from_db()
+    assert entries[0].after["expires_at"] == laptop.expires_at.isoformat(timespec="microseconds").replace(
+        "+00:00", "Z"
+    )
+    assert entries[5].after["expires_at"] is not None
+    assert entries[1].before["revoked_at"] is None and entries[1].after["revoked_at"] is not None
+    dumped = str([(e.before, e.after) for e in entries])
+    assert not re.search(r"tmpat_[A-Za-z0-9]{40}", dumped) and "token_hash" not in dumped

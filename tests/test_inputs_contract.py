@@ -1,4 +1,4 @@
-"""All 15 tools through both doors with the same good and bad inputs: the same results, the same
+"""All the tools through both doors with the same good and bad inputs: the same results, the same
 refusals word for word (issue 16: each operation's input is declared once, in ``<app>/inputs.py``).
 
 MCP calls go through the official ``mcp`` client over real HTTP; REST calls through the Django test
@@ -103,6 +103,7 @@ GOOD: list[tuple[str, Callable[[str], dict[str, Any]]]] = [
     ),
     ("decision_evaluate", lambda d: {"decision_id": d, "policy": "refund_policy", "inputs": {"amount": 250}}),
     ("decision_request_approval", lambda d: {"decision_id": d, "title": "Refund 250 EUR", "message": "T-42"}),
+    ("decision_wait", lambda d: {"decision_id": d, "timeout_seconds": 0}),
     ("decision_trace", lambda d: {"decision_id": d, "after_seq": 1, "limit": 2}),
     ("decision_close", lambda d: {"decision_id": d, "outcome": "rollback"}),
     ("decision_receipt", lambda d: {"decision_id": d}),
@@ -333,6 +334,16 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
         "decision_request_approval",
         {"decision_id": D, "expires_in_seconds": 1.5},
         "expires_in_seconds must be an integer; got 1.5",
+    ),
+    (
+        "decision_wait",
+        {"decision_id": D, "timeout_seconds": 60},
+        "timeout_seconds must be a number from 0 to 50; got 60",
+    ),
+    (
+        "decision_wait",
+        {"decision_id": D, "timeout_seconds": "soon"},
+        "timeout_seconds must be a number from 0 to 50; got 'soon'",
     ),
     (
         "decision_receipt",

@@ -416,3 +416,23 @@ def test_concurrent_closes_append_gapless_leaves_in_commit_order(make_agent: Any
     assert checkpoint_now() == 12
     call_command("log_verify")
     assert "OK: receipt log of 12 leaves" in capsys.readouterr().out
+
+
+def test_a_log_origin_that_cannot_be_a_note_key_name_stops_the_server_at_start_up() -> None:
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        env={
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "tracemem_site.settings",
+            "TRACEMEM_LOG_ORIGIN": "a+b/log",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "TRACEMEM_LOG_ORIGIN 'a+b/log' must be non-empty, without spaces or '+'" in result.stderr

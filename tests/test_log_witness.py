@@ -141,3 +141,22 @@ def test_staff_see_checkpoints_and_witness_deliveries_read_only_in_the_admin(
     assert "webhook receiver answered HTTP 500" in detail
     assert admin_client.get("/admin/receiptlog/checkpoint/1/change/").status_code == 200
     assert admin_client.get("/admin/receiptlog/checkpoint/add/").status_code == 403
+
+
+def test_metrics_show_the_log_its_latest_checkpoint_and_witness_deliveries(
+    api: AgentClient, httpserver: Any, settings: Any
+) -> None:
+    settings.TRACEMEM_METRICS_TOKEN = token = "metrics-" + secrets.token_hex(8)
+    settings.TRACEMEM_LOG_WITNESSES = ["witness"]
+    WebhookEndpoint.objects.create(name="witness", url=httpserver.url_for("/w"), signing_secret=whsec())
+    httpserver.expect_request("/w").respond_with_data("ok")
+    close_decision(api)
+    close_decision(api)
+    checkpoint_now()
+    close_decision(api)  # not signed yet
+    text = Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {token}").content.decode()
+    assert "tracemem_receipt_log_leaves 3.0" in text
+    assert "tracemem_receipt_log_checkpoint_size 2.0" in text
+    assert "tracemem_receipt_log_checkpoint_age_seconds " in text
+    assert 'tracemem_witness_deliveries{status="delivered"} 1.0' in text
+    assert 'tracemem_witness_deliveries{status="failed"} 0.0' in text

@@ -10,7 +10,7 @@ from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
 from tests.mcp_helpers import mcp_url, run_mcp, tool_result_value
-from tracemem_core.version import PROTOCOL_VERSIONS, SERVER_VERSION
+from tracemem_core.version import MODERN_PROTOCOL_VERSIONS, PROTOCOL_VERSIONS, SERVER_VERSION
 from tracemem_verify.chain import GENESIS_HASH, event_hash
 
 # SPEC §3 tools built so far; add yours here when its <app>/mcp.py lands.
@@ -30,6 +30,7 @@ SPEC_TOOLS = {
     "decision_receipt",
     "decision_record",
     "decision_search",
+    "decision_wait",  # SPEC §12
 }
 
 
@@ -128,7 +129,26 @@ def test_seed_workflow_create_context_get_close_trace_verifies(live_server: Any,
             "agent_id": agent.agent_id,
             "name": "codex-agent",
             "permissions": {"data_products": [], "policies": []},
-            "server": {"name": "tracemem", "version": SERVER_VERSION, "protocol_versions": PROTOCOL_VERSIONS},
+            # Without grants, only the steps that need none (no read, evaluate or write).
+            "workflow": [
+                {"tool": tool, "when": step["when"]}
+                for tool, step in zip(
+                    [
+                        "decision_create",
+                        "decision_add_context",
+                        "decision_request_approval",
+                        "decision_wait",
+                        "decision_close",
+                    ],
+                    caps[1]["workflow"],
+                    strict=True,
+                )
+            ],
+            "server": {
+                "name": "tracemem",
+                "version": SERVER_VERSION,
+                "protocol_versions": [*MODERN_PROTOCOL_VERSIONS, *PROTOCOL_VERSIONS],
+            },
         },
     )
     assert created[0] is False and created[1]["status"] == "open"

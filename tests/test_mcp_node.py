@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import require_service
 from tests.mcp_helpers import mcp_url
+from tests.test_mcp_client import SPEC_TOOLS
 from tracemem_site.client_configs import client_config
 
 INSPECTOR = "@modelcontextprotocol/inspector@2.12.0"
@@ -21,6 +22,10 @@ CODEX = "@openai/codex@0.169.0"
 CLAUDE_CODE = "@anthropic-ai/claude-code@2.1.197"
 
 pytestmark = pytest.mark.node
+
+# One npm cache for every npx run, whatever HOME a test gives the CLI (Claude Code reads its config
+# from HOME): the packages are downloaded once per machine, not once per test.
+NPM_CACHE = os.environ.get("npm_config_cache") or str(Path.home() / ".npm")
 
 
 def _npx(
@@ -33,7 +38,7 @@ def _npx(
         capture_output=True,
         text=True,
         timeout=600,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, "npm_config_cache": NPM_CACHE, **(env or {})},
         cwd=cwd,
     )
 
@@ -109,7 +114,7 @@ def _claude(home: Path, command: str, key: str) -> subprocess.CompletedProcess[s
         capture_output=True,
         text=True,
         timeout=600,
-        env={**os.environ, "HOME": str(home), "TRACEMEM_API_KEY": key},
+        env={**os.environ, "HOME": str(home), "npm_config_cache": NPM_CACHE, "TRACEMEM_API_KEY": key},
         cwd=home,
     )
 
@@ -146,4 +151,4 @@ def test_inspector_strict_lint_finds_no_portability_problem_in_any_tool_schema(
     assert "Warning" not in done.stderr and "Error" not in done.stderr, done.stderr
     assert "portability" not in done.stderr, done.stderr
     listed = json.loads(done.stdout[done.stdout.find("{") :])
-    assert len(listed["tools"]) == 15
+    assert {t["name"] for t in listed["tools"]} == SPEC_TOOLS

@@ -1,8 +1,8 @@
 """The OAuth door end to end, as ChatGPT or Codex would use it: the official MCP Python client's OAuth
 support (``mcp.client.auth.OAuthClientProvider``) against ``/oauth/mcp`` on a live server, once
 registering itself (DCR) and once identified by a client ID metadata document served over https from
-a loopback address; the sign-in and the consent clicked in Chromium (Playwright); then tools/list,
-capabilities_get and a decision whose trace names the agent bound to that person and client."""
+a loopback address; the sign-in and the consent clicked in Chromium (Playwright); then tools/list (every
+tool of the key door), capabilities_get and a decision whose trace names the agent bound to that person and client."""
 
 from __future__ import annotations
 
@@ -150,7 +150,8 @@ def shots(settings: Any) -> Path:
 
 
 def _assert_bound_and_named(seen: dict[str, Any], alice: User, client_name: str, live_server: Any) -> Agent:
-    assert set(seen["tools"]) == SPEC_TOOLS and len(seen["tools"]) == 15
+    # Every SPEC tool (15 in the first release, decision_wait since SPEC §12), as on the key door.
+    assert set(seen["tools"]) == SPEC_TOOLS and len(seen["tools"]) == len(SPEC_TOOLS)
     connection = OAuthConnection.objects.select_related("agent", "application").get(user=alice)
     agent = connection.agent
     assert agent.name == f"{client_name} (alice)" and agent.owner == alice

@@ -29,6 +29,7 @@ from tests.oauth_helpers import (
     point_at,
     register,
 )
+from tests.test_mcp_client import SPEC_TOOLS
 
 BASE = "http://testserver"
 MCP_URL = BASE + "/oauth/mcp"
@@ -146,8 +147,9 @@ def test_an_agent_key_is_not_an_oauth_token(make_agent: Any) -> None:
 
 
 def test_consent_binds_person_and_client_to_a_new_agent_and_tools_run_as_it(
-    signed_in: Client, alice: User, client_id: str
+    signed_in: Client, alice: User, client_id: str, make_agent: Any
 ) -> None:
+    _, key = make_agent("key-door")
     tokens = connect(signed_in, client_id, MCP_URL)
     assert tokens["token_type"] == "Bearer"
     assert tokens["scope"] == "mcp"
@@ -162,7 +164,16 @@ def test_consent_binds_person_and_client_to_a_new_agent_and_tools_run_as_it(
 
     listed = oauth_mcp(tokens["access_token"])
     assert listed.status_code == 200, listed.content
-    assert len(listed.json()["result"]["tools"]) == 15
+    # Exactly the key door's tools, with the same definitions (one MCP server behind both doors).
+    key_door = Client().post(
+        "/mcp",
+        json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Agent {key}",
+        HTTP_ACCEPT="application/json, text/event-stream",
+    )
+    assert listed.json()["result"]["tools"] == key_door.json()["result"]["tools"]
+    assert {t["name"] for t in listed.json()["result"]["tools"]} == SPEC_TOOLS
 
     created = oauth_mcp(
         tokens["access_token"],
@@ -359,6 +370,16 @@ def test_a_refresh_rotates_and_the_old_refresh_token_is_refused(signed_in: Clien
         {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"], "client_id": client_id},
     )
     assert reused.status_code == 400
+    # Reuse means theft: the whole family is revoked, the rotated refresh token with it.
+    stolen_after = Client().post(
+        "/oauth/token/",
+        {
+            "grant_type": "refresh_token",
+            "refresh_token": first.json()["refresh_token"],
+            "client_id": client_id,
+        },
+    )
+    assert stolen_after.status_code == 400
 
 
 def test_a_disabled_agent_stops_its_oauth_tokens(signed_in: Client, alice: User, client_id: str) -> None:
@@ -651,3 +672,42 @@ def test_the_settings_page_lists_and_revokes_ones_own_connections(
     assert response.status_code == 302 and response["Location"] == "/account/"
     assert oauth_mcp(tokens["access_token"]).status_code == 401
     assert "revoked" in signed_in.get("/account/").content.decode()
+
+
+def test_a_get_without_a_token_is_the_discovery_401_and_with_one_405(
+    signed_in: Client, client_id: str
+) -> None:
+    anonymous = Client().get("/oauth/mcp")
+    assert anonymous.status_code == 401 and "resource_metadata=" in anonymous["WWW-Authenticate"]
+    tokens = connect(signed_in, client_id, MCP_URL)
+    with_token = Client().get("/oauth/mcp", HTTP_AUTHORIZATION=f"Bearer {tokens['access_token']}")
+    assert with_token.status_code == 405
+    # The key door is unchanged: 405 before anything else.
+    assert Client().get("/mcp").status_code == 405
+
+
+# --- JSON nested beyond the limit (issue 13): refused, never a RecursionError -------------------
+
+
+def test_client_registration_refuses_a_body_nested_beyond_the_limit() -> None:
+    depth = 100_000
+    body = '{"redirect_uris": ["' + REDIRECT + '"], "x": ' + "[" * depth + "]" * depth + "}"
+    response = Client(raise_request_exception=False).post(
+        "/oauth/register/", body, content_type="application/json"
+    )
+    assert response.status_code == 400, response.content[:300]
+    assert response.json()["error"] == "invalid_client_metadata"
+    assert "nested deeper than" in response.json()["error_description"]
+    assert not Application.objects.exists()
+
+
+def test_a_metadata_document_nested_beyond_the_limit_is_refused(signed_in: Client, cimd_https: Any) -> None:
+    url = f"https://localhost:{cimd_https.port}/deep.json"
+    depth = 50_000
+    cimd_https.expect_request("/deep.json").respond_with_data(
+        '{"client_id": "' + url + '", "x": ' + "[" * depth + "]" * depth + "}",
+        content_type="application/json",
+    )
+    page = _authorize_as(signed_in, url)
+    assert page.status_code == 400
+    assert not Application.objects.filter(client_id=url).exists()

@@ -1,5 +1,5 @@
 """The OpenAPI document describes what every endpoint answers (issue 16): no success response is a
-bare ``object`` without properties (the old ``responses={200: dict}``), and the 15 agent operations'
+bare ``object`` without properties (the old ``responses={200: dict}``), and the agent operations'
 real answers validate against it (tests/test_inputs_contract.py)."""
 
 from __future__ import annotations

@@ -980,6 +980,49 @@ def typed(demo: Any) -> tuple[Actor, Decision]:
     return actor, _decision(actor)
 
 
+@pytest.mark.parametrize("source", ["builtin", "external"])
+def test_a_json_value_nested_beyond_the_limit_in_the_business_table_reads_as_a_marker(
+    typed: Any, source: str
+) -> None:
+    # Rows written by other applications can hold jsonb nested thousands deep; parsing it with
+    # Python's json raised RecursionError (a 500). It is read as the redaction's depth marker.
+    from tests.conftest import owner_dsn
+
+    actor, decision = typed
+    depth = 3000
+    owner_sql(
+        "INSERT INTO tracemem_data.typed_things (label, attrs) VALUES ('deep', %s::jsonb), ('flat', %s::jsonb)",
+        params=["[" * depth + "]" * depth, json.dumps({"ok": [[1]]})],
+    )
+    product = "typed_read_v1"
+    if source == "external":
+        product_sources.data_source_save(actor=SYSTEM, source_id="replica", dsn=owner_dsn())
+        product = "typed_ext_read_v1"
+        product_definitions.product_create(
+            actor=SYSTEM,
+            product_id=product,
+            definition={
+                "operation": "read",
+                "source": "replica",
+                "table": "tracemem_data.typed_things",
+                "fields": TYPED_FIELDS,
+                "allowed_purposes": ["testing"],
+            },
+        )
+        product_definitions.product_publish(actor=SYSTEM, product_id=product)
+        product_definitions.product_grant(actor=SYSTEM, product_id=product, agent_id=actor.id)
+    read = product_reads.decision_read(
+        actor=actor,
+        decision_id=decision.decision_id,
+        product=product,
+        purpose="testing",
+        query={"active": None},
+        allow_multiple=True,
+    )
+    attrs = {r["label"]: r["attrs"] for r in read["records"]}
+    assert attrs == {"deep": "[max depth]", "flat": {"ok": [[1]]}}
+
+
 def test_every_field_type_round_trips(typed: Any) -> None:
     actor, decision = typed
     record = {

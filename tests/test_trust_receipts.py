@@ -250,7 +250,6 @@ def test_a_deleted_receipt_is_reported_and_never_signed_again(
     did = _closed(api, "commit")
     # Its leaf in the receipt log refers to it: whoever deletes the receipt deletes that too.
     superuser_sql(
-        "SET CONSTRAINTS ALL IMMEDIATE",  # checked now, not while its triggers are switched back on
         f"DELETE FROM receiptlog_logleaf WHERE decision_id = '{did}'",
         f"DELETE FROM decisions_receipt WHERE decision_id = '{did}'",
     )

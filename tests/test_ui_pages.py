@@ -214,6 +214,8 @@ def _closed(agent: Agent, action: str) -> Decision:
             "its row says committed but its close event (seq 2) says aborted (action abort)",
         ),
         (
+            # With its leaf in the receipt log, which refers to it.
+            "WITH leaf AS (DELETE FROM receiptlog_logleaf WHERE decision_id = %(d)s) "
             "DELETE FROM decisions_receipt WHERE decision_id = %(d)s",
             "it is closed but has no stored receipt",
         ),

@@ -2,7 +2,8 @@
 
 ``str(exc)`` is ``"[code] message"``: the MCP door hands it to the agent verbatim, the REST door
 renders ``{"error": {"code", "message", "details"}}`` with the status below. Messages are written
-for whoever reads them: what was wrong and what to do next. They never contain secrets.
+for whoever reads them: what was wrong and what to do next. They never contain secrets: anything
+in them that looks like one is redacted when the error is made (``redaction.redact_strings``).
 """
 
 from __future__ import annotations
@@ -15,9 +16,14 @@ class DomainError(Exception):
     http_status = 500
 
     def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        # Messages often quote what the caller sent (a purpose, an id, a value a policy choked on):
+        # whatever looks like a secret is replaced here, once for every door, log line and trace.
+        from tracemem_core.redaction import redact_strings
+
+        message = redact_strings(message)
         super().__init__(message)
         self.message = message
-        self.details = details or {}
+        self.details = redact_strings(details) if details else {}
 
     def __str__(self) -> str:
         return f"[{self.code}] {self.message}"

@@ -26,7 +26,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, WithJsonSchema
 from tracemem_core.errors import InvalidArgument
 from tracemem_core.validation import first_present
 
-__all__ = ["Input", "JsonArray", "JsonObject", "DIGITS", "first_present", "parse", "tool_schema"]
+__all__ = ["Input", "JsonArray", "JsonObject", "DECIMAL", "DIGITS", "first_present", "parse", "tool_schema"]
 
 InputT = TypeVar("InputT", bound="Input")
 
@@ -50,6 +50,16 @@ def _digits_to_int(value: Any) -> Any:
         return int(value)
     return value
 
+
+def _decimal_to_float(value: Any) -> Any:
+    """``"2.5"`` in a query string counts as 2.5 (and ``"3"`` as 3.0) on both doors."""
+    if isinstance(value, str) and re.fullmatch(r"\s*-?[0-9]{1,15}(\.[0-9]{1,15})?\s*", value):
+        return float(value)
+    return value
+
+
+# A number that may arrive as decimal text (REST query strings), after its bounds.
+DECIMAL = BeforeValidator(_decimal_to_float)
 
 # For an integer that may arrive as a string of digits (REST query strings), after its bounds:
 # ``Annotated[int, Field(ge=1, le=100), DIGITS]`` (bounds first, or pydantic does not check them).
@@ -136,7 +146,7 @@ def describe(schema: Mapping[str, Any]) -> str:
         elif kind == "integer":
             parts.append("an integer" + _bounds(branch))
         elif kind == "number":
-            parts.append("a number")
+            parts.append("a number" + _bounds(branch))
     if not parts:
         return "a JSON value"
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " or " + parts[-1]
@@ -194,8 +204,10 @@ def _wording(model: type[Input], error: Any, data: Mapping[str, Any]) -> Invalid
             field=name,
             details={"allowed": allowed},
         )
-    if len(branches) == 1 and branches[0].get("type") == "integer":
-        value = _digits_to_int(value)
+    if len(branches) == 1 and branches[0].get("type") in ("integer", "number"):
+        value = _digits_to_int(value) if branches[0].get("type") == "integer" else _decimal_to_float(value)
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # "60" in a query string reads as the 60 a JSON body would carry
         if isinstance(value, int) and not isinstance(value, bool):
             return InvalidArgument(f"{name} must be {describe(schema)}; got {value}", field=name)
         return InvalidArgument(f"{name} must be {describe(schema)}; got {value!r}", field=name)

@@ -208,6 +208,27 @@ def redact_text(text: str) -> str:
     return _redact_cards(text)
 
 
+def redact_strings(value: Any) -> Any:
+    """A copy of ``value`` with :func:`redact_text` applied to every string (keys included) and
+    card-number integers replaced; nothing else changes (no cuts, no key rules, other types kept).
+
+    The last line of defence for text that has no field of its own to redact by: every trace
+    event's payload (``decisions.services.trace_append``) and every ``DomainError``'s message and
+    details (an error quoting what the caller sent). Idempotent like :func:`redact_text`.
+    """
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, dict):
+        return {
+            (redact_text(k) if isinstance(k, str) else k): redact_strings(item) for k, item in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [redact_strings(item) for item in value]
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0 and _is_card(str(value)):
+        return REDACTED
+    return value
+
+
 def looks_like_secret(value: str) -> bool:
     return redact_text(value) != value
 

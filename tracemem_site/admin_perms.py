@@ -13,6 +13,7 @@ from typing import Any
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 
+from tracemem_core import safejson
 from tracemem_core.actor import Actor
 from tracemem_core.errors import DomainError
 from tracemem_core.permissions import has_perm, may_read
@@ -34,6 +35,8 @@ class GuardedAdmin:
 
     change_perm: str = ""
     read_area: str | None = None
+    # JSON typed into an admin form is bounded like every other JSON the server takes.
+    formfield_overrides = safejson.ADMIN_FORMFIELD_OVERRIDES
 
     def _may_change(self, request: HttpRequest) -> bool:
         return request_has_perm(request, self.change_perm)

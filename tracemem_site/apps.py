@@ -1,4 +1,9 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
 from django.apps import AppConfig
+from prometheus_client.core import Metric
 
 
 class TracememSiteConfig(AppConfig):
@@ -14,3 +19,24 @@ class TracememSiteConfig(AppConfig):
 
         configure_mcp_server()
         allowed()  # a bad TRACEMEM_OUTBOUND_ALLOW entry stops the process here, naming it
+        from tracemem_core import metrics
+        from tracemem_site.metrics_view import allowed_networks
+
+        allowed_networks()  # likewise TRACEMEM_METRICS_ALLOW
+        metrics.register_state(heartbeat_state)
+
+
+def heartbeat_state() -> Iterator[Metric]:
+    from tracemem_core import heartbeat
+    from tracemem_core.metrics import gauge
+
+    family = gauge(
+        "tracemem_heartbeat_timestamp_seconds",
+        "Last heartbeat (Unix time): beat = the scheduler queued a task, tick = the periodic tick ran",
+        ["process"],
+    )
+    for name in heartbeat.NAMES:
+        at = heartbeat.last(name)
+        if at is not None:
+            family.add_metric([name], at)
+    yield family

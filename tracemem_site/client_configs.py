@@ -71,7 +71,9 @@ def _codex_oauth(url: str) -> list[Snippet]:
             f"[mcp_servers.{SERVER}]\nurl = {_toml_string(url)}\n",
         ),
         Snippet(
-            "Codex with OAuth: sign in and choose the agent (opens the browser)",
+            "Codex with OAuth: sign in and choose the agent (opens the browser). Codex identifies itself by "
+            "its metadata document on chatgpt.com, which TraceMem fetches; if TraceMem cannot reach "
+            "chatgpt.com, add --oauth-client-registration dcr",
             None,
             "shell",
             f"codex mcp login {SERVER}",

@@ -2,15 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.conf import settings
 from django.db import connection
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
+
+from tracemem_core import heartbeat
 
 
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
+
+
+class LivenessMiddleware:
+    """Answers ``GET /healthz`` before anything reads the Host header: a probe addresses the
+    container (127.0.0.1, a pod IP), which DJANGO_ALLOWED_HOSTS need not and should not list. It
+    says only that the process answers; nothing else is reachable this way."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path == "/healthz" and request.method in ("GET", "HEAD"):
+            request.tracemem_operation = "healthz"  # type: ignore[attr-defined]
+            return JsonResponse({"status": "ok"})
+        return self.get_response(request)
 
 
 @require_GET
@@ -27,8 +46,16 @@ def readyz(request: HttpRequest) -> JsonResponse:
     else:
         checks["broker"] = _broker_check()
     ready = all(value == "ok" or value.startswith("inline") for value in checks.values())
+    # Informational (readiness of this web process does not depend on them): seconds since the beat
+    # last queued a task and since the periodic tick last ran; null = never seen.
+    heartbeats = heartbeat.report()
     return JsonResponse(
-        {"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503
+        {
+            "status": "ok" if ready else "unavailable",
+            "checks": checks,
+            "heartbeat_seconds_ago": heartbeats,
+        },
+        status=200 if ready else 503,
     )
 
 

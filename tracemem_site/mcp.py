@@ -53,28 +53,41 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 
 from agents.models import Agent
-from tracemem_core import safejson
+from tracemem_core import safejson, waits
 from tracemem_core.actor import Actor
 from tracemem_core.errors import DomainError, InvalidArgument, Unauthenticated, Unavailable
 from tracemem_core.inputs import unknown_argument
 from tracemem_core.outage import database_outage
 from tracemem_core.version import PROTOCOL_VERSIONS, SERVER_VERSION
+from tracemem_site import mcp_modern as modern
 from tracemem_site.mcp_inputs import install_input_models
 from tracemem_site.parsers import PayloadTooLarge
 
 logger = logging.getLogger(__name__)
 
 SERVER_INSTRUCTIONS = """\
-TraceMem records and governs what you decide and do. Work inside a decision envelope:
-1. capabilities_get once to check your key and see what you may use.
+TraceMem records and governs what you decide and do. Work inside a decision envelope, in this order:
+1. capabilities_get once: checks your key; lists the products and policies you may use and, under
+   "workflow", the steps open to you.
 2. decision_create(intent="domain.entity.action", automation_mode=propose|approve|override|autonomous)
-   before you act; keep the decision_id.
-3. decision_add_context as the work goes on (why, what you know). Secrets are redacted.
-4. If a policy or the mode requires a human ([approval_required] or outcome requires_exception),
-   call decision_request_approval, then poll decision_get until approval_status is approved
-   (continue) or rejected/expired (abort).
-5. decision_close(action="commit") when done, or action="abort" to give up.
-Errors come back as "[code] message": read the message, it says what to do next."""
+   before you act; keep the decision_id for every later call.
+3. decision_add_context as the work goes on (what you know, why you act). Secrets are redacted.
+4. decision_evaluate(policy_id, inputs) before acting: allow -> go on; deny -> do not act, abort;
+   requires_exception -> a human must approve first.
+5. decision_request_approval(title, message) when a policy or your mode needs a human, then
+   decision_wait(decision_id): it returns the moment a reviewer answers, or after timeout_seconds
+   (default 25, max 50) with timed_out true -- then call it again. Do not poll decision_get.
+   approval_status approved -> continue; rejected or expired -> abort.
+6. decision_write (and decision_read) through data products, only once allowed or approved.
+7. decision_close(action="commit") when done, or action="abort" to give up.
+The prompt governed_change walks through this flow with its arguments filled in.
+Errors come back as "[code] message"; the message says what to do next:
+[invalid_argument] fix the named argument; [unauthenticated] the key is missing or invalid, ask
+the user; [permission_denied] / [purpose_not_allowed] not granted to you, ask an admin;
+[policy_denied] a policy denied this, abort; [approval_required] request approval, then
+decision_wait; [invalid_state] the decision's state forbids it (read decision_get); [not_found]
+wrong id or not yours; [conflict] it exists or is already pending; [rate_limited] wait
+Retry-After seconds; [unavailable] a dependency is down, nothing was applied, retry later."""
 
 ACCEPT_DEFAULT = "application/json, text/event-stream"
 JSON = "application/json"
@@ -173,7 +186,7 @@ class _DropDomainErrors(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        return not isinstance(exc, DomainError | pydantic.ValidationError)
+        return not isinstance(exc, DomainError | pydantic.ValidationError | waits.ParkRequest)
 
 
 def _toolset_method(tool: Tool) -> Any:
@@ -286,6 +299,8 @@ class FastPathMixin:
 
     def fast_path(self, request: Request) -> HttpResponse | None:
         data = request.data
+        if modern.is_modern(request.META, data):
+            return modern.handle(self, request, data)
         if not isinstance(data, dict) or data.get("jsonrpc") != "2.0":
             return None
         method = data.get("method")
@@ -341,6 +356,18 @@ class FastPathMixin:
         self, request: Request, request_id: Any, params: dict[str, Any] | None
     ) -> HttpResponse | None:
         parsed = types.CallToolRequestParams.model_validate(params)
+        try:
+            result = self._call_tool(request, parsed)
+        except waits.ParkRequest:
+            # decision_wait under the front: it waits without this thread and replays the request.
+            return HttpResponse(status=204)
+        return None if result is None else _jsonrpc_result(request_id, result)
+
+    def _call_tool(
+        self, request: Request, parsed: types.CallToolRequestParams
+    ) -> types.CallToolResult | None:
+        """Run a synchronous toolset tool in this thread; None if it must take the stock path.
+        Raises :class:`waits.ParkRequest` when decision_wait parks under the front."""
         tool = global_mcp_server._tool_manager.get_tool(parsed.name)
         caller = getattr(tool, "fn", None)
         if tool is None or not isinstance(caller, _ToolsetMethodCaller) or caller.forward_context_kwarg:
@@ -352,22 +379,24 @@ class FastPathMixin:
             return None
         refused = argument_refusal(tool, parsed.arguments or {})
         if refused is not None:
-            return _jsonrpc_result(request_id, tool_error_result(tool.name, refused))
+            return tool_error_result(tool.name, refused)
         token = django_request_ctx.set(request)
         try:
             meta = tool.fn_metadata
             arguments = meta.arg_model.model_validate(meta.pre_parse_json(parsed.arguments or {}))
             instance = caller.class_(context=None, request=request)
-            value = _SyncToolCallWrapper(getattr(instance, caller.method_name))(
-                **arguments.model_dump_one_level()
-            )
+            with waits.door_parks():
+                value = _SyncToolCallWrapper(getattr(instance, caller.method_name))(
+                    **arguments.model_dump_one_level()
+                )
             converted = meta.convert_result(value)
-            result = self._normalise(tool.name, converted)
+            return self._normalise(tool.name, converted)
+        except waits.ParkRequest:
+            raise
         except Exception as exc:
-            result = tool_error_result(tool.name, exc)
+            return tool_error_result(tool.name, exc)
         finally:
             django_request_ctx.reset(token)
-        return _jsonrpc_result(request_id, result)
 
     @staticmethod
     def _normalise(name: str, converted: Any) -> types.CallToolResult:
@@ -499,16 +528,48 @@ class StockMCPView(MCPServerStreamableHttpView):
             request.__dict__.pop("headers", None)
 
 
+def _name_operation(request: Request) -> None:
+    """Label request metrics with the JSON-RPC method (``tools/call:<tool>`` for a tool call); an
+    unknown tool name is not echoed into a label (unbounded), it is ``tools/call:unknown``."""
+    # Only a body already parsed (never parse here: a parse error must reach the transport once).
+    data = getattr(request, "_full_data", None)
+    if not isinstance(data, dict) or not isinstance(data.get("method"), str):
+        return
+    method = data["method"]
+    if method == "tools/call":
+        params = data.get("params")
+        name = params.get("name") if isinstance(params, dict) else None
+        known = isinstance(name, str) and global_mcp_server._tool_manager.get_tool(name) is not None
+        method = f"tools/call:{name if known else 'unknown'}"
+    elif method not in _KNOWN_METHODS:
+        method = "other"
+    request._request.tracemem_operation = f"mcp:{method}"
+
+
+_KNOWN_METHODS = {
+    "initialize",
+    "ping",
+    "tools/list",
+    "prompts/list",
+    "prompts/get",
+    "resources/list",
+    "server/discover",
+}
+
+
 class MCPView(FastPathMixin, StockMCPView):
     """``POST /mcp``: the fast path first, the stock transport for everything else."""
 
     schema = None  # JSON-RPC, not REST: its contract is tools/list, not the OpenAPI document
 
     def post(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
-        response = self.fast_path(request)
-        if response is not None:
-            return response
-        return super().post(request, *args, **kwargs)
+        try:
+            response = self.fast_path(request)
+            if response is not None:
+                return response
+            return super().post(request, *args, **kwargs)
+        finally:
+            _name_operation(request)
 
 
 def mcp_actor(request: Any) -> Actor:

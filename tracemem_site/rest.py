@@ -22,6 +22,7 @@ from tracemem_core.actor import Actor
 from tracemem_core.errors import DomainError, InvalidArgument
 from tracemem_core.inputs import InputT, parse
 from tracemem_core.outage import database_outage
+from tracemem_core.requestid import current_request_id
 from tracemem_site import openapi  # noqa: F401  (registers the input models' OpenAPI extension)
 from tracemem_site.parsers import BodyTooDeep, PayloadTooLarge
 
@@ -32,6 +33,7 @@ logger = logging.getLogger(__name__)
 _ERROR_BODY = inline_serializer(
     "ErrorBody",
     fields={
+        "request_id": serializers.CharField(help_text="this answer's X-Request-ID header"),
         "error": inline_serializer(
             "ErrorDetail",
             fields={
@@ -39,7 +41,7 @@ _ERROR_BODY = inline_serializer(
                 "message": serializers.CharField(),
                 "details": serializers.DictField(),
             },
-        )
+        ),
     },
 )
 ERROR_RESPONSES = {
@@ -59,9 +61,12 @@ ERROR_RESPONSES = {
 def error_response(
     code: str, message: str, http_status: int, details: dict[str, Any] | None = None
 ) -> Response:
-    return Response(
-        {"error": {"code": code, "message": message, "details": details or {}}}, status=http_status
-    )
+    body: dict[str, Any] = {"error": {"code": code, "message": message, "details": details or {}}}
+    request_id = current_request_id()
+    if request_id:
+        # The X-Request-ID of this answer: quote it to an operator, who finds it in every log line.
+        body["request_id"] = request_id
+    return Response(body, status=http_status)
 
 
 def _validation_message(detail: Any, prefix: str = "") -> tuple[str, str]:

@@ -16,6 +16,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from oauth.conf import provider_settings as oauth_provider_settings
 from tracemem_core.env import env_bool, env_identifier, env_int, env_list, env_str
+from tracemem_core.requestid import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("TRACEMEM_VAR_DIR", str(BASE_DIR / "var")))
@@ -68,6 +69,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: the request id (X-Request-ID in and out, in every log line) and request metrics.
+    "tracemem_site.observability.RequestMiddleware",
+    # /healthz answers here, before the Host check: probes address the container, not the site.
+    "tracemem_site.health.LivenessMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Content-Security-Policy on every response (CONTENT_SECURITY_POLICY below).
     "csp.middleware.CSPMiddleware",
@@ -265,7 +270,7 @@ SESSION_COOKIE_HTTPONLY = True
 # TLS, DJANGO_SECURE_PROXY_SSL_HEADER=HTTP_X_FORWARDED_PROTO,https (only if the proxy sets it).
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", False)
 # Health probes come from inside the deployment over plain HTTP.
-SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
 SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", False)
@@ -394,16 +399,11 @@ TRACEMEM_OUTBOUND_ALLOW = env_list("TRACEMEM_OUTBOUND_ALLOW", [] if DATABASE_URL
 TRACEMEM_REDACT_EXTRA_KEYS = env_list("TRACEMEM_REDACT_EXTRA_KEYS", [])
 TRACEMEM_REDACT_EXTRA_PATTERNS = env_list("TRACEMEM_REDACT_EXTRA_PATTERNS", [])
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {
-        "mcp": {"level": "WARNING"},
-        "mcp_server": {"level": "WARNING"},
-        "httpx": {"level": "WARNING"},
-        # django-axes logs every sign-in at INFO; its warnings (failures, lockouts) still show.
-        "axes": {"level": "WARNING"},
-    },
-}
+# --- Observability (docs/operations.md) ---------------------------------------------------------
+# /metrics: a scraper with this bearer token, or at one of these networks/addresses. Neither set:
+# loopback only on the embedded default, nobody in production.
+TRACEMEM_METRICS_TOKEN = env_str("TRACEMEM_METRICS_TOKEN")
+TRACEMEM_METRICS_ALLOW = env_list("TRACEMEM_METRICS_ALLOW", [] if DATABASE_URL else ["127.0.0.0/8", "::1"])
+# Log lines as text (default) or JSON objects (one per line), both with the request id.
+TRACEMEM_LOG_FORMAT = env_str("TRACEMEM_LOG_FORMAT", "text").strip().lower()
+LOGGING = logging_config(fmt=TRACEMEM_LOG_FORMAT, level=env_str("LOG_LEVEL", "INFO"))

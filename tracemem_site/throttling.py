@@ -24,6 +24,7 @@ from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
 from agents.models import Agent
+from tracemem_core import metrics
 from tracemem_core.shared_cache import guarded
 
 _PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
@@ -37,7 +38,7 @@ def parse_rate(rate: str) -> tuple[int, int] | None:
         return None
     count, _, period = text.partition("/")
     seconds = _PERIODS.get(period.rstrip("s"))
-    if not count.isdigit() or int(count) < 1 or seconds is None:
+    if not (count.isascii() and count.isdigit()) or int(count) < 1 or seconds is None:
         raise ImproperlyConfigured(
             f"TRACEMEM_AGENT_RATE_LIMIT must look like 1200/minute (second|minute|hour|day) or off; got {rate!r}"
         )
@@ -57,7 +58,10 @@ class AgentRateThrottle(BaseThrottle):
         if count is None:
             count = _local.count(key, window, now)
         self.retry_after = max(1, math.ceil(window - now % window))
-        return count <= allowed
+        if count > allowed:
+            metrics.RATE_LIMITED.labels("mcp" if request.path.startswith("/mcp") else "rest").inc()
+            return False
+        return True
 
     def wait(self) -> float | None:
         return getattr(self, "retry_after", None)

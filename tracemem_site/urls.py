@@ -3,7 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from agents import views as agent_views
-from tracemem_site import health
+from tracemem_site import health, metrics_view
 from tracemem_site import views as site_views
 from tracemem_site.mcp import MCPView
 
@@ -31,6 +31,7 @@ urlpatterns = [
     path("", include("decisions.urls_wellknown")),
     path("", include("receiptlog.urls_wellknown")),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics_view.metrics_endpoint, name="metrics"),
     # Reviewer and admin web UI (issue 7).
     path("", site_views.dashboard, name="dashboard"),
     path("login/", site_views.login_view, name="login"),

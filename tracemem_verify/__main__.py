@@ -18,11 +18,11 @@ inside it, because ``--keys`` was not given). Never imports Django.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Mapping
 from typing import Any
 
+from tracemem_verify import jsondepth
 from tracemem_verify.log import (
     consistency_from_document,
     inclusion_from_document,
@@ -42,7 +42,7 @@ from tracemem_verify.receipt import (
 def _load(path: str, what: str) -> Any:
     try:
         with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
+            return jsondepth.load(handle)
     except OSError as exc:
         raise _Failure(f"cannot read {what} {path}: {exc.strerror or exc}") from None
     except ValueError as exc:

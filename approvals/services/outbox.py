@@ -30,7 +30,7 @@ from decisions.services import (
     decision_lock,
     trace_append,
 )
-from tracemem_core import metrics
+from tracemem_core import metrics, telemetry
 from tracemem_core.actor import Actor
 from tracemem_core.timefmt import iso_z
 
@@ -152,6 +152,8 @@ def delivery_attempt(*, actor: Actor, delivery_id: str, looks: int = 0) -> Attem
                 logger.info("delivery %s is locked by another transaction; looking again soon", delivery_id)
                 return AttemptResult(DeliveryStatus.PENDING, retry_in_ms=BUSY_RETRY_MS, locked=True)
             return None
+        telemetry.annotate(decision_id=delivery.approval.decision_id, approval_id=delivery.approval_id)
+        sending = time.perf_counter()
         try:
             ref = senders.send(delivery) or {}
         except senders.DeliveryError as exc:
@@ -160,6 +162,8 @@ def delivery_attempt(*, actor: Actor, delivery_id: str, looks: int = 0) -> Attem
             logger.exception("delivery %s crashed", delivery_id)
             error = f"internal error while delivering ({type(exc).__name__})"
         outcome = error is None
+        metrics.DELIVERY_ATTEMPTS.labels(delivery.channel, "ok" if outcome else "error").inc()
+        metrics.DELIVERY_ATTEMPT_SECONDS.labels(delivery.channel).observe(time.perf_counter() - sending)
     finally:
         gate.leave(key, ok=outcome)
     return _record_outcome(actor=actor, delivery_id=delivery_id, error=error, ref=ref)
@@ -214,6 +218,7 @@ def _record_attempt(
     delivery.attempt_log = [*delivery.attempt_log, entry][-50:]
     delivery.save()
     if result.status != DeliveryStatus.PENDING:
+        _count_settled(delivery)
         trace_append(
             decision=decision,
             type=EventType.DELIVERY,
@@ -228,6 +233,19 @@ def _record_attempt(
             },
         )
     return result
+
+
+def _count_settled(delivery: Delivery) -> None:
+    channel, outcome, attempts = delivery.channel, str(delivery.status), delivery.attempts
+    latency = (delivery.delivered_at - delivery.created_at).total_seconds() if delivery.delivered_at else None
+
+    def count() -> None:
+        metrics.DELIVERIES.labels(channel, outcome).inc()
+        metrics.DELIVERY_ATTEMPTS_USED.labels(channel, outcome).observe(attempts)
+        if latency is not None:
+            metrics.DELIVERY_LATENCY.labels(channel).observe(max(0.0, latency))
+
+    metrics.on_commit(count)
 
 
 def _record_late_attempt(

@@ -44,6 +44,7 @@ from decisions.services import (
     note_approval_resolved,
     trace_append,
 )
+from tracemem_core import metrics, telemetry
 from tracemem_core import validation as v
 from tracemem_core.actor import Actor
 from tracemem_core.errors import (
@@ -100,7 +101,7 @@ def decision_request_approval(
     ):
         raise Conflict(
             f"decision {decision.decision_id} already has a pending approval ({decision.pending_approval_id}); "
-            "poll decision_get until it is resolved",
+            "call decision_wait until it is resolved",
             details={"pending_approval_id": decision.pending_approval_id},
         )
     if decision.status not in (DecisionStatus.OPEN, DecisionStatus.APPROVED):
@@ -167,6 +168,9 @@ def decision_request_approval(
         },
     )
     note_approval_requested(decision=decision, approval_id=approval.approval_id)
+    telemetry.annotate(approval_id=approval.approval_id)
+    route_label = route.route_id
+    metrics.on_commit(lambda: metrics.APPROVALS_REQUESTED.labels(route_label).inc())
     for delivery in deliveries:
         transaction.on_commit(functools.partial(_publish, delivery.delivery_id))
     return approval
@@ -285,6 +289,7 @@ def approval_vote(
             "rationale": stored_rationale,
         },
     )
+    metrics.on_commit(lambda: metrics.APPROVAL_VOTES.labels(choice, channel).inc())
     votes = list(approval.votes.select_related("user").order_by("created_at"))
     if choice == VoteChoice.REJECT:
         _resolve(approval, locked_decision, ApprovalState.REJECTED, votes, channel, actor)
@@ -337,8 +342,19 @@ def _resolve(
     if changed != 1:
         raise InvalidState(f"approval {approval.approval_id} was resolved concurrently; it is final")
     approval.status, approval.resolved_at, approval.resolution_channel = outcome, now, channel
+    _count_resolution(approval, outcome, now)
     note_approval_resolved(decision=decision, outcome=outcome, seq=event.seq)
     _schedule_slack_update(approval)
+
+
+def _count_resolution(approval: Approval, outcome: str, resolved_at: datetime) -> None:
+    seconds = max(0.0, (resolved_at - approval.requested_at).total_seconds())
+
+    def count() -> None:
+        metrics.APPROVALS_RESOLVED.labels(outcome).inc()
+        metrics.APPROVAL_SECONDS.labels(outcome).observe(seconds)
+
+    metrics.on_commit(count)
 
 
 def _schedule_slack_update(approval: Approval) -> None:
@@ -468,6 +484,7 @@ def _cancel_rows(approval: Approval, *, resolved_at: datetime) -> None:
         resolved_at,
         CLOSE_CHANNEL,
     )
+    _count_resolution(approval, str(ApprovalState.CANCELLED), resolved_at)
     # Unsent notifications are dropped: nobody can act on a cancelled request. A delivery a worker
     # is sending right now is settled by _record_attempt, which never reopens a cancelled row.
     Delivery.objects.filter(approval=approval, status=DeliveryStatus.PENDING).update(

@@ -16,7 +16,7 @@ from policies import engine, selectors
 from policies.models import Outcome, Policy, PolicyGrant, PolicyVersion, VersionStatus
 from tracemem_core import validation as v
 from tracemem_core.actor import Actor
-from tracemem_core.errors import InvalidArgument, InvalidState, NotFound
+from tracemem_core.errors import Conflict, InvalidArgument, InvalidState, NotFound
 from tracemem_core.permissions import has_perm, require_perm
 from tracemem_verify.chain import canonical_json
 
@@ -155,9 +155,10 @@ def policy_create(*, actor: Actor, policy_id: Any, definition: Any) -> PolicyVer
     clean = clean_definition(definition)
     policy, created = Policy.objects.get_or_create(policy_id=pid)
     if not created:
-        raise InvalidArgument(
+        # Creating something that exists is 409 conflict, as for every other kind (SPEC §12).
+        raise Conflict(
             f"policy {pid} already exists; edit its draft with PUT /api/v1/admin/policies/{pid}/draft",
-            field="policy_id",
+            details={"field": "policy_id"},
         )
     pv = PolicyVersion.objects.create(policy=policy, version=1, **clean)
     _audit_policy(actor, "policy.create", pid, None, _version_audit(pv))

@@ -24,7 +24,7 @@ from decisions import services as decision_services
 from decisions.models import Decision, EventType, TraceEvent
 from policies import engine, selectors
 from policies.models import Outcome, PolicyVersion
-from tracemem_core import crypto
+from tracemem_core import crypto, metrics
 from tracemem_core import validation as v
 from tracemem_core.actor import Actor
 from tracemem_core.errors import InvalidArgument, NotFound, PermissionDenied
@@ -189,6 +189,8 @@ def policy_evaluate_in_decision(
     decision_services.note_policy_outcome(
         decision=decision, outcome=result.outcome, seq=event.seq, exception_route_id=out["approval_route_id"]
     )
+    outcome = str(result.outcome)
+    metrics.on_commit(lambda: metrics.POLICY_EVALUATIONS.labels(outcome).inc())
     out["event_id"] = event.event_id
     return out
 

@@ -286,7 +286,7 @@ def _ensure_product_approval(product: DataProduct, decision: Decision) -> None:
     if product.requires_approval and decision.last_grant_seq is None:
         raise ApprovalRequired(
             f"data product {product.product_id} requires a granted approval before writes; call "
-            "decision_request_approval, then poll decision_get until approval_status is approved"
+            "decision_request_approval, then decision_wait until approval_status is approved"
         )
 
 

@@ -17,6 +17,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from django.utils.module_loading import import_string
 
+from tracemem_core import safejson
 from tracemem_core.actor import Actor
 from tracemem_core.errors import DomainError
 
@@ -51,7 +52,9 @@ class Command(BaseCommand):
         path = Path(options["file"])
         dry_run: bool = options["dry_run"]
         try:
-            document = yaml.safe_load(path.read_text(encoding="utf-8"))
+            document = safejson.load_yaml(path.read_text(encoding="utf-8"))
+        except safejson.JSONTooDeep as exc:
+            raise CommandError(f"{path}: {exc}; nothing was changed") from None
         except OSError as exc:
             raise CommandError(f"cannot read {path}: {exc.strerror}") from None
         except yaml.YAMLError as exc:

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import close_old_connections
 
+from tracemem_core import heartbeat
 from tracemem_core.env import env_int
 from tracemem_site.celery import app
 
@@ -64,6 +65,7 @@ class Command(BaseCommand):
             self.stdout.write("tick: stopped")
 
     def _run(self, names: list[str], *, quiet: bool) -> None:
+        heartbeat.stamp("beat")  # this loop is the embedded default's beat
         for name in names:
             try:
                 # Calling the task object runs its body here, exactly as a beat-triggered worker would.

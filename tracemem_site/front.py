@@ -1,0 +1,146 @@
+"""The production web server's application: Django (WSGI, in a fixed pool of threads) behind a small
+asyncio front that waits for ``decision_wait`` without holding any thread.
+
+Why (issue 16, docs/mcp.md "decision_wait and the server"): a wait lasts up to 50 s. Under a
+thread-per-request server (gunicorn gthread: 2 workers × 8 threads) sixteen waiting agents would
+hold every thread and everyone else would queue behind them. Running all of Django under ASGI
+instead would put every request on a new thread with a new database connection. So Django stays
+exactly as it is — synchronous views on a fixed pool of threads (a2wsgi's, ``TRACEMEM_WEB_THREADS``),
+keeping their persistent database connections — and this front, run by uvicorn workers under
+gunicorn (scripts/serve.sh), does one more thing than pass requests through:
+
+A request that may wait (``GET /api/v1/decisions/{id}/wait``, ``POST /mcp``) runs with a
+:class:`~tracemem_core.waits.ParkingSlot` in its context. If the decision is still pending, the
+door (REST view or MCP fast path) does not block: it hands its subscription to the slot and
+returns a placeholder at once, freeing its thread. The front drops the placeholder, awaits the
+subscription in the event loop (a wake-up from the approval's commit, the approval's expiry, or
+the deadline) and then replays the same request with the deadline in the slot; the door looks
+again and answers or parks again. Every look is a full pass through Django (authentication,
+permissions, the same selector as ``decision_get``), so nothing about the answer is decided here.
+A client that disconnects while parked ends its wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import time
+from typing import Any
+
+from a2wsgi import WSGIMiddleware
+from django.conf import settings
+
+from tracemem_core import waits
+from tracemem_site.wsgi import application as django_wsgi  # Django, wrapped by OpenTelemetry when set
+
+logger = logging.getLogger(__name__)
+
+WAIT_PATH = re.compile(r"^/api/v1/decisions/[^/]+/wait/?$")
+MCP_PATH = "/mcp"
+THREADS = int(os.environ.get("TRACEMEM_WEB_THREADS") or 8)
+
+# Typed loosely: a2wsgi's ASGI types are stricter than the plain dicts passed around here.
+_django: Any = WSGIMiddleware(django_wsgi, workers=THREADS)  # type: ignore[arg-type]
+
+
+def _may_wait(scope: dict[str, Any]) -> bool:
+    path, method = scope.get("path", ""), scope.get("method", "")
+    return (method == "GET" and WAIT_PATH.match(path) is not None) or (method == "POST" and path == MCP_PATH)
+
+
+async def _read_body(receive: Any, limit: int) -> tuple[bytes, bool]:
+    """The whole body, or what was read up to ``limit`` and False (then it is passed on as is)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return b"".join(chunks), False
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks), True
+        if size > limit:
+            return b"".join(chunks), False
+
+
+class _Replay:
+    """``receive`` for one pass through Django: the buffered body, then the client's own messages."""
+
+    def __init__(self, body: bytes, complete: bool, receive: Any) -> None:
+        self.body, self.complete, self.receive, self.sent = body, complete, receive, False
+
+    async def __call__(self) -> dict[str, Any]:
+        if not self.sent:
+            self.sent = True
+            return {"type": "http.request", "body": self.body, "more_body": not self.complete}
+        return await self.receive()
+
+
+class _Gate:
+    """``send`` for one pass: forwards the response unless the pass parked (then drops it)."""
+
+    def __init__(self, send: Any, slot: waits.ParkingSlot) -> None:
+        self.send, self.slot = send, slot
+
+    async def __call__(self, message: dict[str, Any]) -> None:
+        if self.slot.parked is None:
+            await self.send(message)
+
+
+async def _wait_parked(parked: waits.Parked, receive: Any) -> bool:
+    """Wait in this loop until woken or ``wake_at``; False if the client went away meanwhile."""
+    disconnect = asyncio.ensure_future(receive())
+    woken = asyncio.ensure_future(parked.subscription.wait_async(parked.wake_at - time.monotonic()))
+    try:
+        done, _ = await asyncio.wait({disconnect, woken}, return_when=asyncio.FIRST_COMPLETED)
+        if disconnect in done and disconnect.result().get("type") == "http.disconnect":
+            return False
+        if woken not in done:
+            await woken
+        return True
+    finally:
+        for task in (disconnect, woken):
+            if not task.done():
+                task.cancel()
+        parked.subscription.close()
+
+
+async def _serve_waitable(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    body, complete = await _read_body(receive, settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
+    if not complete:  # too large or cut short: Django answers it, without parking
+        await _django(scope, _Replay(body, complete, receive), send)
+        return
+    deadline: float | None = None
+    while True:
+        slot = waits.ParkingSlot(deadline=deadline)
+        with waits.slot_for_request(slot):  # a2wsgi copies this context into the Django thread
+            await _django(scope, _Replay(body, True, receive), _Gate(send, slot))
+        if slot.parked is None:
+            return
+        deadline = slot.parked.deadline
+        if not await _wait_parked(slot.parked, receive):
+            return
+
+
+async def _lifespan(receive: Any, send: Any) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            waits.hub().stop()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        await _lifespan(receive, send)
+    elif scope["type"] == "http" and _may_wait(scope):
+        await _serve_waitable(scope, receive, send)
+    else:
+        await _django(scope, receive, send)
