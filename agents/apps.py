@@ -7,4 +7,21 @@ class AgentsConfig(AppConfig):
     verbose_name = "Agents and keys"
 
     def ready(self) -> None:
-        from agents import schema  # noqa: F401  (registers the OpenAPI auth schemes)
+        from django.db.models.signals import post_delete, post_save
+
+        from agents import keycache, schema  # noqa: F401  (schema registers the OpenAPI auth schemes)
+        from agents.models import Agent, AgentKey
+
+        # The services invalidate remembered keys themselves; these catch every other write of an
+        # agent or a key (the Django admin site, a shell), so none is trusted from memory after it.
+        for model in (Agent, AgentKey):
+            post_save.connect(_invalidate_keys, sender=model, dispatch_uid=f"keycache-save-{model.__name__}")
+            post_delete.connect(
+                _invalidate_keys, sender=model, dispatch_uid=f"keycache-delete-{model.__name__}"
+            )
+
+
+def _invalidate_keys(**kwargs: object) -> None:
+    from agents import keycache
+
+    keycache.invalidate_with_transaction()

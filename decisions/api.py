@@ -45,6 +45,7 @@ from decisions.serializers import (
     created_out,
     decision_out,
     event_ref_out,
+    events_ref_out,
     trace_page_out,
     wait_out,
 )
@@ -112,7 +113,7 @@ class DecisionTraceView(APIView):
     def get(self, request: Request, decision_id: str) -> Response:
         args = operation_input(request, DecisionTrace, path={"decision_id": decision_id})
         decision = selectors.decision_for(actor_from_request(request), args.decision_id)
-        page = selectors.trace_page(decision, after_seq=args.after_seq, limit=args.limit)
+        page = selectors.trace_page_dicts(decision, after_seq=args.after_seq, limit=args.limit)
         return Response(trace_page_out(decision, page))
 
 
@@ -122,6 +123,15 @@ class DecisionContextView(APIView):
     )
     def post(self, request: Request, decision_id: str) -> Response:
         args = operation_input(request, DecisionAddContext, path={"decision_id": decision_id})
+        if args.contexts is not None:
+            events = services.decision_add_contexts(
+                actor=actor_from_request(request),
+                decision_id=args.decision_id,
+                contexts=args.contexts,
+                context=args.context,
+                summary=args.summary,
+            )
+            return Response(events_ref_out(events), status=201)
         event = services.decision_add_context(
             actor=actor_from_request(request),
             decision_id=args.decision_id,

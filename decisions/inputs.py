@@ -45,6 +45,10 @@ class DecisionAddContext(Input):
     context: JsonObject | None = Field(None, description="a non-empty object; redacted before storage")
     summary: str | None = None
     payload: JsonObject | None = Field(None, description="alias of context")
+    contexts: list[JsonObject] | None = Field(
+        None,
+        description="instead of context: up to 100 objects recorded at once, in order, as that many events",
+    )
 
     @model_validator(mode="after")
     def _alias(self) -> DecisionAddContext:

@@ -26,6 +26,7 @@ from decisions.serializers import (
     created_out,
     decision_out,
     event_ref_out,
+    events_ref_out,
     trace_page_out,
     wait_out,
 )
@@ -65,7 +66,18 @@ class DecisionTools(MCPToolset):
         Secrets are redacted before storage; reviewers read this when deciding on approvals.
         Returns {event_id, timestamp}. Fails with [invalid_state] once the decision is closed:
         open a new decision then.
+        contexts (instead of context): up to 100 objects recorded at once, in order, as that many
+        events; returns {events: [{event_id, seq, timestamp}, ...]}.
         """
+        if args.contexts is not None:
+            events = services.decision_add_contexts(
+                actor=mcp_actor(self.request),
+                decision_id=args.decision_id,
+                contexts=args.contexts,
+                context=args.context,
+                summary=args.summary,
+            )
+            return events_ref_out(events)
         event = services.decision_add_context(
             actor=mcp_actor(self.request),
             decision_id=args.decision_id,
@@ -115,7 +127,7 @@ class DecisionTools(MCPToolset):
         """
         actor = mcp_actor(self.request)
         decision = selectors.decision_for(actor, args.decision_id)
-        page = selectors.trace_page(decision, after_seq=args.after_seq, limit=args.limit)
+        page = selectors.trace_page_dicts(decision, after_seq=args.after_seq, limit=args.limit)
         return trace_page_out(decision, page)
 
     def decision_close(self, args: DecisionClose) -> dict[str, Any]:

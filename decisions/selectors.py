@@ -8,6 +8,7 @@ permission (reviewers, auditors; superusers hold every permission).
 from __future__ import annotations
 
 import copy
+import json
 import math
 import re
 import statistics
@@ -17,6 +18,9 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+import orjson
+from django.conf import settings
+from django.db import connection
 from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import TruncDate
 from django.utils import timezone
@@ -48,18 +52,49 @@ def decisions_visible_to(actor: Actor, queryset: QuerySet[Decision] | None = Non
     return qs.none()
 
 
-def decision_for(actor: Actor, decision_id: str, queryset: QuerySet[Decision] | None = None) -> Decision:
+def _check_decision_id(decision_id: str) -> None:
     if not has_format(decision_id, DECISION_PREFIX):
         # Not an id this server could have issued (also keeps NULs and odd bytes away from the database).
         raise NotFound(
             f"decision {decision_id[:60]!r} was not found; decision ids look like TMEM_ + 26 characters"
         )
+
+
+def _not_found(decision_id: str) -> NotFound:
+    return NotFound(f"decision {decision_id} was not found; check the id returned by decision_create")
+
+
+def decision_for(actor: Actor, decision_id: str, queryset: QuerySet[Decision] | None = None) -> Decision:
+    _check_decision_id(decision_id)
     try:
         return decisions_visible_to(actor, queryset).get(pk=decision_id)
     except Decision.DoesNotExist:
-        raise NotFound(
-            f"decision {decision_id} was not found; check the id returned by decision_create"
-        ) from None
+        raise _not_found(decision_id) from None
+
+
+# The agent's own decision locked FOR UPDATE in plain SQL: every append starts here, and building
+# the ORM query cost more CPU than the query itself (issue 17, docs/performance.md).
+_FIELDS = Decision._meta.concrete_fields
+_COLUMNS = ", ".join('"%s"' % f.column for f in _FIELDS)  # noqa: UP031
+_LOCK_SQL = f"SELECT {_COLUMNS} FROM decisions_decision WHERE decision_id = %s AND agent_id = %s FOR UPDATE"
+_CONVERTERS = [(i, f.from_db_value) for i, f in enumerate(_FIELDS) if hasattr(f, "from_db_value")]
+
+
+def decision_for_update(actor: Actor, decision_id: str) -> Decision:
+    """``decision_for(actor, decision_id, Decision.objects.select_for_update())``; in plain SQL for
+    an agent on PostgreSQL. Call inside ``transaction.atomic``."""
+    if connection.vendor != "postgresql" or actor.kind != "agent" or actor.agent is None:
+        return decision_for(actor, decision_id, Decision.objects.select_for_update())
+    _check_decision_id(decision_id)
+    with connection.cursor() as cursor:
+        cursor.execute(_LOCK_SQL, [decision_id, actor.agent.agent_id])
+        row = cursor.fetchone()
+    if row is None:
+        raise _not_found(decision_id)
+    values = list(row)
+    for index, convert in _CONVERTERS:
+        values[index] = convert(values[index], None, connection)
+    return Decision.from_db(connection.alias, [f.attname for f in _FIELDS], values)
 
 
 def approval_outcome_fields(outcome: str, seq: int | None) -> dict[str, Any]:
@@ -160,7 +195,7 @@ def decision_wait_check(
     decision = decision_as_reported(decision_for(actor, decision_id))
     now = monotonic_clock.monotonic()
     if deadline is None:
-        deadline = now + timeout
+        deadline = now + min(timeout, settings.TRACEMEM_WAIT_CAP_SECONDS)
     if decision.approval_status != ApprovalStatus.PENDING:
         return WaitOutcome(decision, timed_out=False)
     if now >= deadline:
@@ -223,6 +258,66 @@ def trace_page(decision: Decision, *, after_seq: Any = None, limit: Any = None) 
     )
     more = bool(events) and events[-1].seq < decision.event_count
     return TracePage(events=events, next_after_seq=events[-1].seq if more else None)
+
+
+@dataclass(frozen=True)
+class TraceDictPage:
+    events: list[dict[str, Any]]  # each exactly as event_as_dict gives it
+    next_after_seq: int | None
+
+
+# A page of events as decision_trace returns them, read without building a model object per event
+# (issue 17: at 1,000 events, model instances and jsonb decoding were most of a trace read). The
+# timestamp is formatted by PostgreSQL exactly as iso_z formats it; actor and payload come as
+# their JSON text and are parsed by orjson (the same values json.loads gives).
+_TRACE_PAGE_SQL = """
+SELECT event_id, seq, type, to_char("timestamp" AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+       actor::text, payload::text, prev_hash, hash
+  FROM decisions_traceevent
+ WHERE decision_id = %s AND seq > %s AND seq <= %s
+ ORDER BY seq
+ LIMIT %s
+"""
+
+
+_LONG_DIGITS = re.compile(r"[0-9]{19}")
+
+
+def _json_loads(text: str) -> Any:
+    # orjson reads an integer beyond 64 bits as a float, json as an int: such text goes to json, so
+    # both paths give the same values (jsonb writes 1e21 as 1000000000000000000000).
+    if _LONG_DIGITS.search(text):
+        return json.loads(text)
+    return orjson.loads(text)
+
+
+def trace_page_dicts(decision: Decision, *, after_seq: Any = None, limit: Any = None) -> TraceDictPage:
+    """:func:`trace_page` with each event as :func:`event_as_dict` gives it (the trace doors)."""
+    if connection.vendor != "postgresql":
+        page = trace_page(decision, after_seq=after_seq, limit=limit)
+        return TraceDictPage([event_as_dict(e) for e in page.events], page.next_after_seq)
+    after = v.bounded_int(after_seq, "after_seq", minimum=0, maximum=None, default=0)
+    size = v.bounded_int(limit, "limit", minimum=1, maximum=TRACE_PAGE_MAX, default=TRACE_PAGE_DEFAULT)
+    did = decision.decision_id
+    with connection.cursor() as cursor:
+        cursor.execute(_TRACE_PAGE_SQL, [did, after, decision.event_count, size])
+        rows = cursor.fetchall()
+    events = [
+        {
+            "decision_id": did,
+            "event_id": event_id,
+            "seq": seq,
+            "type": type_,
+            "timestamp": timestamp,
+            "actor": _json_loads(actor),
+            "payload": _json_loads(payload),
+            "prev_hash": prev_hash,
+            "hash": hash_,
+        }
+        for event_id, seq, type_, timestamp, actor, payload, prev_hash, hash_ in rows
+    ]
+    more = bool(events) and events[-1]["seq"] < decision.event_count
+    return TraceDictPage(events=events, next_after_seq=events[-1]["seq"] if more else None)
 
 
 def decisions_in_flight() -> dict[str, int]:

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from decisions.models import Decision, TraceEvent
-from decisions.selectors import TracePage, WaitOutcome, decision_as_reported, event_as_dict
+from decisions.selectors import TraceDictPage, TracePage, WaitOutcome, decision_as_reported, event_as_dict
 from decisions.services import approval_required
 from tracemem_core.timefmt import iso_z
 
@@ -57,7 +57,9 @@ def trace_out(
     }
 
 
-def trace_page_out(decision: Decision, page: TracePage) -> dict[str, Any]:
+def trace_page_out(decision: Decision, page: TracePage | TraceDictPage) -> dict[str, Any]:
+    if isinstance(page, TraceDictPage):
+        return {**decision_out(decision), "events": page.events, "next_after_seq": page.next_after_seq}
     return trace_out(decision, page.events, page.next_after_seq)
 
 
@@ -71,6 +73,13 @@ def created_out(decision: Decision) -> dict[str, Any]:
 
 def event_ref_out(event: TraceEvent) -> dict[str, Any]:
     return {"event_id": event.event_id, "timestamp": iso_z(event.timestamp)}
+
+
+def events_ref_out(events: Iterable[TraceEvent]) -> dict[str, Any]:
+    """A batch ``decision_add_context`` (``contexts``): each recorded event, in order."""
+    return {
+        "events": [{"event_id": e.event_id, "seq": e.seq, "timestamp": iso_z(e.timestamp)} for e in events]
+    }
 
 
 def closed_out(decision: Decision) -> dict[str, Any]:

@@ -1,8 +1,7 @@
 """The SPEC §12 interfaces in the client: decision_wait, trace pages and batch context.
 
 Each is tested against TraceMem and against a local server playing an older TraceMem (the client
-falls back: polling, one page, a clear "unsupported"). Batch context lands with issue 17's server
-part; its test against TraceMem is skipped until then.
+falls back: polling, one page, a clear "unsupported").
 """
 
 from __future__ import annotations
@@ -14,12 +13,10 @@ import httpx
 import pytest
 from tracemem_client import Client, InvalidArgument, NotFound, TraceMemError, UnsupportedByServer
 
-from tests.client_helpers import AnswerWhenAsked, Seeded, event_types
+from tests.client_helpers import AnswerWhenAsked, Seeded
 
 pytest_plugins = ["tests.client_fixtures"]  # fixtures: seeded, agent_client
 pytestmark = pytest.mark.django_db(transaction=True)
-
-SERVER_PART = "server endpoint lands with issue 17 server part (batch append)"
 
 
 class Recording(httpx.HTTPTransport):
@@ -171,15 +168,6 @@ def test_trace_pages_follow_next_after_seq(recorded: Any) -> None:
 # --- batch context -------------------------------------------------------------------------------
 
 
-def test_batch_context_on_a_server_without_it_says_so_and_adds_nothing(agent_client: Client) -> None:
-    decision_id = agent_client.decision_create("a.b.c", "autonomous")["decision_id"]
-    with pytest.raises(UnsupportedByServer) as unsupported:
-        agent_client.decision_add_contexts(decision_id, [{"step": 1}, {"step": 2}])
-    assert "call decision_add_context once per object" in str(unsupported.value)
-    assert event_types(agent_client, decision_id) == ["created"]
-
-
-@pytest.mark.skip(reason=SERVER_PART)
 def test_batch_context_adds_every_object_in_order(agent_client: Client) -> None:
     decision = agent_client.open_decision("a.b.c", "autonomous")
     added = decision.add_contexts([{"step": n} for n in range(3)])
@@ -195,7 +183,7 @@ def test_batch_context_adds_every_object_in_order(agent_client: Client) -> None:
 
 # --- the contract's side of the client, against a local server that already speaks it -------------
 # (pytest-httpserver plays a server with the SPEC §12 endpoints, so the client's native paths are
-# exercised now; the skipped tests above run the same against TraceMem once it has them.)
+# exercised too.)
 
 DECISION = {
     "decision_id": "TMEM_01J00000000000000000000000",
@@ -263,3 +251,21 @@ def test_batch_context_sends_contexts_and_returns_the_events(httpserver: Any) ->
     ).respond_with_json({"events": events}, status=201)
     with Client(httpserver.url_for("/"), "tmem_k") as batch:
         assert batch.decision_add_contexts(decision_id, [{"a": 1}, {"b": 2}]) == {"events": events}
+
+
+def test_batch_context_on_a_server_without_it_says_so(httpserver: Any) -> None:
+    decision_id = DECISION["decision_id"]
+    allowed = ["context", "payload", "summary"]
+    refusal = {
+        "error": {
+            "code": "invalid_argument",
+            "message": "this operation does not take the field 'contexts'; allowed: context, payload, summary",
+            "details": {"field": "contexts", "allowed": allowed},
+        }
+    }
+    httpserver.expect_request(f"/api/v1/decisions/{decision_id}/context", method="POST").respond_with_json(
+        refusal, status=400
+    )
+    with Client(httpserver.url_for("/"), "tmem_k") as old, pytest.raises(UnsupportedByServer) as unsupported:
+        old.decision_add_contexts(decision_id, [{"step": 1}, {"step": 2}])
+    assert "call decision_add_context once per object" in str(unsupported.value)

@@ -87,7 +87,9 @@ def test_disabled_agent_is_401_agent_disabled(agent_and_key: tuple[Agent, str]) 
     assert _get(f"Bearer {key}").status_code == 200
 
 
-def test_last_used_at_is_written_at_most_once_a_minute(agent_and_key: tuple[Agent, str]) -> None:
+def test_last_used_at_is_written_at_most_once_a_minute(
+    agent_and_key: tuple[Agent, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     agent, key = agent_and_key
     row = AgentKey.objects.get(agent=agent)
     assert row.last_used_at is None
@@ -97,10 +99,11 @@ def test_last_used_at_is_written_at_most_once_a_minute(agent_and_key: tuple[Agen
     _get(f"Agent {key}")
     _get(f"Agent {key}")
     assert AgentKey.objects.get(pk=row.pk).last_used_at == first
-    stale = timezone.now() - timedelta(seconds=61)
-    AgentKey.objects.filter(pk=row.pk).update(last_used_at=stale)
+    # A minute later (the clock moves; a web process remembers the key, last use included):
+    later = timezone.now() + timedelta(seconds=61)
+    monkeypatch.setattr(timezone, "now", lambda: later)
     _get(f"Agent {key}")
-    assert AgentKey.objects.get(pk=row.pk).last_used_at > stale + timedelta(seconds=60)
+    assert AgentKey.objects.get(pk=row.pk).last_used_at == later
 
 
 def test_another_agents_decision_is_404_everywhere(make_agent: Any) -> None:
@@ -154,7 +157,9 @@ def test_only_the_sha256_of_a_key_is_stored(agent_and_key: tuple[Agent, str]) ->
     assert not any(key in value for value in stored)
 
 
-def test_rotate_with_grace_keeps_the_old_key_until_the_grace_ends(agent_and_key: tuple[Agent, str]) -> None:
+def test_rotate_with_grace_keeps_the_old_key_until_the_grace_ends(
+    agent_and_key: tuple[Agent, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     agent, old_key = agent_and_key
     old_row = AgentKey.objects.get(agent=agent)
     issued = agent_registry.agent_key_rotate(actor=SYSTEM, key=old_row, grace_seconds=3600)
@@ -165,8 +170,10 @@ def test_rotate_with_grace_keeps_the_old_key_until_the_grace_ends(agent_and_key:
     assert old_row.revoked_at is None
     assert timedelta(seconds=3590) < old_row.expires_at - timezone.now() <= timedelta(seconds=3600)
     assert AgentKey.objects.get(pk=issued.key.pk).rotated_from_id == old_row.pk
-    # The grace period ends: the old key is expired, the new one works.
-    AgentKey.objects.filter(pk=old_row.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    # The grace period ends: the old key is expired, the new one works. (The clock moves, not the
+    # row: a web process that checked the old key before remembers it, expiry included.)
+    later = timezone.now() + timedelta(seconds=3601)
+    monkeypatch.setattr(timezone, "now", lambda: later)
     _assert_401(_get(f"Agent {old_key}"), "expired")
     assert _get(f"Agent {issued.secret}").status_code == 200
 

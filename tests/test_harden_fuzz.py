@@ -99,6 +99,7 @@ def fuzz_world(
     transactional_db: Any, settings: Any, make_agent: Callable[..., tuple[Agent, str]], tmp_path: Path
 ) -> Iterator[dict[str, str]]:
     settings.TRACEMEM_AGENT_RATE_LIMIT = "off"  # the fuzzer is one agent sending thousands of calls
+    settings.TRACEMEM_WAIT_CAP_SECONDS = 1  # decision_wait on the pending decision answers in a second
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     demo_tables_create(reset=True)  # the owner creates the business tables the products run on
     route = make_route("route_finance", is_default=True, channels=[{"type": "email"}])

@@ -226,8 +226,8 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ),
     (
         "decision_add_context",
-        {"decision_id": D, "contexts": [{"a": 1}]},
-        "decision_add_context does not take the argument 'contexts'; allowed: context, decision_id, payload, summary",
+        {"decision_id": D, "contexts": "x"},
+        "contexts must be an array, got string",
     ),
     (
         "decision_get",

@@ -73,6 +73,7 @@ def test_tools_list_has_every_tool_with_its_input_schema(live_server: Any, make_
         "context",
         "summary",
         "payload",
+        "contexts",  # SPEC §12 batch context
     }
     for tool in tools.values():
         assert tool.description and len(tool.description) > 80, tool.name

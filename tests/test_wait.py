@@ -258,3 +258,13 @@ def test_a_wait_still_returns_when_the_listening_connection_is_cut(seeded: Seede
     assert returned - committed[0] < waits.FALLBACK_SECONDS + 1  # the fallback, or the reconnection's wake-up
     assert returned - started < 5
     assert hub.wait_until_listening(10)  # and it listens again
+
+
+def test_the_servers_cap_ends_a_wait_sooner_than_its_timeout(seeded: Seeded, settings: Any) -> None:
+    settings.TRACEMEM_WAIT_CAP_SECONDS = 1
+    with rest(seeded) as http:
+        decision_id = pending_decision(http)
+        started = time.monotonic()
+        waited = http.get(f"/api/v1/decisions/{decision_id}/wait", params={"timeout_seconds": 20}).json()
+    assert (waited["timed_out"], waited["approval_status"]) == (True, "pending")
+    assert 1 <= time.monotonic() - started < 3

@@ -190,7 +190,7 @@ def _wording(model: type[Input], error: Any, data: Mapping[str, Any]) -> Invalid
     if inner and field is not None:
         path = _path(loc[: loc.index(inner[-1]) + 1])
         leaf = _LEAF_WORDS.get(str(error.get("type")), "a valid value")
-        return InvalidArgument(f"{path} must be {leaf}, got {json_type(error.get('input'))}", field=name)
+        return InvalidArgument(f"{path} must be {leaf}, got {json_type(error.get('input'))}", field=path)
     value = data.get(name)
     if value is None and field is not None and field.is_required():
         return InvalidArgument(f"{name} is required", field=name)

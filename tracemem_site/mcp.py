@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import jsonschema
+import orjson
 import pydantic
 import pydantic_core
 from django.conf import settings
@@ -161,7 +162,10 @@ def compact_text(structured: Any) -> list[types.TextContent]:
     FastMCP pretty-prints (indent=2), which made a long trace ~2.5x its REST body; compact text is
     the same size as the REST body. Both paths (stock and fast) use this.
     """
-    text = json.dumps(structured, separators=(",", ":"), ensure_ascii=False)
+    try:
+        text = orjson.dumps(structured).decode()
+    except TypeError:  # what orjson does not write (integers beyond 64 bits, non-string keys)
+        text = json.dumps(structured, separators=(",", ":"), ensure_ascii=False)
     return [types.TextContent(type="text", text=text)]
 
 

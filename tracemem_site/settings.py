@@ -314,7 +314,8 @@ if not 2 <= TRACEMEM_MAX_JSON_DEPTH <= 200:
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["agents.auth.AgentKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # DRF's JSONRenderer output, written by orjson (tracemem_site/renderers.py, issue 17).
+    "DEFAULT_RENDERER_CLASSES": ["tracemem_site.renderers.FastJSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["tracemem_site.parsers.BoundedJSONParser"],
     "EXCEPTION_HANDLER": "tracemem_site.rest.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -323,6 +324,9 @@ REST_FRAMEWORK = {
 }
 # Requests per agent across REST and MCP ("N/second|minute|hour|day"; "off" disables).
 TRACEMEM_AGENT_RATE_LIMIT = env_str("TRACEMEM_AGENT_RATE_LIMIT", "1200/minute")
+# decision_wait holds a request at most this long (seconds, ≤ 50) whatever timeout_seconds asks,
+# then answers timed_out: lower it behind a proxy that cuts requests sooner (docs/mcp.md).
+TRACEMEM_WAIT_CAP_SECONDS = env_int("TRACEMEM_WAIT_CAP_SECONDS", 50)
 SPECTACULAR_SETTINGS = {
     "TITLE": "TraceMem API",
     "DESCRIPTION": "Governance and decision memory for AI agents.",

@@ -19,6 +19,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
+from django.core.cache.backends.redis import RedisCache
 from django.core.exceptions import ImproperlyConfigured
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
@@ -71,6 +72,15 @@ _FALLBACK = "counting the rate limit per-process"
 
 
 def _count_shared(key: str, window: int) -> int:
+    if isinstance(cache, RedisCache):
+        # One round trip (issue 17): INCR creates the window's key at 1; EXPIRE (re)sets its lifetime,
+        # which only has to outlast the window, since every window has a key of its own.
+        full_key = cache.make_and_validate_key(key)
+        pipe = cache._cache.get_client(full_key, write=True).pipeline(transaction=False)
+        pipe.incr(full_key)
+        pipe.expire(full_key, window + 1)
+        count, _ = pipe.execute()
+        return int(count)
     cache.add(key, 0, timeout=window + 1)
     try:
         return int(cache.incr(key))

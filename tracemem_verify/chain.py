@@ -13,12 +13,13 @@ from typing import Any
 
 import rfc8785
 
+from tracemem_verify.canonical import canonical_json
+
 GENESIS_HASH = "0" * 64
 HASHED_FIELDS = ("decision_id", "event_id", "seq", "type", "timestamp", "actor", "payload", "prev_hash")
 
 
-def canonical_json(value: Any) -> bytes:
-    return rfc8785.dumps(value)
+__all__ = ["GENESIS_HASH", "HASHED_FIELDS", "ChainBreak", "ChainVerifier", "canonical_json", "event_hash"]
 
 
 def event_hash(event: Mapping[str, Any]) -> str:

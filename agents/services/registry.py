@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from agents import keys
+from agents import keycache, keys
 from agents.models import Agent, AgentKey, PersonalToken
 from agents.selectors import require_key_admin
 from audit.services import audit_record
@@ -159,6 +159,7 @@ def agent_update(
         fields.append("disabled")
     if fields:
         locked.save(update_fields=fields)
+        keycache.invalidate_with_transaction()  # a disabled agent, or a new name its next events carry
         audit_record(
             actor=actor,
             action="agent.update",
@@ -208,6 +209,7 @@ def agent_key_revoke(*, actor: Actor, key: AgentKey) -> AgentKey:
     require_key_admin(actor, key.agent)
     before = _key_audit(AgentKey.objects.select_for_update().get(pk=key.pk))
     AgentKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    keycache.invalidate_with_transaction()
     key.refresh_from_db()
     audit_record(
         actor=actor,
@@ -243,6 +245,7 @@ def agent_key_rotate(*, actor: Actor, key: AgentKey, grace_seconds: int = 0) -> 
     elif old.expires_at is None or old.expires_at > cutoff:
         old.expires_at = cutoff
     old.save(update_fields=["revoked_at", "expires_at"])
+    keycache.invalidate_with_transaction()
     audit_record(
         actor=actor,
         action="agent_key.rotate",
@@ -267,12 +270,15 @@ def _parse_authorization(header: str | None, schemes: tuple[str, ...]) -> str:
     return parts[1]
 
 
-def _touch(model: type[AgentKey] | type[PersonalToken], pk: int, last_used: datetime | None) -> None:
+def _touch(model: type[AgentKey] | type[PersonalToken], pk: int, last_used: datetime | None) -> bool:
+    """Refresh ``last_used_at`` when it is older than the resolution; True when it was due."""
     now = timezone.now()
     if last_used is None or now - last_used >= LAST_USED_RESOLUTION:
         model.objects.filter(pk=pk).filter(
             Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_RESOLUTION)
         ).update(last_used_at=now)
+        return True
+    return False
 
 
 def agent_key_authenticate(*, authorization: str | None) -> tuple[Agent, AgentKey]:
@@ -287,11 +293,20 @@ def agent_key_authenticate(*, authorization: str | None) -> tuple[Agent, AgentKe
             "the agent key is malformed: expected tmem_ followed by 40 letters and digits",
             details={"reason": "malformed"},
         )
-    prefix = keys.lookup_prefix(secret, keys.AGENT_KEY_PREFIX)
-    candidates = AgentKey.objects.select_related("agent").filter(prefix=prefix)
-    key = next((c for c in candidates if keys.matches(secret, c.key_hash)), None)
-    if key is None:
-        raise Unauthenticated("the agent key is not known to this server", details={"reason": "unknown"})
+    digest = keys.digest(secret)
+    # Read before any database check, so a change committed after it is never remembered as current.
+    generation = keycache.generation()
+    remembered = keycache.lookup(digest, generation)
+    if remembered is not None:
+        key = remembered[1]
+    else:
+        prefix = keys.lookup_prefix(secret, keys.AGENT_KEY_PREFIX)
+        candidates = AgentKey.objects.select_related("agent").filter(prefix=prefix)
+        found = next((c for c in candidates if keys.matches(secret, c.key_hash)), None)
+        if found is None:
+            raise Unauthenticated("the agent key is not known to this server", details={"reason": "unknown"})
+        key = found
+        keycache.remember(digest, key, generation)
     state = key.state()
     if state == "revoked":
         raise Unauthenticated(
@@ -305,5 +320,7 @@ def agent_key_authenticate(*, authorization: str | None) -> tuple[Agent, AgentKe
         raise Unauthenticated(
             "the agent is disabled; its keys do not work", details={"reason": "agent_disabled"}
         )
-    _touch(AgentKey, key.pk, key.last_used_at)
+    if _touch(AgentKey, key.pk, key.last_used_at):
+        key.last_used_at = timezone.now()
+        keycache.note_used(digest, key)
     return key.agent, key

@@ -1,0 +1,629 @@
+"""The hot path against its floor (issue 17): appends, creates, evaluations, trace reads, the verifier.
+
+The server runs as production runs it, ``scripts/serve.sh`` (gunicorn), on a fresh PostgreSQL
+database copied from a migrated template, with Redis when ``REDIS_URL`` is set (the rate limit
+counts every request there, with a limit no run reaches). The load generator (threads with
+keep-alive HTTP connections, like an SDK) shares the machine with the server and PostgreSQL, and
+so does the floor: ``pgbench`` running the same SQL work in a copy of the same schema (with the
+same triggers) in the same run, interleaved with the server's rounds, so a noisy neighbour slows
+both. Each figure is the median of ``BENCH_REPEAT`` rounds (default 3).
+
+Rows:
+
+* ``append 16c`` — single-event ``decision_add_context`` over REST, 16 clients each on its own
+  decision, events/s; floor: pgbench, 16 clients, the same chained append per decision (lock the
+  decision row, insert the event with the next seq and its SHA-256, the trigger moves the head).
+* ``append batch 16c`` — the same with ``contexts`` of ``BATCH`` events a call, events/s; floor:
+  the same pgbench figure (a goal is a fraction of it).
+* ``create`` / ``evaluate`` / ``append`` / ``append (MCP)`` — one client, p50 and p99 latency;
+  floors: pgbench, one client, the same SQL (create: insert the decision and its ``created`` event;
+  append, evaluate: one chained append).
+* ``trace read 1000`` — ``GET .../trace?limit=1000`` of a 1,000-event decision, p50/p99; floor:
+  pgbench selecting the same 1,000 rows.
+* ``verify`` — ``tracemem_verify`` recomputing the chain of those events (one core, in this
+  process), events/s; floor: SHA-256 of ``json.dumps(sort_keys=True)`` of the same objects.
+
+Afterwards it checks that no event was lost or duplicated (``seq`` gapless, ``event_count`` equal
+to the rows), that ``manage.py verify_traces`` finds every chain intact, and reports the web
+workers' memory before and after the load.
+
+Needs ``DATABASE_URL`` (PostgreSQL; the role must be able to create databases; the benchmark's own
+databases are ``<name>_hot_tmpl``, ``_hot_run`` and ``_hot_floor``) and ``pgbench`` on PATH.
+Settings: ``BENCH_REPEAT`` (3), ``BENCH_SECONDS`` per throughput round (8), ``BENCH_N`` requests
+per latency round (300), ``BENCH_PORT`` (8765), ``BENCH_WORKERS`` / ``BENCH_THREADS`` (unset: serve.sh's
+defaults).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+CLIENTS = 16
+BATCH = 100
+TRACE_EVENTS = 1000
+GENESIS = "0" * 64
+
+
+def context_of(i: int) -> dict[str, Any]:
+    """What an agent typically records: a step, its reasoning, files, numbers, some non-ASCII text."""
+    return {
+        "step": "extracting_auth_logic",
+        "rationale": "Improving testability of the login flow; keep the public API unchanged",
+        "i": i,
+        "files": ["src/auth/service.py", "src/auth/tokens.py", "tests/test_auth.py"],
+        "metrics": {"coverage": 0.8125, "lines_changed": 120 + i, "risk": "low", "ok": True, "note": None},
+        "summary": "Refactor naïve token check → constant-time compare (ü, 中文, emoji 🚀)",
+    }
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name) or default)
+
+
+REPEAT = _env_int("BENCH_REPEAT", 3)
+SECONDS = _env_int("BENCH_SECONDS", 8)
+N = _env_int("BENCH_N", 300)
+PORT = _env_int("BENCH_PORT", 8765)
+
+
+# --- databases ---------------------------------------------------------------------------------
+
+
+def _db_url(base: str, name: str) -> str:
+    parts = urlsplit(base)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+
+
+def _admin_sql(base: str, *statements: str) -> None:
+    import psycopg
+
+    with psycopg.connect(_db_url(base, "postgres"), autocommit=True) as conn:
+        for statement in statements:
+            conn.execute(statement)  # type: ignore[arg-type]
+
+
+def _manage(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+    return done.stdout
+
+
+def prepare_databases(base: str, env: dict[str, str]) -> tuple[str, str]:
+    """(run, floor) URLs: both fresh copies of a migrated template, so every run starts equal."""
+    name = urlsplit(base).path.lstrip("/") or "tracemem"
+    tmpl, run, floor = f"{name}_hot_tmpl", f"{name}_hot_run", f"{name}_hot_floor"
+    import psycopg
+
+    try:
+        _admin_sql(base, f'CREATE DATABASE "{tmpl}"')
+    except psycopg.errors.DuplicateDatabase:
+        pass
+    _manage({**env, "DATABASE_URL": _db_url(base, tmpl)}, "migrate", "--noinput", "-v", "0")
+    _admin_sql(
+        base,
+        f'DROP DATABASE IF EXISTS "{run}" WITH (FORCE)',
+        f'DROP DATABASE IF EXISTS "{floor}" WITH (FORCE)',
+        f'CREATE DATABASE "{run}" TEMPLATE "{tmpl}"',
+        f'CREATE DATABASE "{floor}" TEMPLATE "{tmpl}"',
+    )
+    return _db_url(base, run), _db_url(base, floor)
+
+
+# --- the server --------------------------------------------------------------------------------
+
+
+@contextmanager
+def serve(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    args = []
+    if os.environ.get("BENCH_WORKERS"):
+        args += ["--workers", os.environ["BENCH_WORKERS"]]
+    if os.environ.get("BENCH_THREADS"):
+        args += ["--threads", os.environ["BENCH_THREADS"]]
+    bin_dir = str(Path(sys.executable).parent)
+    server_env = {**env, "PATH": f"{bin_dir}:{env.get('PATH', '')}"}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            ["scripts/serve.sh", *args],
+            cwd=ROOT,
+            env=server_env,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=2)
+                conn.request("GET", "/healthz")
+                if conn.getresponse().status == 200:
+                    break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"serve.sh did not come up; its log:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield proc
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def worker_rss_kib(master: int) -> list[int]:
+    """Resident memory of gunicorn's workers (the master's children)."""
+    out = []
+    children = Path(f"/proc/{master}/task/{master}/children")
+    pids = children.read_text().split() if children.exists() else []
+    for pid in pids:
+        # serve.sh execs gunicorn, so ``master`` is gunicorn itself and these are its workers.
+        status = Path(f"/proc/{pid}/status")
+        if status.exists():
+            for line in status.read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    out.append(int(line.split()[1]))
+    return out
+
+
+# --- the load generator ------------------------------------------------------------------------
+
+
+class Agent:
+    """One keep-alive connection, authenticated with the agent's key, as an SDK would hold it."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.conn: http.client.HTTPConnection | None = None
+
+    def call(self, method: str, path: str, body: Any = None, expect: int = 200) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        headers = {"Authorization": f"Agent {self.key}", "Accept": "application/json, text/event-stream"}
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        for attempt in (1, 2):
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=60)
+            try:
+                self.conn.request(method, path, data, headers)
+                response = self.conn.getresponse()
+                payload = response.read()
+                break
+            except (ConnectionError, http.client.HTTPException):
+                self.conn.close()
+                self.conn = None
+                if attempt == 2:
+                    raise
+        if response.status != expect:
+            raise RuntimeError(f"{method} {path}: {response.status} {payload[:500]!r}")
+        return json.loads(payload)
+
+    def mcp(self, tool: str, arguments: dict[str, Any]) -> Any:
+        message = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {"name": tool, "arguments": arguments},
+        }
+        result = self.call("POST", "/mcp", message)
+        if result.get("result", {}).get("isError") is not False:
+            raise RuntimeError(f"MCP {tool}: {result}")
+        return result
+
+
+def latencies(fn: Callable[[], Any], n: int, warmup: int = 20) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(n):
+        started = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
+def throughput(calls: list[Callable[[], int]], seconds: float) -> float:
+    """Run each call in its own thread, in a loop, for ``seconds``; units (events) per second."""
+    done = [0] * len(calls)
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(calls) + 1)
+    stop = threading.Event()
+
+    def loop(i: int) -> None:
+        start.wait()
+        try:
+            while not stop.is_set():
+                done[i] += calls[i]()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=loop, args=(i,)) for i in range(len(calls))]
+    for t in threads:
+        t.start()
+    start.wait()
+    began = time.perf_counter()
+    time.sleep(seconds)
+    stop.set()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - began
+    if errors:
+        raise RuntimeError(f"{len(errors)} clients failed; first: {errors[0]!r}")
+    return sum(done) / elapsed
+
+
+def pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+# --- the floor: pgbench ------------------------------------------------------------------------
+
+# One chained append, as the server does it (the trigger checks the chain and moves the head).
+PG_APPEND = """
+\\set n random(1, 1000000000)
+BEGIN;
+SELECT event_count AS c, CASE WHEN event_count = 0 THEN '{genesis}' ELSE trace_head END AS h
+  FROM decisions_decision WHERE decision_id = :did FOR UPDATE \\gset
+INSERT INTO decisions_traceevent (event_id, decision_id, seq, type, "timestamp", actor, payload, prev_hash, hash)
+  VALUES ('evt_' || md5(:n::text || clock_timestamp()::text), :did, :c + 1, 'context', clock_timestamp(),
+          '{{"kind": "agent", "id": "agent_bench", "name": "bench"}}',
+          '{{"context": {{"step": "measuring", "n": 1}}}}', :h,
+          encode(sha256(convert_to(:h || :c::text || '{{"context": {{"step": "measuring", "n": 1}}}}', 'UTF8')), 'hex'));
+COMMIT;
+"""
+
+PG_CREATE = """
+\\set n random(1, 1000000000)
+BEGIN;
+INSERT INTO decisions_decision (decision_id, agent_id, intent, automation_mode, actor, metadata, status, created_at,
+                                event_count, trace_head)
+  VALUES ('TMEM_' || upper(substr(md5(:n::text || clock_timestamp()::text), 1, 26)), :agent, 'bench.run.measure',
+          'autonomous', :agent, '{{}}', 'open', clock_timestamp(), 0, '') RETURNING decision_id AS d \\gset
+INSERT INTO decisions_traceevent (event_id, decision_id, seq, type, "timestamp", actor, payload, prev_hash, hash)
+  VALUES ('evt_' || md5(:n::text || clock_timestamp()::text), :d, 1, 'created', clock_timestamp(),
+          '{{"kind": "agent", "id": "agent_bench", "name": "bench"}}',
+          '{{"intent": "bench.run.measure", "automation_mode": "autonomous"}}', '{genesis}',
+          encode(sha256(convert_to(:d, 'UTF8')), 'hex'));
+COMMIT;
+"""
+
+PG_TRACE = """
+SELECT decision_id, event_id, seq, type, "timestamp", actor, payload, prev_hash, hash
+  FROM decisions_traceevent WHERE decision_id = :did AND seq > 0 AND seq <= 1000 ORDER BY seq LIMIT 1000;
+"""
+
+
+def pgbench(
+    url: str, script: str, clients: int, seconds: float, variables: dict[str, str]
+) -> dict[str, float]:
+    """Run ``script`` (variable ``did`` = the client's decision when given as a list); tps, p50, p99 ms."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "script.sql"
+        path.write_text(script.format(genesis=GENESIS))
+        args = ["pgbench", "-n", "-M", "prepared", "-c", str(clients), "-j", str(min(clients, 2))]
+        args += ["-T", str(int(seconds)), "-l", "--log-prefix", str(Path(tmp) / "log"), "-f", str(path)]
+        for name, value in variables.items():
+            args += ["-D", f"{name}={value}"]
+        done = subprocess.run([*args, url], capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"pgbench failed:\n{done.stdout}\n{done.stderr}")
+        tps = float(re.search(r"tps = ([\d.]+)", done.stdout).group(1))  # type: ignore[union-attr]
+        samples = []
+        for log in Path(tmp).glob("log*"):
+            samples += [int(line.split()[2]) / 1000 for line in log.read_text().splitlines() if line.strip()]
+    return {"rate": tps, "p50": statistics.median(samples), "p99": pct(samples, 0.99)}
+
+
+def floor_decisions(url: str, agent_id: str, count: int) -> list[str]:
+    """Open decisions for the pgbench clients, one each (pgbench picks one by ``:client_id``)."""
+    import psycopg
+
+    ids = [f"TMEM_FLOOR{i:016d}" for i in range(count)]
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO agents_agent (agent_id, name, description, disabled, created_at) "
+            "VALUES (%s, %s, '', false, now()) ON CONFLICT DO NOTHING",
+            (agent_id, agent_id),
+        )
+        for did in ids:
+            conn.execute(
+                "INSERT INTO decisions_decision (decision_id, agent_id, intent, automation_mode, actor, metadata, "
+                "status, created_at, event_count, trace_head) VALUES (%s, %s, 'bench.run.measure', 'autonomous', "
+                "%s, '{}', 'open', now(), 0, '')",
+                (did, agent_id, agent_id),
+            )
+    return ids
+
+
+def append_script_per_client(ids: list[str]) -> str:
+    """PG_APPEND with ``did`` chosen by the client's number (each client appends to its own decision)."""
+    assert ids == [f"TMEM_FLOOR{i:016d}" for i in range(len(ids))]
+    return PG_APPEND.replace(":did", "('TMEM_FLOOR' || lpad((:client_id)::int::text, 16, '0'))")
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+POLICY_YAML = """
+policies:
+  - policy_id: bench_cap_v1
+    name: Bench cap
+    rules:
+      - {name: too_big, when: "inputs.amount > 1000", outcome: deny, message: "over 1000"}
+      - {name: needs_human, when: "inputs.amount > 100", outcome: requires_exception, message: "over 100"}
+    default_outcome: allow
+    publish: true
+    grants: [bench-agent]
+"""
+
+
+def median_of(rounds: list[dict[str, float]], key: str) -> float:
+    return statistics.median(r[key] for r in rounds)
+
+
+def run() -> list[dict[str, Any]]:
+    base = os.environ.get("DATABASE_URL", "")
+    # Skipped, not failed, so `make bench` on the embedded default still runs the other benchmarks.
+    if not base.startswith(("postgres://", "postgresql://")):
+        return [
+            {"operation": "skipped: needs DATABASE_URL=postgres://... (a role that may create databases)"}
+        ]
+    if shutil.which("pgbench") is None:
+        return [{"operation": "skipped: needs pgbench on PATH (Debian: postgresql-client)"}]
+    var = Path(tempfile.mkdtemp(prefix="tracemem-bench-"))
+    env = {
+        **os.environ,
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+        "DJANGO_DEBUG": "false",
+        "TRACEMEM_VAR_DIR": str(var),
+        "TRACEMEM_HOST": "127.0.0.1",
+        "TRACEMEM_PORT": str(PORT),
+        # Counted on every request like in production, at a limit no run reaches.
+        "TRACEMEM_AGENT_RATE_LIMIT": "1000000000/minute",
+    }
+    env.pop("MIGRATION_DATABASE_URL", None)
+    print("bench hotpath: preparing databases ...", file=sys.stderr, flush=True)
+    run_url, floor_url = prepare_databases(base, env)
+    env["DATABASE_URL"] = run_url
+    key = _manage(env, "create_agent", "bench-agent").strip().splitlines()[-1]
+    policy_file = var / "policy.yaml"
+    policy_file.write_text(POLICY_YAML)
+    _manage(env, "apply_config", str(policy_file))
+    floor_ids = floor_decisions(floor_url, "agent_bench_floor", CLIENTS + 2)
+    append_floor = append_script_per_client(floor_ids[:CLIENTS])
+    one_floor = PG_APPEND.replace(":did", f"'{floor_ids[CLIENTS]}'")
+
+    rows: list[dict[str, Any]] = []
+    results: dict[str, list[dict[str, float]]] = {}
+
+    def note(name: str, value: dict[str, float]) -> None:
+        results.setdefault(name, []).append(value)
+
+    with serve(env, var / "serve.log") as server:
+        agents = [Agent(key) for _ in range(CLIENTS)]
+        create = {"intent": "bench.run.measure", "automation_mode": "autonomous"}
+        own = [
+            agents[i].call("POST", "/api/v1/decisions", create, 201)["decision_id"] for i in range(CLIENTS)
+        ]
+        one = agents[0]
+        solo = one.call("POST", "/api/v1/decisions", create, 201)["decision_id"]
+        batch_ok = True
+        try:
+            one.call("POST", f"/api/v1/decisions/{solo}/context", {"contexts": [{"n": 0}]}, 201)
+        except RuntimeError:
+            batch_ok = False
+        # The 1,000-event trace the read and the verifier use.
+        traced = one.call("POST", "/api/v1/decisions", create, 201)["decision_id"]
+        for i in range(TRACE_EVENTS - 1):
+            one.call("POST", f"/api/v1/decisions/{traced}/context", {"context": context_of(i)}, 201)
+        trace_path = f"/api/v1/decisions/{traced}/trace?limit={TRACE_EVENTS}"
+        events = one.call("GET", trace_path)["events"]
+        assert len(events) == TRACE_EVENTS, len(events)
+
+        def append_call(agent: Agent, did: str) -> Callable[[], int]:
+            def call() -> int:
+                agent.call(
+                    "POST",
+                    f"/api/v1/decisions/{did}/context",
+                    {"context": {"step": "measuring", "n": 1}},
+                    201,
+                )
+                return 1
+
+            return call
+
+        def batch_call(agent: Agent, did: str) -> Callable[[], int]:
+            body = {"contexts": [{"step": "measuring", "n": i} for i in range(BATCH)]}
+
+            def call() -> int:
+                return len(agent.call("POST", f"/api/v1/decisions/{did}/context", body, 201)["events"])
+
+            return call
+
+        def create_call() -> None:
+            one.call("POST", "/api/v1/decisions", create, 201)
+
+        evaluate = {"policy_id": "bench_cap_v1", "inputs": {"amount": 5}}
+
+        def evaluate_call() -> None:
+            one.call("POST", f"/api/v1/decisions/{solo}/evaluate", evaluate)
+
+        def mcp_append() -> None:
+            one.mcp("decision_add_context", {"decision_id": solo, "context": {"step": "measuring", "n": 1}})
+
+        def rest_append() -> None:
+            one.call(
+                "POST", f"/api/v1/decisions/{solo}/context", {"context": {"step": "measuring", "n": 1}}, 201
+            )
+
+        def trace_call() -> None:
+            one.call("GET", trace_path)
+
+        def timed(fn: Callable[[], Any]) -> dict[str, float]:
+            s = latencies(fn, N)
+            return {"p50": statistics.median(s), "p99": pct(s, 0.99), "rate": 1000 / statistics.mean(s)}
+
+        rss_before = worker_rss_kib(server.pid)
+        floor_vars = {"agent": "agent_bench_floor", "did": floor_ids[CLIENTS + 1]}
+        for r in range(REPEAT):
+            print(f"bench hotpath: round {r + 1}/{REPEAT} ...", file=sys.stderr, flush=True)
+            note(
+                "append16",
+                {"rate": throughput([append_call(a, d) for a, d in zip(agents, own, strict=True)], SECONDS)},
+            )
+            note("append16_floor", pgbench(floor_url, append_floor, CLIENTS, SECONDS, {}))
+            if batch_ok:
+                calls = [batch_call(a, d) for a, d in zip(agents, own, strict=True)]
+                note("batch16", {"rate": throughput(calls, SECONDS)})
+            note("create", timed(create_call))
+            note("create_floor", pgbench(floor_url, PG_CREATE, 1, max(2, SECONDS // 2), floor_vars))
+            note("append1", timed(rest_append))
+            note("append1_mcp", timed(mcp_append))
+            note("append1_floor", pgbench(floor_url, one_floor, 1, max(2, SECONDS // 2), floor_vars))
+            note("evaluate", timed(evaluate_call))
+            note("trace", timed(trace_call))
+            trace_floor_vars = {"did": traced}
+            note("trace_floor", pgbench(run_url, PG_TRACE, 1, max(2, SECONDS // 2), trace_floor_vars))
+            note("verify", verify_rate(traced, events))
+            note("verify_floor", verify_floor_rate(events))
+        rss_after = worker_rss_kib(server.pid)
+
+    def row(name: str, key_: str, unit: str, floor: str | None, goal: str, ratio_of: str = "rate") -> None:
+        value = median_of(results[key_], ratio_of)
+        entry: dict[str, Any] = {"operation": name, "unit": unit, "value": _fmt(value)}
+        if ratio_of == "p50":
+            entry["p99"] = _fmt(median_of(results[key_], "p99"))
+        if floor is not None:
+            fvalue = median_of(results[floor], ratio_of)
+            entry["floor"] = _fmt(fvalue)
+            if ratio_of == "p99" or ratio_of == "p50":
+                entry["floor_p99"] = _fmt(median_of(results[floor], "p99"))
+                entry["ratio"] = f"{fvalue / value:.3f}"
+            else:
+                entry["ratio"] = f"{value / fvalue:.3f}"
+        entry["goal"] = goal
+        rows.append(entry)
+
+    row("append, 16 clients (REST)", "append16", "events/s", "append16_floor", "ratio >= 0.08 (>= 800/s)")
+    if batch_ok:
+        row(f"batch append x{BATCH}, 16 clients", "batch16", "events/s", "append16_floor", "ratio >= 0.5")
+    else:
+        rows.append(
+            {
+                "operation": f"batch append x{BATCH}, 16 clients",
+                "value": "not supported",
+                "goal": "ratio >= 0.5",
+            }
+        )
+    row("decision_create, 1 client", "create", "ms p50", "create_floor", "p50 <= 3, p99 <= 8", "p50")
+    row("decision_evaluate (REST), 1 client", "evaluate", "ms p50", "append1_floor", "p50 <= 3", "p50")
+    row("decision_add_context (REST), 1 client", "append1", "ms p50", "append1_floor", "", "p50")
+    mcp_p50 = median_of(results["append1_mcp"], "p50")
+    rest_p50 = median_of(results["append1"], "p50")
+    rows.append(
+        {
+            "operation": "decision_add_context (MCP), 1 client",
+            "unit": "ms p50",
+            "value": _fmt(mcp_p50),
+            "p99": _fmt(median_of(results["append1_mcp"], "p99")),
+            "floor": _fmt(rest_p50) + " (REST)",
+            "ratio": f"{mcp_p50 / rest_p50:.2f}x REST",
+            "goal": "<= 1.1x REST",
+        }
+    )
+    row(f"trace read, {TRACE_EVENTS} events", "trace", "ms p50", "trace_floor", "p50 <= 10", "p50")
+    row("chain verification (1 core)", "verify", "events/s", "verify_floor", ">= 50,000/s")
+    rows.append(integrity(run_url, env, own + [solo, traced], rss_before, rss_after))
+    shutil.rmtree(var, ignore_errors=True)
+    return [{c: r.get(c, "") for c in COLUMNS} for r in rows]
+
+
+COLUMNS = ("operation", "unit", "value", "p99", "floor", "floor_p99", "ratio", "goal")
+
+
+def _fmt(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.2f}"
+
+
+def verify_rate(decision_id: str, events: list[dict[str, Any]]) -> dict[str, float]:
+    from tracemem_verify.chain import ChainVerifier
+
+    rounds = max(1, 20_000 // len(events))
+    started = time.process_time()
+    for _ in range(rounds):
+        broken = ChainVerifier(decision_id).feed(events)
+        assert broken is None, broken
+    return {"rate": rounds * len(events) / (time.process_time() - started)}
+
+
+def verify_floor_rate(events: list[dict[str, Any]]) -> dict[str, float]:
+    """The least a Python verifier must do: serialise each event (sorted keys, compact) and hash it."""
+    import hashlib
+
+    fields = ("decision_id", "event_id", "seq", "type", "timestamp", "actor", "payload", "prev_hash")
+    rounds = max(1, 20_000 // len(events))
+    started = time.process_time()
+    for _ in range(rounds):
+        for event in events:
+            material = {name: event[name] for name in fields}
+            text = json.dumps(material, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+            hashlib.sha256(text.encode()).hexdigest()
+    return {"rate": rounds * len(events) / (time.process_time() - started)}
+
+
+def integrity(
+    url: str, env: dict[str, str], ids: list[str], rss_before: list[int], rss_after: list[int]
+) -> dict[str, Any]:
+    """No lost or duplicated events, gapless seq, every chain intact; worker memory before/after."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        bad = conn.execute(
+            "SELECT d.decision_id FROM decisions_decision d LEFT JOIN decisions_traceevent e "
+            "ON e.decision_id = d.decision_id WHERE d.decision_id = ANY(%s) GROUP BY d.decision_id, d.event_count "
+            "HAVING count(e.*) <> d.event_count OR max(e.seq) <> d.event_count OR min(e.seq) <> 1 "
+            "OR count(DISTINCT e.seq) <> count(e.*)",
+            (ids,),
+        ).fetchall()
+        total = conn.execute("SELECT count(*) FROM decisions_traceevent").fetchone()[0]  # type: ignore[index]
+    verified = subprocess.run(
+        [sys.executable, "manage.py", "verify_traces"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    ok = not bad and verified.returncode == 0
+    return {
+        "operation": "after the run: seq gapless, counts equal, verify_traces",
+        "unit": "",
+        "value": f"{'ok' if ok else 'FAILED'} ({total:,} events)",
+        "floor": "",
+        "ratio": f"worker RSS MiB {'/'.join(str(k // 1024) for k in rss_before)} -> "
+        f"{'/'.join(str(k // 1024) for k in rss_after)}",
+        "goal": "ok, memory flat",
+    }

@@ -1,0 +1,116 @@
+"""Profile one hot-path operation in-process (Django test client, PostgreSQL), with pyinstrument.
+
+``DATABASE_URL=postgres://.../<db> python -m bench.profile_hotpath OPERATION [N]`` where OPERATION is
+``append``, ``batch``, ``create``, ``evaluate``, ``trace``, ``mcp`` or ``verify``. Prints the SQL
+statements of one call (the round trips), then pyinstrument's call tree over N calls. Use the
+database ``bench hotpath`` leaves behind (``<name>_hot_run``): it has the agent and the policy.
+The profiles that justified each change are in docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+
+def main(argv: list[str]) -> int:
+    operation = argv[0] if argv else "append"
+    n = int(argv[1]) if len(argv) > 1 else 300
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tracemem_site.settings")
+    os.environ["TRACEMEM_AGENT_RATE_LIMIT"] = "1000000000/minute"
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+    from pyinstrument import Profiler
+
+    from agents.models import Agent
+    from agents.services import registry as agent_services
+    from tracemem_core.actor import Actor
+
+    settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "testserver"]
+    agent = Agent.objects.get(name="bench-agent")
+    key = agent_services.agent_key_issue(actor=Actor.system(), agent=agent, name="profile").secret
+    client = Client()
+    auth = {"HTTP_AUTHORIZATION": f"Agent {key}", "HTTP_ACCEPT": "application/json, text/event-stream"}
+
+    def post(path: str, body: Any, expect: int) -> Any:
+        response = client.post(path, json.dumps(body), content_type="application/json", **auth)
+        assert response.status_code == expect, response.content
+        return response.json()
+
+    did = post("/api/v1/decisions", {"intent": "bench.run.measure", "automation_mode": "autonomous"}, 201)[
+        "decision_id"
+    ]
+    traced = did
+    if operation in ("trace", "verify"):
+        from bench.bench_hotpath import context_of
+
+        for i in range(999):
+            post(f"/api/v1/decisions/{did}/context", {"context": context_of(i)}, 201)
+
+    calls = {
+        "append": lambda: post(
+            f"/api/v1/decisions/{did}/context", {"context": {"step": "measuring", "n": 1}}, 201
+        ),
+        "batch": lambda: post(
+            f"/api/v1/decisions/{did}/context",
+            {"contexts": [{"step": "measuring", "n": i} for i in range(100)]},
+            201,
+        ),
+        "create": lambda: post(
+            "/api/v1/decisions", {"intent": "bench.run.measure", "automation_mode": "autonomous"}, 201
+        ),
+        "evaluate": lambda: post(
+            f"/api/v1/decisions/{did}/evaluate", {"policy_id": "bench_cap_v1", "inputs": {"amount": 5}}, 200
+        ),
+        "mcp": lambda: post(
+            "/mcp",
+            {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "tools/call",
+                "params": {
+                    "name": "decision_add_context",
+                    "arguments": {"decision_id": did, "context": {"n": 1}},
+                },
+            },
+            200,
+        ),
+        "trace": lambda: client.get(f"/api/v1/decisions/{traced}/trace?limit=1000", **auth).json(),
+    }
+    if operation == "verify":
+        from tracemem_verify.chain import ChainVerifier
+
+        events = client.get(f"/api/v1/decisions/{traced}/trace?limit=1000", **auth).json()["events"]
+
+        def verify() -> None:
+            assert ChainVerifier(traced).feed(events) is None
+
+        call = verify
+        n = max(1, n // 100)
+    else:
+        call = calls[operation]
+        for _ in range(10):
+            call()
+        with CaptureQueriesContext(connection) as queries:
+            call()
+        print(f"-- {len(queries.captured_queries)} SQL statements in one {operation}:")
+        for q in queries.captured_queries:
+            print(f"   {q['time']}s  {q['sql'][:160]}")
+    profiler = Profiler(interval=0.0002)
+    profiler.start()
+    for _ in range(n):
+        call()
+    profiler.stop()
+    print(profiler.output_text(unicode=True, color=False, show_all=False, short_mode=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,158 @@
+"""Agent-key authentication without a database round trip (issue 17), and never stale.
+
+A verified key is remembered per process (agents/keycache.py) while the credentials generation in
+Redis stays the one read before its database check; revoking, rotating, disabling or editing
+through any path changes the generation, so the very next request is checked in the database.
+Each test warms the cache with a request first, so a stale entry would be used if one survived.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from agents import keycache
+from agents.models import Agent, AgentKey
+from agents.services import registry as agent_services
+from tracemem_core import shared_cache
+from tracemem_core.actor import Actor
+
+pytestmark = pytest.mark.django_db
+SYSTEM = Actor.system()
+
+
+def _get(key: str) -> Any:
+    return Client().get("/api/v1/capabilities", HTTP_AUTHORIZATION=f"Agent {key}")
+
+
+def _key_queries(queries: CaptureQueriesContext) -> list[str]:
+    return [q["sql"] for q in queries.captured_queries if '"agents_agentkey"' in q["sql"]]
+
+
+def _reason(response: Any) -> str:
+    assert response.status_code == 401, response.content
+    return response.json()["error"]["details"]["reason"]
+
+
+def test_a_known_key_is_checked_without_a_database_query(agent_and_key: tuple[Agent, str]) -> None:
+    _, key = agent_and_key
+    assert _get(key).status_code == 200
+    with CaptureQueriesContext(connection) as queries:
+        assert _get(key).status_code == 200
+    assert _key_queries(queries) == []
+
+
+def test_revocation_is_effective_on_the_next_request(agent_and_key: tuple[Agent, str]) -> None:
+    agent, key = agent_and_key
+    assert _get(key).status_code == 200
+    agent_services.agent_key_revoke(actor=SYSTEM, key=AgentKey.objects.get(agent=agent))
+    assert _reason(_get(key)) == "revoked"
+
+
+def test_revocation_by_another_process_is_seen_here(agent_and_key: tuple[Agent, str]) -> None:
+    """Another web process revokes: all this one shares with it is the database and Redis."""
+    agent, key = agent_and_key
+    assert _get(key).status_code == 200
+    AgentKey.objects.filter(agent=agent).update(revoked_at=timezone.now())  # the other process's write
+    keycache.invalidate()  # and the new generation it publishes when its transaction commits
+    assert _reason(_get(key)) == "revoked"
+
+
+def test_rotation_without_grace_stops_the_old_key_on_the_next_request(
+    agent_and_key: tuple[Agent, str],
+) -> None:
+    agent, key = agent_and_key
+    assert _get(key).status_code == 200
+    issued = agent_services.agent_key_rotate(actor=SYSTEM, key=AgentKey.objects.get(agent=agent))
+    assert _reason(_get(key)) == "revoked"
+    assert _get(issued.secret).status_code == 200
+
+
+def test_expiry_needs_no_invalidation(
+    agent_and_key: tuple[Agent, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    agent, _ = agent_and_key
+    issued = agent_services.agent_key_issue(
+        actor=SYSTEM, agent=agent, name="short", expires_at=timezone.now() + timedelta(minutes=5)
+    )
+    assert _get(issued.secret).status_code == 200
+    later = timezone.now() + timedelta(minutes=6)
+    monkeypatch.setattr(timezone, "now", lambda: later)
+    assert _reason(_get(issued.secret)) == "expired"
+
+
+def test_disabling_the_agent_stops_its_remembered_keys(agent_and_key: tuple[Agent, str]) -> None:
+    agent, key = agent_and_key
+    assert _get(key).status_code == 200
+    agent_services.agent_set_disabled(actor=SYSTEM, agent=agent, disabled=True)
+    assert _reason(_get(key)) == "agent_disabled"
+    agent_services.agent_set_disabled(actor=SYSTEM, agent=agent, disabled=False)
+    assert _get(key).status_code == 200
+
+
+def test_a_save_outside_the_services_invalidates_too(agent_and_key: tuple[Agent, str]) -> None:
+    """The Django admin site and a shell save rows directly; a signal covers them."""
+    agent, key = agent_and_key
+    assert _get(key).status_code == 200
+    row = Agent.objects.get(pk=agent.pk)
+    row.disabled = True
+    row.save()
+    assert _reason(_get(key)) == "agent_disabled"
+
+
+def test_a_renamed_agent_acts_under_its_new_name_at_once(agent_and_key: tuple[Agent, str]) -> None:
+    agent, key = agent_and_key
+    assert _get(key).status_code == 200
+    agent_services.agent_update(actor=SYSTEM, agent=agent, name="renamed-agent")
+    created = Client().post(
+        "/api/v1/decisions",
+        {"intent": "a.b.c", "automation_mode": "autonomous"},
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Agent {key}",
+    )
+    assert created.status_code == 201
+    from decisions.models import TraceEvent
+
+    event = TraceEvent.objects.get(decision_id=created.json()["decision_id"])
+    assert event.actor["name"] == "renamed-agent"
+
+
+def test_without_redis_every_request_checks_the_database(
+    agent_and_key: tuple[Agent, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    agent, key = agent_and_key
+    assert _get(key).status_code == 200
+
+    def down(*args: Any, **kwargs: Any) -> Any:
+        raise ConnectionError("redis is down")
+
+    from django.core.cache import cache
+
+    monkeypatch.setattr(cache, "get", down)
+    monkeypatch.setattr(cache, "set", down)
+    shared_cache.reset()
+    try:
+        with CaptureQueriesContext(connection) as queries:
+            assert _get(key).status_code == 200
+        assert len(_key_queries(queries)) == 1
+        # Redis is down for the revoking process too: the revocation still holds on the next request.
+        agent_services.agent_key_revoke(actor=SYSTEM, key=AgentKey.objects.get(agent=agent))
+        assert _reason(_get(key)) == "revoked"
+    finally:
+        shared_cache.reset()
+
+
+def test_a_flushed_generation_never_revives_an_old_entry(agent_and_key: tuple[Agent, str]) -> None:
+    agent, key = agent_and_key
+    assert _get(key).status_code == 200
+    AgentKey.objects.filter(agent=agent).update(revoked_at=timezone.now())
+    from django.core.cache import cache
+
+    cache.delete(keycache.GENERATION_KEY)  # Redis restarted empty, or evicted the key
+    assert _reason(_get(key)) == "revoked"

@@ -1,0 +1,37 @@
+"""REST responses written by orjson (issue 17): DRF's ``JSONRenderer`` output, several times faster.
+
+The bytes are DRF's compact, UTF-8 JSON with U+2028/U+2029 escaped, except that a float may be
+spelled differently (``1e-7`` for ``1e-07``; the same number) and that NaN and infinities (which
+TraceMem refuses as input, and DRF refused to write: a 500) are written as ``null``. Whatever
+orjson does not write the way DRF's encoder does goes to DRF: datetimes, dataclasses, Decimals and
+lazy strings through the encoder's ``default``; integers beyond 64 bits, non-string keys and an
+``indent`` asked for in the ``Accept`` header through ``JSONRenderer`` itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from rest_framework.renderers import JSONRenderer
+from rest_framework.utils.encoders import JSONEncoder
+
+_encoder = JSONEncoder()
+_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
+class FastJSONRenderer(JSONRenderer):
+    def render(
+        self, data: Any, accepted_media_type: str | None = None, renderer_context: Any = None
+    ) -> bytes:
+        if data is None:
+            return b""
+        if self.get_indent(accepted_media_type, renderer_context or {}) is not None:
+            return super().render(data, accepted_media_type, renderer_context)
+        try:
+            out = orjson.dumps(data, default=_encoder.default, option=_OPTIONS)
+        except TypeError:
+            return super().render(data, accepted_media_type, renderer_context)
+        if b"\xe2\x80\xa8" in out or b"\xe2\x80\xa9" in out:
+            out = out.replace(b"\xe2\x80\xa8", b"\\u2028").replace(b"\xe2\x80\xa9", b"\\u2029")
+        return out
