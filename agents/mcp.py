@@ -7,11 +7,12 @@ from typing import Any
 from mcp_server import MCPToolset
 
 from agents import selectors
+from agents.inputs import CapabilitiesGet
 from tracemem_site.mcp import mcp_actor
 
 
 class DiscoveryTools(MCPToolset):
-    def capabilities_get(self) -> dict[str, Any]:
+    def capabilities_get(self, args: CapabilitiesGet) -> dict[str, Any]:
         """Check the connection and learn what you may do. Call this first (the "doctor").
 
         Returns your agent_id and name, the data products you may use (with their permissions

@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 
 from agents.auth import ActorSessionAuthentication, AgentKeyAuthentication, PersonalTokenAuthentication
 from receiptlog import selectors
+from receiptlog.outputs import ConsistencyOut, InclusionOut
 from tracemem_site.rest import ERROR_RESPONSES as _ERRORS
 from tracemem_site.rest import actor_from_request
 
@@ -47,7 +48,7 @@ class DecisionInclusionView(APIView):
     authentication_classes = [PersonalTokenAuthentication, ActorSessionAuthentication, AgentKeyAuthentication]
 
     @extend_schema(
-        operation_id="decision_inclusion", parameters=[TREE_SIZE], responses={200: dict, **_ERRORS}
+        operation_id="decision_inclusion", parameters=[TREE_SIZE], responses={200: InclusionOut, **_ERRORS}
     )
     def get(self, request: Request, decision_id: str) -> Response:
         return Response(
@@ -75,7 +76,7 @@ class ConsistencyView(APIView):
                 "to", int, description="a larger tree size; the latest checkpoint's when left out"
             ),
         ],
-        responses={200: dict, **_ERRORS},
+        responses={200: ConsistencyOut, **_ERRORS},
     )
     def get(self, request: Request) -> Response:
         params = request.query_params

@@ -48,11 +48,13 @@ from rest_framework.request import Request
 from tracemem_core import safejson, waits
 from tracemem_core.actor import Actor
 from tracemem_core.errors import DomainError, InvalidArgument, Unauthenticated, Unavailable
+from tracemem_core.inputs import unknown_argument
 from tracemem_core.outage import database_outage
 from tracemem_core.version import PROTOCOL_VERSIONS, SERVER_VERSION
 from tracemem_site import mcp_adapter
 from tracemem_site import mcp_modern as modern
 from tracemem_site.mcp_adapter import Tool, ToolError
+from tracemem_site.mcp_inputs import install_input_models
 from tracemem_site.parsers import PayloadTooLarge
 
 logger = logging.getLogger(__name__)
@@ -126,11 +128,7 @@ def unknown_arguments(tool: Tool, arguments: dict[str, Any]) -> InvalidArgument 
     unknown = sorted(name for name in arguments if name not in allowed)
     if not unknown:
         return None
-    return InvalidArgument(
-        f"{tool.name} does not take the argument {unknown[0]!r}; allowed: {', '.join(allowed) or '(none)'}",
-        field=unknown[0],
-        details={"allowed": allowed},
-    )
+    return unknown_argument(tool.name, unknown[0], allowed)
 
 
 def too_deep_arguments(arguments: dict[str, Any]) -> InvalidArgument | None:
@@ -201,6 +199,8 @@ def configure_mcp_server() -> None:
             # Docstrings are the agent's manual; drop their source indentation.
             fields["description"] = inspect.cleandoc(fields["description"] or "")
             tools[name] = DomainTool.model_construct(**fields)
+    # Tools whose method takes an input model publish and check that model (tracemem_site/inputs.py).
+    install_input_models(tools, mcp_adapter.tool_method)
     logging.getLogger("mcp_server.djangomcp").addFilter(_DropDomainErrors())
     _tool_list_cache.clear()
 

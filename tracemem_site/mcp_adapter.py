@@ -15,6 +15,7 @@ from typing import Any
 
 from mcp.server.fastmcp.exceptions import ToolError
 from mcp.server.fastmcp.tools.base import Tool
+from mcp.server.fastmcp.utilities.func_metadata import ArgModelBase, FuncMetadata
 from mcp_server.djangomcp import (
     _SyncToolCallWrapper,
     _ToolsetMethodCaller,
@@ -26,6 +27,9 @@ from mcp_server.djangomcp import (
 server = global_mcp_server
 
 __all__ = [
+    "ArgModelBase",
+    "FuncMetadata",
+    "tool_method",
     "server",
     "has_tool",
     "Tool",
@@ -73,6 +77,14 @@ def fast_callable(name: str) -> tuple[Tool, Any] | None:
     if not getattr(caller.class_, "mcp_fast_path", True):
         return None
     return tool, caller
+
+
+def tool_method(tool: Tool) -> Callable[..., Any] | None:
+    """The unbound ``MCPToolset`` method behind a registered tool (None for any other kind)."""
+    caller = tool.fn
+    if isinstance(caller, _ToolsetMethodCaller):
+        return toolset_method(caller)
+    return None
 
 
 def toolset_method(caller: Any) -> Callable[..., Any]:

@@ -17,6 +17,7 @@ from decisions.services import decision_lock, ensure_not_terminal, trace_append
 from policies.services.evaluation import fail_closed
 from products.engine import open_runner
 from products.fields import coerce, render
+from products.inputs import read_multiple
 from products.models import (
     DataProduct,
     Operation,
@@ -110,8 +111,10 @@ def _decision_read(
     result_mode: Any,
 ) -> dict[str, Any] | DomainError:
     product, clean_purpose = _resolve(actor, product_ref, purpose, (Operation.READ,))
-    if allow_multiple is None and result_mode is not None:
-        allow_multiple = v.choice(result_mode, "result_mode", RESULT_MODES) == "multiple"
+    if result_mode is not None:
+        v.choice(result_mode, "result_mode", RESULT_MODES)
+        if isinstance(allow_multiple, bool | None):
+            allow_multiple = read_multiple(allow_multiple, result_mode)
     if allow_multiple is None:
         allow_multiple = False
     if not isinstance(allow_multiple, bool):

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import require_service
+from tests.mcp_door.test_official_client import SPEC_TOOLS
 from tests.mcp_helpers import mcp_url
 from tracemem_site.client_configs import client_config
 
@@ -134,3 +135,20 @@ def test_claude_code_connects_with_the_printed_add_command(
     line = next(x for x in listed.stdout.splitlines() if x.startswith("tracemem: "))
     assert line.startswith(f"tracemem: {mcp_url(live_server)} (HTTP) - ")
     assert ("Connected" in line) is valid_key, line
+
+
+def test_inspector_strict_lint_finds_no_portability_problem_in_any_tool_schema(
+    live_server: Any, make_agent: Any
+) -> None:
+    """Every tool argument has a real JSON Schema type (issue 16): the Inspector's --strict schema
+    lint reports nothing, neither an error (exit 6) nor a warning (stderr), for inputs and outputs."""
+    _, key = make_agent("strict")
+    done = _npx(
+        INSPECTOR, "--cli", mcp_url(live_server), "--transport", "http",
+        "--header", f"Authorization: Agent {key}", "--method", "tools/list", "--strict",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "Warning" not in done.stderr and "Error" not in done.stderr, done.stderr
+    assert "portability" not in done.stderr, done.stderr
+    listed = json.loads(done.stdout[done.stdout.find("{") :])
+    assert {t["name"] for t in listed["tools"]} == SPEC_TOOLS

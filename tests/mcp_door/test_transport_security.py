@@ -194,17 +194,17 @@ def test_unknown_method_is_a_jsonrpc_error(make_agent: Any) -> None:
     [
         ("no_such_tool", {}, "Unknown tool: no_such_tool"),
         ("decision_get", {}, "[invalid_argument] decision_id is required"),
-        ("decision_get", {"decision_id": 12}, "[invalid_argument] decision_id must be a valid string"),
+        ("decision_get", {"decision_id": 12}, "[invalid_argument] decision_id must be a string, got number"),
         (
             "decision_create",
             {"intent": "a.b", "automation_mode": "yolo"},
-            "[invalid_argument] automation_mode must be 'propose', 'approve', 'override' or 'autonomous'",
+            "[invalid_argument] automation_mode must be one of propose, approve, override, autonomous; got 'yolo'",
         ),
         ("decision_create", {"automation_mode": "propose"}, "[invalid_argument] intent is required"),
         (
             "decision_create",
             {"intent": "a.b", "automation_mode": "propose", "metadata": "nope"},
-            "[invalid_argument] metadata must be a valid dictionary",
+            "[invalid_argument] metadata must be a JSON object, got string",
         ),
         ("decision_add_context", {"decision_id": "TMEM_X"}, "[invalid_argument] context is required"),
         ("decision_close", {"decision_id": "TMEM_X"}, "[invalid_argument] action is required"),

@@ -64,7 +64,7 @@ def test_body_that_is_a_json_array_is_400(api: AgentClient) -> None:
 @pytest.mark.parametrize(
     ("payload", "field", "message"),
     [
-        ({"intent": 5, "automation_mode": "propose"}, "intent", "intent must be a string, got int"),
+        ({"intent": 5, "automation_mode": "propose"}, "intent", "intent must be a string, got number"),
         ({"intent": "Not Dotted", "automation_mode": "propose"}, "intent", None),
         ({"automation_mode": "propose"}, "intent", "intent is required"),
         (
