@@ -188,6 +188,8 @@ def run() -> list[dict[str, Any]]:
         f"@{db['HOST']}:{db['PORT']}/{db['NAME']}",
         "TRACEMEM_PORT": str(port),
         "TRACEMEM_AGENT_RATE_LIMIT": "off",
+        # One agent's key stands for WAITERS agents: lift its cap on waits at once.
+        "TRACEMEM_WAIT_MAX_PER_AGENT": str(WAITERS),
         "CELERY_TASK_ALWAYS_EAGER": "false",
     }
     log = open(ROOT / "var" / "bench_wait_server.log", "w")  # noqa: SIM115

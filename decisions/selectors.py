@@ -29,11 +29,11 @@ from agents.models import Agent
 from decisions.models import TERMINAL_STATUSES, ApprovalStatus, Decision, DecisionStatus, TraceEvent
 from tracemem_core import validation as v
 from tracemem_core.actor import Actor
-from tracemem_core.errors import InvalidArgument, NotFound
+from tracemem_core.errors import InvalidArgument, NotFound, RateLimited
 from tracemem_core.ids import DECISION_PREFIX, has_format
 from tracemem_core.permissions import may_read
 from tracemem_core.timefmt import iso_z
-from tracemem_core.waits import Pending, wait_for
+from tracemem_core.waits import Pending, TooManyWaits, wait_for
 
 # decision_trace pages (docs/contract/interfaces.md): without ``limit`` a page holds TRACE_PAGE_DEFAULT events, never more
 # than TRACE_PAGE_MAX. Whole-chain readers (verifiers) walk pages of TRACE_PAGE_MAX.
@@ -213,12 +213,23 @@ def decision_wait(actor: Actor, decision_id: str, *, timeout_seconds: Any) -> Wa
     """``decision_wait`` (docs/contract/interfaces.md): :func:`decision_wait_check` until it answers, woken by the
     commit that changes the decision (``tracemem_core.waits``). Under the production server's front
     it raises ``waits.ParkRequest`` instead of blocking, when the door allows it."""
-    return wait_for(
-        decision_id,
-        lambda deadline: decision_wait_check(
-            actor, decision_id, timeout_seconds=timeout_seconds, deadline=deadline
-        ),
-    )
+    limit = settings.TRACEMEM_WAIT_MAX_PER_AGENT
+    try:
+        return wait_for(
+            decision_id,
+            lambda deadline: decision_wait_check(
+                actor, decision_id, timeout_seconds=timeout_seconds, deadline=deadline
+            ),
+            owner=actor.id,
+            limit=limit,
+        )
+    except TooManyWaits:
+        raise RateLimited(
+            f"this agent already has {limit} decision_wait calls in progress; wait for one to "
+            "return before starting another",
+            retry_after=1,
+            details={"limit": limit},
+        ) from None
 
 
 def decision_events(decision: Decision) -> QuerySet[TraceEvent]:

@@ -54,8 +54,8 @@ STOP_SECONDS = 1.0
 class Subscription:
     """Notifications for one decision since the last :meth:`clear`; waitable from a thread or a loop."""
 
-    def __init__(self, hub: Hub, key: str) -> None:
-        self.hub, self.key = hub, key
+    def __init__(self, hub: Hub, key: str, owner: str | None = None) -> None:
+        self.hub, self.key, self.owner = hub, key, owner
         self._flag = threading.Event()
         self._lock = threading.Lock()
         self._loop_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
@@ -114,6 +114,14 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
+class TooManyWaits(Exception):  # noqa: N818 - the door words it (a 429 there)
+    """An owner already holds as many waits as it may."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"at most {limit} waits at once")
+        self.limit = limit
+
+
 class Hub:
     """The process's one LISTEN connection and the subscriptions it wakes."""
 
@@ -121,21 +129,32 @@ class Hub:
         self._connect = connect or _django_listen_connection
         self._lock = threading.Lock()
         self._subscriptions: dict[str, set[Subscription]] = defaultdict(set)
+        self._owned: dict[str, int] = defaultdict(int)
         self._thread: threading.Thread | None = None
         self._listening = threading.Event()
         self._stopping = threading.Event()
         self._vendor: str | None = None
 
     # -- subscriptions --------------------------------------------------------------------
-    def subscribe(self, key: str) -> Subscription:
+    def subscribe(self, key: str, owner: str | None = None, limit: int | None = None) -> Subscription:
+        """A subscription to ``key``; at most ``limit`` at once for one ``owner`` (in this process:
+        a waiting agent holds one for as long as its wait lasts, parked or not)."""
         self._ensure_listener()
-        subscription = Subscription(self, key)
+        subscription = Subscription(self, key, owner)
         with self._lock:
+            if owner is not None:
+                if limit is not None and self._owned[owner] >= limit:
+                    raise TooManyWaits(limit)
+                self._owned[owner] += 1
             self._subscriptions[key].add(subscription)
         return subscription
 
     def _unsubscribe(self, subscription: Subscription) -> None:
         with self._lock:
+            if subscription.owner is not None:
+                self._owned[subscription.owner] -= 1
+                if self._owned[subscription.owner] <= 0:
+                    del self._owned[subscription.owner]
             waiting = self._subscriptions.get(subscription.key)
             if waiting is not None:
                 waiting.discard(subscription)
@@ -320,17 +339,24 @@ class Pending:
     deadline: float
 
 
-def wait_for(key: str, check: Callable[[float | None], T | Pending]) -> T:
+def wait_for(
+    key: str,
+    check: Callable[[float | None], T | Pending],
+    *,
+    owner: str | None = None,
+    limit: int | None = None,
+) -> T:
     """Run ``check(deadline)`` until it answers something other than :class:`Pending`.
 
     ``check`` gets ``None`` the first time (it computes the deadline from its timeout) and the
     deadline afterwards. Between checks this waits for a notification about ``key`` — in this
-    thread, or, under the front, by parking (raises :class:`ParkRequest`)."""
+    thread, or, under the front, by parking (raises :class:`ParkRequest`). ``owner`` may hold at
+    most ``limit`` waits at once (raises :class:`TooManyWaits`)."""
     slot = parking_slot()
     deadline = slot.deadline if slot is not None else None
     if not _door_parks.get():
         slot = None
-    subscription = hub().subscribe(key)
+    subscription = hub().subscribe(key, owner, limit)
     try:
         while True:
             subscription.clear()

@@ -341,6 +341,9 @@ TRACEMEM_AGENT_RATE_LIMIT = env_str("TRACEMEM_AGENT_RATE_LIMIT", "1200/minute")
 # decision_wait holds a request at most this long (seconds, ≤ 50) whatever timeout_seconds asks,
 # then answers timed_out: lower it behind a proxy that cuts requests sooner (docs/mcp.md).
 TRACEMEM_WAIT_CAP_SECONDS = env_int("TRACEMEM_WAIT_CAP_SECONDS", 50)
+# How many decision_wait calls one agent (or user) may have in progress at once, per server process
+# (each is a subscription and an open connection, parked or not); the next is 429 rate_limited.
+TRACEMEM_WAIT_MAX_PER_AGENT = env_int("TRACEMEM_WAIT_MAX_PER_AGENT", 100)
 SPECTACULAR_SETTINGS = {
     "TITLE": "TraceMem API",
     "DESCRIPTION": "Governance and decision memory for AI agents.",

@@ -317,3 +317,21 @@ def test_ids_cannot_reach_another_endpoint(agent_client: Client) -> None:
     with pytest.raises(TraceMemError) as refused:
         agent_client.decision_get("../capabilities")
     assert refused.value.status == 404
+
+
+def test_capabilities_workflow_lists_the_steps_the_agents_grants_allow_in_protocol_order(
+    agent_client: Client,
+) -> None:
+    """The demo agent holds read and insert grants and a policy: its next steps include reading,
+    evaluating and writing, in the order the server's instructions teach (issue 16)."""
+    steps = [step["tool"] for step in agent_client.capabilities_get()["workflow"]]
+    assert steps == [
+        "decision_create",
+        "decision_add_context",
+        "decision_read",
+        "decision_evaluate",
+        "decision_request_approval",
+        "decision_wait",
+        "decision_write",
+        "decision_close",
+    ]

@@ -7,6 +7,7 @@ The production server, where a wait holds no thread, is tested in ``tests/site/t
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from datetime import timedelta
@@ -268,3 +269,64 @@ def test_the_servers_cap_ends_a_wait_sooner_than_its_timeout(seeded: Seeded, set
         waited = http.get(f"/api/v1/decisions/{decision_id}/wait", params={"timeout_seconds": 20}).json()
     assert (waited["timed_out"], waited["approval_status"]) == (True, "pending")
     assert 1 <= time.monotonic() - started < 3
+
+
+def test_an_agent_cannot_park_more_waits_than_its_share(seeded: Seeded, settings: Any) -> None:
+    """Waits cost no thread under the front, but each is a subscription, a socket and a replay: one
+    agent may hold at most TRACEMEM_WAIT_MAX_PER_AGENT at once (per process); the next is 429."""
+    settings.TRACEMEM_WAIT_MAX_PER_AGENT = 2
+    hub = waits.hub()
+    results: list[int] = []
+    with rest(seeded) as http:
+        decision_id = pending_decision(http)
+        before = hub.waiting()
+
+        def wait_once() -> None:
+            with rest(seeded) as own:
+                answer = own.get(f"/api/v1/decisions/{decision_id}/wait", params={"timeout_seconds": 3})
+                results.append(answer.status_code)
+
+        threads = [threading.Thread(target=wait_once) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for _ in range(100):
+            if hub.waiting() >= before + 2:
+                break
+            time.sleep(0.05)
+        assert hub.waiting() >= before + 2
+        refused = http.get(f"/api/v1/decisions/{decision_id}/wait", params={"timeout_seconds": 3})
+        assert refused.status_code == 429, refused.text
+        assert refused.json()["error"]["code"] == "rate_limited"
+        assert "TRACEMEM_WAIT_MAX_PER_AGENT" not in refused.text and refused.headers.get("Retry-After")
+        for thread in threads:
+            thread.join(10)
+        assert results == [200, 200]
+        # Once they returned, the agent may wait again.
+        again = http.get(f"/api/v1/decisions/{decision_id}/wait", params={"timeout_seconds": 0})
+        assert again.status_code == 200 and again.json()["timed_out"] is True
+
+
+def test_a_commit_between_the_look_and_the_wait_still_wakes_the_waiter(seeded: Seeded) -> None:
+    """The subscription is taken before each look: a notification that arrives while the door is
+    still looking (before it starts waiting, in a thread or parked in the front) is not lost."""
+    hub = waits.hub()
+    assert hub.wait_until_listening(10)
+    looks: list[float] = []
+
+    def check(deadline: float | None) -> Any:
+        looks.append(time.monotonic())
+        if len(looks) == 1:
+            hub.dispatch("TMEM_RACE")  # the commit lands after this look read "pending"
+            return waits.Pending(wake_at=time.monotonic() + 20, deadline=time.monotonic() + 20)
+        return "looked again"
+
+    started = time.monotonic()
+    assert waits.wait_for("TMEM_RACE", check) == "looked again"
+    assert time.monotonic() - started < 1
+
+    # Parked in the front's event loop: notified after parking, before the loop awaits it.
+    with hub.subscribe("TMEM_RACE_PARKED") as subscription:
+        hub.dispatch("TMEM_RACE_PARKED")
+        started = time.monotonic()
+        assert asyncio.run(subscription.wait_async(20)) is True
+        assert time.monotonic() - started < 1

@@ -6,6 +6,7 @@ other requests as fast as before, and each wait still returns on the approval's 
 from __future__ import annotations
 
 import concurrent.futures
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 THREADS = 2
 
 
-@pytest.fixture
-def served(tmp_path: Path, redis_url: str) -> Any:
+def serve(tmp_path: Path, redis_url: str, **extra: str) -> tuple[str, str, Process]:
     [line] = [line for line in demo.seed() if "export TRACEMEM_API_KEY=" in line]
     key = line.split("=", 1)[1].strip()
     port = free_port()
@@ -35,9 +35,15 @@ def served(tmp_path: Path, redis_url: str) -> Any:
         TRACEMEM_WEB_WORKERS="1",
         TRACEMEM_WEB_THREADS=str(THREADS),
         TRACEMEM_VAR_DIR=str(tmp_path),
+        **extra,
     )
     process = Process("serve.sh", tmp_path / "serve.log", env).start(ready="Application startup complete")
-    url = f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{port}", key, process
+
+
+@pytest.fixture
+def served(tmp_path: Path, redis_url: str) -> Any:
+    url, key, process = serve(tmp_path, redis_url)
     yield url, key, process
     process.stop()
 
@@ -82,3 +88,31 @@ def test_more_waits_than_threads_leave_other_requests_fast_and_each_returns_on_i
             answers = [waiting[d].result(timeout=10)[0] for d in decisions[1:]]
     assert {(a["timed_out"], a["status"]) for a in answers} == {(False, "aborted")}
     assert "Traceback" not in process.text()
+
+
+def test_a_parked_wait_counts_against_the_agents_cap_until_its_client_hangs_up(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """A wait parked in the front holds one of the agent's TRACEMEM_WAIT_MAX_PER_AGENT places; a
+    client that hangs up gives it back at once (no leaked subscription)."""
+    url, key, process = serve(tmp_path, redis_url, TRACEMEM_WAIT_MAX_PER_AGENT="1")
+    try:
+        headers = {"Authorization": f"Agent {key}"}
+        with httpx.Client(base_url=url, headers=headers, timeout=30) as http:
+            decision_id = pending_decision(http)
+            host, port = url.removeprefix("http://").split(":")
+            hung = socket.create_connection((host, int(port)))
+            hung.sendall(
+                f"GET /api/v1/decisions/{decision_id}/wait?timeout_seconds=40 HTTP/1.1\r\n"
+                f"Host: {host}\r\nAuthorization: Agent {key}\r\n\r\n".encode()
+            )
+            time.sleep(1.5)  # it has reached the server and parked
+            refused = http.get(f"/api/v1/decisions/{decision_id}/wait", params={"timeout_seconds": 0})
+            assert refused.status_code == 429 and refused.json()["error"]["code"] == "rate_limited"
+            hung.close()
+            time.sleep(1.0)
+            again = http.get(f"/api/v1/decisions/{decision_id}/wait", params={"timeout_seconds": 0})
+            assert again.status_code == 200 and again.json()["timed_out"] is True
+        assert "Traceback" not in process.text()
+    finally:
+        process.stop()
