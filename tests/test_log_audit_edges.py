@@ -100,3 +100,14 @@ def test_the_database_refuses_a_checkpoint_of_the_next_size_with_a_wrong_root(
     assert "does not carry the root of the receipt log's first 2 leaves" in result.stderr, result.stderr
     assert Checkpoint.objects.count() == 1
     assert checkpoint_now() == 2  # the honest checkpoint of that size still goes in
+
+
+def test_the_beat_signs_checkpoints_every_few_seconds_through_a_registered_task() -> None:
+    from django.conf import settings
+
+    from tracemem_site.celery import app as celery_app
+
+    (entry,) = [e for e in settings.CELERY_BEAT_SCHEDULE.values() if e["task"] == "receiptlog.tick"]
+    assert 0 < entry["schedule"] <= 10  # "at most every few seconds" (TRACEMEM_CHECKPOINT_SECONDS, default 5)
+    celery_app.loader.import_default_modules()
+    assert "receiptlog.tick" in celery_app.tasks
