@@ -111,3 +111,45 @@ def test_the_beat_signs_checkpoints_every_few_seconds_through_a_registered_task(
     assert 0 < entry["schedule"] <= 10  # "at most every few seconds" (TRACEMEM_CHECKPOINT_SECONDS, default 5)
     celery_app.loader.import_default_modules()
     assert "receiptlog.tick" in celery_app.tasks
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_broker_outage_delays_a_witness_delivery_but_never_loses_or_repeats_it(
+    api: AgentClient, httpserver: Any, settings: Any
+) -> None:
+    import base64
+    import secrets
+
+    from standardwebhooks import Webhook
+
+    from approvals.models import WebhookEndpoint
+    from receiptlog.models import WitnessDelivery
+    from tests.fault_helpers import use_broker
+    from tracemem_core import shared_cache
+    from tracemem_site.celery import app as celery_app
+
+    settings.TRACEMEM_LOG_WITNESSES = ["witness"]
+    secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+    WebhookEndpoint.objects.create(name="witness", url=httpserver.url_for("/w"), signing_secret=secret)
+    httpserver.expect_request("/w", method="POST").respond_with_data("ok")
+    before = (celery_app.conf.task_always_eager, celery_app.conf.broker_url)
+    try:
+        celery_app.conf.task_always_eager = settings.CELERY_TASK_ALWAYS_EAGER = False
+        use_broker("redis://127.0.0.1:1/0")  # nothing listens there
+        close_decision(api)
+        assert checkpoint_now() == 1  # the checkpoint is signed and its delivery recorded...
+        delivery = WitnessDelivery.objects.get()
+        assert (delivery.status, delivery.attempts) == ("pending", 0) and httpserver.log == []
+        # ... and once the worker can be reached, the tick hands it over: delivered once.
+        celery_app.conf.task_always_eager = settings.CELERY_TASK_ALWAYS_EAGER = True
+        shared_cache.broker.reset()
+        assert checkpoint_now() is None
+        assert checkpoint_now() is None
+    finally:
+        celery_app.conf.task_always_eager = before[0]
+        use_broker(before[1])
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == ("delivered", 1)
+    [(request, _)] = httpserver.log
+    payload = Webhook(secret).verify(request.get_data(as_text=True), dict(request.headers))
+    assert payload["tree_size"] == 1 and payload["delivery_id"] == delivery.delivery_id
