@@ -153,3 +153,29 @@ def test_a_broker_outage_delays_a_witness_delivery_but_never_loses_or_repeats_it
     [(request, _)] = httpserver.log
     payload = Webhook(secret).verify(request.get_data(as_text=True), dict(request.headers))
     assert payload["tree_size"] == 1 and payload["delivery_id"] == delivery.delivery_id
+
+
+def test_log_verify_does_not_say_ok_when_the_checkpoint_directory_is_gone(
+    api: AgentClient, tmp_path: Any, capsys: Any
+) -> None:
+    # The directory an operator ships is what catches a rewrite by someone who also holds the key;
+    # if it vanished (deleted, unmounted, mistyped), "OK" would hide that nothing was compared.
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+    from django.test import override_settings
+
+    shipped = tmp_path / "shipped"
+    with override_settings(TRACEMEM_CHECKPOINT_DIR=str(shipped)):
+        close_decision(api)
+        assert checkpoint_now() == 1
+        call_command("log_verify")
+        capsys.readouterr()
+        for path in shipped.iterdir():
+            path.unlink()
+        shipped.rmdir()
+        with pytest.raises(CommandError):
+            call_command("log_verify")
+        assert f"checkpoint directory {shipped} does not exist" in capsys.readouterr().err
+    with pytest.raises(CommandError):
+        call_command("log_verify", "--checkpoint-dir", str(tmp_path / "typo"))
+    assert f"checkpoint directory {tmp_path / 'typo'} does not exist" in capsys.readouterr().err

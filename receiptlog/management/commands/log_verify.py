@@ -34,6 +34,13 @@ class Command(BaseCommand):
         directory = options["checkpoint_dir"] or settings.TRACEMEM_CHECKPOINT_DIR
         files = [*checkpoint_files(directory), *(Path(p) for p in options["checkpoint"])]
         report = log_verify(files=files)
+        # A configured (or given) directory that is not there compared nothing: never call that OK.
+        # The tick creates it with the first checkpoint, so it is missing only before any exists.
+        if directory and not Path(directory).is_dir() and (options["checkpoint_dir"] or report.checkpoints):
+            report.problems.append(
+                f"checkpoint directory {directory} does not exist (or is not a directory): no checkpoint "
+                "kept there was compared"
+            )
         for problem in report.problems:
             self.stderr.write(f"BROKEN receipt log: {problem}")
         if report.problems:
