@@ -1,4 +1,4 @@
-"""REST door for discovery (``capabilities_get``) and the agents/keys admin API (SPEC §10)."""
+"""REST door for discovery (``capabilities_get``) and the agents/keys admin API (docs/contract/admin.md)."""
 
 from __future__ import annotations
 
@@ -15,25 +15,25 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agents import selectors
-from agents.models import Agent
+from agents.inputs import CapabilitiesGet
+from agents.outputs import AgentList, AgentOut, CapabilitiesOut, IssuedKeyOut, KeyOut, RotatedKeyOut
 from agents.serializers import agent_out, issued_key_out, key_out, token_out
 from agents.services import registry as agent_registry
 from agents.services import tokens as agent_tokens
 from tracemem_core.errors import InvalidArgument, NotFound
 from tracemem_core.permissions import require_perm
 from tracemem_site.rest import ERROR_RESPONSES as _ADMIN_ERRORS
-from tracemem_site.rest import HumanAPIView, actor_from_request, body
+from tracemem_site.rest import HumanAPIView, actor_from_request, body, operation_input
 
 
 class CapabilitiesView(APIView):
-    @extend_schema(operation_id="capabilities_get", responses={200: dict})
+    @extend_schema(operation_id="capabilities_get", responses={200: CapabilitiesOut, **_ADMIN_ERRORS})
     def get(self, request: Request) -> Response:
-        agent = request.user
-        assert isinstance(agent, Agent)
-        return Response(selectors.capabilities(agent))
+        operation_input(request, CapabilitiesGet)
+        return Response(selectors.capabilities(actor_from_request(request).require_agent()))
 
 
-# --- admin API (SPEC §10): a session or personal access token, never an agent key; permissions in docs/security.md
+# --- admin API (docs/contract/admin.md): a session or personal access token, never an agent key; permissions in docs/security.md
 
 
 def _owner(data: dict[str, Any]) -> User | None:
@@ -79,7 +79,7 @@ class AdminAgentListView(HumanAPIView):
         owner = serializers.CharField(required=False, allow_null=True, help_text="username")
         description = serializers.CharField(required=False, allow_blank=True)
 
-    @extend_schema(operation_id="admin_agents_list", responses={200: dict, **_ADMIN_ERRORS})
+    @extend_schema(operation_id="admin_agents_list", responses={200: AgentList, **_ADMIN_ERRORS})
     def get(self, request: Request) -> Response:
         agents = selectors.agents_for_admin(actor_from_request(request))
         return Response({"agents": [agent_out(a) for a in agents]})
@@ -87,7 +87,7 @@ class AdminAgentListView(HumanAPIView):
     @extend_schema(
         operation_id="admin_agents_create",
         request=AdminAgentCreateInput,
-        responses={201: dict, **_ADMIN_ERRORS},
+        responses={201: AgentOut, **_ADMIN_ERRORS},
     )
     def post(self, request: Request) -> Response:
         data = body(request)
@@ -109,14 +109,14 @@ class AdminAgentDetailView(HumanAPIView):
         description = serializers.CharField(required=False, allow_blank=True)
         disabled = serializers.BooleanField(required=False, help_text="true stops all of its keys")
 
-    @extend_schema(operation_id="admin_agents_get", responses={200: dict, **_ADMIN_ERRORS})
+    @extend_schema(operation_id="admin_agents_get", responses={200: AgentOut, **_ADMIN_ERRORS})
     def get(self, request: Request, agent_id: str) -> Response:
         return Response(agent_out(selectors.agent_for_admin(actor_from_request(request), agent_id)))
 
     @extend_schema(
         operation_id="admin_agents_update",
         request=AdminAgentPatchInput,
-        responses={200: dict, **_ADMIN_ERRORS},
+        responses={200: AgentOut, **_ADMIN_ERRORS},
     )
     def patch(self, request: Request, agent_id: str) -> Response:
         data = body(request)
@@ -144,7 +144,7 @@ class AdminKeyIssueView(HumanAPIView):
     @extend_schema(
         operation_id="admin_agent_keys_create",
         request=AdminKeyIssueInput,
-        responses={201: dict, **_ADMIN_ERRORS},
+        responses={201: IssuedKeyOut, **_ADMIN_ERRORS},
         description="Issue a key. The secret `key` is in this response only; it is never shown again.",
     )
     def post(self, request: Request, agent_id: str) -> Response:
@@ -159,7 +159,7 @@ class AdminKeyIssueView(HumanAPIView):
 
 class AdminKeyRevokeView(HumanAPIView):
     @extend_schema(
-        operation_id="admin_agent_keys_revoke", request=None, responses={200: dict, **_ADMIN_ERRORS}
+        operation_id="admin_agent_keys_revoke", request=None, responses={200: KeyOut, **_ADMIN_ERRORS}
     )
     def post(self, request: Request, agent_id: str, key_id: str) -> Response:
         actor = actor_from_request(request)
@@ -179,7 +179,7 @@ class AdminKeyRotateView(HumanAPIView):
     @extend_schema(
         operation_id="admin_agent_keys_rotate",
         request=AdminKeyRotateInput,
-        responses={201: dict, **_ADMIN_ERRORS},
+        responses={201: RotatedKeyOut, **_ADMIN_ERRORS},
     )
     def post(self, request: Request, agent_id: str, key_id: str) -> Response:
         data = body(request)
@@ -192,7 +192,7 @@ class AdminKeyRotateView(HumanAPIView):
         return Response({**issued_key_out(issued), "previous_key": key_out(old)}, status=201)
 
 
-# --- personal access tokens (SPEC §12): a person's own; admins anyone's --------------------------
+# --- personal access tokens (docs/contract/interfaces.md): a person's own; admins anyone's --------------------------
 
 
 class PersonalTokenOut(serializers.Serializer):

@@ -1,4 +1,4 @@
-"""MCP door for discovery: ``capabilities_get`` (SPEC §3)."""
+"""MCP door for discovery: ``capabilities_get`` (docs/contract/tools.md)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ from typing import Any
 from mcp_server import MCPToolset
 
 from agents import selectors
+from agents.inputs import CapabilitiesGet
 from tracemem_site.mcp import mcp_actor
 
 
 class DiscoveryTools(MCPToolset):
-    def capabilities_get(self) -> dict[str, Any]:
+    def capabilities_get(self, args: CapabilitiesGet) -> dict[str, Any]:
         """Check the connection and learn what you may do. Call this first (the "doctor").
 
         Returns your agent_id and name, the data products you may use (with their permissions
@@ -19,6 +20,4 @@ class DiscoveryTools(MCPToolset):
         supported MCP protocol versions. If this call fails with [unauthenticated], your API key
         is missing, wrong, expired or revoked: ask the user for a valid TraceMem agent key.
         """
-        actor = mcp_actor(self.request)
-        assert actor.agent is not None
-        return selectors.capabilities(actor.agent)
+        return selectors.capabilities(mcp_actor(self.request).require_agent())

@@ -1,4 +1,4 @@
-"""REST door of approvals: the agent's request (SPEC §4) and the reviewer endpoints (SPEC §10)."""
+"""REST door of approvals: the agent's request (docs/contract/errors.md) and the reviewer endpoints (docs/contract/admin.md)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,18 @@ from rest_framework.views import APIView
 
 from approvals import selectors
 from approvals.auth import WebhookCredentialAuthentication
+from approvals.inputs import DecisionRequestApproval
+from approvals.outputs import (
+    ApprovalList,
+    ApprovalOut,
+    ApprovalRequested,
+    RouteList,
+    RouteOut,
+    SlackIntegrationList,
+    SlackIntegrationOut,
+    WebhookEndpointList,
+    WebhookEndpointOut,
+)
 from approvals.serializers import (
     approval_out,
     requested_out,
@@ -22,32 +34,25 @@ from approvals.services import requests as approval_requests
 from approvals.services import routes as approval_routes
 from approvals.services.integrations import SLACK_INTEGRATION, WEBHOOK_ENDPOINT, DestinationKind
 from tracemem_site.rest import ERROR_RESPONSES as _ERRORS
-from tracemem_site.rest import HumanAPIView, actor_from_request, body
+from tracemem_site.rest import HumanAPIView, actor_from_request, body, operation_input
 
 
 class DecisionRequestApprovalView(APIView):
-    class DecisionRequestApprovalInput(serializers.Serializer):
-        title = serializers.CharField(required=False)
-        message = serializers.CharField(required=False, help_text="redacted before storage and delivery")
-        approval_route_id = serializers.CharField(required=False)
-        require_rationale = serializers.BooleanField(required=False)
-        expires_in_seconds = serializers.IntegerField(required=False)
-
     @extend_schema(
         operation_id="decision_request_approval",
-        request=DecisionRequestApprovalInput,
-        responses={201: dict, **_ERRORS},
+        request=DecisionRequestApproval,
+        responses={201: ApprovalRequested, **_ERRORS},
     )
     def post(self, request: Request, decision_id: str) -> Response:
-        data = body(request, self.DecisionRequestApprovalInput)
+        args = operation_input(request, DecisionRequestApproval, path={"decision_id": decision_id})
         approval = approval_requests.decision_request_approval(
             actor=actor_from_request(request),
-            decision_id=decision_id,
-            title=data.get("title"),
-            message=data.get("message"),
-            approval_route_id=data.get("approval_route_id"),
-            require_rationale=data.get("require_rationale"),
-            expires_in_seconds=data.get("expires_in_seconds"),
+            decision_id=args.decision_id,
+            title=args.title,
+            message=args.message,
+            approval_route_id=args.approval_route_id,
+            require_rationale=args.require_rationale,
+            expires_in_seconds=args.expires_in_seconds,
         )
         return Response(requested_out(approval), status=201)
 
@@ -58,7 +63,7 @@ class ApprovalListView(HumanAPIView):
         parameters=[
             OpenApiParameter("status", str, description="pending | approved | rejected | expired | cancelled")
         ],
-        responses={200: dict, **_ERRORS},
+        responses={200: ApprovalList, **_ERRORS},
     )
     def get(self, request: Request) -> Response:
         approvals = selectors.approval_list(
@@ -68,7 +73,7 @@ class ApprovalListView(HumanAPIView):
 
 
 class ApprovalGetView(HumanAPIView):
-    @extend_schema(operation_id="approval_get", responses={200: dict, **_ERRORS})
+    @extend_schema(operation_id="approval_get", responses={200: ApprovalOut, **_ERRORS})
     def get(self, request: Request, approval_id: str) -> Response:
         return Response(approval_out(selectors.approval_get(actor_from_request(request), approval_id)))
 
@@ -91,7 +96,7 @@ def _vote(request: Request, approval_id: str, choice: str, channel: str) -> Resp
 
 class ApprovalApproveView(HumanAPIView):
     @extend_schema(
-        operation_id="approval_approve", request=ApprovalVoteInput, responses={200: dict, **_ERRORS}
+        operation_id="approval_approve", request=ApprovalVoteInput, responses={200: ApprovalOut, **_ERRORS}
     )
     def post(self, request: Request, approval_id: str) -> Response:
         return _vote(request, approval_id, "approve", "api")
@@ -99,7 +104,7 @@ class ApprovalApproveView(HumanAPIView):
 
 class ApprovalRejectView(HumanAPIView):
     @extend_schema(
-        operation_id="approval_reject", request=ApprovalVoteInput, responses={200: dict, **_ERRORS}
+        operation_id="approval_reject", request=ApprovalVoteInput, responses={200: ApprovalOut, **_ERRORS}
     )
     def post(self, request: Request, approval_id: str) -> Response:
         return _vote(request, approval_id, "reject", "api")
@@ -113,7 +118,7 @@ class ApprovalResolveView(APIView):
         rationale = serializers.CharField(required=False, allow_blank=True)
 
     @extend_schema(
-        operation_id="approval_resolve", request=ApprovalResolveInput, responses={200: dict, **_ERRORS}
+        operation_id="approval_resolve", request=ApprovalResolveInput, responses={200: ApprovalOut, **_ERRORS}
     )
     def post(self, request: Request, approval_id: str) -> Response:
         data = body(request)
@@ -140,23 +145,27 @@ class RouteInput(serializers.Serializer):
 
 
 class AdminRouteListView(HumanAPIView):
-    @extend_schema(operation_id="admin_routes_list", responses={200: dict, **_ERRORS})
+    @extend_schema(operation_id="admin_routes_list", responses={200: RouteList, **_ERRORS})
     def get(self, request: Request) -> Response:
         return Response({"routes": [route_out(r) for r in selectors.routes_all(actor_from_request(request))]})
 
-    @extend_schema(operation_id="admin_routes_create", request=RouteInput, responses={201: dict, **_ERRORS})
+    @extend_schema(
+        operation_id="admin_routes_create", request=RouteInput, responses={201: RouteOut, **_ERRORS}
+    )
     def post(self, request: Request) -> Response:
         route = approval_routes.route_create(actor=actor_from_request(request), data=body(request))
         return Response(route_out(route), status=201)
 
 
 class AdminRouteDetailView(HumanAPIView):
-    @extend_schema(operation_id="admin_routes_get", responses={200: dict, **_ERRORS})
+    @extend_schema(operation_id="admin_routes_get", responses={200: RouteOut, **_ERRORS})
     def get(self, request: Request, route_id: str) -> Response:
         selectors.ensure_route_reader(actor_from_request(request))
         return Response(route_out(selectors.route_by_id(route_id)))
 
-    @extend_schema(operation_id="admin_routes_update", request=RouteInput, responses={200: dict, **_ERRORS})
+    @extend_schema(
+        operation_id="admin_routes_update", request=RouteInput, responses={200: RouteOut, **_ERRORS}
+    )
     def patch(self, request: Request, route_id: str) -> Response:
         route = approval_routes.route_update(
             actor=actor_from_request(request), route_id=route_id, data=body(request)
@@ -227,14 +236,16 @@ class _DestinationDetailView(HumanAPIView):
 class AdminWebhookEndpointListView(_DestinationListView):
     kind, key = WEBHOOK_ENDPOINT, "webhook_endpoints"
 
-    @extend_schema(operation_id="admin_webhook_endpoints_list", responses={200: dict, **_ERRORS})
+    @extend_schema(
+        operation_id="admin_webhook_endpoints_list", responses={200: WebhookEndpointList, **_ERRORS}
+    )
     def get(self, request: Request) -> Response:
         return self._list(request)
 
     @extend_schema(
         operation_id="admin_webhook_endpoints_create",
         request=WebhookEndpointInput,
-        responses={201: dict, **_ERRORS},
+        responses={201: WebhookEndpointOut, **_ERRORS},
     )
     def post(self, request: Request) -> Response:
         return self._create(request)
@@ -243,14 +254,14 @@ class AdminWebhookEndpointListView(_DestinationListView):
 class AdminWebhookEndpointDetailView(_DestinationDetailView):
     kind = WEBHOOK_ENDPOINT
 
-    @extend_schema(operation_id="admin_webhook_endpoints_get", responses={200: dict, **_ERRORS})
+    @extend_schema(operation_id="admin_webhook_endpoints_get", responses={200: WebhookEndpointOut, **_ERRORS})
     def get(self, request: Request, name: str) -> Response:
         return self._get(request, name)
 
     @extend_schema(
         operation_id="admin_webhook_endpoints_update",
         request=WebhookEndpointInput,
-        responses={200: dict, **_ERRORS},
+        responses={200: WebhookEndpointOut, **_ERRORS},
     )
     def patch(self, request: Request, name: str) -> Response:
         return self._patch(request, name)
@@ -263,14 +274,14 @@ class AdminWebhookEndpointDetailView(_DestinationDetailView):
 class AdminIntegrationListView(_DestinationListView):
     kind, key = SLACK_INTEGRATION, "integrations"
 
-    @extend_schema(operation_id="admin_integrations_list", responses={200: dict, **_ERRORS})
+    @extend_schema(operation_id="admin_integrations_list", responses={200: SlackIntegrationList, **_ERRORS})
     def get(self, request: Request) -> Response:
         return self._list(request)
 
     @extend_schema(
         operation_id="admin_integrations_create",
         request=SlackIntegrationInput,
-        responses={201: dict, **_ERRORS},
+        responses={201: SlackIntegrationOut, **_ERRORS},
     )
     def post(self, request: Request) -> Response:
         return self._create(request)
@@ -279,14 +290,14 @@ class AdminIntegrationListView(_DestinationListView):
 class AdminIntegrationDetailView(_DestinationDetailView):
     kind = SLACK_INTEGRATION
 
-    @extend_schema(operation_id="admin_integrations_get", responses={200: dict, **_ERRORS})
+    @extend_schema(operation_id="admin_integrations_get", responses={200: SlackIntegrationOut, **_ERRORS})
     def get(self, request: Request, name: str) -> Response:
         return self._get(request, name)
 
     @extend_schema(
         operation_id="admin_integrations_update",
         request=SlackIntegrationInput,
-        responses={200: dict, **_ERRORS},
+        responses={200: SlackIntegrationOut, **_ERRORS},
     )
     def patch(self, request: Request, name: str) -> Response:
         return self._patch(request, name)

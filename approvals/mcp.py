@@ -1,4 +1,4 @@
-"""MCP door of approvals: ``decision_request_approval`` (SPEC §3)."""
+"""MCP door of approvals: ``decision_request_approval`` (docs/contract/tools.md)."""
 
 from __future__ import annotations
 
@@ -6,21 +6,14 @@ from typing import Any
 
 from mcp_server import MCPToolset
 
+from approvals.inputs import DecisionRequestApproval
 from approvals.serializers import requested_out
 from approvals.services import requests as approval_requests
 from tracemem_site.mcp import mcp_actor
 
 
 class ApprovalTools(MCPToolset):
-    def decision_request_approval(
-        self,
-        decision_id: str,
-        title: str | None = None,
-        message: str | None = None,
-        approval_route_id: str | None = None,
-        require_rationale: bool | None = None,
-        expires_in_seconds: int | None = None,
-    ) -> dict[str, Any]:
+    def decision_request_approval(self, args: DecisionRequestApproval) -> dict[str, Any]:
         """Ask a human to approve this decision. Call it when decision_evaluate returned
         requires_exception, or when your automation_mode (propose/approve/override) needs a granted
         approval before writes or commit.
@@ -35,11 +28,11 @@ class ApprovalTools(MCPToolset):
         """
         approval = approval_requests.decision_request_approval(
             actor=mcp_actor(self.request),
-            decision_id=decision_id,
-            title=title,
-            message=message,
-            approval_route_id=approval_route_id,
-            require_rationale=require_rationale,
-            expires_in_seconds=expires_in_seconds,
+            decision_id=args.decision_id,
+            title=args.title,
+            message=args.message,
+            approval_route_id=args.approval_route_id,
+            require_rationale=args.require_rationale,
+            expires_in_seconds=args.expires_in_seconds,
         )
         return requested_out(approval)

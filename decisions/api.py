@@ -1,20 +1,44 @@
-"""REST door for the envelope tools (SPEC §4). Each view: shape-check → Actor → one service → render."""
+"""REST door for the envelope, proof and memory tools (docs/contract/tools.md, docs/contract/errors.md): receipts, receipt keys, evidence
+packs and records too. Each view: input model → Actor → one service/selector → the same dict the MCP
+tool returns.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
-from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agents.auth import AgentKeyAuthentication, PersonalTokenAuthentication
+from agents.auth import ActorSessionAuthentication, AgentKeyAuthentication, PersonalTokenAuthentication
 from decisions import evidence, receipts, records, selectors, services
-from decisions.models import AutomationMode, RecordCategory
+from decisions.inputs import (
+    DecisionAddContext,
+    DecisionClose,
+    DecisionCreate,
+    DecisionGet,
+    DecisionReceipt,
+    DecisionRecord,
+    DecisionSearch,
+    DecisionTrace,
+    DecisionWait,
+)
+from decisions.outputs import (
+    DecisionClosed,
+    DecisionCreated,
+    DecisionState,
+    EventRef,
+    EvidencePack,
+    ReceiptOut,
+    RecordOut,
+    SearchOut,
+    TracePage,
+    WaitOut,
+)
 from decisions.serializers import (
     closed_out,
     created_out,
@@ -25,41 +49,34 @@ from decisions.serializers import (
     wait_out,
 )
 from tracemem_core import safejson, waits
-from tracemem_core.validation import first_present
+from tracemem_site.openapi import query_parameters
 from tracemem_site.rest import ERROR_RESPONSES as _ERRORS
-from tracemem_site.rest import actor_from_request, body, query
+from tracemem_site.rest import actor_from_request, operation_input
 
 
 class DecisionCreateView(APIView):
-    class DecisionCreateInput(serializers.Serializer):
-        intent = serializers.CharField(help_text="dotted lowercase domain.entity.action, 2–8 segments")
-        automation_mode = serializers.ChoiceField(choices=AutomationMode.values)
-        actor = serializers.CharField(required=False)
-        instance = serializers.CharField(required=False)
-        version = serializers.CharField(required=False)
-        metadata = serializers.DictField(required=False, help_text="redacted before storage")
-
     @extend_schema(
-        operation_id="decision_create", request=DecisionCreateInput, responses={201: dict, **_ERRORS}
+        operation_id="decision_create", request=DecisionCreate, responses={201: DecisionCreated, **_ERRORS}
     )
     def post(self, request: Request) -> Response:
-        data = body(request, self.DecisionCreateInput)
+        args = operation_input(request, DecisionCreate)
         decision = services.decision_create(
             actor=actor_from_request(request),
-            intent=data.get("intent"),
-            automation_mode=data.get("automation_mode"),
-            decision_actor=data.get("actor"),
-            instance=data.get("instance"),
-            version=data.get("version"),
-            metadata=data.get("metadata"),
+            intent=args.intent,
+            automation_mode=args.automation_mode,
+            decision_actor=args.actor,
+            instance=args.instance,
+            version=args.version,
+            metadata=args.metadata,
         )
         return Response(created_out(decision), status=201)
 
 
 class DecisionGetView(APIView):
-    @extend_schema(operation_id="decision_get", responses={200: dict, **_ERRORS})
+    @extend_schema(operation_id="decision_get", responses={200: DecisionState, **_ERRORS})
     def get(self, request: Request, decision_id: str) -> Response:
-        return Response(decision_out(selectors.decision_for(actor_from_request(request), decision_id)))
+        args = operation_input(request, DecisionGet, path={"decision_id": decision_id})
+        return Response(decision_out(selectors.decision_for(actor_from_request(request), args.decision_id)))
 
 
 class DecisionWaitView(APIView):
@@ -70,22 +87,16 @@ class DecisionWaitView(APIView):
             "waiting for one), at most timeout_seconds; returns decision_get plus timed_out. "
             "With timed_out true, call again."
         ),
-        parameters=[
-            OpenApiParameter(
-                "timeout_seconds",
-                float,
-                description=f"0–{selectors.WAIT_MAX_SECONDS} (default {selectors.WAIT_DEFAULT_SECONDS})",
-            )
-        ],
-        responses={200: dict, **_ERRORS},
+        parameters=query_parameters(DecisionWait, path=("decision_id",)),
+        responses={200: WaitOut, **_ERRORS},
     )
     def get(self, request: Request, decision_id: str) -> Response:
-        params = query(request, ("timeout_seconds",))
+        args = operation_input(request, DecisionWait, path={"decision_id": decision_id})
         actor = actor_from_request(request)
         try:
             with waits.door_parks():
                 outcome = selectors.decision_wait(
-                    actor, decision_id, timeout_seconds=params.get("timeout_seconds")
+                    actor, args.decision_id, timeout_seconds=args.timeout_seconds
                 )
         except waits.ParkRequest:
             return Response(status=204)  # a placeholder: the front waits and replays this request
@@ -95,83 +106,52 @@ class DecisionWaitView(APIView):
 class DecisionTraceView(APIView):
     @extend_schema(
         operation_id="decision_trace",
-        parameters=[
-            OpenApiParameter("after_seq", int, description="return events after this seq (default 0)"),
-            OpenApiParameter(
-                "limit",
-                int,
-                description=f"events per page, 1–{selectors.TRACE_PAGE_MAX} (default {selectors.TRACE_PAGE_DEFAULT})",
-            ),
-        ],
-        responses={200: dict, **_ERRORS},
+        parameters=query_parameters(DecisionTrace, path=("decision_id",)),
+        responses={200: TracePage, **_ERRORS},
     )
     def get(self, request: Request, decision_id: str) -> Response:
-        params = query(request, ("after_seq", "limit"))
-        decision = selectors.decision_for(actor_from_request(request), decision_id)
-        page = selectors.trace_page_dicts(
-            decision, after_seq=params.get("after_seq"), limit=params.get("limit")
-        )
+        args = operation_input(request, DecisionTrace, path={"decision_id": decision_id})
+        decision = selectors.decision_for(actor_from_request(request), args.decision_id)
+        page = selectors.trace_page_dicts(decision, after_seq=args.after_seq, limit=args.limit)
         return Response(trace_page_out(decision, page))
 
 
 class DecisionContextView(APIView):
-    class DecisionContextInput(serializers.Serializer):
-        context = serializers.DictField(required=False, help_text="non-empty object; redacted before storage")
-        payload = serializers.DictField(required=False, help_text="alias of context")
-        summary = serializers.CharField(required=False)
-        contexts = serializers.ListField(
-            child=serializers.DictField(),
-            required=False,
-            max_length=services.CONTEXTS_MAX,
-            help_text=f"instead of context: 1 to {services.CONTEXTS_MAX} objects, recorded as that many "
-            "events in one call; the answer is then {events: [{event_id, seq, timestamp}]}",
-        )
-
     @extend_schema(
-        operation_id="decision_add_context", request=DecisionContextInput, responses={201: dict, **_ERRORS}
+        operation_id="decision_add_context", request=DecisionAddContext, responses={201: EventRef, **_ERRORS}
     )
     def post(self, request: Request, decision_id: str) -> Response:
-        data = body(request, self.DecisionContextInput)
-        if data.get("contexts") is not None:
+        args = operation_input(request, DecisionAddContext, path={"decision_id": decision_id})
+        if args.contexts is not None:
             events = services.decision_add_contexts(
                 actor=actor_from_request(request),
-                decision_id=decision_id,
-                contexts=data["contexts"],
-                context=first_present(data, "context", "payload"),
-                summary=data.get("summary"),
+                decision_id=args.decision_id,
+                contexts=args.contexts,
+                context=args.context,
+                summary=args.summary,
             )
             return Response(events_ref_out(events), status=201)
         event = services.decision_add_context(
             actor=actor_from_request(request),
-            decision_id=decision_id,
-            context=first_present(data, "context", "payload"),
-            summary=data.get("summary"),
+            decision_id=args.decision_id,
+            context=args.context,
+            summary=args.summary,
         )
         return Response(event_ref_out(event), status=201)
 
 
 class DecisionCloseView(APIView):
-    class DecisionCloseInput(serializers.Serializer):
-        action = serializers.ChoiceField(
-            choices=["commit", "abort", "rollback"], required=False, help_text="rollback = abort"
-        )
-        outcome = serializers.ChoiceField(
-            choices=["commit", "abort", "rollback"], required=False, help_text="alias of action"
-        )
-        summary = serializers.CharField(required=False)
-        reason = serializers.CharField(required=False)
-
     @extend_schema(
-        operation_id="decision_close", request=DecisionCloseInput, responses={200: dict, **_ERRORS}
+        operation_id="decision_close", request=DecisionClose, responses={200: DecisionClosed, **_ERRORS}
     )
     def post(self, request: Request, decision_id: str) -> Response:
-        data = body(request, self.DecisionCloseInput)
+        args = operation_input(request, DecisionClose, path={"decision_id": decision_id})
         decision = services.decision_close(
             actor=actor_from_request(request),
-            decision_id=decision_id,
-            action=first_present(data, "action", "outcome"),
-            summary=data.get("summary"),
-            reason=data.get("reason"),
+            decision_id=args.decision_id,
+            action=args.action,
+            summary=args.summary,
+            reason=args.reason,
         )
         return Response(closed_out(decision))
 
@@ -187,18 +167,21 @@ def _json_list(value: str) -> list[Any] | None:
 
 
 class DecisionReceiptView(APIView):
-    @extend_schema(operation_id="decision_receipt", responses={200: dict, **_ERRORS})
+    @extend_schema(operation_id="decision_receipt", responses={200: ReceiptOut, **_ERRORS})
     def get(self, request: Request, decision_id: str) -> Response:
-        return Response(receipts.decision_receipt(actor=actor_from_request(request), decision_id=decision_id))
+        args = operation_input(request, DecisionReceipt, path={"decision_id": decision_id})
+        return Response(
+            receipts.decision_receipt(actor=actor_from_request(request), decision_id=args.decision_id)
+        )
 
 
 class DecisionEvidenceView(APIView):
     # The owning agent (agent key), reviewers and auditors (browser session or personal token).
     # Agent-key authentication goes last: it answers 401 "missing" when there is no header at all,
     # which would otherwise end the chain before a browser session is looked at.
-    authentication_classes = [PersonalTokenAuthentication, SessionAuthentication, AgentKeyAuthentication]
+    authentication_classes = [PersonalTokenAuthentication, ActorSessionAuthentication, AgentKeyAuthentication]
 
-    @extend_schema(operation_id="decision_evidence", responses={200: dict, **_ERRORS})
+    @extend_schema(operation_id="decision_evidence", responses={200: EvidencePack, **_ERRORS})
     def get(self, request: Request, decision_id: str) -> Response:
         pack = evidence.evidence_pack(actor=actor_from_request(request), decision_id=decision_id)
         response = Response(pack)
@@ -235,66 +218,50 @@ class ReceiptKeysView(APIView):
 
 
 class RecordsView(APIView):
-    class DecisionRecordInput(serializers.Serializer):
-        title = serializers.CharField()
-        category = serializers.ChoiceField(choices=RecordCategory.values)
-        context = serializers.CharField()
-        decision = serializers.CharField()
-        rationale = serializers.CharField()
-        alternatives_considered = serializers.JSONField(required=False, help_text="string, array or object")
-        tags = serializers.ListField(child=serializers.CharField(), required=False)
-        constraints = serializers.JSONField(required=False)
-        consequences = serializers.JSONField(required=False)
-        supersedes = serializers.CharField(
-            required=False, help_text="decision_id of an earlier record of yours"
-        )
-
     @extend_schema(
-        operation_id="decision_record", request=DecisionRecordInput, responses={201: dict, **_ERRORS}
+        operation_id="decision_record", request=DecisionRecord, responses={201: RecordOut, **_ERRORS}
     )
     def post(self, request: Request) -> Response:
-        data = body(request, self.DecisionRecordInput)
+        args = operation_input(request, DecisionRecord)
         record = records.decision_record(
             actor=actor_from_request(request),
-            title=data.get("title"),
-            category=data.get("category"),
-            context=data.get("context"),
-            decision=data.get("decision"),
-            rationale=data.get("rationale"),
-            alternatives_considered=data.get("alternatives_considered"),
-            tags=data.get("tags"),
-            constraints=data.get("constraints"),
-            consequences=data.get("consequences"),
-            supersedes=data.get("supersedes"),
+            title=args.title,
+            category=args.category,
+            context=args.context,
+            decision=args.decision,
+            rationale=args.rationale,
+            alternatives_considered=args.alternatives_considered,
+            tags=args.tags,
+            constraints=args.constraints,
+            consequences=args.consequences,
+            supersedes=args.supersedes,
         )
         return Response(records.record_out(record), status=201)
 
     @extend_schema(
         operation_id="decision_search",
-        parameters=[
-            OpenApiParameter(
-                "query", str, description="words to find in title, context, decision, rationale, tags"
-            ),
-            OpenApiParameter("category", str, enum=RecordCategory.values),
-            OpenApiParameter("tags", str, description="comma-separated or repeated; all must match"),
-            OpenApiParameter("status", str, description="a decision status, or active / superseded"),
-            OpenApiParameter("limit", int, description="1–100, default 20"),
-        ],
-        responses={200: dict, **_ERRORS},
+        parameters=query_parameters(DecisionSearch),
+        responses={200: SearchOut, **_ERRORS},
     )
     def get(self, request: Request) -> Response:
         params = request.query_params
+        data: dict[str, Any] = {
+            name: value for name, value in params.items() if value != "" and name != "tags"
+        }
         tag_values: list[str] = []
         for value in params.getlist("tags"):
             # Comma-separated, repeated, or a JSON array (what generic clients send for a list).
             parsed = _json_list(value)
             tag_values.extend(parsed if parsed is not None else [t for t in value.split(",") if t.strip()])
+        if tag_values:
+            data["tags"] = tag_values
+        args = operation_input(request, DecisionSearch, data=data)
         found = records.decision_search(
             actor=actor_from_request(request),
-            query=params.get("query"),
-            category=params.get("category"),
-            tags=tag_values or None,
-            status=params.get("status"),
-            limit=params.get("limit"),
+            query=args.query,
+            category=args.category,
+            tags=args.tags,
+            status=args.status,
+            limit=args.limit,
         )
         return Response(records.search_out(found))

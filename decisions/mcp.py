@@ -1,13 +1,26 @@
-"""MCP door for the decision envelope tools (SPEC §3). Each tool: Actor → one service → same result as REST."""
+"""MCP door for the decision tools (docs/contract/tools.md): the envelope, and proof and memory (decision_receipt,
+decision_record, decision_search). Each tool: input model → Actor → one service → the same result
+as its REST twin in ``decisions/api.py``."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from mcp_server import MCPToolset
 from mcp_server.djangomcp import global_mcp_server
 
 from decisions import receipts, records, selectors, services
+from decisions.inputs import (
+    DecisionAddContext,
+    DecisionClose,
+    DecisionCreate,
+    DecisionGet,
+    DecisionReceipt,
+    DecisionRecord,
+    DecisionSearch,
+    DecisionTrace,
+    DecisionWait,
+)
 from decisions.serializers import (
     closed_out,
     created_out,
@@ -17,20 +30,11 @@ from decisions.serializers import (
     trace_page_out,
     wait_out,
 )
-from tracemem_core.validation import first_present
 from tracemem_site.mcp import mcp_actor
 
 
 class DecisionTools(MCPToolset):
-    def decision_create(
-        self,
-        intent: str,
-        automation_mode: Literal["propose", "approve", "override", "autonomous"],
-        actor: str | None = None,
-        instance: str | None = None,
-        version: str | None = None,
-        metadata: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
+    def decision_create(self, args: DecisionCreate) -> dict[str, Any]:
         """Open a decision envelope before you act. Every later call takes its decision_id.
 
         intent: what you are about to do, dotted lowercase `domain.entity.action`
@@ -46,23 +50,16 @@ class DecisionTools(MCPToolset):
         """
         decision = services.decision_create(
             actor=mcp_actor(self.request),
-            intent=intent,
-            automation_mode=automation_mode,
-            decision_actor=actor,
-            instance=instance,
-            version=version,
-            metadata=metadata,
+            intent=args.intent,
+            automation_mode=args.automation_mode,
+            decision_actor=args.actor,
+            instance=args.instance,
+            version=args.version,
+            metadata=args.metadata,
         )
         return created_out(decision)
 
-    def decision_add_context(
-        self,
-        decision_id: str,
-        context: dict[str, Any] | None = None,
-        summary: str | None = None,
-        payload: dict[str, Any] | None = None,
-        contexts: list[dict[str, Any]] | None = None,
-    ) -> dict[str, Any]:
+    def decision_add_context(self, args: DecisionAddContext) -> dict[str, Any]:
         """Record what you know and why you act, as often as the work goes on.
 
         context: a non-empty object (alias: payload), e.g. {"step": "...", "rationale": "..."}.
@@ -72,24 +69,24 @@ class DecisionTools(MCPToolset):
         contexts (instead of context): up to 100 objects recorded at once, in order, as that many
         events; returns {events: [{event_id, seq, timestamp}, ...]}.
         """
-        if contexts is not None:
+        if args.contexts is not None:
             events = services.decision_add_contexts(
                 actor=mcp_actor(self.request),
-                decision_id=decision_id,
-                contexts=contexts,
-                context=first_present({"context": context, "payload": payload}, "context", "payload"),
-                summary=summary,
+                decision_id=args.decision_id,
+                contexts=args.contexts,
+                context=args.context,
+                summary=args.summary,
             )
             return events_ref_out(events)
         event = services.decision_add_context(
             actor=mcp_actor(self.request),
-            decision_id=decision_id,
-            context=first_present({"context": context, "payload": payload}, "context", "payload"),
-            summary=summary,
+            decision_id=args.decision_id,
+            context=args.context,
+            summary=args.summary,
         )
         return event_ref_out(event)
 
-    def decision_get(self, decision_id: str) -> dict[str, Any]:
+    def decision_get(self, args: DecisionGet) -> dict[str, Any]:
         """Read a decision's current state.
 
         Returns status (open | needs_approval | approved | rejected | committed | aborted),
@@ -99,9 +96,9 @@ class DecisionTools(MCPToolset):
         approved, continue with your writes and decision_close(action="commit"); when rejected or
         expired, decision_close(action="abort").
         """
-        return decision_out(selectors.decision_for(mcp_actor(self.request), decision_id))
+        return decision_out(selectors.decision_for(mcp_actor(self.request), args.decision_id))
 
-    def decision_wait(self, decision_id: str, timeout_seconds: float | None = None) -> dict[str, Any]:
+    def decision_wait(self, args: DecisionWait) -> dict[str, Any]:
         """Wait for a human: returns as soon as the decision's approval is resolved, or after
         timeout_seconds (default 25, at most 50) with timed_out true. Use it instead of polling.
 
@@ -114,13 +111,11 @@ class DecisionTools(MCPToolset):
         """
         # Under the production server the MCP view lets it park (tracemem_site.mcp, docs/mcp.md).
         outcome = selectors.decision_wait(
-            mcp_actor(self.request), decision_id, timeout_seconds=timeout_seconds
+            mcp_actor(self.request), args.decision_id, timeout_seconds=args.timeout_seconds
         )
         return wait_out(outcome)
 
-    def decision_trace(
-        self, decision_id: str, after_seq: int | None = None, limit: int | None = None
-    ) -> dict[str, Any]:
+    def decision_trace(self, args: DecisionTrace) -> dict[str, Any]:
         """Read a decision with its hash-chained trace of events, one page at a time
         (decision_get plus events plus next_after_seq).
 
@@ -131,18 +126,11 @@ class DecisionTools(MCPToolset):
         Only your own decisions are visible ([not_found] otherwise).
         """
         actor = mcp_actor(self.request)
-        decision = selectors.decision_for(actor, decision_id)
-        page = selectors.trace_page_dicts(decision, after_seq=after_seq, limit=limit)
+        decision = selectors.decision_for(actor, args.decision_id)
+        page = selectors.trace_page_dicts(decision, after_seq=args.after_seq, limit=args.limit)
         return trace_page_out(decision, page)
 
-    def decision_close(
-        self,
-        decision_id: str,
-        action: Literal["commit", "abort", "rollback"] | None = None,
-        summary: str | None = None,
-        reason: str | None = None,
-        outcome: Literal["commit", "abort", "rollback"] | None = None,
-    ) -> dict[str, Any]:
+    def decision_close(self, args: DecisionClose) -> dict[str, Any]:
         """Finish a decision: action="commit" when the work is done, "abort" when you give up.
 
         (Alias: outcome; "rollback" means abort.) Commit is gated: it fails with
@@ -154,25 +142,16 @@ class DecisionTools(MCPToolset):
         """
         decision = services.decision_close(
             actor=mcp_actor(self.request),
-            decision_id=decision_id,
-            action=first_present({"action": action, "outcome": outcome}, "action", "outcome"),
-            summary=summary,
-            reason=reason,
+            decision_id=args.decision_id,
+            action=args.action,
+            summary=args.summary,
+            reason=args.reason,
         )
         return closed_out(decision)
 
 
-# The proof-and-memory tools (decision_receipt, decision_record, decision_search) are their own toolset;
-# importing it here is what registers it (django-mcp-server autodiscovers only <app>.mcp).
-
-
-Category = Literal[
-    "architecture", "dependency", "schema", "api_design", "infra", "tradeoff", "convention", "other"
-]
-
-
 class ProofTools(MCPToolset):
-    def decision_receipt(self, decision_id: str) -> dict[str, Any]:
+    def decision_receipt(self, args: DecisionReceipt) -> dict[str, Any]:
         """Get a signed receipt proving how one of your decisions ended and that its trace is unchanged.
 
         Call it after decision_close. Returns {decision_id, status, receipt_data: {decision_id, intent,
@@ -183,21 +162,9 @@ class ProofTools(MCPToolset):
         --trace trace.json`). Keep the receipt with your work's output. Fails with [invalid_state] while
         the decision is still open: close it first.
         """
-        return receipts.decision_receipt(actor=mcp_actor(self.request), decision_id=decision_id)
+        return receipts.decision_receipt(actor=mcp_actor(self.request), decision_id=args.decision_id)
 
-    def decision_record(
-        self,
-        title: str,
-        category: Category,
-        context: str,
-        decision: str,
-        rationale: str,
-        alternatives_considered: str | list[Any] | dict[str, Any] | None = None,
-        tags: list[str] | None = None,
-        constraints: str | list[Any] | dict[str, Any] | None = None,
-        consequences: str | list[Any] | dict[str, Any] | None = None,
-        supersedes: str | None = None,
-    ) -> dict[str, Any]:
+    def decision_record(self, args: DecisionRecord) -> dict[str, Any]:
         """Write down an engineering decision (ADR-style) so you and later sessions can find it again.
 
         Call it whenever you settle an architecture, dependency, schema, API design, infra,
@@ -212,27 +179,20 @@ class ProofTools(MCPToolset):
         """
         record = records.decision_record(
             actor=mcp_actor(self.request),
-            title=title,
-            category=category,
-            context=context,
-            decision=decision,
-            rationale=rationale,
-            alternatives_considered=alternatives_considered,
-            tags=tags,
-            constraints=constraints,
-            consequences=consequences,
-            supersedes=supersedes,
+            title=args.title,
+            category=args.category,
+            context=args.context,
+            decision=args.decision,
+            rationale=args.rationale,
+            alternatives_considered=args.alternatives_considered,
+            tags=args.tags,
+            constraints=args.constraints,
+            consequences=args.consequences,
+            supersedes=args.supersedes,
         )
         return records.record_out(record)
 
-    def decision_search(
-        self,
-        query: str | None = None,
-        category: Category | None = None,
-        tags: list[str] | str | None = None,
-        status: str | None = None,
-        limit: int | None = None,
-    ) -> dict[str, Any]:
+    def decision_search(self, args: DecisionSearch) -> dict[str, Any]:
         """Search your recorded engineering decisions before you decide something again.
 
         query: words to find in title, context, decision, rationale and tags (full-text, stemmed).
@@ -244,11 +204,11 @@ class ProofTools(MCPToolset):
         """
         found = records.decision_search(
             actor=mcp_actor(self.request),
-            query=query,
-            category=category,
-            tags=tags,
-            status=status,
-            limit=limit,
+            query=args.query,
+            category=args.category,
+            tags=args.tags,
+            status=args.status,
+            limit=args.limit,
         )
         return records.search_out(found)
 

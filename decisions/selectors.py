@@ -35,7 +35,7 @@ from tracemem_core.permissions import may_read
 from tracemem_core.timefmt import iso_z
 from tracemem_core.waits import Pending, wait_for
 
-# decision_trace pages (SPEC §12): without ``limit`` a page holds TRACE_PAGE_DEFAULT events, never more
+# decision_trace pages (docs/contract/interfaces.md): without ``limit`` a page holds TRACE_PAGE_DEFAULT events, never more
 # than TRACE_PAGE_MAX. Whole-chain readers (verifiers) walk pages of TRACE_PAGE_MAX.
 TRACE_PAGE_DEFAULT = 500
 TRACE_PAGE_MAX = 1000
@@ -98,7 +98,7 @@ def decision_for_update(actor: Actor, decision_id: str) -> Decision:
 
 
 def approval_outcome_fields(outcome: str, seq: int | None) -> dict[str, Any]:
-    """What resolving the pending approval with ``outcome`` does to the decision row (SPEC §5):
+    """What resolving the pending approval with ``outcome`` does to the decision row (docs/contract/states.md):
     granted → approved (``seq`` is the grant's event); rejected or expired → rejected (fail closed).
     ``note_approval_resolved`` writes these; :func:`decision_as_reported` shows them early."""
     if outcome == ApprovalStatus.APPROVED:
@@ -150,7 +150,7 @@ def register_pending_deadline(finder: PendingDeadline) -> None:
         _pending_deadlines.append(finder)
 
 
-# --- decision_wait (SPEC §12) ----------------------------------------------------------------
+# --- decision_wait (docs/contract/interfaces.md) ----------------------------------------------------------------
 
 WAIT_DEFAULT_SECONDS = 25
 # Under the 60 s tool-call timeout common MCP clients use, with room for the answer to travel.
@@ -210,7 +210,7 @@ def decision_wait_check(
 
 
 def decision_wait(actor: Actor, decision_id: str, *, timeout_seconds: Any) -> WaitOutcome:
-    """``decision_wait`` (SPEC §12): :func:`decision_wait_check` until it answers, woken by the
+    """``decision_wait`` (docs/contract/interfaces.md): :func:`decision_wait_check` until it answers, woken by the
     commit that changes the decision (``tracemem_core.waits``). Under the production server's front
     it raises ``waits.ParkRequest`` instead of blocking, when the door allows it."""
     return wait_for(

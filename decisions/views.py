@@ -7,7 +7,7 @@ from datetime import date
 
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
 
 from decisions import selectors
@@ -24,7 +24,7 @@ from decisions.selectors import (
     trace_page,
 )
 from decisions.serializers import trace_out
-from tracemem_core.errors import InvalidArgument, NotFound
+from tracemem_core.errors import InvalidArgument
 from tracemem_site.web import web_actor
 
 
@@ -71,10 +71,7 @@ def decision_list(request: HttpRequest) -> HttpResponse:
 
 
 def _decision_or_404(request: HttpRequest, decision_id: str) -> Decision:
-    try:
-        return decision_for(web_actor(request), decision_id)
-    except NotFound:
-        raise Http404("no such decision") from None
+    return decision_for(web_actor(request), decision_id)  # not_found: a 404 page
 
 
 @login_required

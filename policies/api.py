@@ -1,4 +1,4 @@
-"""REST door: ``decision_evaluate`` (agent key) and the policy admin API of SPEC §10 (by permission)."""
+"""REST door: ``decision_evaluate`` (agent key) and the policy admin API of docs/contract/admin.md (by permission)."""
 
 from __future__ import annotations
 
@@ -9,37 +9,39 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from policies import selectors
+from policies.inputs import DecisionEvaluate
 from policies.models import Outcome
+from policies.outputs import (
+    EvaluationOut,
+    PolicyDetail,
+    PolicyGrantList,
+    PolicyGrantOut,
+    PolicyList,
+    PolicyTestOut,
+    PolicyVersionOut,
+    ReplayReport,
+)
 from policies.serializers import grant_out, policy_detail_out, policy_summary_out, version_out
 from policies.services import authoring as policy_authoring
 from policies.services import console as policy_console
 from policies.services import evaluation as policy_evaluation
 from tracemem_core.errors import InvalidArgument
-from tracemem_core.validation import first_present
 from tracemem_site.rest import ERROR_RESPONSES as _ERRORS
-from tracemem_site.rest import HumanAPIView, actor_from_request, body
+from tracemem_site.rest import HumanAPIView, actor_from_request, body, operation_input
 
 
 class DecisionEvaluateView(APIView):
-    class DecisionEvaluateInput(serializers.Serializer):
-        policy_id = serializers.CharField(required=False, help_text="required (or its alias policy)")
-        policy = serializers.CharField(required=False, help_text="alias of policy_id")
-        inputs = serializers.DictField(required=False, help_text="exactly one of inputs / inputs_ref")
-        inputs_ref = serializers.CharField(
-            required=False, help_text="event_id of an earlier read of this decision"
-        )
-
     @extend_schema(
-        operation_id="decision_evaluate", request=DecisionEvaluateInput, responses={200: dict, **_ERRORS}
+        operation_id="decision_evaluate", request=DecisionEvaluate, responses={200: EvaluationOut, **_ERRORS}
     )
     def post(self, request: Request, decision_id: str) -> Response:
-        data = body(request, self.DecisionEvaluateInput)
+        args = operation_input(request, DecisionEvaluate, path={"decision_id": decision_id})
         result = policy_evaluation.decision_evaluate(
             actor=actor_from_request(request),
-            decision_id=decision_id,
-            policy_id=first_present(data, "policy_id", "policy"),
-            inputs=data.get("inputs"),
-            inputs_ref=data.get("inputs_ref"),
+            decision_id=args.decision_id,
+            policy_id=args.policy_id,
+            inputs=args.inputs,
+            inputs_ref=args.inputs_ref,
         )
         return Response(result)
 
@@ -69,13 +71,15 @@ class PolicyCreateInput(PolicyDefinitionInput):
 
 
 class AdminPolicyListView(HumanAPIView):
-    @extend_schema(operation_id="admin_policies_list", responses={200: dict, **_ERRORS})
+    @extend_schema(operation_id="admin_policies_list", responses={200: PolicyList, **_ERRORS})
     def get(self, request: Request) -> Response:
         selectors.ensure_policy_reader(actor_from_request(request))
         return Response({"policies": [policy_summary_out(p) for p in selectors.policies_all()]})
 
     @extend_schema(
-        operation_id="admin_policies_create", request=PolicyCreateInput, responses={201: dict, **_ERRORS}
+        operation_id="admin_policies_create",
+        request=PolicyCreateInput,
+        responses={201: PolicyVersionOut, **_ERRORS},
     )
     def post(self, request: Request) -> Response:
         data = body(request)
@@ -88,7 +92,7 @@ class AdminPolicyListView(HumanAPIView):
 
 
 class AdminPolicyDetailView(HumanAPIView):
-    @extend_schema(operation_id="admin_policies_get", responses={200: dict, **_ERRORS})
+    @extend_schema(operation_id="admin_policies_get", responses={200: PolicyDetail, **_ERRORS})
     def get(self, request: Request, policy_id: str) -> Response:
         selectors.ensure_policy_reader(actor_from_request(request))
         policy = selectors.policy_by_id(policy_id)
@@ -103,7 +107,7 @@ class AdminPolicyDraftView(HumanAPIView):
     @extend_schema(
         operation_id="admin_policies_draft_save",
         request=PolicyDefinitionInput,
-        responses={200: dict, **_ERRORS},
+        responses={200: PolicyVersionOut, **_ERRORS},
     )
     def put(self, request: Request, policy_id: str) -> Response:
         pv = policy_authoring.policy_draft_save(
@@ -113,14 +117,18 @@ class AdminPolicyDraftView(HumanAPIView):
 
 
 class AdminPolicyPublishView(HumanAPIView):
-    @extend_schema(operation_id="admin_policies_publish", request=None, responses={200: dict, **_ERRORS})
+    @extend_schema(
+        operation_id="admin_policies_publish", request=None, responses={200: PolicyVersionOut, **_ERRORS}
+    )
     def post(self, request: Request, policy_id: str) -> Response:
         pv = policy_authoring.policy_publish(actor=actor_from_request(request), policy_id=policy_id)
         return Response(version_out(pv))
 
 
 class AdminPolicyRetireView(HumanAPIView):
-    @extend_schema(operation_id="admin_policies_retire", request=None, responses={200: dict, **_ERRORS})
+    @extend_schema(
+        operation_id="admin_policies_retire", request=None, responses={200: PolicyVersionOut, **_ERRORS}
+    )
     def post(self, request: Request, policy_id: str) -> Response:
         pv = policy_authoring.policy_retire(actor=actor_from_request(request), policy_id=policy_id)
         return Response(version_out(pv))
@@ -135,7 +143,7 @@ class AdminPolicyTestView(HumanAPIView):
         )
 
     @extend_schema(
-        operation_id="admin_policies_test", request=PolicyTestInput, responses={200: dict, **_ERRORS}
+        operation_id="admin_policies_test", request=PolicyTestInput, responses={200: PolicyTestOut, **_ERRORS}
     )
     def post(self, request: Request, policy_id: str) -> Response:
         data = body(request)
@@ -157,7 +165,9 @@ class AdminPolicyReplayView(HumanAPIView):
         limit = serializers.IntegerField(required=False, default=50, help_text="last N evaluations (1-1000)")
 
     @extend_schema(
-        operation_id="admin_policies_replay", request=PolicyReplayInput, responses={200: dict, **_ERRORS}
+        operation_id="admin_policies_replay",
+        request=PolicyReplayInput,
+        responses={200: ReplayReport, **_ERRORS},
     )
     def post(self, request: Request, policy_id: str) -> Response:
         data = body(request)
@@ -171,7 +181,7 @@ class AdminPolicyGrantsView(HumanAPIView):
     class PolicyGrantInput(serializers.Serializer):
         agent_id = serializers.CharField(help_text="agent_... id or agent name")
 
-    @extend_schema(operation_id="admin_policies_grants_list", responses={200: dict, **_ERRORS})
+    @extend_schema(operation_id="admin_policies_grants_list", responses={200: PolicyGrantList, **_ERRORS})
     def get(self, request: Request, policy_id: str) -> Response:
         selectors.ensure_policy_reader(actor_from_request(request))
         selectors.policy_by_id(policy_id)
@@ -180,7 +190,7 @@ class AdminPolicyGrantsView(HumanAPIView):
     @extend_schema(
         operation_id="admin_policies_grants_create",
         request=PolicyGrantInput,
-        responses={201: dict, **_ERRORS},
+        responses={201: PolicyGrantOut, **_ERRORS},
     )
     def post(self, request: Request, policy_id: str) -> Response:
         grant = policy_authoring.policy_grant(

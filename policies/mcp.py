@@ -1,4 +1,4 @@
-"""MCP door for ``decision_evaluate`` (SPEC §3): Actor → one service → the same result as REST."""
+"""MCP door for ``decision_evaluate`` (docs/contract/tools.md): Actor → one service → the same result as REST."""
 
 from __future__ import annotations
 
@@ -6,20 +6,13 @@ from typing import Any
 
 from mcp_server import MCPToolset
 
+from policies.inputs import DecisionEvaluate
 from policies.services import evaluation as policy_evaluation
-from tracemem_core.validation import first_present
 from tracemem_site.mcp import mcp_actor
 
 
 class PolicyTools(MCPToolset):
-    def decision_evaluate(
-        self,
-        decision_id: str,
-        policy_id: str | None = None,
-        inputs: dict[str, Any] | None = None,
-        inputs_ref: str | None = None,
-        policy: str | None = None,
-    ) -> dict[str, Any]:
+    def decision_evaluate(self, args: DecisionEvaluate) -> dict[str, Any]:
         """Ask a policy whether the action you are about to take is allowed. Call it before acting.
 
         policy_id (alias: policy): one of the policies capabilities_get lists for you.
@@ -40,8 +33,8 @@ class PolicyTools(MCPToolset):
         """
         return policy_evaluation.decision_evaluate(
             actor=mcp_actor(self.request),
-            decision_id=decision_id,
-            policy_id=first_present({"policy_id": policy_id, "policy": policy}, "policy_id", "policy"),
-            inputs=inputs,
-            inputs_ref=inputs_ref,
+            decision_id=args.decision_id,
+            policy_id=args.policy_id,
+            inputs=args.inputs,
+            inputs_ref=args.inputs_ref,
         )

@@ -1,17 +1,29 @@
-"""REST door for data products (SPEC §4) and their admin API (SPEC §10).
+"""REST door for data products (docs/contract/errors.md) and their admin API (docs/contract/admin.md).
 
 Each view: shape-check → Actor → one service (or selector) → render the shared result shape.
 """
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from products import selectors
+from products.inputs import DecisionRead, DecisionWrite, ProductGet, ProductsList
+from products.outputs import (
+    DataSourceList,
+    DataSourceOut,
+    ProductAdminList,
+    ProductAdminOut,
+    ProductGrantOut,
+    ProductOut,
+    ProductsListOut,
+    ReadOut,
+    WriteOut,
+)
 from products.serializers import (
     data_source_out,
     grant_out,
@@ -23,85 +35,65 @@ from products.services import definitions as product_definitions
 from products.services import reads as product_reads
 from products.services import sources as product_sources
 from products.services import writes as product_writes
+from tracemem_site.openapi import query_parameters
 from tracemem_site.rest import ERROR_RESPONSES as _ERRORS
-from tracemem_site.rest import HumanAPIView, actor_from_request, body
+from tracemem_site.rest import HumanAPIView, actor_from_request, body, operation_input
 
 
 class ProductsListView(APIView):
     @extend_schema(
         operation_id="products_list",
-        parameters=[OpenApiParameter("purpose", str, required=False)],
-        responses={200: dict, **_ERRORS},
+        parameters=query_parameters(ProductsList),
+        responses={200: ProductsListOut, **_ERRORS},
     )
     def get(self, request: Request) -> Response:
-        items = selectors.products_for_agent(
-            actor_from_request(request), purpose=request.query_params.get("purpose") or None
-        )
+        args = operation_input(request, ProductsList)
+        items = selectors.products_for_agent(actor_from_request(request), purpose=args.purpose)
         return Response(products_list_out(items))
 
 
 class ProductGetView(APIView):
-    @extend_schema(operation_id="product_get", responses={200: dict, **_ERRORS})
+    @extend_schema(operation_id="product_get", responses={200: ProductOut, **_ERRORS})
     def get(self, request: Request, product: str) -> Response:
-        found, grant = selectors.product_for_agent(actor_from_request(request), product)
+        args = operation_input(request, ProductGet, path={"product": product})
+        found, grant = selectors.product_for_agent(actor_from_request(request), args.product)
         return Response(product_out(found, grant))
 
 
 class DecisionReadView(APIView):
-    class DecisionReadInput(serializers.Serializer):
-        product = serializers.CharField(help_text="product_id from products_list")
-        purpose = serializers.CharField(help_text="one of the product's allowed_purposes")
-        query = serializers.DictField(required=False, help_text="exposed field → value, equality, ANDed")
-        allow_multiple = serializers.BooleanField(required=False, default=False)
-        result_mode = serializers.ChoiceField(
-            choices=["single", "multiple"], required=False, help_text="alias"
-        )
-
-    @extend_schema(operation_id="decision_read", request=DecisionReadInput, responses={200: dict, **_ERRORS})
+    @extend_schema(operation_id="decision_read", request=DecisionRead, responses={200: ReadOut, **_ERRORS})
     def post(self, request: Request, decision_id: str) -> Response:
-        data = body(request, self.DecisionReadInput)
+        args = operation_input(request, DecisionRead, path={"decision_id": decision_id})
         result = product_reads.decision_read(
             actor=actor_from_request(request),
-            decision_id=decision_id,
-            product=data.get("product"),
-            purpose=data.get("purpose"),
-            query=data.get("query"),
-            allow_multiple=data.get("allow_multiple"),
-            result_mode=data.get("result_mode"),
+            decision_id=args.decision_id,
+            product=args.product,
+            purpose=args.purpose,
+            query=args.query,
+            allow_multiple=args.allow_multiple,
         )
         return Response(result)
 
 
 class DecisionWriteView(APIView):
-    class DecisionWriteInput(serializers.Serializer):
-        product = serializers.CharField()
-        purpose = serializers.CharField()
-        operation = serializers.ChoiceField(choices=["insert", "update", "delete"], required=False)
-        keys = serializers.JSONField(required=False, help_text="object of key → value, or array of key names")
-        mutation = serializers.DictField(help_text="{records:[..]} | {data:{..}} | {fields:{..}}")
-        idempotency_key = serializers.CharField(required=False)
-        return_created = serializers.BooleanField(required=False, default=False)
-
-    @extend_schema(
-        operation_id="decision_write", request=DecisionWriteInput, responses={200: dict, **_ERRORS}
-    )
+    @extend_schema(operation_id="decision_write", request=DecisionWrite, responses={200: WriteOut, **_ERRORS})
     def post(self, request: Request, decision_id: str) -> Response:
-        data = body(request, self.DecisionWriteInput)
+        args = operation_input(request, DecisionWrite, path={"decision_id": decision_id})
         result = product_writes.decision_write(
             actor=actor_from_request(request),
-            decision_id=decision_id,
-            product=data.get("product"),
-            purpose=data.get("purpose"),
-            operation=data.get("operation"),
-            keys=data.get("keys"),
-            mutation=data.get("mutation"),
-            idempotency_key=data.get("idempotency_key"),
-            return_created=data.get("return_created", False),
+            decision_id=args.decision_id,
+            product=args.product,
+            purpose=args.purpose,
+            operation=args.operation,
+            keys=args.keys,
+            mutation=args.mutation,
+            idempotency_key=args.idempotency_key,
+            return_created=args.return_created,
         )
         return Response(result)
 
 
-# --- admin API (SPEC §10): session or personal token; permissions in docs/security.md--------------------------------
+# --- admin API (docs/contract/admin.md): session or personal token; permissions in docs/security.md--------------------------------
 
 
 class AdminDataSourcesView(HumanAPIView):
@@ -112,7 +104,7 @@ class AdminDataSourcesView(HumanAPIView):
             help_text="PostgreSQL DSN; write-only, stored encrypted, never shown again"
         )
 
-    @extend_schema(operation_id="admin_data_sources_list", responses={200: dict, **_ERRORS})
+    @extend_schema(operation_id="admin_data_sources_list", responses={200: DataSourceList, **_ERRORS})
     def get(self, request: Request) -> Response:
         sources = selectors.data_sources_for_admin(actor_from_request(request))
         return Response({"data_sources": [data_source_out(s) for s in sources]})
@@ -120,7 +112,7 @@ class AdminDataSourcesView(HumanAPIView):
     @extend_schema(
         operation_id="admin_data_sources_create",
         request=AdminDataSourceInput,
-        responses={201: dict, **_ERRORS},
+        responses={201: DataSourceOut, **_ERRORS},
     )
     def post(self, request: Request) -> Response:
         data = body(request)
@@ -150,13 +142,15 @@ class AdminProductsView(HumanAPIView):
         requires_approval = serializers.BooleanField(required=False)
         example_queries = serializers.ListField(child=serializers.DictField(), required=False)
 
-    @extend_schema(operation_id="admin_products_list", responses={200: dict, **_ERRORS})
+    @extend_schema(operation_id="admin_products_list", responses={200: ProductAdminList, **_ERRORS})
     def get(self, request: Request) -> Response:
         products = selectors.products_for_admin(actor_from_request(request))
         return Response({"products": [product_admin_out(p) for p in products]})
 
     @extend_schema(
-        operation_id="admin_products_create", request=AdminProductInput, responses={201: dict, **_ERRORS}
+        operation_id="admin_products_create",
+        request=AdminProductInput,
+        responses={201: ProductAdminOut, **_ERRORS},
     )
     def post(self, request: Request) -> Response:
         data = dict(body(request))
@@ -168,13 +162,15 @@ class AdminProductsView(HumanAPIView):
 
 
 class AdminProductView(HumanAPIView):
-    @extend_schema(operation_id="admin_product_get", responses={200: dict, **_ERRORS})
+    @extend_schema(operation_id="admin_product_get", responses={200: ProductAdminOut, **_ERRORS})
     def get(self, request: Request, product_id: str) -> Response:
         return Response(
             product_admin_out(selectors.product_for_admin(actor_from_request(request), product_id))
         )
 
-    @extend_schema(operation_id="admin_product_update", request=dict, responses={200: dict, **_ERRORS})
+    @extend_schema(
+        operation_id="admin_product_update", request=dict, responses={200: ProductAdminOut, **_ERRORS}
+    )
     def patch(self, request: Request, product_id: str) -> Response:
         product = product_definitions.product_update(
             actor=actor_from_request(request), product_id=product_id, changes=dict(body(request))
@@ -183,7 +179,9 @@ class AdminProductView(HumanAPIView):
 
 
 class AdminProductPublishView(HumanAPIView):
-    @extend_schema(operation_id="admin_product_publish", request=None, responses={200: dict, **_ERRORS})
+    @extend_schema(
+        operation_id="admin_product_publish", request=None, responses={200: ProductAdminOut, **_ERRORS}
+    )
     def post(self, request: Request, product_id: str) -> Response:
         product = product_definitions.product_publish(
             actor=actor_from_request(request), product_id=product_id
@@ -197,7 +195,9 @@ class AdminProductGrantView(HumanAPIView):
         permissions = serializers.ListField(child=serializers.CharField(), required=False)
 
     @extend_schema(
-        operation_id="admin_product_grant", request=AdminProductGrantInput, responses={201: dict, **_ERRORS}
+        operation_id="admin_product_grant",
+        request=AdminProductGrantInput,
+        responses={201: ProductGrantOut, **_ERRORS},
     )
     def post(self, request: Request, product_id: str) -> Response:
         data = body(request)

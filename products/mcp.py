@@ -1,4 +1,4 @@
-"""MCP door for the data tools (SPEC §3). Each tool: Actor → one service → same result as REST."""
+"""MCP door for the data tools (docs/contract/tools.md). Each tool: Actor → one service → same result as REST."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 from mcp_server import MCPToolset
 
 from products import selectors
+from products.inputs import DecisionRead, DecisionWrite, ProductGet, ProductsList
 from products.serializers import product_out, products_list_out
 from products.services import reads as product_reads
 from products.services import writes as product_writes
@@ -14,16 +15,16 @@ from tracemem_site.mcp import mcp_actor
 
 
 class ProductTools(MCPToolset):
-    def products_list(self, purpose: str | None = None) -> dict[str, Any]:
+    def products_list(self, args: ProductsList) -> dict[str, Any]:
         """List the data products you may use (optionally only those allowing `purpose`).
 
         Agents never touch business data directly: every read and write goes through a product.
         Returns {products: [{product_id, name, description, permissions, purposes}]}. Next: call
         product_get for a product's fields, then decision_read / decision_write inside a decision.
         """
-        return products_list_out(selectors.products_for_agent(mcp_actor(self.request), purpose=purpose))
+        return products_list_out(selectors.products_for_agent(mcp_actor(self.request), purpose=args.purpose))
 
-    def product_get(self, product: str | None = None, name: str | None = None) -> dict[str, Any]:
+    def product_get(self, args: ProductGet) -> dict[str, Any]:
         """Describe one data product (alias argument: name): its operation, allowed purposes,
         fields (schema: name, type, primary_key, nullable, writable, required), key_fields and
         restrictions (max_rows, result_modes, required_fields).
@@ -31,20 +32,10 @@ class ProductTools(MCPToolset):
         Use the exact field names it lists in decision_read queries and decision_write mutations.
         [not_found] means the product does not exist or is not granted to you: call products_list.
         """
-        found, grant = selectors.product_for_agent(mcp_actor(self.request), product or name)
+        found, grant = selectors.product_for_agent(mcp_actor(self.request), args.product)
         return product_out(found, grant)
 
-    def decision_read(
-        self,
-        decision_id: str,
-        product: str,
-        purpose: str,
-        # Typed Any on purpose: the service checks these (as for REST), so both doors refuse e.g.
-        # allow_multiple="yes" with the same invalid_argument; pydantic's lax mode would accept it.
-        query: Any = None,
-        allow_multiple: Any = None,
-        result_mode: Any = None,
-    ) -> dict[str, Any]:
+    def decision_read(self, args: DecisionRead) -> dict[str, Any]:
         """Read records through a read product, inside an open decision.
 
         purpose: one of the product's allowed_purposes ([purpose_not_allowed] otherwise).
@@ -56,26 +47,14 @@ class ProductTools(MCPToolset):
         """
         return product_reads.decision_read(
             actor=mcp_actor(self.request),
-            decision_id=decision_id,
-            product=product,
-            purpose=purpose,
-            query=query,
-            allow_multiple=allow_multiple,
-            result_mode=result_mode,
+            decision_id=args.decision_id,
+            product=args.product,
+            purpose=args.purpose,
+            query=args.query,
+            allow_multiple=args.allow_multiple,
         )
 
-    def decision_write(
-        self,
-        decision_id: str,
-        product: str,
-        purpose: str,
-        # Any: validated by the service, exactly as for REST (see decision_read).
-        mutation: Any = None,
-        operation: Any = None,
-        keys: Any = None,
-        idempotency_key: Any = None,
-        return_created: Any = False,
-    ) -> dict[str, Any]:
+    def decision_write(self, args: DecisionWrite) -> dict[str, Any]:
         """Insert, update or delete through a write product, inside a decision. Executes immediately
         in one transaction.
 
@@ -92,12 +71,12 @@ class ProductTools(MCPToolset):
         """
         return product_writes.decision_write(
             actor=mcp_actor(self.request),
-            decision_id=decision_id,
-            product=product,
-            purpose=purpose,
-            mutation=mutation,
-            operation=operation,
-            keys=keys,
-            idempotency_key=idempotency_key,
-            return_created=return_created,
+            decision_id=args.decision_id,
+            product=args.product,
+            purpose=args.purpose,
+            mutation=args.mutation,
+            operation=args.operation,
+            keys=args.keys,
+            idempotency_key=args.idempotency_key,
+            return_created=args.return_created,
         )

@@ -13,7 +13,7 @@ MISSING: Any = object()
 
 
 def first_present(arguments: dict[str, Any], name: str, *aliases: str) -> Any:
-    """The argument ``name``, else the compatibility alias the caller sent (SPEC §3 italics).
+    """The argument ``name``, else the compatibility alias the caller sent (docs/contract/tools.md italics).
 
     Sending a name and its alias with different values is refused: silently keeping one of them
     would drop what the caller meant by the other.
@@ -38,7 +38,7 @@ def required(value: Any, field: str) -> Any:
 def string(value: Any, field: str, *, max_length: int = 200, allow_empty: bool = False) -> str:
     required(value, field)
     if not isinstance(value, str):
-        raise InvalidArgument(f"{field} must be a string, got {type(value).__name__}", field=field)
+        raise InvalidArgument(f"{field} must be a string, got {_json_type(value)}", field=field)
     storable(value, field)
     if not allow_empty and not value.strip():
         raise InvalidArgument(f"{field} must not be empty", field=field)

@@ -1,4 +1,4 @@
-"""REST plumbing: the one place errors become HTTP (SPEC §4), the error body's schema, the actor."""
+"""REST plumbing: the one place errors become HTTP (docs/contract/errors.md), the error body's schema, the actor."""
 
 from __future__ import annotations
 
@@ -11,23 +11,23 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import Http404
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import exceptions, serializers
-from rest_framework.authentication import SessionAuthentication
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agents.auth import DomainAuthenticationFailed, PersonalTokenAuthentication
-from agents.models import Agent
+from agents.auth import ActorSessionAuthentication, DomainAuthenticationFailed, PersonalTokenAuthentication
 from tracemem_core.actor import Actor
 from tracemem_core.errors import DomainError, InvalidArgument
+from tracemem_core.inputs import InputT, parse
 from tracemem_core.outage import database_outage
 from tracemem_core.requestid import current_request_id
+from tracemem_site import openapi  # noqa: F401  (registers the input models' OpenAPI extension)
 from tracemem_site.parsers import BodyTooDeep, PayloadTooLarge
 
 logger = logging.getLogger(__name__)
 
 
-# The SPEC §4 error body, documented once for every endpoint of the OpenAPI schema.
+# The docs/contract/errors.md error body, documented once for every endpoint of the OpenAPI schema.
 _ERROR_BODY = inline_serializer(
     "ErrorBody",
     fields={
@@ -144,48 +144,50 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
 
 
 def actor_from_request(request: Request) -> Actor:
-    """The Actor for an authenticated DRF request (agent key, session or personal token)."""
-    principal = request.user
-    if isinstance(principal, Agent):
-        return Actor.for_agent(principal)
-    if principal is not None and getattr(principal, "is_authenticated", False):
-        return Actor.for_user(principal)
+    """The Actor the authentication class put on the request (agent key, session, personal token
+    or webhook credential: ``agents.auth``, ``approvals.auth``)."""
+    actor = request.auth
+    if isinstance(actor, Actor):
+        return actor
     raise exceptions.NotAuthenticated()
 
 
-def body(request: Request, accepts: type[serializers.Serializer] | None = None) -> dict[str, Any]:
-    """The request body as an object, or a clear invalid_argument.
-
-    With ``accepts`` (the operation's documented input serializer, aliases included), a field the
-    operation does not take is refused rather than silently dropped: a typo such as ``supersede``
-    for ``supersedes`` would otherwise lose what the caller meant. The MCP door does the same.
-    """
+def body(request: Request) -> dict[str, Any]:
+    """The request body as an object, or a clear invalid_argument (``operation_input`` checks fields)."""
     data = request.data
     if not isinstance(data, dict):
         raise exceptions.ParseError("request body must be a JSON object")
-    if accepts is not None:
-        allowed = sorted(accepts().fields)
-        unknown = sorted(name for name in data if name not in allowed)
-        if unknown:
-            raise InvalidArgument(
-                f"this operation does not take the field {unknown[0]!r}; allowed: {', '.join(allowed)}",
-                field=unknown[0],
-                details={"allowed": allowed},
-            )
     return data
 
 
-def query(request: Request, accepts: tuple[str, ...]) -> dict[str, str]:
-    """The query parameters of a GET operation; one it does not take is refused, like ``body``."""
-    params = request.query_params
-    unknown = sorted(name for name in params if name not in accepts)
-    if unknown:
-        raise InvalidArgument(
-            f"this operation does not take the parameter {unknown[0]!r}; allowed: {', '.join(accepts)}",
-            field=unknown[0],
-            details={"allowed": list(accepts)},
-        )
-    return {name: params[name] for name in accepts if name in params}
+def operation_input(
+    request: Request,
+    model: type[InputT],
+    *,
+    path: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
+) -> InputT:
+    """The operation's input from the request, checked by its model (the MCP door uses the same).
+
+    A GET reads the query string (a parameter sent empty counts as not sent), anything else the
+    JSON body; ``path`` adds the URL's parameters (sending one of them in the body or query is
+    refused); ``data`` replaces what is read (for a view that must unpack a parameter first).
+    """
+    path = path or {}
+    if data is None:
+        if request.method in ("GET", "HEAD"):
+            data = {name: value for name, value in request.query_params.items() if value != ""}
+        else:
+            data = body(request)
+    where = "query string" if request.method in ("GET", "HEAD") else "body"
+    for name in data:
+        if name in path:
+            raise InvalidArgument(
+                f"{name} is given in the URL path, not in the {where}",
+                field=name,
+                details={"allowed": model.allowed()},
+            )
+    return parse(model, {**data, **path})
 
 
 class HumanAPIView(APIView):
@@ -195,4 +197,4 @@ class HumanAPIView(APIView):
     by the service or selector, as everywhere else.
     """
 
-    authentication_classes = [SessionAuthentication, PersonalTokenAuthentication]
+    authentication_classes = [ActorSessionAuthentication, PersonalTokenAuthentication]

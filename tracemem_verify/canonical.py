@@ -15,7 +15,7 @@ JSON values a trace holds, except in three places, which :func:`canonical_json` 
   ``CanonicalizationError`` as before.
 
 Strings are escaped identically by both (``\\"``, ``\\\\``, ``\\b\\t\\n\\f\\r``, ``\\u00xx`` for the
-other controls, everything else as UTF-8). tests/test_perf_canonical.py checks equality with
+other controls, everything else as UTF-8). tests/verify/test_canonical_fast.py checks equality with
 ``rfc8785.dumps`` on generated values (hypothesis) and on the edge cases above. Without orjson
 installed (an auditor's bare Python) this is ``rfc8785.dumps``.
 """

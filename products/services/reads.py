@@ -1,4 +1,4 @@
-"""``decision_read``: the agent's reads of business data (SPEC §3, §8), and the re-read behind
+"""``decision_read``: the agent's reads of business data (docs/contract/tools.md, docs/contract/data-products.md), and the re-read behind
 ``decision_evaluate``'s ``inputs_ref``.
 
 Each call locks the decision, checks grant and purpose, evaluates the product's attached policies
@@ -17,6 +17,7 @@ from decisions.services import decision_lock, ensure_not_terminal, trace_append
 from policies.services.evaluation import fail_closed
 from products.engine import open_runner
 from products.fields import coerce, render
+from products.inputs import read_multiple
 from products.models import (
     DataProduct,
     Operation,
@@ -79,7 +80,7 @@ def decision_read(
     allow_multiple: Any = None,
     result_mode: Any = None,
 ) -> dict[str, Any]:
-    """Read records of a read product inside a decision (SPEC §3 ``decision_read``).
+    """Read records of a read product inside a decision (docs/contract/tools.md ``decision_read``).
 
     Returns ``{event_id, product, data_ref, records, summary: {rows, fields}}``; the trace keeps the
     query, ``data_ref`` and summary, never the records.
@@ -110,8 +111,10 @@ def _decision_read(
     result_mode: Any,
 ) -> dict[str, Any] | DomainError:
     product, clean_purpose = _resolve(actor, product_ref, purpose, (Operation.READ,))
-    if allow_multiple is None and result_mode is not None:
-        allow_multiple = v.choice(result_mode, "result_mode", RESULT_MODES) == "multiple"
+    if result_mode is not None:
+        v.choice(result_mode, "result_mode", RESULT_MODES)
+        if isinstance(allow_multiple, bool | None):
+            allow_multiple = read_multiple(allow_multiple, result_mode)
     if allow_multiple is None:
         allow_multiple = False
     if not isinstance(allow_multiple, bool):
@@ -177,7 +180,7 @@ def _decision_read(
                 "result_mode": mode,
                 "data_ref": data_ref,
                 "summary": summary,
-                # Not the records (SPEC §3), but enough to tell whether a later re-read of them
+                # Not the records (docs/contract/tools.md), but enough to tell whether a later re-read of them
                 # (decision_evaluate inputs_ref) returns exactly what the agent saw.
                 "records_digest": crypto.keyed_digest(records),
                 **_policies_payload(outcomes),
