@@ -9,7 +9,7 @@ import pytest
 from django.test import Client
 
 from tests.conftest import AgentClient
-from tests.test_log_server import (
+from tests.receiptlog.test_server import (
     checkpoint_now,
     close_decision,
     log_settings,  # noqa: F401 - autouse fixture
