@@ -40,9 +40,11 @@ def checkpoint_files(directory: str | Path | None) -> list[Path]:
     return sorted(p for p in Path(directory).iterdir() if p.is_file() and not p.name.startswith("."))
 
 
-def log_verify(*, files: Iterable[Path] = ()) -> LogReport:
+def log_verify(*, files: Iterable[Path] = (), keys: list[dict[str, object]] | None = None) -> LogReport:
+    """``keys``: a keys document kept off the database (``--keys``); by default the published keys,
+    which are rows of the database itself, so a superuser can add one (docs/receipts.md)."""
     report = LogReport()
-    keys = receipt_keys_published()
+    keys = receipt_keys_published() if keys is None else keys
     tree = merkle.MemoryTree()
     for leaf in LogLeaf.objects.select_related("receipt").order_by("leaf_index").iterator(chunk_size=2000):
         index = tree.size

@@ -40,8 +40,11 @@ from tracemem_verify.receipt import sign_receipt_data
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def rewrite_history(api: AgentClient, decision_id: str, *, stolen_key: Any = None) -> None:
-    """What the attacker does, as the PostgreSQL superuser with TraceMem's triggers switched off."""
+def rewrite_history(
+    api: AgentClient, decision_id: str, *, stolen_key: Any = None, key_id: str | None = None
+) -> None:
+    """What the attacker does, as the PostgreSQL superuser with TraceMem's triggers switched off
+    (``key_id``: the receipt now names that key, one the attacker published in the database)."""
     events = api.get(f"/api/v1/decisions/{decision_id}/trace").json()["events"]
     receipt = api.get(f"/api/v1/decisions/{decision_id}/receipt").json()
     context = next(e for e in events if e["type"] == "context")
@@ -65,12 +68,13 @@ def rewrite_history(api: AgentClient, decision_id: str, *, stolen_key: Any = Non
     )
     data = {**receipt["receipt_data"], "trace_head": prev}
     signature = receipt["signature"] if stolen_key is None else sign_receipt_data(stolen_key, data)
+    key_id = key_id or receipt["key_id"]
     statements.append(
-        f"UPDATE decisions_receipt SET receipt_data = '{json.dumps(data)}'::jsonb, signature = '{signature}' "
-        f"WHERE decision_id = '{decision_id}'"
+        f"UPDATE decisions_receipt SET receipt_data = '{json.dumps(data)}'::jsonb, signature = '{signature}', "
+        f"key_id = '{key_id}' WHERE decision_id = '{decision_id}'"
     )
     # The receipt log: the leaf of the rewritten receipt, and every subtree hash, recomputed.
-    rewritten = {**receipt, "receipt_data": data, "signature": signature}
+    rewritten = {**receipt, "receipt_data": data, "signature": signature, "key_id": key_id}
     rows = superuser_sql(
         "SELECT leaf_index, decision_id, leaf_hash FROM receiptlog_logleaf ORDER BY leaf_index"
     )
@@ -164,3 +168,42 @@ def _short(path: str) -> str:
     from tracemem_verify.merkle import short
 
     return short(parse_checkpoint(Path(path).read_text())[0].root_hash)
+
+
+def test_a_key_the_superuser_published_fools_the_database_but_not_the_keys_an_auditor_kept(
+    api: AgentClient, tmp_path: Path, capsys: Any
+) -> None:
+    """No stolen key: the attacker publishes a key of their own (a row of decisions_receiptkey),
+    re-signs the rewritten receipt with it and deletes the stored checkpoints; the server's worker
+    then signs the rewritten tree. ``log_verify`` against the database alone has nothing left to
+    catch it (docs/receipts.md says so); with ``--keys`` (the keys document an auditor kept) it fails."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from tracemem_verify.receipt import b64url_encode, key_id_for
+
+    ids = [close_decision(api, step=f"step {i}") for i in range(3)]
+    checkpoint_now()
+    kept_keys = write(tmp_path, "keys.json", keys())
+    call_command("log_verify", "--keys", kept_keys)
+
+    mine = Ed25519PrivateKey.generate()
+    raw = mine.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    superuser_sql(
+        "INSERT INTO decisions_receiptkey (key_id, algorithm, public_key, valid_from) "
+        f"VALUES ('{key_id_for(raw)}', 'ed25519', '{b64url_encode(raw)}', '2000-01-01Z')"
+    )
+    rewrite_history(api, ids[1], stolen_key=mine, key_id=key_id_for(raw))
+    superuser_sql("DELETE FROM receiptlog_checkpoint")
+    close_decision(api)
+    assert checkpoint_now() == 4
+    capsys.readouterr()
+    call_command("log_verify")  # the database vouches for the attacker's key: the documented limit
+    assert capsys.readouterr().out.startswith("OK:")
+
+    with pytest.raises(CommandError):
+        call_command("log_verify", "--keys", kept_keys)
+    err = capsys.readouterr().err
+    assert (
+        f"leaf 1 (decision {ids[1]}): its receipt does not verify: key {key_id_for(raw)} is not among" in err
+    )
