@@ -10,6 +10,7 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
 
+from approvals.selectors import approvals_of_decision
 from decisions import selectors
 from decisions.integrity import decision_problems
 from decisions.models import AutomationMode, Decision, DecisionStatus, TraceEvent
@@ -101,6 +102,8 @@ def decision_detail(request: HttpRequest, decision_id: str) -> HttpResponse:
             ],
             "metadata_json": json.dumps(decision.metadata, indent=2, sort_keys=True),
             "problems": problems,
+            # Approvals under the approvals app's visibility: a decision reader may not see them.
+            "approvals": approvals_of_decision(web_actor(request), decision.decision_id),
             "page": _timeline_page(events, page.next_after_seq, decision.event_count),
         },
     )
