@@ -90,7 +90,7 @@ def test_requires_exception_waits_for_the_reviewer_then_runs(seeded: Seeded, age
     assert reviewer_thread.answered is not None and reviewer_thread.answered["status"] == "approved"
     assert reviewer_thread.answered["title"] == "Refactoring Approval Required"
     assert (
-        reviewer_thread.answered["message"] == "refactors (e.g. of user-service) need a reviewer's approval"
+        reviewer_thread.answered["message"] == "refactors need a reviewer's approval"
     )
     decision_id = done.decision.decision_id
     assert event_types(agent_client, decision_id) == APPROVED_CALL
