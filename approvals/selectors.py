@@ -428,3 +428,22 @@ def approvals_of_decision(actor: Actor, decision_id: str) -> list[Approval]:
     approvals gets none."""
     qs = approvals_visible_to(actor).filter(decision_id=decision_id).order_by("-requested_at")
     return [approval_as_reported(a) for a in _with_votes_and_deliveries(qs)]
+
+
+def approval_outcomes_since(actor: Actor, since: datetime) -> dict[str, int]:
+    """How many visible approvals were approved and rejected since ``since`` (the dashboard)."""
+    counts = dict.fromkeys((ApprovalState.APPROVED.value, ApprovalState.REJECTED.value), 0)
+    rows = (
+        approvals_visible_to(actor)
+        .filter(status__in=list(counts), resolved_at__gte=since)
+        .values("status")
+        .annotate(n=Count("pk"))
+    )
+    for row in rows:
+        counts[row["status"]] = row["n"]
+    return counts
+
+
+def votable_count(actor: Actor) -> int:
+    """Pending approvals this reviewer can still vote on (the queue's "only ones I can vote on")."""
+    return len(review_queue(actor, QueueFilters(mine=True)))

@@ -147,3 +147,32 @@ def test_decision_page_hides_approvals_from_who_may_not_see_them(
     body = _client(viewer).get(f"/decisions/{decision.decision_id}/").content.decode()
     assert WHY not in body.split("Timeline", 1)[0]
     assert 'id="approvals-card"' not in body
+
+
+def _stat(body: str, stat_id: str) -> tuple[str, str]:
+    """(value, link) of a dashboard stat tile."""
+    head, tail = body.split(f'id="{stat_id}"', 1)
+    href = head.rsplit('href="', 1)[1].split('"', 1)[0]
+    return tail.split(">", 1)[1].split("<", 1)[0], href.replace("&amp;", "&")
+
+
+def test_dashboard_shows_work_for_this_reviewer_and_recent_approvals_as_links(
+    make_agent: Callable[..., tuple[Agent, str]],
+) -> None:
+    make_route()
+    rita = make_reviewer("rita")
+    owner = make_reviewer("olga")
+    agent, _ = make_agent("dash-agent", owner=owner)
+    _, approved = decision_needing_approval(agent)
+    _vote(rita, approved, "approve", WHY)
+    _, rejected = decision_needing_approval(agent, intent="customer.refund.big")
+    _vote(rita, rejected, "reject", "no")
+    decision_needing_approval(agent, intent="customer.refund.open")
+
+    body = _client(make_reviewer("sam")).get("/").content.decode()
+    since = (timezone.now() - timedelta(days=6)).date().isoformat()
+    assert _stat(body, "stat-mine") == ("1", "/review/?mine=1")
+    assert _stat(body, "stat-approved") == ("1", f"/review/resolved/?outcome=approved&since={since}")
+    assert _stat(body, "stat-rejected") == ("1", f"/review/resolved/?outcome=rejected&since={since}")
+    # The agent's owner may not vote on it: nothing waits for them.
+    assert _stat(_client(owner).get("/").content.decode(), "stat-mine")[0] == "0"
