@@ -296,6 +296,8 @@ def test_approved_request_shows_in_resolved_view_and_decision_card(
     for url, name in (
         (f"/decisions/{decision.decision_id}/", "decision_approvals_card_phone.png"),
         ("/review/resolved/", "resolved_approvals_phone.png"),
+        ("/review/", "review_queue_phone.png"),
+        ("/", "dashboard_phone.png"),
     ):
         page.goto(f"{live_server.url}{url}")
         page.screenshot(path=str(screenshots / name), full_page=True)
