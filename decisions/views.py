@@ -25,6 +25,7 @@ from decisions.selectors import (
     trace_page,
 )
 from decisions.serializers import trace_out
+from decisions.timeline import event_line
 from tracemem_core.errors import InvalidArgument, NotFound
 from tracemem_site.web import web_actor
 
@@ -98,7 +99,12 @@ def decision_detail(request: HttpRequest, decision_id: str) -> HttpResponse:
             "record_chain": record_chain(record) if record is not None else [],
             "decision": decision_as_reported(decision),
             "events": [
-                {"event": e, "payload_json": json.dumps(e.payload, indent=2, sort_keys=True)} for e in events
+                {
+                    "event": e,
+                    "line": event_line(e.type, e.payload, e.actor),
+                    "payload_json": json.dumps(e.payload, indent=2, sort_keys=True),
+                }
+                for e in events
             ],
             "metadata_json": json.dumps(decision.metadata, indent=2, sort_keys=True),
             "problems": problems,

@@ -3,6 +3,7 @@ Django test client (the browser test in test_ui_browser.py shows the same pages 
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -176,3 +177,38 @@ def test_dashboard_shows_work_for_this_reviewer_and_recent_approvals_as_links(
     assert _stat(body, "stat-rejected") == ("1", f"/review/resolved/?outcome=rejected&since={since}")
     # The agent's owner may not vote on it: nothing waits for them.
     assert _stat(_client(owner).get("/").content.decode(), "stat-mine")[0] == "0"
+
+
+def test_decision_timeline_reads_as_lines_with_the_json_one_click_away(
+    make_agent: Callable[..., tuple[Agent, str]],
+) -> None:
+    make_route()
+    rita = make_reviewer("rita")
+    agent, _ = make_agent("timeline-agent")
+    decision, approval = decision_needing_approval(agent)
+    _vote(rita, approval, "approve", WHY)
+    decision_services.decision_add_context(
+        actor=Actor.for_agent(agent),
+        decision_id=decision.decision_id,
+        context={"why": "x"},
+        summary="Checked CRM",
+    )
+    decision_services.decision_close(
+        actor=Actor.for_agent(agent), decision_id=decision.decision_id, action="commit", summary="Refunded"
+    )
+    body = _client(make_reviewer("sam")).get(f"/decisions/{decision.decision_id}/").content.decode()
+    timeline = body.split('class="timeline"', 1)[1]
+    lines = [
+        html.unescape(chunk.split("</p>", 1)[0]) for chunk in timeline.split('<p class="event-line">')[1:]
+    ]
+    assert lines[0] == "Decision opened: customer.refund (autonomous)"
+    assert (
+        "Policy refund_policy: requires_exception (rule large_needs_human) — refunds of 100 or more need a human"
+        in lines
+    )
+    assert "Approval requested on route route_refunds: Refund 250 EUR" in lines
+    assert f"rita voted approve via web: {WHY}" in lines
+    assert "Approval approved" in " ".join(lines)
+    assert "Context: Checked CRM" in lines
+    assert lines[-1] == "Closed: committed — Refunded"
+    assert "<details" in timeline  # the raw JSON is one click away
