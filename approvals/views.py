@@ -30,6 +30,7 @@ from approvals.services import requests as approval_requests
 from approvals.services.channels import DeliveryError, slack_call
 from decisions.models import EventType, TraceEvent
 from decisions.selectors import decision_as_reported, decision_events, trace_page
+from decisions.timeline import event_line
 from tracemem_core import safejson
 from tracemem_core.actor import Actor
 from tracemem_core.errors import DomainError, InvalidArgument, NotFound, PermissionDenied
@@ -227,7 +228,14 @@ def review_count(request: HttpRequest) -> HttpResponse:
 
 
 def _event_rows(events: list[TraceEvent]) -> list[dict[str, object]]:
-    return [{"event": e, "payload_json": json.dumps(e.payload, indent=2, sort_keys=True)} for e in events]
+    return [
+        {
+            "event": e,
+            "line": event_line(e.type, e.payload, e.actor),
+            "payload_json": json.dumps(e.payload, indent=2, sort_keys=True),
+        }
+        for e in events
+    ]
 
 
 @login_required

@@ -212,3 +212,18 @@ def test_decision_timeline_reads_as_lines_with_the_json_one_click_away(
     assert "Context: Checked CRM" in lines
     assert lines[-1] == "Closed: committed — Refunded"
     assert "<details" in timeline  # the raw JSON is one click away
+
+
+def test_approval_page_timeline_is_readable_and_does_not_repeat_the_policy_json(
+    make_agent: Callable[..., tuple[Agent, str]],
+) -> None:
+    make_route()
+    agent, _ = make_agent("review-timeline-agent")
+    _, approval = decision_needing_approval(agent)
+    body = _client(make_reviewer("sam")).get(f"/review/{approval.approval_id}/").content.decode()
+    timeline = body.split('id="trace-title"', 1)[1]
+    assert "Approval requested on route route_refunds: Refund 250 EUR" in html.unescape(timeline)
+    assert "Policy refund_policy: requires_exception (rule large_needs_human)" in html.unescape(timeline)
+    # The evaluation's JSON is on the policy card above, once.
+    assert body.count("&quot;large_needs_human&quot;") == 1
+    assert "<details" in timeline
