@@ -1,4 +1,4 @@
-"""REST door for discovery (``capabilities_get``) and the agents/keys admin API (SPEC §10)."""
+"""REST door for discovery (``capabilities_get``) and the agents/keys admin API (docs/contract/admin.md)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agents import selectors
-from agents.models import Agent
 from agents.serializers import agent_out, issued_key_out, key_out, token_out
 from agents.services import registry as agent_registry
 from agents.services import tokens as agent_tokens
@@ -28,12 +27,10 @@ from tracemem_site.rest import HumanAPIView, actor_from_request, body
 class CapabilitiesView(APIView):
     @extend_schema(operation_id="capabilities_get", responses={200: dict})
     def get(self, request: Request) -> Response:
-        agent = request.user
-        assert isinstance(agent, Agent)
-        return Response(selectors.capabilities(agent))
+        return Response(selectors.capabilities(actor_from_request(request).require_agent()))
 
 
-# --- admin API (SPEC §10): a session or personal access token, never an agent key; permissions in docs/security.md
+# --- admin API (docs/contract/admin.md): a session or personal access token, never an agent key; permissions in docs/security.md
 
 
 def _owner(data: dict[str, Any]) -> User | None:
@@ -192,7 +189,7 @@ class AdminKeyRotateView(HumanAPIView):
         return Response({**issued_key_out(issued), "previous_key": key_out(old)}, status=201)
 
 
-# --- personal access tokens (SPEC §12): a person's own; admins anyone's --------------------------
+# --- personal access tokens (docs/contract/interfaces.md): a person's own; admins anyone's --------------------------
 
 
 class PersonalTokenOut(serializers.Serializer):

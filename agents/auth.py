@@ -1,14 +1,21 @@
-"""DRF authentication classes: the doors authenticate, the services decide the rest."""
+"""DRF authentication classes: the doors authenticate, the services decide the rest.
+
+Each class puts the caller's :class:`~tracemem_core.actor.Actor` on the request once, as DRF's
+``request.auth``; the doors read it there (``tracemem_site.rest.actor_from_request``,
+``tracemem_site.mcp.mcp_actor``) and nothing else asks what kind of principal ``request.user`` is.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from rest_framework import authentication, exceptions
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.request import Request
 
 from agents.services import registry as agent_registry
 from agents.services import tokens as agent_tokens
+from tracemem_core.actor import Actor
 from tracemem_core.errors import DomainError, Unauthenticated
 
 
@@ -30,9 +37,10 @@ class AgentKeyAuthentication(authentication.BaseAuthentication):
                 return None  # a human's token, for the authenticator that knows it
             # An agent-only endpoint: the service answers "malformed" (wrong scheme), not "missing".
         try:
-            return agent_registry.agent_key_authenticate(authorization=header)
+            agent, _ = agent_registry.agent_key_authenticate(authorization=header)
         except Unauthenticated as exc:
             raise DomainAuthenticationFailed(exc) from None
+        return agent, Actor.for_agent(agent)
 
     def authenticate_header(self, request: Request) -> str:
         return 'Agent realm="tracemem"'
@@ -46,9 +54,20 @@ class PersonalTokenAuthentication(authentication.BaseAuthentication):
         if not header or header.split(" ", 1)[0].lower() != "token":
             return None
         try:
-            return agent_tokens.personal_token_authenticate(authorization=header), None
+            user = agent_tokens.personal_token_authenticate(authorization=header)
         except Unauthenticated as exc:
             raise DomainAuthenticationFailed(exc) from None
+        return user, Actor.for_user(user)
 
     def authenticate_header(self, request: Request) -> str:
         return 'Token realm="tracemem"'
+
+
+class ActorSessionAuthentication(SessionAuthentication):
+    """A logged-in session (CSRF-checked, as DRF's own), with the person's Actor on the request."""
+
+    def authenticate(self, request: Request) -> tuple[Any, Any] | None:
+        found = super().authenticate(request)
+        if found is None:
+            return None
+        return found[0], Actor.for_user(found[0])

@@ -1,4 +1,4 @@
-"""MCP door for discovery: ``capabilities_get`` (SPEC §3)."""
+"""MCP door for discovery: ``capabilities_get`` (docs/contract/tools.md)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,4 @@ class DiscoveryTools(MCPToolset):
         supported MCP protocol versions. If this call fails with [unauthenticated], your API key
         is missing, wrong, expired or revoked: ask the user for a valid TraceMem agent key.
         """
-        actor = mcp_actor(self.request)
-        assert actor.agent is not None
-        return selectors.capabilities(actor.agent)
+        return selectors.capabilities(mcp_actor(self.request).require_agent())

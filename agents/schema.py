@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 
 
@@ -33,3 +34,13 @@ class WebhookCredentialScheme(OpenApiAuthenticationExtension):
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
         return {"type": "http", "scheme": "bearer", "description": "Webhook credential 'Bearer tmwh_…'"}
+
+
+class SessionScheme(OpenApiAuthenticationExtension):
+    """A signed-in session (``ActorSessionAuthentication`` is DRF's session check plus the Actor)."""
+
+    target_class = "agents.auth.ActorSessionAuthentication"
+    name = "cookieAuth"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {"type": "apiKey", "in": "cookie", "name": settings.SESSION_COOKIE_NAME}

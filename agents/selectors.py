@@ -11,6 +11,8 @@ from django.db.models import QuerySet
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from agents.models import Agent, AgentKey, PersonalToken
+from policies.selectors import granted_policies
+from products.selectors import agent_data_products
 from tracemem_core.actor import Actor
 from tracemem_core.errors import InvalidArgument, NotFound
 from tracemem_core.permissions import (
@@ -21,6 +23,7 @@ from tracemem_core.permissions import (
     require_reader,
     require_superuser,
 )
+from tracemem_core.version import MODERN_PROTOCOL_VERSIONS, PROTOCOL_VERSIONS, SERVER_NAME, SERVER_VERSION
 
 
 def user_by_username(username: str) -> User:
@@ -64,15 +67,11 @@ def agent_key_by_id(agent: Agent, key_id: str) -> AgentKey:
 
 
 def capabilities(agent: Agent) -> dict[str, object]:
-    """What this agent may do: the ``capabilities_get`` result (SPEC §3, the connectivity doctor).
+    """What this agent may do: the ``capabilities_get`` result (docs/contract/tools.md, the connectivity doctor).
 
     Data product and policy permissions are listed by the apps that own them; until those grants
     exist the lists are empty.
     """
-    from policies.selectors import granted_policies
-    from products.selectors import agent_data_products
-    from tracemem_core.version import MODERN_PROTOCOL_VERSIONS, PROTOCOL_VERSIONS, SERVER_NAME, SERVER_VERSION
-
     products, policies = agent_data_products(agent), granted_policies(agent)
     return {
         "agent_id": agent.agent_id,

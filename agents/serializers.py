@@ -38,7 +38,7 @@ def agent_out(agent: Agent) -> dict[str, Any]:
 
 
 def issued_key_out(issued: IssuedKey) -> dict[str, Any]:
-    """SPEC §10: ``{key_id, key (shown once), expires_at}`` plus the key's public fields."""
+    """docs/contract/admin.md: ``{key_id, key (shown once), expires_at}`` plus the key's public fields."""
     return {
         "key_id": issued.key.key_id,
         "key": issued.secret,

@@ -14,7 +14,7 @@ import django_otp
 import segno
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -30,19 +30,16 @@ from agents.services import tokens as agent_tokens
 from agents.services import twofactor
 from approvals.selectors import second_factor_required_by_policy
 from oauth import selectors as oauth_selectors
-from tracemem_core.errors import DomainError, InvalidArgument, NotFound
+from tracemem_core.errors import DomainError, InvalidArgument
 from tracemem_core.permissions import has_perm, require_perm
 from tracemem_site import client_configs
-from tracemem_site.web import refusal_as_403, web_actor, web_user
+from tracemem_site.web import web_actor, web_user
 
 _SESSION_KEY = "tracemem_issued_key"
 
 
 def _agent_or_404(request: HttpRequest, agent_id: str) -> Agent:
-    try:
-        return selectors.agent_for_admin(web_actor(request), agent_id)
-    except NotFound:
-        raise Http404("no such agent") from None
+    return selectors.agent_for_admin(web_actor(request), agent_id)  # not_found: a 404 page
 
 
 def _agent_for_keys(request: HttpRequest, agent_id: str) -> Agent:
@@ -67,7 +64,6 @@ def _client_configs(secret: str) -> list[dict[str, str]]:
 
 
 @login_required
-@refusal_as_403
 def agent_list(request: HttpRequest) -> HttpResponse:
     actor = web_actor(request)
     agents = agents_overview(actor)
@@ -89,7 +85,6 @@ def agent_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-@refusal_as_403
 def agent_create(request: HttpRequest) -> HttpResponse:
     actor = web_actor(request)
     require_perm(actor, "agents.manage_agents")  # a refusal is a 403 page, not a message
@@ -108,7 +103,6 @@ def agent_create(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-@refusal_as_403
 def agent_detail(request: HttpRequest, agent_id: str) -> HttpResponse:
     agent = _agent_or_404(request, agent_id)
     issued: dict[str, Any] | None = request.session.pop(_SESSION_KEY, None)
@@ -135,7 +129,6 @@ def _remember_secret(request: HttpRequest, agent: Agent, secret: str, key_id: st
 
 @login_required
 @require_POST
-@refusal_as_403
 def key_issue(request: HttpRequest, agent_id: str) -> HttpResponse:
     agent = _agent_for_keys(request, agent_id)
     try:
@@ -151,7 +144,6 @@ def key_issue(request: HttpRequest, agent_id: str) -> HttpResponse:
 
 @login_required
 @require_POST
-@refusal_as_403
 def key_rotate(request: HttpRequest, agent_id: str, key_id: str) -> HttpResponse:
     agent = _agent_for_keys(request, agent_id)
     try:
@@ -172,7 +164,6 @@ def key_rotate(request: HttpRequest, agent_id: str, key_id: str) -> HttpResponse
 
 @login_required
 @require_POST
-@refusal_as_403
 def key_revoke(request: HttpRequest, agent_id: str, key_id: str) -> HttpResponse:
     agent = _agent_for_keys(request, agent_id)
     try:

@@ -1,4 +1,4 @@
-"""REST door of approvals: the agent's request (SPEC §4) and the reviewer endpoints (SPEC §10)."""
+"""REST door of approvals: the agent's request (docs/contract/errors.md) and the reviewer endpoints (docs/contract/admin.md)."""
 
 from __future__ import annotations
 

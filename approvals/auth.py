@@ -9,17 +9,19 @@ from rest_framework.request import Request
 
 from agents.auth import DomainAuthenticationFailed
 from approvals.services import credentials as approval_credentials
+from tracemem_core.actor import Actor
 from tracemem_core.errors import Unauthenticated
 
 
 class WebhookCredentialAuthentication(authentication.BaseAuthentication):
     def authenticate(self, request: Request) -> tuple[Any, Any] | None:
         try:
-            return approval_credentials.webhook_credential_authenticate(
+            user = approval_credentials.webhook_credential_authenticate(
                 authorization=request.META.get("HTTP_AUTHORIZATION")
-            ), None
+            )
         except Unauthenticated as exc:
             raise DomainAuthenticationFailed(exc) from None
+        return user, Actor.for_user(user)
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="tracemem-webhooks"'

@@ -1,4 +1,4 @@
-"""MCP door of approvals: ``decision_request_approval`` (SPEC §3)."""
+"""MCP door of approvals: ``decision_request_approval`` (docs/contract/tools.md)."""
 
 from __future__ import annotations
 

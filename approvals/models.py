@@ -1,4 +1,4 @@
-"""Approval routes, integrations, approvals, votes, the delivery outbox and webhook credentials (SPEC §9)."""
+"""Approval routes, integrations, approvals, votes, the delivery outbox and webhook credentials (docs/contract/approvals.md)."""
 
 from __future__ import annotations
 

@@ -20,7 +20,6 @@ from approvals.models import (
     ApprovalState,
     Delivery,
     DeliveryStatus,
-    EmailLink,
     SlackIntegration,
     Vote,
     WebhookEndpoint,
@@ -28,13 +27,13 @@ from approvals.models import (
 from decisions.models import Decision
 from tracemem_core.actor import Actor
 from tracemem_core.errors import InvalidArgument, NotFound
-from tracemem_core.permissions import has_perm, require_reader
+from tracemem_core.permissions import has_perm, require_reader, user_is_superuser
 
 Destination = TypeVar("Destination", WebhookEndpoint, SlackIntegration)
 
 
 def vote_refusal(user: User, approval: Approval) -> str | None:
-    """Why ``user`` may not vote on ``approval``, or None when they may (SPEC §9).
+    """Why ``user`` may not vote on ``approval``, or None when they may (docs/contract/approvals.md).
 
     Decided by the rules frozen when the approval was requested, never by the route's current
     ones: superusers, or members of the group the route had then; never the agent's owner (then,
@@ -45,7 +44,7 @@ def vote_refusal(user: User, approval: Approval) -> str | None:
         return "Your account is inactive."
     group = approval.approver_group
     in_group = group is not None and user.groups.filter(pk=group.pk).exists()
-    if not (user.is_superuser or in_group):
+    if not (user_is_superuser(user) or in_group):
         who = f"members of the group {group.name!r}" if group is not None else "superusers"
         return (
             f"Only {who} may vote on approval {approval.approval_id} (route {approval.route.route_id}, "
@@ -175,13 +174,6 @@ def route_by_id(route_id: str) -> ApprovalRoute:
         raise NotFound(f"approval route {route_id} was not found") from None
 
 
-def email_link_for_token(token: str) -> EmailLink:
-    # Verification (signature, age, single use) lives with the service that spends the link.
-    from approvals.services.email_links import email_link_open
-
-    return email_link_open(token=token)
-
-
 def routes_all(actor: Actor) -> list[ApprovalRoute]:
     ensure_route_reader(actor)
     return list(ApprovalRoute.objects.select_related("approver_group").order_by("route_id"))
@@ -230,7 +222,7 @@ def second_factor_required_by_policy(user: User) -> bool:
     (a superuser, or a member of some route's approver group)."""
     if not getattr(settings, "TRACEMEM_REQUIRE_2FA_FOR_APPROVERS", False) or not user.is_active:
         return False
-    return user.is_superuser or ApprovalRoute.objects.filter(approver_group__user=user).exists()
+    return user_is_superuser(user) or ApprovalRoute.objects.filter(approver_group__user=user).exists()
 
 
 def second_factor_required(user: User) -> bool:

@@ -20,7 +20,7 @@ SYSTEM = "approvals-worker"
 def publish_delivery(delivery_id: str, countdown: float | None = None, looks: int = 0) -> bool:
     """Queue a delivery; a broker outage (down, or hung: bounded by the transport's socket timeouts)
     is logged once, never raised: the outbox row stays pending and the beat's re-dispatch picks it
-    up (SPEC §9: an outage delays, never loses). While the broker is known to be down, publishing is
+    up (docs/contract/approvals.md: an outage delays, never loses). While the broker is known to be down, publishing is
     skipped at once (``tracemem_core.shared_cache.broker``), so no request waits on it again."""
     queued = shared_cache.broker.call(
         "deliveries",

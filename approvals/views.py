@@ -34,7 +34,7 @@ from decisions.timeline import event_line
 from tracemem_core import safejson
 from tracemem_core.actor import Actor
 from tracemem_core.errors import DomainError, InvalidArgument, NotFound, PermissionDenied
-from tracemem_site.web import refusal_as_403, web_actor
+from tracemem_site.web import web_actor
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 @require_http_methods(["GET", "POST"])
 def email_confirm(request: HttpRequest, token: str) -> HttpResponse:
     try:
-        link = selectors.email_link_for_token(token)
+        link = approval_email_links.email_link_open(token=token)
     except DomainError as exc:
         return render(request, "approvals/email_confirm.html", {"error": exc.message}, status=403)
     context = {
@@ -241,11 +241,8 @@ def _event_rows(events: list[TraceEvent]) -> list[dict[str, object]]:
 @login_required
 def approval_page(request: HttpRequest, approval_id: str) -> HttpResponse:
     actor = web_actor(request)
-    try:
-        # Past its deadline it shows as expired (and the decision as rejected) before the tick writes it.
-        approval = approval_as_reported(selectors.approval_for(actor, approval_id))
-    except NotFound:
-        raise Http404("no such approval") from None
+    # Past its deadline it shows as expired (and the decision as rejected) before the tick writes it.
+    approval = approval_as_reported(selectors.approval_for(actor, approval_id))
     decision = decision_as_reported(approval.decision)
     # One page of the timeline (trace reads are bounded); the decision page has the rest.
     page = trace_page(decision)
@@ -286,7 +283,7 @@ def approval_vote(request: HttpRequest, approval_id: str) -> HttpResponse:
             channel=WEB_CHANNEL,
         )
     except NotFound:
-        raise Http404("no such approval") from None
+        raise  # a 404 page, not a message (tracemem_site.middleware.RefusalPageMiddleware)
     except DomainError as exc:
         # The service's message already says what was wrong and what to do next.
         messages.error(request, str(exc))
@@ -299,7 +296,6 @@ def approval_vote(request: HttpRequest, approval_id: str) -> HttpResponse:
 
 
 @login_required
-@refusal_as_403
 def route_list(request: HttpRequest) -> HttpResponse:
     return render(
         request, "approvals/review_routes.html", {"routes": selectors.routes_overview(web_actor(request))}
@@ -307,7 +303,6 @@ def route_list(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-@refusal_as_403
 def route_detail(request: HttpRequest, route_id: str) -> HttpResponse:
     route = selectors.routes_overview(web_actor(request)).filter(route_id=route_id).first()
     if route is None:

@@ -24,6 +24,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from audit import selectors, services
 from tracemem_core.actor import Actor
+from tracemem_core.permissions import user_is_superuser
 
 _BEFORE = "_tracemem_access_before"
 
@@ -33,7 +34,7 @@ admin.site.unregister(TOTPDevice)
 
 
 def _superuser(request: HttpRequest) -> bool:
-    return bool(request.user.is_active and request.user.is_superuser)
+    return user_is_superuser(request.user)
 
 
 class _AuditedAccess:

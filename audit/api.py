@@ -1,4 +1,4 @@
-"""REST door of the admin audit log: ``GET /api/v1/admin/audit-log`` (SPEC §12, superusers)."""
+"""REST door of the admin audit log: ``GET /api/v1/admin/audit-log`` (docs/contract/interfaces.md, superusers)."""
 
 from __future__ import annotations
 

@@ -36,7 +36,7 @@ def _lock_chain() -> None:
 
 
 def _stored(value: Any, field: str) -> Any:
-    """Redacted (SPEC §6 rules: secret-like keys and values) and normalised through JSON, so the
+    """Redacted (docs/contract/redaction.md rules: secret-like keys and values) and normalised through JSON, so the
     hash covers exactly what is stored. Callers pass allow-listed snapshots; this is the backstop."""
     if value is None:
         return None

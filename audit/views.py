@@ -10,11 +10,10 @@ from django.shortcuts import render
 
 from audit import selectors
 from tracemem_core.errors import InvalidArgument
-from tracemem_site.web import refusal_as_403, web_actor
+from tracemem_site.web import web_actor
 
 
 @login_required
-@refusal_as_403
 def audit_log(request: HttpRequest) -> HttpResponse:
     actor = web_actor(request)
     query = {k: v for k, v in request.GET.items() if v.strip()}

@@ -1,4 +1,4 @@
-"""REST door for the envelope tools (SPEC §4). Each view: shape-check → Actor → one service → render."""
+"""REST door for the envelope tools (docs/contract/errors.md). Each view: shape-check → Actor → one service → render."""
 
 from __future__ import annotations
 
@@ -6,13 +6,12 @@ from typing import Any
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
-from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agents.auth import AgentKeyAuthentication, PersonalTokenAuthentication
+from agents.auth import ActorSessionAuthentication, AgentKeyAuthentication, PersonalTokenAuthentication
 from decisions import evidence, receipts, records, selectors, services
 from decisions.models import AutomationMode, RecordCategory
 from decisions.serializers import (
@@ -196,7 +195,7 @@ class DecisionEvidenceView(APIView):
     # The owning agent (agent key), reviewers and auditors (browser session or personal token).
     # Agent-key authentication goes last: it answers 401 "missing" when there is no header at all,
     # which would otherwise end the chain before a browser session is looked at.
-    authentication_classes = [PersonalTokenAuthentication, SessionAuthentication, AgentKeyAuthentication]
+    authentication_classes = [PersonalTokenAuthentication, ActorSessionAuthentication, AgentKeyAuthentication]
 
     @extend_schema(operation_id="decision_evidence", responses={200: dict, **_ERRORS})
     def get(self, request: Request, decision_id: str) -> Response:

@@ -17,6 +17,7 @@ from decisions.models import TERMINAL_STATUSES, Decision, EventType
 from decisions.receipts import receipt_keys_published, receipt_stored
 from decisions.selectors import decision_events, decision_for, event_as_dict
 from decisions.serializers import decision_out
+from policies import selectors as policy_selectors
 from tracemem_core import validation as v
 from tracemem_core.actor import Actor
 from tracemem_core.timefmt import iso_z
@@ -37,8 +38,6 @@ def _policy_definition(policy_id: Any, version: Any) -> dict[str, Any] | None:
     if not isinstance(policy_id, str) or not isinstance(version, int):
         return None
     try:
-        from policies import selectors as policy_selectors
-
         found = policy_selectors.version_of(policy_id, version)
         return {"content": found.content(), "hash": found.hash, "status": found.status}
     except Exception:  # the policies app is optional here: a pack without definitions still verifies

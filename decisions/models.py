@@ -70,7 +70,7 @@ class Decision(models.Model):
     event_count = models.PositiveIntegerField(default=0)
     trace_head = models.CharField(max_length=64, blank=True, default="")
 
-    # Gating facts (SPEC §5), kept on the row so every gate is one look at one locked row.
+    # Gating facts (docs/contract/states.md), kept on the row so every gate is one look at one locked row.
     # Each is the seq of the latest event of its kind, so "followed by a granted approval"
     # is a comparison of two numbers.
     last_deny_seq = models.PositiveIntegerField(null=True, blank=True)
@@ -121,7 +121,7 @@ class TraceEvent(models.Model):
 
 
 class RecordCategory(models.TextChoices):
-    """Categories of an engineering decision record (``decision_record``, SPEC §3)."""
+    """Categories of an engineering decision record (``decision_record``, docs/contract/tools.md)."""
 
     ARCHITECTURE = "architecture"
     DEPENDENCY = "dependency"
@@ -136,7 +136,7 @@ class RecordCategory(models.TextChoices):
 class DecisionRecord(models.Model):
     """The searchable fields of an ADR-style record; the decision itself is its envelope.
 
-    Every text field is stored redacted (SPEC §6), exactly as the decision's one ``record`` event
+    Every text field is stored redacted (docs/contract/redaction.md), exactly as the decision's one ``record`` event
     carries it. ``supersedes`` is one-to-one so a supersession chain stays linear: a record can be
     replaced once, and the replacement is what a later record supersedes.
     """

@@ -1,4 +1,4 @@
-"""Signed decision receipts (SPEC §3 ``decision_receipt``) and the published receipt keys.
+"""Signed decision receipts (docs/contract/tools.md ``decision_receipt``) and the published receipt keys.
 
 The signing and verification maths live in :mod:`tracemem_verify.receipt` (no Django), so the
 server and an offline auditor run the same code. This module owns where the key comes from, which

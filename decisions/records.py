@@ -1,4 +1,4 @@
-"""Engineering decision memory: ``decision_record`` and ``decision_search`` (SPEC §3).
+"""Engineering decision memory: ``decision_record`` and ``decision_search`` (docs/contract/tools.md).
 
 A record is an ordinary decision envelope, committed in one call, with intent
 ``decision.record.<category>`` and exactly one trace event of type ``record`` that carries the
@@ -14,6 +14,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from agents.models import Agent
 from decisions.models import (
     AutomationMode,
     Decision,
@@ -98,9 +99,10 @@ def _optional_json(value: Any, field: str) -> Any:
     return redact(value, field=field, max_string=MAX_TEXT)
 
 
-def _require_agent(actor: Actor) -> None:
+def _require_agent(actor: Actor) -> Agent:
     if actor.kind != "agent" or actor.agent is None:
         raise PermissionDenied("only an agent (authenticated with its key) can record decisions")
+    return actor.agent
 
 
 @transaction.atomic
@@ -124,8 +126,7 @@ def decision_record(
     ``superseded_by``. Another agent's record, or a decision that is not a record, is ``not_found``;
     a record that was already superseded is a ``conflict`` (supersede its replacement instead).
     """
-    _require_agent(actor)
-    assert actor.agent is not None
+    agent = _require_agent(actor)
     clean_category = v.choice(category, "category", RecordCategory.values)
     fields = {
         "title": _text(v.string(title, "title", max_length=200), "title"),
@@ -143,9 +144,9 @@ def decision_record(
     if supersedes_id:
         # Supersessions of one record queue on its decision's row (closed, never updated again): the
         # record row is append-only, and FOR UPDATE would need the UPDATE privilege on it.
-        locked = Decision.objects.select_for_update().filter(pk=supersedes_id, agent=actor.agent)
+        locked = Decision.objects.select_for_update().filter(pk=supersedes_id, agent=agent)
         previous = (
-            DecisionRecord.objects.filter(agent=actor.agent, decision_id=supersedes_id).first()
+            DecisionRecord.objects.filter(agent=agent, decision_id=supersedes_id).first()
             if list(locked.values_list("pk", flat=True))
             else None
         )
@@ -161,10 +162,10 @@ def decision_record(
             )
     now = timezone.now()
     envelope = Decision.objects.create(
-        agent=actor.agent,
+        agent=agent,
         intent=f"{RECORD_INTENT_PREFIX}{clean_category}",
         automation_mode=AutomationMode.AUTONOMOUS,
-        actor=actor.agent.agent_id,
+        actor=agent.agent_id,
         metadata={},
         created_at=now,
     )
@@ -183,7 +184,7 @@ def decision_record(
         with transaction.atomic():
             return DecisionRecord.objects.create(
                 decision=envelope,
-                agent=actor.agent,
+                agent=agent,
                 title=fields["title"],
                 category=clean_category,
                 tags=fields["tags"],

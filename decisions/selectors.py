@@ -19,6 +19,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import orjson
+from django.conf import settings
 from django.db import connection
 from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import TruncDate
@@ -34,7 +35,7 @@ from tracemem_core.permissions import may_read
 from tracemem_core.timefmt import iso_z
 from tracemem_core.waits import Pending, wait_for
 
-# decision_trace pages (SPEC §12): without ``limit`` a page holds TRACE_PAGE_DEFAULT events, never more
+# decision_trace pages (docs/contract/interfaces.md): without ``limit`` a page holds TRACE_PAGE_DEFAULT events, never more
 # than TRACE_PAGE_MAX. Whole-chain readers (verifiers) walk pages of TRACE_PAGE_MAX.
 TRACE_PAGE_DEFAULT = 500
 TRACE_PAGE_MAX = 1000
@@ -97,7 +98,7 @@ def decision_for_update(actor: Actor, decision_id: str) -> Decision:
 
 
 def approval_outcome_fields(outcome: str, seq: int | None) -> dict[str, Any]:
-    """What resolving the pending approval with ``outcome`` does to the decision row (SPEC §5):
+    """What resolving the pending approval with ``outcome`` does to the decision row (docs/contract/states.md):
     granted → approved (``seq`` is the grant's event); rejected or expired → rejected (fail closed).
     ``note_approval_resolved`` writes these; :func:`decision_as_reported` shows them early."""
     if outcome == ApprovalStatus.APPROVED:
@@ -149,7 +150,23 @@ def register_pending_deadline(finder: PendingDeadline) -> None:
         _pending_deadlines.append(finder)
 
 
-# --- decision_wait (SPEC §12) ----------------------------------------------------------------
+# The decision page's approvals card (issue 18): every approval of a decision the actor may see, with
+# votes. Approvals registers the finder, like the checks above; without it the card is empty.
+ApprovalsOf = Callable[[Actor, str], list[Any]]
+_approvals_of: list[ApprovalsOf] = []
+
+
+def register_approvals_of(finder: ApprovalsOf) -> None:
+    if finder not in _approvals_of:
+        _approvals_of.append(finder)
+
+
+def decision_approvals(actor: Actor, decision_id: str) -> list[Any]:
+    """The decision's approvals under the approvals app's visibility (the approvals card)."""
+    return [approval for finder in _approvals_of for approval in finder(actor, decision_id)]
+
+
+# --- decision_wait (docs/contract/interfaces.md) ----------------------------------------------------------------
 
 WAIT_DEFAULT_SECONDS = 25
 # Under the 60 s tool-call timeout common MCP clients use, with room for the answer to travel.
@@ -194,7 +211,7 @@ def decision_wait_check(
     decision = decision_as_reported(decision_for(actor, decision_id))
     now = monotonic_clock.monotonic()
     if deadline is None:
-        deadline = now + timeout
+        deadline = now + min(timeout, settings.TRACEMEM_WAIT_CAP_SECONDS)
     if decision.approval_status != ApprovalStatus.PENDING:
         return WaitOutcome(decision, timed_out=False)
     if now >= deadline:
@@ -209,7 +226,7 @@ def decision_wait_check(
 
 
 def decision_wait(actor: Actor, decision_id: str, *, timeout_seconds: Any) -> WaitOutcome:
-    """``decision_wait`` (SPEC §12): :func:`decision_wait_check` until it answers, woken by the
+    """``decision_wait`` (docs/contract/interfaces.md): :func:`decision_wait_check` until it answers, woken by the
     commit that changes the decision (``tracemem_core.waits``). Under the production server's front
     it raises ``waits.ParkRequest`` instead of blocking, when the door allows it."""
     return wait_for(

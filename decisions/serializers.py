@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from approvals.serializers import delivery_for_decision
 from decisions.models import Decision, TraceEvent
 from decisions.selectors import TraceDictPage, TracePage, WaitOutcome, decision_as_reported, event_as_dict
 from decisions.services import approval_required
@@ -33,7 +34,7 @@ def decision_out(decision: Decision) -> dict[str, Any]:
 
 
 def wait_out(outcome: WaitOutcome) -> dict[str, Any]:
-    """``decision_wait``: the ``decision_get`` object plus whether the wait ran out (SPEC §12)."""
+    """``decision_wait``: the ``decision_get`` object plus whether the wait ran out (docs/contract/interfaces.md)."""
     return {**decision_out(outcome.decision), "timed_out": outcome.timed_out}
 
 
@@ -41,8 +42,6 @@ def _approval_delivery(decision: Decision) -> dict[str, Any] | None:
     """Notification status of the pending (else latest) approval; None if none was requested."""
     if decision.approval_status is None:
         return None
-    from approvals.serializers import delivery_for_decision  # late: approvals imports decisions
-
     return delivery_for_decision(decision.decision_id)
 
 

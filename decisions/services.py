@@ -1,4 +1,4 @@
-"""Decision envelopes and their trace: every state change of SPEC §3 (envelope) and §5.
+"""Decision envelopes and their trace: every state change of docs/contract/tools.md (envelope) and docs/contract/states.md.
 
 Other apps change a decision only through the functions here: they lock it with
 :func:`decision_lock`, append with :func:`trace_append`, ask the gates (:func:`ensure_writable`,
@@ -19,6 +19,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
+from agents.models import Agent
 from decisions.models import (
     TERMINAL_STATUSES,
     ApprovalStatus,
@@ -166,7 +167,7 @@ def register_lock_settler(settler: LockSettler) -> None:
         _lock_settlers.append(settler)
 
 
-# --- gates (SPEC §5), in one place ----------------------------------------------------------
+# --- gates (docs/contract/states.md), in one place ----------------------------------------------------------
 
 
 def _granted_after(decision: Decision, seq: int | None) -> bool:
@@ -214,7 +215,7 @@ def write_block_reason(decision: Decision) -> tuple[type[Exception], str] | None
 
 
 def ensure_writable(decision: Decision) -> None:
-    """The write gate: raise the refusal of SPEC §5 if a write may not happen now."""
+    """The write gate: raise the refusal of docs/contract/states.md if a write may not happen now."""
     ensure_not_terminal(decision, "be written to")
     blocked = write_block_reason(decision)
     if blocked is not None:
@@ -284,7 +285,7 @@ def note_policy_outcome(
 
 
 def note_approval_requested(*, decision: Decision, approval_id: str) -> None:
-    """open/approved → needs_approval (SPEC §5); the caller appends the approval_requested event."""
+    """open/approved → needs_approval (docs/contract/states.md); the caller appends the approval_requested event."""
     if decision.status not in (DecisionStatus.OPEN, DecisionStatus.APPROVED):
         raise InvalidState(
             f"decision {decision.decision_id} is {decision.status}: approval can be requested only when it is "
@@ -308,7 +309,7 @@ def note_approval_resolved(*, decision: Decision, outcome: str, seq: int) -> Non
 def note_approval_cancelled(*, decision: Decision, approval_id: str) -> None:
     """The pending approval was cancelled because the decision is closing: nothing is pending any more.
 
-    ``approval_status`` goes back to null (SPEC's enum has no ``cancelled``); the caller appends the
+    ``approval_status`` goes back to null (the contract's enum has no ``cancelled``); the caller appends the
     ``approval_resolved`` event and :func:`decision_close` sets the terminal status.
     """
     if decision.pending_approval_id not in (None, approval_id):
@@ -351,9 +352,10 @@ def register_close_participant(participant: CloseParticipant) -> None:
 # --- the envelope tools ------------------------------------------------------------------------
 
 
-def _require_agent(actor: Actor) -> None:
+def _require_agent(actor: Actor) -> Agent:
     if actor.kind != "agent" or actor.agent is None:
         raise PermissionDenied("only an agent (authenticated with its key) can do this")
+    return actor.agent
 
 
 def validate_intent(intent: Any, field: str = "intent") -> str:
@@ -379,15 +381,14 @@ def decision_create(
     metadata: Any = None,
 ) -> Decision:
     """Open a decision envelope for the calling agent; its first trace event is ``created``."""
-    _require_agent(actor)
-    assert actor.agent is not None
+    agent = _require_agent(actor)
     clean_intent = validate_intent(intent)
     mode = v.choice(automation_mode, "automation_mode", AutomationMode.values)
     # These labels are shown and hashed like metadata, so a pasted token is redacted here too.
-    who = redact(v.optional_string(decision_actor, "actor"), field="actor") or actor.agent.agent_id
+    who = redact(v.optional_string(decision_actor, "actor"), field="actor") or agent.agent_id
     clean_metadata = redact(v.optional_json_object(metadata, "metadata") or {}, field="metadata")
     decision = Decision.objects.create(
-        agent=actor.agent,
+        agent=agent,
         intent=clean_intent,
         automation_mode=mode,
         actor=who,
@@ -426,7 +427,7 @@ def decision_add_context(*, actor: Actor, decision_id: Any, context: Any, summar
     return trace_append(decision=decision, type=EventType.CONTEXT, actor=actor, payload=payload)
 
 
-CONTEXTS_MAX = 100  # SPEC §12: a batch of context holds at most this many objects
+CONTEXTS_MAX = 100  # docs/contract/interfaces.md: a batch of context holds at most this many objects
 
 
 def clean_contexts(contexts: Any) -> list[dict[str, Any]]:
@@ -452,7 +453,7 @@ def clean_contexts(contexts: Any) -> list[dict[str, Any]]:
 def decision_add_contexts(
     *, actor: Actor, decision_id: Any, contexts: Any, context: Any = None, summary: Any = None
 ) -> list[TraceEvent]:
-    """Record several ``context`` events at once (SPEC §12 batch context): one lock, one multi-row
+    """Record several ``context`` events at once (batch context, docs/contract/interfaces.md): one lock, one multi-row
     insert, each event chained as if appended one by one. All or none are recorded.
 
     ``context`` and ``summary`` belong to the one-event form; sent with ``contexts`` they are refused
@@ -479,7 +480,7 @@ def decision_add_contexts(
 def decision_close(
     *, actor: Actor, decision_id: Any, action: Any, summary: Any = None, reason: Any = None
 ) -> Decision:
-    """Close a decision: ``commit`` (gated, SPEC §5) or ``abort`` (always allowed while not terminal)."""
+    """Close a decision: ``commit`` (gated, docs/contract/states.md) or ``abort`` (always allowed while not terminal)."""
     if isinstance(action, str):
         action = _CLOSE_ALIASES.get(action, action)
     clean_action = v.choice(action, "action", CLOSE_ACTIONS)

@@ -13,6 +13,10 @@ def _first(payload: dict[str, Any], *keys: str) -> Any:
     return None
 
 
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _who(actor: Any) -> str:
     if isinstance(actor, dict):
         return str(actor.get("name") or actor.get("id") or "someone")
@@ -32,7 +36,7 @@ def event_line(event_type: str, payload: Any, actor: Any = None) -> str:
         keys = ", ".join(sorted(context)) if isinstance(context, dict) else ""
         return f"Context recorded ({keys})" if keys else "Context recorded"
     if event_type == "evaluate":
-        rationale = p.get("rationale") if isinstance(p.get("rationale"), dict) else {}
+        rationale = _dict(p.get("rationale"))
         rule = rationale.get("rule")
         message = rationale.get("message")
         line = f"Policy {_first(p, 'policy_id', 'policy') or '?'}: {p.get('outcome', '?')}"
@@ -42,7 +46,7 @@ def event_line(event_type: str, payload: Any, actor: Any = None) -> str:
     if event_type in ("read", "write"):
         product = _first(p, "product_id", "product") or "?"
         if event_type == "read":
-            summary = p.get("summary") if isinstance(p.get("summary"), dict) else {}
+            summary = _dict(p.get("summary"))
             rows = summary.get("rows")
             count = f", {rows} row{'s' if rows != 1 else ''}" if rows is not None else ""
             return f"Read {product}{count}" + (f" for {p['purpose']}" if p.get("purpose") else "")

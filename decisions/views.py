@@ -7,10 +7,9 @@ from datetime import date
 
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
 
-from approvals.selectors import approvals_of_decision
 from decisions import selectors
 from decisions.integrity import decision_problems
 from decisions.models import AutomationMode, Decision, DecisionStatus, TraceEvent
@@ -26,7 +25,7 @@ from decisions.selectors import (
 )
 from decisions.serializers import trace_out
 from decisions.timeline import event_line
-from tracemem_core.errors import InvalidArgument, NotFound
+from tracemem_core.errors import InvalidArgument
 from tracemem_site.web import web_actor
 
 
@@ -73,10 +72,7 @@ def decision_list(request: HttpRequest) -> HttpResponse:
 
 
 def _decision_or_404(request: HttpRequest, decision_id: str) -> Decision:
-    try:
-        return decision_for(web_actor(request), decision_id)
-    except NotFound:
-        raise Http404("no such decision") from None
+    return decision_for(web_actor(request), decision_id)  # not_found: a 404 page
 
 
 @login_required
@@ -109,7 +105,7 @@ def decision_detail(request: HttpRequest, decision_id: str) -> HttpResponse:
             "metadata_json": json.dumps(decision.metadata, indent=2, sort_keys=True),
             "problems": problems,
             # Approvals under the approvals app's visibility: a decision reader may not see them.
-            "approvals": approvals_of_decision(web_actor(request), decision.decision_id),
+            "approvals": selectors.decision_approvals(web_actor(request), decision.decision_id),
             "page": _timeline_page(events, page.next_after_seq, decision.event_count),
         },
     )

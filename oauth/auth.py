@@ -12,6 +12,7 @@ from rest_framework.request import Request
 
 from agents.auth import DomainAuthenticationFailed
 from oauth import conf, services
+from tracemem_core.actor import Actor
 from tracemem_core.errors import PermissionDenied, Unauthenticated
 
 
@@ -59,7 +60,12 @@ class OAuthAgentAuthentication(OAuth2ProtectedResourceAuthentication):
                 Unauthenticated(str(description), details={"reason": "invalid_token"})
             )
         _, token = result
-        assert isinstance(token, AccessToken)
+        if not isinstance(token, AccessToken):
+            raise DomainAuthenticationFailed(
+                Unauthenticated(
+                    "the access token is unknown, expired or revoked", details={"reason": "invalid_token"}
+                )
+            )
         # Audience (RFC 8707): the token must name this resource exactly; DOT lets resource-less
         # tokens through, this door does not.
         if conf.mcp_url() not in (token.resource or []):
@@ -78,7 +84,8 @@ class OAuthAgentAuthentication(OAuth2ProtectedResourceAuthentication):
             agent = services.agent_for_token(token)
         except Unauthenticated as exc:
             raise DomainAuthenticationFailed(exc) from None
-        return agent, token
+        # The Actor goes on the request once, as for agent keys (agents.auth).
+        return agent, Actor.for_agent(agent)
 
     def authenticate_header(self, request: Request) -> str:
         return challenge({"error": "invalid_token"} if request.META.get("HTTP_AUTHORIZATION") else None)

@@ -4,7 +4,7 @@ The OAuth-protected MCP endpoint, its RFC 9728 metadata and the authorization se
 all derived from ``TRACEMEM_PUBLIC_URL`` (the URL clients reach TraceMem at), so the metadata's
 ``resource`` is exactly the URL a client was given. The issuer has a path (``/oauth``) so that its
 RFC 8414 document lives at ``/.well-known/oauth-authorization-server/oauth`` and nothing OAuth is
-published at the root, where clients of the key door ``/mcp`` would find it (SPEC §1).
+published at the root, where clients of the key door ``/mcp`` would find it (docs/contract/surfaces.md).
 """
 
 from __future__ import annotations

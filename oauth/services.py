@@ -20,7 +20,7 @@ from audit.services import audit_record
 from oauth.conf import SCOPE
 from oauth.models import OAuthConnection
 from tracemem_core.actor import Actor
-from tracemem_core.errors import InvalidArgument, NotFound, Unauthenticated
+from tracemem_core.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from tracemem_core.permissions import has_perm, require_oauth_connect
 
 NEW_AGENT = "new"
@@ -69,7 +69,8 @@ def connection_bind(*, actor: Actor, application: Application, agent_choice: str
     Changing the agent of an existing connection ends the tokens issued under the old one."""
     require_oauth_connect(actor)
     user = actor.user
-    assert user is not None
+    if user is None:
+        raise PermissionDenied("only a signed-in person can connect an OAuth client to an agent")
     if agent_choice == NEW_AGENT:
         agent = agent_create(
             actor=Actor.system(f"oauth consent by {user.get_username()}"),

@@ -1,4 +1,4 @@
-"""The OAuth door's URLs. Nothing OAuth is published at the root or for ``/mcp`` (SPEC §1)."""
+"""The OAuth door's URLs. Nothing OAuth is published at the root or for ``/mcp`` (docs/contract/surfaces.md)."""
 
 from __future__ import annotations
 

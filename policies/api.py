@@ -1,4 +1,4 @@
-"""REST door: ``decision_evaluate`` (agent key) and the policy admin API of SPEC §10 (by permission)."""
+"""REST door: ``decision_evaluate`` (agent key) and the policy admin API of docs/contract/admin.md (by permission)."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from tracemem_core.actor import Actor
 DEMO_POLICY: dict[str, Any] = {
     "policy_id": "code_change_policy_v1",
     "name": "Code change policy",
-    "description": "What an agent may change on its own. Refactors need a human exception (SPEC §11).",
+    "description": "What an agent may change on its own. Refactors need a human exception (docs/contract/story.md).",
     "inputs_schema": {
         "type": "object",
         "properties": {"change_type": {"type": "string"}, "component": {"type": "string"}},

@@ -1,4 +1,4 @@
-"""MCP door for ``decision_evaluate`` (SPEC §3): Actor → one service → the same result as REST."""
+"""MCP door for ``decision_evaluate`` (docs/contract/tools.md): Actor → one service → the same result as REST."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Policies (SPEC §7): a policy has integer versions; a version is a draft, then published
+"""Policies (docs/contract/policies.md): a policy has integer versions; a version is a draft, then published
 (frozen, hashed), then retired. Who may evaluate a policy is a grant.
 
 Immutability of published versions is enforced three times: by the services (they never

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
@@ -19,9 +19,9 @@ from policies.serializers import policy_summary_out
 from policies.services import authoring as policy_authoring
 from policies.services import console as console_service
 from tracemem_core.actor import Actor
-from tracemem_core.errors import DomainError, NotFound
+from tracemem_core.errors import DomainError
 from tracemem_core.permissions import require_perm
-from tracemem_site.web import refusal_as_403, web_actor
+from tracemem_site.web import web_actor
 
 
 def guarded(perm: str | None = None) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
@@ -31,7 +31,6 @@ def guarded(perm: str | None = None) -> Callable[[Callable[..., HttpResponse]], 
     def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
         @login_required
         @wraps(view)
-        @refusal_as_403
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             actor = web_actor(request)
             if perm is None:
@@ -50,10 +49,7 @@ def _actor(request: HttpRequest) -> Actor:
 
 
 def _policy_or_404(policy_id: str) -> Any:
-    try:
-        return selectors.policy_by_id(policy_id)
-    except NotFound:
-        raise Http404("no such policy") from None
+    return selectors.policy_by_id(policy_id)  # not_found is a 404 page (tracemem_site.middleware)
 
 
 @guarded()

@@ -1,4 +1,4 @@
-"""REST door for data products (SPEC §4) and their admin API (SPEC §10).
+"""REST door for data products (docs/contract/errors.md) and their admin API (docs/contract/admin.md).
 
 Each view: shape-check → Actor → one service (or selector) → render the shared result shape.
 """
@@ -101,7 +101,7 @@ class DecisionWriteView(APIView):
         return Response(result)
 
 
-# --- admin API (SPEC §10): session or personal token; permissions in docs/security.md--------------------------------
+# --- admin API (docs/contract/admin.md): session or personal token; permissions in docs/security.md--------------------------------
 
 
 class AdminDataSourcesView(HumanAPIView):

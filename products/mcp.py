@@ -1,4 +1,4 @@
-"""MCP door for the data tools (SPEC §3). Each tool: Actor → one service → same result as REST."""
+"""MCP door for the data tools (docs/contract/tools.md). Each tool: Actor → one service → same result as REST."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Data sources, data products (SPEC §8), grants, and the idempotency ledger of ``decision_write``."""
+"""Data sources, data products (docs/contract/data-products.md), grants, and the idempotency ledger of ``decision_write``."""
 
 from __future__ import annotations
 

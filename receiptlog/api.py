@@ -1,17 +1,16 @@
-"""REST door of the receipt log (SPEC §12 "Checkpoint log"): the latest (or a stored) checkpoint,
+"""REST door of the receipt log (docs/contract/interfaces.md "Checkpoint log"): the latest (or a stored) checkpoint,
 a decision's inclusion proof and consistency proofs. Each view: authenticate → one selector → render."""
 
 from __future__ import annotations
 
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agents.auth import AgentKeyAuthentication, PersonalTokenAuthentication
+from agents.auth import ActorSessionAuthentication, AgentKeyAuthentication, PersonalTokenAuthentication
 from receiptlog import selectors
 from tracemem_site.rest import ERROR_RESPONSES as _ERRORS
 from tracemem_site.rest import actor_from_request
@@ -45,7 +44,7 @@ class CheckpointView(APIView):
 
 class DecisionInclusionView(APIView):
     # As the evidence pack: the owning agent (key), reviewers and auditors (session or personal token).
-    authentication_classes = [PersonalTokenAuthentication, SessionAuthentication, AgentKeyAuthentication]
+    authentication_classes = [PersonalTokenAuthentication, ActorSessionAuthentication, AgentKeyAuthentication]
 
     @extend_schema(
         operation_id="decision_inclusion", parameters=[TREE_SIZE], responses={200: dict, **_ERRORS}

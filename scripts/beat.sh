@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# TraceMem's periodic schedule (Celery beat), in the foreground (SPEC §12): every
+# TraceMem's periodic schedule (Celery beat), in the foreground (docs/contract/interfaces.md): every
 # TRACEMEM_APPROVALS_TICK_SECONDS (default 30) it queues `approvals.tick` (expire overdue approvals,
 # re-dispatch due notifications), which a `tasks` worker (scripts/worker.sh) runs. Run exactly one
 # per deployment. Reads the environment; finds `celery` on PATH. Extra arguments go to celery beat.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# TraceMem's production web server (gunicorn), in the foreground (SPEC §12). Listens on
+# TraceMem's production web server (gunicorn), in the foreground (docs/contract/interfaces.md). Listens on
 # TRACEMEM_HOST:TRACEMEM_PORT (default 127.0.0.1:8000; the image sets 0.0.0.0). Reads the
 # environment; finds `gunicorn` on PATH (an activated virtualenv, or the image). Extra arguments go
 # to gunicorn (and GUNICORN_CMD_ARGS is honoured), e.g. scripts/serve.sh --workers 4.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# TraceMem's Celery workers, in the foreground (SPEC §12). Reads the environment (.env.example);
+# TraceMem's Celery workers, in the foreground (docs/contract/interfaces.md). Reads the environment (.env.example);
 # finds `celery` on PATH (an activated virtualenv, or the image).
 #
 #   scripts/worker.sh [all|deliveries|tasks] [extra celery worker arguments]

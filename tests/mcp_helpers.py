@@ -23,7 +23,7 @@ A contract test parametrised over the two doors::
 
 ``call_tool`` needs ``live_server`` for the MCP door (pass it for both; the REST door ignores
 it). To compare both doors on the same call, use :func:`call_both`. A new REST operation is
-added to :data:`REST_ROUTES` (most SPEC §4 routes are already there).
+added to :data:`REST_ROUTES` (most docs/contract/errors.md routes are already there).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Least-privilege PostgreSQL roles (SPEC §12; the threat model is docs/security.md).
+"""Least-privilege PostgreSQL roles (docs/contract/interfaces.md; the threat model is docs/security.md).
 
 Three roles share TraceMem's database:
 

@@ -1,4 +1,4 @@
-"""The one family of domain errors (SPEC §4).
+"""The one family of domain errors (docs/contract/errors.md).
 
 ``str(exc)`` is ``"[code] message"``: the MCP door hands it to the agent verbatim, the REST door
 renders ``{"error": {"code", "message", "details"}}`` with the status below. Messages are written

@@ -1,4 +1,4 @@
-"""Identifier formats of SPEC §2."""
+"""Identifier formats of docs/contract/surfaces.md."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Prometheus metrics (SPEC §12: ``GET /metrics``), counted where things happen.
+"""Prometheus metrics (docs/contract/interfaces.md: ``GET /metrics``), counted where things happen.
 
 Counters and histograms are prometheus-client objects declared once here, so every name an
 operator sees (and ``docs/grafana-dashboard.json`` plots) is in one list. Code counts with the

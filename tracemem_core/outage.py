@@ -1,4 +1,4 @@
-"""Telling a dependency outage from a bug, so every door can answer it clearly (SPEC §12 Errors).
+"""Telling a dependency outage from a bug, so every door can answer it clearly (docs/contract/interfaces.md Errors).
 
 PostgreSQL unreachable, restarting, refusing connections or cutting ours surfaces as Django's
 ``OperationalError`` / ``InterfaceError``. Every service runs in one transaction, so when one of

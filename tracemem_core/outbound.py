@@ -381,7 +381,7 @@ class CheckedBackend(httpcore.SyncBackend):
             addresses = checked_addresses(host, port, what=host, plaintext=self.plaintext)
         except OSError as exc:
             raise httpcore.ConnectError(f"{host} does not resolve") from exc
-        error: Exception | None = None
+        error: Exception = httpcore.ConnectError(f"{host} has no address to connect to")
         for address in addresses:
             try:
                 connect_timeout = _within_deadline(timeout, httpcore.ConnectTimeout)
@@ -389,7 +389,6 @@ class CheckedBackend(httpcore.SyncBackend):
                 return DeadlineStream(stream)
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 error = exc
-        assert error is not None
         raise error
 
 

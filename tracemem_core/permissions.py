@@ -10,6 +10,8 @@ The matrix — what each permission allows and through which door — is in docs
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 
 from tracemem_core.actor import Actor
@@ -95,11 +97,16 @@ def require_reader(actor: Actor, area: str) -> None:
     )
 
 
+def user_is_superuser(user: Any) -> bool:
+    """The one superuser rule: an *active* account with superuser status (``is_staff`` decides
+    nothing). Every check of superuser status goes through here or :func:`is_superuser`."""
+    return bool(getattr(user, "is_active", False) and getattr(user, "is_superuser", False))
+
+
 def is_superuser(actor: Actor) -> bool:
     if actor.kind == "system":
         return True
-    user = actor.user
-    return actor.kind == "user" and user is not None and user.is_active and user.is_superuser
+    return actor.kind == "user" and user_is_superuser(actor.user)
 
 
 def require_superuser(actor: Actor, what: str) -> None:

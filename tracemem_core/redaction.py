@@ -1,4 +1,4 @@
-"""Redaction and minimisation (SPEC §6), applied by services before anything is stored or shown.
+"""Redaction and minimisation (docs/contract/redaction.md), applied by services before anything is stored or shown.
 
 One function, :func:`redact`, used for metadata, context, inputs, summaries, reasons and approval
 requests. It also refuses values that JSON cannot carry faithfully through the hash chain
@@ -26,7 +26,7 @@ MAX_ITEMS = 100
 MAX_DEPTH = 10
 _SAFE_INT = 2**53 - 1
 
-# Secret-like keys (SPEC §6). A key matches when one of its words (after splitting camelCase,
+# Secret-like keys (docs/contract/redaction.md). A key matches when one of its words (after splitting camelCase,
 # dashes, dots and spaces into snake_case) is one of these...
 _SECRET_WORDS = {
     "token",
@@ -79,6 +79,9 @@ _START = r"(?<![A-Za-z0-9])"
 # The value after "password=" or "password: ": quoted, already redacted, or up to a delimiter
 # (a closing bracket stays: "(KEY=abc)" keeps its ")").
 _VALUE = r"""(?P<s>\[redacted\]|"[^"]*"|'[^']*'|[^\s&;,()\[\]{}<>"']+)"""
+# "password: hunter2" in pasted config text. Not used by the net over text without a field of its own
+# (redact_strings): there "password: too long" is a message naming the field "password".
+_COLON_PAIR = r"(?i)(?<![A-Za-z0-9])[A-Za-z0-9_.-]*(?:password|passwd|passphrase|secret)\s*:\s+" + _VALUE
 _SECRET_VALUE_PATTERNS = [
     _START + r"tmem_[A-Za-z0-9]{20,}",
     _START + r"tmpat_[A-Za-z0-9]{20,}",
@@ -100,7 +103,7 @@ _SECRET_VALUE_PATTERNS = [
     # key=value in DSNs, environment lines and query strings; "key: value" for the password family.
     r"(?i)(?<![A-Za-z0-9])[A-Za-z0-9_.-]*(?:password|passwd|pwd|passphrase|secret|token|api_?key)"
     r"(?:\s*=\s*|=)" + _VALUE,
-    r"(?i)(?<![A-Za-z0-9])[A-Za-z0-9_.-]*(?:password|passwd|passphrase|secret)\s*:\s+" + _VALUE,
+    _COLON_PAIR,
 ]
 # Card numbers (PAN): 13–19 digits of a major network (first digit 2–6), Luhn-valid, written
 # plain or in groups separated by single spaces or dashes. Only Luhn-valid numbers are replaced,
@@ -121,7 +124,7 @@ def _extra_rules() -> tuple[frozenset[str], tuple[re.Pattern[str], ...]]:
 
 @lru_cache(maxsize=4096)
 def is_secret_key(key: str) -> bool:
-    # Matching is case-insensitive (SPEC §6), so the key is split both as camelCase and as plain
+    # Matching is case-insensitive (docs/contract/redaction.md), so the key is split both as camelCase and as plain
     # lowercase: camel splitting alone would cut "x_PwD" into "pw" + "d" and miss it.
     extra_keys, _ = _extra_rules()
     if key.lower() in extra_keys:
@@ -197,30 +200,35 @@ def _replace_secret(match: re.Match[str]) -> str:
     return REDACTED
 
 
-def redact_text(text: str) -> str:
+def redact_text(text: str, *, colon_pairs: bool = True) -> str:
     """``text`` with every secret-looking part replaced by ``[redacted]`` and the rest kept.
 
     Idempotent: ``[redacted]`` matches no pattern. Used by :func:`redact` for every string and by
-    the notification channels on everything they send (approvals/services/channels.py).
+    the notification channels on everything they send (approvals/services/channels.py). Without
+    ``colon_pairs`` a "password: …" pair is left alone (see :func:`redact_strings`).
     """
     for pattern in _extra_rules()[1]:
-        text = pattern.sub(_replace_secret, text)
+        if colon_pairs or pattern.pattern != _COLON_PAIR:
+            text = pattern.sub(_replace_secret, text)
     return _redact_cards(text)
 
 
 def redact_strings(value: Any) -> Any:
     """A copy of ``value`` with :func:`redact_text` applied to every string (keys included) and
     card-number integers replaced; nothing else changes (no cuts, no key rules, other types kept).
+    "password: …" pairs are left alone: in an error message that is a field name and its problem
+    ("password: too long"); "password=…", URL passwords, tokens and cards are still caught.
 
     The last line of defence for text that has no field of its own to redact by: every trace
     event's payload (``decisions.services.trace_append``) and every ``DomainError``'s message and
     details (an error quoting what the caller sent). Idempotent like :func:`redact_text`.
     """
     if isinstance(value, str):
-        return redact_text(value)
+        return redact_text(value, colon_pairs=False)
     if isinstance(value, dict):
         return {
-            (redact_text(k) if isinstance(k, str) else k): redact_strings(item) for k, item in value.items()
+            (redact_text(k, colon_pairs=False) if isinstance(k, str) else k): redact_strings(item)
+            for k, item in value.items()
         }
     if isinstance(value, list | tuple):
         return [redact_strings(item) for item in value]
@@ -236,7 +244,7 @@ def looks_like_secret(value: str) -> bool:
 def redact(value: Any, *, field: str = "value", max_string: int = MAX_STRING) -> Any:
     """Return a redacted, minimised copy of a JSON value (the input is not modified).
 
-    Strings longer than ``max_string`` are cut with a marker (SPEC §6: 1000). A caller whose text is
+    Strings longer than ``max_string`` are cut with a marker (docs/contract/redaction.md: 1000). A caller whose text is
     the point (decision records) passes a larger limit and refuses longer input itself.
     """
     return _redact(value, field, 0, max_string)

@@ -94,5 +94,5 @@ class JSONFormField(forms.JSONField):
 
 
 # For every ModelAdmin with a model JSONField (tracemem_site.admin_perms.GuardedAdmin and the
-# read-only admins apply it); tests/test_harden_depth.py checks every registered admin.
+# read-only admins apply it); tests/site/test_json_depth.py checks every registered admin.
 ADMIN_FORMFIELD_OVERRIDES: dict[Any, dict[str, Any]] = {models.JSONField: {"form_class": JSONFormField}}

@@ -13,7 +13,7 @@ MISSING: Any = object()
 
 
 def first_present(arguments: dict[str, Any], name: str, *aliases: str) -> Any:
-    """The argument ``name``, else the compatibility alias the caller sent (SPEC §3 italics).
+    """The argument ``name``, else the compatibility alias the caller sent (docs/contract/tools.md italics).
 
     Sending a name and its alias with different values is refused: silently keeping one of them
     would drop what the caller meant by the other.

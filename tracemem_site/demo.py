@@ -11,6 +11,9 @@ from django.contrib.auth import get_user_model
 
 from agents.models import AgentKey
 from agents.services import registry as agent_registry
+from approvals.demo import seed_demo_routes
+from policies.demo import seed_demo_policies
+from products.demo import demo_tables_create, products_seed_demo
 from tracemem_core.actor import Actor
 
 DEMO_ADMIN = "admin"
@@ -38,15 +41,9 @@ def seed() -> list[str]:
         lines.append(
             f"Demo agent {agent.name} already has a key; `manage.py create_agent {DEMO_AGENT}` prints a new one."
         )
-    from policies.demo import seed_demo_policies
-
     lines.extend(seed_demo_policies(actor=system, agent=agent))
-    from products.demo import demo_tables_create, products_seed_demo
-
     demo_tables_create()
     lines.extend(products_seed_demo(actor=system, agent=agent))
-    from approvals.demo import seed_demo_routes
-
     lines.extend(seed_demo_routes(actor=system))
     lines.append(f"REST: {settings.TRACEMEM_PUBLIC_URL}/api/v1/   MCP: {settings.TRACEMEM_PUBLIC_URL}/mcp")
     return lines

@@ -10,6 +10,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
 
 from tracemem_core import heartbeat
+from tracemem_site.celery import app
 
 
 @require_GET
@@ -60,8 +61,6 @@ def readyz(request: HttpRequest) -> JsonResponse:
 
 
 def _broker_check() -> str:
-    from tracemem_site.celery import app
-
     try:
         with app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=0, timeout=2)

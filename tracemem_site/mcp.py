@@ -3,14 +3,14 @@
 Why a subclass instead of ``mcp_server.urls``:
 
 * ``GET /mcp`` on the stock view opens a server-to-client stream that never ends and keeps a
-  worker busy; SPEC §1 says GET answers 405, so GET/DELETE are refused before anything runs.
-* A client that sends no ``Accept`` header must still work (SPEC §1); the stock transport
+  worker busy; docs/contract/surfaces.md says GET answers 405, so GET/DELETE are refused before anything runs.
+* A client that sends no ``Accept`` header must still work (docs/contract/surfaces.md); the stock transport
   answers 406, so the header is filled in.
 * ``Origin`` is checked against an allow-list (the stock view checks neither Host nor Origin).
 * The stock path builds an event loop, a session manager and four task groups per request
   (~4x the cost of a DRF view). :class:`FastPathMixin` answers the common single messages
   synchronously from the same tool manager and produces byte-identical results
-  (``tests/test_mcp_parity.py`` proves it); everything else takes the stock path.
+  (``tests/mcp_door/test_fast_path_parity.py`` proves it); everything else takes the stock path.
 
 Business errors: tools let ``DomainError`` propagate; :func:`tool_error_result` turns it into an
 ``isError`` result whose text is ``"[code] message"`` on both paths (the stock FastMCP would
@@ -40,26 +40,19 @@ from django.utils.decorators import method_decorator
 from django.utils.module_loading import import_string
 from django.views.decorators.csrf import csrf_exempt
 from mcp import types
-from mcp.server.fastmcp.exceptions import ToolError
-from mcp.server.fastmcp.tools.base import Tool
-from mcp_server.djangomcp import (
-    _SyncToolCallWrapper,
-    _ToolsetMethodCaller,
-    django_request_ctx,
-    global_mcp_server,
-)
 from mcp_server.views import MCPServerStreamableHttpView
 from rest_framework import exceptions
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 
-from agents.models import Agent
 from tracemem_core import safejson, waits
 from tracemem_core.actor import Actor
 from tracemem_core.errors import DomainError, InvalidArgument, Unauthenticated, Unavailable
 from tracemem_core.outage import database_outage
 from tracemem_core.version import PROTOCOL_VERSIONS, SERVER_VERSION
+from tracemem_site import mcp_adapter
 from tracemem_site import mcp_modern as modern
+from tracemem_site.mcp_adapter import Tool, ToolError
 from tracemem_site.parsers import PayloadTooLarge
 
 logger = logging.getLogger(__name__)
@@ -159,7 +152,7 @@ def argument_refusal(tool: Tool, arguments: dict[str, Any]) -> InvalidArgument |
 
 
 def compact_text(structured: Any) -> list[types.TextContent]:
-    """The result object as compact JSON text (SPEC §1: the text is the object as JSON).
+    """The result object as compact JSON text (docs/contract/surfaces.md: the text is the object as JSON).
 
     FastMCP pretty-prints (indent=2), which made a long trace ~2.5x its REST body; compact text is
     the same size as the REST body. Both paths (stock and fast) use this.
@@ -197,11 +190,11 @@ class _DropDomainErrors(logging.Filter):
 
 def configure_mcp_server() -> None:
     """Called once from ``TracememSiteConfig.ready()`` after django-mcp-server registered the tools."""
-    low = global_mcp_server._mcp_server
+    low = mcp_adapter.low_level_server()
     # Setting the version once skips an importlib.metadata lookup on every request.
     low.version = SERVER_VERSION
     low.instructions = SERVER_INSTRUCTIONS
-    tools = global_mcp_server._tool_manager._tools
+    tools = mcp_adapter.registered_tools()
     for name, tool in list(tools.items()):
         if not isinstance(tool, DomainTool):
             fields = {f: getattr(tool, f) for f in Tool.model_fields}
@@ -266,14 +259,15 @@ def _tools_list_response(request_id: Any) -> HttpResponse:
     """``tools/list``, serialised once (tools are registered at startup); only the id is spliced in."""
     cached = _tool_list_cache.get("tail")
     if cached is None:
-        tools = _run_coroutine(global_mcp_server.list_tools)
+        tools = _run_coroutine(mcp_adapter.list_tools)
         result = types.ServerResult(types.ListToolsResult(tools=tools))
         # Exactly the stock serialisation: result dumped to a dict, then the envelope to JSON.
         envelope = types.JSONRPCResponse(
             jsonrpc="2.0", id=0, result=result.model_dump(by_alias=True, mode="json", exclude_none=True)
         ).model_dump_json(by_alias=True, exclude_none=True)
         prefix = '{"jsonrpc":"2.0","id":0,'
-        assert envelope.startswith(prefix)
+        if not envelope.startswith(prefix):
+            raise RuntimeError("mcp serialised a JSON-RPC envelope this server does not expect")
         cached = envelope[len(prefix) :].encode()
         _tool_list_cache["tail"] = cached
         _tool_list_cache["validators"] = {
@@ -334,7 +328,7 @@ class FastPathMixin:
 
     def _initialize(self, request_id: Any, params: dict[str, Any] | None) -> HttpResponse:
         parsed = types.InitializeRequestParams.model_validate(params)
-        options = global_mcp_server._mcp_server.create_initialization_options()
+        options = mcp_adapter.initialization_options()
         requested = parsed.protocolVersion
         result = types.InitializeResult(
             protocolVersion=requested if requested in PROTOCOL_VERSIONS else types.LATEST_PROTOCOL_VERSION,
@@ -365,35 +359,26 @@ class FastPathMixin:
     ) -> types.CallToolResult | None:
         """Run a synchronous toolset tool in this thread; None if it must take the stock path.
         Raises :class:`waits.ParkRequest` when decision_wait parks under the front."""
-        tool = global_mcp_server._tool_manager.get_tool(parsed.name)
-        caller = getattr(tool, "fn", None)
-        if tool is None or not isinstance(caller, _ToolsetMethodCaller) or caller.forward_context_kwarg:
+        found = mcp_adapter.fast_callable(parsed.name)
+        if found is None:
             return None
-        if not getattr(caller.class_, "mcp_fast_path", True):
-            return None
-        method = getattr(caller.class_, caller.method_name)
-        if asyncio.iscoroutinefunction(method):
+        tool, caller = found
+        if asyncio.iscoroutinefunction(mcp_adapter.toolset_method(caller)):
             return None
         refused = argument_refusal(tool, parsed.arguments or {})
         if refused is not None:
             return tool_error_result(tool.name, refused)
-        token = django_request_ctx.set(request)
         try:
             meta = tool.fn_metadata
             arguments = meta.arg_model.model_validate(meta.pre_parse_json(parsed.arguments or {}))
-            instance = caller.class_(context=None, request=request)
             with waits.door_parks():
-                value = _SyncToolCallWrapper(getattr(instance, caller.method_name))(
-                    **arguments.model_dump_one_level()
-                )
+                value = mcp_adapter.run_sync_tool(caller, request, arguments.model_dump_one_level())
             converted = meta.convert_result(value)
             return self._normalise(tool.name, converted)
         except waits.ParkRequest:
             raise
         except Exception as exc:
             return tool_error_result(tool.name, exc)
-        finally:
-            django_request_ctx.reset(token)
 
     @staticmethod
     def _normalise(name: str, converted: Any) -> types.CallToolResult:
@@ -503,7 +488,7 @@ class StockMCPView(MCPServerStreamableHttpView):
     def handle_exception(self, exc: Exception) -> Any:
         # A body that is not JSON, too large, or not JSON at all never reaches the transport; MCP
         # clients expect a JSON-RPC error object for it, not the REST error body. (Authentication
-        # and Origin refusals keep the SPEC's JSON body: they are about the caller, not the message.)
+        # and Origin refusals keep the contract's JSON body: they are about the caller, not the message.)
         refusal = _transport_refusal(exc)
         if refusal is not None:
             http_status, code, message = refusal
@@ -516,7 +501,7 @@ class StockMCPView(MCPServerStreamableHttpView):
 
     @staticmethod
     def _default_accept(request: HttpRequest) -> None:
-        # SPEC §1: a POST without Accept (or with */*) works. DRF's negotiation and the stock
+        # docs/contract/surfaces.md: a POST without Accept (or with */*) works. DRF's negotiation and the stock
         # transport both need application/json to be named, so it is added.
         accept = request.META.get("HTTP_ACCEPT", "").strip()
         if JSON not in accept:
@@ -536,7 +521,7 @@ def _name_operation(request: Request) -> None:
     if method == "tools/call":
         params = data.get("params")
         name = params.get("name") if isinstance(params, dict) else None
-        known = isinstance(name, str) and global_mcp_server._tool_manager.get_tool(name) is not None
+        known = isinstance(name, str) and mcp_adapter.has_tool(name)
         method = f"tools/call:{name if known else 'unknown'}"
     elif method not in _KNOWN_METHODS:
         method = "other"
@@ -570,7 +555,8 @@ class MCPView(FastPathMixin, StockMCPView):
 
 
 def mcp_actor(request: Any) -> Actor:
-    principal = getattr(request, "user", None)
-    if isinstance(principal, Agent):
-        return Actor.for_agent(principal)
+    """The agent's Actor, put on the request by ``agents.auth.AgentKeyAuthentication``."""
+    actor = getattr(request, "auth", None)
+    if isinstance(actor, Actor) and actor.agent is not None:
+        return actor
     raise Unauthenticated("MCP tools need an agent key: send 'Authorization: Agent <key>' or 'Bearer <key>'")

@@ -22,7 +22,7 @@ the other methods the revision removed are unknown methods.
 
 The tools, the prompt and their results are the very ones the handshake-era path serves (the same
 tool manager, the same fast path). Tested with the official ``mcp`` 2.x client in
-``tests/test_mcp_modern.py``.
+``tests/mcp_door/test_modern.py``.
 """
 
 from __future__ import annotations
@@ -36,10 +36,10 @@ from typing import Any
 import pydantic
 from django.http import HttpResponse
 from mcp import types
-from mcp_server.djangomcp import global_mcp_server
 
 from tracemem_core import waits
 from tracemem_core.version import MODERN_PROTOCOL_VERSIONS, PROTOCOL_VERSIONS, SERVER_NAME, SERVER_VERSION
+from tracemem_site import mcp_adapter
 
 PROTOCOL_VERSION_META = "io.modelcontextprotocol/protocolVersion"
 CLIENT_CAPABILITIES_META = "io.modelcontextprotocol/clientCapabilities"
@@ -89,8 +89,7 @@ def _answer(
         message = {"jsonrpc": "2.0", "id": request_id, "error": body}
         status = HTTP_STATUS.get(error.code, 200)
     else:
-        assert result is not None
-        result = {**result, "resultType": "complete"}
+        result = {**(result or {}), "resultType": "complete"}
         result["_meta"] = {
             **(result.get("_meta") or {}),
             SERVER_INFO_META: {"name": SERVER_NAME, "version": SERVER_VERSION},
@@ -162,7 +161,7 @@ def _dump(model: Any) -> dict[str, Any]:
 
 
 def _discover(view: Any, request: Any, params: dict[str, Any]) -> dict[str, Any]:
-    low = global_mcp_server._mcp_server
+    low = mcp_adapter.low_level_server()
     options = low.create_initialization_options()
     return {
         "supportedVersions": list(MODERN_PROTOCOL_VERSIONS),
@@ -176,7 +175,7 @@ _tools_cache: dict[str, Any] = {}
 
 def _tools_list(view: Any, request: Any, params: dict[str, Any]) -> dict[str, Any]:
     if "tools" not in _tools_cache:
-        _tools_cache["tools"] = [_dump(tool) for tool in _run(global_mcp_server.list_tools)]
+        _tools_cache["tools"] = [_dump(tool) for tool in _run(mcp_adapter.list_tools)]
     return {"tools": _tools_cache["tools"]}
 
 
@@ -189,13 +188,13 @@ def _tools_call(view: Any, request: Any, params: dict[str, Any]) -> dict[str, An
 
 
 def _prompts_list(view: Any, request: Any, params: dict[str, Any]) -> dict[str, Any]:
-    return {"prompts": [_dump(prompt) for prompt in _run(global_mcp_server.list_prompts)]}
+    return {"prompts": [_dump(prompt) for prompt in _run(mcp_adapter.server.list_prompts)]}
 
 
 def _prompts_get(view: Any, request: Any, params: dict[str, Any]) -> dict[str, Any]:
     parsed = types.GetPromptRequestParams.model_validate(params)
     try:
-        result = _run(lambda: global_mcp_server.get_prompt(parsed.name, parsed.arguments))
+        result = _run(lambda: mcp_adapter.server.get_prompt(parsed.name, parsed.arguments))
     except ValueError as exc:  # unknown prompt, missing or bad arguments
         raise _Refusal(types.INVALID_PARAMS, str(exc)) from None
     return _dump(result)

@@ -1,4 +1,4 @@
-"""``GET /metrics`` (SPEC §12): Prometheus text, for a scraper holding the token or at an allowed address.
+"""``GET /metrics`` (docs/contract/interfaces.md): Prometheus text, for a scraper holding the token or at an allowed address.
 
 ``TRACEMEM_METRICS_TOKEN``: a scraper sending ``Authorization: Bearer <token>`` is let in from
 anywhere (Prometheus: ``authorization: {credentials: ...}``). ``TRACEMEM_METRICS_ALLOW``:

@@ -11,11 +11,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
 from django.utils.html import escape
 from django.views import defaults
 
-from tracemem_core.errors import Unavailable
+from tracemem_core.errors import DomainError, NotFound, Unavailable
 from tracemem_core.outage import database_outage, tracking_commits
 
 
@@ -45,6 +46,31 @@ class DatabaseOutageMiddleware:
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         error = database_outage(exception)
         return unavailable_page(error) if error is not None else None
+
+
+class RefusalPageMiddleware:
+    """The HTML door's one refusal mapping. A selector's or service's refusal that a view lets
+    through becomes a page with the status the REST door would give (tracemem_core.errors):
+    ``not_found`` is Django's 404 page, every other 4xx the refusal page carrying the message (which
+    already says what to do next). The decision stays in the selector/service; this only gives it an
+    HTML face. Views still catch a refusal themselves where they show it next to a form."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if isinstance(exception, Unavailable):
+            return unavailable_page(exception)
+        if not isinstance(exception, DomainError) or not 400 <= exception.http_status < 500:
+            return None
+        if isinstance(exception, NotFound):
+            return defaults.page_not_found(request, Http404(exception.message))
+        title = "Not allowed" if exception.http_status == 403 else "Not possible"
+        context = {"message": exception.message, "title": title}
+        return render(request, "ui/forbidden.html", context, status=exception.http_status)
 
 
 def server_error(request: HttpRequest) -> HttpResponse:

@@ -1,4 +1,4 @@
-"""REST plumbing: the one place errors become HTTP (SPEC §4), the error body's schema, the actor."""
+"""REST plumbing: the one place errors become HTTP (docs/contract/errors.md), the error body's schema, the actor."""
 
 from __future__ import annotations
 
@@ -11,13 +11,11 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import Http404
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import exceptions, serializers
-from rest_framework.authentication import SessionAuthentication
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agents.auth import DomainAuthenticationFailed, PersonalTokenAuthentication
-from agents.models import Agent
+from agents.auth import ActorSessionAuthentication, DomainAuthenticationFailed, PersonalTokenAuthentication
 from tracemem_core.actor import Actor
 from tracemem_core.errors import DomainError, InvalidArgument
 from tracemem_core.outage import database_outage
@@ -27,7 +25,7 @@ from tracemem_site.parsers import BodyTooDeep, PayloadTooLarge
 logger = logging.getLogger(__name__)
 
 
-# The SPEC §4 error body, documented once for every endpoint of the OpenAPI schema.
+# The docs/contract/errors.md error body, documented once for every endpoint of the OpenAPI schema.
 _ERROR_BODY = inline_serializer(
     "ErrorBody",
     fields={
@@ -144,12 +142,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
 
 
 def actor_from_request(request: Request) -> Actor:
-    """The Actor for an authenticated DRF request (agent key, session or personal token)."""
-    principal = request.user
-    if isinstance(principal, Agent):
-        return Actor.for_agent(principal)
-    if principal is not None and getattr(principal, "is_authenticated", False):
-        return Actor.for_user(principal)
+    """The Actor the authentication class put on the request (agent key, session, personal token
+    or webhook credential: ``agents.auth``, ``approvals.auth``)."""
+    actor = request.auth
+    if isinstance(actor, Actor):
+        return actor
     raise exceptions.NotAuthenticated()
 
 
@@ -195,4 +192,4 @@ class HumanAPIView(APIView):
     by the service or selector, as everywhere else.
     """
 
-    authentication_classes = [SessionAuthentication, PersonalTokenAuthentication]
+    authentication_classes = [ActorSessionAuthentication, PersonalTokenAuthentication]

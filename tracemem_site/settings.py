@@ -36,7 +36,7 @@ if not SECRET_KEY:
 
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
-# Browser origins allowed to call /mcp (SPEC §1: validate Origin when present).
+# Browser origins allowed to call /mcp (docs/contract/surfaces.md: validate Origin when present).
 TRACEMEM_MCP_ALLOWED_ORIGINS = env_list("TRACEMEM_MCP_ALLOWED_ORIGINS", [])
 TRACEMEM_PUBLIC_URL = env_str("TRACEMEM_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
 
@@ -71,12 +71,13 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: the request id (X-Request-ID in and out, in every log line) and request metrics.
     "tracemem_site.observability.RequestMiddleware",
-    # /healthz answers here, before the Host check: probes address the container, not the site.
-    "tracemem_site.health.LivenessMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Content-Security-Policy on every response (CONTENT_SECURITY_POLICY below).
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # /healthz answers here, before CommonMiddleware's Host check (probes address the container, not
+    # the site) and after the security headers (HSTS, CSP) are set on every answer.
+    "tracemem_site.health.LivenessMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -89,6 +90,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Outage answers say whether the call was applied; an HTML page's is a 503 (tracemem_core/outage.py).
     "tracemem_site.middleware.DatabaseOutageMiddleware",
+    # A refusal an HTML view lets through is a page with its status and message (403, 404, 409...).
+    "tracemem_site.middleware.RefusalPageMiddleware",
     # Last, as django-axes asks: turns a locked-out sign-in into our lockout page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -310,6 +313,17 @@ if not 2 <= TRACEMEM_MAX_JSON_DEPTH <= 200:
         f"TRACEMEM_MAX_JSON_DEPTH must be from 2 to 200, got {TRACEMEM_MAX_JSON_DEPTH}"
     )
 
+# --- Approvals (docs/approvals.md): delivery, retries, email links, the default route ---------
+TRACEMEM_DEFAULT_ROUTE = env_str("TRACEMEM_DEFAULT_ROUTE", "")
+TRACEMEM_DELIVERY_MAX_ATTEMPTS = env_int("TRACEMEM_DELIVERY_MAX_ATTEMPTS", 6)
+TRACEMEM_DELIVERY_BACKOFF_MS = env_int("TRACEMEM_DELIVERY_BACKOFF_MS", 30_000)
+TRACEMEM_DELIVERY_BACKOFF_CAP_MS = env_int("TRACEMEM_DELIVERY_BACKOFF_CAP_MS", 3_600_000)
+TRACEMEM_DELIVERY_LEASE_MS = env_int("TRACEMEM_DELIVERY_LEASE_MS", 120_000)
+TRACEMEM_DELIVERY_HTTP_TIMEOUT = float(env_str("TRACEMEM_DELIVERY_HTTP_TIMEOUT", "") or 5.0)
+TRACEMEM_DELIVERY_CONNECT_TIMEOUT = float(env_str("TRACEMEM_DELIVERY_CONNECT_TIMEOUT", "") or 3.0)
+TRACEMEM_DELIVERY_DESTINATION_SLOTS = env_int("TRACEMEM_DELIVERY_DESTINATION_SLOTS", 4)
+TRACEMEM_EMAIL_LINK_MAX_AGE = env_int("TRACEMEM_EMAIL_LINK_MAX_AGE", 86400)
+
 # --- REST -------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["agents.auth.AgentKeyAuthentication"],
@@ -324,6 +338,9 @@ REST_FRAMEWORK = {
 }
 # Requests per agent across REST and MCP ("N/second|minute|hour|day"; "off" disables).
 TRACEMEM_AGENT_RATE_LIMIT = env_str("TRACEMEM_AGENT_RATE_LIMIT", "1200/minute")
+# decision_wait holds a request at most this long (seconds, ≤ 50) whatever timeout_seconds asks,
+# then answers timed_out: lower it behind a proxy that cuts requests sooner (docs/mcp.md).
+TRACEMEM_WAIT_CAP_SECONDS = env_int("TRACEMEM_WAIT_CAP_SECONDS", 50)
 SPECTACULAR_SETTINGS = {
     "TITLE": "TraceMem API",
     "DESCRIPTION": "Governance and decision memory for AI agents.",
@@ -396,7 +413,7 @@ TRACEMEM_CHECKPOINT_DIR = env_str("TRACEMEM_CHECKPOINT_DIR")
 # default (no DATABASE_URL: one machine, development) allows loopback.
 TRACEMEM_OUTBOUND_ALLOW = env_list("TRACEMEM_OUTBOUND_ALLOW", [] if DATABASE_URL else ["127.0.0.0/8", "::1"])
 
-# --- Redaction (SPEC §6): admins may extend both lists ------------------------------------
+# --- Redaction (docs/contract/redaction.md): admins may extend both lists ------------------------------------
 TRACEMEM_REDACT_EXTRA_KEYS = env_list("TRACEMEM_REDACT_EXTRA_KEYS", [])
 TRACEMEM_REDACT_EXTRA_PATTERNS = env_list("TRACEMEM_REDACT_EXTRA_PATTERNS", [])
 

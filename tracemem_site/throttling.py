@@ -1,10 +1,10 @@
-"""Per-agent request rate limit for the agent doors (REST and MCP): SPEC §4 ``429 rate_limited``.
+"""Per-agent request rate limit for the agent doors (REST and MCP): docs/contract/errors.md ``429 rate_limited``.
 
 One budget per agent across both doors, counted in fixed windows in the shared cache with an atomic
 increment (Redis in production, so every gunicorn worker and host shares the count; two cache
 round trips per request, whatever the limit). Humans (reviewers, admins) are not throttled here.
 
-The store being down never fails a request (SPEC §9: an outage delays, never refuses): the count
+The store being down never fails a request (docs/contract/approvals.md: an outage delays, never refuses): the count
 falls back to this process alone until the store answers again (``tracemem_core.shared_cache``), so
 an agent keeps a limit, at worst one budget per web process, and every call still goes through.
 """
@@ -24,8 +24,8 @@ from django.core.exceptions import ImproperlyConfigured
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
-from agents.models import Agent
 from tracemem_core import metrics
+from tracemem_core.actor import Actor
 from tracemem_core.shared_cache import guarded
 
 _PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
@@ -48,10 +48,11 @@ def parse_rate(rate: str) -> tuple[int, int] | None:
 
 class AgentRateThrottle(BaseThrottle):
     def allow_request(self, request: Request, view: Any) -> bool:
-        agent = request.user
+        actor = request.auth
         limit = parse_rate(str(getattr(settings, "TRACEMEM_AGENT_RATE_LIMIT", "") or ""))
-        if limit is None or not isinstance(agent, Agent):
+        if limit is None or not isinstance(actor, Actor) or actor.agent is None:
             return True
+        agent = actor.agent
         allowed, window = limit
         now = time.time()
         key = f"tracemem:rate:{agent.agent_id}:{window}:{int(now // window)}"

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.http import HttpRequest
 
 from tracemem_core.actor import Actor
-from tracemem_core.errors import PermissionDenied
 from tracemem_core.permissions import has_perm, is_superuser, may_read
 
 
@@ -28,22 +24,6 @@ def web_user(request: HttpRequest) -> User:
 
 def web_actor(request: HttpRequest) -> Actor:
     return Actor.for_user(web_user(request))
-
-
-def refusal_as_403(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Render a selector's or service's ``permission_denied`` as a 403 page carrying its message.
-
-    The decision stays in the selector/service (STYLE rule 5); this only gives it an HTML face.
-    """
-
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        try:
-            return view(request, *args, **kwargs)
-        except PermissionDenied as exc:
-            return render(request, "ui/forbidden.html", {"message": exc.message}, status=403)
-
-    return wrapper
 
 
 def menu(request: HttpRequest) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The trace hash chain of SPEC §5, shared by the server and offline verification.
+"""The trace hash chain of docs/contract/states.md, shared by the server and offline verification.
 
 ``hash`` = lowercase hex SHA-256 of the RFC 8785 canonical JSON of the object holding exactly
 ``decision_id, event_id, seq, type, timestamp, actor, payload, prev_hash``.

@@ -1,4 +1,4 @@
-"""Decision receipts (SPEC §3 ``decision_receipt``): Ed25519 over RFC 8785 canonical JSON.
+"""Decision receipts (docs/contract/tools.md ``decision_receipt``): Ed25519 over RFC 8785 canonical JSON.
 
 One implementation, used by the server to sign and by anyone to verify offline:
 

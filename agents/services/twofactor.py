@@ -21,6 +21,7 @@ from django.utils import timezone
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from agents.selectors import confirmed_device
+from approvals.selectors import second_factor_required_by_policy
 from tracemem_core.actor import Actor
 from tracemem_core.errors import Conflict, InvalidArgument, PermissionDenied
 
@@ -115,8 +116,6 @@ def totp_verify(*, actor: Actor, code: object) -> TOTPDevice:
 @transaction.atomic
 def totp_disable(*, actor: Actor) -> None:
     """Turn two-factor sign-in off; refused while it is required of this person."""
-    from approvals.selectors import second_factor_required_by_policy
-
     user = _signed_in_user(actor)
     if second_factor_required_by_policy(user):
         raise PermissionDenied(

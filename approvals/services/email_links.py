@@ -1,4 +1,4 @@
-"""Signed email links: a reviewer votes from the link without logging in (SPEC §9)."""
+"""Signed email links: a reviewer votes from the link without logging in (docs/contract/approvals.md)."""
 
 from __future__ import annotations
 

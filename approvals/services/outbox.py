@@ -15,6 +15,7 @@ from django.db import connection as db_connection
 from django.utils import timezone
 
 from approvals import conf
+from approvals import tasks as approval_tasks
 from approvals.destinations import FAILING, destination_key, gate
 from approvals.models import (
     Approval,
@@ -24,7 +25,6 @@ from approvals.models import (
     DeliveryStatus,
 )
 from approvals.services import channels as senders
-from approvals.services.requests import _publish
 from decisions.models import EventType
 from decisions.services import (
     decision_lock,
@@ -37,6 +37,17 @@ from tracemem_core.timefmt import iso_z
 # --- the outbox -------------------------------------------------------------------------------
 
 logger = logging.getLogger(__name__)
+
+
+def queue_delivery(delivery_id: str, countdown: float | None = None) -> bool:
+    """Hand a delivery to the Celery worker (after commit); a broker outage leaves it to the
+    re-dispatch. The one place services reach the Celery door (inversion 1, docs/architecture.md)."""
+    return approval_tasks.publish_delivery(delivery_id, countdown=countdown)
+
+
+def queue_slack_update(approval_id: str) -> None:
+    """Ask the worker to update the Slack messages of a resolved approval."""
+    approval_tasks.publish_slack_update(approval_id)
 
 
 @dataclass(frozen=True)
@@ -253,7 +264,7 @@ def _record_late_attempt(
 ) -> AttemptResult:
     """The outcome of an attempt that was in flight when its approval was cancelled or its decision
     closed: kept on the Delivery row only. The trace is not touched, because a closed trace never
-    changes (SPEC §5) and the receipt issued at close pins its last event; nothing is retried."""
+    changes (docs/contract/states.md) and the receipt issued at close pins its last event; nothing is retried."""
     if error is None:
         # It did reach the receiver: say so truthfully, even though nobody can act on it now.
         delivery.status = DeliveryStatus.DELIVERED
@@ -274,7 +285,7 @@ def deliveries_redispatch_due(*, actor: Actor, limit: int = 500) -> int:
     returns how many were queued (none while the broker is down: the next tick tries again)."""
     due = Delivery.objects.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=timezone.now())
     ids = list(due.order_by("next_attempt_at").values_list("delivery_id", flat=True)[:limit])
-    return sum(_publish(delivery_id) for delivery_id in ids)
+    return sum(queue_delivery(delivery_id) for delivery_id in ids)
 
 
 def slack_messages_update(*, actor: Actor, approval_id: str) -> int:

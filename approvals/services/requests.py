@@ -1,4 +1,4 @@
-"""Approvals: requesting one, voting on it, expiring it, cancelling it (SPEC §3, §5, §9).
+"""Approvals: requesting one, voting on it, expiring it, cancelling it (docs/contract/tools.md, docs/contract/states.md, docs/contract/approvals.md).
 
 Every door (MCP, REST, the review UI, the email link page, Slack, the webhook reply and the Celery
 beat) resolves approvals through :func:`approval_vote` / :func:`approvals_expire_due`, so the rules
@@ -35,6 +35,7 @@ from approvals.selectors import (
     second_factor_required,
     vote_refusal,
 )
+from approvals.services.outbox import queue_delivery, queue_slack_update
 from approvals.services.routes import route_for
 from decisions.models import AutomationMode, Decision, DecisionStatus, EventType
 from decisions.services import (
@@ -84,7 +85,7 @@ def decision_request_approval(
     expires_in_seconds: Any = None,
 ) -> Approval:
     """Ask humans to approve a decision: record the request, move the decision to ``needs_approval``
-    and queue one delivery per channel of the route, all in one transaction (SPEC §3, §9).
+    and queue one delivery per channel of the route, all in one transaction (docs/contract/tools.md, docs/contract/approvals.md).
 
     The agent may tighten the route (require a rationale, expire sooner) but never loosen it.
     Delivery runs after commit; a broker outage leaves the outbox rows for the periodic re-dispatch.
@@ -172,7 +173,7 @@ def decision_request_approval(
     route_label = route.route_id
     metrics.on_commit(lambda: metrics.APPROVALS_REQUESTED.labels(route_label).inc())
     for delivery in deliveries:
-        transaction.on_commit(functools.partial(_publish, delivery.delivery_id))
+        transaction.on_commit(functools.partial(queue_delivery, delivery.delivery_id))
     return approval
 
 
@@ -180,13 +181,6 @@ def route_channels(route: ApprovalRoute) -> list[dict[str, Any]]:
     """The route's channel entries that name a known channel type (unknown ones are ignored)."""
     entries = route.channels if isinstance(route.channels, list) else []
     return [e for e in entries if isinstance(e, dict) and e.get("type") in Channel.values]
-
-
-def _publish(delivery_id: str, countdown: float | None = None) -> bool:
-    # Imported late: the Celery door imports this module.
-    from approvals.tasks import publish_delivery
-
-    return publish_delivery(delivery_id, countdown=countdown)
 
 
 # --- who may vote --------------------------------------------------------------------------
@@ -214,7 +208,7 @@ def approval_vote(
     rationale: Any = None,
     channel: str = "api",
 ) -> Approval:
-    """Record one reviewer's vote; grant at quorum, reject on any eligible reject (SPEC §9).
+    """Record one reviewer's vote; grant at quorum, reject on any eligible reject (docs/contract/approvals.md).
 
     ``decision`` is ``approve`` or ``reject``. Each person votes once per approval whatever the
     channel; a resolved approval is final. The approval row is locked, so a concurrent approve and
@@ -245,7 +239,7 @@ def approval_vote(
     if approval.status != ApprovalState.PENDING:
         raise InvalidState(f"approval {clean_id} is already {approval.status}; a resolved approval is final")
     if locked_decision.is_terminal:
-        # A closed trace never changes (SPEC §5): its receipt pins the last event.
+        # A closed trace never changes (docs/contract/states.md): its receipt pins the last event.
         raise InvalidState(
             f"decision {locked_decision.decision_id} is already {locked_decision.status}; approval {clean_id} "
             "can no longer be voted on"
@@ -360,13 +354,7 @@ def _count_resolution(approval: Approval, outcome: str, resolved_at: datetime) -
 def _schedule_slack_update(approval: Approval) -> None:
     if approval.deliveries.filter(channel=Channel.SLACK).exists():
         approval_id = approval.approval_id
-        transaction.on_commit(lambda: _publish_slack_update(approval_id))
-
-
-def _publish_slack_update(approval_id: str) -> None:
-    from approvals.tasks import publish_slack_update
-
-    publish_slack_update(approval_id)
+        transaction.on_commit(lambda: queue_slack_update(approval_id))
 
 
 def approvals_expire_due(*, actor: Actor) -> int:

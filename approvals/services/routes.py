@@ -30,7 +30,7 @@ from tracemem_core.permissions import is_superuser, require_perm, require_superu
 
 
 def route_for(*, approval_route_id: str | None, decision: Decision) -> ApprovalRoute:
-    """The argument, else the decision's latest exception route, else the default route (SPEC §3)."""
+    """The argument, else the decision's latest exception route, else the default route (docs/contract/tools.md)."""
     wanted = approval_route_id or decision.exception_route_id or conf.default_route_id() or None
     if wanted:
         route = ApprovalRoute.objects.filter(route_id=wanted).first()

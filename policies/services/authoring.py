@@ -1,4 +1,4 @@
-"""Policies (SPEC §7): definitions, drafts, publishing, retiring and grants."""
+"""Policies (docs/contract/policies.md): definitions, drafts, publishing, retiring and grants."""
 
 from __future__ import annotations
 
@@ -155,7 +155,7 @@ def policy_create(*, actor: Actor, policy_id: Any, definition: Any) -> PolicyVer
     clean = clean_definition(definition)
     policy, created = Policy.objects.get_or_create(policy_id=pid)
     if not created:
-        # Creating something that exists is 409 conflict, as for every other kind (SPEC §12).
+        # Creating something that exists is 409 conflict, as for every other kind (docs/contract/interfaces.md).
         raise Conflict(
             f"policy {pid} already exists; edit its draft with PUT /api/v1/admin/policies/{pid}/draft",
             details={"field": "policy_id"},

@@ -1,4 +1,4 @@
-"""Policy evaluation inside a decision (SPEC §7).
+"""Policy evaluation inside a decision (docs/contract/policies.md).
 
 Interfaces other apps use:
 
@@ -36,7 +36,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def evaluation_result(*, event_id: str | None, pv: PolicyVersion, result: engine.Result) -> dict[str, Any]:
-    """The ``decision_evaluate`` result object (SPEC §3)."""
+    """The ``decision_evaluate`` result object (docs/contract/tools.md)."""
     requires = result.outcome == Outcome.REQUIRES_EXCEPTION
     return {
         "event_id": event_id,
@@ -126,7 +126,7 @@ def policy_evaluate_in_decision(
     Call inside the caller's transaction, with ``decision`` locked by ``decision_lock``; the
     caller's outermost service must be wrapped with :func:`fail_closed`. Appends the ``evaluate``
     event (version, hash, outcome, rationale, redacted inputs, source), reports ``deny`` and
-    ``requires_exception`` to the decision's gates, and returns the SPEC §3 result object. A
+    ``requires_exception`` to the decision's gates, and returns the docs/contract/tools.md result object. A
     failed evaluation raises :class:`PolicyEvaluationFailed` (``invalid_argument``).
     """
     decision_services.ensure_not_terminal(decision, "be evaluated")
@@ -143,7 +143,7 @@ def policy_evaluate_in_decision(
     if inputs_ref is None:
         payload["inputs"] = redact(inputs, field="inputs")
     else:
-        # Business records never go into the trace (SPEC §3): the read they came from, how many
+        # Business records never go into the trace (docs/contract/tools.md): the read they came from, how many
         # there were and their keyed digest (equal to the read event's ``records_digest``).
         records = inputs.get("records")
         payload["inputs_ref"] = inputs_ref
@@ -196,7 +196,7 @@ def policy_evaluate_in_decision(
 
 
 # inputs_ref: the trace keeps a read's data_ref, query, summary and records_digest, not its
-# records (SPEC §3). The data-products app registers a resolver that re-reads the records of a read
+# records (docs/contract/tools.md). The data-products app registers a resolver that re-reads the records of a read
 # event for the acting agent: it re-checks the grant and purpose, refuses (``conflict``) when the
 # data changed since the read, and returns None when the records cannot be re-read at all.
 ReadRecordsResolver = Callable[[TraceEvent, Actor], "list[dict[str, Any]] | None"]
@@ -239,7 +239,7 @@ def _inputs_from_ref(decision: Decision, inputs_ref: Any, actor: Actor) -> dict[
 def decision_evaluate(
     *, actor: Actor, decision_id: Any, policy_id: Any, inputs: Any = None, inputs_ref: Any = None
 ) -> dict[str, Any]:
-    """``decision_evaluate`` (SPEC §3): evaluate a granted policy in the agent's decision."""
+    """``decision_evaluate`` (docs/contract/tools.md): evaluate a granted policy in the agent's decision."""
     if actor.kind != "agent" or actor.agent is None:
         raise PermissionDenied(
             "only an agent (authenticated with its key) can evaluate policies in a decision"

@@ -1,4 +1,4 @@
-"""What every agent read and write of business data shares (SPEC §3 data tools, §8): the product
+"""What every agent read and write of business data shares (docs/contract/tools.md, docs/contract/data-products.md): the product
 looked up through the agent's grant and the purpose checked, query/key fields checked and coerced,
 the product's attached policies evaluated, and refusals recorded before they are raised.
 """

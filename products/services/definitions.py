@@ -1,4 +1,4 @@
-"""Product admin (SPEC §8, §10): define, check, publish, grant and revoke data products."""
+"""Product admin (docs/contract/data-products.md, docs/contract/admin.md): define, check, publish, grant and revoke data products."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ _EDITABLE = (
 
 
 def product_definition(product: DataProduct) -> dict[str, Any]:
-    """Everything the product's hash covers (SPEC §8: versioned and hashed like policies)."""
+    """Everything the product's hash covers (docs/contract/data-products.md: versioned and hashed like policies)."""
     return {
         "product_id": product.product_id,
         "name": product.name,

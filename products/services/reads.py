@@ -1,4 +1,4 @@
-"""``decision_read``: the agent's reads of business data (SPEC §3, §8), and the re-read behind
+"""``decision_read``: the agent's reads of business data (docs/contract/tools.md, docs/contract/data-products.md), and the re-read behind
 ``decision_evaluate``'s ``inputs_ref``.
 
 Each call locks the decision, checks grant and purpose, evaluates the product's attached policies
@@ -79,7 +79,7 @@ def decision_read(
     allow_multiple: Any = None,
     result_mode: Any = None,
 ) -> dict[str, Any]:
-    """Read records of a read product inside a decision (SPEC §3 ``decision_read``).
+    """Read records of a read product inside a decision (docs/contract/tools.md ``decision_read``).
 
     Returns ``{event_id, product, data_ref, records, summary: {rows, fields}}``; the trace keeps the
     query, ``data_ref`` and summary, never the records.
@@ -177,7 +177,7 @@ def _decision_read(
                 "result_mode": mode,
                 "data_ref": data_ref,
                 "summary": summary,
-                # Not the records (SPEC §3), but enough to tell whether a later re-read of them
+                # Not the records (docs/contract/tools.md), but enough to tell whether a later re-read of them
                 # (decision_evaluate inputs_ref) returns exactly what the agent saw.
                 "records_digest": crypto.keyed_digest(records),
                 **_policies_payload(outcomes),

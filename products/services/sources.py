@@ -1,4 +1,4 @@
-"""Data sources (SPEC §8): where a product's table lives; DSNs are encrypted at rest and never shown."""
+"""Data sources (docs/contract/data-products.md): where a product's table lives; DSNs are encrypted at rest and never shown."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""``decision_write``: the agent's writes of business data (SPEC §3, §8).
+"""``decision_write``: the agent's writes of business data (docs/contract/tools.md, docs/contract/data-products.md).
 
 Each call locks the decision, checks grant and purpose, evaluates the product's attached policies,
-applies the SPEC §5 gates, plans and runs parameterised statements in one transaction and appends a
+applies the docs/contract/states.md gates, plans and runs parameterised statements in one transaction and appends a
 ``write`` event — all under the decision's row lock, which is also what makes ``idempotency_key``
 exact under concurrent retries.
 """
@@ -112,7 +112,7 @@ def _key_values(product: DataProduct, keys: dict[str, Any], where: str) -> list[
 
 
 def _plan(product: DataProduct, keys: Any, mutation: Any) -> tuple[list[_Statement], dict[str, Any]]:
-    """Validate a mutation (every form of SPEC §3) into statements plus a summary for the trace."""
+    """Validate a mutation (every form of docs/contract/tools.md) into statements plus a summary for the trace."""
     operation = product.operation
     if mutation is None and operation == Operation.DELETE:
         mutation = {}
@@ -303,7 +303,7 @@ def decision_write(
     idempotency_key: Any = None,
     return_created: Any = False,
 ) -> dict[str, Any]:
-    """Write through an insert/update/delete product inside a decision (SPEC §3 ``decision_write``).
+    """Write through an insert/update/delete product inside a decision (docs/contract/tools.md ``decision_write``).
 
     Returns ``{event_id, product, operation, status: "executed", affected_rows, created_records?,
     data_ref}``. With ``idempotency_key`` a repeat within the decision returns the first result and

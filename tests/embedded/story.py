@@ -1,7 +1,7 @@
-"""Run inside a subprocess with no DATABASE_URL/REDIS_URL: the SPEC §11 story on the embedded default.
+"""Run inside a subprocess with no DATABASE_URL/REDIS_URL: the docs/contract/story.md story on the embedded default.
 
 Prints one line per step; exits non-zero on the first surprise. Driven by
-tests/test_lead_embedded_default.py after `manage.py migrate` and `manage.py seed_demo`.
+tests/site/test_embedded_default.py after `manage.py migrate` and `manage.py seed_demo`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The OpenAI Agents SDK's ``MCPServerStreamableHttp`` with the Authorization header, against
-TraceMem; run by ``tests/test_mcp_modern.py`` with the 2.x virtualenv's Python (no model is called:
+TraceMem; run by ``tests/mcp_door/test_modern.py`` with the 2.x virtualenv's Python (no model is called:
 the SDK's MCP server object lists and calls tools itself).
 
 Usage: python agents_sdk.py URL KEY — prints one JSON object with what each step returned.

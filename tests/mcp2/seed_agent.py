@@ -1,5 +1,5 @@
-"""The seed workflow (SPEC §11) as an agent on the official ``mcp`` 2.x client; run by
-``tests/test_mcp_modern.py`` with the 2.x virtualenv's Python (never imported by the suite).
+"""The seed workflow (docs/contract/story.md) as an agent on the official ``mcp`` 2.x client; run by
+``tests/mcp_door/test_modern.py`` with the 2.x virtualenv's Python (never imported by the suite).
 
 Usage: python seed_agent.py URL KEY MODE  — MODE is "2026-07-28", "auto" or "legacy". Prints one
 JSON object: the JSON-RPC methods the client sent, the negotiated version, the instructions, the

@@ -1,4 +1,4 @@
-"""``manage.py apply_config FILE.yaml [--dry-run]``: governance as code (SPEC §10).
+"""``manage.py apply_config FILE.yaml [--dry-run]``: governance as code (docs/contract/admin.md).
 
 The YAML file has top-level sections; each section is handled by ONE function in the owning
 app's ``config.py``, ``apply_<section>(*, actor, items, dry_run) -> list[str]`` (lines describing

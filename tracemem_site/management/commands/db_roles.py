@@ -1,4 +1,4 @@
-"""``manage.py db_roles --app-user USER [--products-user USER] [--dry-run]`` (SPEC §12).
+"""``manage.py db_roles --app-user USER [--products-user USER] [--dry-run]`` (docs/contract/interfaces.md).
 
 Run as the owner (``MIGRATION_DATABASE_URL``, else ``DATABASE_URL``) after ``migrate``: creates the
 missing roles and gives each exactly its share of TraceMem's database (``tracemem_core.dbroles``,

@@ -1,4 +1,4 @@
-"""Python client for TraceMem (SPEC §3/§4/§12): see README.md.
+"""Python client for TraceMem (docs/contract/tools.md/docs/contract/errors.md/docs/contract/interfaces.md): see README.md.
 
 from tracemem_client import Client, governed
 

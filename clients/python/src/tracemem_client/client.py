@@ -1,4 +1,4 @@
-"""The agent client: every tool of SPEC §3/§12 as a method over the REST mapping of SPEC §4.
+"""The agent client: every tool of docs/contract/tools.md/docs/contract/interfaces.md as a method over the REST mapping of docs/contract/errors.md.
 
 Method names are the tool names, arguments are the tool's arguments (the decision id first), and
 each returns the tool's result object. Refusals raise the :mod:`tracemem_client.errors` family.
@@ -45,7 +45,7 @@ from tracemem_client.types import (
 )
 
 API = "/api/v1"
-WAIT_MAX_SECONDS = 50  # SPEC §12: decision_wait's timeout_seconds is at most 50
+WAIT_MAX_SECONDS = 50  # docs/contract/interfaces.md: decision_wait's timeout_seconds is at most 50
 
 
 def _segment(value: str) -> str:
@@ -170,7 +170,7 @@ class Client(_Base):
         return cast(ContextAdded, self._post(f"/decisions/{_segment(decision_id)}/context", body))
 
     def decision_add_contexts(self, decision_id: str, contexts: Sequence[Mapping[str, Any]]) -> ContextsAdded:
-        """Batch context (SPEC §12): up to 100 objects in one call and one transaction.
+        """Batch context (docs/contract/interfaces.md): up to 100 objects in one call and one transaction.
 
         Raises :class:`UnsupportedByServer` on a server older than batch context. There is
         deliberately no silent fallback to one call per object: that would not be all-or-nothing.
@@ -182,7 +182,7 @@ class Client(_Base):
             allowed = exc.details.get("allowed")
             if exc.field == "contexts" and isinstance(allowed, list) and "contexts" not in allowed:
                 raise UnsupportedByServer(
-                    f"{self.base_url} does not take batch context (contexts=[...], SPEC §12); upgrade "
+                    f"{self.base_url} does not take batch context (contexts=[...], docs/contract/interfaces.md); upgrade "
                     "the server, or call decision_add_context once per object",
                     status=exc.status,
                 ) from exc
@@ -259,7 +259,7 @@ class Client(_Base):
         """Block until the decision's approval leaves ``pending`` (or its status changes), or until
         ``timeout_seconds`` (≤ 50) pass; ``timed_out`` says which.
 
-        Uses ``GET /api/v1/decisions/{id}/wait`` (SPEC §12). Against a server without that endpoint
+        Uses ``GET /api/v1/decisions/{id}/wait`` (docs/contract/interfaces.md). Against a server without that endpoint
         it polls ``decision_get`` with backoff (0.5 s growing to 5 s) instead, with the same result.
         If no approval is pending when called, it returns at once.
         """
@@ -622,7 +622,7 @@ class DecisionBlock:
 
 
 class ReviewerClient(_Base):
-    """A person's connection (personal access token ``tmpat_…``) to the approvals API (SPEC §10).
+    """A person's connection (personal access token ``tmpat_…``) to the approvals API (docs/contract/admin.md).
 
     Takes the same keyword options as :class:`Client` (``timeout``, ``retries``, ...).
     """

@@ -1,4 +1,4 @@
-"""The server's error codes (SPEC §4) as exceptions, plus what can go wrong on the way there.
+"""The server's error codes (docs/contract/errors.md) as exceptions, plus what can go wrong on the way there.
 
 Every refusal from the server is a :class:`TraceMemError` whose ``code`` is the stable code of the
 error body ``{"error": {"code", "message", "details"}}``; catch the subclass you can handle::

@@ -1,4 +1,4 @@
-"""Result types: the JSON objects of SPEC §3/§12, as ``TypedDict``s.
+"""Result types: the JSON objects of docs/contract/tools.md/docs/contract/interfaces.md, as ``TypedDict``s.
 
 Why TypedDicts and not dataclasses: a result *is* the server's JSON object. As a dict it prints,
 logs and ``json.dumps`` as-is (the CLI shows exactly what the server said), it costs no conversion
@@ -112,7 +112,7 @@ class EventRef(TypedDict):
 
 
 class ContextsAdded(TypedDict):
-    """Batch context (SPEC §12): one entry per context, in the order sent."""
+    """Batch context (docs/contract/interfaces.md): one entry per context, in the order sent."""
 
     events: list[EventRef]
 
@@ -176,7 +176,9 @@ class TraceEvent(TypedDict):
 
 
 class _TraceOptional(TypedDict, total=False):
-    next_after_seq: int | None  # SPEC §12 trace pages; None (or absent on older servers) = last page
+    next_after_seq: (
+        int | None
+    )  # docs/contract/interfaces.md trace pages; None (or absent on older servers) = last page
 
 
 class Trace(DecisionInfo, _TraceOptional):
