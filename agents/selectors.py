@@ -44,6 +44,18 @@ def agent_keys(agent: Agent) -> QuerySet[AgentKey]:
     return AgentKey.objects.filter(agent=agent)
 
 
+def proposed_key_name(agent: Agent) -> str:
+    """A name for the agent's next key that none of its keys has: ``default`` for the first, then
+    ``key-N`` (N one more than the number of keys, counting up past names already taken)."""
+    taken = set(AgentKey.objects.filter(agent=agent).values_list("name", flat=True))
+    if "default" not in taken:
+        return "default"
+    n = len(taken) + 1
+    while f"key-{n}" in taken:
+        n += 1
+    return f"key-{n}"
+
+
 def agent_key_by_id(agent: Agent, key_id: str) -> AgentKey:
     raw = key_id.removeprefix("key_")
     if not (raw.isascii() and raw.isdigit()):

@@ -111,6 +111,7 @@ def agent_detail(request: HttpRequest, agent_id: str) -> HttpResponse:
     context: dict[str, Any] = {
         "agent": agent,
         "keys": selectors.agent_keys(agent),
+        "proposed_key_name": selectors.proposed_key_name(agent),
         "can_manage": selectors.may_manage_keys(web_actor(request), agent),
         "issued": issued,
         "configs": _client_configs(issued["secret"]) if issued else [],

@@ -13,9 +13,17 @@ class ApprovalsConfig(AppConfig):
     def ready(self) -> None:
         # Closing a decision cancels its pending approval in the same transaction; decisions cannot
         # import approvals (approvals imports decisions), so it calls us through this registry.
-        from approvals.selectors import pending_approval_expires_at, pending_approval_overdue
+        from approvals.selectors import (
+            approvals_of_decision,
+            pending_approval_expires_at,
+            pending_approval_overdue,
+        )
         from approvals.services.requests import approval_cancel_on_close, approval_settle_overdue
-        from decisions.selectors import register_overdue_check, register_pending_deadline
+        from decisions.selectors import (
+            register_approvals_of,
+            register_overdue_check,
+            register_pending_deadline,
+        )
         from decisions.services import register_close_participant, register_lock_settler
 
         register_close_participant(approval_cancel_on_close)
@@ -24,6 +32,8 @@ class ApprovalsConfig(AppConfig):
         # decision_wait wakes at that deadline to report the expiry on time.
         register_pending_deadline(pending_approval_expires_at)
         register_lock_settler(approval_settle_overdue)
+        # The decision page's approvals card (issue 18).
+        register_approvals_of(approvals_of_decision)
         from tracemem_core import metrics
 
         metrics.register_state(approvals_state)

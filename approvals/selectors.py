@@ -9,7 +9,8 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Prefetch, Q, QuerySet
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from agents.selectors import confirmed_device
@@ -353,3 +354,88 @@ def routes_overview(actor: Actor) -> QuerySet[ApprovalRoute]:
 
 def route_ids() -> list[str]:
     return list(ApprovalRoute.objects.order_by("route_id").values_list("route_id", flat=True))
+
+
+RESOLVED_STATES = (
+    ApprovalState.APPROVED,
+    ApprovalState.REJECTED,
+    ApprovalState.EXPIRED,
+    ApprovalState.CANCELLED,
+)
+
+
+@dataclass(frozen=True)
+class ResolvedFilters:
+    outcome: str = ""  # one of RESOLVED_STATES, or any
+    route: str = ""
+    agent: str = ""
+    reviewer: str = ""  # username of someone who voted
+    since: datetime | None = None  # resolved at or after
+    until: datetime | None = None  # resolved before
+
+
+def _with_votes_and_deliveries(qs: QuerySet[Approval]) -> QuerySet[Approval]:
+    return qs.prefetch_related(
+        Prefetch("votes", queryset=Vote.objects.select_related("user").order_by("created_at")),
+        Prefetch("deliveries", queryset=Delivery.objects.order_by("created_at")),
+    )
+
+
+def resolved_approvals(actor: Actor, filters: ResolvedFilters, *, limit: int = 200) -> list[Approval]:
+    """Approvals that are no longer waiting (approved, rejected, expired, cancelled), newest
+    resolution first, with their votes: the review queue's history, under the queue's visibility.
+
+    Statuses are as reported (:func:`approval_as_reported`): one past its deadline is expired
+    at ``expires_at`` before the tick has written it.
+    """
+    now = timezone.now()
+    qs = approvals_visible_to(actor).filter(
+        ~Q(status=ApprovalState.PENDING) | Q(status=ApprovalState.PENDING, expires_at__lte=now)
+    )
+    if filters.outcome:
+        if filters.outcome not in RESOLVED_STATES:
+            raise InvalidArgument(
+                f"outcome must be one of {', '.join(RESOLVED_STATES)}; got {filters.outcome!r}",
+                field="outcome",
+            )
+        qs = qs.filter(_status_as_reported(filters.outcome, now))
+    if filters.route:
+        qs = qs.filter(route__route_id=filters.route)
+    if filters.agent:
+        qs = qs.filter(decision__agent_id=filters.agent)
+    if filters.reviewer:
+        qs = qs.filter(pk__in=Vote.objects.filter(user__username=filters.reviewer).values("approval_id"))
+    qs = qs.annotate(resolved=Coalesce("resolved_at", "expires_at"))
+    if filters.since is not None:
+        qs = qs.filter(resolved__gte=filters.since)
+    if filters.until is not None:
+        qs = qs.filter(resolved__lt=filters.until)
+    qs = _with_votes_and_deliveries(qs.order_by("-resolved", "-requested_at"))
+    return [approval_as_reported(a) for a in qs[: max(1, min(limit, 500))]]
+
+
+def approvals_of_decision(actor: Actor, decision_id: str) -> list[Approval]:
+    """Every approval of one decision this actor may see, newest first, with votes and deliveries
+    (the decision page's approvals card). Someone who may read the decision but not its
+    approvals gets none."""
+    qs = approvals_visible_to(actor).filter(decision_id=decision_id).order_by("-requested_at")
+    return [approval_as_reported(a) for a in _with_votes_and_deliveries(qs)]
+
+
+def approval_outcomes_since(actor: Actor, since: datetime) -> dict[str, int]:
+    """How many visible approvals were approved and rejected since ``since`` (the dashboard)."""
+    counts = dict.fromkeys((ApprovalState.APPROVED.value, ApprovalState.REJECTED.value), 0)
+    rows = (
+        approvals_visible_to(actor)
+        .filter(status__in=list(counts), resolved_at__gte=since)
+        .values("status")
+        .annotate(n=Count("pk"))
+    )
+    for row in rows:
+        counts[row["status"]] = row["n"]
+    return counts
+
+
+def votable_count(actor: Actor) -> int:
+    """Pending approvals this reviewer can still vote on (the queue's "only ones I can vote on")."""
+    return len(review_queue(actor, QueueFilters(mine=True)))

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -30,9 +30,10 @@ from approvals.services import requests as approval_requests
 from approvals.services.channels import DeliveryError, slack_call
 from decisions.models import EventType, TraceEvent
 from decisions.selectors import decision_as_reported, decision_events, trace_page
+from decisions.timeline import event_line
 from tracemem_core import safejson
 from tracemem_core.actor import Actor
-from tracemem_core.errors import DomainError, NotFound, PermissionDenied
+from tracemem_core.errors import DomainError, InvalidArgument, NotFound, PermissionDenied
 from tracemem_site.web import web_actor
 
 logger = logging.getLogger(__name__)
@@ -179,6 +180,47 @@ def review_queue(request: HttpRequest) -> HttpResponse:
     return render(request, template, context)
 
 
+def _day(params: QueryDict, name: str, *, end: bool = False) -> datetime | None:
+    """A ``YYYY-MM-DD`` filter as the start of that UTC day (``end``: of the next one)."""
+    raw = params.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        day = date.fromisoformat(raw)
+    except ValueError:
+        raise InvalidArgument(f"{name} must be a date as YYYY-MM-DD; got {raw!r}", field=name) from None
+    start = datetime.combine(day, time.min, tzinfo=UTC)
+    return start + timedelta(days=1) if end else start
+
+
+@login_required
+def resolved_list(request: HttpRequest) -> HttpResponse:
+    """``/review/resolved/``: what was decided, by whom and why (the queue's history)."""
+    g = request.GET
+    context: dict[str, object] = {
+        "outcomes": selectors.RESOLVED_STATES,
+        "routes": selectors.route_ids(),
+        "params": {
+            k: g.get(k, "").strip() for k in ("outcome", "route", "agent", "reviewer", "since", "until")
+        },
+    }
+    try:
+        filters = selectors.ResolvedFilters(
+            outcome=g.get("outcome", "").strip(),
+            route=g.get("route", "").strip(),
+            agent=g.get("agent", "").strip(),
+            reviewer=g.get("reviewer", "").strip(),
+            since=_day(g, "since"),
+            until=_day(g, "until", end=True),
+        )
+        rows = selectors.resolved_approvals(web_actor(request), filters)
+    except InvalidArgument as exc:
+        return render(
+            request, "approvals/review_resolved.html", {**context, "rows": [], "error": str(exc)}, status=400
+        )
+    return render(request, "approvals/review_resolved.html", {**context, "rows": rows})
+
+
 @login_required
 def review_count(request: HttpRequest) -> HttpResponse:
     count = selectors.pending_count(web_actor(request))
@@ -186,7 +228,14 @@ def review_count(request: HttpRequest) -> HttpResponse:
 
 
 def _event_rows(events: list[TraceEvent]) -> list[dict[str, object]]:
-    return [{"event": e, "payload_json": json.dumps(e.payload, indent=2, sort_keys=True)} for e in events]
+    return [
+        {
+            "event": e,
+            "line": event_line(e.type, e.payload, e.actor),
+            "payload_json": json.dumps(e.payload, indent=2, sort_keys=True),
+        }
+        for e in events
+    ]
 
 
 @login_required

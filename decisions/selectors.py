@@ -150,6 +150,22 @@ def register_pending_deadline(finder: PendingDeadline) -> None:
         _pending_deadlines.append(finder)
 
 
+# The decision page's approvals card (issue 18): every approval of a decision the actor may see, with
+# votes. Approvals registers the finder, like the checks above; without it the card is empty.
+ApprovalsOf = Callable[[Actor, str], list[Any]]
+_approvals_of: list[ApprovalsOf] = []
+
+
+def register_approvals_of(finder: ApprovalsOf) -> None:
+    if finder not in _approvals_of:
+        _approvals_of.append(finder)
+
+
+def decision_approvals(actor: Actor, decision_id: str) -> list[Any]:
+    """The decision's approvals under the approvals app's visibility (the approvals card)."""
+    return [approval for finder in _approvals_of for approval in finder(actor, decision_id)]
+
+
 # --- decision_wait (docs/contract/interfaces.md) ----------------------------------------------------------------
 
 WAIT_DEFAULT_SECONDS = 25

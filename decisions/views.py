@@ -24,6 +24,7 @@ from decisions.selectors import (
     trace_page,
 )
 from decisions.serializers import trace_out
+from decisions.timeline import event_line
 from tracemem_core.errors import InvalidArgument
 from tracemem_site.web import web_actor
 
@@ -94,10 +95,17 @@ def decision_detail(request: HttpRequest, decision_id: str) -> HttpResponse:
             "record_chain": record_chain(record) if record is not None else [],
             "decision": decision_as_reported(decision),
             "events": [
-                {"event": e, "payload_json": json.dumps(e.payload, indent=2, sort_keys=True)} for e in events
+                {
+                    "event": e,
+                    "line": event_line(e.type, e.payload, e.actor),
+                    "payload_json": json.dumps(e.payload, indent=2, sort_keys=True),
+                }
+                for e in events
             ],
             "metadata_json": json.dumps(decision.metadata, indent=2, sort_keys=True),
             "problems": problems,
+            # Approvals under the approvals app's visibility: a decision reader may not see them.
+            "approvals": selectors.decision_approvals(web_actor(request), decision.decision_id),
             "page": _timeline_page(events, page.next_after_seq, decision.event_count),
         },
     )

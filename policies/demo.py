@@ -30,7 +30,7 @@ DEMO_POLICY: dict[str, Any] = {
             "name": "refactor_needs_exception",
             "when": 'inputs.change_type == "refactor"',
             "outcome": "requires_exception",
-            "message": "refactors (e.g. of user-service) need a reviewer's approval",
+            "message": "refactors need a reviewer's approval",
         },
         {
             "name": "routine_changes",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, time, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,10 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.staticfiles import finders
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 
 from agents.selectors import confirmed_device
-from approvals.selectors import second_factor_required
+from approvals.selectors import approval_outcomes_since, second_factor_required, votable_count
 from decisions.selectors import OUTCOMES, dashboard_stats
 from tracemem_site.second_factor import ENROL_URL, VERIFY_URL
 from tracemem_site.web import web_actor
@@ -121,12 +123,19 @@ def _duration(seconds: float | None) -> str:
 
 @login_required
 def dashboard(request: HttpRequest) -> HttpResponse:
-    stats = dashboard_stats(web_actor(request))
+    actor = web_actor(request)
+    stats = dashboard_stats(actor)
+    # Recent approval outcomes: the last 7 UTC days, today included; the tiles link to the same
+    # filter on /review/resolved/.
+    since = datetime.combine(timezone.now().date() - timedelta(days=6), time.min, tzinfo=UTC)
     return render(
         request,
         "ui/dashboard.html",
         {
             "stats": stats,
+            "mine": votable_count(actor),
+            "outcomes": approval_outcomes_since(actor, since),
+            "outcomes_since": since.date().isoformat(),
             "median": _duration(stats.median_seconds_to_decision),
             "chart": _chart(stats.per_day),
         },

@@ -89,9 +89,7 @@ def test_requires_exception_waits_for_the_reviewer_then_runs(seeded: Seeded, age
     assert calls == [("user-service", "refactor")]
     assert reviewer_thread.answered is not None and reviewer_thread.answered["status"] == "approved"
     assert reviewer_thread.answered["title"] == "Refactoring Approval Required"
-    assert (
-        reviewer_thread.answered["message"] == "refactors (e.g. of user-service) need a reviewer's approval"
-    )
+    assert reviewer_thread.answered["message"] == "refactors need a reviewer's approval"
     decision_id = done.decision.decision_id
     assert event_types(agent_client, decision_id) == APPROVED_CALL
     assert agent_client.decision_get(decision_id)["status"] == "committed"

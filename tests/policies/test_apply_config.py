@@ -116,3 +116,23 @@ def test_demo_policy_requires_exception_for_refactors_and_seed_is_idempotent() -
     ]
     assert outcomes == ["requires_exception", "allow", "deny", "deny"]
     assert pv.version == 1
+
+
+@pytest.mark.django_db
+def test_demo_policy_message_names_no_component_the_decision_is_not_about() -> None:
+    """Issue 18: a refactor of billing must not read "refactors (e.g. of user-service) ..."."""
+    demo.seed()
+    agent = PolicyGrant.objects.get(policy_id="code_change_policy_v1").agent
+    actor = Actor.for_agent(agent)
+    decision = decision_services.decision_create(
+        actor=actor, intent="code.refactor.execute", automation_mode="propose", metadata={}
+    )
+    result = policy_evaluation.decision_evaluate(
+        actor=actor,
+        decision_id=decision.decision_id,
+        policy_id="code_change_policy_v1",
+        inputs={"change_type": "refactor", "component": "billing"},
+    )
+    assert result["outcome"] == "requires_exception"
+    assert "user-service" not in result["rationale"]["message"]
+    assert result["rationale"]["message"] == "refactors need a reviewer's approval"

@@ -247,3 +247,59 @@ def test_quorum_of_two_needs_both_reviewers_and_owner_sees_no_buttons(
     ben.get_by_role("button", name="Approve").click()
     ben.locator("#outcome").wait_for()
     assert Approval.objects.get(pk=approval.pk).status == "approved"
+
+
+def _no_horizontal_overflow(page: Any) -> bool:
+    return bool(page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_approved_request_shows_in_resolved_view_and_decision_card(
+    open_page: Callable[..., Any],
+    live_server: Any,
+    make_agent: Callable[..., tuple[Agent, str]],
+    screenshots: Path,
+) -> None:
+    """Issue 18: who decided and why stays visible after resolution, at 1280 px and on a phone."""
+    make_route(rationale=True)
+    make_reviewer("vera")
+    agent, _ = make_agent("history-agent")
+    decision, approval = decision_needing_approval(agent)
+    why = "Within the goodwill budget; customer since 2019."
+    page = open_page("vera")
+    page.goto(f"{live_server.url}/review/{approval.approval_id}/")
+    page.fill("#id_rationale", why)
+    page.get_by_role("button", name="Approve").click()
+    page.locator("#outcome").wait_for()
+
+    # The queue is empty now; its link leads to the resolved view.
+    page.goto(f"{live_server.url}/review/")
+    page.get_by_role("link", name="Resolved approvals").click()
+    page.wait_for_url("**/review/resolved/")
+    item = page.locator(f"article[data-approval='{approval.approval_id}']")
+    item.wait_for()
+    text = item.inner_text()
+    assert "approved" in text and "vera" in text and why in text and "route_refunds" in text
+    page.screenshot(path=str(screenshots / "resolved_approvals.png"), full_page=True)
+
+    item.get_by_role("link", name=decision.intent).click()
+    page.wait_for_url(f"**/decisions/{decision.decision_id}/")
+    card = page.locator("#approvals-card")
+    card_text = card.inner_text()
+    assert "approved" in card_text and "vera" in card_text and why in card_text and "web" in card_text
+    assert card.get_by_role("link", name="Refund 250 EUR").get_attribute("href") == (
+        f"/review/{approval.approval_id}/"
+    )
+    page.screenshot(path=str(screenshots / "decision_approvals_card.png"), full_page=True)
+
+    page.set_viewport_size({"width": 390, "height": 844})
+    for url, name in (
+        (f"/decisions/{decision.decision_id}/", "decision_approvals_card_phone.png"),
+        ("/review/resolved/", "resolved_approvals_phone.png"),
+        ("/review/", "review_queue_phone.png"),
+        ("/", "dashboard_phone.png"),
+    ):
+        page.goto(f"{live_server.url}{url}")
+        page.screenshot(path=str(screenshots / name), full_page=True)
+        width = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+        assert _no_horizontal_overflow(page), f"{url} overflows at 390 px: {width}"

@@ -154,6 +154,23 @@ def test_staff_creates_agent_and_key_is_shown_exactly_once(staff_client: Client)
     assert key.name == "prod" and key.state() == "active"
 
 
+def test_key_form_proposes_a_name_no_key_of_the_agent_has(staff_client: Client) -> None:
+    """Issue 18: the issue-key form never proposes a name this agent's keys already use."""
+    staff_client.post("/agents/create/", {"name": "naming-bot"})
+    agent = Agent.objects.get(name="naming-bot")
+
+    def proposed() -> str:
+        body = staff_client.get(f"/agents/{agent.agent_id}/").content.decode()
+        return body.split('name="name" value="', 1)[1].split('"', 1)[0]
+
+    assert proposed() == "default"
+    staff_client.post(f"/agents/{agent.agent_id}/keys/", {"name": proposed()})
+    assert proposed() == "key-2"
+    staff_client.post(f"/agents/{agent.agent_id}/keys/", {"name": proposed()})
+    assert proposed() == "key-3"
+    assert sorted(AgentKey.objects.filter(agent=agent).values_list("name", flat=True)) == ["default", "key-2"]
+
+
 def test_staff_rotates_then_revokes_a_key(
     staff_client: Client, make_agent: Callable[..., tuple[Agent, str]]
 ) -> None:
