@@ -22,6 +22,7 @@ from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import McpError
 
+from agents import keycache
 from approvals.models import Approval, Delivery
 from approvals.services import requests as approval_requests
 from decisions.models import Decision, TraceEvent
@@ -216,6 +217,10 @@ def test_the_official_mcp_client_gets_a_tool_error_it_can_read_and_keeps_its_ses
                     await session.initialize()
                     await asyncio.to_thread(outage.begin)
                     during = await session.call_tool("capabilities_get", {})
+                    # tools/list reads nothing from the database but the caller's key, which the
+                    # process remembers (agents/keycache.py; the call above may have checked it just
+                    # before the outage took hold): forget it, as a fresh worker would not have it.
+                    await asyncio.to_thread(keycache.forget_local)
                     try:
                         await session.list_tools()
                         listed: Any = None

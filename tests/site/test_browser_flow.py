@@ -49,9 +49,8 @@ CHROMIUM_ARGS = [
 
 
 def launch_chromium() -> Iterator[Any]:
-    """Debian's Chromium under Playwright, for a browser fixture of any scope. Modules that run
-    before this one use a module-scoped fixture: Playwright's sync API keeps an event loop running
-    in this thread while it is open, and other modules call asyncio.run()."""
+    """Debian's Chromium under Playwright, for a module-scoped browser fixture: Playwright's sync API
+    keeps an event loop running in this thread while it is open, and other modules call asyncio.run()."""
     require_service("Chromium", shutil.which(CHROMIUM) is not None, "apt-get install -y chromium")
     from playwright.sync_api import sync_playwright
 
@@ -61,8 +60,11 @@ def launch_chromium() -> Iterator[Any]:
         instance.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    # Module-scoped like every browser fixture: while Playwright's sync API is open it keeps an
+    # event loop running in this thread, and later modules (tests/site/test_wait_front.py) call
+    # asyncio.run().
     yield from launch_chromium()
 
 
