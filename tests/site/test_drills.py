@@ -24,7 +24,7 @@ import pytest
 from django.db import close_old_connections, connection
 
 from agents.models import Agent
-from approvals.models import Approval, Delivery, WebhookEndpoint
+from approvals.models import Approval, Delivery, DeliveryStatus, WebhookEndpoint
 from approvals.tasks import publish_delivery
 from decisions.models import Decision
 from tests.appr_helpers import make_route, open_decision, request_approval
@@ -91,6 +91,12 @@ def stack(redis: RedisServer, worker: Process, settings: Any) -> Iterator[RedisS
     settings.TRACEMEM_AGENT_RATE_LIMIT = "1200/minute"  # the shipped default
     celery_app.control.purge()
     yield redis
+    # The module's worker outlives the test: nothing of this test may still be sending when the
+    # database is flushed (TRUNCATE against a send's row lock deadlocks). Cancel what is queued (the
+    # worker skips cancelled rows; the UPDATE waits for the sends under way) and drop the queue.
+    Delivery.objects.filter(status=DeliveryStatus.PENDING).update(status=DeliveryStatus.CANCELLED)
+    celery_app.control.purge()
+    time.sleep(0.5)  # a task already taken sees a cancelled row and ends
     shared_cache.reset()
     use_broker(settings.CELERY_BROKER_URL)
 
