@@ -58,6 +58,7 @@ def _tags(value: Any, field: str = "tags") -> list[str]:
     for item in value:
         if not isinstance(item, str) or not item.strip():
             raise InvalidArgument(f"{field} must contain only non-empty strings, got {item!r}", field=field)
+        v.storable(item, field)  # NUL or a lone surrogate: named, never a database error
         tag = redact_text(item.strip()).lower()  # before lowercasing: some patterns are case-sensitive
         if len(tag) > MAX_TAG_LENGTH:
             raise InvalidArgument(

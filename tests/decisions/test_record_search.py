@@ -314,3 +314,11 @@ def test_a_records_text_cannot_be_rewritten_and_an_edit_behind_tracemems_back_is
     browser.force_login(make_staff("auditor", "decisions.view_decision"))
     page = browser.get(f"/decisions/{record.decision_id}/").content.decode()
     assert 'status-broken" id="chain-badge"' in page and "its record row says rationale" in page
+
+
+def test_a_tag_postgresql_cannot_store_is_refused_naming_the_field(db: Any, make_agent: Any) -> None:
+    """Found by the fuzzer: a NUL in ``tags`` of GET /api/v1/records was a 500."""
+    _, key = make_agent()
+    response = AgentClient(key).get("/api/v1/records?tags=a%00b")
+    assert response.status_code == 400
+    assert response.json()["error"]["details"]["field"] == "tags"
