@@ -1,0 +1,96 @@
+"""CPU per call of the hot path over REST and MCP, in-process (Django test client, PostgreSQL, Redis).
+
+``DATABASE_URL=postgres://.../<db> python -m bench.cpu_hotpath [N] [ROUNDS]`` on the database a
+``bench hotpath`` run leaves behind (``<name>_hot_run``: it has the agent and the policy). Each round
+runs N calls of each operation — ``decision_add_context`` and ``decision_evaluate``, each over REST
+and over MCP (``tools/call`` on ``/mcp``) — in turn, and measures this process's CPU time
+(``time.process_time``) per call: what the server spends, without the time it waits for PostgreSQL
+or Redis, which on a shared machine swings far more than the CPU a call costs. It prints the median
+of the rounds per operation and the MCP/REST ratios. Compare two checkouts by running it in each,
+alternately (docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+def main(argv: list[str]) -> int:
+    n = int(argv[0]) if argv else 200
+    rounds = int(argv[1]) if len(argv) > 1 else 5
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tracemem_site.settings")
+    os.environ["TRACEMEM_AGENT_RATE_LIMIT"] = "1000000000/minute"
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.test import Client
+
+    from agents.models import Agent
+    from agents.services import registry as agent_services
+    from tracemem_core.actor import Actor
+
+    settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "testserver"]
+    agent = Agent.objects.get(name="bench-agent")
+    key = agent_services.agent_key_issue(actor=Actor.system(), agent=agent, name="cpu").secret
+    client = Client()
+    auth = {"HTTP_AUTHORIZATION": f"Agent {key}", "HTTP_ACCEPT": "application/json, text/event-stream"}
+
+    def post(path: str, body: Any, expect: int) -> Any:
+        response = client.post(path, json.dumps(body), content_type="application/json", **auth)
+        assert response.status_code == expect, response.content
+        return response.json()
+
+    def tool(name: str, arguments: dict[str, Any]) -> Callable[[], Any]:
+        message = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {"name": name, "arguments": arguments},
+        }
+
+        def call() -> None:
+            result = post("/mcp", message, 200)["result"]
+            assert not result.get("isError"), result
+
+        return call
+
+    create = {"intent": "bench.run.measure", "automation_mode": "autonomous"}
+    did = post("/api/v1/decisions", create, 201)["decision_id"]
+    evaluate = {"policy_id": "bench_cap_v1", "inputs": {"amount": 5}}
+    calls: dict[str, Callable[[], Any]] = {
+        "append REST": lambda: post(f"/api/v1/decisions/{did}/context", {"context": {"n": 1}}, 201),
+        "append MCP": tool("decision_add_context", {"decision_id": did, "context": {"n": 1}}),
+        "evaluate REST": lambda: post(f"/api/v1/decisions/{did}/evaluate", evaluate, 200),
+        "evaluate MCP": tool("decision_evaluate", {"decision_id": did, **evaluate}),
+    }
+    for call in calls.values():
+        for _ in range(10):
+            call()
+    per_call: dict[str, list[float]] = {name: [] for name in calls}
+    names = list(calls)
+    for r in range(rounds):
+        order = names if r % 2 == 0 else names[::-1]
+        for name in order:
+            call = calls[name]
+            start = time.process_time()
+            for _ in range(n):
+                call()
+            per_call[name].append((time.process_time() - start) / n * 1e6)
+    median = {name: statistics.median(values) for name, values in per_call.items()}
+    for name in names:
+        spread = ", ".join(f"{v:.0f}" for v in per_call[name])
+        print(f"{name:14} {median[name]:8.0f} µs CPU/call  (rounds: {spread})")
+    for op in ("append", "evaluate"):
+        print(f"{op} MCP/REST     {median[f'{op} MCP'] / median[f'{op} REST']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
