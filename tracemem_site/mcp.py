@@ -26,7 +26,7 @@ import inspect
 import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import jsonschema
@@ -348,22 +348,36 @@ class FastPathMixin:
     ) -> HttpResponse | None:
         parsed = types.CallToolRequestParams.model_validate(params)
         try:
-            result = self._call_tool(request, parsed)
+            outcome = self._run_tool(request, parsed)
         except waits.ParkRequest:
             # decision_wait under the front: it waits without this thread and replays the request.
             return HttpResponse(status=204)
-        return None if result is None else _jsonrpc_result(request_id, result)
+        if outcome is None:
+            return None
+        if isinstance(outcome, _Returned):
+            body = tool_success_bytes(request_id, outcome.tool, outcome.value)
+            if body is not None:
+                return HttpResponse(body, content_type=JSON)
+            outcome = self._convert(outcome)
+        return _jsonrpc_result(request_id, outcome)
 
     def _call_tool(
         self, request: Request, parsed: types.CallToolRequestParams
     ) -> types.CallToolResult | None:
         """Run a synchronous toolset tool in this thread; None if it must take the stock path.
         Raises :class:`waits.ParkRequest` when decision_wait parks under the front."""
+        outcome = self._run_tool(request, parsed)
+        return self._convert(outcome) if isinstance(outcome, _Returned) else outcome
+
+    def _run_tool(
+        self, request: Request, parsed: types.CallToolRequestParams
+    ) -> types.CallToolResult | _Returned | None:
+        """What the tool returned (not converted yet), its refusal as a result, or None (stock path)."""
         found = mcp_adapter.fast_callable(parsed.name)
         if found is None:
             return None
         tool, caller = found
-        if asyncio.iscoroutinefunction(mcp_adapter.toolset_method(caller)):
+        if _is_async(caller):
             return None
         refused = argument_refusal(tool, parsed.arguments or {})
         if refused is not None:
@@ -373,12 +387,19 @@ class FastPathMixin:
             arguments = meta.arg_model.model_validate(meta.pre_parse_json(parsed.arguments or {}))
             with waits.door_parks():
                 value = mcp_adapter.run_sync_tool(caller, request, arguments.model_dump_one_level())
-            converted = meta.convert_result(value)
-            return self._normalise(tool.name, converted)
         except waits.ParkRequest:
             raise
         except Exception as exc:
             return tool_error_result(tool.name, exc)
+        return _Returned(tool, value)
+
+    def _convert(self, returned: _Returned) -> types.CallToolResult:
+        """FastMCP's conversion of a tool's return value, as mcp's low-level handler finishes it."""
+        try:
+            converted = returned.tool.fn_metadata.convert_result(returned.value)
+            return self._normalise(returned.tool.name, converted)
+        except Exception as exc:
+            return tool_error_result(returned.tool.name, exc)
 
     @staticmethod
     def _normalise(name: str, converted: Any) -> types.CallToolResult:
@@ -409,6 +430,77 @@ class FastPathMixin:
 
 def _error(text: str) -> types.CallToolResult:
     return types.CallToolResult(content=[types.TextContent(type="text", text=text)], isError=True)
+
+
+class _Returned(NamedTuple):
+    """A tool's return value, before FastMCP's conversion."""
+
+    tool: Tool
+    value: Any
+
+
+_async_callers: dict[tuple[type, str], bool] = {}
+
+
+def _is_async(caller: Any) -> bool:
+    """Whether the toolset method is a coroutine function (looked up once per method)."""
+    key = (caller.class_, caller.method_name)
+    found = _async_callers.get(key)
+    if found is None:
+        found = _async_callers[key] = asyncio.iscoroutinefunction(mcp_adapter.toolset_method(caller))
+    return found
+
+
+def _any_object(schema: Any) -> bool:
+    """An output schema every JSON object satisfies: FastMCP's for a tool returning ``dict[str, Any]``
+    (``{"type": "object", "additionalProperties": true, "title": ...}``)."""
+    return (
+        isinstance(schema, dict)
+        and schema.get("type") == "object"
+        and schema.get("additionalProperties", True) is True
+        and set(schema) <= {"type", "additionalProperties", "title", "description"}
+    )
+
+
+def _not_native(value: Any) -> Any:
+    raise TypeError(f"{type(value).__name__} is not written natively here")
+
+
+# Datetimes and dataclasses go to _not_native (pydantic and orjson write them differently); str,
+# int, float, bool, None, dict, list, tuple, their subclasses, enums and UUIDs are written by both
+# alike (tests/mcp_door/test_fast_result.py).
+_NATIVE_ONLY = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
+def tool_success_bytes(request_id: Any, tool: Tool, value: Any) -> bytes | None:
+    """The JSON-RPC answer to a ``tools/call`` whose tool returned the object ``value``, serialised
+    once: the same bytes as FastMCP's ``convert_result`` (an indented text, then the output model's
+    validation and dump), the output-schema check, the compact text and two pydantic dumps of the
+    envelope (``_jsonrpc_result``), which cost more CPU than the rest of the MCP door together
+    (docs/performance.md §8). None where that equality is not proven: then that path runs.
+
+    The output schema must be one every object satisfies (all of TraceMem's tools), so the check
+    cannot fail; the value must be written by orjson without a fallback (not a datetime, not an
+    integer beyond 64 bits, string keys only) — pydantic_core writes such values byte for byte alike.
+    """
+    meta = tool.fn_metadata
+    if type(value) is not dict or meta.wrap_output or not _any_object(meta.output_schema):
+        return None
+    try:
+        body = orjson.dumps(value, option=_NATIVE_ONLY, default=_not_native)
+    except TypeError:  # orjson.JSONEncodeError included
+        return None
+    return b"".join(
+        (
+            b'{"jsonrpc":"2.0","id":',
+            pydantic_core.to_json(request_id),
+            b',"result":{"content":[{"type":"text","text":',
+            orjson.dumps(body.decode()),
+            b'}],"structuredContent":',
+            body,
+            b',"isError":false}}',
+        )
+    )
 
 
 def _transport_refusal(exc: Exception) -> tuple[int, int, str] | None:
