@@ -6,6 +6,7 @@ import difflib
 import json
 from typing import Any
 
+from django.db import connection
 from django.db.models import QuerySet
 
 from agents.models import Agent
@@ -63,6 +64,35 @@ def latest_version(policy_id: str) -> PolicyVersion | None:
 
 def agent_may_evaluate(agent: Agent, policy_id: str) -> bool:
     return PolicyGrant.objects.filter(agent=agent, policy_id=policy_id).exists()
+
+
+# decision_evaluate's two reads — is the policy granted to the agent, and its latest published
+# version — in one plain statement: building the two ORM queries cost more CPU than running them,
+# and it saves a round trip (issue 17, docs/performance.md §9).
+_PV_FIELDS = PolicyVersion._meta.concrete_fields
+_PV_ATTNAMES = [f.attname for f in _PV_FIELDS]
+_PV_CONVERTERS = [(i, f.from_db_value) for i, f in enumerate(_PV_FIELDS) if hasattr(f, "from_db_value")]
+_EVALUATION_SQL = (
+    f"SELECT EXISTS (SELECT 1 FROM {PolicyGrant._meta.db_table} WHERE agent_id = %s AND policy_id = %s), "
+    + ", ".join(f'pv."{f.column}"' for f in _PV_FIELDS)
+    + f" FROM (SELECT 1) AS one LEFT JOIN LATERAL (SELECT * FROM {PolicyVersion._meta.db_table}"
+    " WHERE policy_id = %s AND status = %s ORDER BY version DESC LIMIT 1) AS pv ON true"
+)
+
+
+def evaluation_target(agent: Agent, policy_id: str) -> tuple[bool, PolicyVersion | None]:
+    """``(agent_may_evaluate(agent, policy_id), latest_published(policy_id))``, in one round trip
+    on PostgreSQL."""
+    if connection.vendor != "postgresql":
+        return agent_may_evaluate(agent, policy_id), latest_published(policy_id)
+    with connection.cursor() as cursor:
+        cursor.execute(_EVALUATION_SQL, [agent.agent_id, policy_id, policy_id, VersionStatus.PUBLISHED.value])
+        granted, *values = cursor.fetchone()
+    if values[0] is None:  # no published version: the LEFT JOIN's row is all NULL
+        return bool(granted), None
+    for index, convert in _PV_CONVERTERS:
+        values[index] = convert(values[index], None, connection)
+    return bool(granted), PolicyVersion.from_db(connection.alias, _PV_ATTNAMES, values)
 
 
 def policy_grants(policy_id: str) -> QuerySet[PolicyGrant]:

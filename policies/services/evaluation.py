@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextvars
 import functools
 from collections.abc import Callable
+from types import EllipsisType
 from typing import Any, TypeVar
 
 from django.db import transaction
@@ -120,6 +121,7 @@ def policy_evaluate_in_decision(
     inputs: dict[str, Any],
     source: str,
     inputs_ref: str | None = None,
+    published: PolicyVersion | None | EllipsisType = ...,
 ) -> dict[str, Any]:
     """Evaluate the latest published version of a policy for a locked decision.
 
@@ -127,10 +129,11 @@ def policy_evaluate_in_decision(
     caller's outermost service must be wrapped with :func:`fail_closed`. Appends the ``evaluate``
     event (version, hash, outcome, rationale, redacted inputs, source), reports ``deny`` and
     ``requires_exception`` to the decision's gates, and returns the docs/contract/tools.md result object. A
-    failed evaluation raises :class:`PolicyEvaluationFailed` (``invalid_argument``).
+    failed evaluation raises :class:`PolicyEvaluationFailed` (``invalid_argument``). ``published``
+    is that version (or None) when the caller has just read it (``selectors.evaluation_target``).
     """
     decision_services.ensure_not_terminal(decision, "be evaluated")
-    pv = selectors.latest_published(policy_id)
+    pv = selectors.latest_published(policy_id) if isinstance(published, EllipsisType) else published
     if pv is None:
         raise NotFound(f"policy {policy_id} has no published version; an admin must publish it first")
     now = timezone.now()
@@ -252,7 +255,8 @@ def decision_evaluate(
         )
     clean_inputs = v.json_object(inputs, "inputs") if inputs is not None else None
     decision = decision_services.decision_lock(actor=actor, decision_id=decision_id)
-    if not selectors.agent_may_evaluate(actor.agent, pid):
+    granted, published = selectors.evaluation_target(actor.agent, pid)
+    if not granted:
         raise PermissionDenied(
             f"policy {pid} is not granted to agent {actor.agent.name}; capabilities_get lists the policies you may "
             "evaluate; ask an admin for a grant"
@@ -266,4 +270,5 @@ def decision_evaluate(
         inputs=clean_inputs,
         source="agent",
         inputs_ref=inputs_ref if inputs is None else None,
+        published=published,
     )

@@ -1,0 +1,92 @@
+"""decision_evaluate reads the grant and the latest published version in one plain statement
+(issue 17): it answers exactly what the two ORM reads answer, through every state a policy goes
+through, and the evaluate door still refuses and evaluates as before."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from django.forms.models import model_to_dict
+
+from policies import selectors
+from policies.services import authoring as policy_authoring
+from tests.policies.test_doors import CODE_POLICY, open_decision
+from tracemem_core.actor import Actor
+
+SYSTEM = Actor.system("test")
+
+
+def same_as_orm(agent: Any, policy_id: str) -> tuple[bool, Any]:
+    granted, pv = selectors.evaluation_target(agent, policy_id)
+    assert granted is selectors.agent_may_evaluate(agent, policy_id)
+    expected = selectors.latest_published(policy_id)
+    if expected is None:
+        assert pv is None
+    else:
+        assert pv is not None and pv.pk == expected.pk
+        assert model_to_dict(pv) == model_to_dict(expected)
+        assert (pv.created_at, pv.updated_at, pv.published_at) == (
+            expected.created_at,
+            expected.updated_at,
+            expected.published_at,
+        )
+        assert pv.content() == expected.content() and pv.hash == expected.hash
+    return granted, pv
+
+
+@pytest.mark.django_db
+def test_evaluation_target_equals_the_orm_reads_in_every_state(make_agent: Any) -> None:
+    agent, _ = make_agent()
+    other, _ = make_agent()
+    pid = "target_v1"
+    assert same_as_orm(agent, pid) == (False, None)  # no such policy
+    policy_authoring.policy_create(actor=SYSTEM, policy_id=pid, definition=CODE_POLICY)
+    assert same_as_orm(agent, pid) == (False, None)  # a draft only
+    policy_authoring.policy_grant(actor=SYSTEM, policy_id=pid, agent_id=agent.agent_id)
+    assert same_as_orm(agent, pid) == (True, None)  # granted, nothing published
+    v1 = policy_authoring.policy_publish(actor=SYSTEM, policy_id=pid)
+    granted, pv = same_as_orm(agent, pid)
+    assert granted and pv.version == v1.version == 1
+    assert same_as_orm(other, pid)[0] is False  # another agent: not granted, the version still read
+    changed = {**CODE_POLICY, "rules": [{**CODE_POLICY["rules"][0], "when": 'inputs.change_type == "x"'}]}
+    policy_authoring.policy_draft_save(actor=SYSTEM, policy_id=pid, definition=changed)
+    assert same_as_orm(agent, pid)[1].version == 1  # a newer draft is not published
+    policy_authoring.policy_publish(actor=SYSTEM, policy_id=pid)
+    granted, pv = same_as_orm(agent, pid)
+    assert pv.version == 2 and pv.rules == changed["rules"]
+    policy_authoring.policy_retire(actor=SYSTEM, policy_id=pid)
+    assert same_as_orm(agent, pid) == (True, None)  # retired: nothing to evaluate
+    policy_authoring.policy_grant_revoke(actor=SYSTEM, policy_id=pid, agent_id=agent.agent_id)
+    assert same_as_orm(agent, pid) == (False, None)
+
+
+@pytest.mark.django_db
+def test_evaluate_door_refuses_and_evaluates_as_before(make_agent: Any, client: Any) -> None:
+    agent, key = make_agent()
+    did = open_decision(agent)
+    auth = {"HTTP_AUTHORIZATION": f"Agent {key}"}
+
+    def evaluate(policy_id: str) -> Any:
+        body = {"policy_id": policy_id, "inputs": {"change_type": "refactor"}}
+        response = client.post(
+            f"/api/v1/decisions/{did}/evaluate", json.dumps(body), content_type="application/json", **auth
+        )
+        return response.status_code, response.json()
+
+    status, body = evaluate("nope_v1")
+    assert status == 403 and body["error"]["code"] == "permission_denied"  # not granted comes first
+    policy_authoring.policy_create(actor=SYSTEM, policy_id="door_v1", definition=CODE_POLICY)
+    policy_authoring.policy_grant(actor=SYSTEM, policy_id="door_v1", agent_id=agent.agent_id)
+    status, body = evaluate("door_v1")
+    assert status == 404 and body["error"]["code"] == "not_found"  # granted, nothing published
+    pv = policy_authoring.policy_publish(actor=SYSTEM, policy_id="door_v1")
+    status, body = evaluate("door_v1")
+    assert status == 200, body
+    assert (body["policy_version"], body["policy_hash"], body["outcome"]) == (
+        pv.version,
+        pv.hash,
+        "requires_exception",
+    )
+    assert body["approval_route_id"] == "route_eng"
