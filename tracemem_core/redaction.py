@@ -227,14 +227,31 @@ def redact_strings(value: Any) -> Any:
         return redact_text(value, colon_pairs=False)
     if isinstance(value, dict):
         return {
-            (redact_text(k, colon_pairs=False) if isinstance(k, str) else k): redact_strings(item)
-            for k, item in value.items()
+            (_redact_key(k) if isinstance(k, str) else k): redact_strings(item) for k, item in value.items()
         }
     if isinstance(value, list | tuple):
         return [redact_strings(item) for item in value]
     if isinstance(value, int) and not isinstance(value, bool) and value > 0 and _is_card(str(value)):
         return REDACTED
     return value
+
+
+_KEY_CACHED_UP_TO = 100  # characters; a longer key is redacted afresh each time
+
+
+@lru_cache(maxsize=4096)
+def _redact_key_cached(key: str) -> str:
+    return redact_text(key, colon_pairs=False)
+
+
+def _redact_key(key: str) -> str:
+    """``redact_text(key, colon_pairs=False)``, remembered per process for short keys (like
+    :func:`is_secret_key`): trace payloads repeat the same few dozen field names, and running every
+    pattern over each of them was most of a ``decision_evaluate`` event's redaction (issue 17,
+    docs/performance.md §10). The patterns are fixed for the life of the process (``_extra_rules``)."""
+    if len(key) > _KEY_CACHED_UP_TO:
+        return redact_text(key, colon_pairs=False)
+    return _redact_key_cached(key)
 
 
 def looks_like_secret(value: str) -> bool:
