@@ -1,12 +1,13 @@
 """CPU per call of the hot path over REST and MCP, in-process (Django test client, PostgreSQL, Redis).
 
-``DATABASE_URL=postgres://.../<db> python -m bench.cpu_hotpath [N] [ROUNDS]`` on the database a
+``DATABASE_URL=postgres://.../<db> python -m bench.cpu_hotpath [N=20] [ROUNDS=30]`` on the database a
 ``bench hotpath`` run leaves behind (``<name>_hot_run``: it has the agent and the policy). Each round
 runs N calls of each operation — ``decision_add_context`` and ``decision_evaluate``, each over REST
 and over MCP (``tools/call`` on ``/mcp``) — in turn, and measures this process's CPU time
 (``time.process_time``) per call: what the server spends, without the time it waits for PostgreSQL
 or Redis, which on a shared machine swings far more than the CPU a call costs. It prints the median
-of the rounds per operation and the MCP/REST ratios. Compare two checkouts by running it in each,
+of the rounds per operation and the MCP/REST ratios (the median of each round's ratio: short rounds
+side by side see the same load). Compare two checkouts by running it in each,
 alternately (docs/performance.md).
 """
 
@@ -22,8 +23,8 @@ from typing import Any
 
 
 def main(argv: list[str]) -> int:
-    n = int(argv[0]) if argv else 200
-    rounds = int(argv[1]) if len(argv) > 1 else 5
+    n = int(argv[0]) if argv else 20
+    rounds = int(argv[1]) if len(argv) > 1 else 30
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tracemem_site.settings")
     os.environ["TRACEMEM_AGENT_RATE_LIMIT"] = "1000000000/minute"
     import django
@@ -85,10 +86,12 @@ def main(argv: list[str]) -> int:
             per_call[name].append((time.process_time() - start) / n * 1e6)
     median = {name: statistics.median(values) for name, values in per_call.items()}
     for name in names:
-        spread = ", ".join(f"{v:.0f}" for v in per_call[name])
-        print(f"{name:14} {median[name]:8.0f} µs CPU/call  (rounds: {spread})")
+        quartiles = statistics.quantiles(per_call[name], n=4)
+        print(f"{name:14} {median[name]:8.0f} µs CPU/call  (quartiles {quartiles[0]:.0f}–{quartiles[2]:.0f})")
     for op in ("append", "evaluate"):
-        print(f"{op} MCP/REST     {median[f'{op} MCP'] / median[f'{op} REST']:.3f}")
+        # Each round's MCP figure against the REST figure measured next to it, then the median.
+        ratios = [m / r for m, r in zip(per_call[f"{op} MCP"], per_call[f"{op} REST"], strict=True)]
+        print(f"{op} MCP/REST     {statistics.median(ratios):.3f} (median of the rounds' ratios)")
     return 0
 
 

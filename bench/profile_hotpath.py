@@ -2,8 +2,10 @@
 
 ``DATABASE_URL=postgres://.../<db> python -m bench.profile_hotpath OPERATION [N]`` where OPERATION is
 ``append``, ``batch``, ``create``, ``evaluate``, ``trace``, ``mcp`` or ``verify``. Prints the SQL
-statements of one call (the round trips), then pyinstrument's call tree over N calls. Use the
-database ``bench hotpath`` leaves behind (``<name>_hot_run``): it has the agent and the policy.
+statements of one call (the round trips), then pyinstrument's call tree over N calls (wall clock); with
+``PROFILE_CPU=REGEX``, cProfile's listing of CPU time (``time.process_time``) instead, restricted to
+the functions matching REGEX. Use the database ``bench hotpath`` leaves behind (``<name>_hot_run``):
+it has the agent and the policy.
 The profiles that justified each change are in docs/performance.md.
 """
 
@@ -103,6 +105,22 @@ def main(argv: list[str]) -> int:
         print(f"-- {len(queries.captured_queries)} SQL statements in one {operation}:")
         for q in queries.captured_queries:
             print(f"   {q['time']}s  {q['sql'][:160]}")
+    if os.environ.get("PROFILE_CPU"):
+        # CPU time only (cProfile timed by process_time): the time spent waiting for PostgreSQL and
+        # Redis, which swings with the machine's load, is left out. PROFILE_CPU is a regular
+        # expression restricting the listing ("." for everything).
+        import cProfile
+        import pstats
+        import time
+
+        cpu = cProfile.Profile(time.process_time)
+        cpu.enable()
+        for _ in range(n):
+            call()
+        cpu.disable()
+        stats = pstats.Stats(cpu)
+        stats.sort_stats("cumulative").print_stats(os.environ["PROFILE_CPU"], 60)
+        return 0
     profiler = Profiler(interval=0.0002)
     profiler.start()
     for _ in range(n):
