@@ -21,14 +21,16 @@ _lock = threading.Lock()
 
 class SharedPoolClient(RedisCacheClient):
     def _get_connection_pool(self, write: bool) -> Any:
-        index = self._get_connection_pool_index(write)
-        key = repr((self._servers[index], sorted(self._pool_options.items(), key=lambda kv: kv[0])))
+        this: Any = self  # Django's attributes, which django-stubs does not declare
+        index = this._get_connection_pool_index(write)
+        server, options = this._servers[index], this._pool_options
+        key = repr((server, sorted(options.items(), key=lambda kv: kv[0])))
         pool = _pools.get(key)
         if pool is None:
             with _lock:
                 pool = _pools.get(key)
                 if pool is None:
-                    pool = _pools[key] = self._pool_class.from_url(self._servers[index], **self._pool_options)
+                    pool = _pools[key] = this._pool_class.from_url(server, **options)
         return pool
 
 
