@@ -436,6 +436,7 @@ class DecisionFilters:
     date_from: date | None = None
     date_to: date | None = None
     has_approval: str = ""  # "", "yes", "no"
+    denied: str = ""  # "", "yes" (a policy denied it), "no"
     q: str = ""
 
 
@@ -459,6 +460,10 @@ def decision_search(actor: Actor, filters: DecisionFilters) -> QuerySet[Decision
         qs = qs.filter(approval_status__isnull=False)
     elif filters.has_approval == "no":
         qs = qs.filter(approval_status__isnull=True)
+    if filters.denied == "yes":
+        qs = qs.filter(last_deny_seq__isnull=False)
+    elif filters.denied == "no":
+        qs = qs.filter(last_deny_seq__isnull=True)
     if filters.q:
         term = filters.q.strip()
         qs = qs.filter(
@@ -469,6 +474,13 @@ def decision_search(actor: Actor, filters: DecisionFilters) -> QuerySet[Decision
             | Q(instance__icontains=term)
         )
     return qs.order_by("-created_at")
+
+
+def denied_count_since(actor: Actor, since: date) -> int:
+    """Visible decisions created since ``since`` (a UTC day) that a policy denied: the dashboard's
+    count, the same rows as the explorer's ``?denied=yes&from=<since>`` (index
+    ``decision_denied_created``)."""
+    return decision_search(actor, DecisionFilters(denied="yes", date_from=since)).count()
 
 
 def decision_status_choices() -> list[tuple[str, str]]:
