@@ -20,6 +20,7 @@ from agents.selectors import confirmed_device
 from approvals.selectors import (
     approval_outcomes_since,
     failed_delivery_count,
+    pending_count,
     second_factor_required,
     votable_count,
 )
@@ -138,7 +139,10 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "ui/dashboard.html",
         {
             "stats": stats,
+            # The queue's own count (the nav badge's): visible to this reviewer, not yet expired.
+            "pending": pending_count(actor),
             "mine": votable_count(actor),
+            "today": timezone.now().date().isoformat(),
             "outcomes": approval_outcomes_since(actor, since),
             "denied": denied_count_since(actor, since.date()),
             "delivery_failed": failed_delivery_count(actor, since),

@@ -106,6 +106,13 @@ def scene(make_agent: Callable[..., tuple[Agent, str]]) -> dict[str, Any]:
     stale = _failed_delivery(refund, 3)
     Delivery.objects.filter(pk=stale.pk).update(created_at=timezone.now() - timedelta(days=10))
 
+    closed = _evaluated(agent, blocked=False, intent="customer.closed")
+    decision_services.decision_close(
+        actor=Actor.for_agent(agent), decision_id=closed.decision_id, action="abort", reason="done"
+    )
+    _, overdue = decision_needing_approval(agent, intent="customer.refund.late")
+    Approval.objects.filter(pk=overdue.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
+
     payout_reviewer = get_user_model().objects.create_user("paula", password="x")
     payout_reviewer.groups.add(other_group)  # no decisions.view_decision: sees no decision
     return {
@@ -160,7 +167,7 @@ def test_decision_explorer_filters_by_policy_denial(scene: dict[str, Any]) -> No
     denied = client.get("/decisions/", {"denied": "yes"})
     assert len(denied.context["page"].object_list) == 3  # the old one too, without a date
     not_denied = client.get("/decisions/", {"denied": "no"}).context["page"].object_list
-    assert not any(d.last_deny_seq for d in not_denied) and len(not_denied) == 3
+    assert not any(d.last_deny_seq for d in not_denied) and len(not_denied) == 5
     assert 'name="denied"' in denied.content.decode()
 
 
@@ -177,3 +184,44 @@ def test_delivery_list_shows_channel_error_and_links_to_the_approval(scene: dict
     assert bad.status_code == 400 and "status" in bad.content.decode()
     stranger = get_user_model().objects.create_user("stranger", password="x")
     assert list(_client(stranger).get("/review/deliveries/").context["rows"]) == []
+
+
+def _tiles(body: str) -> list[tuple[str, int, str]]:
+    """(id, value, link) of every linked tile on the dashboard."""
+    tiles = []
+    for chunk in body.split('<a class="stat" href="')[1:]:
+        href, rest = chunk.split('"', 1)
+        stat_id = rest.split('id="', 1)[1].split('"', 1)[0]
+        tiles.append((stat_id, int(rest.split(">", 2)[2].split("<", 1)[0]), href.replace("&amp;", "&")))
+    return tiles
+
+
+def _rows_on(client: Client, href: str) -> int:
+    page = client.get(href)
+    assert page.status_code == 200, href
+    if "page" in page.context and hasattr(page.context["page"], "paginator"):
+        return int(page.context["page"].paginator.count)
+    return len(page.context["rows"])
+
+
+@pytest.mark.parametrize("who", ["superuser", "refund_reviewer", "payout_reviewer"])
+def test_every_dashboard_count_equals_the_rows_of_the_page_it_links_to(
+    scene: dict[str, Any], who: str
+) -> None:
+    client = _client(scene[who])
+    body = client.get("/").content.decode()
+    tiles = _tiles(body)
+    assert {t[0] for t in tiles} >= {
+        "stat-open",
+        "stat-pending",
+        "stat-mine",
+        "stat-approved",
+        "stat-rejected",
+        "stat-denied",
+        "stat-delivery-failed",
+        "stat-resolved",
+    }
+    for stat_id, value, href in tiles:
+        assert value == _rows_on(client, href), (stat_id, href)
+    # Every count on the dashboard is a link.
+    assert body.count('class="value"') == len(tiles) + 1  # the median is a duration, not a count
