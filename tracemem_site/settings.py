@@ -134,6 +134,9 @@ if DATABASE_URL:
         raise ImproperlyConfigured(
             "MIGRATION_DATABASE_URL must name the same database as DATABASE_URL (only the role differs)"
         )
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        # Django's backend with a connection check that costs no round trip (tracemem_core/postgresql).
+        DATABASES["default"]["ENGINE"] = "tracemem_core.postgresql"
 elif env_str("MIGRATION_DATABASE_URL"):
     raise ImproperlyConfigured("MIGRATION_DATABASE_URL needs DATABASE_URL (the app role) as well")
 else:
