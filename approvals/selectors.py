@@ -439,3 +439,9 @@ def approval_outcomes_since(actor: Actor, since: datetime) -> dict[str, int]:
 def votable_count(actor: Actor) -> int:
     """Pending approvals this reviewer can still vote on (the queue's "only ones I can vote on")."""
     return len(review_queue(actor, QueueFilters(mine=True)))
+
+
+def webhook_endpoints_missing(names: list[str]) -> list[str]:
+    """Which of ``names`` no webhook endpoint has, in their order (the receipt log's witnesses)."""
+    found = set(WebhookEndpoint.objects.filter(name__in=names).values_list("name", flat=True))
+    return [name for name in names if name not in found]

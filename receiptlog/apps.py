@@ -24,6 +24,7 @@ class ReceiptLogConfig(AppConfig):
 
         register_receipt_listener(log_append)
         register_receipt_inclusion(receipt_inclusion)
+        from receiptlog import checks  # noqa: F401  (registers the witness settings check)
         from tracemem_core import metrics
 
         metrics.register_state(log_state)
