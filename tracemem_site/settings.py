@@ -204,7 +204,7 @@ CELERY_TIMEZONE = "UTC"
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "tracemem_core.redis_cache.SharedPoolRedisCache",
             "LOCATION": REDIS_URL,
             # A dead or blackholed Redis must cost a request at most this, never a hang
             # (tracemem_core/shared_cache.py then skips it for TRACEMEM_CACHE_RETRY_SECONDS).
