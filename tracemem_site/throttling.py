@@ -73,7 +73,8 @@ _FALLBACK = "counting the rate limit per-process"
 
 
 def _count_shared(key: str, window: int) -> int:
-    cache = caches["default"]  # the backend itself: ``django.core.cache.cache`` is a proxy, never a RedisCache
+    # The backend itself: ``django.core.cache.cache`` is a proxy, never a RedisCache.
+    cache = caches["default"]
     if isinstance(cache, RedisCache):
         # One round trip (issue 17): INCR creates the window's key at 1; EXPIRE (re)sets its lifetime,
         # which only has to outlast the window, since every window has a key of its own.
