@@ -16,7 +16,7 @@ import httpx
 import pytest
 from mcp import ClientSession
 
-from tests.decisions.test_receipt import run_cli
+from tests.decisions.test_receipt import imported_modules, run_cli
 from tests.mcp_helpers import run_mcp, tool_result_value
 from tests.receiptlog.test_server import (
     ORIGIN,
@@ -119,6 +119,8 @@ def test_a_receipt_taken_over_mcp_proves_its_inclusion_offline_against_the_serve
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.startswith(f"OK: receipt for decision {ids[1]}")
     assert f"it is leaf 1 of the log '{ORIGIN}' at tree size 3" in result.stdout
+    loaded = imported_modules(result.stderr)  # the auditor's side: the verifier alone, no server code
+    assert "tracemem_verify.log" in loaded and not {m.split(".")[0] for m in loaded} & {"django", "decisions"}
 
     # One hash of the audit path changed: the proof no longer leads to the checkpoint's root.
     forged_hash = base64.b64encode(hashlib.sha256(b"not the sibling").digest()).decode()
