@@ -474,3 +474,9 @@ def failed_delivery_count(actor: Actor, since: datetime) -> int:
     """Deliveries that gave up (``failed``) since ``since``: the same rows as
     ``/review/deliveries/?status=failed&since=<day>``."""
     return deliveries_visible_to(actor, DeliveryFilters(status=DeliveryStatus.FAILED, since=since)).count()
+
+
+def webhook_endpoints_missing(names: list[str]) -> list[str]:
+    """Which of ``names`` no webhook endpoint has, in their order (the receipt log's witnesses)."""
+    found = set(WebhookEndpoint.objects.filter(name__in=names).values_list("name", flat=True))
+    return [name for name in names if name not in found]
