@@ -15,7 +15,12 @@ from tracemem_core.actor import Actor
 
 pytestmark = pytest.mark.django_db
 
-METADATA = {"ticket": "OPS-1", "nested": {"list": [1, 2.5, None, True], "astral": "𝄞 \u2028"}, "big": 2**53 - 1, "neg": -0.5e-7}
+METADATA = {
+    "ticket": "OPS-1",
+    "nested": {"list": [1, 2.5, None, True], "astral": "𝄞 \u2028"},
+    "big": 2**53 - 1,
+    "neg": -0.5e-7,
+}
 
 
 @pytest.mark.parametrize("instance,version", [(None, None), ("api-1", "2.4.0")])
