@@ -476,7 +476,7 @@ def tool_success_bytes(request_id: Any, tool: Tool, value: Any) -> bytes | None:
     """The JSON-RPC answer to a ``tools/call`` whose tool returned the object ``value``, serialised
     once: the same bytes as FastMCP's ``convert_result`` (an indented text, then the output model's
     validation and dump), the output-schema check, the compact text and two pydantic dumps of the
-    envelope (``_jsonrpc_result``), which cost more CPU than the rest of the MCP door together
+    envelope (``_jsonrpc_result``): 265-320 µs of CPU a call, where this takes 3-9 µs
     (docs/performance.md §8). None where that equality is not proven: then that path runs.
 
     The output schema must be one every object satisfies (all of TraceMem's tools), so the check
