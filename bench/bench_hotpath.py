@@ -138,10 +138,10 @@ def serve(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
     args = []
     if os.environ.get("BENCH_WORKERS"):
         args += ["--workers", os.environ["BENCH_WORKERS"]]
-    if os.environ.get("BENCH_THREADS"):
-        args += ["--threads", os.environ["BENCH_THREADS"]]
     bin_dir = str(Path(sys.executable).parent)
     server_env = {**env, "PATH": f"{bin_dir}:{env.get('PATH', '')}"}
+    if os.environ.get("BENCH_THREADS"):  # the front's thread pool (gunicorn's --threads is not used)
+        server_env["TRACEMEM_WEB_THREADS"] = os.environ["BENCH_THREADS"]
     with log.open("wb") as out:
         proc = subprocess.Popen(
             ["scripts/serve.sh", *args],
