@@ -8,8 +8,9 @@ from tracemem_site import views as site_views
 from tracemem_site.mcp import MCPView
 
 api_v1 = [
-    path("", include("agents.urls")),
+    # The hot path (decisions) first: Django tries the patterns in order on every request.
     path("", include("decisions.urls")),
+    path("", include("agents.urls")),
     path("", include("approvals.urls")),
     path("", include("policies.urls")),
     path("", include("products.urls")),
@@ -18,13 +19,13 @@ api_v1 = [
 ]
 
 urlpatterns = [
-    path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
+    path("mcp", MCPView.as_view(), name="mcp"),
+    path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves Swagger UI's set-up as a script file: no inline script for the CSP to allow.
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
     path("favicon.ico", site_views.favicon, name="favicon"),
-    path("mcp", MCPView.as_view(), name="mcp"),
     # The OAuth door (issue 15): /oauth/mcp, its metadata, the authorization server, consent.
     path("", include("oauth.urls")),
     path("healthz", health.healthz, name="healthz"),
