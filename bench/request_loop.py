@@ -1,0 +1,89 @@
+"""One client sending one operation in a loop to a running server, for profiling the server itself.
+
+``python -m bench.request_loop URL KEY OPERATION [N]`` (OPERATION: create, append, get, mcp) prints
+the p50/p90/p99 latency over N requests on one keep-alive connection and, with ``PIDS`` set to the
+worker processes' ids, their CPU time per request (from /proc). Meanwhile, sample a worker with
+``py-spy record --gil -p PID -f raw -o out.raw`` (py-spy is a dev dependency). docs/performance.md,
+sections 11-17, were measured this way.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import statistics
+import sys
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+
+def _cpu_seconds(pids: list[str]) -> float:
+    total = 0
+    for pid in pids:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def main(argv: list[str]) -> int:
+    url, key, operation = argv[0], argv[1], argv[2]
+    n = int(argv[3]) if len(argv) > 3 else 300
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80)
+    headers = {
+        "Authorization": f"Agent {key}",
+        "Content-Type": "application/json",
+        "Accept": "application/json, text/event-stream",
+    }
+
+    def call(method: str, path: str, body: Any = None) -> Any:
+        conn.request(method, path, json.dumps(body) if body is not None else None, headers)
+        response = conn.getresponse()
+        data = response.read()
+        if response.status >= 300:
+            raise SystemExit(f"{method} {path}: {response.status} {data[:300]!r}")
+        return json.loads(data) if data else None
+
+    create = {"intent": "bench.run.measure", "automation_mode": "autonomous"}
+    decision_id = call("POST", "/api/v1/decisions", create)["decision_id"]
+    context = {"step": "measuring", "n": 1}
+    operations = {
+        "create": lambda: call("POST", "/api/v1/decisions", create),
+        "append": lambda: call("POST", f"/api/v1/decisions/{decision_id}/context", {"context": context}),
+        "get": lambda: call("GET", f"/api/v1/decisions/{decision_id}"),
+        "mcp": lambda: call(
+            "POST",
+            "/mcp",
+            {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "tools/call",
+                "params": {
+                    "name": "decision_add_context",
+                    "arguments": {"decision_id": decision_id, "context": context},
+                },
+            },
+        ),
+    }
+    one = operations[operation]
+    for _ in range(20):
+        one()
+    pids = os.environ.get("PIDS", "").split()
+    cpu_before = _cpu_seconds(pids) if pids else 0.0
+    times = []
+    for _ in range(n):
+        started = time.perf_counter()
+        one()
+        times.append((time.perf_counter() - started) * 1000)
+    times.sort()
+    line = f"{operation}: p50 {statistics.median(times):.2f} ms  p90 {times[int(n * 0.9)]:.2f}  p99 {times[int(n * 0.99)]:.2f}"
+    if pids:
+        line += f"  server CPU per request {(_cpu_seconds(pids) - cpu_before) / n * 1000:.2f} ms"
+    print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
