@@ -1,8 +1,10 @@
 """Profile one hot-path operation in-process (Django test client, PostgreSQL), with pyinstrument.
 
-``DATABASE_URL=postgres://.../<db> python -m bench.profile_hotpath OPERATION [N]`` where OPERATION is
-``append``, ``batch``, ``create``, ``evaluate``, ``trace``, ``mcp`` or ``verify``. Prints the SQL
-statements of one call (the round trips), then pyinstrument's call tree over N calls. Use the
+``DATABASE_URL=postgres://.../<db> python -m bench.profile_hotpath OPERATION [N] [--time]`` where
+OPERATION is ``append``, ``batch``, ``create``, ``evaluate``, ``trace``, ``mcp``, ``mcp-trace``
+(``decision_trace`` of 1,000 events over ``/mcp``) or ``verify``. Prints the SQL statements of one
+call (the round trips), then pyinstrument's call tree over N calls; with ``--time``, instead of the
+profile, the median, p10 and p90 wall-clock and process CPU time per call (no profiler overhead). Use the
 database ``bench hotpath`` leaves behind (``<name>_hot_run``): it has the agent and the policy.
 The profiles that justified each change are in docs/performance.md.
 """
@@ -11,11 +13,15 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import sys
+import time
 from typing import Any
 
 
 def main(argv: list[str]) -> int:
+    timing = "--time" in argv
+    argv = [a for a in argv if a != "--time"]
     operation = argv[0] if argv else "append"
     n = int(argv[1]) if len(argv) > 1 else 300
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tracemem_site.settings")
@@ -44,11 +50,16 @@ def main(argv: list[str]) -> int:
         assert response.status_code == expect, response.content
         return response.json()
 
+    def get(path: str) -> bytes:
+        response = client.get(path, **auth)
+        assert response.status_code == 200, response.content
+        return response.content
+
     did = post("/api/v1/decisions", {"intent": "bench.run.measure", "automation_mode": "autonomous"}, 201)[
         "decision_id"
     ]
     traced = did
-    if operation in ("trace", "verify"):
+    if operation in ("trace", "mcp-trace", "verify"):
         from bench.bench_hotpath import context_of
 
         for i in range(999):
@@ -82,7 +93,17 @@ def main(argv: list[str]) -> int:
             },
             200,
         ),
-        "trace": lambda: client.get(f"/api/v1/decisions/{traced}/trace?limit=1000", **auth).json(),
+        "trace": lambda: get(f"/api/v1/decisions/{traced}/trace?limit=1000"),
+        "mcp-trace": lambda: post(
+            "/mcp",
+            {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "tools/call",
+                "params": {"name": "decision_trace", "arguments": {"decision_id": traced, "limit": 1000}},
+            },
+            200,
+        ),
     }
     if operation == "verify":
         from tracemem_verify.chain import ChainVerifier
@@ -103,6 +124,9 @@ def main(argv: list[str]) -> int:
         print(f"-- {len(queries.captured_queries)} SQL statements in one {operation}:")
         for q in queries.captured_queries:
             print(f"   {q['time']}s  {q['sql'][:160]}")
+    if timing:
+        print_timing(operation, call, n)
+        return 0
     profiler = Profiler(interval=0.0002)
     profiler.start()
     for _ in range(n):
@@ -110,6 +134,23 @@ def main(argv: list[str]) -> int:
     profiler.stop()
     print(profiler.output_text(unicode=True, color=False, show_all=False, short_mode=False))
     return 0
+
+
+def print_timing(operation: str, call: Any, n: int) -> None:
+    """Median, p10 and p90 of wall-clock and process CPU time per call, in ms."""
+    walls: list[float] = []
+    cpus: list[float] = []
+    for _ in range(n):
+        wall, cpu = time.perf_counter(), time.process_time()
+        call()
+        cpus.append((time.process_time() - cpu) * 1000)
+        walls.append((time.perf_counter() - wall) * 1000)
+
+    def line(name: str, values: list[float]) -> str:
+        q = statistics.quantiles(values, n=10)
+        return f"{name} ms: p50 {statistics.median(values):.2f}  p10 {q[0]:.2f}  p90 {q[-1]:.2f}"
+
+    print(f"{operation} x{n}: {line('wall', walls)} | {line('cpu', cpus)}")
 
 
 if __name__ == "__main__":
