@@ -1,7 +1,7 @@
 """Profile one hot-path operation in-process (Django test client, PostgreSQL), with pyinstrument.
 
 ``DATABASE_URL=postgres://.../<db> python -m bench.profile_hotpath OPERATION [N] [--time]`` where
-OPERATION is ``append``, ``batch``, ``create``, ``evaluate``, ``trace``, ``mcp``, ``mcp-trace``
+OPERATION is ``append``, ``batch``, ``create``, ``evaluate``, ``trace``, ``mcp``, ``get`` (``decision_get``: a request's cost without a payload), ``mcp-trace``
 (``decision_trace`` of 1,000 events over ``/mcp``) or ``verify``. Prints the SQL statements of one
 call (the round trips), then pyinstrument's call tree over N calls; with ``--time``, instead of the
 profile, the median, p10 and p90 wall-clock and process CPU time per call (no profiler overhead). Use the
@@ -94,6 +94,7 @@ def main(argv: list[str]) -> int:
             200,
         ),
         "trace": lambda: get(f"/api/v1/decisions/{traced}/trace?limit=1000"),
+        "get": lambda: get(f"/api/v1/decisions/{traced}"),
         "mcp-trace": lambda: post(
             "/mcp",
             {
@@ -140,9 +141,10 @@ def print_timing(operation: str, call: Any, n: int) -> None:
     """Median, p10 and p90 of wall-clock and process CPU time per call, in ms."""
     walls: list[float] = []
     cpus: list[float] = []
+    body = None
     for _ in range(n):
         wall, cpu = time.perf_counter(), time.process_time()
-        call()
+        body = call()
         cpus.append((time.process_time() - cpu) * 1000)
         walls.append((time.perf_counter() - wall) * 1000)
 
@@ -150,7 +152,8 @@ def print_timing(operation: str, call: Any, n: int) -> None:
         q = statistics.quantiles(values, n=10)
         return f"{name} ms: p50 {statistics.median(values):.2f}  p10 {q[0]:.2f}  p90 {q[-1]:.2f}"
 
-    print(f"{operation} x{n}: {line('wall', walls)} | {line('cpu', cpus)}")
+    size = f" | {len(body):,} bytes" if isinstance(body, bytes) else ""
+    print(f"{operation} x{n}: {line('wall', walls)} | {line('cpu', cpus)}{size}")
 
 
 if __name__ == "__main__":

@@ -294,58 +294,28 @@ class TraceDictPage:
     next_after_seq: int | None
 
 
-# A page of events as decision_trace returns them, read without building a model object per event
-# (issue 17: at 1,000 events, model instances and jsonb decoding were most of a trace read). The
-# timestamp is formatted by PostgreSQL exactly as iso_z formats it; actor and payload come as
-# their JSON text and are parsed by orjson (the same values json.loads gives).
-_TRACE_PAGE_SQL = """
-SELECT event_id, seq, type, to_char("timestamp" AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-       actor::text, payload::text, prev_hash, hash
-  FROM decisions_traceevent
- WHERE decision_id = %s AND seq > %s AND seq <= %s
- ORDER BY seq
- LIMIT %s
-"""
+# A number of 19 digits or more: in JSON a number follows "[", ":" or "," (and maybe spaces), so
+# digits inside a string (a hash, an id) rarely match; when they do, json just reads the page.
+_LONG_NUMBER = re.compile(rb"[\[:,]\s*-?[0-9]{19}")
 
 
-_LONG_DIGITS = re.compile(r"[0-9]{19}")
-
-
-def _json_loads(text: str) -> Any:
+def _json_loads(text: bytes) -> Any:
     # orjson reads an integer beyond 64 bits as a float, json as an int: such text goes to json, so
     # both paths give the same values (jsonb writes 1e21 as 1000000000000000000000).
-    if _LONG_DIGITS.search(text):
+    if _LONG_NUMBER.search(text):
         return json.loads(text)
     return orjson.loads(text)
 
 
 def trace_page_dicts(decision: Decision, *, after_seq: Any = None, limit: Any = None) -> TraceDictPage:
-    """:func:`trace_page` with each event as :func:`event_as_dict` gives it (the trace doors)."""
-    if connection.vendor != "postgresql":
+    """:func:`trace_page` with each event as :func:`event_as_dict` gives it (the MCP door). On
+    PostgreSQL, without a model object per event (issue 17: at 1,000 events, model instances and
+    jsonb decoding were most of a trace read): :func:`trace_page_json`'s text parsed in one go."""
+    raw = trace_page_json(decision, after_seq=after_seq, limit=limit)
+    if raw is None:
         page = trace_page(decision, after_seq=after_seq, limit=limit)
         return TraceDictPage([event_as_dict(e) for e in page.events], page.next_after_seq)
-    after = v.bounded_int(after_seq, "after_seq", minimum=0, maximum=None, default=0)
-    size = v.bounded_int(limit, "limit", minimum=1, maximum=TRACE_PAGE_MAX, default=TRACE_PAGE_DEFAULT)
-    did = decision.decision_id
-    with connection.cursor() as cursor:
-        cursor.execute(_TRACE_PAGE_SQL, [did, after, decision.event_count, size])
-        rows = cursor.fetchall()
-    events = [
-        {
-            "decision_id": did,
-            "event_id": event_id,
-            "seq": seq,
-            "type": type_,
-            "timestamp": timestamp,
-            "actor": _json_loads(actor),
-            "payload": _json_loads(payload),
-            "prev_hash": prev_hash,
-            "hash": hash_,
-        }
-        for event_id, seq, type_, timestamp, actor, payload, prev_hash, hash_ in rows
-    ]
-    more = bool(events) and events[-1]["seq"] < decision.event_count
-    return TraceDictPage(events=events, next_after_seq=events[-1]["seq"] if more else None)
+    return TraceDictPage(events=_json_loads(raw.events_json), next_after_seq=raw.next_after_seq)
 
 
 @dataclass(frozen=True)
@@ -387,7 +357,7 @@ class _UTF8Bytes(Loader):
 
 
 def trace_page_json(decision: Decision, *, after_seq: Any = None, limit: Any = None) -> TraceJSONPage | None:
-    """:func:`trace_page_dicts` as JSON text written by PostgreSQL (U+2028/U+2029 escaped, as the
+    """:func:`trace_page` as JSON text written by PostgreSQL (U+2028/U+2029 escaped, as the
     REST renderer escapes them); None elsewhere (SQLite: use :func:`trace_page_dicts`)."""
     after = v.bounded_int(after_seq, "after_seq", minimum=0, maximum=None, default=0)
     size = v.bounded_int(limit, "limit", minimum=1, maximum=TRACE_PAGE_MAX, default=TRACE_PAGE_DEFAULT)

@@ -16,6 +16,7 @@ from decisions import selectors, services
 from decisions.models import Decision
 from decisions.serializers import trace_out
 from tests.conftest import AgentClient
+from tests.mcp_helpers import mcp_post
 from tracemem_core.actor import Actor
 
 pytestmark = pytest.mark.django_db
@@ -174,3 +175,18 @@ def test_another_agent_reads_nothing(
     response = other.get(f"/api/v1/decisions/{decision.decision_id}/trace")
     assert response.status_code == 404
     assert json.loads(response.content)["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize(("after_seq", "limit"), [(None, None), (3, 4), (12, 1)])
+def test_the_mcp_tool_answers_the_model_paths_values(
+    agent_and_key: tuple[Agent, str], agent_actor: Actor, after_seq: Any, limit: Any
+) -> None:
+    decision = _decision(agent_actor)
+    arguments = {"decision_id": decision.decision_id}
+    arguments |= {k: v for k, v in (("after_seq", after_seq), ("limit", limit)) if v is not None}
+    response = mcp_post(agent_and_key[1], "decision_trace", arguments)
+    result = json.loads(response.content)["result"]
+    assert result["isError"] is False
+    want = _model_path_value(decision, after_seq, limit)
+    for got in (result["structuredContent"], json.loads(result["content"][0]["text"])):
+        assert got == want and _typed(got) == _typed(want)
