@@ -45,7 +45,7 @@ from rest_framework import exceptions
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 
-from tracemem_core import safejson, waits
+from tracemem_core import rawjson, safejson, waits
 from tracemem_core.actor import Actor
 from tracemem_core.errors import DomainError, InvalidArgument, Unauthenticated, Unavailable
 from tracemem_core.inputs import unknown_argument
@@ -348,17 +348,22 @@ class FastPathMixin:
     ) -> HttpResponse | None:
         parsed = types.CallToolRequestParams.model_validate(params)
         try:
-            result = self._call_tool(request, parsed)
+            with rawjson.passthrough():
+                result = self._call_tool(request, parsed)
         except waits.ParkRequest:
             # decision_wait under the front: it waits without this thread and replays the request.
             return HttpResponse(status=204)
+        if isinstance(result, rawjson.RawJSON):
+            return _raw_tool_result(request_id, result.text)
         return None if result is None else _jsonrpc_result(request_id, result)
 
     def _call_tool(
         self, request: Request, parsed: types.CallToolRequestParams
-    ) -> types.CallToolResult | None:
+    ) -> types.CallToolResult | rawjson.RawJSON | None:
         """Run a synchronous toolset tool in this thread; None if it must take the stock path.
-        Raises :class:`waits.ParkRequest` when decision_wait parks under the front."""
+        Raises :class:`waits.ParkRequest` when decision_wait parks under the front. Inside
+        :func:`rawjson.passthrough` a result holding JSON text (``decision_trace``'s events) comes
+        back as that structured result's JSON (:class:`rawjson.RawJSON`), written as it is."""
         found = mcp_adapter.fast_callable(parsed.name)
         if found is None:
             return None
@@ -373,6 +378,8 @@ class FastPathMixin:
             arguments = meta.arg_model.model_validate(meta.pre_parse_json(parsed.arguments or {}))
             with waits.door_parks():
                 value = mcp_adapter.run_sync_tool(caller, request, arguments.model_dump_one_level())
+            if rawjson.holds_raw(value):
+                return rawjson.RawJSON(rawjson.dumps(value))
             converted = meta.convert_result(value)
             return self._normalise(tool.name, converted)
         except waits.ParkRequest:
@@ -405,6 +412,23 @@ class FastPathMixin:
             if problem is not None:
                 return _error(f"Output validation error: {problem.message}")
         return types.CallToolResult(content=list(content), structuredContent=structured, isError=False)
+
+
+def _raw_tool_result(request_id: Any, structured: bytes) -> HttpResponse:
+    """A successful ``tools/call`` answer whose structured result is JSON text already written
+    (a trace page, issue 17): the stock answer's fields and order, its text content the same JSON
+    (compact_text), without parsing the result and serialising it twice more through pydantic."""
+    text = orjson.dumps(structured.decode())
+    body = (
+        b'{"jsonrpc":"2.0","id":'
+        + pydantic_core.to_json(request_id)
+        + b',"result":{"content":[{"type":"text","text":'
+        + text
+        + b'}],"structuredContent":'
+        + structured
+        + b',"isError":false}}'
+    )
+    return HttpResponse(body, content_type=JSON)
 
 
 def _error(text: str) -> types.CallToolResult:

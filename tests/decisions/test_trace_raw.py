@@ -8,6 +8,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+import jsonschema
 import pytest
 from rest_framework.renderers import JSONRenderer
 
@@ -18,6 +19,7 @@ from decisions.serializers import trace_out
 from tests.conftest import AgentClient
 from tests.mcp_helpers import mcp_post
 from tracemem_core.actor import Actor
+from tracemem_site import mcp_adapter
 
 pytestmark = pytest.mark.django_db
 
@@ -185,8 +187,25 @@ def test_the_mcp_tool_answers_the_model_paths_values(
     arguments = {"decision_id": decision.decision_id}
     arguments |= {k: v for k, v in (("after_seq", after_seq), ("limit", limit)) if v is not None}
     response = mcp_post(agent_and_key[1], "decision_trace", arguments)
-    result = json.loads(response.content)["result"]
-    assert result["isError"] is False
+    # PostgreSQL's text passed through (jsonb's spacing inside a payload), not parsed and re-written.
+    assert b'"payload":{"context": {' in response.content
+    body = json.loads(response.content)
+    assert list(body) == ["jsonrpc", "id", "result"] and body["id"] == 1
+    result = body["result"]
+    assert list(result) == ["content", "structuredContent", "isError"] and result["isError"] is False
     want = _model_path_value(decision, after_seq, limit)
     for got in (result["structuredContent"], json.loads(result["content"][0]["text"])):
         assert got == want and _typed(got) == _typed(want)
+    schema = mcp_adapter.global_mcp_server._tool_manager.get_tool("decision_trace").output_schema
+    if schema is not None:
+        jsonschema.validate(result["structuredContent"], schema)
+
+
+def test_the_mcp_tool_refuses_another_agent_as_before(
+    agent_actor: Actor, make_agent: Callable[..., tuple[Agent, str]]
+) -> None:
+    decision = _decision(agent_actor, TRICKY[:1])
+    _, other_key = make_agent("other-agent")
+    result = json.loads(mcp_post(other_key, "decision_trace", {"decision_id": decision.decision_id}).content)
+    assert result["result"]["isError"] is True
+    assert result["result"]["content"][0]["text"].startswith("[not_found]")
