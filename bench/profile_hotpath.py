@@ -50,6 +50,11 @@ def main(argv: list[str]) -> int:
         assert response.status_code == expect, response.content
         return response.json()
 
+    def post_raw(path: str, body: Any) -> bytes:  # the answer's bytes, not parsed (as get)
+        response = client.post(path, json.dumps(body), content_type="application/json", **auth)
+        assert response.status_code == 200 and b'"isError":false' in response.content, response.content
+        return response.content
+
     def get(path: str) -> bytes:
         response = client.get(path, **auth)
         assert response.status_code == 200, response.content
@@ -95,7 +100,7 @@ def main(argv: list[str]) -> int:
         ),
         "trace": lambda: get(f"/api/v1/decisions/{traced}/trace?limit=1000"),
         "get": lambda: get(f"/api/v1/decisions/{traced}"),
-        "mcp-trace": lambda: post(
+        "mcp-trace": lambda: post_raw(
             "/mcp",
             {
                 "jsonrpc": "2.0",
@@ -103,7 +108,6 @@ def main(argv: list[str]) -> int:
                 "method": "tools/call",
                 "params": {"name": "decision_trace", "arguments": {"decision_id": traced, "limit": 1000}},
             },
-            200,
         ),
     }
     if operation == "verify":
