@@ -137,7 +137,9 @@ class AdminAgentDetailView(HumanAPIView):
 
 class AdminKeyIssueView(HumanAPIView):
     class AdminKeyIssueInput(serializers.Serializer):
-        name = serializers.CharField(required=False, default="default")
+        name = serializers.CharField(
+            required=False, help_text="default: a name none of the agent's keys has (`default`, `key-2`, ...)"
+        )
         expires_at = serializers.DateTimeField(required=False, allow_null=True)
         expires_in_seconds = serializers.IntegerField(required=False, min_value=1)
 
@@ -152,7 +154,7 @@ class AdminKeyIssueView(HumanAPIView):
         actor = actor_from_request(request)
         agent = selectors.agent_for_admin(actor, agent_id)
         issued = agent_registry.agent_key_issue(
-            actor=actor, agent=agent, name=data.get("name", "default"), expires_at=_expires_at(data)
+            actor=actor, agent=agent, name=data.get("name"), expires_at=_expires_at(data)
         )
         return Response(issued_key_out(issued), status=201)
 

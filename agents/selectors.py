@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -44,16 +45,26 @@ def agent_keys(agent: Agent) -> QuerySet[AgentKey]:
     return AgentKey.objects.filter(agent=agent)
 
 
-def proposed_key_name(agent: Agent) -> str:
-    """A name for the agent's next key that none of its keys has: ``default`` for the first, then
-    ``key-N`` (N one more than the number of keys, counting up past names already taken)."""
-    taken = set(AgentKey.objects.filter(agent=agent).values_list("name", flat=True))
-    if "default" not in taken:
+def unused_name(taken: Iterable[str], stem: str) -> str:
+    """The name proposed for a new key or token (issue 18): ``default`` while none is called that,
+    then ``<stem>-N`` (N one more than the number of names taken, counting up past names in use)."""
+    names = set(taken)
+    if "default" not in names:
         return "default"
-    n = len(taken) + 1
-    while f"key-{n}" in taken:
+    n = len(names) + 1
+    while f"{stem}-{n}" in names:
         n += 1
-    return f"key-{n}"
+    return f"{stem}-{n}"
+
+
+def proposed_key_name(agent: Agent) -> str:
+    """A name for the agent's next key that none of its keys has (``default``, then ``key-N``)."""
+    return unused_name(AgentKey.objects.filter(agent=agent).values_list("name", flat=True), "key")
+
+
+def proposed_token_name(user: User) -> str:
+    """A name for the person's next personal token that none of theirs has (``default``, then ``token-N``)."""
+    return unused_name(PersonalToken.objects.filter(user=user).values_list("name", flat=True), "token")
 
 
 def agent_key_by_id(agent: Agent, key_id: str) -> AgentKey:

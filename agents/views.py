@@ -133,7 +133,7 @@ def key_issue(request: HttpRequest, agent_id: str) -> HttpResponse:
     agent = _agent_for_keys(request, agent_id)
     try:
         issued = agent_registry.agent_key_issue(
-            actor=web_actor(request), agent=agent, name=request.POST.get("name") or "default"
+            actor=web_actor(request), agent=agent, name=request.POST.get("name") or None
         )
     except DomainError as exc:
         messages.error(request, exc.message)
@@ -198,6 +198,7 @@ def account(request: HttpRequest) -> HttpResponse:
         "agents/account.html",
         {
             "tokens": [token_out(t) for t in selectors.personal_tokens(actor)],
+            "proposed_token_name": selectors.proposed_token_name(user),
             "issued": request.session.pop(_ISSUED_TOKEN, None),
             "two_factor_on": selectors.confirmed_device(user) is not None,
             "two_factor_required": second_factor_required_by_policy(user),
@@ -220,7 +221,7 @@ def token_create(request: HttpRequest) -> HttpResponse:
         issued = agent_tokens.personal_token_create(
             actor=web_actor(request),
             user=web_user(request),
-            name=request.POST.get("name") or "default",
+            name=request.POST.get("name") or None,
             expires_at=timezone.now() + timedelta(days=int(days)) if days else None,
         )
     except DomainError as exc:

@@ -209,7 +209,11 @@ class Delivery(models.Model):
 
     class Meta:
         ordering = ["created_at"]
-        indexes = [models.Index(fields=["status", "next_attempt_at"])]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"]),
+            # Lists by status, newest first (the dashboard's delivery failures, /review/deliveries/).
+            models.Index(fields=["status", "-created_at"], name="delivery_status_created"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.delivery_id} {self.channel} ({self.status})"

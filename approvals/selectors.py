@@ -439,3 +439,44 @@ def approval_outcomes_since(actor: Actor, since: datetime) -> dict[str, int]:
 def votable_count(actor: Actor) -> int:
     """Pending approvals this reviewer can still vote on (the queue's "only ones I can vote on")."""
     return len(review_queue(actor, QueueFilters(mine=True)))
+
+
+@dataclass(frozen=True)
+class DeliveryFilters:
+    status: str = ""  # one of DeliveryStatus, or any
+    since: datetime | None = None  # requested at or after
+
+
+def deliveries_visible_to(actor: Actor, filters: DeliveryFilters) -> QuerySet[Delivery]:
+    """Deliveries of the approvals this actor may see (:func:`approvals_visible_to`), newest first
+    (``/review/deliveries/`` and the dashboard's delivery failures; index ``delivery_status_created``)."""
+    qs = Delivery.objects.filter(approval__in=approvals_visible_to(actor).values("pk"))
+    if filters.status:
+        if filters.status not in DeliveryStatus.values:
+            raise InvalidArgument(
+                f"status must be one of {', '.join(DeliveryStatus.values)}; got {filters.status!r}",
+                field="status",
+            )
+        qs = qs.filter(status=filters.status)
+    if filters.since is not None:
+        qs = qs.filter(created_at__gte=filters.since)
+    return qs.order_by("-created_at")
+
+
+def delivery_list(actor: Actor, filters: DeliveryFilters, *, limit: int = 200) -> list[Delivery]:
+    qs = deliveries_visible_to(actor, filters).select_related(
+        "approval", "approval__route", "approval__decision"
+    )
+    return list(qs[: max(1, min(limit, 500))])
+
+
+def failed_delivery_count(actor: Actor, since: datetime) -> int:
+    """Deliveries that gave up (``failed``) since ``since``: the same rows as
+    ``/review/deliveries/?status=failed&since=<day>``."""
+    return deliveries_visible_to(actor, DeliveryFilters(status=DeliveryStatus.FAILED, since=since)).count()
+
+
+def webhook_endpoints_missing(names: list[str]) -> list[str]:
+    """Which of ``names`` no webhook endpoint has, in their order (the receipt log's witnesses)."""
+    found = set(WebhookEndpoint.objects.filter(name__in=names).values_list("name", flat=True))
+    return [name for name in names if name not in found]

@@ -13,6 +13,7 @@ urlpatterns = [
     path("review/", views.review_queue, name="queue"),
     path("review/count/", views.review_count, name="count"),
     path("review/resolved/", views.resolved_list, name="resolved"),
+    path("review/deliveries/", views.delivery_list, name="deliveries"),
     path("review/<str:approval_id>/", views.approval_page, name="approval"),
     path("review/<str:approval_id>/vote/", views.approval_vote, name="vote"),
     path("routes/", views.route_list, name="route-list"),

@@ -21,7 +21,7 @@ from slack_sdk.signature import SignatureVerifier
 
 from approvals import selectors
 from approvals.conf import review_url
-from approvals.models import SlackIntegration
+from approvals.models import DeliveryStatus, SlackIntegration
 from approvals.selectors import approval_as_reported, frozen_rules
 from approvals.serializers import approval_out
 from approvals.services import credentials as approval_credentials
@@ -219,6 +219,25 @@ def resolved_list(request: HttpRequest) -> HttpResponse:
             request, "approvals/review_resolved.html", {**context, "rows": [], "error": str(exc)}, status=400
         )
     return render(request, "approvals/review_resolved.html", {**context, "rows": rows})
+
+
+@login_required
+def delivery_list(request: HttpRequest) -> HttpResponse:
+    """``/review/deliveries/``: each channel's delivery of the approval requests this reviewer may
+    see, newest first, filtered by status and day (the dashboard's delivery failures link here)."""
+    g = request.GET
+    context: dict[str, object] = {
+        "statuses": DeliveryStatus.values,
+        "params": {k: g.get(k, "").strip() for k in ("status", "since")},
+    }
+    try:
+        filters = selectors.DeliveryFilters(status=g.get("status", "").strip(), since=_day(g, "since"))
+        rows = selectors.delivery_list(web_actor(request), filters)
+    except InvalidArgument as exc:
+        return render(
+            request, "approvals/deliveries.html", {**context, "rows": [], "error": str(exc)}, status=400
+        )
+    return render(request, "approvals/deliveries.html", {**context, "rows": rows})
 
 
 @login_required

@@ -30,10 +30,10 @@ from decisions.inputs import (
 from decisions.outputs import (
     DecisionClosed,
     DecisionCreated,
+    DecisionReceiptOut,
     DecisionState,
     EventRef,
     EvidencePack,
-    ReceiptOut,
     RecordOut,
     SearchOut,
     TracePage,
@@ -170,7 +170,7 @@ def _json_list(value: str) -> list[Any] | None:
 
 
 class DecisionReceiptView(APIView):
-    @extend_schema(operation_id="decision_receipt", responses={200: ReceiptOut, **_ERRORS})
+    @extend_schema(operation_id="decision_receipt", responses={200: DecisionReceiptOut, **_ERRORS})
     def get(self, request: Request, decision_id: str) -> Response:
         args = operation_input(request, DecisionReceipt, path={"decision_id": decision_id})
         return Response(

@@ -8,13 +8,13 @@ keys.json`` checks the receipt and recomputes the chain. Design notes: ``docs/re
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from django.utils import timezone
 
 from decisions.models import TERMINAL_STATUSES, Decision, EventType
-from decisions.receipts import receipt_keys_published, receipt_stored
+from decisions.receipts import receipt_inclusion_fields, receipt_keys_published, receipt_stored
 from decisions.selectors import decision_events, decision_for, event_as_dict
 from decisions.serializers import decision_out
 from policies import selectors as policy_selectors
@@ -128,22 +128,12 @@ def _approvals(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(found.values())
 
 
-# Extra sections other apps add to the pack: ``name -> section(actor=, decision=)`` (the receipt
-# log adds ``inclusion``; it imports this app, so it registers itself).
-PackSection = Callable[..., Any]
-_pack_sections: dict[str, PackSection] = {}
-
-
-def register_pack_section(name: str, section: PackSection) -> None:
-    """Add ``name: section(actor=, decision=)`` to every evidence pack, after ``receipt``."""
-    _pack_sections[name] = section
-
-
 def evidence_of(actor: Actor, decision: Decision) -> dict[str, Any]:
     """Build the pack of a decision the actor may already see (visibility checked by the caller)."""
     events = [event_as_dict(e) for e in decision_events(decision)]
     broken = verify_chain(decision.decision_id, events)
     closed = decision.status in TERMINAL_STATUSES
+    receipt = receipt_stored(decision)
     return {
         "format": EVIDENCE_FORMAT,
         "generated_at": iso_z(timezone.now()),
@@ -153,8 +143,9 @@ def evidence_of(actor: Actor, decision: Decision) -> dict[str, Any]:
         "policies": _policies(events),
         "products": _products(events),
         "approvals": _approvals(events),
-        "receipt": receipt_stored(decision),
-        **{name: section(actor=actor, decision=decision) for name, section in _pack_sections.items()},
+        "receipt": receipt,
+        # The receipt log's proof, or why there is none (receiptlog.selectors.receipt_inclusion).
+        **receipt_inclusion_fields(receipt),
         "keys": receipt_keys_published(),
         "verification": {
             "trace_intact": broken is None,

@@ -157,15 +157,24 @@ class DecisionTools(MCPToolset):
 
 class ProofTools(MCPToolset):
     def decision_receipt(self, args: DecisionReceipt) -> dict[str, Any]:
-        """Get a signed receipt proving how one of your decisions ended and that its trace is unchanged.
+        """Get a signed receipt proving how one of your decisions ended and that its trace is unchanged,
+        with its proof of inclusion in the server's append-only receipt log.
 
         Call it after decision_close. Returns {decision_id, status, receipt_data: {decision_id, intent,
-        status, automation_mode, agent_id, created_at, closed_at, event_count, trace_head}, signature,
-        key_id, algorithm: "ed25519", signed_at}. The signature (base64url) covers the RFC 8785
-        canonical JSON of receipt_data; anyone can check it offline with the public keys at
-        /.well-known/tracemem/receipt-keys (`python -m tracemem_verify receipt.json --keys keys.json
-        --trace trace.json`). Keep the receipt with your work's output. Fails with [invalid_state] while
-        the decision is still open: close it first.
+        status, automation_mode, agent_id, created_at, closed_at, event_count, trace_head, close_action},
+        signature, key_id, algorithm: "ed25519", signed_at, inclusion, inclusion_status,
+        inclusion_reason}. The signature (base64url) covers the RFC 8785 canonical JSON of receipt_data;
+        anyone can check it offline with the public keys at /.well-known/tracemem/receipt-keys
+        (`python -m tracemem_verify receipt.json --keys keys.json --trace trace.json`).
+        inclusion is {format, decision_id, leaf_index, tree_size, leaf_hash, audit_path, checkpoint}:
+        the receipt is leaf leaf_index of the log whose signed checkpoint (tree_size leaves) is
+        `checkpoint`, and audit_path proves it (`python -m tracemem_verify inclusion receipt.json --keys
+        keys.json --checkpoint CHECKPOINT`, with a checkpoint from /.well-known/tracemem/checkpoint).
+        inclusion_status "included" means that proof is there; "pending" means the decision closed
+        after the latest checkpoint (inclusion is null; the worker signs a new checkpoint within
+        seconds: call decision_receipt again then); "error" means the server's log is damaged
+        (inclusion_reason says what; tell an operator). Keep the receipt with your work's output.
+        Fails with [invalid_state] while the decision is still open: close it first.
         """
         return receipts.decision_receipt(actor=mcp_actor(self.request), decision_id=args.decision_id)
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 
 from agents.models import Agent
@@ -82,7 +83,16 @@ class Decision(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["agent", "-created_at"]), models.Index(fields=["status"])]
+        indexes = [
+            models.Index(fields=["agent", "-created_at"]),
+            models.Index(fields=["status"]),
+            # The dashboard's recent policy denials (decisions.selectors.denied_count_since).
+            models.Index(
+                fields=["-created_at"],
+                condition=Q(last_deny_seq__isnull=False),
+                name="decision_denied_created",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.decision_id} {self.intent} ({self.status})"

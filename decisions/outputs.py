@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from tracemem_core.outputs import JsonObject, Output
 
 
@@ -96,6 +98,31 @@ class ReceiptOut(Output):
     signed_at: str
 
 
+class PackInclusion(Output):
+    """``tracemem.inclusion.v1`` without its receipt: where the receipt sits in the receipt log (the
+    ``inclusion`` of ``decision_receipt`` and of the evidence pack; docs/receipts.md)."""
+
+    format: str
+    decision_id: str
+    leaf_index: int
+    tree_size: int
+    leaf_hash: str
+    audit_path: list[str]
+    checkpoint: str
+
+
+InclusionStatus = Literal["included", "pending", "error"]
+
+
+class DecisionReceiptOut(ReceiptOut):
+    """``decision_receipt``: the stored receipt, plus its inclusion proof in the receipt log (or null,
+    with ``inclusion_status`` pending or error and ``inclusion_reason`` saying why)."""
+
+    inclusion: PackInclusion | None
+    inclusion_status: InclusionStatus
+    inclusion_reason: str | None
+
+
 class RecordOut(Output):
     decision_id: str
     status: str
@@ -133,18 +160,6 @@ class ReceiptKey(Output):
     note_verifier_key: str | None = None
 
 
-class PackInclusion(Output):
-    """Where the decision's receipt sits in the receipt log (receiptlog adds it to the pack)."""
-
-    format: str
-    decision_id: str
-    leaf_index: int
-    tree_size: int
-    leaf_hash: str
-    audit_path: list[str]
-    checkpoint: str
-
-
 class Verification(Output):
     trace_intact: bool
     trace_break: str | None
@@ -165,6 +180,8 @@ class EvidencePack(Output):
     products: list[JsonObject]
     approvals: list[JsonObject]
     receipt: ReceiptOut | None
-    inclusion: PackInclusion | None = None
+    inclusion: PackInclusion | None
+    inclusion_status: Literal["included", "pending", "error", "no_receipt"]
+    inclusion_reason: str | None
     keys: list[ReceiptKey]
     verification: Verification

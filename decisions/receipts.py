@@ -301,8 +301,9 @@ def receipt_stored(decision: Decision) -> dict[str, Any] | None:
     return receipt_out(receipt) if receipt is not None else None
 
 
-def decision_receipt(*, actor: Actor, decision_id: Any) -> dict[str, Any]:
-    """The signed receipt of one of the actor's closed decisions (``invalid_state`` while open).
+def receipt_of(*, actor: Actor, decision_id: Any) -> dict[str, Any]:
+    """The stored receipt of one of the actor's closed decisions (``invalid_state`` while open),
+    exactly as issued: what the receipt log's leaf is made of.
 
     The receipt was signed and stored in the decision's close transaction; this returns that stored
     receipt, byte for byte, on every call, and writes nothing.
@@ -321,3 +322,43 @@ def decision_receipt(*, actor: Actor, decision_id: Any) -> dict[str, Any]:
             "an operator should run manage.py verify_traces"
         )
     return receipt
+
+
+# The receipt log's proof of a receipt: ``inclusion(receipt=) -> {inclusion, inclusion_status,
+# inclusion_reason}`` (receiptlog, which imports this app, registers itself).
+ReceiptInclusion = Callable[..., dict[str, Any]]
+_receipt_inclusion: list[ReceiptInclusion] = []
+
+
+def register_receipt_inclusion(inclusion: ReceiptInclusion) -> None:
+    """Let ``decision_receipt`` and the evidence pack carry ``inclusion(receipt=)``'s fields."""
+    _receipt_inclusion[:] = [inclusion]
+
+
+NO_RECEIPT = "no_receipt"
+
+
+def receipt_inclusion_fields(receipt: dict[str, Any] | None) -> dict[str, Any]:
+    """``inclusion``, ``inclusion_status`` and ``inclusion_reason`` of a receipt (docs/receipts.md,
+    "Proofs through the doors"); for no receipt (an open decision's pack), ``no_receipt``."""
+    if receipt is None:
+        return {
+            "inclusion": None,
+            "inclusion_status": NO_RECEIPT,
+            "inclusion_reason": "the decision is not closed yet: it has no receipt, so nothing is in the receipt log",
+        }
+    if not _receipt_inclusion:
+        raise RuntimeError("the receipt log (receiptlog) is not installed: receipts cannot be proven")
+    return _receipt_inclusion[0](receipt=receipt)
+
+
+def decision_receipt(*, actor: Actor, decision_id: Any) -> dict[str, Any]:
+    """``decision_receipt``: the stored receipt of one of the actor's closed decisions
+    (:func:`receipt_of`), plus its inclusion proof in the receipt log (``inclusion``, against the
+    latest checkpoint, or null with ``inclusion_status`` and ``inclusion_reason`` saying why).
+
+    The MCP tool and ``GET /api/v1/decisions/{id}/receipt`` both return this. The receipt fields
+    never change; ``inclusion`` follows the latest checkpoint. Writes nothing.
+    """
+    receipt = receipt_of(actor=actor, decision_id=decision_id)
+    return {**receipt, **receipt_inclusion_fields(receipt)}

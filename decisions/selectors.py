@@ -417,11 +417,12 @@ def _start_of_today() -> datetime:
 def dashboard_stats(actor: Actor, *, days: int = 14, sample: int = 1000) -> DashboardStats:
     """The dashboard's numbers; the median uses the latest ``sample`` closed decisions."""
     visible = decisions_visible_to(actor)
-    open_count = visible.exclude(status__in=TERMINAL_STATUSES).count()
+    # The explorer's own filters, so each count equals the rows its dashboard link lists.
+    open_count = decision_search(actor, DecisionFilters(closed="no")).count()
     # decisions.services keeps approval_status on the row, so this needs no approvals import.
     pending = visible.filter(approval_status=ApprovalStatus.PENDING).count()
     today = _start_of_today()
-    resolved_today = visible.filter(status__in=TERMINAL_STATUSES, closed_at__gte=today).count()
+    resolved_today = decision_search(actor, DecisionFilters(closed="yes", closed_from=today.date())).count()
     durations = [
         (closed - created).total_seconds()
         for created, closed in visible.filter(closed_at__isnull=False)
@@ -466,6 +467,9 @@ class DecisionFilters:
     date_from: date | None = None
     date_to: date | None = None
     has_approval: str = ""  # "", "yes", "no"
+    denied: str = ""  # "", "yes" (a policy denied it), "no"
+    closed: str = ""  # "", "yes" (committed or aborted), "no" (in flight)
+    closed_from: date | None = None  # closed on or after this UTC day
     q: str = ""
 
 
@@ -489,6 +493,16 @@ def decision_search(actor: Actor, filters: DecisionFilters) -> QuerySet[Decision
         qs = qs.filter(approval_status__isnull=False)
     elif filters.has_approval == "no":
         qs = qs.filter(approval_status__isnull=True)
+    if filters.closed == "yes":
+        qs = qs.filter(status__in=TERMINAL_STATUSES)
+    elif filters.closed == "no":
+        qs = qs.exclude(status__in=TERMINAL_STATUSES)
+    if filters.closed_from:
+        qs = qs.filter(closed_at__gte=datetime.combine(filters.closed_from, time.min, tzinfo=UTC))
+    if filters.denied == "yes":
+        qs = qs.filter(last_deny_seq__isnull=False)
+    elif filters.denied == "no":
+        qs = qs.filter(last_deny_seq__isnull=True)
     if filters.q:
         term = filters.q.strip()
         qs = qs.filter(
@@ -499,6 +513,13 @@ def decision_search(actor: Actor, filters: DecisionFilters) -> QuerySet[Decision
             | Q(instance__icontains=term)
         )
     return qs.order_by("-created_at")
+
+
+def denied_count_since(actor: Actor, since: date) -> int:
+    """Visible decisions created since ``since`` (a UTC day) that a policy denied: the dashboard's
+    count, the same rows as the explorer's ``?denied=yes&from=<since>`` (index
+    ``decision_denied_created``)."""
+    return decision_search(actor, DecisionFilters(denied="yes", date_from=since)).count()
 
 
 def decision_status_choices() -> list[tuple[str, str]]:

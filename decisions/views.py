@@ -46,6 +46,9 @@ def _filters(request: HttpRequest) -> DecisionFilters:
         date_from=_date(g.get("from", "")),
         date_to=_date(g.get("to", "")),
         has_approval=g.get("has_approval", "") if g.get("has_approval", "") in ("yes", "no") else "",
+        denied=g.get("denied", "") if g.get("denied", "") in ("yes", "no") else "",
+        closed=g.get("closed", "") if g.get("closed", "") in ("yes", "no") else "",
+        closed_from=_date(g.get("closed_from", "")),
         q=g.get("q", "").strip()[:200],
     )
 

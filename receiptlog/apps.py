@@ -15,16 +15,16 @@ class ReceiptLogConfig(AppConfig):
     verbose_name = "Receipt log"
 
     def ready(self) -> None:
-        # Every receipt becomes a leaf in its close transaction, and the evidence pack carries the
-        # receipt's inclusion proof; decisions cannot import this app (it imports decisions), so it
+        # Every receipt becomes a leaf in its close transaction, and decision_receipt and the evidence
+        # pack carry the receipt's inclusion proof; decisions cannot import this app (it imports decisions), so it
         # calls us through these registries.
-        from decisions.evidence import register_pack_section
-        from decisions.receipts import register_receipt_listener
-        from receiptlog.selectors import pack_inclusion
+        from decisions.receipts import register_receipt_inclusion, register_receipt_listener
+        from receiptlog.selectors import receipt_inclusion
         from receiptlog.services import log_append
 
         register_receipt_listener(log_append)
-        register_pack_section("inclusion", pack_inclusion)
+        register_receipt_inclusion(receipt_inclusion)
+        from receiptlog import checks  # noqa: F401  (registers the witness settings check)
         from tracemem_core import metrics
 
         metrics.register_state(log_state)

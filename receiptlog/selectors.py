@@ -9,20 +9,22 @@ them all in one query.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from django.conf import settings
 
-from decisions.models import Decision
-from decisions.receipts import decision_receipt
+from decisions.receipts import receipt_of
 from receiptlog.models import Checkpoint, LogLeaf
 from tracemem_core import validation as v
 from tracemem_core.actor import Actor
-from tracemem_core.errors import DomainError, InvalidArgument, InvalidState, NotFound
+from tracemem_core.errors import InvalidArgument, InvalidState, NotFound
 from tracemem_verify import merkle
 from tracemem_verify.log import ConsistencyProof, InclusionProof, encode_hash
 
+logger = logging.getLogger(__name__)
 T = TypeVar("T")
 HASH = merkle.HASH_SIZE
 _PLACEHOLDER = bytes(HASH)
@@ -109,35 +111,70 @@ def checkpoint_get(*, tree_size: Any = None) -> Checkpoint:
     return found
 
 
-def inclusion_document(*, actor: Actor, decision_id: Any, tree_size: Any = None) -> dict[str, Any]:
-    """``tracemem.inclusion.v1``: the receipt of one of the actor's closed decisions, its leaf index
-    and audit path, proven against the latest checkpoint (or the stored one of ``tree_size``)."""
-    receipt = decision_receipt(actor=actor, decision_id=decision_id)  # visibility, closed, stored
-    return _inclusion(receipt, tree_size)
+# What ``inclusion_status`` says (docs/receipts.md, "Proofs through the doors").
+INCLUDED, PENDING, ERROR = "included", "pending", "error"
 
 
-def _inclusion(receipt: dict[str, Any], tree_size: Any) -> dict[str, Any]:
+@dataclass(frozen=True)
+class InclusionState:
+    """Where a receipt stands in the log: ``document`` (the proof, without ``receipt``) when
+    ``status`` is ``included``; else ``reason`` says why there is none and what happens next."""
+
+    status: str
+    document: dict[str, Any] | None = None
+    reason: str | None = None
+    leaf_index: int | None = None
+    tree_size: int | None = None  # of the checkpoint asked for (None: there is none yet)
+
+
+def inclusion_state(receipt: dict[str, Any], tree_size: Any = None) -> InclusionState:
+    """The one computation behind every door's inclusion proof (the REST ``/inclusion`` endpoint,
+    ``decision_receipt``'s ``inclusion`` field and the evidence pack's).
+
+    ``pending``: the leaf is not covered by the latest checkpoint yet (or there is no checkpoint);
+    ``error``: the log cannot prove this receipt (no leaf, a stored node missing), which only a
+    damaged log does; both explained in ``reason``. Against a stored checkpoint (``tree_size``), a
+    size without a checkpoint is ``not_found`` and one that precedes the leaf ``invalid_argument``.
+    """
     decision_id = receipt["decision_id"]
     leaf = LogLeaf.objects.filter(receipt_id=decision_id).only("leaf_index", "leaf_hash").first()
     if leaf is None:
-        raise InvalidState(
-            f"the receipt of decision {decision_id} is not in the receipt log; an operator should run "
-            "manage.py log_verify"
+        return InclusionState(
+            ERROR,
+            reason=f"the receipt of decision {decision_id} is not in the receipt log, although every receipt "
+            "is appended in its close transaction: the log is damaged; an operator should run manage.py log_verify",
         )
-    checkpoint = checkpoint_get(tree_size=tree_size)
-    if leaf.leaf_index >= checkpoint.tree_size:
-        if tree_size in (None, ""):
-            raise InvalidState(
-                f"decision {decision_id} is leaf {leaf.leaf_index} of the receipt log, and the latest checkpoint "
-                f"covers {checkpoint.tree_size} leaves: the worker signs a newer one within seconds; retry then",
-                details={"leaf_index": leaf.leaf_index, "tree_size": checkpoint.tree_size},
+    latest = tree_size is None or tree_size == ""
+    if latest:
+        checkpoint = checkpoint_latest()
+        if checkpoint is None or leaf.leaf_index >= checkpoint.tree_size:
+            covered = 0 if checkpoint is None else checkpoint.tree_size
+            return InclusionState(
+                PENDING,
+                reason=f"decision {decision_id} is leaf {leaf.leaf_index} of the receipt log, and the latest "
+                f"checkpoint covers {covered} leaves: the worker signs a newer one within seconds; ask again then",
+                leaf_index=leaf.leaf_index,
+                tree_size=None if checkpoint is None else checkpoint.tree_size,
             )
-        raise InvalidArgument(
-            f"decision {decision_id} is leaf {leaf.leaf_index}, appended after the checkpoint of tree size "
-            f"{checkpoint.tree_size}; ask for a later checkpoint (or leave tree_size out for the latest)",
-            field="tree_size",
+    else:
+        checkpoint = checkpoint_get(tree_size=tree_size)
+        if leaf.leaf_index >= checkpoint.tree_size:
+            raise InvalidArgument(
+                f"decision {decision_id} is leaf {leaf.leaf_index}, appended after the checkpoint of tree size "
+                f"{checkpoint.tree_size}; ask for a later checkpoint (or leave tree_size out for the latest)",
+                field="tree_size",
+            )
+    try:
+        path = with_nodes(lambda nodes: merkle.inclusion_proof(leaf.leaf_index, checkpoint.tree_size, nodes))
+    except LogCorrupt as exc:
+        return InclusionState(
+            ERROR,
+            reason=f"the receipt log cannot prove decision {decision_id} (leaf {leaf.leaf_index}) against the "
+            f"checkpoint of tree size {checkpoint.tree_size}: {exc}; the log is damaged; an operator should "
+            "run manage.py log_verify",
+            leaf_index=leaf.leaf_index,
+            tree_size=checkpoint.tree_size,
         )
-    path = with_nodes(lambda nodes: merkle.inclusion_proof(leaf.leaf_index, checkpoint.tree_size, nodes))
     proof = InclusionProof(
         leaf_index=leaf.leaf_index,
         tree_size=checkpoint.tree_size,
@@ -145,7 +182,7 @@ def _inclusion(receipt: dict[str, Any], tree_size: Any) -> dict[str, Any]:
         checkpoint=checkpoint.note,
         leaf_hash=_as_bytes(leaf.leaf_hash),
     ).to_document()
-    return {
+    document = {
         "format": proof["format"],
         "decision_id": decision_id,
         "leaf_index": proof["leaf_index"],
@@ -153,19 +190,44 @@ def _inclusion(receipt: dict[str, Any], tree_size: Any) -> dict[str, Any]:
         "leaf_hash": proof["leaf_hash"],
         "audit_path": proof["audit_path"],
         "checkpoint": proof["checkpoint"],
-        "receipt": receipt,
     }
+    return InclusionState(INCLUDED, document, leaf_index=leaf.leaf_index, tree_size=checkpoint.tree_size)
 
 
-def pack_inclusion(*, actor: Actor, decision: Decision) -> dict[str, Any] | None:
-    """The evidence pack's ``inclusion``: the inclusion document without ``receipt`` (the pack
-    carries it), or None while the decision is open or its leaf is not in a checkpoint yet."""
-    try:
-        document = inclusion_document(actor=actor, decision_id=decision.decision_id)
-    except DomainError:
-        return None
-    document.pop("receipt")
-    return document
+def inclusion_document(*, actor: Actor, decision_id: Any, tree_size: Any = None) -> dict[str, Any]:
+    """``tracemem.inclusion.v1``: the receipt of one of the actor's closed decisions, its leaf index
+    and audit path, proven against the latest checkpoint (or the stored one of ``tree_size``)."""
+    receipt = receipt_of(actor=actor, decision_id=decision_id)  # visibility, closed, stored
+    state = inclusion_state(receipt, tree_size)
+    if state.status == INCLUDED:
+        assert state.document is not None
+        return {**state.document, "receipt": receipt}
+    if state.status == PENDING and state.tree_size is None:
+        raise NotFound(
+            "the receipt log has no checkpoint yet: the worker signs the first one within seconds; retry"
+        )
+    if state.status == PENDING:
+        raise InvalidState(
+            str(state.reason), details={"leaf_index": state.leaf_index, "tree_size": state.tree_size}
+        )
+    _log_error(state)
+    raise InvalidState(str(state.reason))
+
+
+def receipt_inclusion(*, receipt: dict[str, Any]) -> dict[str, Any]:
+    """The inclusion fields of a receipt as ``decision_receipt`` and the evidence pack carry them:
+    ``inclusion`` (the ``/inclusion`` document without ``receipt``, proven against the latest
+    checkpoint) or null, ``inclusion_status`` (included, pending, error) and ``inclusion_reason``
+    (why there is no proof; null when included). A damaged log is an ``error`` with its reason,
+    logged, never a bare null."""
+    state = inclusion_state(receipt)
+    if state.status == ERROR:
+        _log_error(state)
+    return {"inclusion": state.document, "inclusion_status": state.status, "inclusion_reason": state.reason}
+
+
+def _log_error(state: InclusionState) -> None:
+    logger.error("receipt log: %s", state.reason)
 
 
 def consistency_document(*, from_size: Any, to_size: Any = None) -> dict[str, Any]:

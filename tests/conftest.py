@@ -55,7 +55,7 @@ def port_open(host: str, port: int) -> bool:
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     engine = settings.DATABASES["default"]["ENGINE"]
-    if engine != "django.db.backends.postgresql":
+    if engine != "tracemem_core.postgresql":
         raise pytest.UsageError(
             "the test suite runs on PostgreSQL: set DATABASE_URL (make test does) — got " + engine
         )

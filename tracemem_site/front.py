@@ -23,13 +23,18 @@ A client that disconnects while parked ends its wait.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
+import io
 import logging
 import os
 import re
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from a2wsgi import WSGIMiddleware
+from a2wsgi.wsgi import build_environ
 from django.conf import settings
 
 from tracemem_core import waits
@@ -42,7 +47,84 @@ MCP_PATH = "/mcp"
 THREADS = int(os.environ.get("TRACEMEM_WEB_THREADS") or 8)
 
 # Typed loosely: a2wsgi's ASGI types are stricter than the plain dicts passed around here.
-_django: Any = WSGIMiddleware(django_wsgi, workers=THREADS)  # type: ignore[arg-type]
+# a2wsgi serves what does not fit in memory (a body over the upload limit, a response over
+# BUFFER_LIMIT); its thread pool is the one every request runs on.
+_streaming: Any = WSGIMiddleware(django_wsgi, workers=THREADS)  # type: ignore[arg-type]
+_pool = _streaming.executor
+
+# A response up to this size is sent whole once Django is done; a larger one piece by piece.
+BUFFER_LIMIT = 4 * 1024 * 1024
+
+
+class _Answer:
+    """One pass of Django in a pool thread, held whole: status, headers, body pieces, and — when the
+    body outgrew BUFFER_LIMIT — the rest of Django's iterable, still open."""
+
+    def __init__(self) -> None:
+        self.status = 500
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.pieces: list[bytes] = []
+        self.rest: Iterator[bytes] | None = None
+        self.iterable: Any = None
+
+    def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        self.status = int(status.split(" ", 1)[0])
+        self.headers = [(k.strip().lower().encode("latin1"), v.strip().encode("latin1")) for k, v in headers]
+        return self.pieces.append  # WSGI's write(): nothing here uses it, but it must work
+
+    def run(self, environ: dict[str, Any]) -> None:
+        self.iterable = django_wsgi(environ, self.start_response)
+        chunks = iter(self.iterable)
+        size = sum(len(p) for p in self.pieces)
+        for piece in chunks:
+            self.pieces.append(piece)
+            size += len(piece)
+            if size > BUFFER_LIMIT:
+                self.rest = chunks
+                return
+        self.close()
+
+    def close(self) -> None:
+        # Django's close() sends request_finished (its connection housekeeping) in this thread.
+        getattr(self.iterable, "close", lambda: None)()
+
+
+def _next_piece(answer: _Answer) -> bytes | None:
+    try:
+        return next(answer.rest) if answer.rest is not None else None
+    except StopIteration:
+        return None
+    except BaseException:
+        answer.close()
+        raise
+
+
+async def _django(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Django for one request: the body read here first, then one trip into a pool thread and back.
+
+    a2wsgi alone crossed between the loop and the thread for the body and for each part of the
+    response, and each crossing waits for the other thread to get the GIL (docs/performance.md).
+    """
+    body, complete = await _read_body(receive, settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
+    if not complete:  # too large or cut short: streamed as it comes, and Django answers it
+        await _streaming(scope, _Replay(body, complete, receive), send)
+        return
+    environ: Any = build_environ(scope, io.BytesIO(body))  # type: ignore[arg-type]
+    answer = _Answer()
+    loop = asyncio.get_running_loop()
+    # The request's context goes with it into the thread (waits.slot_for_request relies on it).
+    await loop.run_in_executor(_pool, functools.partial(contextvars.copy_context().run, answer.run, environ))
+    await send({"type": "http.response.start", "status": answer.status, "headers": answer.headers})
+    if answer.rest is None:
+        await send({"type": "http.response.body", "body": b"".join(answer.pieces)})
+        return
+    try:
+        await send({"type": "http.response.body", "body": b"".join(answer.pieces), "more_body": True})
+        while (piece := await loop.run_in_executor(_pool, _next_piece, answer)) is not None:
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+    finally:
+        await loop.run_in_executor(_pool, answer.close)
 
 
 def _may_wait(scope: dict[str, Any]) -> bool:
@@ -112,7 +194,7 @@ async def _wait_parked(parked: waits.Parked, receive: Any) -> bool:
 async def _serve_waitable(scope: dict[str, Any], receive: Any, send: Any) -> None:
     body, complete = await _read_body(receive, settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
     if not complete:  # too large or cut short: Django answers it, without parking
-        await _django(scope, _Replay(body, complete, receive), send)
+        await _streaming(scope, _Replay(body, complete, receive), send)
         return
     deadline: float | None = None
     while True:

@@ -20,4 +20,8 @@ class Worker(UvicornWorker):
         **UvicornWorker.CONFIG_KWARGS,
         "proxy_headers": False,
         "server_header": False,
+        # C parser and loop, never a silent fallback to h11 and asyncio's pure-Python loop, which
+        # were most of the front's CPU per request (docs/performance.md).
+        "http": "httptools",
+        "loop": "uvloop",
     }

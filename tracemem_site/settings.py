@@ -7,6 +7,7 @@ Celery tasks executed inline, email printed to the console. Production sets ``DA
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -134,6 +135,9 @@ if DATABASE_URL:
         raise ImproperlyConfigured(
             "MIGRATION_DATABASE_URL must name the same database as DATABASE_URL (only the role differs)"
         )
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        # Django's backend with a connection check that costs no round trip (tracemem_core/postgresql).
+        DATABASES["default"]["ENGINE"] = "tracemem_core.postgresql"
 elif env_str("MIGRATION_DATABASE_URL"):
     raise ImproperlyConfigured("MIGRATION_DATABASE_URL needs DATABASE_URL (the app role) as well")
 else:
@@ -203,7 +207,7 @@ CELERY_TIMEZONE = "UTC"
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "tracemem_core.redis_cache.SharedPoolRedisCache",
             "LOCATION": REDIS_URL,
             # A dead or blackholed Redis must cost a request at most this, never a hang
             # (tracemem_core/shared_cache.py then skips it for TRACEMEM_CACHE_RETRY_SECONDS).
@@ -408,6 +412,18 @@ if not TRACEMEM_LOG_ORIGIN or "+" in TRACEMEM_LOG_ORIGIN or any(c.isspace() for 
         "(it names the log and its note key), e.g. tracemem.example.com/log"
     )
 TRACEMEM_LOG_WITNESSES = env_list("TRACEMEM_LOG_WITNESSES", [])
+for _witness in TRACEMEM_LOG_WITNESSES:
+    # A URL or a typo here would only show up as deliveries failing one checkpoint after another;
+    # that the endpoints exist is the receiptlog.E001 check (migrate runs it before every start).
+    if not re.fullmatch(r"[-a-zA-Z0-9_]{1,64}", _witness):
+        raise ImproperlyConfigured(
+            f"TRACEMEM_LOG_WITNESSES: {_witness!r} is not a webhook endpoint name (letters, digits, '-' and '_', "
+            "at most 64); list the names of webhook endpoints (docs/receipts.md), comma-separated"
+        )
+    if TRACEMEM_LOG_WITNESSES.count(_witness) > 1:
+        raise ImproperlyConfigured(
+            f"TRACEMEM_LOG_WITNESSES names {_witness} twice: each witness would get every checkpoint twice"
+        )
 TRACEMEM_CHECKPOINT_DIR = env_str("TRACEMEM_CHECKPOINT_DIR")
 
 # --- Outbound destinations (docs/security.md §9): webhook endpoints, Slack integrations and data

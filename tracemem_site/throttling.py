@@ -18,7 +18,7 @@ from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache
 from django.core.exceptions import ImproperlyConfigured
 from rest_framework.request import Request
@@ -73,6 +73,8 @@ _FALLBACK = "counting the rate limit per-process"
 
 
 def _count_shared(key: str, window: int) -> int:
+    # The backend itself: ``django.core.cache.cache`` is a proxy, never a RedisCache.
+    cache = caches["default"]
     if isinstance(cache, RedisCache):
         # One round trip (issue 17): INCR creates the window's key at 1; EXPIRE (re)sets its lifetime,
         # which only has to outlast the window, since every window has a key of its own.

@@ -17,8 +17,14 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 
 from agents.selectors import confirmed_device
-from approvals.selectors import approval_outcomes_since, second_factor_required, votable_count
-from decisions.selectors import OUTCOMES, dashboard_stats
+from approvals.selectors import (
+    approval_outcomes_since,
+    failed_delivery_count,
+    pending_count,
+    second_factor_required,
+    votable_count,
+)
+from decisions.selectors import OUTCOMES, dashboard_stats, denied_count_since
 from tracemem_site.second_factor import ENROL_URL, VERIFY_URL
 from tracemem_site.web import web_actor
 
@@ -125,16 +131,21 @@ def _duration(seconds: float | None) -> str:
 def dashboard(request: HttpRequest) -> HttpResponse:
     actor = web_actor(request)
     stats = dashboard_stats(actor)
-    # Recent approval outcomes: the last 7 UTC days, today included; the tiles link to the same
-    # filter on /review/resolved/.
+    # Recent activity: the last 7 UTC days, today included. Each tile links to the page listing
+    # exactly what it counts (/review/resolved/, /decisions/, /review/deliveries/ with that filter).
     since = datetime.combine(timezone.now().date() - timedelta(days=6), time.min, tzinfo=UTC)
     return render(
         request,
         "ui/dashboard.html",
         {
             "stats": stats,
+            # The queue's own count (the nav badge's): visible to this reviewer, not yet expired.
+            "pending": pending_count(actor),
             "mine": votable_count(actor),
+            "today": timezone.now().date().isoformat(),
             "outcomes": approval_outcomes_since(actor, since),
+            "denied": denied_count_since(actor, since.date()),
+            "delivery_failed": failed_delivery_count(actor, since),
             "outcomes_since": since.date().isoformat(),
             "median": _duration(stats.median_seconds_to_decision),
             "chart": _chart(stats.per_day),

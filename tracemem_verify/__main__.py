@@ -172,9 +172,12 @@ def verify_inclusion(
         if not isinstance(receipt, Mapping) or "receipt_data" not in receipt:
             return Verdict(False, f"{document_path} carries no receipt (decision_receipt result)")
         if proof_document is None:
+            # A decision_receipt result or pack says why it has none (pending: fetch it again soon).
+            status = document.get("inclusion_status")
+            why = f" (inclusion_status {status}: {document.get('inclusion_reason')})" if status else ""
             return Verdict(
                 False,
-                f"{document_path} carries no inclusion proof; pass --proof with the JSON of "
+                f"{document_path} carries no inclusion proof{why}; pass --proof with the JSON of "
                 "GET /api/v1/decisions/{id}/inclusion",
             )
         keys = keys_from_document(_load(keys_path, "keys file"))

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from agents import keycache, keys
 from agents.models import Agent, AgentKey, PersonalToken
-from agents.selectors import require_key_admin
+from agents.selectors import proposed_key_name, require_key_admin
 from audit.services import audit_record
 from tracemem_core import validation as v
 from tracemem_core.actor import Actor
@@ -188,11 +188,14 @@ def _new_key(
 
 @transaction.atomic
 def agent_key_issue(
-    *, actor: Actor, agent: Agent, name: str = "default", expires_at: datetime | None = None
+    *, actor: Actor, agent: Agent, name: str | None = None, expires_at: datetime | None = None
 ) -> IssuedKey:
-    """Issue a new key for an agent. The secret is returned once and only its hash is stored."""
+    """Issue a new key for an agent. The secret is returned once and only its hash is stored.
+    Without a ``name`` the key gets one none of the agent's keys has (``proposed_key_name``)."""
     require_key_admin(actor, agent)
-    issued = _new_key(agent, name, v.future_instant(expires_at, "expires_at"))
+    issued = _new_key(
+        agent, proposed_key_name(agent) if name is None else name, v.future_instant(expires_at, "expires_at")
+    )
     audit_record(
         actor=actor,
         action="agent_key.issue",

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from agents import keys
 from agents.models import PersonalToken
+from agents.selectors import proposed_token_name
 from agents.services.registry import _parse_authorization, _token_audit, _touch, _validate_name
 from audit.services import audit_record
 from tracemem_core import validation as v
@@ -27,13 +28,14 @@ class IssuedToken:
 
 @transaction.atomic
 def personal_token_create(
-    *, actor: Actor, user: User, name: str = "default", expires_at: datetime | None = None
+    *, actor: Actor, user: User, name: str | None = None, expires_at: datetime | None = None
 ) -> IssuedToken:
     """Create a personal access token for ``user``: themselves, or anyone when a superuser (or the
     system). A token acts as its user, so minting one for somebody else is impersonation.
 
     ``expires_at`` (optional, in the future) ends it by itself; the secret is returned once and only
-    its hash is stored.
+    its hash is stored. Without a ``name`` it gets one none of the user's tokens has
+    (``proposed_token_name``).
     """
     if actor.kind == "agent":
         raise PermissionDenied("agents cannot create personal access tokens")
@@ -43,7 +45,7 @@ def personal_token_create(
     secret = keys.generate(keys.PERSONAL_TOKEN_PREFIX)
     token = PersonalToken.objects.create(
         user=user,
-        name=_validate_name(name),
+        name=_validate_name(proposed_token_name(user) if name is None else name),
         prefix=keys.lookup_prefix(secret, keys.PERSONAL_TOKEN_PREFIX),
         token_hash=keys.digest(secret),
         expires_at=expires_at,

@@ -116,6 +116,7 @@ def test_queue_links_to_the_resolved_view(make_agent: Any) -> None:
     make_route()
     body = _client(make_reviewer("rita")).get("/review/").content.decode()
     assert 'href="/review/resolved/"' in body
+    assert 'href="/review/deliveries/?status=failed"' in body
 
 
 def test_decision_page_shows_approvals_card_after_resolution(

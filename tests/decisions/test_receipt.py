@@ -109,6 +109,10 @@ def test_receipt_of_committed_decision_verifies_offline_with_published_key(
         "key_id",
         "algorithm",
         "signed_at",
+        # the receipt log's proof (docs/receipts.md, "Proofs through the doors")
+        "inclusion",
+        "inclusion_status",
+        "inclusion_reason",
     }
     assert receipt["algorithm"] == "ed25519"
     assert receipt["key_id"] == _key_id_of_seed(SEED_A)

@@ -18,10 +18,12 @@ from django.test import Client
 from decisions import receipts, services
 from decisions.models import Decision, Receipt, TraceEvent
 from receiptlog.models import LogLeaf
+from receiptlog.tasks import log_tick
 from tests.conftest import AgentClient, superuser_sql
 from tests.decisions.test_receipt import SEED_A, key_a, run_cli  # noqa: F401 - key_a: autouse fixture
 from tests.mcp_helpers import mcp_calls
 from tracemem_core.actor import Actor
+from tracemem_verify.log import LEAF_FIELDS
 from tracemem_verify.receipt import sign_receipt_data, verify_receipt, verify_trace_against
 
 
@@ -91,7 +93,15 @@ def test_decision_receipt_is_byte_identical_on_every_fetch_through_both_doors(
     over_mcp = mcp_calls(live_server, key, [("decision_receipt", {"decision_id": did})] * 2)
     assert over_mcp == [(False, receipt), (False, receipt)]
     # The evidence pack carries the same stored receipt (its signed bytes are receipt_data's RFC 8785 form).
-    assert api.get(f"/api/v1/decisions/{did}/evidence").json()["receipt"] == receipt
+    issued = {k: v for k, v in receipt.items() if k in LEAF_FIELDS}
+    assert api.get(f"/api/v1/decisions/{did}/evidence").json()["receipt"] == issued
+    # Once a checkpoint covers it, the answer gains its inclusion proof; the receipt itself is unchanged.
+    assert receipt["inclusion_status"] == "pending"
+    log_tick()
+    later = api.get(f"/api/v1/decisions/{did}/receipt").json()
+    assert later["inclusion_status"] == "included"
+    assert {k: v for k, v in later.items() if k in LEAF_FIELDS} == issued
+    assert mcp_calls(live_server, key, [("decision_receipt", {"decision_id": did})]) == [(False, later)]
 
 
 @pytest.mark.django_db
@@ -199,7 +209,8 @@ def test_a_trace_rewound_by_the_superuser_is_reported_by_both_verifiers(
         result.returncode == 1 and result.stdout.strip() == "FAIL: trace has 2 events but the receipt pins 3"
     )
     pack = api.get(f"/api/v1/decisions/{did}/evidence").json()
-    assert pack["receipt"] == receipt  # the stored receipt outlives the rewind
+    # the stored receipt outlives the rewind
+    assert pack["receipt"] == {k: v for k, v in receipt.items() if k in LEAF_FIELDS}
     result = run_cli(_write(tmp_path, "pack.json", pack), "--keys", _keys(tmp_path))
     assert (
         result.returncode == 1 and result.stdout.strip() == "FAIL: trace has 2 events but the receipt pins 3"

@@ -40,6 +40,7 @@ VOLATILE = VOLATILE_KEYS | {
     "signature",
     "signed_at",
     "event_count",
+    "inclusion_reason",  # names the decision's own leaf in the receipt log
 }
 
 

@@ -27,7 +27,7 @@ from tests.conftest import AgentClient, psql_as_app
 from tests.decisions.test_receipt import SEED_A, SEED_B, _seed_b64, run_cli
 from tracemem_core.actor import Actor
 from tracemem_verify.checkpoint import parse_checkpoint
-from tracemem_verify.log import open_log_checkpoint, receipt_leaf_hash
+from tracemem_verify.log import LEAF_FIELDS, open_log_checkpoint, receipt_leaf_hash
 from tracemem_verify.merkle import MemoryTree
 
 pytestmark = pytest.mark.django_db
@@ -118,7 +118,10 @@ def test_a_receipts_inclusion_proof_verifies_offline_against_the_servers_checkpo
     assert document["format"] == "tracemem.inclusion.v1"
     assert (document["decision_id"], document["leaf_index"], document["tree_size"]) == (ids[2], 2, 5)
     assert document["checkpoint"] == checkpoint
-    assert document["receipt"] == api.get(f"/api/v1/decisions/{ids[2]}/receipt").json()
+    # The receipt as issued (the leaf's fields); decision_receipt adds the same proof to it.
+    receipt = api.get(f"/api/v1/decisions/{ids[2]}/receipt").json()
+    assert document["receipt"] == {k: v for k, v in receipt.items() if k in LEAF_FIELDS}
+    assert receipt["inclusion"] == {k: v for k, v in document.items() if k != "receipt"}
     assert len(document["audit_path"]) == 3
 
     keys_file = write(tmp_path, "keys.json", keys())

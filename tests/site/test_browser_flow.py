@@ -305,3 +305,74 @@ def test_approved_request_shows_in_resolved_view_and_decision_card(
         page.screenshot(path=str(screenshots / name), full_page=True)
         width = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
         assert _no_horizontal_overflow(page), f"{url} overflows at 390 px: {width}"
+
+
+LONG_AGENT = "customer-success-refunds-and-chargebacks-automation-agent-eu-west-1"
+LONG_ROUTE = "route_customer_success_refunds_and_chargebacks_escalations_eu_west"
+LONG_INTENT = "customer.refund.chargeback.dispute.escalation.second_line_review_requested"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_phone_layout_with_a_full_queue_has_no_horizontal_overflow(
+    open_page: Callable[..., Any],
+    live_server: Any,
+    make_agent: Callable[..., tuple[Agent, str]],
+    screenshots: Path,
+) -> None:
+    """Issue 18: at 390 px the document never scrolls sideways, even with a full queue of long
+    agent, route and intent names; wide tables scroll inside their own container."""
+    from approvals.models import ApprovalRoute
+    from tests.perm_helpers import grant
+    from tests.ui_scenario import reviewers_group
+
+    make_route()
+    ApprovalRoute.objects.create(
+        route_id=LONG_ROUTE,
+        name="Refund and chargeback escalations",
+        channels=[],
+        approver_group=reviewers_group(),
+    )
+    keeper = make_reviewer("keeper-with-a-rather-long-username-for-a-phone")
+    grant(keeper, "agents.manage_agents", "agents.manage_agent_keys", "agents.view_agent")
+    agent, _ = make_agent(LONG_AGENT)
+    approvals = []
+    for n in range(24):
+        decision, approval = decision_needing_approval(agent, intent=f"{LONG_INTENT}.{n:02d}")
+        approvals.append(approval)
+    Approval.objects.filter(pk__in=[a.pk for a in approvals[::2]]).update(
+        route=ApprovalRoute.objects.get(route_id=LONG_ROUTE)
+    )
+    for approval in approvals[:3]:
+        Approval.objects.filter(pk=approval.pk).update(status="approved", resolved_at=approval.requested_at)
+
+    page = open_page(keeper.username, width=390)
+    page.locator(f"tr[data-approval='{approvals[-1].approval_id}']").wait_for()
+    for url, name in (
+        ("/", "full_dashboard_phone.png"),
+        ("/review/", "full_review_queue_phone.png"),
+        (f"/review/?route={LONG_ROUTE}", "full_review_queue_route_phone.png"),
+        ("/review/resolved/", "full_resolved_phone.png"),
+        (f"/review/{approvals[-1].approval_id}/", "full_approval_phone.png"),
+        (f"/decisions/{approvals[-1].decision_id}/", "full_decision_phone.png"),
+        ("/decisions/", "full_decisions_phone.png"),
+        (f"/agents/{agent.agent_id}/", "full_agent_keys_phone.png"),
+        ("/agents/", "full_agents_phone.png"),
+        ("/account/", "full_account_phone.png"),
+    ):
+        page.goto(f"{live_server.url}{url}")
+        page.wait_for_load_state("networkidle")
+        page.screenshot(path=str(screenshots / name), full_page=True)
+        width = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+        assert width[0] <= 390 and _no_horizontal_overflow(page), f"{url} overflows at 390 px: {width}"
+    # The queue table itself is wider than the phone: it scrolls inside its own container.
+    page.goto(f"{live_server.url}/review/")
+    wrap = page.evaluate(
+        "(() => { const t = document.querySelector('#queue table');"
+        " const w = t.closest('.table-wrap'); return [t.scrollWidth, w.clientWidth, getComputedStyle(w).overflowX]; })()"
+    )
+    assert wrap[0] > wrap[1] and wrap[2] == "auto", wrap
+    # Every nav link and the account box are on screen (the nav wraps rather than running off).
+    rights = page.evaluate(
+        "[...document.querySelectorAll('.topbar a, .topbar button')].map(e => e.getBoundingClientRect().right)"
+    )
+    assert len(rights) >= 5 and max(rights) <= 390, rights

@@ -122,3 +122,18 @@ def test_the_image_compose_and_the_quick_start_start_tracemem_through_the_entry_
     assert 'CMD ["scripts/serve.sh"]' in dockerfile and "TRACEMEM_HOST=0.0.0.0" in dockerfile
     run = (ROOT / "scripts" / "run.sh").read_text()
     assert "scripts/serve.sh" in run and "gunicorn" not in run.replace("scripts/serve.sh", "")
+
+
+def test_the_front_runs_on_uvicorns_c_parser_and_event_loop() -> None:
+    """h11 and asyncio's own loop in pure Python were most of the front's CPU per request
+    (docs/performance.md): the worker must get httptools and uvloop, not fall back silently."""
+    import uvicorn.config
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    from tracemem_site.front_worker import Worker
+
+    config = uvicorn.config.Config("tracemem_site.front:application", **Worker.CONFIG_KWARGS)
+    config.load()
+    assert config.http_protocol_class is HttpToolsProtocol
+    factory = config.get_loop_factory()
+    assert factory is not None and "uvloop" in factory.__module__

@@ -16,7 +16,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("name")
         parser.add_argument("--owner", help="username of the human responsible for this agent")
-        parser.add_argument("--key-name", default="default")
+        parser.add_argument(
+            "--key-name", help="default: a name none of the agent's keys has (default, key-2, ...)"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:

@@ -17,7 +17,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("username")
-        parser.add_argument("--name", default="cli")
+        parser.add_argument(
+            "--name", help="default: a name none of the user's tokens has (default, token-2, ...)"
+        )
         parser.add_argument("--expires-in-days", type=int, default=None, help="unset: never expires")
 
     def handle(self, *args: Any, **options: Any) -> None:

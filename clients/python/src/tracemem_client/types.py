@@ -204,7 +204,26 @@ class ReceiptData(TypedDict):
     trace_head: str
 
 
-class Receipt(TypedDict):
+class Inclusion(TypedDict):
+    """``tracemem.inclusion.v1`` without its receipt: the receipt's leaf in the receipt log."""
+
+    format: str
+    decision_id: str
+    leaf_index: int
+    tree_size: int
+    leaf_hash: str
+    audit_path: list[str]
+    checkpoint: str
+
+
+class _ReceiptInclusion(TypedDict, total=False):
+    # docs/receipts.md "Proofs through the doors"; absent on servers before the receipt log.
+    inclusion: Inclusion | None
+    inclusion_status: str  # included | pending | error
+    inclusion_reason: str | None
+
+
+class Receipt(_ReceiptInclusion):
     decision_id: str
     status: str
     receipt_data: ReceiptData

@@ -1,0 +1,160 @@
+"""The production front's bridge to Django (tracemem_site/front.py, issue 17): a request whose body
+fits in memory goes into the thread pool once and comes back once with the whole response; nothing
+else crosses between the event loop and the threads (each crossing waits for the other thread to get
+the GIL, which under load cost more than the request: docs/performance.md). What the client
+receives is exactly what Django answered; larger bodies and responses still stream."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+from typing import Any
+from unittest import mock
+
+import pytest
+from django.db import connections
+from django.test import Client
+
+from tracemem_site import front
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def one_thread(monkeypatch: Any) -> Any:
+    """The front's pool for this test alone, its thread's database connection closed after it."""
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    monkeypatch.setattr(front, "_pool", pool)
+    monkeypatch.setattr(front._streaming, "executor", pool)
+    yield
+    pool.submit(connections.close_all).result()
+    pool.shutdown()
+
+
+last_body_messages = 0
+
+
+def _scope(method: str, path: str, headers: dict[str, str], query: str = "") -> dict[str, Any]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": query.encode(),
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+
+
+def _call(
+    method: str, path: str, body: bytes = b"", chunk: int = 0, **headers: str
+) -> tuple[int, dict, bytes, int]:
+    """One request through ``front.application``; returns status, headers, body and thread crossings."""
+    pieces = [body[i : i + chunk] for i in range(0, len(body), chunk)] if chunk and body else [body]
+    messages = [
+        {"type": "http.request", "body": p, "more_body": i < len(pieces) - 1} for i, p in enumerate(pieces)
+    ]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop(0)
+        await asyncio.sleep(3600)
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    crossings = 0
+    real = asyncio.run_coroutine_threadsafe
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal crossings
+        crossings += 1
+        return real(*args, **kwargs)
+
+    headers.setdefault("host", "testserver")
+    if body:
+        headers.setdefault("content-length", str(len(body)))
+    with mock.patch.object(asyncio, "run_coroutine_threadsafe", counted):
+        asyncio.run(front.application(_scope(method, path, headers), receive, send))
+    [start] = [m for m in sent if m["type"] == "http.response.start"]
+    content = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    assert sent[-1]["type"] == "http.response.body" and not sent[-1].get("more_body")
+    global last_body_messages
+    last_body_messages = sum(m["type"] == "http.response.body" for m in sent)
+    return start["status"], {k.decode(): v.decode() for k, v in start["headers"]}, content, crossings
+
+
+def test_a_request_crosses_into_the_thread_pool_once_and_gets_djangos_answer(
+    make_agent: Any, settings: Any
+) -> None:
+    settings.ALLOWED_HOSTS = ["testserver"]
+    _, key = make_agent()
+    auth = {"authorization": f"Agent {key}", "content-type": "application/json"}
+    status, headers, content, crossings = _call(
+        "POST",
+        "/api/v1/decisions",
+        json.dumps({"intent": "deploy.service.api", "automation_mode": "autonomous"}).encode(),
+        **auth,
+    )
+    assert status == 201, content
+    assert crossings == 0
+    decision = json.loads(content)
+    status, headers, content, crossings = _call("GET", f"/api/v1/decisions/{decision['decision_id']}", **auth)
+    assert (status, crossings) == (200, 0)
+    assert headers["content-type"] == "application/json"
+    expected = Client(HTTP_AUTHORIZATION=f"Agent {key}").get(f"/api/v1/decisions/{decision['decision_id']}")
+    assert json.loads(content) == expected.json()
+    assert "x-request-id" in headers
+
+
+def test_a_body_sent_in_pieces_is_read_whole_before_django_runs(make_agent: Any, settings: Any) -> None:
+    settings.ALLOWED_HOSTS = ["testserver"]
+    _, key = make_agent()
+    body = json.dumps(
+        {"intent": "deploy.service.api", "automation_mode": "autonomous", "metadata": {"x": "y" * 5000}}
+    )
+    status, _, content, crossings = _call(
+        "POST",
+        "/api/v1/decisions",
+        body.encode(),
+        chunk=1000,
+        authorization=f"Agent {key}",
+        **{"content-type": "application/json"},
+    )
+    assert (status, crossings) == (201, 0), content
+    assert json.loads(content)["decision_id"].startswith("TMEM_")
+
+
+def test_a_body_over_the_memory_limit_still_reaches_django_which_refuses_it(
+    make_agent: Any, settings: Any
+) -> None:
+    settings.ALLOWED_HOSTS = ["testserver"]
+    _, key = make_agent()
+    body = b'{"intent": "' + b"x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 10) + b'"}'
+    status, _, content, _ = _call(
+        "POST",
+        "/api/v1/decisions",
+        body,
+        chunk=65536,
+        authorization=f"Agent {key}",
+        **{"content-type": "application/json"},
+    )
+    assert status == 413, content
+
+
+def test_a_large_response_streams_in_pieces(settings: Any, monkeypatch: Any) -> None:
+    settings.ALLOWED_HOSTS = ["testserver"]
+    monkeypatch.setattr(front, "BUFFER_LIMIT", 1000)
+    status, _, content, crossings = _call("GET", "/api/schema/")
+    expected = Client().get("/api/schema/")
+    assert status == expected.status_code == 200
+    assert content == expected.content and len(content) > 1000
+    assert last_body_messages >= 2  # sent on once past the limit, not held to the end
