@@ -364,12 +364,17 @@ def trace_page_json(decision: Decision, *, after_seq: Any = None, limit: Any = N
     if connection.vendor != "postgresql":
         return None
     with connection.cursor() as cursor:
-        cursor.cursor.adapters.register_loader("text", _UTF8Bytes)  # this cursor only
+        adapters = getattr(cursor.cursor, "adapters", None)  # psycopg 3
+        if adapters is not None:
+            adapters.register_loader("text", _UTF8Bytes)  # this cursor only
         cursor.execute(_TRACE_JSON_SQL, [decision.decision_id, after, decision.event_count, size])
         rows = cursor.fetchall()
     # One text per row, joined here: string_agg(... ORDER BY seq) sorted the page again in
     # PostgreSQL 15 and took longer than the whole read.
-    out = b"[" + b",".join([event for _, event in rows]) + b"]"
+    if rows and isinstance(rows[0][1], str):
+        out = ("[" + ",".join([event for _, event in rows]) + "]").encode()
+    else:
+        out = b"[" + b",".join([event for _, event in rows]) + b"]"
     if b"\xe2\x80\xa8" in out or b"\xe2\x80\xa9" in out:
         out = out.replace(b"\xe2\x80\xa8", b"\\u2028").replace(b"\xe2\x80\xa9", b"\\u2029")
     last = rows[-1][0] if rows else None
