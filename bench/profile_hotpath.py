@@ -1,8 +1,11 @@
 """Profile one hot-path operation in-process (Django test client, PostgreSQL), with pyinstrument.
 
-``DATABASE_URL=postgres://.../<db> python -m bench.profile_hotpath OPERATION [N]`` where OPERATION is
-``append``, ``batch``, ``create``, ``evaluate``, ``trace``, ``mcp`` or ``verify``. Prints the SQL
-statements of one call (the round trips), then pyinstrument's call tree over N calls (wall clock); with
+``DATABASE_URL=postgres://.../<db> python -m bench.profile_hotpath OPERATION [N] [--time]`` where
+OPERATION is ``append``, ``batch``, ``create``, ``evaluate``, ``trace``, ``mcp``, ``get``
+(``decision_get``: a request's cost without a payload), ``mcp-trace`` (``decision_trace`` of 1,000
+events over ``/mcp``) or ``verify``. Prints the SQL statements of one call (the round trips), then
+pyinstrument's call tree over N calls (wall clock); with ``--time``, instead of the profile, the
+median, p10 and p90 wall-clock and process CPU time per call (no profiler overhead); with
 ``PROFILE_CPU=REGEX``, cProfile's listing of CPU time (``time.process_time``) instead, restricted to
 the functions matching REGEX. Use the database ``bench hotpath`` leaves behind (``<name>_hot_run``):
 it has the agent and the policy.
@@ -13,11 +16,15 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import sys
+import time
 from typing import Any
 
 
 def main(argv: list[str]) -> int:
+    timing = "--time" in argv
+    argv = [a for a in argv if a != "--time"]
     operation = argv[0] if argv else "append"
     n = int(argv[1]) if len(argv) > 1 else 300
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tracemem_site.settings")
@@ -46,11 +53,21 @@ def main(argv: list[str]) -> int:
         assert response.status_code == expect, response.content
         return response.json()
 
+    def post_raw(path: str, body: Any) -> bytes:  # the answer's bytes, not parsed (as get)
+        response = client.post(path, json.dumps(body), content_type="application/json", **auth)
+        assert response.status_code == 200 and b'"isError":false' in response.content, response.content
+        return response.content
+
+    def get(path: str) -> bytes:
+        response = client.get(path, **auth)
+        assert response.status_code == 200, response.content
+        return response.content
+
     did = post("/api/v1/decisions", {"intent": "bench.run.measure", "automation_mode": "autonomous"}, 201)[
         "decision_id"
     ]
     traced = did
-    if operation in ("trace", "verify"):
+    if operation in ("trace", "mcp-trace", "verify"):
         from bench.bench_hotpath import context_of
 
         for i in range(999):
@@ -84,7 +101,17 @@ def main(argv: list[str]) -> int:
             },
             200,
         ),
-        "trace": lambda: client.get(f"/api/v1/decisions/{traced}/trace?limit=1000", **auth).json(),
+        "trace": lambda: get(f"/api/v1/decisions/{traced}/trace?limit=1000"),
+        "get": lambda: get(f"/api/v1/decisions/{traced}"),
+        "mcp-trace": lambda: post_raw(
+            "/mcp",
+            {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "tools/call",
+                "params": {"name": "decision_trace", "arguments": {"decision_id": traced, "limit": 1000}},
+            },
+        ),
     }
     if operation == "verify":
         from tracemem_verify.chain import ChainVerifier
@@ -105,6 +132,9 @@ def main(argv: list[str]) -> int:
         print(f"-- {len(queries.captured_queries)} SQL statements in one {operation}:")
         for q in queries.captured_queries:
             print(f"   {q['time']}s  {q['sql'][:160]}")
+    if timing:
+        print_timing(operation, call, n)
+        return 0
     if os.environ.get("PROFILE_CPU"):
         # CPU time only (cProfile timed by process_time): the time spent waiting for PostgreSQL and
         # Redis, which swings with the machine's load, is left out. PROFILE_CPU is a regular
@@ -128,6 +158,25 @@ def main(argv: list[str]) -> int:
     profiler.stop()
     print(profiler.output_text(unicode=True, color=False, show_all=False, short_mode=False))
     return 0
+
+
+def print_timing(operation: str, call: Any, n: int) -> None:
+    """Median, p10 and p90 of wall-clock and process CPU time per call, in ms."""
+    walls: list[float] = []
+    cpus: list[float] = []
+    body = None
+    for _ in range(n):
+        wall, cpu = time.perf_counter(), time.process_time()
+        body = call()
+        cpus.append((time.process_time() - cpu) * 1000)
+        walls.append((time.perf_counter() - wall) * 1000)
+
+    def line(name: str, values: list[float]) -> str:
+        q = statistics.quantiles(values, n=10)
+        return f"{name} ms: p50 {statistics.median(values):.2f}  p10 {q[0]:.2f}  p90 {q[-1]:.2f}"
+
+    size = f" | {len(body):,} bytes" if isinstance(body, bytes) else ""
+    print(f"{operation} x{n}: {line('wall', walls)} | {line('cpu', cpus)}{size}")
 
 
 if __name__ == "__main__":

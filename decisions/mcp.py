@@ -30,6 +30,7 @@ from decisions.serializers import (
     trace_page_out,
     wait_out,
 )
+from tracemem_core import rawjson
 from tracemem_site.mcp import mcp_actor
 
 
@@ -127,6 +128,10 @@ class DecisionTools(MCPToolset):
         """
         actor = mcp_actor(self.request)
         decision = selectors.decision_for(actor, args.decision_id)
+        if rawjson.passthrough_wanted():  # the fast path writes PostgreSQL's text as it is (issue 17)
+            raw = selectors.trace_page_json(decision, after_seq=args.after_seq, limit=args.limit)
+            if raw is not None:
+                return trace_page_out(decision, raw)
         page = selectors.trace_page_dicts(decision, after_seq=args.after_seq, limit=args.limit)
         return trace_page_out(decision, page)
 

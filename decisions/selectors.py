@@ -24,6 +24,7 @@ from django.db import connection
 from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import TruncDate
 from django.utils import timezone
+from psycopg.adapt import Loader
 
 from agents.models import Agent
 from decisions.models import TERMINAL_STATUSES, ApprovalStatus, Decision, DecisionStatus, TraceEvent
@@ -293,13 +294,54 @@ class TraceDictPage:
     next_after_seq: int | None
 
 
-# A page of events as decision_trace returns them, read without building a model object per event
-# (issue 17: at 1,000 events, model instances and jsonb decoding were most of a trace read). The
-# timestamp is formatted by PostgreSQL exactly as iso_z formats it; actor and payload come as
-# their JSON text and are parsed by orjson (the same values json.loads gives).
-_TRACE_PAGE_SQL = """
-SELECT event_id, seq, type, to_char("timestamp" AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-       actor::text, payload::text, prev_hash, hash
+# A number of 19 digits or more: in JSON a number follows "[", ":" or "," (and maybe spaces), so
+# digits inside a string (a hash, an id) rarely match; when they do, json just reads the page.
+_LONG_NUMBER = re.compile(rb"[\[:,]\s*-?[0-9]{19}")
+
+
+def _json_loads(text: bytes) -> Any:
+    # orjson reads an integer beyond 64 bits as a float, json as an int: such text goes to json, so
+    # both paths give the same values (jsonb writes 1e21 as 1000000000000000000000).
+    if _LONG_NUMBER.search(text):
+        return json.loads(text)
+    return orjson.loads(text)
+
+
+def trace_page_dicts(decision: Decision, *, after_seq: Any = None, limit: Any = None) -> TraceDictPage:
+    """:func:`trace_page` with each event as :func:`event_as_dict` gives it (the MCP door). On
+    PostgreSQL, without a model object per event (issue 17: at 1,000 events, model instances and
+    jsonb decoding were most of a trace read): :func:`trace_page_json`'s text parsed in one go."""
+    raw = trace_page_json(decision, after_seq=after_seq, limit=limit)
+    if raw is None:
+        page = trace_page(decision, after_seq=after_seq, limit=limit)
+        return TraceDictPage([event_as_dict(e) for e in page.events], page.next_after_seq)
+    return TraceDictPage(events=_json_loads(raw.events_json), next_after_seq=raw.next_after_seq)
+
+
+@dataclass(frozen=True)
+class TraceJSONPage:
+    events_json: bytes  # a JSON array of the events, each exactly as event_as_dict gives it
+    next_after_seq: int | None
+
+
+# The same page with its events written as JSON by PostgreSQL, passed through to the response
+# without a Python object per event (issue 17, docs/performance.md section 4): parsing 1,000
+# payloads and writing them again was most of a trace read. Each event's fields in event_as_dict's
+# order; strings through to_json (JSON's escapes); the timestamp as iso_z writes it; actor and payload
+# as jsonb writes them, the text the model path parses (so the same values, keys in the same order;
+# jsonb's spaces after ":" and "," are left in).
+_TRACE_JSON_SQL = """
+SELECT seq,
+       '{"decision_id":' || to_json(decision_id)::text
+       || ',"event_id":' || to_json(event_id)::text
+       || ',"seq":' || seq::text
+       || ',"type":' || to_json(type)::text
+       || ',"timestamp":"' || to_char("timestamp" AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+       || '","actor":' || actor::text
+       || ',"payload":' || payload::text
+       || ',"prev_hash":' || to_json(prev_hash)::text
+       || ',"hash":' || to_json(hash)::text
+       || '}'
   FROM decisions_traceevent
  WHERE decision_id = %s AND seq > %s AND seq <= %s
  ORDER BY seq
@@ -307,44 +349,37 @@ SELECT event_id, seq, type, to_char("timestamp" AT TIME ZONE 'UTC', 'YYYY-MM-DD"
 """
 
 
-_LONG_DIGITS = re.compile(r"[0-9]{19}")
+class _UTF8Bytes(Loader):
+    """A text column as the bytes the server sent (UTF-8, the client encoding Django sets)."""
+
+    def load(self, data: Any) -> bytes:
+        return bytes(data)
 
 
-def _json_loads(text: str) -> Any:
-    # orjson reads an integer beyond 64 bits as a float, json as an int: such text goes to json, so
-    # both paths give the same values (jsonb writes 1e21 as 1000000000000000000000).
-    if _LONG_DIGITS.search(text):
-        return json.loads(text)
-    return orjson.loads(text)
-
-
-def trace_page_dicts(decision: Decision, *, after_seq: Any = None, limit: Any = None) -> TraceDictPage:
-    """:func:`trace_page` with each event as :func:`event_as_dict` gives it (the trace doors)."""
-    if connection.vendor != "postgresql":
-        page = trace_page(decision, after_seq=after_seq, limit=limit)
-        return TraceDictPage([event_as_dict(e) for e in page.events], page.next_after_seq)
+def trace_page_json(decision: Decision, *, after_seq: Any = None, limit: Any = None) -> TraceJSONPage | None:
+    """:func:`trace_page` as JSON text written by PostgreSQL (U+2028/U+2029 escaped, as the
+    REST renderer escapes them); None elsewhere (SQLite: use :func:`trace_page_dicts`)."""
     after = v.bounded_int(after_seq, "after_seq", minimum=0, maximum=None, default=0)
     size = v.bounded_int(limit, "limit", minimum=1, maximum=TRACE_PAGE_MAX, default=TRACE_PAGE_DEFAULT)
-    did = decision.decision_id
+    if connection.vendor != "postgresql":
+        return None
     with connection.cursor() as cursor:
-        cursor.execute(_TRACE_PAGE_SQL, [did, after, decision.event_count, size])
+        adapters = getattr(cursor.cursor, "adapters", None)  # psycopg 3
+        if adapters is not None:
+            adapters.register_loader("text", _UTF8Bytes)  # this cursor only
+        cursor.execute(_TRACE_JSON_SQL, [decision.decision_id, after, decision.event_count, size])
         rows = cursor.fetchall()
-    events = [
-        {
-            "decision_id": did,
-            "event_id": event_id,
-            "seq": seq,
-            "type": type_,
-            "timestamp": timestamp,
-            "actor": _json_loads(actor),
-            "payload": _json_loads(payload),
-            "prev_hash": prev_hash,
-            "hash": hash_,
-        }
-        for event_id, seq, type_, timestamp, actor, payload, prev_hash, hash_ in rows
-    ]
-    more = bool(events) and events[-1]["seq"] < decision.event_count
-    return TraceDictPage(events=events, next_after_seq=events[-1]["seq"] if more else None)
+    # One text per row, joined here: string_agg(... ORDER BY seq) sorted the page again in
+    # PostgreSQL 15 and took longer than the whole read.
+    if rows and isinstance(rows[0][1], str):
+        out = ("[" + ",".join([event for _, event in rows]) + "]").encode()
+    else:
+        out = b"[" + b",".join([event for _, event in rows]) + b"]"
+    if b"\xe2\x80\xa8" in out or b"\xe2\x80\xa9" in out:
+        out = out.replace(b"\xe2\x80\xa8", b"\\u2028").replace(b"\xe2\x80\xa9", b"\\u2029")
+    last = rows[-1][0] if rows else None
+    more = last is not None and last < decision.event_count
+    return TraceJSONPage(events_json=out, next_after_seq=last if more else None)
 
 
 def decisions_in_flight() -> dict[str, int]:

@@ -7,8 +7,16 @@ from typing import Any
 
 from approvals.serializers import delivery_for_decision
 from decisions.models import Decision, TraceEvent
-from decisions.selectors import TraceDictPage, TracePage, WaitOutcome, decision_as_reported, event_as_dict
+from decisions.selectors import (
+    TraceDictPage,
+    TraceJSONPage,
+    TracePage,
+    WaitOutcome,
+    decision_as_reported,
+    event_as_dict,
+)
 from decisions.services import approval_required
+from tracemem_core.rawjson import RawJSON
 from tracemem_core.timefmt import iso_z
 
 
@@ -56,7 +64,15 @@ def trace_out(
     }
 
 
-def trace_page_out(decision: Decision, page: TracePage | TraceDictPage) -> dict[str, Any]:
+def trace_page_out(decision: Decision, page: TracePage | TraceDictPage | TraceJSONPage) -> dict[str, Any]:
+    """``decision_trace``'s result; from a :class:`TraceJSONPage` its events are :class:`RawJSON`
+    (the REST renderer writes them as they are)."""
+    if isinstance(page, TraceJSONPage):
+        return {
+            **decision_out(decision),
+            "events": RawJSON(page.events_json),
+            "next_after_seq": page.next_after_seq,
+        }
     if isinstance(page, TraceDictPage):
         return {**decision_out(decision), "events": page.events, "next_after_seq": page.next_after_seq}
     return trace_out(decision, page.events, page.next_after_seq)

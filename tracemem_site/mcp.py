@@ -45,7 +45,7 @@ from rest_framework import exceptions
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 
-from tracemem_core import safejson, waits
+from tracemem_core import rawjson, safejson, waits
 from tracemem_core.actor import Actor
 from tracemem_core.errors import DomainError, InvalidArgument, Unauthenticated, Unavailable
 from tracemem_core.inputs import unknown_argument
@@ -348,13 +348,16 @@ class FastPathMixin:
     ) -> HttpResponse | None:
         parsed = types.CallToolRequestParams.model_validate(params)
         try:
-            outcome = self._run_tool(request, parsed)
+            with rawjson.passthrough():  # decision_trace's events come back as JSON text (issue 17)
+                outcome = self._run_tool(request, parsed)
         except waits.ParkRequest:
             # decision_wait under the front: it waits without this thread and replays the request.
             return HttpResponse(status=204)
         if outcome is None:
             return None
         if isinstance(outcome, _Returned):
+            if rawjson.holds_raw(outcome.value):
+                return _raw_tool_result(request_id, rawjson.dumps(outcome.value))
             body = tool_success_bytes(request_id, outcome.tool, outcome.value)
             if body is not None:
                 return HttpResponse(body, content_type=JSON)
@@ -426,6 +429,23 @@ class FastPathMixin:
             if problem is not None:
                 return _error(f"Output validation error: {problem.message}")
         return types.CallToolResult(content=list(content), structuredContent=structured, isError=False)
+
+
+def _raw_tool_result(request_id: Any, structured: bytes) -> HttpResponse:
+    """A successful ``tools/call`` answer whose structured result is JSON text already written
+    (a trace page, issue 17): the stock answer's fields and order, its text content the same JSON
+    (compact_text), without parsing the result and serialising it twice more through pydantic."""
+    text = orjson.dumps(structured.decode())
+    body = (
+        b'{"jsonrpc":"2.0","id":'
+        + pydantic_core.to_json(request_id)
+        + b',"result":{"content":[{"type":"text","text":'
+        + text
+        + b'}],"structuredContent":'
+        + structured
+        + b',"isError":false}}'
+    )
+    return HttpResponse(body, content_type=JSON)
 
 
 def _error(text: str) -> types.CallToolResult:

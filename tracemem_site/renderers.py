@@ -6,6 +6,9 @@ TraceMem refuses as input, and DRF refused to write: a 500) are written as ``nul
 orjson does not write the way DRF's encoder does goes to DRF: datetimes, dataclasses, Decimals and
 lazy strings through the encoder's ``default``; integers beyond 64 bits, non-string keys and an
 ``indent`` asked for in the ``Accept`` header through ``JSONRenderer`` itself.
+
+A :class:`~tracemem_core.rawjson.RawJSON` in the data (a trace page's events, written by
+PostgreSQL) is embedded as it is; DRF's renderer, when it is used, gets its value.
 """
 
 from __future__ import annotations
@@ -16,7 +19,17 @@ import orjson
 from rest_framework.renderers import JSONRenderer
 from rest_framework.utils.encoders import JSONEncoder
 
+from tracemem_core.rawjson import RawJSON, plain
+
 _encoder = JSONEncoder()
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, RawJSON):
+        return orjson.Fragment(value.text)
+    return _encoder.default(value)
+
+
 _OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
@@ -27,11 +40,11 @@ class FastJSONRenderer(JSONRenderer):
         if data is None:
             return b""
         if self.get_indent(accepted_media_type, renderer_context or {}) is not None:
-            return super().render(data, accepted_media_type, renderer_context)
+            return super().render(plain(data), accepted_media_type, renderer_context)
         try:
-            out = orjson.dumps(data, default=_encoder.default, option=_OPTIONS)
+            out = orjson.dumps(data, default=_default, option=_OPTIONS)
         except TypeError:
-            return super().render(data, accepted_media_type, renderer_context)
+            return super().render(plain(data), accepted_media_type, renderer_context)
         if b"\xe2\x80\xa8" in out or b"\xe2\x80\xa9" in out:
             out = out.replace(b"\xe2\x80\xa8", b"\\u2028").replace(b"\xe2\x80\xa9", b"\\u2029")
         return out

@@ -1,0 +1,73 @@
+"""JSON text already written, carried in a response as it is (issue 17).
+
+A trace page's events are written by PostgreSQL (``decisions.selectors.trace_page_json``); the REST
+renderer (``tracemem_site.renderers``) and the MCP fast path (``tracemem_site.mcp``, inside
+:func:`passthrough`) embed the bytes without parsing them, and whatever needs the value instead (an
+indented answer, DRF's own renderer) gets it from :meth:`RawJSON.value`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+import orjson
+
+
+class RawJSON:
+    """One JSON value as UTF-8 text."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: bytes) -> None:
+        self.text = text
+
+    def value(self) -> Any:
+        return json.loads(self.text)  # json, not orjson: integers of any size stay integers
+
+
+_passthrough: ContextVar[bool] = ContextVar("rawjson_passthrough", default=False)
+
+
+@contextmanager
+def passthrough() -> Iterator[None]:
+    """Inside: the caller writes a :class:`RawJSON` in a result as it is (the MCP fast path)."""
+    token = _passthrough.set(True)
+    try:
+        yield
+    finally:
+        _passthrough.reset(token)
+
+
+def passthrough_wanted() -> bool:
+    return _passthrough.get()
+
+
+def holds_raw(data: Any) -> bool:
+    """Whether a dict result has a :class:`RawJSON` among its values."""
+    return isinstance(data, dict) and any(isinstance(v, RawJSON) for v in data.values())
+
+
+def dumps(data: Any) -> bytes:
+    """``data`` as compact JSON (orjson), each :class:`RawJSON` embedded as it is."""
+    return orjson.dumps(data, default=_fragment)
+
+
+def _fragment(value: Any) -> Any:
+    if isinstance(value, RawJSON):
+        return orjson.Fragment(value.text)
+    raise TypeError
+
+
+def plain(data: Any) -> Any:
+    """``data`` with every :class:`RawJSON` inside dicts and lists replaced by its value."""
+    if isinstance(data, RawJSON):
+        return data.value()
+    if isinstance(data, dict):
+        return {k: plain(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [plain(v) for v in data]
+    return data
