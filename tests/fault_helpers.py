@@ -178,6 +178,17 @@ def terminate_backend(pid: int) -> None:
         )
 
 
+def wait_backend_gone(pid: int, timeout: float = 10.0) -> None:
+    """Until the terminated backend has exited (written its FATAL message and closed its socket):
+    ``pg_terminate_backend`` returns as soon as the signal is sent."""
+    deadline = time.monotonic() + timeout
+    with _admin_connection() as admin:
+        while admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"backend {pid} still there {timeout} s after pg_terminate_backend")
+            time.sleep(0.01)
+
+
 class DatabaseOutage:
     """The test database refuses new connections and every open one is cut, until ``end()``."""
 

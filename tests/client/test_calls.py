@@ -205,6 +205,10 @@ def test_retries_honour_retry_after_on_429(seeded: Seeded, settings: Any) -> Non
         time.sleep(seconds)
 
     with Client(seeded.url, seeded.key, retries=3, sleep=sleep) as patient:
+        patient.capabilities_get()  # connected and warm
+        # The third call must land in the same one-second window as the first two: start just after
+        # a second turns (on a loaded machine the calls could otherwise straddle two windows).
+        time.sleep(1.02 - time.time() % 1)
         names = [patient.capabilities_get()["name"] for _ in range(4)]
     assert names == ["demo-agent"] * 4
     assert slept and all(s == 1.0 for s in slept)

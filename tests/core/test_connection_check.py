@@ -13,12 +13,12 @@ import pytest
 from django.db import close_old_connections, connection
 from django.test import Client as TestClient
 
-from tests.fault_helpers import terminate_backend
+from tests.fault_helpers import terminate_backend, wait_backend_gone
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-class Client(TestClient):
+class ServerLikeClient(TestClient):
     """The test client, but each request starts as under a server: Django's test client leaves out
     ``close_old_connections`` (request_started), where the connection check is armed."""
 
@@ -27,7 +27,7 @@ class Client(TestClient):
         return super().request(**request)
 
 
-def _decision(client: Client) -> str:
+def _decision(client: TestClient) -> str:
     created = client.post(
         "/api/v1/decisions",
         {"intent": "deploy.service.api", "automation_mode": "autonomous"},
@@ -39,10 +39,11 @@ def _decision(client: Client) -> str:
 
 def test_a_connection_ended_while_idle_is_replaced_and_the_request_succeeds(make_agent: Any) -> None:
     _, key = make_agent()
-    client = Client(HTTP_AUTHORIZATION=f"Agent {key}")
+    client = ServerLikeClient(HTTP_AUTHORIZATION=f"Agent {key}")
     path = _decision(client)
     before = connection.connection.info.backend_pid
     terminate_backend(before)
+    wait_backend_gone(before)  # as when a restart or an idle timeout ended it between two requests
     response = client.get(path)
     assert response.status_code == 200, response.content
     assert connection.connection.info.backend_pid != before
@@ -50,7 +51,7 @@ def test_a_connection_ended_while_idle_is_replaced_and_the_request_succeeds(make
 
 def test_a_healthy_connection_is_reused_without_a_select_1(make_agent: Any) -> None:
     _, key = make_agent()
-    client = Client(HTTP_AUTHORIZATION=f"Agent {key}")
+    client = ServerLikeClient(HTTP_AUTHORIZATION=f"Agent {key}")
     path = _decision(client)
     before = connection.connection.info.backend_pid
     real = psycopg.Cursor.execute

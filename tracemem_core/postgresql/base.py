@@ -8,8 +8,10 @@ that ends a session first writes an error to it and closes the socket, and an id
 ours is sent nothing otherwise (these connections never LISTEN), so the check here looks at the
 socket instead: anything to read, or a connection psycopg already knows is closed or broken, and it
 is not usable (Django then opens a new one). A peer that vanished without a word (a cut network)
-is not detected by either check; the request then fails as a database outage
-(tracemem_core/outage.py) and the connection is discarded after it.
+is not detected by either check, nor is a session ended in the instant between the check and the
+query (with ``SELECT 1`` as well: between it and the next statement); the request then fails as a
+database outage that says nothing was applied (tracemem_core/outage.py), and the connection is
+discarded after it.
 """
 
 from __future__ import annotations
