@@ -228,3 +228,47 @@ def test_approval_page_timeline_is_readable_and_does_not_repeat_the_policy_json(
     # The evaluation's JSON is on the policy card above, once.
     assert body.count("&quot;large_needs_human&quot;") == 1
     assert "<details" in timeline
+
+
+def test_each_resolved_view_filter_narrows_to_exactly_the_matching_rows(
+    make_agent: Callable[..., tuple[Agent, str]],
+) -> None:
+    """Every filter of the resolved view (route, agent, reviewer, since, until) keeps the rows that
+    match and drops the others: each value here matches one row of three, so a filter that were
+    ignored would show all three."""
+    from approvals.models import ApprovalRoute
+
+    route = make_route()
+    rita, victor = make_reviewer("rita"), make_reviewer("victor")
+    first_agent, _ = make_agent("filter-agent-one")
+    second_agent, _ = make_agent("filter-agent-two")
+    _, a = decision_needing_approval(first_agent, intent="customer.refund.a")
+    _vote(rita, a, "approve", "a")
+    _, b = decision_needing_approval(second_agent, intent="customer.refund.b")
+    _vote(victor, b, "approve", "b")
+    _, c = decision_needing_approval(first_agent, intent="customer.refund.c")
+    _vote(victor, c, "reject", "c")
+    other_route = ApprovalRoute.objects.create(
+        route_id="route_other", name="Other", approver_group=route.approver_group
+    )
+    Approval.objects.filter(pk=c.pk).update(route=other_route)
+    long_ago = timezone.now() - timedelta(days=30)
+    Approval.objects.filter(pk=a.pk).update(resolved_at=long_ago)
+
+    client = _client(make_reviewer("sam"))
+
+    def ids(**params: str) -> set[str]:
+        page = client.get("/review/resolved/", params)
+        assert page.status_code == 200, page.content
+        return {row.approval_id for row in page.context["rows"]}
+
+    assert ids() == {a.approval_id, b.approval_id, c.approval_id}
+    assert ids(route="route_other") == {c.approval_id}
+    assert ids(route="route_refunds") == {a.approval_id, b.approval_id}
+    assert ids(agent=second_agent.agent_id) == {b.approval_id}
+    assert ids(reviewer="rita") == {a.approval_id}
+    assert ids(reviewer="victor") == {b.approval_id, c.approval_id}
+    recent = (timezone.now() - timedelta(days=7)).date().isoformat()
+    assert ids(since=recent) == {b.approval_id, c.approval_id}
+    assert ids(until=(long_ago + timedelta(days=1)).date().isoformat()) == {a.approval_id}
+    assert ids(outcome="approved", reviewer="victor") == {b.approval_id}
