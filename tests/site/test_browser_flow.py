@@ -376,3 +376,48 @@ def test_phone_layout_with_a_full_queue_has_no_horizontal_overflow(
         "[...document.querySelectorAll('.topbar a, .topbar button')].map(e => e.getBoundingClientRect().right)"
     )
     assert len(rights) >= 5 and max(rights) <= 390, rights
+
+
+@pytest.mark.django_db(transaction=True)
+def test_phone_layout_for_a_superuser_with_every_menu_has_no_horizontal_overflow(
+    open_page: Callable[..., Any],
+    live_server: Any,
+    make_agent: Callable[..., tuple[Agent, str]],
+    screenshots: Path,
+) -> None:
+    """Issue 18 (audit): the superuser's nav is the longest (agents, policies, products, routes,
+    audit log, admin); at 390 px it still wraps on screen and no page listed in it scrolls sideways."""
+    from django.contrib.auth import get_user_model
+
+    make_route()
+    root = get_user_model().objects.create_superuser("root-with-a-long-name", password=PASSWORD)
+    agent, _ = make_agent(LONG_AGENT)
+    decision, approval = decision_needing_approval(agent, intent=LONG_INTENT)
+    page = open_page(root.username, width=390)
+    for url in (
+        "/",
+        "/review/",
+        "/review/resolved/",
+        "/review/deliveries/",
+        f"/review/{approval.approval_id}/",
+        "/decisions/",
+        f"/decisions/{decision.decision_id}/",
+        "/agents/",
+        "/policies/",
+        "/policies/refund_policy/",
+        "/products/",
+        "/routes/",
+        "/audit/",
+        "/account/",
+    ):
+        response = page.goto(f"{live_server.url}{url}")
+        assert response is not None and response.status == 200, url
+        page.wait_for_load_state("networkidle")
+        width = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+        if not _no_horizontal_overflow(page):
+            page.screenshot(path=str(screenshots / "superuser_overflow_phone.png"), full_page=True)
+        assert _no_horizontal_overflow(page), f"{url} overflows at 390 px: {width}"
+        rights = page.evaluate(
+            "[...document.querySelectorAll('.topbar a, .topbar button')].map(e => e.getBoundingClientRect().right)"
+        )
+        assert len(rights) >= 9 and max(rights) <= 390, (url, rights)
