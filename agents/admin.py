@@ -94,7 +94,7 @@ class AgentAdmin(GuardedAdmin, admin.ModelAdmin):
         errors: list[str] = []
         for agent in queryset:
             try:
-                result = agent_registry.agent_key_issue(actor=_actor(request), agent=agent, name="admin")
+                result = agent_registry.agent_key_issue(actor=_actor(request), agent=agent)
             except DomainError as exc:
                 errors.append(f"{agent.name}: {exc}")
                 continue

@@ -110,6 +110,19 @@ def test_issue_key_action_shows_the_secret_exactly_once(admin_client: Client) ->
         assert secret not in admin_client.get(url).content.decode()
 
 
+def test_issue_key_action_twice_never_repeats_a_key_name(admin_client: Client) -> None:
+    """Issue 18 (audit): the admin's "Issue a new key" is a key-issuing door like the others; the
+    names it gives are ones none of the agent's keys has."""
+    agent = Agent.objects.create(name="keyed-twice")
+    for _ in range(3):
+        response = admin_client.post(
+            "/admin/agents/agent/", {"action": "issue_key", "_selected_action": [agent.agent_id]}
+        )
+        assert response.status_code == 200
+    names = list(AgentKey.objects.filter(agent=agent).values_list("name", flat=True))
+    assert len(names) == 3 and len(set(names)) == 3, names
+
+
 def test_revoke_action_calls_the_service(admin_client: Client, agent_and_key: tuple[Agent, str]) -> None:
     agent, secret = agent_and_key
     key = AgentKey.objects.get(agent=agent)
