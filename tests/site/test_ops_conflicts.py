@@ -27,6 +27,20 @@ CASES: dict[str, tuple[str, dict[str, Any], str]] = {
         "approvals.ApprovalRoute",
     ),
     "agent": ("/api/v1/admin/agents", {"name": "dup-agent"}, "agents.Agent"),
+    "product": (
+        "/api/v1/admin/products",
+        {
+            "product_id": "dup_product_v1",
+            "operation": "read",
+            "table": "customers",
+            "fields": [
+                {"name": "customer_id", "column": "id", "type": "integer", "primary_key": True},
+                {"name": "tier", "type": "string"},
+            ],
+            "allowed_purposes": ["analytics"],
+        },
+        "products.DataProduct",
+    ),
     "data source": (
         "/api/v1/admin/data-sources",
         {"source_id": "dup_source", "dsn": "postgresql://bob:pw-xyz@db.example.com/shop"},
