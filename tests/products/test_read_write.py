@@ -1297,3 +1297,29 @@ def test_update_changing_more_rows_than_max_rows_is_conflict_and_rolled_back(dem
     )
     assert _rows("orders") == before
     assert [e.type for e in _events(decision)] == ["created"]
+
+
+def test_decision_page_timeline_names_the_product_and_row_count_of_each_read_and_write(demo: Any) -> None:
+    """Issue 18 (audit): the readable timeline line of a read and of a write says which product and
+    how many rows, from the events the services really record."""
+    import html
+
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    _, actor = demo
+    decision = _decision(actor)
+    read = _read(actor, decision, query={}, allow_multiple=True)
+    _insert(
+        actor,
+        decision,
+        mutation={"records": [{"customer_id": 1, "amount": 1}, {"customer_id": 2, "amount": 2}]},
+    )
+    client = Client()
+    client.force_login(get_user_model().objects.create_superuser("root", password="x"))
+    body = client.get(f"/decisions/{decision.decision_id}/").content.decode()
+    lines = [html.unescape(c.split("</p>", 1)[0]) for c in body.split('<p class="event-line">')[1:]]
+    rows = len(read["records"])
+    assert rows > 1
+    assert f"Read pg_customers_v1, {rows} rows for customer_support" in lines, lines
+    assert "Wrote pg_orders_insert_v1 (insert), 2 rows affected" in lines, lines
