@@ -272,3 +272,20 @@ def test_each_resolved_view_filter_narrows_to_exactly_the_matching_rows(
     assert ids(since=recent) == {b.approval_id, c.approval_id}
     assert ids(until=(long_ago + timedelta(days=1)).date().isoformat()) == {a.approval_id}
     assert ids(outcome="approved", reviewer="victor") == {b.approval_id}
+
+
+def test_resolved_approval_and_its_decision_link_to_each_other(
+    make_agent: Callable[..., tuple[Agent, str]],
+) -> None:
+    """Issue 18 (audit): links both ways stay after resolution: the approval page links to its
+    decision, and the decision page links back to the approval."""
+    make_route()
+    rita = make_reviewer("rita")
+    agent, _ = make_agent("both-ways-agent")
+    decision, approval = decision_needing_approval(agent)
+    _vote(rita, approval, "reject", "no")
+    client = _client(make_reviewer("sam"))
+    approval_page = client.get(f"/review/{approval.approval_id}/").content.decode()
+    assert f'href="/decisions/{decision.decision_id}/"' in approval_page
+    decision_page = client.get(f"/decisions/{decision.decision_id}/").content.decode()
+    assert f'href="/review/{approval.approval_id}/"' in decision_page
