@@ -171,6 +171,18 @@ def test_every_long_running_service_has_a_healthcheck_that_tests_the_right_thing
     assert "ping" in " ".join(services["redis"]["healthcheck"]["test"])
 
 
+def test_web_listens_where_its_healthcheck_and_port_mapping_look_whatever_env_says() -> None:
+    """Issue 18 (audit): ``.env`` (env_file) may set TRACEMEM_PORT for ``make run`` or to move the
+    published port; inside the container web must still listen on 0.0.0.0:8000, where the port
+    mapping and the healthcheck look (``environment`` wins over ``env_file``)."""
+    web = _compose()["services"]["web"]
+    environment = web.get("environment", {})
+    assert environment.get("TRACEMEM_HOST") == "0.0.0.0", environment
+    assert str(environment.get("TRACEMEM_PORT")) == "8000", environment
+    assert all(str(mapping).endswith(":8000") for mapping in web["ports"]), web["ports"]
+    assert "127.0.0.1:8000/healthz" in " ".join(web["healthcheck"]["test"])
+
+
 def test_the_owner_credentials_are_written_once_in_owner_env() -> None:
     import subprocess
     import sys
