@@ -28,6 +28,7 @@ from psycopg.adapt import Loader
 
 from agents.models import Agent
 from decisions.models import TERMINAL_STATUSES, ApprovalStatus, Decision, DecisionStatus, TraceEvent
+from tracemem_core import telemetry
 from tracemem_core import validation as v
 from tracemem_core.actor import Actor
 from tracemem_core.errors import InvalidArgument, NotFound, RateLimited
@@ -68,9 +69,12 @@ def _not_found(decision_id: str) -> NotFound:
 def decision_for(actor: Actor, decision_id: str, queryset: QuerySet[Decision] | None = None) -> Decision:
     _check_decision_id(decision_id)
     try:
-        return decisions_visible_to(actor, queryset).get(pk=decision_id)
+        decision = decisions_visible_to(actor, queryset).get(pk=decision_id)
     except Decision.DoesNotExist:
         raise _not_found(decision_id) from None
+    # Reads too (a decision, its trace, a wait) name the decision and its agent on the span.
+    telemetry.annotate(decision_id=decision.decision_id, agent_id=decision.agent_id)
+    return decision
 
 
 # The agent's own decision locked FOR UPDATE in plain SQL: every append starts here, and building
