@@ -11,13 +11,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils.html import escape
 from django.views import defaults
 
 from tracemem_core.errors import DomainError, NotFound, Unavailable
 from tracemem_core.outage import database_outage, tracking_commits
+from tracemem_core.requestid import current_request_id
 
 
 def unavailable_page(error: Unavailable) -> HttpResponse:
@@ -71,6 +72,24 @@ class RefusalPageMiddleware:
         title = "Not allowed" if exception.http_status == 403 else "Not possible"
         context = {"message": exception.message, "title": title}
         return render(request, "ui/forbidden.html", context, status=exception.http_status)
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """``handler404``: a path under ``/api/`` no view answers gets the API's JSON error body (with
+    its request id, like every other API error); pages keep Django's HTML 404."""
+    if not request.path.startswith("/api/"):
+        return defaults.page_not_found(request, exception)
+    body: dict[str, object] = {
+        "error": {
+            "code": "not_found",
+            "message": f"no API endpoint at {request.path}; the endpoints are listed at /api/docs/",
+            "details": {},
+        }
+    }
+    request_id = current_request_id()
+    if request_id:
+        body["request_id"] = request_id
+    return JsonResponse(body, status=404)
 
 
 def server_error(request: HttpRequest) -> HttpResponse:

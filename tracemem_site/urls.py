@@ -46,4 +46,5 @@ urlpatterns = [
     path("audit/", include("audit.urls_html")),
 ]
 
+handler404 = "tracemem_site.middleware.page_not_found"
 handler500 = "tracemem_site.middleware.server_error"

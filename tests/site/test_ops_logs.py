@@ -72,3 +72,17 @@ def test_a_rest_error_body_names_the_request_id_of_its_answer(api: Any) -> None:
     fresh = api.get("/api/v1/decisions/dec_doesnotexist")
     assert fresh.status_code == 404
     assert fresh.json()["request_id"] == fresh["X-Request-ID"]
+
+
+@pytest.mark.django_db
+def test_an_unknown_api_path_answers_the_json_error_body_with_its_request_id() -> None:
+    """Issue 18 (audit): a 404 under /api/v1/ that no view answered (a mistyped path) is the same
+    JSON error body as every other API error, naming its request id; pages stay HTML."""
+    missing = Client().get("/api/v1/decisionz", HTTP_X_REQUEST_ID="typo-1")
+    assert missing.status_code == 404
+    assert missing["Content-Type"].startswith("application/json")
+    body = missing.json()
+    assert body["error"]["code"] == "not_found" and "/api/v1/decisionz" in body["error"]["message"]
+    assert body["request_id"] == "typo-1" == missing["X-Request-ID"]
+    page = Client().get("/no-such-page/")
+    assert page.status_code == 404 and page["Content-Type"].startswith("text/html")
