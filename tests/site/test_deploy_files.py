@@ -91,3 +91,28 @@ def test_dockerfile_builds_from_python_311_slim_and_runs_unprivileged() -> None:
     assert any("collectstatic" in line for line in lines)
     users = [line for line in lines if line.startswith("USER ")]
     assert users and users[-1] not in ("USER root", "USER 0")
+
+
+def test_quick_start_installs_only_what_running_needs_and_readme_says_what_to_have() -> None:
+    """Issue 18 (audit): ``make run`` installs the runtime only (the dev extra holds the test and
+    lint tools); the README states the prerequisites up front and how to reset the demo admin's
+    password."""
+    import re
+    import tomllib
+
+    run = (ROOT / "scripts" / "run.sh").read_text()
+    installs = [line.strip() for line in run.splitlines() if "scripts/install.sh" in line]
+    assert installs == ["scripts/install.sh"], installs  # no --dev
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    runtime = {re.split(r"[\[=<>~! ]", dep, maxsplit=1)[0].lower() for dep in project["dependencies"]}
+    dev = {
+        re.split(r"[\[=<>~! ]", dep, maxsplit=1)[0].lower() for dep in project["optional-dependencies"]["dev"]
+    }
+    for tool in ("pytest", "playwright", "mypy", "ruff", "hypothesis"):
+        assert tool not in runtime, tool
+    assert {"pytest", "ruff"} <= dev
+    readme = (ROOT / "README.md").read_text()
+    head = readme[: readme.index("make run")]
+    for needed in ("Python 3.11", "PostgreSQL", "Redis", "npx", "Chromium"):
+        assert needed in head, needed
+    assert "manage.py changepassword admin" in readme
