@@ -30,6 +30,7 @@ from tests.appr_helpers import make_route, open_decision, request_approval
 from tests.conftest import AgentClient
 from tests.fault_helpers import DatabaseOutage, terminate_backend
 from tests.mcp_helpers import mcp_post, mcp_url
+from tracemem_core import metrics
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -61,11 +62,14 @@ def test_rest_calls_during_an_outage_get_503_unavailable_with_retry_after(
     api = AgentClient(key)
     decision_id = open_decision(api)
     before = Decision.objects.count()
+    counted = metrics.value("tracemem_dependency_errors_total", dependency="database")
     outage.begin()
     _assert_unavailable_rest(api.get(f"/api/v1/decisions/{decision_id}"))
     _assert_unavailable_rest(
         api.post("/api/v1/decisions", {"intent": "code.refactor.execute", "automation_mode": "propose"})
     )
+    # /metrics counts each refusal as a dependency error (issue 18).
+    assert metrics.value("tracemem_dependency_errors_total", dependency="database") == counted + 2
     assert not any(r.exc_info for r in caplog.records if r.levelno >= logging.ERROR), "no stack traces"
     outage.end()
     assert Decision.objects.count() == before  # the refused create left nothing behind

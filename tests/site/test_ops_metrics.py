@@ -317,3 +317,37 @@ def test_a_bad_metrics_allow_entry_is_refused_naming_it(settings: Any) -> None:
     settings.TRACEMEM_METRICS_ALLOW = ["10.0.0.0/8", "not-a-network"]
     with pytest.raises(ImproperlyConfigured, match="TRACEMEM_METRICS_ALLOW: 'not-a-network'"):
         allowed_networks()
+
+
+@pytest.mark.django_db
+def test_a_forged_forwarded_for_does_not_pass_the_address_check(settings: Any) -> None:
+    """Issue 18 (audit): without a trusted proxy, X-Forwarded-For is the caller's own claim."""
+    settings.TRACEMEM_METRICS_TOKEN = TOKEN
+    settings.TRACEMEM_METRICS_ALLOW = ["10.9.0.0/16"]
+    settings.TRACEMEM_TRUSTED_PROXY_COUNT = 0
+    forged = Client().get("/metrics", REMOTE_ADDR="203.0.113.9", HTTP_X_FORWARDED_FOR="10.9.4.2")
+    assert forged.status_code == 403
+
+
+@pytest.mark.django_db
+def test_metrics_show_how_long_the_oldest_pending_approval_has_waited(settings: Any, make_agent: Any) -> None:
+    """Issue 18 (audit): approvals pending and their age, read at scrape time."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from approvals.models import Approval
+    from tests.ui_scenario import decision_needing_approval
+    from tests.ui_scenario import make_route as make_refund_route
+
+    settings.TRACEMEM_METRICS_TOKEN = TOKEN
+    make_refund_route()
+    agent, _ = make_agent("waiting-agent")
+    _, older = decision_needing_approval(agent)
+    decision_needing_approval(agent, intent="customer.refund.second")
+    Approval.objects.filter(pk=older.pk).update(requested_at=timezone.now() - timedelta(hours=2))
+    scraped = Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+    assert scraped.status_code == 200
+    got = samples(scraped.content.decode())
+    assert value(got, "tracemem_approvals_pending") == 2
+    assert 7200 <= value(got, "tracemem_approval_oldest_pending_age_seconds") < 7200 + 60
