@@ -289,3 +289,24 @@ def test_resolved_approval_and_its_decision_link_to_each_other(
     assert f'href="/decisions/{decision.decision_id}/"' in approval_page
     decision_page = client.get(f"/decisions/{decision.decision_id}/").content.decode()
     assert f'href="/review/{approval.approval_id}/"' in decision_page
+
+
+def test_approvals_card_shows_each_channel_delivery_and_its_outcome(
+    make_agent: Callable[..., tuple[Agent, str]],
+) -> None:
+    """Issue 18 (audit): the approvals card names each delivery's channel and whether it arrived."""
+    from approvals.models import Delivery
+
+    make_route()
+    agent, _ = make_agent("delivery-card-agent")
+    decision, approval = decision_needing_approval(agent)
+    for n, (channel, status) in enumerate((("email", "delivered"), ("webhook", "failed"))):
+        Delivery.objects.create(
+            delivery_id=f"dlv_card_{n}", approval=approval, channel=channel, status=status, attempts=n + 1
+        )
+    _vote(make_reviewer("rita"), approval, "approve", WHY)
+    body = _client(make_reviewer("sam")).get(f"/decisions/{decision.decision_id}/").content.decode()
+    card = body.split('id="approvals-card"', 1)[1].split("</section>", 1)[0]
+    deliveries = html.unescape(card.split('class="muted deliveries"', 1)[1].split("</p>", 1)[0])
+    assert "email" in deliveries and "delivered" in deliveries
+    assert "webhook" in deliveries and "failed" in deliveries
