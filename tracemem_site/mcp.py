@@ -50,6 +50,7 @@ from tracemem_core.actor import Actor
 from tracemem_core.errors import DomainError, InvalidArgument, Unauthenticated, Unavailable
 from tracemem_core.inputs import unknown_argument
 from tracemem_core.outage import database_outage
+from tracemem_core.requestid import current_request_id
 from tracemem_core.version import PROTOCOL_VERSIONS, SERVER_VERSION
 from tracemem_site import mcp_adapter
 from tracemem_site import mcp_modern as modern
@@ -118,6 +119,9 @@ def tool_error_result(tool_name: str, exc: BaseException) -> types.CallToolResul
     else:
         logger.error("tool %s failed", tool_name, exc_info=exc)
         text = "[internal] internal error; the server logged it. Retry later or report it"
+        request_id = current_request_id()
+        if request_id:  # the id of this request's log lines (and its X-Request-ID header)
+            text += f" (request id {request_id})"
     return types.CallToolResult(content=[types.TextContent(type="text", text=text)], isError=True)
 
 

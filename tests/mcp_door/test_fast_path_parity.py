@@ -278,3 +278,22 @@ def test_each_spec_protocol_version_is_echoed_on_both_paths(
     assert fast == stock
     assert fast[1]["result"]["protocolVersion"] == version
     assert fast[1]["result"]["serverInfo"] == {"name": "tracemem", "version": "0.1.0"}
+
+
+def test_an_internal_tool_error_names_the_request_id_an_operator_finds_in_the_log(
+    agent_decision: tuple[str, str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 18 (audit): the same request id in error bodies, on the MCP door too: the one error an
+    agent must report (internal) says which request it was, as the REST body's request_id does."""
+    from tests.mcp_helpers import mcp_post
+
+    _, key, did = agent_decision
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("database password is hunter2")
+
+    monkeypatch.setattr("decisions.selectors.decision_for", broken)
+    answer = mcp_post(key, "decision_get", {"decision_id": did})
+    text = answer.json()["result"]["content"][0]["text"]
+    assert text.startswith("[internal] ") and "hunter2" not in text
+    assert f"request id {answer['X-Request-ID']}" in text
