@@ -183,14 +183,24 @@ def checkpoint_export(checkpoint: Checkpoint) -> Path | None:
     return named
 
 
+EXPORT_REPAIR_WINDOW = 100  # the tick rewrites any of the latest this many checkpoints missing on disk
+
+
 def checkpoint_export_latest() -> None:
-    """Make sure the latest checkpoint is in ``TRACEMEM_CHECKPOINT_DIR``, as ``checkpoint-<size>``
-    and as ``checkpoint`` (after a failed write); writes nothing when both are there."""
+    """Make sure the latest checkpoints are in ``TRACEMEM_CHECKPOINT_DIR``: each of the latest
+    :data:`EXPORT_REPAIR_WINDOW` as ``checkpoint-<size>`` (one whose write failed, or whose worker
+    stopped between commit and write) and the latest as ``checkpoint``; writes nothing when all are there."""
     if not settings.TRACEMEM_CHECKPOINT_DIR:
         return
-    latest = Checkpoint.objects.order_by("-tree_size").first()
-    if latest is not None:
-        checkpoint_export(latest)
+    target = Path(settings.TRACEMEM_CHECKPOINT_DIR)
+    sizes = list(
+        Checkpoint.objects.order_by("-tree_size").values_list("tree_size", flat=True)[:EXPORT_REPAIR_WINDOW]
+    )
+    if not sizes:
+        return
+    wanted = [sizes[0], *(n for n in sizes[1:] if not (target / f"checkpoint-{n}").exists())]
+    for checkpoint in Checkpoint.objects.filter(tree_size__in=wanted).order_by("tree_size"):
+        checkpoint_export(checkpoint)
 
 
 # --- witnesses -------------------------------------------------------------------------------------

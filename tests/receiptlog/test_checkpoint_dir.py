@@ -67,3 +67,27 @@ def test_the_tick_repairs_a_latest_file_whose_write_failed(api: AgentClient, tmp
         (tmp_path / "checkpoint").write_text(Checkpoint.objects.get(tree_size=1).note)  # its replace failed
         services.log_tick(actor=SYSTEM)
     assert (tmp_path / "checkpoint").read_text() == latest
+
+
+@pytest.mark.django_db
+def test_a_checkpoint_whose_write_failed_is_written_by_a_later_tick_even_after_newer_ones(
+    api: AgentClient, tmp_path: Path, monkeypatch: Any
+) -> None:
+    # The disk was full while checkpoint 1 was signed; by the time it has room again, checkpoint 2
+    # exists too. Both end up in the directory, not only the latest.
+    real_replace = os.replace
+
+    def full_disk(src: Any, dst: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    with override_settings(TRACEMEM_CHECKPOINT_DIR=str(tmp_path)):
+        close_decision(api)
+        monkeypatch.setattr(os, "replace", full_disk)
+        services.log_tick(actor=SYSTEM)
+        assert not (tmp_path / "checkpoint-1").exists()
+        monkeypatch.setattr(os, "replace", real_replace)
+        close_decision(api)
+        services.log_tick(actor=SYSTEM)
+    assert (tmp_path / "checkpoint-1").read_text() == Checkpoint.objects.get(tree_size=1).note
+    assert (tmp_path / "checkpoint-2").read_text() == Checkpoint.objects.get(tree_size=2).note
+    assert (tmp_path / "checkpoint").read_text() == Checkpoint.objects.get(tree_size=2).note
