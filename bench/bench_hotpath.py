@@ -487,6 +487,7 @@ def run() -> list[dict[str, Any]]:
             return {"p50": statistics.median(s), "p99": pct(s, 0.99), "rate": 1000 / statistics.mean(s)}
 
         rss_before = worker_rss_kib(server.pid)
+        rss_rounds: list[list[int]] = []  # after each round: a leak keeps growing, a high-water mark stops
         floor_vars = {"agent": "agent_bench_floor", "did": floor_ids[CLIENTS + 1]}
         for r in range(REPEAT):
             print(f"bench hotpath: round {r + 1}/{REPEAT} ...", file=sys.stderr, flush=True)
@@ -509,7 +510,7 @@ def run() -> list[dict[str, Any]]:
             note("trace_floor", pgbench(run_url, PG_TRACE, 1, max(2, SECONDS // 2), trace_floor_vars))
             note("verify", verify_rate(traced, events))
             note("verify_floor", verify_floor_rate(events))
-        rss_after = worker_rss_kib(server.pid)
+            rss_rounds.append(worker_rss_kib(server.pid))
 
     def row(name: str, key_: str, unit: str, floor: str | None, goal: str, ratio_of: str = "rate") -> None:
         value = median_of(results[key_], ratio_of)
@@ -556,7 +557,7 @@ def run() -> list[dict[str, Any]]:
     )
     row(f"trace read, {TRACE_EVENTS} events", "trace", "ms p50", "trace_floor", "p50 <= 10", "p50")
     row("chain verification (1 core)", "verify", "events/s", "verify_floor", ">= 50,000/s")
-    rows.append(integrity(run_url, env, own + [solo, traced], rss_before, rss_after))
+    rows.append(integrity(run_url, env, own + [solo, traced], rss_before, rss_rounds))
     shutil.rmtree(var, ignore_errors=True)
     return [{c: r.get(c, "") for c in COLUMNS} for r in rows]
 
@@ -594,10 +595,22 @@ def verify_floor_rate(events: list[dict[str, Any]]) -> dict[str, float]:
     return {"rate": rounds * len(events) / (time.process_time() - started)}
 
 
+def memory_verdict(rss_rounds: list[list[int]]) -> str:
+    """Flat when no worker grew by more than 5 % (and 8 MiB) from the end of the first round to the
+    end of the last: the first round sets the high-water marks (buffers of the largest responses,
+    caches filled once); a leak keeps growing with every round."""
+    if len(rss_rounds) < 2:
+        return "memory: needs BENCH_REPEAT >= 2 to tell"
+    grown = [last - first for first, last in zip(rss_rounds[0], rss_rounds[-1], strict=False)]
+    limit = [max(first // 20, 8 * 1024) for first in rss_rounds[0]]
+    flat = all(g <= lim for g, lim in zip(grown, limit, strict=False))
+    return "ok, memory flat" if flat else "MEMORY GROWING round over round"
+
+
 def integrity(
-    url: str, env: dict[str, str], ids: list[str], rss_before: list[int], rss_after: list[int]
+    url: str, env: dict[str, str], ids: list[str], rss_before: list[int], rss_rounds: list[list[int]]
 ) -> dict[str, Any]:
-    """No lost or duplicated events, gapless seq, every chain intact; worker memory before/after."""
+    """No lost or duplicated events, gapless seq, every chain intact; worker memory by round."""
     import psycopg
 
     with psycopg.connect(url) as conn:
@@ -623,7 +636,7 @@ def integrity(
         "unit": "",
         "value": f"{'ok' if ok else 'FAILED'} ({total:,} events)",
         "floor": "",
-        "ratio": f"worker RSS MiB {'/'.join(str(k // 1024) for k in rss_before)} -> "
-        f"{'/'.join(str(k // 1024) for k in rss_after)}",
-        "goal": "ok, memory flat",
+        "ratio": "worker RSS MiB "
+        + " -> ".join("/".join(str(k // 1024) for k in rss) for rss in [rss_before, *rss_rounds]),
+        "goal": memory_verdict(rss_rounds),
     }

@@ -56,3 +56,28 @@ def measure(fn: Callable[[], Any], n: int, warmup: int = 10) -> dict[str, float]
         "p50_ms": round(statistics.median(samples), 3),
         "p95_ms": round(samples[min(len(samples) - 1, int(len(samples) * 0.95))], 3),
     }
+
+
+def bench_agent_client(key_name: str) -> tuple[Any, dict[str, str]]:
+    """Django set up on the database in ``DATABASE_URL`` as it is (the one ``bench hotpath`` leaves
+    behind, with its ``bench-agent``), a new key of that agent, and a test client with its headers:
+    the in-process profilers' starting point."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tracemem_site.settings")
+    os.environ["TRACEMEM_AGENT_RATE_LIMIT"] = "1000000000/minute"  # counted as in production, never hit
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.test import Client
+
+    from agents.models import Agent
+    from agents.services import registry as agent_services
+    from tracemem_core.actor import Actor
+
+    settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "testserver"]
+    agent = Agent.objects.get(name="bench-agent")
+    key = agent_services.agent_key_issue(actor=Actor.system(), agent=agent, name=key_name).secret
+    return Client(), {
+        "HTTP_AUTHORIZATION": f"Agent {key}",
+        "HTTP_ACCEPT": "application/json, text/event-stream",
+    }

@@ -14,34 +14,19 @@ alternately (docs/performance.md).
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
+from bench.common import bench_agent_client
+
 
 def main(argv: list[str]) -> int:
     n = int(argv[0]) if argv else 20
     rounds = int(argv[1]) if len(argv) > 1 else 30
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tracemem_site.settings")
-    os.environ["TRACEMEM_AGENT_RATE_LIMIT"] = "1000000000/minute"
-    import django
-
-    django.setup()
-    from django.conf import settings
-    from django.test import Client
-
-    from agents.models import Agent
-    from agents.services import registry as agent_services
-    from tracemem_core.actor import Actor
-
-    settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "testserver"]
-    agent = Agent.objects.get(name="bench-agent")
-    key = agent_services.agent_key_issue(actor=Actor.system(), agent=agent, name="cpu").secret
-    client = Client()
-    auth = {"HTTP_AUTHORIZATION": f"Agent {key}", "HTTP_ACCEPT": "application/json, text/event-stream"}
+    client, auth = bench_agent_client("cpu")
 
     def post(path: str, body: Any, expect: int) -> Any:
         response = client.post(path, json.dumps(body), content_type="application/json", **auth)

@@ -21,32 +21,18 @@ import sys
 import time
 from typing import Any
 
+from bench.common import bench_agent_client
+
 
 def main(argv: list[str]) -> int:
     timing = "--time" in argv
     argv = [a for a in argv if a != "--time"]
     operation = argv[0] if argv else "append"
     n = int(argv[1]) if len(argv) > 1 else 300
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tracemem_site.settings")
-    os.environ["TRACEMEM_AGENT_RATE_LIMIT"] = "1000000000/minute"
-    import django
-
-    django.setup()
-    from django.conf import settings
+    client, auth = bench_agent_client("profile")
     from django.db import connection
-    from django.test import Client
     from django.test.utils import CaptureQueriesContext
     from pyinstrument import Profiler
-
-    from agents.models import Agent
-    from agents.services import registry as agent_services
-    from tracemem_core.actor import Actor
-
-    settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "testserver"]
-    agent = Agent.objects.get(name="bench-agent")
-    key = agent_services.agent_key_issue(actor=Actor.system(), agent=agent, name="profile").secret
-    client = Client()
-    auth = {"HTTP_AUTHORIZATION": f"Agent {key}", "HTTP_ACCEPT": "application/json, text/event-stream"}
 
     def post(path: str, body: Any, expect: int) -> Any:
         response = client.post(path, json.dumps(body), content_type="application/json", **auth)

@@ -15,6 +15,8 @@ witnesses (docs/receipts.md, "Receipt log and checkpoints").
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -125,27 +127,54 @@ def _after_checkpoint(checkpoint: Checkpoint, delivery_ids: list[str]) -> None:
         publish_witness_delivery(delivery_id)
 
 
+def _latest_file_size(path: Path) -> int | None:
+    """The tree size in the ``checkpoint`` file (its second line); None when absent or unreadable."""
+    try:
+        size_line = path.read_text(encoding="utf-8").split("\n")[1]
+    except (OSError, UnicodeDecodeError, IndexError):
+        return None
+    return int(size_line) if size_line.isdigit() else None
+
+
+def _write_atomically(target: Path, path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file in ``target``, fsync it, then rename it over ``path``; a
+    failure removes the temporary file, so the directory never holds a partial checkpoint."""
+    fd, tmp = tempfile.mkstemp(prefix=".checkpoint.", dir=target)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 def checkpoint_export(checkpoint: Checkpoint) -> Path | None:
     """Write ``checkpoint`` to ``TRACEMEM_CHECKPOINT_DIR`` as ``checkpoint-<size>`` and as
     ``checkpoint`` (the latest), each replaced atomically; an operator ships the directory elsewhere.
-    A failure is logged, never raised: the next tick writes the latest checkpoint again."""
+
+    ``checkpoint`` only ever moves forward: writers take an exclusive lock on ``.lock`` in the
+    directory and leave it alone when it already holds this size or a larger one (two workers'
+    after-commit writes can land in either order). A failure is logged, never raised: the next tick
+    writes the latest checkpoint again."""
     directory = settings.TRACEMEM_CHECKPOINT_DIR
     if not directory:
         return None
     target = Path(directory)
+    named = target / f"checkpoint-{checkpoint.tree_size}"
     try:
         target.mkdir(parents=True, exist_ok=True)
-        named = target / f"checkpoint-{checkpoint.tree_size}"
-        for path in (named, target / "checkpoint"):
-            if path == named and path.exists():
-                continue  # a checkpoint file never changes once written
-            fd, tmp = tempfile.mkstemp(prefix=".checkpoint.", dir=target)
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-                handle.write(checkpoint.note)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
+        with open(target / ".lock", "a") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            if not named.exists():  # a checkpoint file never changes once written
+                _write_atomically(target, named, checkpoint.note)
+            current = _latest_file_size(target / "checkpoint")
+            if current is None or current < checkpoint.tree_size:
+                _write_atomically(target, target / "checkpoint", checkpoint.note)
     except OSError as exc:
         logger.error(
             "receipt log: could not write checkpoint %d to %s: %s", checkpoint.tree_size, target, exc
@@ -154,16 +183,24 @@ def checkpoint_export(checkpoint: Checkpoint) -> Path | None:
     return named
 
 
+EXPORT_REPAIR_WINDOW = 100  # the tick rewrites any of the latest this many checkpoints missing on disk
+
+
 def checkpoint_export_latest() -> None:
-    """Make sure the latest checkpoint is in ``TRACEMEM_CHECKPOINT_DIR`` (after a failed write)."""
+    """Make sure the latest checkpoints are in ``TRACEMEM_CHECKPOINT_DIR``: each of the latest
+    :data:`EXPORT_REPAIR_WINDOW` as ``checkpoint-<size>`` (one whose write failed, or whose worker
+    stopped between commit and write) and the latest as ``checkpoint``; writes nothing when all are there."""
     if not settings.TRACEMEM_CHECKPOINT_DIR:
         return
-    latest = Checkpoint.objects.order_by("-tree_size").first()
-    if (
-        latest is not None
-        and not (Path(settings.TRACEMEM_CHECKPOINT_DIR) / f"checkpoint-{latest.tree_size}").exists()
-    ):
-        checkpoint_export(latest)
+    target = Path(settings.TRACEMEM_CHECKPOINT_DIR)
+    sizes = list(
+        Checkpoint.objects.order_by("-tree_size").values_list("tree_size", flat=True)[:EXPORT_REPAIR_WINDOW]
+    )
+    if not sizes:
+        return
+    wanted = [sizes[0], *(n for n in sizes[1:] if not (target / f"checkpoint-{n}").exists())]
+    for checkpoint in Checkpoint.objects.filter(tree_size__in=wanted).order_by("tree_size"):
+        checkpoint_export(checkpoint)
 
 
 # --- witnesses -------------------------------------------------------------------------------------

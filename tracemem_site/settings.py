@@ -195,11 +195,18 @@ CELERY_TASK_ROUTES = {
     "approvals.deliver_delivery": {"queue": "deliveries"},
     "receiptlog.deliver_witness": {"queue": "deliveries"},  # checkpoints to witnesses: outbound too
 }
+TRACEMEM_CHECKPOINT_SECONDS = env_int("TRACEMEM_CHECKPOINT_SECONDS", 5)
+if TRACEMEM_CHECKPOINT_SECONDS < 1:
+    # Celery beat would run a schedule of 0 in a loop: a checkpoint after every close.
+    raise ImproperlyConfigured(
+        "TRACEMEM_CHECKPOINT_SECONDS must be at least 1 (seconds between checkpoints), "
+        f"got {TRACEMEM_CHECKPOINT_SECONDS}"
+    )
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     # Expire overdue approvals (fail closed) and re-dispatch overdue deliveries (approvals/tasks.py).
     "approvals-tick": {"task": "approvals.tick", "schedule": env_int("TRACEMEM_APPROVALS_TICK_SECONDS", 30)},
     # Sign a checkpoint of the receipt log when it grew; re-dispatch witness deliveries (receiptlog/tasks.py).
-    "receiptlog-tick": {"task": "receiptlog.tick", "schedule": env_int("TRACEMEM_CHECKPOINT_SECONDS", 5)},
+    "receiptlog-tick": {"task": "receiptlog.tick", "schedule": TRACEMEM_CHECKPOINT_SECONDS},
 }
 CELERY_TIMEZONE = "UTC"
 

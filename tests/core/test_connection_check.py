@@ -65,3 +65,32 @@ def test_a_healthy_connection_is_reused_without_a_select_1(make_agent: Any) -> N
         assert client.get(path).status_code == 200
     assert connection.connection.info.backend_pid == before
     assert [q for q in sent if q.strip().upper() == "SELECT 1"] == []
+
+
+def test_the_check_works_with_descriptors_above_1024(make_agent: Any) -> None:
+    """A busy front holds hundreds of sockets; select() cannot look at a descriptor above 1024."""
+    import os
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < 1200:
+        pytest.fail(f"this test needs RLIMIT_NOFILE >= 1200 (hard limit is {hard})")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    _, key = make_agent()
+    client = ServerLikeClient(HTTP_AUTHORIZATION=f"Agent {key}")
+    path = _decision(client)
+    connection.close()
+    filler = [
+        os.open(os.devnull, os.O_RDONLY) for _ in range(1100)
+    ]  # the next connection's socket is above 1024
+    try:
+        assert client.get(path).status_code == 200
+        assert connection.connection.fileno() > 1024
+        before = connection.connection.info.backend_pid
+        assert client.get(path).status_code == 200
+        assert connection.connection.info.backend_pid == before  # reused, not reopened on every request
+    finally:
+        connection.close()
+        for fd in filler:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -207,3 +207,22 @@ def test_a_key_the_superuser_published_fools_the_database_but_not_the_keys_an_au
     assert (
         f"leaf 1 (decision {ids[1]}): its receipt does not verify: key {key_id_for(raw)} is not among" in err
     )
+
+
+def test_log_verify_names_every_stored_checkpoint_the_rewrite_contradicts_and_only_those(
+    api: AgentClient, capsys: Any
+) -> None:
+    ids = []
+    for i in range(4):  # checkpoints of sizes 1, 2, 3 and 4
+        ids.append(close_decision(api, step=f"step {i}"))
+        assert checkpoint_now() == i + 1
+    rewrite_history(api, ids[2])  # leaf 2: the checkpoints of sizes 3 and 4 contain it, 1 and 2 do not
+    with pytest.raises(CommandError, match=r"problem\(s\) in the receipt log"):
+        call_command("log_verify")
+    err = capsys.readouterr().err
+    broken = sorted(
+        int(line.split("stored checkpoint of tree size ")[1].split(":")[0])
+        for line in err.splitlines()
+        if "stored checkpoint of tree size" in line
+    )
+    assert broken == [3, 4], err

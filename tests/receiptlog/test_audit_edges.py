@@ -179,3 +179,29 @@ def test_log_verify_does_not_say_ok_when_the_checkpoint_directory_is_gone(
     with pytest.raises(CommandError):
         call_command("log_verify", "--checkpoint-dir", str(tmp_path / "typo"))
     assert f"checkpoint directory {tmp_path / 'typo'} does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["0", "-5"])
+def test_a_checkpoint_interval_below_one_second_stops_the_server_at_start_up(value: str) -> None:
+    # A zero or negative beat interval would sign a checkpoint after every close, not "at most every
+    # few seconds" (Celery beat runs a schedule of 0 in a loop).
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        env={
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "tracemem_site.settings",
+            "TRACEMEM_CHECKPOINT_SECONDS": value,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert (
+        f"TRACEMEM_CHECKPOINT_SECONDS must be at least 1 (seconds between checkpoints), got {value}"
+        in result.stderr
+    )

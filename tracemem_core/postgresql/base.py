@@ -30,8 +30,11 @@ class DatabaseWrapper(base.DatabaseWrapper):
             return False
         if raw.pgconn.transaction_status != pq.TransactionStatus.IDLE:
             return super().is_usable()  # inside a transaction (never between requests): ask the server
+        # poll(), not select(): a busy server (hundreds of parked waits and keep-alive sockets) has
+        # descriptors above select()'s limit of 1024.
+        poller = select.poll()
         try:
-            readable, _, _ = select.select([raw.fileno()], [], [], 0)
+            poller.register(raw.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
+            return not poller.poll(0)
         except (OSError, ValueError):
             return False
-        return not readable
