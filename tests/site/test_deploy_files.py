@@ -116,3 +116,32 @@ def test_quick_start_installs_only_what_running_needs_and_readme_says_what_to_ha
     for needed in ("Python 3.11", "PostgreSQL", "Redis", "npx", "Chromium"):
         assert needed in head, needed
     assert "manage.py changepassword admin" in readme
+
+
+def test_make_tests_migration_check_prints_no_missing_database_warning(tmp_path: Path) -> None:
+    """Issue 18 (audit): scripts/test.sh checks migrations against the server's maintenance
+    database, so `make test` prints no "database ... does not exist" warning even before pytest
+    has created the test database. Runs the script's own line with a database that does not exist."""
+    import os
+    import subprocess
+
+    line = next(
+        text.strip()
+        for text in (ROOT / "scripts" / "test.sh").read_text().splitlines()
+        if "makemigrations --check" in text
+    )
+    base = os.environ["DATABASE_URL"].rsplit("/", 1)[0]
+    done = subprocess.run(
+        ["bash", "-c", line.replace(">/dev/null", "")],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "DATABASE_URL": f"{base}/tracemem_no_such_database",
+            "TRACEMEM_VAR_DIR": str(tmp_path),
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "does not exist" not in done.stdout + done.stderr, done.stderr
