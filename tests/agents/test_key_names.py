@@ -64,3 +64,20 @@ def test_create_token_without_a_name_never_repeats_one() -> None:
     call_command("create_token", "cli-user", stdout=StringIO())
     names = list(PersonalToken.objects.filter(user=user).values_list("name", flat=True))
     assert len(names) == 2 and len(set(names)) == 2, names
+
+
+def test_agent_page_form_proposes_a_key_name_none_of_its_keys_has(
+    make_agent: Callable[..., tuple[Agent, str]],
+) -> None:
+    """Issue 18 (audit): the agent page's "Issue a key" form, not only the account page's."""
+    agent, _ = make_agent("proposing-agent")  # its first key is "default"
+    staff = make_staff("keeper", password="x")
+    client = Client()
+    client.force_login(staff)
+    action = f"/agents/{agent.agent_id}/keys/"
+    for _ in range(2):
+        proposal = _proposed(client.get(f"/agents/{agent.agent_id}/").content.decode(), action)
+        names = set(AgentKey.objects.filter(agent=agent).values_list("name", flat=True))
+        assert proposal and proposal not in names, (proposal, names)
+        client.post(action, {"name": proposal})
+    assert AgentKey.objects.filter(agent=agent).count() == 3
