@@ -11,14 +11,14 @@ from unittest import mock
 import psycopg
 import pytest
 from django.db import close_old_connections, connection
-from django.test import Client as TestClient
+from django.test import Client as DjangoClient
 
 from tests.fault_helpers import terminate_backend, wait_backend_gone
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-class ServerLikeClient(TestClient):
+class ServerLikeClient(DjangoClient):
     """The test client, but each request starts as under a server: Django's test client leaves out
     ``close_old_connections`` (request_started), where the connection check is armed."""
 
@@ -27,7 +27,7 @@ class ServerLikeClient(TestClient):
         return super().request(**request)
 
 
-def _decision(client: TestClient) -> str:
+def _decision(client: DjangoClient) -> str:
     created = client.post(
         "/api/v1/decisions",
         {"intent": "deploy.service.api", "automation_mode": "autonomous"},
