@@ -30,14 +30,14 @@ def both(data: Any, accepted: str | None = None) -> tuple[bytes, bytes]:
     return FastJSONRenderer().render(data, accepted, {}), JSONRenderer().render(data, accepted, {})
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.dictionaries(st.text(), json_without_floats))
 def test_same_bytes_as_drf_without_floats(data: Any) -> None:
     fast, drf = both(data)
     assert fast == drf
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.dictionaries(st.text(), json_values))
 def test_same_values_as_drf_with_any_numbers(data: Any) -> None:
     fast, drf = both(data)

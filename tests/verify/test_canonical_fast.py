@@ -59,7 +59,7 @@ def assert_same(value: Any) -> None:
     assert outcome(canonical.canonical_json, value) == outcome(rfc8785.dumps, value)
 
 
-@settings(max_examples=1500, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(json_values)
 def test_fast_canonical_json_equals_rfc8785_on_any_json_value(value: Any) -> None:
     assert_same(value)
@@ -82,7 +82,7 @@ events = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=800, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(events)
 def test_event_hash_is_sha256_of_rfc8785_on_generated_events(event: dict[str, Any]) -> None:
     try:
