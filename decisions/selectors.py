@@ -34,6 +34,7 @@ from tracemem_core.actor import Actor
 from tracemem_core.errors import InvalidArgument, NotFound, RateLimited
 from tracemem_core.ids import DECISION_PREFIX, has_format
 from tracemem_core.permissions import may_read
+from tracemem_core.postgresql import prepared_cursor
 from tracemem_core.timefmt import iso_z
 from tracemem_core.waits import Pending, TooManyWaits, wait_for
 
@@ -91,7 +92,7 @@ def decision_for_update(actor: Actor, decision_id: str) -> Decision:
     if connection.vendor != "postgresql" or actor.kind != "agent" or actor.agent is None:
         return decision_for(actor, decision_id, Decision.objects.select_for_update())
     _check_decision_id(decision_id)
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(_LOCK_SQL, [decision_id, actor.agent.agent_id])
         row = cursor.fetchone()
     if row is None:
@@ -367,7 +368,7 @@ def trace_page_json(decision: Decision, *, after_seq: Any = None, limit: Any = N
     size = v.bounded_int(limit, "limit", minimum=1, maximum=TRACE_PAGE_MAX, default=TRACE_PAGE_DEFAULT)
     if connection.vendor != "postgresql":
         return None
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         adapters = getattr(cursor.cursor, "adapters", None)  # psycopg 3
         if adapters is not None:
             adapters.register_loader("text", _UTF8Bytes)  # this cursor only
