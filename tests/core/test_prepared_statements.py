@@ -41,9 +41,10 @@ def _numbered(sql: str) -> str:
     return re.sub(r"%s", lambda _: f"${next(n)}", sql)
 
 
-# Every plain statement of the hot path: lock, the decision's row, one event, a trace page, the
-# evaluation's grant and version.
+# Every plain statement of the hot path: an agent's decision read and locked, the decision's row,
+# one event, a trace page, the evaluation's grant and version.
 HOT_STATEMENTS = {
+    "read": _numbered(decision_selectors._READ_SQL),
     "lock": _numbered(decision_selectors._LOCK_SQL),
     "insert decision": _numbered(decision_services._INSERT_DECISION_SQL),
     "insert event": _numbered(decision_services._INSERT_SQL + decision_services._INSERT_ROW),
