@@ -18,22 +18,22 @@ discarded after it.
 
 Prepared statements. Django binds parameters on the client (psycopg's ``ClientCursor``): every
 execution writes the parameters into the SQL text in Python, and PostgreSQL parses and plans the
-text again. Django warns that server-side binding breaks some of the ORM's queries, so the ORM keeps
-it; :meth:`DatabaseWrapper.prepared_cursor` is for our own plain statements on the hot path only (a
-fixed text each: the lock, the decision's and an event's insert, a trace page, an evaluation's
-grant and version). It is a server-side-binding psycopg cursor that prepares each statement (a named
-prepared statement of the session) the first time the connection runs it and executes it by name
-after that, wrapped in Django's ``CursorWrapper`` like any cursor: execute wrappers, error wrapping,
-``connection.queries`` and transactions behave as before. psycopg prepares only when the
-connection's ``prepare_threshold`` is set (``OPTIONS``; settings sets it unless
-``TRACEMEM_DB_PREPARE=0`` or connections are not kept); without it this is the ordinary cursor.
+text again. The ORM stays so (Django warns that server-side binding breaks some ORM queries);
+:meth:`DatabaseWrapper.prepared_cursor` is for our own plain statements on the hot path only, a
+fixed text each (an agent's decision read and locked, the decision's and one event's insert, a
+trace page, an evaluation's grant and version). It is a server-side-binding psycopg cursor that
+prepares each statement (a named prepared statement of the session) the first time the connection
+runs it and executes it by name after that, wrapped in Django's ``CursorWrapper`` like any cursor:
+execute wrappers, error wrapping, ``connection.queries`` and transactions behave as before. psycopg
+prepares only when the connection's ``prepare_threshold`` is set (``OPTIONS``; settings set it
+unless ``TRACEMEM_DB_PREPARE=0`` or connections are not kept); without it this is the ordinary
+cursor.
 
-A prepared statement outlives transactions, so two things can make one stale. psycopg forgets (and
-deallocates) them all on every rollback and after DDL it runs itself. A column type changed by
-another session (a migration while old workers run) makes PostgreSQL refuse the statement on every
-execution ("cached plan must not change result type"): :class:`PreparedCursor` then drops them
-all and runs it again when no transaction is open; inside one the transaction is lost anyway, and
-its rollback drops them.
+psycopg forgets (and deallocates) a session's prepared statements on every rollback and after DDL
+it runs itself. A column type changed by another session (a migration while old workers run) makes
+PostgreSQL refuse the old statement on every execution ("cached plan must not change result type"):
+:class:`PreparedCursor` then drops them all and runs it again when no transaction is open; inside
+one the transaction is lost anyway, and its rollback drops them.
 """
 
 from __future__ import annotations
