@@ -1,6 +1,6 @@
 """One client sending one operation in a loop to a running server, for profiling the server itself.
 
-``python -m bench.request_loop URL KEY OPERATION [N]`` (OPERATION: create, append, get, mcp) prints
+``python -m bench.request_loop URL KEY OPERATION [N]`` (OPERATION: create, append, get, evaluate, mcp) prints
 the p50/p90/p99 latency over N requests on one keep-alive connection and, with ``PIDS`` set to the
 worker processes' ids, their CPU time per request (from /proc). Meanwhile, sample a worker with
 ``py-spy record --gil -p PID -f raw -o out.raw`` (py-spy is a dev dependency). docs/performance.md,
@@ -53,6 +53,12 @@ def main(argv: list[str]) -> int:
         "create": lambda: call("POST", "/api/v1/decisions", create),
         "append": lambda: call("POST", f"/api/v1/decisions/{decision_id}/context", {"context": context}),
         "get": lambda: call("GET", f"/api/v1/decisions/{decision_id}"),
+        # POLICY: a published policy granted to this agent, taking inputs.amount (bench_hotpath's).
+        "evaluate": lambda: call(
+            "POST",
+            f"/api/v1/decisions/{decision_id}/evaluate",
+            {"policy_id": os.environ.get("POLICY", "bench_cap_v1"), "inputs": {"amount": 5}},
+        ),
         "mcp": lambda: call(
             "POST",
             "/mcp",

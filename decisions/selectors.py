@@ -34,6 +34,7 @@ from tracemem_core.actor import Actor
 from tracemem_core.errors import InvalidArgument, NotFound, RateLimited
 from tracemem_core.ids import DECISION_PREFIX, has_format
 from tracemem_core.permissions import may_read
+from tracemem_core.rawjson import escape_line_separators
 from tracemem_core.timefmt import iso_z
 from tracemem_core.waits import Pending, TooManyWaits, wait_for
 
@@ -68,31 +69,37 @@ def _not_found(decision_id: str) -> NotFound:
 
 def decision_for(actor: Actor, decision_id: str, queryset: QuerySet[Decision] | None = None) -> Decision:
     _check_decision_id(decision_id)
-    try:
-        decision = decisions_visible_to(actor, queryset).get(pk=decision_id)
-    except Decision.DoesNotExist:
-        raise _not_found(decision_id) from None
+    if queryset is None and _plain_sql_for(actor):
+        decision = _agent_decision(actor, decision_id, _READ_SQL)
+    else:
+        try:
+            decision = decisions_visible_to(actor, queryset).get(pk=decision_id)
+        except Decision.DoesNotExist:
+            raise _not_found(decision_id) from None
     # Reads too (a decision, its trace, a wait) name the decision and its agent on the span.
     telemetry.annotate(decision_id=decision.decision_id, agent_id=decision.agent_id)
     return decision
 
 
-# The agent's own decision locked FOR UPDATE in plain SQL: every append starts here, and building
-# the ORM query cost more CPU than the query itself (issue 17, docs/performance.md).
+# An agent's own decision in plain SQL: every agent call starts here, and building the ORM query
+# cost more CPU than the query itself (issue 17, docs/performance.md sections 2 and 18).
 _FIELDS = Decision._meta.concrete_fields
 _COLUMNS = ", ".join('"%s"' % f.column for f in _FIELDS)  # noqa: UP031
-_LOCK_SQL = f"SELECT {_COLUMNS} FROM decisions_decision WHERE decision_id = %s AND agent_id = %s FOR UPDATE"
+_READ_SQL = f"SELECT {_COLUMNS} FROM decisions_decision WHERE decision_id = %s AND agent_id = %s"
+_LOCK_SQL = f"{_READ_SQL} FOR UPDATE"
 _CONVERTERS = [(i, f.from_db_value) for i, f in enumerate(_FIELDS) if hasattr(f, "from_db_value")]
 
 
-def decision_for_update(actor: Actor, decision_id: str) -> Decision:
-    """``decision_for(actor, decision_id, Decision.objects.select_for_update())``; in plain SQL for
-    an agent on PostgreSQL. Call inside ``transaction.atomic``."""
-    if connection.vendor != "postgresql" or actor.kind != "agent" or actor.agent is None:
-        return decision_for(actor, decision_id, Decision.objects.select_for_update())
-    _check_decision_id(decision_id)
+def _plain_sql_for(actor: Actor) -> bool:
+    return connection.vendor == "postgresql" and actor.kind == "agent" and actor.agent is not None
+
+
+def _agent_decision(actor: Actor, decision_id: str, sql: str) -> Decision:
+    """The row of ``decisions_visible_to(actor).get(pk=decision_id)`` for an agent (its own decisions
+    only), read with ``sql``; the same NotFound for a missing id and another agent's decision."""
+    assert actor.agent is not None
     with connection.cursor() as cursor:
-        cursor.execute(_LOCK_SQL, [decision_id, actor.agent.agent_id])
+        cursor.execute(sql, [decision_id, actor.agent.agent_id])
         row = cursor.fetchone()
     if row is None:
         raise _not_found(decision_id)
@@ -100,6 +107,15 @@ def decision_for_update(actor: Actor, decision_id: str) -> Decision:
     for index, convert in _CONVERTERS:
         values[index] = convert(values[index], None, connection)
     return Decision.from_db(connection.alias, [f.attname for f in _FIELDS], values)
+
+
+def decision_for_update(actor: Actor, decision_id: str) -> Decision:
+    """``decision_for(actor, decision_id, Decision.objects.select_for_update())``; in plain SQL for
+    an agent on PostgreSQL. Call inside ``transaction.atomic``."""
+    if not _plain_sql_for(actor):
+        return decision_for(actor, decision_id, Decision.objects.select_for_update())
+    _check_decision_id(decision_id)
+    return _agent_decision(actor, decision_id, _LOCK_SQL)
 
 
 def approval_outcome_fields(outcome: str, seq: int | None) -> dict[str, Any]:
@@ -379,8 +395,7 @@ def trace_page_json(decision: Decision, *, after_seq: Any = None, limit: Any = N
         out = ("[" + ",".join([event for _, event in rows]) + "]").encode()
     else:
         out = b"[" + b",".join([event for _, event in rows]) + b"]"
-    if b"\xe2\x80\xa8" in out or b"\xe2\x80\xa9" in out:
-        out = out.replace(b"\xe2\x80\xa8", b"\\u2028").replace(b"\xe2\x80\xa9", b"\\u2029")
+    out = escape_line_separators(out)
     last = rows[-1][0] if rows else None
     more = last is not None and last < decision.event_count
     return TraceJSONPage(events_json=out, next_after_seq=last if more else None)

@@ -82,29 +82,42 @@ _VALUE = r"""(?P<s>\[redacted\]|"[^"]*"|'[^']*'|[^\s&;,()\[\]{}<>"']+)"""
 # "password: hunter2" in pasted config text. Not used by the net over text without a field of its own
 # (redact_strings): there "password: too long" is a message naming the field "password".
 _COLON_PAIR = r"(?i)(?<![A-Za-z0-9])[A-Za-z0-9_.-]*(?:password|passwd|passphrase|secret)\s*:\s+" + _VALUE
-_SECRET_VALUE_PATTERNS = [
-    _START + r"tmem_[A-Za-z0-9]{20,}",
-    _START + r"tmpat_[A-Za-z0-9]{20,}",
-    _START + r"tmwh_[A-Za-z0-9]{20,}",
-    _START + r"sk-[A-Za-z0-9_-]{16,}",
-    _START + r"[sr]k_(?:live|test)_[A-Za-z0-9]{10,}",
-    _START + r"gh[pousr]_[A-Za-z0-9]{20,}",
-    _START + r"github_pat_[A-Za-z0-9_]{20,}",
-    _START + r"xox[abprs]-[A-Za-z0-9-]{10,}",
-    _START + r"(?:AKIA|ASIA)[0-9A-Z]{16}(?![0-9A-Z])",
-    _START + r"eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*",
+# Each pattern with the texts one of which must occur in a string for it to match at all (a
+# necessary condition, read off the pattern: its literal start, or the "=" / "://" it cannot match
+# without). A string holding none is skipped without running the pattern: most strings hold no
+# secret, and running every pattern over every string of every trace payload was a third of an
+# append's CPU (issue 17, docs/performance.md section 18). None: always run.
+# tests/core/test_redaction_guards.py checks on generated text that the guards change nothing.
+_SECRET_VALUE_RULES: list[tuple[str, tuple[str, ...] | None]] = [
+    (_START + r"tmem_[A-Za-z0-9]{20,}", ("tmem_",)),
+    (_START + r"tmpat_[A-Za-z0-9]{20,}", ("tmpat_",)),
+    (_START + r"tmwh_[A-Za-z0-9]{20,}", ("tmwh_",)),
+    (_START + r"sk-[A-Za-z0-9_-]{16,}", ("sk-",)),
+    (_START + r"[sr]k_(?:live|test)_[A-Za-z0-9]{10,}", ("k_live_", "k_test_")),
+    (_START + r"gh[pousr]_[A-Za-z0-9]{20,}", ("ghp_", "gho_", "ghu_", "ghs_", "ghr_")),
+    (_START + r"github_pat_[A-Za-z0-9_]{20,}", ("github_pat_",)),
+    (_START + r"xox[abprs]-[A-Za-z0-9-]{10,}", ("xox",)),
+    (_START + r"(?:AKIA|ASIA)[0-9A-Z]{16}(?![0-9A-Z])", ("AKIA", "ASIA")),
+    (_START + r"eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*", ("eyJ",)),
     # The whole key block, up to its END line (or the end of the text when that was cut off).
-    r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----(?:.*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----|.*)",
-    r"\b[Bb]earer\s+(?P<s>[A-Za-z0-9._~+/=-]{16,})",
-    r"https://hooks\.slack\.com/services/[A-Za-z0-9/]+",
-    r"\bAIza[0-9A-Za-z_-]{35}\b",
+    (
+        r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----(?:.*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----|.*)",
+        ("-----BEGIN ",),
+    ),
+    (r"\b[Bb]earer\s+(?P<s>[A-Za-z0-9._~+/=-]{16,})", ("earer",)),
+    (r"https://hooks\.slack\.com/services/[A-Za-z0-9/]+", ("https://hooks.slack.com/services/",)),
+    (r"\bAIza[0-9A-Za-z_-]{35}\b", ("AIza",)),
     # URL/DSN userinfo: only the password (up to the last "@" of the authority) is replaced.
-    _START + r"[A-Za-z][A-Za-z0-9+.-]*://[^\s/?#@:\[\]]*:(?P<s>[^\s/?#]+)(?=@)",
+    (_START + r"[A-Za-z][A-Za-z0-9+.-]*://[^\s/?#@:\[\]]*:(?P<s>[^\s/?#]+)(?=@)", ("://",)),
     # key=value in DSNs, environment lines and query strings; "key: value" for the password family.
-    r"(?i)(?<![A-Za-z0-9])[A-Za-z0-9_.-]*(?:password|passwd|pwd|passphrase|secret|token|api_?key)"
-    r"(?:\s*=\s*|=)" + _VALUE,
-    _COLON_PAIR,
+    (
+        r"(?i)(?<![A-Za-z0-9])[A-Za-z0-9_.-]*(?:password|passwd|pwd|passphrase|secret|token|api_?key)"
+        r"(?:\s*=\s*|=)" + _VALUE,
+        ("=",),
+    ),
+    (_COLON_PAIR, (":",)),
 ]
+_SECRET_VALUE_PATTERNS = [pattern for pattern, _ in _SECRET_VALUE_RULES]
 # Card numbers (PAN): 13–19 digits of a major network (first digit 2–6), Luhn-valid, written
 # plain or in groups separated by single spaces or dashes. Only Luhn-valid numbers are replaced,
 # so order numbers, phone numbers and timestamps survive.
@@ -115,11 +128,17 @@ _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _SEPARATORS = re.compile(r"[^a-z0-9]+")
 
 
+_Rule = tuple[re.Pattern[str], tuple[str, ...] | None]
+
+
 @lru_cache(maxsize=1)
-def _extra_rules() -> tuple[frozenset[str], tuple[re.Pattern[str], ...]]:
+def _extra_rules() -> tuple[frozenset[str], tuple[_Rule, ...]]:
+    """Extra secret keys, and every value pattern with its guard (an operator's own always run)."""
     extra_keys = frozenset(k.strip().lower() for k in getattr(settings, "TRACEMEM_REDACT_EXTRA_KEYS", []))
-    patterns = list(_SECRET_VALUE_PATTERNS) + list(getattr(settings, "TRACEMEM_REDACT_EXTRA_PATTERNS", []))
-    return extra_keys, tuple(re.compile(p, re.DOTALL) for p in patterns)
+    rules = list(_SECRET_VALUE_RULES) + [
+        (p, None) for p in getattr(settings, "TRACEMEM_REDACT_EXTRA_PATTERNS", [])
+    ]
+    return extra_keys, tuple((re.compile(p, re.DOTALL), guards) for p, guards in rules)
 
 
 @lru_cache(maxsize=4096)
@@ -207,7 +226,13 @@ def redact_text(text: str, *, colon_pairs: bool = True) -> str:
     the notification channels on everything they send (approvals/services/channels.py). Without
     ``colon_pairs`` a "password: …" pair is left alone (see :func:`redact_strings`).
     """
-    for pattern in _extra_rules()[1]:
+    for pattern, guards in _extra_rules()[1]:
+        if guards is not None:
+            for guard in guards:  # a loop, not any(): a generator per pattern cost more than the check
+                if guard in text:
+                    break
+            else:
+                continue  # it cannot match (see _SECRET_VALUE_RULES)
         if colon_pairs or pattern.pattern != _COLON_PAIR:
             text = pattern.sub(_replace_secret, text)
     return _redact_cards(text)

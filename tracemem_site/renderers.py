@@ -19,7 +19,7 @@ import orjson
 from rest_framework.renderers import JSONRenderer
 from rest_framework.utils.encoders import JSONEncoder
 
-from tracemem_core.rawjson import RawJSON, plain
+from tracemem_core.rawjson import RawJSON, escape_line_separators, plain
 
 _encoder = JSONEncoder()
 
@@ -45,6 +45,4 @@ class FastJSONRenderer(JSONRenderer):
             out = orjson.dumps(data, default=_default, option=_OPTIONS)
         except TypeError:
             return super().render(plain(data), accepted_media_type, renderer_context)
-        if b"\xe2\x80\xa8" in out or b"\xe2\x80\xa9" in out:
-            out = out.replace(b"\xe2\x80\xa8", b"\\u2028").replace(b"\xe2\x80\xa9", b"\\u2029")
-        return out
+        return escape_line_separators(out)

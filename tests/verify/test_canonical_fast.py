@@ -157,8 +157,34 @@ def test_subclasses_of_json_types_are_written_as_rfc8785_writes_them() -> None:
     class Ratio(float):
         pass
 
-    value = {"type": Kind.CONTEXT, "level": Level.HIGH, "ratio": Ratio(0.5), "flag": True}
+    class Shouting(str):
+        def __str__(self) -> str:
+            return self.upper()
+
+    value = {
+        "type": Kind.CONTEXT,
+        "level": Level.HIGH,
+        "ratio": Ratio(0.5),
+        "flag": True,
+        "shout": Shouting("quiet"),
+        "list": [Kind.CONTEXT, Shouting("ü")],
+    }
     assert_same(value)
+    assert b'"quiet"' in canonical.canonical_json(value)
+
+
+def test_a_server_event_with_text_choices_takes_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server's events carry ``TextChoices`` members (``type``, a policy's ``outcome``): written
+    by orjson as their text, not by pure-Python rfc8785 (issue 17)."""
+    from decisions.models import EventType
+    from policies.models import Outcome
+
+    calls: list[Any] = []
+    real = rfc8785.dumps
+    monkeypatch.setattr(canonical.rfc8785, "dumps", lambda value: calls.append(value) or real(value))
+    event = {"seq": 3, "type": EventType.EVALUATE, "payload": {"outcome": Outcome.ALLOW, "n": 1}}
+    assert canonical.canonical_json(event) == real(event)
+    assert calls == []
 
 
 def test_the_verifier_still_reports_an_event_it_cannot_hash() -> None:
