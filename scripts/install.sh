@@ -10,9 +10,18 @@ if [ "${1:-}" = "--dev" ]; then
   extra="[dev]"
   stamp=.venv/.installed-dev
 fi
-# TraceMem pins Python 3.11 (pyproject.toml); prefer it when several Pythons are installed.
+# TraceMem pins Python 3.11 (pyproject.toml); prefer it when several Pythons are installed, and of
+# several 3.11s the distribution's or the official image's (/usr/bin, /usr/local/bin: built with
+# profile-guided optimisation) over another found first on PATH: a default pyenv build has none and
+# runs ~12 % more instructions per request (docs/performance.md section 18). PYTHON=... decides.
 if [ -z "${PYTHON:-}" ]; then
-  if command -v python3.11 >/dev/null 2>&1; then PYTHON=python3.11; else PYTHON=python3; fi
+  PYTHON=python3
+  for candidate in /usr/bin/python3.11 /usr/local/bin/python3.11 python3.11; do
+    if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c 'import ensurepip, venv' >/dev/null 2>&1; then
+      PYTHON=$candidate
+      break
+    fi
+  done
 fi
 if [ ! -x .venv/bin/python ] && ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
   echo "TraceMem needs Python 3.11; install it or set PYTHON=/path/to/python3.11" >&2

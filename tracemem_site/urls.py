@@ -8,11 +8,12 @@ from tracemem_site import views as site_views
 from tracemem_site.mcp import MCPView
 
 api_v1 = [
-    # The hot path (decisions) first: Django tries the patterns in order on every request.
+    # The hot path (decisions, then decision_evaluate) first: Django tries the patterns in order on
+    # every request.
     path("", include("decisions.urls")),
+    path("", include("policies.urls")),
     path("", include("agents.urls")),
     path("", include("approvals.urls")),
-    path("", include("policies.urls")),
     path("", include("products.urls")),
     path("", include("audit.urls")),
     path("", include("receiptlog.urls")),
