@@ -34,6 +34,7 @@ from tracemem_core.actor import Actor
 from tracemem_core.errors import InvalidArgument, NotFound, RateLimited
 from tracemem_core.ids import DECISION_PREFIX, has_format
 from tracemem_core.permissions import may_read
+from tracemem_core.postgresql import prepared_cursor
 from tracemem_core.rawjson import escape_line_separators
 from tracemem_core.timefmt import iso_z
 from tracemem_core.waits import Pending, TooManyWaits, wait_for
@@ -98,7 +99,7 @@ def _agent_decision(actor: Actor, decision_id: str, sql: str) -> Decision:
     """The row of ``decisions_visible_to(actor).get(pk=decision_id)`` for an agent (its own decisions
     only), read with ``sql``; the same NotFound for a missing id and another agent's decision."""
     assert actor.agent is not None
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(sql, [decision_id, actor.agent.agent_id])
         row = cursor.fetchone()
     if row is None:
@@ -383,7 +384,7 @@ def trace_page_json(decision: Decision, *, after_seq: Any = None, limit: Any = N
     size = v.bounded_int(limit, "limit", minimum=1, maximum=TRACE_PAGE_MAX, default=TRACE_PAGE_DEFAULT)
     if connection.vendor != "postgresql":
         return None
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         adapters = getattr(cursor.cursor, "adapters", None)  # psycopg 3
         if adapters is not None:
             adapters.register_loader("text", _UTF8Bytes)  # this cursor only

@@ -42,6 +42,7 @@ from tracemem_core.errors import (
     PermissionDenied,
     PolicyDenied,
 )
+from tracemem_core.postgresql import prepared_cursor
 from tracemem_core.redaction import redact, redact_strings
 from tracemem_verify.chain import GENESIS_HASH, event_hash
 
@@ -109,6 +110,7 @@ _INSERT_SQL = (
     "prev_hash, hash) VALUES "
 )
 _INSERT_ROW = "(%s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s, %s)"
+_INSERT_ONE_SQL = _INSERT_SQL + _INSERT_ROW
 
 
 def _insert_events(events: list[TraceEvent]) -> None:
@@ -133,8 +135,12 @@ def _insert_events(events: list[TraceEvent]) -> None:
             e.prev_hash,
             e.hash,
         ]
-    with connection.cursor() as cursor:
-        cursor.execute(_INSERT_SQL + ", ".join([_INSERT_ROW] * len(events)), params)
+    if len(events) == 1:  # one fixed statement, prepared; a batch's text depends on its length
+        with prepared_cursor() as cursor:
+            cursor.execute(_INSERT_ONE_SQL, params)
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(_INSERT_SQL + ", ".join([_INSERT_ROW] * len(events)), params)
     for e in events:
         e._state.adding = False
         e._state.db = connection.alias
@@ -161,7 +167,7 @@ def _insert_decision(decision: Decision) -> None:
         decision.save(force_insert=True)
         return
     values = [_column_value(f, getattr(decision, f.attname)) for f in _DECISION_FIELDS]
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(_INSERT_DECISION_SQL, values)
     decision._state.adding = False
     decision._state.db = connection.alias

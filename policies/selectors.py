@@ -15,6 +15,7 @@ from policies.models import Policy, PolicyGrant, PolicyVersion, VersionStatus
 from tracemem_core.actor import Actor
 from tracemem_core.errors import NotFound
 from tracemem_core.permissions import require_reader
+from tracemem_core.postgresql import prepared_cursor
 
 
 def ensure_policy_reader(actor: Actor) -> None:
@@ -85,7 +86,7 @@ def evaluation_target(agent: Agent, policy_id: str) -> tuple[bool, PolicyVersion
     on PostgreSQL."""
     if connection.vendor != "postgresql":
         return agent_may_evaluate(agent, policy_id), latest_published(policy_id)
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(_EVALUATION_SQL, [agent.agent_id, policy_id, policy_id, VersionStatus.PUBLISHED.value])
         granted, *values = cursor.fetchone()
     if values[0] is None:  # no published version: the LEFT JOIN's row is all NULL

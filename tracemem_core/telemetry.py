@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from typing import Any, cast
 
 from django.core.exceptions import ImproperlyConfigured
 from opentelemetry import trace
@@ -111,3 +112,30 @@ def annotate(
     ):
         if value:
             span.set_attribute(key, str(value))
+
+
+def traced_cursor_class(connection: Any, cursor_class: type[Any]) -> type[Any]:
+    """``cursor_class`` as psycopg's instrumentation traces a connection's own cursors (a span per
+    statement), when traces are on; ``cursor_class`` itself when they are off. For cursors built
+    outside the connection's cursor factory (tracemem_core.postgresql's prepared statements). The
+    traced class is made once per connection, with the connection's attributes on its spans."""
+    if _configured is None:
+        return cursor_class
+    traced: type[Any] | None = getattr(connection, "_tracemem_traced_cursor", None)
+    if traced is None or not issubclass(traced, cursor_class):
+        import psycopg
+        from opentelemetry.instrumentation import psycopg as otel_psycopg
+
+        instrumentor = otel_psycopg.PsycopgInstrumentor
+        integration = otel_psycopg.DatabaseApiIntegration(
+            otel_psycopg.__name__,
+            instrumentor._DATABASE_SYSTEM,
+            connection_attributes=instrumentor._CONNECTION_ATTRIBUTES,
+            version=otel_psycopg.__version__,
+            tracer_provider=trace.get_tracer_provider(),
+            connect_module=cast(Any, psycopg),
+        )
+        integration.get_connection_attributes(connection)
+        traced = otel_psycopg._new_cursor_factory(db_api=integration, base_factory=cursor_class)
+        connection._tracemem_traced_cursor = traced
+    return traced

@@ -127,6 +127,13 @@ if DATABASE_URL:
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         DATABASES["default"].setdefault("OPTIONS", {})
         DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+        # Our own hot statements run as prepared statements (tracemem_core/postgresql, docs/performance.md
+        # section 19); psycopg prepares nothing while this is None (Django's default). The number is not
+        # what decides: those statements ask to be prepared at once, and the ORM's client-side-bound
+        # statements are never prepared. Off behind pgbouncer in transaction mode (TRACEMEM_DB_PREPARE=0)
+        # and with a new connection per request (nothing would be reused).
+        if env_bool("TRACEMEM_DB_PREPARE", True) and DATABASES["default"]["CONN_MAX_AGE"] != 0:
+            DATABASES["default"]["OPTIONS"].setdefault("prepare_threshold", 5)
     MIGRATION_DATABASE = dict(dj_database_url.parse(env_str("MIGRATION_DATABASE_URL") or DATABASE_URL))
     if (MIGRATION_DATABASE["ENGINE"], MIGRATION_DATABASE["NAME"]) != (
         DATABASES["default"]["ENGINE"],

@@ -25,6 +25,7 @@ from django.contrib.auth.models import Group
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from approvals.models import WebhookEndpoint
+from decisions import selectors as decision_selectors
 from tests.appr_helpers import make_route
 from tests.fault_helpers import Process, Receiver, RedisServer, free_port, process_env, wait_for
 
@@ -168,6 +169,7 @@ def test_an_approval_request_is_one_trace_from_the_request_to_the_webhook_with_i
         OTEL_SERVICE_NAME="tracemem-under-test",
         OTEL_RESOURCE_ATTRIBUTES="deployment.environment=test",
         OTEL_BSP_SCHEDULE_DELAY="100",
+        DB_CONN_MAX_AGE="60",  # kept connections, as production: our hot statements are prepared
     )
     web = Process("serve.sh", tmp_path / "serve.log", env).start(ready="Booting worker")
     worker = Process("worker.sh", tmp_path / "worker.log", env, ["deliveries"]).start(ready=" ready.")
@@ -237,6 +239,11 @@ def test_an_approval_request_is_one_trace_from_the_request_to_the_webhook_with_i
     ]
     assert sql and all(s.resource["tracemem.role"] in ("web", "worker") for s in sql)
     assert any(s.parent_id == root.span_id for s in sql)
+    # Our own prepared hot statements too (tracemem_core/postgresql): the decision's lock, say.
+    statements = [str(s.attributes.get("db.statement") or s.attributes.get("db.query.text")) for s in sql]
+    assert any(text.startswith(decision_selectors._LOCK_SQL.split(" FROM ")[0]) for text in statements), (
+        statements
+    )
     # Celery: the publish in the web process and the run in the worker, in this one trace.
     celery_spans = [s for s in spans if "approvals.deliver_delivery" in s.name]
     assert {s.resource["tracemem.role"] for s in celery_spans} == {"web", "worker"}

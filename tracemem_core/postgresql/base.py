@@ -1,4 +1,7 @@
-"""Django's PostgreSQL backend with a connection check that costs no round trip (issue 17).
+"""Django's PostgreSQL backend with a connection check that costs no round trip, and prepared
+statements for our own hot statements (issue 17, docs/performance.md sections 15 and 19).
+
+The connection check.
 
 ``CONN_HEALTH_CHECKS`` makes Django check a reused connection before a request's first query, so a
 connection the server ended while it sat idle between requests — a restart, an administrator's
@@ -12,6 +15,25 @@ is not detected by either check, nor is a session ended in the instant between t
 query (with ``SELECT 1`` as well: between it and the next statement); the request then fails as a
 database outage that says nothing was applied (tracemem_core/outage.py), and the connection is
 discarded after it.
+
+Prepared statements. Django binds parameters on the client (psycopg's ``ClientCursor``): every
+execution writes the parameters into the SQL text in Python, and PostgreSQL parses and plans the
+text again. The ORM stays so (Django warns that server-side binding breaks some ORM queries);
+:meth:`DatabaseWrapper.prepared_cursor` is for our own plain statements on the hot path only, a
+fixed text each (an agent's decision read and locked, the decision's and one event's insert, a
+trace page, an evaluation's grant and version). It is a server-side-binding psycopg cursor that
+prepares each statement (a named prepared statement of the session) the first time the connection
+runs it and executes it by name after that, wrapped in Django's ``CursorWrapper`` like any cursor:
+execute wrappers, error wrapping, ``connection.queries`` and transactions behave as before. psycopg
+prepares only when the connection's ``prepare_threshold`` is set (``OPTIONS``; settings set it
+unless ``TRACEMEM_DB_PREPARE=0`` or connections are not kept); without it this is the ordinary
+cursor.
+
+psycopg forgets (and deallocates) a session's prepared statements on every rollback and after DDL
+it runs itself. A column type changed by another session (a migration while old workers run) makes
+PostgreSQL refuse the old statement on every execution ("cached plan must not change result type"):
+:class:`PreparedCursor` then drops them all and runs it again when no transaction is open; inside
+one the transaction is lost anyway, and its rollback drops them.
 """
 
 from __future__ import annotations
@@ -19,11 +41,66 @@ from __future__ import annotations
 import select
 from typing import Any
 
-from django.db.backends.postgresql import base
-from psycopg import pq
+from django.db.backends.postgresql import base, operations
+from django.db.backends.utils import CursorWrapper
+from django.utils.asyncio import async_unsafe
+from psycopg import errors, pq
+
+from tracemem_core import telemetry
+
+_ServerBindingCursor: Any = base.ServerBindingCursor
+_register_tzloader: Any = base.register_tzloader  # type: ignore[attr-defined]
+
+
+class PreparedCursor(_ServerBindingCursor):
+    """Django's server-side-binding psycopg cursor, every statement prepared."""
+
+    def execute(
+        self, query: Any, params: Any = None, *, prepare: bool | None = None, binary: bool | None = None
+    ) -> Any:
+        try:
+            return super().execute(query, params, prepare=True, binary=binary)
+        except errors.FeatureNotSupported:  # "cached plan must not change result type"
+            raw = self.connection
+            if raw.info.transaction_status != pq.TransactionStatus.IDLE:
+                raise
+            raw._prepared.clear()  # what psycopg itself does on a rollback (pinned psycopg; tested)
+            raw.wait(raw._prepared.maintain_gen(raw))  # DEALLOCATE ALL
+            return super().execute(query, params, prepare=True, binary=binary)
+
+
+class DatabaseOperations(operations.DatabaseOperations):
+    def last_executed_query(self, cursor: Any, sql: str, params: Any) -> Any:
+        # Server-side bound: logged with its parameters written in, as the ORM's statements are.
+        if isinstance(cursor, PreparedCursor):
+            try:
+                return self.compose_sql(sql, params)
+            except errors.DataError:
+                return None
+        return super().last_executed_query(cursor, sql, params)
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
+    ops_class = DatabaseOperations
+
+    @async_unsafe
+    def prepared_cursor(self) -> CursorWrapper:
+        """A cursor for one of our own fixed plain statements: server-side bound and prepared, or,
+        when the connection does not prepare, the ordinary cursor (see the module's docstring)."""
+        self.close_if_health_check_failed()
+        self.ensure_connection()
+        wrap = self._prepare_cursor  # type: ignore[attr-defined]  # Django's, as its cursor() uses it
+        with self.wrap_database_errors:
+            raw: Any = self.connection
+            if raw.prepare_threshold is None:
+                return wrap(self.create_cursor())
+            cursor = telemetry.traced_cursor_class(raw, PreparedCursor)(raw)
+            # As Django's create_cursor: the connection's time zone, if it differs from the template's.
+            tzloader = raw.adapters.get_loader(base.TIMESTAMPTZ_OID, pq.Format.TEXT)
+            if self.timezone != tzloader.timezone:
+                _register_tzloader(self.timezone, cursor)
+            return wrap(cursor)
+
     def is_usable(self) -> bool:
         raw: Any = self.connection
         if raw is None or raw.closed or raw.broken:
