@@ -1,4 +1,4 @@
-"""The Redis work of one authenticated agent request, in-process (docs/performance.md section 19).
+"""The Redis work of one authenticated agent request, in-process (docs/performance.md section 20).
 
 ``python -m bench.auth_round_trip [BATCHES] [N]`` (with ``REDIS_URL``) times, alternately in
 batches of N, the two ways a request reaches Redis: a key checked in the database reads the
