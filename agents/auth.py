@@ -17,6 +17,7 @@ from agents.services import registry as agent_registry
 from agents.services import tokens as agent_tokens
 from tracemem_core.actor import Actor
 from tracemem_core.errors import DomainError, Unauthenticated
+from tracemem_site import throttling
 
 
 class DomainAuthenticationFailed(exceptions.AuthenticationFailed):
@@ -37,10 +38,14 @@ class AgentKeyAuthentication(authentication.BaseAuthentication):
                 return None  # a human's token, for the authenticator that knows it
             # An agent-only endpoint: the service answers "malformed" (wrong scheme), not "missing".
         try:
-            agent, _ = agent_registry.agent_key_authenticate(authorization=header)
+            check = agent_registry.agent_key_authenticate(
+                authorization=header, count_request=throttling.counts_at_authentication(request)
+            )
         except Unauthenticated as exc:
             raise DomainAuthenticationFailed(exc) from None
-        return agent, Actor.for_agent(agent)
+        if check.counted is not None:
+            throttling.keep_count(request, check.counted)
+        return check.agent, Actor.for_agent(check.agent)
 
     def authenticate_header(self, request: Request) -> str:
         return 'Agent realm="tracemem"'

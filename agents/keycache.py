@@ -12,6 +12,10 @@ When the shared cache is unreachable (or has no generation it can vouch for) not
 from memory: every request checks the database, as without this cache. An entry is also never
 used after ``MAX_AGE`` seconds, which bounds the one case the generation cannot cover (the shared
 cache failing for the revoking process alone, at the moment it publishes the new generation).
+
+A request with a remembered key needs one round trip to Redis, shared with the rate limit
+(:func:`confirm`): one script reads the generation and, only if it is still the one the key's rows
+were checked under, counts the request in its agent's rate window.
 """
 
 from __future__ import annotations
@@ -21,11 +25,14 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
-from django.core.cache import cache
+from django.core.cache import cache, caches
+from django.core.cache.backends.redis import RedisCache
 from django.db import transaction
 
 from agents.models import Agent, AgentKey
+from tracemem_core.rate_limit import Counted, Window
 from tracemem_core.shared_cache import guarded
 
 GENERATION_KEY = "tracemem:credentials:generation"
@@ -35,15 +42,34 @@ _FALLBACK = "checking every agent key in the database"
 
 
 @dataclass(frozen=True)
-class _Entry:
+class Entry:
+    """A key's rows as checked in the database after ``generation`` was read (requests use copies)."""
+
     key: AgentKey
     agent: Agent
     generation: str
     stored: float
 
 
-_entries: dict[str, _Entry] = {}
+_entries: dict[str, Entry] = {}
 _lock = threading.Lock()
+
+# Atomic, so a request is counted only if the rows that authenticate it are current (a request that
+# authentication then refuses must not spend the agent's budget). KEYS: the generation, the agent's
+# rate window; ARGV: the generation of the remembered rows, the window key's lifetime.
+_CONFIRM_AND_COUNT = """
+local current = redis.call('GET', KEYS[1])
+if current ~= ARGV[1] then return {current} end
+local count = redis.call('INCR', KEYS[2])
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+return {current, count}
+"""
+
+
+def _new_generation() -> int:
+    # An integer, which Django's Redis cache stores as its digits (not pickled), so the script above
+    # compares it as it is.
+    return secrets.randbits(63)
 
 
 def generation() -> str | None:
@@ -51,22 +77,53 @@ def generation() -> str | None:
 
     def read() -> str:
         value = cache.get(GENERATION_KEY)
-        if value is None:
-            # None after a flush or eviction: start a new random generation, never an old one again.
-            cache.add(GENERATION_KEY, secrets.token_hex(16), timeout=None)
+        if type(value) is not int:
+            # None after a flush or eviction (or a string an older version wrote): start a new
+            # random generation, never an old one again.
+            if value is None:
+                cache.add(GENERATION_KEY, _new_generation(), timeout=None)
+            else:
+                cache.set(GENERATION_KEY, _new_generation(), timeout=None)
             value = cache.get(GENERATION_KEY)
         return str(value)
 
     return guarded("credentials_generation", read, fallback=_FALLBACK)
 
 
-def lookup(digest: str, current: str | None) -> tuple[Agent, AgentKey] | None:
-    """Copies of the remembered rows of a key, if they are still good for generation ``current``."""
-    if current is None:
-        return None
+def recall(digest: str) -> Entry | None:
+    """The remembered rows of a key, not yet known to be current (see :func:`confirm`)."""
     entry = _entries.get(digest)
-    if entry is None or entry.generation != current or time.monotonic() - entry.stored > MAX_AGE:
+    if entry is None or time.monotonic() - entry.stored > MAX_AGE:
         return None
+    return entry
+
+
+def confirm(entry: Entry | None, window: Window | None) -> tuple[str | None, Counted | None]:
+    """The current generation (as :func:`generation`), and, when it is ``entry``'s and ``window`` is
+    given, this request counted in ``window``, both in one round trip to Redis. Otherwise (another
+    generation, no window, another cache backend, Redis down) nothing is counted here."""
+    backend = caches["default"]  # the backend itself: ``cache`` is a proxy, never a RedisCache
+    if entry is None or window is None or not isinstance(backend, RedisCache):
+        return generation(), None
+    keys = [backend.make_and_validate_key(GENERATION_KEY), backend.make_and_validate_key(window.key)]
+
+    def read_and_count() -> list[Any]:
+        client = backend._cache.get_client(keys[0], write=True)
+        return list(client.eval(_CONFIRM_AND_COUNT, 2, *keys, entry.generation, window.lifetime))
+
+    found = guarded("credentials_generation", read_and_count, fallback=_FALLBACK)
+    if found is None:
+        return None, None
+    if len(found) == 2:
+        return entry.generation, Counted(window, int(found[1]))
+    current = found[0]
+    if not isinstance(current, bytes) or not current.isdigit():  # missing, or an older version's
+        return generation(), None
+    return current.decode(), None
+
+
+def copies(entry: Entry) -> tuple[Agent, AgentKey]:
+    """Copies of the remembered rows, for one request to use (and change) as its own."""
     agent = copy.copy(entry.agent)
     key = copy.copy(entry.key)
     key._state = copy.copy(key._state)
@@ -81,7 +138,7 @@ def remember(digest: str, key: AgentKey, current: str | None) -> None:
     with _lock:
         if len(_entries) >= MAX_ENTRIES:
             _entries.clear()
-        _entries[digest] = _Entry(
+        _entries[digest] = Entry(
             key=copy.copy(key), agent=copy.copy(key.agent), generation=current, stored=time.monotonic()
         )
 
@@ -97,7 +154,7 @@ def invalidate() -> None:
     """Make every process check credentials in the database again (a new generation)."""
     guarded(
         "credentials_generation",
-        lambda: cache.set(GENERATION_KEY, secrets.token_hex(16), timeout=None),
+        lambda: cache.set(GENERATION_KEY, _new_generation(), timeout=None),
         fallback=_FALLBACK,
     )
 

@@ -42,9 +42,9 @@ from oauth.validators import resource_problem
 from tracemem_core import safejson
 from tracemem_core.errors import DomainError
 from tracemem_core.permissions import may_connect_oauth, may_read
+from tracemem_core.rate_limit import count_shared, parse_rate
 from tracemem_core.shared_cache import guarded
 from tracemem_site.mcp import MCPView
-from tracemem_site.throttling import _count_shared, parse_rate
 from tracemem_site.web import client_ip, web_actor
 
 # --- metadata ---------------------------------------------------------------------------------
@@ -236,7 +236,9 @@ class RegistrationView(DynamicClientRegistrationView):
             allowed, window = limit
             now = time.time()
             key = f"tracemem:oauth-dcr:{client_ip(request)}:{window}:{int(now // window)}"
-            count = guarded("oauth_registration", lambda: _count_shared(key, window), fallback="not limiting")
+            count = guarded(
+                "oauth_registration", lambda: count_shared(key, window + 1), fallback="not limiting"
+            )
             if count is not None and count > allowed:
                 wait = max(1, int(window - now % window))
                 return _registration_error(

@@ -14,6 +14,7 @@ from agents import keycache, keys
 from agents.models import Agent, AgentKey, PersonalToken
 from agents.selectors import proposed_key_name, require_key_admin
 from audit.services import audit_record
+from tracemem_core import rate_limit
 from tracemem_core import validation as v
 from tracemem_core.actor import Actor
 from tracemem_core.errors import Conflict, InvalidArgument, Unauthenticated
@@ -273,10 +274,14 @@ def _parse_authorization(header: str | None, schemes: tuple[str, ...]) -> str:
     return parts[1]
 
 
+def _touch_due(last_used: datetime | None, now: datetime) -> bool:
+    return last_used is None or now - last_used >= LAST_USED_RESOLUTION
+
+
 def _touch(model: type[AgentKey] | type[PersonalToken], pk: int, last_used: datetime | None) -> bool:
     """Refresh ``last_used_at`` when it is older than the resolution; True when it was due."""
     now = timezone.now()
-    if last_used is None or now - last_used >= LAST_USED_RESOLUTION:
+    if _touch_due(last_used, now):
         model.objects.filter(pk=pk).filter(
             Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_RESOLUTION)
         ).update(last_used_at=now)
@@ -284,11 +289,41 @@ def _touch(model: type[AgentKey] | type[PersonalToken], pk: int, last_used: date
     return False
 
 
-def agent_key_authenticate(*, authorization: str | None) -> tuple[Agent, AgentKey]:
+@dataclass(frozen=True)
+class KeyCheck:
+    agent: Agent
+    key: AgentKey
+    # The request counted in its agent's rate window on the way (``count_request``), or None.
+    counted: rate_limit.Counted | None
+
+
+def _refusal(key: AgentKey, agent: Agent) -> Unauthenticated | None:
+    state = key.state()
+    if state == "revoked":
+        return Unauthenticated(
+            "the agent key has been revoked; ask an admin for a new one", details={"reason": "revoked"}
+        )
+    if state == "expired":
+        return Unauthenticated(
+            "the agent key has expired; ask an admin for a new one", details={"reason": "expired"}
+        )
+    if agent.disabled:
+        return Unauthenticated(
+            "the agent is disabled; its keys do not work", details={"reason": "agent_disabled"}
+        )
+    return None
+
+
+def agent_key_authenticate(*, authorization: str | None, count_request: bool = False) -> KeyCheck:
     """Check an ``Authorization`` header carrying an agent key (``Agent`` or ``Bearer`` scheme).
 
     Raises ``Unauthenticated`` whose ``details.reason`` is one of missing, malformed, unknown,
     expired, revoked, agent_disabled. Never says which keys exist.
+
+    With ``count_request`` (the caller enforces the agent rate limit), a key remembered by this
+    process is confirmed and the request counted in its agent's rate window in the same round trip
+    (``counted``); a request refused here is never counted. ``counted`` is None when the key had to
+    be checked in the database: the caller counts the request itself.
     """
     secret = _parse_authorization(authorization, ("agent", "bearer"))
     if not keys.is_well_formed(secret, keys.AGENT_KEY_PREFIX):
@@ -297,11 +332,22 @@ def agent_key_authenticate(*, authorization: str | None) -> tuple[Agent, AgentKe
             details={"reason": "malformed"},
         )
     digest = keys.digest(secret)
+    entry = keycache.recall(digest)
+    refusal = _refusal(entry.key, entry.agent) if entry is not None else None
+    window = None
+    # Counted on the way only when nothing after the round trip can fail: rows that pass, and no
+    # last_used_at to write (a database error there would fail the request after counting it).
+    if (
+        count_request
+        and entry is not None
+        and refusal is None
+        and not _touch_due(entry.key.last_used_at, timezone.now())
+    ):
+        window = rate_limit.agent_window(entry.agent.agent_id)
     # Read before any database check, so a change committed after it is never remembered as current.
-    generation = keycache.generation()
-    remembered = keycache.lookup(digest, generation)
-    if remembered is not None:
-        key = remembered[1]
+    generation, counted = keycache.confirm(entry, window)
+    if entry is not None and entry.generation == generation:
+        key = keycache.copies(entry)[1]
     else:
         prefix = keys.lookup_prefix(secret, keys.AGENT_KEY_PREFIX)
         candidates = AgentKey.objects.select_related("agent").filter(prefix=prefix)
@@ -310,20 +356,10 @@ def agent_key_authenticate(*, authorization: str | None) -> tuple[Agent, AgentKe
             raise Unauthenticated("the agent key is not known to this server", details={"reason": "unknown"})
         key = found
         keycache.remember(digest, key, generation)
-    state = key.state()
-    if state == "revoked":
-        raise Unauthenticated(
-            "the agent key has been revoked; ask an admin for a new one", details={"reason": "revoked"}
-        )
-    if state == "expired":
-        raise Unauthenticated(
-            "the agent key has expired; ask an admin for a new one", details={"reason": "expired"}
-        )
-    if key.agent.disabled:
-        raise Unauthenticated(
-            "the agent is disabled; its keys do not work", details={"reason": "agent_disabled"}
-        )
-    if _touch(AgentKey, key.pk, key.last_used_at):
+        refusal = _refusal(key, key.agent)
+    if refusal is not None:
+        raise refusal
+    if counted is None and _touch(AgentKey, key.pk, key.last_used_at):
         key.last_used_at = timezone.now()
         keycache.note_used(digest, key)
-    return key.agent, key
+    return KeyCheck(key.agent, key, counted)

@@ -20,6 +20,7 @@ from django.utils import timezone
 from agents import keycache
 from agents.models import Agent, AgentKey
 from agents.services import registry as agent_services
+from tests.fault_helpers import RedisServer, use_cache
 from tracemem_core import shared_cache
 from tracemem_core.actor import Actor
 
@@ -124,20 +125,18 @@ def test_a_renamed_agent_acts_under_its_new_name_at_once(agent_and_key: tuple[Ag
 
 
 def test_without_redis_every_request_checks_the_database(
-    agent_and_key: tuple[Agent, str], monkeypatch: pytest.MonkeyPatch
+    agent_and_key: tuple[Agent, str], settings: Any
 ) -> None:
     agent, key = agent_and_key
-    assert _get(key).status_code == 200
-
-    def down(*args: Any, **kwargs: Any) -> Any:
-        raise ConnectionError("redis is down")
-
-    from django.core.cache import cache
-
-    monkeypatch.setattr(cache, "get", down)
-    monkeypatch.setattr(cache, "set", down)
-    shared_cache.reset()
+    redis = RedisServer().start()  # a Redis of this test's own, which it can really stop
+    use_cache(settings, redis.url)
     try:
+        assert _get(key).status_code == 200
+        with CaptureQueriesContext(connection) as queries:
+            assert _get(key).status_code == 200
+        assert _key_queries(queries) == []  # remembered: the Redis up, the key came from memory
+        redis.stop()
+        shared_cache.reset()
         with CaptureQueriesContext(connection) as queries:
             assert _get(key).status_code == 200
         assert len(_key_queries(queries)) == 1
@@ -145,6 +144,7 @@ def test_without_redis_every_request_checks_the_database(
         agent_services.agent_key_revoke(actor=SYSTEM, key=AgentKey.objects.get(agent=agent))
         assert _reason(_get(key)) == "revoked"
     finally:
+        redis.stop()
         shared_cache.reset()
 
 

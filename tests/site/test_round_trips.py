@@ -6,6 +6,7 @@ one read (a pipeline is one), every statement Django runs is one round trip to P
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from unittest import mock
 
@@ -14,6 +15,8 @@ import redis.connection
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
+
+from tests.mcp_helpers import mcp_post
 
 pytestmark = pytest.mark.django_db
 
@@ -36,7 +39,7 @@ def _redis_round_trips(call: Any) -> tuple[int, Any]:
     return len(sent), response
 
 
-def test_an_authenticated_read_is_two_redis_round_trips_and_one_query(settings: Any, make_agent: Any) -> None:
+def test_an_authenticated_read_is_one_redis_round_trip_and_one_query(settings: Any, make_agent: Any) -> None:
     if "redis" not in settings.CACHES["default"]["BACKEND"].lower():
         pytest.fail("this test needs REDIS_URL (the suite's Redis)")
     _, key = make_agent()
@@ -50,6 +53,23 @@ def test_an_authenticated_read_is_two_redis_round_trips_and_one_query(settings: 
     with CaptureQueriesContext(connection) as queries:
         trips, response = _redis_round_trips(lambda: client.get(path))
     assert response.status_code == 200
-    # The credentials generation, then the rate limit's INCR + EXPIRE in one pipeline.
-    assert trips == 2
+    # The credentials generation read and the rate limit's INCR + EXPIRE in one script.
+    assert trips == 1
     assert len(queries) == 1, [q["sql"] for q in queries]  # the decision; the key came from memory
+
+
+def test_an_mcp_tool_call_is_one_redis_round_trip_too(settings: Any, make_agent: Any) -> None:
+    if "redis" not in settings.CACHES["default"]["BACKEND"].lower():
+        pytest.fail("this test needs REDIS_URL (the suite's Redis)")
+    _, key = make_agent()
+    created = mcp_post(
+        key, "decision_create", {"intent": "deploy.service.api", "automation_mode": "autonomous"}
+    )
+    decision_id = json.loads(created.json()["result"]["content"][0]["text"])["decision_id"]
+    with CaptureQueriesContext(connection) as queries:
+        trips, response = _redis_round_trips(
+            lambda: mcp_post(key, "decision_get", {"decision_id": decision_id})
+        )
+    assert response.status_code == 200 and response.json()["result"]["isError"] is False
+    assert trips == 1  # the same authentication and count as the REST door's
+    assert len(queries) == 1, [q["sql"] for q in queries]
