@@ -254,6 +254,7 @@ def _django_listen_connection() -> Any:
 
     params = dict(connections["default"].get_connection_params())
     params.pop("cursor_factory", None)
+    params.pop("prepare_threshold", None)  # only the hot statements are prepared (docs/performance.md §19)
     params["connect_timeout"] = params.get("connect_timeout") or 5
     params["application_name"] = LISTENER_NAME  # so operators can tell it in pg_stat_activity
     return psycopg.connect(autocommit=True, **params)

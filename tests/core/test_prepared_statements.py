@@ -243,3 +243,20 @@ def test_tracemem_db_prepare_switches_prepared_statements_on_and_off() -> None:
     assert _database_options(TRACEMEM_DB_PREPARE="0").get("prepare_threshold") is None
     # A new connection per request would prepare every statement for one use: off.
     assert _database_options(DB_CONN_MAX_AGE="0").get("prepare_threshold") is None
+
+
+# A statement the server no longer has (a pooler's DISCARD ALL / server_reset_query, PgBouncer before
+# 1.22 in transaction mode) is prepared again outside a transaction: it was a 500 on every read of
+# that connection until it closed (found by review).
+@pytest.mark.django_db(transaction=True)
+def test_a_statement_lost_by_the_server_is_prepared_again(make_agent: Any) -> None:
+    _, key = make_agent()
+    api = AgentClient(key)
+    did = api.post(
+        "/api/v1/decisions", {"intent": "code.refactor.execute", "automation_mode": "propose"}
+    ).json()["decision_id"]
+    assert api.get(f"/api/v1/decisions/{did}").status_code == 200  # _READ_SQL prepared now
+    # The server forgets the session's statements behind psycopg's back (a pooler's reset query).
+    connection.connection.pgconn.exec_(b"DEALLOCATE ALL")
+    responses = [api.get(f"/api/v1/decisions/{did}") for _ in range(2)]
+    assert [r.status_code for r in responses] == [200, 200], [r.content[:300] for r in responses]

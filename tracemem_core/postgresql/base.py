@@ -60,7 +60,9 @@ class PreparedCursor(_ServerBindingCursor):
     ) -> Any:
         try:
             return super().execute(query, params, prepare=True, binary=binary)
-        except errors.FeatureNotSupported:  # "cached plan must not change result type"
+        # "cached plan must not change result type" (a migration changed a table), or a statement the
+        # server no longer has (a pooler's reset query, PgBouncer before 1.22 in transaction mode).
+        except (errors.FeatureNotSupported, errors.InvalidSqlStatementName):
             raw = self.connection
             if raw.info.transaction_status != pq.TransactionStatus.IDLE:
                 raise
