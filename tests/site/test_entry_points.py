@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import http.client
 import os
+import platform
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,72 @@ def server(tmp_path: Path, db: Any, redis_url: str) -> Any:
     process.start(ready="Booting worker")
     yield port
     process.stop()
+
+
+HEAP_MAX = 64 * 1024 * 1024  # glibc's HEAP_MAX_SIZE on 64-bit: what each thread arena reserves
+
+
+def _malloc_thread_arenas(pid: int) -> int:
+    """glibc's thread arenas in a process's memory map: each is a reservation of HEAP_MAX bytes at an
+    address aligned to HEAP_MAX, anonymous, its used part read-write and the rest inaccessible (glibc's
+    ``heap_info`` layout; the main arena is ``[heap]`` and not counted)."""
+    regions = []
+    for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+        fields = line.split()
+        start, end = (int(x, 16) for x in fields[0].split("-"))
+        regions.append((start, end, fields[1], len(fields) > 5))  # a sixth field: a file or [heap], [stack]
+    arenas = 0
+    for (start, end, perms, named), after in zip(regions, [*regions[1:], None], strict=True):
+        if named or perms != "rw-p" or start % HEAP_MAX:
+            continue
+        reserved = end - start if after is None or after[0] != end or after[2] != "---p" else after[1] - start
+        arenas += reserved == HEAP_MAX
+    return arenas
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="MALLOC_ARENA_MAX is glibc's")
+def test_serve_keeps_a_worker_to_two_malloc_arenas_however_many_threads_allocate(
+    tmp_path: Path, db: Any, redis_url: str
+) -> None:
+    """glibc gave each of a worker's pool threads its own malloc arena, each keeping the free memory
+    of its busiest moment: ~30 MiB more per worker under the benchmark's load (docs/performance.md
+    §18). serve.sh caps them at two (the main arena and one more) unless MALLOC_ARENA_MAX says otherwise."""
+    port = free_port()
+    env = process_env(
+        redis_url,
+        TRACEMEM_HOST="127.0.0.1",
+        TRACEMEM_PORT=str(port),
+        TRACEMEM_WEB_WORKERS="1",
+        TRACEMEM_VAR_DIR=str(tmp_path),
+    )
+    env.pop("MALLOC_ARENA_MAX", None)
+    process = Process("serve.sh", tmp_path / "serve.log", env).start(ready="Booting worker")
+    try:
+        errors: list[BaseException] = []
+
+        def client() -> None:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+                for _ in range(30):
+                    assert _get(conn, "/healthz") == 200
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        time.sleep(1)  # the worker is booting: its first requests would only wait for it
+        clients = [threading.Thread(target=client) for _ in range(16)]
+        for t in clients:
+            t.start()
+        for t in clients:
+            t.join()
+        assert not errors, errors[0]
+        assert process.proc is not None
+        master = process.proc.pid  # serve.sh execs gunicorn
+        (worker,) = (int(p) for p in Path(f"/proc/{master}/task/{master}/children").read_text().split())
+        threads = len(os.listdir(f"/proc/{worker}/task"))
+        assert threads >= 5, threads  # the event loop and at least four pool threads allocated
+        assert _malloc_thread_arenas(worker) == 1, Path(f"/proc/{worker}/maps").read_text()
+    finally:
+        process.stop()
 
 
 def _venv_on_path() -> dict[str, str]:
