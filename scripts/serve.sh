@@ -23,7 +23,7 @@ export TRACEMEM_WEB_THREADS="${TRACEMEM_WEB_THREADS:-8}"
 # glibc's malloc gives each thread that allocates its own arena (up to 8 per core), and each arena
 # keeps the free memory of its busiest moment: the pool's threads took turns serving 828 KB trace
 # pages and each kept its own few MiB. Two arenas for the whole process keep ~30 MiB less per worker
-# at the same CPU per request (docs/performance.md §18). Other allocators ignore it.
+# at the same CPU per request (docs/performance.md §21). Other allocators ignore it.
 export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-2}"
 exec gunicorn tracemem_site.front:application \
   --bind "${TRACEMEM_HOST:-127.0.0.1}:${TRACEMEM_PORT:-8000}" \

@@ -64,7 +64,7 @@ def test_serve_keeps_a_worker_to_two_malloc_arenas_however_many_threads_allocate
 ) -> None:
     """glibc gave each of a worker's pool threads its own malloc arena, each keeping the free memory
     of its busiest moment: ~30 MiB more per worker under the benchmark's load (docs/performance.md
-    §18). serve.sh caps them at two (the main arena and one more) unless MALLOC_ARENA_MAX says otherwise."""
+    §21). serve.sh caps them at two (the main arena and one more) unless MALLOC_ARENA_MAX says otherwise."""
     port = free_port()
     env = process_env(
         redis_url,

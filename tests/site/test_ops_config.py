@@ -39,6 +39,7 @@ PREFIXES = (
     "POSTGRES_",
     "OTEL_",
     "PROMETHEUS_",
+    "MALLOC_",  # glibc's, set by scripts/serve.sh
 )
 NOT_CONFIGURATION = {"DJANGO_SETTINGS_MODULE"}
 
