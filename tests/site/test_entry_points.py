@@ -21,17 +21,23 @@ import yaml
 from tests.fault_helpers import ROOT, Process, free_port, process_env
 
 
-@pytest.fixture
-def server(tmp_path: Path, db: Any, redis_url: str) -> Any:
-    port = free_port()
+def _serve_env(redis_url: str, port: int, var: Path) -> dict[str, str]:
+    """scripts/serve.sh with one worker on ``port``, with serve.sh's own malloc setting."""
     env = process_env(
         redis_url,
         TRACEMEM_HOST="127.0.0.1",
         TRACEMEM_PORT=str(port),
         TRACEMEM_WEB_WORKERS="1",
-        TRACEMEM_VAR_DIR=str(tmp_path),
+        TRACEMEM_VAR_DIR=str(var),
     )
-    process = Process("serve.sh", tmp_path / "serve.log", env)
+    env.pop("MALLOC_ARENA_MAX", None)
+    return env
+
+
+@pytest.fixture
+def server(tmp_path: Path, db: Any, redis_url: str) -> Any:
+    port = free_port()
+    process = Process("serve.sh", tmp_path / "serve.log", _serve_env(redis_url, port, tmp_path))
     process.start(ready="Booting worker")
     yield port
     process.stop()
@@ -66,14 +72,7 @@ def test_serve_keeps_a_worker_to_two_malloc_arenas_however_many_threads_allocate
     of its busiest moment: ~30 MiB more per worker under the benchmark's load (docs/performance.md
     §21). serve.sh caps them at two (the main arena and one more) unless MALLOC_ARENA_MAX says otherwise."""
     port = free_port()
-    env = process_env(
-        redis_url,
-        TRACEMEM_HOST="127.0.0.1",
-        TRACEMEM_PORT=str(port),
-        TRACEMEM_WEB_WORKERS="1",
-        TRACEMEM_VAR_DIR=str(tmp_path),
-    )
-    env.pop("MALLOC_ARENA_MAX", None)
+    env = _serve_env(redis_url, port, tmp_path)
     process = Process("serve.sh", tmp_path / "serve.log", env).start(ready="Booting worker")
     try:
         errors: list[BaseException] = []
