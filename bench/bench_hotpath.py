@@ -25,14 +25,16 @@ Rows:
   process), events/s; floor: SHA-256 of ``json.dumps(sort_keys=True)`` of the same objects.
 
 Afterwards it checks that no event was lost or duplicated (``seq`` gapless, ``event_count`` equal
-to the rows), that ``manage.py verify_traces`` finds every chain intact, and reports the web
-workers' memory before and after the load.
+to the rows), that ``manage.py verify_traces`` finds every chain intact, and whether the web
+workers' memory stays flat: after the measured rounds come ``BENCH_MEMORY_ROUNDS`` more rounds of
+the same requests (without the floors), and each worker's peak resident memory in every round is
+compared, later rounds against earlier ones (``memory_verdict``).
 
 Needs ``DATABASE_URL`` (PostgreSQL; the role must be able to create databases; the benchmark's own
 databases are ``<name>_hot_tmpl``, ``_hot_run`` and ``_hot_floor``) and ``pgbench`` on PATH.
 Settings: ``BENCH_REPEAT`` (3), ``BENCH_SECONDS`` per throughput round (8), ``BENCH_N`` requests
-per latency round (300), ``BENCH_PORT`` (8765), ``BENCH_WORKERS`` / ``BENCH_THREADS`` (unset: serve.sh's
-defaults).
+per latency round (300), ``BENCH_MEMORY_ROUNDS`` (6; each about a third of a round), ``BENCH_PORT``
+(8765), ``BENCH_WORKERS`` / ``BENCH_THREADS`` (unset: serve.sh's defaults).
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ def _env_int(name: str, default: int) -> int:
 
 
 REPEAT = _env_int("BENCH_REPEAT", 3)
+MEMORY_ROUNDS = _env_int("BENCH_MEMORY_ROUNDS", 6)
 SECONDS = _env_int("BENCH_SECONDS", 8)
 N = _env_int("BENCH_N", 300)
 PORT = _env_int("BENCH_PORT", 8765)
@@ -110,10 +113,9 @@ def _manage(env: dict[str, str], *args: str) -> str:
     return done.stdout
 
 
-def prepare_databases(base: str, env: dict[str, str]) -> tuple[str, str]:
-    """(run, floor) URLs: both fresh copies of a migrated template, so every run starts equal."""
-    name = urlsplit(base).path.lstrip("/") or "tracemem"
-    tmpl, run, floor = f"{name}_hot_tmpl", f"{name}_hot_run", f"{name}_hot_floor"
+def migrated_template(base: str, env: dict[str, str]) -> str:
+    """The name of ``<name>_hot_tmpl``, created if missing and migrated: what each run copies."""
+    tmpl = f"{urlsplit(base).path.lstrip('/') or 'tracemem'}_hot_tmpl"
     import psycopg
 
     try:
@@ -121,6 +123,13 @@ def prepare_databases(base: str, env: dict[str, str]) -> tuple[str, str]:
     except psycopg.errors.DuplicateDatabase:
         pass
     _manage({**env, "DATABASE_URL": _db_url(base, tmpl)}, "migrate", "--noinput", "-v", "0")
+    return tmpl
+
+
+def prepare_databases(base: str, env: dict[str, str]) -> tuple[str, str]:
+    """(run, floor) URLs: both fresh copies of a migrated template, so every run starts equal."""
+    name = urlsplit(base).path.lstrip("/") or "tracemem"
+    tmpl, run, floor = migrated_template(base, env), f"{name}_hot_run", f"{name}_hot_floor"
     _admin_sql(
         base,
         f'DROP DATABASE IF EXISTS "{run}" WITH (FORCE)',
@@ -175,19 +184,39 @@ def serve(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
             proc.wait()
 
 
-def worker_rss_kib(master: int) -> list[int]:
-    """Resident memory of gunicorn's workers (the master's children)."""
-    out = []
+def workers_of(master: int) -> list[int]:
+    """gunicorn's workers: serve.sh execs gunicorn, so ``master`` is gunicorn and these its children."""
     children = Path(f"/proc/{master}/task/{master}/children")
-    pids = children.read_text().split() if children.exists() else []
-    for pid in pids:
-        # serve.sh execs gunicorn, so ``master`` is gunicorn itself and these are its workers.
-        status = Path(f"/proc/{pid}/status")
-        if status.exists():
-            for line in status.read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    out.append(int(line.split()[1]))
-    return out
+    return [int(pid) for pid in children.read_text().split()] if children.exists() else []
+
+
+def _status_kib(pid: int, field: str) -> int | None:
+    status = Path(f"/proc/{pid}/status")
+    for line in status.read_text().splitlines() if status.exists() else []:
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    return None
+
+
+def worker_rss_kib(master: int) -> list[int]:
+    """Resident memory of gunicorn's workers, now."""
+    return [kib for pid in workers_of(master) if (kib := _status_kib(pid, "VmRSS")) is not None]
+
+
+def reset_worker_peaks(master: int) -> None:
+    """Start each worker's peak resident memory (VmHWM) again from what it holds now: Linux's
+    ``clear_refs`` 5. Where that is refused, the peak stays the one since the worker started, which
+    still only grows when the memory does."""
+    for pid in workers_of(master):
+        try:
+            Path(f"/proc/{pid}/clear_refs").write_text("5")
+        except OSError:
+            pass
+
+
+def worker_peak_kib(master: int) -> list[int]:
+    """Each worker's peak resident memory since ``reset_worker_peaks``."""
+    return [kib for pid in workers_of(master) if (kib := _status_kib(pid, "VmHWM")) is not None]
 
 
 # --- the load generator ------------------------------------------------------------------------
@@ -196,8 +225,9 @@ def worker_rss_kib(master: int) -> list[int]:
 class Agent:
     """One keep-alive connection, authenticated with the agent's key, as an SDK would hold it."""
 
-    def __init__(self, key: str) -> None:
+    def __init__(self, key: str, port: int | None = None) -> None:
         self.key = key
+        self.port = port or PORT
         self.conn: http.client.HTTPConnection | None = None
 
     def call(self, method: str, path: str, body: Any = None, expect: int = 200, parse: bool = True) -> Any:
@@ -207,7 +237,7 @@ class Agent:
             headers["Content-Type"] = "application/json"
         for attempt in (1, 2):
             if self.conn is None:
-                self.conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=60)
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
             try:
                 self.conn.request(method, path, data, headers)
                 response = self.conn.getresponse()
@@ -490,10 +520,13 @@ def run() -> list[dict[str, Any]]:
             return {"p50": statistics.median(s), "p99": pct(s, 0.99), "rate": 1000 / statistics.mean(s)}
 
         rss_before = worker_rss_kib(server.pid)
-        rss_rounds: list[list[int]] = []  # after each round: a leak keeps growing, a high-water mark stops
+        workers = workers_of(server.pid)
+        # Each worker's peak in each round: a leak keeps growing, a high-water mark stops.
+        peaks: list[list[int]] = []
         floor_vars = {"agent": "agent_bench_floor", "did": floor_ids[CLIENTS + 1]}
         for r in range(REPEAT):
             print(f"bench hotpath: round {r + 1}/{REPEAT} ...", file=sys.stderr, flush=True)
+            reset_worker_peaks(server.pid)
             note(
                 "append16",
                 {"rate": throughput([append_call(a, d) for a, d in zip(agents, own, strict=True)], SECONDS)},
@@ -514,7 +547,22 @@ def run() -> list[dict[str, Any]]:
             note("trace_floor", pgbench(run_url, PG_TRACE, 1, max(2, SECONDS // 2), trace_floor_vars))
             note("verify", verify_rate(traced, events))
             note("verify_floor", verify_floor_rate(events))
-            rss_rounds.append(worker_rss_kib(server.pid))
+            peaks.append(worker_peak_kib(server.pid))
+        # More rounds of the same requests, without the floors and timings, for the memory verdict:
+        # a plateau and a leak look alike over three rounds (docs/performance.md, "Worker memory").
+        for r in range(MEMORY_ROUNDS):
+            print(f"bench hotpath: memory round {r + 1}/{MEMORY_ROUNDS} ...", file=sys.stderr, flush=True)
+            reset_worker_peaks(server.pid)
+            throughput([append_call(a, d) for a, d in zip(agents, own, strict=True)], max(2, SECONDS // 2))
+            if batch_ok:
+                calls = [batch_call(a, d) for a, d in zip(agents, own, strict=True)]
+                throughput(calls, max(2, SECONDS // 2))
+            for fn in (create_call, rest_append, mcp_append, evaluate_call, trace_call):
+                for _ in range(max(20, N // 3)):
+                    fn()
+            peaks.append(worker_peak_kib(server.pid))
+        rss_after = worker_rss_kib(server.pid)
+        restarted = workers_of(server.pid) != workers
 
     def row(name: str, key_: str, unit: str, floor: str | None, goal: str, ratio_of: str = "rate") -> None:
         value = median_of(results[key_], ratio_of)
@@ -569,7 +617,8 @@ def run() -> list[dict[str, Any]]:
         "p50",
     )
     row("chain verification (1 core)", "verify", "events/s", "verify_floor", ">= 50,000/s")
-    rows.append(integrity(run_url, env, own + [solo, traced], rss_before, rss_rounds))
+    memory = {"before": rss_before, "peaks": peaks, "after": rss_after, "restarted": restarted}
+    rows.append(integrity(run_url, env, own + [solo, traced], memory))
     shutil.rmtree(var, ignore_errors=True)
     return [{c: r.get(c, "") for c in COLUMNS} for r in rows]
 
@@ -607,21 +656,45 @@ def verify_floor_rate(events: list[dict[str, Any]]) -> dict[str, float]:
     return {"rate": rounds * len(events) / (time.process_time() - started)}
 
 
-def memory_verdict(rss_rounds: list[list[int]]) -> str:
-    """Flat when no worker grew by more than 5 % (and 8 MiB) from the end of the first round to the
-    end of the last: the first round sets the high-water marks (buffers of the largest responses,
-    caches filled once); a leak keeps growing with every round."""
-    if len(rss_rounds) < 2:
-        return "memory: needs BENCH_REPEAT >= 2 to tell"
-    grown = [last - first for first, last in zip(rss_rounds[0], rss_rounds[-1], strict=False)]
-    limit = [max(first // 20, 8 * 1024) for first in rss_rounds[0]]
-    flat = all(g <= lim for g, lim in zip(grown, limit, strict=False))
-    return "ok, memory flat" if flat else "MEMORY GROWING round over round"
+MEMORY_MIN_ROUNDS = 5
 
 
-def integrity(
-    url: str, env: dict[str, str], ids: list[str], rss_before: list[int], rss_rounds: list[list[int]]
-) -> dict[str, Any]:
+def memory_verdict(peaks: list[list[int]]) -> str:
+    """Whether a web worker's memory keeps growing under the same load, round after round.
+
+    ``peaks``: per round, each worker's peak resident memory in KiB. A leak grows every round; a
+    high-water mark — the allocator keeping what the busiest moment needed, caches filled once —
+    stops. So the first round, which sets the high-water marks, is left out, the rounds after it
+    are split into an earlier and a later half, and a worker is growing when the median of its
+    later half exceeds the median of its earlier half by more than 4 MiB and 2 %. With the default
+    nine rounds that sees a leak of more than about 1 MiB a round (a few hundred bytes a request);
+    the peaks of a worker at its high-water mark moved by 1–2 MiB from round to round
+    (docs/performance.md, "Worker memory"). From fewer than MEMORY_MIN_ROUNDS rounds it does not guess."""
+    if len(peaks) < MEMORY_MIN_ROUNDS:
+        return (
+            f"memory: cannot tell from {len(peaks)} rounds (needs {MEMORY_MIN_ROUNDS}, BENCH_MEMORY_ROUNDS)"
+        )
+    after_first = peaks[1:]
+    half = len(after_first) // 2
+    early, late = after_first[:half], after_first[-half:]
+    findings = []
+    for worker in range(min(len(r) for r in peaks)):
+        before = statistics.median(r[worker] for r in early)
+        now = statistics.median(r[worker] for r in late)
+        limit = max(4 * 1024, before * 0.02)
+        findings.append((now - before, limit, worker + 1))
+    rounds = f"median peak of rounds {len(peaks) - half + 1}-{len(peaks)} against rounds 2-{half + 1}"
+    growing = [finding for finding in findings if finding[0] > finding[1]]
+    shown = ", ".join(
+        f"worker {w} {g / 1024:+.1f} MiB (limit {lim / 1024:.0f} MiB)"
+        for g, lim, w in growing or [max(findings)]
+    )
+    if growing:
+        return f"MEMORY GROWING round over round: {rounds}: {shown}"
+    return f"ok, memory flat: {rounds}: {shown}"
+
+
+def integrity(url: str, env: dict[str, str], ids: list[str], memory: dict[str, Any]) -> dict[str, Any]:
     """No lost or duplicated events, gapless seq, every chain intact; worker memory by round."""
     import psycopg
 
@@ -648,7 +721,14 @@ def integrity(
         "unit": "",
         "value": f"{'ok' if ok else 'FAILED'} ({total:,} events)",
         "floor": "",
-        "ratio": "worker RSS MiB "
-        + " -> ".join("/".join(str(k // 1024) for k in rss) for rss in [rss_before, *rss_rounds]),
-        "goal": memory_verdict(rss_rounds),
+        "ratio": f"worker RSS MiB before {_mib(memory['before'])}, peak by round "
+        + " -> ".join(_mib(peak) for peak in memory["peaks"])
+        + f", after {_mib(memory['after'])}",
+        "goal": "memory: a worker restarted during the run, cannot tell"
+        if memory["restarted"]
+        else memory_verdict(memory["peaks"]),
     }
+
+
+def _mib(kib: list[int]) -> str:
+    return "/".join(str(k // 1024) for k in kib)
