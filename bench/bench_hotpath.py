@@ -549,7 +549,7 @@ def run() -> list[dict[str, Any]]:
             note("verify_floor", verify_floor_rate(events))
             peaks.append(worker_peak_kib(server.pid))
         # More rounds of the same requests, without the floors and timings, for the memory verdict:
-        # a plateau and a leak look alike over three rounds (docs/performance.md, "Worker memory").
+        # a plateau and a leak look alike over three rounds (docs/performance.md section 21).
         for r in range(MEMORY_ROUNDS):
             print(f"bench hotpath: memory round {r + 1}/{MEMORY_ROUNDS} ...", file=sys.stderr, flush=True)
             reset_worker_peaks(server.pid)
@@ -669,7 +669,7 @@ def memory_verdict(peaks: list[list[int]]) -> str:
     later half exceeds the median of its earlier half by more than 4 MiB and 2 %. With the default
     nine rounds that sees a leak of more than about 1 MiB a round (a few hundred bytes a request);
     the peaks of a worker at its high-water mark moved by 1–2 MiB from round to round
-    (docs/performance.md, "Worker memory"). From fewer than MEMORY_MIN_ROUNDS rounds it does not guess."""
+    (docs/performance.md section 21). From fewer than MEMORY_MIN_ROUNDS rounds it does not guess."""
     if len(peaks) < MEMORY_MIN_ROUNDS:
         return (
             f"memory: cannot tell from {len(peaks)} rounds (needs {MEMORY_MIN_ROUNDS}, BENCH_MEMORY_ROUNDS)"

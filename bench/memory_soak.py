@@ -1,5 +1,5 @@
-"""Web worker memory under sustained load, two server settings side by side (docs/performance.md,
-"Worker memory").
+"""Web worker memory under sustained load, two server settings side by side (docs/performance.md
+section 21).
 
 ``python -m bench.memory_soak [ROUNDS]`` starts ``scripts/serve.sh`` twice, each on its own copy
 (``<name>_soak_a``, ``_soak_b``) of the template ``bench hotpath`` migrates (``<name>_hot_tmpl``) and

@@ -44,7 +44,7 @@ def test_a_leak_in_the_second_worker_is_not_hidden_by_a_flat_first() -> None:
 
 
 def test_a_high_water_mark_set_in_the_first_round_is_flat() -> None:
-    """Measured (docs/performance.md, "Worker memory"): the peaks of the worker serving the 828 KB
+    """Measured (docs/performance.md section 21): the peaks of the worker serving the 828 KB
     trace reads, with MALLOC_ARENA_MAX=2, rounds 1–9."""
     plateau = [199, 198, 199, 199, 200, 200, 200, 200, 199]
     assert memory_verdict(rounds(plateau, [153, 153, 154, 154, 154, 155, 155, 155, 155])).startswith(
