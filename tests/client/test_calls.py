@@ -215,9 +215,14 @@ def test_retries_honour_retry_after_on_429(seeded: Seeded, settings: Any) -> Non
 
 
 def test_a_retry_after_longer_than_max_retry_wait_is_raised_at_once(seeded: Seeded, settings: Any) -> None:
-    settings.TRACEMEM_AGENT_RATE_LIMIT = "1/minute"
+    settings.TRACEMEM_AGENT_RATE_LIMIT = "1/hour"
     slept: list[float] = []
     with Client(seeded.url, seeded.key, retries=3, max_retry_wait=5, sleep=slept.append) as impatient:
+        # Windows are fixed (they turn on the hour): in the last seconds of one, the 429's Retry-After
+        # would be 5 or less, and both calls could straddle two windows. Start well inside one.
+        remaining = 3600 - time.time() % 3600
+        if remaining < 30:
+            time.sleep(remaining + 0.02)
         impatient.capabilities_get()
         with pytest.raises(RateLimited) as limited:
             impatient.capabilities_get()
