@@ -49,6 +49,7 @@ from decisions.serializers import (
     wait_out,
 )
 from tracemem_core import safejson, waits
+from tracemem_core.actor import Actor
 from tracemem_site.openapi import query_parameters
 from tracemem_site.rest import ERROR_RESPONSES as _ERRORS
 from tracemem_site.rest import actor_from_request, operation_input
@@ -59,9 +60,13 @@ class DecisionCreateView(APIView):
         operation_id="decision_create", request=DecisionCreate, responses={201: DecisionCreated, **_ERRORS}
     )
     def post(self, request: Request) -> Response:
-        args = operation_input(request, DecisionCreate)
+        return Response(*self.answer(actor_from_request(request), operation_input(request, DecisionCreate)))
+
+    @staticmethod
+    def answer(actor: Actor, args: DecisionCreate) -> tuple[Any, int]:
+        """The answer's body and status (this view's, and the agent door's: tracemem_site/agent_door.py)."""
         decision = services.decision_create(
-            actor=actor_from_request(request),
+            actor=actor,
             intent=args.intent,
             automation_mode=args.automation_mode,
             decision_actor=args.actor,
@@ -69,14 +74,18 @@ class DecisionCreateView(APIView):
             version=args.version,
             metadata=args.metadata,
         )
-        return Response(created_out(decision), status=201)
+        return created_out(decision), 201
 
 
 class DecisionGetView(APIView):
     @extend_schema(operation_id="decision_get", responses={200: DecisionState, **_ERRORS})
     def get(self, request: Request, decision_id: str) -> Response:
         args = operation_input(request, DecisionGet, path={"decision_id": decision_id})
-        return Response(decision_out(selectors.decision_for(actor_from_request(request), args.decision_id)))
+        return Response(*self.answer(actor_from_request(request), args))
+
+    @staticmethod
+    def answer(actor: Actor, args: DecisionGet) -> tuple[Any, int]:
+        return decision_out(selectors.decision_for(actor, args.decision_id)), 200
 
 
 class DecisionWaitView(APIView):
@@ -125,22 +134,23 @@ class DecisionContextView(APIView):
     )
     def post(self, request: Request, decision_id: str) -> Response:
         args = operation_input(request, DecisionAddContext, path={"decision_id": decision_id})
+        return Response(*self.answer(actor_from_request(request), args))
+
+    @staticmethod
+    def answer(actor: Actor, args: DecisionAddContext) -> tuple[Any, int]:
         if args.contexts is not None:
             events = services.decision_add_contexts(
-                actor=actor_from_request(request),
+                actor=actor,
                 decision_id=args.decision_id,
                 contexts=args.contexts,
                 context=args.context,
                 summary=args.summary,
             )
-            return Response(events_ref_out(events), status=201)
+            return events_ref_out(events), 201
         event = services.decision_add_context(
-            actor=actor_from_request(request),
-            decision_id=args.decision_id,
-            context=args.context,
-            summary=args.summary,
+            actor=actor, decision_id=args.decision_id, context=args.context, summary=args.summary
         )
-        return Response(event_ref_out(event), status=201)
+        return event_ref_out(event), 201
 
 
 class DecisionCloseView(APIView):

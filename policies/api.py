@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -25,6 +27,7 @@ from policies.serializers import grant_out, policy_detail_out, policy_summary_ou
 from policies.services import authoring as policy_authoring
 from policies.services import console as policy_console
 from policies.services import evaluation as policy_evaluation
+from tracemem_core.actor import Actor
 from tracemem_core.errors import InvalidArgument
 from tracemem_site.rest import ERROR_RESPONSES as _ERRORS
 from tracemem_site.rest import HumanAPIView, actor_from_request, body, operation_input
@@ -36,14 +39,19 @@ class DecisionEvaluateView(APIView):
     )
     def post(self, request: Request, decision_id: str) -> Response:
         args = operation_input(request, DecisionEvaluate, path={"decision_id": decision_id})
+        return Response(*self.answer(actor_from_request(request), args))
+
+    @staticmethod
+    def answer(actor: Actor, args: DecisionEvaluate) -> tuple[Any, int]:
+        """The answer's body and status (this view's, and the agent door's: tracemem_site/agent_door.py)."""
         result = policy_evaluation.decision_evaluate(
-            actor=actor_from_request(request),
+            actor=actor,
             decision_id=args.decision_id,
             policy_id=args.policy_id,
             inputs=args.inputs,
             inputs_ref=args.inputs_ref,
         )
-        return Response(result)
+        return result, 200
 
 
 # --- admin API -------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ from a2wsgi.wsgi import build_environ
 from django.conf import settings
 
 from tracemem_core import waits
+from tracemem_site import agent_door
 from tracemem_site.wsgi import application as django_wsgi  # Django, wrapped by OpenTelemetry when set
 
 logger = logging.getLogger(__name__)
@@ -109,9 +110,17 @@ async def _django(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if not complete:  # too large or cut short: streamed as it comes, and Django answers it
         await _streaming(scope, _Replay(body, complete, receive), send)
         return
+    loop = asyncio.get_running_loop()
+    call = agent_door.route(scope)
+    if call is not None:  # an agent's hot call, answered without Django's middleware and DRF
+        status, headers, content = await loop.run_in_executor(
+            _pool, functools.partial(contextvars.copy_context().run, agent_door.answer, call, body)
+        )
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": content})
+        return
     environ: Any = build_environ(scope, io.BytesIO(body))  # type: ignore[arg-type]
     answer = _Answer()
-    loop = asyncio.get_running_loop()
     # The request's context goes with it into the thread (waits.slot_for_request relies on it).
     await loop.run_in_executor(_pool, functools.partial(contextvars.copy_context().run, answer.run, environ))
     await send({"type": "http.response.start", "status": answer.status, "headers": answer.headers})

@@ -154,7 +154,10 @@ def actor_from_request(request: Request) -> Actor:
 
 def body(request: Request) -> dict[str, Any]:
     """The request body as an object, or a clear invalid_argument (``operation_input`` checks fields)."""
-    data = request.data
+    return json_object(request.data)
+
+
+def json_object(data: Any) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise exceptions.ParseError("request body must be a JSON object")
     return data
@@ -173,13 +176,17 @@ def operation_input(
     JSON body; ``path`` adds the URL's parameters (sending one of them in the body or query is
     refused); ``data`` replaces what is read (for a view that must unpack a parameter first).
     """
-    path = path or {}
     if data is None:
         if request.method in ("GET", "HEAD"):
             data = {name: value for name, value in request.query_params.items() if value != ""}
         else:
             data = body(request)
-    where = "query string" if request.method in ("GET", "HEAD") else "body"
+    return input_from(model, data, path or {}, in_query=request.method in ("GET", "HEAD"))
+
+
+def input_from(model: type[InputT], data: dict[str, Any], path: dict[str, Any], *, in_query: bool) -> InputT:
+    """:func:`operation_input` once the data is read (the agent door reads it without DRF)."""
+    where = "query string" if in_query else "body"
     for name in data:
         if name in path:
             raise InvalidArgument(

@@ -356,6 +356,9 @@ REST_FRAMEWORK = {
 }
 # Requests per agent across REST and MCP ("N/second|minute|hour|day"; "off" disables).
 TRACEMEM_AGENT_RATE_LIMIT = env_str("TRACEMEM_AGENT_RATE_LIMIT", "1200/minute")
+# The production front answers an agent's hottest REST calls without Django's middleware and DRF
+# (tracemem_site/agent_door.py, docs/performance.md §22); false sends every request through Django.
+TRACEMEM_AGENT_DOOR = env_bool("TRACEMEM_AGENT_DOOR", True)
 # decision_wait holds a request at most this long (seconds, ≤ 50) whatever timeout_seconds asks,
 # then answers timed_out: lower it behind a proxy that cuts requests sooner (docs/mcp.md).
 TRACEMEM_WAIT_CAP_SECONDS = env_int("TRACEMEM_WAIT_CAP_SECONDS", 50)

@@ -32,22 +32,34 @@ def keep_count(request: Request, counted: rate_limit.Counted) -> None:
     setattr(request, _COUNTED, counted)
 
 
+def door_of(path: str) -> str:
+    return "mcp" if path.startswith("/mcp") else "rest"
+
+
+def over_limit(agent_id: str, counted: rate_limit.Counted | None, door: str) -> int | None:
+    """Seconds to wait if this request of ``agent_id`` is over its rate limit, else None. ``counted``:
+    authentication's count of it (:func:`keep_count`); without one the request is counted here."""
+    if counted is None:
+        window = rate_limit.agent_window(agent_id)
+        if window is None:
+            return None
+        counted = rate_limit.count(window)
+    if counted.count > counted.window.allowed:
+        metrics.RATE_LIMITED.labels(door).inc()
+        return counted.window.retry_after
+    return None
+
+
 class AgentRateThrottle(BaseThrottle):
     def allow_request(self, request: Request, view: Any) -> bool:
         actor = request.auth
         if not isinstance(actor, Actor) or actor.agent is None:
             return True
-        counted: rate_limit.Counted | None = getattr(request, _COUNTED, None)
-        if counted is None:
-            window = rate_limit.agent_window(actor.agent.agent_id)
-            if window is None:
-                return True
-            counted = rate_limit.count(window)
-        self.retry_after = counted.window.retry_after
-        if counted.count > counted.window.allowed:
-            metrics.RATE_LIMITED.labels("mcp" if request.path.startswith("/mcp") else "rest").inc()
-            return False
-        return True
+        wait = over_limit(actor.agent.agent_id, getattr(request, _COUNTED, None), door_of(request.path))
+        if wait is None:
+            return True
+        self.retry_after = wait
+        return False
 
     def wait(self) -> float | None:
         return getattr(self, "retry_after", None)

@@ -1,0 +1,286 @@
+"""The agent door (issue 17): an agent's hottest calls answered in the front's thread pool without
+Django's middleware chain and DRF's request cycle, by the code those views run.
+
+Why: on a 2-vCPU machine a ``decision_create`` spent ~5 ms of CPU in the web process, of which the
+service, authentication and rendering ~3 ms; the rest was the WSGI request, eighteen middlewares and
+DRF's request/response cycle. Answered here, the same request took 27 % less time end to end
+(docs/performance.md §22, the profile and the A/B that justified it).
+
+What it answers (:data:`OPERATIONS`): ``decision_create``, ``decision_get``, ``decision_add_context``
+and ``decision_evaluate`` over REST, sent the way agents and SDKs send them: an ``Agent`` or
+``Bearer`` key, a JSON body (or none, for the GET), no query string, an ``Accept`` the one renderer
+satisfies, a ``Host`` in ``ALLOWED_HOSTS``. Anything else, and everything while it is off
+(``TRACEMEM_AGENT_DOOR=false``, ``DEBUG``, tracing on, or an HTTP request that
+``SECURE_SSL_REDIRECT`` would redirect), goes to Django as before.
+
+What it keeps, each from the place Django's path takes it: Django's ``request_started`` and
+``request_finished`` signals (database connections, the request id's unbinding), the request id
+(:mod:`tracemem_site.observability`'s rules), the commits tracking of outage answers
+(:func:`tracemem_core.outage.tracking_commits`), authentication and the rate limit
+(``agents.services.registry.agent_key_authenticate``, :func:`tracemem_site.throttling.over_limit`,
+in DRF's order), the bounded JSON parser, the input checks (:func:`tracemem_site.rest.input_from`),
+the views' own ``answer`` methods, the one exception handler (:func:`tracemem_site.rest.exception_handler`),
+the renderer, Django's log line for a refusal, the request metrics, and the headers the middleware
+and DRF add (security, CSP, frame options, ``Vary``, ``Allow``, ``X-Request-ID``).
+tests/site/test_agent_door.py holds each answer against Django's for the same request.
+"""
+
+from __future__ import annotations
+
+import functools
+import http
+import io
+import logging
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.core.signals import request_finished, request_started, setting_changed
+from django.http.request import split_domain_port, validate_host
+from django.urls import resolve
+from rest_framework import exceptions
+
+from tracemem_core import metrics, telemetry
+from tracemem_core.actor import Actor
+from tracemem_core.outage import tracking_commits
+from tracemem_core.requestid import bind_request_id, new_request_id
+
+logger = logging.getLogger("django.request")  # Django's own logger for a refused request
+
+Headers = list[tuple[bytes, bytes]]
+_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")  # as tracemem_site.observability
+_JSON_TYPES = (b"application/json", b"application/json; charset=utf-8", b"application/json;charset=utf-8")
+_ACCEPTED = (b"application/json", b"*/*", b"application/*", b"application/json, text/event-stream")
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    pattern: re.Pattern[str]
+    view: Any  # the DRF view class: its ``answer(actor, args)`` and its input model
+    model: Any
+    label: str  # the URL's name, the request metrics' operation label
+    allow: bytes  # DRF's Allow header for the view
+
+
+@dataclass(frozen=True)
+class Call:
+    """What the event loop read of a request the door will answer."""
+
+    operation: Operation
+    path_args: dict[str, str]
+    path: str
+    authorization: str
+    request_id: str | None
+    secure: bool
+    is_get: bool
+
+
+@functools.cache
+def operations() -> tuple[Operation, ...]:
+    from decisions.api import DecisionContextView, DecisionCreateView, DecisionGetView
+    from decisions.inputs import DecisionAddContext, DecisionCreate, DecisionGet
+    from policies.api import DecisionEvaluateView
+    from policies.inputs import DecisionEvaluate
+
+    def operation(method: str, pattern: str, example: str, view: Any, model: Any) -> Operation:
+        allow = ", ".join(view().allowed_methods).encode()
+        return Operation(method, re.compile(pattern), view, model, resolve(example).view_name, allow)
+
+    ident = r"(?P<decision_id>[^/]+)"
+    return (
+        operation("POST", r"^/api/v1/decisions$", "/api/v1/decisions", DecisionCreateView, DecisionCreate),
+        operation(
+            "GET", rf"^/api/v1/decisions/{ident}$", "/api/v1/decisions/x", DecisionGetView, DecisionGet
+        ),
+        operation(
+            "POST",
+            rf"^/api/v1/decisions/{ident}/context$",
+            "/api/v1/decisions/x/context",
+            DecisionContextView,
+            DecisionAddContext,
+        ),
+        operation(
+            "POST",
+            rf"^/api/v1/decisions/{ident}/evaluate$",
+            "/api/v1/decisions/x/evaluate",
+            DecisionEvaluateView,
+            DecisionEvaluate,
+        ),
+    )
+
+
+def enabled() -> bool:
+    return bool(settings.TRACEMEM_AGENT_DOOR) and not settings.DEBUG and not telemetry.enabled()
+
+
+def route(scope: dict[str, Any]) -> Call | None:
+    """The call this door answers, or None (Django answers). Runs in the event loop: reads only the
+    request line and headers."""
+    path: str = scope["path"]
+    if not path.startswith("/api/v1/decisions") or scope["query_string"] or not enabled():
+        return None
+    method = scope["method"]
+    for operation in operations():
+        match = operation.pattern.match(path) if operation.method == method else None
+        if match is not None:
+            break
+    else:
+        return None
+    headers: dict[bytes, bytes] = {}
+    for name, value in scope["headers"]:
+        # A repeated header, or one spelled with "_" (the WSGI environ would merge it with its
+        # "-" twin): Django decides what it means.
+        if name in headers or b"_" in name:
+            return None
+        headers[name] = value
+    authorization = headers.get(b"authorization", b"")
+    scheme = authorization[:7].lower()
+    if not (scheme == b"bearer " or scheme[:6] == b"agent "):
+        return None
+    if method == "POST" and headers.get(b"content-type", b"").lower() not in _JSON_TYPES:
+        return None
+    if headers.get(b"accept", b"*/*") not in _ACCEPTED or not _host_allowed(headers):
+        return None
+    secure = _is_secure(scope, headers)
+    if settings.SECURE_SSL_REDIRECT and not secure:
+        return None
+    offered = headers.get(b"x-request-id", b"")
+    return Call(
+        operation=operation,
+        path_args=match.groupdict(),
+        path=path,
+        authorization=authorization.decode("latin-1"),
+        request_id=offered.decode() if _REQUEST_ID.match(offered) else None,
+        secure=secure,
+        is_get=method == "GET",
+    )
+
+
+def _host_allowed(headers: dict[bytes, bytes]) -> bool:
+    # Django's request.get_host(), which CommonMiddleware calls on every request.
+    if settings.USE_X_FORWARDED_HOST and b"x-forwarded-host" in headers:
+        return False
+    domain, _ = split_domain_port(headers.get(b"host", b"").decode("latin-1"))
+    return bool(domain) and validate_host(domain, settings.ALLOWED_HOSTS)
+
+
+def _is_secure(scope: dict[str, Any], headers: dict[bytes, bytes]) -> bool:
+    # Django's request.is_secure(): the proxy's header when one is configured and sent, else the scheme.
+    if settings.SECURE_PROXY_SSL_HEADER:
+        name, secure_value = settings.SECURE_PROXY_SSL_HEADER
+        sent = headers.get(name.removeprefix("HTTP_").lower().replace("_", "-").encode())
+        if sent is not None:
+            return sent.decode("latin-1").split(",", 1)[0].strip() == secure_value
+    return bool(scope.get("scheme") == "https")
+
+
+def answer(call: Call, body: bytes) -> tuple[int, Headers, bytes]:
+    """Answer ``call`` in this (pool) thread: status, headers and body, as Django would have."""
+    from tracemem_site import rest
+
+    request_started.send(sender=Call)
+    started = time.perf_counter()
+    request_id = call.request_id or new_request_id()
+    bind_request_id(request_id)
+    operation = call.operation
+    try:
+        with tracking_commits():
+            try:
+                data, status = _run(call, body)
+                extra: Headers = []
+            except Exception as exc:
+                refused = rest.exception_handler(exc, {"view": operation.view()})
+                data, status = refused.data, refused.status_code
+                extra = [
+                    (k.lower().encode("latin-1"), v.encode("latin-1"))
+                    for k, v in refused.items()
+                    if k.lower() != "content-type"  # the renderer's, below
+                ]
+        content = _renderer().render(data, "application/json", {})
+        headers = [(b"content-type", b"application/json"), *extra, (b"allow", operation.allow)]
+        # CommonMiddleware's Content-Length
+        headers.append((b"content-length", str(len(content)).encode()))
+        headers += _static_headers(call.secure)
+        headers.append((b"x-request-id", request_id.encode()))
+        if status >= 400:
+            log = logger.error if status >= 500 else logger.warning
+            # As django.utils.log.log_response words it.
+            path = call.path.encode("unicode_escape").decode("ascii")
+            log("%s: %s", http.HTTPStatus(status).phrase, path, extra={"status_code": status})
+        try:
+            metrics.REQUESTS.labels("rest", operation.label, str(status)).inc()
+            metrics.REQUEST_SECONDS.labels("rest", operation.label).observe(time.perf_counter() - started)
+        except Exception:  # counting must never fail a request
+            logging.getLogger(__name__).exception("counting a request failed")
+        return status, headers, content
+    finally:
+        request_finished.send(sender=Call)
+
+
+def _run(call: Call, body: bytes) -> tuple[Any, int]:
+    from agents.services import registry
+    from tracemem_site import rest, throttling
+
+    # DRF's order: authenticate, permissions (an agent passes), throttle; then the view reads its input.
+    check = registry.agent_key_authenticate(authorization=call.authorization, count_request=True)
+    wait = throttling.over_limit(check.agent.agent_id, check.counted, "rest")
+    if wait is not None:
+        raise exceptions.Throttled(wait)
+    operation = call.operation
+    data = {} if call.is_get or not body else rest.json_object(_parser().parse(io.BytesIO(body)))
+    args = rest.input_from(operation.model, data, call.path_args, in_query=call.is_get)
+    return operation.view.answer(Actor.for_agent(check.agent), args)  # type: ignore[no-any-return]
+
+
+@functools.cache
+def _renderer() -> Any:
+    from tracemem_site.renderers import FastJSONRenderer
+
+    return FastJSONRenderer()
+
+
+@functools.cache
+def _parser() -> Any:
+    from tracemem_site.parsers import BoundedJSONParser
+
+    return BoundedJSONParser()
+
+
+@functools.cache
+def _static_headers(secure: bool) -> Headers:
+    """The headers Django's middleware adds to every API answer (X-Frame-Options, Vary, Security's and
+    the CSP), in their order; rebuilt when a setting changes (tests)."""
+    from csp.utils import build_policy
+
+    headers: Headers = [(b"x-frame-options", settings.X_FRAME_OPTIONS.encode()), (b"vary", b"Cookie")]
+    for name, report_only in (
+        (b"content-security-policy", False),
+        (b"content-security-policy-report-only", True),
+    ):
+        policy = build_policy(report_only=report_only)
+        if policy:
+            headers.append((name, policy.encode()))
+    if settings.SECURE_HSTS_SECONDS and secure:
+        sts = f"max-age={settings.SECURE_HSTS_SECONDS}"
+        sts += "; includeSubDomains" if settings.SECURE_HSTS_INCLUDE_SUBDOMAINS else ""
+        sts += "; preload" if settings.SECURE_HSTS_PRELOAD else ""
+        headers.append((b"strict-transport-security", sts.encode()))
+    if settings.SECURE_CONTENT_TYPE_NOSNIFF:
+        headers.append((b"x-content-type-options", b"nosniff"))
+    if settings.SECURE_REFERRER_POLICY:
+        policy = settings.SECURE_REFERRER_POLICY
+        values = [v.strip() for v in policy.split(",")] if isinstance(policy, str) else policy
+        headers.append((b"referrer-policy", ",".join(values).encode()))
+    if settings.SECURE_CROSS_ORIGIN_OPENER_POLICY:
+        headers.append((b"cross-origin-opener-policy", settings.SECURE_CROSS_ORIGIN_OPENER_POLICY.encode()))
+    return headers
+
+
+def _setting_changed(**kwargs: Any) -> None:
+    _static_headers.cache_clear()
+
+
+setting_changed.connect(_setting_changed, dispatch_uid="tracemem-agent-door")
