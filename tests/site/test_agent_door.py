@@ -265,7 +265,7 @@ class Run:
     body: bytes
     door_answers: list[Any]  # what each call of agent_door.answer returned
     metrics: dict[tuple[str, tuple[tuple[str, str], ...]], float]
-    logs: list[tuple[str, str, str, str | None]]
+    logs: list[LogLine]
     new_decisions: list[str]
     sent_request_id: str | None = None
     values: dict[str, str] = field(default_factory=dict)
@@ -294,15 +294,21 @@ def _counters() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return out
 
 
+_RECORD_FIELDS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+LogLine = tuple[str, str, str, str | None, tuple[str, ...]]
+
+
 class _Lines(logging.Handler):
-    """Warning log lines and the request id bound while each was written."""
+    """Warning log lines: logger, level, message, the request id bound while each was written, and
+    the names of the record's extra fields (the JSON log format writes each of them)."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
-        self.lines: list[tuple[str, str, str, str | None]] = []
+        self.lines: list[LogLine] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append((record.name, record.levelname, record.getMessage(), current_request_id()))
+        extra = tuple(sorted(set(record.__dict__) - _RECORD_FIELDS))
+        self.lines.append((record.name, record.levelname, record.getMessage(), current_request_id(), extra))
 
 
 def send(
@@ -420,8 +426,8 @@ def view(run: Run, fuzz: Callable[[str], str] = lambda text: text) -> dict[str, 
         "json": json.loads(body) if parsed is not None else None,
         "metrics": sorted((k, v) for k, v in run.metrics.items()),
         "logs": [
-            (n, lvl, fuzz(_normalise_text(run, m, volatile)), rid == run.header("x-request-id"))
-            for n, lvl, m, rid in run.logs
+            (n, lvl, fuzz(_normalise_text(run, m, volatile)), rid == run.header("x-request-id"), extra)
+            for n, lvl, m, rid, extra in run.logs
         ],
     }
 
@@ -553,6 +559,7 @@ REST_CASES: list[tuple[str, Req, bool | None, int]] = [
     ("auth-disabled-agent", Req("POST", "/api/v1/decisions", CREATE, auth="Bearer {disabled_key}"), True, 401),
     ("auth-unknown-key-on-get", Req("GET", DID, auth="Agent {unknown_key}"), True, 401),
     ("auth-revoked-key-on-context", Req("POST", DID + "/context", {"context": {"a": 1}}, auth="Agent {revoked_key}"), True, 401),
+    ("auth-unknown-key-and-invalid-json", Req("POST", "/api/v1/decisions", "{", auth="Agent {unknown_key}"), True, 401),
     ("auth-missing-on-evaluate", Req("POST", DID + "/evaluate", {"policy_id": "code_change_policy_v1", "inputs": {}}, auth=None), None, 401),
     # decision_get
     ("get", Req("GET", DID), True, 200),
@@ -564,6 +571,7 @@ REST_CASES: list[tuple[str, Req, bool | None, int]] = [
     ("get-query-unknown-field", Req("GET", DID, query="colour=red"), None, 400),
     ("get-query-id-twice", Req("GET", DID, query="decision_id={did}"), None, 400),
     ("get-query-empty-value", Req("GET", DID, query="colour="), None, 200),
+    ("get-with-a-body", Req("GET", DID, {"decision_id": "x"}), True, 200),
     ("get-trailing-slash", Req("GET", DID + "/"), None, 404),
     ("get-head", Req("HEAD", DID), None, 200),
     ("get-options", Req("OPTIONS", DID), None, 200),
