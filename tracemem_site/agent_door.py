@@ -93,24 +93,25 @@ def operations() -> tuple[Operation, ...]:
         allow = ", ".join(view().allowed_methods).encode()
         return Operation(method, re.compile(pattern), view, model, resolve(example).view_name, allow)
 
+    # \Z, as Django's path() patterns: "$" would also match before a trailing newline ("%0A").
     ident = r"(?P<decision_id>[^/]+)"
-    mcp = Operation("POST", re.compile(r"^/mcp$"), MCPView, None, resolve("/mcp").view_name, b"", "mcp")
+    mcp = Operation("POST", re.compile(r"^/mcp\Z"), MCPView, None, resolve("/mcp").view_name, b"", "mcp")
     return (
         replace(mcp, allow=", ".join(MCPView().allowed_methods).encode()),
-        operation("POST", r"^/api/v1/decisions$", "/api/v1/decisions", DecisionCreateView, DecisionCreate),
+        operation("POST", r"^/api/v1/decisions\Z", "/api/v1/decisions", DecisionCreateView, DecisionCreate),
         operation(
-            "GET", rf"^/api/v1/decisions/{ident}$", "/api/v1/decisions/x", DecisionGetView, DecisionGet
+            "GET", rf"^/api/v1/decisions/{ident}\Z", "/api/v1/decisions/x", DecisionGetView, DecisionGet
         ),
         operation(
             "POST",
-            rf"^/api/v1/decisions/{ident}/context$",
+            rf"^/api/v1/decisions/{ident}/context\Z",
             "/api/v1/decisions/x/context",
             DecisionContextView,
             DecisionAddContext,
         ),
         operation(
             "POST",
-            rf"^/api/v1/decisions/{ident}/evaluate$",
+            rf"^/api/v1/decisions/{ident}/evaluate\Z",
             "/api/v1/decisions/x/evaluate",
             DecisionEvaluateView,
             DecisionEvaluate,
