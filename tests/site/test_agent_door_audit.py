@@ -170,3 +170,38 @@ def test_a_path_ending_in_a_newline_is_not_an_operation(
     door = call(settings, True, method, path, raw, agent_headers(key))
     assert (door.status, door.door) == (404, False), door.body
     assert Decision.objects.count() == before
+
+
+# --- a body Django does not read ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/v1/decisions", CREATE),
+        (
+            "/mcp",
+            {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "tools/call",
+                "params": {"name": "decision_create", "arguments": CREATE},
+            },
+        ),
+    ],
+    ids=["rest", "mcp"],
+)
+def test_a_body_sent_without_content_length_is_read_as_django_reads_it(
+    settings: Any, make_agent: Callable[..., tuple[Agent, str]], path: str, body: Any
+) -> None:
+    """Chunked transfer encoding: no Content-Length reaches the WSGI environ, and DRF reads no body
+    then. The door must not act on a body Django would not have seen."""
+    _, key = make_agent()
+    raw = json.dumps(body).encode()
+    headers = agent_headers(key, ("transfer-encoding", "chunked"))
+    before = Decision.objects.count()
+    django = call(settings, False, "POST", path, raw, headers, content_length=False, chunks=2)
+    assert Decision.objects.count() == before, "Django read no body: nothing is created"
+    door = call(settings, True, "POST", path, raw, headers, content_length=False, chunks=2)
+    assert Decision.objects.count() == before, door.body
+    assert (door.status, door.door) == (django.status, False)
