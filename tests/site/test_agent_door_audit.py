@@ -17,7 +17,9 @@ from typing import Any
 from unittest import mock
 
 import pytest
+from django.contrib.auth.models import User
 from django.db import connections
+from django.test import Client
 
 from agents.models import Agent
 from decisions import services as decision_services
@@ -205,3 +207,30 @@ def test_a_body_sent_without_content_length_is_read_as_django_reads_it(
     door = call(settings, True, "POST", path, raw, headers, content_length=False, chunks=2)
     assert Decision.objects.count() == before, door.body
     assert (door.status, door.door) == (django.status, False)
+
+
+# --- a browser session riding along with an agent key ----------------------------------------------
+
+
+def test_an_agent_call_carrying_a_session_that_owes_its_second_factor_is_refused_alike(
+    settings: Any, make_agent: Callable[..., tuple[Agent, str]]
+) -> None:
+    """SecondFactorMiddleware: a session that must still give its TOTP code reaches no API call,
+    whatever else the request carries."""
+    settings.TRACEMEM_REQUIRE_2FA_FOR_APPROVERS = True
+    admin = User.objects.create_superuser("root", "root@example.com", "pw-long-enough")
+    browser = Client()
+    browser.force_login(admin)
+    cookie = f"{settings.SESSION_COOKIE_NAME}={browser.cookies[settings.SESSION_COOKIE_NAME].value}"
+    _, key = make_agent()
+    headers = agent_headers(key, ("cookie", cookie))
+    raw = json.dumps(CREATE).encode()
+    before = Decision.objects.count()
+    django = call(settings, False, "POST", "/api/v1/decisions", raw, headers)
+    assert django.status == 403 and django.json()["error"]["details"]["reason"] == "second_factor_required"
+    door = call(settings, True, "POST", "/api/v1/decisions", raw, headers)
+    assert (door.status, door.body) == (django.status, django.body)
+    assert Decision.objects.count() == before
+    # Any other cookie (a load balancer's) does not keep the door from answering.
+    other = call(settings, True, "POST", "/api/v1/decisions", raw, agent_headers(key, ("cookie", "AWSALB=x")))
+    assert (other.status, other.door) == (201, True), other.body
