@@ -9,9 +9,10 @@ DRF's request/response cycle. Answered here, the same request took 27 % less tim
 What it answers (:data:`OPERATIONS`): ``decision_create``, ``decision_get``, ``decision_add_context``
 and ``decision_evaluate`` over REST, sent the way agents and SDKs send them: an ``Agent`` or
 ``Bearer`` key, a JSON body with its ``Content-Length`` (or none, for the GET), no query string, an
-``Accept`` the one renderer satisfies, a ``Host`` in ``ALLOWED_HOSTS``, no session cookie. Anything else, and everything while it is off
-(``TRACEMEM_AGENT_DOOR=false``, ``DEBUG``, tracing on, or an HTTP request that
-``SECURE_SSL_REDIRECT`` would redirect), goes to Django as before.
+``Accept`` the one renderer satisfies, a ``Host`` in ``ALLOWED_HOSTS``, no session cookie. Anything
+else, and everything while it is off (``TRACEMEM_AGENT_DOOR=false``, ``DEBUG``, tracing on,
+``DISALLOWED_USER_AGENTS`` or ``PREPEND_WWW`` set, or an HTTP request that ``SECURE_SSL_REDIRECT``
+would redirect), goes to Django as before.
 
 What it keeps, each from the place Django's path takes it: Django's ``request_started`` and
 ``request_finished`` signals (database connections, the request id's unbinding), the request id
@@ -121,6 +122,9 @@ def operations() -> tuple[Operation, ...]:
 
 
 def enabled() -> bool:
+    # CommonMiddleware's refusals and redirects the door does not make: with either set, Django answers.
+    if settings.DISALLOWED_USER_AGENTS or settings.PREPEND_WWW:
+        return False
     return bool(settings.TRACEMEM_AGENT_DOOR) and not settings.DEBUG and not telemetry.enabled()
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 from unittest import mock
@@ -234,3 +235,25 @@ def test_an_agent_call_carrying_a_session_that_owes_its_second_factor_is_refused
     # Any other cookie (a load balancer's) does not keep the door from answering.
     other = call(settings, True, "POST", "/api/v1/decisions", raw, agent_headers(key, ("cookie", "AWSALB=x")))
     assert (other.status, other.door) == (201, True), other.body
+
+
+# --- settings the door does not implement ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("setting", ["DISALLOWED_USER_AGENTS", "PREPEND_WWW"])
+def test_a_common_middleware_setting_the_door_does_not_implement_sends_every_call_to_django(
+    settings: Any, make_agent: Callable[..., tuple[Agent, str]], setting: str
+) -> None:
+    if setting == "DISALLOWED_USER_AGENTS":
+        settings.DISALLOWED_USER_AGENTS = [re.compile(r"badbot")]
+        expected = 403
+    else:
+        settings.PREPEND_WWW = True
+        expected = 301
+    _, key = make_agent()
+    headers = agent_headers(key, ("user-agent", "badbot/1.0"))
+    raw = json.dumps(CREATE).encode()
+    django = call(settings, False, "POST", "/api/v1/decisions", raw, headers)
+    assert django.status == expected
+    door = call(settings, True, "POST", "/api/v1/decisions", raw, headers)
+    assert (door.status, door.door) == (expected, False)
