@@ -34,7 +34,7 @@ import io
 import logging
 import re
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.conf import settings
@@ -76,7 +76,7 @@ class Call:
     operation: Operation
     path_args: dict[str, str]
     path: str
-    authorization: str
+    authorization: str = field(repr=False)  # the agent's key: never in a repr (tracebacks with locals)
     request_id: str | None
     secure: bool
     is_get: bool

@@ -257,3 +257,22 @@ def test_a_common_middleware_setting_the_door_does_not_implement_sends_every_cal
     assert django.status == expected
     door = call(settings, True, "POST", "/api/v1/decisions", raw, headers)
     assert (door.status, door.door) == (expected, False)
+
+
+# --- the key, wherever the door holds it ----------------------------------------------------------
+
+
+def test_the_call_the_door_holds_does_not_show_the_key(make_agent: Callable[..., tuple[Agent, str]]) -> None:
+    """A traceback with locals (an error tracker) formats the door's ``Call``: never the key in it."""
+    _, key = make_agent()
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/api/v1/decisions/x",
+        "query_string": b"",
+        "headers": [(b"host", b"testserver"), (b"authorization", f"Agent {key}".encode())],
+    }
+    found = agent_door.route(scope)
+    assert found is not None and found.authorization == f"Agent {key}"
+    assert key not in repr(found)
