@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
+import logging
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -24,8 +25,11 @@ from django.test import Client
 
 from agents.models import Agent
 from decisions import services as decision_services
+from decisions.api import DecisionCreateView
 from decisions.models import Decision
+from tests.fault_helpers import DatabaseOutage
 from tracemem_core.actor import Actor
+from tracemem_core.requestid import current_request_id
 from tracemem_site import agent_door, front
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -257,6 +261,94 @@ def test_a_common_middleware_setting_the_door_does_not_implement_sends_every_cal
     assert django.status == expected
     door = call(settings, True, "POST", "/api/v1/decisions", raw, headers)
     assert (door.status, door.door) == (expected, False)
+
+
+# --- MCP refusals -------------------------------------------------------------------------------
+
+
+def _tool_call(name: str, arguments: dict[str, Any]) -> bytes:
+    message = {
+        "jsonrpc": "2.0",
+        "id": 9,
+        "method": "tools/call",
+        "params": {"name": name, "arguments": arguments},
+    }
+    return json.dumps(message).encode()
+
+
+def test_an_mcp_call_over_the_rate_limit_is_refused_alike(
+    settings: Any, make_agent: Callable[..., tuple[Agent, str]]
+) -> None:
+    settings.TRACEMEM_AGENT_RATE_LIMIT = "2/hour"
+    answers = {}
+    for door in (False, True):
+        agent, key = make_agent()
+        did = _open(agent)
+        headers = [("authorization", f"Bearer {key}"), ("content-type", "application/json")]
+        raw = _tool_call("decision_get", {"decision_id": did})
+        answers[door] = [call(settings, door, "POST", "/mcp", raw, headers) for _ in range(3)]
+    assert [a.status for a in answers[False]] == [200, 200, 429]
+    assert [a.status for a in answers[True]] == [200, 200, 429]
+    assert _error(answers[True][2]) == _error(answers[False][2]) == (429, ("rate_limited", None))
+    assert [a.door for a in answers[True]] == [True, True, True]
+    assert answers[True][2].header("retry-after") is not None
+
+
+def test_an_mcp_call_during_a_database_outage_gets_mcps_outage_answer_alike(
+    settings: Any, make_agent: Callable[..., tuple[Agent, str]]
+) -> None:
+    """A database outage while authenticating (a key not remembered yet): JSON-RPC, HTTP 200,
+    ``[unavailable]`` and "not applied", Retry-After."""
+    answers = {}
+    for door in (False, True):
+        _, key = make_agent()
+        headers = [("authorization", f"Bearer {key}"), ("content-type", "application/json")]
+        outage = DatabaseOutage()
+        outage.begin()
+        try:
+            answers[door] = call(
+                settings, door, "POST", "/mcp", _tool_call("decision_create", CREATE), headers
+            )
+        finally:
+            outage.end()
+    django, door = answers[False], answers[True]
+    assert django.status == 200 and "[unavailable]" in django.body.decode(), django.body
+    assert door.door and (door.status, door.body) == (django.status, django.body)
+    assert door.header("retry-after") == django.header("retry-after") is not None
+
+
+# --- an unhandled error, and the thread after it ---------------------------------------------------
+
+
+def test_an_unhandled_error_is_answered_alike_and_leaves_the_thread_clean(
+    settings: Any,
+    make_agent: Callable[..., tuple[Agent, str]],
+    one_thread: concurrent.futures.ThreadPoolExecutor,
+    caplog: Any,
+) -> None:
+    _, key = make_agent()
+    raw = json.dumps(CREATE).encode()
+    secret_headers = agent_headers(key, ("x-request-id", "audit-1"))
+
+    def broken(actor: Actor, args: Any) -> Any:
+        raise RuntimeError("boom")
+
+    answers = {}
+    with mock.patch.object(DecisionCreateView, "answer", staticmethod(broken)):
+        for door in (False, True):
+            caplog.clear()
+            with caplog.at_level(logging.INFO):
+                answers[door] = call(settings, door, "POST", "/api/v1/decisions", raw, secret_headers)
+            assert key not in caplog.text and key[5:] not in caplog.text
+    assert answers[False].status == 500 and answers[True].door
+    assert (answers[True].status, answers[True].body) == (answers[False].status, answers[False].body)
+    assert answers[True].json()["request_id"] == "audit-1"
+    # The pool thread: no request id left bound, a usable connection, no transaction left open.
+    state = one_thread.submit(lambda: (current_request_id(), connections["default"].in_atomic_block)).result()
+    assert state == (None, False)
+    after = call(settings, True, "POST", "/api/v1/decisions", raw, agent_headers(key))
+    assert (after.status, after.door) == (201, True)
+    assert after.header("x-request-id") != "audit-1"
 
 
 # --- the key, wherever the door holds it ----------------------------------------------------------
