@@ -327,7 +327,7 @@ def _tool_call_in(call: Call, body: bytes) -> _ToolCall | None:
 
 
 def _render(data: Any) -> bytes:
-    return _renderer().render(data, "application/json", {})  # type: ignore[no-any-return]
+    return _renderer().render(data, "application/json", {})
 
 
 @functools.cache
