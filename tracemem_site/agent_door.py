@@ -119,7 +119,7 @@ def operations() -> tuple[Operation, ...]:
 
 
 def enabled() -> bool:
-    return bool(settings.TRACEMEM_AGENT_DOOR) and not settings.DEBUG and not telemetry.enabled()
+    return bool(settings.TRACEMEM_AGENT_DOOR) and not settings.DEBUG and not telemetry.active()
 
 
 def route(scope: dict[str, Any]) -> Call | None:
@@ -180,7 +180,12 @@ def _host_allowed(headers: dict[bytes, bytes]) -> bool:
     # Django's request.get_host(), which CommonMiddleware calls on every request.
     if settings.USE_X_FORWARDED_HOST and b"x-forwarded-host" in headers:
         return False
-    domain, _ = split_domain_port(headers.get(b"host", b"").decode("latin-1"))
+    return _allowed_host(headers.get(b"host", b""))
+
+
+@functools.lru_cache(maxsize=64)
+def _allowed_host(host: bytes) -> bool:
+    domain, _ = split_domain_port(host.decode("latin-1"))
     return bool(domain) and validate_host(domain, settings.ALLOWED_HOSTS)
 
 
@@ -376,6 +381,7 @@ def _static_headers(secure: bool) -> Headers:
 
 def _setting_changed(**kwargs: Any) -> None:
     _static_headers.cache_clear()
+    _allowed_host.cache_clear()
 
 
 setting_changed.connect(_setting_changed, dispatch_uid="tracemem-agent-door")
