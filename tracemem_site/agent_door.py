@@ -125,7 +125,7 @@ def enabled() -> bool:
     # CommonMiddleware's refusals and redirects the door does not make: with either set, Django answers.
     if settings.DISALLOWED_USER_AGENTS or settings.PREPEND_WWW:
         return False
-    return bool(settings.TRACEMEM_AGENT_DOOR) and not settings.DEBUG and not telemetry.enabled()
+    return bool(settings.TRACEMEM_AGENT_DOOR) and not settings.DEBUG and not telemetry.active()
 
 
 def route(scope: dict[str, Any]) -> Call | None:
@@ -197,7 +197,12 @@ def _host_allowed(headers: dict[bytes, bytes]) -> bool:
     # Django's request.get_host(), which CommonMiddleware calls on every request.
     if settings.USE_X_FORWARDED_HOST and b"x-forwarded-host" in headers:
         return False
-    domain, _ = split_domain_port(headers.get(b"host", b"").decode("latin-1"))
+    return _allowed_host(headers.get(b"host", b""))
+
+
+@functools.lru_cache(maxsize=64)
+def _allowed_host(host: bytes) -> bool:
+    domain, _ = split_domain_port(host.decode("latin-1"))
     return bool(domain) and validate_host(domain, settings.ALLOWED_HOSTS)
 
 
@@ -393,6 +398,7 @@ def _static_headers(secure: bool) -> Headers:
 
 def _setting_changed(**kwargs: Any) -> None:
     _static_headers.cache_clear()
+    _allowed_host.cache_clear()
 
 
 setting_changed.connect(_setting_changed, dispatch_uid="tracemem-agent-door")
