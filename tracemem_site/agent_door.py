@@ -34,7 +34,7 @@ import io
 import logging
 import re
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
@@ -91,15 +91,19 @@ def operations() -> tuple[Operation, ...]:
     from policies.inputs import DecisionEvaluate
     from tracemem_site.mcp import MCPView
 
-    def operation(method: str, pattern: str, example: str, view: Any, model: Any) -> Operation:
-        allow = ", ".join(view().allowed_methods).encode()
-        return Operation(method, re.compile(pattern), view, model, resolve(example).view_name, allow)
+    def operation(
+        method: str, pattern: str, example: str, view: Any, model: Any, door: str = "rest"
+    ) -> Operation:
+        instance = view()
+        if hasattr(instance, "get") and not hasattr(instance, "head"):
+            instance.head = instance.get  # as View.setup() does for each request: Allow names HEAD
+        allow = ", ".join(instance.allowed_methods).encode()
+        return Operation(method, re.compile(pattern), view, model, resolve(example).view_name, allow, door)
 
     # \Z, as Django's path() patterns: "$" would also match before a trailing newline ("%0A").
     ident = r"(?P<decision_id>[^/]+)"
-    mcp = Operation("POST", re.compile(r"^/mcp\Z"), MCPView, None, resolve("/mcp").view_name, b"", "mcp")
     return (
-        replace(mcp, allow=", ".join(MCPView().allowed_methods).encode()),
+        operation("POST", r"^/mcp\Z", "/mcp", MCPView, None, door="mcp"),
         operation("POST", r"^/api/v1/decisions\Z", "/api/v1/decisions", DecisionCreateView, DecisionCreate),
         operation(
             "GET", rf"^/api/v1/decisions/{ident}\Z", "/api/v1/decisions/x", DecisionGetView, DecisionGet
@@ -128,9 +132,9 @@ def enabled() -> bool:
     return bool(settings.TRACEMEM_AGENT_DOOR) and not settings.DEBUG and not telemetry.active()
 
 
-def route(scope: dict[str, Any]) -> Call | None:
-    """The call this door answers, or None (Django answers). Runs in the event loop: reads only the
-    request line and headers."""
+def route(scope: dict[str, Any], body: bytes) -> Call | None:
+    """The call this door answers, or None (Django answers). Runs in the event loop: reads the
+    request line and headers, and of an MCP message only whether it may be a hot tool's call."""
     path: str = scope["path"]
     if not path.startswith(("/api/v1/decisions", "/mcp")) or scope["query_string"] or not enabled():
         return None
@@ -163,6 +167,10 @@ def route(scope: dict[str, Any]) -> Call | None:
         return None
     mcp_version = None
     if operation.door == "mcp":
+        # Anything but a tools/call of a hot tool (initialize, tools/list, decision_wait, ...) goes
+        # to Django without a trip into the pool for the door to look (answer() checks it properly).
+        if b"tools/call" not in body or not any(name in body for name in _HOT_TOOL_NAMES):
+            return None
         # The MCP door's own checks come first there (an Origin, a version it does not speak), and
         # an OAuth token is another authenticator's: Django answers those.
         version = headers.get(b"mcp-protocol-version")
@@ -312,6 +320,7 @@ def _caller(call: Call) -> Actor:
 
 
 HOT_TOOLS = frozenset({"decision_create", "decision_get", "decision_add_context", "decision_evaluate"})
+_HOT_TOOL_NAMES = tuple(name.encode() for name in HOT_TOOLS)
 
 
 def _tool_call_in(call: Call, body: bytes) -> _ToolCall | None:

@@ -111,7 +111,7 @@ async def _django(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await _streaming(scope, _Replay(body, complete, receive), send)
         return
     loop = asyncio.get_running_loop()
-    call = agent_door.route(scope)
+    call = agent_door.route(scope, body)
     if call is not None:  # an agent's hot call, answered without Django's middleware and DRF
         answered = await loop.run_in_executor(
             _pool, functools.partial(contextvars.copy_context().run, agent_door.answer, call, body)

@@ -365,6 +365,6 @@ def test_the_call_the_door_holds_does_not_show_the_key(make_agent: Callable[...,
         "query_string": b"",
         "headers": [(b"host", b"testserver"), (b"authorization", f"Agent {key}".encode())],
     }
-    found = agent_door.route(scope)
+    found = agent_door.route(scope, b"")
     assert found is not None and found.authorization == f"Agent {key}"
     assert key not in repr(found)
