@@ -40,6 +40,11 @@ def enabled() -> bool:
     )
 
 
+def active() -> bool:
+    """Whether this process traces (``setup`` installed the instrumentations)."""
+    return _configured is not None
+
+
 def _check_protocol() -> None:
     protocols = {
         "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", ""),

@@ -8,10 +8,11 @@ DRF's request/response cycle. Answered here, the same request took 27 % less tim
 
 What it answers (:data:`OPERATIONS`): ``decision_create``, ``decision_get``, ``decision_add_context``
 and ``decision_evaluate`` over REST, sent the way agents and SDKs send them: an ``Agent`` or
-``Bearer`` key, a JSON body (or none, for the GET), no query string, an ``Accept`` the one renderer
-satisfies, a ``Host`` in ``ALLOWED_HOSTS``. Anything else, and everything while it is off
-(``TRACEMEM_AGENT_DOOR=false``, ``DEBUG``, tracing on, or an HTTP request that
-``SECURE_SSL_REDIRECT`` would redirect), goes to Django as before.
+``Bearer`` key, a JSON body with its ``Content-Length`` (or none, for the GET), no query string, an
+``Accept`` the one renderer satisfies, a ``Host`` in ``ALLOWED_HOSTS``, no session cookie. Anything
+else, and everything while it is off (``TRACEMEM_AGENT_DOOR=false``, ``DEBUG``, tracing on,
+``DISALLOWED_USER_AGENTS`` or ``PREPEND_WWW`` set, or an HTTP request that ``SECURE_SSL_REDIRECT``
+would redirect), goes to Django as before.
 
 What it keeps, each from the place Django's path takes it: Django's ``request_started`` and
 ``request_finished`` signals (database connections, the request id's unbinding), the request id
@@ -33,19 +34,21 @@ import io
 import logging
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
 from django.core.signals import request_finished, request_started, setting_changed
+from django.http.cookie import parse_cookie
 from django.http.request import split_domain_port, validate_host
 from django.urls import resolve
 from rest_framework import exceptions
 
 from tracemem_core import metrics, telemetry
 from tracemem_core.actor import Actor
-from tracemem_core.outage import tracking_commits
+from tracemem_core.outage import database_outage, tracking_commits
 from tracemem_core.requestid import bind_request_id, new_request_id
+from tracemem_core.version import PROTOCOL_VERSIONS
 
 logger = logging.getLogger("django.request")  # Django's own logger for a refused request
 
@@ -63,6 +66,7 @@ class Operation:
     model: Any
     label: str  # the URL's name, the request metrics' operation label
     allow: bytes  # DRF's Allow header for the view
+    door: str = "rest"  # the request metrics' door label
 
 
 @dataclass(frozen=True)
@@ -72,10 +76,11 @@ class Call:
     operation: Operation
     path_args: dict[str, str]
     path: str
-    authorization: str
+    authorization: str = field(repr=False)  # the agent's key: never in a repr (tracebacks with locals)
     request_id: str | None
     secure: bool
     is_get: bool
+    mcp_version: str | None = None  # MCP: the MCP-Protocol-Version header
 
 
 @functools.cache
@@ -84,27 +89,35 @@ def operations() -> tuple[Operation, ...]:
     from decisions.inputs import DecisionAddContext, DecisionCreate, DecisionGet
     from policies.api import DecisionEvaluateView
     from policies.inputs import DecisionEvaluate
+    from tracemem_site.mcp import MCPView
 
-    def operation(method: str, pattern: str, example: str, view: Any, model: Any) -> Operation:
-        allow = ", ".join(view().allowed_methods).encode()
-        return Operation(method, re.compile(pattern), view, model, resolve(example).view_name, allow)
+    def operation(
+        method: str, pattern: str, example: str, view: Any, model: Any, door: str = "rest"
+    ) -> Operation:
+        instance = view()
+        if hasattr(instance, "get") and not hasattr(instance, "head"):
+            instance.head = instance.get  # as View.setup() does for each request: Allow names HEAD
+        allow = ", ".join(instance.allowed_methods).encode()
+        return Operation(method, re.compile(pattern), view, model, resolve(example).view_name, allow, door)
 
+    # \Z, as Django's path() patterns: "$" would also match before a trailing newline ("%0A").
     ident = r"(?P<decision_id>[^/]+)"
     return (
-        operation("POST", r"^/api/v1/decisions$", "/api/v1/decisions", DecisionCreateView, DecisionCreate),
+        operation("POST", r"^/mcp\Z", "/mcp", MCPView, None, door="mcp"),
+        operation("POST", r"^/api/v1/decisions\Z", "/api/v1/decisions", DecisionCreateView, DecisionCreate),
         operation(
-            "GET", rf"^/api/v1/decisions/{ident}$", "/api/v1/decisions/x", DecisionGetView, DecisionGet
+            "GET", rf"^/api/v1/decisions/{ident}\Z", "/api/v1/decisions/x", DecisionGetView, DecisionGet
         ),
         operation(
             "POST",
-            rf"^/api/v1/decisions/{ident}/context$",
+            rf"^/api/v1/decisions/{ident}/context\Z",
             "/api/v1/decisions/x/context",
             DecisionContextView,
             DecisionAddContext,
         ),
         operation(
             "POST",
-            rf"^/api/v1/decisions/{ident}/evaluate$",
+            rf"^/api/v1/decisions/{ident}/evaluate\Z",
             "/api/v1/decisions/x/evaluate",
             DecisionEvaluateView,
             DecisionEvaluate,
@@ -113,14 +126,17 @@ def operations() -> tuple[Operation, ...]:
 
 
 def enabled() -> bool:
-    return bool(settings.TRACEMEM_AGENT_DOOR) and not settings.DEBUG and not telemetry.enabled()
+    # CommonMiddleware's refusals and redirects the door does not make: with either set, Django answers.
+    if settings.DISALLOWED_USER_AGENTS or settings.PREPEND_WWW:
+        return False
+    return bool(settings.TRACEMEM_AGENT_DOOR) and not settings.DEBUG and not telemetry.active()
 
 
-def route(scope: dict[str, Any]) -> Call | None:
-    """The call this door answers, or None (Django answers). Runs in the event loop: reads only the
-    request line and headers."""
+def route(scope: dict[str, Any], body: bytes) -> Call | None:
+    """The call this door answers, or None (Django answers). Runs in the event loop: reads the
+    request line and headers, and of an MCP message only whether it may be a hot tool's call."""
     path: str = scope["path"]
-    if not path.startswith("/api/v1/decisions") or scope["query_string"] or not enabled():
+    if not path.startswith(("/api/v1/decisions", "/mcp")) or scope["query_string"] or not enabled():
         return None
     method = scope["method"]
     for operation in operations():
@@ -140,10 +156,29 @@ def route(scope: dict[str, Any]) -> Call | None:
     scheme = authorization[:7].lower()
     if not (scheme == b"bearer " or scheme[:6] == b"agent "):
         return None
-    if method == "POST" and headers.get(b"content-type", b"").lower() not in _JSON_TYPES:
+    # A POST without Content-Length (chunked): Django's request reads no body then, so neither may this.
+    if method == "POST" and (
+        b"content-length" not in headers or headers.get(b"content-type", b"").lower() not in _JSON_TYPES
+    ):
+        return None
+    if b"cookie" in headers and _has_session(headers[b"cookie"]):
         return None
     if headers.get(b"accept", b"*/*") not in _ACCEPTED or not _host_allowed(headers):
         return None
+    mcp_version = None
+    if operation.door == "mcp":
+        # Anything but a tools/call of a hot tool (initialize, tools/list, decision_wait, ...) goes
+        # to Django without a trip into the pool for the door to look (answer() checks it properly).
+        if b"tools/call" not in body or not any(name in body for name in _HOT_TOOL_NAMES):
+            return None
+        # The MCP door's own checks come first there (an Origin, a version it does not speak), and
+        # an OAuth token is another authenticator's: Django answers those.
+        version = headers.get(b"mcp-protocol-version")
+        mcp_version = version.decode("latin-1") if version is not None else None
+        if b"origin" in headers or authorization[authorization.index(b" ") + 1 :][:5] != b"tmem_":
+            return None
+        if mcp_version is not None and mcp_version not in PROTOCOL_VERSIONS:
+            return None
     secure = _is_secure(scope, headers)
     if settings.SECURE_SSL_REDIRECT and not secure:
         return None
@@ -156,14 +191,26 @@ def route(scope: dict[str, Any]) -> Call | None:
         request_id=offered.decode() if _REQUEST_ID.match(offered) else None,
         secure=secure,
         is_get=method == "GET",
+        mcp_version=mcp_version,
     )
+
+
+def _has_session(cookie: bytes) -> bool:
+    # A browser session along with the key: SessionMiddleware, AuthenticationMiddleware and
+    # SecondFactorMiddleware read it (a session still owing its second factor is refused), so Django answers.
+    return settings.SESSION_COOKIE_NAME in parse_cookie(cookie.decode("latin-1"))
 
 
 def _host_allowed(headers: dict[bytes, bytes]) -> bool:
     # Django's request.get_host(), which CommonMiddleware calls on every request.
     if settings.USE_X_FORWARDED_HOST and b"x-forwarded-host" in headers:
         return False
-    domain, _ = split_domain_port(headers.get(b"host", b"").decode("latin-1"))
+    return _allowed_host(headers.get(b"host", b""))
+
+
+@functools.lru_cache(maxsize=64)
+def _allowed_host(host: bytes) -> bool:
+    domain, _ = split_domain_port(host.decode("latin-1"))
     return bool(domain) and validate_host(domain, settings.ALLOWED_HOSTS)
 
 
@@ -177,42 +224,33 @@ def _is_secure(scope: dict[str, Any], headers: dict[bytes, bytes]) -> bool:
     return bool(scope.get("scheme") == "https")
 
 
-def answer(call: Call, body: bytes) -> tuple[int, Headers, bytes]:
-    """Answer ``call`` in this (pool) thread: status, headers and body, as Django would have."""
-    from tracemem_site import rest
-
+def answer(call: Call, body: bytes) -> tuple[int, Headers, bytes] | None:
+    """Answer ``call`` in this (pool) thread: status, headers and body, as Django would have; None,
+    before anything happened, when the MCP message is not one this door answers (Django does)."""
+    message = None
+    if call.operation.door == "mcp":
+        message = _tool_call_in(call, body)
+        if message is None:
+            return None
     request_started.send(sender=Call)
     started = time.perf_counter()
     request_id = call.request_id or new_request_id()
     bind_request_id(request_id)
-    operation = call.operation
     try:
         with tracking_commits():
-            try:
-                data, status = _run(call, body)
-                extra: Headers = []
-            except Exception as exc:
-                refused = rest.exception_handler(exc, {"view": operation.view()})
-                data, status = refused.data, refused.status_code
-                extra = [
-                    (k.lower().encode("latin-1"), v.encode("latin-1"))
-                    for k, v in refused.items()
-                    if k.lower() != "content-type"  # the renderer's, below
-                ]
-        content = _renderer().render(data, "application/json", {})
-        headers = [(b"content-type", b"application/json"), *extra, (b"allow", operation.allow)]
-        # CommonMiddleware's Content-Length
-        headers.append((b"content-length", str(len(content)).encode()))
+            status, extra, content, label = _respond(call, body, message)
+        headers = [(b"content-type", b"application/json"), *extra, (b"allow", call.operation.allow)]
+        headers.append((b"content-length", str(len(content)).encode()))  # CommonMiddleware's
         headers += _static_headers(call.secure)
         headers.append((b"x-request-id", request_id.encode()))
-        if status >= 400:
+        if status >= 400:  # as django.utils.log.log_response words it
             log = logger.error if status >= 500 else logger.warning
-            # As django.utils.log.log_response words it.
             path = call.path.encode("unicode_escape").decode("ascii")
             log("%s: %s", http.HTTPStatus(status).phrase, path, extra={"status_code": status})
+        door = call.operation.door
         try:
-            metrics.REQUESTS.labels("rest", operation.label, str(status)).inc()
-            metrics.REQUEST_SECONDS.labels("rest", operation.label).observe(time.perf_counter() - started)
+            metrics.REQUESTS.labels(door, label, str(status)).inc()
+            metrics.REQUEST_SECONDS.labels(door, label).observe(time.perf_counter() - started)
         except Exception:  # counting must never fail a request
             logging.getLogger(__name__).exception("counting a request failed")
         return status, headers, content
@@ -220,19 +258,107 @@ def answer(call: Call, body: bytes) -> tuple[int, Headers, bytes]:
         request_finished.send(sender=Call)
 
 
-def _run(call: Call, body: bytes) -> tuple[Any, int]:
-    from agents.services import registry
-    from tracemem_site import rest, throttling
+@dataclass(frozen=True)
+class _ToolCall:
+    data: dict[str, Any]  # the JSON-RPC message
+    request_id: str | int
+    params: Any  # mcp.types.CallToolRequestParams
 
-    # DRF's order: authenticate, permissions (an agent passes), throttle; then the view reads its input.
+
+class _ToolRequest:
+    """What a tool reads of its request: the caller (``tracemem_site.mcp.mcp_actor``) and the message."""
+
+    def __init__(self, actor: Actor | None, data: dict[str, Any]) -> None:
+        self.auth, self.data = actor, data
+
+
+def _respond(call: Call, body: bytes, message: _ToolCall | None) -> tuple[int, Headers, bytes, str]:
+    """Status, headers beyond the usual, body and the metrics' operation label."""
+    from tracemem_site import mcp, rest
+
+    operation = call.operation
+    try:
+        actor = _caller(call)
+        if message is None:
+            data = {} if call.is_get or not body else rest.json_object(_parser().parse(io.BytesIO(body)))
+            args = rest.input_from(operation.model, data, call.path_args, in_query=call.is_get)
+            answered, status = operation.view.answer(actor, args)
+            return status, [], _render(answered), operation.label
+        response = mcp.MCPView().tools_call(
+            _ToolRequest(actor, message.data), message.request_id, message.params
+        )
+        if response is None:  # _tool_call_in made sure the fast path runs this tool
+            raise RuntimeError(f"the MCP fast path declined {message.params.name}")
+        return response.status_code, [], response.content, f"mcp:tools/call:{message.params.name}"
+    except Exception as exc:
+        # As the views' handle_exception: MCP's outage answer, else the one exception handler.
+        outage = database_outage(exc) if message is not None else None
+        if outage is not None:
+            refused: Any = mcp._unavailable_response(_ToolRequest(None, message.data), outage)  # type: ignore[union-attr]
+            content = refused.content
+        else:
+            refused = rest.exception_handler(exc, {"view": operation.view()})
+            content = _render(refused.data)
+        extra = [
+            (k.lower().encode("latin-1"), v.encode("latin-1"))
+            for k, v in refused.items()
+            if k.lower() != "content-type"
+        ]
+        return refused.status_code, extra, content, operation.label
+
+
+def _caller(call: Call) -> Actor:
+    """DRF's order: authenticate, permissions (an agent passes), throttle."""
+    from agents.services import registry
+    from tracemem_site import throttling
+
     check = registry.agent_key_authenticate(authorization=call.authorization, count_request=True)
-    wait = throttling.over_limit(check.agent.agent_id, check.counted, "rest")
+    wait = throttling.over_limit(check.agent.agent_id, check.counted, call.operation.door)
     if wait is not None:
         raise exceptions.Throttled(wait)
-    operation = call.operation
-    data = {} if call.is_get or not body else rest.json_object(_parser().parse(io.BytesIO(body)))
-    args = rest.input_from(operation.model, data, call.path_args, in_query=call.is_get)
-    return operation.view.answer(Actor.for_agent(check.agent), args)  # type: ignore[no-any-return]
+    return Actor.for_agent(check.agent)
+
+
+HOT_TOOLS = frozenset({"decision_create", "decision_get", "decision_add_context", "decision_evaluate"})
+_HOT_TOOL_NAMES = tuple(name.encode() for name in HOT_TOOLS)
+
+
+def _tool_call_in(call: Call, body: bytes) -> _ToolCall | None:
+    """The ``tools/call`` of a hot tool in ``body`` that the MCP fast path answers (the checks
+    ``FastPathMixin.fast_path`` makes before it runs one), or None. Reads nothing else."""
+    import pydantic
+    from mcp import types
+
+    from tracemem_site import mcp, mcp_adapter, mcp_modern
+
+    try:
+        data = _parser().parse(io.BytesIO(body))
+    except Exception:  # the refusal is the MCP transport's to word
+        return None
+    meta = {"HTTP_MCP_PROTOCOL_VERSION": call.mcp_version} if call.mcp_version is not None else {}
+    if not isinstance(data, dict) or mcp_modern.is_modern(meta, data):
+        return None
+    params, request_id = data.get("params"), data.get("id")
+    if data.get("jsonrpc") != "2.0" or data.get("method") != "tools/call" or not isinstance(params, dict):
+        return None
+    if (
+        isinstance(request_id, bool)
+        or not isinstance(request_id, str | int)
+        or params.get("name") not in HOT_TOOLS
+    ):
+        return None
+    try:
+        parsed = types.CallToolRequestParams.model_validate(params)
+    except pydantic.ValidationError:
+        return None
+    found = mcp_adapter.fast_callable(parsed.name)
+    if found is None or mcp._is_async(found[1]):
+        return None
+    return _ToolCall(data, request_id, parsed)
+
+
+def _render(data: Any) -> bytes:
+    return _renderer().render(data, "application/json", {})
 
 
 @functools.cache
@@ -281,6 +407,7 @@ def _static_headers(secure: bool) -> Headers:
 
 def _setting_changed(**kwargs: Any) -> None:
     _static_headers.cache_clear()
+    _allowed_host.cache_clear()
 
 
 setting_changed.connect(_setting_changed, dispatch_uid="tracemem-agent-door")

@@ -111,14 +111,16 @@ async def _django(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await _streaming(scope, _Replay(body, complete, receive), send)
         return
     loop = asyncio.get_running_loop()
-    call = agent_door.route(scope)
+    call = agent_door.route(scope, body)
     if call is not None:  # an agent's hot call, answered without Django's middleware and DRF
-        status, headers, content = await loop.run_in_executor(
+        answered = await loop.run_in_executor(
             _pool, functools.partial(contextvars.copy_context().run, agent_door.answer, call, body)
         )
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": content})
-        return
+        if answered is not None:
+            status, headers, content = answered
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": content})
+            return
     environ: Any = build_environ(scope, io.BytesIO(body))  # type: ignore[arg-type]
     answer = _Answer()
     # The request's context goes with it into the thread (waits.slot_for_request relies on it).

@@ -350,7 +350,13 @@ class FastPathMixin:
     def _tools_call(
         self, request: Request, request_id: Any, params: dict[str, Any] | None
     ) -> HttpResponse | None:
-        parsed = types.CallToolRequestParams.model_validate(params)
+        return self.tools_call(request, request_id, types.CallToolRequestParams.model_validate(params))
+
+    def tools_call(
+        self, request: Any, request_id: Any, parsed: types.CallToolRequestParams
+    ) -> HttpResponse | None:
+        """The answer to a ``tools/call`` (also the agent door's, tracemem_site/agent_door.py), or None
+        when the stock path must run the tool."""
         try:
             with rawjson.passthrough():  # decision_trace's events come back as JSON text (issue 17)
                 outcome = self._run_tool(request, parsed)
