@@ -426,8 +426,8 @@ def view(run: Run, fuzz: Callable[[str], str] = lambda text: text) -> dict[str, 
         "json": json.loads(body) if parsed is not None else None,
         "metrics": sorted((k, v) for k, v in run.metrics.items()),
         "logs": [
-            (n, lvl, fuzz(_normalise_text(run, m, volatile)), rid == run.header("x-request-id"), extra)
-            for n, lvl, m, rid, extra in run.logs
+            (n, lvl, fuzz(_normalise_text(run, m, volatile)), rid == run.header("x-request-id"))
+            for n, lvl, m, rid, _ in run.logs
         ],
     }
 
@@ -518,11 +518,13 @@ REST_CASES: list[tuple[str, Req, bool | None, int]] = [
     ("create-bearer", Req("POST", "/api/v1/decisions", CREATE, auth="Bearer {key}"), True, 201),
     ("create-scheme-lowercase", Req("POST", "/api/v1/decisions", CREATE, auth="agent {key}"), True, 201),
     ("create-charset-utf8", Req("POST", "/api/v1/decisions", {**CREATE, "metadata": {"note": "café ☕"}}, content_type="application/json; charset=utf-8"), True, 201),
-    ("create-charset-latin1", Req("POST", "/api/v1/decisions", b'{"intent": "deploy.service.api", "automation_mode": "autonomous", "metadata": {"note": "caf\xe9"}}', content_type="application/json; charset=latin-1"), None, 201),
+    ("create-charset-latin1", Req("POST", "/api/v1/decisions", b'{"intent": "deploy.service.api", "automation_mode": "autonomous", "metadata": {"note": "caf\xe9"}}', content_type="application/json; charset=latin-1"), False, 201),
     ("create-unicode-separators", Req("POST", "/api/v1/decisions", {**CREATE, "metadata": {"note": "a\u2028b\u2029c"}}), True, 201),
     ("create-integer-beyond-64-bits", Req("POST", "/api/v1/decisions", '{"intent": "deploy.service.api", "automation_mode": "autonomous", "metadata": {"n": 123456789012345678901234567890}}'), True, 400),
     ("create-duplicate-key", Req("POST", "/api/v1/decisions", '{"intent": "nope", "intent": "deploy.service.api", "automation_mode": "autonomous"}'), True, 201),
-    ("create-query-string-ignored", Req("POST", "/api/v1/decisions", CREATE, query="intent=x"), None, 201),
+    ("create-cookies-but-no-session", Req("POST", "/api/v1/decisions", CREATE, headers=(("cookie", "theme=dark; csrftoken=" + "C" * 32),)), True, 201),
+    ("create-malformed-csrf-cookie", Req("POST", "/api/v1/decisions", CREATE, headers=(("cookie", "csrftoken=abc"),)), None, 201),
+    ("create-query-string-ignored", Req("POST", "/api/v1/decisions", CREATE, query="intent=x"), False, 201),
     ("create-bad-intent", Req("POST", "/api/v1/decisions", {**CREATE, "intent": "Deploy Service"}), True, 400),
     ("create-bad-mode", Req("POST", "/api/v1/decisions", {**CREATE, "automation_mode": "sometimes"}), True, 400),
     ("create-missing-intent", Req("POST", "/api/v1/decisions", {"automation_mode": "autonomous"}), True, 400),
@@ -533,25 +535,25 @@ REST_CASES: list[tuple[str, Req, bool | None, int]] = [
     ("create-body-an-array", Req("POST", "/api/v1/decisions", [CREATE]), True, 400),
     ("create-body-a-string", Req("POST", "/api/v1/decisions", '"deploy"'), True, 400),
     ("create-body-null", Req("POST", "/api/v1/decisions", "null"), True, 400),
-    ("create-chunked-upload", Req("POST", "/api/v1/decisions", CREATE, content_length=False), None, 400),
-    ("create-body-empty", Req("POST", "/api/v1/decisions", b""), None, 400),
+    ("create-chunked-upload", Req("POST", "/api/v1/decisions", CREATE, content_length=False), False, 400),
+    ("create-body-empty", Req("POST", "/api/v1/decisions", b""), False, 400),
     ("create-invalid-json", Req("POST", "/api/v1/decisions", '{"intent": '), True, 400),
     ("create-trailing-garbage", Req("POST", "/api/v1/decisions", json.dumps(CREATE) + " x"), True, 400),
     ("create-nan", Req("POST", "/api/v1/decisions", '{"intent": "deploy.service.api", "automation_mode": "autonomous", "metadata": {"n": NaN}}'), True, 400),
     ("create-byte-order-mark", Req("POST", "/api/v1/decisions", b"\xef\xbb\xbf" + json.dumps(CREATE).encode()), True, 400),
     ("create-invalid-utf8", Req("POST", "/api/v1/decisions", b'{"intent": "\xff", "automation_mode": "autonomous"}'), True, 400),
     ("create-too-deep", Req("POST", "/api/v1/decisions", _nested(65)), True, 400),
-    ("create-text-plain", Req("POST", "/api/v1/decisions", CREATE, content_type="text/plain"), None, 415),
-    ("create-no-content-type", Req("POST", "/api/v1/decisions", CREATE, content_type=None), None, 415),
-    ("create-accept-html", Req("POST", "/api/v1/decisions", CREATE, headers=(("accept", "text/html"),)), None, 406),
-    ("create-accept-indent", Req("POST", "/api/v1/decisions", CREATE, headers=(("accept", "application/json; indent=2"),)), None, 201),
-    ("create-trailing-slash", Req("POST", "/api/v1/decisions/", CREATE), None, 404),
-    ("create-put", Req("PUT", "/api/v1/decisions", CREATE), None, 405),
+    ("create-text-plain", Req("POST", "/api/v1/decisions", CREATE, content_type="text/plain"), False, 415),
+    ("create-no-content-type", Req("POST", "/api/v1/decisions", CREATE, content_type=None), False, 415),
+    ("create-accept-html", Req("POST", "/api/v1/decisions", CREATE, headers=(("accept", "text/html"),)), False, 406),
+    ("create-accept-indent", Req("POST", "/api/v1/decisions", CREATE, headers=(("accept", "application/json; indent=2"),)), False, 201),
+    ("create-trailing-slash", Req("POST", "/api/v1/decisions/", CREATE), False, 404),
+    ("create-put", Req("PUT", "/api/v1/decisions", CREATE), False, 405),
     # authentication (401 with WWW-Authenticate and details.reason)
-    ("auth-missing", Req("POST", "/api/v1/decisions", CREATE, auth=None), None, 401),
-    ("auth-other-scheme", Req("POST", "/api/v1/decisions", CREATE, auth="Basic {key}"), None, 401),
-    ("auth-personal-token-scheme", Req("POST", "/api/v1/decisions", CREATE, auth="Token {key}"), None, 401),
-    ("auth-three-words", Req("POST", "/api/v1/decisions", CREATE, auth="Agent {key} extra"), None, 401),
+    ("auth-missing", Req("POST", "/api/v1/decisions", CREATE, auth=None), False, 401),
+    ("auth-other-scheme", Req("POST", "/api/v1/decisions", CREATE, auth="Basic {key}"), False, 401),
+    ("auth-personal-token-scheme", Req("POST", "/api/v1/decisions", CREATE, auth="Token {key}"), False, 401),
+    ("auth-three-words", Req("POST", "/api/v1/decisions", CREATE, auth="Agent {key} extra"), True, 401),
     ("auth-malformed-key", Req("POST", "/api/v1/decisions", CREATE, auth="Agent nope"), True, 401),
     ("auth-unknown-key", Req("POST", "/api/v1/decisions", CREATE, auth="Agent {unknown_key}"), True, 401),
     ("auth-revoked-key", Req("POST", "/api/v1/decisions", CREATE, auth="Agent {revoked_key}"), True, 401),
@@ -560,21 +562,21 @@ REST_CASES: list[tuple[str, Req, bool | None, int]] = [
     ("auth-unknown-key-on-get", Req("GET", DID, auth="Agent {unknown_key}"), True, 401),
     ("auth-revoked-key-on-context", Req("POST", DID + "/context", {"context": {"a": 1}}, auth="Agent {revoked_key}"), True, 401),
     ("auth-unknown-key-and-invalid-json", Req("POST", "/api/v1/decisions", "{", auth="Agent {unknown_key}"), True, 401),
-    ("auth-missing-on-evaluate", Req("POST", DID + "/evaluate", {"policy_id": "code_change_policy_v1", "inputs": {}}, auth=None), None, 401),
+    ("auth-missing-on-evaluate", Req("POST", DID + "/evaluate", {"policy_id": "code_change_policy_v1", "inputs": {}}, auth=None), False, 401),
     # decision_get
     ("get", Req("GET", DID), True, 200),
     ("get-closed", Req("GET", "/api/v1/decisions/{closed}"), True, 200),
     ("get-bearer", Req("GET", DID, auth="Bearer {key}"), True, 200),
     ("get-another-agents", Req("GET", "/api/v1/decisions/{other}"), True, 404),
     ("get-unknown", Req("GET", "/api/v1/decisions/TMEM_0000000000000000000000"), True, 404),
-    ("get-odd-id", Req("GET", "/api/v1/decisions/not an id ☃"), None, 404),
-    ("get-query-unknown-field", Req("GET", DID, query="colour=red"), None, 400),
-    ("get-query-id-twice", Req("GET", DID, query="decision_id={did}"), None, 400),
-    ("get-query-empty-value", Req("GET", DID, query="colour="), None, 200),
+    ("get-odd-id", Req("GET", "/api/v1/decisions/not an id ☃"), True, 404),
+    ("get-query-unknown-field", Req("GET", DID, query="colour=red"), False, 400),
+    ("get-query-id-twice", Req("GET", DID, query="decision_id={did}"), False, 400),
+    ("get-query-empty-value", Req("GET", DID, query="colour="), False, 200),
     ("get-with-a-body", Req("GET", DID, {"decision_id": "x"}), True, 200),
-    ("get-trailing-slash", Req("GET", DID + "/"), None, 404),
-    ("get-head", Req("HEAD", DID), None, 200),
-    ("get-options", Req("OPTIONS", DID), None, 200),
+    ("get-trailing-slash", Req("GET", DID + "/"), False, 404),
+    ("get-head", Req("HEAD", DID), False, 200),
+    ("get-options", Req("OPTIONS", DID), False, 200),
     # decision_add_context
     ("context", Req("POST", DID + "/context", {"context": {"step": "plan", "api_key": "sk-live-abcdefghijklmnop"}, "summary": "planned"}), True, 201),
     ("context-payload-alias", Req("POST", DID + "/context", {"payload": {"step": "plan"}}), True, 201),
@@ -596,7 +598,7 @@ REST_CASES: list[tuple[str, Req, bool | None, int]] = [
     ("context-closed", Req("POST", "/api/v1/decisions/{closed}/context", {"context": {"a": 1}}), True, 409),
     ("context-another-agents", Req("POST", "/api/v1/decisions/{other}/context", {"context": {"a": 1}}), True, 404),
     ("context-unknown", Req("POST", "/api/v1/decisions/TMEM_0000000000000000000000/context", {"context": {"a": 1}}), True, 404),
-    ("context-get", Req("GET", DID + "/context"), None, 405),
+    ("context-get", Req("GET", DID + "/context"), False, 405),
     # decision_evaluate
     ("evaluate-requires-exception", Req("POST", DID + "/evaluate", {"policy_id": "code_change_policy_v1", "inputs": {"change_type": "refactor"}}), True, 200),
     ("evaluate-allow", Req("POST", DID + "/evaluate", {"policy_id": "code_change_policy_v1", "inputs": {"change_type": "docs"}}), True, 200),
@@ -639,8 +641,8 @@ def test_limits_on_the_body_are_applied_alike(settings: Any, world: World, subte
     fits = {**CREATE, "metadata": {"blob": "x" * 1900}}
     assert len(json.dumps(fits)) <= 2000
     with subtests.test("over the upload limit, sent whole"):
-        # The front holds the body and may offer it to the door; DRF's parser refuses it.
-        both(settings, world, Req("POST", "/api/v1/decisions", big), door=None, status=413)
+        # The front holds it whole and the door answers: its parser refuses it as DRF's does.
+        both(settings, world, Req("POST", "/api/v1/decisions", big), door=True, status=413)
     with subtests.test("over the upload limit, sent in pieces"):
         # The front streams it to Django without asking the door.
         both(settings, world, Req("POST", "/api/v1/decisions", big, chunk=1000), door=False, status=413)
@@ -707,8 +709,24 @@ def test_a_call_from_a_browser_session_still_waiting_for_its_second_factor_is_re
     browser.force_login(get_user_model().objects.create_superuser("root", "root@example.com", "pw-root-123"))
     cookie = f"sessionid={browser.cookies['sessionid'].value}"
     req = Req("POST", "/api/v1/decisions", CREATE, headers=(("cookie", cookie),))
-    django, _ = both(settings, world, req, door=None, status=403)
+    django, _ = both(settings, world, req, door=False, status=403)
     assert django.json()["error"]["details"] == {"reason": "second_factor_required"}
+
+
+def test_a_refusals_log_line_carries_the_same_fields(settings: Any, world: World, subtests: Any) -> None:
+    """Django's "Bad Request: /path" line (django.utils.log.log_response) carries ``status_code`` and
+    ``request`` as extra fields, which the JSON log format writes out (``"request": "<WSGIRequest:
+    POST '/api/v1/decisions'>"``) and error reporters read."""
+    for req in (
+        Req("POST", "/api/v1/decisions", {**CREATE, "intent": "Nope"}),
+        Req("GET", "/api/v1/decisions/{other}"),
+        Req("POST", "/mcp", {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "decision_get", "arguments": {"decision_id": "{did}"}}}, auth="Bearer {unknown_key}"),
+    ):  # fmt: skip
+        with subtests.test(f"{req.method} {req.path}"):
+            django, on = both(settings, world, req)
+            fields = {run.mode: [(name, extra) for name, _, _, _, extra in run.logs] for run in (django, on)}
+            assert fields["django"] == [("django.request", ("request", "request_id", "status_code"))]
+            assert fields["door"] == fields["django"]
 
 
 # --- what operators see: metrics, the rate limit, security headers, hosts, an outage -------------
@@ -871,14 +889,14 @@ def test_the_host_is_checked_as_django_checks_it(settings: Any, world: World, su
                     settings,
                     world,
                     req,
-                    door=None if not allowed else True,
+                    door=allowed,
                     status=status if allowed else 400,
                 )
     settings.USE_X_FORWARDED_HOST = True
     for forwarded, status in (("evil.example", 400), ("testserver", 200)):
         with subtests.test(f"X-Forwarded-Host {forwarded!r}"):
             req = Req("GET", DID, headers=(("x-forwarded-host", forwarded),))
-            both(settings, world, req, door=None, status=status)
+            both(settings, world, req, door=False, status=status)
 
 
 def test_a_database_outage_is_503_unavailable_alike_and_both_recover(
@@ -909,7 +927,7 @@ def test_a_database_outage_is_503_unavailable_alike_and_both_recover(
         with subtests.test("a call carrying a session cookie"):
             # Django loads the session (SecondFactorMiddleware) before the view: that fails first.
             req = Req("GET", DID, headers=(("cookie", "sessionid=abcdefghijklmnopqrstuvwxyz012345"),))
-            both(settings, world, req, door=None, status=503, database=False)
+            both(settings, world, req, door=False, status=503, database=False)
     finally:
         outage.end()
     # The pool thread gets a working connection back by itself (here the door answers first).
@@ -964,12 +982,12 @@ MCP_CASES: list[tuple[str, Req, bool | None, int]] = [
     ("create", _mcp(_tool("decision_create", {**CREATE, "metadata": {"password": "hunter2"}})), True, 200),
     ("create-agent-scheme", _mcp(_tool("decision_create", CREATE), auth="Agent {key}"), True, 200),
     ("create-string-id", _mcp(_tool("decision_create", CREATE, request_id="req-1")), True, 200),
-    ("create-no-accept", _mcp(_tool("decision_create", CREATE), accept=None), None, 200),
+    ("create-no-accept", _mcp(_tool("decision_create", CREATE), accept=None), True, 200),
     ("create-bad-intent", _mcp(_tool("decision_create", {**CREATE, "intent": "Nope"})), True, 200),
     ("create-unknown-argument", _mcp(_tool("decision_create", {**CREATE, "colour": "red"})), True, 200),
     ("create-wrong-type", _mcp(_tool("decision_create", {**CREATE, "metadata": "x"})), True, 200),
-    ("create-no-arguments", _mcp(_tool("decision_create", None)), None, 200),
-    ("create-too-deep", _mcp(_tool("decision_create", _nested(70))), None, 400),
+    ("create-no-arguments", _mcp(_tool("decision_create", None)), True, 200),
+    ("create-too-deep", _mcp(_tool("decision_create", _nested(70))), False, 400),
     ("get", _mcp(_tool("decision_get", {"decision_id": "{did}"})), True, 200),
     ("get-another-agents", _mcp(_tool("decision_get", {"decision_id": "{other}"})), True, 200),
     ("get-unknown", _mcp(_tool("decision_get", {"decision_id": "TMEM_0000000000000000000000"})), True, 200),
@@ -983,18 +1001,18 @@ MCP_CASES: list[tuple[str, Req, bool | None, int]] = [
     ("evaluate-inputs-fail-the-schema", _mcp(_tool("decision_evaluate", {**EVALUATE, "inputs": {}})), True, 200),
     ("evaluate-ungranted", _mcp(_tool("decision_evaluate", {**EVALUATE, "policy_id": "ungranted_policy_v1"})), True, 200),
     ("evaluate-closed", _mcp(_tool("decision_evaluate", {**EVALUATE, "decision_id": "{closed}"})), True, 200),
-    ("auth-unknown-key", _mcp(_tool("decision_get", {"decision_id": "{did}"}), auth="Bearer {unknown_key}"), None, 401),
-    ("auth-revoked-key", _mcp(_tool("decision_create", CREATE), auth="Bearer {revoked_key}"), None, 401),
-    ("auth-missing", _mcp(_tool("decision_create", CREATE), auth=None), None, 401),
+    ("auth-unknown-key", _mcp(_tool("decision_get", {"decision_id": "{did}"}), auth="Bearer {unknown_key}"), True, 401),
+    ("auth-revoked-key", _mcp(_tool("decision_create", CREATE), auth="Bearer {revoked_key}"), True, 401),
+    ("auth-missing", _mcp(_tool("decision_create", CREATE), auth=None), False, 401),
     ("request-id-echoed", _mcp(_tool("decision_get", {"decision_id": "{did}"}), headers=(("x-request-id", "mcp-req-1"),)), True, 200),
-    ("origin-cross-site", _mcp(_tool("decision_get", {"decision_id": "{did}"}), headers=(("origin", "https://evil.example"),)), None, 403),
-    ("other-tool", _mcp(_tool("capabilities_get", {})), None, 200),
-    ("unknown-tool", _mcp(_tool("no_such_tool", {})), None, 200),
-    ("tools-list", _mcp({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}), None, 200),
-    ("notification", _mcp({"jsonrpc": "2.0", "method": "notifications/initialized"}), None, 202),
-    ("batch", _mcp([_tool("decision_get", {"decision_id": "TMEM_0000000000000000000000"})]), None, 400),
-    ("invalid-json", _mcp("{"), None, 400),
-    ("unsupported-protocol-version", _mcp(_tool("decision_get", {"decision_id": "{did}"}), headers=(("mcp-protocol-version", "1999-01-01"),)), None, 400),
+    ("origin-cross-site", _mcp(_tool("decision_get", {"decision_id": "{did}"}), headers=(("origin", "https://evil.example"),)), False, 403),
+    ("other-tool", _mcp(_tool("capabilities_get", {})), False, 200),
+    ("unknown-tool", _mcp(_tool("no_such_tool", {})), False, 200),
+    ("tools-list", _mcp({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}), False, 200),
+    ("notification", _mcp({"jsonrpc": "2.0", "method": "notifications/initialized"}), False, 202),
+    ("batch", _mcp([_tool("decision_get", {"decision_id": "TMEM_0000000000000000000000"})]), False, 400),
+    ("invalid-json", _mcp("{"), False, 400),
+    ("unsupported-protocol-version", _mcp(_tool("decision_get", {"decision_id": "{did}"}), headers=(("mcp-protocol-version", "1999-01-01"),)), False, 400),
 ]  # fmt: skip
 
 
