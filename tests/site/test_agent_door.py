@@ -34,6 +34,7 @@ from django.test import Client
 from django.utils import timezone
 from prometheus_client import Counter, Histogram
 
+from agents import keycache
 from agents.models import Agent, AgentKey
 from agents.services import registry as agent_registry
 from decisions import api as decisions_api
@@ -41,8 +42,8 @@ from decisions import services as decision_services
 from decisions.integrity import decision_problems
 from decisions.models import Decision, TraceEvent
 from policies.services import authoring as policy_authoring
-from tests.fault_helpers import DatabaseOutage, terminate_backend
-from tracemem_core import metrics
+from tests.fault_helpers import DatabaseOutage, RedisServer, terminate_backend, use_cache
+from tracemem_core import metrics, shared_cache
 from tracemem_core.actor import Actor
 from tracemem_core.requestid import current_request_id
 from tracemem_site import agent_door, front
@@ -472,14 +473,18 @@ def both(
     status: int | None = None,
     fuzz: Callable[[str], str] = lambda text: text,
     database: bool = True,
+    before: Callable[[], None] = lambda: None,
 ) -> tuple[Run, Run]:
     """``req`` with the door off, then on: the two answers (and what they wrote) must be the same.
 
     ``door``: True, the door must have answered; False, it must not have (declined or not asked);
     None, either. ``status``: what Django answers (so the test cannot pass on two equal mistakes).
+    ``before`` runs before each of the two (to start both from the same process state).
     """
+    before()
     django = send(settings, world, "django", req, database=database)
     django_effects = effects(django) if database else {}
+    before()
     on = send(settings, world, "door", req, database=database)
     assert django.door_answers == [], "the door is asked nothing while TRACEMEM_AGENT_DOOR is off"
     if status is not None:
@@ -892,6 +897,10 @@ def test_the_host_is_checked_as_django_checks_it(settings: Any, world: World, su
                     door=allowed,
                     status=status if allowed else 400,
                 )
+    settings.ALLOWED_HOSTS = ["api.example"]  # read per request by both (the door's memory of it too)
+    with subtests.test("a Host no longer allowed"):
+        both(settings, world, Req("GET", DID), door=False, status=400)
+    settings.ALLOWED_HOSTS = ["testserver"]
     settings.USE_X_FORWARDED_HOST = True
     for forwarded, status in (("evil.example", 400), ("testserver", 200)):
         with subtests.test(f"X-Forwarded-Host {forwarded!r}"):
@@ -924,6 +933,9 @@ def test_a_database_outage_is_503_unavailable_alike_and_both_recover(
                 error = django.json()["error"]
                 assert error["code"] == "unavailable" and error["details"]["applied"] is False
                 assert int(django.header("retry-after") or 0) == error["details"]["retry_after"]
+        with subtests.test("a key this process does not remember"):
+            # Checked in the database, which is down (a fresh worker, or one that forgot the key).
+            both(settings, world, Req("GET", DID), status=503, database=False, before=keycache.forget_local)
         with subtests.test("a call carrying a session cookie"):
             # Django loads the session (SecondFactorMiddleware) before the view: that fails first.
             req = Req("GET", DID, headers=(("cookie", "sessionid=abcdefghijklmnopqrstuvwxyz012345"),))
@@ -950,6 +962,27 @@ def test_a_database_outage_is_503_unavailable_alike_and_both_recover(
     ):
         django, _ = both(settings, world, Req("POST", "/api/v1/decisions", CREATE), status=503)
         assert django.json()["error"]["details"]["applied"] is True
+
+
+def test_with_the_cache_down_the_calls_are_answered_alike(settings: Any, world: World, subtests: Any) -> None:
+    """The rate limit and the remembered keys live in the shared cache (Redis); while it is down both
+    fall back to this process (tests/core/test_cache_outage.py). Each mode starts believing it up."""
+    server = RedisServer().start()
+    use_cache(settings, server.url)
+    try:
+        server.stop()
+        for req, status in (
+            (Req("POST", "/api/v1/decisions", CREATE), 201),
+            (Req("GET", DID), 200),
+            (Req("POST", DID + "/context", {"context": {"a": 1}}), 201),
+            (Req("GET", DID, auth="Agent {revoked_key}"), 401),
+        ):
+            with subtests.test(f"{req.method} {req.path}"):
+                django, _ = both(settings, world, req, status=status, before=shared_cache.reset)
+                assert any(name == "tracemem_cache_errors_total" for name, _ in django.metrics)
+    finally:
+        server.stop()
+        shared_cache.reset()
 
 
 # --- the MCP door's hot tools (POST /mcp, JSON-RPC tools/call) ----------------------------------
