@@ -161,7 +161,7 @@ def route(scope: dict[str, Any], body: bytes) -> Call | None:
         b"content-length" not in headers or headers.get(b"content-type", b"").lower() not in _JSON_TYPES
     ):
         return None
-    if b"cookie" in headers and _has_session(headers[b"cookie"]):
+    if b"cookie" in headers and _cookies_for_django(headers[b"cookie"]):
         return None
     if headers.get(b"accept", b"*/*") not in _ACCEPTED or not _host_allowed(headers):
         return None
@@ -195,10 +195,21 @@ def route(scope: dict[str, Any], body: bytes) -> Call | None:
     )
 
 
-def _has_session(cookie: bytes) -> bool:
-    # A browser session along with the key: SessionMiddleware, AuthenticationMiddleware and
-    # SecondFactorMiddleware read it (a session still owing its second factor is refused), so Django answers.
-    return settings.SESSION_COOKIE_NAME in parse_cookie(cookie.decode("latin-1"))
+def _cookies_for_django(cookie: bytes) -> bool:
+    """Cookies Django's middleware would act on. A browser session along with the key:
+    SessionMiddleware, AuthenticationMiddleware and SecondFactorMiddleware read it (a session still
+    owing its second factor is refused). A CSRF cookie of the wrong form: CsrfViewMiddleware answers
+    with a new one. Other cookies (a load balancer's) change nothing."""
+    cookies = parse_cookie(cookie.decode("latin-1"))
+    if settings.SESSION_COOKIE_NAME in cookies:
+        return True
+    csrf = cookies.get(settings.CSRF_COOKIE_NAME)
+    return csrf is not None and not settings.CSRF_USE_SESSIONS and _CSRF_SECRET.match(csrf) is None
+
+
+# The forms CsrfViewMiddleware keeps (django.middleware.csrf._check_token_format): a secret, or a
+# secret masked as Django before 4.0 stored it.
+_CSRF_SECRET = re.compile(r"[a-zA-Z0-9]{32}(?:[a-zA-Z0-9]{32})?\Z")
 
 
 def _host_allowed(headers: dict[bytes, bytes]) -> bool:
@@ -246,7 +257,8 @@ def answer(call: Call, body: bytes) -> tuple[int, Headers, bytes] | None:
         if status >= 400:  # as django.utils.log.log_response words it
             log = logger.error if status >= 500 else logger.warning
             path = call.path.encode("unicode_escape").decode("ascii")
-            log("%s: %s", http.HTTPStatus(status).phrase, path, extra={"status_code": status})
+            fields = {"status_code": status, "request": _LoggedRequest(call)}
+            log("%s: %s", http.HTTPStatus(status).phrase, path, extra=fields)
         door = call.operation.door
         try:
             metrics.REQUESTS.labels(door, label, str(status)).inc()
@@ -256,6 +268,17 @@ def answer(call: Call, body: bytes) -> tuple[int, Headers, bytes] | None:
         return status, headers, content
     finally:
         request_finished.send(sender=Call)
+
+
+class _LoggedRequest:
+    """The ``request`` of the refusal's log record, written as Django's own (a JSON log line shows it)."""
+
+    def __init__(self, call: Call) -> None:
+        self.method = "GET" if call.is_get else "POST"
+        self.path = call.path
+
+    def __repr__(self) -> str:
+        return f"<WSGIRequest: {self.method} {self.path!r}>"
 
 
 @dataclass(frozen=True)

@@ -389,6 +389,15 @@ def _request_id_view(run: Run) -> str | None:
     return "<generated>" if re.fullmatch(r"[0-9a-f]{32}", value) else f"<unexpected {value!r}>"
 
 
+def _fresh_cookie(name: str, value: str) -> str:
+    """A cookie Django sets anew (a CSRF secret replacing a malformed one): its value and expiry are
+    new each time."""
+    if name != "set-cookie":
+        return value
+    value = re.sub(r"^([^=]+)=[^;]*", r"\1=<new>", value)
+    return re.sub(r"expires=[^;]+", "expires=<date>", value)
+
+
 def _normalise_text(run: Run, text: str, volatile: list[tuple[str, str]]) -> str:
     request_id = run.header("x-request-id")
     if request_id:
@@ -413,7 +422,12 @@ def view(run: Run, fuzz: Callable[[str], str] = lambda text: text) -> dict[str, 
     _volatile_strings(parsed, volatile)
     body = fuzz(_normalise_text(run, run.body.decode("utf-8", "backslashreplace"), volatile))
     headers = sorted(
-        (k, "<request_id>" if k == "x-request-id" else fuzz(_normalise_text(run, v, volatile)))
+        (
+            k,
+            "<request_id>"
+            if k == "x-request-id"
+            else fuzz(_normalise_text(run, _fresh_cookie(k, v), volatile)),
+        )
         for k, v in run.headers
         if k not in IGNORED_HEADERS
     )
@@ -528,7 +542,7 @@ REST_CASES: list[tuple[str, Req, bool | None, int]] = [
     ("create-integer-beyond-64-bits", Req("POST", "/api/v1/decisions", '{"intent": "deploy.service.api", "automation_mode": "autonomous", "metadata": {"n": 123456789012345678901234567890}}'), True, 400),
     ("create-duplicate-key", Req("POST", "/api/v1/decisions", '{"intent": "nope", "intent": "deploy.service.api", "automation_mode": "autonomous"}'), True, 201),
     ("create-cookies-but-no-session", Req("POST", "/api/v1/decisions", CREATE, headers=(("cookie", "theme=dark; csrftoken=" + "C" * 32),)), True, 201),
-    ("create-malformed-csrf-cookie", Req("POST", "/api/v1/decisions", CREATE, headers=(("cookie", "csrftoken=abc"),)), None, 201),
+    ("create-malformed-csrf-cookie", Req("POST", "/api/v1/decisions", CREATE, headers=(("cookie", "csrftoken=abc"),)), False, 201),
     ("create-query-string-ignored", Req("POST", "/api/v1/decisions", CREATE, query="intent=x"), False, 201),
     ("create-bad-intent", Req("POST", "/api/v1/decisions", {**CREATE, "intent": "Deploy Service"}), True, 400),
     ("create-bad-mode", Req("POST", "/api/v1/decisions", {**CREATE, "automation_mode": "sometimes"}), True, 400),
