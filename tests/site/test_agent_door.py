@@ -14,7 +14,6 @@ was not asked at all when off.
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import json
 import logging
@@ -43,6 +42,7 @@ from decisions.integrity import decision_problems
 from decisions.models import Decision, TraceEvent
 from policies.services import authoring as policy_authoring
 from tests.fault_helpers import DatabaseOutage, RedisServer, terminate_backend, use_cache
+from tests.front_asgi import through_front
 from tracemem_core import metrics, shared_cache
 from tracemem_core.actor import Actor
 from tracemem_core.requestid import current_request_id
@@ -86,62 +86,6 @@ def reload_middleware() -> Iterator[Callable[[], None]]:
     yield handler.load_middleware
     for name, value in saved.items():
         setattr(handler, name, value)
-
-
-def _scope(method: str, path: str, headers: list[tuple[str, str]], query: str, scheme: str) -> dict[str, Any]:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": scheme,
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": query.encode(),
-        "headers": [(k.lower().encode(), v.encode("latin1")) for k, v in headers],
-        "client": ("127.0.0.1", 50000),
-        "server": ("testserver", 443 if scheme == "https" else 80),
-    }
-
-
-def _call(
-    method: str,
-    path: str,
-    body: bytes,
-    headers: list[tuple[str, str]],
-    query: str = "",
-    scheme: str = "http",
-    chunk: int = 0,
-    content_length: bool = True,
-) -> tuple[int, list[tuple[str, str]], bytes]:
-    """One request through ``front.application``: status, headers (in order, repeats kept), body."""
-    pieces = [body[i : i + chunk] for i in range(0, len(body), chunk)] if chunk and body else [body]
-    messages = [
-        {"type": "http.request", "body": p, "more_body": i < len(pieces) - 1} for i, p in enumerate(pieces)
-    ]
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        if messages:
-            return messages.pop(0)
-        await asyncio.sleep(3600)
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    names = {k.lower() for k, _ in headers}
-    headers = list(headers)
-    if "host" not in names:
-        headers.insert(0, ("host", "testserver"))
-    if body and content_length and "content-length" not in names:
-        headers.append(("content-length", str(len(body))))
-    asyncio.run(front.application(_scope(method, path, headers, query, scheme), receive, send))
-    [start] = [m for m in sent if m["type"] == "http.response.start"]
-    content = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    assert sent[-1]["type"] == "http.response.body" and not sent[-1].get("more_body")
-    return start["status"], [(k.decode("latin1"), v.decode("latin1")) for k, v in start["headers"]], content
 
 
 # --- the world both runs see ------------------------------------------------------------------
@@ -340,9 +284,17 @@ def send(
     logging.getLogger().addHandler(lines)
     try:
         with mock.patch.object(agent_door, "answer", side_effect=spy):
-            status, out_headers, content = _call(
-                req.method, path, raw, headers, query, req.scheme, req.chunk, req.content_length
+            sent = through_front(
+                req.method,
+                path,
+                raw,
+                headers,
+                query=query,
+                scheme=req.scheme,
+                chunk=req.chunk,
+                content_length=req.content_length,
             )
+            status, out_headers, content = sent.status, sent.headers, sent.body
     finally:
         logging.getLogger().removeHandler(lines)
     after = _counters()

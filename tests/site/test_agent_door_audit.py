@@ -9,7 +9,6 @@ general parity cases are in tests/site/test_agent_door.py.
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import json
 import logging
@@ -28,6 +27,7 @@ from decisions import services as decision_services
 from decisions.api import DecisionCreateView
 from decisions.models import Decision
 from tests.fault_helpers import DatabaseOutage
+from tests.front_asgi import through_front
 from tracemem_core.actor import Actor
 from tracemem_core.requestid import current_request_id
 from tracemem_site import agent_door, front
@@ -74,39 +74,6 @@ def call(
     """One request through the front as uvicorn hands it over; ``door``: whether the door is on.
     ``content_length`` False: sent chunked (no Content-Length, as uvicorn passes such a request on)."""
     settings.TRACEMEM_AGENT_DOOR = door
-    headers = [("host", "testserver"), *(headers or [])]
-    if body and content_length:
-        headers.append(("content-length", str(len(body))))
-    size = max(1, -(-len(body) // chunks))
-    pieces = [body[i : i + size] for i in range(0, len(body), size)] or [b""]
-    messages = [
-        {"type": "http.request", "body": p, "more_body": i < len(pieces) - 1} for i, p in enumerate(pieces)
-    ]
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(k.encode(), v.encode("latin-1")) for k, v in headers],
-        "client": ("127.0.0.1", 50000),
-        "server": ("testserver", 80),
-    }
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        if messages:
-            return messages.pop(0)
-        await asyncio.sleep(3600)
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
     answered: list[Any] = []
     real = agent_door.answer
 
@@ -114,12 +81,10 @@ def call(
         answered.append(real(*args))
         return answered[-1]
 
+    size = max(1, -(-len(body) // chunks))
     with mock.patch.object(agent_door, "answer", side_effect=spy):
-        asyncio.run(front.application(scope, receive, send))
-    [start] = [m for m in sent if m["type"] == "http.response.start"]
-    content = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    out = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in start["headers"]]
-    return Answer(start["status"], out, content, any(a is not None for a in answered))
+        sent = through_front(method, path, body, headers, chunk=size, content_length=content_length)
+    return Answer(sent.status, sent.headers, sent.body, any(a is not None for a in answered))
 
 
 def agent_headers(key: str, *extra: tuple[str, str]) -> list[tuple[str, str]]:

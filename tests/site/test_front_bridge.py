@@ -16,6 +16,7 @@ import pytest
 from django.db import connections
 from django.test import Client
 
+from tests.front_asgi import through_front
 from tracemem_site import front
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -35,42 +36,10 @@ def one_thread(monkeypatch: Any) -> Any:
 last_body_messages = 0
 
 
-def _scope(method: str, path: str, headers: dict[str, str], query: str = "") -> dict[str, Any]:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": query.encode(),
-        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
-        "client": ("127.0.0.1", 50000),
-        "server": ("testserver", 80),
-    }
-
-
 def _call(
     method: str, path: str, body: bytes = b"", chunk: int = 0, **headers: str
 ) -> tuple[int, dict, bytes, int]:
     """One request through ``front.application``; returns status, headers, body and thread crossings."""
-    pieces = [body[i : i + chunk] for i in range(0, len(body), chunk)] if chunk and body else [body]
-    messages = [
-        {"type": "http.request", "body": p, "more_body": i < len(pieces) - 1} for i, p in enumerate(pieces)
-    ]
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        if messages:
-            return messages.pop(0)
-        await asyncio.sleep(3600)
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
     crossings = 0
     real = asyncio.run_coroutine_threadsafe
 
@@ -79,17 +48,11 @@ def _call(
         crossings += 1
         return real(*args, **kwargs)
 
-    headers.setdefault("host", "testserver")
-    if body:
-        headers.setdefault("content-length", str(len(body)))
     with mock.patch.object(asyncio, "run_coroutine_threadsafe", counted):
-        asyncio.run(front.application(_scope(method, path, headers), receive, send))
-    [start] = [m for m in sent if m["type"] == "http.response.start"]
-    content = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    assert sent[-1]["type"] == "http.response.body" and not sent[-1].get("more_body")
+        sent = through_front(method, path, body, list(headers.items()), chunk=chunk)
     global last_body_messages
-    last_body_messages = sum(m["type"] == "http.response.body" for m in sent)
-    return start["status"], {k.decode(): v.decode() for k, v in start["headers"]}, content, crossings
+    last_body_messages = sent.body_messages
+    return sent.status, dict(sent.headers), sent.body, crossings
 
 
 def test_a_request_crosses_into_the_thread_pool_once_and_gets_djangos_answer(
