@@ -42,7 +42,7 @@ from decisions.integrity import decision_problems
 from decisions.models import Decision, TraceEvent
 from policies.services import authoring as policy_authoring
 from tests.fault_helpers import DatabaseOutage, RedisServer, terminate_backend, use_cache
-from tests.front_asgi import through_front
+from tests.front_helpers import through_front
 from tracemem_core import metrics, shared_cache
 from tracemem_core.actor import Actor
 from tracemem_core.requestid import current_request_id

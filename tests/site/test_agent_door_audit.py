@@ -27,7 +27,7 @@ from decisions import services as decision_services
 from decisions.api import DecisionCreateView
 from decisions.models import Decision
 from tests.fault_helpers import DatabaseOutage
-from tests.front_asgi import through_front
+from tests.front_helpers import through_front
 from tracemem_core.actor import Actor
 from tracemem_core.requestid import current_request_id
 from tracemem_site import agent_door, front

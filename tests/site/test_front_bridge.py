@@ -16,7 +16,7 @@ import pytest
 from django.db import connections
 from django.test import Client
 
-from tests.front_asgi import through_front
+from tests.front_helpers import through_front
 from tracemem_site import front
 
 pytestmark = pytest.mark.django_db(transaction=True)
