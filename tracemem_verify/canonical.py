@@ -51,17 +51,15 @@ def _prepare(value: Any) -> Any:
     kind = type(value)
     if kind is str or kind is bool or value is None:
         return value
-    if isinstance(value, str):
-        return str.__str__(value)  # a subclass's characters as an exact str (not its __str__)
-    if kind is int:
-        if -_INT_MAX <= value <= _INT_MAX:
-            return value
-        raise _Unsupported
     if kind is dict:
         copy: dict[str, Any] | None = None
         for key, item in value.items():
             if type(key) is not str or (not key.isascii() and max(key) > _BMP_MAX):
                 raise _Unsupported
+            # The common leaves are looked at here, without a call each (most of an event's values).
+            leaf = type(item)
+            if leaf is str or leaf is bool or item is None or (leaf is int and -_INT_MAX <= item <= _INT_MAX):
+                continue
             prepared = _prepare(item)
             if prepared is not item:
                 if copy is None:
@@ -71,15 +69,34 @@ def _prepare(value: Any) -> Any:
     if kind is list or kind is tuple:
         items: list[Any] | None = None
         for index, item in enumerate(value):
+            leaf = type(item)
+            if leaf is str or leaf is bool or item is None or (leaf is int and -_INT_MAX <= item <= _INT_MAX):
+                continue
             prepared = _prepare(item)
             if prepared is not item:
                 if items is None:
                     items = list(value)
                 items[index] = prepared
         return value if items is None else items
+    if isinstance(value, str):
+        return str.__str__(value)  # a subclass's characters as an exact str (not its __str__)
+    if kind is int:
+        if -_INT_MAX <= value <= _INT_MAX:
+            return value
+        raise _Unsupported
     if kind is float and isfinite(value):
-        return orjson.Fragment(rfc8785.dumps(value))
+        return orjson.Fragment(_es_number(value))
     raise _Unsupported  # rfc8785 then refuses it (NaN, infinities) as it always did
+
+
+def _es_number(value: float) -> bytes:
+    """RFC 8785's number text (ECMAScript's Number::toString) of a finite float. Python's ``repr``
+    has the same shortest digits, and where it writes them without an exponent (1e-4 ≤ |value| <
+    1e16) so does ECMAScript, an integral value without its ``.0``; elsewhere ``rfc8785`` writes it."""
+    text = repr(value)
+    if "e" in text or value == 0:  # an exponent, or -0.0 ("0" in ECMAScript)
+        return rfc8785.dumps(value)
+    return (text[:-2] if text.endswith(".0") else text).encode()
 
 
 def canonical_json(value: Any) -> bytes:
