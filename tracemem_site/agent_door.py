@@ -6,10 +6,11 @@ service, authentication and rendering ~3 ms; the rest was the WSGI request, eigh
 DRF's request/response cycle. Answered here, the same request took 27 % less time end to end
 (docs/performance.md §22, the profile and the A/B that justified it).
 
-What it answers (:data:`OPERATIONS`): ``decision_create``, ``decision_get``, ``decision_add_context``
-and ``decision_evaluate`` over REST, sent the way agents and SDKs send them: an ``Agent`` or
+What it answers (:func:`operations`): ``decision_create``, ``decision_get``, ``decision_add_context``
+and ``decision_evaluate`` over REST and as an MCP ``tools/call``, sent the way agents and SDKs send them: an ``Agent`` or
 ``Bearer`` key, a JSON body with its ``Content-Length`` (or none, for the GET), no query string, an
-``Accept`` the one renderer satisfies, a ``Host`` in ``ALLOWED_HOSTS``, no session cookie. Anything
+``Accept`` the one renderer satisfies, a ``Host`` in ``ALLOWED_HOSTS``, no session cookie (nor a
+CSRF cookie Django would replace); on ``/mcp`` an agent key, no ``Origin``, a known protocol version. Anything
 else, and everything while it is off (``TRACEMEM_AGENT_DOOR=false``, ``DEBUG``, tracing on,
 ``DISALLOWED_USER_AGENTS`` or ``PREPEND_WWW`` set, or an HTTP request that ``SECURE_SSL_REDIRECT``
 would redirect), goes to Django as before.
