@@ -7,10 +7,26 @@ The front runs Django (or the agent door) in its thread pool; tests using this n
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from django.db import connections
+
 from tracemem_site import front
+
+
+@contextmanager
+def own_pool(monkeypatch: Any) -> Iterator[concurrent.futures.ThreadPoolExecutor]:
+    """The front's thread pool for one test: a single thread, its database connection closed after."""
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    monkeypatch.setattr(front, "_pool", pool)
+    monkeypatch.setattr(front._streaming, "executor", pool)
+    yield pool
+    pool.submit(connections.close_all).result()
+    pool.shutdown()
 
 
 @dataclass

@@ -14,7 +14,6 @@ was not asked at all when off.
 
 from __future__ import annotations
 
-import concurrent.futures
 import json
 import logging
 import re
@@ -28,7 +27,7 @@ from unittest import mock
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.handlers.wsgi import WSGIHandler
-from django.db import connection, connections
+from django.db import connection
 from django.test import Client
 from django.utils import timezone
 from prometheus_client import Counter, Histogram
@@ -42,7 +41,7 @@ from decisions.integrity import decision_problems
 from decisions.models import Decision, TraceEvent
 from policies.services import authoring as policy_authoring
 from tests.fault_helpers import DatabaseOutage, RedisServer, terminate_backend, use_cache
-from tests.front_helpers import through_front
+from tests.front_helpers import own_pool, through_front
 from tracemem_core import metrics, shared_cache
 from tracemem_core.actor import Actor
 from tracemem_core.requestid import current_request_id
@@ -61,12 +60,8 @@ MODES = ("django", "door")  # door off, then door on
 def one_thread(monkeypatch: Any, settings: Any) -> Iterator[None]:
     """The front's pool for this test alone, its thread's database connection closed after it."""
     settings.ALLOWED_HOSTS = ["testserver"]
-    pool = concurrent.futures.ThreadPoolExecutor(1)
-    monkeypatch.setattr(front, "_pool", pool)
-    monkeypatch.setattr(front._streaming, "executor", pool)
-    yield
-    pool.submit(connections.close_all).result()
-    pool.shutdown()
+    with own_pool(monkeypatch):
+        yield
 
 
 @pytest.fixture

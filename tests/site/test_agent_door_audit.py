@@ -27,10 +27,10 @@ from decisions import services as decision_services
 from decisions.api import DecisionCreateView
 from decisions.models import Decision
 from tests.fault_helpers import DatabaseOutage
-from tests.front_helpers import through_front
+from tests.front_helpers import own_pool, through_front
 from tracemem_core.actor import Actor
 from tracemem_core.requestid import current_request_id
-from tracemem_site import agent_door, front
+from tracemem_site import agent_door
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -41,12 +41,8 @@ CREATE = {"intent": "deploy.service.api", "automation_mode": "autonomous"}
 def one_thread(monkeypatch: Any, settings: Any) -> Iterator[concurrent.futures.ThreadPoolExecutor]:
     """The front's pool for this test alone (one thread), its database connection closed after it."""
     settings.ALLOWED_HOSTS = ["testserver"]
-    pool = concurrent.futures.ThreadPoolExecutor(1)
-    monkeypatch.setattr(front, "_pool", pool)
-    monkeypatch.setattr(front._streaming, "executor", pool)
-    yield pool
-    pool.submit(connections.close_all).result()
-    pool.shutdown()
+    with own_pool(monkeypatch) as pool:
+        yield pool
 
 
 class Answer:

@@ -7,16 +7,14 @@ receives is exactly what Django answered; larger bodies and responses still stre
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import json
 from typing import Any
 from unittest import mock
 
 import pytest
-from django.db import connections
 from django.test import Client
 
-from tests.front_helpers import through_front
+from tests.front_helpers import own_pool, through_front
 from tracemem_site import front
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -25,12 +23,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture(autouse=True)
 def one_thread(monkeypatch: Any) -> Any:
     """The front's pool for this test alone, its thread's database connection closed after it."""
-    pool = concurrent.futures.ThreadPoolExecutor(1)
-    monkeypatch.setattr(front, "_pool", pool)
-    monkeypatch.setattr(front._streaming, "executor", pool)
-    yield
-    pool.submit(connections.close_all).result()
-    pool.shutdown()
+    with own_pool(monkeypatch):
+        yield
 
 
 last_body_messages = 0
