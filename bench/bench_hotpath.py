@@ -58,6 +58,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from bench.common import env_int
+
 ROOT = Path(__file__).resolve().parent.parent
 CLIENTS = 16
 BATCH = 100
@@ -77,15 +79,11 @@ def context_of(i: int) -> dict[str, Any]:
     }
 
 
-def _env_int(name: str, default: int) -> int:
-    return int(os.environ.get(name) or default)
-
-
-REPEAT = _env_int("BENCH_REPEAT", 3)
-MEMORY_ROUNDS = _env_int("BENCH_MEMORY_ROUNDS", 6)
-SECONDS = _env_int("BENCH_SECONDS", 8)
-N = _env_int("BENCH_N", 300)
-PORT = _env_int("BENCH_PORT", 8765)
+REPEAT = env_int("BENCH_REPEAT", 3)
+MEMORY_ROUNDS = env_int("BENCH_MEMORY_ROUNDS", 6)
+SECONDS = env_int("BENCH_SECONDS", 8)
+N = env_int("BENCH_N", 300)
+PORT = env_int("BENCH_PORT", 8765)
 
 
 # --- databases ---------------------------------------------------------------------------------

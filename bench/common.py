@@ -11,6 +11,20 @@ from typing import Any
 _ready = False
 
 
+def env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name) or default)
+
+
+def cpu_seconds(pids: list[int] | list[str]) -> float:
+    """CPU time (user + system) the processes ``pids`` have used so far (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def django_setup() -> None:
     """Set Django up once, on ``<DATABASE NAME>_bench`` (created or reused, never the dev data)."""
     global _ready

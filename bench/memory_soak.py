@@ -38,24 +38,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bench import bench_hotpath as hot
+from bench.common import cpu_seconds, env_int
 
-
-def _env_int(name: str, default: int) -> int:
-    return int(os.environ.get(name) or default)
-
-
-K16 = _env_int("SOAK_K16", 60)
-B16 = _env_int("SOAK_B16", 8)
-N = _env_int("SOAK_N", 300)
-PORT = _env_int("SOAK_PORT", 8781)
-
-
-def _cpu_seconds(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+K16 = env_int("SOAK_K16", 60)
+B16 = env_int("SOAK_B16", 8)
+N = env_int("SOAK_N", 300)
+PORT = env_int("SOAK_PORT", 8781)
 
 
 class Server:
@@ -133,7 +121,7 @@ class Server:
 
     def round(self) -> str:
         hot.reset_worker_peaks(self.proc.pid)
-        cpu = _cpu_seconds(self.workers)
+        cpu = cpu_seconds(self.workers)
         single = {"context": {"step": "measuring", "n": 1}}
         batch = {"contexts": [{"step": "measuring", "n": i} for i in range(hot.BATCH)]}
         for body, count in ((single, K16), (batch, B16)):
@@ -146,7 +134,7 @@ class Server:
             for _ in range(N):
                 call()
         requests = hot.CLIENTS * (K16 + B16) + len(self.one_client) * N
-        per_request = (_cpu_seconds(self.workers) - cpu) / requests * 1e6
+        per_request = (cpu_seconds(self.workers) - cpu) / requests * 1e6
         self.peaks.append(hot.worker_peak_kib(self.proc.pid))
         rss = hot._mib(hot.worker_rss_kib(self.proc.pid))
         return f"RSS {rss} MiB, peak {hot._mib(self.peaks[-1])} MiB, CPU {per_request:,.0f} µs/request"

@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from bench.common import cpu_seconds
+
 
 def main(argv: list[str]) -> int:
     n = int(argv[0]) if argv else 2000
@@ -53,11 +55,9 @@ def main(argv: list[str]) -> int:
     backend = f"/proc/{raw.info.backend_pid}/stat"
     if not os.path.exists(backend):
         raise SystemExit("PostgreSQL is not on this machine: its CPU cannot be read")
-    tick = os.sysconf("SC_CLK_TCK")
 
     def backend_cpu() -> float:
-        fields = open(backend).read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / tick
+        return cpu_seconds([raw.info.backend_pid])
 
     def statement(sql: str, params: list[Any]) -> Callable[[], Any]:
         def run() -> Any:

@@ -18,13 +18,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-
-def _cpu_seconds(pids: list[str]) -> float:
-    total = 0
-    for pid in pids:
-        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+from bench.common import cpu_seconds
 
 
 def main(argv: list[str]) -> int:
@@ -77,7 +71,7 @@ def main(argv: list[str]) -> int:
     for _ in range(20):
         one()
     pids = os.environ.get("PIDS", "").split()
-    cpu_before = _cpu_seconds(pids) if pids else 0.0
+    cpu_before = cpu_seconds(pids) if pids else 0.0
     times = []
     for _ in range(n):
         started = time.perf_counter()
@@ -86,7 +80,7 @@ def main(argv: list[str]) -> int:
     times.sort()
     line = f"{operation}: p50 {statistics.median(times):.2f} ms  p90 {times[int(n * 0.9)]:.2f}  p99 {times[int(n * 0.99)]:.2f}"
     if pids:
-        line += f"  server CPU per request {(_cpu_seconds(pids) - cpu_before) / n * 1000:.2f} ms"
+        line += f"  server CPU per request {(cpu_seconds(pids) - cpu_before) / n * 1000:.2f} ms"
     print(line)
     return 0
 

@@ -48,13 +48,13 @@ from rest_framework import exceptions
 from tracemem_core import metrics, telemetry
 from tracemem_core.actor import Actor
 from tracemem_core.outage import database_outage, tracking_commits
-from tracemem_core.requestid import bind_request_id, new_request_id
+from tracemem_core.requestid import bind_request_id
 from tracemem_core.version import PROTOCOL_VERSIONS
+from tracemem_site.observability import request_id_for
 
 logger = logging.getLogger("django.request")  # Django's own logger for a refused request
 
 Headers = list[tuple[bytes, bytes]]
-_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")  # as tracemem_site.observability
 _JSON_TYPES = (b"application/json", b"application/json; charset=utf-8", b"application/json;charset=utf-8")
 _ACCEPTED = (b"application/json", b"*/*", b"application/*", b"application/json, text/event-stream")
 
@@ -78,10 +78,13 @@ class Call:
     path_args: dict[str, str]
     path: str
     authorization: str = field(repr=False)  # the agent's key: never in a repr (tracebacks with locals)
-    request_id: str | None
+    offered_request_id: str  # the X-Request-ID header as sent ("" without one)
     secure: bool
-    is_get: bool
     mcp_version: str | None = None  # MCP: the MCP-Protocol-Version header
+
+    @property
+    def is_get(self) -> bool:
+        return self.operation.method == "GET"
 
 
 @functools.cache
@@ -183,15 +186,13 @@ def route(scope: dict[str, Any], body: bytes) -> Call | None:
     secure = _is_secure(scope, headers)
     if settings.SECURE_SSL_REDIRECT and not secure:
         return None
-    offered = headers.get(b"x-request-id", b"")
     return Call(
         operation=operation,
         path_args=match.groupdict(),
         path=path,
         authorization=authorization.decode("latin-1"),
-        request_id=offered.decode() if _REQUEST_ID.match(offered) else None,
+        offered_request_id=headers.get(b"x-request-id", b"").decode("latin-1"),
         secure=secure,
-        is_get=method == "GET",
         mcp_version=mcp_version,
     )
 
@@ -246,7 +247,7 @@ def answer(call: Call, body: bytes) -> tuple[int, Headers, bytes] | None:
             return None
     request_started.send(sender=Call)
     started = time.perf_counter()
-    request_id = call.request_id or new_request_id()
+    request_id = request_id_for(call.offered_request_id)
     bind_request_id(request_id)
     try:
         with tracking_commits():
@@ -275,7 +276,7 @@ class _LoggedRequest:
     """The ``request`` of the refusal's log record, written as Django's own (a JSON log line shows it)."""
 
     def __init__(self, call: Call) -> None:
-        self.method = "GET" if call.is_get else "POST"
+        self.method = call.operation.method
         self.path = call.path
 
     def __repr__(self) -> str:

@@ -49,6 +49,11 @@ def operation_of(request: HttpRequest) -> str:
     return match.view_name or match._func_path
 
 
+def request_id_for(offered: str) -> str:
+    """The request's id: the caller's ``X-Request-ID`` (``offered``) when it is a plain token, else a new one."""
+    return offered if _VALID.match(offered) else new_request_id()
+
+
 class RequestMiddleware:
     """Outermost middleware: the request id, and the request's count and latency by door."""
 
@@ -56,8 +61,7 @@ class RequestMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        offered = request.META.get(_META_KEY, "")
-        request_id = offered if _VALID.match(offered) else new_request_id()
+        request_id = request_id_for(request.META.get(_META_KEY, ""))
         request.request_id = request_id  # type: ignore[attr-defined]
         # Bound for the rest of this request, including Django's own "Forbidden: /x" line written
         # after the middleware returns; request_finished (below) unbinds it.

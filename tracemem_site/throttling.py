@@ -32,10 +32,6 @@ def keep_count(request: Request, counted: rate_limit.Counted) -> None:
     setattr(request, _COUNTED, counted)
 
 
-def door_of(path: str) -> str:
-    return "mcp" if path.startswith("/mcp") else "rest"
-
-
 def over_limit(agent_id: str, counted: rate_limit.Counted | None, door: str) -> int | None:
     """Seconds to wait if this request of ``agent_id`` is over its rate limit, else None. ``counted``:
     authentication's count of it (:func:`keep_count`); without one the request is counted here."""
@@ -55,7 +51,8 @@ class AgentRateThrottle(BaseThrottle):
         actor = request.auth
         if not isinstance(actor, Actor) or actor.agent is None:
             return True
-        wait = over_limit(actor.agent.agent_id, getattr(request, _COUNTED, None), door_of(request.path))
+        door = "mcp" if request.path.startswith("/mcp") else "rest"
+        wait = over_limit(actor.agent.agent_id, getattr(request, _COUNTED, None), door)
         if wait is None:
             return True
         self.retry_after = wait
