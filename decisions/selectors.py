@@ -8,6 +8,7 @@ permission (reviewers, auditors; superusers hold every permission).
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 import re
@@ -104,10 +105,16 @@ def _agent_decision(actor: Actor, decision_id: str, sql: str) -> Decision:
         row = cursor.fetchone()
     if row is None:
         raise _not_found(decision_id)
-    values = list(row)
+    return _decision_from_row(list(row))
+
+
+_ATTNAMES = [f.attname for f in _FIELDS]
+
+
+def _decision_from_row(values: list[Any]) -> Decision:
     for index, convert in _CONVERTERS:
         values[index] = convert(values[index], None, connection)
-    return Decision.from_db(connection.alias, [f.attname for f in _FIELDS], values)
+    return Decision.from_db(connection.alias, _ATTNAMES, values)
 
 
 def decision_for_update(actor: Actor, decision_id: str) -> Decision:
@@ -117,6 +124,47 @@ def decision_for_update(actor: Actor, decision_id: str) -> Decision:
         return decision_for(actor, decision_id, Decision.objects.select_for_update())
     _check_decision_id(decision_id)
     return _agent_decision(actor, decision_id, _LOCK_SQL)
+
+
+@dataclass(frozen=True)
+class LockJoin:
+    """More columns read by the statement that locks an agent's decision, so what a call reads next
+    costs no round trip of its own (decision_evaluate's grant and policy version, issue 17).
+    ``columns`` is appended to the select list and ``joins`` to the FROM, where the decision is
+    ``d``; their ``%s`` parameters come first, in the text's order. Built once (a module constant):
+    its statement is prepared like the plain lock's. Only the decision's row is locked; the joined
+    columns are read from the statement's snapshot (as a separate read after the lock would be,
+    unless the lock had to wait for another transaction)."""
+
+    columns: str
+    joins: str
+
+    @functools.cached_property
+    def sql(self) -> str:
+        selected = ", ".join(f'd."{f.column}"' for f in _FIELDS)
+        return (
+            f"SELECT {selected}, {self.columns} FROM decisions_decision AS d {self.joins} "
+            "WHERE d.decision_id = %s AND d.agent_id = %s FOR UPDATE OF d"
+        )
+
+
+def decision_for_update_joined(
+    actor: Actor, decision_id: str, join: LockJoin, params: list[Any]
+) -> tuple[Decision, list[Any]] | None:
+    """:func:`decision_for_update` and the raw values of ``join``'s columns, in one statement; None
+    where the lock is not plain SQL (not an agent, not PostgreSQL): the caller locks with
+    :func:`decision_for_update` and reads the rest itself."""
+    if not _plain_sql_for(actor):
+        return None
+    _check_decision_id(decision_id)
+    assert actor.agent is not None
+    with prepared_cursor() as cursor:
+        cursor.execute(join.sql, [*params, decision_id, actor.agent.agent_id])
+        row = cursor.fetchone()
+    if row is None:
+        raise _not_found(decision_id)
+    width = len(_FIELDS)
+    return _decision_from_row(list(row[:width])), list(row[width:])
 
 
 def approval_outcome_fields(outcome: str, seq: int | None) -> dict[str, Any]:

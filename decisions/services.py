@@ -31,7 +31,13 @@ from decisions.models import (
     TraceEvent,
 )
 from decisions.receipts import receipt_issue
-from decisions.selectors import approval_outcome_fields, decision_for_update, event_as_dict
+from decisions.selectors import (
+    LockJoin,
+    approval_outcome_fields,
+    decision_for_update,
+    decision_for_update_joined,
+    event_as_dict,
+)
 from tracemem_core import metrics, telemetry
 from tracemem_core import validation as v
 from tracemem_core.actor import Actor
@@ -211,7 +217,24 @@ def decision_lock(*, actor: Actor, decision_id: Any, settle: bool = True) -> Dec
     reports. The approvals services that resolve approvals themselves pass ``settle=False``.
     """
     decision_id = v.string(decision_id, "decision_id", max_length=40)
-    decision = decision_for_update(actor, decision_id)
+    return _settled(decision_for_update(actor, decision_id), settle)
+
+
+def decision_lock_with(
+    *, actor: Actor, decision_id: Any, join: LockJoin, params: list[Any]
+) -> tuple[Decision, list[Any] | None]:
+    """:func:`decision_lock`, and the values of ``join``'s columns read by the same statement (one
+    round trip: ``decisions.selectors.LockJoin``); None instead of the values where the lock is not
+    that plain statement (not an agent, not PostgreSQL): the caller then reads them itself."""
+    decision_id = v.string(decision_id, "decision_id", max_length=40)
+    joined = decision_for_update_joined(actor, decision_id, join, params)
+    if joined is None:
+        return _settled(decision_for_update(actor, decision_id), True), None
+    decision, values = joined
+    return _settled(decision, True), values
+
+
+def _settled(decision: Decision, settle: bool) -> Decision:
     telemetry.annotate(decision_id=decision.decision_id, agent_id=decision.agent_id)
     if settle and decision.status == DecisionStatus.NEEDS_APPROVAL:
         for settler in _lock_settlers:

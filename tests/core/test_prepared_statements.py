@@ -42,14 +42,14 @@ def _numbered(sql: str) -> str:
 
 
 # Every plain statement of the hot path: an agent's decision read and locked, the decision's row
-# with its created event, one event, a trace page, the evaluation's grant and version.
+# with its created event, one event, a trace page, the lock with the evaluation's grant and version.
 HOT_STATEMENTS = {
     "read": _numbered(decision_selectors._READ_SQL),
     "lock": _numbered(decision_selectors._LOCK_SQL),
     "create": _numbered(decision_services._INSERT_CREATED_SQL),
     "insert event": _numbered(decision_services._INSERT_SQL + decision_services._INSERT_ROW),
     "trace page": _numbered(decision_selectors._TRACE_JSON_SQL),
-    "evaluation target": _numbered(policy_selectors._EVALUATION_SQL),
+    "lock with evaluation target": _numbered(policy_selectors.EVALUATION_JOIN.sql),
 }
 
 
