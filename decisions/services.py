@@ -48,6 +48,7 @@ from tracemem_core.errors import (
     PermissionDenied,
     PolicyDenied,
 )
+from tracemem_core.ids import EVENT_PREFIX, new_id
 from tracemem_core.postgresql import prepared_cursor
 from tracemem_core.redaction import redact, redact_strings
 from tracemem_verify.chain import GENESIS_HASH, event_hash
@@ -105,8 +106,9 @@ def _chained(
     seq, head = decision.event_count, decision.trace_head or GENESIS_HASH
     for payload in payloads:
         seq += 1
-        event = TraceEvent(
-            decision=decision,
+        event = TraceEvent(  # by ids: assigning the relation through its descriptor cost more than the rest
+            event_id=new_id(EVENT_PREFIX),
+            decision_id=decision.decision_id,
             seq=seq,
             type=type,
             timestamp=timestamp or timezone.now(),
@@ -115,8 +117,13 @@ def _chained(
             prev_hash=head,
         )
         event.hash = head = event_hash(event_as_dict(event))
+        _DECISION_OF_EVENT.set_cached_value(event, decision)  # event.decision, as assigned
         events.append(event)
     return events
+
+
+_DECISION_OF_EVENT = TraceEvent._meta.get_field("decision")
+_AGENT_OF_DECISION = Decision._meta.get_field("agent")
 
 
 _INSERT_SQL = (
@@ -477,7 +484,7 @@ def decision_create(
     who = redact(v.optional_string(decision_actor, "actor"), field="actor") or agent.agent_id
     clean_metadata = redact(v.optional_json_object(metadata, "metadata") or {}, field="metadata")
     decision = Decision(
-        agent=agent,
+        agent_id=agent.agent_id,  # by id, and the agent cached below (as _chained does for events)
         intent=clean_intent,
         automation_mode=mode,
         actor=who,
@@ -485,6 +492,7 @@ def decision_create(
         version=redact(v.optional_string(version, "version", max_length=100), field="version"),
         metadata=clean_metadata,
     )
+    _AGENT_OF_DECISION.set_cached_value(decision, agent)
     payload = {
         "intent": decision.intent,
         "automation_mode": decision.automation_mode,
