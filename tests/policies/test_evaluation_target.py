@@ -130,3 +130,57 @@ def test_evaluate_door_refuses_and_evaluates_as_before(make_agent: Any, client: 
     assert status == 404 and body["error"]["message"] == (
         f"decision {did} was not found; check the id returned by decision_create"
     )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sixteen_threads_evaluating_and_appending_keep_the_chain_gapless(make_agent: Any) -> None:
+    """The lock that reads the grant and the version still serialises a decision's writers: eight
+    evaluations and eight appends at once, every one recorded, seq gapless, the chain intact."""
+    import threading
+
+    from django.db import connections
+
+    from agents.models import Agent
+    from decisions.integrity import decision_problems
+    from decisions.models import Decision
+    from policies.services import evaluation
+    from tests.policies.test_doors import published
+
+    agent, _ = make_agent("concurrent-evaluator")
+    published(agent=agent)
+    did = open_decision(agent)
+    errors: list[BaseException] = []
+    start = threading.Barrier(16)
+
+    def work(i: int) -> None:
+        try:
+            actor = Actor.for_agent(Agent.objects.get(pk=agent.pk))
+            start.wait()
+            if i % 2:
+                evaluation.decision_evaluate(
+                    actor=actor,
+                    decision_id=did,
+                    policy_id="code_change_policy_v1",
+                    inputs={"change_type": "refactor", "n": i},
+                )
+            else:
+                decision_services.decision_add_context(actor=actor, decision_id=did, context={"n": i})
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    events = list(TraceEvent.objects.filter(decision_id=did).order_by("seq"))
+    assert [e.seq for e in events] == list(range(1, 18))
+    assert sorted(e.type for e in events[1:]) == ["context"] * 8 + ["evaluate"] * 8
+    decision = Decision.objects.get(pk=did)
+    assert decision.event_count == 17 and decision.trace_head == events[-1].hash
+    # requires_exception was noted each time: the last evaluate's seq is the gating fact
+    assert decision.last_exception_seq == max(e.seq for e in events if e.type == "evaluate")
+    assert decision_problems(decision) == []
