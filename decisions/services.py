@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from contextlib import nullcontext
 from datetime import datetime
 from enum import Enum
 from typing import Any
@@ -38,7 +39,7 @@ from decisions.selectors import (
     decision_for_update_joined,
     event_as_dict,
 )
-from tracemem_core import metrics, telemetry
+from tracemem_core import metrics, outage, telemetry
 from tracemem_core import validation as v
 from tracemem_core.actor import Actor
 from tracemem_core.errors import (
@@ -211,7 +212,9 @@ def _insert_decision(decision: Decision, created: TraceEvent) -> None:
             decision.save(force_insert=True)
             _insert_events([created])
         return
-    with prepared_cursor() as cursor:
+    # Outside a transaction the statement is its own commit: the outage answer must say so.
+    committing = nullcontext() if connection.in_atomic_block else outage.committing_statement()
+    with prepared_cursor() as cursor, committing:
         cursor.execute(_INSERT_CREATED_SQL, _decision_values(decision) + _event_params(created))
     _stored(decision, created)
 

@@ -111,3 +111,57 @@ def test_inside_a_callers_transaction_it_commits_and_counts_with_it(make_agent: 
         decision_create(actor=Actor.for_agent(agent), intent="kept.with.caller", automation_mode="autonomous")
         assert opened() == before
     assert opened() == before + 1 and Decision.objects.filter(intent="kept.with.caller").exists()
+
+
+@pytest.fixture
+def cut_during_create() -> Iterator[None]:
+    """A trigger that cuts the inserting session's own connection in the middle of the create's
+    statement (intent ``cut.during.create``): the statement never commits, and the client cannot know."""
+    owner_sql(
+        "CREATE FUNCTION test_cut_self() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $$ BEGIN "
+        "PERFORM pg_terminate_backend(pg_backend_pid()); PERFORM pg_sleep(5); RETURN NEW; END $$",
+        "CREATE TRIGGER test_cut_self BEFORE INSERT ON decisions_traceevent FOR EACH ROW "
+        "WHEN (NEW.payload->>'intent' = 'cut.during.create') EXECUTE FUNCTION test_cut_self()",
+    )
+    try:
+        yield
+    finally:
+        connection.close()
+        owner_sql("DROP TRIGGER test_cut_self ON decisions_traceevent", "DROP FUNCTION test_cut_self()")
+
+
+def test_a_connection_lost_during_the_statement_says_applied_unknown(
+    make_agent: Any, cut_during_create: None
+) -> None:
+    """The statement is its own commit: a connection lost during it is lost while committing, as a
+    transaction's COMMIT would be (tracemem_core/outage.py), never "not applied"."""
+    _, key = make_agent()
+    response = post_create(key, "cut.during.create")
+    assert response.status_code == 503, response.content
+    error = response.json()["error"]
+    assert error["details"]["applied"] == "unknown" and "may or may not" in error["message"]
+    connection.close()  # the test shares the request's (cut) connection
+    assert not Decision.objects.filter(intent="cut.during.create").exists()
+
+
+def test_a_connection_lost_after_the_statement_says_applied(
+    make_agent: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from decisions import api as decisions_api
+    from tests.fault_helpers import terminate_backend
+
+    _, key = make_agent()
+    original = decisions_api.created_out
+
+    def cut_then_render(decision: Any) -> Any:  # the statement has committed; reading back fails
+        terminate_backend(connection.connection.info.backend_pid)
+        Decision.objects.filter(pk=decision.pk).exists()  # the door's next use of the connection
+        return original(decision)
+
+    monkeypatch.setattr(decisions_api, "created_out", cut_then_render)
+    response = post_create(key, "cut.after.create")
+    assert response.status_code == 503, response.content
+    error = response.json()["error"]
+    assert error["details"]["applied"] is True and "do not repeat" in error["message"]
+    connection.close()
+    assert Decision.objects.filter(intent="cut.after.create").count() == 1
