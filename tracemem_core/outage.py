@@ -75,7 +75,7 @@ def committing_statement() -> Iterator[None]:
     try:
         yield
     except (OperationalError, InterfaceError) as exc:
-        exc.tracemem_lost_while_committing = True  # type: ignore[attr-defined]
+        setattr(exc, "tracemem_lost_while_committing", True)  # noqa: B010 (read back by _lost_while_committing)
         raise
     commits = _request_commits.get()
     if commits is not None:
