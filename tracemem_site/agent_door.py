@@ -36,7 +36,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.core.signals import request_finished, request_started, setting_changed
@@ -283,11 +283,11 @@ class _LoggedRequest:
         return f"<WSGIRequest: {self.method} {self.path!r}>"
 
 
-@dataclass(frozen=True)
-class _ToolCall:
+class _ToolCall(NamedTuple):
     data: dict[str, Any]  # the JSON-RPC message
     request_id: str | int
-    params: Any  # mcp.types.CallToolRequestParams
+    name: str  # the tool's (mcp.types.CallToolRequestParams' name and arguments)
+    arguments: dict[str, Any] | None
 
 
 class _ToolRequest:
@@ -309,12 +309,12 @@ def _respond(call: Call, body: bytes, message: _ToolCall | None) -> tuple[int, H
             args = rest.input_from(operation.model, data, call.path_args, in_query=call.is_get)
             answered, status = operation.view.answer(actor, args)
             return status, [], _render(answered), operation.label
-        response = mcp.MCPView().tools_call(
-            _ToolRequest(actor, message.data), message.request_id, message.params
+        answered = mcp.MCPView().tools_call_answer(
+            _ToolRequest(actor, message.data), message.request_id, message.name, message.arguments
         )
-        if response is None:  # _tool_call_in made sure the fast path runs this tool
-            raise RuntimeError(f"the MCP fast path declined {message.params.name}")
-        return response.status_code, [], response.content, f"mcp:tools/call:{message.params.name}"
+        if answered is None:  # _tool_call_in made sure the fast path runs this tool
+            raise RuntimeError(f"the MCP fast path declined {message.name}")
+        return answered[0], [], answered[1], f"mcp:tools/call:{message.name}"
     except Exception as exc:
         # As the views' handle_exception: MCP's outage answer, else the one exception handler.
         outage = database_outage(exc) if message is not None else None
@@ -351,9 +351,6 @@ _HOT_TOOL_NAMES = tuple(name.encode() for name in HOT_TOOLS)
 def _tool_call_in(call: Call, body: bytes) -> _ToolCall | None:
     """The ``tools/call`` of a hot tool in ``body`` that the MCP fast path answers (the checks
     ``FastPathMixin.fast_path`` makes before it runs one), or None. Reads nothing else."""
-    import pydantic
-    from mcp import types
-
     from tracemem_site import mcp, mcp_adapter, mcp_modern
 
     try:
@@ -366,20 +363,32 @@ def _tool_call_in(call: Call, body: bytes) -> _ToolCall | None:
     params, request_id = data.get("params"), data.get("id")
     if data.get("jsonrpc") != "2.0" or data.get("method") != "tools/call" or not isinstance(params, dict):
         return None
+    name, arguments = params.get("name"), params.get("arguments")
     if (
         isinstance(request_id, bool)
         or not isinstance(request_id, str | int)
-        or params.get("name") not in HOT_TOOLS
+        or not isinstance(name, str)  # (a list would not even hash)
+        or name not in HOT_TOOLS
     ):
         return None
-    try:
-        parsed = types.CallToolRequestParams.model_validate(params)
-    except pydantic.ValidationError:
-        return None
-    found = mcp_adapter.fast_callable(parsed.name)
+    # What CallToolRequestParams would validate to, read directly when the params are just a name
+    # and an object of arguments (as clients send them); anything else (a _meta, ...) is validated.
+    if not (params.keys() <= _PLAIN_PARAMS and (arguments is None or type(arguments) is dict)):
+        import pydantic
+        from mcp import types
+
+        try:
+            parsed = types.CallToolRequestParams.model_validate(params)
+        except pydantic.ValidationError:
+            return None
+        name, arguments = parsed.name, parsed.arguments
+    found = mcp_adapter.fast_callable(name)
     if found is None or mcp._is_async(found[1]):
         return None
-    return _ToolCall(data, request_id, parsed)
+    return _ToolCall(data, request_id, name, arguments)
+
+
+_PLAIN_PARAMS = frozenset({"name", "arguments"})
 
 
 def _render(data: Any) -> bytes:

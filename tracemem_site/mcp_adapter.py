@@ -97,6 +97,15 @@ def run_sync_tool(caller: Any, request: Any, arguments: dict[str, Any]) -> Any:
     token = django_request_ctx.set(request)
     try:
         instance = caller.class_(context=None, request=request)
-        return _SyncToolCallWrapper(getattr(instance, caller.method_name))(**arguments)
+        return _sync_wrapper(getattr(instance, caller.method_name))(**arguments)
     finally:
         django_request_ctx.reset(token)
+
+
+def _sync_wrapper(method: Any) -> Any:
+    """django-mcp-server's ``_SyncToolCallWrapper`` of ``method``, without ``functools.update_wrapper``
+    copying the method's name, docstring and attributes onto it: its call reads none of them (only
+    ``fn`` and the serializer attribute of ``fn`` itself) (docs/performance.md §24)."""
+    wrapper = _SyncToolCallWrapper.__new__(_SyncToolCallWrapper)
+    wrapper.fn = method
+    return wrapper

@@ -1007,6 +1007,12 @@ MCP_CASES: list[tuple[str, Req, bool | None, int]] = [
     ("batch", _mcp([_tool("decision_get", {"decision_id": "TMEM_0000000000000000000000"})]), False, 400),
     ("invalid-json", _mcp("{"), False, 400),
     ("unsupported-protocol-version", _mcp(_tool("decision_get", {"decision_id": "{did}"}), headers=(("mcp-protocol-version", "1999-01-01"),)), False, 400),
+    # The params the door reads without pydantic (a name and an object of arguments) and those it
+    # has CallToolRequestParams validate (docs/performance.md §24).
+    ("params-meta", _mcp({**_tool("decision_get", {"decision_id": "{did}"}), "params": {"name": "decision_get", "arguments": {"decision_id": "{did}"}, "_meta": {"progressToken": 3}}}), True, 200),
+    ("arguments-null", _mcp({**_tool("decision_get", None), "params": {"name": "decision_get", "arguments": None}}), True, 200),
+    ("arguments-not-an-object", _mcp(_tool("decision_get", ["x"])), False, 200),
+    ("name-not-a-string", _mcp({**_tool("decision_get", None), "params": {"name": ["decision_get"], "arguments": {}}}), False, 200),
 ]  # fmt: skip
 
 
