@@ -129,7 +129,7 @@ def unknown_arguments(tool: Tool, arguments: dict[str, Any]) -> InvalidArgument 
     """An argument the tool does not take is refused, never silently dropped (a typo such as
     ``supersede`` for ``supersedes`` would otherwise lose data without a word)."""
     properties = tool.parameters.get("properties", {})
-    if all(name in properties for name in arguments):
+    if arguments.keys() <= properties.keys():
         return None
     allowed = sorted(properties)
     unknown = sorted(name for name in arguments if name not in allowed)
