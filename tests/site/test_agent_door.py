@@ -619,6 +619,7 @@ REST_CASES: list[tuple[str, Req, bool | None, int]] = [
     ("trace-odd-id", Req("GET", "/api/v1/decisions/not an id ☃/trace", query="limit=1"), True, 404),
     ("trace-unknown-key", Req("GET", DID + "/trace", query="limit=1", auth="Agent {unknown_key}"), True, 401),
     ("trace-no-key", Req("GET", DID + "/trace", query="limit=1", auth=None), False, 401),
+    ("trace-personal-token-scheme", Req("GET", DID + "/trace", query="limit=1", auth="Token {key}"), False, 401),
     ("trace-accept-indent", Req("GET", DID + "/trace", query="limit=2", headers=(("accept", "application/json; indent=2"),)), False, 200),
     ("trace-head", Req("HEAD", DID + "/trace", query="limit=2"), False, 200),
     ("trace-post", Req("POST", DID + "/trace", {"limit": 2}), False, 405),
@@ -918,6 +919,7 @@ def test_a_database_outage_is_503_unavailable_alike_and_both_recover(
 ) -> None:
     calls = [
         Req("GET", DID),
+        Req("GET", DID + "/trace", query="limit=5"),
         Req("POST", "/api/v1/decisions", CREATE),
         Req("POST", DID + "/context", {"context": {"a": 1}}),
         Req(
