@@ -32,7 +32,7 @@ _passthrough: ContextVar[bool] = ContextVar("rawjson_passthrough", default=False
 
 
 class _Passthrough:
-    # A class, not @contextmanager: half the calls, on every MCP tool call (docs/performance.md §24).
+    # A class, not @contextmanager: half the calls, on every MCP tool call (docs/performance.md §25).
     __slots__ = ("token",)
 
     def __enter__(self) -> None:

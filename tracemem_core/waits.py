@@ -305,7 +305,7 @@ def parking_slot() -> ParkingSlot | None:
 
 
 class _DoorParks:
-    # A class, not @contextmanager: half the calls, on every MCP tool call (docs/performance.md §24).
+    # A class, not @contextmanager: half the calls, on every MCP tool call (docs/performance.md §25).
     __slots__ = ("token",)
 
     def __enter__(self) -> None:

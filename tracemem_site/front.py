@@ -218,7 +218,7 @@ async def _serve_waitable(scope: dict[str, Any], receive: Any, send: Any) -> Non
         await _streaming(scope, _Replay(body, complete, receive), send)
         return
     # The agent door's calls never wait (an MCP tools/call of a hot tool): answered without the
-    # parking slot, the replay and the gate (docs/performance.md §24).
+    # parking slot, the replay and the gate (docs/performance.md §25).
     if await _door(scope, body, send):
         return
     deadline: float | None = None

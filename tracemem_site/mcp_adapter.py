@@ -118,7 +118,7 @@ def run_sync_tool(caller: Any, request: Any, arguments: dict[str, Any]) -> Any:
 def _sync_wrapper(method: Any) -> Any:
     """django-mcp-server's ``_SyncToolCallWrapper`` of ``method``, without ``functools.update_wrapper``
     copying the method's name, docstring and attributes onto it: its call reads none of them (only
-    ``fn`` and the serializer attribute of ``fn`` itself) (docs/performance.md §24)."""
+    ``fn`` and the serializer attribute of ``fn`` itself) (docs/performance.md §25)."""
     wrapper = _SyncToolCallWrapper.__new__(_SyncToolCallWrapper)
     wrapper.fn = method
     return wrapper

@@ -69,7 +69,7 @@ class ToolArguments(ArgModelBase):
     def call_arguments(cls, arguments: dict[str, Any]) -> dict[str, Any]:
         """The tool method's keyword arguments for ``arguments``: what FastMCP's
         ``model_validate(pre_parse_json(arguments)).model_dump_one_level()`` gives, without
-        constructing this model (the MCP fast path, docs/performance.md §24). ``pre_parse_json``
+        constructing this model (the MCP fast path, docs/performance.md §25). ``pre_parse_json``
         only looks at this model's own field (``parsed``), which no input model takes
         (:func:`install_input_models` makes sure), so it changes nothing here."""
         return {cls.parameter: cls.parsed_input(arguments)}
