@@ -247,6 +247,8 @@ class _Lines(logging.Handler):
         self.lines: list[LogLine] = []
 
     def emit(self, record: logging.LogRecord) -> None:
+        if record.threadName == "tracemem-wait-listener":
+            return  # the process's one decision_wait listener (reconnecting after an outage), not the request
         extra = tuple(sorted(set(record.__dict__) - _RECORD_FIELDS))
         self.lines.append((record.name, record.levelname, record.getMessage(), current_request_id(), extra))
 
