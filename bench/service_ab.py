@@ -1,4 +1,4 @@
-"""``decision_create`` and ``decision_evaluate`` as they were before docs/performance.md section 24
+"""``decision_create`` and ``decision_evaluate`` as they were before docs/performance.md section 26
 (A) and as they are (B), called alternately in one process, so the machine's load falls on both
 alike: the service calls only (no HTTP, no door), on PostgreSQL, with the bench's agent and policy.
 

@@ -393,24 +393,16 @@ class TraceJSONPage:
     next_after_seq: int | None
 
 
-# The same page with its events written as JSON by PostgreSQL, passed through to the response
-# without a Python object per event (issue 17, docs/performance.md section 4): parsing 1,000
-# payloads and writing them again was most of a trace read. Each event's fields in event_as_dict's
-# order; strings through to_json (JSON's escapes); the timestamp as iso_z writes it; actor and payload
-# as jsonb writes them, the text the model path parses (so the same values, keys in the same order;
-# jsonb's spaces after ":" and "," are left in).
+# The same page with its events as JSON text, passed through to the response without a Python
+# object per event (issue 17, docs/performance.md section 4): parsing 1,000 payloads and writing them
+# again was most of a trace read. PostgreSQL writes each event's text once, when the event is
+# inserted (``event_json``, a generated column: migration 0008, docs/performance.md section 24; writing
+# it on every read was most of the query): the fields in event_as_dict's order, strings through
+# to_json (JSON's escapes), the timestamp as iso_z writes it, actor and payload as jsonb writes them
+# — the text the model path parses (so the same values, keys in the same order; jsonb's spaces after
+# ":" and "," are left in).
 _TRACE_JSON_SQL = """
-SELECT seq,
-       '{"decision_id":' || to_json(decision_id)::text
-       || ',"event_id":' || to_json(event_id)::text
-       || ',"seq":' || seq::text
-       || ',"type":' || to_json(type)::text
-       || ',"timestamp":"' || to_char("timestamp" AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
-       || '","actor":' || actor::text
-       || ',"payload":' || payload::text
-       || ',"prev_hash":' || to_json(prev_hash)::text
-       || ',"hash":' || to_json(hash)::text
-       || '}'
+SELECT seq, event_json
   FROM decisions_traceevent
  WHERE decision_id = %s AND seq > %s AND seq <= %s
  ORDER BY seq
