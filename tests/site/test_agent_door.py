@@ -1068,3 +1068,32 @@ def test_mcp_tool_calls_get_what_django_answers(settings: Any, world: World, sub
     for case_id, req, door, status in MCP_CASES:
         with subtests.test(case_id):
             both(settings, world, req, door=door, status=status)
+
+
+# Audit (issue 17): more odd trace queries the door answers, each answered as Django answers it.
+ODD_TRACE_QUERIES: list[tuple[str, str, int]] = [
+    ("nul-value", "limit=%00", 400),
+    ("nul-name", "%00=1", 400),
+    ("invalid-utf8", "limit=%FF", 400),
+    ("non-ascii-encoded", "limit=%C3%A9", 400),
+    ("encoded-ampersand", "limit=2%26after_seq%3D1", 400),
+    ("semicolon", "limit=2;after_seq=1", 400),
+    ("bare-equals", "=", 200),
+    ("ampersands-only", "&&&", 200),
+    ("empty-name", "=5&limit=2", 400),
+    ("plus-name", "li+mit=2", 400),
+    ("space-padded", "limit=%202%20", 200),
+    ("unicode-digits", "limit=%D9%A3", 400),
+    ("underscores", "limit=1_0", 400),
+    ("exponent", "limit=1e1", 400),
+    ("leading-zeros", "limit=0002&after_seq=0000", 200),
+    ("long-value", "limit=" + "9" * 5000, 400),
+    ("long-name", "x" * 5000 + "=1", 400),
+    ("true", "limit=true", 400),
+]
+
+
+def test_odd_trace_queries_get_what_django_answers(settings: Any, world: World, subtests: Any) -> None:
+    for case_id, query, status in ODD_TRACE_QUERIES:
+        with subtests.test(case_id):
+            both(settings, world, Req("GET", DID + "/trace", query=query), door=True, status=status)
