@@ -1097,3 +1097,28 @@ def test_odd_trace_queries_get_what_django_answers(settings: Any, world: World, 
     for case_id, query, status in ODD_TRACE_QUERIES:
         with subtests.test(case_id):
             both(settings, world, Req("GET", DID + "/trace", query=query), door=True, status=status)
+
+
+# Audit (issue 17): tools/call params the door reads without pydantic, against the stock path.
+ODD_MCP_CALLS: list[tuple[str, Req, int]] = [
+    ("argument-named-parsed", _mcp(_tool("decision_get", {"decision_id": "{did}", "parsed": {"decision_id": "x"}})), 200),
+    ("only-parsed", _mcp(_tool("decision_get", {"parsed": "{\"decision_id\": \"{did}\"}"})), 200),
+    ("duplicated-name", _mcp('{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"decision_create","name":"decision_get","arguments":{"decision_id":"{did}"}}}'), 200),
+    ("duplicated-argument", _mcp('{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"decision_get","arguments":{"decision_id":"x","decision_id":"{did}"}}}'), 200),
+    ("huge-id", _mcp(_tool("decision_get", {"decision_id": "{did}"}, request_id=2**70)), 200),
+    ("float-id", _mcp(_tool("decision_get", {"decision_id": "TMEM_0000000000000000000000"}, request_id=1.0)), 202),
+    ("negative-id", _mcp(_tool("decision_get", {"decision_id": "{did}"}, request_id=-5)), 200),
+    ("params-a-list", _mcp({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": ["decision_get"]}), 400),
+    ("meta-not-an-object", _mcp({**_tool("decision_get", None), "params": {"name": "decision_get", "arguments": {"decision_id": "TMEM_0000000000000000000000"}, "_meta": 5}}), 200),
+    ("extra-param", _mcp({**_tool("decision_get", None), "params": {"name": "decision_get", "arguments": {"decision_id": "{did}"}, "task": {}}}), 200),
+    ("empty-arguments", _mcp(_tool("decision_get", {})), 200),
+    ("huge-number-argument", _mcp(_tool("decision_add_context", {"decision_id": "{did}", "context": {"n": 10**400}})), 200),
+    ("evaluate-number-policy", _mcp(_tool("decision_evaluate", {**EVALUATE, "policy_id": 5})), 200),
+    ("nul-in-argument", _mcp(_tool("decision_get", {"decision_id": "TMEM_\u0000"})), 200),
+]  # fmt: skip
+
+
+def test_odd_mcp_calls_get_what_django_answers(settings: Any, world: World, subtests: Any) -> None:
+    for case_id, req, status in ODD_MCP_CALLS:
+        with subtests.test(case_id):
+            both(settings, world, req, door=None, status=status)
