@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from contextlib import nullcontext
 from datetime import datetime
 from enum import Enum
 from typing import Any
@@ -212,8 +211,10 @@ def _insert_decision(decision: Decision, created: TraceEvent) -> None:
             decision.save(force_insert=True)
             _insert_events([created])
         return
-    # Outside a transaction the statement is its own commit: the outage answer must say so.
-    committing = nullcontext() if connection.in_atomic_block else outage.committing_statement()
+    # Outside a transaction the statement is its own commit: the outage answer must say so. Inside a
+    # caller's, a savepoint (as ``@transaction.atomic`` made before): a failure leaves the caller's
+    # transaction usable.
+    committing = transaction.atomic() if connection.in_atomic_block else outage.committing_statement()
     with prepared_cursor() as cursor, committing:
         cursor.execute(_INSERT_CREATED_SQL, _decision_values(decision) + _event_params(created))
     _stored(decision, created)

@@ -113,6 +113,23 @@ def test_inside_a_callers_transaction_it_commits_and_counts_with_it(make_agent: 
     assert opened() == before + 1 and Decision.objects.filter(intent="kept.with.caller").exists()
 
 
+def test_a_failed_create_inside_a_callers_transaction_leaves_that_transaction_usable(
+    make_agent: Any, failing_event_insert: None
+) -> None:
+    """As when decision_create was ``@transaction.atomic`` (a savepoint inside a caller's transaction):
+    the caller may catch the failure and go on in its transaction (audit of issue 17)."""
+    agent, _ = make_agent()
+    actor = Actor.for_agent(agent)
+    before = opened()
+    with transaction.atomic():
+        with pytest.raises(DatabaseError, match="test: refused"):
+            decision_create(actor=actor, intent="fail.on.event", automation_mode="autonomous")
+        made = decision_create(actor=actor, intent="fine.after.all", automation_mode="autonomous")
+    assert not Decision.objects.filter(intent="fail.on.event").exists()
+    assert Decision.objects.get(pk=made.pk).event_count == 1
+    assert opened() == before + 1
+
+
 @pytest.fixture
 def cut_during_create() -> Iterator[None]:
     """A trigger that cuts the inserting session's own connection in the middle of the create's
