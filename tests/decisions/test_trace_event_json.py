@@ -14,7 +14,7 @@ from django.db import DatabaseError, connection, transaction
 
 from decisions import selectors, services
 from decisions.models import Decision
-from tests.conftest import owner_dsn
+from tests.conftest import owner_dsn, owner_sql
 from tests.decisions.test_trace_raw import TRICKY, _decision
 from tracemem_core.actor import Actor
 
@@ -97,3 +97,39 @@ def test_migrating_fills_the_column_for_the_events_already_stored(agent_actor: A
     assert len(after) == decision.event_count
     assert after == before
     assert all(stored == per_read for _, stored, per_read in after)
+
+
+@pytest.fixture
+def event_json_restored() -> Any:
+    """Puts the generated column back as migration 0008 makes it, whatever a test did to it."""
+    yield
+    connection.close()
+    owner_sql(
+        "ALTER TABLE decisions_traceevent DROP COLUMN IF EXISTS event_json",
+        MIGRATION.ADD_COLUMN,
+    )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="audit (issue 17): trace reads serve event_json, but verify_traces checks only the columns; "
+    "an operator holding the owner can turn the column into a plain one and rewrite it unseen",
+)
+@pytest.mark.django_db(transaction=True)
+def test_verify_traces_notices_event_json_that_disagrees_with_the_columns(
+    agent_actor: Actor, event_json_restored: None, capsys: Any
+) -> None:
+    from django.core.management import CommandError, call_command
+
+    decision = services.decision_create(actor=agent_actor, intent="a.b.c", automation_mode="autonomous")
+    forged = '{"decision_id":"%s","forged":true}' % decision.decision_id  # noqa: UP031
+    owner_sql("ALTER TABLE decisions_traceevent ALTER COLUMN event_json DROP EXPRESSION")
+    owner_sql(
+        "UPDATE decisions_traceevent SET event_json = %s WHERE decision_id = %s",
+        params=[forged, decision.decision_id],
+        triggers=False,
+    )
+    page = selectors.trace_page_json(decision, after_seq=0, limit=10)
+    assert page is not None and forged.encode() in page.events_json  # what a trace read now serves
+    with pytest.raises(CommandError):
+        call_command("verify_traces", decision=decision.decision_id)
