@@ -11,7 +11,11 @@ record's row saying something its record event does not.
 
 from __future__ import annotations
 
+import json
 from typing import Any
+
+from django.db import connection
+from django.db.models.expressions import RawSQL
 
 from decisions import selectors
 from decisions.models import TERMINAL_STATUSES, Decision, DecisionRecord, Receipt, ReceiptKey, TraceEvent
@@ -37,11 +41,18 @@ def decision_problems(decision: Decision, keys: list[dict[str, Any]] | None = No
     verifier = ChainVerifier(decision.decision_id)
     last: dict[str, Any] | None = None
     stored = TraceEvent.objects.filter(decision=decision).order_by("seq")
+    # On PostgreSQL trace reads serve each event's stored JSON text (``event_json``, migration 0008):
+    # it must say what the columns the chain is checked on say.
+    served = connection.vendor == "postgresql"
+    if served:
+        stored = stored.annotate(served_json=RawSQL('"decisions_traceevent"."event_json"', []))
     for event in stored.iterator(chunk_size=selectors.TRACE_PAGE_MAX):
         last = event_as_dict(event)
         broken = verifier.feed([last])
         if broken is not None:
             return [f"broken at seq {broken.seq}: {broken.reason}"]
+        if served and _served_differs(event.served_json, last):
+            return [f"event seq {event.seq}: the JSON trace reads serve disagrees with its stored columns"]
     problems = []
     count, head = verifier.count, last["hash"] if last is not None else ""
     if (count, head) != (decision.event_count, decision.trace_head):
@@ -93,6 +104,10 @@ _RECORD_FIELDS = (
     ("consequences", "consequences"),
     ("supersedes_id", "supersedes"),
 )
+
+
+def _served_differs(text: str | None, event: dict[str, Any]) -> bool:
+    return text is None or json.loads(text) != json.loads(json.dumps(event))
 
 
 def _record_problems(decision: Decision, last: dict[str, Any] | None, count: int) -> list[str]:

@@ -99,6 +99,16 @@ def test_migrating_fills_the_column_for_the_events_already_stored(agent_actor: A
     assert all(stored == per_read for _, stored, per_read in after)
 
 
+@pytest.mark.django_db
+def test_verify_traces_finds_the_served_text_agreeing(agent_actor: Actor) -> None:
+    """Floats jsonb writes in its own way, any unicode and control characters: parsed, the same."""
+    from django.core.management import call_command
+
+    floats = {"f": 1.0, "tiny": 1e-7, "third": 0.1 + 0.2, "sub": 5e-324, "neg0": -0.0, "big": 2.0**52}
+    decision = _decision(agent_actor, [floats, *TRICKY[3:]])
+    call_command("verify_traces", decision=decision.decision_id)
+
+
 @pytest.fixture
 def event_json_restored() -> Any:
     """Puts the generated column back as migration 0008 makes it, whatever a test did to it."""
@@ -110,11 +120,6 @@ def event_json_restored() -> Any:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="audit (issue 17): trace reads serve event_json, but verify_traces checks only the columns; "
-    "an operator holding the owner can turn the column into a plain one and rewrite it unseen",
-)
 @pytest.mark.django_db(transaction=True)
 def test_verify_traces_notices_event_json_that_disagrees_with_the_columns(
     agent_actor: Actor, event_json_restored: None, capsys: Any
@@ -133,3 +138,4 @@ def test_verify_traces_notices_event_json_that_disagrees_with_the_columns(
     assert page is not None and forged.encode() in page.events_json  # what a trace read now serves
     with pytest.raises(CommandError):
         call_command("verify_traces", decision=decision.decision_id)
+    assert "the JSON trace reads serve disagrees with its stored columns" in capsys.readouterr().err
