@@ -51,7 +51,7 @@ def decision_problems(decision: Decision, keys: list[dict[str, Any]] | None = No
         broken = verifier.feed([last])
         if broken is not None:
             return [f"broken at seq {broken.seq}: {broken.reason}"]
-        if served and _served_differs(event.served_json, last):
+        if served and _served_differs(getattr(event, "served_json", None), last):
             return [f"event seq {event.seq}: the JSON trace reads serve disagrees with its stored columns"]
     problems = []
     count, head = verifier.count, last["hash"] if last is not None else ""
