@@ -133,8 +133,10 @@ class LockJoin:
     ``columns`` is appended to the select list and ``joins`` to the FROM, where the decision is
     ``d``; their ``%s`` parameters come first, in the text's order. Built once (a module constant):
     its statement is prepared like the plain lock's. Only the decision's row is locked; the joined
-    columns are read from the statement's snapshot (as a separate read after the lock would be,
-    unless the lock had to wait for another transaction)."""
+    columns are read from the statement's snapshot, taken before the lock is granted, so the
+    statement never waits for it (``SKIP LOCKED``): a decision another transaction holds is locked
+    by :func:`decision_for_update` and the rest read after the wait (a grant revoked meanwhile is
+    seen, as before the join)."""
 
     columns: str
     joins: str
@@ -144,7 +146,7 @@ class LockJoin:
         selected = ", ".join(f'd."{f.column}"' for f in _FIELDS)
         return (
             f"SELECT {selected}, {self.columns} FROM decisions_decision AS d {self.joins} "
-            "WHERE d.decision_id = %s AND d.agent_id = %s FOR UPDATE OF d"
+            "WHERE d.decision_id = %s AND d.agent_id = %s FOR UPDATE OF d SKIP LOCKED"
         )
 
 
@@ -152,8 +154,10 @@ def decision_for_update_joined(
     actor: Actor, decision_id: str, join: LockJoin, params: list[Any]
 ) -> tuple[Decision, list[Any]] | None:
     """:func:`decision_for_update` and the raw values of ``join``'s columns, in one statement; None
-    where the lock is not plain SQL (not an agent, not PostgreSQL): the caller locks with
-    :func:`decision_for_update` and reads the rest itself."""
+    where the lock is not plain SQL (not an agent, not PostgreSQL), or the statement found no row it
+    could lock at once (another transaction holds it, or no such decision of the agent's): the
+    caller locks with :func:`decision_for_update` (which waits, or says not found) and reads the
+    rest itself."""
     if not _plain_sql_for(actor):
         return None
     _check_decision_id(decision_id)
@@ -162,7 +166,7 @@ def decision_for_update_joined(
         cursor.execute(join.sql, [*params, decision_id, actor.agent.agent_id])
         row = cursor.fetchone()
     if row is None:
-        raise _not_found(decision_id)
+        return None
     width = len(_FIELDS)
     return _decision_from_row(list(row[:width])), list(row[width:])
 

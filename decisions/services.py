@@ -236,7 +236,8 @@ def decision_lock_with(
 ) -> tuple[Decision, list[Any] | None]:
     """:func:`decision_lock`, and the values of ``join``'s columns read by the same statement (one
     round trip: ``decisions.selectors.LockJoin``); None instead of the values where the lock is not
-    that plain statement (not an agent, not PostgreSQL): the caller then reads them itself."""
+    that plain statement (not an agent, not PostgreSQL) or it could not lock the row at once (taken
+    by another transaction, or not found): the lock waits then, and the caller reads them itself."""
     decision_id = v.string(decision_id, "decision_id", max_length=40)
     joined = decision_for_update_joined(actor, decision_id, join, params)
     if joined is None:

@@ -184,3 +184,64 @@ def test_sixteen_threads_evaluating_and_appending_keep_the_chain_gapless(make_ag
     # requires_exception was noted each time: the last evaluate's seq is the gating fact
     assert decision.last_exception_seq == max(e.seq for e in events if e.type == "evaluate")
     assert decision_problems(decision) == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_grant_revoked_while_the_evaluation_waits_for_the_lock_is_refused(make_agent: Any) -> None:
+    """Before the joined lock, the grant was read after the decision's lock was granted."""
+    import threading
+    import time
+
+    import psycopg
+    from django.db import connections
+
+    from agents.models import Agent
+    from policies.services import evaluation
+    from tests.conftest import owner_dsn
+    from tests.policies.test_doors import published
+    from tracemem_core.errors import PermissionDenied
+
+    agent, _ = make_agent("racing-evaluator")
+    published(agent=agent)
+    did = open_decision(agent)
+    outcome: list[Any] = []
+
+    def evaluate() -> None:
+        try:
+            actor = Actor.for_agent(Agent.objects.get(pk=agent.pk))
+            outcome.append(
+                evaluation.decision_evaluate(
+                    actor=actor,
+                    decision_id=did,
+                    policy_id="code_change_policy_v1",
+                    inputs={"change_type": "docs"},
+                )
+            )
+        except BaseException as exc:  # asserted below
+            outcome.append(exc)
+        finally:
+            connections.close_all()
+
+    # (pg_stat_activity is read from another connection: a transaction keeps its first snapshot of it)
+    with psycopg.connect(owner_dsn()) as holder, psycopg.connect(owner_dsn(), autocommit=True) as watcher:
+        holder.execute("SELECT 1 FROM decisions_decision WHERE decision_id = %s FOR UPDATE", [did])
+        worker = threading.Thread(target=evaluate)
+        worker.start()
+        for _ in range(200):  # until the evaluation waits for the decision's lock
+            waiting = watcher.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
+                ["%FOR UPDATE%"],
+            ).fetchone()
+            if waiting and waiting[0]:
+                break
+            time.sleep(0.02)
+        else:
+            pytest.fail("the evaluation never waited for the lock")
+        policy_authoring.policy_grant_revoke(
+            actor=SYSTEM, policy_id="code_change_policy_v1", agent_id=agent.agent_id
+        )
+        holder.commit()
+    worker.join(10)
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], PermissionDenied), outcome[0]
+    assert TraceEvent.objects.filter(decision_id=did, type="evaluate").count() == 0
