@@ -5,8 +5,9 @@ The database refuses the app role every edit that could make them disagree (migr
 database. This finds what such an edit leaves behind: a broken hash chain, a row whose
 ``event_count``/``trace_head`` or status disagree with the trace, a closed decision without its
 stored receipt, a receipt that no longer matches the row or the trace (a trace shorter than the
-receipt says, a close event saying something else) or whose signature fails, and a decision
-record's row saying something its record event does not.
+receipt says, a close event saying something else) or whose signature fails, a decision
+record's row saying something its record event does not, and (PostgreSQL) an event whose stored
+JSON text, which trace reads serve (migration decisions 0008), says something its columns do not.
 """
 
 from __future__ import annotations
