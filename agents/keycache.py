@@ -25,11 +25,13 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from django.core.cache import cache, caches
 from django.core.cache.backends.redis import RedisCache
 from django.db import transaction
+from django.db.models import Model
+from django.db.models.base import ModelState
 
 from agents.models import Agent, AgentKey
 from tracemem_core.rate_limit import Counted, Window
@@ -124,11 +126,26 @@ def confirm(entry: Entry | None, window: Window | None) -> tuple[str | None, Cou
 
 def copies(entry: Entry) -> tuple[Agent, AgentKey]:
     """Copies of the remembered rows, for one request to use (and change) as its own."""
-    agent = copy.copy(entry.agent)
-    key = copy.copy(entry.key)
-    key._state = copy.copy(key._state)
+    agent = _copy(entry.agent)
+    key = _copy(entry.key)
     key._state.fields_cache = {"agent": agent}
     return agent, key
+
+
+_Row = TypeVar("_Row", bound=Model)
+
+
+def _copy(row: _Row) -> _Row:
+    """What ``copy.copy`` makes of a model instance — its own attributes and its own ``_state`` with
+    its own cache of related rows, the values shared — without the pickle protocol's detour (the
+    model's ``__reduce__``, a look-up in the app registry, ``__setstate__``): a third of the key
+    check's CPU per request (docs/performance.md)."""
+    clone = row.__class__.__new__(row.__class__)
+    clone.__dict__.update(row.__dict__)
+    state = clone._state = ModelState()
+    state.__dict__.update(row._state.__dict__)
+    state.fields_cache = dict(row._state.fields_cache)
+    return clone
 
 
 def remember(digest: str, key: AgentKey, current: str | None) -> None:
