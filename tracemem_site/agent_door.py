@@ -390,7 +390,9 @@ def _tool_call_in(call: Call, body: bytes) -> _ToolCall | None:
 
 
 def _render(data: Any) -> bytes:
-    return _renderer().render(data, "application/json", {})
+    # No media type: the renderer reads it only for an "indent" parameter, which the door's
+    # "application/json" never has (parsing it took 2.5 of the 3.7 µs a small answer took to render).
+    return _renderer().render(data, None, {})
 
 
 @functools.cache
