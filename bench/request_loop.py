@@ -1,10 +1,13 @@
 """One client sending one operation in a loop to a running server, for profiling the server itself.
 
-``python -m bench.request_loop URL KEY OPERATION [N]`` (OPERATION: create, append, get, evaluate, mcp) prints
+``python -m bench.request_loop URL KEY OPERATION [N]`` (OPERATION: create, append, get, evaluate, mcp,
+trace, mcp-trace) prints
 the p50/p90/p99 latency over N requests on one keep-alive connection and, with ``PIDS`` set to the
 worker processes' ids, their CPU time per request (from /proc). Meanwhile, sample a worker with
 ``py-spy record --gil -p PID -f raw -o out.raw`` (py-spy is a dev dependency). docs/performance.md,
-sections 11-17, were measured this way.
+sections 11-17, were measured this way. ``trace`` reads ``GET .../trace?limit=1000`` of a
+1,000-event decision (bench_hotpath's trace read; made first, 100 events a request), ``mcp-trace`` the
+same page through MCP's ``decision_trace``.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
+from bench.bench_hotpath import TRACE_EVENTS, context_of
 from bench.common import cpu_seconds
 
 
@@ -32,17 +36,21 @@ def main(argv: list[str]) -> int:
         "Accept": "application/json, text/event-stream",
     }
 
-    def call(method: str, path: str, body: Any = None) -> Any:
+    def call(method: str, path: str, body: Any = None, parse: bool = True) -> Any:
         conn.request(method, path, json.dumps(body) if body is not None else None, headers)
         response = conn.getresponse()
         data = response.read()
         if response.status >= 300:
             raise SystemExit(f"{method} {path}: {response.status} {data[:300]!r}")
-        return json.loads(data) if data else None
+        return json.loads(data) if data and parse else None
 
     create = {"intent": "bench.run.measure", "automation_mode": "autonomous"}
     decision_id = call("POST", "/api/v1/decisions", create)["decision_id"]
     context = {"step": "measuring", "n": 1}
+    if operation in ("trace", "mcp-trace"):
+        for start in range(0, TRACE_EVENTS - 1, 100):
+            contexts = [context_of(i) for i in range(start, min(start + 100, TRACE_EVENTS - 1))]
+            call("POST", f"/api/v1/decisions/{decision_id}/context", {"contexts": contexts})
     operations = {
         "create": lambda: call("POST", "/api/v1/decisions", create),
         "append": lambda: call("POST", f"/api/v1/decisions/{decision_id}/context", {"context": context}),
@@ -65,6 +73,24 @@ def main(argv: list[str]) -> int:
                     "arguments": {"decision_id": decision_id, "context": context},
                 },
             },
+        ),
+        # The page as bench_hotpath reads it: to the last byte, not parsed.
+        "trace": lambda: call(
+            "GET", f"/api/v1/decisions/{decision_id}/trace?limit={TRACE_EVENTS}", parse=False
+        ),
+        "mcp-trace": lambda: call(
+            "POST",
+            "/mcp",
+            {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "tools/call",
+                "params": {
+                    "name": "decision_trace",
+                    "arguments": {"decision_id": decision_id, "limit": TRACE_EVENTS},
+                },
+            },
+            parse=False,
         ),
     }
     one = operations[operation]

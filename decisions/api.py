@@ -120,12 +120,17 @@ class DecisionTraceView(APIView):
     )
     def get(self, request: Request, decision_id: str) -> Response:
         args = operation_input(request, DecisionTrace, path={"decision_id": decision_id})
-        decision = selectors.decision_for(actor_from_request(request), args.decision_id)
+        return Response(*self.answer(actor_from_request(request), args))
+
+    @staticmethod
+    def answer(actor: Actor, args: DecisionTrace) -> tuple[Any, int]:
+        """The answer's body and status (this view's, and the agent door's: tracemem_site/agent_door.py)."""
+        decision = selectors.decision_for(actor, args.decision_id)
         # The events as PostgreSQL wrote them, passed through (issue 17); the dict path elsewhere.
         page = selectors.trace_page_json(
             decision, after_seq=args.after_seq, limit=args.limit
         ) or selectors.trace_page_dicts(decision, after_seq=args.after_seq, limit=args.limit)
-        return Response(trace_page_out(decision, page))
+        return trace_page_out(decision, page), 200
 
 
 class DecisionContextView(APIView):

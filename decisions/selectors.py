@@ -8,6 +8,7 @@ permission (reviewers, auditors; superusers hold every permission).
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 import re
@@ -104,10 +105,16 @@ def _agent_decision(actor: Actor, decision_id: str, sql: str) -> Decision:
         row = cursor.fetchone()
     if row is None:
         raise _not_found(decision_id)
-    values = list(row)
+    return _decision_from_row(list(row))
+
+
+_ATTNAMES = [f.attname for f in _FIELDS]
+
+
+def _decision_from_row(values: list[Any]) -> Decision:
     for index, convert in _CONVERTERS:
         values[index] = convert(values[index], None, connection)
-    return Decision.from_db(connection.alias, [f.attname for f in _FIELDS], values)
+    return Decision.from_db(connection.alias, _ATTNAMES, values)
 
 
 def decision_for_update(actor: Actor, decision_id: str) -> Decision:
@@ -117,6 +124,47 @@ def decision_for_update(actor: Actor, decision_id: str) -> Decision:
         return decision_for(actor, decision_id, Decision.objects.select_for_update())
     _check_decision_id(decision_id)
     return _agent_decision(actor, decision_id, _LOCK_SQL)
+
+
+@dataclass(frozen=True)
+class LockJoin:
+    """More columns read by the statement that locks an agent's decision, so what a call reads next
+    costs no round trip of its own (decision_evaluate's grant and policy version, issue 17).
+    ``columns`` is appended to the select list and ``joins`` to the FROM, where the decision is
+    ``d``; their ``%s`` parameters come first, in the text's order. Built once (a module constant):
+    its statement is prepared like the plain lock's. Only the decision's row is locked; the joined
+    columns are read from the statement's snapshot (as a separate read after the lock would be,
+    unless the lock had to wait for another transaction)."""
+
+    columns: str
+    joins: str
+
+    @functools.cached_property
+    def sql(self) -> str:
+        selected = ", ".join(f'd."{f.column}"' for f in _FIELDS)
+        return (
+            f"SELECT {selected}, {self.columns} FROM decisions_decision AS d {self.joins} "
+            "WHERE d.decision_id = %s AND d.agent_id = %s FOR UPDATE OF d"
+        )
+
+
+def decision_for_update_joined(
+    actor: Actor, decision_id: str, join: LockJoin, params: list[Any]
+) -> tuple[Decision, list[Any]] | None:
+    """:func:`decision_for_update` and the raw values of ``join``'s columns, in one statement; None
+    where the lock is not plain SQL (not an agent, not PostgreSQL): the caller locks with
+    :func:`decision_for_update` and reads the rest itself."""
+    if not _plain_sql_for(actor):
+        return None
+    _check_decision_id(decision_id)
+    assert actor.agent is not None
+    with prepared_cursor() as cursor:
+        cursor.execute(join.sql, [*params, decision_id, actor.agent.agent_id])
+        row = cursor.fetchone()
+    if row is None:
+        raise _not_found(decision_id)
+    width = len(_FIELDS)
+    return _decision_from_row(list(row[:width])), list(row[width:])
 
 
 def approval_outcome_fields(outcome: str, seq: int | None) -> dict[str, Any]:
@@ -345,24 +393,16 @@ class TraceJSONPage:
     next_after_seq: int | None
 
 
-# The same page with its events written as JSON by PostgreSQL, passed through to the response
-# without a Python object per event (issue 17, docs/performance.md section 4): parsing 1,000
-# payloads and writing them again was most of a trace read. Each event's fields in event_as_dict's
-# order; strings through to_json (JSON's escapes); the timestamp as iso_z writes it; actor and payload
-# as jsonb writes them, the text the model path parses (so the same values, keys in the same order;
-# jsonb's spaces after ":" and "," are left in).
+# The same page with its events as JSON text, passed through to the response without a Python
+# object per event (issue 17, docs/performance.md section 4): parsing 1,000 payloads and writing them
+# again was most of a trace read. PostgreSQL writes each event's text once, when the event is
+# inserted (``event_json``, a generated column: migration 0008, docs/performance.md section 24; writing
+# it on every read was most of the query): the fields in event_as_dict's order, strings through
+# to_json (JSON's escapes), the timestamp as iso_z writes it, actor and payload as jsonb writes them
+# — the text the model path parses (so the same values, keys in the same order; jsonb's spaces after
+# ":" and "," are left in).
 _TRACE_JSON_SQL = """
-SELECT seq,
-       '{"decision_id":' || to_json(decision_id)::text
-       || ',"event_id":' || to_json(event_id)::text
-       || ',"seq":' || seq::text
-       || ',"type":' || to_json(type)::text
-       || ',"timestamp":"' || to_char("timestamp" AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
-       || '","actor":' || actor::text
-       || ',"payload":' || payload::text
-       || ',"prev_hash":' || to_json(prev_hash)::text
-       || ',"hash":' || to_json(hash)::text
-       || '}'
+SELECT seq, event_json
   FROM decisions_traceevent
  WHERE decision_id = %s AND seq > %s AND seq <= %s
  ORDER BY seq

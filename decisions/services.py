@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from contextlib import nullcontext
 from datetime import datetime
 from enum import Enum
 from typing import Any
@@ -31,8 +32,14 @@ from decisions.models import (
     TraceEvent,
 )
 from decisions.receipts import receipt_issue
-from decisions.selectors import approval_outcome_fields, decision_for_update, event_as_dict
-from tracemem_core import metrics, telemetry
+from decisions.selectors import (
+    LockJoin,
+    approval_outcome_fields,
+    decision_for_update,
+    decision_for_update_joined,
+    event_as_dict,
+)
+from tracemem_core import metrics, outage, telemetry
 from tracemem_core import validation as v
 from tracemem_core.actor import Actor
 from tracemem_core.errors import (
@@ -42,6 +49,7 @@ from tracemem_core.errors import (
     PermissionDenied,
     PolicyDenied,
 )
+from tracemem_core.ids import EVENT_PREFIX, new_id
 from tracemem_core.postgresql import prepared_cursor
 from tracemem_core.redaction import redact, redact_strings
 from tracemem_verify.chain import GENESIS_HASH, event_hash
@@ -83,13 +91,25 @@ def trace_append_many(
 ) -> list[TraceEvent]:
     """Append events to a decision's chain in one INSERT, each chained to the one before (as
     :func:`trace_append` would one by one; the database checks and advances the head per row)."""
+    events = _chained(decision, type, actor, payloads, timestamp)
+    _insert_events(events)
+    decision.event_count = events[-1].seq
+    decision.trace_head = events[-1].hash
+    return events
+
+
+def _chained(
+    decision: Decision, type: str, actor: Actor, payloads: list[dict[str, Any]], timestamp: datetime | None
+) -> list[TraceEvent]:
+    """The events of ``payloads`` continuing ``decision``'s chain, hashed, not yet stored."""
     actor_json = actor.as_trace()
     events: list[TraceEvent] = []
     seq, head = decision.event_count, decision.trace_head or GENESIS_HASH
     for payload in payloads:
         seq += 1
-        event = TraceEvent(
-            decision=decision,
+        event = TraceEvent(  # by ids: assigning the relation through its descriptor cost more than the rest
+            event_id=new_id(EVENT_PREFIX),
+            decision_id=decision.decision_id,
             seq=seq,
             type=type,
             timestamp=timestamp or timezone.now(),
@@ -98,11 +118,13 @@ def trace_append_many(
             prev_hash=head,
         )
         event.hash = head = event_hash(event_as_dict(event))
+        _DECISION_OF_EVENT.set_cached_value(event, decision)  # event.decision, as assigned
         events.append(event)
-    _insert_events(events)
-    decision.event_count = seq
-    decision.trace_head = head
     return events
+
+
+_DECISION_OF_EVENT = TraceEvent._meta.get_field("decision")
+_AGENT_OF_DECISION = Decision._meta.get_field("agent")
 
 
 _INSERT_SQL = (
@@ -111,6 +133,26 @@ _INSERT_SQL = (
 )
 _INSERT_ROW = "(%s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s, %s)"
 _INSERT_ONE_SQL = _INSERT_SQL + _INSERT_ROW
+
+
+def _event_params(e: TraceEvent) -> list[Any]:
+    return [
+        e.event_id,
+        e.decision_id,
+        e.seq,
+        str(e.type),  # the value of an EventType member
+        e.timestamp,
+        json.dumps(e.actor),
+        json.dumps(e.payload),
+        e.prev_hash,
+        e.hash,
+    ]
+
+
+def _stored(*instances: models.Model) -> None:
+    for instance in instances:
+        instance._state.adding = False
+        instance._state.db = connection.alias
 
 
 def _insert_events(events: list[TraceEvent]) -> None:
@@ -124,26 +166,14 @@ def _insert_events(events: list[TraceEvent]) -> None:
         return
     params: list[Any] = []
     for e in events:
-        params += [
-            e.event_id,
-            e.decision_id,
-            e.seq,
-            str(e.type),  # the value of an EventType member
-            e.timestamp,
-            json.dumps(e.actor),
-            json.dumps(e.payload),
-            e.prev_hash,
-            e.hash,
-        ]
+        params += _event_params(e)
     if len(events) == 1:  # one fixed statement, prepared; a batch's text depends on its length
         with prepared_cursor() as cursor:
             cursor.execute(_INSERT_ONE_SQL, params)
     else:
         with connection.cursor() as cursor:
             cursor.execute(_INSERT_SQL + ", ".join([_INSERT_ROW] * len(events)), params)
-    for e in events:
-        e._state.adding = False
-        e._state.db = connection.alias
+    _stored(*events)
 
 
 _DECISION_FIELDS = list(Decision._meta.concrete_fields)
@@ -159,18 +189,34 @@ def _column_value(field: models.Field[Any, Any], value: Any) -> Any:
     return value.value if isinstance(value, Enum) else value  # a choices member: its value
 
 
-def _insert_decision(decision: Decision) -> None:
-    """The decision's row in one plain INSERT on PostgreSQL, where building it with the ORM cost a
-    quarter of ``decision_create``'s CPU (issue 17, docs/performance.md); every concrete field, so a
-    field added to the model is written too. Elsewhere (SQLite) the ORM's ``save``."""
+def _decision_values(decision: Decision) -> list[Any]:
+    return [_column_value(f, getattr(decision, f.attname)) for f in _DECISION_FIELDS]
+
+
+# decision_create on PostgreSQL: the decision's row and its ``created`` event in one statement. The
+# event's trigger (migration decisions 0003) runs at the end of the statement, so it sees the row
+# inserted by the statement's WITH, checks the event starts its chain and advances the row. Run
+# outside a transaction, the statement commits by itself: no BEGIN and COMMIT round trips.
+_INSERT_CREATED_SQL = f"WITH decision AS ({_INSERT_DECISION_SQL}) {_INSERT_ONE_SQL}"
+
+
+def _insert_decision(decision: Decision, created: TraceEvent) -> None:
+    """The decision's row and its ``created`` event. On PostgreSQL one plain INSERT (building the row
+    with the ORM cost a quarter of ``decision_create``'s CPU, and the two INSERTs and the BEGIN and
+    COMMIT around them were four round trips: issue 17, docs/performance.md); every concrete field,
+    so a field added to the model is written too. All or nothing: one statement, in the caller's
+    transaction if one is open, else committed by itself. Elsewhere (SQLite) the ORM's ``save`` and
+    the event's insert, in a transaction."""
     if connection.vendor != "postgresql":
-        decision.save(force_insert=True)
+        with transaction.atomic():
+            decision.save(force_insert=True)
+            _insert_events([created])
         return
-    values = [_column_value(f, getattr(decision, f.attname)) for f in _DECISION_FIELDS]
-    with prepared_cursor() as cursor:
-        cursor.execute(_INSERT_DECISION_SQL, values)
-    decision._state.adding = False
-    decision._state.db = connection.alias
+    # Outside a transaction the statement is its own commit: the outage answer must say so.
+    committing = nullcontext() if connection.in_atomic_block else outage.committing_statement()
+    with prepared_cursor() as cursor, committing:
+        cursor.execute(_INSERT_CREATED_SQL, _decision_values(decision) + _event_params(created))
+    _stored(decision, created)
 
 
 def decision_lock(*, actor: Actor, decision_id: Any, settle: bool = True) -> Decision:
@@ -181,7 +227,24 @@ def decision_lock(*, actor: Actor, decision_id: Any, settle: bool = True) -> Dec
     reports. The approvals services that resolve approvals themselves pass ``settle=False``.
     """
     decision_id = v.string(decision_id, "decision_id", max_length=40)
-    decision = decision_for_update(actor, decision_id)
+    return _settled(decision_for_update(actor, decision_id), settle)
+
+
+def decision_lock_with(
+    *, actor: Actor, decision_id: Any, join: LockJoin, params: list[Any]
+) -> tuple[Decision, list[Any] | None]:
+    """:func:`decision_lock`, and the values of ``join``'s columns read by the same statement (one
+    round trip: ``decisions.selectors.LockJoin``); None instead of the values where the lock is not
+    that plain statement (not an agent, not PostgreSQL): the caller then reads them itself."""
+    decision_id = v.string(decision_id, "decision_id", max_length=40)
+    joined = decision_for_update_joined(actor, decision_id, join, params)
+    if joined is None:
+        return _settled(decision_for_update(actor, decision_id), True), None
+    decision, values = joined
+    return _settled(decision, True), values
+
+
+def _settled(decision: Decision, settle: bool) -> Decision:
     telemetry.annotate(decision_id=decision.decision_id, agent_id=decision.agent_id)
     if settle and decision.status == DecisionStatus.NEEDS_APPROVAL:
         for settler in _lock_settlers:
@@ -403,7 +466,6 @@ def validate_intent(intent: Any, field: str = "intent") -> str:
     return value
 
 
-@transaction.atomic
 def decision_create(
     *,
     actor: Actor,
@@ -414,7 +476,10 @@ def decision_create(
     version: Any = None,
     metadata: Any = None,
 ) -> Decision:
-    """Open a decision envelope for the calling agent; its first trace event is ``created``."""
+    """Open a decision envelope for the calling agent; its first trace event is ``created``.
+
+    The row and the event are stored together or not at all (:func:`_insert_decision`: one
+    statement on PostgreSQL, without a transaction of its own)."""
     agent = _require_agent(actor)
     clean_intent = validate_intent(intent)
     mode = v.choice(automation_mode, "automation_mode", AutomationMode.values)
@@ -422,7 +487,7 @@ def decision_create(
     who = redact(v.optional_string(decision_actor, "actor"), field="actor") or agent.agent_id
     clean_metadata = redact(v.optional_json_object(metadata, "metadata") or {}, field="metadata")
     decision = Decision(
-        agent=agent,
+        agent_id=agent.agent_id,  # by id, and the agent cached below (as _chained does for events)
         intent=clean_intent,
         automation_mode=mode,
         actor=who,
@@ -430,22 +495,21 @@ def decision_create(
         version=redact(v.optional_string(version, "version", max_length=100), field="version"),
         metadata=clean_metadata,
     )
-    _insert_decision(decision)
+    _AGENT_OF_DECISION.set_cached_value(decision, agent)
+    payload = {
+        "intent": decision.intent,
+        "automation_mode": decision.automation_mode,
+        "actor": decision.actor,
+        "instance": decision.instance,
+        "version": decision.version,
+        "metadata": clean_metadata,
+    }
+    (created,) = _chained(decision, EventType.CREATED, actor, [payload], None)
+    _insert_decision(decision, created)  # the row as the trigger wants it: no events, no head yet
+    decision.event_count, decision.trace_head = created.seq, created.hash
     telemetry.annotate(decision_id=decision.decision_id, agent_id=decision.agent_id)
+    # After the insert: outside a transaction on_commit counts at once, and the row is committed.
     _count_status(DecisionStatus.OPEN)
-    trace_append(
-        decision=decision,
-        type=EventType.CREATED,
-        actor=actor,
-        payload={
-            "intent": decision.intent,
-            "automation_mode": decision.automation_mode,
-            "actor": decision.actor,
-            "instance": decision.instance,
-            "version": decision.version,
-            "metadata": clean_metadata,
-        },
-    )
     return decision
 
 

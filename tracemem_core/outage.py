@@ -4,7 +4,8 @@ PostgreSQL unreachable, restarting, refusing connections or cutting ours surface
 ``OperationalError`` / ``InterfaceError``. Every service runs in one transaction, so when one of
 these escapes a call, PostgreSQL rolled the whole call back: it was **not applied** and can simply
 be repeated. Two exceptions, both said plainly in the answer: a connection lost *while committing*
-(nobody can know whether the commit landed: ``applied: "unknown"``), and a connection lost *after*
+(nobody can know whether the commit landed: ``applied: "unknown"``; so is one lost during a statement
+that commits by itself: :func:`committing_statement`), and a connection lost *after*
 the call's transaction committed, while the answer was being read back (``applied: true``: do not
 repeat it, read the result). :func:`tracking_commits` notices the latter for each request.
 
@@ -65,7 +66,25 @@ def tracking_commits() -> Iterator[None]:
         _request_commits.reset(token)
 
 
+@contextmanager
+def committing_statement() -> Iterator[None]:
+    """Around one statement run outside any transaction, so that it commits by itself
+    (``decision_create``'s one INSERT): a connection lost during it was lost while committing
+    (``applied: "unknown"``), and once it has returned, the request has committed something (an outage
+    later in the request says ``applied: true``), as with a transaction's ``COMMIT``."""
+    try:
+        yield
+    except (OperationalError, InterfaceError) as exc:
+        setattr(exc, "tracemem_lost_while_committing", True)  # noqa: B010 (read back by _lost_while_committing)
+        raise
+    commits = _request_commits.get()
+    if commits is not None:
+        commits.mark()
+
+
 def _lost_while_committing(exc: BaseException) -> bool:
+    if getattr(exc, "tracemem_lost_while_committing", False):
+        return True
     return any(
         frame.f_code.co_name == "commit" and frame.f_code.co_filename.endswith("db/backends/base/base.py")
         for frame, _ in traceback.walk_tb(exc.__traceback__)

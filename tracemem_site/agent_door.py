@@ -7,8 +7,10 @@ DRF's request/response cycle. Answered here, the same request took 27 % less tim
 (docs/performance.md §22, the profile and the A/B that justified it).
 
 What it answers (:func:`operations`): ``decision_create``, ``decision_get``, ``decision_add_context``
-and ``decision_evaluate`` over REST and as an MCP ``tools/call``, sent the way agents and SDKs send them: an ``Agent`` or
-``Bearer`` key, a JSON body with its ``Content-Length`` (or none, for the GET), no query string, an
+and ``decision_evaluate`` over REST and as an MCP ``tools/call``, and ``decision_trace`` over REST (a
+1,000-event page: docs/performance.md §24), sent the way agents and SDKs send them: an ``Agent`` or
+``Bearer`` key, a JSON body with its ``Content-Length`` (or none, for the GETs), no query string but
+the trace's (ASCII, a few fields: ``after_seq``, ``limit``, read as Django reads it), an
 ``Accept`` the one renderer satisfies, a ``Host`` in ``ALLOWED_HOSTS``, no session cookie (nor a
 CSRF cookie Django would replace); on ``/mcp`` an agent key, no ``Origin``, a known protocol version. Anything
 else, and everything while it is off (``TRACEMEM_AGENT_DOOR=false``, ``DEBUG``, tracing on,
@@ -36,10 +38,11 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.core.signals import request_finished, request_started, setting_changed
+from django.http import QueryDict
 from django.http.cookie import parse_cookie
 from django.http.request import split_domain_port, validate_host
 from django.urls import resolve
@@ -68,6 +71,7 @@ class Operation:
     label: str  # the URL's name, the request metrics' operation label
     allow: bytes  # DRF's Allow header for the view
     door: str = "rest"  # the request metrics' door label
+    query: bool = False  # its input may come in the query string (a GET's: decision_trace's page)
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,7 @@ class Call:
     offered_request_id: str  # the X-Request-ID header as sent ("" without one)
     secure: bool
     mcp_version: str | None = None  # MCP: the MCP-Protocol-Version header
+    query: bytes = b""  # the query string as sent (only an operation that takes one gets one)
 
     @property
     def is_get(self) -> bool:
@@ -89,20 +94,27 @@ class Call:
 
 @functools.cache
 def operations() -> tuple[Operation, ...]:
-    from decisions.api import DecisionContextView, DecisionCreateView, DecisionGetView
-    from decisions.inputs import DecisionAddContext, DecisionCreate, DecisionGet
+    from decisions.api import DecisionContextView, DecisionCreateView, DecisionGetView, DecisionTraceView
+    from decisions.inputs import DecisionAddContext, DecisionCreate, DecisionGet, DecisionTrace
     from policies.api import DecisionEvaluateView
     from policies.inputs import DecisionEvaluate
     from tracemem_site.mcp import MCPView
 
     def operation(
-        method: str, pattern: str, example: str, view: Any, model: Any, door: str = "rest"
+        method: str,
+        pattern: str,
+        example: str,
+        view: Any,
+        model: Any,
+        door: str = "rest",
+        query: bool = False,
     ) -> Operation:
         instance = view()
         if hasattr(instance, "get") and not hasattr(instance, "head"):
             instance.head = instance.get  # as View.setup() does for each request: Allow names HEAD
         allow = ", ".join(instance.allowed_methods).encode()
-        return Operation(method, re.compile(pattern), view, model, resolve(example).view_name, allow, door)
+        label = resolve(example).view_name
+        return Operation(method, re.compile(pattern), view, model, label, allow, door, query)
 
     # \Z, as Django's path() patterns: "$" would also match before a trailing newline ("%0A").
     ident = r"(?P<decision_id>[^/]+)"
@@ -111,6 +123,14 @@ def operations() -> tuple[Operation, ...]:
         operation("POST", r"^/api/v1/decisions\Z", "/api/v1/decisions", DecisionCreateView, DecisionCreate),
         operation(
             "GET", rf"^/api/v1/decisions/{ident}\Z", "/api/v1/decisions/x", DecisionGetView, DecisionGet
+        ),
+        operation(
+            "GET",
+            rf"^/api/v1/decisions/{ident}/trace\Z",
+            "/api/v1/decisions/x/trace",
+            DecisionTraceView,
+            DecisionTrace,
+            query=True,
         ),
         operation(
             "POST",
@@ -140,7 +160,7 @@ def route(scope: dict[str, Any], body: bytes) -> Call | None:
     """The call this door answers, or None (Django answers). Runs in the event loop: reads the
     request line and headers, and of an MCP message only whether it may be a hot tool's call."""
     path: str = scope["path"]
-    if not path.startswith(("/api/v1/decisions", "/mcp")) or scope["query_string"] or not enabled():
+    if not path.startswith(("/api/v1/decisions", "/mcp")) or not enabled():
         return None
     method = scope["method"]
     for operation in operations():
@@ -148,6 +168,9 @@ def route(scope: dict[str, Any], body: bytes) -> Call | None:
         if match is not None:
             break
     else:
+        return None
+    query: bytes = scope["query_string"]
+    if query and not (operation.query and _plain_query(query)):
         return None
     headers: dict[bytes, bytes] = {}
     for name, value in scope["headers"]:
@@ -194,7 +217,27 @@ def route(scope: dict[str, Any], body: bytes) -> Call | None:
         offered_request_id=headers.get(b"x-request-id", b"").decode("latin-1"),
         secure=secure,
         mcp_version=mcp_version,
+        query=query,
     )
+
+
+# A trace page's query holds two fields (after_seq, limit); a longer one goes to Django.
+_QUERY_FIELDS = 4
+
+
+def _plain_query(query: bytes) -> bool:
+    """A query string the door reads as Django does (:func:`_query_data`): ASCII (the WSGI bridge
+    decodes it as such), and few enough fields that Django's ``DATA_UPLOAD_MAX_NUMBER_FIELDS`` refusal
+    cannot apply."""
+    limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+    fields = query.count(b"&") + 1
+    return query.isascii() and fields <= _QUERY_FIELDS and (limit is None or fields <= limit)
+
+
+def _query_data(query: bytes) -> dict[str, str]:
+    """``operation_input``'s reading of a GET's query: ``request.query_params`` (a ``QueryDict`` of
+    the query string, the last value of a repeated name), a parameter sent empty not sent."""
+    return {name: str(value) for name, value in QueryDict(query).items() if value != ""}
 
 
 def _cookies_for_django(cookie: bytes) -> bool:
@@ -290,11 +333,11 @@ class _LoggedRequest:
         return f"<WSGIRequest: {self.method} {self.path!r}>"
 
 
-@dataclass(frozen=True)
-class _ToolCall:
+class _ToolCall(NamedTuple):
     data: dict[str, Any]  # the JSON-RPC message
     request_id: str | int
-    params: Any  # mcp.types.CallToolRequestParams
+    name: str  # the tool's (mcp.types.CallToolRequestParams' name and arguments)
+    arguments: dict[str, Any] | None
 
 
 class _ToolRequest:
@@ -312,16 +355,19 @@ def _respond(call: Call, body: bytes, message: _ToolCall | None) -> tuple[int, H
     try:
         actor = _caller(call)
         if message is None:
-            data = {} if call.is_get or not body else rest.json_object(_parser().parse(io.BytesIO(body)))
+            if call.is_get:
+                data = _query_data(call.query)
+            else:
+                data = rest.json_object(_parser().parse(io.BytesIO(body))) if body else {}
             args = rest.input_from(operation.model, data, call.path_args, in_query=call.is_get)
             answered, status = operation.view.answer(actor, args)
             return status, [], _render(answered), operation.label
-        response = mcp.MCPView().tools_call(
-            _ToolRequest(actor, message.data), message.request_id, message.params
+        answered = mcp.MCPView().tools_call_answer(
+            _ToolRequest(actor, message.data), message.request_id, message.name, message.arguments
         )
-        if response is None:  # _tool_call_in made sure the fast path runs this tool
-            raise RuntimeError(f"the MCP fast path declined {message.params.name}")
-        return response.status_code, [], response.content, f"mcp:tools/call:{message.params.name}"
+        if answered is None:  # _tool_call_in made sure the fast path runs this tool
+            raise RuntimeError(f"the MCP fast path declined {message.name}")
+        return answered[0], [], answered[1], f"mcp:tools/call:{message.name}"
     except Exception as exc:
         # As the views' handle_exception: MCP's outage answer, else the one exception handler.
         outage = database_outage(exc) if message is not None else None
@@ -358,9 +404,6 @@ _HOT_TOOL_NAMES = tuple(name.encode() for name in HOT_TOOLS)
 def _tool_call_in(call: Call, body: bytes) -> _ToolCall | None:
     """The ``tools/call`` of a hot tool in ``body`` that the MCP fast path answers (the checks
     ``FastPathMixin.fast_path`` makes before it runs one), or None. Reads nothing else."""
-    import pydantic
-    from mcp import types
-
     from tracemem_site import mcp, mcp_adapter, mcp_modern
 
     try:
@@ -373,20 +416,32 @@ def _tool_call_in(call: Call, body: bytes) -> _ToolCall | None:
     params, request_id = data.get("params"), data.get("id")
     if data.get("jsonrpc") != "2.0" or data.get("method") != "tools/call" or not isinstance(params, dict):
         return None
+    name, arguments = params.get("name"), params.get("arguments")
     if (
         isinstance(request_id, bool)
         or not isinstance(request_id, str | int)
-        or params.get("name") not in HOT_TOOLS
+        or not isinstance(name, str)  # (a list would not even hash)
+        or name not in HOT_TOOLS
     ):
         return None
-    try:
-        parsed = types.CallToolRequestParams.model_validate(params)
-    except pydantic.ValidationError:
-        return None
-    found = mcp_adapter.fast_callable(parsed.name)
+    # What CallToolRequestParams would validate to, read directly when the params are just a name
+    # and an object of arguments (as clients send them); anything else (a _meta, ...) is validated.
+    if not (params.keys() <= _PLAIN_PARAMS and (arguments is None or type(arguments) is dict)):
+        import pydantic
+        from mcp import types
+
+        try:
+            parsed = types.CallToolRequestParams.model_validate(params)
+        except pydantic.ValidationError:
+            return None
+        name, arguments = parsed.name, parsed.arguments
+    found = mcp_adapter.fast_callable(name)
     if found is None or mcp._is_async(found[1]):
         return None
-    return _ToolCall(data, request_id, parsed)
+    return _ToolCall(data, request_id, name, arguments)
+
+
+_PLAIN_PARAMS = frozenset({"name", "arguments"})
 
 
 def _render(data: Any) -> bytes:

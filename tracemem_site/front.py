@@ -136,8 +136,9 @@ def _next_piece(answer: _Answer) -> bytes | None:
         raise
 
 
-async def _django(scope: dict[str, Any], receive: Any, send: Any) -> None:
+async def _django(scope: dict[str, Any], receive: Any, send: Any, *, door: bool = True) -> None:
     """Django for one request: the body read here first, then one trip into a pool thread and back.
+    ``door``: whether the agent door may answer it (False: it declined already).
 
     a2wsgi alone crossed between the loop and the thread for the body and for each part of the
     response, and each crossing waits for the other thread to get the GIL (docs/performance.md).
@@ -146,14 +147,8 @@ async def _django(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if not complete:  # too large or cut short: streamed as it comes, and Django answers it
         await _streaming(scope, _Replay(body, complete, receive), send)
         return
-    call = agent_door.route(scope, body)
-    if call is not None:  # an agent's hot call, answered without Django's middleware and DRF
-        answered = await _in_pool(agent_door.answer, call, body)
-        if answered is not None:
-            status, headers, content = answered
-            await send({"type": "http.response.start", "status": status, "headers": headers})
-            await send({"type": "http.response.body", "body": content})
-            return
+    if door and await _door(scope, body, send):
+        return
     environ: Any = build_environ(scope, io.BytesIO(body))  # type: ignore[arg-type]
     answer = _Answer()
     # The request's context goes with it into the thread (waits.slot_for_request relies on it).
@@ -170,6 +165,21 @@ async def _django(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "http.response.body", "body": b""})
     finally:
         await loop.run_in_executor(_pool, answer.close)
+
+
+async def _door(scope: dict[str, Any], body: bytes, send: Any) -> bool:
+    """An agent's hot call, answered by the agent door without Django's middleware and DRF, and
+    sent; False when the door does not answer it (Django does)."""
+    call = agent_door.route(scope, body)
+    if call is None:
+        return False
+    answered = await _in_pool(agent_door.answer, call, body)
+    if answered is None:
+        return False
+    status, headers, content = answered
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": content})
+    return True
 
 
 def _may_wait(scope: dict[str, Any]) -> bool:
@@ -241,11 +251,15 @@ async def _serve_waitable(scope: dict[str, Any], receive: Any, send: Any) -> Non
     if not complete:  # too large or cut short: Django answers it, without parking
         await _streaming(scope, _Replay(body, complete, receive), send)
         return
+    # The agent door's calls never wait (an MCP tools/call of a hot tool): answered without the
+    # parking slot, the replay and the gate (docs/performance.md §25).
+    if await _door(scope, body, send):
+        return
     deadline: float | None = None
     while True:
         slot = waits.ParkingSlot(deadline=deadline)
         with waits.slot_for_request(slot):  # a2wsgi copies this context into the Django thread
-            await _django(scope, _Replay(body, True, receive), _Gate(send, slot))
+            await _django(scope, _Replay(body, True, receive), _Gate(send, slot), door=False)
         if slot.parked is None:
             return
         deadline = slot.parked.deadline

@@ -55,7 +55,7 @@ from tracemem_core.version import PROTOCOL_VERSIONS, SERVER_VERSION
 from tracemem_site import mcp_adapter
 from tracemem_site import mcp_modern as modern
 from tracemem_site.mcp_adapter import Tool, ToolError
-from tracemem_site.mcp_inputs import install_input_models
+from tracemem_site.mcp_inputs import ToolArguments, install_input_models
 from tracemem_site.parsers import PayloadTooLarge
 
 logger = logging.getLogger(__name__)
@@ -128,10 +128,11 @@ def tool_error_result(tool_name: str, exc: BaseException) -> types.CallToolResul
 def unknown_arguments(tool: Tool, arguments: dict[str, Any]) -> InvalidArgument | None:
     """An argument the tool does not take is refused, never silently dropped (a typo such as
     ``supersede`` for ``supersedes`` would otherwise lose data without a word)."""
-    allowed = sorted(tool.parameters.get("properties", {}))
-    unknown = sorted(name for name in arguments if name not in allowed)
-    if not unknown:
+    properties = tool.parameters.get("properties", {})
+    if arguments.keys() <= properties.keys():
         return None
+    allowed = sorted(properties)
+    unknown = sorted(name for name in arguments if name not in allowed)
     return unknown_argument(tool.name, unknown[0], allowed)
 
 
@@ -249,6 +250,19 @@ def _jsonrpc_result(request_id: Any, result: Any) -> HttpResponse:
     return HttpResponse(message.model_dump_json(by_alias=True, exclude_none=True), content_type=JSON)
 
 
+def _jsonrpc_bytes(request_id: Any, result: Any) -> bytes:
+    """``_jsonrpc_result``'s body (the HTTP response encodes the text as UTF-8, so does this)."""
+    return _jsonrpc_result(request_id, result).content
+
+
+def _keyword_arguments(meta: Any, arguments: dict[str, Any]) -> dict[str, Any]:
+    """The tool method's keyword arguments, checked, as FastMCP's call path makes them."""
+    model = meta.arg_model
+    if issubclass(model, ToolArguments):  # every TraceMem tool with an input model
+        return model.call_arguments(arguments)
+    return model.model_validate(meta.pre_parse_json(arguments)).model_dump_one_level()
+
+
 def _run_coroutine(factory: Any) -> Any:
     """Run ``await factory()`` from sync code, even if this thread already runs an event loop."""
     try:
@@ -355,51 +369,63 @@ class FastPathMixin:
     def tools_call(
         self, request: Any, request_id: Any, parsed: types.CallToolRequestParams
     ) -> HttpResponse | None:
-        """The answer to a ``tools/call`` (also the agent door's, tracemem_site/agent_door.py), or None
-        when the stock path must run the tool."""
+        """The answer to a ``tools/call``, or None when the stock path must run the tool."""
+        answered = self.tools_call_answer(request, request_id, parsed.name, parsed.arguments)
+        if answered is None:
+            return None
+        status, body = answered
+        return HttpResponse(body, status=status, content_type=JSON) if body else HttpResponse(status=status)
+
+    def tools_call_answer(
+        self, request: Any, request_id: Any, name: str, arguments: dict[str, Any] | None
+    ) -> tuple[int, bytes] | None:
+        """The HTTP status and JSON-RPC body of the answer to a ``tools/call`` of tool ``name``
+        (``tools_call``'s, and the agent door's, tracemem_site/agent_door.py, which sends the bytes
+        without building a Django response), or None when the stock path must run the tool. A
+        parked ``decision_wait`` is ``(204, b"")``."""
         try:
             with rawjson.passthrough():  # decision_trace's events come back as JSON text (issue 17)
-                outcome = self._run_tool(request, parsed)
+                outcome = self._run_tool(request, name, arguments)
         except waits.ParkRequest:
             # decision_wait under the front: it waits without this thread and replays the request.
-            return HttpResponse(status=204)
+            return 204, b""
         if outcome is None:
             return None
         if isinstance(outcome, _Returned):
             if rawjson.holds_raw(outcome.value):
-                return _raw_tool_result(request_id, rawjson.dumps(outcome.value))
+                return 200, _raw_tool_result(request_id, rawjson.dumps(outcome.value))
             body = tool_success_bytes(request_id, outcome.tool, outcome.value)
             if body is not None:
-                return HttpResponse(body, content_type=JSON)
+                return 200, body
             outcome = self._convert(outcome)
-        return _jsonrpc_result(request_id, outcome)
+        return 200, _jsonrpc_bytes(request_id, outcome)
 
     def _call_tool(
         self, request: Request, parsed: types.CallToolRequestParams
     ) -> types.CallToolResult | None:
         """Run a synchronous toolset tool in this thread; None if it must take the stock path.
         Raises :class:`waits.ParkRequest` when decision_wait parks under the front."""
-        outcome = self._run_tool(request, parsed)
+        outcome = self._run_tool(request, parsed.name, parsed.arguments)
         return self._convert(outcome) if isinstance(outcome, _Returned) else outcome
 
     def _run_tool(
-        self, request: Request, parsed: types.CallToolRequestParams
+        self, request: Request, name: str, arguments: dict[str, Any] | None
     ) -> types.CallToolResult | _Returned | None:
         """What the tool returned (not converted yet), its refusal as a result, or None (stock path)."""
-        found = mcp_adapter.fast_callable(parsed.name)
+        found = mcp_adapter.fast_callable(name)
         if found is None:
             return None
         tool, caller = found
         if _is_async(caller):
             return None
-        refused = argument_refusal(tool, parsed.arguments or {})
+        arguments = arguments or {}
+        refused = argument_refusal(tool, arguments)
         if refused is not None:
             return tool_error_result(tool.name, refused)
         try:
-            meta = tool.fn_metadata
-            arguments = meta.arg_model.model_validate(meta.pre_parse_json(parsed.arguments or {}))
+            keywords = _keyword_arguments(tool.fn_metadata, arguments)
             with waits.door_parks():
-                value = mcp_adapter.run_sync_tool(caller, request, arguments.model_dump_one_level())
+                value = mcp_adapter.run_sync_tool(caller, request, keywords)
         except waits.ParkRequest:
             raise
         except Exception as exc:
@@ -441,12 +467,12 @@ class FastPathMixin:
         return types.CallToolResult(content=list(content), structuredContent=structured, isError=False)
 
 
-def _raw_tool_result(request_id: Any, structured: bytes) -> HttpResponse:
+def _raw_tool_result(request_id: Any, structured: bytes) -> bytes:
     """A successful ``tools/call`` answer whose structured result is JSON text already written
     (a trace page, issue 17): the stock answer's fields and order, its text content the same JSON
     (compact_text), without parsing the result and serialising it twice more through pydantic."""
     text = orjson.dumps(structured.decode())
-    body = (
+    return (
         b'{"jsonrpc":"2.0","id":'
         + pydantic_core.to_json(request_id)
         + b',"result":{"content":[{"type":"text","text":'
@@ -455,7 +481,6 @@ def _raw_tool_result(request_id: Any, structured: bytes) -> HttpResponse:
         + structured
         + b',"isError":false}}'
     )
-    return HttpResponse(body, content_type=JSON)
 
 
 def _error(text: str) -> types.CallToolResult:

@@ -69,8 +69,21 @@ def has_tool(name: str) -> bool:
 
 def fast_callable(name: str) -> tuple[Tool, Any] | None:
     """The tool and its toolset caller when the fast path may call it directly: a plain sync method
-    of an ``MCPToolset`` that does not ask for the MCP context (else None: the stock path runs it)."""
+    of an ``MCPToolset`` that does not ask for the MCP context (else None: the stock path runs it).
+    Remembered per registered tool object (a tool registered anew is looked at anew)."""
     tool = global_mcp_server._tool_manager.get_tool(name)
+    known = _fast_callables.get(name)
+    if known is not None and known[0] is tool:
+        return known[1]
+    found = _fast_callable(tool)
+    _fast_callables[name] = (tool, found)
+    return found
+
+
+_fast_callables: dict[str, tuple[Tool | None, tuple[Tool, Any] | None]] = {}
+
+
+def _fast_callable(tool: Tool | None) -> tuple[Tool, Any] | None:
     caller = getattr(tool, "fn", None)
     if tool is None or not isinstance(caller, _ToolsetMethodCaller) or caller.forward_context_kwarg:
         return None
@@ -97,6 +110,15 @@ def run_sync_tool(caller: Any, request: Any, arguments: dict[str, Any]) -> Any:
     token = django_request_ctx.set(request)
     try:
         instance = caller.class_(context=None, request=request)
-        return _SyncToolCallWrapper(getattr(instance, caller.method_name))(**arguments)
+        return _sync_wrapper(getattr(instance, caller.method_name))(**arguments)
     finally:
         django_request_ctx.reset(token)
+
+
+def _sync_wrapper(method: Any) -> Any:
+    """django-mcp-server's ``_SyncToolCallWrapper`` of ``method``, without ``functools.update_wrapper``
+    copying the method's name, docstring and attributes onto it: its call reads none of them (only
+    ``fn`` and the serializer attribute of ``fn`` itself) (docs/performance.md §25)."""
+    wrapper = _SyncToolCallWrapper.__new__(_SyncToolCallWrapper)
+    wrapper.fn = method
+    return wrapper

@@ -40,25 +40,39 @@ def _takes_strings(schema: dict[str, Any]) -> bool:
     return any(branch.get("type") == "string" for branch in branches)
 
 
-class _ToolArguments(ArgModelBase):
+class ToolArguments(ArgModelBase):
     """What FastMCP's call path validates arguments with, for a tool with an input model."""
 
     input_model: ClassVar[type[Input]]
     parameter: ClassVar[str]
     string_fields: ClassVar[frozenset[str]]
+    json_fields: ClassVar[frozenset[str]]  # the input model's fields but string_fields
     parsed: Any = None
 
     @classmethod
-    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> _ToolArguments:
-        data = dict(obj) if isinstance(obj, dict) else obj
-        if isinstance(data, dict):
-            for name, value in obj.items():
-                if name in cls.input_model.model_fields and name not in cls.string_fields:
-                    data[name] = _json_text(value)
-        return cls.model_construct(parsed=parse(cls.input_model, data))
+    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> ToolArguments:
+        return cls.model_construct(parsed=cls.parsed_input(obj))
 
     def model_dump_one_level(self) -> dict[str, Any]:
         return {self.parameter: self.parsed}
+
+    @classmethod
+    def parsed_input(cls, obj: Any) -> Input:
+        data = dict(obj) if isinstance(obj, dict) else obj
+        if isinstance(data, dict):
+            for name, value in obj.items():
+                if name in cls.json_fields:
+                    data[name] = _json_text(value)
+        return parse(cls.input_model, data)
+
+    @classmethod
+    def call_arguments(cls, arguments: dict[str, Any]) -> dict[str, Any]:
+        """The tool method's keyword arguments for ``arguments``: what FastMCP's
+        ``model_validate(pre_parse_json(arguments)).model_dump_one_level()`` gives, without
+        constructing this model (the MCP fast path, docs/performance.md §25). ``pre_parse_json``
+        only looks at this model's own field (``parsed``), which no input model takes
+        (:func:`install_input_models` makes sure), so it changes nothing here."""
+        return {cls.parameter: cls.parsed_input(arguments)}
 
 
 def _json_text(value: Any) -> Any:
@@ -74,13 +88,15 @@ def _json_text(value: Any) -> Any:
 
 def arguments_model(model: type[Input], parameter: str) -> type[ArgModelBase]:
     properties = tool_schema(model)["properties"]
+    string_fields = frozenset(n for n, s in properties.items() if _takes_strings(s))
     return type(
         f"{model.__name__}Arguments",
-        (_ToolArguments,),
+        (ToolArguments,),
         {
             "input_model": model,
             "parameter": parameter,
-            "string_fields": frozenset(n for n, s in properties.items() if _takes_strings(s)),
+            "string_fields": string_fields,
+            "json_fields": frozenset(n for n in model.model_fields if n not in string_fields),
             "__module__": __name__,
         },
     )
@@ -98,6 +114,8 @@ def install_input_models(tools: dict[str, Tool], method_of: Any) -> None:
         model = input_model_of(method)
         if model is None:
             continue
+        if set(model.model_fields) & set(ToolArguments.model_fields):
+            raise TypeError(f"{model.__name__}: a field named like the arguments model's own ({tool.name})")
         (parameter,) = (name for name in typing.get_type_hints(method) if name != "return")
         old = tool.fn_metadata
         tool.parameters = tool_schema(model)

@@ -130,7 +130,8 @@ def policy_evaluate_in_decision(
     event (version, hash, outcome, rationale, redacted inputs, source), reports ``deny`` and
     ``requires_exception`` to the decision's gates, and returns the docs/contract/tools.md result object. A
     failed evaluation raises :class:`PolicyEvaluationFailed` (``invalid_argument``). ``published``
-    is that version (or None) when the caller has just read it (``selectors.evaluation_target``).
+    is that version (or None) when the caller has just read it (``selectors.evaluation_target``,
+    or the lock's ``selectors.EVALUATION_JOIN``).
     """
     decision_services.ensure_not_terminal(decision, "be evaluated")
     pv = selectors.latest_published(policy_id) if isinstance(published, EllipsisType) else published
@@ -254,8 +255,17 @@ def decision_evaluate(
             field="inputs",
         )
     clean_inputs = v.json_object(inputs, "inputs") if inputs is not None else None
-    decision = decision_services.decision_lock(actor=actor, decision_id=decision_id)
-    granted, published = selectors.evaluation_target(actor.agent, pid)
+    # The lock reads the grant and the published version too (one statement on PostgreSQL).
+    decision, joined = decision_services.decision_lock_with(
+        actor=actor,
+        decision_id=decision_id,
+        join=selectors.EVALUATION_JOIN,
+        params=selectors.evaluation_join_params(pid),
+    )
+    if joined is None:
+        granted, published = selectors.evaluation_target(actor.agent, pid)
+    else:
+        granted, published = selectors.evaluation_target_of(joined)
     if not granted:
         raise PermissionDenied(
             f"policy {pid} is not granted to agent {actor.agent.name}; capabilities_get lists the policies you may "

@@ -22,7 +22,7 @@ from django.test.utils import CaptureQueriesContext
 
 from decisions import selectors as decision_selectors
 from decisions import services as decision_services
-from decisions.models import Decision, TraceEvent
+from decisions.models import Decision, EventType, TraceEvent
 from policies import selectors as policy_selectors
 from policies.services import authoring as policy_authoring
 from tests.conftest import AgentClient, owner_sql, role_names
@@ -41,15 +41,15 @@ def _numbered(sql: str) -> str:
     return re.sub(r"%s", lambda _: f"${next(n)}", sql)
 
 
-# Every plain statement of the hot path: an agent's decision read and locked, the decision's row,
-# one event, a trace page, the evaluation's grant and version.
+# Every plain statement of the hot path: an agent's decision read and locked, the decision's row
+# with its created event, one event, a trace page, the lock with the evaluation's grant and version.
 HOT_STATEMENTS = {
     "read": _numbered(decision_selectors._READ_SQL),
     "lock": _numbered(decision_selectors._LOCK_SQL),
-    "insert decision": _numbered(decision_services._INSERT_DECISION_SQL),
+    "create": _numbered(decision_services._INSERT_CREATED_SQL),
     "insert event": _numbered(decision_services._INSERT_SQL + decision_services._INSERT_ROW),
     "trace page": _numbered(decision_selectors._TRACE_JSON_SQL),
-    "evaluation target": _numbered(policy_selectors._EVALUATION_SQL),
+    "lock with evaluation target": _numbered(policy_selectors.EVALUATION_JOIN.sql),
 }
 
 
@@ -123,14 +123,15 @@ def test_prepared_statements_pass_through_djangos_cursor_wrappers(make_agent: An
     twin = Decision(
         decision_id=did, agent=agent, intent="code.refactor.execute", automation_mode="propose", actor="x"
     )
+    (created,) = decision_services._chained(twin, EventType.CREATED, Actor.for_agent(agent), [{}], None)
     before = Decision.objects.count()
     with pytest.raises(IntegrityError) as raised, transaction.atomic():
-        decision_services._insert_decision(twin)
+        decision_services._insert_decision(twin, created)
     assert type(raised.value.__cause__).__name__ == "UniqueViolation"
     assert Decision.objects.count() == before
     # psycopg drops the session's prepared statements on a rollback (a savepoint's too); the next
     # call prepares what it runs again.
-    assert HOT_STATEMENTS["insert decision"] not in _prepared()
+    assert HOT_STATEMENTS["create"] not in _prepared()
     assert api.post(f"/api/v1/decisions/{did}/context", {"context": {"a": 2}}).status_code == 201
     assert HOT_STATEMENTS["lock"] in _prepared() and HOT_STATEMENTS["insert event"] in _prepared()
 

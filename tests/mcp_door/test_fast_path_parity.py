@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 from django.test import RequestFactory
 
-from decisions import services
+# Imported before any test patches decisions.selectors.decision_for: these modules bind it by name
+# when first imported, and would keep a patched one for the rest of the session.
+from decisions import evidence, receipts, services, views  # noqa: F401
 from tests.mcp_helpers import shape
 from tracemem_core.actor import Actor
 from tracemem_site.mcp import MCPView, StockMCPView

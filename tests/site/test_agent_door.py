@@ -247,6 +247,8 @@ class _Lines(logging.Handler):
         self.lines: list[LogLine] = []
 
     def emit(self, record: logging.LogRecord) -> None:
+        if record.threadName == "tracemem-wait-listener":
+            return  # the process's one decision_wait listener (reconnecting after an outage), not the request
         extra = tuple(sorted(set(record.__dict__) - _RECORD_FIELDS))
         self.lines.append((record.name, record.levelname, record.getMessage(), current_request_id(), extra))
 
@@ -309,9 +311,20 @@ def send(
 
 # --- what must be equal -----------------------------------------------------------------------
 
-# Values two calls necessarily differ in (hashes cover ids and clocks).
+# Values two calls necessarily differ in (hashes cover ids and clocks; an evaluation's trace event
+# records its clock as "now").
 VOLATILE = frozenset(
-    {"decision_id", "event_id", "created_at", "closed_at", "timestamp", "trace_head", "hash", "prev_hash"}
+    {
+        "decision_id",
+        "event_id",
+        "created_at",
+        "closed_at",
+        "timestamp",
+        "trace_head",
+        "hash",
+        "prev_hash",
+        "now",
+    }
 )
 IGNORED_HEADERS = frozenset({"date", "content-length"})
 ISO_INSTANT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)")
@@ -580,6 +593,38 @@ REST_CASES: list[tuple[str, Req, bool | None, int]] = [
     ("evaluate-closed", Req("POST", "/api/v1/decisions/{closed}/evaluate", {"policy_id": "code_change_policy_v1", "inputs": {"change_type": "docs"}}), True, 409),
     ("evaluate-another-agents", Req("POST", "/api/v1/decisions/{other}/evaluate", {"policy_id": "code_change_policy_v1", "inputs": {"change_type": "docs"}}), True, 404),
     ("evaluate-unknown", Req("POST", "/api/v1/decisions/TMEM_0000000000000000000000/evaluate", {"policy_id": "code_change_policy_v1", "inputs": {}}), True, 404),
+    # decision_trace (its query string: after_seq and limit), after the calls above wrote its events
+    ("context-line-separators", Req("POST", DID + "/context", {"context": {"note": "a\u2028b\u2029c", "n": 1e-7, "big": 2.0**64}}), True, 201),
+    ("trace", Req("GET", DID + "/trace"), True, 200),
+    ("trace-limit", Req("GET", DID + "/trace", query="limit=2"), True, 200),
+    ("trace-a-page", Req("GET", DID + "/trace", query="after_seq=2&limit=3"), True, 200),
+    ("trace-the-last-page", Req("GET", DID + "/trace", query="limit=1000&after_seq=3"), True, 200),
+    ("trace-past-the-end", Req("GET", DID + "/trace", query="after_seq=500"), True, 200),
+    ("trace-empty-values", Req("GET", DID + "/trace", query="after_seq=&limit="), True, 200),
+    ("trace-repeated-key", Req("GET", DID + "/trace", query="limit=1&limit=2"), True, 200),
+    ("trace-percent-encoded", Req("GET", DID + "/trace", query="li%6Dit=%32"), True, 200),
+    ("trace-limit-with-plus", Req("GET", DID + "/trace", query="limit=+2"), True, 200),  # " 2"
+    ("trace-limit-zero", Req("GET", DID + "/trace", query="limit=0"), True, 400),
+    ("trace-limit-too-big", Req("GET", DID + "/trace", query="limit=1001"), True, 400),
+    ("trace-limit-not-a-number", Req("GET", DID + "/trace", query="limit=ten"), True, 400),
+    ("trace-limit-fraction", Req("GET", DID + "/trace", query="limit=1.5"), True, 400),
+    ("trace-after-seq-negative", Req("GET", DID + "/trace", query="after_seq=-1"), True, 400),
+    ("trace-after-seq-huge", Req("GET", DID + "/trace", query="after_seq=" + "9" * 30), True, 400),
+    ("trace-unknown-field", Req("GET", DID + "/trace", query="colour=red"), True, 400),
+    ("trace-id-in-query", Req("GET", DID + "/trace", query="decision_id={did}"), True, 400),
+    ("trace-no-value", Req("GET", DID + "/trace", query="limit"), True, 200),
+    ("trace-many-fields", Req("GET", DID + "/trace", query="a=1&b=2&c=3&d=4&limit=2"), False, 400),
+    ("trace-closed", Req("GET", "/api/v1/decisions/{closed}/trace", query="limit=10"), True, 200),
+    ("trace-bearer", Req("GET", DID + "/trace", auth="Bearer {key}"), True, 200),
+    ("trace-another-agents", Req("GET", "/api/v1/decisions/{other}/trace", query="limit=10"), True, 404),
+    ("trace-unknown", Req("GET", "/api/v1/decisions/TMEM_0000000000000000000000/trace"), True, 404),
+    ("trace-odd-id", Req("GET", "/api/v1/decisions/not an id ☃/trace", query="limit=1"), True, 404),
+    ("trace-unknown-key", Req("GET", DID + "/trace", query="limit=1", auth="Agent {unknown_key}"), True, 401),
+    ("trace-no-key", Req("GET", DID + "/trace", query="limit=1", auth=None), False, 401),
+    ("trace-personal-token-scheme", Req("GET", DID + "/trace", query="limit=1", auth="Token {key}"), False, 401),
+    ("trace-accept-indent", Req("GET", DID + "/trace", query="limit=2", headers=(("accept", "application/json; indent=2"),)), False, 200),
+    ("trace-head", Req("HEAD", DID + "/trace", query="limit=2"), False, 200),
+    ("trace-post", Req("POST", DID + "/trace", {"limit": 2}), False, 405),
     # the request id: a client's valid one is echoed, an invalid one replaced
     ("request-id-echoed", Req("POST", DID + "/context", {"context": {"a": 1}}, headers=(("x-request-id", "trace-1234.abc:DEF_9"),)), True, 201),
     ("request-id-echoed-on-error", Req("GET", "/api/v1/decisions/{other}", headers=(("x-request-id", "client-id-42"),)), True, 404),
@@ -705,6 +750,8 @@ COUNTED = [
     ("refused", Req("POST", DID + "/evaluate", {"policy_id": "code_change_policy_v1", "inputs": {}}), "decision-evaluate", "400"),
     ("not-found", Req("GET", "/api/v1/decisions/{other}"), "decision-get", "404"),
     ("unauthenticated", Req("POST", "/api/v1/decisions", CREATE, auth="Agent {unknown_key}"), "decision-create", "401"),
+    ("trace", Req("GET", DID + "/trace", query="limit=1000"), "decision-trace", "200"),
+    ("trace-refused", Req("GET", DID + "/trace", query="limit=0"), "decision-trace", "400"),
 ]  # fmt: skip
 
 
@@ -751,7 +798,7 @@ def test_the_rate_limit_is_refused_alike_and_shared_with_django(
         Req("POST", DID + "/context", {"context": {"a": 1}}),
         Req("POST", "/api/v1/decisions", CREATE),
         Req("POST", DID + "/evaluate", {"policy_id": "code_change_policy_v1", "inputs": {}}),
-        Req("GET", DID),
+        Req("GET", DID + "/trace", query="limit=10"),
     ]
     runs: dict[str, list[Run]] = {}
     for mode in MODES:
@@ -874,6 +921,7 @@ def test_a_database_outage_is_503_unavailable_alike_and_both_recover(
 ) -> None:
     calls = [
         Req("GET", DID),
+        Req("GET", DID + "/trace", query="limit=5"),
         Req("POST", "/api/v1/decisions", CREATE),
         Req("POST", DID + "/context", {"context": {"a": 1}}),
         Req(
@@ -1007,6 +1055,12 @@ MCP_CASES: list[tuple[str, Req, bool | None, int]] = [
     ("batch", _mcp([_tool("decision_get", {"decision_id": "TMEM_0000000000000000000000"})]), False, 400),
     ("invalid-json", _mcp("{"), False, 400),
     ("unsupported-protocol-version", _mcp(_tool("decision_get", {"decision_id": "{did}"}), headers=(("mcp-protocol-version", "1999-01-01"),)), False, 400),
+    # The params the door reads without pydantic (a name and an object of arguments) and those it
+    # has CallToolRequestParams validate (docs/performance.md §25).
+    ("params-meta", _mcp({**_tool("decision_get", {"decision_id": "{did}"}), "params": {"name": "decision_get", "arguments": {"decision_id": "{did}"}, "_meta": {"progressToken": 3}}}), True, 200),
+    ("arguments-null", _mcp({**_tool("decision_get", None), "params": {"name": "decision_get", "arguments": None}}), True, 200),
+    ("arguments-not-an-object", _mcp(_tool("decision_get", ["x"])), False, 200),
+    ("name-not-a-string", _mcp({**_tool("decision_get", None), "params": {"name": ["decision_get"], "arguments": {}}}), False, 200),
 ]  # fmt: skip
 
 
