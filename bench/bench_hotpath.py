@@ -58,7 +58,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from bench.common import env_int
+from bench.common import env_int, tool_call
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIENTS = 16
@@ -251,13 +251,7 @@ class Agent:
         return json.loads(payload) if parse else payload
 
     def mcp(self, tool: str, arguments: dict[str, Any]) -> Any:
-        message = {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "tools/call",
-            "params": {"name": tool, "arguments": arguments},
-        }
-        result = self.call("POST", "/mcp", message)
+        result = self.call("POST", "/mcp", tool_call(tool, arguments))
         if result.get("result", {}).get("isError") is not False:
             raise RuntimeError(f"MCP {tool}: {result}")
         return result

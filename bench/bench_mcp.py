@@ -10,7 +10,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from bench.common import django_setup, iterations, measure
+from bench.common import django_setup, iterations, measure, tool_call
 
 
 def run() -> list[dict[str, Any]]:
@@ -47,14 +47,7 @@ def run() -> list[dict[str, Any]]:
         return call
 
     def mcp(endpoint: str, tool: str, arguments: dict[str, Any]) -> Callable[[], Any]:
-        message = json.dumps(
-            {
-                "jsonrpc": "2.0",
-                "id": 1,
-                "method": "tools/call",
-                "params": {"name": tool, "arguments": arguments},
-            }
-        )
+        message = json.dumps(tool_call(tool, arguments))
 
         def call() -> Any:
             response = client.post(endpoint, message, content_type="application/json", **auth)

@@ -95,3 +95,13 @@ def bench_agent_client(key_name: str) -> tuple[Any, dict[str, str]]:
         "HTTP_AUTHORIZATION": f"Agent {key}",
         "HTTP_ACCEPT": "application/json, text/event-stream",
     }
+
+
+def tool_call(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """An MCP ``tools/call`` JSON-RPC message."""
+    return {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": name, "arguments": arguments},
+    }

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench.common import bench_agent_client
+from bench.common import bench_agent_client, tool_call
 
 
 def main(argv: list[str]) -> int:
@@ -34,12 +34,7 @@ def main(argv: list[str]) -> int:
         return response.json()
 
     def tool(name: str, arguments: dict[str, Any]) -> Callable[[], Any]:
-        message = {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "tools/call",
-            "params": {"name": name, "arguments": arguments},
-        }
+        message = tool_call(name, arguments)
 
         def call() -> None:
             result = post("/mcp", message, 200)["result"]

@@ -21,7 +21,7 @@ import sys
 import time
 from typing import Any
 
-from bench.common import bench_agent_client
+from bench.common import bench_agent_client, tool_call
 
 
 def main(argv: list[str]) -> int:
@@ -75,28 +75,12 @@ def main(argv: list[str]) -> int:
             f"/api/v1/decisions/{did}/evaluate", {"policy_id": "bench_cap_v1", "inputs": {"amount": 5}}, 200
         ),
         "mcp": lambda: post(
-            "/mcp",
-            {
-                "jsonrpc": "2.0",
-                "id": 1,
-                "method": "tools/call",
-                "params": {
-                    "name": "decision_add_context",
-                    "arguments": {"decision_id": did, "context": {"n": 1}},
-                },
-            },
-            200,
+            "/mcp", tool_call("decision_add_context", {"decision_id": did, "context": {"n": 1}}), 200
         ),
         "trace": lambda: get(f"/api/v1/decisions/{traced}/trace?limit=1000"),
         "get": lambda: get(f"/api/v1/decisions/{traced}"),
         "mcp-trace": lambda: post_raw(
-            "/mcp",
-            {
-                "jsonrpc": "2.0",
-                "id": 1,
-                "method": "tools/call",
-                "params": {"name": "decision_trace", "arguments": {"decision_id": traced, "limit": 1000}},
-            },
+            "/mcp", tool_call("decision_trace", {"decision_id": traced, "limit": 1000})
         ),
     }
     if operation == "verify":

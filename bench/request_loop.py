@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bench.bench_hotpath import TRACE_EVENTS, context_of
-from bench.common import cpu_seconds
+from bench.common import cpu_seconds, tool_call
 
 
 def main(argv: list[str]) -> int:
@@ -64,15 +64,7 @@ def main(argv: list[str]) -> int:
         "mcp": lambda: call(
             "POST",
             "/mcp",
-            {
-                "jsonrpc": "2.0",
-                "id": 1,
-                "method": "tools/call",
-                "params": {
-                    "name": "decision_add_context",
-                    "arguments": {"decision_id": decision_id, "context": context},
-                },
-            },
+            tool_call("decision_add_context", {"decision_id": decision_id, "context": context}),
         ),
         # The page as bench_hotpath reads it: to the last byte, not parsed.
         "trace": lambda: call(
@@ -81,15 +73,7 @@ def main(argv: list[str]) -> int:
         "mcp-trace": lambda: call(
             "POST",
             "/mcp",
-            {
-                "jsonrpc": "2.0",
-                "id": 1,
-                "method": "tools/call",
-                "params": {
-                    "name": "decision_trace",
-                    "arguments": {"decision_id": decision_id, "limit": TRACE_EVENTS},
-                },
-            },
+            tool_call("decision_trace", {"decision_id": decision_id, "limit": TRACE_EVENTS}),
             parse=False,
         ),
     }

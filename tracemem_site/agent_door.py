@@ -304,15 +304,22 @@ def answer(call: Call, body: bytes) -> tuple[int, Headers, bytes] | None:
             path = call.path.encode("unicode_escape").decode("ascii")
             fields = {"status_code": status, "request": _LoggedRequest(call)}
             log("%s: %s", http.HTTPStatus(status).phrase, path, extra=fields)
-        door = call.operation.door
         try:
-            metrics.REQUESTS.labels(door, label, str(status)).inc()
-            metrics.REQUEST_SECONDS.labels(door, label).observe(time.perf_counter() - started)
+            requests, seconds = _request_metrics(call.operation.door, label, status)
+            requests.inc()
+            seconds.observe(time.perf_counter() - started)
         except Exception:  # counting must never fail a request
             logging.getLogger(__name__).exception("counting a request failed")
         return status, headers, content
     finally:
         request_finished.send(sender=Call)
+
+
+@functools.lru_cache(maxsize=512)
+def _request_metrics(door: str, label: str, status: int) -> tuple[Any, Any]:
+    """The request metrics' children for these labels, looked up once per process (the labels are
+    the door's operations and the statuses they answer)."""
+    return metrics.REQUESTS.labels(door, label, str(status)), metrics.REQUEST_SECONDS.labels(door, label)
 
 
 class _LoggedRequest:
@@ -438,7 +445,9 @@ _PLAIN_PARAMS = frozenset({"name", "arguments"})
 
 
 def _render(data: Any) -> bytes:
-    return _renderer().render(data, "application/json", {})
+    # No media type: the renderer reads it only for an "indent" parameter, which the door's
+    # "application/json" never has (parsing it took 2.5 of the 3.7 µs a small answer took to render).
+    return _renderer().render(data, None, {})
 
 
 @functools.cache

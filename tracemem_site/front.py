@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import functools
 import io
 import logging
 import os
 import re
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from a2wsgi import WSGIMiddleware
 from a2wsgi.wsgi import build_environ
@@ -52,6 +51,8 @@ THREADS = int(os.environ.get("TRACEMEM_WEB_THREADS") or 8)
 # BUFFER_LIMIT); its thread pool is the one every request runs on.
 _streaming: Any = WSGIMiddleware(django_wsgi, workers=THREADS)  # type: ignore[arg-type]
 _pool = _streaming.executor
+
+_T = TypeVar("_T")
 
 # A response up to this size is sent whole once Django is done; a larger one piece by piece.
 BUFFER_LIMIT = 4 * 1024 * 1024
@@ -90,6 +91,41 @@ class _Answer:
         getattr(self.iterable, "close", lambda: None)()
 
 
+async def _in_pool(fn: Callable[..., _T], *args: Any) -> _T:
+    """``fn(*args)`` in a pool thread, in a copy of this context (waits.slot_for_request relies on
+    it): what ``loop.run_in_executor`` does, without its second future chained to the pool's
+    (``wrap_future``: the state copied across by callbacks, a check that ``fn`` is not a coroutine
+    function), ~30 % of the trip's CPU (docs/performance.md). Cancelled before it starts, it never
+    runs, as there."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[_T] = loop.create_future()
+    context = contextvars.copy_context()
+
+    def run() -> None:
+        try:
+            result = context.run(fn, *args)
+        except BaseException as exc:  # as the pool's own future would hold it
+            loop.call_soon_threadsafe(_settle, future, None, exc)
+        else:
+            loop.call_soon_threadsafe(_settle, future, result, None)
+
+    work = _pool.submit(run)
+    try:
+        return await future
+    except asyncio.CancelledError:
+        work.cancel()
+        raise
+
+
+def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if exc is None:
+        future.set_result(result)
+    else:
+        future.set_exception(exc)
+
+
 def _next_piece(answer: _Answer) -> bytes | None:
     try:
         return next(answer.rest) if answer.rest is not None else None
@@ -113,15 +149,15 @@ async def _django(scope: dict[str, Any], receive: Any, send: Any, *, door: bool 
         return
     if door and await _door(scope, body, send):
         return
-    loop = asyncio.get_running_loop()
     environ: Any = build_environ(scope, io.BytesIO(body))  # type: ignore[arg-type]
     answer = _Answer()
     # The request's context goes with it into the thread (waits.slot_for_request relies on it).
-    await loop.run_in_executor(_pool, functools.partial(contextvars.copy_context().run, answer.run, environ))
+    await _in_pool(answer.run, environ)
     await send({"type": "http.response.start", "status": answer.status, "headers": answer.headers})
     if answer.rest is None:
         await send({"type": "http.response.body", "body": b"".join(answer.pieces)})
         return
+    loop = asyncio.get_running_loop()
     try:
         await send({"type": "http.response.body", "body": b"".join(answer.pieces), "more_body": True})
         while (piece := await loop.run_in_executor(_pool, _next_piece, answer)) is not None:
@@ -137,9 +173,7 @@ async def _door(scope: dict[str, Any], body: bytes, send: Any) -> bool:
     call = agent_door.route(scope, body)
     if call is None:
         return False
-    answered = await asyncio.get_running_loop().run_in_executor(
-        _pool, functools.partial(contextvars.copy_context().run, agent_door.answer, call, body)
-    )
+    answered = await _in_pool(agent_door.answer, call, body)
     if answered is None:
         return False
     status, headers, content = answered

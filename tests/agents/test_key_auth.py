@@ -135,6 +135,25 @@ def test_another_agents_decision_is_404_everywhere(make_agent: Any) -> None:
 # --- keys -------------------------------------------------------------------------------------
 
 
+def test_a_key_of_the_wrong_length_or_characters_is_malformed() -> None:
+    """Exactly 40 ASCII letters and digits after the prefix: not 39 or 41, no line break after them
+    (a regular expression's "$" would allow one), no other alphabet's digits or letters."""
+    key = keys.generate(keys.AGENT_KEY_PREFIX)
+    assert keys.is_well_formed(key, keys.AGENT_KEY_PREFIX)
+    body = key[5:]
+    for bad in (
+        key[:-1],
+        key + "0",
+        key + "\n",
+        "tmem_" + body[:10] + "\u0663" + body[11:],  # ARABIC-INDIC DIGIT THREE
+        "tmem_" + body[:10] + "\u00e9" + body[11:],
+        "tmem_" + body[:10] + "_" + body[11:],
+        "tmem_" + body[:10] + " " + body[11:],
+        "tmex_" + body,
+    ):
+        assert not keys.is_well_formed(bad, keys.AGENT_KEY_PREFIX), repr(bad)
+
+
 def test_key_format_is_tmem_plus_40_base62_with_checksum() -> None:
     for _ in range(50):
         key = keys.generate(keys.AGENT_KEY_PREFIX)

@@ -49,6 +49,25 @@ def test_a_known_key_is_checked_without_a_database_query(agent_and_key: tuple[Ag
     assert _key_queries(queries) == []
 
 
+def test_each_request_gets_its_own_copy_of_the_remembered_rows(agent_and_key: tuple[Agent, str]) -> None:
+    """What one request does to its key and agent never reaches the remembered rows or another request."""
+    agent, key = agent_and_key
+    header = f"Agent {key}"
+    agent_services.agent_key_authenticate(authorization=header)  # remembered
+    first = agent_services.agent_key_authenticate(authorization=header)
+    second = agent_services.agent_key_authenticate(authorization=header)
+    assert first.key is not second.key and first.agent is not second.agent
+    assert first.key.agent is first.agent and second.key.agent is second.agent
+    assert first.key._state.db == "default" and not first.key._state.adding
+    assert first.key.pk == second.key.pk and first.agent.agent_id == agent.agent_id
+    first.key.last_used_at = None
+    first.agent.name = "changed-by-one-request"
+    first.key._state.fields_cache.clear()
+    third = agent_services.agent_key_authenticate(authorization=header)
+    assert third.agent.name == agent.name and third.key.agent.name == agent.name
+    assert third.key.last_used_at == second.key.last_used_at
+
+
 def test_revocation_is_effective_on_the_next_request(agent_and_key: tuple[Agent, str]) -> None:
     agent, key = agent_and_key
     assert _get(key).status_code == 200

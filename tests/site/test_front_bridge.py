@@ -115,3 +115,51 @@ def test_a_large_response_streams_in_pieces(settings: Any, monkeypatch: Any) -> 
     assert status == expected.status_code == 200
     assert content == expected.content and len(content) > 1000
     assert last_body_messages >= 2  # sent on once past the limit, not held to the end
+
+
+def test_a_trip_into_the_pool_brings_back_its_result_or_its_exception_in_the_requests_context() -> None:
+    """front._in_pool: the function runs in a pool thread, in a copy of the caller's context (what it
+    sets there stays there), and its result or exception comes back to the awaiting request."""
+    import contextvars
+    import threading
+
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("front_test", default="unset")
+
+    def look(suffix: str) -> tuple[str, bool]:
+        seen = var.get()
+        var.set("changed in the thread")
+        return seen + suffix, threading.current_thread() is not threading.main_thread()
+
+    def fail() -> None:
+        raise LookupError("from the thread")
+
+    async def main() -> None:
+        var.set("the request's")
+        assert await front._in_pool(look, "!") == ("the request's!", True)
+        assert var.get() == "the request's"
+        with pytest.raises(LookupError, match="from the thread"):
+            await front._in_pool(fail)
+
+    asyncio.run(main())
+
+
+def test_a_trip_cancelled_before_its_thread_is_free_never_runs() -> None:
+    """As with run_in_executor: a request cancelled while its work waits for a thread leaves no work behind."""
+    import threading
+
+    release = threading.Event()
+    ran: list[str] = []
+
+    async def main() -> None:
+        busy = front._pool.submit(release.wait, 10)  # the test's pool has one thread
+        waiting = asyncio.ensure_future(front._in_pool(ran.append, "ran"))
+        await asyncio.sleep(0.05)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        release.set()
+        busy.result(10)
+        assert await front._in_pool(ran.append, "the next one") is None
+
+    asyncio.run(main())
+    assert ran == ["the next one"]
