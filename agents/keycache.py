@@ -21,7 +21,6 @@ were checked under, counts the request in its agent's rate window.
 from __future__ import annotations
 
 import copy
-import functools
 import secrets
 import threading
 import time
@@ -125,11 +124,26 @@ def confirm(entry: Entry | None, window: Window | None) -> tuple[str | None, Cou
     return current.decode(), None
 
 
-@functools.lru_cache(maxsize=1024)
 def _full_key(backend: RedisCache, key: str) -> str:
     """The backend's name for ``key`` (prefix, version), checked once per process and window: Django's
-    check walks the key character by character (8 µs a request for the two keys)."""
-    return backend.make_and_validate_key(key)
+    check walks the key character by character (8 µs a request for the two keys).
+
+    Remembered by what the name depends on, never by the backend object: Django's cache handler is
+    context-local and the front runs each request in a fresh context, so each request has a backend of
+    its own; keyed by it, nothing was ever found again and the remembered names kept the last 512
+    requests' backends alive (docs/performance.md)."""
+    remembered = (backend.key_prefix, backend.version, backend.key_func, key)
+    name = _full_keys.get(remembered)
+    if name is None:
+        name = backend.make_and_validate_key(key)
+        if len(_full_keys) >= _FULL_KEYS_MAX:  # a new rate window each minute: forget the old ones
+            _full_keys.clear()
+        _full_keys[remembered] = name
+    return name
+
+
+_full_keys: dict[tuple[Any, ...], str] = {}
+_FULL_KEYS_MAX = 1024
 
 
 def copies(entry: Entry) -> tuple[Agent, AgentKey]:

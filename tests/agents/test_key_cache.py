@@ -175,3 +175,34 @@ def test_a_flushed_generation_never_revives_an_old_entry(agent_and_key: tuple[Ag
 
     cache.delete(keycache.GENERATION_KEY)  # Redis restarted empty, or evicted the key
     assert _reason(_get(key)) == "revoked"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_requests_through_the_front_leave_no_cache_backend_behind(
+    agent_and_key: tuple[Agent, str], monkeypatch: Any, settings: Any
+) -> None:
+    """The front runs each request in a fresh context, where Django's handler builds a new cache
+    backend: the names the key cache remembers must not keep those alive (they did, 512 of them, and
+    were never found again), so many requests leave no more backends than one does."""
+    import gc
+
+    from django.core.cache import caches
+
+    from tests.front_helpers import own_pool, through_front
+
+    settings.ALLOWED_HOSTS = ["testserver"]
+    settings.TRACEMEM_AGENT_RATE_LIMIT = "1000000/minute"  # counted in Redis, with the generation
+    backend_type = type(caches["default"])
+    _, key = agent_and_key
+    headers = [("authorization", f"Agent {key}")]
+
+    def live_backends() -> int:
+        gc.collect()
+        return sum(1 for o in gc.get_objects() if type(o) is backend_type)
+
+    with own_pool(monkeypatch):
+        assert through_front("GET", "/api/v1/capabilities", headers=headers).status == 200
+        after_one = live_backends()
+        for _ in range(30):
+            assert through_front("GET", "/api/v1/capabilities", headers=headers).status == 200
+        assert live_backends() <= after_one

@@ -261,3 +261,22 @@ def test_a_statement_lost_by_the_server_is_prepared_again(make_agent: Any) -> No
     connection.connection.pgconn.exec_(b"DEALLOCATE ALL")
     responses = [api.get(f"/api/v1/decisions/{did}") for _ in range(2)]
     assert [r.status_code for r in responses] == [200, 200], [r.content[:300] for r in responses]
+
+
+@pytest.mark.django_db
+def test_the_connection_keeps_no_client_bound_statement_text(make_agent: Any) -> None:
+    """psycopg counts every statement towards preparing it, by its text, and kept the last hundred: a
+    client-bound statement's text has its parameters written in (a batch of contexts: the whole batch)
+    and is never prepared, so each batch stayed in memory on every pool thread's connection."""
+    _, api = _agent_with_policy(make_agent)
+    did = api.post(
+        "/api/v1/decisions", {"intent": "code.refactor.execute", "automation_mode": "propose"}
+    ).json()["decision_id"]
+    for i in range(3):
+        contexts = [{"note": f"batch-{i}-marker", "n": n} for n in range(20)]
+        assert api.post(f"/api/v1/decisions/{did}/context", {"contexts": contexts}).status_code == 201
+    counted = list(connection.connection._prepared._counts)  # pinned psycopg, as PreparedCursor
+    assert not [q for q, _ in counted if b"-marker" in q], "a batch's text kept by the connection"
+    # The server-side-bound ones are still counted and prepared as before.
+    _hot_requests(api)
+    assert set(_prepared()) == set(HOT_STATEMENTS.values())

@@ -45,6 +45,8 @@ from django.db.backends.postgresql import base, operations
 from django.db.backends.utils import CursorWrapper
 from django.utils.asyncio import async_unsafe
 from psycopg import errors, pq
+from psycopg._preparing import Key, Prepare, PrepareManager
+from psycopg._queries import PostgresClientQuery, PostgresQuery
 
 from tracemem_core import telemetry
 
@@ -71,6 +73,34 @@ class PreparedCursor(_ServerBindingCursor):
             return super().execute(query, params, prepare=True, binary=binary)
 
 
+_CLIENT_BOUND: Key = (b"", ())  # the key of every client-bound statement: never stored
+
+
+class _PrepareManager(PrepareManager):
+    """psycopg's record of a connection's statements, without the client-bound ones' texts.
+
+    psycopg counts every statement a connection runs, by its text, towards preparing it, keeping the
+    last ``prepared_max`` (100) texts. A client-bound statement (Django's ``ClientCursor``, all the
+    ORM's) is never prepared, yet counted too, and its text has the parameters written in: each one is
+    new, and each was kept — a batch of 100 context events is a 41 KB text, so every pool thread's
+    connection held up to 4 MiB of recent batches (and their agents' contexts) that nothing would read
+    again: the web workers' memory crept up round after round until every thread's connection had its
+    hundred (docs/performance.md). Those statements are still checked, as psycopg checks a new one,
+    for a ROLLBACK or DDL that drops the session's prepared statements; now every time, not only the
+    first time psycopg sees a text."""
+
+    def maybe_add_to_cache(self, query: PostgresQuery, prep: Prepare, name: bytes) -> Key | None:
+        if isinstance(query, PostgresClientQuery):
+            return _CLIENT_BOUND if self.prepare_threshold is not None else None
+        return super().maybe_add_to_cache(query, prep, name)
+
+    def validate(self, key: Key, prep: Prepare, name: bytes, results: Any) -> None:
+        if key is _CLIENT_BOUND:
+            self._should_discard(prep, results)
+            return
+        super().validate(key, prep, name, results)
+
+
 class DatabaseOperations(operations.DatabaseOperations):
     def last_executed_query(self, cursor: Any, sql: str, params: Any) -> Any:
         # Server-side bound: logged with its parameters written in, as the ORM's statements are.
@@ -84,6 +114,15 @@ class DatabaseOperations(operations.DatabaseOperations):
 
 class DatabaseWrapper(base.DatabaseWrapper):
     ops_class = DatabaseOperations
+
+    @async_unsafe
+    def get_new_connection(self, conn_params: Any) -> Any:
+        raw = super().get_new_connection(conn_params)
+        if type(raw._prepared) is PrepareManager:  # a pooled connection has ours already
+            manager = _PrepareManager()
+            manager.__dict__.update(raw._prepared.__dict__)  # the threshold, anything already counted
+            raw._prepared = manager
+        return raw
 
     @async_unsafe
     def prepared_cursor(self) -> CursorWrapper:
