@@ -74,12 +74,22 @@ def agent_may_evaluate(agent: Agent, policy_id: str) -> bool:
 _PV_FIELDS = PolicyVersion._meta.concrete_fields
 _PV_ATTNAMES = [f.attname for f in _PV_FIELDS]
 _PV_CONVERTERS = [(i, f.from_db_value) for i, f in enumerate(_PV_FIELDS) if hasattr(f, "from_db_value")]
-_EVALUATION_SQL = (
-    f"SELECT EXISTS (SELECT 1 FROM {PolicyGrant._meta.db_table} WHERE agent_id = %s AND policy_id = %s), "
-    + ", ".join(f'pv."{f.column}"' for f in _PV_FIELDS)
-    + f" FROM (SELECT 1) AS one LEFT JOIN LATERAL (SELECT * FROM {PolicyVersion._meta.db_table}"
+
+
+def _evaluation_columns(agent: str) -> str:
+    """The grant of ``agent`` (an SQL expression) for one policy, then the latest published version's
+    columns (from :data:`_LATEST_PUBLISHED`'s ``pv``)."""
+    return (
+        f"EXISTS (SELECT 1 FROM {PolicyGrant._meta.db_table} WHERE agent_id = {agent} AND policy_id = %s), "
+        + ", ".join(f'pv."{f.column}"' for f in _PV_FIELDS)
+    )
+
+
+_LATEST_PUBLISHED = (
+    f"LEFT JOIN LATERAL (SELECT * FROM {PolicyVersion._meta.db_table}"
     " WHERE policy_id = %s AND status = %s ORDER BY version DESC LIMIT 1) AS pv ON true"
 )
+_EVALUATION_SQL = f"SELECT {_evaluation_columns('%s')} FROM (SELECT 1) AS one {_LATEST_PUBLISHED}"
 
 
 def evaluation_target(agent: Agent, policy_id: str) -> tuple[bool, PolicyVersion | None]:
@@ -88,7 +98,7 @@ def evaluation_target(agent: Agent, policy_id: str) -> tuple[bool, PolicyVersion
     if connection.vendor != "postgresql":
         return agent_may_evaluate(agent, policy_id), latest_published(policy_id)
     with prepared_cursor() as cursor:
-        cursor.execute(_EVALUATION_SQL, [agent.agent_id, policy_id, policy_id, VersionStatus.PUBLISHED.value])
+        cursor.execute(_EVALUATION_SQL, [agent.agent_id, *evaluation_join_params(policy_id)])
         return evaluation_target_of(list(cursor.fetchone()))
 
 
@@ -107,16 +117,7 @@ def evaluation_target_of(values: list[Any]) -> tuple[bool, PolicyVersion | None]
 # the grant and the latest published version too, with evaluation_target's subqueries, so the call
 # costs one round trip less (issue 17, docs/performance.md). The grant is the decision's agent's,
 # which is the calling agent (the lock reads only the agent's own decisions).
-EVALUATION_JOIN = LockJoin(
-    columns=(
-        f"EXISTS (SELECT 1 FROM {PolicyGrant._meta.db_table} WHERE agent_id = d.agent_id AND policy_id = %s), "
-        + ", ".join(f'pv."{f.column}"' for f in _PV_FIELDS)
-    ),
-    joins=(
-        f"LEFT JOIN LATERAL (SELECT * FROM {PolicyVersion._meta.db_table}"
-        " WHERE policy_id = %s AND status = %s ORDER BY version DESC LIMIT 1) AS pv ON true"
-    ),
-)
+EVALUATION_JOIN = LockJoin(columns=_evaluation_columns("d.agent_id"), joins=_LATEST_PUBLISHED)
 
 
 def evaluation_join_params(policy_id: str) -> list[Any]:
