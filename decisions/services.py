@@ -646,7 +646,9 @@ def _append_context(actor: Actor, decision_id: Any, payloads: list[dict[str, Any
 
 
 @transaction.atomic
-def _append_context_locked(actor: Actor, decision_id: Any, payloads: list[dict[str, Any]]) -> list[TraceEvent]:
+def _append_context_locked(
+    actor: Actor, decision_id: Any, payloads: list[dict[str, Any]]
+) -> list[TraceEvent]:
     decision = decision_lock(actor=actor, decision_id=decision_id)
     ensure_not_terminal(decision, "take more context")
     return trace_append_many(decision=decision, type=EventType.CONTEXT, actor=actor, payloads=payloads)

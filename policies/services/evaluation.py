@@ -295,11 +295,18 @@ def decision_evaluate(
         )
     clean_inputs = v.json_object(inputs, "inputs") if inputs is not None else None
     if clean_inputs is not None and decision_services.may_append_unlocked(actor):
-        out = _evaluate_unlocked(actor=actor, agent=actor.agent, decision_id=decision_id, pid=pid, inputs=clean_inputs)
+        out = _evaluate_unlocked(
+            actor=actor, agent=actor.agent, decision_id=decision_id, pid=pid, inputs=clean_inputs
+        )
         if out is not None:
             return out
     return _evaluate_locked(
-        actor=actor, agent=actor.agent, decision_id=decision_id, pid=pid, inputs=clean_inputs, inputs_ref=inputs_ref
+        actor=actor,
+        agent=actor.agent,
+        decision_id=decision_id,
+        pid=pid,
+        inputs=clean_inputs,
+        inputs_ref=inputs_ref,
     )
 
 
@@ -327,7 +334,13 @@ def _evaluate_unlocked(
     if not granted:
         raise _not_granted(pid, agent)
     payload, out, pv = _evaluated(
-        actor=actor, decision=decision, policy_id=pid, inputs=inputs, source="agent", inputs_ref=None, published=published
+        actor=actor,
+        decision=decision,
+        policy_id=pid,
+        inputs=inputs,
+        source="agent",
+        inputs_ref=None,
+        published=published,
     )
     if out["outcome"] in (Outcome.DENY, Outcome.REQUIRES_EXCEPTION):
         return None

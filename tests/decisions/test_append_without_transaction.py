@@ -34,9 +34,7 @@ TRANSACTION_WORDS = ("BEGIN", "COMMIT", "ROLLBACK")
 def ours(queries: Any) -> list[str]:
     """The call's statements on decisions and its transaction control, in order."""
     return [
-        q["sql"]
-        for q in queries
-        if "decisions_" in q["sql"] or q["sql"].strip().upper() in TRANSACTION_WORDS
+        q["sql"] for q in queries if "decisions_" in q["sql"] or q["sql"].strip().upper() in TRANSACTION_WORDS
     ]
 
 
@@ -111,7 +109,11 @@ def test_a_batch_over_rest_is_two_statements_without_begin_or_commit(make_agent:
     assert statements[1].startswith("WITH") and "INSERT INTO decisions_traceevent" in statements[1]
     assert [e["seq"] for e in response.json()["events"]] == [2, 3, 4, 5, 6]
     assert_chain_valid(did, 6)
-    payloads = TraceEvent.objects.filter(decision_id=did, seq__gt=1).order_by("seq").values_list("payload", flat=True)
+    payloads = (
+        TraceEvent.objects.filter(decision_id=did, seq__gt=1)
+        .order_by("seq")
+        .values_list("payload", flat=True)
+    )
     assert list(payloads) == [{"context": {"n": n}} for n in range(5)]
 
 
@@ -140,7 +142,9 @@ def test_an_append_racing_another_falls_back_to_the_lock_and_records_both(
     assert TraceEvent.objects.get(decision_id=did, seq=3).payload == {"context": {"mine": True}}
 
 
-def test_a_batch_racing_an_append_falls_back_and_records_both(make_agent: Any, between_read_and_insert: Any) -> None:
+def test_a_batch_racing_an_append_falls_back_and_records_both(
+    make_agent: Any, between_read_and_insert: Any
+) -> None:
     agent, key = make_agent()
     api = AgentClient(key)
     did = open_decision(api)
@@ -162,7 +166,9 @@ def test_a_decision_closed_before_the_insert_refuses_as_before_and_appends_nothi
     api = AgentClient(key)
     did = open_decision(api)
     between_read_and_insert(
-        lambda: decision_services.decision_close(actor=Actor.for_agent(agent), decision_id=did, action="abort")
+        lambda: decision_services.decision_close(
+            actor=Actor.for_agent(agent), decision_id=did, action="abort"
+        )
     )
     response = api.post(f"/api/v1/decisions/{did}/context", {"context": {"late": True}})
     assert response.status_code == 409, response.content
@@ -194,7 +200,9 @@ def test_a_change_committed_while_the_insert_waits_for_the_row_makes_it_insert_n
 
             with transaction.atomic():
                 decision_services.decision_add_context(
-                    actor=Actor.for_agent(Agent.objects.get(pk=agent.pk)), decision_id=did, context={"held": True}
+                    actor=Actor.for_agent(Agent.objects.get(pk=agent.pk)),
+                    decision_id=did,
+                    context={"held": True},
                 )
                 appended.set()
                 with psycopg.connect(owner_dsn(), autocommit=True) as watcher:
@@ -226,7 +234,13 @@ def test_a_change_committed_while_the_insert_waits_for_the_row_makes_it_insert_n
     assert waited == [True]
     assert response.status_code == 201, response.content
     assert seq_of(response) == 3
-    assert [sql.split(" ")[0] for sql in ours(queries)][-5:] == ["WITH", "BEGIN", "SELECT", "INSERT", "COMMIT"]
+    assert [sql.split(" ")[0] for sql in ours(queries)][-5:] == [
+        "WITH",
+        "BEGIN",
+        "SELECT",
+        "INSERT",
+        "COMMIT",
+    ]
     assert_chain_valid(did, 3)
     assert TraceEvent.objects.get(decision_id=did, seq=2).payload == {"context": {"held": True}}
 
@@ -258,7 +272,9 @@ def test_many_threads_appending_at_once_keep_the_chain_gapless(make_agent: Any) 
             start.wait()
             for j in range(4):
                 if (i + j) % 3:
-                    decision_services.decision_add_context(actor=actor, decision_id=did, context={"n": i, "j": j})
+                    decision_services.decision_add_context(
+                        actor=actor, decision_id=did, context={"n": i, "j": j}
+                    )
                 else:
                     decision_services.decision_add_contexts(
                         actor=actor, decision_id=did, contexts=[{"n": i, "j": j}, {"n": i, "j": j, "b": 1}]
@@ -299,7 +315,9 @@ def cut_during_insert() -> Iterator[None]:
         owner_sql("DROP TRIGGER test_cut_self ON decisions_traceevent", "DROP FUNCTION test_cut_self()")
 
 
-def test_a_connection_lost_during_the_insert_says_applied_unknown(make_agent: Any, cut_during_insert: None) -> None:
+def test_a_connection_lost_during_the_insert_says_applied_unknown(
+    make_agent: Any, cut_during_insert: None
+) -> None:
     _, key = make_agent()
     api = AgentClient(key)
     did = open_decision(api)
@@ -311,7 +329,9 @@ def test_a_connection_lost_during_the_insert_says_applied_unknown(make_agent: An
     assert seqs(did) == [1]
 
 
-def test_a_connection_lost_during_the_read_says_not_applied(make_agent: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_connection_lost_during_the_read_says_not_applied(
+    make_agent: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from decisions import selectors as decision_selectors
 
     _, key = make_agent()

@@ -45,7 +45,9 @@ def ours(queries: Any) -> list[str]:
     return [
         q["sql"]
         for q in queries
-        if "decisions_" in q["sql"] or "policies_" in q["sql"] or q["sql"].strip().upper() in ("BEGIN", "COMMIT", "ROLLBACK")
+        if "decisions_" in q["sql"]
+        or "policies_" in q["sql"]
+        or q["sql"].strip().upper() in ("BEGIN", "COMMIT", "ROLLBACK")
     ]
 
 
@@ -142,7 +144,9 @@ def test_an_evaluation_racing_an_append_falls_back_and_records_both(
     assert decision.event_count == 3 and decision_problems(decision) == []
 
 
-def test_a_grant_revoked_before_the_insert_is_refused_as_before(make_agent: Any, between_read_and_insert: Any) -> None:
+def test_a_grant_revoked_before_the_insert_is_refused_as_before(
+    make_agent: Any, between_read_and_insert: Any
+) -> None:
     agent, api, did = setup(make_agent)
     between_read_and_insert(
         lambda: policy_authoring.policy_grant_revoke(actor=SYSTEM, policy_id=PID, agent_id=agent.agent_id)
@@ -174,10 +178,14 @@ def test_a_version_published_before_the_insert_is_the_one_evaluated(
     assert TraceEvent.objects.filter(decision_id=did, type="evaluate").get().payload["policy_version"] == 2
 
 
-def test_a_decision_closed_before_the_insert_refuses_as_before(make_agent: Any, between_read_and_insert: Any) -> None:
+def test_a_decision_closed_before_the_insert_refuses_as_before(
+    make_agent: Any, between_read_and_insert: Any
+) -> None:
     agent, api, did = setup(make_agent)
     between_read_and_insert(
-        lambda: decision_services.decision_close(actor=Actor.for_agent(agent), decision_id=did, action="abort")
+        lambda: decision_services.decision_close(
+            actor=Actor.for_agent(agent), decision_id=did, action="abort"
+        )
     )
     response = evaluate(api, did, ALLOW)
     assert response.status_code == 409, response.content
@@ -186,7 +194,9 @@ def test_a_decision_closed_before_the_insert_refuses_as_before(make_agent: Any, 
     assert error["message"] == (
         f"decision {did} is aborted: a closed decision cannot be evaluated; create a new decision"
     )
-    assert list(TraceEvent.objects.filter(decision_id=did).values_list("type", flat=True).order_by("seq")) == [
+    assert list(
+        TraceEvent.objects.filter(decision_id=did).values_list("type", flat=True).order_by("seq")
+    ) == [
         "created",
         "close",
     ]
@@ -233,7 +243,9 @@ def cut_during_insert() -> Iterator[None]:
         owner_sql("DROP TRIGGER test_cut_self ON decisions_traceevent", "DROP FUNCTION test_cut_self()")
 
 
-def test_a_connection_lost_during_the_insert_says_applied_unknown(make_agent: Any, cut_during_insert: None) -> None:
+def test_a_connection_lost_during_the_insert_says_applied_unknown(
+    make_agent: Any, cut_during_insert: None
+) -> None:
     _, api, did = setup(make_agent)
     before = evaluations("allow")
     response = evaluate(api, did, {**ALLOW, "cut": "here"})
@@ -264,7 +276,9 @@ def test_sixteen_threads_evaluating_and_appending_without_the_lock_keep_the_chai
                         actor=actor, decision_id=did, policy_id=PID, inputs={**ALLOW, "n": i, "j": j}
                     )
                 else:
-                    decision_services.decision_add_context(actor=actor, decision_id=did, context={"n": i, "j": j})
+                    decision_services.decision_add_context(
+                        actor=actor, decision_id=did, context={"n": i, "j": j}
+                    )
         except BaseException as exc:  # collected and asserted below
             errors.append(exc)
         finally:
@@ -279,7 +293,9 @@ def test_sixteen_threads_evaluating_and_appending_without_the_lock_keep_the_chai
     events = list(TraceEvent.objects.filter(decision_id=did).order_by("seq"))
     assert [e.seq for e in events] == list(range(1, 50))
     assert sorted(e.type for e in events[1:]) == ["context"] * 24 + ["evaluate"] * 24
-    assert sorted(json.dumps(e.payload["inputs"], sort_keys=True) for e in events if e.type == "evaluate") == sorted(
+    assert sorted(
+        json.dumps(e.payload["inputs"], sort_keys=True) for e in events if e.type == "evaluate"
+    ) == sorted(
         json.dumps({**ALLOW, "n": i, "j": j}, sort_keys=True) for i in range(1, 16, 2) for j in range(3)
     )
     decision = Decision.objects.get(pk=did)
