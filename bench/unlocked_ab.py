@@ -1,6 +1,6 @@
 """``decision_add_context`` (one event and a batch of 100) and ``decision_evaluate`` (an ``allow``)
-under the decision's lock as before docs/performance.md section 29 (A: the locked path, which the
-services keep as their fallback) and without the lock (B: the services as they are, a read and one
+under the decision's lock as before docs/performance.md section 29 (A: the same services with the
+unlocked attempt switched off, i.e. their locked path, which they keep as their fallback) and without the lock (B: the services as they are, a read and one
 compare-and-swap insert), called alternately in one process, so the machine's load falls on both
 alike: the service calls only (no HTTP, no door), on PostgreSQL, with the bench's agent and policy.
 
@@ -38,27 +38,30 @@ def main(argv: list[str]) -> int:
     batch = [{"step": "measuring", "n": i} for i in range(100)]
     inputs = {"amount": 5}  # bench_cap_v1: allow
 
-    evaluate_locked = evaluation.fail_closed(evaluation._evaluate_locked)
-    pairs: dict[str, tuple[Callable[[], Any], Callable[[], Any]]] = {
-        "append": (
-            lambda: services._append_context_locked(actor, did, [{"context": {"step": "measuring", "n": 1}}]),
-            lambda: services.decision_add_context(
-                actor=actor, decision_id=did, context={"step": "measuring", "n": 1}
-            ),
+    unlocked = services.may_append_unlocked
+
+    def locked(call: Callable[[], Any]) -> Callable[[], Any]:
+        """``call`` with the unlocked attempt switched off: the public service, on its locked path."""
+
+        def run() -> Any:
+            services.may_append_unlocked = lambda actor: False  # type: ignore[assignment]
+            try:
+                return call()
+            finally:
+                services.may_append_unlocked = unlocked  # type: ignore[assignment]
+
+        return run
+
+    calls: dict[str, Callable[[], Any]] = {
+        "append": lambda: services.decision_add_context(
+            actor=actor, decision_id=did, context={"step": "measuring", "n": 1}
         ),
-        "batch": (
-            lambda: services._append_context_locked(actor, did, [{"context": c} for c in batch]),
-            lambda: services.decision_add_contexts(actor=actor, decision_id=did, contexts=batch),
-        ),
-        "evaluate": (
-            lambda: evaluate_locked(
-                actor=actor, agent=agent, decision_id=did, pid="bench_cap_v1", inputs=inputs, inputs_ref=None
-            ),
-            lambda: evaluation.decision_evaluate(
-                actor=actor, decision_id=did, policy_id="bench_cap_v1", inputs=inputs
-            ),
+        "batch": lambda: services.decision_add_contexts(actor=actor, decision_id=did, contexts=batch),
+        "evaluate": lambda: evaluation.decision_evaluate(
+            actor=actor, decision_id=did, policy_id="bench_cap_v1", inputs=inputs
         ),
     }
+    pairs = {operation: (locked(call), call) for operation, call in calls.items()}
     for operation, (before, after) in pairs.items():
         count = n if operation != "batch" else max(1, n // 10)
         for name, call in (("A locked", before), ("B unlocked", after)):
