@@ -113,7 +113,9 @@ class TraceEvent(models.Model):
     """
 
     event_id = models.CharField(primary_key=True, max_length=40, default=_new_event_id, editable=False)
-    decision = models.ForeignKey(Decision, on_delete=models.PROTECT, related_name="events")
+    # No index of its own: the unique (decision, seq) index leads with it and serves every lookup by
+    # decision (and the foreign key's checks); nothing matches decision ids by LIKE (issue 17).
+    decision = models.ForeignKey(Decision, on_delete=models.PROTECT, related_name="events", db_index=False)
     seq = models.PositiveIntegerField()
     type = models.CharField(max_length=30, choices=EventType.choices)
     timestamp = models.DateTimeField()
