@@ -109,7 +109,8 @@ class TraceEvent(models.Model):
     off (migration 0003, docs/security.md): UPDATE, DELETE and TRUNCATE are refused; an insert must
     continue the chain (``seq`` = the decision's ``event_count`` + 1, ``prev_hash`` = its
     ``trace_head``) of a decision that is not closed, and it advances the decision's head itself; a
-    ``close`` (or ``record``) event closes the decision.
+    ``close`` (or ``record``) event closes the decision. A multi-row INSERT is checked as a whole and
+    moves each decision's head once (migration 0009).
     """
 
     event_id = models.CharField(primary_key=True, max_length=40, default=_new_event_id, editable=False)

@@ -32,21 +32,23 @@ class _RolledBack(Exception):
 def _decision_updates() -> int:
     """UPDATEs of decisions_decision rows so far in this transaction (the test's own)."""
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT n_tup_upd FROM pg_stat_xact_user_tables WHERE relname = 'decisions_decision'"
-        )
+        cursor.execute("SELECT n_tup_upd FROM pg_stat_xact_user_tables WHERE relname = 'decisions_decision'")
         return int(cursor.fetchone()[0])
 
 
 def _open(actor: Actor, contexts: int = 0) -> Decision:
-    decision = services.decision_create(actor=actor, intent="code.refactor.execute", automation_mode="autonomous")
+    decision = services.decision_create(
+        actor=actor, intent="code.refactor.execute", automation_mode="autonomous"
+    )
     for n in range(contexts):
         services.decision_add_context(actor=actor, decision_id=decision.decision_id, context={"n": n})
     decision.refresh_from_db()
     return decision
 
 
-def _rows(decision: Decision, count: int, *, start: int | None = None, head: str | None = None) -> list[dict[str, Any]]:
+def _rows(
+    decision: Decision, count: int, *, start: int | None = None, head: str | None = None
+) -> list[dict[str, Any]]:
     """``count`` context events continuing ``decision``'s chain (hashes made up: the trigger checks
     links, verify_traces checks content)."""
     seq = decision.event_count if start is None else start - 1
@@ -54,7 +56,13 @@ def _rows(decision: Decision, count: int, *, start: int | None = None, head: str
     rows = []
     for _ in range(count):
         seq += 1
-        row = {"decision_id": decision.decision_id, "seq": seq, "type": "context", "payload": {}, "prev_hash": prev}
+        row = {
+            "decision_id": decision.decision_id,
+            "seq": seq,
+            "type": "context",
+            "payload": {},
+            "prev_hash": prev,
+        }
         row["hash"] = prev = f"{decision.decision_id}-{seq}".ljust(64, "h")[:64]
         rows.append(row)
     return rows
@@ -67,7 +75,9 @@ def _insert(rows: list[dict[str, Any]]) -> None:
         params += [f"EVT_T{i}_{r['decision_id'][-8:]}_{r['seq']}", r["decision_id"], r["seq"], r["type"]]
         params += [json.dumps(r["payload"]), r["prev_hash"], r["hash"]]
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(f"INSERT INTO decisions_traceevent ({COLUMNS}) VALUES " + ", ".join([ROW] * len(rows)), params)
+        cursor.execute(
+            f"INSERT INTO decisions_traceevent ({COLUMNS}) VALUES " + ", ".join([ROW] * len(rows)), params
+        )
 
 
 def _state(decision: Decision) -> tuple[Any, ...]:
@@ -84,7 +94,9 @@ def test_a_batch_of_a_hundred_updates_the_decision_row_once(api: AgentClient) ->
         "/api/v1/decisions", {"intent": "code.refactor.execute", "automation_mode": "autonomous"}
     ).json()["decision_id"]
     before = _decision_updates()
-    answer = api.post(f"/api/v1/decisions/{decision_id}/context", {"contexts": [{"n": n} for n in range(100)]})
+    answer = api.post(
+        f"/api/v1/decisions/{decision_id}/context", {"contexts": [{"n": n} for n in range(100)]}
+    )
     assert answer.status_code == 201, answer.content
     assert _decision_updates() - before == 1
     events = list(TraceEvent.objects.filter(decision_id=decision_id).order_by("seq"))
@@ -200,7 +212,9 @@ def test_one_insert_for_two_decisions_is_refused_whole_if_one_chain_breaks(agent
     before = _state(first), _state(second)
     rows_first, rows_second = _rows(first, 2), _rows(second, 2)
     rows_second[1]["prev_hash"] = "0" * 64
-    with pytest.raises(DatabaseError, match=f"event seq 3 does not continue the trace of decision {second.decision_id}"):
+    with pytest.raises(
+        DatabaseError, match=f"event seq 3 does not continue the trace of decision {second.decision_id}"
+    ):
         _insert(rows_first + rows_second)
     assert (_state(first), _state(second)) == before
 
@@ -292,3 +306,20 @@ def test_a_compare_and_swap_that_misses_inserts_nothing_and_changes_nothing(agen
     before, updates = _state(decision), _decision_updates()
     assert _cas_insert(decision, 1, 3) == 0  # stale: the decision has 2 events
     assert (_state(decision), _decision_updates() - updates) == (before, 0)
+
+
+# --- the indexes an append maintains -------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_events_are_found_by_decision_through_the_unique_seq_index_alone() -> None:
+    """Every lookup by decision goes through (decision_id, seq); an index of decision_id alone (and its
+    LIKE twin) would only cost each append two more index insertions (migration 0010)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'decisions_traceevent' ORDER BY indexname"
+        )
+        indexes = dict(cursor.fetchall())
+    by_decision = [name for name, definition in indexes.items() if "(decision_id" in definition]
+    assert by_decision == ["trace_event_seq_unique"], indexes
+    assert "(decision_id, seq)" in indexes["trace_event_seq_unique"]
