@@ -10,6 +10,12 @@ each round, so the machine's load falls on all alike), and prints each figure's 
 decision, events/s and p50 ms; and a chained batch of ``BATCH`` events in one INSERT, 16 clients,
 events/s and p50 ms; and the single append with one client (latency). The role in ``DATABASE_URL``
 (its database is ignored) must be able to create databases; pgbench must be on PATH.
+
+``python -m bench.trigger_ab cpu PREFIX [ROUNDS]`` then measures, in those three databases in turn, the
+server's CPU time (the backend's ``/proc/<pid>/schedstat``: PostgreSQL on this machine) per event of
+3,000 single chained appends (one statement each, to 3,000 decisions of their own) and of 30 batches
+of 100, in one transaction rolled back; with the machine loaded by others CPU time varies far less
+than wall-clock time. It prints the medians and each round's single-append figure.
 """
 
 from __future__ import annotations
@@ -68,7 +74,79 @@ def prepare(base: str, template: str, prefix: str) -> dict[str, str]:
     return urls
 
 
+MICRO_DECISIONS = 3000
+MICRO_SETUP = f"""
+INSERT INTO decisions_decision (decision_id, agent_id, intent, automation_mode, actor, metadata, status, created_at,
+                                event_count, trace_head)
+SELECT 'TMEM_MICRO' || lpad(g::text, 16, '0'), 'agent_bench_floor', 'bench.run.measure', 'autonomous',
+       'agent_bench_floor', '{{}}', 'open', now(), 0, ''
+  FROM generate_series(1, {MICRO_DECISIONS}) AS g ON CONFLICT DO NOTHING
+"""
+_MICRO_ROW = """('evt_' || md5(i::text || clock_timestamp()::text || k), did, c + k, 'context', clock_timestamp(),
+     '{"kind": "agent", "id": "agent_bench", "name": "bench"}', '{"context": {"step": "measuring", "n": 1}}',
+     CASE WHEN k = 1 THEN h ELSE encode(sha256(convert_to(h || (c + k - 1)::text, 'UTF8')), 'hex') END,
+     encode(sha256(convert_to(h || (c + k)::text, 'UTF8')), 'hex'))"""
+MICRO = """DO $$
+DECLARE c int; h text; did text;
+BEGIN
+  FOR i IN 1..DECISIONS LOOP
+    did := 'TMEM_MICRO' || lpad(i::text, 16, '0');
+    SELECT event_count, CASE WHEN event_count = 0 THEN repeat('0', 64) ELSE trace_head END INTO c, h
+      FROM decisions_decision WHERE decision_id = did FOR UPDATE;
+    INSERT INTO decisions_traceevent (event_id, decision_id, seq, type, "timestamp", actor, payload, prev_hash, hash)
+      SELECT ROW FROM generate_series(1, EVENTS) AS k;
+  END LOOP;
+END $$"""
+MICRO_SINGLE = (
+    MICRO.replace("DECISIONS", str(MICRO_DECISIONS)).replace("EVENTS", "1").replace("ROW", _MICRO_ROW[1:-1])
+)
+MICRO_BATCH = (
+    MICRO.replace("DECISIONS", str(MICRO_DECISIONS // BATCH))
+    .replace("EVENTS", str(BATCH))
+    .replace("ROW", _MICRO_ROW[1:-1])
+)
+
+
+def cpu(prefix: str, rounds: int) -> int:
+    import psycopg
+
+    base = os.environ["DATABASE_URL"]
+    conns = {
+        side: psycopg.connect(_db_url(base, f"{prefix}_{side.lower()}"), autocommit=True) for side in SIDES
+    }
+    pids = {side: conn.execute("SELECT pg_backend_pid()").fetchone()[0] for side, conn in conns.items()}  # type: ignore[index]
+
+    def used(side: str, sql: str) -> float:
+        """The backend's CPU µs per event running ``sql`` (MICRO_DECISIONS events) in a rolled-back transaction."""
+        with open(f"/proc/{pids[side]}/schedstat") as f:
+            before = int(f.read().split()[0])
+        conns[side].execute("BEGIN")
+        conns[side].execute(sql)
+        with open(f"/proc/{pids[side]}/schedstat") as f:
+            after = int(f.read().split()[0])
+        conns[side].execute("ROLLBACK")
+        return (after - before) / MICRO_DECISIONS / 1000
+
+    for conn in conns.values():
+        conn.execute(MICRO_SETUP)
+    results: dict[str, list[tuple[float, float]]] = {side: [] for side in SIDES}
+    for r in range(rounds):
+        for side in SIDES[r % 3 :] + SIDES[: r % 3]:
+            used(side, MICRO_SINGLE)  # warm the backend's caches
+            results[side].append((used(side, MICRO_SINGLE), used(side, MICRO_BATCH)))
+    for side in SIDES:
+        single = statistics.median(x[0] for x in results[side])
+        batch = statistics.median(x[1] for x in results[side])
+        rounds_ = " ".join(f"{x[0]:.0f}" for x in results[side])
+        print(
+            f"{side}: single append {single:6.1f} µs CPU/event, batch x{BATCH} {batch:6.1f} µs CPU/event  ({rounds_})"
+        )
+    return 0
+
+
 def main(argv: list[str]) -> int:
+    if argv[0] == "cpu":
+        return cpu(argv[1], int(argv[2]) if len(argv) > 2 else 10)
     template = argv[0]
     prefix = argv[1]
     rounds = int(argv[2]) if len(argv) > 2 else 5
