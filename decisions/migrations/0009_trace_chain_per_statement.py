@@ -20,8 +20,9 @@ What 0003 and 0004 made of the trigger stays: a plain trigger owned by the table
 (no session setting skips it), its function SECURITY INVOKER with its search path pinned. SQLite (the
 embedded default) keeps 0003's row trigger: it has no statement triggers.
 
-Upgrading takes a SHARE ROW EXCLUSIVE lock on ``decisions_traceevent`` for the two DDL statements
-(appends wait a moment; reads do not); nothing is rewritten (docs/operations.md).
+Upgrading takes an ACCESS EXCLUSIVE lock on ``decisions_traceevent`` (DROP TRIGGER) for a moment;
+nothing is rewritten (docs/operations.md). The row trigger's function, ``tracemem_trace_event_insert``,
+stays for the way back.
 """
 
 from django.db import migrations
