@@ -1,0 +1,67 @@
+"""Audit (issue 17): a revocation made while Redis is unreachable must not be undone when Redis
+answers again with the generation it had before (a blip, a failover, a paused server: the data
+survives, the revoking process's new generation was never written)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from agents.models import Agent, AgentKey
+from agents.services import registry as agent_services
+from tests.fault_helpers import RedisServer, use_cache
+
+
+class PersistentRedis(RedisServer):
+    """A Redis that keeps its data across a restart, as docker-compose.yml runs it (appendonly)."""
+
+    def start(self) -> PersistentRedis:
+        import shutil
+        import subprocess
+        import tempfile
+
+        from tests.fault_helpers import port_open, wait_for
+
+        self.dir = getattr(self, "dir", None) or tempfile.mkdtemp()
+        self.proc = subprocess.Popen(
+            [shutil.which("redis-server") or "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+             "--dir", self.dir, "--appendonly", "yes", "--appendfsync", "always", "--save", ""],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for(lambda: port_open(self.port), 10, f"redis-server on port {self.port}")
+        return self
+from tracemem_core import shared_cache
+from tracemem_core.actor import Actor
+
+pytestmark = pytest.mark.django_db
+
+
+def _get(key: str) -> Any:
+    return Client().get("/api/v1/capabilities", HTTP_AUTHORIZATION=f"Agent {key}")
+
+
+def test_a_key_revoked_during_a_redis_blip_stays_revoked_when_redis_returns(
+    agent_and_key: tuple[Agent, str], settings: Any
+) -> None:
+    agent, key = agent_and_key
+    redis = PersistentRedis().start()
+    use_cache(settings, redis.url)
+    try:
+        assert _get(key).status_code == 200  # remembered under the current generation
+        assert _get(key).status_code == 200
+        redis.stop()  # restarting (an upgrade, an OOM kill); with compose's appendonly its data survives
+        shared_cache.reset()
+        revoked = agent_services.agent_key_revoke(actor=Actor.system(), key=AgentKey.objects.get(agent=agent))
+        assert revoked.revoked_at is not None  # the revocation was applied, no error
+        assert _get(key).status_code == 401  # while Redis is down: checked in the database
+        redis.start()
+        shared_cache.reset()  # the breaker's 5 s are over
+        for _ in range(3):
+            response = _get(key)
+            assert response.status_code == 401, (response.status_code, response.content[:200])
+    finally:
+        redis.stop()
+        shared_cache.reset()
