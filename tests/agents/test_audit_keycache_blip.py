@@ -12,6 +12,8 @@ from django.test import Client
 from agents.models import Agent, AgentKey
 from agents.services import registry as agent_services
 from tests.fault_helpers import RedisServer, use_cache
+from tracemem_core import shared_cache
+from tracemem_core.actor import Actor
 
 
 class PersistentRedis(RedisServer):
@@ -26,15 +28,27 @@ class PersistentRedis(RedisServer):
 
         self.dir = getattr(self, "dir", None) or tempfile.mkdtemp()
         self.proc = subprocess.Popen(
-            [shutil.which("redis-server") or "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-             "--dir", self.dir, "--appendonly", "yes", "--appendfsync", "always", "--save", ""],
+            [
+                shutil.which("redis-server") or "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                self.dir,
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         wait_for(lambda: port_open(self.port), 10, f"redis-server on port {self.port}")
         return self
-from tracemem_core import shared_cache
-from tracemem_core.actor import Actor
+
 
 pytestmark = pytest.mark.django_db
 
@@ -65,3 +79,20 @@ def test_a_key_revoked_during_a_redis_blip_stays_revoked_when_redis_returns(
     finally:
         redis.stop()
         shared_cache.reset()
+
+
+def test_without_a_shared_cache_no_key_is_remembered(agent_and_key: tuple[Agent, str], settings: Any) -> None:
+    """Without REDIS_URL the cache is Django's LocMemCache, one per process: a revocation made by
+    another web worker, the admin site in another worker or a shell never changes this process's
+    generation, so a remembered key kept working for up to keycache.MAX_AGE (60 s; shown over
+    scripts/serve.sh with two workers and a revocation from `manage.py shell`). Nothing may be
+    remembered then: every request checks the database."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    _, key = agent_and_key
+    assert _get(key).status_code == 200
+    with CaptureQueriesContext(connection) as queries:
+        assert _get(key).status_code == 200
+    assert [q for q in queries.captured_queries if '"agents_agentkey"' in q["sql"]], "key came from memory"
