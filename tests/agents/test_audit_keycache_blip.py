@@ -57,6 +57,7 @@ def _get(key: str) -> Any:
     return Client().get("/api/v1/capabilities", HTTP_AUTHORIZATION=f"Agent {key}")
 
 
+@pytest.mark.xfail(strict=True, reason="audit: the old generation is trusted again after Redis returns")
 def test_a_key_revoked_during_a_redis_blip_stays_revoked_when_redis_returns(
     agent_and_key: tuple[Agent, str], settings: Any
 ) -> None:
@@ -81,6 +82,7 @@ def test_a_key_revoked_during_a_redis_blip_stays_revoked_when_redis_returns(
         shared_cache.reset()
 
 
+@pytest.mark.xfail(strict=True, reason="audit: keys are remembered on a per-process cache")
 def test_without_a_shared_cache_no_key_is_remembered(agent_and_key: tuple[Agent, str], settings: Any) -> None:
     """Without REDIS_URL the cache is Django's LocMemCache, one per process: a revocation made by
     another web worker, the admin site in another worker or a shell never changes this process's
