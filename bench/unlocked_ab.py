@@ -19,18 +19,17 @@ from typing import Any
 
 def main(argv: list[str]) -> int:
     n = int(argv[0]) if argv else 500
-    from bench.common import bench_agent_client
+    from bench.common import bench_agent, bench_agent_client
 
     bench_agent_client("unlocked-ab")  # Django set up on DATABASE_URL
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from agents.models import Agent
     from decisions import services
     from policies.services import evaluation
     from tracemem_core.actor import Actor
 
-    agent = Agent.objects.get(name="bench-agent")
+    agent = bench_agent()
     actor = Actor.for_agent(agent)
     did = services.decision_create(
         actor=actor, intent="bench.run.measure", automation_mode="autonomous"
