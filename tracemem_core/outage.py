@@ -99,11 +99,21 @@ def committing_statement() -> Iterator[CommittingStatement]:
         with closing_if_lost():
             yield statement
     except (OperationalError, InterfaceError) as exc:
-        setattr(exc, "tracemem_lost_while_committing", True)  # noqa: B010 (read back by _lost_while_committing)
+        if not _refused_by_the_server(exc):
+            setattr(exc, "tracemem_lost_while_committing", True)  # noqa: B010 (read back by _lost_while_committing)
         raise
     commits = _request_commits.get()
     if commits is not None and statement.wrote:
         commits.mark()
+
+
+def _refused_by_the_server(exc: BaseException) -> bool:
+    """Whether the server answered the statement with an error of its own (a cancel, a statement or lock
+    timeout, a deadlock: an SQLSTATE outside the connection classes), so the statement, run outside any
+    transaction, did not commit. A connection that broke (no SQLSTATE, class 08) or was terminated
+    (57P01-57P03) may have committed before it went."""
+    state = getattr(exc.__cause__, "sqlstate", None)
+    return bool(state) and not state.startswith(("08", "57P"))
 
 
 def _lost_while_committing(exc: BaseException) -> bool:

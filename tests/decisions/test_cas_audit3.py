@@ -277,11 +277,6 @@ def test_the_mcp_door_appends_in_two_statements(make_agent: Any) -> None:
 # --- the outage answer of a statement the server cancelled ------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="outage.committing_statement marks every OperationalError (QueryCanceled, LockNotAvailable, "
-    "DeadlockDetected: the server answered, nothing committed) as lost while committing: 'unknown'",
-)
 def test_a_compare_and_swap_cancelled_while_waiting_says_not_applied(
     make_agent: Any, between_read_and_insert: Any
 ) -> None:
