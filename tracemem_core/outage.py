@@ -112,8 +112,8 @@ def _refused_by_the_server(exc: BaseException) -> bool:
     timeout, a deadlock: an SQLSTATE outside the connection classes), so the statement, run outside any
     transaction, did not commit. A connection that broke (no SQLSTATE, class 08) or was terminated
     (57P01-57P03) may have committed before it went."""
-    state = getattr(exc.__cause__, "sqlstate", None)
-    return bool(state) and not state.startswith(("08", "57P"))
+    state: str | None = getattr(exc.__cause__, "sqlstate", None)
+    return state is not None and not state.startswith(("08", "57P"))
 
 
 def _lost_while_committing(exc: BaseException) -> bool:
