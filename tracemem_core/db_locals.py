@@ -38,6 +38,7 @@ from typing import Any, TypeVar
 
 import asgiref
 import django
+from asgiref.local import _ThreadCriticalLocal
 from django.core.exceptions import SynchronousOnlyOperation
 from django.db.utils import ConnectionHandler
 from django.utils import asyncio as django_asyncio
@@ -56,20 +57,21 @@ def versions() -> dict[str, str]:
 
 
 def _getitem(self: Any, alias: str) -> Any:
-    if _get_running_loop() is None:
+    local = self._connections
+    if _get_running_loop() is None and type(local) is _ThreadCriticalLocal:
         # What the thread-critical Local reads in a thread without a running loop: the thread's own.
         try:
-            return getattr(self._connections._storage, alias)
+            return getattr(local._storage, alias)
         except AttributeError:  # not set up in this thread yet: Django makes it
             pass
     return _django_getitem(self, alias)
 
 
 def _all(self: Any, initialized_only: bool = False) -> Any:
-    if _get_running_loop() is not None:
+    local = self._connections
+    if _get_running_loop() is not None or type(local) is not _ThreadCriticalLocal:
         return _django_all(self, initialized_only)
-    storage = self._connections._storage
-    return [self[alias] for alias in self if not initialized_only or hasattr(storage, alias)]
+    return [self[alias] for alias in self if not initialized_only or hasattr(local._storage, alias)]
 
 
 # Every name ordinary look-up finds on a proxy: its class's (and object's), and the two its __init__
