@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from django.core.cache import cache, caches
+from django.core.cache import cache
 from django.core.cache.backends.redis import RedisCache
 from django.db import transaction
 from django.db.models import Model
@@ -35,6 +35,7 @@ from django.db.models.base import ModelState
 
 from agents.models import Agent, AgentKey
 from tracemem_core.rate_limit import Counted, Window
+from tracemem_core.redis_cache import default_backend
 from tracemem_core.shared_cache import guarded
 
 GENERATION_KEY = "tracemem:credentials:generation"
@@ -104,7 +105,7 @@ def confirm(entry: Entry | None, window: Window | None) -> tuple[str | None, Cou
     """The current generation (as :func:`generation`), and, when it is ``entry``'s and ``window`` is
     given, this request counted in ``window``, both in one round trip to Redis. Otherwise (another
     generation, no window, another cache backend, Redis down) nothing is counted here."""
-    backend = caches["default"]  # the backend itself: ``cache`` is a proxy, never a RedisCache
+    backend = default_backend()  # the backend itself: ``cache`` is a proxy, never a RedisCache
     if entry is None or window is None or not isinstance(backend, RedisCache):
         return generation(), None
     keys = [_full_key(backend, GENERATION_KEY), _full_key(backend, window.key)]
