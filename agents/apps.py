@@ -14,6 +14,8 @@ class AgentsConfig(AppConfig):
 
         # The services invalidate remembered keys themselves; these catch every other write of an
         # agent or a key (the Django admin site, a shell), so none is trusted from memory after it.
+        # Inside a transaction (the admin site's), one Redis cannot be told of is refused and rolled
+        # back (agents/keycache.py).
         for model in (Agent, AgentKey):
             post_save.connect(_invalidate_keys, sender=model, dispatch_uid=f"keycache-save-{model.__name__}")
             post_delete.connect(
@@ -21,7 +23,10 @@ class AgentsConfig(AppConfig):
             )
 
 
-def _invalidate_keys(**kwargs: object) -> None:
+def _invalidate_keys(*, created: bool = False, **kwargs: object) -> None:
     from agents import keycache
+
+    if created:
+        return  # a new agent or key: no process can remember it yet
 
     keycache.invalidate_with_transaction()

@@ -3,15 +3,43 @@ authenticate (issue 17), and forgotten by every process at once when credentials
 
 An entry maps the SHA-256 of a secret to the key and agent rows read when it was last checked in
 the database. It is used only while the **credentials generation** in the shared cache (Redis) is
-the one read *before* that database check: revoking or rotating a key, and changing or disabling
-an agent, set a new random generation once their transaction commits, so from the next request on
-every web process checks the database again. Expiry needs no invalidation: the entry keeps
-``expires_at`` and every request compares it with the clock.
+the one read *before* that database check. Expiry needs no invalidation: the entry keeps
+``expires_at`` and every request compares it with the clock. Entries live in this process's memory
+only; nothing about a key is ever stored in Redis.
 
-When the shared cache is unreachable (or has no generation it can vouch for) nothing is trusted
-from memory: every request checks the database, as without this cache. An entry is also never
-used after ``MAX_AGE`` seconds, which bounds the one case the generation cannot cover (the shared
-cache failing for the revoking process alone, at the moment it publishes the new generation).
+Only a cache every process shares can tell one process of another's change: without one
+(no ``REDIS_URL``, Django's per-process LocMemCache) nothing is remembered and every request checks
+the database.
+
+**A credentials change** (revoking or rotating a key, changing or disabling an agent, and any save
+or delete of an agent or key through the admin site or a shell: ``agents/apps.py``) calls
+:func:`invalidate_with_transaction` inside its transaction, which
+
+1. *before the commit*, marks the generation "changing" (a negative number, which nothing is ever
+   remembered under, for at most ``CHANGE_SECONDS``) and counts the change as in flight. If the
+   shared cache cannot be told, the change is refused with ``Unavailable`` (503), its transaction
+   rolls back and **nothing is changed**: a revocation that the other processes might not hear of
+   is not made.
+2. *after the commit*, publishes a new random generation once no other change is in flight. From
+   then on every process checks the database again, and sees the committed change.
+
+Between 1 and 2 no process remembers anything (a request then may read the rows as they were
+before the change: they are used for that request only). If 2 fails (Redis went down after 1), the
+marker stays and nobody remembers anything until it expires, then a reader starts a new random
+generation. An entry is never used under a generation other than the one it was remembered under,
+and a new generation is random (63 bits), never an old one again.
+
+**Redis down** on the request path: nothing is trusted from memory, every request checks the
+database, and this process forgets every entry it has (:func:`forget_local`), so nothing
+remembered before an outage is trusted after it, even if Redis comes back with the generation it
+had before (a restart with its data, a paused server, a network cut).
+
+What remains: Redis *losing* acknowledged writes — a crash within its fsync interval (compose
+runs it with ``appendonly``, fsync every second), a restore from an older snapshot, a fail-over to
+a replica that had not received the marker — can bring back an old generation; a process that
+never saw the outage (it served no request meanwhile) would then trust entries remembered under
+it. ``MAX_AGE`` bounds that: no entry is used more than 60 seconds after its database check.
+Operators who restore Redis or fail it over restart the web processes (docs/operations.md).
 
 A request with a remembered key needs one round trip to Redis, shared with the rate limit
 (:func:`confirm`): one script reads the generation and, only if it is still the one the key's rows
@@ -34,12 +62,18 @@ from django.db.models import Model
 from django.db.models.base import ModelState
 
 from agents.models import Agent, AgentKey
+from tracemem_core.errors import Unavailable
 from tracemem_core.rate_limit import Counted, Window
 from tracemem_core.redis_cache import default_backend
-from tracemem_core.shared_cache import guarded
+from tracemem_core.shared_cache import guarded, retry_seconds
 
 GENERATION_KEY = "tracemem:credentials:generation"
+CHANGING_KEY = "tracemem:credentials:changing"  # how many changes are between steps 1 and 2
 MAX_AGE = 60.0
+# How long a change's "changing" marker lasts without its publish (a rollback, a crash, Redis down
+# after the commit); a change taking longer than this from its step 1 to its commit is not covered
+# if its own publish then fails as well (MAX_AGE still bounds it).
+CHANGE_SECONDS = 120
 MAX_ENTRIES = 10_000
 _FALLBACK = "checking every agent key in the database"
 
@@ -75,10 +109,18 @@ def _new_generation() -> int:
     return secrets.randbits(63)
 
 
-def generation() -> str | None:
-    """The current credentials generation, or None when the shared cache cannot vouch for one."""
+def shared() -> bool:
+    """Whether the default cache is shared by every process (Redis): only then is anything remembered."""
+    return isinstance(default_backend(), RedisCache)  # the backend: ``cache`` is a proxy
 
-    def read() -> str:
+
+def generation() -> str | None:
+    """The current credentials generation, or None when nothing may be trusted or remembered: no
+    shared cache, Redis down (then this process forgets its entries), or a change being committed."""
+    if not shared():
+        return None
+
+    def read() -> str | None:
         value = cache.get(GENERATION_KEY)
         if type(value) is not int:
             # None after a flush or eviction (or a string an older version wrote): start a new
@@ -88,9 +130,14 @@ def generation() -> str | None:
             else:
                 cache.set(GENERATION_KEY, _new_generation(), timeout=None)
             value = cache.get(GENERATION_KEY)
+        if type(value) is not int or value < 0:  # a change is between its steps 1 and 2
+            return None
         return str(value)
 
-    return guarded("credentials_generation", read, fallback=_FALLBACK)
+    current = guarded("credentials_generation", read, fallback=_FALLBACK)
+    if current is None:
+        forget_local()
+    return current
 
 
 def recall(digest: str) -> Entry | None:
@@ -115,7 +162,8 @@ def confirm(entry: Entry | None, window: Window | None) -> tuple[str | None, Cou
         return list(client.eval(_CONFIRM_AND_COUNT, 2, *keys, entry.generation, window.lifetime))
 
     found = guarded("credentials_generation", read_and_count, fallback=_FALLBACK)
-    if found is None:
+    if found is None:  # Redis down: nothing remembered before the outage is trusted after it
+        forget_local()
         return None, None
     if len(found) == 2:
         return entry.generation, Counted(window, int(found[1]))
@@ -190,25 +238,93 @@ def note_used(digest: str, key: AgentKey) -> None:
         entry.key.last_used_at = key.last_used_at
 
 
-def invalidate() -> None:
-    """Make every process check credentials in the database again (a new generation)."""
-    guarded(
-        "credentials_generation",
-        lambda: cache.set(GENERATION_KEY, _new_generation(), timeout=None),
-        fallback=_FALLBACK,
-    )
+# Step 1 of a change (module docstring). KEYS: the generation, the count of changes in flight;
+# ARGV: a "changing" marker (negative), its lifetime.
+_BEGIN_CHANGE = """
+redis.call('INCR', KEYS[2])
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return 1
+"""
+
+# Step 2, once the change committed: a new generation, unless another change is still in flight
+# (its own step 2 publishes; until then its marker stays). ARGV: the new generation.
+_END_CHANGE = """
+if redis.call('DECR', KEYS[2]) > 0 then return 0 end
+redis.call('DEL', KEYS[2])
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
+"""
+
+_REFUSED = (
+    "the shared cache (Redis) is unavailable, so this change to an agent or its keys was not "
+    "applied (nothing was changed): every web process must be told to stop trusting the keys it "
+    "remembers before a revocation, rotation or agent change is committed. Retry after {} seconds"
+)
+_UNPUBLISHED = (
+    "this change to an agent or its keys was applied (it was saved outside a transaction), but the "
+    "shared cache (Redis) is unavailable, so the web processes could not be told: they may accept "
+    "keys they remember for up to {} seconds. Save such changes through the services or the admin "
+    "site, which refuse them while Redis is down"
+)
+
+
+def _script(script: str, *args: Any) -> Any:
+    backend = default_backend()
+    assert isinstance(backend, RedisCache)
+    keys = [_full_key(backend, GENERATION_KEY), _full_key(backend, CHANGING_KEY)]
+
+    def run() -> Any:
+        client = backend._cache.get_client(keys[0], write=True)
+        return client.eval(script, 2, *keys, *args)
+
+    found = guarded("credentials_generation", run, fallback=_FALLBACK)
+    if found is None:
+        forget_local()
+    return found
+
+
+def invalidate() -> bool:
+    """Make every process check credentials in the database again: a new generation now (once no
+    change is in flight). False when Redis could not be told."""
+    if not shared():
+        return True  # nothing is remembered anywhere
+    if _script(_BEGIN_CHANGE, -1 - secrets.randbits(62), CHANGE_SECONDS) is None:
+        return False
+    return _end_change()
+
+
+def _end_change() -> bool:
+    return _script(_END_CHANGE, _new_generation()) is not None
 
 
 def invalidate_with_transaction() -> None:
-    """Call inside the transaction that changes a key or an agent: invalidates now, and again once
-    it commits. The second is what counts in production (a request between the first and the
-    commit may re-remember the old rows under the new generation); the first makes the change
-    effective at once for whoever sees it uncommitted (its own connection, tests)."""
-    invalidate()
-    transaction.on_commit(invalidate)
+    """Call inside the transaction that changes a key or an agent, before it commits: step 1 now
+    (or ``Unavailable``, which rolls the change back), step 2 once it commits (module docstring)."""
+    if not shared():
+        return
+    connection = transaction.get_connection()
+    if not connection.in_atomic_block:  # a save outside any transaction has committed already
+        if not invalidate():
+            raise Unavailable(_UNPUBLISHED.format(int(MAX_AGE)), retry_after=_retry_after(), applied=True)
+        return
+    if any(hook == _after_commit for _, hook, _ in connection.run_on_commit):
+        return  # step 1 done already in this transaction; its step 2 is waiting for the commit
+    if _script(_BEGIN_CHANGE, -1 - secrets.randbits(62), CHANGE_SECONDS) is None:
+        raise Unavailable(_REFUSED.format(_retry_after()), retry_after=_retry_after())
+    transaction.on_commit(_after_commit)
+
+
+def _after_commit() -> None:
+    # Redis failing here leaves the marker: nothing is remembered until it expires (module docstring).
+    _end_change()
+
+
+def _retry_after() -> int:
+    return max(1, round(retry_seconds()))
 
 
 def forget_local() -> None:
-    """Drop this process's entries (tests)."""
+    """Drop this process's entries (Redis found down; tests)."""
     with _lock:
         _entries.clear()

@@ -1,12 +1,14 @@
 """The hot path against its floor (issue 17): appends, creates, evaluations, trace reads, the verifier.
 
-The server runs as production runs it, ``scripts/serve.sh`` (gunicorn), on a fresh PostgreSQL
-database copied from a migrated template, with Redis when ``REDIS_URL`` is set (the rate limit
-counts every request there, with a limit no run reaches). The load generator (threads with
-keep-alive HTTP connections, like an SDK) shares the machine with the server and PostgreSQL, and
-so does the floor: ``pgbench`` running the same SQL work in a copy of the same schema (with the
-same triggers) in the same run, interleaved with the server's rounds, so a noisy neighbour slows
-both. Each figure is the median of ``BENCH_REPEAT`` rounds (default 3).
+The server runs as production runs it, ``scripts/serve.sh`` (gunicorn), logged in to PostgreSQL as
+the least-privilege app role ``manage.py db_roles`` makes (``<name>_hot_app``, as docker-compose.yml
+does), on a fresh database copied from a migrated template, with Redis when ``REDIS_URL`` is set
+(the rate limit counts every request there, with a limit no run reaches). The load generator
+(threads with keep-alive HTTP connections, like an SDK) shares the machine with the server and
+PostgreSQL, and so does the floor: ``pgbench``, logged in as the same app role, running the same SQL
+work in a copy of the same schema (with the same triggers) in the same run, interleaved with the
+server's rounds, so a noisy neighbour slows both. Each figure is the median of ``BENCH_REPEAT``
+rounds (default 3).
 
 Rows:
 
@@ -14,27 +16,36 @@ Rows:
   decision, events/s; floor: pgbench, 16 clients, the same chained append per decision (lock the
   decision row, insert the event with the next seq and its SHA-256, the trigger moves the head).
 * ``append batch 16c`` — the same with ``contexts`` of ``BATCH`` events a call, events/s; floor:
-  the same pgbench figure (a goal is a fraction of it).
+  the same single-append pgbench figure (the issue's goal is a fraction of it); and, as a second,
+  informational row, against a batch floor of the same shape: pgbench locking the decision and
+  inserting ``BATCH`` chained events in one multi-row INSERT (``PG_BATCH``), events/s.
 * ``create`` / ``evaluate`` / ``append`` / ``append (MCP)`` — one client, p50 and p99 latency;
-  floors: pgbench, one client, the same SQL (create: insert the decision and its ``created`` event;
-  append, evaluate: one chained append).
+  floors: pgbench, one client, the same SQL (create: the server's own one statement,
+  ``decisions.services._INSERT_CREATED_SQL``, autocommit; append, evaluate: one chained append).
 * ``trace read 1000`` — ``GET .../trace?limit=1000`` of a 1,000-event decision, p50/p99 until the
   last byte of the answer is read (as pgbench's floor reads the rows and does not parse them); floor:
-  pgbench selecting the same 1,000 rows. The client's ``json.loads`` of that page is a row of its own.
+  pgbench running the server's own page statement (``decisions.selectors._TRACE_JSON_SQL``: ``seq,
+  event_json``) for the same 1,000 rows. The client's ``json.loads`` of that page is a row of its own.
 * ``verify`` — ``tracemem_verify`` recomputing the chain of those events (one core, in this
-  process), events/s; floor: SHA-256 of ``json.dumps(sort_keys=True)`` of the same objects.
+  process; the row names the canonical JSON encoder it used, orjson or rfc8785 alone), events/s;
+  floor: SHA-256 of ``json.dumps(sort_keys=True)`` of the same objects.
 
-Afterwards it checks that no event was lost or duplicated (``seq`` gapless, ``event_count`` equal
-to the rows), that ``manage.py verify_traces`` finds every chain intact, and whether the web
-workers' memory stays flat: after the measured rounds come ``BENCH_MEMORY_ROUNDS`` more rounds of
-the same requests (without the floors), and each worker's peak resident memory in every round is
-compared, later rounds against earlier ones (``memory_verdict``).
+Every write's answer is recorded (``Ledger``); a write whose connection broke before its answer is
+counted and never retried (a retry could store its events twice). Afterwards ``integrity`` checks
+that every acknowledged event is stored exactly once, in its decision and at its seq, and that no
+stored event lacks an acknowledgement beyond what the lost writes could have stored
+(``ledger_verdict``); that ``seq`` is gapless; that ``manage.py verify_traces`` finds every chain
+intact; and whether the web workers' memory stays flat: after the measured rounds come
+``BENCH_MEMORY_ROUNDS`` more rounds of the same requests (without the floors), and each worker's peak
+resident memory in every round is compared, later rounds against earlier ones (``memory_verdict``).
 
-Needs ``DATABASE_URL`` (PostgreSQL; the role must be able to create databases; the benchmark's own
-databases are ``<name>_hot_tmpl``, ``_hot_run`` and ``_hot_floor``) and ``pgbench`` on PATH.
-Settings: ``BENCH_REPEAT`` (3), ``BENCH_SECONDS`` per throughput round (8), ``BENCH_N`` requests
-per latency round (300), ``BENCH_MEMORY_ROUNDS`` (6; each about a third of a round), ``BENCH_PORT``
-(8765), ``BENCH_WORKERS`` / ``BENCH_THREADS`` (unset: serve.sh's defaults).
+Needs ``DATABASE_URL`` (PostgreSQL; the role must be able to create databases and roles; the
+benchmark's own databases are ``<name>_hot_tmpl``, ``_hot_run`` and ``_hot_floor``, its roles
+``<name>_hot_app`` and ``_hot_products``, which must be able to log in from this machine without a
+password, as tests/conftest.py's roles do) and ``pgbench`` on PATH. Settings: ``BENCH_REPEAT`` (3),
+``BENCH_SECONDS`` per throughput round (8), ``BENCH_N`` requests per latency round (300),
+``BENCH_MEMORY_ROUNDS`` (6; each about a third of a round), ``BENCH_PORT`` (8765),
+``BENCH_WORKERS`` / ``BENCH_THREADS`` (unset: serve.sh's defaults).
 """
 
 from __future__ import annotations
@@ -44,6 +55,7 @@ import json
 import os
 import re
 import secrets
+import select
 import shutil
 import signal
 import statistics
@@ -52,7 +64,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -120,8 +132,27 @@ def migrated_template(base: str, env: dict[str, str]) -> str:
         _admin_sql(base, f'CREATE DATABASE "{tmpl}"')
     except psycopg.errors.DuplicateDatabase:
         pass
-    _manage({**env, "DATABASE_URL": _db_url(base, tmpl)}, "migrate", "--noinput", "-v", "0")
+    owner = {**env, "DATABASE_URL": _db_url(base, tmpl)}
+    _manage(owner, "migrate", "--noinput", "-v", "0")
+    # The least-privilege roles production runs as (docker-compose.yml: db_roles after migrate); the
+    # grants live in the template, so every copy has them. Roles are the cluster's: named after it.
+    app, products = app_roles(base)
+    _manage(owner, "db_roles", "--app-user", app, "--products-user", products, "-v", "0")
     return tmpl
+
+
+def app_roles(base: str) -> tuple[str, str]:
+    """(app role, products role) of the benchmark's databases: ``<name>_hot_app``, ``_hot_products``."""
+    name = urlsplit(base).path.lstrip("/") or "tracemem"
+    return f"{name}_hot_app", f"{name}_hot_products"
+
+
+def as_role(url: str, role: str) -> str:
+    """``url`` logged in as ``role`` without a password (the app role has none here: local trust or
+    peer authentication, as tests/conftest.py's roles; give it one with ALTER ROLE and PGPASSWORD)."""
+    parts = urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit((parts.scheme, f"{role}@{host}", parts.path, parts.query, parts.fragment))
 
 
 def prepare_databases(base: str, env: dict[str, str]) -> tuple[str, str]:
@@ -220,35 +251,115 @@ def worker_peak_kib(master: int) -> list[int]:
 # --- the load generator ------------------------------------------------------------------------
 
 
-class Agent:
-    """One keep-alive connection, authenticated with the agent's key, as an SDK would hold it."""
+class RequestLost(Exception):
+    """A write whose answer never arrived (the connection broke): it may or may not have been applied.
+    Counted (``Ledger.lost``), never retried: a retried POST could store its events twice."""
 
-    def __init__(self, key: str, port: int | None = None) -> None:
+
+class Ledger:
+    """What the server acknowledged, request by request, and what it may have done without saying so.
+
+    ``events``: (decision_id, event_id or None, seq or None) of each event a write's answer names (a
+    ``decision_create`` acknowledges its ``created`` event as seq 1 of its decision; a single append
+    answers its event_id only). ``decisions``: every created decision. ``lost``: per decision, at most
+    how many events the writes whose answer never came could have stored (``""``: lost creates, each
+    a decision and its ``created`` event). ``errors``: how many requests those were."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str | None, int | None]] = []
+        self.decisions: list[str] = []
+        self.lost: dict[str, int] = {}
+        self.errors = 0
+        self._lock = threading.Lock()
+
+    def lose(self, decision_id: str, at_most: int) -> None:
+        with self._lock:
+            self.lost[decision_id] = self.lost.get(decision_id, 0) + at_most
+            self.errors += 1
+
+    def acknowledge(self, path: str, body: Any, answer: Any) -> None:
+        """Record what a 2xx answer to a write says was stored."""
+        if path == "/api/v1/decisions":
+            self.decisions.append(answer["decision_id"])
+            self.events.append((answer["decision_id"], None, 1))
+        elif path == "/mcp":
+            if answer.get("result", {}).get("isError") is not False:
+                return  # refused: nothing stored (Agent.mcp raises)
+            arguments = body["params"]["arguments"]
+            structured = answer["result"].get("structuredContent") or json.loads(
+                answer["result"]["content"][0]["text"]
+            )
+            self._events_of(arguments["decision_id"], structured)
+        elif path.startswith("/api/v1/decisions/") and path.endswith(("/context", "/evaluate")):
+            self._events_of(path.split("/")[4], answer)
+
+    def _events_of(self, decision_id: str, answer: dict[str, Any]) -> None:
+        if "events" in answer:  # a batch: each event with its seq
+            self.events += [(decision_id, e["event_id"], e["seq"]) for e in answer["events"]]
+        else:
+            self.events.append((decision_id, answer["event_id"], answer.get("seq")))
+
+    @staticmethod
+    def events_at_most(path: str, body: Any) -> tuple[str, int]:
+        """(decision, how many events) a write to ``path`` with ``body`` could have stored."""
+        if path == "/api/v1/decisions":
+            return "", 1
+        if path == "/mcp":
+            arguments = body["params"]["arguments"]
+            return arguments["decision_id"], len(arguments.get("contexts") or [None])
+        return path.split("/")[4], len(body.get("contexts") or [None])
+
+
+class Agent:
+    """One keep-alive connection, authenticated with the agent's key, as an SDK would hold it. Every
+    write's answer goes to ``ledger`` (the integrity check after the run compares it with the rows)."""
+
+    def __init__(self, key: str, port: int | None = None, ledger: Ledger | None = None) -> None:
         self.key = key
         self.port = port or PORT
         self.conn: http.client.HTTPConnection | None = None
+        self.ledger = ledger
+
+    def _connection(self) -> http.client.HTTPConnection:
+        """The kept connection, or a new one when the server has closed it while idle (its socket is
+        readable before a request is sent: the end of the stream): nothing was sent on it yet."""
+        if self.conn is not None and self.conn.sock is not None:
+            readable, _, _ = select.select([self.conn.sock], [], [], 0)
+            if readable:
+                self.conn.close()
+                self.conn = None
+        if self.conn is None:
+            self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        return self.conn
 
     def call(self, method: str, path: str, body: Any = None, expect: int = 200, parse: bool = True) -> Any:
         data = None if body is None else json.dumps(body).encode()
         headers = {"Authorization": f"Agent {self.key}", "Accept": "application/json, text/event-stream"}
         if data is not None:
             headers["Content-Type"] = "application/json"
+        # A read is retried once on a broken connection; a write never is (RequestLost).
         for attempt in (1, 2):
-            if self.conn is None:
-                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+            conn = self._connection()
             try:
-                self.conn.request(method, path, data, headers)
-                response = self.conn.getresponse()
+                conn.request(method, path, data, headers)
+                response = conn.getresponse()
                 payload = response.read()
                 break
-            except (ConnectionError, http.client.HTTPException):
-                self.conn.close()
+            except (ConnectionError, http.client.HTTPException) as exc:
+                conn.close()
                 self.conn = None
+                if method != "GET":
+                    if self.ledger is not None:
+                        self.ledger.lose(*Ledger.events_at_most(path, body))
+                    raise RequestLost(f"{method} {path}: {exc!r}") from exc
                 if attempt == 2:
                     raise
         if response.status != expect:
             raise RuntimeError(f"{method} {path}: {response.status} {payload[:500]!r}")
-        return json.loads(payload) if parse else payload
+        answer = json.loads(payload) if parse or (method != "GET" and self.ledger is not None) else payload
+        if method != "GET" and self.ledger is not None:
+            self.ledger.acknowledge(path, body, answer)
+        return answer if parse else payload
 
     def mcp(self, tool: str, arguments: dict[str, Any]) -> Any:
         result = self.call("POST", "/mcp", tool_call(tool, arguments))
@@ -258,12 +369,20 @@ class Agent:
 
 
 def latencies(fn: Callable[[], Any], n: int, warmup: int = 20) -> list[float]:
+    """Wall-clock ms of ``n`` calls of ``fn`` after ``warmup``; a call whose answer was lost
+    (RequestLost, counted in the ledger) is not a sample."""
     for _ in range(warmup):
-        fn()
+        try:
+            fn()
+        except RequestLost:
+            pass
     samples = []
     for _ in range(n):
         started = time.perf_counter()
-        fn()
+        try:
+            fn()
+        except RequestLost:
+            continue
         samples.append((time.perf_counter() - started) * 1000)
     return samples
 
@@ -279,7 +398,10 @@ def throughput(calls: list[Callable[[], int]], seconds: float) -> float:
         start.wait()
         try:
             while not stop.is_set():
-                done[i] += calls[i]()
+                try:
+                    done[i] += calls[i]()
+                except RequestLost:  # counted in the ledger; the client goes on, on a new connection
+                    pass
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -319,25 +441,109 @@ INSERT INTO decisions_traceevent (event_id, decision_id, seq, type, "timestamp",
 COMMIT;
 """
 
-PG_CREATE = """
-\\set n random(1, 1000000000)
+# The same with BATCH events in one multi-row INSERT (the batch append's statement): one lock, then
+# BATCH rows, each continuing the chain of the one before (hash = SHA-256 of the decision and its seq,
+# so each prev_hash is the previous row's hash); the trigger checks and moves the head row by row.
+PG_BATCH = """
 BEGIN;
-INSERT INTO decisions_decision (decision_id, agent_id, intent, automation_mode, actor, metadata, status, created_at,
-                                event_count, trace_head)
-  VALUES ('TMEM_' || upper(substr(md5(:n::text || clock_timestamp()::text), 1, 26)), :agent, 'bench.run.measure',
-          'autonomous', :agent, '{{}}', 'open', clock_timestamp(), 0, '') RETURNING decision_id AS d \\gset
+SELECT event_count AS c FROM decisions_decision WHERE decision_id = :did FOR UPDATE \\gset
 INSERT INTO decisions_traceevent (event_id, decision_id, seq, type, "timestamp", actor, payload, prev_hash, hash)
-  VALUES ('evt_' || md5(:n::text || clock_timestamp()::text), :d, 1, 'created', clock_timestamp(),
-          '{{"kind": "agent", "id": "agent_bench", "name": "bench"}}',
-          '{{"intent": "bench.run.measure", "automation_mode": "autonomous"}}', '{genesis}',
-          encode(sha256(convert_to(:d, 'UTF8')), 'hex'));
+  SELECT 'evt_' || md5(random()::text || clock_timestamp()::text || g), :did, :c + g, 'context', clock_timestamp(),
+         '{{"kind": "agent", "id": "agent_bench", "name": "bench"}}',
+         jsonb_build_object('context', jsonb_build_object('step', 'measuring', 'n', g)),
+         CASE WHEN :c + g = 1 THEN '{genesis}'
+              ELSE encode(sha256(convert_to(:did || (:c + g - 1)::text, 'UTF8')), 'hex') END,
+         encode(sha256(convert_to(:did || (:c + g)::text, 'UTF8')), 'hex')
+    FROM generate_series(1, BATCH_SIZE) AS g ORDER BY g;
 COMMIT;
-"""
+""".replace("BATCH_SIZE", str(BATCH))
 
-PG_TRACE = """
-SELECT decision_id, event_id, seq, type, "timestamp", actor, payload, prev_hash, hash
-  FROM decisions_traceevent WHERE decision_id = :did AND seq > 0 AND seq <= 1000 ORDER BY seq LIMIT 1000;
-"""
+
+def session_roles(owner_url: str) -> list[str]:
+    """The roles of the sessions other than this one open on ``owner_url``'s database: the server's."""
+    import psycopg
+
+    with psycopg.connect(owner_url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT DISTINCT usename FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND backend_type = 'client backend' ORDER BY 1"
+        ).fetchall()
+    return [name for (name,) in rows]
+
+
+def server_statements(env: dict[str, str]) -> dict[str, str]:
+    """The server's own SQL texts the floors run: ``decision_create``'s one statement
+    (``decisions.services._INSERT_CREATED_SQL``) and the trace page's (``decisions.selectors.
+    _TRACE_JSON_SQL``), read from this checkout's code so the floor follows any change to them."""
+    out = _manage(
+        env,
+        "shell",
+        "-v",
+        "0",
+        "-c",
+        "import json; from decisions.services import _INSERT_CREATED_SQL as c; "
+        "from decisions.selectors import _TRACE_JSON_SQL as t; print(json.dumps({'create': c, 'trace': t}))",
+    )
+    texts: dict[str, str] = json.loads(out.strip().splitlines()[-1])
+    return texts
+
+
+def bind(sql: str, values: list[str]) -> str:
+    """``sql`` with each ``%s`` replaced, in order, by the SQL expression in ``values``; braces doubled
+    for :func:`pgbench`'s ``str.format`` (which fills ``{genesis}``)."""
+    parts = sql.split("%s")
+    if len(parts) != len(values) + 1:
+        raise ValueError(f"{len(parts) - 1} placeholders, {len(values)} values: {sql}")
+    escaped = [part.replace("{", "{{").replace("}", "}}") for part in parts]
+    out = escaped[0]
+    for value, part in zip(values, escaped[1:], strict=True):
+        out += value.replace("{", "{{").replace("}", "}}") + part
+    return out.replace("{{genesis}}", "{genesis}")
+
+
+def _columns(sql: str, table: str) -> list[str]:
+    found = re.search(rf"INSERT INTO {table} \((.*?)\) VALUES", sql)
+    if found is None:
+        raise ValueError(f"no INSERT INTO {table} in {sql}")
+    return [c.strip().strip('"') for c in found.group(1).split(",")]
+
+
+def create_script(sql: str) -> str:
+    """The server's ``decision_create`` statement as a pgbench script: one statement, autocommit (no
+    BEGIN/COMMIT), the values the server would bind written as SQL expressions (a column not named
+    here gets NULL, as the server's optional fields do; a NOT NULL one would fail the run loudly)."""
+    decision_id = "('TMEM_' || upper(substr(md5(:n::text || statement_timestamp()::text), 1, 26)))"
+    decision = {
+        "decision_id": decision_id,
+        "agent_id": ":agent",
+        "intent": "'bench.run.measure'",
+        "automation_mode": "'autonomous'",
+        "actor": ":agent",
+        "metadata": "'{}'",
+        "status": "'open'",
+        "created_at": "clock_timestamp()",
+        "event_count": "0",
+        "trace_head": "''",
+    }
+    event = {
+        "event_id": "('evt_' || md5(:n::text || clock_timestamp()::text))",
+        "decision_id": decision_id,
+        "seq": "1",
+        "type": "'created'",
+        "timestamp": "clock_timestamp()",
+        "actor": """'{"kind": "agent", "id": "agent_bench", "name": "bench"}'""",
+        "payload": """'{"intent": "bench.run.measure", "automation_mode": "autonomous"}'""",
+        "prev_hash": "'{genesis}'",
+        "hash": f"encode(sha256(convert_to({decision_id}, 'UTF8')), 'hex')",
+    }
+    values = [decision.get(c, "NULL") for c in _columns(sql, "decisions_decision")]
+    values += [event.get(c, "NULL") for c in _columns(sql, "decisions_traceevent")]
+    return "\\set n random(1, 1000000000)\n" + bind(sql, values) + ";\n"
+
+
+def trace_script(sql: str) -> str:
+    """The server's trace page statement, the first 1,000 events of ``:did`` (one page)."""
+    return bind(sql, [":did", "0", str(TRACE_EVENTS), str(TRACE_EVENTS)]) + ";\n"
 
 
 def pgbench(
@@ -361,11 +567,11 @@ def pgbench(
     return {"rate": tps, "p50": statistics.median(samples), "p99": pct(samples, 0.99)}
 
 
-def floor_decisions(url: str, agent_id: str, count: int) -> list[str]:
+def floor_decisions(url: str, agent_id: str, count: int, prefix: str = "TMEM_FLOOR") -> list[str]:
     """Open decisions for the pgbench clients, one each (pgbench picks one by ``:client_id``)."""
     import psycopg
 
-    ids = [f"TMEM_FLOOR{i:016d}" for i in range(count)]
+    ids = [f"{prefix}{i:016d}" for i in range(count)]
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO agents_agent (agent_id, name, description, disabled, created_at) "
@@ -382,10 +588,10 @@ def floor_decisions(url: str, agent_id: str, count: int) -> list[str]:
     return ids
 
 
-def append_script_per_client(ids: list[str]) -> str:
-    """PG_APPEND with ``did`` chosen by the client's number (each client appends to its own decision)."""
-    assert ids == [f"TMEM_FLOOR{i:016d}" for i in range(len(ids))]
-    return PG_APPEND.replace(":did", "('TMEM_FLOOR' || lpad((:client_id)::int::text, 16, '0'))")
+def append_script_per_client(ids: list[str], script: str = PG_APPEND, prefix: str = "TMEM_FLOOR") -> str:
+    """``script`` with ``did`` chosen by the client's number (each client appends to its own decision)."""
+    assert ids == [f"{prefix}{i:016d}" for i in range(len(ids))]
+    return script.replace(":did", f"('{prefix}' || lpad((:client_id)::int::text, 16, '0'))")
 
 
 # --- the run -----------------------------------------------------------------------------------
@@ -429,15 +635,25 @@ def run() -> list[dict[str, Any]]:
     }
     env.pop("MIGRATION_DATABASE_URL", None)
     print("bench hotpath: preparing databases ...", file=sys.stderr, flush=True)
-    run_url, floor_url = prepare_databases(base, env)
+    owner_run_url, owner_floor_url = prepare_databases(base, env)
+    # The server, its management commands and the floor's pgbench log in as the app role, as
+    # production's web and workers do (docker-compose.yml); only the setup above ran as the owner.
+    app_role, products_role = app_roles(base)
+    run_url, floor_url = as_role(owner_run_url, app_role), as_role(owner_floor_url, app_role)
     env["DATABASE_URL"] = run_url
+    env["TRACEMEM_PRODUCTS_ROLE"] = products_role
+    statements = server_statements(env)
     key = _manage(env, "create_agent", "bench-agent").strip().splitlines()[-1]
     policy_file = var / "policy.yaml"
     policy_file.write_text(POLICY_YAML)
     _manage(env, "apply_config", str(policy_file))
-    floor_ids = floor_decisions(floor_url, "agent_bench_floor", CLIENTS + 2)
+    floor_ids = floor_decisions(owner_floor_url, "agent_bench_floor", CLIENTS + 2)
     append_floor = append_script_per_client(floor_ids[:CLIENTS])
+    batch_ids = floor_decisions(owner_floor_url, "agent_bench_floor", CLIENTS, prefix="TMEB_FLOOR")
+    batch_floor = append_script_per_client(batch_ids, PG_BATCH, prefix="TMEB_FLOOR")
     one_floor = PG_APPEND.replace(":did", f"'{floor_ids[CLIENTS]}'")
+    pg_create, pg_trace = create_script(statements["create"]), trace_script(statements["trace"])
+    ledger = Ledger()
 
     rows: list[dict[str, Any]] = []
     results: dict[str, list[dict[str, float]]] = {}
@@ -446,7 +662,7 @@ def run() -> list[dict[str, Any]]:
         results.setdefault(name, []).append(value)
 
     with serve(env, var / "serve.log") as server:
-        agents = [Agent(key) for _ in range(CLIENTS)]
+        agents = [Agent(key, ledger=ledger) for _ in range(CLIENTS)]
         create = {"intent": "bench.run.measure", "automation_mode": "autonomous"}
         own = [
             agents[i].call("POST", "/api/v1/decisions", create, 201)["decision_id"] for i in range(CLIENTS)
@@ -511,6 +727,7 @@ def run() -> list[dict[str, Any]]:
             s = latencies(fn, N)
             return {"p50": statistics.median(s), "p99": pct(s, 0.99), "rate": 1000 / statistics.mean(s)}
 
+        server_roles = session_roles(owner_run_url)
         rss_before = worker_rss_kib(server.pid)
         workers = workers_of(server.pid)
         # Each worker's peak in each round: a leak keeps growing, a high-water mark stops.
@@ -527,8 +744,10 @@ def run() -> list[dict[str, Any]]:
             if batch_ok:
                 calls = [batch_call(a, d) for a, d in zip(agents, own, strict=True)]
                 note("batch16", {"rate": throughput(calls, SECONDS)})
+                batch_tx = pgbench(floor_url, batch_floor, CLIENTS, SECONDS, {})
+                note("batch16_floor", {"rate": batch_tx["rate"] * BATCH})
             note("create", timed(create_call))
-            note("create_floor", pgbench(floor_url, PG_CREATE, 1, max(2, SECONDS // 2), floor_vars))
+            note("create_floor", pgbench(floor_url, pg_create, 1, max(2, SECONDS // 2), floor_vars))
             note("append1", timed(rest_append))
             note("append1_mcp", timed(mcp_append))
             note("append1_floor", pgbench(floor_url, one_floor, 1, max(2, SECONDS // 2), floor_vars))
@@ -536,7 +755,7 @@ def run() -> list[dict[str, Any]]:
             note("trace", timed(trace_call))
             note("trace_parse", timed(lambda: json.loads(trace_bytes)))
             trace_floor_vars = {"did": traced}
-            note("trace_floor", pgbench(run_url, PG_TRACE, 1, max(2, SECONDS // 2), trace_floor_vars))
+            note("trace_floor", pgbench(run_url, pg_trace, 1, max(2, SECONDS // 2), trace_floor_vars))
             note("verify", verify_rate(traced, events))
             note("verify_floor", verify_floor_rate(events))
             peaks.append(worker_peak_kib(server.pid))
@@ -575,6 +794,13 @@ def run() -> list[dict[str, Any]]:
     row("append, 16 clients (REST)", "append16", "events/s", "append16_floor", "ratio >= 0.08 (>= 800/s)")
     if batch_ok:
         row(f"batch append x{BATCH}, 16 clients", "batch16", "events/s", "append16_floor", "ratio >= 0.5")
+        row(
+            f"  the same against a batch floor (pgbench: one lock, one {BATCH}-row INSERT)",
+            "batch16",
+            "events/s",
+            "batch16_floor",
+            "(informational)",
+        )
     else:
         rows.append(
             {
@@ -608,9 +834,22 @@ def run() -> list[dict[str, Any]]:
         "",
         "p50",
     )
-    row("chain verification (1 core)", "verify", "events/s", "verify_floor", ">= 50,000/s")
+    row(
+        f"chain verification (1 core, {verifier_encoder()})",
+        "verify",
+        "events/s",
+        "verify_floor",
+        ">= 50,000/s",
+    )
     memory = {"before": rss_before, "peaks": peaks, "after": rss_after, "restarted": restarted}
-    rows.append(integrity(run_url, env, own + [solo, traced], memory))
+    rows.append(integrity(run_url, env, ledger, memory))
+    rows.append(
+        {
+            "operation": "logged in as (server; pgbench floors)",
+            "value": f"{', '.join(server_roles)}; {app_role}",
+            "goal": f"the app role ({app_role}, manage.py db_roles), as production",
+        }
+    )
     shutil.rmtree(var, ignore_errors=True)
     return [{c: r.get(c, "") for c in COLUMNS} for r in rows]
 
@@ -620,6 +859,14 @@ COLUMNS = ("operation", "unit", "value", "p99", "floor", "floor_p99", "ratio", "
 
 def _fmt(value: float) -> str:
     return f"{value:,.0f}" if value >= 100 else f"{value:.2f}"
+
+
+def verifier_encoder() -> str:
+    """Which canonical JSON encoder ``tracemem_verify`` uses here: orjson when installed (its
+    documented install, tracemem_verify/requirements.txt), else rfc8785 alone (slower)."""
+    from tracemem_verify import canonical
+
+    return "orjson" if canonical.orjson is not None else "rfc8785 only, no orjson"
 
 
 def verify_rate(decision_id: str, events: list[dict[str, Any]]) -> dict[str, float]:
@@ -686,18 +933,85 @@ def memory_verdict(peaks: list[list[int]]) -> str:
     return f"ok, memory flat: {rounds}: {shown}"
 
 
-def integrity(url: str, env: dict[str, str], ids: list[str], memory: dict[str, Any]) -> dict[str, Any]:
-    """No lost or duplicated events, gapless seq, every chain intact; worker memory by round."""
+def ledger_verdict(
+    ledger: Ledger, stored: Iterable[tuple[str, str, int]], decisions: Iterable[str]
+) -> tuple[bool, str]:
+    """Compare what the server acknowledged (``ledger``) with what it stored: ``stored`` holds
+    (decision_id, event_id, seq) of every event of the agent's decisions, ``decisions`` their ids.
+
+    Each acknowledged event must be stored exactly once, in its decision (at its seq, when the
+    answer named one); a ``decision_create`` acknowledges its decision and that decision's seq 1.
+    A stored event no answer named is one a lost write (``Ledger.lost``, its answer never came)
+    may have stored: per decision, at most as many as those writes carried; a decision no answer
+    named, at most as many as the lost creates. Anything beyond that was stored without being
+    acknowledged — a retried or replayed write, say. Returns (ok, what was counted)."""
+    by_id: dict[
+        str, list[Any]
+    ] = {}  # event_id -> [decision_id, seq or None, times acknowledged, times stored]
+    by_seq: dict[
+        tuple[str, int], list[int]
+    ] = {}  # (decision, seq) acknowledged without an id -> [acks, stored]
+    for decision_id, event_id, seq in ledger.events:
+        if event_id is None:
+            assert seq is not None
+            by_seq.setdefault((decision_id, seq), [0, 0])[0] += 1
+        else:
+            by_id.setdefault(event_id, [decision_id, seq, 0, 0])[2] += 1
+    acknowledged_decisions = set(ledger.decisions)
+    elsewhere = 0  # stored in another decision, or at another seq, than its answer said
+    unacknowledged: dict[str, int] = {}
+    for decision_id, event_id, seq in stored:
+        entry = by_id.get(event_id)
+        if entry is not None:
+            entry[3] += 1
+            if entry[0] != decision_id or (entry[1] is not None and entry[1] != seq):
+                elsewhere += 1
+        elif (decision_id, seq) in by_seq:
+            by_seq[(decision_id, seq)][1] += 1
+        elif decision_id not in acknowledged_decisions and seq == 1:
+            pass  # the created event of a decision no answer named: counted with the decisions
+        else:
+            unacknowledged[decision_id] = unacknowledged.get(decision_id, 0) + 1
+    counts = [(e[2], e[3]) for e in by_id.values()] + [(acks, n) for acks, n in by_seq.values()]
+    missing = sum(1 for _, n in counts if n == 0)
+    duplicated = sum(acks - 1 for acks, _ in counts if acks > 1) + sum(n - 1 for _, n in counts if n > 1)
+    stray_decisions = len([d for d in set(decisions) if d not in acknowledged_decisions])
+    unexplained = sum(max(0, n - ledger.lost.get(d, 0)) for d, n in unacknowledged.items())
+    unexplained += max(0, stray_decisions - ledger.lost.get("", 0))
+    ok = not (missing or duplicated or elsewhere or unexplained)
+    at_most = sum(ledger.lost.values())
+    return ok, (
+        f"{len(counts):,} acknowledged events: {missing} missing, {duplicated} duplicated, {elsewhere} misplaced; "
+        f"{sum(unacknowledged.values()) + stray_decisions} stored unacknowledged, {unexplained} beyond what "
+        f"{ledger.errors} lost writes (at most {at_most} events) explain"
+    )
+
+
+def integrity(url: str, env: dict[str, str], ledger: Ledger, memory: dict[str, Any]) -> dict[str, Any]:
+    """Every acknowledged event stored exactly once and nothing else (``ledger_verdict``), gapless
+    seq, every chain intact (``manage.py verify_traces``); worker memory by round."""
     import psycopg
 
+    agent = "SELECT agent_id FROM agents_agent WHERE name = 'bench-agent'"
     with psycopg.connect(url) as conn:
-        bad = conn.execute(
+        gaps = conn.execute(
             "SELECT d.decision_id FROM decisions_decision d LEFT JOIN decisions_traceevent e "
-            "ON e.decision_id = d.decision_id WHERE d.decision_id = ANY(%s) GROUP BY d.decision_id, d.event_count "
-            "HAVING count(e.*) <> d.event_count OR max(e.seq) <> d.event_count OR min(e.seq) <> 1 "
-            "OR count(DISTINCT e.seq) <> count(e.*)",
-            (ids,),
+            f"ON e.decision_id = d.decision_id WHERE d.agent_id IN ({agent}) GROUP BY d.decision_id "
+            "HAVING max(e.seq) <> count(e.*) OR min(e.seq) <> 1 OR count(DISTINCT e.seq) <> count(e.*)"
         ).fetchall()
+        decisions = [
+            d
+            for (d,) in conn.execute(
+                f"SELECT decision_id FROM decisions_decision WHERE agent_id IN ({agent})"
+            )
+        ]
+        with conn.cursor(name="stored") as cursor:  # streamed: a run stores a few hundred thousand
+            cursor.itersize = 20_000
+            cursor.execute(
+                "SELECT e.decision_id, e.event_id, e.seq FROM decisions_traceevent e "
+                f"JOIN decisions_decision d ON d.decision_id = e.decision_id WHERE d.agent_id IN ({agent})"
+            )
+            acknowledged, counted = ledger_verdict(ledger, cursor, decisions)
         total = conn.execute("SELECT count(*) FROM decisions_traceevent").fetchone()[0]  # type: ignore[index]
     verified = subprocess.run(
         [sys.executable, "manage.py", "verify_traces"],
@@ -707,11 +1021,20 @@ def integrity(url: str, env: dict[str, str], ids: list[str], memory: dict[str, A
         text=True,
         check=False,
     )
-    ok = not bad and verified.returncode == 0
+    ok = acknowledged and not gaps and verified.returncode == 0
+    failed = [
+        what
+        for what, bad in (
+            ("ledger", not acknowledged),
+            ("seq gaps", gaps),
+            ("verify_traces", verified.returncode),
+        )
+        if bad
+    ]
     return {
-        "operation": "after the run: seq gapless, counts equal, verify_traces",
+        "operation": "after the run: acknowledged = stored, seq gapless, verify_traces",
         "unit": "",
-        "value": f"{'ok' if ok else 'FAILED'} ({total:,} events)",
+        "value": f"{'ok' if ok else 'FAILED: ' + ', '.join(failed)} ({total:,} events; {counted})",
         "floor": "",
         "ratio": f"worker RSS MiB before {_mib(memory['before'])}, peak by round "
         + " -> ".join(_mib(peak) for peak in memory["peaks"])

@@ -72,6 +72,30 @@ def measure(fn: Callable[[], Any], n: int, warmup: int = 10) -> dict[str, float]
     }
 
 
+RUN_HOTPATH_FIRST = (
+    "run `DATABASE_URL=postgres://USER@HOST:5432/NAME python -m bench hotpath` first, then point "
+    "DATABASE_URL at the NAME_hot_run it leaves behind (docs/performance.md, How to reproduce)"
+)
+
+
+def bench_agent() -> Any:
+    """``bench-agent`` of the database in ``DATABASE_URL`` (Django set up), or exit with one line
+    saying what to run first: the in-process tools need the database ``bench hotpath`` leaves."""
+    from django.conf import settings
+    from django.db import DatabaseError
+
+    from agents.models import Agent
+
+    name = settings.DATABASES["default"]["NAME"]
+    try:
+        return Agent.objects.get(name="bench-agent")
+    except Agent.DoesNotExist:
+        raise SystemExit(f"bench: database {name!r} has no bench-agent: {RUN_HOTPATH_FIRST}") from None
+    except DatabaseError as exc:  # no such database, no server, not migrated
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SystemExit(f"bench: cannot use database {name!r} ({reason}): {RUN_HOTPATH_FIRST}") from None
+
+
 def bench_agent_client(key_name: str) -> tuple[Any, dict[str, str]]:
     """Django set up on the database in ``DATABASE_URL`` as it is (the one ``bench hotpath`` leaves
     behind, with its ``bench-agent``), a new key of that agent, and a test client with its headers:
@@ -84,12 +108,11 @@ def bench_agent_client(key_name: str) -> tuple[Any, dict[str, str]]:
     from django.conf import settings
     from django.test import Client
 
-    from agents.models import Agent
     from agents.services import registry as agent_services
     from tracemem_core.actor import Actor
 
     settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "testserver"]
-    agent = Agent.objects.get(name="bench-agent")
+    agent = bench_agent()
     key = agent_services.agent_key_issue(actor=Actor.system(), agent=agent, name=key_name).secret
     return Client(), {
         "HTTP_AUTHORIZATION": f"Agent {key}",

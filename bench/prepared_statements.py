@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench.common import cpu_seconds
+from bench.common import bench_agent, cpu_seconds
 
 
 def main(argv: list[str]) -> int:
@@ -31,14 +31,13 @@ def main(argv: list[str]) -> int:
     django.setup()
     from django.db import connection
 
-    from agents.models import Agent
     from decisions import selectors as decision_selectors
     from decisions import services as decision_services
     from policies import selectors as policy_selectors
     from tracemem_core.actor import Actor
     from tracemem_core.postgresql import prepared_cursor
 
-    agent = Agent.objects.get(name="bench-agent")
+    agent = bench_agent()
     actor = Actor.for_agent(agent)
     decision_id = decision_services.decision_create(
         actor=actor, intent="bench.statements.measure", automation_mode="autonomous"

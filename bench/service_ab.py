@@ -17,13 +17,12 @@ from typing import Any
 
 def main(argv: list[str]) -> int:
     n = int(argv[0]) if argv else 500
-    from bench.common import bench_agent_client
+    from bench.common import bench_agent, bench_agent_client
 
     bench_agent_client("service-ab")  # Django set up on DATABASE_URL
     from django.db import connection, transaction
     from django.test.utils import CaptureQueriesContext
 
-    from agents.models import Agent
     from decisions import services
     from decisions.models import AutomationMode, Decision, DecisionStatus, EventType
     from policies import selectors
@@ -34,7 +33,7 @@ def main(argv: list[str]) -> int:
     from tracemem_core.postgresql import prepared_cursor
     from tracemem_core.redaction import redact
 
-    agent = Agent.objects.get(name="bench-agent")
+    agent = bench_agent()
     actor = Actor.for_agent(agent)
 
     @transaction.atomic

@@ -109,11 +109,14 @@ class TraceEvent(models.Model):
     off (migration 0003, docs/security.md): UPDATE, DELETE and TRUNCATE are refused; an insert must
     continue the chain (``seq`` = the decision's ``event_count`` + 1, ``prev_hash`` = its
     ``trace_head``) of a decision that is not closed, and it advances the decision's head itself; a
-    ``close`` (or ``record``) event closes the decision.
+    ``close`` (or ``record``) event closes the decision. A multi-row INSERT is checked as a whole and
+    moves each decision's head once (migration 0009).
     """
 
     event_id = models.CharField(primary_key=True, max_length=40, default=_new_event_id, editable=False)
-    decision = models.ForeignKey(Decision, on_delete=models.PROTECT, related_name="events")
+    # No index of its own: the unique (decision, seq) index leads with it and serves every lookup by
+    # decision (and the foreign key's checks); nothing matches decision ids by LIKE (issue 17).
+    decision = models.ForeignKey(Decision, on_delete=models.PROTECT, related_name="events", db_index=False)
     seq = models.PositiveIntegerField()
     type = models.CharField(max_length=30, choices=EventType.choices)
     timestamp = models.DateTimeField()

@@ -117,6 +117,38 @@ def _decision_from_row(values: list[Any]) -> Decision:
     return Decision.from_db(connection.alias, _ATTNAMES, values)
 
 
+# The same row without a lock, with its version: the transaction id that wrote it (``xmin``), which
+# any later update of the row by anyone changes. decisions.services' compare-and-swap append inserts
+# only while the row still has it (issue 17, docs/performance.md §29).
+_READ_VERSIONED_SQL = (
+    f"SELECT {_COLUMNS}, xmin::text FROM decisions_decision WHERE decision_id = %s AND agent_id = %s"
+)
+
+
+def may_read_versioned(actor: Actor) -> bool:
+    """Whether :func:`decision_versioned` answers for ``actor``: an agent, on PostgreSQL."""
+    return _plain_sql_for(actor)
+
+
+def decision_versioned(
+    actor: Actor, decision_id: str, join: LockJoin | None = None, params: list[Any] | None = None
+) -> tuple[Decision, str, list[Any]]:
+    """An agent's own decision read without a lock (autocommit: no transaction), with its row's
+    version (``xmin`` as text) and the values of ``join``'s columns (``join.read_sql``: the lock's
+    statement without the lock). The same NotFound as :func:`decision_for_update` for a missing id
+    and another agent's decision. PostgreSQL and an agent only (:func:`may_read_versioned`)."""
+    assert actor.agent is not None
+    _check_decision_id(decision_id)
+    sql = _READ_VERSIONED_SQL if join is None else join.read_sql
+    with prepared_cursor() as cursor:
+        cursor.execute(sql, [*(params or ()), decision_id, actor.agent.agent_id])
+        row = cursor.fetchone()
+    if row is None:
+        raise _not_found(decision_id)
+    width = len(_FIELDS)
+    return _decision_from_row(list(row[:width])), row[width], list(row[width + 1 :])
+
+
 def decision_for_update(actor: Actor, decision_id: str) -> Decision:
     """``decision_for(actor, decision_id, Decision.objects.select_for_update())``; in plain SQL for
     an agent on PostgreSQL. Call inside ``transaction.atomic``."""
@@ -143,11 +175,36 @@ class LockJoin:
 
     @functools.cached_property
     def sql(self) -> str:
+        return f"{self._select(self.columns)} FOR UPDATE OF d SKIP LOCKED"
+
+    @functools.cached_property
+    def read_sql(self) -> str:
+        """The same read without a lock, the row's version (``xmin``) before ``columns``
+        (:func:`decision_versioned`)."""
+        return self._select(f"d.xmin::text, {self.columns}")
+
+    def _select(self, columns: str) -> str:
         selected = ", ".join(f'd."{f.column}"' for f in _FIELDS)
         return (
-            f"SELECT {selected}, {self.columns} FROM decisions_decision AS d {self.joins} "
-            "WHERE d.decision_id = %s AND d.agent_id = %s FOR UPDATE OF d SKIP LOCKED"
+            f"SELECT {selected}, {columns} FROM decisions_decision AS d {self.joins} "
+            "WHERE d.decision_id = %s AND d.agent_id = %s"
         )
+
+
+@dataclass(frozen=True)
+class Unchanged:
+    """What an append without a lock (``decisions.services.append_unchanged``) checks in its one
+    statement, besides the decision's row still being the version it read: ``condition``, SQL ANDed
+    to the decision's WHERE (the decision is ``d``; its ``%s`` parameters come after the decision's),
+    e.g. decision_evaluate's grant and published version. ``wait``: whether the statement waits for
+    the decision's row when another transaction holds it (then READ COMMITTED re-checks the WHERE on
+    the row's newest version, and a changed row inserts nothing); without it (``SKIP LOCKED``) a held
+    row inserts nothing at once — for conditions on other tables, which are read from the statement's
+    snapshot and would not be re-read after a wait. Built once (a module constant): its statement is
+    prepared."""
+
+    condition: str = ""
+    wait: bool = True
 
 
 def decision_for_update_joined(

@@ -10,6 +10,7 @@ Apps that keep state hanging off an open decision (approvals) register a close p
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable
@@ -33,10 +34,13 @@ from decisions.models import (
 from decisions.receipts import receipt_issue
 from decisions.selectors import (
     LockJoin,
+    Unchanged,
     approval_outcome_fields,
     decision_for_update,
     decision_for_update_joined,
+    decision_versioned,
     event_as_dict,
+    may_read_versioned,
 )
 from tracemem_core import metrics, outage, telemetry
 from tracemem_core import validation as v
@@ -126,11 +130,13 @@ _DECISION_OF_EVENT = TraceEvent._meta.get_field("decision")
 _AGENT_OF_DECISION = Decision._meta.get_field("agent")
 
 
-_INSERT_SQL = (
+_INSERT_INTO = (
     'INSERT INTO decisions_traceevent (event_id, decision_id, seq, type, "timestamp", actor, payload, '
-    "prev_hash, hash) VALUES "
+    "prev_hash, hash)"
 )
-_INSERT_ROW = "(%s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s, %s)"
+_INSERT_SQL = _INSERT_INTO + " VALUES "
+_INSERT_VALUES = "%s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s, %s"
+_INSERT_ROW = f"({_INSERT_VALUES})"
 _INSERT_ONE_SQL = _INSERT_SQL + _INSERT_ROW
 
 
@@ -173,6 +179,101 @@ def _insert_events(events: list[TraceEvent]) -> None:
         with connection.cursor() as cursor:
             cursor.execute(_INSERT_SQL + ", ".join([_INSERT_ROW] * len(events)), params)
     _stored(*events)
+
+
+# --- appending without a lock (PostgreSQL; issue 17, docs/performance.md §29) ------------------------
+#
+# The decision is read without a lock, with its row's version (xmin: the transaction that wrote the
+# row; any update of it, by anyone, changes it); the events are built and hashed on that head; ONE
+# statement, run outside any transaction so that it commits by itself, locks the row only if it is
+# still that version and inserts the events only then. No BEGIN, no COMMIT: two round trips instead of
+# four. Under READ COMMITTED a lock that had to wait re-checks the WHERE on the row's newest version,
+# so a row changed meanwhile (an append, a close, an approval) inserts nothing, and the caller takes
+# the locked path of before. The chain trigger (migration decisions 0003) still checks every event.
+
+APPEND_UNCHANGED = Unchanged()  # an append: only the row itself, waiting for it if it is held
+
+
+@functools.cache
+def _unchanged_guard(unchanged: Unchanged) -> str:
+    condition = f" AND {unchanged.condition}" if unchanged.condition else ""
+    lock = "FOR UPDATE" if unchanged.wait else "FOR UPDATE SKIP LOCKED"
+    return (
+        "WITH unchanged AS (SELECT 1 FROM decisions_decision AS d WHERE d.decision_id = %s AND d.agent_id = %s "
+        f"AND d.xmin = %s::xid{condition} {lock}) "
+    )
+
+
+@functools.cache
+def _unchanged_insert_one_sql(unchanged: Unchanged) -> str:
+    # INSERT … SELECT gives its parameters the target columns' types, as VALUES does.
+    return f"{_unchanged_guard(unchanged)}{_INSERT_INTO} SELECT {_INSERT_VALUES} FROM unchanged"
+
+
+def _unchanged_insert_many_sql(unchanged: Unchanged, count: int) -> str:
+    # The rows in their order (a VALUES list scanned as written; the trigger checks them in order).
+    rows = ", ".join([_INSERT_ROW] * count)
+    return (
+        f"{_unchanged_guard(unchanged)}{_INSERT_INTO} SELECT * FROM (VALUES {rows}) AS e "
+        "WHERE EXISTS (SELECT FROM unchanged)"
+    )
+
+
+def may_append_unlocked(actor: Actor) -> bool:
+    """Whether :func:`append_unchanged` may be tried for ``actor``'s call: PostgreSQL, an agent, and no
+    transaction open (inside a caller's transaction its statement would not commit by itself; the
+    locked path keeps the caller's all-or-nothing)."""
+    return may_read_versioned(actor) and connection.get_autocommit() and not connection.in_atomic_block
+
+
+def decision_read_unlocked(
+    *, actor: Actor, decision_id: Any, join: LockJoin | None = None, params: list[Any] | None = None
+) -> tuple[Decision, str, list[Any]] | None:
+    """The agent's decision without a lock, its row's version and ``join``'s values (one statement:
+    ``decisions.selectors.decision_versioned``), for :func:`append_unchanged`; None where the call
+    must take the locked path: the decision awaits an approval (the lock's settlers expire one past its
+    deadline). Refuses as :func:`decision_lock` does: the same NotFound."""
+    decision_id = v.string(decision_id, "decision_id", max_length=40)
+    with outage.closing_if_lost():
+        decision, version, values = decision_versioned(actor, decision_id, join, params)
+    telemetry.annotate(decision_id=decision.decision_id, agent_id=decision.agent_id)
+    if decision.status == DecisionStatus.NEEDS_APPROVAL:
+        return None
+    return decision, version, values
+
+
+def append_unchanged(
+    *,
+    decision: Decision,
+    version: str,
+    type: str,
+    actor: Actor,
+    payloads: list[dict[str, Any]],
+    unchanged: Unchanged = APPEND_UNCHANGED,
+    params: list[Any] | None = None,
+) -> list[TraceEvent] | None:
+    """:func:`trace_append_many` for a decision read without a lock (:func:`decision_read_unlocked`),
+    in one statement that commits by itself and inserts only if the decision's row is still
+    ``version`` and ``unchanged``'s condition (its ``params``) holds; None when it inserted nothing
+    (the caller takes the locked path). A connection lost during the statement is ``applied:
+    "unknown"`` (``outage.committing_statement``). Call only where :func:`may_append_unlocked`."""
+    events = _chained(decision, type, actor, payloads, None)
+    values: list[Any] = [decision.decision_id, decision.agent_id, version, *(params or ())]
+    for e in events:
+        values += _event_params(e)
+    if len(events) == 1:  # one fixed statement, prepared; a batch's text depends on its length
+        sql, cursor = _unchanged_insert_one_sql(unchanged), prepared_cursor()
+    else:
+        sql, cursor = _unchanged_insert_many_sql(unchanged, len(events)), connection.cursor()
+    with cursor, outage.committing_statement() as statement:
+        cursor.execute(sql, values)
+        statement.wrote = cursor.rowcount > 0
+    if not statement.wrote:
+        return None
+    _stored(*events)
+    decision.event_count = events[-1].seq
+    decision.trace_head = events[-1].hash
+    return events
 
 
 _DECISION_FIELDS = list(Decision._meta.concrete_fields)
@@ -515,17 +616,42 @@ def decision_create(
     return decision
 
 
-@transaction.atomic
 def decision_add_context(*, actor: Actor, decision_id: Any, context: Any, summary: Any = None) -> TraceEvent:
     """Record context (what the agent knows, why it acts) as a ``context`` event."""
+    connection.ensure_connection()  # an outage first, as when this was @transaction.atomic
     clean_context = redact(v.json_object(context, "context", allow_empty=False), field="context")
     clean_summary = v.optional_string(summary, "summary", max_length=100_000)
-    decision = decision_lock(actor=actor, decision_id=decision_id)
-    ensure_not_terminal(decision, "take more context")
     payload: dict[str, Any] = {"context": clean_context}
     if clean_summary is not None:
-        payload["summary"] = redact(clean_summary, field="summary")
-    return trace_append(decision=decision, type=EventType.CONTEXT, actor=actor, payload=payload)
+        payload["summary"] = redact(clean_summary, field="summary")  # a string: never refused
+    (event,) = _append_context(actor, decision_id, [payload])
+    return event
+
+
+def _append_context(actor: Actor, decision_id: Any, payloads: list[dict[str, Any]]) -> list[TraceEvent]:
+    """The ``context`` events of ``payloads``: without a lock when it can (two statements, no
+    transaction: :func:`append_unchanged`), else, or when the decision changed in between, under the
+    decision's lock as before."""
+    if may_append_unlocked(actor):
+        read = decision_read_unlocked(actor=actor, decision_id=decision_id)
+        if read is not None:
+            decision, version, _ = read
+            ensure_not_terminal(decision, "take more context")  # closed stays closed: as under the lock
+            events = append_unchanged(
+                decision=decision, version=version, type=EventType.CONTEXT, actor=actor, payloads=payloads
+            )
+            if events is not None:
+                return events
+    return _append_context_locked(actor, decision_id, payloads)
+
+
+@transaction.atomic
+def _append_context_locked(
+    actor: Actor, decision_id: Any, payloads: list[dict[str, Any]]
+) -> list[TraceEvent]:
+    decision = decision_lock(actor=actor, decision_id=decision_id)
+    ensure_not_terminal(decision, "take more context")
+    return trace_append_many(decision=decision, type=EventType.CONTEXT, actor=actor, payloads=payloads)
 
 
 CONTEXTS_MAX = 100  # docs/contract/interfaces.md: a batch of context holds at most this many objects
@@ -550,7 +676,6 @@ def clean_contexts(contexts: Any) -> list[dict[str, Any]]:
     ]
 
 
-@transaction.atomic
 def decision_add_contexts(
     *, actor: Actor, decision_id: Any, contexts: Any, context: Any = None, summary: Any = None
 ) -> list[TraceEvent]:
@@ -559,6 +684,7 @@ def decision_add_contexts(
 
     ``context`` and ``summary`` belong to the one-event form; sent with ``contexts`` they are refused
     (which one was meant cannot be guessed)."""
+    connection.ensure_connection()  # an outage first, as when this was @transaction.atomic
     for name, value in (("context", context), ("summary", summary)):
         if value is not None:
             raise InvalidArgument(
@@ -567,14 +693,7 @@ def decision_add_contexts(
                 field=name,
             )
     clean = clean_contexts(contexts)
-    decision = decision_lock(actor=actor, decision_id=decision_id)
-    ensure_not_terminal(decision, "take more context")
-    return trace_append_many(
-        decision=decision,
-        type=EventType.CONTEXT,
-        actor=actor,
-        payloads=[{"context": context} for context in clean],
-    )
+    return _append_context(actor, decision_id, [{"context": context} for context in clean])
 
 
 @transaction.atomic

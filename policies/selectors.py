@@ -11,7 +11,7 @@ from django.db.models import QuerySet
 
 from agents.models import Agent
 from decisions.models import EventType, TraceEvent
-from decisions.selectors import LockJoin
+from decisions.selectors import LockJoin, Unchanged
 from policies.models import Policy, PolicyGrant, PolicyVersion, VersionStatus
 from tracemem_core.actor import Actor
 from tracemem_core.errors import NotFound
@@ -123,6 +123,26 @@ EVALUATION_JOIN = LockJoin(columns=_evaluation_columns("d.agent_id"), joins=_LAT
 def evaluation_join_params(policy_id: str) -> list[Any]:
     """The parameters of :data:`EVALUATION_JOIN`."""
     return [policy_id, policy_id, VersionStatus.PUBLISHED.value]
+
+
+# decision_evaluate without a lock (decisions' Unchanged, docs/performance.md §29): the statement that
+# inserts the evaluate event only if the decision is unchanged also checks that the grant is still
+# there and the version evaluated is still the latest published. These are read from the statement's
+# snapshot, so it never waits for the decision's row (SKIP LOCKED): after a wait they would be stale
+# (a grant revoked during the wait honoured); a held row inserts nothing and the locked path waits.
+EVALUATION_UNCHANGED = Unchanged(
+    condition=(
+        f"EXISTS (SELECT 1 FROM {PolicyGrant._meta.db_table} WHERE agent_id = d.agent_id AND policy_id = %s) "
+        f"AND (SELECT version FROM {PolicyVersion._meta.db_table} WHERE policy_id = %s AND status = %s "
+        "ORDER BY version DESC LIMIT 1) = %s"
+    ),
+    wait=False,
+)
+
+
+def evaluation_unchanged_params(policy_id: str, version: int) -> list[Any]:
+    """The parameters of :data:`EVALUATION_UNCHANGED`: the policy and the version evaluated."""
+    return [policy_id, policy_id, VersionStatus.PUBLISHED.value, version]
 
 
 def policy_grants(policy_id: str) -> QuerySet[PolicyGrant]:

@@ -217,6 +217,24 @@ def _teardown_as_owner(self: TransactionTestCase) -> None:
 TransactionTestCase._fixture_teardown = _teardown_as_owner  # type: ignore[method-assign]
 
 
+@pytest.fixture(autouse=True)
+def no_credentials_change_left_in_flight() -> Iterator[None]:
+    """A test's transaction is rolled back, so a credentials change made in it never reaches its
+    step 2 (agents/keycache.py): its "changing" marker would keep the next tests from remembering
+    any key for keycache.CHANGE_SECONDS. Each test leaves none behind, as a committed change would."""
+    yield
+    from django.core.cache import cache
+
+    from agents import keycache
+
+    keycache.forget_local()
+    if keycache.shared():
+        try:
+            cache.delete_many([keycache.GENERATION_KEY, keycache.CHANGING_KEY])
+        except Exception:  # a test that left Redis down: the next one finds out
+            pass
+
+
 @pytest.fixture
 def redis_url() -> str:
     url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/15"

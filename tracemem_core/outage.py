@@ -67,18 +67,42 @@ def tracking_commits() -> Iterator[None]:
 
 
 @contextmanager
-def committing_statement() -> Iterator[None]:
-    """Around one statement run outside any transaction, so that it commits by itself
-    (``decision_create``'s one INSERT): a connection lost during it was lost while committing
-    (``applied: "unknown"``), and once it has returned, the request has committed something (an outage
-    later in the request says ``applied: true``), as with a transaction's ``COMMIT``."""
+def closing_if_lost() -> Iterator[None]:
+    """Around statements run outside any transaction: a connection lost during them is closed at once
+    (as Django closes one whose transaction could not be rolled back), so the next statement of the
+    request, or of the thread's next request, connects again instead of failing on the dead one."""
     try:
         yield
+    except (OperationalError, InterfaceError):
+        connection.close_if_unusable_or_obsolete()
+        raise
+
+
+class CommittingStatement:
+    """What :func:`committing_statement` yields: a statement that turns out to have written nothing
+    (a compare-and-swap that found its row changed) sets ``wrote`` to False, so the request has not
+    committed anything and a later outage still says "not applied"."""
+
+    def __init__(self) -> None:
+        self.wrote = True
+
+
+@contextmanager
+def committing_statement() -> Iterator[CommittingStatement]:
+    """Around one statement run outside any transaction, so that it commits by itself
+    (``decision_create``'s one INSERT, an append's compare-and-swap): a connection lost during it was
+    lost while committing (``applied: "unknown"``), and once it has returned having written something,
+    the request has committed something (an outage later in the request says ``applied: true``), as
+    with a transaction's ``COMMIT``."""
+    statement = CommittingStatement()
+    try:
+        with closing_if_lost():
+            yield statement
     except (OperationalError, InterfaceError) as exc:
         setattr(exc, "tracemem_lost_while_committing", True)  # noqa: B010 (read back by _lost_while_committing)
         raise
     commits = _request_commits.get()
-    if commits is not None:
+    if commits is not None and statement.wrote:
         commits.mark()
 
 

@@ -18,9 +18,10 @@ from collections.abc import Callable
 from types import EllipsisType
 from typing import Any, TypeVar
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
+from agents.models import Agent
 from decisions import services as decision_services
 from decisions.models import Decision, EventType, TraceEvent
 from policies import engine, selectors
@@ -133,6 +134,43 @@ def policy_evaluate_in_decision(
     is that version (or None) when the caller has just read it (``selectors.evaluation_target``,
     or the lock's ``selectors.EVALUATION_JOIN``).
     """
+    payload, out, pv = _evaluated(
+        actor=actor,
+        decision=decision,
+        policy_id=policy_id,
+        inputs=inputs,
+        source=source,
+        inputs_ref=inputs_ref,
+        published=published,
+    )
+    event = decision_services.trace_append(
+        decision=decision, type=EventType.EVALUATE, actor=actor, payload=payload
+    )
+    decision_services.note_policy_outcome(
+        decision=decision, outcome=out["outcome"], seq=event.seq, exception_route_id=out["approval_route_id"]
+    )
+    _count(out["outcome"])
+    out["event_id"] = event.event_id
+    return out
+
+
+def _count(outcome: Any) -> None:
+    label = str(outcome)
+    metrics.on_commit(lambda: metrics.POLICY_EVALUATIONS.labels(label).inc())
+
+
+def _evaluated(
+    *,
+    actor: Actor,
+    decision: Decision,
+    policy_id: str,
+    inputs: dict[str, Any],
+    source: str,
+    inputs_ref: str | None,
+    published: PolicyVersion | None | EllipsisType,
+) -> tuple[dict[str, Any], dict[str, Any], PolicyVersion]:
+    """:func:`policy_evaluate_in_decision` up to the append: the refusals, the evaluation, the
+    ``evaluate`` event's payload and the result (its ``event_id`` still None), and the version."""
     decision_services.ensure_not_terminal(decision, "be evaluated")
     pv = selectors.latest_published(policy_id) if isinstance(published, EllipsisType) else published
     if pv is None:
@@ -187,16 +225,7 @@ def policy_evaluate_in_decision(
     payload.update(
         {k: out[k] for k in ("outcome", "rationale", "allowed", "requires_approval", "approval_route_id")}
     )
-    event = decision_services.trace_append(
-        decision=decision, type=EventType.EVALUATE, actor=actor, payload=payload
-    )
-    decision_services.note_policy_outcome(
-        decision=decision, outcome=result.outcome, seq=event.seq, exception_route_id=out["approval_route_id"]
-    )
-    outcome = str(result.outcome)
-    metrics.on_commit(lambda: metrics.POLICY_EVALUATIONS.labels(outcome).inc())
-    out["event_id"] = event.event_id
-    return out
+    return payload, out, pv
 
 
 # inputs_ref: the trace keeps a read's data_ref, query, summary and records_digest, not its
@@ -238,12 +267,22 @@ def _inputs_from_ref(decision: Decision, inputs_ref: Any, actor: Actor) -> dict[
     return {"records": records}
 
 
+def _not_granted(policy_id: str, agent: Agent) -> PermissionDenied:
+    return PermissionDenied(
+        f"policy {policy_id} is not granted to agent {agent.name}; capabilities_get lists the policies you may "
+        "evaluate; ask an admin for a grant"
+    )
+
+
 @fail_closed
-@transaction.atomic
 def decision_evaluate(
     *, actor: Actor, decision_id: Any, policy_id: Any, inputs: Any = None, inputs_ref: Any = None
 ) -> dict[str, Any]:
-    """``decision_evaluate`` (docs/contract/tools.md): evaluate a granted policy in the agent's decision."""
+    """``decision_evaluate`` (docs/contract/tools.md): evaluate a granted policy in the agent's decision.
+
+    On PostgreSQL, with ``inputs`` and no transaction open, first without a lock (two statements, no
+    BEGIN/COMMIT: :func:`_evaluate_unlocked`); the locked path of before when that cannot record it."""
+    connection.ensure_connection()  # an outage first, as when this was @transaction.atomic
     if actor.kind != "agent" or actor.agent is None:
         raise PermissionDenied(
             "only an agent (authenticated with its key) can evaluate policies in a decision"
@@ -255,6 +294,77 @@ def decision_evaluate(
             field="inputs",
         )
     clean_inputs = v.json_object(inputs, "inputs") if inputs is not None else None
+    if clean_inputs is not None and decision_services.may_append_unlocked(actor):
+        out = _evaluate_unlocked(
+            actor=actor, agent=actor.agent, decision_id=decision_id, pid=pid, inputs=clean_inputs
+        )
+        if out is not None:
+            return out
+    return _evaluate_locked(
+        actor=actor,
+        agent=actor.agent,
+        decision_id=decision_id,
+        pid=pid,
+        inputs=clean_inputs,
+        inputs_ref=inputs_ref,
+    )
+
+
+def _evaluate_unlocked(
+    *, actor: Actor, agent: Agent, decision_id: Any, pid: str, inputs: dict[str, Any]
+) -> dict[str, Any] | None:
+    """``decision_evaluate`` without a lock: the decision, the grant and the latest published version
+    read in one statement (``selectors.EVALUATION_JOIN``'s read), the evaluation, and the event
+    inserted by one statement that commits by itself only if the decision's row is unchanged, the
+    grant still there and the version still the latest published (``selectors.EVALUATION_UNCHANGED``).
+    None where the locked path must answer: the decision awaits an approval, the outcome must be noted
+    on the decision (deny, requires_exception: its UPDATE goes with the insert, under the lock), or
+    something changed since the read (the locked path reads and evaluates again). Refusals are the
+    locked path's, in its order."""
+    read = decision_services.decision_read_unlocked(
+        actor=actor,
+        decision_id=decision_id,
+        join=selectors.EVALUATION_JOIN,
+        params=selectors.evaluation_join_params(pid),
+    )
+    if read is None:
+        return None
+    decision, version, joined = read
+    granted, published = selectors.evaluation_target_of(joined)
+    if not granted:
+        raise _not_granted(pid, agent)
+    payload, out, pv = _evaluated(
+        actor=actor,
+        decision=decision,
+        policy_id=pid,
+        inputs=inputs,
+        source="agent",
+        inputs_ref=None,
+        published=published,
+    )
+    if out["outcome"] in (Outcome.DENY, Outcome.REQUIRES_EXCEPTION):
+        return None
+    events = decision_services.append_unchanged(
+        decision=decision,
+        version=version,
+        type=EventType.EVALUATE,
+        actor=actor,
+        payloads=[payload],
+        unchanged=selectors.EVALUATION_UNCHANGED,
+        params=selectors.evaluation_unchanged_params(pid, pv.version),
+    )
+    if events is None:
+        return None
+    _count(out["outcome"])  # committed: counted at once
+    out["event_id"] = events[0].event_id
+    return out
+
+
+@transaction.atomic
+def _evaluate_locked(
+    *, actor: Actor, agent: Agent, decision_id: Any, pid: str, inputs: dict[str, Any] | None, inputs_ref: Any
+) -> dict[str, Any]:
+    clean_inputs = inputs
     # The lock reads the grant and the published version too (one statement on PostgreSQL).
     decision, joined = decision_services.decision_lock_with(
         actor=actor,
@@ -263,14 +373,11 @@ def decision_evaluate(
         params=selectors.evaluation_join_params(pid),
     )
     if joined is None:
-        granted, published = selectors.evaluation_target(actor.agent, pid)
+        granted, published = selectors.evaluation_target(agent, pid)
     else:
         granted, published = selectors.evaluation_target_of(joined)
     if not granted:
-        raise PermissionDenied(
-            f"policy {pid} is not granted to agent {actor.agent.name}; capabilities_get lists the policies you may "
-            "evaluate; ask an admin for a grant"
-        )
+        raise _not_granted(pid, agent)
     if clean_inputs is None:
         clean_inputs = _inputs_from_ref(decision, inputs_ref, actor)
     return policy_evaluate_in_decision(

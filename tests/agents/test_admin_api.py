@@ -204,3 +204,37 @@ def test_key_of_another_agent_is_not_found(staff: TokenClient) -> None:
     assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
     assert AgentKey.objects.get(agent_id=first).revoked_at is None
     assert staff.get(f"{BASE}/agent_nope").status_code == 404
+
+
+def test_with_redis_down_key_and_agent_changes_are_503_and_change_nothing(
+    staff: TokenClient, settings: Any
+) -> None:
+    """Web processes remember verified keys until Redis tells them of a change (agents/keycache.py):
+    a revocation, rotation or agent change Redis cannot be told of is not made."""
+    from tests.fault_helpers import RedisServer, use_cache
+    from tracemem_core import shared_cache
+
+    agent_id = staff.post(BASE, {"name": "bot"}).json()["agent_id"]
+    issued = staff.post(f"{BASE}/{agent_id}/keys").json()
+    redis = RedisServer().start()
+    use_cache(settings, redis.url)
+    try:
+        assert _agent_get(issued["key"]) == 200
+        redis.stop()
+        shared_cache.reset()
+        for response in (
+            staff.post(f"{BASE}/{agent_id}/keys/{issued['key_id']}/revoke"),
+            staff.post(f"{BASE}/{agent_id}/keys/{issued['key_id']}/rotate"),
+            staff.patch(f"{BASE}/{agent_id}", {"disabled": True}),
+        ):
+            assert response.status_code == 503, response.content
+            error = response.json()["error"]
+            assert error["code"] == "unavailable" and error["details"]["applied"] is False
+            assert "nothing was changed" in error["message"] and "Redis" in error["message"]
+            assert response["Retry-After"] == str(error["details"]["retry_after"])
+        assert _agent_get(issued["key"]) == 200  # checked in the database: still active
+        assert AgentKey.objects.filter(agent__agent_id=agent_id).count() == 1  # no replacement issued
+        assert staff.get(f"{BASE}/{agent_id}").json()["disabled"] is False
+    finally:
+        redis.stop()
+        shared_cache.reset()

@@ -23,6 +23,7 @@ from agents.services import registry as agent_services
 from tests.fault_helpers import RedisServer, use_cache
 from tracemem_core import shared_cache
 from tracemem_core.actor import Actor
+from tracemem_core.errors import Unavailable
 
 pytestmark = pytest.mark.django_db
 SYSTEM = Actor.system()
@@ -159,9 +160,14 @@ def test_without_redis_every_request_checks_the_database(
         with CaptureQueriesContext(connection) as queries:
             assert _get(key).status_code == 200
         assert len(_key_queries(queries)) == 1
-        # Redis is down for the revoking process too: the revocation still holds on the next request.
-        agent_services.agent_key_revoke(actor=SYSTEM, key=AgentKey.objects.get(agent=agent))
-        assert _reason(_get(key)) == "revoked"
+        # Redis is down for the revoking process too: the other processes could not be told, so the
+        # revocation is refused and nothing changes (the key keeps working, as the admin is told).
+        with pytest.raises(Unavailable) as refused:
+            agent_services.agent_key_revoke(actor=SYSTEM, key=AgentKey.objects.get(agent=agent))
+        assert "nothing was changed" in refused.value.message
+        assert refused.value.details["applied"] is False
+        assert AgentKey.objects.get(agent=agent).revoked_at is None
+        assert _get(key).status_code == 200
     finally:
         redis.stop()
         shared_cache.reset()
@@ -251,3 +257,64 @@ def test_the_key_checks_backend_follows_the_cache_settings(settings: Any) -> Non
     assert moved is not first and moved.key_prefix == "other"
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     assert redis_cache.default_backend() is caches["default"]
+
+
+def _losing_keycache_commit_hooks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The revoking process is killed (or loses Redis) right after its commit: whatever the key cache
+    was to do once the transaction commits never happens. Every other commit hook still runs."""
+    from django.db import transaction
+
+    real = transaction.on_commit
+
+    def on_commit(func: Any, *args: Any, **kwargs: Any) -> None:
+        if getattr(func, "__module__", None) != keycache.__name__:
+            real(func, *args, **kwargs)
+
+    monkeypatch.setattr(transaction, "on_commit", on_commit)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_request_while_a_revocation_commits_is_never_remembered(
+    agent_and_key: tuple[Agent, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request of another web process arriving between the revocation's notice to Redis and its
+    commit reads the key as it still is (active): those rows must not be remembered as current,
+    or, if the revoking process never gets to publish after its commit, they stay trusted."""
+    from django.db import transaction
+
+    from tests.fault_helpers import within
+
+    agent, key = agent_and_key
+    assert _get(key).status_code == 200  # remembered
+    _losing_keycache_commit_hooks(monkeypatch)
+    with transaction.atomic():
+        agent_services.agent_key_revoke(actor=SYSTEM, key=AgentKey.objects.get(agent=agent))
+        response, _ = within(10, lambda: _get(key))  # another connection: not committed yet
+        assert response.status_code == 200
+    for _ in range(3):
+        assert _reason(_get(key)) == "revoked"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_save_outside_a_transaction_while_redis_is_down_says_it_was_applied(
+    agent_and_key: tuple[Agent, str], settings: Any
+) -> None:
+    """A shell's ``save()`` outside any transaction has committed before anyone can refuse it: the
+    error says so, and how long other processes may still accept the key."""
+    agent, key = agent_and_key
+    redis = RedisServer().start()
+    use_cache(settings, redis.url)
+    try:
+        assert _get(key).status_code == 200
+        redis.stop()
+        shared_cache.reset()
+        row = AgentKey.objects.get(agent=agent)
+        row.revoked_at = timezone.now()
+        with pytest.raises(Unavailable) as unpublished:
+            row.save()
+        assert unpublished.value.details["applied"] is True
+        assert "was applied" in unpublished.value.message and "60 seconds" in unpublished.value.message
+        assert _reason(_get(key)) == "revoked"  # this process checks the database while Redis is down
+    finally:
+        redis.stop()
+        shared_cache.reset()

@@ -280,3 +280,54 @@ def test_the_connection_keeps_no_client_bound_statement_text(make_agent: Any) ->
     # The server-side-bound ones are still counted and prepared as before.
     _hot_requests(api)
     assert set(_prepared()) == set(HOT_STATEMENTS.values())
+
+
+# docs/performance.md §29: outside a transaction an append and an allowed evaluation are a read without
+# a lock and one compare-and-swap insert, both prepared; a batch's insert is not (its text depends on
+# its length).
+UNLOCKED_STATEMENTS = {
+    "read with version": _numbered(decision_selectors._READ_VERSIONED_SQL),
+    "insert if unchanged": _numbered(
+        decision_services._unchanged_insert_one_sql(decision_services.APPEND_UNCHANGED)
+    ),
+    "evaluation read with version": _numbered(policy_selectors.EVALUATION_JOIN.read_sql),
+    "evaluation insert if unchanged": _numbered(
+        decision_services._unchanged_insert_one_sql(policy_selectors.EVALUATION_UNCHANGED)
+    ),
+}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_unlocked_statements_are_prepared_once_and_reused(make_agent: Any) -> None:
+    agent, key = make_agent()
+    allowing = {**CODE_POLICY, "default_outcome": "allow"}
+    policy_authoring.policy_create(actor=SYSTEM, policy_id="prep_allow_v1", definition=allowing)
+    policy_authoring.policy_grant(actor=SYSTEM, policy_id="prep_allow_v1", agent_id=agent.agent_id)
+    policy_authoring.policy_publish(actor=SYSTEM, policy_id="prep_allow_v1")
+    api = AgentClient(key)
+    did = api.post(
+        "/api/v1/decisions", {"intent": "code.refactor.execute", "automation_mode": "autonomous"}
+    ).json()["decision_id"]
+
+    def requests() -> None:
+        assert api.post(f"/api/v1/decisions/{did}/context", {"context": {"a": 1}}).status_code == 201
+        assert (
+            api.post(f"/api/v1/decisions/{did}/context", {"contexts": [{"a": 1}, {"b": 2}]}).status_code
+            == 201
+        )
+        evaluated = api.post(
+            f"/api/v1/decisions/{did}/evaluate",
+            {"policy_id": "prep_allow_v1", "inputs": {"change_type": "docs"}},
+        )
+        assert evaluated.status_code == 200 and evaluated.json()["outcome"] == "allow", evaluated.content
+
+    requests()
+    prepared = _prepared()
+    assert set(UNLOCKED_STATEMENTS.values()) <= set(prepared), sorted(prepared)
+    assert not [
+        sql for sql in prepared if "VALUES" in sql and "unchanged" in sql
+    ]  # the batch's: not prepared
+    assert set(prepared) <= set(UNLOCKED_STATEMENTS.values()) | set(HOT_STATEMENTS.values()), sorted(prepared)
+    requests()
+    assert _prepared() == prepared  # the same statements under the same names: reused
+    assert TraceEvent.objects.filter(decision_id=did).count() == 1 + 2 * 4

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -32,7 +33,7 @@ from django.test import Client
 from django.utils import timezone
 from prometheus_client import Counter, Histogram
 
-from agents import keycache
+from agents import keycache, keys
 from agents.models import Agent, AgentKey
 from agents.services import registry as agent_registry
 from decisions import api as decisions_api
@@ -992,6 +993,77 @@ def test_with_the_cache_down_the_calls_are_answered_alike(settings: Any, world: 
     finally:
         server.stop()
         shared_cache.reset()
+
+
+def _revoke_in_another_process(secret: str, how: str, redis_url: str) -> None:
+    """Revoke a key from a process of its own (a shell next to the web workers), as an operator
+    would: through the service, or by saving the row (what the Django admin site and a shell's
+    ``save()`` do; agents/apps.py). ``redis_url`` empty: that process runs without Redis."""
+    import subprocess
+    import sys
+
+    from tests.fault_helpers import ROOT, process_env
+
+    prefix = AgentKey.objects.get(key_hash=keys.digest(secret)).prefix
+    revoke = (
+        "registry.agent_key_revoke(actor=Actor.system('shell'), key=key)"
+        if how == "service"
+        else "key.revoked_at = timezone.now()\nkey.save()"
+    )
+    code = (
+        "from django.utils import timezone\n"
+        "from agents.models import AgentKey\n"
+        "from agents.services import registry\n"
+        "from tracemem_core.actor import Actor\n"
+        f"key = AgentKey.objects.get(prefix={prefix!r})\n{revoke}\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=ROOT,
+        env=process_env(redis_url, REDIS_URL=redis_url),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    ("revoker", "redis"),
+    [
+        ("this process", True),
+        ("another process, service", True),
+        ("another process, save", True),
+        ("another process, save", False),  # no REDIS_URL: LocMemCache, one per process
+    ],
+)
+def test_a_used_key_is_refused_on_the_next_call_after_its_revocation(
+    settings: Any, make_agent: Callable[..., tuple[Agent, str]], revoker: str, redis: bool
+) -> None:
+    """Through the agent door (scripts/serve.sh's fast path), REST and MCP: a key that was used, so
+    this process remembers it when the cache is shared (agents/keycache.py), is refused on the very
+    next call once revoked, whether this process revoked it or another one did (all they share is
+    the database, and Redis if there is one)."""
+    redis_url = os.environ.get("REDIS_URL", "") if redis else ""
+    if not redis:
+        settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    agent, secret = make_agent("revoked-later")
+    world = World(agent, secret, {"door": {"key": secret, "did": _open(agent)}})
+    rest = Req("GET", DID)
+    mcp = _mcp(_tool("decision_get", {"decision_id": "{did}"}))
+    for req in (rest, mcp, rest):
+        used = send(settings, world, "door", req)
+        assert (used.status, used.door_answered) == (200, True), used.body
+    # Remembered (no database check on the next call) only when every process shares the cache.
+    assert (keycache.recall(keys.digest(secret)) is not None) is redis
+    if revoker == "this process":
+        agent_registry.agent_key_revoke(actor=SYSTEM, key=AgentKey.objects.get(agent=agent))
+    else:
+        _revoke_in_another_process(secret, revoker.rpartition(" ")[2], redis_url)
+    for req in (rest, mcp):
+        refused = send(settings, world, "door", req)
+        assert (refused.status, refused.door_answered) == (401, True), refused.body
+        assert refused.json()["error"]["details"]["reason"] == "revoked"
 
 
 # --- the MCP door's hot tools (POST /mcp, JSON-RPC tools/call) ----------------------------------

@@ -178,3 +178,39 @@ def test_non_staff_cannot_open_the_admin(db: Any) -> None:
     client = Client()
     client.force_login(user)
     assert client.get("/admin/agents/agent/").status_code == 302  # to the admin login
+
+
+def test_with_redis_down_a_revocation_or_an_agent_change_is_refused_and_says_nothing_changed(
+    admin_client: Client, agent_and_key: tuple[Agent, str], settings: Any
+) -> None:
+    """Web processes remember verified keys until Redis tells them of a change (agents/keycache.py):
+    a change Redis cannot be told of is not made, and the admin is told so and why."""
+    from tests.fault_helpers import RedisServer, use_cache
+    from tracemem_core import shared_cache
+
+    agent, _ = agent_and_key
+    key = AgentKey.objects.get(agent=agent)
+    redis = RedisServer().start()
+    use_cache(settings, redis.url)
+    try:
+        redis.stop()
+        shared_cache.reset()
+        response = admin_client.post(
+            "/admin/agents/agentkey/", {"action": "revoke_keys", "_selected_action": [key.pk]}, follow=True
+        )
+        page = response.content.decode()
+        assert "nothing was changed" in page and "Redis" in page, page
+        key.refresh_from_db()
+        assert key.state() == "active"
+        response = admin_client.post(
+            f"/admin/agents/agent/{agent.agent_id}/change/",
+            {"name": agent.name, "description": "", "owner": "", "disabled": "on", **_INLINE},
+            follow=True,
+        )
+        page = response.content.decode()
+        assert "nothing was changed" in page and "Redis" in page, page[:3000]
+        agent.refresh_from_db()
+        assert agent.disabled is False
+    finally:
+        redis.stop()
+        shared_cache.reset()
