@@ -55,7 +55,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from django.core.cache import cache, caches
+from django.core.cache import cache
 from django.core.cache.backends.redis import RedisCache
 from django.db import transaction
 from django.db.models import Model
@@ -64,6 +64,7 @@ from django.db.models.base import ModelState
 from agents.models import Agent, AgentKey
 from tracemem_core.errors import Unavailable
 from tracemem_core.rate_limit import Counted, Window
+from tracemem_core.redis_cache import default_backend
 from tracemem_core.shared_cache import guarded, retry_seconds
 
 GENERATION_KEY = "tracemem:credentials:generation"
@@ -110,7 +111,7 @@ def _new_generation() -> int:
 
 def shared() -> bool:
     """Whether the default cache is shared by every process (Redis): only then is anything remembered."""
-    return isinstance(caches["default"], RedisCache)  # the backend: ``cache`` is a proxy
+    return isinstance(default_backend(), RedisCache)  # the backend: ``cache`` is a proxy
 
 
 def generation() -> str | None:
@@ -151,7 +152,7 @@ def confirm(entry: Entry | None, window: Window | None) -> tuple[str | None, Cou
     """The current generation (as :func:`generation`), and, when it is ``entry``'s and ``window`` is
     given, this request counted in ``window``, both in one round trip to Redis. Otherwise (another
     generation, no window, another cache backend, Redis down) nothing is counted here."""
-    backend = caches["default"]  # the backend itself: ``cache`` is a proxy, never a RedisCache
+    backend = default_backend()  # the backend itself: ``cache`` is a proxy, never a RedisCache
     if entry is None or window is None or not isinstance(backend, RedisCache):
         return generation(), None
     keys = [_full_key(backend, GENERATION_KEY), _full_key(backend, window.key)]
@@ -269,7 +270,7 @@ _UNPUBLISHED = (
 
 
 def _script(script: str, *args: Any) -> Any:
-    backend = caches["default"]
+    backend = default_backend()
     assert isinstance(backend, RedisCache)
     keys = [_full_key(backend, GENERATION_KEY), _full_key(backend, CHANGING_KEY)]
 

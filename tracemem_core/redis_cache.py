@@ -14,7 +14,10 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from django.core.cache import caches
+from django.core.cache.backends.base import BaseCache
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
+from django.utils.module_loading import import_string
 
 _shared: dict[str, tuple[Any, Any]] = {}  # pool and client, by server and options
 _lock = threading.Lock()
@@ -47,3 +50,23 @@ class SharedPoolRedisCache(RedisCache):
     def __init__(self, server: str, params: dict[str, Any]) -> None:
         super().__init__(server, params)
         self._class = SharedPoolClient
+
+
+_default: tuple[Any, BaseCache | None] | None = None  # (the cache settings it was built from, it)
+
+
+def default_backend() -> BaseCache:
+    """``caches["default"]``, except that when it is a :class:`SharedPoolRedisCache` it is one object
+    per process, built as Django builds it, again when the cache settings change.
+
+    Django's handler builds a new backend in each context and the front runs every request in a fresh
+    one: ~7 exceptions in asgiref's ``Local`` and a backend with its options parsed and its client made
+    again for the one use the key check has for it (docs/performance.md section 30). This one's pools
+    and client are the process's anyway, and it holds nothing else: ``close()`` does nothing."""
+    global _default
+    handler_settings = caches.settings  # replaced whole when CACHES changes (Django's test signal)
+    found = _default
+    if found is None or found[0] is not handler_settings:
+        shared = issubclass(import_string(handler_settings["default"]["BACKEND"]), SharedPoolRedisCache)
+        found = _default = (handler_settings, caches.create_connection("default") if shared else None)
+    return found[1] if found[1] is not None else caches["default"]

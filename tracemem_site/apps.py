@@ -14,8 +14,11 @@ class TracememSiteConfig(AppConfig):
     def ready(self) -> None:
         # Runs after mcp_server's ready() (INSTALLED_APPS order), which autodiscovered every
         # <app>/mcp.py and registered its toolsets.
+        from tracemem_core import db_locals
         from tracemem_core.outbound import allowed
         from tracemem_site.mcp import configure_mcp_server
+
+        db_locals.install()  # the thread's database connection found without exceptions (issue 17)
 
         configure_mcp_server()
         allowed()  # a bad TRACEMEM_OUTBOUND_ALLOW entry stops the process here, naming it

@@ -214,6 +214,51 @@ def test_requests_through_the_front_leave_no_cache_backend_behind(
         assert live_backends() <= after_one
 
 
+@pytest.mark.django_db(transaction=True)
+def test_the_key_check_builds_no_cache_backend_per_request(
+    agent_and_key: tuple[Agent, str], monkeypatch: Any, settings: Any
+) -> None:
+    """The shared-pool Redis backend is one per process for the key check (its pools and client
+    already are): Django's handler built a new one in each request's fresh context, with its options
+    parsed and its client made again (docs/performance.md section 30)."""
+    from tests.front_helpers import own_pool, through_front
+    from tracemem_core.redis_cache import SharedPoolRedisCache
+
+    settings.ALLOWED_HOSTS = ["testserver"]
+    settings.TRACEMEM_AGENT_RATE_LIMIT = "1000000/minute"  # counted in Redis, with the generation
+    _, key = agent_and_key
+    headers = [("authorization", f"Agent {key}"), ("content-type", "application/json")]
+    body = b'{"intent": "cache.backend.check", "automation_mode": "autonomous"}'
+    built: list[object] = []
+    real_init = SharedPoolRedisCache.__init__
+
+    def counted(self: Any, *args: Any, **kwargs: Any) -> None:
+        built.append(self)
+        real_init(self, *args, **kwargs)
+
+    with own_pool(monkeypatch):
+        assert through_front("POST", "/api/v1/decisions", body, headers).status == 201
+        monkeypatch.setattr(SharedPoolRedisCache, "__init__", counted)
+        for _ in range(5):
+            assert through_front("POST", "/api/v1/decisions", body, headers).status == 201
+    assert built == []
+
+
+def test_the_key_checks_backend_follows_the_cache_settings(settings: Any) -> None:
+    from django.core.cache import caches
+    from django.core.cache.backends.redis import RedisCache
+
+    from tracemem_core import redis_cache
+
+    first = redis_cache.default_backend()
+    assert isinstance(first, RedisCache) and redis_cache.default_backend() is first
+    settings.CACHES = {"default": {**settings.CACHES["default"], "KEY_PREFIX": "other"}}
+    moved = redis_cache.default_backend()
+    assert moved is not first and moved.key_prefix == "other"
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    assert redis_cache.default_backend() is caches["default"]
+
+
 def _losing_keycache_commit_hooks(monkeypatch: pytest.MonkeyPatch) -> None:
     """The revoking process is killed (or loses Redis) right after its commit: whatever the key cache
     was to do once the transaction commits never happens. Every other commit hook still runs."""

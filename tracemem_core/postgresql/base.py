@@ -38,9 +38,13 @@ one the transaction is lost anyway, and its rollback drops them.
 
 from __future__ import annotations
 
+import os
 import select
+from asyncio import _get_running_loop
 from typing import Any
 
+from django.core.exceptions import SynchronousOnlyOperation
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.postgresql import base, operations
 from django.db.backends.utils import CursorWrapper
 from django.utils.asyncio import async_unsafe
@@ -48,7 +52,7 @@ from psycopg import errors, pq
 from psycopg._preparing import Key, Prepare, PrepareManager
 from psycopg._queries import PostgresClientQuery, PostgresQuery
 
-from tracemem_core import telemetry
+from tracemem_core import db_locals, telemetry
 
 _ServerBindingCursor: Any = base.ServerBindingCursor
 _register_tzloader: Any = base.register_tzloader  # type: ignore[attr-defined]
@@ -112,8 +116,22 @@ class DatabaseOperations(operations.DatabaseOperations):
         return super().last_executed_query(cursor, sql, params)
 
 
+_DJANGO_ENSURE_CONNECTION = BaseDatabaseWrapper.ensure_connection
+
+
 class DatabaseWrapper(base.DatabaseWrapper):
     ops_class = DatabaseOperations
+
+    def ensure_connection(self) -> None:
+        # Called before every statement and transaction step. Django's body does nothing once
+        # connected; its async_unsafe check raised and caught a RuntimeError each time
+        # (tracemem_core/db_locals.py). Django's own runs to connect, and whenever something replaced
+        # it (pytest-django's blocker of database access in tests that did not ask for it).
+        if self.connection is None or BaseDatabaseWrapper.ensure_connection is not _DJANGO_ENSURE_CONNECTION:
+            return super().ensure_connection()
+        if _get_running_loop() is not None and not os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE"):
+            raise SynchronousOnlyOperation(db_locals.DEFAULT_MESSAGE)
+        return None
 
     @async_unsafe
     def get_new_connection(self, conn_params: Any) -> Any:
@@ -156,3 +174,8 @@ class DatabaseWrapper(base.DatabaseWrapper):
             return not poller.poll(0)
         except (OSError, ValueError):
             return False
+
+
+# Django's async_unsafe checks of the connection's other methods (cursor, commit, connect, ...)
+# without raising and catching a RuntimeError each (tracemem_core/db_locals.py).
+db_locals.without_raising(DatabaseWrapper)
