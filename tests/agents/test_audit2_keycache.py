@@ -117,3 +117,50 @@ def test_a_partly_applied_admin_action_does_not_say_nothing_was_changed(
     changed = sorted(a.name for a in Agent.objects.filter(disabled=True))
     assert changed, page  # the premise: the first agent in the list was disabled and kept
     assert "nothing was changed" not in page, f"page says nothing changed, yet {changed} were disabled"
+
+
+# Guards (pass on main): each fails when a line of agents/keycache.py that no other test covers is
+# reverted (checked by mutating it, audit2).
+
+
+def test_a_change_publishing_while_another_is_in_flight_does_not_let_its_old_rows_be_remembered(
+    agent_and_key: tuple[Agent, str],
+) -> None:
+    """Fails if _END_CHANGE publishes without counting the changes in flight (its ``DECR ... > 0``
+    line removed): another process's revocation is between its step 1 and its commit, this process
+    publishes an unrelated change, a request reads the key (still active) and remembers it; the
+    revocation commits and its step 2 is lost (the process killed) — the key must still be refused."""
+    agent, key = agent_and_key
+    assert _get(key).status_code == 200
+    keycache._script(keycache._BEGIN_CHANGE, -12345, keycache.CHANGE_SECONDS)  # the other's step 1
+    assert keycache.invalidate()  # an unrelated change here: both steps
+    assert _get(key).status_code == 200  # read in the database: not revoked yet
+    AgentKey.objects.filter(agent=agent).update(revoked_at=timezone.now())  # the other's commit
+    assert _get(key).status_code == 401  # its step 2 never comes
+
+
+def test_a_process_that_only_served_requests_during_an_outage_forgets_its_keys(
+    agent_and_key: tuple[Agent, str], settings: Any
+) -> None:
+    """Fails if confirm()/generation() stop forgetting on Redis down (the blip test passes anyway:
+    its refused revocation forgets through _script). This process only serves requests while Redis
+    is down; another revokes the key in a way no process is told of; Redis returns with its data."""
+    from tests.agents.test_audit_keycache_blip import PersistentRedis
+    from tests.fault_helpers import use_cache
+    from tracemem_core import shared_cache
+
+    agent, key = agent_and_key
+    redis = PersistentRedis().start()
+    use_cache(settings, redis.url)
+    try:
+        assert _get(key).status_code == 200  # remembered
+        redis.stop()
+        shared_cache.reset()
+        assert _get(key).status_code == 200  # served, from the database
+        AgentKey.objects.filter(agent=agent).update(revoked_at=timezone.now())  # told to no process
+        redis.start()
+        shared_cache.reset()
+        assert _get(key).status_code == 401
+    finally:
+        redis.stop()
+        shared_cache.reset()
