@@ -1,0 +1,187 @@
+"""Audit 2 of agents/keycache.py (f78e655): findings as strict xfails, to be removed by their fixes.
+
+Each test warms the key cache with a request first, so a stale entry would be used if one survived.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.db import connection, transaction
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from agents import keycache
+from agents.models import Agent, AgentKey
+from agents.services import registry as agent_services
+from tracemem_core.actor import Actor
+
+pytestmark = pytest.mark.django_db
+SYSTEM = Actor.system()
+
+
+def _get(key: str) -> Any:
+    return Client().get("/api/v1/capabilities", HTTP_AUTHORIZATION=f"Agent {key}")
+
+
+def _key_queries(queries: CaptureQueriesContext) -> list[str]:
+    return [q["sql"] for q in queries.captured_queries if '"agents_agentkey"' in q["sql"]]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="audit2 K1: QuerySet.update() (a shell's bulk revocation, or SQL) sends no signal, so "
+    "remembered keys keep working for up to MAX_AGE (60 s)",
+)
+def test_a_bulk_revocation_in_a_shell_stops_a_remembered_key(agent_and_key: tuple[Agent, str]) -> None:
+    """An operator revoking every key of a leaked agent from ``manage.py shell`` writes
+    ``AgentKey.objects.filter(agent=...).update(revoked_at=now())`` — a committed revocation that
+    never goes through save() (agents/apps.py's signals) nor the services."""
+    agent, key = agent_and_key
+    assert _get(key).status_code == 200  # remembered
+    assert AgentKey.objects.filter(agent=agent).update(revoked_at=timezone.now()) == 1
+    response = _get(key)
+    assert response.status_code == 401, "a revoked key was accepted from memory"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="audit2 K1: Agent QuerySet.update(disabled=True) sends no signal: the agent's remembered "
+    "keys keep working for up to MAX_AGE (60 s)",
+)
+def test_a_bulk_disable_in_a_shell_stops_a_remembered_key(agent_and_key: tuple[Agent, str]) -> None:
+    agent, key = agent_and_key
+    assert _get(key).status_code == 200  # remembered
+    Agent.objects.filter(pk=agent.pk).update(disabled=True)
+    assert _get(key).status_code == 401, "a disabled agent's key was accepted from memory"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.xfail(
+    strict=True,
+    reason="audit2 K2: a change rolled back after its step 1 leaves the in-flight count at 1, so the "
+    "next committed change's step 2 publishes nothing and no key is remembered until "
+    "CHANGE_SECONDS pass with no change at all (never, under a change every < 120 s)",
+)
+def test_a_rolled_back_change_does_not_stop_later_changes_from_publishing(
+    agent_and_key: tuple[Agent, str], make_agent: Any
+) -> None:
+    agent, key = agent_and_key
+    _, other_secret = make_agent("other-agent")
+    other = AgentKey.objects.exclude(agent=agent).get()
+    with pytest.raises(RuntimeError), transaction.atomic():
+        agent_services.agent_key_revoke(actor=SYSTEM, key=other)  # step 1: marker, count 1
+        raise RuntimeError("anything after step 1 fails: the audit insert, the COMMIT itself")
+    assert AgentKey.objects.get(pk=other.pk).revoked_at is None  # rolled back, as it should
+    # A committed change afterwards (its own step 1 and step 2, with the commit between them).
+    agent_services.agent_update(actor=SYSTEM, agent=agent, description="edited")
+    assert keycache.generation() is not None, "the committed change published no generation"
+    assert _get(key).status_code == 200
+    with CaptureQueriesContext(connection) as queries:
+        assert _get(key).status_code == 200
+    assert _key_queries(queries) == [], "nothing is remembered any more"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.xfail(
+    strict=True,
+    reason="audit2 K3: the Django admin's disable/enable actions run one transaction per agent; when "
+    "Redis fails on the second agent the 503 page says 'nothing was changed' but the first agent "
+    "was disabled (admin actions are not atomic)",
+)
+def test_a_partly_applied_admin_action_does_not_say_nothing_was_changed(
+    admin_client: Client, make_agent: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, _ = make_agent("agent-one")
+    second, _ = make_agent("agent-two")
+    real = keycache._script
+    begun: list[int] = []
+
+    def redis_fails_after_the_first_change(script: str, *args: Any) -> Any:
+        if script is keycache._BEGIN_CHANGE:
+            begun.append(1)
+            if len(begun) > 1:  # Redis went down between the two agents
+                keycache.forget_local()
+                return None
+        return real(script, *args)
+
+    monkeypatch.setattr(keycache, "_script", redis_fails_after_the_first_change)
+    response = admin_client.post(
+        "/admin/agents/agent/",
+        {"action": "disable_agents", "_selected_action": [first.pk, second.pk]},
+        follow=True,
+    )
+    page = response.content.decode()
+    changed = sorted(a.name for a in Agent.objects.filter(disabled=True))
+    assert changed, page  # the premise: the first agent in the list was disabled and kept
+    assert "nothing was changed" not in page, f"page says nothing changed, yet {changed} were disabled"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="audit2 K4: a process without REDIS_URL (a shell or worker started without it) changes "
+    "credentials without telling Redis (invalidate_with_transaction returns when not shared()), so "
+    "the web processes, which share Redis, keep the key for up to MAX_AGE (60 s)",
+)
+def test_a_revocation_made_by_a_process_without_redis_url_is_seen_by_the_web(
+    agent_and_key: tuple[Agent, str], settings: Any
+) -> None:
+    agent, key = agent_and_key
+    assert _get(key).status_code == 200  # the web process (with Redis) remembers the key
+    web_caches = settings.CACHES
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    try:  # ``manage.py shell`` on a host whose environment has DATABASE_URL but no REDIS_URL
+        agent_services.agent_key_revoke(actor=SYSTEM, key=AgentKey.objects.get(agent=agent))
+    finally:
+        settings.CACHES = web_caches
+    assert AgentKey.objects.get(agent=agent).revoked_at is not None  # committed, no 503
+    assert _get(key).status_code == 401, "a revoked key was accepted from memory"
+
+
+# Guards (pass on main): each fails when a line of agents/keycache.py that no other test covers is
+# reverted (checked by mutating it, audit2).
+
+
+def test_a_change_publishing_while_another_is_in_flight_does_not_let_its_old_rows_be_remembered(
+    agent_and_key: tuple[Agent, str],
+) -> None:
+    """Fails if _END_CHANGE publishes without counting the changes in flight (its ``DECR ... > 0``
+    line removed): another process's revocation is between its step 1 and its commit, this process
+    publishes an unrelated change, a request reads the key (still active) and remembers it; the
+    revocation commits and its step 2 is lost (the process killed) — the key must still be refused."""
+    agent, key = agent_and_key
+    assert _get(key).status_code == 200
+    keycache._script(keycache._BEGIN_CHANGE, -12345, keycache.CHANGE_SECONDS)  # the other's step 1
+    assert keycache.invalidate()  # an unrelated change here: both steps
+    assert _get(key).status_code == 200  # read in the database: not revoked yet
+    AgentKey.objects.filter(agent=agent).update(revoked_at=timezone.now())  # the other's commit
+    assert _get(key).status_code == 401  # its step 2 never comes
+
+
+def test_a_process_that_only_served_requests_during_an_outage_forgets_its_keys(
+    agent_and_key: tuple[Agent, str], settings: Any
+) -> None:
+    """Fails if confirm()/generation() stop forgetting on Redis down (the blip test passes anyway:
+    its refused revocation forgets through _script). This process only serves requests while Redis
+    is down; another revokes the key in a way no process is told of; Redis returns with its data."""
+    from tests.agents.test_audit_keycache_blip import PersistentRedis
+    from tests.fault_helpers import use_cache
+    from tracemem_core import shared_cache
+
+    agent, key = agent_and_key
+    redis = PersistentRedis().start()
+    use_cache(settings, redis.url)
+    try:
+        assert _get(key).status_code == 200  # remembered
+        redis.stop()
+        shared_cache.reset()
+        assert _get(key).status_code == 200  # served, from the database
+        AgentKey.objects.filter(agent=agent).update(revoked_at=timezone.now())  # told to no process
+        redis.start()
+        shared_cache.reset()
+        assert _get(key).status_code == 401
+    finally:
+        redis.stop()
+        shared_cache.reset()
