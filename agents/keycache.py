@@ -16,11 +16,14 @@ or delete of an agent or key through the admin site or a shell: ``agents/apps.py
 :func:`invalidate_with_transaction` inside its transaction, which
 
 1. *before the commit*, marks the generation "changing" (a negative number, which nothing is ever
-   remembered under, for at most ``CHANGE_SECONDS``) and counts the change as in flight. If the
+   remembered under, for at most ``CHANGE_SECONDS``) and adds the change to the changes in flight,
+   each with its own deadline (``CHANGE_SECONDS``; a change rolled back is taken out by its
+   connection's next change, one abandoned elsewhere counts no more after its deadline). If the
    shared cache cannot be told, the change is refused with ``Unavailable`` (503), its transaction
    rolls back and **nothing is changed**: a revocation that the other processes might not hear of
    is not made.
-2. *after the commit*, publishes a new random generation once no other change is in flight. From
+2. *after the commit*, publishes a new random generation once no other change is in flight
+   within its deadline. From
    then on every process checks the database again, and sees the committed change.
 
 Between 1 and 2 no process remembers anything (a request then may read the rows as they were
@@ -52,6 +55,7 @@ import copy
 import secrets
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -67,7 +71,11 @@ from tracemem_core.rate_limit import Counted, Window
 from tracemem_core.shared_cache import guarded, retry_seconds
 
 GENERATION_KEY = "tracemem:credentials:generation"
-CHANGING_KEY = "tracemem:credentials:changing"  # how many changes are between steps 1 and 2
+# The changes between their steps 1 and 2: a sorted set of change ids (their markers), each scored
+# by its own deadline (Redis's clock), so a change that never reaches step 2 (a rollback, a crash)
+# holds back the others' publishing for CHANGE_SECONDS at most, not for as long as changes keep
+# coming (audit2 K2: a counter leaked +1 per rollback). A new name: the old counter was a string.
+CHANGING_KEY = "tracemem:credentials:changes"
 MAX_AGE = 60.0
 # How long a change's "changing" marker lasts without its publish (a rollback, a crash, Redis down
 # after the commit); a change taking longer than this from its step 1 to its commit is not covered
@@ -237,19 +245,26 @@ def note_used(digest: str, key: AgentKey) -> None:
         entry.key.last_used_at = key.last_used_at
 
 
-# Step 1 of a change (module docstring). KEYS: the generation, the count of changes in flight;
-# ARGV: a "changing" marker (negative), its lifetime.
+# Step 1 of a change (module docstring). KEYS: the generation, the changes in flight; ARGV: a
+# "changing" marker (negative; also the change's id), its lifetime, then the ids of changes this
+# connection began in transactions that rolled back (they will never reach step 2).
 _BEGIN_CHANGE = """
-redis.call('INCR', KEYS[2])
+local now = tonumber(redis.call('TIME')[1])
+for i = 3, #ARGV do redis.call('ZREM', KEYS[2], ARGV[i]) end
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[1])
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 return 1
 """
 
 # Step 2, once the change committed: a new generation, unless another change is still in flight
-# (its own step 2 publishes; until then its marker stays). ARGV: the new generation.
+# and within its deadline (its own step 2 publishes; until then its marker stays). ARGV: the new
+# generation, then the ids of the changes that are over (this one; rolled-back ones).
 _END_CHANGE = """
-if redis.call('DECR', KEYS[2]) > 0 then return 0 end
+local now = tonumber(redis.call('TIME')[1])
+for i = 2, #ARGV do redis.call('ZREM', KEYS[2], ARGV[i]) end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+if redis.call('ZCARD', KEYS[2]) > 0 then return 0 end
 redis.call('DEL', KEYS[2])
 redis.call('SET', KEYS[1], ARGV[1])
 return 1
@@ -288,13 +303,40 @@ def invalidate() -> bool:
     change is in flight). False when Redis could not be told."""
     if not shared():
         return True  # nothing is remembered anywhere
-    if _script(_BEGIN_CHANGE, -1 - secrets.randbits(62), CHANGE_SECONDS) is None:
+    change = _new_change()
+    if _script(_BEGIN_CHANGE, change, CHANGE_SECONDS) is None:
         return False
-    return _end_change()
+    return _end_change(change)
 
 
-def _end_change() -> bool:
-    return _script(_END_CHANGE, _new_generation()) is not None
+def _new_change() -> int:
+    """A change's id, which is also its "changing" marker: negative, random."""
+    return -1 - secrets.randbits(62)
+
+
+def _end_change(*changes: int) -> bool:
+    return _script(_END_CHANGE, _new_generation(), *changes) is not None
+
+
+class _Publish:
+    """Step 2 of the change ``change``, run by the commit of the transaction that began it."""
+
+    __slots__ = ("begun", "change")
+
+    def __init__(self, change: int, begun: set[int]) -> None:
+        self.change, self.begun = change, begun
+
+    def __call__(self) -> None:
+        # Redis failing here leaves the marker: nothing is remembered until it expires (module
+        # docstring).
+        self.begun.discard(self.change)
+        _end_change(self.change)
+
+
+# Per database connection, the changes it began whose transaction has not committed yet. Django runs
+# no hook on a rollback, so a change found here with no commit hook waiting for it was rolled back:
+# the connection's next change takes it out of the changes in flight (audit2 K2).
+_begun: weakref.WeakKeyDictionary[Any, set[int]] = weakref.WeakKeyDictionary()
 
 
 def invalidate_with_transaction() -> None:
@@ -307,16 +349,16 @@ def invalidate_with_transaction() -> None:
         if not invalidate():
             raise Unavailable(_UNPUBLISHED.format(int(MAX_AGE)), retry_after=_retry_after(), applied=True)
         return
-    if any(hook == _after_commit for _, hook, _ in connection.run_on_commit):
+    if any(isinstance(hook, _Publish) for _, hook, _ in connection.run_on_commit):
         return  # step 1 done already in this transaction; its step 2 is waiting for the commit
-    if _script(_BEGIN_CHANGE, -1 - secrets.randbits(62), CHANGE_SECONDS) is None:
+    begun = _begun.setdefault(connection, set())
+    rolled_back = list(begun)  # begun on this connection, and no commit hook waits for them
+    change = _new_change()
+    if _script(_BEGIN_CHANGE, change, CHANGE_SECONDS, *rolled_back) is None:
         raise Unavailable(_REFUSED.format(_retry_after()), retry_after=_retry_after())
-    transaction.on_commit(_after_commit)
-
-
-def _after_commit() -> None:
-    # Redis failing here leaves the marker: nothing is remembered until it expires (module docstring).
-    _end_change()
+    begun.difference_update(rolled_back)
+    begun.add(change)
+    transaction.on_commit(_Publish(change, begun))
 
 
 def _retry_after() -> int:

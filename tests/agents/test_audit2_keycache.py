@@ -60,15 +60,12 @@ def test_a_bulk_disable_in_a_shell_stops_a_remembered_key(agent_and_key: tuple[A
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.xfail(
-    strict=True,
-    reason="audit2 K2: a change rolled back after its step 1 leaves the in-flight count at 1, so the "
-    "next committed change's step 2 publishes nothing and no key is remembered until "
-    "CHANGE_SECONDS pass with no change at all (never, under a change every < 120 s)",
-)
 def test_a_rolled_back_change_does_not_stop_later_changes_from_publishing(
     agent_and_key: tuple[Agent, str], make_agent: Any
 ) -> None:
+    """audit2 K2: a change rolled back after its step 1 left the in-flight count at 1, so the next
+    committed change's step 2 published nothing, and no key was remembered until CHANGE_SECONDS
+    passed with no change at all (never, under a change every < 120 s)."""
     agent, key = agent_and_key
     _, other_secret = make_agent("other-agent")
     other = AgentKey.objects.exclude(agent=agent).get()
