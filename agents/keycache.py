@@ -66,6 +66,7 @@ from django.db.models import Model
 from django.db.models.base import ModelState
 
 from agents.models import Agent, AgentKey
+from tracemem_core import waits
 from tracemem_core.errors import Unavailable
 from tracemem_core.rate_limit import Counted, Window
 from tracemem_core.shared_cache import guarded, retry_seconds
@@ -97,6 +98,10 @@ class Entry:
 
 _entries: dict[str, Entry] = {}
 _lock = threading.Lock()
+# How many times this process forgot its entries: a key read in the database before a forgetting is
+# never remembered after it (:func:`epoch`, :func:`remember`).
+_epoch = 0
+CREDENTIALS_CHANNEL = "tracemem_credentials"  # agents migration 0004
 
 # Atomic, so a request is counted only if the rows that authenticate it are current (a request that
 # authentication then refuses must not spend the agent's budget). KEYS: the generation, the agent's
@@ -226,11 +231,24 @@ def _copy(row: _Row) -> _Row:
     return clone
 
 
-def remember(digest: str, key: AgentKey, current: str | None) -> None:
-    """Keep a key checked in the database after generation ``current`` was read."""
+def epoch() -> int:
+    """Read before a key's database check and given to :func:`remember`."""
+    return _epoch
+
+
+def remember(digest: str, key: AgentKey, current: str | None, read_in: int) -> None:
+    """Keep a key checked in the database after generation ``current`` and :func:`epoch` ``read_in``
+    were read: only while this process hears the database's notifications of credential changes,
+    and only if it forgot nothing since ``read_in`` (a notification there may be about these rows)."""
     if current is None:
         return
+    listener = waits.hub()
+    listener.start()  # the first request of a process starts it; until it listens, nothing is kept
+    if not listener.listening():
+        return
     with _lock:
+        if read_in != _epoch:
+            return
         if len(_entries) >= MAX_ENTRIES:
             _entries.clear()
         _entries[digest] = Entry(
@@ -366,6 +384,17 @@ def _retry_after() -> int:
 
 
 def forget_local() -> None:
-    """Drop this process's entries (Redis found down; tests)."""
+    """Drop this process's entries (Redis found down; a credentials notification; tests)."""
+    global _epoch
     with _lock:
+        _epoch += 1
         _entries.clear()
+
+
+def _on_credentials_notice(payload: str | None) -> None:
+    # A committed change of an agent or a key (any process, any role, SQL included), or the
+    # listening connection (re)connected or was lost (some may have been missed).
+    forget_local()
+
+
+waits.on_channel(CREDENTIALS_CHANNEL, _on_credentials_notice)

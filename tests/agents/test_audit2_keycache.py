@@ -16,6 +16,7 @@ from django.utils import timezone
 from agents import keycache
 from agents.models import Agent, AgentKey
 from agents.services import registry as agent_services
+from tests.conftest import notifications_delivered
 from tracemem_core.actor import Actor
 from tracemem_core.errors import Unavailable
 
@@ -31,31 +32,36 @@ def _key_queries(queries: CaptureQueriesContext) -> list[str]:
     return [q["sql"] for q in queries.captured_queries if '"agents_agentkey"' in q["sql"]]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="audit2 K1: QuerySet.update() (a shell's bulk revocation, or SQL) sends no signal, so "
-    "remembered keys keep working for up to MAX_AGE (60 s)",
-)
+def _key_queries_of_get(key: str) -> list[str]:
+    with CaptureQueriesContext(connection) as queries:
+        assert _get(key).status_code == 200
+    return _key_queries(queries)
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_bulk_revocation_in_a_shell_stops_a_remembered_key(agent_and_key: tuple[Agent, str]) -> None:
     """An operator revoking every key of a leaked agent from ``manage.py shell`` writes
     ``AgentKey.objects.filter(agent=...).update(revoked_at=now())`` — a committed revocation that
-    never goes through save() (agents/apps.py's signals) nor the services."""
+    never goes through save() (agents/apps.py's signals) nor the services (audit2 K1). The database
+    notifies every process when it commits (agents migration 0004): the key stops once that
+    notification is handled, commit + delivery latency (committed here: the test's transaction would
+    never notify anyone)."""
     agent, key = agent_and_key
-    assert _get(key).status_code == 200  # remembered
+    assert _get(key).status_code == 200
+    assert _key_queries_of_get(key) == []  # remembered
     assert AgentKey.objects.filter(agent=agent).update(revoked_at=timezone.now()) == 1
+    notifications_delivered()
     response = _get(key)
     assert response.status_code == 401, "a revoked key was accepted from memory"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="audit2 K1: Agent QuerySet.update(disabled=True) sends no signal: the agent's remembered "
-    "keys keep working for up to MAX_AGE (60 s)",
-)
+@pytest.mark.django_db(transaction=True)
 def test_a_bulk_disable_in_a_shell_stops_a_remembered_key(agent_and_key: tuple[Agent, str]) -> None:
     agent, key = agent_and_key
-    assert _get(key).status_code == 200  # remembered
+    assert _get(key).status_code == 200
+    assert _key_queries_of_get(key) == []  # remembered
     Agent.objects.filter(pk=agent.pk).update(disabled=True)
+    notifications_delivered()
     assert _get(key).status_code == 401, "a disabled agent's key was accepted from memory"
 
 
@@ -75,6 +81,7 @@ def test_a_rolled_back_change_does_not_stop_later_changes_from_publishing(
     assert AgentKey.objects.get(pk=other.pk).revoked_at is None  # rolled back, as it should
     # A committed change afterwards (its own step 1 and step 2, with the commit between them).
     agent_services.agent_update(actor=SYSTEM, agent=agent, description="edited")
+    notifications_delivered()  # its commit's notification makes this process forget: done with now
     assert keycache.generation() is not None, "the committed change published no generation"
     assert _get(key).status_code == 200
     with CaptureQueriesContext(connection) as queries:
@@ -117,17 +124,15 @@ def test_a_partly_applied_admin_action_does_not_say_nothing_was_changed(
     assert changed == [], f"the page says nothing changed, yet {changed} were changed"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="audit2 K4: a process without REDIS_URL (a shell or worker started without it) changes "
-    "credentials without telling Redis (invalidate_with_transaction returns when not shared()), so "
-    "the web processes, which share Redis, keep the key for up to MAX_AGE (60 s)",
-)
+@pytest.mark.django_db(transaction=True)
 def test_a_revocation_made_by_a_process_without_redis_url_is_seen_by_the_web(
     agent_and_key: tuple[Agent, str], settings: Any
 ) -> None:
+    """audit2 K4: a process without REDIS_URL tells Redis nothing; the database's notification of the
+    commit reaches the web processes all the same (agents migration 0004)."""
     agent, key = agent_and_key
-    assert _get(key).status_code == 200  # the web process (with Redis) remembers the key
+    assert _get(key).status_code == 200
+    assert _key_queries_of_get(key) == []  # the web process (with Redis) remembers the key
     web_caches = settings.CACHES
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     try:  # ``manage.py shell`` on a host whose environment has DATABASE_URL but no REDIS_URL
@@ -135,6 +140,7 @@ def test_a_revocation_made_by_a_process_without_redis_url_is_seen_by_the_web(
     finally:
         settings.CACHES = web_caches
     assert AgentKey.objects.get(agent=agent).revoked_at is not None  # committed, no 503
+    notifications_delivered()
     assert _get(key).status_code == 401, "a revoked key was accepted from memory"
 
 
@@ -183,3 +189,58 @@ def test_a_process_that_only_served_requests_during_an_outage_forgets_its_keys(
     finally:
         redis.stop()
         shared_cache.reset()
+
+
+# The database's notification of credential changes (agents migration 0004, audit2 K1).
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_touch_of_last_used_at_alone_notifies_nobody(agent_and_key: tuple[Agent, str]) -> None:
+    """Authentication writes ``last_used_at`` now and then: were that a credentials change, each
+    such write would empty every process's remembered keys."""
+    agent, key = agent_and_key
+    assert _get(key).status_code == 200
+    assert _key_queries_of_get(key) == []  # remembered
+    AgentKey.objects.filter(agent=agent).update(last_used_at=timezone.now())
+    notifications_delivered()
+    assert _key_queries_of_get(key) == [], "a last_used_at write made this process forget its keys"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_key_deleted_in_sql_stops(agent_and_key: tuple[Agent, str]) -> None:
+    agent, key = agent_and_key
+    assert _get(key).status_code == 200
+    assert _key_queries_of_get(key) == []  # remembered
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM agents_agentkey WHERE agent_id = %s", [agent.pk])
+    notifications_delivered()
+    assert _get(key).status_code == 401
+
+
+def test_nothing_is_remembered_while_the_process_hears_no_credentials_notification(
+    agent_and_key: tuple[Agent, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The listening connection down (or not connected yet): a change made by SQL would not reach
+    this process, so every request checks the database."""
+    from tracemem_core import waits
+
+    _, key = agent_and_key
+    monkeypatch.setattr(waits.hub(), "listening", lambda: False)
+    assert _get(key).status_code == 200
+    assert _key_queries_of_get(key) != []
+
+
+def test_a_key_read_before_a_notification_is_not_remembered_after_it(
+    agent_and_key: tuple[Agent, str],
+) -> None:
+    """A request read the rows, a change's notification made this process forget, then the request
+    came to remember what it read: not kept (it may be the row as it was before the change)."""
+    agent, key = agent_and_key
+    read_in = keycache.epoch()
+    current = keycache.generation()
+    row = AgentKey.objects.select_related("agent").get(agent=agent)
+    keycache.forget_local()  # the notification, between the database read and remember()
+    keycache.remember("digest", row, current, read_in)
+    assert keycache.recall("digest") is None
+    keycache.remember("digest", row, current, keycache.epoch())
+    assert keycache.recall("digest") is not None  # the premise: it is kept when nothing came between
