@@ -37,11 +37,25 @@ database, and this process forgets every entry it has (:func:`forget_local`), so
 remembered before an outage is trusted after it, even if Redis comes back with the generation it
 had before (a restart with its data, a paused server, a network cut).
 
+**The database tells every process too** (audit2 K1, K4): a change that goes through neither the
+services nor a model's save — ``QuerySet.update()`` or ``delete()`` in a shell, SQL in psql, a
+process without ``REDIS_URL`` (which tells Redis nothing) — sends no signal, so a trigger on
+``agents_agent`` and ``agents_agentkey`` (agents migration 0004) sends ``NOTIFY
+tracemem_credentials`` on any UPDATE (other than of ``last_used_at`` alone), DELETE or TRUNCATE.
+The process's listening thread (``tracemem_core.waits``, started by its first request that checks a
+key in the database) calls :func:`forget_local` on each such notification, and whenever it
+connects, reconnects or loses its connection (notifications may have been missed). The window is
+honest, not zero: such a change stops a remembered key when its notification is *handled* — at the
+commit plus delivery latency (the listener thread must get the GIL), not at the commit. Nothing is
+remembered while that thread does not listen (not yet connected, the database link down, SQLite),
+and a key read in the database before a forgetting is not remembered after it (:func:`epoch`).
+
 What remains: Redis *losing* acknowledged writes — a crash within its fsync interval (compose
 runs it with ``appendonly``, fsync every second), a restore from an older snapshot, a fail-over to
 a replica that had not received the marker — can bring back an old generation; a process that
 never saw the outage (it served no request meanwhile) would then trust entries remembered under
-it. ``MAX_AGE`` bounds that: no entry is used more than 60 seconds after its database check.
+it — unless the database's notification of the same change reached it, which it does whenever the
+change committed while that process listened. ``MAX_AGE`` bounds that: no entry is used more than 60 seconds after its database check.
 Operators who restore Redis or fail it over restart the web processes (docs/operations.md).
 
 A request with a remembered key needs one round trip to Redis, shared with the rate limit
