@@ -151,7 +151,7 @@ def test_a_revocation_made_by_a_process_without_redis_url_is_seen_by_the_web(
 def test_a_change_publishing_while_another_is_in_flight_does_not_let_its_old_rows_be_remembered(
     agent_and_key: tuple[Agent, str],
 ) -> None:
-    """Fails if _END_CHANGE publishes without counting the changes in flight (its ``DECR ... > 0``
+    """Fails if _END_CHANGE publishes without counting the changes in flight (its ``ZCARD ... > 0``
     line removed): another process's revocation is between its step 1 and its commit, this process
     publishes an unrelated change, a request reads the key (still active) and remembers it; the
     revocation commits and its step 2 is lost (the process killed) — the key must still be refused."""
