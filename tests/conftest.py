@@ -238,14 +238,32 @@ def notifications_delivered(timeout: float = 10.0) -> None:
         return
     key = f"barrier-{uuid.uuid4().hex}"
     with hub.subscribe(key) as subscription:
-        try:
-            if not _barrier or _barrier[0].closed:
-                _barrier[:] = [waits._django_listen_connection()]
-            _barrier[0].execute("SELECT pg_notify(%s, %s)", [waits.CHANNEL, key])
-        except Exception:  # the database gone (a test stopped it): nothing to wait for
-            _barrier.clear()
-            return
-        assert subscription.wait(timeout), "the listener did not hear a notification in time"
+        for attempt in (1, 2):  # a test may have cut the connection (pg_terminate_backend)
+            try:
+                if not _barrier or _barrier[0].closed:
+                    _barrier[:] = [_barrier_connection()]
+                _barrier[0].execute("SELECT pg_notify(%s, %s)", [waits.CHANNEL, key])
+                break
+            except Exception:
+                for barrier in _barrier:
+                    barrier.close()
+                _barrier.clear()
+                if attempt == 2:  # the database gone (a test stopped it): nothing to wait for
+                    return
+        heard = subscription.wait(timeout)
+        # Not heard while the listener went down: it forgets on reconnecting, which is all we wanted.
+        assert heard or not hub.listening(), "the listener did not hear a notification in time"
+
+
+def _barrier_connection() -> Any:
+    import psycopg
+    from django.db import connections
+
+    params = dict(connections["default"].get_connection_params())
+    params.pop("cursor_factory", None)
+    params.pop("prepare_threshold", None)
+    params["application_name"] = "tracemem-tests-barrier"
+    return psycopg.connect(autocommit=True, **params)
 
 
 @pytest.fixture(autouse=True)
