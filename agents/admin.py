@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -116,14 +117,20 @@ class AgentAdmin(GuardedAdmin, admin.ModelAdmin):
 
     @admin.action(description="Disable selected agents (all their keys stop)", permissions=["change"])
     def disable_agents(self, request: HttpRequest, queryset: QuerySet[Agent]) -> None:
-        for agent in queryset:
-            agent_registry.agent_update(actor=_actor(request), agent=agent, disabled=True)
+        # One transaction for the whole action: a refusal (Redis down, 503 "nothing was changed")
+        # on any agent rolls back the ones before it, so the page never says so while some changed.
+        with transaction.atomic():
+            for agent in queryset:
+                agent_registry.agent_update(actor=_actor(request), agent=agent, disabled=True)
         self.message_user(request, f"Disabled {queryset.count()} agent(s).", messages.SUCCESS)
 
     @admin.action(description="Enable selected agents", permissions=["change"])
     def enable_agents(self, request: HttpRequest, queryset: QuerySet[Agent]) -> None:
-        for agent in queryset:
-            agent_registry.agent_update(actor=_actor(request), agent=agent, disabled=False)
+        # One transaction for the whole action: a refusal (Redis down, 503 "nothing was changed")
+        # on any agent rolls back the ones before it, so the page never says so while some changed.
+        with transaction.atomic():
+            for agent in queryset:
+                agent_registry.agent_update(actor=_actor(request), agent=agent, disabled=False)
         self.message_user(request, f"Enabled {queryset.count()} agent(s).", messages.SUCCESS)
 
 

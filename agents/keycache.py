@@ -16,11 +16,14 @@ or delete of an agent or key through the admin site or a shell: ``agents/apps.py
 :func:`invalidate_with_transaction` inside its transaction, which
 
 1. *before the commit*, marks the generation "changing" (a negative number, which nothing is ever
-   remembered under, for at most ``CHANGE_SECONDS``) and counts the change as in flight. If the
+   remembered under, for at most ``CHANGE_SECONDS``) and adds the change to the changes in flight,
+   each with its own deadline (``CHANGE_SECONDS``; a change rolled back is taken out by its
+   connection's next change, one abandoned elsewhere counts no more after its deadline). If the
    shared cache cannot be told, the change is refused with ``Unavailable`` (503), its transaction
    rolls back and **nothing is changed**: a revocation that the other processes might not hear of
    is not made.
-2. *after the commit*, publishes a new random generation once no other change is in flight. From
+2. *after the commit*, publishes a new random generation once no other change is in flight
+   within its deadline. From
    then on every process checks the database again, and sees the committed change.
 
 Between 1 and 2 no process remembers anything (a request then may read the rows as they were
@@ -34,11 +37,25 @@ database, and this process forgets every entry it has (:func:`forget_local`), so
 remembered before an outage is trusted after it, even if Redis comes back with the generation it
 had before (a restart with its data, a paused server, a network cut).
 
+**The database tells every process too** (audit2 K1, K4): a change that goes through neither the
+services nor a model's save — ``QuerySet.update()`` or ``delete()`` in a shell, SQL in psql, a
+process without ``REDIS_URL`` (which tells Redis nothing) — sends no signal, so a trigger on
+``agents_agent`` and ``agents_agentkey`` (agents migration 0004) sends ``NOTIFY
+tracemem_credentials`` on any UPDATE (other than of ``last_used_at`` alone), DELETE or TRUNCATE.
+The process's listening thread (``tracemem_core.waits``, started by its first request that checks a
+key in the database) calls :func:`forget_local` on each such notification, and whenever it
+connects, reconnects or loses its connection (notifications may have been missed). The window is
+honest, not zero: such a change stops a remembered key when its notification is *handled* — at the
+commit plus delivery latency (the listener thread must get the GIL), not at the commit. Nothing is
+remembered while that thread does not listen (not yet connected, the database link down, SQLite),
+and a key read in the database before a forgetting is not remembered after it (:func:`epoch`).
+
 What remains: Redis *losing* acknowledged writes — a crash within its fsync interval (compose
 runs it with ``appendonly``, fsync every second), a restore from an older snapshot, a fail-over to
 a replica that had not received the marker — can bring back an old generation; a process that
 never saw the outage (it served no request meanwhile) would then trust entries remembered under
-it. ``MAX_AGE`` bounds that: no entry is used more than 60 seconds after its database check.
+it — unless the database's notification of the same change reached it, which it does whenever the
+change committed while that process listened. ``MAX_AGE`` bounds that: no entry is used more than 60 seconds after its database check.
 Operators who restore Redis or fail it over restart the web processes (docs/operations.md).
 
 A request with a remembered key needs one round trip to Redis, shared with the rate limit
@@ -52,6 +69,7 @@ import copy
 import secrets
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -62,13 +80,18 @@ from django.db.models import Model
 from django.db.models.base import ModelState
 
 from agents.models import Agent, AgentKey
+from tracemem_core import waits
 from tracemem_core.errors import Unavailable
 from tracemem_core.rate_limit import Counted, Window
 from tracemem_core.redis_cache import default_backend
 from tracemem_core.shared_cache import guarded, retry_seconds
 
 GENERATION_KEY = "tracemem:credentials:generation"
-CHANGING_KEY = "tracemem:credentials:changing"  # how many changes are between steps 1 and 2
+# The changes between their steps 1 and 2: a sorted set of change ids (their markers), each scored
+# by its own deadline (Redis's clock), so a change that never reaches step 2 (a rollback, a crash)
+# holds back the others' publishing for CHANGE_SECONDS at most, not for as long as changes keep
+# coming (audit2 K2: a counter leaked +1 per rollback). A new name: the old counter was a string.
+CHANGING_KEY = "tracemem:credentials:changes"
 MAX_AGE = 60.0
 # How long a change's "changing" marker lasts without its publish (a rollback, a crash, Redis down
 # after the commit); a change taking longer than this from its step 1 to its commit is not covered
@@ -90,6 +113,10 @@ class Entry:
 
 _entries: dict[str, Entry] = {}
 _lock = threading.Lock()
+# How many times this process forgot its entries: a key read in the database before a forgetting is
+# never remembered after it (:func:`epoch`, :func:`remember`).
+_epoch = 0
+CREDENTIALS_CHANNEL = "tracemem_credentials"  # agents migration 0004
 
 # Atomic, so a request is counted only if the rows that authenticate it are current (a request that
 # authentication then refuses must not spend the agent's budget). KEYS: the generation, the agent's
@@ -219,11 +246,24 @@ def _copy(row: _Row) -> _Row:
     return clone
 
 
-def remember(digest: str, key: AgentKey, current: str | None) -> None:
-    """Keep a key checked in the database after generation ``current`` was read."""
+def epoch() -> int:
+    """Read before a key's database check and given to :func:`remember`."""
+    return _epoch
+
+
+def remember(digest: str, key: AgentKey, current: str | None, read_in: int) -> None:
+    """Keep a key checked in the database after generation ``current`` and :func:`epoch` ``read_in``
+    were read: only while this process hears the database's notifications of credential changes,
+    and only if it forgot nothing since ``read_in`` (a notification there may be about these rows)."""
     if current is None:
         return
+    listener = waits.hub()
+    listener.start()  # the first request of a process starts it; until it listens, nothing is kept
+    if not listener.listening():
+        return
     with _lock:
+        if read_in != _epoch:
+            return
         if len(_entries) >= MAX_ENTRIES:
             _entries.clear()
         _entries[digest] = Entry(
@@ -238,19 +278,26 @@ def note_used(digest: str, key: AgentKey) -> None:
         entry.key.last_used_at = key.last_used_at
 
 
-# Step 1 of a change (module docstring). KEYS: the generation, the count of changes in flight;
-# ARGV: a "changing" marker (negative), its lifetime.
+# Step 1 of a change (module docstring). KEYS: the generation, the changes in flight; ARGV: a
+# "changing" marker (negative; also the change's id), its lifetime, then the ids of changes this
+# connection began in transactions that rolled back (they will never reach step 2).
 _BEGIN_CHANGE = """
-redis.call('INCR', KEYS[2])
+local now = tonumber(redis.call('TIME')[1])
+for i = 3, #ARGV do redis.call('ZREM', KEYS[2], ARGV[i]) end
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[1])
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 return 1
 """
 
 # Step 2, once the change committed: a new generation, unless another change is still in flight
-# (its own step 2 publishes; until then its marker stays). ARGV: the new generation.
+# and within its deadline (its own step 2 publishes; until then its marker stays). ARGV: the new
+# generation, then the ids of the changes that are over (this one; rolled-back ones).
 _END_CHANGE = """
-if redis.call('DECR', KEYS[2]) > 0 then return 0 end
+local now = tonumber(redis.call('TIME')[1])
+for i = 2, #ARGV do redis.call('ZREM', KEYS[2], ARGV[i]) end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+if redis.call('ZCARD', KEYS[2]) > 0 then return 0 end
 redis.call('DEL', KEYS[2])
 redis.call('SET', KEYS[1], ARGV[1])
 return 1
@@ -289,13 +336,40 @@ def invalidate() -> bool:
     change is in flight). False when Redis could not be told."""
     if not shared():
         return True  # nothing is remembered anywhere
-    if _script(_BEGIN_CHANGE, -1 - secrets.randbits(62), CHANGE_SECONDS) is None:
+    change = _new_change()
+    if _script(_BEGIN_CHANGE, change, CHANGE_SECONDS) is None:
         return False
-    return _end_change()
+    return _end_change(change)
 
 
-def _end_change() -> bool:
-    return _script(_END_CHANGE, _new_generation()) is not None
+def _new_change() -> int:
+    """A change's id, which is also its "changing" marker: negative, random."""
+    return -1 - secrets.randbits(62)
+
+
+def _end_change(*changes: int) -> bool:
+    return _script(_END_CHANGE, _new_generation(), *changes) is not None
+
+
+class _Publish:
+    """Step 2 of the change ``change``, run by the commit of the transaction that began it."""
+
+    __slots__ = ("begun", "change")
+
+    def __init__(self, change: int, begun: set[int]) -> None:
+        self.change, self.begun = change, begun
+
+    def __call__(self) -> None:
+        # Redis failing here leaves the marker: nothing is remembered until it expires (module
+        # docstring).
+        self.begun.discard(self.change)
+        _end_change(self.change)
+
+
+# Per database connection, the changes it began whose transaction has not committed yet. Django runs
+# no hook on a rollback, so a change found here with no commit hook waiting for it was rolled back:
+# the connection's next change takes it out of the changes in flight (audit2 K2).
+_begun: weakref.WeakKeyDictionary[Any, set[int]] = weakref.WeakKeyDictionary()
 
 
 def invalidate_with_transaction() -> None:
@@ -308,16 +382,16 @@ def invalidate_with_transaction() -> None:
         if not invalidate():
             raise Unavailable(_UNPUBLISHED.format(int(MAX_AGE)), retry_after=_retry_after(), applied=True)
         return
-    if any(hook == _after_commit for _, hook, _ in connection.run_on_commit):
+    if any(isinstance(hook, _Publish) for _, hook, _ in connection.run_on_commit):
         return  # step 1 done already in this transaction; its step 2 is waiting for the commit
-    if _script(_BEGIN_CHANGE, -1 - secrets.randbits(62), CHANGE_SECONDS) is None:
+    begun = _begun.setdefault(connection, set())
+    rolled_back = list(begun)  # begun on this connection, and no commit hook waits for them
+    change = _new_change()
+    if _script(_BEGIN_CHANGE, change, CHANGE_SECONDS, *rolled_back) is None:
         raise Unavailable(_REFUSED.format(_retry_after()), retry_after=_retry_after())
-    transaction.on_commit(_after_commit)
-
-
-def _after_commit() -> None:
-    # Redis failing here leaves the marker: nothing is remembered until it expires (module docstring).
-    _end_change()
+    begun.difference_update(rolled_back)
+    begun.add(change)
+    transaction.on_commit(_Publish(change, begun))
 
 
 def _retry_after() -> int:
@@ -325,6 +399,17 @@ def _retry_after() -> int:
 
 
 def forget_local() -> None:
-    """Drop this process's entries (Redis found down; tests)."""
+    """Drop this process's entries (Redis found down; a credentials notification; tests)."""
+    global _epoch
     with _lock:
+        _epoch += 1
         _entries.clear()
+
+
+def _on_credentials_notice(payload: str | None) -> None:
+    # A committed change of an agent or a key (any process, any role, SQL included), or the
+    # listening connection (re)connected or was lost (some may have been missed).
+    forget_local()
+
+
+waits.on_channel(CREDENTIALS_CHANNEL, _on_credentials_notice)

@@ -92,8 +92,14 @@ def django_db_setup(django_db_setup: Any, django_db_blocker: Any) -> Iterator[No
     _connect_default_as(app_role)
     settings.TRACEMEM_PRODUCTS_ROLE = os.environ["TRACEMEM_PRODUCTS_ROLE"] = products_role
     os.environ.pop("MIGRATION_DATABASE_URL", None)  # subprocesses get the app role's DATABASE_URL only
+    # Remembered agent keys are kept only while the process hears the database's credentials
+    # notifications (agents/keycache.py): listen from the start, as a web process does after its first
+    # request, so a test's first request is remembered.
+    waits.hub().wait_until_listening(10)
     yield
     waits.hub().stop(join=10)  # decision_wait's listening connection must not keep the database open
+    for barrier in _barrier:
+        barrier.close()
     _connect_default_as(OWNER_USER)  # pytest-django drops the test database as the owner
 
 
@@ -217,11 +223,56 @@ def _teardown_as_owner(self: TransactionTestCase) -> None:
 TransactionTestCase._fixture_teardown = _teardown_as_owner  # type: ignore[method-assign]
 
 
+_barrier: list[Any] = []
+
+
+def notifications_delivered(timeout: float = 10.0) -> None:
+    """Return once this process's listener has handled every notification committed so far (an
+    earlier test's, or this one's committed credentials change, which makes this process forget its
+    keys, agents/keycache.py): PostgreSQL delivers notifications in commit order, so once a marker
+    sent now arrives, all sent before it have. Nothing to wait for when nothing listens."""
+    import uuid
+
+    hub = waits.hub()
+    if not hub.listening():
+        return
+    key = f"barrier-{uuid.uuid4().hex}"
+    with hub.subscribe(key) as subscription:
+        for attempt in (1, 2):  # a test may have cut the connection (pg_terminate_backend)
+            try:
+                if not _barrier or _barrier[0].closed:
+                    _barrier[:] = [_barrier_connection()]
+                _barrier[0].execute("SELECT pg_notify(%s, %s)", [waits.CHANNEL, key])
+                break
+            except Exception:
+                for barrier in _barrier:
+                    barrier.close()
+                _barrier.clear()
+                if attempt == 2:  # the database gone (a test stopped it): nothing to wait for
+                    return
+        heard = subscription.wait(timeout)
+        # Not heard while the listener went down: it forgets on reconnecting, which is all we wanted.
+        assert heard or not hub.listening(), "the listener did not hear a notification in time"
+
+
+def _barrier_connection() -> Any:
+    import psycopg
+    from django.db import connections
+
+    params = dict(connections["default"].get_connection_params())
+    params.pop("cursor_factory", None)
+    params.pop("prepare_threshold", None)
+    params["application_name"] = "tracemem-tests-barrier"
+    return psycopg.connect(autocommit=True, **params)
+
+
 @pytest.fixture(autouse=True)
 def no_credentials_change_left_in_flight() -> Iterator[None]:
     """A test's transaction is rolled back, so a credentials change made in it never reaches its
     step 2 (agents/keycache.py): its "changing" marker would keep the next tests from remembering
-    any key for keycache.CHANGE_SECONDS. Each test leaves none behind, as a committed change would."""
+    any key for keycache.CHANGE_SECONDS. Each test leaves none behind, as a committed change would.
+    An earlier test's committed change notifies this process: handled before this test starts."""
+    notifications_delivered()
     yield
     from django.core.cache import cache
 

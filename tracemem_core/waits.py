@@ -20,6 +20,11 @@ waiting at once must not slow anyone else down. Three pieces:
   the request when woken or at the deadline. Without the front (``runserver``, a plain WSGI server,
   the test server) the request waits in its thread (:meth:`Subscription.wait`).
 
+The same listening connection serves other **channels** an app registers (:func:`on_channel`):
+``agents.keycache`` forgets the keys it remembers on ``tracemem_credentials``. Such a handler is
+called for each notification, and also on each (re)connection and each loss of the connection, since
+notifications sent while nobody listened are lost.
+
 This module is plumbing: it knows decision ids as strings and nothing of the apps.
 """
 
@@ -49,6 +54,30 @@ HEALTH_CHECK_SECONDS = 20.0
 RECONNECT_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)
 # How often the listener looks up from its connection to see whether it should stop.
 STOP_SECONDS = 1.0
+
+
+# Other channels this process listens on, and what each notification (or a (re)connection, or the
+# loss of the connection: ``None``) on them calls. Registered at import, before the listener starts.
+_channels: dict[str, Callable[[str | None], None]] = {}
+
+
+def on_channel(channel: str, handler: Callable[[str | None], None]) -> None:
+    """Call ``handler(payload)`` on each notification on ``channel`` and ``handler(None)`` whenever
+    some may have been missed (the listening connection (re)connected or was lost). A listener
+    already connected picks the channel up when it next connects: register at import."""
+    if not channel.isidentifier():
+        raise ValueError(f"not a channel name: {channel!r}")
+    _channels[channel] = handler
+
+
+def _tell_channels(payload_by_channel: dict[str, str | None]) -> None:
+    for channel, payload in payload_by_channel.items():
+        handler = _channels.get(channel)
+        if handler is not None:
+            try:
+                handler(payload)
+            except Exception:  # a handler's failure must not stop the listener
+                logger.exception("notification handler for %s failed", channel)
 
 
 class Subscription:
@@ -202,6 +231,10 @@ class Hub:
             self._thread = threading.Thread(target=self._run, name="tracemem-wait-listener", daemon=True)
             self._thread.start()
 
+    def start(self) -> None:
+        """Start listening in this process if nothing does (see :meth:`listening`)."""
+        self._ensure_listener()
+
     def wait_until_listening(self, timeout: float) -> bool:
         self._ensure_listener()
         return self._listening.wait(timeout)
@@ -219,6 +252,10 @@ class Hub:
             try:
                 with self._connect() as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
+                    channels = dict.fromkeys(_channels)
+                    for channel in channels:
+                        conn.execute(f"LISTEN {channel}")
+                    _tell_channels(channels)  # whatever was sent while nobody listened
                     self._listening.set()
                     if failures:
                         logger.warning("decision_wait: listening for notifications again")
@@ -227,13 +264,17 @@ class Hub:
                     checked = time.monotonic()
                     while not self._stopping.is_set():
                         for note in conn.notifies(timeout=STOP_SECONDS):
-                            self.dispatch(note.payload)
+                            if note.channel == CHANNEL:
+                                self.dispatch(note.payload)
+                            else:
+                                _tell_channels({note.channel: note.payload})
                         if time.monotonic() - checked > HEALTH_CHECK_SECONDS:
                             conn.execute("SELECT 1")
                             checked = time.monotonic()
             except Exception as exc:  # any failure: fall back, reconnect with backoff
                 was_listening = self._listening.is_set()
                 self._listening.clear()
+                _tell_channels(dict.fromkeys(_channels))
                 self.wake_all()
                 if was_listening or failures == 0:
                     logger.warning(
@@ -245,6 +286,7 @@ class Hub:
                 failures += 1
                 self._stopping.wait(delay)
         self._listening.clear()
+        _tell_channels(dict.fromkeys(_channels))
 
 
 def _django_listen_connection() -> Any:

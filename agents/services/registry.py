@@ -345,6 +345,7 @@ def agent_key_authenticate(*, authorization: str | None, count_request: bool = F
     ):
         window = rate_limit.agent_window(entry.agent.agent_id)
     # Read before any database check, so a change committed after it is never remembered as current.
+    read_in = keycache.epoch()
     generation, counted = keycache.confirm(entry, window)
     if entry is not None and entry.generation == generation:
         key = keycache.copies(entry)[1]
@@ -355,7 +356,7 @@ def agent_key_authenticate(*, authorization: str | None, count_request: bool = F
         if found is None:
             raise Unauthenticated("the agent key is not known to this server", details={"reason": "unknown"})
         key = found
-        keycache.remember(digest, key, generation)
+        keycache.remember(digest, key, generation, read_in)
         refusal = _refusal(key, key.agent)
     if refusal is not None:
         raise refusal
