@@ -372,3 +372,23 @@ class Receiver:
         self.release()
         self.server.shutdown()
         self.server.server_close()
+
+
+def once_after(monkeypatch: Any, owner: Any, name: str) -> Callable[[Callable[[], None]], None]:
+    """An ``arm(action)`` that runs ``action`` once, right after ``owner.name`` returns outside any
+    transaction (between an unlocked read and its compare-and-swap insert), in a thread of its own with
+    its own connection, as another request would (``within``)."""
+
+    def arm(action: Callable[[], None]) -> None:
+        original = getattr(owner, name)
+        pending = [action]
+
+        def then(*args: Any, **kwargs: Any) -> Any:
+            result = original(*args, **kwargs)
+            if pending and not connection.in_atomic_block:
+                within(10, pending.pop())
+            return result
+
+        monkeypatch.setattr(owner, name, then)
+
+    return arm

@@ -23,7 +23,7 @@ from decisions import services as decision_services
 from decisions.integrity import decision_problems
 from decisions.models import Decision, TraceEvent
 from tests.conftest import AgentClient, owner_dsn, owner_sql
-from tests.fault_helpers import terminate_backend, wait_for, within
+from tests.fault_helpers import once_after, terminate_backend, wait_for
 from tracemem_core.actor import Actor
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -64,20 +64,7 @@ def between_read_and_insert(monkeypatch: pytest.MonkeyPatch) -> Callable[[Callab
     """Run something once, after the call read the decision and before its insert (while the
     events are hashed: ``_chained``), in a thread of its own with its own connection, as another
     request would."""
-
-    def arm(action: Callable[[], None]) -> None:
-        original = decision_services._chained
-        pending = [action]
-
-        def chained(*args: Any, **kwargs: Any) -> Any:
-            events = original(*args, **kwargs)
-            if pending and not connection.in_atomic_block:
-                within(10, pending.pop())
-            return events
-
-        monkeypatch.setattr(decision_services, "_chained", chained)
-
-    return arm
+    return once_after(monkeypatch, decision_services, "_chained")
 
 
 def test_an_append_over_rest_is_two_statements_without_begin_or_commit(make_agent: Any) -> None:

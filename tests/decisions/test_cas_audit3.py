@@ -29,7 +29,7 @@ from tests.decisions.test_append_without_transaction import (
     seq_of,
     seqs,
 )
-from tests.fault_helpers import wait_for, within
+from tests.fault_helpers import once_after, wait_for
 from tests.mcp_helpers import mcp_post
 from tests.policies.test_doors import CODE_POLICY
 from tracemem_core.actor import Actor
@@ -52,19 +52,7 @@ def _cas_waits(watcher: psycopg.Connection[Any]) -> bool:
 
 @pytest.fixture
 def between_read_and_insert(monkeypatch: pytest.MonkeyPatch) -> Callable[[Callable[[], None]], None]:
-    def arm(action: Callable[[], None]) -> None:
-        original = decision_services._chained
-        pending = [action]
-
-        def chained(*args: Any, **kwargs: Any) -> Any:
-            events = original(*args, **kwargs)
-            if pending and not connection.in_atomic_block:
-                within(10, pending.pop())
-            return events
-
-        monkeypatch.setattr(decision_services, "_chained", chained)
-
-    return arm
+    return once_after(monkeypatch, decision_services, "_chained")
 
 
 def _holder(

@@ -26,7 +26,7 @@ from policies import engine
 from policies.services import authoring as policy_authoring
 from policies.services import evaluation
 from tests.conftest import AgentClient, owner_sql
-from tests.fault_helpers import within
+from tests.fault_helpers import once_after
 from tests.policies.test_doors import CODE_POLICY
 from tracemem_core import metrics
 from tracemem_core.actor import Actor
@@ -74,20 +74,7 @@ def evaluations(outcome: str) -> float:
 def between_read_and_insert(monkeypatch: pytest.MonkeyPatch) -> Callable[[Callable[[], None]], None]:
     """Run something once while the call evaluates (after its read, before its insert), in a
     thread of its own with its own connection, as another request would."""
-
-    def arm(action: Callable[[], None]) -> None:
-        original = engine.evaluate
-        pending = [action]
-
-        def evaluate_then(*args: Any, **kwargs: Any) -> Any:
-            result = original(*args, **kwargs)
-            if pending and not connection.in_atomic_block:
-                within(10, pending.pop())
-            return result
-
-        monkeypatch.setattr(engine, "evaluate", evaluate_then)
-
-    return arm
+    return once_after(monkeypatch, engine, "evaluate")
 
 
 def test_an_allowed_evaluation_over_rest_is_two_statements_without_begin_or_commit(make_agent: Any) -> None:
