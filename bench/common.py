@@ -128,3 +128,22 @@ def tool_call(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
         "method": "tools/call",
         "params": {"name": name, "arguments": arguments},
     }
+
+
+def alternate(operation: str, before: Callable[[], Any], after: Callable[[], Any], count: int) -> None:
+    """Call ``before`` (A) and ``after`` (B) ``count`` times each, taking turns (which goes first
+    swaps every call), and print each one's median wall-clock and CPU milliseconds."""
+    walls: dict[str, list[float]] = {"A": [], "B": []}
+    cpus: dict[str, list[float]] = {"A": [], "B": []}
+    for i in range(count):
+        order = (("A", before), ("B", after)) if i % 2 else (("B", after), ("A", before))
+        for name, call in order:
+            wall, cpu = time.perf_counter(), time.process_time()
+            call()
+            cpus[name].append((time.process_time() - cpu) * 1000)
+            walls[name].append((time.perf_counter() - wall) * 1000)
+    for name in ("A", "B"):
+        print(
+            f"{operation} {name} x{count}: wall p50 {statistics.median(walls[name]):.3f} ms, "
+            f"cpu p50 {statistics.median(cpus[name]):.3f} ms"
+        )

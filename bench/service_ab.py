@@ -8,16 +8,14 @@ operation, the median wall-clock and CPU time per call of A and B and the statem
 
 from __future__ import annotations
 
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
 
 def main(argv: list[str]) -> int:
     n = int(argv[0]) if argv else 500
-    from bench.common import bench_agent, bench_agent_client
+    from bench.common import alternate, bench_agent, bench_agent_client
 
     bench_agent_client("service-ab")  # Django set up on DATABASE_URL
     from django.db import connection, transaction
@@ -119,19 +117,7 @@ def main(argv: list[str]) -> int:
                 f"{operation} {name}: {len(queries.captured_queries)} statements: "
                 + ", ".join(q["sql"].split(" ")[0] for q in queries.captured_queries)
             )
-        walls: dict[str, list[float]] = {"A": [], "B": []}
-        cpus: dict[str, list[float]] = {"A": [], "B": []}
-        for _ in range(n):
-            for name, call in (("A", before), ("B", after)):
-                wall, cpu = time.perf_counter(), time.process_time()
-                call()
-                cpus[name].append((time.process_time() - cpu) * 1000)
-                walls[name].append((time.perf_counter() - wall) * 1000)
-        for name in ("A", "B"):
-            print(
-                f"{operation} {name} x{n}: wall p50 {statistics.median(walls[name]):.3f} ms, "
-                f"cpu p50 {statistics.median(cpus[name]):.3f} ms"
-            )
+        alternate(operation, before, after, n)
     return 0
 
 

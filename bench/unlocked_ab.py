@@ -10,16 +10,14 @@ operation, the statements of one call and the median wall-clock and CPU time per
 
 from __future__ import annotations
 
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
 
 def main(argv: list[str]) -> int:
     n = int(argv[0]) if argv else 500
-    from bench.common import bench_agent, bench_agent_client
+    from bench.common import alternate, bench_agent, bench_agent_client
 
     bench_agent_client("unlocked-ab")  # Django set up on DATABASE_URL
     from django.db import connection
@@ -72,20 +70,7 @@ def main(argv: list[str]) -> int:
                 f"{operation} {name}: {len(queries.captured_queries)} statements: "
                 + ", ".join(q["sql"].split(" ")[0] for q in queries.captured_queries)
             )
-        walls: dict[str, list[float]] = {"A": [], "B": []}
-        cpus: dict[str, list[float]] = {"A": [], "B": []}
-        for i in range(count):
-            order = (("A", before), ("B", after)) if i % 2 else (("B", after), ("A", before))
-            for name, call in order:
-                wall, cpu = time.perf_counter(), time.process_time()
-                call()
-                cpus[name].append((time.process_time() - cpu) * 1000)
-                walls[name].append((time.perf_counter() - wall) * 1000)
-        for name in ("A", "B"):
-            print(
-                f"{operation} {name} x{count}: wall p50 {statistics.median(walls[name]):.3f} ms, "
-                f"cpu p50 {statistics.median(cpus[name]):.3f} ms"
-            )
+        alternate(operation, before, after, count)
     return 0
 
 
