@@ -21,8 +21,10 @@ SERVER_DIRS = [
     "tracemem_core",
     "tracemem_site",
 ]
-# Operator settings, by prefix. (HTTP_* request headers, local shell variables, TEST_* of the suite
-# and DJANGO_SETTINGS_MODULE, which the code sets itself, are not configuration.)
+# Operator settings, by prefix. (HTTP_* request headers, local shell variables, TEST_* of the suite,
+# DJANGO_SETTINGS_MODULE, which the code sets itself, and DJANGO_ALLOW_ASYNC_UNSAFE, Django's escape hatch
+# for notebooks that tracemem_core's stand-ins for Django's async checks honour as Django does, are not
+# configuration.)
 PREFIXES = (
     "TRACEMEM_",
     "DJANGO_",
@@ -41,7 +43,7 @@ PREFIXES = (
     "PROMETHEUS_",
     "MALLOC_",  # glibc's, set by scripts/serve.sh
 )
-NOT_CONFIGURATION = {"DJANGO_SETTINGS_MODULE"}
+NOT_CONFIGURATION = {"DJANGO_SETTINGS_MODULE", "DJANGO_ALLOW_ASYNC_UNSAFE"}
 
 # A read: a typed reader, os.environ / a mapping's get or [] with a literal name, or a NAME_ENV constant.
 PY_READ = re.compile(
