@@ -13,7 +13,9 @@
 # Keep-alive: idle client connections stay open 75 s, longer than the idle timeouts of common
 # clients and proxies (60 s: nginx, AWS ALB, most HTTP client pools), so the server never closes a
 # connection a client is about to reuse (which fails that request with a reset). The event loop
-# parks idle connections without holding a thread. Numbers are starting points (issue 17 tunes them).
+# parks idle connections without holding a thread. Workers and threads (2 x 8) were measured against
+# 2 x 4, 2 x 16, 3 x 8 and 4 x 4 with `python -m bench hotpath` (docs/performance.md section 32): no
+# setting beat another beyond the noise on 2 cores; a worker costs ~150 MiB, a thread almost nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v gunicorn >/dev/null || { echo "serve.sh: gunicorn is not on PATH (activate the virtualenv)" >&2; exit 127; }
