@@ -76,19 +76,26 @@ _PV_ATTNAMES = [f.attname for f in _PV_FIELDS]
 _PV_CONVERTERS = [(i, f.from_db_value) for i, f in enumerate(_PV_FIELDS) if hasattr(f, "from_db_value")]
 
 
-def _evaluation_columns(agent: str) -> str:
-    """The grant of ``agent`` (an SQL expression) for one policy, then the latest published version's
-    columns (from :data:`_LATEST_PUBLISHED`'s ``pv``)."""
+def _granted(agent: str) -> str:
+    """Whether ``agent`` (an SQL expression) has a grant for one policy (its ``%s``)."""
+    return f"EXISTS (SELECT 1 FROM {PolicyGrant._meta.db_table} WHERE agent_id = {agent} AND policy_id = %s)"
+
+
+def _latest_published(columns: str) -> str:
+    """``columns`` of one policy's latest published version (its ``%s``: the policy, the status)."""
     return (
-        f"EXISTS (SELECT 1 FROM {PolicyGrant._meta.db_table} WHERE agent_id = {agent} AND policy_id = %s), "
-        + ", ".join(f'pv."{f.column}"' for f in _PV_FIELDS)
+        f"SELECT {columns} FROM {PolicyVersion._meta.db_table}"
+        " WHERE policy_id = %s AND status = %s ORDER BY version DESC LIMIT 1"
     )
 
 
-_LATEST_PUBLISHED = (
-    f"LEFT JOIN LATERAL (SELECT * FROM {PolicyVersion._meta.db_table}"
-    " WHERE policy_id = %s AND status = %s ORDER BY version DESC LIMIT 1) AS pv ON true"
-)
+def _evaluation_columns(agent: str) -> str:
+    """The grant of ``agent`` (an SQL expression) for one policy, then the latest published version's
+    columns (from :data:`_LATEST_PUBLISHED`'s ``pv``)."""
+    return f"{_granted(agent)}, " + ", ".join(f'pv."{f.column}"' for f in _PV_FIELDS)
+
+
+_LATEST_PUBLISHED = f"LEFT JOIN LATERAL ({_latest_published('*')}) AS pv ON true"
 _EVALUATION_SQL = f"SELECT {_evaluation_columns('%s')} FROM (SELECT 1) AS one {_LATEST_PUBLISHED}"
 
 
@@ -131,11 +138,7 @@ def evaluation_join_params(policy_id: str) -> list[Any]:
 # snapshot, so it never waits for the decision's row (SKIP LOCKED): after a wait they would be stale
 # (a grant revoked during the wait honoured); a held row inserts nothing and the locked path waits.
 EVALUATION_UNCHANGED = Unchanged(
-    condition=(
-        f"EXISTS (SELECT 1 FROM {PolicyGrant._meta.db_table} WHERE agent_id = d.agent_id AND policy_id = %s) "
-        f"AND (SELECT version FROM {PolicyVersion._meta.db_table} WHERE policy_id = %s AND status = %s "
-        "ORDER BY version DESC LIMIT 1) = %s"
-    ),
+    condition=f"{_granted('d.agent_id')} AND ({_latest_published('version')}) = %s",
     wait=False,
 )
 
