@@ -83,7 +83,7 @@ from agents.models import Agent, AgentKey
 from tracemem_core import waits
 from tracemem_core.errors import Unavailable
 from tracemem_core.rate_limit import Counted, Window
-from tracemem_core.redis_cache import default_backend
+from tracemem_core.redis_cache import default_backend, run_script
 from tracemem_core.shared_cache import guarded, retry_seconds
 
 GENERATION_KEY = "tracemem:credentials:generation"
@@ -185,8 +185,7 @@ def confirm(entry: Entry | None, window: Window | None) -> tuple[str | None, Cou
     keys = [_full_key(backend, GENERATION_KEY), _full_key(backend, window.key)]
 
     def read_and_count() -> list[Any]:
-        client = backend._cache.get_client(keys[0], write=True)
-        return list(client.eval(_CONFIRM_AND_COUNT, 2, *keys, entry.generation, window.lifetime))
+        return list(run_script(backend, _CONFIRM_AND_COUNT, keys, entry.generation, window.lifetime))
 
     found = guarded("credentials_generation", read_and_count, fallback=_FALLBACK)
     if found is None:  # Redis down: nothing remembered before the outage is trusted after it
@@ -322,8 +321,7 @@ def _script(script: str, *args: Any) -> Any:
     keys = [_full_key(backend, GENERATION_KEY), _full_key(backend, CHANGING_KEY)]
 
     def run() -> Any:
-        client = backend._cache.get_client(keys[0], write=True)
-        return client.eval(script, 2, *keys, *args)
+        return run_script(backend, script, keys, *args)
 
     found = guarded("credentials_generation", run, fallback=_FALLBACK)
     if found is None:

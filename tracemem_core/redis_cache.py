@@ -70,3 +70,10 @@ def default_backend() -> BaseCache:
         shared = issubclass(import_string(handler_settings["default"]["BACKEND"]), SharedPoolRedisCache)
         found = _default = (handler_settings, caches.create_connection("default") if shared else None)
     return found[1] if found[1] is not None else caches["default"]
+
+
+def run_script(backend: RedisCache, script: str, keys: list[str], *args: Any) -> Any:
+    """``EVAL script`` on ``backend``'s Redis with ``keys`` (already the backend's full names) and
+    ``args``: one round trip, for what must happen atomically (the key check's generation and rate
+    count, a credentials change's steps). Raises what redis-py raises; callers guard it."""
+    return backend._cache.get_client(keys[0], write=True).eval(script, len(keys), *keys, *args)
